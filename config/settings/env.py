@@ -1,0 +1,93 @@
+"""Small typed readers for environment variables.
+
+Each raises ImproperlyConfigured with the variable's name and the bad value, so a
+misconfigured deployment fails at start-up with a sentence instead of a stack trace
+later (healthchecks' ``hc/settings.py`` does the same).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str | None = None, *, environ: Mapping[str, str] | None = None):
+    environ = os.environ if environ is None else environ
+    value = environ.get(name)
+    return default if value is None else value.strip()
+
+
+def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = None) -> bool:
+    raw = env_str(name, environ=environ)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}"
+    )
+
+
+def env_int(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    raw = env_str(name, environ=environ)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer; got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}; got {value}")
+    return value
+
+
+def env_list(
+    name: str, default: list[str], *, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    raw = env_str(name, environ=environ)
+    if raw is None:
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_database(name: str, default: str, *, environ: Mapping[str, str] | None = None) -> dict:
+    """Parse a database URL (``postgres://``, ``sqlite:///``) into Django's DATABASES entry."""
+    import dj_database_url
+
+    raw = env_str(name, environ=environ) or default
+    hint = "a database URL such as postgres://user@host:5432/name or sqlite:////abs/path.sqlite3"
+    if "://" not in raw:
+        raise ImproperlyConfigured(f"{name} must be {hint}; got {raw!r}")
+    try:
+        parsed = dj_database_url.parse(raw, conn_max_age=60, conn_health_checks=True)
+    except Exception as exc:  # the library raises ValueError subclasses and KeyError
+        raise ImproperlyConfigured(f"{name} must be {hint}; got {raw!r} ({exc})") from None
+    if not parsed.get("NAME"):
+        raise ImproperlyConfigured(f"{name} names no database; got {raw!r}")
+    return parsed
+
+
+def env_broker_url(name: str, default: str, *, environ: Mapping[str, str] | None = None) -> str:
+    raw = env_str(name, environ=environ) or default
+    allowed = ("redis://", "rediss://", "redis+socket://", "amqp://", "amqps://")
+    if not raw.startswith(allowed):
+        raise ImproperlyConfigured(
+            f"{name} must be a Redis or AMQP URL ({', '.join(allowed)}); got {raw!r}. "
+            "The filesystem and SQLAlchemy transports are refused: they lose messages "
+            "when a worker is killed."
+        )
+    return raw
