@@ -1,0 +1,325 @@
+"""The operators' catalogue editor.
+
+Prices change only through ``price_route_save``, so every edit made here, on the card's
+inline or on the route's own page, appends a PriceChange with the operator and the time.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.utils.html import format_html
+
+from catalog.markdown import render_markdown
+from catalog.models import (
+    BenchmarkRow,
+    BenchmarkTable,
+    Collection,
+    CollectionEntry,
+    FaqEntry,
+    ModelCard,
+    Organisation,
+    PriceChange,
+    PriceRoute,
+    SpecRow,
+    Task,
+    TaskSchema,
+)
+from catalog.services import price_route_save
+
+
+class LinesField(forms.CharField):
+    """A list of strings edited as a textarea, one item per line."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "cols": 60})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n".join(value)
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, list):
+            return value
+        return [line.strip() for line in (value or "").splitlines() if line.strip()]
+
+
+class CellsField(LinesField):
+    """Benchmark columns/values: one line each, or one line separated by ``|``."""
+
+    widget = forms.TextInput(attrs={"size": 80})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return " | ".join(value)
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, list):
+            return value
+        return [cell.strip() for cell in (value or "").split("|") if cell.strip()]
+
+
+def markdown_preview(text: str):
+    if not text:
+        return "—"
+    return format_html('<div class="markdown-preview">{}</div>', render_markdown(text))
+
+
+class ModelCardForm(forms.ModelForm):
+    modalities = LinesField(required=False, help_text="One per line, e.g. image.")
+    strengths = LinesField(required=False, help_text="One per line.")
+    use_cases = LinesField(required=False, help_text='"Best for" items, one per line.')
+
+    class Meta:
+        model = ModelCard
+        fields = "__all__"
+
+
+class SpecRowInline(admin.TabularInline):
+    model = SpecRow
+    extra = 0
+
+
+class PriceRouteInline(admin.TabularInline):
+    model = PriceRoute
+    extra = 0
+    fields = [
+        "slug", "provider", "provider_model_id", "is_own", "unit", "price", "is_estimate",
+        "is_beta", "byok_available", "schema_flavour", "is_active", "position",
+    ]  # fmt: skip
+    show_change_link = True
+
+
+class BenchmarkTableInlineForm(forms.ModelForm):
+    columns = CellsField(help_text="Metric names separated by |")
+
+    class Meta:
+        model = BenchmarkTable
+        fields = "__all__"
+
+
+class BenchmarkTableInline(admin.StackedInline):
+    model = BenchmarkTable
+    form = BenchmarkTableInlineForm
+    extra = 0
+    show_change_link = True  # rows are edited on the table's own page
+
+
+class FaqEntryInline(admin.StackedInline):
+    model = FaqEntry
+    extra = 0
+
+
+@admin.register(ModelCard)
+class ModelCardAdmin(admin.ModelAdmin):
+    form = ModelCardForm
+    list_display = [
+        "display_name", "model_id", "organisation", "status", "task", "license", "open_weight",
+        "position",
+    ]  # fmt: skip
+    list_filter = ["status", "task", "organisation", "license", "open_weight", "is_published"]
+    search_fields = ["display_name", "slug", "organisation__name", "organisation__slug", "summary"]
+    list_select_related = ["organisation", "task"]
+    prepopulated_fields = {"slug": ["display_name"]}
+    autocomplete_fields = ["replacement"]
+    filter_horizontal = ["related"]
+    readonly_fields = ["description_preview", "created_at", "updated_at"]
+    inlines = [SpecRowInline, PriceRouteInline, BenchmarkTableInline, FaqEntryInline]
+    fieldsets = [
+        (
+            None,
+            {"fields": ["organisation", "slug", "display_name", "family", "task", "modalities"]},
+        ),
+        ("Text", {"fields": ["summary", "description", "description_preview"]}),
+        (
+            "Lifecycle",
+            {
+                "fields": [
+                    "status",
+                    "launch_date",
+                    "deprecation_date",
+                    "sunset_date",
+                    "replacement",
+                    "coming_soon_note",
+                    "is_published",
+                    "published_at",
+                    "position",
+                ]
+            },
+        ),
+        (
+            "Specs",
+            {
+                "fields": [
+                    "license",
+                    "open_weight",
+                    "parameters",
+                    "gflops",
+                    "architecture",
+                    "backbone",
+                    "training_data",
+                    "paper_url",
+                    "source_url",
+                    "published_on",
+                    "updated_on",
+                    "date_precision",
+                    "downloads_per_month",
+                    "strengths",
+                    "use_cases",
+                    "related",
+                ]
+            },
+        ),
+        (
+            "Runtime checkpoint",
+            {"fields": ["checkpoint_repo", "checkpoint_revision", "checkpoint_local_dir"]},
+        ),
+        ("Timestamps", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="Rendered description")
+    def description_preview(self, obj):
+        return markdown_preview(obj.description if obj else "")
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not PriceRoute:
+            return super().save_formset(request, form, formset, change)
+        routes = formset.save(commit=False)
+        for route in formset.deleted_objects:
+            route.delete()
+        for route in routes:
+            price_route_save(route=route, changed_by=request.user, note="admin edit")
+        formset.save_m2m()
+
+
+class PriceChangeInline(admin.TabularInline):
+    model = PriceChange
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = [
+        "effective_at",
+        "price",
+        "unit",
+        "is_estimate",
+        "changed_by",
+        "note",
+    ]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PriceRoute)
+class PriceRouteAdmin(admin.ModelAdmin):
+    list_display = ["card", "provider", "unit", "price", "is_estimate", "byok_available"]
+    list_filter = ["provider", "unit", "is_estimate", "byok_available", "is_own"]
+    search_fields = ["card__display_name", "card__slug", "provider", "provider_model_id"]
+    list_select_related = ["card__organisation"]
+    autocomplete_fields = ["card"]
+    inlines = [PriceChangeInline]
+
+    def save_model(self, request, obj, form, change):
+        price_route_save(route=obj, changed_by=request.user, note="admin edit")
+
+
+@admin.register(PriceChange)
+class PriceChangeAdmin(admin.ModelAdmin):
+    """Read-only: the history is append-only."""
+
+    list_display = ["route", "price", "unit", "is_estimate", "effective_at", "changed_by"]
+    list_filter = ["unit", "is_estimate"]
+    list_select_related = ["route__card__organisation", "changed_by"]
+    date_hierarchy = "effective_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class BenchmarkRowForm(forms.ModelForm):
+    values = CellsField(help_text="One value per column, separated by |")
+
+    class Meta:
+        model = BenchmarkRow
+        fields = "__all__"
+
+
+class BenchmarkRowInline(admin.TabularInline):
+    model = BenchmarkRow
+    form = BenchmarkRowForm
+    fk_name = "table"
+    extra = 1
+    autocomplete_fields = ["model"]
+
+
+@admin.register(BenchmarkTable)
+class BenchmarkTableAdmin(admin.ModelAdmin):
+    form = BenchmarkTableInlineForm
+    list_display = ["title", "card", "dataset", "source"]
+    list_filter = ["dataset"]
+    search_fields = ["title", "dataset", "card__display_name"]
+    autocomplete_fields = ["card"]
+    readonly_fields = ["caption_preview"]
+    inlines = [BenchmarkRowInline]
+
+    @admin.display(description="Rendered caption")
+    def caption_preview(self, obj):
+        return markdown_preview(obj.caption if obj else "")
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "url"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+class TaskSchemaInline(admin.StackedInline):
+    model = TaskSchema
+    extra = 0
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "modality_in", "modality_out"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["description_preview"]
+    inlines = [TaskSchemaInline]
+
+    @admin.display(description="Rendered description")
+    def description_preview(self, obj):
+        return markdown_preview(obj.description if obj else "")
+
+
+class CollectionEntryInline(admin.TabularInline):
+    model = CollectionEntry
+    extra = 1
+    autocomplete_fields = ["card"]
+
+
+@admin.register(Collection)
+class CollectionAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "position"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [CollectionEntryInline]
+
+
+@admin.register(FaqEntry)
+class FaqEntryAdmin(admin.ModelAdmin):
+    list_display = ["question", "card", "position"]
+    search_fields = ["question", "answer", "card__display_name"]
+    list_select_related = ["card__organisation"]
+    autocomplete_fields = ["card"]
+    readonly_fields = ["answer_preview"]
+
+    @admin.display(description="Rendered answer")
+    def answer_preview(self, obj):
+        return markdown_preview(obj.answer if obj else "")

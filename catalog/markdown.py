@@ -1,0 +1,39 @@
+"""Markdown to safe HTML: operators write Markdown, visitors never get their script.
+
+Rendering is python-markdown; sanitising is nh3 (the Rust ``ammonia`` allow-list), which
+drops every tag, attribute and URL scheme not listed below, so ``<script>``, ``on*=``
+handlers, ``<iframe>`` and ``javascript:`` links cannot pass whatever their spelling.
+"""
+
+from __future__ import annotations
+
+import markdown as md
+import nh3
+from django.utils.safestring import SafeString, mark_safe
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "dl", "dt", "em", "h2", "h3",
+    "h4", "h5", "h6", "hr", "i", "img", "li", "ol", "p", "pre", "strong", "sub", "sup",
+    "table", "tbody", "td", "th", "thead", "tr", "ul",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "abbr": {"title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "td": {"align"},
+    "th": {"align"},
+}
+ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
+EXTENSIONS = ["tables", "fenced_code", "sane_lists"]
+
+
+def render_markdown(text: str) -> SafeString:
+    html = md.markdown(text or "", extensions=EXTENSIONS, output_format="html")
+    clean = nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=ALLOWED_URL_SCHEMES,
+        link_rel="nofollow noopener noreferrer",
+    )
+    return mark_safe(clean)

@@ -1,0 +1,401 @@
+"""The catalogue: model cards and everything a visitor browses.
+
+A card's public id is ``<organisation slug>/<card slug>`` (``facebook/detr-resnet-50``):
+the organisation's slug is its Hugging Face namespace, its name is what people call it
+("Meta"). The id is derived, never stored twice.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+# Prices hold $0.0000075 exactly and up to $99,999,999.
+PRICE_MAX_DIGITS = 18
+PRICE_DECIMAL_PLACES = 10
+
+
+class Organisation(models.Model):
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(
+        max_length=64,
+        unique=True,
+        help_text="Namespace in model ids and URLs, e.g. 'facebook' for Meta's models.",
+    )
+    url = models.URLField(blank=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Task(models.Model):
+    """A task such as object detection. Its API schemas live in TaskSchema."""
+
+    slug = models.SlugField(max_length=64, unique=True, help_text="e.g. object-detection")
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True, help_text="Markdown.")
+    modality_in = models.CharField(max_length=32, default="image")
+    modality_out = models.CharField(max_length=32, default="json")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TaskSchema(models.Model):
+    """The input and output JSON Schema of one API flavour of a task.
+
+    ``vitrine`` is this site's own API; other flavours document a provider's API
+    (Hugging Face Inference, Cloudflare Workers AI) for routes that call it.
+    """
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="schemas")
+    flavour = models.SlugField(max_length=64, help_text="vitrine, hf-inference, cloudflare...")
+    title = models.CharField(max_length=120)
+    description = models.TextField(blank=True, help_text="Markdown.")
+    input_schema = models.JSONField(default=dict)
+    output_schema = models.JSONField(default=dict)
+    headers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Request headers: [{"name", "type", "default", "description"}].',
+    )
+    source_url = models.URLField(blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["task", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "flavour"], name="taskschema_unique_flavour")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task.slug} / {self.flavour}"
+
+
+class ModelCardQuerySet(models.QuerySet):
+    def published(self, at=None):
+        """Cards a visitor may see at ``at`` (default now): coming soon and retired included."""
+        at = at or timezone.now()
+        return self.filter(is_published=True).filter(
+            Q(published_at__isnull=True) | Q(published_at__lte=at)
+        )
+
+    def by_model_id(self, model_id: str):
+        org, _, name = model_id.partition("/")
+        return self.filter(organisation__slug=org, slug=name)
+
+
+class Status(models.TextChoices):
+    COMING_SOON = "coming_soon", "Coming soon"
+    BETA = "beta", "Beta"
+    LIVE = "live", "Live"
+    DEPRECATED = "deprecated", "Deprecated"
+    RETIRED = "retired", "Retired"
+
+
+class Unit(models.TextChoices):
+    IMAGE = "image", "per image"
+    REQUEST = "request", "per request"
+
+
+class ModelCard(models.Model):
+    Status = Status
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="cards")
+    slug = models.SlugField(
+        max_length=96, help_text="Name part of the model id, e.g. 'detr-resnet-50'."
+    )
+    display_name = models.CharField(max_length=120)
+    family = models.CharField(max_length=64, blank=True, help_text="e.g. DETR")
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="cards")
+    modalities = models.JSONField(default=list, blank=True, help_text="e.g. image")
+    summary = models.CharField(max_length=300, help_text="One line, shown in lists.")
+    description = models.TextField(blank=True, help_text="Markdown, sanitised when rendered.")
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMING_SOON)
+    launch_date = models.DateField(null=True, blank=True)
+    deprecation_date = models.DateField(null=True, blank=True)
+    sunset_date = models.DateField(null=True, blank=True)
+    replacement = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replaces"
+    )
+    coming_soon_note = models.TextField(
+        blank=True, help_text="Shown on coming-soon pages (what we are doing, how to be told)."
+    )
+
+    license = models.CharField(max_length=64, blank=True, help_text="SPDX id, e.g. Apache-2.0")
+    open_weight = models.BooleanField(default=False)
+    parameters = models.PositiveBigIntegerField(null=True, blank=True, help_text="Count.")
+    gflops = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    architecture = models.CharField(max_length=300, blank=True)
+    backbone = models.CharField(max_length=120, blank=True)
+    training_data = models.CharField(max_length=300, blank=True)
+    paper_url = models.URLField(blank=True)
+    source_url = models.URLField(blank=True, help_text="The model's home, e.g. its Hub page.")
+    published_on = models.DateField(null=True, blank=True, help_text="Weights first published.")
+    updated_on = models.DateField(null=True, blank=True)
+    date_precision = models.CharField(
+        max_length=5,
+        choices=[("day", "Day"), ("month", "Month")],
+        default="day",
+        help_text="Show published/updated dates to the day or to the month.",
+    )
+    downloads_per_month = models.PositiveBigIntegerField(null=True, blank=True)
+    strengths = models.JSONField(default=list, blank=True)
+    use_cases = models.JSONField(default=list, blank=True, help_text='"Best for" items.')
+    related = models.ManyToManyField("self", symmetrical=False, blank=True)
+
+    # Where the worker loads weights from: a Hub repo at a pinned revision, or a directory.
+    checkpoint_repo = models.CharField(max_length=200, blank=True)
+    checkpoint_revision = models.CharField(max_length=100, blank=True)
+    checkpoint_local_dir = models.CharField(max_length=500, blank=True)
+
+    is_published = models.BooleanField(default=True)
+    published_at = models.DateTimeField(null=True, blank=True, help_text="Hidden before this.")
+    position = models.IntegerField(default=0, help_text="Display order; lower first.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ModelCardQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["position", "display_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "slug"], name="modelcard_unique_id"),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in Status]), name="modelcard_valid_status"
+            ),
+            models.CheckConstraint(
+                condition=Q(checkpoint_repo="") | ~Q(checkpoint_revision=""),
+                name="modelcard_checkpoint_revision_pinned",
+            ),
+            models.CheckConstraint(
+                condition=Q(replacement__isnull=True) | ~Q(replacement=models.F("id")),
+                name="modelcard_not_own_replacement",
+            ),
+            models.CheckConstraint(
+                condition=Q(gflops__isnull=True) | Q(gflops__gte=0), name="modelcard_gflops_gte_0"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.model_id
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.organisation.slug}/{self.slug}"
+
+    @property
+    def is_coming_soon(self) -> bool:
+        return self.status == self.Status.COMING_SOON
+
+    @property
+    def is_sunsetting(self) -> bool:
+        return self.status in (self.Status.DEPRECATED, self.Status.RETIRED)
+
+    def clean(self) -> None:
+        if self.checkpoint_repo and not self.checkpoint_revision:
+            raise ValidationError(
+                {"checkpoint_revision": "Pin a revision (commit, tag or branch) for a Hub repo."}
+            )
+        if self.replacement_id and self.replacement_id == self.pk:
+            raise ValidationError({"replacement": "A model cannot replace itself."})
+        for field in ("modalities", "strengths", "use_cases"):
+            value = getattr(self, field)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValidationError({field: "Must be a list of strings."})
+
+
+class SpecRow(models.Model):
+    card = models.ForeignKey(ModelCard, on_delete=models.CASCADE, related_name="specs")
+    label = models.CharField(max_length=120)
+    value = models.CharField(max_length=500)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.value}"
+
+
+class BenchmarkTable(models.Model):
+    card = models.ForeignKey(ModelCard, on_delete=models.CASCADE, related_name="benchmarks")
+    title = models.CharField(max_length=200)
+    dataset = models.CharField(max_length=120, help_text="e.g. COCO val2017")
+    columns = models.JSONField(
+        default=list, help_text='Metric names in order, e.g. ["Epochs", "AP", "AP50"].'
+    )
+    caption = models.TextField(blank=True, help_text="Markdown, shown under the table.")
+    source = models.CharField(max_length=300, help_text="Citation, e.g. the paper's table.")
+    source_url = models.URLField(blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.card} · {self.title}"
+
+    def clean(self) -> None:
+        if not isinstance(self.columns, list) or not all(isinstance(c, str) for c in self.columns):
+            raise ValidationError({"columns": "Must be a list of column names."})
+
+
+class BenchmarkRow(models.Model):
+    table = models.ForeignKey(BenchmarkTable, on_delete=models.CASCADE, related_name="rows")
+    label = models.CharField(max_length=120)
+    # Strings, as published ("41.0" stays "41.0"); numeric readers parse them with Decimal.
+    values = models.JSONField(default=list)
+    model = models.ForeignKey(
+        ModelCard,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="benchmark_mentions",
+        help_text="The catalogue card this row measures, if we list it.",
+    )
+    is_this_model = models.BooleanField(default=False)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    def clean(self) -> None:
+        if not isinstance(self.values, list):
+            raise ValidationError({"values": "Must be a list."})
+        self.values = [str(v) for v in self.values]
+        if self.table_id and len(self.values) != len(self.table.columns):
+            raise ValidationError(
+                {"values": f"Needs {len(self.table.columns)} values, one per column."}
+            )
+
+
+class PriceRoute(models.Model):
+    """One way to run a model at a price: our own workers, or a provider's API."""
+
+    Unit = Unit
+
+    card = models.ForeignKey(ModelCard, on_delete=models.CASCADE, related_name="routes")
+    slug = models.SlugField(max_length=64, help_text="e.g. vitrine, cloudflare")
+    provider = models.CharField(max_length=120, help_text="e.g. Vitrine, Cloudflare Workers AI")
+    provider_url = models.URLField(blank=True)
+    provider_model_id = models.CharField(
+        max_length=200, blank=True, help_text="The provider's own id, e.g. @cf/facebook/..."
+    )
+    is_own = models.BooleanField(default=False, help_text="Served by this site's workers.")
+    unit = models.CharField(max_length=16, choices=Unit.choices, default=Unit.IMAGE)
+    price = models.DecimalField(
+        max_digits=PRICE_MAX_DIGITS,
+        decimal_places=PRICE_DECIMAL_PLACES,
+        help_text="USD per unit, exact (e.g. 0.0000075).",
+    )
+    is_estimate = models.BooleanField(default=False, help_text="Estimated, set at launch.")
+    is_beta = models.BooleanField(default=False)
+    byok_available = models.BooleanField(default=False, help_text="Users may bring their own key.")
+    schema_flavour = models.SlugField(
+        max_length=64, blank=True, help_text="TaskSchema flavour this provider's API speaks."
+    )
+    is_active = models.BooleanField(default=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "price", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["card", "slug"], name="priceroute_unique_slug"),
+            models.CheckConstraint(condition=Q(price__gte=0), name="priceroute_price_gte_0"),
+            models.CheckConstraint(
+                condition=Q(unit__in=[u.value for u in Unit]), name="priceroute_valid_unit"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.card} via {self.provider}"
+
+    @property
+    def price_per_1k(self) -> Decimal:
+        return self.price * 1000
+
+
+class PriceChange(models.Model):
+    """Append-only history of a route's price. The newest row is the route's current price."""
+
+    route = models.ForeignKey(PriceRoute, on_delete=models.CASCADE, related_name="history")
+    price = models.DecimalField(max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES)
+    unit = models.CharField(max_length=16, choices=Unit.choices)
+    is_estimate = models.BooleanField(default=False)
+    effective_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-effective_at", "-id"]
+        get_latest_by = ["effective_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gte=0), name="pricechange_price_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.route}: ${self.price} from {self.effective_at:%Y-%m-%d}"
+
+
+class FaqEntry(models.Model):
+    card = models.ForeignKey(ModelCard, on_delete=models.CASCADE, related_name="faq")
+    question = models.CharField(max_length=300)
+    answer = models.TextField(help_text="Markdown.")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = "FAQ entry"
+        verbose_name_plural = "FAQ entries"
+
+    def __str__(self) -> str:
+        return self.question
+
+
+class Collection(models.Model):
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    position = models.PositiveIntegerField(default=0)
+    cards = models.ManyToManyField(ModelCard, through="CollectionEntry", related_name="collections")
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CollectionEntry(models.Model):
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="entries")
+    card = models.ForeignKey(ModelCard, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name_plural = "collection entries"
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "card"], name="collection_entry_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.collection} · {self.card_id}"
