@@ -1,0 +1,332 @@
+"""Every fact on the product owner's five seed pages survives into the seeded catalogue.
+
+``seed_catalog`` loads ``catalog.seed.SEED``; each card's stored data (fields, specs,
+benchmark tables, prices, FAQ, collections, related cards, the task and its API schemas)
+is flattened into one text, and each seed page's facts must be substrings of it. The pages'
+mistakes (a text-to-image API for a detector, a "Meta key", competitors' names) must not.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+
+from catalog.models import ModelCard
+
+pytestmark = pytest.mark.django_db
+
+DETR = "facebook/detr-resnet-50"
+CONDITIONAL_DETR = "microsoft/conditional-detr-resnet-50"
+RT_DETR = "PekingU/rtdetr_r50vd"
+YOLOS_TINY = "hustvl/yolos-tiny"
+
+
+def _text(value) -> str:
+    if isinstance(value, list | tuple):
+        return "\n".join(_text(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def card_haystack(card: ModelCard) -> str:
+    """Everything stored for a card, as one text; table rows as "label | v1 | v2 ..."."""
+    parts = [card.model_id, card.organisation.name, card.task.name, card.task.description]
+    parts += [_text(getattr(card, field.attname)) for field in card._meta.concrete_fields]
+    parts += [f"{spec.label}: {spec.value}" for spec in card.specs.all()]
+    for table in card.benchmarks.all():
+        parts += [table.title, table.dataset, " | ".join(table.columns), table.caption]
+        parts += [table.source, table.source_url]
+        parts += [" | ".join([row.label, *row.values]) for row in table.rows.all()]
+    for route in card.routes.all():
+        parts += [route.provider, route.provider_url, route.provider_model_id, route.unit]
+        parts += [str(route.price.normalize()), str((route.price * 1000).normalize())]
+    parts += [f"{entry.question}\n{entry.answer}" for entry in card.faq.all()]
+    parts += [f"{c.name}\n{c.description}" for c in card.collections.all()]
+    parts += [related.model_id for related in card.related.all()]
+    for schema in card.task.schemas.all():
+        parts += [schema.flavour, schema.title, schema.description, schema.source_url]
+        parts += [_text(schema.input_schema), _text(schema.output_schema)]
+        parts += [_text(header) for header in schema.headers]
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def haystacks() -> dict[str, str]:
+    call_command("seed_catalog", stdout=io.StringIO())
+    cards = ModelCard.objects.select_related("organisation", "task")
+    return {card.model_id: card_haystack(card) for card in cards}
+
+
+# Seed 000: a gateway's DETR page (its text-to-image API, "Meta key" and its "Frontier" and
+# "Free-tier" collections are mistakes and are checked for absence below).
+SEED_000 = [
+    "DETR ResNet-50",
+    "facebook/detr-resnet-50",
+    "Meta",
+    "Meta's transformer-based object detector. Returns bounding boxes + labels.",
+    "image model from Meta",
+    "image",
+    "DETR",
+    "0.0002",  # per image
+    "0.2",  # per 1k images
+    "Object detection",
+    "Visual QA preprocessing",
+    "Inventory counting",
+    "End-to-end object detection",
+    "Open-weight",
+    "pass-through",
+    "5% platform fee",
+    "applied at credit top-up, not per call",
+    "More from Meta",
+    "Image models",
+    "Vitrine API key",
+    "Authorization: Bearer",
+    "402 insufficient_credits",
+    "What is DETR ResNet-50?",
+    "How much does DETR ResNet-50 cost",
+    "How do I call DETR ResNet-50 from my code?",
+    "Does DETR ResNet-50 support streaming, tool calling, vision, and JSON mode?",
+    "Streaming: no",
+    "Tool calling: no",
+    "Vision: yes",
+    "JSON: always",
+    "What are the best use cases for DETR ResNet-50?",
+    "Key strengths: End-to-end object detection; Open-weight.",
+    "(BYOK)",
+    "Cloudflare API token",
+    "not charged to your Vitrine wallet",
+    "no 5% platform fee",
+    "you pay Cloudflare directly",
+]
+
+# Seed 001: Cloudflare Workers AI's page for @cf/facebook/detr-resnet-50.
+SEED_001 = [
+    "DEtection TRansformer (DETR) model trained end-to-end on COCO 2017 object detection "
+    "(118k annotated images)",
+    "Cloudflare Workers AI",
+    "(beta)",
+    "@cf/facebook/detr-resnet-50",
+    "0.0000075",  # per request
+    "0.0075",  # per 1k requests
+    "per inference request",
+    "request",
+    "https://developers.cloudflare.com/workers-ai/models/detr-resnet-50/",
+    "https://api.cloudflare.com/client/v4/accounts/$CLOUDFLARE_ACCOUNT_ID/ai/run/"
+    "@cf/facebook/detr-resnet-50",
+    "Authorization: Bearer $CLOUDFLARE_API_TOKEN",
+    '--data-binary "@pedestrian-boulevard-manhattan-crossing.jpg"',
+    'env.AI.run("@cf/facebook/detr-resnet-50"',
+    '"oneOf": [',
+    '"format": "binary"',
+    "The image to use for detection",
+    "An array of integers that represent the image data constrained to 8-bit unsigned integer "
+    "values",
+    "A value between 0 and 255 (unsigned 8bit)",
+    '"contentType": "application/json"',
+    "An array of detected objects within the input image",
+    "Confidence score indicating the likelihood that the detection is correct",
+    "The class label or name of the detected object",
+    "Coordinates defining the bounding box around the detected object",
+    "The x-coordinate of the top-left corner of the bounding box",
+    "The y-coordinate of the top-left corner of the bounding box",
+    "The x-coordinate of the bottom-right corner of the bounding box",
+    "The y-coordinate of the bottom-right corner of the bounding box",
+]
+
+# Seed 002: a gateway's coming-soon page for Conditional DETR (four "AP" headers corrected).
+SEED_002 = [
+    "Conditional DETR ResNet-50",
+    "microsoft/conditional-detr-resnet-50",
+    "2022-09",  # published Sep 2022
+    "2024-05",  # updated May 2024
+    "Conditional DETR ResNet-50 is a detection model that uses a conditional cross-attention "
+    "mechanism for fast training convergence, trained on COCO 2017 for object detection.",
+    "Task: Object Detection",
+    "Architecture: Conditional DETR with ResNet-50 backbone (transformer encoder-decoder)",
+    "Parameters: 44M",
+    "License: Apache 2.0",
+    "Training Data: COCO 2017 (118k annotated images)",
+    "44000000",
+    "90",
+    "Apache-2.0",
+    "uses a conditional cross-attention mechanism to achieve fast training convergence while "
+    "maintaining high accuracy",
+    "trained end-to-end on COCO 2017 (118k annotated images)",
+    "addresses the slow convergence of the original DETR by learning a conditional spatial "
+    "query from the decoder embedding",
+    "allows each cross-attention head to attend to a distinct region around the object, "
+    "reducing dependence on content embeddings and easing optimization.",
+    "Converges 6.7\u00d7 faster than DETR-R50: reaches competitive performance in 50 epochs "
+    "instead of 500.",
+    "Built on the standard ResNet-50 backbone for broad compatibility and efficient inference.",
+    "Licensed under Apache 2.0.",
+    "COCO 2017 val",
+    "The model achieves 41.0 AP after 50 epochs of training with 44M parameters and 90G FLOPs, "
+    "versus DETR-R50 at 50 epochs (34.8 AP) and DETR-R50 at 500 epochs (42.0 AP).",
+    "Epochs | Params (M) | FLOPs (G) | AP | AP_S | AP_M | AP_L",
+    "Conditional DETR-R50 | 50 | 44 | 90 | 41.0 | 20.6 | 44.3 | 59.3",
+    "DETR-R50 | 50 | 41 | 86 | 34.8 | 13.9 | 37.3 | 54.4",
+    "DETR-R50 | 500 | 41 | 86 | 42.0 | 20.5 | 45.8 | 61.1",
+    "without handling model installation or inference infrastructure",
+    "Real-time object detection in images and video",
+    "Detection of common objects (COCO categories) in photographs",
+    "Transfer learning for custom object detection tasks",
+    "Object detection with faster training convergence compared to original DETR, achieving "
+    "comparable accuracy in fewer epochs.",
+    "44 million parameters.",
+    "Apache 2.0.",
+    "bounding boxes, class labels and confidence scores in JSON format",
+    "Output: JSON with detected objects, confidence scores, and bounding box coordinates.",
+    "We're benchmarking and onboarding Conditional DETR ResNet-50",
+    "Sign in and be ready when it lands, or tell us you want it and we'll prioritize it.",
+    "0.0002",
+    "Coming soon",
+    "facebook/detr-resnet-50",
+]
+
+# Seed 003: Hugging Face's object-detection task page (its "Bearer: " and "output the
+# images" are corrected).
+SEED_003 = [
+    "Object detection",
+    "object-detection",
+    "identify objects of certain defined classes",
+    "bounding boxes, labels and scores",
+    "https://huggingface.co/tasks/object-detection",
+    "facebook/detr-resnet-50: Solid object detection model pre-trained on the COCO 2017 dataset.",
+    "pipeline_tag=object-detection",
+    "hf-inference",
+    "https://huggingface.co/docs/inference-providers/tasks/object-detection",
+    "The input image data as a base64-encoded string. If no `parameters` are provided, you can "
+    "also provide the image data as a raw bytes payload.",
+    '"required": ["inputs"]',
+    "The probability necessary to make a prediction.",
+    "Authentication header in the form `'Bearer hf_****'` when `hf_****` is a personal user "
+    "access token with Inference API permission.",
+    "https://huggingface.co/settings/tokens",
+    '"name": "x-use-cache", "type": "boolean", "default": true',
+    "There is a cache layer on the inference API to speed up requests we have already seen.",
+    "if you use a nondeterministic model, you can set this parameter to prevent the caching "
+    "mechanism from being used, resulting in a real new query.",
+    '"name": "x-wait-for-model", "type": "boolean", "default": false',
+    "If the model is not ready, wait for it instead of receiving 503.",
+    "It is advised to only set this flag to true after receiving a 503 error, as it will limit "
+    "hanging in your application to known places.",
+    "For more information about Inference API headers, check out the parameters",
+    "Output is an array of objects.",
+    "The predicted label for the bounding box.",
+    "The associated score / probability.",
+    '"xmin": {"type": "integer", "description": "The x-coordinate of the top-left corner',
+    '"xmax": {"type": "integer", "description": "The x-coordinate of the bottom-right corner',
+    '"ymin": {"type": "integer", "description": "The y-coordinate of the top-left corner',
+    '"ymax": {"type": "integer", "description": "The y-coordinate of the bottom-right corner',
+]
+
+# Seed 004: a gateway's coming-soon page for RT-DETR R50 (its table cells were glued).
+SEED_004 = [
+    "RT-DETR R50",
+    "PekingU/rtdetr_r50vd",
+    "2024-05",  # published May 2024
+    "2025-02",  # updated Feb 2025
+    "RT-DETR R50 is a real-time end-to-end object detection model that eliminates NMS, "
+    "achieving high speed and accuracy with a ResNet-50 backbone.",
+    "0.047",  # ~$0.047 per 1k images
+    "estimated, set at launch",
+    "No API provider",
+    "63700",  # 63.7K downloads a month
+    "Apache-2.0",
+    "Task: Object Detection",
+    "Architecture: RT-DETR with ResNet-50 backbone and efficient hybrid encoder",
+    "Parameters: 42 million",
+    "Training Data: COCO 2017 (118k training images)",
+    "License: Apache-2.0",
+    "42000000",
+    "136",
+    "RT-DETR R50vd is a real-time end-to-end object detection model that uses a "
+    "Transformer-based architecture to eliminate the need for Non-Maximum Suppression (NMS), "
+    "achieving high accuracy with low latency.",
+    "It was accepted to CVPR 2024.",
+    "## Architecture",
+    "efficient hybrid encoder that decouples intra-scale interaction (via attention) and "
+    "cross-scale fusion (via CNN) to process multi-scale features from the backbone.",
+    "Uncertainty-minimal query selection provides high-quality initial queries to the decoder",
+    "the decoder can be adjusted (number of layers) to flexibly trade off speed and accuracy "
+    "without retraining.",
+    "## Performance",
+    "On COCO val2017, RT-DETR-R50 achieves 53.1% AP at 108 FPS on a T4 GPU (batch size 1), "
+    "outperforming previous YOLO detectors in both speed and accuracy.",
+    "It surpasses DINO-R50 by 2.2% AP and approximately 21\u00d7 in FPS.",
+    "With Objects365 pre-training, the same model reaches 55.3% AP.",
+    "COCO val2017",
+    "Epochs | Params (M) | GFLOPs | FPS (T4, bs=1) | AP | AP50 | AP75 | AP_S | AP_M | AP_L",
+    "RT-DETR-R18 | 72 | 20 | 60.7 | 217 | 46.5 | 63.8 | 50.4 | 28.4 | 49.8 | 63.0",
+    "RT-DETR-R34 | 72 | 31 | 91.0 | 172 | 48.5 | 66.2 | 52.3 | 30.2 | 51.9 | 66.2",
+    "RT-DETR-R50 | 72 | 42 | 136 | 108 | 53.1 | 71.3 | 57.7 | 34.8 | 58.0 | 70.0",
+    "RT-DETR-R101 | 72 | 76 | 259 | 74 | 54.3 | 72.7 | 58.6 | 36.0 | 58.8 | 72.1",
+    "RT-DETR-R18 (Obj365) | 60 | 20 | 61 | 217 | 49.2 | 66.6 | 53.5 | 33.2 | 52.3 | 64.8",
+    "RT-DETR-R50 (Obj365) | 24 | 42 | 136 | 108 | 55.3 | 73.4 | 60.1 | 37.9 | 59.9 | 71.8",
+    "RT-DETR-R101 (Obj365) | 24 | 76 | 259 | 74 | 56.2 | 74.6 | 61.3 | 38.3 | 60.5 | 73.5",
+    "What is RT-DETR R50 best used for?",
+    "It excels at real-time object detection (108 FPS on T4) with high accuracy (53.1 AP on "
+    "COCO), making it ideal for latency-sensitive applications like autonomous driving or "
+    "surveillance.",
+    "Real-time object detection",
+    "Latency-sensitive applications such as autonomous driving or surveillance",
+    "How does RT-DETR R50 compare to YOLO detectors?",
+    "RT-DETR R50 outperforms YOLOv8 in both speed and accuracy on COCO, and eliminates the "
+    "need for NMS post-processing, simplifying the pipeline.",
+    "What are the input and output formats?",
+    "It accepts images (typically resized to 640x640) and returns bounding boxes, class "
+    "labels, and confidence scores.",
+    "How can I call RT-DETR R50 via the Vitrine API?",
+    "send an image as base64",
+    "receive detection results in JSON",
+    "Is RT-DETR R50 free to use?",
+    "released under the Apache-2.0 license, allowing commercial and research use with attribution.",
+    "We're benchmarking and onboarding RT-DETR R50",
+    "Sign in and be ready when it lands, or tell us you want it and we'll prioritize it.",
+    "Coming soon",
+    "facebook/detr-resnet-50",
+    "microsoft/conditional-detr-resnet-50",
+    "hustvl/yolos-tiny",
+]
+
+
+@pytest.mark.parametrize(
+    ("model_id", "facts"),
+    [
+        pytest.param(DETR, SEED_000, id="seed-000-detr-gateway"),
+        pytest.param(DETR, SEED_001, id="seed-001-detr-cloudflare"),
+        pytest.param(CONDITIONAL_DETR, SEED_002, id="seed-002-conditional-detr"),
+        pytest.param(DETR, SEED_003, id="seed-003-hf-object-detection"),
+        pytest.param(RT_DETR, SEED_004, id="seed-004-rt-detr"),
+    ],
+)
+def test_every_seed_fact_is_stored(haystacks, model_id, facts):
+    missing = [fact for fact in facts if fact not in haystacks[model_id]]
+    assert missing == []
+
+
+def test_detr_card_has_no_text_to_image_api(haystacks):
+    text = haystacks[DETR].lower()
+    wrong = ["images/generations", "prompt", "1024x1024", "b64_json", "vision: no", "meta api"]
+    assert [word for word in wrong if word in text] == []
+
+
+@pytest.mark.parametrize("model_id", [DETR, CONDITIONAL_DETR, RT_DETR, YOLOS_TINY])
+def test_no_card_repeats_a_seed_page_mistake(haystacks, model_id):
+    text = haystacks[model_id].lower()
+    wrong = [
+        "aigateway",
+        "gigarouter",
+        "openai",
+        "frontier models",
+        "free-tier",
+        "bearer: ",
+        "output the images",
+        "ap | ap | ap",
+    ]
+    assert [phrase for phrase in wrong if phrase in text] == []
