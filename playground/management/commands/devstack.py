@@ -1,0 +1,97 @@
+"""``manage.py devstack``: the embedded broker, a Celery worker and the web server, together.
+
+Each child runs in its own process session so that Ctrl-C reaches this supervisor alone;
+it then stops the web server, the worker (warm shutdown, so a running job finishes or is
+redelivered) and the broker last, and waits for each. If any child dies, all are stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from playground.broker import EmbeddedRedis
+
+
+class Command(BaseCommand):
+    help = "Run Vitrine for development: embedded Redis broker, one Celery worker, web server."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", default="8000")
+        parser.add_argument("--concurrency", default="1", help="Celery worker processes.")
+
+    def handle(self, *args, host: str, port: str, concurrency: str, **options):
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        children: list[tuple[str, subprocess.Popen]] = []
+        broker = None
+        stopping = False
+
+        def request_stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+
+        try:
+            if f"redis+socket://{settings.EMBEDDED_BROKER_SOCKET}" == settings.CELERY_BROKER_URL:
+                broker = EmbeddedRedis(
+                    socket_path=settings.EMBEDDED_BROKER_SOCKET,
+                    data_dir=settings.VAR_DIR / "redis",
+                ).start()
+                pid = broker.process.pid
+                self.stdout.write(f"broker   pid {pid} redis-server on {broker.socket_path}")
+            else:
+                self.stdout.write(f"broker   {settings.CELERY_BROKER_URL} (external)")
+
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            worker = [
+                sys.executable, "-m", "celery", "-A", "config", "worker",
+                "--loglevel", "INFO", "--concurrency", concurrency, "--hostname", "dev@%h",
+            ]  # fmt: skip
+            web = [sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"]
+            for name, argv in (("worker", worker), ("web", web)):
+                proc = subprocess.Popen(
+                    argv, cwd=settings.BASE_DIR, env=env, start_new_session=True
+                )
+                children.append((name, proc))
+                self.stdout.write(f"{name:8} pid {proc.pid}")
+
+            self.stdout.write(
+                self.style.SUCCESS(f"\nVitrine is running at http://{host}:{port}/\n")
+                + f"Admin: http://{host}:{port}/admin/ — create a user with\n"
+                f"  {sys.executable} manage.py createsuperuser\n"
+                "Press Ctrl-C to stop everything.\n"
+            )
+            while not stopping:
+                for name, proc in children:
+                    if proc.poll() is not None:
+                        self.stderr.write(f"{name} exited with {proc.returncode}; stopping.")
+                        stopping = True
+                        break
+                time.sleep(0.5)
+        finally:
+            for name, proc in reversed(children):
+                _stop(proc)
+                self.stdout.write(f"stopped {name}")
+            if broker is not None:
+                broker.stop()
+                self.stdout.write("stopped broker")
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

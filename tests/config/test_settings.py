@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from config.settings.env import env_bool, env_broker_url, env_database, env_int, env_list
+
+
+def load_settings(**env: str) -> subprocess.CompletedProcess:
+    """Import the settings in a fresh interpreter with exactly these variables set."""
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYTHONPATH")}
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_fresh_checkout_runs_with_no_variables():
+    result = load_settings()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+
+
+def test_production_without_secret_key_is_refused():
+    result = load_settings(DEBUG="0", ALLOWED_HOSTS="vitrine.example")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off." in result.stderr
+
+
+def test_production_without_allowed_hosts_is_refused():
+    result = load_settings(DEBUG="0", SECRET_KEY="x" * 60)
+    assert "ImproperlyConfigured: ALLOWED_HOSTS must be set when DEBUG is off." in result.stderr
+
+
+def test_production_settings_load_with_every_variable():
+    result = load_settings(
+        DEBUG="0",
+        SECRET_KEY="x" * 60,
+        ALLOWED_HOSTS="vitrine.example",
+        DATABASE_URL="postgres://vitrine@db.internal:5432/vitrine",
+        CELERY_BROKER_URL="redis://broker.internal:6379/0",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DEBUG": "maybe"}, "DEBUG must be one of"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL must be a database URL"),
+        ({"DATABASE_URL": "nosuchdb://x/y"}, "DATABASE_URL must be a database URL"),
+        ({"CELERY_BROKER_URL": "filesystem://"}, "CELERY_BROKER_URL must be a Redis or AMQP URL"),
+        ({"CELERY_TASK_HARD_TIME_LIMIT": "ten"}, "CELERY_TASK_HARD_TIME_LIMIT must be an integer"),
+        ({"CELERY_TASK_HARD_TIME_LIMIT": "0"}, "CELERY_TASK_HARD_TIME_LIMIT must be at least 1"),
+        (
+            {"CELERY_TASK_HARD_TIME_LIMIT": "60", "CELERY_TASK_SOFT_TIME_LIMIT": "90"},
+            "CELERY_TASK_SOFT_TIME_LIMIT must be below the hard limit",
+        ),
+    ],
+)
+def test_bad_values_are_refused_with_a_clear_message(env, message):
+    result = load_settings(**env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1", True), ("TRUE", True), ("off", False), ("", False), (None, True)]
+)
+def test_env_bool(raw, expected):
+    environ = {} if raw is None else {"FLAG": raw}
+    assert env_bool("FLAG", default=True, environ=environ) is expected
+
+
+def test_env_helpers_parse_and_refuse():
+    assert env_int("N", 5, environ={}) == 5
+    assert env_int("N", 5, environ={"N": "12"}) == 12
+    assert env_list("HOSTS", [], environ={"HOSTS": "a.example, b.example,"}) == [
+        "a.example",
+        "b.example",
+    ]
+    db = env_database("DATABASE_URL", "x", environ={"DATABASE_URL": "postgres://u@h:5432/n"})
+    assert (db["ENGINE"], db["NAME"], db["HOST"], db["PORT"]) == (
+        "django.db.backends.postgresql",
+        "n",
+        "h",
+        5432,
+    )
+    assert env_broker_url("B", "redis://h:6379/0", environ={}) == "redis://h:6379/0"
+    with pytest.raises(ImproperlyConfigured):
+        env_broker_url("B", "x", environ={"B": "sqla+sqlite:///x.db"})
+
+
+def test_celery_is_configured_not_to_lose_jobs():
+    assert settings.CELERY_TASK_ACKS_LATE is True
+    assert settings.CELERY_TASK_REJECT_ON_WORKER_LOST is True
+    assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    assert visibility > settings.CELERY_TASK_HARD_TIME_LIMIT > settings.CELERY_TASK_SOFT_TIME_LIMIT

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from playground.broker import EmbeddedRedis
+
+REPO = Path(settings.BASE_DIR)
+
+
+# --- personas -------------------------------------------------------------------------
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user(
+        "operator", "operator@example.com", "pw-operator-1", is_staff=True, is_superuser=True
+    )
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("visitor", "visitor@example.com", "pw-visitor-1")
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+# --- a real broker and a real worker process ---------------------------------------------
+@pytest.fixture(scope="session")
+def broker_url(tmp_path_factory):
+    """The broker the worker tests use.
+
+    ``TEST_CELERY_BROKER_URL`` points at an external Redis (CI sets the local service);
+    otherwise a fresh embedded redis-server is started for the session and stopped after.
+    """
+    external = os.environ.get("TEST_CELERY_BROKER_URL")
+    if external:
+        yield external
+        return
+    directory = tmp_path_factory.mktemp("broker")
+    server = EmbeddedRedis(socket_path=directory / "redis.sock", data_dir=directory, persist=False)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def database_url(settings_dict: dict) -> str:
+    """A DATABASE_URL a subprocess can use to reach the database this test process uses."""
+    engine = settings_dict["ENGINE"]
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    if engine.endswith("postgresql"):
+        user = quote(settings_dict.get("USER") or "")
+        password = settings_dict.get("PASSWORD")
+        auth = f"{user}:{quote(password)}@" if password else (f"{user}@" if user else "")
+        host = settings_dict.get("HOST") or "localhost"
+        port = settings_dict.get("PORT") or 5432
+        return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+    raise NotImplementedError(engine)
+
+
+class WorkerProcess:
+    def __init__(self, proc: subprocess.Popen, log: Path):
+        self.proc = proc
+        self.log = log
+
+    def stop(self, sig: str = "TERM", timeout: float = 30) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(getattr(__import__("signal"), f"SIG{sig}"))
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_worker(transactional_db, broker_url, tmp_path, settings):
+    """Start real ``celery worker`` processes against the test database and the broker."""
+    from config.celery import app
+
+    _reset_producer_pool(app)
+    app.conf.broker_url = broker_url
+    settings.CELERY_BROKER_URL = broker_url
+    workers: list[WorkerProcess] = []
+
+    def start(*extra: str) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(connection.settings_dict),
+            "CELERY_BROKER_URL": broker_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO"]
+        argv += ["--concurrency", "1", "--hostname", f"test{len(workers)}-{os.getpid()}@%h"]
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*argv, *extra], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        worker = WorkerProcess(proc, log)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+    _reset_producer_pool(app)
+
+
+def _reset_producer_pool(app) -> None:
+    # The producer pool is built from broker_url on first use; drop it so the next
+    # send connects to the broker configured now.
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(message or f"condition not met within {timeout}s")

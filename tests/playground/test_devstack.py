@@ -1,0 +1,116 @@
+"""`make run`'s promise: web, worker and embedded broker start together and stop together."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+from django.conf import settings
+
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.worker
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_devstack_serves_runs_a_task_and_stops_everything_on_ctrl_c(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env |= {"VITRINE_VAR_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+    manage = [sys.executable, "manage.py"]
+    subprocess.run(
+        [*manage, "migrate", "--noinput"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    port = free_port()
+    log = tmp_path / "devstack.log"
+    with log.open("wb") as out:
+        stack = subprocess.Popen(
+            [*manage, "devstack", "--port", str(port)],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "Vitrine is running" in log.read_text(), timeout=60)
+        pids = {
+            name: int(pid) for name, pid in re.findall(r"^(\w+)\s+pid (\d+)", log.read_text(), re.M)
+        }
+        assert set(pids) == {"broker", "worker", "web"}, log.read_text()
+
+        def health():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for(health, timeout=60, message=log.read_text())
+
+        # The worker of the stack takes a task from the stack's broker and writes the row.
+        token = uuid.uuid4().hex
+        code = (
+            "import django, sys; django.setup();"
+            "from playground.tasks import health_ping; health_ping.delay(sys.argv[1])"
+        )
+        subprocess.run(
+            [sys.executable, "-c", code, token],
+            cwd=settings.BASE_DIR,
+            env=env,
+            check=True,
+            timeout=60,
+        )
+        check = (
+            "import django, sys; django.setup();"
+            "from playground.models import WorkerHeartbeat as W;"
+            "sys.exit(0 if W.objects.filter(token=sys.argv[1]).exists() else 1)"
+        )
+        wait_for(
+            lambda: (
+                subprocess.run(
+                    [sys.executable, "-c", check, token], cwd=settings.BASE_DIR, env=env, timeout=60
+                ).returncode
+                == 0
+            ),
+            timeout=90,
+            interval=1,
+            message=log.read_text(),
+        )
+    finally:
+        stack.send_signal(signal.SIGINT)
+        stack.wait(timeout=60)
+    assert stack.returncode == 0, log.read_text()
+    text = log.read_text()
+    assert "stopped web" in text and "stopped worker" in text and "stopped broker" in text
+    time.sleep(0.5)
+    assert {name for name, pid in pids.items() if alive(pid)} == set()

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from playground.models import WorkerHeartbeat
+from playground.tasks import health_ping
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.worker
+
+
+def test_a_real_worker_process_runs_the_health_task(start_worker):
+    worker = start_worker()
+    token = uuid.uuid4().hex
+
+    health_ping.delay(token)
+
+    beat = wait_for(
+        lambda: WorkerHeartbeat.objects.filter(token=token).first(),
+        timeout=90,
+        message="no heartbeat from the worker",
+    )
+    assert beat.pid != 0
+    assert worker.proc.poll() is None, worker.output()
+    worker.stop()
+    assert worker.proc.returncode == 0, worker.output()
+    assert "playground.health_ping" in worker.output()
+
+
+def test_a_redelivered_health_task_writes_one_row(db):
+    # Called directly, as a redelivery would run it: the row is written once.
+    health_ping("same-token")
+    health_ping("same-token")
+    assert WorkerHeartbeat.objects.filter(token="same-token").count() == 1
