@@ -8,6 +8,7 @@ admin.site.site_title = "Vitrine admin"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("v1/", include("catalog.api_urls")),
     path("", include("playground.urls")),
     path("", include("catalog.urls")),
 ]
