@@ -1,14 +1,22 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
+
+from catalog.api import EndpointNotFoundApi
 
 admin.site.site_header = "Vitrine catalogue"
 admin.site.site_title = "Vitrine admin"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
     path("v1/", include("catalog.api_urls")),
+    # Keep last among the v1/ routes: any other /v1/ path is the API's JSON 404.
+    re_path(r"^v1/", EndpointNotFoundApi.as_view()),
+    path("docs/api", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
+    path("", include("catalog.machine_urls")),
     path("", include("playground.urls")),
     path("", include("catalog.urls")),
 ]

@@ -50,7 +50,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.sitemaps",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets as static files: /docs/api works offline
     "catalog",
     "billing",
     "playground",
@@ -131,6 +134,19 @@ STORAGES = {
     },
 }
 
+# Page cache for the catalogue's list pages. One process: memory; several web processes
+# share Redis (CACHE_URL=redis://host:6379/1) so an operator's save invalidates them all.
+CACHE_URL = env_str("CACHE_URL") or ""
+if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"CACHE_URL must be a redis:// URL; got {CACHE_URL!r}")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # --- Security: strict by default outside DEBUG (``manage.py check --deploy`` is clean) ---
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
@@ -177,6 +193,27 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    # One JSON error shape for every API error, DRF's own included (catalog/errors.py).
+    "EXCEPTION_HANDLER": "catalog.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Vitrine API",
+    "VERSION": "1.0.0",
+    "DESCRIPTION": (
+        "Vitrine's model catalogue and inference API. Model ids are `<organisation>/<name>`; "
+        "`/v1/models` follows the shape of OpenAI's models API. Prices are USD as exact "
+        'decimal strings. Every error is `{"error": {"message", "type", "code", '
+        '"param"}}`.'
+    ),
+    "SERVERS": [{"url": SITE_URL}],
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Self-hosted assets (drf-spectacular-sidecar), never a CDN; no validator badge call.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 LOGGING = {

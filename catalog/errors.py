@@ -1,0 +1,185 @@
+"""The API's one error type and its one JSON error shape.
+
+Every error the HTTP API answers, ours or Django REST framework's (404, 405, parse and
+validation errors, authentication, throttling), is rendered by ``api_exception_handler``
+into the shape OpenAI's API uses, so clients written for it read our errors too::
+
+    {"error": {"message": "...", "type": "not_found", "code": "model_not_found", "param": null}}
+
+Services and APIs raise ``ApplicationError``; ``REST_FRAMEWORK["EXCEPTION_HANDLER"]`` points
+at the handler. Texts are module constants that tests assert on. Other apps (billing,
+playground) import from here: they may depend on ``catalog``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from drf_spectacular.utils import extend_schema_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import set_rollback
+
+# --- messages ------------------------------------------------------------------------
+MODEL_NOT_FOUND = "The model '{model_id}' does not exist."
+ENDPOINT_NOT_FOUND = "Unknown API endpoint: {method} {path}. See /v1/openapi.json."
+NOT_FOUND = "Not found."
+METHOD_NOT_ALLOWED = "Method {method} is not allowed on {path}."
+INVALID_PARAMETER = "Invalid value for '{param}': {detail}"
+INVALID_REQUEST = "Invalid request: {detail}"
+
+# --- types (OpenAI's names, plus not_found) -------------------------------------------
+INVALID_REQUEST_ERROR = "invalid_request_error"
+AUTHENTICATION_ERROR = "authentication_error"
+PERMISSION_ERROR = "permission_error"
+NOT_FOUND_ERROR = "not_found"
+RATE_LIMIT_ERROR = "rate_limit_error"
+SERVER_ERROR = "server_error"
+
+_TYPE_BY_STATUS = {
+    status.HTTP_401_UNAUTHORIZED: AUTHENTICATION_ERROR,
+    status.HTTP_403_FORBIDDEN: PERMISSION_ERROR,
+    status.HTTP_404_NOT_FOUND: NOT_FOUND_ERROR,
+    status.HTTP_429_TOO_MANY_REQUESTS: RATE_LIMIT_ERROR,
+}
+
+
+def error_type_for(http_status: int) -> str:
+    if http_status >= 500:
+        return SERVER_ERROR
+    return _TYPE_BY_STATUS.get(http_status, INVALID_REQUEST_ERROR)
+
+
+class ApplicationError(Exception):
+    """A failure the client should see: a message, a machine code, an HTTP status.
+
+    ``extra`` is merged into the error object (e.g. ``{"balance": "0.00"}``); ``param``
+    names the request parameter at fault, as OpenAI's errors do.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: str,
+        status: int = status.HTTP_400_BAD_REQUEST,
+        type: str | None = None,  # shadows the builtin: it is the shape's own field name
+        extra: dict[str, Any] | None = None,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.type = type or error_type_for(status)
+        self.extra = extra or {}
+        self.param = param
+        self.headers = headers or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "code": self.code,
+                "param": self.param,
+                **self.extra,
+            }
+        }
+
+
+def _first_error(detail: Any, path: tuple[str, ...] = ()) -> tuple[str | None, str]:
+    """The first field (dotted, e.g. ``parameters.threshold``) and message in DRF's detail."""
+    if isinstance(detail, dict) and detail:
+        key, value = next(iter(detail.items()))
+        if key != api_settings.NON_FIELD_ERRORS_KEY:
+            path = (*path, str(key))
+        return _first_error(value, path)
+    if isinstance(detail, list) and detail:
+        return _first_error(detail[0], path)
+    return (".".join(path) or None), str(detail)
+
+
+def _from_drf(exc: exceptions.APIException, request) -> ApplicationError:
+    method = getattr(request, "method", "")
+    path = getattr(request, "path", "")
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+
+    if isinstance(exc, exceptions.ValidationError):
+        param, detail = _first_error(exc.detail)
+        message = (
+            INVALID_PARAMETER.format(param=param, detail=detail)
+            if param
+            else INVALID_REQUEST.format(detail=detail)
+        )
+        return ApplicationError(
+            message,
+            code="invalid_value",
+            status=exc.status_code,
+            extra={"details": exc.detail},
+            param=param,
+        )
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return ApplicationError(
+            METHOD_NOT_ALLOWED.format(method=method, path=path),
+            code="method_not_allowed",
+            status=exc.status_code,
+            headers=headers,
+        )
+    code = exc.get_codes()
+    return ApplicationError(
+        str(exc.detail),
+        code=code if isinstance(code, str) else exc.default_code,
+        status=exc.status_code,
+        headers=headers,
+    )
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Render every API error as ``{"error": {message, type, code, param}}``.
+
+    Anything else (a bug) returns None: DRF re-raises it and Django's own 500 handling and
+    error reporting run, rather than hiding a traceback behind a tidy JSON body.
+    """
+    request = context.get("request")
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(NOT_FOUND)
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, exceptions.APIException):
+        error = _from_drf(exc, request)
+    elif isinstance(exc, ApplicationError):
+        error = exc
+    else:
+        return None
+
+    set_rollback()
+    return Response(error.as_dict(), status=error.status, headers=error.headers)
+
+
+# --- the shape, for the OpenAPI schema -------------------------------------------------
+@extend_schema_serializer(component_name="ErrorBody")
+class ErrorBodySerializer(serializers.Serializer):
+    message = serializers.CharField(help_text="What went wrong, for a person.")
+    type = serializers.CharField(
+        help_text="invalid_request_error, authentication_error, permission_error, not_found, "
+        "rate_limit_error, server_error, ..."
+    )
+    code = serializers.CharField(help_text="Machine-readable, e.g. model_not_found.")
+    param = serializers.CharField(
+        allow_null=True, help_text="The request parameter at fault, if any."
+    )
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()

@@ -1,0 +1,149 @@
+"""/llms.txt, /robots.txt and /sitemap.xml."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+from django.core.management import call_command
+
+from catalog.models import ModelCard
+from tests import factories
+
+SITE = "https://vitrine.example"
+SITEMAP_NS = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
+
+
+@pytest.fixture
+def seeded(db, settings):
+    settings.SITE_URL = SITE
+    call_command("seed_catalog", verbosity=0)
+
+
+# --- llms.txt -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "model_id", "status", "price"),
+    [
+        ("DETR ResNet-50", "facebook/detr-resnet-50", "live", "$0.0002 per image"),
+        (
+            "Conditional DETR ResNet-50",
+            "microsoft/conditional-detr-resnet-50",
+            "coming_soon",
+            "~$0.0002 per image",
+        ),
+        ("RT-DETR R50", "PekingU/rtdetr_r50vd", "coming_soon", "~$0.000047 per image"),
+        ("YOLOS tiny", "hustvl/yolos-tiny", "live", "$0.0001 per image"),
+    ],
+)
+def test_llms_txt_lists_each_model_with_link_id_status_and_price(
+    client, seeded, name, model_id, status, price
+):
+    response = client.get("/llms.txt")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    [line] = [
+        line
+        for line in response.content.decode().splitlines()
+        if line.startswith(f"- [{name}]({SITE}/models/{model_id})")
+    ]
+    assert f"`{model_id}`" in line
+    assert f"status {status}" in line
+    assert price in line
+
+
+def test_llms_txt_shape_and_how_to_call(client, seeded):
+    text = client.get("/llms.txt").content.decode()
+    lines = text.splitlines()
+
+    assert lines[0] == "# Vitrine"
+    assert lines[2].startswith("> ")
+    for expected in [
+        "## Models",
+        "## API",
+        "## Pricing",
+        f"`{SITE}/v1`",
+        "Authorization: Bearer <key>",
+        f"POST {SITE}/v1/inference/<org>/<name>",
+        '{"inputs": "<base64 image>", "parameters": {"threshold": 0.5}}',
+        '"box": {"xmin": 12, "ymin": 54, "xmax": 320, "ymax": 470}',
+        "integer pixels",
+        "$0.0000075 per request",
+        "5%",
+        "never per call",
+        "BYOK",
+        "402",
+        "insufficient_credits",
+        f"]({SITE}/v1/models)",
+        f"]({SITE}/v1/openapi.json)",
+    ]:
+        assert expected in text, expected
+
+
+def test_llms_txt_leaves_out_unpublished_models(client, seeded):
+    hidden = factories.card(is_published=False, display_name="Secret detector")
+
+    text = client.get("/llms.txt").content.decode()
+
+    assert hidden.model_id not in text
+    assert "Secret detector" not in text
+
+
+# --- robots.txt ---------------------------------------------------------------------------
+def test_robots_txt(client, db):
+    response = client.get("/robots.txt")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    lines = response.content.decode().splitlines()
+    assert lines[:3] == ["User-agent: *", "Allow: /", "Disallow: /admin/"]
+    assert "Sitemap: http://testserver/sitemap.xml" in lines
+
+
+# --- sitemap.xml --------------------------------------------------------------------------
+def sitemap(client) -> dict[str, str | None]:
+    response = client.get("/sitemap.xml")
+    assert response.status_code == 200
+    root = ET.fromstring(response.content)
+    return {
+        url.findtext("s:loc", namespaces=SITEMAP_NS): url.findtext(
+            "s:lastmod", namespaces=SITEMAP_NS
+        )
+        for url in root.findall("s:url", SITEMAP_NS)
+    }
+
+
+def test_sitemap_lists_models_cards_collections_and_organisations(client, seeded):
+    base = "http://testserver"
+    expected = {
+        f"{base}/models",
+        *(
+            f"{base}/models/{model_id}"
+            for model_id in [
+                "facebook/detr-resnet-50",
+                "microsoft/conditional-detr-resnet-50",
+                "PekingU/rtdetr_r50vd",
+                "hustvl/yolos-tiny",
+            ]
+        ),
+        *(
+            f"{base}/collections/{slug}"
+            for slug in ["object-detection", "meta", "open-weight", "coming-soon", "image-models"]
+        ),
+        *(f"{base}/orgs/{slug}" for slug in ["facebook", "microsoft", "PekingU", "hustvl"]),
+    }
+
+    urls = sitemap(client)
+
+    assert set(urls) == expected
+    detr = ModelCard.objects.by_model_id("facebook/detr-resnet-50").get()
+    assert urls[f"{base}/models/facebook/detr-resnet-50"] == detr.updated_at.date().isoformat()
+
+
+def test_sitemap_leaves_out_unpublished_cards_and_their_organisations(client, seeded):
+    hidden = factories.card(is_published=False)
+
+    urls = sitemap(client)
+
+    assert f"http://testserver/models/{hidden.model_id}" not in urls
+    assert f"http://testserver/orgs/{hidden.organisation.slug}" not in urls
