@@ -399,3 +399,31 @@ class CollectionEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.collection} · {self.card_id}"
+
+
+class DemandVote(models.Model):
+    """'Notify me / I want this' on a coming-soon model: one vote per user or per email."""
+
+    card = models.ForeignKey(ModelCard, on_delete=models.CASCADE, related_name="demand_votes")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True
+    )
+    email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["card", "user"], condition=Q(user__isnull=False), name="vote_once_per_user"
+            ),
+            models.UniqueConstraint(
+                fields=["card", "email"], condition=~Q(email=""), name="vote_once_per_email"
+            ),
+            models.CheckConstraint(
+                condition=Q(user__isnull=False) | ~Q(email=""), name="vote_has_a_voter"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.card_id}: {self.user_id or self.email}"

@@ -7,4 +7,10 @@ from catalog import views
 app_name = "catalog"
 urlpatterns = [
     path("", views.home, name="home"),
+    path("models", views.model_list, name="model_list"),
+    path("models/<str:org>/<str:name>", views.model_detail, name="model_detail"),
+    path("models/<str:org>/<str:name>/notify", views.model_notify, name="model_notify"),
+    path("compare", views.compare, name="compare"),
+    path("collections/<slug:slug>", views.collection_detail, name="collection_detail"),
+    path("orgs/<slug:slug>", views.org_detail, name="org_detail"),
 ]

@@ -1,14 +1,408 @@
+"""The pages visitors browse. Thin: parse the request, one read, render."""
+
 from __future__ import annotations
 
-from django.shortcuts import render
+import difflib
+import json
 
-from catalog.models import ModelCard
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
+from django.db.models import Min, Prefetch, Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.html import strip_tags
+from django.views.decorators.http import require_POST
+
+from catalog import charts, pricing
+from catalog.cache import cached_list_page
+from catalog.markdown import render_markdown
+from catalog.models import (
+    BenchmarkRow,
+    BenchmarkTable,
+    Collection,
+    DemandVote,
+    ModelCard,
+    Organisation,
+    PriceChange,
+    PriceRoute,
+    Status,
+    Task,
+)
+from catalog.snippets import detection_snippets
+
+PAGE_SIZE = 24
+SORTS = {
+    "": ("position", "display_name"),
+    "price": ("image_price", "display_name"),
+    "-price": ("-image_price", "display_name"),
+    "newest": ("-published_on", "-launch_date", "display_name"),
+    "downloads": ("-downloads_per_month", "display_name"),
+}
+COMPARE_MIN, COMPARE_MAX = 2, 4
+VOTE_THANKS = "Thanks: we will tell you when it is live."
+VOTE_ALREADY = "You already asked for this model; we will tell you when it is live."
+VOTE_NEEDS_EMAIL = "Enter an email address, or sign in, to be told when it is live."
+
+
+def listed_cards():
+    """Published cards with what a card tile shows, in a fixed number of queries."""
+    return (
+        ModelCard.objects.published()
+        .select_related("organisation", "task")
+        .prefetch_related(Prefetch("routes", queryset=PriceRoute.objects.filter(is_active=True)))
+        .annotate(
+            image_price=Min("routes__price", filter=Q(routes__is_active=True, routes__unit="image"))
+        )
+    )
+
+
+class CardFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=100)
+    task = forms.SlugField(required=False)
+    status = forms.MultipleChoiceField(required=False, choices=Status.choices)
+    org = forms.SlugField(required=False)
+    license = forms.CharField(required=False, max_length=64)
+    open_weight = forms.BooleanField(required=False)
+    price_min = forms.DecimalField(required=False, min_value=0, decimal_places=10)
+    price_max = forms.DecimalField(required=False, min_value=0, decimal_places=10)
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("", "Featured"),
+            ("price", "Price: low to high"),
+            ("-price", "Price: high to low"),
+            ("newest", "Newest"),
+            ("downloads", "Most downloaded"),
+        ],
+    )
+
+    def apply(self, cards):
+        data = self.cleaned_data
+        if q := data.get("q"):
+            cards = cards.filter(
+                Q(display_name__icontains=q)
+                | Q(slug__icontains=q)
+                | Q(organisation__name__icontains=q)
+                | Q(organisation__slug__icontains=q)
+                | Q(summary__icontains=q)
+                | Q(family__icontains=q)
+                | Q(task__name__icontains=q)
+                | Q(task__slug__icontains=q)
+            )
+        if data.get("task"):
+            cards = cards.filter(task__slug=data["task"])
+        if data.get("status"):
+            cards = cards.filter(status__in=data["status"])
+        if data.get("org"):
+            cards = cards.filter(organisation__slug=data["org"])
+        if data.get("license"):
+            cards = cards.filter(license__iexact=data["license"])
+        if data.get("open_weight"):
+            cards = cards.filter(open_weight=True)
+        # Prices in the form are per 1k images, as shown on the cards.
+        if data.get("price_min") is not None:
+            cards = cards.filter(image_price__gte=data["price_min"] / 1000)
+        if data.get("price_max") is not None:
+            cards = cards.filter(image_price__lte=data["price_max"] / 1000)
+        return cards.order_by(*SORTS[data.get("sort") or ""])
+
+
+@cached_list_page
+def model_list(request):
+    form = CardFilterForm(request.GET)
+    cards = listed_cards()
+    cards = form.apply(cards) if form.is_valid() else cards.none()
+    page = Paginator(cards, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    facets = {
+        "tasks": Task.objects.filter(cards__in=ModelCard.objects.published()).distinct(),
+        "orgs": Organisation.objects.filter(cards__in=ModelCard.objects.published()).distinct(),
+        "licenses": sorted(
+            set(ModelCard.objects.published().exclude(license="").values_list("license", flat=True))
+        ),
+    }
+    return render(
+        request,
+        "catalog/model_list.html",
+        {"form": form, "page": page, "query": query.urlencode(), "facets": facets},
+    )
+
+
+def _card_or_404(request, org: str, name: str):
+    card = (
+        ModelCard.objects.published()
+        .select_related("organisation", "task", "replacement__organisation")
+        .prefetch_related(
+            "specs",
+            "faq",
+            "task__schemas",
+            Prefetch("routes", queryset=PriceRoute.objects.filter(is_active=True)),
+            Prefetch(
+                "routes__history",
+                queryset=PriceChange.objects.select_related("changed_by"),
+            ),
+            Prefetch(
+                "benchmarks",
+                queryset=BenchmarkTable.objects.prefetch_related(
+                    Prefetch("rows", queryset=BenchmarkRow.objects.select_related("model"))
+                ),
+            ),
+            Prefetch("related", queryset=ModelCard.objects.select_related("organisation")),
+            "collections",
+        )
+        .filter(organisation__slug=org, slug=name)
+        .first()
+    )
+    if card is None:
+        return None, _model_not_found(request, f"{org}/{name}")
+    return card, None
+
+
+def _model_not_found(request, wanted: str):
+    cards = list(ModelCard.objects.published().select_related("organisation"))
+    by_id = {card.model_id.lower(): card for card in cards}
+    by_name = {card.slug.lower(): card for card in cards}
+    close = difflib.get_close_matches(wanted.lower(), by_id, n=3, cutoff=0.4)
+    close += difflib.get_close_matches(wanted.split("/")[-1].lower(), by_name, n=3, cutoff=0.4)
+    suggestions = []
+    for key in close:
+        card = by_id.get(key) or by_name.get(key)
+        if card not in suggestions:
+            suggestions.append(card)
+    return render(
+        request,
+        "catalog/model_not_found.html",
+        {"wanted": wanted, "suggestions": suggestions[:3]},
+        status=404,
+    )
+
+
+def spec_table(card: ModelCard) -> list[tuple[str, str]]:
+    """The operator's spec rows, then card fields whose label no spec row already covers."""
+    from catalog.templatetags.catalog_tags import compact
+
+    rows = [(spec.label, spec.value) for spec in card.specs.all()]
+    seen = {label.lower() for label, _ in rows}
+    fields = [
+        ("Parameters", compact(card.parameters) if card.parameters else ""),
+        ("GFLOPs", f"{card.gflops.normalize():f}" if card.gflops is not None else ""),
+        ("Backbone", card.backbone),
+        ("License", card.license),
+        ("Training data", card.training_data),
+    ]
+    rows += [(label, value) for label, value in fields if value and label.lower() not in seen]
+    return rows
+
+
+def pricing_box(card: ModelCard) -> dict:
+    routes = list(card.routes.all())
+    image_routes = [r for r in routes if r.unit == PriceRoute.Unit.IMAGE]
+    own = next((r for r in routes if r.is_own), None)
+    cheapest = min(routes, key=lambda r: r.price) if routes else None
+    rows = []
+    for route in routes:
+        per_top_up = pricing.units_per_credit(credit=pricing.EXAMPLE_TOP_UP, unit_price=route.price)
+        rows.append(
+            {
+                "route": route,
+                "price": pricing.format_usd(route.price),
+                "per_1k": pricing.format_usd(pricing.per_thousand(route.price)),
+                "with_fee": pricing.format_usd(pricing.price_with_fee(route.price)),
+                "per_top_up": per_top_up,
+                "is_cheapest": route is cheapest and len(routes) > 1,
+            }
+        )
+    return {
+        "rows": rows,
+        "own": own,
+        "has_image_route": bool(image_routes),
+        "fee_percent": int(pricing.TOP_UP_FEE_RATE * 100),
+        "example_top_up": pricing.format_usd(pricing.EXAMPLE_TOP_UP),
+        "example_top_up_total": pricing.format_usd(pricing.top_up_total(pricing.EXAMPLE_TOP_UP)),
+        "byok_routes": [r for r in routes if r.byok_available],
+        "providers": len([r for r in routes if not r.is_own]),
+    }
+
+
+def faq_schema(card: ModelCard) -> str:
+    data = {
+        "@context": "https://schema.org",
+        "@type": "FAQPage",
+        "mainEntity": [
+            {
+                "@type": "Question",
+                "name": entry.question,
+                "acceptedAnswer": {
+                    "@type": "Answer",
+                    "text": strip_tags(render_markdown(entry.answer)).strip(),
+                },
+            }
+            for entry in card.faq.all()
+        ],
+    }
+    # Escape '<' so an answer cannot close the <script> element that holds this JSON.
+    return json.dumps(data).replace("<", "\\u003c")
+
+
+def model_detail(request, org: str, name: str):
+    card, not_found = _card_or_404(request, org, name)
+    if not_found:
+        return not_found
+    cloudflare = next(
+        (r for r in card.routes.all() if r.provider_model_id.startswith("@cf/")), None
+    )
+    # Our own API and the Hugging Face shape it mirrors, plus the API of each provider route.
+    flavours = {"vitrine", "hf-inference"} | {r.schema_flavour for r in card.routes.all()}
+    schemas = [s for s in card.task.schemas.all() if s.flavour in flavours]
+    return render(
+        request,
+        "catalog/model_detail.html",
+        {
+            "card": card,
+            "pricing": pricing_box(card),
+            "snippets": detection_snippets(
+                site_url=settings.SITE_URL,
+                model_id=card.model_id,
+                cloudflare_model_id=cloudflare.provider_model_id if cloudflare else "",
+            ),
+            "schemas": [
+                {
+                    "schema": s,
+                    "input": json.dumps(s.input_schema, indent=2),
+                    "output": json.dumps(s.output_schema, indent=2),
+                }
+                for s in schemas
+            ],
+            "price_history": sorted(
+                (h for r in card.routes.all() for h in r.history.all()),
+                key=lambda h: h.effective_at,
+                reverse=True,
+            ),
+            "faq_schema": faq_schema(card),
+            "specs": spec_table(card),
+            "canonical": f"{settings.SITE_URL}{request.path}",
+        },
+    )
+
+
+class VoteForm(forms.Form):
+    email = forms.EmailField(required=False)
+
+
+@require_POST
+def model_notify(request, org: str, name: str):
+    card = get_object_or_404(
+        ModelCard.objects.published().select_related("organisation"),
+        organisation__slug=org,
+        slug=name,
+    )
+    form = VoteForm(request.POST)
+    user = request.user if request.user.is_authenticated else None
+    email = form.cleaned_data["email"].strip().lower() if form.is_valid() else ""
+    if user is None and not email:
+        messages.error(request, VOTE_NEEDS_EMAIL)
+    else:
+        try:
+            with transaction.atomic():
+                if user is not None:
+                    _, created = DemandVote.objects.get_or_create(card=card, user=user)
+                else:
+                    _, created = DemandVote.objects.get_or_create(card=card, email=email)
+        except IntegrityError:  # a concurrent double-click lost the race: already counted
+            created = False
+        messages.success(request, VOTE_THANKS if created else VOTE_ALREADY)
+    return redirect(reverse("catalog:model_detail", args=[org, name]) + "#notify")
+
+
+def compare(request):
+    wanted = [m.strip() for m in request.GET.get("models", "").split(",") if m.strip()]
+    error = ""
+    cards: list[ModelCard] = []
+    if not COMPARE_MIN <= len(wanted) <= COMPARE_MAX:
+        error = f"Pick {COMPARE_MIN} to {COMPARE_MAX} models to compare."
+    else:
+        q = Q()
+        for model_id in wanted:
+            org, _, name = model_id.partition("/")
+            q |= Q(organisation__slug=org, slug=name)
+        found = {
+            c.model_id: c
+            for c in listed_cards()
+            .filter(q)
+            .prefetch_related(
+                "specs",
+                Prefetch(
+                    "benchmarks",
+                    queryset=BenchmarkTable.objects.prefetch_related(
+                        Prefetch("rows", queryset=BenchmarkRow.objects.select_related("model"))
+                    ),
+                ),
+            )
+        }
+        missing = [m for m in wanted if m not in found]
+        if missing:
+            error = "Unknown model: " + ", ".join(missing)
+        cards = [found[m] for m in wanted if m in found]
+    all_cards = listed_cards().order_by("display_name")
+    if error and not cards:
+        status = 400 if request.GET.get("models") else 200
+        return render(
+            request,
+            "catalog/compare.html",
+            {"error": error, "all_cards": all_cards, "selected": wanted},
+            status=status,
+        )
+    tables = [dict(spec_table(card)) for card in cards]
+    spec_labels = list(dict.fromkeys(label for table in tables for label in table))
+    spec_rows = [(label, [table.get(label, "—") for table in tables]) for label in spec_labels]
+    points = charts.points_from_cards(cards)
+    return render(
+        request,
+        "catalog/compare.html",
+        {
+            "error": error,
+            "cards": cards,
+            "all_cards": all_cards,
+            "selected": wanted,
+            "spec_rows": spec_rows,
+            "prices": [pricing_box(c) for c in cards],
+            "datasets": charts.benchmarks_by_dataset(cards),
+            "scatter": charts.scatter_svg(points) if points else "",
+            "points": points,
+        },
+    )
+
+
+@cached_list_page
+def collection_detail(request, slug: str):
+    collection = get_object_or_404(Collection, slug=slug)
+    order = list(collection.entries.values_list("card_id", flat=True))
+    cards = sorted(listed_cards().filter(pk__in=order), key=lambda c: order.index(c.pk))
+    return render(
+        request,
+        "catalog/card_list_page.html",
+        {"title": collection.name, "intro": collection.description, "cards": cards},
+    )
+
+
+@cached_list_page
+def org_detail(request, slug: str):
+    org = get_object_or_404(Organisation, slug=slug)
+    return render(
+        request,
+        "catalog/card_list_page.html",
+        {
+            "title": f"Models from {org.name}",
+            "intro": org.description,
+            "link": org.url,
+            "cards": listed_cards().filter(organisation=org),
+        },
+    )
 
 
 def home(request):
-    cards = (
-        ModelCard.objects.published()
-        .select_related("organisation", "task")
-        .prefetch_related("routes")
-    )
-    return render(request, "catalog/home.html", {"cards": cards})
+    return redirect("catalog:model_list")

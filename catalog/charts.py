@@ -1,0 +1,173 @@
+"""Server-side SVG for the compare page: COCO AP against speed, from benchmark tables.
+
+Points come from benchmark rows whose table has an ``AP`` column and an ``FPS...`` column
+(the column name says on which GPU the speed was measured). No JavaScript: the SVG is
+part of the HTML and readable without scripts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+
+WIDTH, HEIGHT = 640, 360
+LEFT, RIGHT, TOP, BOTTOM = 56, 24, 20, 48
+
+
+@dataclass(frozen=True)
+class Point:
+    label: str
+    fps: Decimal
+    ap: Decimal
+    speed_column: str
+    dataset: str
+    is_compared: bool  # the row is one of the models being compared
+
+
+def _number(text: str) -> Decimal | None:
+    try:
+        return Decimal(str(text).strip().rstrip("%"))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def points_from_cards(cards) -> list[Point]:
+    points: dict[str, Point] = {}
+    for card in cards:
+        for table in card.benchmarks.all():
+            columns = list(table.columns)
+            fps_col = next((i for i, c in enumerate(columns) if c.upper().startswith("FPS")), None)
+            ap_col = columns.index("AP") if "AP" in columns else None
+            if fps_col is None or ap_col is None:
+                continue
+            for row in table.rows.all():
+                fps, ap = _number(row.values[fps_col]), _number(row.values[ap_col])
+                if fps is None or ap is None or row.label in points:
+                    continue
+                points[row.label] = Point(
+                    label=row.label,
+                    fps=fps,
+                    ap=ap,
+                    speed_column=columns[fps_col],
+                    dataset=table.dataset,
+                    is_compared=row.is_this_model or row.model_id in {c.pk for c in cards},
+                )
+    return sorted(points.values(), key=lambda p: (p.fps, p.ap))
+
+
+def benchmarks_by_dataset(cards) -> list[dict]:
+    """Rows of every compared card's tables, merged per dataset on column names."""
+    merged: dict[str, dict] = {}
+    for card in cards:
+        for table in card.benchmarks.all():
+            group = merged.setdefault(table.dataset, {"columns": [], "rows": {}, "sources": []})
+            for column in table.columns:
+                if column not in group["columns"]:
+                    group["columns"].append(column)
+            if table.source not in group["sources"]:
+                group["sources"].append(table.source)
+            for row in table.rows.all():
+                values = dict(zip(table.columns, row.values, strict=False))
+                group["rows"].setdefault(row.label, {"values": {}, "card": card})
+                group["rows"][row.label]["values"].update(values)
+    result = []
+    for dataset, group in merged.items():
+        rows = [
+            {"label": label, "cells": [r["values"].get(c, "—") for c in group["columns"]]}
+            for label, r in group["rows"].items()
+        ]
+        result.append(
+            {
+                "dataset": dataset,
+                "columns": group["columns"],
+                "rows": rows,
+                "sources": group["sources"],
+            }
+        )
+    return result
+
+
+def nice_ticks(low: Decimal, high: Decimal, target: int = 5) -> list[Decimal]:
+    """Round tick values (steps of 1, 2 or 5 x 10^n) covering low..high."""
+    raw = (high - low) / target
+    magnitude = Decimal(10) ** raw.adjusted()
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    start = (low / step).to_integral_value(rounding="ROUND_FLOOR") * step
+    ticks = [start]
+    while ticks[-1] < high:
+        ticks.append(ticks[-1] + step)
+    return ticks
+
+
+def scatter_svg(points: list[Point]) -> SafeString:
+    fps = [p.fps for p in points]
+    aps = [p.ap for p in points]
+    x_ticks = nice_ticks(Decimal(0), max(fps) * Decimal("1.05"))
+    y_ticks = nice_ticks(min(aps) - 1, max(aps) + 1)
+    x_low, x_high, y_low, y_high = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    # format_html escapes its arguments to strings, so coordinates are formatted first.
+    def x(value: Decimal, shift: float = 0) -> str:
+        return f"{float(LEFT + (value - x_low) / (x_high - x_low) * plot_w) + shift:.1f}"
+
+    def y(value: Decimal, shift: float = 0) -> str:
+        return f"{float(TOP + plot_h - (value - y_low) / (y_high - y_low) * plot_h) + shift:.1f}"
+
+    grid = format_html_join(
+        "",
+        '<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" class="grid"/>'
+        '<text x="{0}" y="{3}" class="tick" text-anchor="middle">{4}</text>',
+        ((x(t), TOP, TOP + plot_h, TOP + plot_h + 16, f"{t:.0f}") for t in x_ticks),
+    )
+    grid += format_html_join(
+        "",
+        '<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" class="grid"/>'
+        '<text x="{3}" y="{4}" class="tick" text-anchor="end">{5}</text>',
+        ((LEFT, y(t), LEFT + plot_w, LEFT - 6, y(t, 4), f"{t:f}") for t in y_ticks),
+    )
+    dots = format_html_join(
+        "",
+        '<g class="point{0}"><title>{1}: {2} AP at {3} {4}</title>'
+        '<circle cx="{5}" cy="{6}" r="5"/>'
+        '<text x="{7}" y="{8}" class="label" text-anchor="{9}">{1}</text></g>',
+        (
+            (
+                " compared" if p.is_compared else "",
+                p.label,
+                p.ap,
+                p.fps,
+                p.speed_column,
+                x(p.fps),
+                y(p.ap),
+                x(p.fps, -7 if p.fps > x_high * Decimal("0.6") else 7),
+                y(p.ap, -7),
+                "end" if p.fps > x_high * Decimal("0.6") else "start",
+            )
+            for p in points
+        ),
+    )
+    speed_columns = sorted({p.speed_column for p in points})
+    return format_html(
+        '<svg class="scatter" viewBox="0 0 {0} {1}" role="img" '
+        'aria-label="COCO AP against frames per second">'
+        '<rect x="{2}" y="{3}" width="{4}" height="{5}" class="plot"/>{6}{7}'
+        '<text x="{8}" y="{9}" text-anchor="middle" class="axis">{10}</text>'
+        '<text x="14" y="{11}" text-anchor="middle" class="axis" '
+        'transform="rotate(-90 14 {11})">COCO AP</text></svg>',
+        WIDTH,
+        HEIGHT,
+        LEFT,
+        TOP,
+        plot_w,
+        plot_h,
+        grid,
+        dots,
+        LEFT + plot_w / 2,
+        HEIGHT - 8,
+        mark_safe(" / ".join(format_html("{}", c) for c in speed_columns)),
+        TOP + plot_h / 2,
+    )

@@ -1,0 +1,380 @@
+"""The pages visitors see: every seed number on its page, filters, compare, 404s, caching."""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from catalog.models import DemandVote, ModelCard, PriceRoute
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+DETR = "/models/facebook/detr-resnet-50"
+CONDITIONAL = "/models/microsoft/conditional-detr-resnet-50"
+RTDETR = "/models/PekingU/rtdetr_r50vd"
+YOLOS = "/models/hustvl/yolos-tiny"
+
+
+@pytest.fixture
+def seeded():
+    call_command("seed_catalog", stdout=io.StringIO())
+
+
+def page_text(response) -> str:
+    """What a reader sees: tags dropped, entities decoded, whitespace collapsed."""
+    body = response.content.decode()
+    body = re.sub(r"<script.*?</script>", " ", body, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body)))
+
+
+SEED_PAGES = {
+    "seed-000": (
+        DETR,
+        [
+            "DETR ResNet-50",
+            "Meta",
+            "facebook/detr-resnet-50",
+            "family DETR",
+            "modalities: image",
+            "Meta's transformer-based object detector. Returns bounding boxes + labels.",
+            "$0.0002 per image",
+            "$0.20 per 1k images",
+            "$0.00021 per image with the 5% top-up fee included",
+            "A $10 top-up (you pay $10.50) runs 50000 images",
+            "5% applied at credit top-up, not per call",
+            "End-to-end object detection",
+            "Open-weight",
+            "Object detection",
+            "Visual QA preprocessing",
+            "Inventory counting",
+            "More from Meta",
+            "What is DETR ResNet-50?",
+            "Streaming: no",
+            "Can I bring my own",
+            "fee is waived",
+            "402",
+        ],
+    ),
+    "seed-001": (
+        DETR,
+        [
+            "DEtection TRansformer (DETR)",
+            "COCO 2017",
+            "118k annotated images",
+            "Cloudflare Workers AI",
+            "Beta",
+            "$0.0000075 per request",
+            "$0.0075 per 1k requests",
+            "@cf/facebook/detr-resnet-50",
+            "An array of integers that represent the image data "
+            "constrained to 8-bit unsigned integer values",
+            "A value between 0 and 255 (unsigned 8bit)",
+            "Confidence score indicating the likelihood that the detection is correct",
+            "The x-coordinate of the top-left corner of the bounding box",
+            "Cheapest",
+        ],
+    ),
+    "seed-002": (
+        CONDITIONAL,
+        [
+            "Conditional DETR ResNet-50",
+            "microsoft/conditional-detr-resnet-50",
+            "published Sep 2022",
+            "updated May 2024",
+            "Coming soon",
+            "Conditional DETR with ResNet-50 backbone (transformer encoder-decoder)",
+            "44M",
+            "Apache 2.0",
+            "COCO 2017 (118k annotated images)",
+            "conditional spatial query",
+            "6.7",
+            "50 epochs instead of 500",
+            "41.0 AP",
+            "90G FLOPs",
+            "34.8 AP",
+            "42.0 AP",
+            "AP_S",
+            "AP_M",
+            "AP_L",
+            "Conditional DETR-R50 50 44 90 41.0 20.6 44.3 59.3",
+            "DETR-R50 50 41 86 34.8 13.9 37.3 54.4",
+            "DETR-R50 500 41 86 42.0 20.5 45.8 61.1",
+            "Real-time object detection in images and video",
+            "Detection of common objects (COCO categories) in photographs",
+            "Transfer learning for custom object detection tasks",
+            "44 million parameters.",
+            "Notify me",
+            "estimated, set at launch",
+        ],
+    ),
+    "seed-003": (
+        DETR,
+        [
+            "The input image data as a base64-encoded string. If no `parameters` are provided, "
+            "you can also provide the image data as a raw bytes payload.",
+            "The probability necessary to make a prediction.",
+            "x-use-cache",
+            "x-wait-for-model",
+            "The predicted label for the bounding box.",
+            "The associated score / probability.",
+        ],
+    ),
+    "seed-004": (
+        RTDETR,
+        [
+            "RT-DETR R50",
+            "PekingU/rtdetr_r50vd",
+            "published May 2024",
+            "updated Feb 2025",
+            "~$0.047 per 1k images",
+            "estimated, set at launch",
+            "63.7K downloads / month",
+            "Apache-2.0",
+            "RT-DETR with ResNet-50 backbone and efficient hybrid encoder",
+            "42 million",
+            "136",
+            "COCO 2017 (118k training images)",
+            "CVPR 2024",
+            "53.1% AP at 108 FPS on a T4 GPU",
+            "2.2% AP",
+            "55.3% AP",
+            "RT-DETR-R18 72 20 60.7 217 46.5 63.8 50.4 28.4 49.8 63.0",
+            "RT-DETR-R34 72 31 91.0 172 48.5 66.2 52.3 30.2 51.9 66.2",
+            "RT-DETR-R50 72 42 136 108 53.1 71.3 57.7 34.8 58.0 70.0",
+            "RT-DETR-R101 72 76 259 74 54.3 72.7 58.6 36.0 58.8 72.1",
+            "RT-DETR-R18 (Obj365) 60 20 61 217 49.2 66.6 53.5 33.2 52.3 64.8",
+            "RT-DETR-R50 (Obj365) 24 42 136 108 55.3 73.4 60.1 37.9 59.9 71.8",
+            "RT-DETR-R101 (Obj365) 24 76 259 74 56.2 74.6 61.3 38.3 60.5 73.5",
+            "What is RT-DETR R50 best used for?",
+            "How does RT-DETR R50 compare to YOLO",
+            "Is RT-DETR R50 free to use?",
+            "API providers besides Vitrine: 0",
+            "Not yet live",
+            "Related models",
+            "DETR ResNet-50",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("seed", SEED_PAGES)
+def test_every_seed_number_is_on_its_page(client, seeded, seed):
+    url, facts = SEED_PAGES[seed]
+    response = client.get(url)
+    assert response.status_code == 200
+    text = page_text(response)
+    assert [fact for fact in facts if fact not in text] == []
+
+
+@pytest.mark.parametrize("url", [DETR, CONDITIONAL, RTDETR, YOLOS])
+def test_a_detector_page_never_shows_a_text_to_image_call(client, seeded, url):
+    text = page_text(client.get(url)).lower()
+    assert [w for w in ("images/generations", "prompt", "1024x1024", "b64_json") if w in text] == []
+    assert "object_detection(" in text and "--data-binary @cats.jpg" in text
+
+
+def test_snippets_use_this_sites_api_and_auth(client, seeded, settings):
+    settings.SITE_URL = "https://vitrine.example"
+    text = page_text(client.get(DETR))
+    url = "https://vitrine.example/v1/inference/facebook/detr-resnet-50"
+    assert text.count(url) >= 4  # curl, requests, huggingface_hub, fetch
+    assert "Authorization: Bearer $VITRINE_API_KEY" in text
+    assert 'env.AI.run("@cf/facebook/detr-resnet-50"' in text
+    # The Cloudflare call is only shown where there is a Cloudflare route.
+    assert "env.AI.run" not in page_text(client.get(YOLOS))
+
+
+def test_model_page_has_seo_and_faq_structured_data(client, seeded):
+    body = client.get(DETR).content.decode()
+    assert "<title>DETR ResNet-50 (facebook/detr-resnet-50)" in body
+    assert '<meta property="og:title"' in body and '<meta name="description"' in body
+    assert '"@type": "FAQPage"' in body and '"name": "What is DETR ResNet-50?"' in body
+
+
+def test_list_search_filters_and_sorts(client, seeded):
+    def ids(**params):
+        response = client.get("/models", params)
+        return re.findall(r'data-model-id="([^"]+)"', response.content.decode())
+
+    assert len(ids()) == 4
+    assert ids(q="rt-detr") == ["PekingU/rtdetr_r50vd"]
+    assert ids(q="meta") == ["facebook/detr-resnet-50"]
+    assert set(ids(status="coming_soon")) == {
+        "microsoft/conditional-detr-resnet-50",
+        "PekingU/rtdetr_r50vd",
+    }
+    assert ids(org="hustvl") == ["hustvl/yolos-tiny"]
+    assert ids(sort="price") == [
+        "PekingU/rtdetr_r50vd",  # $0.047 per 1k (estimated)
+        "hustvl/yolos-tiny",  # $0.10
+        "microsoft/conditional-detr-resnet-50",  # $0.20 (estimated); ties sort by name
+        "facebook/detr-resnet-50",  # $0.20 on our route
+    ]
+    assert ids(price_max="0.1", sort="price") == ["PekingU/rtdetr_r50vd", "hustvl/yolos-tiny"]
+    assert ids(price_min="0.15", status="live") == ["facebook/detr-resnet-50"]
+    assert ids(sort="downloads")[0] == "PekingU/rtdetr_r50vd"
+
+
+def test_filter_state_lives_in_the_url(client, seeded):
+    response = client.get("/models", {"q": "detr", "status": "live", "sort": "price"})
+    body = response.content.decode()
+    assert 'value="detr"' in body
+    assert 'value="live" checked' in body
+
+
+def test_bad_filters_do_not_500(client, seeded):
+    response = client.get("/models", {"price_min": "cheap", "status": "launched"})
+    assert response.status_code == 200
+    assert "Some filters were not understood" in page_text(response)
+
+
+def test_pagination_keeps_the_filters(client, db):
+    for i in range(30):
+        factories.card(display_name=f"Detector {i:02}", summary="fast detector")
+    response = client.get("/models", {"q": "fast"})
+    assert "Page 1 of 2" in page_text(response)
+    assert 'href="?q=fast&amp;page=2"' in response.content.decode()
+    assert (
+        len(re.findall(r"data-model-id", client.get("/models?q=fast&page=2").content.decode())) == 6
+    )
+
+
+def test_unknown_model_is_a_404_that_suggests_close_matches(client, seeded):
+    response = client.get("/models/facebook/detr-resnet-5")
+    assert response.status_code == 404
+    text = page_text(response)
+    assert "No model called facebook/detr-resnet-5" in text
+    assert "DETR ResNet-50" in text
+
+
+def test_coming_soon_demand_votes_once_per_email_and_user(client, seeded, other_user):
+    url = CONDITIONAL + "/notify"
+    client.post(url, {"email": "Dev@Example.com"})
+    response = client.post(url, {"email": "dev@example.com"}, follow=True)
+    assert "You already asked for this model" in page_text(response)
+    client.force_login(other_user)
+    client.post(url)
+    client.post(url)
+    card = ModelCard.objects.get(slug="conditional-detr-resnet-50")
+    assert DemandVote.objects.filter(card=card).count() == 2
+
+
+def test_a_vote_needs_an_email_or_a_user(client, seeded):
+    response = client.post(CONDITIONAL + "/notify", {"email": ""}, follow=True)
+    assert "Enter an email address, or sign in" in page_text(response)
+    assert DemandVote.objects.count() == 0
+
+
+def test_deprecated_models_show_sunset_and_replacement(client, seeded):
+    from datetime import date
+
+    card = ModelCard.objects.get(slug="yolos-tiny")
+    card.status = ModelCard.Status.DEPRECATED
+    card.sunset_date = date(2027, 3, 31)
+    card.replacement = ModelCard.objects.get(slug="detr-resnet-50")
+    card.save()
+    text = page_text(client.get(YOLOS))
+    assert "Sunset on 31 Mar 2027" in text
+    assert "Replacement: DETR ResNet-50" in text
+
+
+def test_price_history_is_shown_with_dates(client, seeded, staff):
+    from decimal import Decimal
+
+    from catalog.services import price_route_save
+
+    route = PriceRoute.objects.get(card__slug="detr-resnet-50", slug="vitrine")
+    route.price = Decimal("0.00018")
+    price_route_save(route=route, changed_by=staff)
+    text = page_text(client.get(DETR))
+    assert "$0.00018 per image" in text and "$0.0002 per image" in text
+
+
+def test_compare_shows_specs_prices_benchmarks_and_the_scatter(client, seeded):
+    response = client.get("/compare", {"models": "facebook/detr-resnet-50,PekingU/rtdetr_r50vd"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert '<svg class="scatter"' in body
+    assert "<title>DETR-R50: 42.0 AP at 28 FPS (V100)</title>" in body
+    assert "<title>RT-DETR-R50: 53.1 AP at 108 FPS (T4, bs=1)</title>" in body
+    text = page_text(response)
+    assert "$0.0002 per image" in text and "~$0.000047 per image" in text
+
+
+@pytest.mark.parametrize(
+    ("models", "status", "message"),
+    [
+        ("facebook/detr-resnet-50", 400, "Pick 2 to 4 models to compare."),
+        ("a/b,c/d", 400, "Unknown model: a/b, c/d"),
+        ("a/b,c/d,e/f,g/h,i/j", 400, "Pick 2 to 4 models to compare."),
+    ],
+)
+def test_compare_refuses_bad_selections(client, seeded, models, status, message):
+    response = client.get("/compare", {"models": models})
+    assert response.status_code == status
+    assert message in page_text(response)
+
+
+def test_collections_and_organisations_list_their_cards(client, seeded):
+    text = page_text(client.get("/collections/coming-soon"))
+    assert "Conditional DETR ResNet-50" in text and "RT-DETR R50" in text
+    assert "YOLOS" not in text
+    text = page_text(client.get("/orgs/facebook"))
+    assert "Models from Meta" in text and "DETR ResNet-50" in text
+
+
+def test_list_pages_are_cached_and_invalidated_when_an_operator_saves(client, seeded):
+    assert client.get("/models")["X-Cache"] == "miss"
+    assert client.get("/models")["X-Cache"] == "hit"
+    card = ModelCard.objects.get(slug="yolos-tiny")
+    card.display_name = "YOLOS tiny (renamed)"
+    card.save()
+    response = client.get("/models")
+    assert response["X-Cache"] == "miss"
+    assert "YOLOS tiny (renamed)" in page_text(response)
+
+
+def queries_for(client, url) -> int:
+    from django.core.cache import cache
+
+    cache.clear()
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(url).status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_pages_use_a_constant_number_of_queries(client, seeded):
+    urls = [
+        "/models",
+        "/models?q=detr&sort=price",
+        DETR,
+        "/collections/object-detection",
+        "/orgs/facebook",
+        "/compare?models=facebook/detr-resnet-50,PekingU/rtdetr_r50vd",
+    ]
+    small = {url: queries_for(client, url) for url in urls}
+    org = ModelCard.objects.get(slug="detr-resnet-50").organisation
+    task = ModelCard.objects.get(slug="detr-resnet-50").task
+    cards = ModelCard.objects.bulk_create(
+        ModelCard(
+            organisation=org,
+            task=task,
+            slug=f"bulk-{i}",
+            display_name=f"DETR bulk {i}",
+            summary="detr",
+            status="live",
+        )
+        for i in range(1000)
+    )
+    PriceRoute.objects.bulk_create(
+        PriceRoute(card=c, slug="vitrine", provider="Vitrine", price="0.0001") for c in cards
+    )
+    large = {url: queries_for(client, url) for url in urls}
+    assert large == small
