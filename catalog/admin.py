@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.db.models import Count
 from django.utils.html import format_html
 
 from catalog.markdown import render_markdown
@@ -16,6 +17,7 @@ from catalog.models import (
     BenchmarkTable,
     Collection,
     CollectionEntry,
+    DemandVote,
     FaqEntry,
     ModelCard,
     Organisation,
@@ -116,7 +118,7 @@ class ModelCardAdmin(admin.ModelAdmin):
     form = ModelCardForm
     list_display = [
         "display_name", "model_id", "organisation", "status", "task", "license", "open_weight",
-        "position",
+        "demand", "position",
     ]  # fmt: skip
     list_filter = ["status", "task", "organisation", "license", "open_weight", "is_published"]
     search_fields = ["display_name", "slug", "organisation__name", "organisation__slug", "summary"]
@@ -181,6 +183,13 @@ class ModelCardAdmin(admin.ModelAdmin):
     @admin.display(description="Rendered description")
     def description_preview(self, obj):
         return markdown_preview(obj.description if obj else "")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(demand_count=Count("demand_votes"))
+
+    @admin.display(description="Wanted by", ordering="demand_count")
+    def demand(self, obj):
+        return obj.demand_count
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not PriceRoute:
@@ -323,3 +332,17 @@ class FaqEntryAdmin(admin.ModelAdmin):
     @admin.display(description="Rendered answer")
     def answer_preview(self, obj):
         return markdown_preview(obj.answer if obj else "")
+
+
+@admin.register(DemandVote)
+class DemandVoteAdmin(admin.ModelAdmin):
+    """Who asked to be told when a coming-soon model goes live."""
+
+    list_display = ["card", "user", "email", "created_at"]
+    list_filter = ["card"]
+    search_fields = ["email", "user__username", "card__display_name"]
+    list_select_related = ["card__organisation", "user"]
+    readonly_fields = ["card", "user", "email", "created_at"]
+
+    def has_add_permission(self, request):
+        return False

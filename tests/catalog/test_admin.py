@@ -167,3 +167,15 @@ def test_a_new_route_added_in_the_admin_starts_its_history(staff_client, staff):
     assert list(route.history.values_list("price", "unit", "changed_by")) == [
         (Decimal("0.0000075"), "request", staff.pk)
     ]
+
+
+def test_operators_see_how_many_people_want_a_coming_soon_model(staff_client, other_user):
+    from catalog.models import DemandVote
+
+    card = factories.card(display_name="RT-DETR R50", status=ModelCard.Status.COMING_SOON)
+    DemandVote.objects.create(card=card, email="a@example.com")
+    DemandVote.objects.create(card=card, user=other_user)
+    response = staff_client.get(reverse("admin:catalog_modelcard_changelist"))
+    row = next(c for c in response.context["cl"].result_list if c.pk == card.pk)
+    assert row.demand_count == 2
+    assert "Wanted by" in response.content.decode()
