@@ -378,3 +378,14 @@ def test_pages_use_a_constant_number_of_queries(client, seeded):
     )
     large = {url: queries_for(client, url) for url in urls}
     assert large == small
+
+
+def test_an_operators_markdown_cannot_inject_script_into_a_page(client, db):
+    card = factories.card(
+        description='<script>alert(1)</script><img src=x onerror="alert(2)">'
+        "[x](javascript:alert(3))\n\n**kept**"
+    )
+    factories.route(card=card)
+    body = client.get(f"/models/{card.model_id}").content.decode().lower()
+    assert "alert(1)" not in body and "onerror" not in body and "javascript:" not in body
+    assert "<strong>kept</strong>" in body
