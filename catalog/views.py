@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Min, Prefetch, Q
+from django.db.models import F, Min, Prefetch, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import strip_tags
@@ -34,12 +34,17 @@ from catalog.models import (
 from catalog.snippets import detection_snippets
 
 PAGE_SIZE = 24
+# Missing values sort last on every backend (PostgreSQL puts NULLs first in DESC order).
 SORTS = {
-    "": ("position", "display_name"),
-    "price": ("image_price", "display_name"),
-    "-price": ("-image_price", "display_name"),
-    "newest": ("-published_on", "-launch_date", "display_name"),
-    "downloads": ("-downloads_per_month", "display_name"),
+    "": (F("position").asc(), "display_name"),
+    "price": (F("image_price").asc(nulls_last=True), "display_name"),
+    "-price": (F("image_price").desc(nulls_last=True), "display_name"),
+    "newest": (
+        F("published_on").desc(nulls_last=True),
+        F("launch_date").desc(nulls_last=True),
+        "display_name",
+    ),
+    "downloads": (F("downloads_per_month").desc(nulls_last=True), "display_name"),
 }
 COMPARE_MIN, COMPARE_MAX = 2, 4
 VOTE_THANKS = "Thanks: we will tell you when it is live."
