@@ -1,0 +1,394 @@
+"""Loading a transformers object detector once per process and running it on decoded images.
+
+Any ``AutoModelForObjectDetection`` checkpoint with an image processor that has
+``post_process_object_detection`` works: nothing here knows a model family. Output has the
+shape of ``transformers.pipeline("object-detection")`` (same rounding, same labels), with
+boxes clipped to the image and sorted by score.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from playground.runtime.env import env_bool, env_choice, env_int
+from playground.runtime.images import DecodedImage
+from playground.runtime.weights import CheckpointSpec, resolve_weights, weights_error
+
+logger = logging.getLogger(__name__)
+
+MAX_MODELS_ENV = "VITRINE_MAX_MODELS"
+BATCH_SIZE_ENV = "VITRINE_BATCH_SIZE"
+TORCH_THREADS_ENV = "VITRINE_TORCH_THREADS"
+AUTOCAST_ENV = "VITRINE_AUTOCAST"
+IMAGE_BACKEND_ENV = "VITRINE_IMAGE_BACKEND"
+CHANNELS_LAST_ENV = "VITRINE_CHANNELS_LAST"
+
+DEFAULT_MAX_MODELS = 2
+DEFAULT_BATCH_SIZE = {"cpu": 1, "cuda": 8}
+# The PIL image processors: torchvision is not installed on the CPU machines, and pinning the
+# backend keeps preprocessing (and so the detections) the same wherever the worker runs.
+DEFAULT_IMAGE_BACKEND = "pil"
+AUTOCAST_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+# How many images are preprocessed ahead of the forward pass, in batches: bounds memory.
+PREFETCH_BATCHES = 4
+WARM_UP_SIZE = (640, 480)
+STAGES = ("preprocess", "forward", "postprocess")
+
+BAD_THRESHOLD_MESSAGE = "threshold must be between 0 and 1, got {threshold!r}"
+BAD_BATCH_SIZE_MESSAGE = "batch_size must be at least 1, got {batch_size!r}"
+
+
+@dataclass
+class DetectionResult:
+    """One image's detections (HF pipeline shape) and the seconds each stage took for it.
+
+    Stage times of a batch are shared equally between its images, so summing ``timings``
+    over a ``detect()`` call gives the call's time.
+    """
+
+    detections: list[dict[str, Any]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Detector:
+    """A loaded model and its image processor on one device."""
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        processor: Any,
+        spec: CheckpointSpec,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        self.model = model
+        self.processor = processor
+        self.spec = spec
+        self.device = device
+        self.autocast_dtype = autocast_dtype if device.type == "cuda" else None
+        self.channels_last = channels_last
+        config = model.config
+        self.id2label: dict[int, str] = {int(k): v for k, v in config.id2label.items()}
+        self.model_type: str = config.model_type
+        # Set by make_checkpoints: the weights are random, the boxes meaningless.
+        self.untrained: bool = bool(getattr(config, "vitrine_untrained", False))
+
+    def __repr__(self) -> str:
+        return f"<Detector {self.spec.label} {self.model_type} on {self.device}>"
+
+    @property
+    def default_batch_size(self) -> int:
+        default = DEFAULT_BATCH_SIZE.get(self.device.type, 1)
+        return env_int(BATCH_SIZE_ENV, default) or default
+
+    def preprocess(self, image: Image.Image) -> dict[str, torch.Tensor]:
+        """The model inputs of one image, exactly as the HF pipeline builds them."""
+        inputs = self.processor(images=[image], return_tensors="pt")
+        return {name: value for name, value in inputs.items() if isinstance(value, torch.Tensor)}
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> Any:
+        """The model's raw outputs for a batch of preprocessed inputs."""
+        batch = {}
+        for name, value in inputs.items():
+            value = value.to(self.device, non_blocking=True)
+            if name == "pixel_values" and self.channels_last:
+                value = value.contiguous(memory_format=torch.channels_last)
+            batch[name] = value
+        autocast = (
+            torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            outputs = self.model(**batch)
+        for name in ("logits", "pred_boxes"):
+            # Post-processing in float32 whatever autocast computed in.
+            if name in outputs and outputs[name].dtype != torch.float32:
+                outputs[name] = outputs[name].float()
+        return outputs
+
+    def detect(
+        self,
+        images: Sequence[DecodedImage],
+        *,
+        threshold: float = 0.05,
+        batch_size: int | None = None,
+    ) -> list[DetectionResult]:
+        """Detect objects in each image; results are in the order of ``images``.
+
+        Images go through the model ``batch_size`` at a time, but only with images whose
+        preprocessed tensors have the same shape: padding a smaller image to its batch's
+        largest changes what models without a pixel mask (YOLOS) or with a backbone that
+        sees the padding (DETR) predict, and a batch must give the detections of one by one.
+        """
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(BAD_THRESHOLD_MESSAGE.format(threshold=threshold))
+        if batch_size is None:
+            batch_size = self.default_batch_size
+        if batch_size < 1:
+            raise ValueError(BAD_BATCH_SIZE_MESSAGE.format(batch_size=batch_size))
+        results: list[DetectionResult | None] = [None] * len(images)
+        window = batch_size * PREFETCH_BATCHES
+        for start in range(0, len(images), window):
+            indices = range(start, min(start + window, len(images)))
+            prepared: dict[int, dict[str, torch.Tensor]] = {}
+            timings: dict[int, dict[str, float]] = {}
+            groups: dict[tuple, list[int]] = {}
+            for index in indices:
+                began = time.perf_counter()
+                prepared[index] = self.preprocess(images[index].image)
+                timings[index] = {"preprocess": time.perf_counter() - began}
+                shape = tuple((name, tuple(t.shape)) for name, t in sorted(prepared[index].items()))
+                groups.setdefault(shape, []).append(index)
+            for members in groups.values():
+                for chunk in _chunks(members, batch_size):
+                    parts = [prepared.pop(i) for i in chunk]
+                    batch = {
+                        name: torch.cat([part[name] for part in parts]) if len(parts) > 1 else value
+                        for name, value in parts[0].items()
+                    }
+                    for index, detections, forward_s, post_s in self._run_batch(
+                        chunk, batch, images, threshold
+                    ):
+                        timings[index]["forward"] = forward_s
+                        timings[index]["postprocess"] = post_s
+                        results[index] = DetectionResult(detections, timings[index])
+        return [result for result in results if result is not None]
+
+    def _run_batch(
+        self,
+        indices: list[int],
+        inputs: dict[str, torch.Tensor],
+        images: Sequence[DecodedImage],
+        threshold: float,
+    ) -> Iterator[tuple[int, list[dict[str, Any]], float, float]]:
+        began = time.perf_counter()
+        outputs = self.forward(inputs)
+        self._synchronize()
+        forwarded = time.perf_counter()
+        # (height, width) per image, as the pipeline passes them: boxes in each image's pixels.
+        sizes = [images[i].image.size for i in indices]
+        target_sizes = torch.tensor([[h, w] for w, h in sizes], dtype=torch.int32)
+        raw = self.processor.post_process_object_detection(
+            outputs, threshold=threshold, target_sizes=target_sizes
+        )
+        per_image = [self._to_detections(r, size) for r, size in zip(raw, sizes, strict=True)]
+        done = time.perf_counter()
+        share = len(indices)
+        for index, detections in zip(indices, per_image, strict=True):
+            yield index, detections, (forwarded - began) / share, (done - forwarded) / share
+
+    def _to_detections(
+        self, raw: dict[str, torch.Tensor], size: tuple[int, int]
+    ) -> list[dict[str, Any]]:
+        width, height = size
+        # int() truncation of the xyxy floats, as ObjectDetectionPipeline._get_bounding_box.
+        boxes = raw["boxes"].int().tolist()
+        detections = []
+        for score, label, (xmin, ymin, xmax, ymax) in zip(
+            raw["scores"].tolist(), raw["labels"].tolist(), boxes, strict=True
+        ):
+            detections.append(
+                {
+                    "label": self.id2label.get(label, f"LABEL_{label}"),
+                    "score": float(score),
+                    "box": {
+                        "xmin": _clip(xmin, width),
+                        "ymin": _clip(ymin, height),
+                        "xmax": _clip(xmax, width),
+                        "ymax": _clip(ymax, height),
+                    },
+                }
+            )
+        detections.sort(key=lambda d: d["score"], reverse=True)  # stable: ties keep query order
+        return detections
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def warm_up(self) -> None:
+        """One pass on a synthetic image: first-call allocations and kernel selection happen now."""
+        image = Image.linear_gradient("L").resize(WARM_UP_SIZE).convert("RGB")
+        decoded = DecodedImage(image, image.size, image.size, "PNG", "")
+        self.detect([decoded], threshold=1.0, batch_size=1)
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _clip(value: int, limit: int) -> int:
+    return min(max(value, 0), limit)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+_threads_configured = False
+
+
+def configure_torch_threads() -> None:
+    """Apply VITRINE_TORCH_THREADS once per process (torch's default: one per core)."""
+    global _threads_configured
+    if _threads_configured:
+        return
+    threads = env_int(TORCH_THREADS_ENV, None)
+    if threads is not None and threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    _threads_configured = True
+
+
+def load_detector(
+    spec: CheckpointSpec,
+    *,
+    device: str | torch.device | None = None,
+    warm_up: bool = True,
+    channels_last: bool | None = None,
+) -> Detector:
+    """Load ``spec`` (uncached; see ``get_detector``), raising WeightsNotInstalled if absent.
+
+    ``channels_last`` (default: VITRINE_CHANNELS_LAST, on) stores conv weights and inputs
+    NHWC: a ResNet-50 DETR forward is ~20% faster on CPU, a ViT (YOLOS) unchanged, and the
+    outputs differ only by float rounding.
+    """
+    # Imported here: `import playground.runtime` stays cheap for the web process, which
+    # only decodes images.
+    from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+    configure_torch_threads()
+    device = torch.device(device) if device is not None else default_device()
+    autocast = AUTOCAST_DTYPES[env_choice(AUTOCAST_ENV, "off", tuple(AUTOCAST_DTYPES))]
+    backend = env_choice(IMAGE_BACKEND_ENV, DEFAULT_IMAGE_BACKEND, ("pil", "torchvision"))
+    if channels_last is None:
+        channels_last = env_bool(CHANNELS_LAST_ENV, True)
+    source = resolve_weights(spec)
+    began = time.perf_counter()
+    try:
+        model = AutoModelForObjectDetection.from_pretrained(
+            source.path, dtype=torch.float32, **source.kwargs
+        )
+        # The model's config is passed so that legacy preprocessor files (e.g. the published
+        # DETR's "DetrFeatureExtractor" type, which transformers 5 no longer resolves by
+        # name) fall back to the processor registered for the model type.
+        processor = AutoImageProcessor.from_pretrained(
+            source.path, backend=backend, config=model.config, **source.kwargs
+        )
+    except OSError as exc:  # missing files, offline, download failure (hub errors are OSErrors)
+        raise weights_error(spec, source, exc) from exc
+    model.eval()
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    detector = Detector(
+        model=model,
+        processor=processor,
+        spec=spec,
+        device=device,
+        autocast_dtype=autocast,
+        channels_last=channels_last,
+    )
+    loaded = time.perf_counter()
+    if warm_up:
+        detector.warm_up()
+    logger.info(
+        "loaded %r in %.2fs, warm-up %.2fs",
+        detector,
+        loaded - began,
+        time.perf_counter() - loaded,
+    )
+    return detector
+
+
+class DetectorCache:
+    """Loaded detectors of this process, least recently used evicted past the limit.
+
+    Per process: a forked child starts empty rather than sharing its parent's models.
+    Concurrent first calls for one checkpoint load it once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, str], Detector] = OrderedDict()
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
+        self._pid = os.getpid()
+
+    def _reset_after_fork(self) -> None:
+        if self._pid != os.getpid():
+            self._items = OrderedDict()
+            self._loading = {}
+            self._pid = os.getpid()
+
+    def get(self, spec: CheckpointSpec, *, device: str | torch.device | None = None) -> Detector:
+        resolved = torch.device(device) if device is not None else default_device()
+        key = (spec.key, str(resolved))
+        with self._lock:
+            self._reset_after_fork()
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            key_lock = self._loading.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+                    return self._items[key]
+            detector = load_detector(spec, device=resolved)
+            with self._lock:
+                self._items[key] = detector
+                self._loading.pop(key, None)
+                limit = env_int(MAX_MODELS_ENV, DEFAULT_MAX_MODELS) or DEFAULT_MAX_MODELS
+                evicted = []
+                while len(self._items) > limit:
+                    evicted.append(self._items.popitem(last=False)[1])
+        if evicted:
+            logger.info("evicted %s", ", ".join(map(repr, evicted)))
+            del evicted
+            if resolved.type == "cuda":
+                torch.cuda.empty_cache()
+        return detector
+
+    def loaded(self) -> list[str]:
+        """Keys of the loaded detectors, least recently used first."""
+        with self._lock:
+            self._reset_after_fork()
+            return [key for key, _device in self._items]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_cache = DetectorCache()
+
+
+def get_detector(spec: CheckpointSpec, *, device: str | torch.device | None = None) -> Detector:
+    """The process's detector for ``spec``, loaded (and warmed up) on first use.
+
+    Keeps at most VITRINE_MAX_MODELS (default 2) loaded. Raises WeightsNotInstalled when the
+    checkpoint's files are not on this machine.
+    """
+    return _cache.get(spec, device=device)
+
+
+def loaded_detectors() -> list[str]:
+    return _cache.loaded()
+
+
+def clear_detector_cache() -> None:
+    _cache.clear()

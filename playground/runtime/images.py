@@ -1,0 +1,189 @@
+"""Turning uploaded bytes into an upright RGB image, refusing what we do not want to decode.
+
+Untrusted input: only four formats are parsed, the pixel count is checked from the header
+before any pixel is decoded, and every decoder failure becomes an ``ImageError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from playground.runtime.errors import (
+    CORRUPT_IMAGE,
+    IMAGE_TOO_LARGE,
+    UNSUPPORTED_FORMAT,
+    ImageError,
+)
+
+logger = logging.getLogger(__name__)
+
+# The Pillow plugins we let near uploaded bytes. MPO is what Pillow's JPEG plugin calls a
+# multi-picture JPEG (many phone photos); it is decoded as its first picture.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+FORMAT_ALIASES = {"MPO": "JPEG"}
+
+EMPTY_IMAGE_MESSAGE = "The image is empty."
+UNSUPPORTED_FORMAT_MESSAGE = (
+    "Unsupported image format{detail}: send a JPEG, PNG, WebP or GIF image."
+)
+IMAGE_TOO_LARGE_MESSAGE = (
+    "The image is {width}x{height} ({pixels} pixels); the limit is {max_pixels} pixels."
+)
+IMAGE_TOO_LARGE_UNKNOWN_MESSAGE = "The image is larger than the {max_pixels} pixel limit."
+CORRUPT_IMAGE_MESSAGE = "The {format} image could not be decoded: {reason}"
+
+# Magic numbers: which allowed format the bytes claim to be (a claim Pillow then fails to
+# honour means a corrupt file, not an unsupported one), and a name for some we refuse.
+_ALLOWED_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+)
+_REFUSED_MAGIC = (
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"8BPS", "PSD"),
+    (b"%PDF", "PDF"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+)
+
+
+@dataclass
+class DecodedImage:
+    """An upload decoded for detection.
+
+    ``image`` is RGB and upright (EXIF orientation applied); boxes are reported in its
+    coordinates. ``original_size`` is the stored (width, height), ``oriented_size`` the
+    upright one: they differ (swapped) for EXIF orientations 5-8.
+    """
+
+    image: Image.Image
+    original_size: tuple[int, int]
+    oriented_size: tuple[int, int]
+    format: str
+    sha256: str
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format the leading bytes claim, allowed or not; None when unrecognised."""
+    for magic, name in _ALLOWED_MAGIC + _REFUSED_MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        return "AVIF" if brand.startswith(b"avi") else "HEIF"
+    return None
+
+
+def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
+    """Decode ``data`` into an upright RGB image, or raise ``ImageError``.
+
+    The width x height in the header is checked against ``max_pixels`` before the pixels
+    are decoded, so a small file claiming a huge canvas costs nothing.
+    """
+    if not data:
+        raise ImageError(EMPTY_IMAGE_MESSAGE, code=CORRUPT_IMAGE)
+    claimed = sniff_format(data)
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        # Pillow's own global guard fired while reading the header (a canvas over twice
+        # Image.MAX_IMAGE_PIXELS): far past any limit of ours too.
+        raise ImageError(
+            IMAGE_TOO_LARGE_UNKNOWN_MESSAGE.format(max_pixels=max_pixels), code=IMAGE_TOO_LARGE
+        ) from exc
+    except Exception as exc:  # Pillow raises many types for bytes it cannot identify.
+        if claimed in ALLOWED_FORMATS:
+            raise ImageError(
+                CORRUPT_IMAGE_MESSAGE.format(format=claimed, reason="unreadable header"),
+                code=CORRUPT_IMAGE,
+            ) from exc
+        detail = f" ({claimed})" if claimed else ""
+        raise ImageError(
+            UNSUPPORTED_FORMAT_MESSAGE.format(detail=detail), code=UNSUPPORTED_FORMAT
+        ) from exc
+
+    with image:
+        fmt = FORMAT_ALIASES.get(image.format or "", image.format or claimed or "unknown")
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise ImageError(
+                CORRUPT_IMAGE_MESSAGE.format(format=fmt, reason="zero size"), code=CORRUPT_IMAGE
+            )
+        if width * height > max_pixels:
+            raise ImageError(
+                IMAGE_TOO_LARGE_MESSAGE.format(
+                    width=width, height=height, pixels=width * height, max_pixels=max_pixels
+                ),
+                code=IMAGE_TOO_LARGE,
+            )
+        try:
+            # Animated GIF/WebP: the file is positioned on its first frame after open.
+            image.load()
+        except Exception as exc:  # truncated data, bad CRC, broken stream: all "corrupt".
+            raise ImageError(
+                CORRUPT_IMAGE_MESSAGE.format(format=fmt, reason=str(exc) or type(exc).__name__),
+                code=CORRUPT_IMAGE,
+            ) from exc
+        upright = _exif_upright(image)
+        rgb = to_rgb(upright)
+
+    return DecodedImage(
+        image=rgb,
+        original_size=(width, height),
+        oriented_size=rgb.size,
+        format=fmt,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _exif_upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a malformed EXIF block means "no rotation", not an error."""
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception:  # Pillow's EXIF parser raises assorted errors on broken blocks.
+        logger.info("ignoring malformed EXIF data", exc_info=True)
+        upright = None
+    # A copy either way: the caller closes the file-backed original.
+    return upright if upright is not None else image.copy()
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any decoded mode to 8-bit RGB.
+
+    Transparency is composited on white (a plain ``convert("RGB")`` would show whatever
+    colour the transparent pixels happen to hold, often black); 16/32-bit greyscale is
+    scaled, not clipped, to 8 bits.
+    """
+    mode = image.mode
+    if mode == "RGB" and "transparency" not in image.info:
+        return image
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.int64)
+        if mode.startswith("I;16") or values.max(initial=0) > 255:
+            # 16-bit samples: keep the high byte, as 16-bit to 8-bit viewers do.
+            values = np.clip(values, 0, 65535) >> 8
+        grey = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
+        return grey.convert("RGB")
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        grey = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
+        return grey.convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    # CMYK (Pillow undoes Adobe's inverted CMYK while decoding), P, L, 1, YCbCr, ...
+    return image.convert("RGB")
