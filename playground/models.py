@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import uuid
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class WorkerHeartbeat(models.Model):
@@ -16,3 +20,106 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Job(models.Model):
+    """One detection request. The row, not Celery's result backend, is what clients poll."""
+
+    Status = JobStatus
+    FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    session_key = models.CharField(max_length=64, blank=True, help_text="Anonymous visitor.")
+    card = models.ForeignKey("catalog.ModelCard", on_delete=models.PROTECT, related_name="jobs")
+    route = models.ForeignKey(
+        "catalog.PriceRoute", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    parameters = models.JSONField(default=dict, blank=True)
+
+    # The upload, stored under VITRINE_JOB_STORAGE (outside the web root) by a generated name.
+    image_name = models.CharField(max_length=100)
+    image_sha256 = models.CharField(max_length=64)
+    image_bytes = models.PositiveIntegerField()
+    original_width = models.PositiveIntegerField()
+    original_height = models.PositiveIntegerField()
+    width = models.PositiveIntegerField(help_text="After EXIF orientation.")
+    height = models.PositiveIntegerField(help_text="After EXIF orientation.")
+
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    queue = models.CharField(max_length=32)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="A running job past this is presumed lost."
+    )
+    worker = models.CharField(max_length=200, blank=True)
+
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
+    result = models.JSONField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    cost_ref = models.CharField(max_length=64, blank=True, help_text="The charge, if any.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "lease_expires_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in JobStatus]), name="job_valid_status"
+            ),
+            models.CheckConstraint(
+                condition=Q(attempts__lte=models.F("max_attempts")), name="job_attempts_capped"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=JobStatus.SUCCEEDED) | Q(result__isnull=False),
+                name="job_succeeded_has_result",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.status}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+
+class JobAttempt(models.Model):
+    """One claim of a job by a worker: how many times it ran, where, and how it ended."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        LOST = "lost", "Lost (worker died or timed out)"
+        RETRY = "retry", "Retried after a transient error"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField()
+    worker = models.CharField(max_length=200)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="job_attempt_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} #{self.number} {self.outcome}"

@@ -85,6 +85,13 @@ class WorkerProcess:
                 self.proc.kill()
                 self.proc.wait()
 
+    def kill_hard(self) -> None:
+        """kill -9 the worker and its pool processes, as a machine dying would."""
+        import signal
+
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -99,19 +106,28 @@ def start_worker(transactional_db, broker_url, tmp_path, settings):
     settings.CELERY_BROKER_URL = broker_url
     workers: list[WorkerProcess] = []
 
-    def start(*extra: str) -> WorkerProcess:
+    def start(*extra: str, env_extra: dict | None = None) -> WorkerProcess:
         log = tmp_path / f"worker-{len(workers)}.log"
         env = {
             **os.environ,
             "DATABASE_URL": database_url(connection.settings_dict),
             "CELERY_BROKER_URL": broker_url,
             "PYTHONUNBUFFERED": "1",
+            "VITRINE_JOB_STORAGE": str(settings.VITRINE_JOB_STORAGE),
+            **(env_extra or {}),
         }
         argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO"]
         argv += ["--concurrency", "1", "--hostname", f"test{len(workers)}-{os.getpid()}@%h"]
+        argv += ["--queues", f"default,{settings.VITRINE_INFERENCE_QUEUE}"]
         with log.open("wb") as out:
+            # Its own process group, so a test can kill the worker and its pool at once.
             proc = subprocess.Popen(
-                [*argv, *extra], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+                [*argv, *extra],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         worker = WorkerProcess(proc, log)
         workers.append(worker)
@@ -126,9 +142,13 @@ def start_worker(transactional_db, broker_url, tmp_path, settings):
 def _reset_producer_pool(app) -> None:
     # The producer pool is built from broker_url on first use; drop it so the next
     # send connects to the broker configured now.
+    from kombu import pools
+
     if app._pool is not None:
         app._pool.force_close_all()
         app._pool = None
+    app.amqp._producer_pool = None
+    pools.reset()
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str = ""):

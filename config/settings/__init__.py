@@ -17,6 +17,7 @@ from config.settings.env import (
     env_bool,
     env_broker_url,
     env_database,
+    env_decimal,
     env_int,
     env_list,
     env_str,
@@ -172,6 +173,21 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int(
 if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_HARD_TIME_LIMIT:
     raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be below the hard limit.")
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_HARD_TIME_LIMIT
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Detection jobs go to a queue per device kind, so GPU and CPU workers can live on
+# different machines behind one broker: `celery -A config worker -Q gpu` on GPU hosts.
+VITRINE_INFERENCE_QUEUE = env_str("VITRINE_INFERENCE_QUEUE") or "cpu"
+VITRINE_JOB_MAX_ATTEMPTS = env_int("VITRINE_JOB_MAX_ATTEMPTS", 3, minimum=1)
+# A running job whose lease (hard time limit + this margin) has passed is presumed lost.
+VITRINE_JOB_LEASE_MARGIN = env_int("VITRINE_JOB_LEASE_MARGIN", 30, minimum=0)
+VITRINE_REAPER_INTERVAL = env_int("VITRINE_REAPER_INTERVAL", 60, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-jobs": {
+        "task": "playground.reap_stale_jobs",
+        "schedule": float(VITRINE_REAPER_INTERVAL),
+        "options": {"queue": "default", "expires": VITRINE_REAPER_INTERVAL},
+    }
+}
 # The job row is the truth clients poll; Celery's result backend is not used.
 CELERY_TASK_IGNORE_RESULT = True
 # Ack after the task ran, so a worker killed mid-job leaves the message to be redelivered;
@@ -187,6 +203,36 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Jobs and the detector ---
+# Uploads are kept outside the web root under generated names.
+VITRINE_JOB_STORAGE = Path(env_str("VITRINE_JOB_STORAGE") or VAR_DIR / "jobs")
+VITRINE_MAX_IMAGE_PIXELS = env_int("VITRINE_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+VITRINE_MAX_UPLOAD_BYTES = env_int("VITRINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
+# Every detection above this floor is kept with the job, so a client can apply any higher
+# threshold later without re-running the model.
+VITRINE_DETECTION_FLOOR = float(env_decimal("VITRINE_DETECTION_FLOOR", "0.05"))
+if not 0 <= VITRINE_DETECTION_FLOOR < 1:
+    raise ImproperlyConfigured("VITRINE_DETECTION_FLOOR must be in [0, 1).")
+
+# --- Billing ---
+# Credit is bought in top-ups; the 5% platform fee is added there (catalog.pricing).
+VITRINE_MIN_TOP_UP = env_decimal("VITRINE_MIN_TOP_UP", "5")
+VITRINE_MAX_TOP_UP = env_decimal("VITRINE_MAX_TOP_UP", "10000")
+VITRINE_SIGNUP_CREDIT = env_decimal("VITRINE_SIGNUP_CREDIT", "1" if DEBUG else "0")
+# The development payment provider grants credit at once, without a card.
+VITRINE_DEV_PAYMENTS = env_bool("VITRINE_DEV_PAYMENTS", default=DEBUG)
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY") or ""
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET") or ""
+# Encrypts users' own provider keys (BYOK) at rest. Production sets its own; changing it
+# makes stored provider keys unreadable (users re-enter them).
+BYOK_ENCRYPTION_KEY = env_str("BYOK_ENCRYPTION_KEY") or ""
+if not BYOK_ENCRYPTION_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("BYOK_ENCRYPTION_KEY must be set when DEBUG is off.")
+    BYOK_ENCRYPTION_KEY = "vitrine-development-byok-key"
+EMAIL_BACKEND = env_str("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "Vitrine <noreply@localhost>"
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

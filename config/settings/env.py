@@ -91,3 +91,18 @@ def env_broker_url(name: str, default: str, *, environ: Mapping[str, str] | None
             "when a worker is killed."
         )
     return raw
+
+
+def env_decimal(name: str, default: str, *, environ: Mapping[str, str] | None = None):
+    from decimal import Decimal, InvalidOperation
+
+    raw = env_str(name, environ=environ) or default
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ImproperlyConfigured(
+            f"{name} must be a decimal amount such as 5.00; got {raw!r}"
+        ) from None
+    if not value.is_finite() or value < 0:
+        raise ImproperlyConfigured(f"{name} must be a non-negative amount; got {raw!r}")
+    return value

@@ -38,7 +38,7 @@ def test_production_without_secret_key_is_refused():
 
 
 def test_production_without_allowed_hosts_is_refused():
-    result = load_settings(DEBUG="0", SECRET_KEY="x" * 60)
+    result = load_settings(DEBUG="0", SECRET_KEY="x" * 60, BYOK_ENCRYPTION_KEY="k")
     assert "ImproperlyConfigured: ALLOWED_HOSTS must be set when DEBUG is off." in result.stderr
 
 
@@ -47,6 +47,7 @@ def test_production_settings_load_with_every_variable():
         DEBUG="0",
         SECRET_KEY="x" * 60,
         ALLOWED_HOSTS="vitrine.example",
+        BYOK_ENCRYPTION_KEY="a-long-random-key",
         DATABASE_URL="postgres://vitrine@db.internal:5432/vitrine",
         CELERY_BROKER_URL="redis://broker.internal:6379/0",
     )
@@ -54,10 +55,18 @@ def test_production_settings_load_with_every_variable():
     assert result.stdout.strip() == "False"
 
 
+def test_production_without_a_byok_key_is_refused():
+    result = load_settings(DEBUG="0", SECRET_KEY="x" * 60, ALLOWED_HOSTS="vitrine.example")
+    assert "BYOK_ENCRYPTION_KEY must be set when DEBUG is off." in result.stderr
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"DEBUG": "maybe"}, "DEBUG must be one of"),
+        ({"VITRINE_MIN_TOP_UP": "five"}, "VITRINE_MIN_TOP_UP must be a decimal amount"),
+        ({"VITRINE_SIGNUP_CREDIT": "-1"}, "VITRINE_SIGNUP_CREDIT must be a non-negative amount"),
+        ({"VITRINE_DETECTION_FLOOR": "1.5"}, "VITRINE_DETECTION_FLOOR must be in [0, 1)"),
         ({"DATABASE_URL": "not a url"}, "DATABASE_URL must be a database URL"),
         ({"DATABASE_URL": "nosuchdb://x/y"}, "DATABASE_URL must be a database URL"),
         ({"CELERY_BROKER_URL": "filesystem://"}, "CELERY_BROKER_URL must be a Redis or AMQP URL"),

@@ -55,6 +55,9 @@ class Command(BaseCommand):
             worker = [
                 sys.executable, "-m", "celery", "-A", "config", "worker",
                 "--loglevel", "INFO", "--concurrency", concurrency, "--hostname", "dev@%h",
+                "--queues", f"default,{settings.VITRINE_INFERENCE_QUEUE}",
+                # Embedded beat runs the stale-job reaper; one per deployment in production.
+                "--beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
             ]  # fmt: skip
             web = [sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"]
             for name, argv in (("worker", worker), ("web", web)):

@@ -1,0 +1,112 @@
+"""Jobs end to end: a real worker process runs the real detector on random-weight checkpoints."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from playground import services
+from playground.models import Job
+from playground.runtime import CheckpointSpec, decode_image, get_detector
+from playground.runtime.checkpoints import build_checkpoint
+from tests import factories
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.worker
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """Random-weight checkpoints, built once: YOLOS tiny as published, DETR R50 as published."""
+    root = tmp_path_factory.mktemp("job-checkpoints")
+    return {family: build_checkpoint(family, root / family) for family in ("yolos_tiny", "detr")}
+
+
+def photo(width=320, height=240) -> bytes:
+    image = Image.new("RGB", (width, height), (40, 120, 200))
+    for x in range(60, 200):
+        for y in range(50, 150):
+            image.putpixel((x, y), (230, 200, 40))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def storage(settings, tmp_path):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+
+
+def card_for(checkpoint):
+    return factories.card(checkpoint_local_dir=str(checkpoint))
+
+
+# Random weights score every class near 1/num_labels, under the default 0.05 floor: a lower
+# floor keeps detections to compare.
+FLOOR = "0.002"
+
+
+@pytest.mark.parametrize("family", ["yolos_tiny", "detr"])
+def test_a_worker_runs_a_job_end_to_end(start_worker, storage, checkpoints, family):
+    worker = start_worker(env_extra={"VITRINE_DETECTION_FLOOR": FLOOR})
+    image = photo()
+    job = services.job_create(card=card_for(checkpoints[family]), image_bytes=image)
+
+    def finished():
+        job.refresh_from_db()
+        return job.is_final
+
+    wait_for(finished, timeout=240, interval=0.5, message=worker.output())
+    assert (job.status, job.attempts, job.error_code) == ("succeeded", 1, ""), worker.output()
+    assert set(job.timings) >= {"decode", "preprocess", "forward", "postprocess"}
+    # The same detections the runtime gives in this process: the real detector ran.
+    spec = CheckpointSpec(local_dir=str(checkpoints[family]))
+    (expected,) = get_detector(spec).detect(
+        [decode_image(image, max_pixels=10**8)], threshold=float(FLOOR)
+    )
+    assert len(job.result) == len(expected.detections) > 0
+    for got, want in zip(job.result, expected.detections, strict=True):
+        assert got["label"] == want["label"]
+        assert abs(got["score"] - want["score"]) < 1e-4
+        assert all(abs(got["box"][k] - want["box"][k]) <= 1 for k in want["box"])
+        assert 0 <= got["box"]["xmin"] <= got["box"]["xmax"] <= 320
+    assert job.attempt_log.get().outcome == "succeeded"
+
+
+def test_missing_weights_fail_the_job_without_a_crash(start_worker, storage, tmp_path):
+    worker = start_worker()
+    job = services.job_create(card=card_for(tmp_path / "nowhere"), image_bytes=photo())
+    wait_for(lambda: Job.objects.get(pk=job.pk).is_final, timeout=120, message=worker.output())
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == ("failed", "weights_not_installed")
+    assert worker.proc.poll() is None
+
+
+def test_a_job_survives_kill_9_of_its_worker_and_finishes_once(start_worker, storage, checkpoints):
+    # Short limits so the lease of the lost attempt runs out within the test.
+    limits = {
+        "CELERY_TASK_HARD_TIME_LIMIT": "30",
+        "CELERY_TASK_SOFT_TIME_LIMIT": "25",
+        "VITRINE_JOB_LEASE_MARGIN": "1",
+        "VITRINE_REAPER_INTERVAL": "2",
+    }
+    first = start_worker(env_extra=limits)
+    job = services.job_create(card=card_for(checkpoints["detr"]), image_bytes=photo(640, 480))
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == "running", timeout=120, interval=0.05)
+    first.kill_hard()
+    job.refresh_from_db()
+    assert job.status == "running"  # the dead worker still holds it
+
+    schedule = str(first.log.parent / "beat-schedule")
+    second = start_worker("--beat", "--schedule", schedule, env_extra=limits)
+    wait_for(
+        lambda: Job.objects.get(pk=job.pk).is_final, timeout=240, interval=0.5,
+        message=second.output(),
+    )  # fmt: skip
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("succeeded", 2), second.output()
+    outcomes = list(job.attempt_log.values_list("number", "outcome"))
+    assert outcomes == [(1, "lost"), (2, "succeeded")]
+    assert job.result is not None
