@@ -1,0 +1,295 @@
+"""Accounts' money: API keys, the double-entry ledger, top-ups, charges, BYOK keys.
+
+Amounts are exact decimals in USD with 10 places (``catalog.models.PRICE_DECIMAL_PLACES``),
+never floats. The ledger is append-only: entries are never updated or deleted, a mistake
+is fixed by a reversing transaction, and each account's ``balance`` is a cache of the sum
+of its entries, kept in step inside the same database transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+MONEY = {"max_digits": 20, "decimal_places": 10}
+
+
+class AccountKind(models.TextChoices):
+    WALLET = "wallet", "User wallet"
+    HOLDS = "holds", "Reserved for running jobs"
+    FEE_REVENUE = "fee_revenue", "Platform fee revenue"
+    INFERENCE_REVENUE = "inference_revenue", "Inference revenue (our own workers)"
+    PROVIDER_PAYABLE = "provider_payable", "Provider payable"
+    PAYMENT_CLEARING = "payment_clearing", "Payment clearing"
+    GRANTS = "grants", "Credit granted by operators and sign-up"
+
+
+class LedgerAccount(models.Model):
+    kind = models.CharField(max_length=24, choices=AccountKind.choices)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="wallet",
+    )
+    # A cache of the sum of this account's entries, updated with them in one transaction.
+    balance = models.DecimalField(**MONEY, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=[k.value for k in AccountKind]), name="account_valid_kind"
+            ),
+            # Pay-as-you-go: a wallet never goes below zero, whatever the application does.
+            models.CheckConstraint(
+                condition=~Q(kind=AccountKind.WALLET) | Q(balance__gte=0),
+                name="wallet_never_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind=AccountKind.WALLET, user__isnull=False)
+                | (~Q(kind=AccountKind.WALLET) & Q(user__isnull=True)),
+                name="wallet_has_a_user",
+            ),
+            models.UniqueConstraint(
+                fields=["kind"], condition=Q(user__isnull=True), name="one_system_account_per_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"wallet of {self.user}" if self.user_id else self.get_kind_display()
+
+
+class LedgerTransaction(models.Model):
+    class Kind(models.TextChoices):
+        TOP_UP = "top_up", "Top-up"
+        RESERVE = "reserve", "Reserve for a job"
+        POST = "post", "Charge posted"
+        VOID = "void", "Reservation released"
+        GRANT = "grant", "Credit granted"
+        REFUND = "refund", "Refund"
+        REVERSAL = "reversal", "Reversal"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Every money movement is idempotent on this key: a replayed webhook or a redelivered
+    # task finds the transaction already there and changes nothing.
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    memo = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reverses = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.idempotency_key}"
+
+
+class AppendOnly(Exception):
+    pass
+
+
+class LedgerEntry(models.Model):
+    transaction = models.ForeignKey(
+        LedgerTransaction, on_delete=models.PROTECT, related_name="entries"
+    )
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    amount = models.DecimalField(**MONEY, help_text="Signed: + into the account, - out of it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="entry_not_zero"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.amount}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise AppendOnly("Ledger entries are never updated; post a reversal.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnly("Ledger entries are never deleted; post a reversal.")
+
+
+class ApiKey(models.Model):
+    """A secret shown once; stored as the SHA-256 of the secret, looked up by its prefix.
+
+    A fast hash is right here (unlike passwords): the secret is 32 random bytes, so there
+    is nothing to brute-force, and every API call verifies one.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    monthly_spend_cap = models.DecimalField(**MONEY, null=True, blank=True)
+    allowed_models = models.ManyToManyField(
+        "catalog.ModelCard", blank=True, help_text="Empty: every model."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(monthly_spend_cap__isnull=True) | Q(monthly_spend_cap__gte=0),
+                name="apikey_cap_gte_0",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class ProviderKey(models.Model):
+    """A user's own key for a provider route (BYOK), encrypted at rest."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_keys"
+    )
+    provider = models.CharField(max_length=64, help_text="A price route slug, e.g. cloudflare.")
+    ciphertext = models.TextField()
+    last4 = models.CharField(max_length=4)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "provider"], name="one_provider_key_each")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} key …{self.last4}"
+
+
+class TopUp(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending payment"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="top_ups"
+    )
+    credit = models.DecimalField(**MONEY, help_text="What the wallet receives.")
+    fee = models.DecimalField(**MONEY, help_text="The platform fee on top.")
+    # credit + fee, computed exactly in Python (top_up_quote). Not a CHECK: SQLite would
+    # compare the sum in floating point and refuse e.g. 12.34 + 0.62.
+    total = models.DecimalField(**MONEY, help_text="What the user pays: credit + fee.")
+    provider = models.CharField(max_length=32)
+    provider_session_id = models.CharField(max_length=200, blank=True)
+    provider_event_id = models.CharField(
+        max_length=200, null=True, blank=True, unique=True,
+        help_text="The payment provider's event that confirmed it (idempotency).",
+    )  # fmt: skip
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    transaction = models.OneToOneField(
+        LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(credit__gt=0), name="topup_credit_positive"),
+            models.CheckConstraint(condition=Q(fee__gte=0), name="topup_fee_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"top-up {self.credit} for {self.user} ({self.status})"
+
+
+class Charge(models.Model):
+    """What one job costs: reserved when accepted, posted on success, voided otherwise."""
+
+    class Status(models.TextChoices):
+        RESERVED = "reserved", "Reserved"
+        POSTED = "posted", "Posted"
+        VOIDED = "voided", "Voided"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # One charge per job: the job id is the idempotency key.
+    job_id = models.UUIDField(unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="charges"
+    )
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True)
+    card = models.ForeignKey("catalog.ModelCard", on_delete=models.PROTECT, related_name="+")
+    route = models.ForeignKey("catalog.PriceRoute", on_delete=models.PROTECT, related_name="+")
+    price_version = models.ForeignKey(
+        "catalog.PriceChange", on_delete=models.PROTECT, related_name="+",
+        help_text="The price in force when the job was accepted.",
+    )  # fmt: skip
+    unit_price = models.DecimalField(**MONEY)
+    units = models.PositiveIntegerField(default=1)
+    amount = models.DecimalField(**MONEY, help_text="Charged to the wallet (0 with BYOK).")
+    would_be_amount = models.DecimalField(**MONEY, help_text="What it costs without BYOK.")
+    byok = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RESERVED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="charge_amount_gte_0"),
+            models.CheckConstraint(
+                condition=Q(byok=False) | Q(amount=0), name="charge_byok_is_free"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"charge {self.amount} for job {self.job_id} ({self.status})"
+
+
+class CreditAdjustment(models.Model):
+    """An operator's grant or refund, with its reason; saving one posts it to the ledger."""
+
+    class Kind(models.TextChoices):
+        GRANT = "grant", "Grant credit"
+        REFUND = "refund", "Refund to the payer"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    amount = models.DecimalField(**MONEY)
+    reason = models.CharField(max_length=300)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    transaction = models.OneToOneField(
+        LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="adjustment_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount} to {self.user}"

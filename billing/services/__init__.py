@@ -1,0 +1,1 @@
+"""Billing services: ``ledger`` moves money; the others say why."""

@@ -1,0 +1,103 @@
+"""API keys (shown once, stored hashed) and BYOK provider keys (encrypted at rest)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import ApiKey, ProviderKey
+from catalog.errors import ApplicationError
+
+KEY_PREFIX = "vt_"
+MISSING_KEY = "Missing API key: send 'Authorization: Bearer <key>'."
+MALFORMED_KEY = "Malformed API key."
+INVALID_KEY = "Invalid API key."
+REVOKED_KEY = "This API key has been revoked."
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_create(
+    *, user, name: str, monthly_spend_cap=None, allowed_models=()
+) -> tuple[ApiKey, str]:
+    """Create a key; returns it and the plaintext, which is never stored or shown again."""
+    with transaction.atomic():
+        while True:
+            prefix = secrets.token_hex(4)
+            if not ApiKey.objects.filter(prefix=prefix).exists():
+                break
+        plaintext = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+        key = ApiKey.objects.create(
+            user=user,
+            name=name,
+            prefix=prefix,
+            secret_hash=_hash(plaintext),
+            monthly_spend_cap=monthly_spend_cap,
+        )
+        key.allowed_models.set(allowed_models)
+    return key, plaintext
+
+
+def _auth_error(message: str) -> ApplicationError:
+    return ApplicationError(
+        message,
+        code="invalid_api_key",
+        status=401,
+        type="authentication_error",
+        headers={"WWW-Authenticate": 'Bearer realm="vitrine"'},
+    )
+
+
+def api_key_authenticate(raw: str | None) -> ApiKey:
+    """The active key for a presented secret, or a 401 error; records its last use."""
+    if not raw:
+        raise _auth_error(MISSING_KEY)
+    if not raw.startswith(KEY_PREFIX) or raw.count("_") < 2:
+        raise _auth_error(MALFORMED_KEY)
+    prefix = raw[len(KEY_PREFIX) :].split("_", 1)[0]
+    key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+    # compare_digest on the hash even for an unknown prefix keeps timing uniform.
+    expected = key.secret_hash if key else _hash("")
+    if not hmac.compare_digest(expected, _hash(raw)) or key is None:
+        raise _auth_error(INVALID_KEY)
+    if key.revoked_at is not None:
+        raise _auth_error(REVOKED_KEY)
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    return key
+
+
+def api_key_revoke(*, key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def _fernet():
+    from cryptography.fernet import Fernet
+
+    secret = settings.BYOK_ENCRYPTION_KEY
+    # Any string works as the setting: it is stretched to Fernet's 32-byte key.
+    key = base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest())
+    return Fernet(key)
+
+
+def provider_key_save(*, user, provider: str, secret: str) -> ProviderKey:
+    secret = secret.strip()
+    if len(secret) < 8:
+        raise ApplicationError("That provider key is too short.", code="invalid_provider_key")
+    token = _fernet().encrypt(secret.encode()).decode()
+    key, _ = ProviderKey.objects.update_or_create(
+        user=user, provider=provider, defaults={"ciphertext": token, "last4": secret[-4:]}
+    )
+    return key
+
+
+def provider_key_reveal(*, key: ProviderKey) -> str:
+    """The plaintext, for the worker that calls the provider; never for display."""
+    return _fernet().decrypt(key.ciphertext.encode()).decode()

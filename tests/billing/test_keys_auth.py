@@ -1,0 +1,128 @@
+"""API keys: shown once, stored hashed; missing, malformed, unknown and revoked keys get 401."""
+
+from __future__ import annotations
+
+import pytest
+
+from billing.models import ApiKey, ProviderKey
+from billing.services.keys import (
+    INVALID_KEY,
+    KEY_PREFIX,
+    MALFORMED_KEY,
+    MISSING_KEY,
+    REVOKED_KEY,
+    api_key_authenticate,
+    api_key_create,
+    api_key_revoke,
+    provider_key_reveal,
+    provider_key_save,
+)
+from catalog.errors import ApplicationError
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("owner", "owner@example.com", "pw-owner-1")
+
+
+def stored_values(obj) -> list[str]:
+    """Every column of the row as the database holds it."""
+    row = type(obj).objects.filter(pk=obj.pk).values().get()
+    return [str(value) for value in row.values()]
+
+
+def test_the_database_holds_no_plaintext(user):
+    key, plaintext = api_key_create(user=user, name="laptop")
+    secret = plaintext.split("_", 2)[2]  # vt_<prefix>_<secret>
+
+    assert plaintext.startswith(KEY_PREFIX)
+    assert len(secret) >= 40
+    columns = stored_values(key)
+    assert len(columns) == len(ApiKey._meta.concrete_fields)
+    for value in columns:
+        assert plaintext not in value
+        assert secret not in value
+        assert secret[:16] not in value
+    assert api_key_authenticate(plaintext) == key
+
+
+def test_each_key_is_different(user):
+    plaintexts = {api_key_create(user=user, name=f"k{n}")[1] for n in range(5)}
+    assert len(plaintexts) == 5
+    assert len(set(ApiKey.objects.values_list("secret_hash", flat=True))) == 5
+
+
+def test_a_good_key_authenticates_and_records_its_use(user):
+    key, plaintext = api_key_create(user=user, name="laptop")
+    assert key.last_used_at is None
+    assert api_key_authenticate(plaintext).user == user
+    key.refresh_from_db()
+    assert key.last_used_at is not None
+
+
+def _mangle_secret(plaintext: str) -> str:
+    last = plaintext[-1]
+    return plaintext[:-1] + ("A" if last != "A" else "B")
+
+
+@pytest.mark.parametrize(
+    ("presented", "message"),
+    [
+        (lambda key: None, MISSING_KEY),
+        (lambda key: "", MISSING_KEY),
+        (lambda key: "sk-not-ours", MALFORMED_KEY),
+        (lambda key: "vt_nounderscore", MALFORMED_KEY),
+        (lambda key: key.replace("vt_", "xx_", 1), MALFORMED_KEY),
+        (_mangle_secret, INVALID_KEY),  # the right prefix, a wrong secret
+        (lambda key: "vt_00000000_" + key.split("_", 2)[2], INVALID_KEY),  # unknown prefix
+        (lambda key: "vt_deadbeef_nothing-like-a-key", INVALID_KEY),
+    ],
+)
+def test_bad_keys_get_401(user, presented, message):
+    _, plaintext = api_key_create(user=user, name="laptop")
+    with pytest.raises(ApplicationError) as raised:
+        api_key_authenticate(presented(plaintext))
+    error = raised.value
+    assert (error.status, error.type, error.code) == (
+        401,
+        "authentication_error",
+        "invalid_api_key",
+    )
+    assert error.message == message
+    assert error.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_revoked_key_gets_401(user):
+    key, plaintext = api_key_create(user=user, name="leaked")
+    other, other_plaintext = api_key_create(user=user, name="kept")
+
+    api_key_revoke(key=key)
+
+    with pytest.raises(ApplicationError) as raised:
+        api_key_authenticate(plaintext)
+    assert (raised.value.status, raised.value.type) == (401, "authentication_error")
+    assert raised.value.message == REVOKED_KEY
+    key.refresh_from_db()
+    assert key.is_active is False
+    # Revoking again keeps the first revocation time; the other key still works.
+    revoked_at = key.revoked_at
+    api_key_revoke(key=key)
+    key.refresh_from_db()
+    assert key.revoked_at == revoked_at
+    assert api_key_authenticate(other_plaintext) == other
+
+
+def test_a_provider_key_is_encrypted_at_rest(user):
+    secret = "cf-live-secret-value-98765"
+    saved = provider_key_save(user=user, provider="cloudflare", secret=f"  {secret}\n")
+    for value in stored_values(saved):
+        assert secret not in value
+        assert secret[:8] not in value
+    assert saved.last4 == "8765"
+    assert provider_key_reveal(key=ProviderKey.objects.get(pk=saved.pk)) == secret
+    # Saving again replaces it: one key per provider.
+    provider_key_save(user=user, provider="cloudflare", secret="cf-rotated-secret-0001")
+    assert ProviderKey.objects.filter(user=user).count() == 1
+    assert provider_key_reveal(key=ProviderKey.objects.get(user=user)) == "cf-rotated-secret-0001"
