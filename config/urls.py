@@ -13,10 +13,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
     path("v1/", include("catalog.api_urls")),
+    path("v1/", include("playground.api_urls")),
     # Keep last among the v1/ routes: any other /v1/ path is the API's JSON 404.
     re_path(r"^v1/", EndpointNotFoundApi.as_view()),
     path("docs/api", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("", include("catalog.machine_urls")),
+    path("", include("billing.urls")),
     path("", include("playground.urls")),
     path("", include("catalog.urls")),
 ]

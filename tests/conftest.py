@@ -16,6 +16,14 @@ from playground.broker import EmbeddedRedis
 REPO = Path(settings.BASE_DIR)
 
 
+@pytest.fixture(autouse=True)
+def _no_signup_credit(settings):
+    """Wallets start empty in tests; a test about sign-up credit sets it itself."""
+    from decimal import Decimal
+
+    settings.VITRINE_SIGNUP_CREDIT = Decimal(0)
+
+
 # --- personas -------------------------------------------------------------------------
 @pytest.fixture
 def staff(django_user_model):

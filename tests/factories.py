@@ -41,3 +41,36 @@ def route(*, changed_by=None, **fields) -> PriceRoute:
     values |= fields
     values.setdefault("card", card())
     return price_route_save(route=PriceRoute(**values), changed_by=changed_by)
+
+
+# --- billing ---------------------------------------------------------------------------
+def user(**fields):
+    """A user with a known password (``pw-<username>-1``)."""
+    from django.contrib.auth import get_user_model
+
+    n = next(_seq)
+    username = fields.pop("username", f"user{n}")
+    email = fields.pop("email", f"{username}@example.com")
+    return get_user_model().objects.create_user(
+        username, email, fields.pop("password", f"pw-{username}-1"), **fields
+    )
+
+
+def funded(user, amount: Decimal | str = "10"):
+    """Put ``amount`` in the user's wallet through the ledger (an operator grant)."""
+    from billing.services.topups import credit_grant
+
+    credit_grant(user=user, amount=Decimal(amount), reason="test funds")
+    return user
+
+
+def byok_route(**fields) -> PriceRoute:
+    """A provider route that accepts users' own keys (slug ``cloudflare`` by default)."""
+    values = {
+        "slug": "cloudflare",
+        "provider": "Cloudflare Workers AI",
+        "is_own": False,
+        "byok_available": True,
+        "price": Decimal("0.0001"),
+    } | fields
+    return route(**values)

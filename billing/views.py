@@ -1,0 +1,401 @@
+"""The account pages: sign-up, the dashboard, API keys, BYOK keys, top-ups, usage export.
+
+Views are thin: validate a form, call one service, render or redirect. Objects that belong
+to a user are fetched through ``_get_<obj>_for_user()``, which answers 404 for anyone
+else's. A new API key's plaintext exists only in the one response that shows it: it is
+never put in the session, in a flash message or in a log line.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.db.models import Sum
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_POST
+
+from billing.models import ApiKey, Charge, ProviderKey, TopUp
+from billing.payments import PROVIDERS, available_providers
+from billing.services.keys import KEY_PREFIX, api_key_create, api_key_revoke, provider_key_save
+from billing.services.ledger import wallet_for
+from billing.services.topups import top_up_create, top_up_quote
+from catalog.errors import ApplicationError
+from catalog.models import ModelCard, PriceRoute
+from catalog.pricing import EXAMPLE_TOP_UP, TOP_UP_FEE_RATE, format_usd
+
+EMAIL_TAKEN = "An account with this email address already exists."
+PROVIDER_UNAVAILABLE = "That payment method is not available."
+PAYMENT_START_FAILED = "The payment provider could not start the payment; please try again."
+KEY_REVOKED = "The key “{name}” is revoked; calls with it now answer 401."
+PROVIDER_KEY_SAVED = "Your {provider} key ending in {last4} is saved."
+PROVIDER_KEY_DELETED = "Your {provider} key ending in {last4} is deleted."
+TOP_UP_DONE = "Payment received: your credit is in your wallet."
+TOP_UP_PENDING = "Payment received by the provider; your credit appears once it is confirmed."
+RECENT_USAGE = 25
+RECENT_TOP_UPS = 25
+QUOTE_EXAMPLES = (EXAMPLE_TOP_UP, Decimal(25), Decimal(100))
+CSV_COLUMNS = ["day", "api_key", "model", "images", "cost_usd", "byok", "would_be_cost_usd"]
+NO_KEY = "(no key: playground)"
+
+logger = logging.getLogger(__name__)
+
+
+# --- forms ---------------------------------------------------------------------------
+class SignupForm(UserCreationForm):
+    email = forms.EmailField(required=True, help_text="For password resets only.")
+
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username", "email")
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"]
+        if get_user_model().objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError(EMAIL_TAKEN)
+        return email
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="e.g. “laptop” or “production”.")
+    monthly_spend_cap = forms.DecimalField(
+        label="Monthly spend cap ($)",
+        required=False,
+        min_value=Decimal(0),
+        max_digits=12,
+        decimal_places=2,
+        help_text="Empty: no cap.",
+    )
+    allowed_models = forms.ModelMultipleChoiceField(
+        queryset=ModelCard.objects.none(),
+        required=False,
+        help_text="None selected: every model.",
+        widget=forms.SelectMultiple(attrs={"size": 6}),
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["allowed_models"].queryset = (
+            ModelCard.objects.published()
+            .select_related("organisation")
+            .order_by("organisation__slug", "slug")
+        )
+
+
+def byok_provider_choices() -> list[tuple[str, str]]:
+    """One choice per provider route slug that accepts users' own keys."""
+    routes = PriceRoute.objects.filter(is_active=True, byok_available=True).order_by("slug")
+    choices: dict[str, str] = {}
+    for slug, provider in routes.values_list("slug", "provider"):
+        choices.setdefault(slug, provider)
+    return list(choices.items())
+
+
+class ProviderKeyForm(forms.Form):
+    provider = forms.ChoiceField(choices=())
+    # render_value=False: a submitted key is never written back into the page.
+    secret = forms.CharField(
+        label="Key", widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = byok_provider_choices()
+
+
+class TopUpForm(forms.Form):
+    # Whole cents and the minimum are the service's rules (one place, one message each).
+    credit = forms.DecimalField(label="Credit ($)", max_digits=12, initial=EXAMPLE_TOP_UP)
+    provider = forms.ChoiceField(
+        choices=(),
+        widget=forms.RadioSelect,
+        error_messages={"invalid_choice": PROVIDER_UNAVAILABLE, "required": PROVIDER_UNAVAILABLE},
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        providers = available_providers()
+        self.fields["provider"].choices = [(p.slug, p.label) for p in providers]
+        if providers:
+            self.fields["provider"].initial = providers[0].slug
+
+
+# --- access --------------------------------------------------------------------------
+def _get_api_key_for_user(user, key_id: int) -> ApiKey:
+    return get_object_or_404(ApiKey, pk=key_id, user=user)
+
+
+def _get_provider_key_for_user(user, key_id: int) -> ProviderKey:
+    return get_object_or_404(ProviderKey, pk=key_id, user=user)
+
+
+# --- reads for the dashboard -----------------------------------------------------------
+def _sum(queryset, field: str) -> Decimal:
+    return queryset.aggregate(total=Sum(field))["total"] or Decimal(0)
+
+
+def _quotes() -> list[dict]:
+    """Fee and total for a few credit amounts, from the minimum up: the price before paying."""
+    minimum = Decimal(settings.VITRINE_MIN_TOP_UP)
+    maximum = Decimal(settings.VITRINE_MAX_TOP_UP)
+    amounts = sorted({a for a in (minimum, *QUOTE_EXAMPLES) if minimum <= a <= maximum})
+    quotes = []
+    for credit in amounts:
+        fee, total = top_up_quote(credit)
+        quotes.append(
+            {"credit": format_usd(credit), "fee": format_usd(fee), "total": format_usd(total)}
+        )
+    return quotes
+
+
+def _dashboard_context(request: HttpRequest, **overrides) -> dict:
+    user = request.user
+    charges = Charge.objects.filter(user=user)
+    recent = charges.select_related("card__organisation", "api_key")[:RECENT_USAGE]
+    keys = ApiKey.objects.filter(user=user).prefetch_related("allowed_models__organisation")
+    byok_used = charges.filter(byok=True).exclude(status=Charge.Status.VOIDED)
+    # A bound form with errors (from a failed POST) replaces the blank one.
+    blank = {"key_form": ApiKeyForm, "provider_key_form": ProviderKeyForm, "top_up_form": TopUpForm}
+    forms_ = {
+        name: overrides[name] if name in overrides else make() for name, make in blank.items()
+    }
+    notice = {"done": TOP_UP_DONE, "pending": TOP_UP_PENDING}.get(request.GET.get("top_up", ""))
+    return {
+        # A wallet just created holds the int default 0, not yet a Decimal from the database.
+        "balance": format_usd(Decimal(wallet_for(user).balance)),
+        "held": format_usd(_sum(charges.filter(status=Charge.Status.RESERVED), "amount")),
+        "usage": [
+            {
+                "charge": c,
+                "model_id": c.card.model_id,
+                "key_name": c.api_key.name if c.api_key else "",
+                "amount": format_usd(c.amount),
+                "would_be": format_usd(c.would_be_amount),
+            }
+            for c in recent
+        ],
+        "keys": [
+            {
+                "key": k,
+                "display": f"{KEY_PREFIX}{k.prefix}…",
+                "cap": format_usd(k.monthly_spend_cap) if k.monthly_spend_cap is not None else "",
+                "models": [card.model_id for card in k.allowed_models.all()],
+            }
+            for k in keys
+        ],
+        "key_form": forms_["key_form"],
+        "new_key": overrides.get("new_key"),
+        "provider_keys": ProviderKey.objects.filter(user=user).order_by("provider"),
+        "provider_key_form": forms_["provider_key_form"],
+        "byok_saved": format_usd(_sum(byok_used, "would_be_amount")),
+        "byok_calls": byok_used.count(),
+        "top_ups": [
+            {
+                "top_up": t,
+                "credit": format_usd(t.credit),
+                "fee": format_usd(t.fee),
+                "total": format_usd(t.total),
+                "provider": PROVIDERS[t.provider].label if t.provider in PROVIDERS else t.provider,
+            }
+            for t in TopUp.objects.filter(user=user)[:RECENT_TOP_UPS]
+        ],
+        "top_up_form": forms_["top_up_form"],
+        "quotes": _quotes(),
+        "minimum_top_up": format_usd(Decimal(settings.VITRINE_MIN_TOP_UP)),
+        "fee_percent": int(TOP_UP_FEE_RATE * 100),
+        "top_up_notice": notice,
+    }
+
+
+def _render_dashboard(request: HttpRequest, **overrides) -> HttpResponse:
+    response = render(request, "billing/dashboard.html", _dashboard_context(request, **overrides))
+    # Balances, keys and (once) a new key's secret: never stored by a browser or a proxy.
+    add_never_cache_headers(response)
+    return response
+
+
+# --- pages -----------------------------------------------------------------------------
+@sensitive_post_parameters("password1", "password2")
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("billing:dashboard")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("billing:dashboard")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return _render_dashboard(request)
+
+
+@login_required
+@require_POST
+@sensitive_variables("plaintext")
+def api_key_create_view(request: HttpRequest) -> HttpResponse:
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return _render_dashboard(request, key_form=form)
+    key, plaintext = api_key_create(
+        user=request.user,
+        name=form.cleaned_data["name"],
+        monthly_spend_cap=form.cleaned_data["monthly_spend_cap"],
+        allowed_models=form.cleaned_data["allowed_models"],
+    )
+    # Rendered, not redirected: the plaintext lives only in this one response.
+    return _render_dashboard(request, new_key={"key": key, "plaintext": plaintext})
+
+
+@login_required
+@require_POST
+def api_key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = _get_api_key_for_user(request.user, key_id)
+    api_key_revoke(key=key)
+    messages.success(request, KEY_REVOKED.format(name=key.name))
+    return redirect("billing:dashboard")
+
+
+@login_required
+@require_POST
+@sensitive_post_parameters("secret")
+def provider_key_save_view(request: HttpRequest) -> HttpResponse:
+    form = ProviderKeyForm(request.POST)
+    if not form.is_valid():
+        return _render_dashboard(request, provider_key_form=form)
+    try:
+        key = provider_key_save(
+            user=request.user,
+            provider=form.cleaned_data["provider"],
+            secret=form.cleaned_data["secret"],
+        )
+    except ApplicationError as exc:
+        form.add_error("secret", exc.message)
+        return _render_dashboard(request, provider_key_form=form)
+    messages.success(request, PROVIDER_KEY_SAVED.format(provider=key.provider, last4=key.last4))
+    return redirect("billing:dashboard")
+
+
+@login_required
+@require_POST
+def provider_key_delete_view(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = _get_provider_key_for_user(request.user, key_id)
+    key.delete()
+    messages.success(request, PROVIDER_KEY_DELETED.format(provider=key.provider, last4=key.last4))
+    return redirect("billing:dashboard")
+
+
+@login_required
+@require_POST
+def top_up_start_view(request: HttpRequest) -> HttpResponse:
+    form = TopUpForm(request.POST)
+    if not form.is_valid():
+        return _render_dashboard(request, top_up_form=form)
+    provider = PROVIDERS[form.cleaned_data["provider"]]
+    try:
+        top_up = top_up_create(
+            user=request.user, credit=form.cleaned_data["credit"], provider=provider.slug
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("billing:dashboard")
+    try:
+        url = provider.start(top_up=top_up, request=request)
+    except _provider_errors() as exc:
+        # A payment that never started is marked failed, so the history does not show a
+        # top-up waiting forever; nothing was credited (credit needs a confirmed payment).
+        logger.warning("top-up %s: %s could not start", top_up.pk, provider.slug, exc_info=True)
+        TopUp.objects.filter(pk=top_up.pk, status=TopUp.Status.PENDING).update(
+            status=TopUp.Status.FAILED
+        )
+        message = exc.message if isinstance(exc, ApplicationError) else PAYMENT_START_FAILED
+        messages.error(request, message)
+        return redirect("billing:dashboard")
+    return redirect(url)
+
+
+def _provider_errors() -> tuple[type[Exception], ...]:
+    """What a provider may raise for a payment it cannot start (evaluated only then)."""
+    import stripe
+
+    return (ApplicationError, stripe.StripeError)
+
+
+# --- usage export ----------------------------------------------------------------------
+@dataclass
+class UsageRow:
+    day: date
+    api_key: str
+    model: str
+    byok: bool
+    images: int = 0
+    cost: Decimal = Decimal(0)
+    would_be: Decimal = Decimal(0)
+
+
+def _exact(amount: Decimal) -> str:
+    """12.5, 0.0002, 0: the exact value, no exponent, no float."""
+    return f"{amount.normalize():f}" if amount else "0"
+
+
+def usage_by_day(user) -> list[UsageRow]:
+    """Posted charges summed per day (UTC) x API key x model x BYOK.
+
+    Summed in Python with Decimal rather than in SQL: SQLite adds decimals as floats, and an
+    export is a statement of account that must match the ledger to the last digit.
+    Reserved (still running) and voided (failed, free) charges are not usage.
+    """
+    rows: dict[tuple, UsageRow] = {}
+    charges = (
+        Charge.objects.filter(user=user, status=Charge.Status.POSTED)
+        .select_related("api_key", "card__organisation")
+        .order_by("created_at")
+    )
+    for charge in charges.iterator():
+        key = charge.api_key
+        label = f"{key.name} ({KEY_PREFIX}{key.prefix})" if key else NO_KEY
+        group = (timezone.localdate(charge.created_at), label, charge.card.model_id, charge.byok)
+        if group not in rows:
+            rows[group] = UsageRow(*group)
+        row = rows[group]
+        row.images += charge.units
+        row.cost += charge.amount
+        row.would_be += charge.would_be_amount
+    return [rows[group] for group in sorted(rows)]
+
+
+@login_required
+def usage_csv(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="vitrine-usage.csv"'
+    add_never_cache_headers(response)
+    writer = csv.writer(response)
+    writer.writerow(CSV_COLUMNS)
+    for row in usage_by_day(request.user):
+        writer.writerow(
+            [
+                row.day.isoformat(),
+                row.api_key,
+                row.model,
+                row.images,
+                _exact(row.cost),
+                "yes" if row.byok else "no",
+                _exact(row.would_be),
+            ]
+        )
+    return response
