@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing.services.charges import charge_post, charge_void
 from catalog.models import ModelCard, PriceRoute
 from playground.models import Job, JobAttempt, JobStatus
 from playground.runtime import DecodedImage, decode_image
@@ -103,6 +104,17 @@ def job_claim(*, job_id, worker: str, now: datetime | None = None) -> Job | None
     return job
 
 
+def _settle_charge(*, job_id, status: str) -> None:
+    """Post the job's charge when it succeeded, void it otherwise: a failed job costs nothing.
+
+    Runs in the transaction that finishes the job, so the money moves with the status.
+    """
+    if status == JobStatus.SUCCEEDED:
+        charge_post(job_id=job_id)
+    else:
+        charge_void(job_id=job_id)
+
+
 def _finish(*, job: Job, outcome: str, **fields) -> bool:
     now = timezone.now()
     with transaction.atomic():
@@ -113,6 +125,18 @@ def _finish(*, job: Job, outcome: str, **fields) -> bool:
             JobAttempt.objects.filter(job=job, number=job.attempts).update(
                 finished_at=now, outcome=outcome
             )
+            _settle_charge(job_id=job.pk, status=fields["status"])
+    return bool(done)
+
+
+def job_cancel(*, job: Job) -> bool:
+    """Cancel a job that no worker has claimed yet; its charge is released."""
+    with transaction.atomic():
+        done = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+            status=JobStatus.CANCELLED, finished_at=timezone.now()
+        )
+        if done:
+            _settle_charge(job_id=job.pk, status=JobStatus.CANCELLED)
     return bool(done)
 
 
@@ -177,6 +201,8 @@ def jobs_reap_stale(*, now: datetime | None = None) -> dict[str, int]:
                     error_message=f"The worker was lost {job.attempts} times.",
                 )
                 failed += changed
+                if changed:
+                    _settle_charge(job_id=job.pk, status=JobStatus.FAILED)
             if changed:
                 JobAttempt.objects.filter(job_id=job.pk, number=job.attempts).update(
                     finished_at=now, outcome=JobAttempt.Outcome.LOST

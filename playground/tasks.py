@@ -38,7 +38,7 @@ def run_detection(job_id: str) -> None:
     from playground import services
     from playground.runtime import get_detector
 
-    job = services.job_claim(job_id=job_id, worker=f"{WORKER_ID}")
+    job = services.job_claim(job_id=job_id, worker=WORKER_ID)
     if job is None:
         logger.info("job %s: not queued any more, nothing to do", job_id)
         return
@@ -49,6 +49,9 @@ def run_detection(job_id: str) -> None:
         local_dir=card.checkpoint_local_dir,
     )
     timings: dict[str, float] = {}
+    if job.route_id and not job.route.is_own:
+        _run_on_provider(job)
+        return
     try:
         started = time.perf_counter()
         image = decode_image(
@@ -87,3 +90,33 @@ def reap_stale_jobs() -> dict[str, int]:
     if any(counts.values()):
         logger.warning("reaper: %s", counts)
     return counts
+
+
+def _run_on_provider(job) -> None:
+    """A BYOK job on a provider route: the provider runs the model with the user's key."""
+    from billing.models import ProviderKey
+    from billing.services.keys import provider_key_reveal
+    from playground import services
+    from playground.providers import PROVIDERS, ProviderError
+
+    route = job.route
+    key = ProviderKey.objects.filter(user_id=job.owner_id, provider=route.slug).first()
+    run = PROVIDERS.get(route.schema_flavour)
+    if key is None or run is None:
+        services.job_fail(job=job, code="provider_unavailable", message="No key or adapter.")
+        return
+    started = time.perf_counter()
+    try:
+        detections = run(
+            secret=provider_key_reveal(key=key),
+            model_id=route.provider_model_id,
+            image=services.job_image_path(job).read_bytes(),
+            size=(job.width, job.height),
+            floor=settings.VITRINE_DETECTION_FLOOR,
+        )
+    except ProviderError as exc:
+        services.job_fail(job=job, code=exc.code, message=str(exc))
+        return
+    services.job_succeed(
+        job=job, result=detections, timings={"provider": time.perf_counter() - started}
+    )

@@ -110,3 +110,64 @@ def test_a_job_survives_kill_9_of_its_worker_and_finishes_once(start_worker, sto
     outcomes = list(job.attempt_log.values_list("number", "outcome"))
     assert outcomes == [(1, "lost"), (2, "succeeded")]
     assert job.result is not None
+
+
+def test_a_paid_call_runs_on_a_worker_and_posts_its_charge_once(
+    client, start_worker, storage, checkpoints, other_user
+):
+    from decimal import Decimal
+
+    from billing.models import Charge
+    from billing.services.keys import api_key_create
+    from billing.services.ledger import wallet_for
+    from billing.services.topups import credit_grant
+
+    worker = start_worker(env_extra={"VITRINE_DETECTION_FLOOR": FLOOR})
+    card = card_for(checkpoints["yolos_tiny"])
+    factories.route(card=card, price=Decimal("0.0002"))
+    credit_grant(user=other_user, amount=Decimal("0.0005"), reason="test")
+    _, key = api_key_create(user=other_user, name="e2e")
+
+    response = client.post(
+        f"/v1/inference/{card.model_id}?threshold={FLOOR}",
+        data=photo(),
+        content_type="image/jpeg",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+
+    assert response.status_code == 200, (response.content, worker.output())
+    detections = response.json()
+    assert detections and set(detections[0]) == {"label", "score", "box"}
+    assert response["X-Vitrine-Cost"] == "0.0002"
+    assert response["X-Vitrine-Balance"] == "0.0003"
+    charge = Charge.objects.get(job_id=response["X-Vitrine-Job-Id"])
+    assert (charge.status, charge.amount) == ("posted", Decimal("0.0002"))
+    assert wallet_for(other_user).balance == Decimal("0.0003")
+
+
+def test_a_failed_job_costs_nothing(client, start_worker, storage, other_user, tmp_path):
+    from decimal import Decimal
+
+    from billing.models import Charge
+    from billing.services.keys import api_key_create
+    from billing.services.ledger import wallet_for
+    from billing.services.topups import credit_grant
+
+    start_worker()
+    card = card_for(tmp_path / "weights-not-here")
+    factories.route(card=card, price=Decimal("0.0002"))
+    credit_grant(user=other_user, amount=Decimal("1"), reason="test")
+    _, key = api_key_create(user=other_user, name="e2e")
+
+    response = client.post(
+        f"/v1/inference/{card.model_id}", data=photo(), content_type="image/jpeg",
+        headers={"Authorization": f"Bearer {key}"},
+    )  # fmt: skip
+
+    assert response.status_code == 503
+    body = response.json()["error"]
+    assert (body["code"], body["type"], body["cost"]) == (
+        "weights_not_installed", "service_unavailable", "0",
+    )  # fmt: skip
+    assert Charge.objects.get(job_id=body["job"]).status == "voided"
+    assert wallet_for(other_user).balance == Decimal("1")

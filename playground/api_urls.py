@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from playground import api
+
+app_name = "playground_api"
+urlpatterns = [
+    path("inference/<path:model_id>", api.InferenceCreateApi.as_view(), name="inference"),
+    path("jobs/<uuid:job_id>", api.JobDetailApi.as_view(), name="job-detail"),
+]
