@@ -209,6 +209,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 VITRINE_JOB_STORAGE = Path(env_str("VITRINE_JOB_STORAGE") or VAR_DIR / "jobs")
 VITRINE_MAX_IMAGE_PIXELS = env_int("VITRINE_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 VITRINE_MAX_UPLOAD_BYTES = env_int("VITRINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
+# How long POST /v1/inference waits for the result before answering 202 with the job.
+VITRINE_SYNC_WAIT = env_int("VITRINE_SYNC_WAIT", 30, minimum=0)
 # Every detection above this floor is kept with the job, so a client can apply any higher
 # threshold later without re-running the model.
 VITRINE_DETECTION_FLOOR = float(env_decimal("VITRINE_DETECTION_FLOOR", "0.05"))
@@ -231,6 +233,9 @@ if not BYOK_ENCRYPTION_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("BYOK_ENCRYPTION_KEY must be set when DEBUG is off.")
     BYOK_ENCRYPTION_KEY = "vitrine-development-byok-key"
+LOGIN_URL = "billing:login"
+LOGIN_REDIRECT_URL = "billing:dashboard"
+LOGOUT_REDIRECT_URL = "catalog:model_list"
 EMAIL_BACKEND = env_str("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "Vitrine <noreply@localhost>"
 
