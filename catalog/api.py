@@ -170,12 +170,7 @@ class ModelDetailApi(APIView):
     def get(self, request: Request, model_id: str) -> Response:
         card = selectors.card_get(model_id=model_id)
         if card is None:
-            raise errors.ApplicationError(
-                errors.MODEL_NOT_FOUND.format(model_id=model_id),
-                code="model_not_found",
-                status=404,
-                type=errors.NOT_FOUND_ERROR,
-            )
+            raise errors.model_not_found(model_id)
         return Response(self.OutputSerializer(card, context={"request": request}).data)
 
 

@@ -92,6 +92,16 @@ class ApplicationError(Exception):
         }
 
 
+def model_not_found(model_id: str) -> ApplicationError:
+    """The one 404 for an id no published card has, wherever a model id is looked up."""
+    return ApplicationError(
+        MODEL_NOT_FOUND.format(model_id=model_id),
+        code="model_not_found",
+        status=status.HTTP_404_NOT_FOUND,
+        type=NOT_FOUND_ERROR,
+    )
+
+
 def _first_error(detail: Any, path: tuple[str, ...] = ()) -> tuple[str | None, str]:
     """The first field (dotted, e.g. ``parameters.threshold``) and message in DRF's detail."""
     if isinstance(detail, dict) and detail:

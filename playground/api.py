@@ -123,12 +123,7 @@ def _callable_card(model_id: str) -> ModelCard:
         ModelCard.objects.published().by_model_id(model_id).select_related("organisation").first()
     )
     if card is None:
-        raise errors.ApplicationError(
-            errors.MODEL_NOT_FOUND.format(model_id=model_id),
-            code="model_not_found",
-            status=404,
-            type=errors.NOT_FOUND_ERROR,
-        )
+        raise errors.model_not_found(model_id)
     if card.status == ModelCard.Status.RETIRED:
         replacement = card.replacement.model_id if card.replacement else "another model"
         raise errors.ApplicationError(
