@@ -108,7 +108,9 @@ class ProviderKeyForm(forms.Form):
     provider = forms.ChoiceField(choices=())
     # render_value=False: a submitted key is never written back into the page.
     secret = forms.CharField(
-        label="Key", widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
+        label="Key",
+        help_text="Cloudflare: your account id and an API token, as <account id>:<token>.",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
     )
 
     def __init__(self, *args, **kwargs) -> None:
