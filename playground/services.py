@@ -104,6 +104,29 @@ def job_claim(*, job_id, worker: str, now: datetime | None = None) -> Job | None
     return job
 
 
+def jobs_claim_batch(*, like: Job, worker: str, limit: int) -> list[Job]:
+    """Claim up to ``limit`` more queued jobs for the same model, route and queue as ``like``,
+    oldest first, so they share a forward pass. Their own messages, when delivered, find
+    them claimed and do nothing."""
+    if limit <= 0:
+        return []
+    candidates = (
+        Job.objects.filter(
+            status=JobStatus.QUEUED, card_id=like.card_id, route_id=like.route_id, queue=like.queue
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[: limit * 2]
+    )
+    claimed = []
+    for pk in candidates:
+        job = job_claim(job_id=pk, worker=worker)
+        if job is not None:
+            claimed.append(job)
+            if len(claimed) == limit:
+                break
+    return claimed
+
+
 def _settle_charge(*, job_id, status: str) -> None:
     """Post the job's charge when it succeeded, void it otherwise: a failed job costs nothing.
 

@@ -34,7 +34,10 @@ def _is_transient(exc: BaseException) -> bool:
 
 @shared_task(name="playground.run_detection", acks_late=True, reject_on_worker_lost=True)
 def run_detection(job_id: str) -> None:
-    """Run one job. Safe to deliver twice: only the claim that wins the row runs it."""
+    """Run one job, and queued jobs of the same model with it when batching pays.
+
+    Safe to deliver twice: only the claim that wins the row runs it.
+    """
     from playground import services
     from playground.runtime import get_detector
 
@@ -42,43 +45,79 @@ def run_detection(job_id: str) -> None:
     if job is None:
         logger.info("job %s: not queued any more, nothing to do", job_id)
         return
+    if job.route_id and not job.route.is_own:
+        _run_on_provider(job)
+        return
     card = job.card
     spec = CheckpointSpec(
         repo=card.checkpoint_repo,
         revision=card.checkpoint_revision,
         local_dir=card.checkpoint_local_dir,
     )
-    timings: dict[str, float] = {}
-    if job.route_id and not job.route.is_own:
-        _run_on_provider(job)
+    try:
+        detector = get_detector(spec)
+    except WeightsNotInstalled as exc:
+        services.job_fail(job=job, code=exc.code, message=str(exc))
+        return
+    except Exception as exc:
+        logger.exception("job %s: the model did not load", job_id)
+        services.job_fail(job=job, code="model_load_failed", message=f"{type(exc).__name__}: {exc}")
+        return
+    # On a GPU one forward pass over several images pays; on CPU the default batch is 1.
+    more = services.jobs_claim_batch(
+        like=job, worker=WORKER_ID, limit=detector.default_batch_size - 1
+    )
+    _run_batch(detector, [job, *more])
+
+
+def _run_batch(detector, jobs) -> None:
+    from playground import services
+
+    images, ready, decode_times = [], [], {}
+    for job in jobs:
+        started = time.perf_counter()
+        try:
+            images.append(
+                decode_image(
+                    services.job_image_path(job).read_bytes(),
+                    max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS,
+                )
+            )
+        except ImageError as exc:
+            services.job_fail(job=job, code=exc.code, message=str(exc))
+            continue
+        except FileNotFoundError:
+            services.job_fail(job=job, code="image_missing", message="The upload is gone.")
+            continue
+        decode_times[job.pk] = time.perf_counter() - started
+        ready.append(job)
+    if not ready:
         return
     try:
-        started = time.perf_counter()
-        image = decode_image(
-            services.job_image_path(job).read_bytes(),
-            max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS,
+        results = detector.detect(
+            images, threshold=settings.VITRINE_DETECTION_FLOOR, batch_size=len(images)
         )
-        timings["decode"] = time.perf_counter() - started
-        detector = get_detector(spec)
-        (result,) = detector.detect([image], threshold=settings.VITRINE_DETECTION_FLOOR)
-    except WeightsNotInstalled as exc:
-        services.job_fail(job=job, code=exc.code, message=str(exc), timings=timings)
-    except ImageError as exc:
-        services.job_fail(job=job, code=exc.code, message=str(exc), timings=timings)
-    except FileNotFoundError:
-        services.job_fail(job=job, code="image_missing", message="The upload is gone.")
     except SoftTimeLimitExceeded:
-        services.job_fail(job=job, code="timeout", message="The job ran out of time.")
+        for job in ready:
+            services.job_fail(job=job, code="timeout", message="The job ran out of time.")
+        return
     except Exception as exc:
-        if _is_transient(exc) and job.attempts < job.max_attempts:
-            logger.warning("job %s: transient error, retrying: %s", job_id, exc)
-            if services.job_release_for_retry(job=job):
-                run_detection.apply_async((job_id,), queue=job.queue, countdown=RETRY_DELAY)
-            return
-        logger.exception("job %s failed", job_id)
-        services.job_fail(job=job, code="inference_error", message=f"{type(exc).__name__}: {exc}")
-    else:
-        services.job_succeed(job=job, result=result.detections, timings=timings | result.timings)
+        transient = _is_transient(exc)
+        if not transient:
+            logger.exception("batch of %d failed", len(ready))
+        for job in ready:
+            if transient and job.attempts < job.max_attempts:
+                if services.job_release_for_retry(job=job):
+                    run_detection.apply_async(
+                        (str(job.pk),), queue=job.queue, countdown=RETRY_DELAY
+                    )
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+                services.job_fail(job=job, code="inference_error", message=message)
+        return
+    for job, result in zip(ready, results, strict=True):
+        timings = {"decode": decode_times[job.pk], **result.timings, "batch": len(ready)}
+        services.job_succeed(job=job, result=result.detections, timings=timings)
 
 
 @shared_task(name="playground.reap_stale_jobs")

@@ -171,3 +171,24 @@ def test_a_failed_job_costs_nothing(client, start_worker, storage, other_user, t
     )  # fmt: skip
     assert Charge.objects.get(job_id=body["job"]).status == "voided"
     assert wallet_for(other_user).balance == Decimal("1")
+
+
+def test_a_worker_groups_queued_jobs_of_one_model_into_one_batch(
+    start_worker, storage, checkpoints
+):
+    card = card_for(checkpoints["yolos_tiny"])
+    # Queued before any worker runs, as a burst would be.
+    jobs = [services.job_create(card=card, image_bytes=photo()) for _ in range(3)]
+    worker = start_worker(
+        env_extra={"VITRINE_BATCH_SIZE": "3", "VITRINE_DETECTION_FLOOR": FLOOR}
+    )
+
+    def all_done():
+        return all(Job.objects.get(pk=j.pk).is_final for j in jobs)
+
+    wait_for(all_done, timeout=240, interval=0.5, message=worker.output())
+    done = [Job.objects.get(pk=j.pk) for j in jobs]
+    assert [j.status for j in done] == ["succeeded"] * 3, worker.output()
+    assert [j.timings["batch"] for j in done] == [3, 3, 3]
+    assert [j.attempts for j in done] == [1, 1, 1]  # the other two messages found them claimed
+    assert done[0].result == done[1].result == done[2].result  # same image, same detections
