@@ -7,4 +7,7 @@ from playground import views
 app_name = "playground"
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("models/<str:org>/<str:name>/try", views.try_model, name="try"),
+    path("playground/jobs/<uuid:job_id>", views.job_detail, name="job"),
+    path("playground/jobs/<uuid:job_id>/image", views.job_image, name="job_image"),
 ]

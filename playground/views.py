@@ -1,8 +1,32 @@
+"""The try-it page: upload an image in the browser, a worker runs the detector, boxes appear.
+
+Playground runs are free and limited per visitor (``VITRINE_PLAYGROUND_PER_HOUR``); they
+belong to the signed-in user or, for anonymous visitors, to the session, and only their
+owner can see them. The same job machinery as the paid API runs them.
+"""
+
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
 from django.db import connection
-from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from catalog.models import ModelCard
+from playground import services
+from playground.models import Job
+from playground.runtime import ImageError
+
+RATE_LIMITED = "You have run {limit} tries in the last hour; sign up for an API key to run more."
+NOT_CALLABLE = "{name} is {status}: it cannot be tried yet."
+NO_IMAGE = "Choose an image (JPEG, PNG, WebP or GIF)."
+TOO_LARGE = "That file is {size} bytes; the limit is {limit} bytes."
 
 
 @require_GET
@@ -11,3 +35,131 @@ def healthz(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def _visitor(request) -> dict:
+    """Who owns playground jobs made by this request: the user, else the session."""
+    if request.user.is_authenticated:
+        return {"owner": request.user}
+    if not request.session.session_key:
+        request.session.save()
+    return {"owner": None, "session_key": request.session.session_key}
+
+
+def _get_job_for_visitor(request, job_id) -> Job:
+    job = (
+        Job.objects.select_related("card__organisation")
+        .filter(pk=job_id, **_visitor(request))
+        .first()
+    )
+    if job is None:
+        raise Http404("No such job for you.")
+    return job
+
+
+def _wants_json(request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _refuse(request, card, message: str, status: int):
+    if _wants_json(request):
+        return JsonResponse(
+            {"error": {"message": message, "code": "playground_refused"}}, status=status
+        )
+    messages.error(request, message)
+    return redirect("playground:try", card.organisation.slug, card.slug)
+
+
+@require_http_methods(["GET", "POST"])
+def try_model(request, org: str, name: str):
+    card = (
+        ModelCard.objects.published()
+        .select_related("organisation", "task")
+        .filter(organisation__slug=org, slug=name)
+        .first()
+    )
+    if card is None:
+        raise Http404("No such model.")
+    callable_ = card.status in (
+        ModelCard.Status.LIVE,
+        ModelCard.Status.BETA,
+        ModelCard.Status.DEPRECATED,
+    )
+    if request.method == "GET":
+        recent = Job.objects.filter(card=card, **_visitor(request)).order_by("-created_at")[:5]
+        return render(
+            request,
+            "playground/try.html",
+            {"card": card, "callable": callable_, "recent": recent,
+             "limit": settings.VITRINE_PLAYGROUND_PER_HOUR,
+             "max_bytes": settings.VITRINE_MAX_UPLOAD_BYTES},
+        )  # fmt: skip
+    if not callable_:
+        status = card.get_status_display().lower()
+        return _refuse(
+            request, card, NOT_CALLABLE.format(name=card.display_name, status=status), 409
+        )
+    visitor = _visitor(request)
+    since = timezone.now() - timedelta(hours=1)
+    if (
+        Job.objects.filter(created_at__gte=since, **visitor).count()
+        >= settings.VITRINE_PLAYGROUND_PER_HOUR
+    ):
+        return _refuse(
+            request, card, RATE_LIMITED.format(limit=settings.VITRINE_PLAYGROUND_PER_HOUR), 429
+        )
+    upload = request.FILES.get("image")
+    if upload is None:
+        return _refuse(request, card, NO_IMAGE, 400)
+    if upload.size > settings.VITRINE_MAX_UPLOAD_BYTES:
+        message = TOO_LARGE.format(size=upload.size, limit=settings.VITRINE_MAX_UPLOAD_BYTES)
+        return _refuse(request, card, message, 413)
+    route = card.routes.filter(is_own=True, is_active=True).first()
+    try:
+        job = services.job_create(
+            card=card, route=route, image_bytes=upload.read(),
+            owner=visitor["owner"], session_key=visitor.get("session_key", ""),
+        )  # fmt: skip
+    except ImageError as exc:
+        return _refuse(request, card, str(exc), 415 if exc.code == "unsupported_format" else 400)
+    url = reverse("playground:job", args=[job.pk])
+    if _wants_json(request):
+        return JsonResponse(job_json(job), status=202, headers={"Location": url})
+    return redirect(url)
+
+
+def job_json(job: Job) -> dict:
+    return {
+        "id": str(job.pk),
+        "status": job.status,
+        "model": job.card.model_id,
+        "width": job.width,
+        "height": job.height,
+        "detections": job.result,
+        "floor": settings.VITRINE_DETECTION_FLOOR,
+        "timings": job.timings,
+        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "url": reverse("playground:job", args=[job.pk]),
+        "image_url": reverse("playground:job_image", args=[job.pk]),
+    }
+
+
+@require_GET
+def job_detail(request, job_id):
+    job = _get_job_for_visitor(request, job_id)
+    if _wants_json(request):
+        return JsonResponse(job_json(job))
+    return render(request, "playground/job.html", {"job": job, "data": job_json(job)})
+
+
+@require_GET
+def job_image(request, job_id):
+    """The upload, to its owner only, for drawing the boxes on."""
+    job = _get_job_for_visitor(request, job_id)
+    path = services.job_image_path(job)
+    if not path.exists():
+        raise Http404("The image is gone.")
+    response = FileResponse(path.open("rb"))
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -125,3 +125,47 @@ def test_a_coming_soon_page_records_demand(page):
     page.fill("#notify input[name=email]", "dev@example.com")
     page.click("#notify button")
     assert "Thanks: we will tell you when it is live." in page.locator(".messages").inner_text()
+
+
+@pytest.fixture(scope="module")
+def yolos_checkpoint(tmp_path_factory):
+    from playground.runtime.checkpoints import build_checkpoint
+
+    return build_checkpoint(
+        "yolos_tiny",
+        tmp_path_factory.mktemp("browser-ckpt") / "yolos_tiny",
+        processor_size={"shortest_edge": 224, "longest_edge": 320},
+    )
+
+
+@pytest.mark.worker
+def test_trying_a_model_draws_its_boxes_on_the_image(
+    page, start_worker, yolos_checkpoint, settings, tmp_path
+):
+    from tests import factories
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    card = factories.card(
+        display_name="YOLOS tiny (test)", checkpoint_local_dir=str(yolos_checkpoint)
+    )
+    factories.route(card=card)
+    worker = start_worker(env_extra={"VITRINE_DETECTION_FLOOR": "0.002"})
+    image = tmp_path / "street.png"
+    from PIL import Image
+
+    Image.new("RGB", (320, 240), (30, 140, 220)).save(image)
+
+    page.goto(f"/models/{card.model_id}")
+    page.click("text=Try it on your image")
+    page.set_input_files("#try-form input[type=file]", str(image))
+    page.click("#try-form button[type=submit]")
+    page.wait_for_selector("body[data-job-status=succeeded]", timeout=120_000)
+
+    assert page.locator("#result").is_visible(), worker.output()
+    canvas = page.locator("#canvas")
+    assert canvas.bounding_box()["width"] > 100
+    assert canvas.get_attribute("data-boxes") == "0"  # random weights: nothing reaches 0.5
+    page.locator("#threshold").fill("0.002")
+    boxes = int(canvas.get_attribute("data-boxes"))
+    assert boxes > 0
+    assert page.locator("#detections tr").count() == boxes

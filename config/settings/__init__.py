@@ -209,6 +209,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 VITRINE_JOB_STORAGE = Path(env_str("VITRINE_JOB_STORAGE") or VAR_DIR / "jobs")
 VITRINE_MAX_IMAGE_PIXELS = env_int("VITRINE_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 VITRINE_MAX_UPLOAD_BYTES = env_int("VITRINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
+# Free tries on the model pages, per visitor (user or session) and hour.
+VITRINE_PLAYGROUND_PER_HOUR = env_int("VITRINE_PLAYGROUND_PER_HOUR", 20, minimum=0)
 # How long POST /v1/inference waits for the result before answering 202 with the job.
 VITRINE_SYNC_WAIT = env_int("VITRINE_SYNC_WAIT", 30, minimum=0)
 # Every detection above this floor is kept with the job, so a client can apply any higher
