@@ -179,9 +179,7 @@ def test_a_worker_groups_queued_jobs_of_one_model_into_one_batch(
     card = card_for(checkpoints["yolos_tiny"])
     # Queued before any worker runs, as a burst would be.
     jobs = [services.job_create(card=card, image_bytes=photo()) for _ in range(3)]
-    worker = start_worker(
-        env_extra={"VITRINE_BATCH_SIZE": "3", "VITRINE_DETECTION_FLOOR": FLOOR}
-    )
+    worker = start_worker(env_extra={"VITRINE_BATCH_SIZE": "3", "VITRINE_DETECTION_FLOOR": FLOOR})
 
     def all_done():
         return all(Job.objects.get(pk=j.pk).is_final for j in jobs)
