@@ -65,6 +65,14 @@ FAILURE_STATUS = {
 IMAGE_ERROR_STATUS = {"image_too_large": 413, "unsupported_format": 415}
 
 
+JOB_RESOURCE_DOC = (
+    "The job: id, object 'detection_job', model, route, status (queued, running, succeeded, "
+    "failed, cancelled), created/started/finished, attempts, image {sha256, width, height, "
+    "original_width, original_height}, threshold, detections (null until succeeded), floor, "
+    "timings, error {code, message}, cost, would_be_cost, byok, charge_status, balance, url."
+)
+
+
 class ImageBytesParser(BaseParser):
     """Any other content type: the body is the image itself."""
 
@@ -235,7 +243,7 @@ class InferenceCreateApi(APIView):
         ],
         responses={
             200: OpenApiResponse(description="[{label, score, box: {xmin, ymin, xmax, ymax}}]"),
-            202: OpenApiResponse(description="The job resource, still running."),
+            202: OpenApiResponse(description=JOB_RESOURCE_DOC),
             400: errors.ErrorSerializer,
             401: errors.ErrorSerializer,
             402: errors.ErrorSerializer,
@@ -323,7 +331,17 @@ class JobDetailApi(APIView):
             )  # fmt: skip
         return job
 
-    @extend_schema(operation_id="jobs_retrieve", summary="A detection job", tags=["inference"])
+    @extend_schema(
+        operation_id="jobs_retrieve",
+        summary="A detection job",
+        tags=["inference"],
+        parameters=[OpenApiParameter("threshold", float, description="Re-filter the boxes.")],
+        responses={
+            200: OpenApiResponse(description=JOB_RESOURCE_DOC),
+            401: errors.ErrorSerializer,
+            404: errors.ErrorSerializer,
+        },
+    )
     def get(self, request, job_id):
         threshold = request.query_params.get("threshold")
         job = self._job(request, job_id)
@@ -332,7 +350,17 @@ class JobDetailApi(APIView):
         )
         return Response(resource, headers=_cost_headers(resource))
 
-    @extend_schema(operation_id="jobs_cancel", summary="Cancel a queued job", tags=["inference"])
+    @extend_schema(
+        operation_id="jobs_cancel",
+        summary="Cancel a queued job",
+        tags=["inference"],
+        request=None,
+        responses={
+            200: OpenApiResponse(description=JOB_RESOURCE_DOC),
+            404: errors.ErrorSerializer,
+            409: errors.ErrorSerializer,
+        },
+    )
     def delete(self, request, job_id):
         job = self._job(request, job_id)
         if not services.job_cancel(job=job):
