@@ -104,11 +104,16 @@ def weights_dir_for(spec: CheckpointSpec) -> Path | None:
     root = os.environ.get(WEIGHTS_DIR_ENV, "").strip()
     if not root or not spec.repo:
         return None
+    return weights_path(Path(root), spec)
+
+
+def weights_path(root: Path, spec: CheckpointSpec) -> Path:
+    """Where a Hub spec's files live under a weights root: ``<root>/<org>/<name>/<revision>``."""
     revision = (spec.revision or DEFAULT_REVISION).replace("/", "--")
     if revision in (".", "..") or os.sep in revision:
         raise ValueError(f"Unusable revision for a directory name: {spec.revision!r}")
     org, name = spec.repo.split("/", 1)
-    return Path(root).expanduser() / org / name / revision
+    return root.expanduser() / org / name / revision
 
 
 def weights_error(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -132,3 +133,20 @@ def test_make_checkpoints_writes_loadable_untrained_checkpoints(tmp_path):
     assert processor["size"] == {"shortest_edge": 512, "longest_edge": 1333}  # the published
     detector = load_detector(CheckpointSpec(local_dir=str(folder)), warm_up=False)
     assert detector.id2label[17] == "cat" and detector.id2label[12] == "N/A"
+
+
+@pytest.mark.django_db
+def test_make_checkpoints_lays_out_weights_for_the_seeded_cards(tmp_path, monkeypatch):
+    from playground.runtime import CheckpointSpec, load_detector
+
+    call_command("seed_catalog", stdout=io.StringIO())
+    call_command(
+        "make_checkpoints", "--weights-dir", str(tmp_path), "--families", "yolos_tiny,detr",
+        stdout=io.StringIO(),
+    )  # fmt: skip
+    assert (tmp_path / "facebook/detr-resnet-50/no_timm/config.json").exists()
+    assert (tmp_path / "hustvl/yolos-tiny/main/config.json").exists()
+    # The runtime finds them through VITRINE_WEIGHTS_DIR by the card's repo and revision.
+    monkeypatch.setenv("VITRINE_WEIGHTS_DIR", str(tmp_path))
+    detector = load_detector(CheckpointSpec(repo="hustvl/yolos-tiny", revision="main"))
+    assert detector.untrained is True
