@@ -18,8 +18,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
+from catalog.errors import ApplicationError
 from catalog.models import ModelCard
 from playground import services
+from playground.api import IMAGE_ERROR_STATUS
 from playground.models import Job
 from playground.runtime import ImageError
 
@@ -61,11 +63,11 @@ def _wants_json(request) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def _refuse(request, card, message: str, status: int):
+def _refuse(request, card, message: str, status: int, code: str):
     if _wants_json(request):
-        return JsonResponse(
-            {"error": {"message": message, "code": "playground_refused"}}, status=status
-        )
+        # The API's one error shape, so a script reads the page's errors like the API's.
+        error = ApplicationError(message, code=code, status=status)
+        return JsonResponse(error.as_dict(), status=status)
     messages.error(request, message)
     return redirect("playground:try", card.organisation.slug, card.slug)
 
@@ -97,7 +99,11 @@ def try_model(request, org: str, name: str):
     if not callable_:
         status = card.get_status_display().lower()
         return _refuse(
-            request, card, NOT_CALLABLE.format(name=card.display_name, status=status), 409
+            request,
+            card,
+            NOT_CALLABLE.format(name=card.display_name, status=status),
+            409,
+            "model_not_available",
         )
     visitor = _visitor(request)
     since = timezone.now() - timedelta(hours=1)
@@ -106,14 +112,18 @@ def try_model(request, org: str, name: str):
         >= settings.VITRINE_PLAYGROUND_PER_HOUR
     ):
         return _refuse(
-            request, card, RATE_LIMITED.format(limit=settings.VITRINE_PLAYGROUND_PER_HOUR), 429
+            request,
+            card,
+            RATE_LIMITED.format(limit=settings.VITRINE_PLAYGROUND_PER_HOUR),
+            429,
+            "rate_limited",
         )
     upload = request.FILES.get("image")
     if upload is None:
-        return _refuse(request, card, NO_IMAGE, 400)
+        return _refuse(request, card, NO_IMAGE, 400, "missing_image")
     if upload.size > settings.VITRINE_MAX_UPLOAD_BYTES:
         message = TOO_LARGE.format(size=upload.size, limit=settings.VITRINE_MAX_UPLOAD_BYTES)
-        return _refuse(request, card, message, 413)
+        return _refuse(request, card, message, 413, "image_too_large")
     route = card.routes.filter(is_own=True, is_active=True).first()
     try:
         job = services.job_create(
@@ -121,7 +131,8 @@ def try_model(request, org: str, name: str):
             owner=visitor["owner"], session_key=visitor.get("session_key", ""),
         )  # fmt: skip
     except ImageError as exc:
-        return _refuse(request, card, str(exc), 415 if exc.code == "unsupported_format" else 400)
+        status = IMAGE_ERROR_STATUS.get(exc.code, 400)
+        return _refuse(request, card, str(exc), status, exc.code)
     url = reverse("playground:job", args=[job.pk])
     if _wants_json(request):
         return JsonResponse(job_json(job), status=202, headers={"Location": url})

@@ -77,7 +77,9 @@ def test_without_javascript_the_form_goes_to_a_result_page(
 def test_bad_uploads_are_refused(client, card, files, status, message):
     response = client.post(try_url(card), files, headers=JSON)
     assert response.status_code == status
-    assert response.json()["error"]["message"].lower().startswith(message.lower())
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "code", "param"}  # the API's one shape
+    assert error["message"].lower().startswith(message.lower())
     assert Job.objects.count() == 0
 
 
