@@ -13,8 +13,13 @@ from playground.models import WorkerHeartbeat
 from playground.runtime import CheckpointSpec, ImageError, WeightsNotInstalled, decode_image
 
 logger = logging.getLogger(__name__)
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 RETRY_DELAY = 5
+
+
+def worker_id() -> str:
+    """This process, read when a job is claimed: the pool's child, not the parent that
+    imported this module before forking."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @shared_task(name="playground.health_ping")
@@ -41,7 +46,7 @@ def run_detection(job_id: str) -> None:
     from playground import services
     from playground.runtime import get_detector
 
-    job = services.job_claim(job_id=job_id, worker=WORKER_ID)
+    job = services.job_claim(job_id=job_id, worker=worker_id())
     if job is None:
         logger.info("job %s: not queued any more, nothing to do", job_id)
         return
@@ -65,7 +70,7 @@ def run_detection(job_id: str) -> None:
         return
     # On a GPU one forward pass over several images pays; on CPU the default batch is 1.
     more = services.jobs_claim_batch(
-        like=job, worker=WORKER_ID, limit=detector.default_batch_size - 1
+        like=job, worker=worker_id(), limit=detector.default_batch_size - 1
     )
     _run_batch(detector, [job, *more])
 

@@ -116,3 +116,13 @@ def test_a_gone_job_is_ignored_by_the_task(db):
     from playground.tasks import run_detection
 
     run_detection("00000000-0000-0000-0000-000000000000")  # returns quietly
+    assert Job.objects.count() == 0 and JobAttempt.objects.count() == 0
+
+
+def test_a_claimed_job_records_the_claiming_process(job):
+    import os
+
+    from playground.tasks import worker_id
+
+    claimed = services.job_claim(job_id=job.pk, worker=worker_id())
+    assert claimed.worker.endswith(f":{os.getpid()}")
