@@ -24,6 +24,12 @@ def _no_signup_credit(settings):
     settings.VITRINE_SIGNUP_CREDIT = Decimal(0)
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    """PBKDF2's deliberate slowness is most of a user factory's time; tests need no strength."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 # --- personas -------------------------------------------------------------------------
 @pytest.fixture
 def staff(django_user_model):

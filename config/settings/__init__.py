@@ -21,6 +21,7 @@ from config.settings.env import (
     env_int,
     env_list,
     env_str,
+    redis_client_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -165,6 +166,13 @@ X_FRAME_OPTIONS = "DENY"
 EMBEDDED_BROKER_SOCKET = VAR_DIR / "redis.sock"
 CELERY_BROKER_URL = env_broker_url(
     "CELERY_BROKER_URL", default=f"redis+socket://{EMBEDDED_BROKER_SOCKET}"
+)
+# The Redis that every web and worker process shares for what must hold across machines:
+# job-completion signals and rate-limit counters. Default: the broker, when it is Redis
+# (the embedded one included). With an AMQP broker set it explicitly.
+VITRINE_REDIS_URL = redis_client_url(
+    env_str("VITRINE_REDIS_URL")
+    or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis", "rediss")) else "")
 )
 CELERY_TASK_HARD_TIME_LIMIT = env_int("CELERY_TASK_HARD_TIME_LIMIT", 300, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int(

@@ -106,3 +106,11 @@ def env_decimal(name: str, default: str, *, environ: Mapping[str, str] | None = 
     if not value.is_finite() or value < 0:
         raise ImproperlyConfigured(f"{name} must be a non-negative amount; got {raw!r}")
     return value
+
+
+def redis_client_url(url: str) -> str:
+    """A URL redis-py's ``from_url`` takes: kombu's ``redis+socket://path`` becomes
+    ``unix://path``; other Redis URLs pass through."""
+    if url.startswith("redis+socket://"):
+        return "unix://" + url.removeprefix("redis+socket://")
+    return url
