@@ -15,8 +15,10 @@ from the row.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import weakref
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
@@ -351,19 +353,36 @@ def _create_job(request: HttpRequest, model_id: str) -> HttpResponse:
             connection.close()
 
 
+_db_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _db_slot() -> asyncio.Semaphore:
+    """Bounds how many calls of this process do their database work at once (one
+    semaphore per event loop). Hundreds may wait at once; without it a burst of them
+    arriving, or timing out, together would open as many database connections and
+    threads, past PostgreSQL's max_connections."""
+    loop = asyncio.get_running_loop()
+    slot = _db_slots.get(loop)
+    if slot is None:
+        slot = _db_slots[loop] = asyncio.Semaphore(settings.VITRINE_API_DB_CONCURRENCY)
+    return slot
+
+
 @csrf_exempt
 async def inference_create(request: HttpRequest, model_id: str) -> HttpResponse:
     """``POST /v1/inference/<model>``: everything up to the queued job runs in the DRF view
     (authentication, validation, the reservation); then this coroutine awaits the job's
     finished signal for up to VITRINE_SYNC_WAIT seconds without holding a thread, and
     answers from the row (200 detections, the failure, or 202 with the job)."""
-    response = await sync_to_async(_create_job)(request, model_id)
+    async with _db_slot():
+        response = await sync_to_async(_create_job)(request, model_id)
     pending = getattr(response, "vitrine_wait", None)
     if pending is None:
         return response
     job_id, wait, threshold = pending
     await events.job_finished_wait(job_id, timeout=wait)
-    return await sync_to_async(_answer)(request, job_id, threshold)
+    async with _db_slot():
+        return await sync_to_async(_answer)(request, job_id, threshold)
 
 
 def _answer(request, job_id, threshold: float) -> HttpResponse:

@@ -227,8 +227,13 @@ VITRINE_MAX_IMAGE_PIXELS = env_int("VITRINE_MAX_IMAGE_PIXELS", 40_000_000, minim
 VITRINE_MAX_UPLOAD_BYTES = env_int("VITRINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
 # Free tries on the model pages, per visitor (user or session) and hour.
 VITRINE_PLAYGROUND_PER_HOUR = env_int("VITRINE_PLAYGROUND_PER_HOUR", 20, minimum=0)
-# How long POST /v1/inference waits for the result before answering 202 with the job.
+# How long POST /v1/inference waits for the result before answering 202 with the job. The
+# wait holds no thread (an async view under an ASGI server); the web server's and any
+# proxy's request timeout must be longer than this.
 VITRINE_SYNC_WAIT = env_int("VITRINE_SYNC_WAIT", 30, minimum=0)
+# How many inference calls of one web process touch the database at once (the waits are
+# not counted): keep workers x this under the database's max_connections.
+VITRINE_API_DB_CONCURRENCY = env_int("VITRINE_API_DB_CONCURRENCY", 8, minimum=1)
 # Every detection above this floor is kept with the job, so a client can apply any higher
 # threshold later without re-running the model.
 VITRINE_DETECTION_FLOOR = float(env_decimal("VITRINE_DETECTION_FLOOR", "0.05"))

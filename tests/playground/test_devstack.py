@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -39,7 +42,27 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_devstack_serves_runs_a_task_and_stops_everything_on_ctrl_c(tmp_path):
+CREATE_JOB = """
+import io, sys
+import django
+django.setup()
+from PIL import Image
+from playground import services
+from tests import factories
+buffer = io.BytesIO()
+Image.new("RGB", (320, 240), (40, 120, 200)).save(buffer, format="JPEG")
+card = factories.card(checkpoint_local_dir=sys.argv[1])
+print(services.job_create(card=card, image_bytes=buffer.getvalue()).pk.hex)
+"""
+
+
+def job_status(database: Path, job_hex: str) -> str | None:
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
+        row = db.execute("SELECT status FROM playground_job WHERE id = ?", [job_hex]).fetchone()
+    return row[0] if row else None
+
+
+def test_devstack_serves_runs_a_task_and_stops_everything_on_ctrl_c(tmp_path, runtime_checkpoint):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     env |= {"VITRINE_VAR_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
     manage = [sys.executable, "manage.py"]
@@ -106,10 +129,23 @@ def test_devstack_serves_runs_a_task_and_stops_everything_on_ctrl_c(tmp_path):
             interval=1,
             message=log.read_text(),
         )
+        # Ctrl-C while a job runs: the worker stops warmly, the job finishes first.
+        created = subprocess.run(
+            [sys.executable, "-c", CREATE_JOB, str(runtime_checkpoint("detr"))],
+            cwd=settings.BASE_DIR, env=env, check=True, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        job_hex = created.stdout.split()[-1]
+        database = tmp_path / "var" / "vitrine.sqlite3"
+        wait_for(
+            lambda: job_status(database, job_hex) == "running", timeout=120, interval=0.02,
+            message=log.read_text(),
+        )  # fmt: skip
     finally:
         stack.send_signal(signal.SIGINT)
-        stack.wait(timeout=60)
+        stack.wait(timeout=240)
     assert stack.returncode == 0, log.read_text()
+    assert job_status(database, job_hex) == "succeeded", log.read_text()
     text = log.read_text()
     assert "stopped web" in text and "stopped worker" in text and "stopped broker" in text
     time.sleep(0.5)

@@ -10,7 +10,6 @@ from PIL import Image
 from playground import services
 from playground.models import Job
 from playground.runtime import CheckpointSpec, decode_image, get_detector
-from playground.runtime.checkpoints import build_checkpoint
 from tests import factories
 from tests.conftest import wait_for
 
@@ -18,10 +17,11 @@ pytestmark = pytest.mark.worker
 
 
 @pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory):
-    """Random-weight checkpoints, built once: YOLOS tiny as published, DETR R50 as published."""
-    root = tmp_path_factory.mktemp("job-checkpoints")
-    return {family: build_checkpoint(family, root / family) for family in ("yolos_tiny", "detr")}
+def checkpoints(runtime_checkpoint):
+    """Random-weight YOLOS tiny and DETR R50 (published architectures) with test-sized
+    inputs: a worker's model load, warm-up and forward pass take seconds, not minutes,
+    on a busy machine, so no time limit or wait in these tests depends on its speed."""
+    return {family: runtime_checkpoint(family) for family in ("yolos_tiny", "detr")}
 
 
 def photo(width=320, height=240) -> bytes:
@@ -110,7 +110,7 @@ def test_a_job_survives_kill_9_of_its_worker_and_finishes_once(start_worker, sto
 
 
 def test_a_paid_call_runs_on_a_worker_and_posts_its_charge_once(
-    client, start_worker, storage, checkpoints, other_user
+    client, start_worker, storage, checkpoints, other_user, settings
 ):
     from decimal import Decimal
 
@@ -125,6 +125,8 @@ def test_a_paid_call_runs_on_a_worker_and_posts_its_charge_once(
     credit_grant(user=other_user, amount=Decimal("0.0005"), reason="test")
     _, key = api_key_create(user=other_user, name="e2e")
 
+    # The call waits on the job's finished signal: a long wait costs nothing when it is fast.
+    settings.VITRINE_SYNC_WAIT = 600
     response = client.post(
         f"/v1/inference/{card.model_id}?threshold={FLOOR}",
         data=photo(),
@@ -142,7 +144,7 @@ def test_a_paid_call_runs_on_a_worker_and_posts_its_charge_once(
     assert wallet_for(other_user).balance == Decimal("0.0003")
 
 
-def test_a_failed_job_costs_nothing(client, start_worker, storage, other_user, tmp_path):
+def test_a_failed_job_costs_nothing(client, start_worker, storage, other_user, tmp_path, settings):
     from decimal import Decimal
 
     from billing.models import Charge
@@ -150,6 +152,7 @@ def test_a_failed_job_costs_nothing(client, start_worker, storage, other_user, t
     from billing.services.ledger import wallet_for
     from billing.services.topups import credit_grant
 
+    settings.VITRINE_SYNC_WAIT = 600  # answered on the job's finished signal
     start_worker()
     card = card_for(tmp_path / "weights-not-here")
     factories.route(card=card, price=Decimal("0.0002"))

@@ -1,0 +1,272 @@
+"""Load proof of the serving path: many synchronous inference calls held by one web process.
+
+    .venv/bin/python bench/bench_serving.py                 # 300 calls, PostgreSQL + Redis
+    .venv/bin/python bench/bench_serving.py --calls 100 --json var/bench-serving.json
+
+Starts, as production runs them, one web process (uvicorn, ASGI) and one Celery worker
+(concurrency 1) on a random-weight YOLOS tiny (published architecture and input size:
+the compute is real, the boxes are not), against PostgreSQL and Redis (``--database-url``,
+``--redis-url``; a scratch database is created and dropped). Then it sends ``--calls``
+synchronous ``POST /v1/inference`` calls at once (each waits up to ``--sync-wait`` s for
+its job, then answers 202) while probing ``GET /healthz`` every 50 ms, and prints:
+answers by status (the goal: no 5xx, every call answered), call latencies, and /healthz
+latency while the calls wait (the goal: p95 under 100 ms). No third-party load tool: a
+minimal asyncio HTTP/1.1 client, one connection per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+
+SETUP = """
+import sys
+from decimal import Decimal
+import django
+django.setup()
+from billing.services.keys import api_key_create
+from billing.services.topups import credit_grant
+from tests import factories
+card = factories.card(checkpoint_local_dir=sys.argv[1])
+factories.route(card=card, price=Decimal("0.0002"))
+user = factories.user(username="bench")
+credit_grant(user=user, amount=Decimal("100"), reason="bench")
+print(card.model_id, api_key_create(user=user, name="bench")[1])
+"""
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def jpeg(width: int = 640, height: int = 480) -> bytes:
+    from PIL import Image
+
+    image = Image.new("RGB", (width, height), (40, 120, 200))
+    image.paste((230, 200, 40), (100, 80, 400, 300))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+async def http(port: int, method: str, path: str, body: bytes = b"", headers=None):
+    """One request on its own connection: (status, seconds). Connection errors are -1."""
+    began = time.perf_counter()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        head.append(f"Content-Length: {len(body)}")
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        await writer.drain()
+        status_line = await reader.readline()
+        await reader.read()  # the rest, until the server closes
+        writer.close()
+        status = int(status_line.split()[1])
+    except (OSError, IndexError, ValueError):
+        status = -1
+    return status, time.perf_counter() - began
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def load(port: int, model_id: str, key: str, calls: int) -> dict:
+    image = jpeg()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "image/jpeg"}
+    health: list[float] = []
+    health_errors = 0
+    done = asyncio.Event()
+
+    async def probe():
+        nonlocal health_errors
+        await asyncio.sleep(1.0)  # once the calls are in and waiting
+        while not done.is_set():
+            status, seconds = await http(port, "GET", "/healthz")
+            if status == 200:
+                health.append(seconds)
+            else:
+                health_errors += 1
+            await asyncio.sleep(0.05)
+
+    prober = asyncio.create_task(probe())
+    began = time.perf_counter()
+    results = await asyncio.gather(
+        *(http(port, "POST", f"/v1/inference/{model_id}", image, headers) for _ in range(calls))
+    )
+    elapsed = time.perf_counter() - began
+    done.set()
+    await prober
+    statuses: dict[str, int] = {}
+    for status, _ in results:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    latencies = [s for _, s in results]
+    return {
+        "calls": calls,
+        "elapsed_s": round(elapsed, 1),
+        "statuses": statuses,
+        "server_errors": sum(n for s, n in statuses.items() if int(s) >= 500),
+        "unanswered": statuses.get("-1", 0),
+        "call_p50_s": round(pct(latencies, 50), 2),
+        "call_max_s": round(max(latencies), 2),
+        "healthz_probes": len(health),
+        "healthz_errors": health_errors,
+        "healthz_p50_ms": round(1000 * pct(health, 50), 1),
+        "healthz_p95_ms": round(1000 * pct(health, 95), 1),
+        "healthz_max_ms": round(1000 * max(health), 1) if health else None,
+    }
+
+
+def wait_http(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _ = asyncio.run(http(port, "GET", "/healthz"))
+        if status == 200:
+            return
+        time.sleep(0.5)
+    raise SystemExit("the web process did not answer /healthz")
+
+
+def postgres_database(url: str, name: str, *, create: bool) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    admin = parts._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--sync-wait", type=int, default=30)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(REPO))
+    from playground.runtime.checkpoints import build_checkpoint
+
+    db_name = f"vitrine_bench_serving_{os.getpid()}"
+    database_url = urlsplit(args.database_url)._replace(path=f"/{db_name}").geturl()
+    postgres_database(args.database_url, db_name, create=True)
+    work = Path(tempfile.mkdtemp(prefix="vitrine-bench-serving-"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": args.redis_url,
+        "VITRINE_VAR_DIR": str(work / "var"),
+        "VITRINE_SYNC_WAIT": str(args.sync_wait),
+        "VITRINE_PLAYGROUND_PER_HOUR": "100000",
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "INFO",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    py = sys.executable
+    procs: list[subprocess.Popen] = []
+    try:
+        subprocess.run(
+            [py, "-c", "import redis,sys; redis.Redis.from_url(sys.argv[1]).flushdb()",
+             args.redis_url], check=True,
+        )  # fmt: skip
+        subprocess.run(
+            [py, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env, check=True,
+            capture_output=True,
+        )  # fmt: skip
+        checkpoint = build_checkpoint("yolos_tiny", work / "yolos_tiny")
+        setup = subprocess.run(
+            [py, "-c", SETUP, str(checkpoint)], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        if setup.returncode:
+            raise SystemExit(setup.stderr)
+        model_id, key = setup.stdout.split()[-2:]
+        port = free_port()
+        logs = work / "logs"
+        logs.mkdir()
+        for name, argv in (
+            ("worker", [py, "-m", "celery", "-A", "config", "worker", "-Q", "default,cpu",
+                        "--concurrency", "1", "--loglevel", "INFO"]),
+            ("web", [py, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+                     "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"]),
+        ):  # fmt: skip
+            with (logs / f"{name}.log").open("wb") as out:
+                procs.append(
+                    subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+                )
+        wait_http(port)
+        # One call first, so the worker has loaded the model before the burst.
+        asyncio.run(load(port, model_id, key, 1))
+        result = asyncio.run(load(port, model_id, key, args.calls))
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        postgres_database(args.database_url, db_name, create=False)
+
+    result = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "sync_wait_s": args.sync_wait,
+        "web": "1 uvicorn process",
+        "worker": "1 celery process, concurrency 1, random-weight YOLOS tiny",
+        **result,
+    }
+    print(f"CPU: {result['cpu']} ({result['cores']} cores)")
+    print(
+        f"{result['calls']} concurrent sync calls in {result['elapsed_s']} s: "
+        f"answers {result['statuses']}, 5xx {result['server_errors']}, "
+        f"unanswered {result['unanswered']}; call p50 {result['call_p50_s']} s, "
+        f"max {result['call_max_s']} s"
+    )
+    print(
+        f"/healthz while they wait: {result['healthz_probes']} probes, "
+        f"p50 {result['healthz_p50_ms']} ms, p95 {result['healthz_p95_ms']} ms, "
+        f"max {result['healthz_max_ms']} ms, errors {result['healthz_errors']}"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    ok = result["server_errors"] == 0 and result["unanswered"] == 0
+    print("goal (no 5xx, all answered, /healthz p95 < 100 ms):",
+          "met" if ok and result["healthz_p95_ms"] < 100 else "NOT met")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
