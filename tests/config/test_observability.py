@@ -142,6 +142,35 @@ def test_log_lines_of_a_request_are_json_with_its_id(client, json_log):
     assert "request_id" not in json_log()[-1]
 
 
+LOG_ONE_LINE = (
+    "import django, logging; django.setup(); "
+    "logging.getLogger('vitrine.check').warning('disk %s full', 'var')"
+)
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "x" * 60,
+    "ALLOWED_HOSTS": "vitrine.example",
+    "BYOK_ENCRYPTION_KEY": "k" * 32,
+}
+
+
+def test_production_logs_json_lines_and_development_readable_ones():
+    production = _run_django(LOG_ONE_LINE, **PRODUCTION)
+    assert production.returncode == 0, production.stderr
+    (line,) = [json.loads(x) for x in production.stderr.splitlines() if x.startswith("{")]
+    assert (line["event"], line["level"], line["logger"]) == (
+        "disk var full",
+        "warning",
+        "vitrine.check",
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", line["timestamp"])
+    development = _run_django(LOG_ONE_LINE)
+    assert development.returncode == 0, development.stderr
+    assert "[warning  ] disk var full" in development.stderr
+    assert "{" not in development.stderr
+    assert "{" in _run_django(LOG_ONE_LINE, LOG_FORMAT="json").stderr
+
+
 # --- Sentry -----------------------------------------------------------------------------
 def _run_django(code: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYTHONPATH")}
