@@ -81,7 +81,8 @@ JOB_RESOURCE_DOC = (
     "The job: id, object 'detection_job', model, route, status (queued, running, succeeded, "
     "failed, cancelled), created/started/finished, attempts, image {sha256, width, height, "
     "original_width, original_height}, threshold, detections (null until succeeded), floor, "
-    "timings, error {code, message}, cost, would_be_cost, byok, charge_status, balance, url."
+    "timings, error {code, message}, cost, would_be_cost, byok, charge_status, balance, url, "
+    "request_id (the X-Request-Id of the call that created it)."
 )
 
 
@@ -225,6 +226,7 @@ def job_resource(job: Job, *, request, threshold: float | None = None) -> dict:
         "charge_status": charge.status if charge else None,
         "balance": _money(wallet_for(job.owner).balance) if job.owner_id else None,
         "url": request.build_absolute_uri(reverse("playground_api:job-detail", args=[job.pk])),
+        "request_id": job.request_id,  # X-Request-Id of the call that created the job
     }
 
 

@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class PlaygroundConfig(AppConfig):
     name = "playground"
     verbose_name = "Playground and jobs"
+
+    def ready(self) -> None:
+        from playground import tracing  # noqa: F401  (connects the worker's log context)

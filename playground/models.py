@@ -80,6 +80,9 @@ class Job(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     cost_ref = models.CharField(max_length=64, blank=True, help_text="The charge, if any.")
+    request_id = models.CharField(
+        max_length=128, blank=True, db_index=True, help_text="X-Request-Id of the request."
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from billing.services.charges import charge_post, charge_void
 from catalog.models import ModelCard, PriceRoute
+from catalog.observability import current_request_id
 from playground.events import job_finished_publish
 from playground.models import Job, JobAttempt, JobStatus
 from playground.runtime import DecodedImage, decode_image
@@ -86,9 +87,12 @@ def job_create(
     owner=None,
     session_key: str = "",
     queue: str | None = None,
+    request_id: str | None = None,
 ) -> Job:
     """Validate and store the image, create the job row, enqueue its id on commit.
 
+    ``request_id`` defaults to the id of the request this runs in (``X-Request-Id``), so the
+    job, its worker's log lines and the response share one id.
     Raises ``ImageError`` (bad input: nothing is stored, nothing queued).
     """
     decoded: DecodedImage = decode_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
@@ -114,6 +118,10 @@ def job_create(
         height=decoded.oriented_size[1],
         queue=queue or settings.VITRINE_INFERENCE_QUEUE,
         max_attempts=settings.VITRINE_JOB_MAX_ATTEMPTS,
+        request_id=current_request_id() if request_id is None else request_id,
+    )
+    logger.info(
+        "job_created", extra={"job_id": str(job.pk), "model": card.model_id, "queue": job.queue}
     )
     # If the transaction rolls back, the file is orphaned, never the reverse. A failed send
     # leaves job.enqueued_at None: the caller decides (job_abandon_unqueued), or the
@@ -159,6 +167,11 @@ def job_claim(*, job_id, worker: str, now: datetime | None = None) -> Job | None
             return None
         job = Job.objects.select_related("card__organisation").get(pk=job_id)
         JobAttempt.objects.create(job=job, number=job.attempts, worker=worker, started_at=now)
+    # Explicit ids: a batch claims several jobs under the first one's bound context.
+    logger.info(
+        "job_claimed",
+        extra={"job_id": str(job.pk), "request_id": job.request_id, "attempt": job.attempts},
+    )
     return job
 
 
@@ -208,6 +221,12 @@ def _finish(*, job: Job, outcome: str, **fields) -> bool:
             )
             _settle_charge(job_id=job.pk, status=fields["status"])
             _publish_on_commit(job.pk)
+    # Explicit ids: a batch finishes several jobs under the first one's bound context.
+    logger.info(
+        "job_finished",
+        extra={"job_id": str(job.pk), "request_id": job.request_id, "status": fields["status"],
+               "error_code": fields.get("error_code", ""), "stale": not done},
+    )  # fmt: skip
     return bool(done)
 
 

@@ -31,6 +31,31 @@ def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture
+def json_log():
+    """``json_log()``: what the production (JSON) log formatter wrote meanwhile, one dict a
+    line, from every logger."""
+    import io
+    import json
+    import logging
+
+    from config.settings.logs import logging_config
+
+    config = logging_config(fmt="json", level="INFO")["formatters"]["structured"]
+    formatter = config["()"](**{k: v for k, v in config.items() if k != "()"})
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.addHandler(handler)
+
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in stream.getvalue().splitlines() if line]
+
+    yield lines
+    root.removeHandler(handler)
+
+
 # --- personas -------------------------------------------------------------------------
 @pytest.fixture
 def staff(django_user_model):

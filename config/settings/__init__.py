@@ -23,6 +23,8 @@ from config.settings.env import (
     env_str,
     redis_client_url,
 )
+from config.settings.logs import FORMATS, configure_structlog, logging_config
+from config.settings.sentry import sentry_init
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VITRINE_VAR_DIR") or BASE_DIR / "var")
@@ -53,6 +55,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.sitemaps",
+    "django_structlog",  # request_started/finished lines; request context carried into tasks
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets as static files: /docs/api works offline
@@ -62,6 +65,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every response (redirects, static files, errors) carries X-Request-Id.
+    "catalog.observability.RequestIdMiddleware",
+    "django_structlog.middlewares.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -290,10 +296,29 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# --- Logs and error reports ---
+# JSON lines in production, readable lines in development; every line carries the
+# request id (and in a worker the job id) bound for it (config/settings/logs.py).
+LOG_FORMAT = (env_str("LOG_FORMAT") or ("console" if DEBUG else "json")).lower()
+if LOG_FORMAT not in FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or console; got {LOG_FORMAT!r}")
+LOG_LEVEL = (env_str("LOG_LEVEL") or "INFO").upper()
+configure_structlog()
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
+# The id RequestIdMiddleware accepted or made is the one django-structlog logs.
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False  # no client IPs in logs
+DJANGO_STRUCTLOG_CELERY_ENABLED = True  # the enqueuing request's context rides in the message
+
+SENTRY_DSN = env_str("SENTRY_DSN") or ""
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT") or ("development" if DEBUG else "production")
+SENTRY_TRACES_SAMPLE_RATE = float(env_decimal("SENTRY_TRACES_SAMPLE_RATE", "0"))
+if not 0 <= SENTRY_TRACES_SAMPLE_RATE <= 1:
+    raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE must be in [0, 1].")
+if SENTRY_DSN:
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=env_str("SENTRY_RELEASE") or None,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )

@@ -76,6 +76,8 @@ def test_production_without_a_byok_key_is_refused():
             {"CELERY_TASK_HARD_TIME_LIMIT": "60", "CELERY_TASK_SOFT_TIME_LIMIT": "90"},
             "CELERY_TASK_SOFT_TIME_LIMIT must be below the hard limit",
         ),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be json or console"),
+        ({"SENTRY_TRACES_SAMPLE_RATE": "1.5"}, "SENTRY_TRACES_SAMPLE_RATE must be in [0, 1]"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(env, message):

@@ -1,0 +1,40 @@
+"""Worker-side tracing: a detection task's log lines carry its job's id and request id.
+
+django-structlog's Celery receiver clears the context at each task start, binds the task id
+and the context of the request that enqueued it (carried in the message headers); this adds
+``job_id`` and the job row's ``request_id``, which hold for re-deliveries and reaper
+re-queues too, where no request enqueued the message. The context is cleared at task end,
+so nothing leaks into the next task or the worker's own lines.
+"""
+
+from __future__ import annotations
+
+import structlog
+from celery.signals import task_postrun
+from django_structlog.celery.signals import bind_extra_task_metadata
+
+JOB_TASKS = {"playground.run_detection"}
+
+
+@bind_extra_task_metadata.connect
+def bind_job(sender, task, logger, **kwargs) -> None:
+    if task.name not in JOB_TASKS or not task.request.args:
+        return
+    from django.core.exceptions import ValidationError
+
+    from playground.models import Job
+
+    job_id = str(task.request.args[0])
+    context = {"job_id": job_id}
+    try:
+        request_id = Job.objects.filter(pk=job_id).values_list("request_id", flat=True).first()
+    except ValidationError:  # not a UUID: the task itself will find no job
+        request_id = None
+    if request_id:
+        context["request_id"] = request_id
+    structlog.contextvars.bind_contextvars(**context)
+
+
+@task_postrun.connect
+def clear_context(**kwargs) -> None:
+    structlog.contextvars.clear_contextvars()
