@@ -21,7 +21,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import AccountKind, ApiKey, Charge, LedgerTransaction, ProviderKey
-from billing.services.ledger import ledger_post, system_account, user_accounts
+from billing.services.ledger import ledger_accounts, ledger_post, user_accounts
 from catalog.errors import ApplicationError
 from catalog.models import ModelCard, PriceRoute
 from catalog.pricing import format_usd, image_cost
@@ -166,14 +166,14 @@ def _settle(*, job_id, to: str) -> Charge | None:
         if charge is None or charge.status != Charge.Status.RESERVED:
             return charge  # no charge (anonymous playground) or already settled: idempotent
         if charge.amount > 0:
-            wallet, holds = user_accounts(charge.user_id)
+            revenue_kind = AccountKind.PROVIDER_PAYABLE
+            if charge.route.is_own:
+                revenue_kind = AccountKind.INFERENCE_REVENUE
+            # One query for the user's accounts and the revenue account.
+            accounts = ledger_accounts(charge.user_id, revenue_kind)
+            wallet, holds = accounts[AccountKind.WALLET], accounts[AccountKind.HOLDS]
             if to == Charge.Status.POSTED:
-                revenue = system_account(
-                    AccountKind.INFERENCE_REVENUE
-                    if charge.route.is_own
-                    else AccountKind.PROVIDER_PAYABLE
-                )
-                entries = [(holds, -charge.amount), (revenue, charge.amount)]
+                entries = [(holds, -charge.amount), (accounts[revenue_kind], charge.amount)]
                 kind, key = LedgerTransaction.Kind.POST, f"post:{job_id}"
             else:
                 entries = [(holds, -charge.amount), (wallet, charge.amount)]

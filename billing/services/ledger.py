@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Round
 
 from billing.models import (
@@ -86,18 +86,34 @@ def holds_for(user) -> LedgerAccount:
     return account
 
 
-def user_accounts(user) -> tuple[LedgerAccount, LedgerAccount]:
-    """The user's (wallet, holds), created on first use; one query once both exist.
+def ledger_accounts(user, *system_kinds: str) -> dict[str, LedgerAccount]:
+    """The user's wallet and holds and the named system accounts, by kind, in one query
+    once they all exist (created on first use). Not locked: ``ledger_post`` locks them.
 
-    ``user`` may be a user or its primary key. Not locked: ``ledger_post`` locks them.
+    ``user`` may be a user or its primary key. One query, not one per account: this runs
+    on every charge, and every round trip to the database counts against charges/s.
     """
     user_id = getattr(user, "pk", user)
-    found = {a.kind: a for a in LedgerAccount.objects.filter(user_id=user_id)}
+    found = {
+        a.kind: a
+        for a in LedgerAccount.objects.filter(
+            Q(user_id=user_id) | Q(user__isnull=True, kind__in=system_kinds)
+        )
+    }
     for kind in USER_ACCOUNT_KINDS:
         if kind not in found:
             # get_or_create: a concurrent first charge of the same user may create it too;
             # the unique (user, kind) constraint makes one of them win, the other reads it.
             found[kind], _ = LedgerAccount.objects.get_or_create(kind=kind, user_id=user_id)
+    for kind in system_kinds:
+        if kind not in found:
+            found[kind] = system_account(kind)
+    return found
+
+
+def user_accounts(user) -> tuple[LedgerAccount, LedgerAccount]:
+    """The user's (wallet, holds), created on first use; one query once both exist."""
+    found = ledger_accounts(user)
     return found[AccountKind.WALLET], found[AccountKind.HOLDS]
 
 
@@ -125,7 +141,11 @@ def ledger_post(
         if account.is_cached:
             deltas[account.pk] = deltas.get(account.pk, Decimal(0)) + amount
 
-    with transaction.atomic():
+    # No savepoint when called inside a transaction (charges are): a savepoint is two more
+    # round trips, and nothing here needs one. A refusal (402) leaves the block normally,
+    # having only read, and is raised after it, so the caller's transaction stays usable.
+    refused: InsufficientCredits | None = None
+    with transaction.atomic(savepoint=False):
         locked: dict[int, LedgerAccount] = {}
         if deltas:
             # One statement, rows locked in pk order (PostgreSQL locks them as the sorted
@@ -145,46 +165,72 @@ def ledger_post(
         for pk, delta in deltas.items():
             account = locked[pk]
             if account.kind == AccountKind.WALLET and account.balance + delta < 0:
-                raise InsufficientCredits(balance=account.balance, cost=-delta)
-        new = LedgerTransaction(
-            kind=kind,
-            idempotency_key=idempotency_key,
-            memo=memo[:300],
-            created_by=created_by,
-            reverses=reverses,
-        )
-        if locked:
-            # Every posting of one key moves the same user's accounts, so a concurrent
-            # posting of this key waited for our locks and found it above: no savepoint
-            # (a round trip each way) is needed around the insert.
-            new.save(force_insert=True)
-            txn = new
-        else:
-            try:
-                with transaction.atomic():
-                    new.save(force_insert=True)
-                    txn = new
-            except IntegrityError:
-                # The same key won a race on another connection: that posting is the one.
-                existing = LedgerTransaction.objects.get(idempotency_key=idempotency_key)
-                return Posting(existing, created=False)
-        LedgerEntry.objects.bulk_create(
-            LedgerEntry(transaction=txn, account_id=account.pk, amount=amount)
-            for account, amount in entries
-        )
-        if deltas:
-            # One UPDATE for all the locked accounts. Relative (never a stale absolute
-            # value), rounded to the ledger's places: SQLite keeps decimals as binary
-            # floats, so 5 - 4.9 - 0.1 would land a hair below zero there and trip the
-            # CHECK. On PostgreSQL (numeric) the ROUND is a no-op.
-            change = Case(
-                *(When(pk=pk, then=Value(delta)) for pk, delta in deltas.items()),
-                output_field=LedgerAccount._meta.get_field("balance"),
+                refused = InsufficientCredits(balance=account.balance, cost=-delta)
+        if refused is None:
+            posting = _write(
+                kind=kind,
+                idempotency_key=idempotency_key,
+                entries=entries,
+                deltas=deltas,
+                locked=bool(locked),
+                memo=memo,
+                created_by=created_by,
+                reverses=reverses,
             )
-            LedgerAccount.objects.filter(pk__in=list(deltas)).update(
-                balance=Round(F("balance") + change, MONEY["decimal_places"])
-            )
-    return Posting(txn, created=True)
+    if refused is not None:
+        raise refused
+    return posting
+
+
+def _write(
+    *,
+    kind: str,
+    idempotency_key: str,
+    entries: list[tuple[LedgerAccount, Decimal]],
+    deltas: dict[int, Decimal],
+    locked: bool,
+    memo: str,
+    created_by,
+    reverses: LedgerTransaction | None,
+) -> Posting:
+    """Insert the transaction and its entries, then update the locked accounts' caches."""
+    new = LedgerTransaction(
+        kind=kind,
+        idempotency_key=idempotency_key,
+        memo=memo[:300],
+        created_by=created_by,
+        reverses=reverses,
+    )
+    if locked:
+        # Every posting of one key moves the same user's accounts, so a concurrent posting
+        # of this key waited for our locks and then found it: no savepoint (a round trip
+        # each way) is needed around the insert.
+        new.save(force_insert=True)
+    else:
+        try:
+            with transaction.atomic():
+                new.save(force_insert=True)
+        except IntegrityError:
+            # The same key won a race on another connection: that posting is the one.
+            existing = LedgerTransaction.objects.get(idempotency_key=idempotency_key)
+            return Posting(existing, created=False)
+    LedgerEntry.objects.bulk_create(
+        LedgerEntry(transaction=new, account_id=account.pk, amount=amount)
+        for account, amount in entries
+    )
+    if deltas:
+        # One UPDATE for all the locked accounts. Relative (never a stale absolute value),
+        # rounded to the ledger's places: SQLite keeps decimals as binary floats, so
+        # 5 - 4.9 - 0.1 would land a hair below zero there and trip the CHECK. On
+        # PostgreSQL (numeric) the ROUND is a no-op.
+        change = Case(
+            *(When(pk=pk, then=Value(delta)) for pk, delta in deltas.items()),
+            output_field=LedgerAccount._meta.get_field("balance"),
+        )
+        LedgerAccount.objects.filter(pk__in=list(deltas)).update(
+            balance=Round(F("balance") + change, MONEY["decimal_places"])
+        )
+    return Posting(new, created=True)
 
 
 def ledger_reverse(*, original: LedgerTransaction, memo: str, created_by=None) -> Posting:
