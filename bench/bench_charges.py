@@ -240,12 +240,20 @@ def main() -> int:
     from django.db import connection
 
     from billing.services.topups import credit_grant
+    from catalog.models import ModelCard, Organisation
     from tests import factories
 
     call_command("migrate", verbosity=0)
     run = uuid.uuid4().hex[:8]
-    organisation = factories.organisation(name=f"Bench {run}", slug=f"bench-{run}")
-    card = factories.card(slug=f"bench-{run}", organisation=organisation)
+    organisation = Organisation.objects.create(name=f"Bench {run}", slug=f"bench-{run}")
+    card = ModelCard.objects.create(
+        slug=f"bench-{run}",
+        display_name=f"Bench {run}",
+        summary="A detector to charge for.",
+        status=ModelCard.Status.LIVE,
+        organisation=organisation,
+        task=factories.task(),
+    )
     route = factories.route(card=card, slug="vitrine", is_own=True, price=PRICE)
 
     def users(count: int, label: str) -> list[int]:
