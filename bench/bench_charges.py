@@ -240,8 +240,8 @@ def main() -> int:
     from django.db import connection
 
     from billing.services.topups import credit_grant
-    from catalog.models import ModelCard, Organisation
-    from tests import factories
+    from catalog.models import ModelCard, Organisation, PriceRoute, Task
+    from catalog.services import price_route_save
 
     call_command("migrate", verbosity=0)
     run = uuid.uuid4().hex[:8]
@@ -252,9 +252,13 @@ def main() -> int:
         summary="A detector to charge for.",
         status=ModelCard.Status.LIVE,
         organisation=organisation,
-        task=factories.task(),
+        task=Task.objects.get_or_create(
+            slug="object-detection", defaults={"name": "Object detection"}
+        )[0],
     )
-    route = factories.route(card=card, slug="vitrine", is_own=True, price=PRICE)
+    route = price_route_save(
+        route=PriceRoute(card=card, slug="vitrine", provider="Vitrine", is_own=True, price=PRICE)
+    )
 
     def users(count: int, label: str) -> list[int]:
         made = []
