@@ -24,6 +24,7 @@ from billing.models import (
     ProviderKey,
     TopUp,
 )
+from billing.selectors import account_balance
 from billing.services.keys import KEY_PREFIX, api_key_revoke
 from billing.services.ledger import InsufficientCredits
 from billing.services.topups import credit_grant, credit_refund
@@ -46,10 +47,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(LedgerAccount)
 class LedgerAccountAdmin(ReadOnlyAdmin):
-    list_display = ["__str__", "kind", "user", "balance", "created_at"]
+    list_display = ["__str__", "kind", "user", "current_balance", "created_at"]
     list_filter = ["kind"]
     list_select_related = ["user"]
     search_fields = ["user__username"]
+
+    @admin.display(description="balance")
+    def current_balance(self, obj: LedgerAccount) -> Decimal:
+        # A system account caches no balance (NULL): show the sum of its entries.
+        return account_balance(obj)
 
 
 class LedgerEntryInline(admin.TabularInline):

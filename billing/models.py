@@ -2,8 +2,16 @@
 
 Amounts are exact decimals in USD with 10 places (``catalog.models.PRICE_DECIMAL_PLACES``),
 never floats. The ledger is append-only: entries are never updated or deleted, a mistake
-is fixed by a reversing transaction, and each account's ``balance`` is a cache of the sum
-of its entries, kept in step inside the same database transaction.
+is fixed by a reversing transaction.
+
+Which balances are cached (the hot-row problem): a user's own accounts (their wallet and
+their holds) keep ``balance`` as a cache of the sum of their entries, updated under a row
+lock in the same database transaction, because a charge must check the wallet before it
+moves money and the CHECKs below refuse a negative one. System accounts (revenue, payable,
+fees, clearing, grants) are shared by every user: caching their balance would make every
+charge UPDATE one row and so serialise all users behind one lock. Their ``balance`` is
+NULL and their balance is the sum of their entries (``billing.selectors``); posting to
+them only INSERTs entries.
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ MONEY = {"max_digits": 20, "decimal_places": 10}
 
 class AccountKind(models.TextChoices):
     WALLET = "wallet", "User wallet"
+    # One per user (with their wallet), so reservations by different users share no row.
+    # A pooled system HOLDS account (no user) existed before migration 0002 moved its
+    # balance to the users' accounts; it may remain with no balance of its own.
     HOLDS = "holds", "Reserved for running jobs"
     FEE_REVENUE = "fee_revenue", "Platform fee revenue"
     INFERENCE_REVENUE = "inference_revenue", "Inference revenue (our own workers)"
@@ -27,17 +38,22 @@ class AccountKind(models.TextChoices):
     GRANTS = "grants", "Credit granted by operators and sign-up"
 
 
+# The kinds an account of a user's own may have: these cache their balance.
+USER_ACCOUNT_KINDS = (AccountKind.WALLET, AccountKind.HOLDS)
+
+
 class LedgerAccount(models.Model):
     kind = models.CharField(max_length=24, choices=AccountKind.choices)
-    user = models.OneToOneField(
+    user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
-        related_name="wallet",
+        related_name="ledger_accounts",
     )
-    # A cache of the sum of this account's entries, updated with them in one transaction.
-    balance = models.DecimalField(**MONEY, default=0)
+    # A user's account: a cache of the sum of its entries, updated with them in one
+    # transaction under the row's lock. A system account: NULL, never updated (see above).
+    balance = models.DecimalField(**MONEY, null=True, blank=True, default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -50,18 +66,43 @@ class LedgerAccount(models.Model):
                 condition=~Q(kind=AccountKind.WALLET) | Q(balance__gte=0),
                 name="wallet_never_negative",
             ),
+            # A user's holds are the sum of their reserved charges: never below zero either.
+            models.CheckConstraint(
+                condition=~Q(kind=AccountKind.HOLDS) | Q(balance__isnull=True) | Q(balance__gte=0),
+                name="holds_never_negative",
+            ),
             models.CheckConstraint(
                 condition=Q(kind=AccountKind.WALLET, user__isnull=False)
-                | (~Q(kind=AccountKind.WALLET) & Q(user__isnull=True)),
+                | Q(kind=AccountKind.HOLDS)
+                | (~Q(kind__in=USER_ACCOUNT_KINDS) & Q(user__isnull=True)),
                 name="wallet_has_a_user",
+            ),
+            # Cached exactly when the account is a user's own (the rows only that user's
+            # charges lock); a system account's balance is derived from its entries.
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, balance__isnull=False)
+                | Q(user__isnull=True, balance__isnull=True),
+                name="balance_cached_for_user_accounts",
             ),
             models.UniqueConstraint(
                 fields=["kind"], condition=Q(user__isnull=True), name="one_system_account_per_kind"
             ),
+            models.UniqueConstraint(
+                fields=["user", "kind"],
+                condition=Q(user__isnull=False),
+                name="one_account_per_user_and_kind",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"wallet of {self.user}" if self.user_id else self.get_kind_display()
+        if self.user_id:
+            return f"{'holds' if self.kind == AccountKind.HOLDS else 'wallet'} of {self.user}"
+        return self.get_kind_display()
+
+    @property
+    def is_cached(self) -> bool:
+        """Whether ``balance`` is kept (a user's own account) or derived from entries."""
+        return self.user_id is not None
 
 
 class LedgerTransaction(models.Model):
@@ -73,6 +114,7 @@ class LedgerTransaction(models.Model):
         GRANT = "grant", "Credit granted"
         REFUND = "refund", "Refund"
         REVERSAL = "reversal", "Reversal"
+        TRANSFER = "transfer", "Internal transfer"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)

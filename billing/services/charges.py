@@ -2,6 +2,13 @@
 
 The job id is the charge's unique key and every ledger movement's idempotency key, so a
 retried request or a redelivered task never charges twice, and a failed job costs nothing.
+
+Many users at once: a reservation moves money from the user's wallet to the user's own
+holds account, and posting moves it from there to a revenue account whose balance is not
+cached (an INSERT, no UPDATE; see ``billing.services.ledger``). So a charge locks only
+rows that belong to its user (their wallet and holds, in pk order) and the charge row
+itself; charges of different users never wait for each other, and every query here is
+on the hot path of every API call.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import AccountKind, ApiKey, Charge, LedgerTransaction, ProviderKey
-from billing.services.ledger import ledger_post, system_account, wallet_for
+from billing.services.ledger import ledger_accounts, ledger_post, user_accounts
 from catalog.errors import ApplicationError
 from catalog.models import ModelCard, PriceRoute
 from catalog.pricing import format_usd, image_cost
@@ -44,7 +51,10 @@ def _check_key_limits(*, api_key: ApiKey, card: ModelCard, cost: Decimal, now: d
     # Lock the key for the rest of charge_reserve's transaction: concurrent calls on one key
     # then sum the month's charges one after another (each sees the charges committed before
     # it), so together they cannot overshoot the cap. Other keys are not held up.
-    ApiKey.objects.select_for_update().filter(pk=api_key.pk).exists()
+    # NO KEY UPDATE: enough to queue callers of this key, and it does not conflict with the
+    # KEY SHARE that inserting a charge referencing the key takes. Locked before the
+    # accounts (the one order: own rows first, then accounts by pk).
+    ApiKey.objects.select_for_update(no_key=True).filter(pk=api_key.pk).exists()
     spent = Charge.objects.filter(
         api_key=api_key,
         created_at__gte=month_start(now),
@@ -101,63 +111,73 @@ def charge_reserve(
     amount = image_cost(unit_price=version.price, images=units, byok=byok)
     if api_key is not None:
         _check_key_limits(api_key=api_key, card=card, cost=amount, now=now)
-    posting = None
+    fields = {
+        "job_id": job_id,
+        "user": user,
+        "api_key": api_key,
+        "card": card,
+        "route": route,
+        "price_version": version,
+        "unit_price": version.price,
+        "units": units,
+        "amount": amount,
+        "would_be_amount": would_be,
+        "byok": byok,
+    }
     if amount > 0:
+        wallet, holds = user_accounts(user)
         posting = ledger_post(
             kind=LedgerTransaction.Kind.RESERVE,
             idempotency_key=f"reserve:{job_id}",
-            entries=[(wallet_for(user), -amount), (system_account(AccountKind.HOLDS), amount)],
+            entries=[(wallet, -amount), (holds, amount)],
             memo=f"{card.model_id} x{units}",
         )
+        if not posting.created:
+            # The same job was reserved by a concurrent call (a retried request) that held
+            # this wallet's lock before us; its charge committed with its hold, so it is
+            # visible now: that charge is the one, and we moved nothing.
+            return Charge.objects.get(job_id=job_id)
+        # We hold the wallet's lock: any other reservation of this job waits for it and
+        # then answers from the branch above, so no savepoint is needed for this insert.
+        return Charge.objects.create(**fields)
     try:
         with transaction.atomic():
-            return Charge.objects.create(
-                job_id=job_id,
-                user=user,
-                api_key=api_key,
-                card=card,
-                route=route,
-                price_version=version,
-                unit_price=version.price,
-                units=units,
-                amount=amount,
-                would_be_amount=would_be,
-                byok=byok,
-            )
+            return Charge.objects.create(**fields)
     except IntegrityError:
-        # The same job reserved at the same moment on another connection (a retried
-        # request): that charge is the one, and our ledger_post found its reservation and
-        # moved nothing. Should we have posted a hold after all, re-raise so that it rolls
-        # back with this transaction rather than stay held with no charge to release it.
+        # Free (BYOK) and reserved at the same moment on another connection: no lock held
+        # and no money moved, so the other connection's charge is simply the one.
         existing = Charge.objects.filter(job_id=job_id).first()
-        if existing is None or (posting is not None and posting.created):
+        if existing is None:
             raise
         return existing
 
 
 def _settle(*, job_id, to: str) -> Charge | None:
     with transaction.atomic():
+        # Lock the charge row only (of=self): locking the joined route too would make every
+        # settlement wait for, and deadlock with, reservations that insert charges on that
+        # route (each takes KEY SHARE on it). NO KEY UPDATE: we change the status, no key.
         charge = (
-            Charge.objects.select_for_update()
-            .select_related("route", "user")
+            Charge.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("route")
             .filter(job_id=job_id)
             .first()
         )
         if charge is None or charge.status != Charge.Status.RESERVED:
             return charge  # no charge (anonymous playground) or already settled: idempotent
-        holds = system_account(AccountKind.HOLDS)
-        if to == Charge.Status.POSTED:
-            revenue = system_account(
-                AccountKind.INFERENCE_REVENUE
-                if charge.route.is_own
-                else AccountKind.PROVIDER_PAYABLE
-            )
-            entries = [(holds, -charge.amount), (revenue, charge.amount)]
-            kind, key = LedgerTransaction.Kind.POST, f"post:{job_id}"
-        else:
-            entries = [(holds, -charge.amount), (wallet_for(charge.user), charge.amount)]
-            kind, key = LedgerTransaction.Kind.VOID, f"void:{job_id}"
         if charge.amount > 0:
+            revenue_kind = AccountKind.PROVIDER_PAYABLE
+            if charge.route.is_own:
+                revenue_kind = AccountKind.INFERENCE_REVENUE
+            # One query for the user's accounts and the revenue account.
+            accounts = ledger_accounts(charge.user_id, revenue_kind)
+            wallet, holds = accounts[AccountKind.WALLET], accounts[AccountKind.HOLDS]
+            if to == Charge.Status.POSTED:
+                entries = [(holds, -charge.amount), (accounts[revenue_kind], charge.amount)]
+                kind, key = LedgerTransaction.Kind.POST, f"post:{job_id}"
+            else:
+                entries = [(holds, -charge.amount), (wallet, charge.amount)]
+                kind, key = LedgerTransaction.Kind.VOID, f"void:{job_id}"
             ledger_post(kind=kind, idempotency_key=key, entries=entries, memo=f"job {job_id}")
         charge.status = to
         charge.settled_at = timezone.now()

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from billing.models import AccountKind, Charge, LedgerTransaction
+from billing.selectors import account_balance
 from billing.services.charges import (
     MODEL_NOT_ALLOWED,
     SPEND_CAP_REACHED,
@@ -18,7 +19,12 @@ from billing.services.charges import (
     charge_void,
 )
 from billing.services.keys import api_key_create, provider_key_save
-from billing.services.ledger import INSUFFICIENT_CREDITS, InsufficientCredits, system_account
+from billing.services.ledger import (
+    INSUFFICIENT_CREDITS,
+    InsufficientCredits,
+    holds_for,
+    system_account,
+)
 from billing.services.ledger import wallet_for as _wallet_for
 from billing.services.topups import top_up_complete, top_up_create
 from catalog.errors import ApplicationError
@@ -62,13 +68,10 @@ def balances(user) -> dict[str, Decimal]:
     """Every balance a charge can move, fresh from the database."""
     return {
         "wallet": _wallet_for(user).balance,
+        AccountKind.HOLDS: holds_for(user).balance,
         **{
-            kind: system_account(kind).balance
-            for kind in (
-                AccountKind.HOLDS,
-                AccountKind.INFERENCE_REVENUE,
-                AccountKind.PROVIDER_PAYABLE,
-            )
+            kind: account_balance(system_account(kind))
+            for kind in (AccountKind.INFERENCE_REVENUE, AccountKind.PROVIDER_PAYABLE)
         },
     }
 
@@ -157,7 +160,7 @@ def test_402_when_the_wallet_cannot_cover_the_call(broke_user, own_route):
     assert not Charge.objects.filter(job_id=job_id).exists()
     assert not LedgerTransaction.objects.filter(kind="reserve").exists()
     assert balances(broke_user)["wallet"] == D("5")
-    assert system_account(AccountKind.HOLDS).balance == 0
+    assert holds_for(broke_user).balance == 0
     # Exactly the balance is fine.
     assert reserve(broke_user, own_route, units=25_000).amount == D("5")
     assert balances(broke_user)["wallet"] == 0
@@ -172,7 +175,7 @@ def test_one_charge_per_job(user, own_route):
     assert Charge.objects.filter(job_id=job_id).count() == 1
     assert LedgerTransaction.objects.filter(kind="reserve").count() == 1
     assert balances(user)["wallet"] == D("9.9998")
-    assert system_account(AccountKind.HOLDS).balance == D("0.0002")
+    assert holds_for(user).balance == D("0.0002")
 
 
 def test_the_charge_records_the_price_in_force_and_is_never_repriced(user, staff, own_route):
@@ -194,7 +197,7 @@ def test_the_charge_records_the_price_in_force_and_is_never_repriced(user, staff
         D("0.0002"),
         D("0.0004"),
     )
-    assert system_account(AccountKind.INFERENCE_REVENUE).balance == D("0.0004")
+    assert account_balance(system_account(AccountKind.INFERENCE_REVENUE)) == D("0.0004")
     # The next job pays the new price, and says which version.
     later = reserve(user, PriceRoute.objects.get(pk=own_route.pk), units=2)
     assert (later.price_version, later.unit_price, later.amount) == (

@@ -1,14 +1,17 @@
 """A hypothesis state machine over the wallet: top-ups, reservations, posts, voids, refunds,
 BYOK calls and price changes, in any order.
 
-After every step: each account's cached balance equals the sum of its entries, every ledger
-transaction sums to zero, the wallet is never negative, and every balance equals what a
-plain-Decimal model of the rules predicts.
+After every step: each user account's cached balance equals the sum of its entries (system
+accounts cache none), every ledger transaction sums to zero, the wallet is never negative,
+and every balance equals what a plain-Decimal model of the rules predicts.
+
+Deterministic, so hypothesis can replay and shrink what it finds: job ids come from a
+counter (``uuid.UUID(int=n)``), not ``uuid4()``, so drawing "a reserved job" from the sorted
+ids picks the same job on every replay; and nothing here looks at the clock.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from decimal import Decimal
 
@@ -27,9 +30,10 @@ from hypothesis.stateful import (
 )
 
 from billing.models import AccountKind, Charge, LedgerAccount, LedgerTransaction
+from billing.selectors import system_balances
 from billing.services.charges import charge_post, charge_reserve, charge_void
 from billing.services.keys import provider_key_save
-from billing.services.ledger import InsufficientCredits, wallet_for
+from billing.services.ledger import InsufficientCredits, holds_for, wallet_for
 from billing.services.topups import credit_refund, top_up_complete, top_up_create
 from catalog.models import PriceRoute
 from catalog.services import price_route_save
@@ -57,7 +61,7 @@ class WalletMachine(RuleBasedStateMachine):
         # Each example runs in its own savepoint, rolled back in teardown: examples see an
         # empty ledger and do not slow each other down.
         self.savepoint = transaction.savepoint()
-        self.user = get_user_model().objects.create_user(f"sm-{uuid.uuid4().hex[:12]}")
+        self.user = get_user_model().objects.create_user("state-machine")
         self.routes: list[PriceRoute] = [
             factories.route(slug="vitrine", is_own=True, price=D("0.0002")),
             factories.route(slug="vitrine", is_own=True, price=D("0.000047")),
@@ -75,6 +79,13 @@ class WalletMachine(RuleBasedStateMachine):
         self.reserved: dict[uuid.UUID, tuple[Decimal, bool]] = {}
         self.settled: dict[uuid.UUID, str] = {}
         self.checked_transactions: set[uuid.UUID] = set()
+        self.jobs = 0
+
+    def new_job_id(self) -> uuid.UUID:
+        # The n-th job of this example: the same on every replay (uuid4 would not be, and
+        # hypothesis would then see a different job drawn: FlakyStrategyDefinition).
+        self.jobs += 1
+        return uuid.UUID(int=self.jobs)
 
     def teardown(self) -> None:
         transaction.savepoint_rollback(self.savepoint)
@@ -85,11 +96,10 @@ class WalletMachine(RuleBasedStateMachine):
             self.model[account] += delta
 
     def real(self) -> dict[str, Decimal]:
-        wallet = wallet_for(self.user)
-        real = {"wallet": wallet.balance}
-        for account in LedgerAccount.objects.filter(user__isnull=True):
-            real[account.kind] = account.balance
-        return {name: real.get(name, D(0)) for name in ACCOUNTS}
+        # System balances are sums of entries; holds is this user's own cached holds.
+        real = {**system_balances(), "wallet": wallet_for(self.user).balance}
+        assert real["holds"] == holds_for(self.user).balance
+        return {name: real[name] for name in ACCOUNTS}
 
     # --- rules -------------------------------------------------------------------------
     @initialize(cents=st.integers(min_value=500, max_value=5_000))
@@ -113,7 +123,7 @@ class WalletMachine(RuleBasedStateMachine):
         route = self.routes[index]
         price = self.prices[route.pk]
         cost = (price * units).quantize(TEN_PLACES)
-        job_id = uuid.uuid4()
+        job_id = self.new_job_id()
         if cost > self.model["wallet"]:
             with pytest.raises(InsufficientCredits) as raised:
                 charge_reserve(
@@ -134,7 +144,7 @@ class WalletMachine(RuleBasedStateMachine):
     def byok_reserve(self, units: int, succeeds: bool) -> None:
         route = self.byok_route
         price = self.prices[route.pk]
-        job_id = uuid.uuid4()
+        job_id = self.new_job_id()
         charge = charge_reserve(
             job_id=job_id, user=self.user, card=route.card, route=route, units=units
         )
@@ -218,6 +228,10 @@ class WalletMachine(RuleBasedStateMachine):
     @invariant()
     def every_cached_balance_is_the_sum_of_its_entries(self) -> None:
         for account in LedgerAccount.objects.all():
+            if account.user_id is None:
+                # Shared: derived from its entries, never a cached row every charge updates.
+                assert account.balance is None, account
+                continue
             # Summed in Python: SQLite's SUM() of decimals is a float sum.
             total = sum(account.entries.values_list("amount", flat=True), D(0))
             assert account.balance == total, account
@@ -242,7 +256,6 @@ class WalletMachine(RuleBasedStateMachine):
 
 @pytest.mark.django_db
 def test_the_wallet_state_machine():
-    started = time.monotonic()
     run_state_machine_as_test(
         WalletMachine,
         settings=settings(
@@ -252,5 +265,3 @@ def test_the_wallet_state_machine():
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
-    # About 20 s on two cores; a much slower run means a query got out of hand.
-    assert time.monotonic() - started < 120

@@ -24,6 +24,7 @@ from django.urls import reverse
 
 from billing.models import AccountKind, LedgerTransaction, TopUp
 from billing.payments import StripeCheckoutProvider
+from billing.selectors import account_balance
 from billing.services.ledger import system_account, wallet_for
 from billing.services.topups import top_up_create
 from billing.webhooks import (
@@ -123,8 +124,8 @@ def deliver(client: Client, payload: str, signature: str | None):
 def money(user) -> dict[str, Decimal]:
     return {
         "wallet": wallet_for(user).balance,
-        "fee_revenue": system_account(AccountKind.FEE_REVENUE).balance,
-        "clearing": system_account(AccountKind.PAYMENT_CLEARING).balance,
+        "fee_revenue": account_balance(system_account(AccountKind.FEE_REVENUE)),
+        "clearing": account_balance(system_account(AccountKind.PAYMENT_CLEARING)),
     }
 
 

@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 
 from billing.models import AccountKind, LedgerAccount, LedgerTransaction, TopUp
+from billing.selectors import account_balance
 from billing.services.ledger import wallet_for
 from billing.services.topups import TOP_UP_TOO_SMALL, WHOLE_CENTS
 from billing.views import PROVIDER_UNAVAILABLE, TOP_UP_DONE
@@ -27,7 +28,7 @@ def payment_settings(settings):
 
 
 def system_balance(kind: str) -> Decimal:
-    return LedgerAccount.objects.get(kind=kind, user=None).balance
+    return account_balance(LedgerAccount.objects.get(kind=kind, user=None))
 
 
 def test_a_dev_top_up_credits_the_wallet_and_records_the_fee(owner_client, owner):

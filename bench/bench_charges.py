@@ -1,0 +1,320 @@
+"""Charges per second on PostgreSQL with many users paying at once, in one command.
+
+    .venv/bin/python bench/bench_charges.py                 # 20 s per scenario
+    .venv/bin/python bench/bench_charges.py --seconds 5 --json /tmp/charges.json
+
+Each client is a separate process with its own database connection, running the money
+path of an API call in a loop: ``charge_reserve`` then ``charge_post`` (two transactions,
+as in production: the reserve with the request, the post when the worker finishes).
+Scenarios, one after another on the same route (a shared price-route row):
+
+- ``single``: 1 client on its own wallet (the baseline);
+- ``own``: 16 clients, each on its own wallet (many users);
+- ``shared``: 16 clients on one wallet (one busy customer; these must queue on its row).
+
+It prints charges/s, deadlocks (PostgreSQL's own count for the database, and the errors
+the clients saw), the ledger check (all entries sum to zero, every transaction sums to
+zero, every cached balance is the sum of its entries, every wallet of the run is exact)
+and the CPU, and writes it all as JSON (default ``bench/results/charges.json``).
+
+The database is ``DATABASE_URL`` or ``postgres://postgres@127.0.0.1:5432/vitrine_bench``;
+it is created if missing and migrated. Each run adds its own users, card and route, so
+runs never disturb each other's numbers or checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/vitrine_bench"
+PRICE = Decimal("0.0000075")
+FUNDS = Decimal("1000000")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in ``url`` if it does not exist yet."""
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # The bench's own users must start with exactly the funds it gives them.
+    os.environ.setdefault("VITRINE_SIGNUP_CREDIT", "0")
+    import django
+
+    django.setup()
+
+
+def client(route_id: int, user_id: int, name: str, ready, seconds: float, out) -> None:
+    """One process: reserve + post in a loop until the time is up; report the counts."""
+    setup_django()
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.db.utils import OperationalError
+
+    from billing.services.charges import charge_post, charge_reserve
+    from catalog.models import PriceRoute
+
+    route = PriceRoute.objects.select_related("card").get(pk=route_id)
+    user = get_user_model().objects.get(pk=user_id)
+    connection.ensure_connection()
+    counts = {"charges": 0, "deadlocks": 0, "errors": 0, "error_samples": []}
+    ready.wait()  # every client is set up and connected: start together
+    cpu_start = time.process_time()
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        job_id = uuid.uuid5(uuid.NAMESPACE_OID, f"{name}/{n}")
+        try:
+            charge_reserve(job_id=job_id, user=user, card=route.card, route=route)
+            charge_post(job_id=job_id)
+            counts["charges"] += 1
+        except OperationalError as exc:
+            if "deadlock detected" in str(exc):
+                counts["deadlocks"] += 1
+            else:
+                counts["errors"] += 1
+            if len(counts["error_samples"]) < 3:
+                counts["error_samples"].append(str(exc).splitlines()[0])
+        except Exception as exc:  # counted and reported; the run goes on
+            counts["errors"] += 1
+            if len(counts["error_samples"]) < 3:
+                counts["error_samples"].append(f"{type(exc).__name__}: {exc}"[:200])
+    counts["client_cpu_s"] = time.process_time() - cpu_start
+    connection.close()
+    out.put(counts)
+
+
+def pg_deadlocks() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def wallet_balance(user_id: int) -> Decimal:
+    from billing.models import AccountKind, LedgerAccount
+
+    return LedgerAccount.objects.get(kind=AccountKind.WALLET, user_id=user_id).balance
+
+
+def ledger_check(users: dict[int, Decimal]) -> dict:
+    """The whole ledger balances; this run's wallets are exact (start - price x charges)."""
+    from django.db import connection
+    from django.db.models import Count, Q
+
+    from billing.models import Charge
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(sum(amount), 0) FROM billing_ledgerentry")
+        total = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT transaction_id FROM billing_ledgerentry"
+            " GROUP BY transaction_id HAVING sum(amount) <> 0 OR count(*) < 2) t"
+        )
+        unbalanced = cursor.fetchone()[0]
+        # Cached balances (NULL for accounts that keep none) against their entries.
+        cursor.execute(
+            "SELECT count(*) FROM billing_ledgeraccount a WHERE a.balance IS NOT NULL"
+            " AND a.balance <> (SELECT coalesce(sum(e.amount), 0) FROM billing_ledgerentry e"
+            " WHERE e.account_id = a.id)"
+        )
+        cache_mismatches = cursor.fetchone()[0]
+    wrong_wallets = []
+    for user_id, start in users.items():
+        held_or_paid = Charge.objects.filter(user_id=user_id).aggregate(
+            n=Count("id", filter=~Q(status=Charge.Status.VOIDED))
+        )["n"]
+        expected = start - PRICE * held_or_paid
+        if wallet_balance(user_id) != expected:
+            wrong_wallets.append(user_id)
+    ok = total == 0 and unbalanced == 0 and cache_mismatches == 0 and not wrong_wallets
+    return {
+        "ok": ok,
+        "sum_of_all_entries": str(total),
+        "unbalanced_transactions": unbalanced,
+        "cached_balance_mismatches": cache_mismatches,
+        "wrong_wallets": len(wrong_wallets),
+    }
+
+
+def run_scenario(name: str, assignments: list[int], route_id: int, seconds: float) -> dict:
+    from django.db import connection
+
+    from billing.models import Charge
+
+    starts = {user_id: wallet_balance(user_id) for user_id in set(assignments)}
+    deadlocks_before = pg_deadlocks()
+    charges_before = Charge.objects.filter(user_id__in=starts).count()
+    connection.close()  # nothing inherited by the children
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    ready = ctx.Barrier(len(assignments) + 1)
+    procs = [
+        ctx.Process(
+            target=client,
+            args=(route_id, user_id, f"{name}-{os.getpid()}-{i}", ready, seconds, out),
+        )
+        for i, user_id in enumerate(assignments)
+    ]
+    for proc in procs:
+        proc.start()
+    ready.wait(timeout=600)
+    results = [out.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    charges = sum(r["charges"] for r in results)
+    check = ledger_check(starts)
+    recorded = Charge.objects.filter(user_id__in=starts).count() - charges_before
+    return {
+        "scenario": name,
+        "clients": len(assignments),
+        "wallets": len(starts),
+        "seconds": seconds,
+        "charges": charges,
+        "charges_per_s": round(charges / seconds, 1),
+        "charges_recorded": recorded,
+        "deadlocks_seen_by_clients": sum(r["deadlocks"] for r in results),
+        "deadlocks_postgresql": pg_deadlocks() - deadlocks_before,
+        "errors": sum(r["errors"] for r in results),
+        # Python + Django time in the clients per charge: what bounds charges/s on few cores.
+        "client_cpu_ms_per_charge": round(
+            1000 * sum(r["client_cpu_s"] for r in results) / max(charges, 1), 2
+        ),
+        "error_samples": [s for r in results for s in r["error_samples"]][:5],
+        "ledger": check,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="per scenario (20)")
+    parser.add_argument("--clients", type=int, default=16, help="per many-client scenario")
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "charges.json")
+    parser.add_argument(
+        "--scenarios", default="single,own,shared", help="comma-separated: single,own,shared"
+    )
+    args = parser.parse_args()
+
+    url = os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
+    if not url.startswith(("postgres://", "postgresql://")):
+        parser.error("the bench runs on PostgreSQL: set DATABASE_URL to a postgres:// URL")
+    ensure_database(url)
+    setup_django()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+
+    from billing.services.topups import credit_grant
+    from catalog.models import ModelCard, Organisation, PriceRoute, Task
+    from catalog.services import price_route_save
+
+    call_command("migrate", verbosity=0)
+    run = uuid.uuid4().hex[:8]
+    organisation = Organisation.objects.create(name=f"Bench {run}", slug=f"bench-{run}")
+    card = ModelCard.objects.create(
+        slug=f"bench-{run}",
+        display_name=f"Bench {run}",
+        summary="A detector to charge for.",
+        status=ModelCard.Status.LIVE,
+        organisation=organisation,
+        task=Task.objects.get_or_create(
+            slug="object-detection", defaults={"name": "Object detection"}
+        )[0],
+    )
+    route = price_route_save(
+        route=PriceRoute(card=card, slug="vitrine", provider="Vitrine", is_own=True, price=PRICE)
+    )
+
+    def users(count: int, label: str) -> list[int]:
+        made = []
+        for i in range(count):
+            user = get_user_model().objects.create_user(f"bench-{run}-{label}-{i}")
+            credit_grant(user=user, amount=FUNDS, reason="bench funds")
+            made.append(user.pk)
+        return made
+
+    wanted = args.scenarios.split(",")
+    plans = {
+        "single": lambda: users(1, "single"),
+        "own": lambda: users(args.clients, "own"),
+        "shared": lambda: users(1, "shared") * args.clients,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()")
+        pg_version = cursor.fetchone()[0]
+    results = []
+    for name in wanted:
+        result = run_scenario(name, plans[name](), route.pk, args.seconds)
+        results.append(result)
+        print(
+            f"{name:>6}: {result['clients']:>2} clients on {result['wallets']:>2} wallet(s): "
+            f"{result['charges_per_s']:>8.1f} charges/s ({result['charges']} in "
+            f"{args.seconds:g} s), deadlocks {result['deadlocks_seen_by_clients']} "
+            f"(PostgreSQL: {result['deadlocks_postgresql']}), errors {result['errors']}, "
+            f"ledger {'ok' if result['ledger']['ok'] else 'WRONG ' + str(result['ledger'])}",
+            flush=True,
+        )
+        for sample in result["error_samples"]:
+            print(f"        e.g. {sample}")
+    by_name = {r["scenario"]: r for r in results}
+    if "single" in by_name and by_name["single"]["charges_per_s"]:
+        for name in ("own", "shared"):
+            if name in by_name:
+                ratio = by_name[name]["charges_per_s"] / by_name["single"]["charges_per_s"]
+                by_name[name]["ratio_to_single"] = round(ratio, 2)
+                print(f"{name:>6}: {ratio:.2f}x the single client")
+    report = {
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "postgresql": pg_version,
+        "python": platform.python_version(),
+        "price": str(PRICE),
+        "results": results,
+    }
+    print(f"CPU: {report['cpu']} x {report['cpus']}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    failed = any(
+        r["errors"] or r["deadlocks_seen_by_clients"] or not r["ledger"]["ok"] for r in results
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
