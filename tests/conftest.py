@@ -25,6 +25,21 @@ def _no_signup_credit(settings):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_limits(settings):
+    """Every test starts with empty abuse-limit counters in this process's memory.
+
+    Tests about cross-process limits point ``VITRINE_LIMITS_REDIS_URL`` at the session's Redis
+    themselves (and use their own key prefix there).
+    """
+    from catalog import ratelimit
+
+    settings.VITRINE_LIMITS_REDIS_URL = ""
+    ratelimit.memory_store.clear()
+    yield
+    ratelimit.memory_store.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     """PBKDF2's deliberate slowness is most of a user factory's time; tests need no strength."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
