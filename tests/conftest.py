@@ -85,6 +85,32 @@ def broker_url(tmp_path_factory):
         server.stop()
 
 
+def _delete_limit_keys(url: str) -> None:
+    import redis
+
+    from catalog.ratelimit import KEY_PREFIX
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{KEY_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def limits_redis(broker_url, settings) -> str:
+    """Abuse-limit counters in the session's real Redis (as in production), emptied first."""
+    from config.settings.env import redis_client_url
+
+    url = redis_client_url(broker_url)
+    _delete_limit_keys(url)
+    settings.VITRINE_LIMITS_REDIS_URL = url
+    yield url
+    _delete_limit_keys(url)
+
+
 def database_url(settings_dict: dict) -> str:
     """A DATABASE_URL a subprocess can use to reach the database this test process uses."""
     engine = settings_dict["ENGINE"]
