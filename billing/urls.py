@@ -3,16 +3,16 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from billing import views, webhooks
+from billing import limits, views, webhooks
 
 app_name = "billing"
 urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", limits.LimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password-reset/",
-        auth_views.PasswordResetView.as_view(
+        limits.LimitedPasswordResetView.as_view(
             success_url=reverse_lazy("billing:password_reset_done"),
             email_template_name="registration/password_reset_email.html",
         ),

@@ -28,6 +28,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from billing.limits import SIGNUP_LIMITED, minutes, signup_admit, signup_refused
 from billing.models import ApiKey, Charge, ProviderKey, TopUp
 from billing.payments import PROVIDERS, available_providers
 from billing.services.keys import KEY_PREFIX, api_key_create, api_key_revoke, provider_key_save
@@ -236,6 +237,11 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("billing:dashboard")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        decision = signup_admit(request)
+        if not decision.allowed:
+            form.add_error(None, SIGNUP_LIMITED.format(minutes=minutes(decision.retry_after)))
+            page = render(request, "registration/signup.html", {"form": form})
+            return signup_refused(page, decision)
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("billing:dashboard")
