@@ -35,6 +35,8 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    path("accounts/verify/<str:token>/", views.verify_email, name="verify_email"),
+    path("account/verify-email/", views.verify_email_resend, name="verify_email_resend"),
     path("account/", views.dashboard, name="dashboard"),
     path("account/keys/", views.api_key_create_view, name="api_key_create"),
     path("account/keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
