@@ -177,3 +177,36 @@ def test_free_tries_are_limited_per_ip_across_two_processes(web_processes):
         if status == 429:
             assert 1 <= int(headers["Retry-After"]) <= 3600
     assert Job.objects.count() == limit
+
+
+def test_jobs_in_flight_per_account_hold_under_concurrent_calls(web_processes):
+    """The in-flight count is checked under a lock on the user row: concurrent calls in two
+    processes cannot both see room for the last job (on PostgreSQL, READ COMMITTED)."""
+    limit = 3
+    user = factories.user(username="ada")
+    credit_grant(user=user, amount=Decimal("1"), reason="test")
+    _, plaintext = api_key_create(user=user, name="ci")
+    card = factories.card(display_name="DETR")
+    factories.route(card=card, price=Decimal("0.0002"))
+    urls = web_processes(VITRINE_MAX_INFLIGHT_JOBS=str(limit), VITRINE_SYNC_WAIT="0")
+    image = jpeg()
+
+    def call(i: int):
+        return http(
+            "POST",
+            f"{urls[i % 2]}/v1/inference/{card.model_id}",
+            image,
+            {"Authorization": f"Bearer {plaintext}", "Content-Type": "image/jpeg"},
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(call, range(4 * limit)))
+
+    statuses = [status for status, _, _ in results]
+    assert statuses.count(202) == limit, statuses
+    assert statuses.count(429) == 3 * limit, statuses
+    for status, headers, body in results:
+        if status == 429:
+            assert headers["Retry-After"] == "1"
+            assert json.loads(body)["error"]["code"] == "too_many_inflight_jobs"
+    assert Job.objects.filter(owner=user).count() == limit
