@@ -22,6 +22,7 @@ from billing.models import (
     LedgerEntry,
     LedgerTransaction,
     ProviderKey,
+    SignupCreditClaim,
     TopUp,
 )
 from billing.services.keys import KEY_PREFIX, api_key_revoke
@@ -89,6 +90,15 @@ class TopUpAdmin(ReadOnlyAdmin):
     list_filter = ["status", "provider"]
     list_select_related = ["user"]
     search_fields = ["user__username", "provider_session_id", "provider_event_id"]
+
+
+@admin.register(SignupCreditClaim)
+class SignupCreditClaimAdmin(ReadOnlyAdmin):
+    """Which mailbox had its sign-up credit, by which account (kept if the account goes)."""
+
+    list_display = ["created_at", "email", "user", "transaction"]
+    list_select_related = ["user", "transaction"]
+    search_fields = ["email", "user__username"]
 
 
 @admin.register(ApiKey)
