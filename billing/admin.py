@@ -13,6 +13,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin
 
+from billing.limits import LimitedAdminAuthenticationForm
 from billing.models import (
     AccountKind,
     ApiKey,
@@ -28,6 +29,9 @@ from billing.models import (
 from billing.services.keys import KEY_PREFIX, api_key_revoke
 from billing.services.ledger import InsufficientCredits
 from billing.services.topups import credit_grant, credit_refund
+
+# The admin's sign-in counts failures and locks out like the site's (billing/limits.py).
+admin.site.login_form = LimitedAdminAuthenticationForm
 
 AMOUNT_NOT_POSITIVE = "The amount must be more than zero."
 

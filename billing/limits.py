@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.http import HttpResponseRedirect
@@ -62,8 +63,8 @@ def login_buckets(request, username: str) -> tuple[ratelimit.Bucket, ratelimit.B
     )
 
 
-class LimitedAuthenticationForm(AuthenticationForm):
-    """Django's sign-in form, refused during a lockout and counting its failures."""
+class LoginLimitMixin:
+    """For a Django sign-in form: refused during a lockout, counting its failures."""
 
     lockout: ratelimit.Decision | None = None
 
@@ -83,6 +84,14 @@ class LimitedAuthenticationForm(AuthenticationForm):
             raise
         ratelimit.clear(buckets[0])
         return cleaned
+
+
+class LimitedAuthenticationForm(LoginLimitMixin, AuthenticationForm):
+    """The site's sign-in form."""
+
+
+class LimitedAdminAuthenticationForm(LoginLimitMixin, AdminAuthenticationForm):
+    """The admin's sign-in form: the same counters, so /admin/login/ is no side door."""
 
 
 class LimitedLoginView(auth_views.LoginView):

@@ -162,3 +162,15 @@ def test_the_client_ip_comes_from_x_forwarded_for_only_behind_trusted_proxies(se
 )
 def test_email_normalisation(email, normalised):
     assert normalise_email(email) == normalised
+
+
+def test_the_admin_sign_in_shares_the_lockout(settings, staff):
+    settings.VITRINE_LOGIN_FAILURES_PER_USER = 2
+    client = Client()
+    url = reverse("admin:login")
+    for _ in range(2):
+        client.post(url, {"username": "operator", "password": "guess"})
+    response = client.post(url, {"username": "operator", "password": "pw-operator-1"})
+    assert "Sign-in is locked" in response.content.decode()
+    assert client.get(reverse("admin:index")).status_code == 302  # still not signed in
+    assert sign_in(Client(), "operator", "pw-operator-1").status_code == 429
