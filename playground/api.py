@@ -6,18 +6,25 @@ job's cost is reserved before anything is queued (402 when the wallet cannot cov
 the call then waits for the result (up to ``VITRINE_SYNC_WAIT`` seconds) and answers the
 Hugging Face shape, or answers 202 with the job resource at once with
 ``Prefer: respond-async`` or when the wait runs out. ``GET /v1/jobs/<id>`` polls it.
+
+The wait holds no thread and no database connection: ``inference_create`` is an ``async``
+view (served by an ASGI server) that runs the synchronous DRF view for everything up to
+the queued job, then awaits the job's finished signal (``playground.events``) and answers
+from the row.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import time
 from decimal import Decimal
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
@@ -30,12 +37,13 @@ from billing.services.charges import charge_reserve, user_has_byok
 from billing.services.ledger import wallet_for
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
-from playground import limits, services
+from playground import events, limits, services
 from playground.models import Job, JobStatus
 from playground.runtime import ImageError
 
 DEFAULT_THRESHOLD = 0.5
-POLL_INTERVAL = 0.1
+# What a caller told 503 should wait before trying again.
+RETRY_AFTER_SECONDS = 5
 
 MISSING_IMAGE = (
     "Send an image: raw bytes, a multipart 'image' field, or JSON {\"inputs\": <base64>}."
@@ -57,6 +65,8 @@ NOT_CANCELLABLE = "Job {job_id} is {status}; only a queued job can be cancelled.
 FAILURE_STATUS = {
     "weights_not_installed": 503,
     "attempts_exhausted": 503,
+    "queue_unavailable": 503,
+    "queue_timeout": 503,
     "timeout": 503,
     "provider_unreachable": 503,
     "provider_error": 502,
@@ -285,37 +295,92 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
             if job is not None:  # the row rolled back: the stored upload goes too
                 services.job_image_path(job).unlink(missing_ok=True)
             raise
-        return self._respond(request, job, threshold)
-
-    def _respond(self, request, job: Job, threshold: float) -> Response:
-        wait = (
-            0
-            if "respond-async" in request.headers.get("Prefer", "")
-            else settings.VITRINE_SYNC_WAIT
-        )
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
-            if status in Job.FINAL:
-                break
-            time.sleep(POLL_INTERVAL)
-        job = Job.objects.select_related("card__organisation", "route", "owner").get(pk=job.pk)
-        resource = job_resource(job, request=request, threshold=threshold)
-        headers = _cost_headers(resource)
-        if job.status == JobStatus.SUCCEEDED:
-            return Response(resource["detections"], headers=headers)
-        if job.status in Job.FINAL:
-            status = FAILURE_STATUS.get(job.error_code, 500)
+        if job.enqueued_at is None and services.job_abandon_unqueued(job=job):
+            # The broker is unreachable: the job is failed and its money released in one
+            # transaction, so the caller told to retry holds nothing (and the sweeper would
+            # have sent it again had we kept it).
             raise errors.ApplicationError(
-                job.error_message or "The job failed.",
-                code=job.error_code or "job_failed",
-                status=status,
-                type="service_unavailable" if status == 503 else errors.SERVER_ERROR,
-                extra={"job": resource["id"], "cost": resource["cost"]},
-                headers=headers,
+                services.UNQUEUED_MESSAGE,
+                code="queue_unavailable",
+                status=503,
+                type=SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        headers["Location"] = resource["url"]
-        return Response(resource, status=202, headers=headers)
+        if "respond-async" in request.headers.get("Prefer", "") or not settings.VITRINE_SYNC_WAIT:
+            return job_response(request, job.pk, threshold)
+        # inference_create awaits the job, holding no thread, then answers from the row.
+        response = Response(status=202)
+        response.vitrine_wait = (job.pk, settings.VITRINE_SYNC_WAIT, threshold)
+        return response
+
+
+SERVICE_UNAVAILABLE = "service_unavailable"
+
+
+def job_response(request, job_id, threshold: float) -> HttpResponse:
+    """The answer to an inference call, from the job row as it is now: the detections
+    (200), the job's failure, or the job resource (202) while it is not finished."""
+    job = Job.objects.select_related("card__organisation", "route", "owner").get(pk=job_id)
+    resource = job_resource(job, request=request, threshold=threshold)
+    headers = _cost_headers(resource)
+    if job.status == JobStatus.SUCCEEDED:
+        return JsonResponse(resource["detections"], safe=False, headers=headers)
+    if job.status in Job.FINAL:
+        status = FAILURE_STATUS.get(job.error_code, 500)
+        error = errors.ApplicationError(
+            job.error_message or "The job failed.",
+            code=job.error_code or "job_failed",
+            status=status,
+            type=SERVICE_UNAVAILABLE if status == 503 else None,
+            extra={"job": resource["id"], "cost": resource["cost"]},
+        )
+        if status == 503:
+            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return JsonResponse(error.as_dict(), status=status, headers=headers)
+    headers["Location"] = resource["url"]
+    return JsonResponse(resource, status=202, headers=headers)
+
+
+_inference_create_sync = InferenceCreateApi.as_view()
+
+
+def _create_job(request: HttpRequest, model_id: str) -> HttpResponse:
+    try:
+        return _inference_create_sync(request, model_id=model_id)
+    finally:
+        # Hundreds of calls may wait at once: none holds a database connection while it
+        # waits (inside a test's transaction the connection is the test's and stays).
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+@csrf_exempt
+async def inference_create(request: HttpRequest, model_id: str) -> HttpResponse:
+    """``POST /v1/inference/<model>``: everything up to the queued job runs in the DRF view
+    (authentication, validation, the reservation); then this coroutine awaits the job's
+    finished signal for up to VITRINE_SYNC_WAIT seconds without holding a thread, and
+    answers from the row (200 detections, the failure, or 202 with the job)."""
+    response = await sync_to_async(_create_job)(request, model_id)
+    pending = getattr(response, "vitrine_wait", None)
+    if pending is None:
+        return response
+    job_id, wait, threshold = pending
+    await events.job_finished_wait(job_id, timeout=wait)
+    answer = await sync_to_async(_answer)(request, job_id, threshold)
+    return limits.copy_rate_limit_headers(response, answer)
+
+
+def _answer(request, job_id, threshold: float) -> HttpResponse:
+    try:
+        return job_response(request, job_id, threshold)
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+# The OpenAPI generator documents the DRF view behind the coroutine.
+inference_create.cls = InferenceCreateApi
+inference_create.initkwargs = {}
 
 
 class JobDetailApi(limits.RateLimitHeadersMixin, APIView):

@@ -6,6 +6,6 @@ from playground import api
 
 app_name = "playground_api"
 urlpatterns = [
-    path("inference/<path:model_id>", api.InferenceCreateApi.as_view(), name="inference"),
+    path("inference/<path:model_id>", api.inference_create, name="inference"),
     path("jobs/<uuid:job_id>", api.JobDetailApi.as_view(), name="job-detail"),
 ]

@@ -110,3 +110,11 @@ class RateLimitHeadersMixin:
         for name, value in getattr(request, RATE_LIMIT_HEADERS, {}).items():
             response.setdefault(name, value)
         return response
+
+
+def copy_rate_limit_headers(source, target):
+    """The awaited answer is built outside DRF: give it the admitted call's headers too."""
+    for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"):
+        if name in source:
+            target.setdefault(name, source[name])
+    return target

@@ -5,23 +5,36 @@ claims it with ``UPDATE ... WHERE status='queued'`` so two deliveries of one mes
 redelivery after a lost worker, a reaper re-queue) never run it twice at once, and it is
 finished with ``UPDATE ... WHERE status='running' AND attempts=<its attempt>`` so a
 worker that lost its claim cannot overwrite the result of the one that holds it.
+
+Nothing is stranded: a job whose message could not be sent is failed at once with its
+money released (``job_abandon_unqueued``), or, if it was kept, found by the sweeper
+(``jobs_sweep_queued``) and sent again or failed; a running job is held by a short lease
+that its worker's heartbeat renews (``jobs_renew_leases``), so a lost worker's job is
+queued again by the reaper within a lease, or taken over at once when its message comes
+back and its holder is provably dead (``job_take_over``).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.services.charges import charge_post, charge_void
 from catalog.models import ModelCard, PriceRoute
+from playground.events import job_finished_publish
 from playground.models import Job, JobAttempt, JobStatus
 from playground.runtime import DecodedImage, decode_image
+
+logger = logging.getLogger(__name__)
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
 FINAL = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
@@ -32,15 +45,35 @@ def job_image_path(job: Job) -> Path:
 
 
 def _lease_from(now: datetime) -> datetime:
-    return now + timedelta(
-        seconds=settings.CELERY_TASK_HARD_TIME_LIMIT + settings.VITRINE_JOB_LEASE_MARGIN
-    )
+    return now + timedelta(seconds=settings.VITRINE_JOB_LEASE)
 
 
-def _enqueue(job: Job) -> None:
+# Sending a message must fail fast when the broker is away: the caller is told at once
+# (503) rather than held while kombu retries, and the sweeper sends it again later.
+ENQUEUE_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+
+
+def _enqueue(job: Job) -> bool:
+    """Send the job's message; False (logged, never raised) when the broker is unreachable.
+
+    Records when it was sent, so the sweeper knows which queued jobs have no message.
+    """
     from playground.tasks import run_detection
 
-    run_detection.apply_async((str(job.id),), queue=job.queue)
+    try:
+        run_detection.apply_async(
+            (str(job.pk),), queue=job.queue, retry=True, retry_policy=ENQUEUE_RETRY_POLICY
+        )
+    except Exception as exc:  # kombu/redis/amqp raise many types; all mean "not sent"
+        logger.warning("job %s: not enqueued (%s: %s)", job.pk, type(exc).__name__, exc)
+        Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(enqueued_at=None)
+        job.enqueued_at = None
+        return False
+    return True
+
+
+def _publish_on_commit(job_id) -> None:
+    transaction.on_commit(lambda: job_finished_publish(job_id))
 
 
 @transaction.atomic
@@ -63,7 +96,10 @@ def job_create(
     storage.mkdir(parents=True, exist_ok=True)
     name = f"{uuid.uuid4().hex}{EXTENSIONS.get(decoded.format, '')}"
     (storage / name).write_bytes(image_bytes)
+    now = timezone.now()
     job = Job.objects.create(
+        queued_at=now,
+        enqueued_at=now,  # cleared by _enqueue if the message cannot be sent
         card=card,
         route=route,
         owner=owner,
@@ -79,9 +115,31 @@ def job_create(
         queue=queue or settings.VITRINE_INFERENCE_QUEUE,
         max_attempts=settings.VITRINE_JOB_MAX_ATTEMPTS,
     )
-    # If the transaction rolls back, the file is orphaned, never the reverse.
+    # If the transaction rolls back, the file is orphaned, never the reverse. A failed send
+    # leaves job.enqueued_at None: the caller decides (job_abandon_unqueued), or the
+    # sweeper sends it again.
     transaction.on_commit(lambda: _enqueue(job))
     return job
+
+
+UNQUEUED_MESSAGE = "The job queue is unreachable; nothing was charged. Retry shortly."
+
+
+def job_abandon_unqueued(*, job: Job) -> bool:
+    """Fail a job whose message could not be sent and release its money, in one
+    transaction, so a caller told "503, retry" is holding nothing. False if a worker (via a
+    message the sweeper sent meanwhile) already took it."""
+    with transaction.atomic():
+        done = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+            status=JobStatus.FAILED,
+            finished_at=timezone.now(),
+            error_code="queue_unavailable",
+            error_message=UNQUEUED_MESSAGE,
+        )
+        if done:
+            _settle_charge(job_id=job.pk, status=JobStatus.FAILED)
+            _publish_on_commit(job.pk)
+    return bool(done)
 
 
 def job_claim(*, job_id, worker: str, now: datetime | None = None) -> Job | None:
@@ -149,6 +207,7 @@ def _finish(*, job: Job, outcome: str, **fields) -> bool:
                 finished_at=now, outcome=outcome
             )
             _settle_charge(job_id=job.pk, status=fields["status"])
+            _publish_on_commit(job.pk)
     return bool(done)
 
 
@@ -160,6 +219,7 @@ def job_cancel(*, job: Job) -> bool:
         )
         if done:
             _settle_charge(job_id=job.pk, status=JobStatus.CANCELLED)
+            _publish_on_commit(job.pk)
     return bool(done)
 
 
@@ -191,7 +251,7 @@ def job_release_for_retry(*, job: Job) -> bool:
     with transaction.atomic():
         done = Job.objects.filter(
             pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts
-        ).update(status=JobStatus.QUEUED, lease_expires_at=None, worker="")
+        ).update(status=JobStatus.QUEUED, lease_expires_at=None, worker="", queued_at=now)
         if done:
             JobAttempt.objects.filter(job=job, number=job.attempts).update(
                 finished_at=now, outcome=JobAttempt.Outcome.RETRY
@@ -199,35 +259,139 @@ def job_release_for_retry(*, job: Job) -> bool:
     return bool(done)
 
 
-def jobs_reap_stale(*, now: datetime | None = None) -> dict[str, int]:
-    """Re-queue running jobs whose lease passed (their worker died); fail those out of tries.
+def _requeue_or_fail_lost(*, job: Job, holder: str, now: datetime) -> str | None:
+    """The attempt ``job.attempts`` held by ``holder`` is lost: queue the job again, or fail
+    it (and release its money) when it is out of attempts. Compare-and-set on the holder, so
+    the reaper and a redelivered message cannot both act on one loss. Runs in a transaction.
+    Returns "requeued", "failed" or None (someone else acted first)."""
+    lost = Job.objects.filter(
+        pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts, worker=holder
+    )
+    if job.attempts < job.max_attempts:
+        changed = lost.update(
+            status=JobStatus.QUEUED, lease_expires_at=None, worker="", queued_at=now
+        )
+        outcome = "requeued"
+    else:
+        changed = lost.update(
+            status=JobStatus.FAILED,
+            finished_at=now,
+            lease_expires_at=None,
+            error_code="attempts_exhausted",
+            error_message=f"The worker was lost {job.attempts} times.",
+        )
+        outcome = "failed"
+        if changed:
+            _settle_charge(job_id=job.pk, status=JobStatus.FAILED)
+            _publish_on_commit(job.pk)
+    if not changed:
+        return None
+    JobAttempt.objects.filter(job_id=job.pk, number=job.attempts).update(
+        finished_at=now, outcome=JobAttempt.Outcome.LOST
+    )
+    return outcome
 
-    A lease outlives the hard time limit, so a job past it cannot still be running.
+
+def jobs_reap_stale(*, now: datetime | None = None) -> dict[str, int]:
+    """Re-queue running jobs whose lease ran out (their worker's heartbeat stopped: the
+    process or its machine died); fail those out of attempts and release their money."""
+    now = now or timezone.now()
+    counts = {"requeued": 0, "failed": 0}
+    stale = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+    for job in stale.only("pk", "attempts", "max_attempts", "queue", "worker"):
+        with transaction.atomic():
+            outcome = _requeue_or_fail_lost(job=job, holder=job.worker, now=now)
+            if outcome == "requeued":
+                transaction.on_commit(lambda job=job: _enqueue(job))
+        if outcome:
+            counts[outcome] += 1
+    return counts
+
+
+def jobs_renew_leases(*, jobs: list[Job], worker: str, now: datetime | None = None) -> int:
+    """The heartbeat: extend the lease of the jobs this worker still holds."""
+    now = now or timezone.now()
+    held = Job.objects.filter(
+        pk__in=[job.pk for job in jobs], status=JobStatus.RUNNING, worker=worker
+    )
+    return held.update(lease_expires_at=_lease_from(now))
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """True only when the holder is provably gone: a process of this host that no longer
+    exists (or is a zombie). Another host's holder cannot be checked from here: its lease
+    decides (the reaper)."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def job_take_over(*, job_id, worker: str, now: datetime | None = None) -> Job | None:
+    """Claim a job whose message came back while the row still says running.
+
+    Celery redelivers a message at once when the pool process running it dies (acks_late
+    + reject_on_worker_lost). The row then still names the dead process, and waiting for
+    its lease to run out would leave the job idle. So when the holder is provably dead (a
+    process of this host that is gone) or its lease has run out, the lost attempt is
+    closed and the job claimed anew here, by the same compare-and-set as any claim: if the
+    holder is alive on another host, its lease decides and nothing happens.
     """
     now = now or timezone.now()
-    requeued = failed = 0
-    stale = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
-    for job in stale.only("pk", "attempts", "max_attempts", "queue"):
+    job = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).first()
+    if job is None:
+        return None
+    expired = job.lease_expires_at is not None and job.lease_expires_at < now
+    if not (expired or _holder_is_dead(job.worker)):
+        return None
+    with transaction.atomic():
+        outcome = _requeue_or_fail_lost(job=job, holder=job.worker, now=now)
+    if outcome != "requeued":
+        return None
+    logger.warning("job %s: took over from lost worker %s", job_id, job.worker)
+    return job_claim(job_id=job_id, worker=worker, now=now)
+
+
+def jobs_sweep_queued(*, now: datetime | None = None) -> dict[str, int]:
+    """Queued jobs no worker has claimed: send the message again when it was never sent
+    or was sent over VITRINE_REQUEUE_AFTER ago (a broker blip may have lost it); fail the
+    job and release its money once it has been queued for VITRINE_QUEUE_TIMEOUT. So no job
+    stays queued with money held past that bound, whatever happened to its message.
+    Duplicate messages are harmless: only one claim wins the row."""
+    now = now or timezone.now()
+    counts = {"resent": 0, "expired": 0}
+    timeout = now - timedelta(seconds=settings.VITRINE_QUEUE_TIMEOUT)
+    queued = Job.objects.filter(status=JobStatus.QUEUED)
+    for job in queued.filter(queued_at__lt=timeout).only("pk"):
         with transaction.atomic():
-            lost = Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts)
-            if job.attempts < job.max_attempts:
-                changed = lost.update(status=JobStatus.QUEUED, lease_expires_at=None, worker="")
-                if changed:
-                    requeued += 1
-                    transaction.on_commit(lambda job=job: _enqueue(job))
-            else:
-                changed = lost.update(
-                    status=JobStatus.FAILED,
-                    finished_at=now,
-                    lease_expires_at=None,
-                    error_code="attempts_exhausted",
-                    error_message=f"The worker was lost {job.attempts} times.",
-                )
-                failed += changed
-                if changed:
-                    _settle_charge(job_id=job.pk, status=JobStatus.FAILED)
-            if changed:
-                JobAttempt.objects.filter(job_id=job.pk, number=job.attempts).update(
-                    finished_at=now, outcome=JobAttempt.Outcome.LOST
-                )
-    return {"requeued": requeued, "failed": failed}
+            expired = Job.objects.filter(
+                pk=job.pk, status=JobStatus.QUEUED, queued_at__lt=timeout
+            ).update(
+                status=JobStatus.FAILED,
+                finished_at=now,
+                error_code="queue_timeout",
+                error_message="No worker took the job in time; nothing was charged.",
+            )
+            if expired:
+                _settle_charge(job_id=job.pk, status=JobStatus.FAILED)
+                _publish_on_commit(job.pk)
+        counts["expired"] += expired
+    resend_before = now - timedelta(seconds=settings.VITRINE_REQUEUE_AFTER)
+    unsent = queued.filter(queued_at__gte=timeout).filter(
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=resend_before)
+    )
+    for job in unsent.only("pk", "queue"):
+        # Marked sent first: a sweep running beside this one then skips the job.
+        if Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(enqueued_at=now):
+            counts["resent"] += _enqueue(job)
+    return counts

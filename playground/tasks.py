@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 
 from celery import shared_task
@@ -48,10 +49,15 @@ def run_detection(job_id: str) -> None:
 
     job = services.job_claim(job_id=job_id, worker=worker_id())
     if job is None:
+        # Not queued: done, cancelled, or running. A message comes back while the row says
+        # running when the process that ran it died (see job_take_over).
+        job = services.job_take_over(job_id=job_id, worker=worker_id())
+    if job is None:
         logger.info("job %s: not queued any more, nothing to do", job_id)
         return
     if job.route_id and not job.route.is_own:
-        _run_on_provider(job)
+        with LeaseKeeper([job]):
+            _run_on_provider(job)
         return
     card = job.card
     spec = CheckpointSpec(
@@ -59,20 +65,62 @@ def run_detection(job_id: str) -> None:
         revision=card.checkpoint_revision,
         local_dir=card.checkpoint_local_dir,
     )
-    try:
-        detector = get_detector(spec)
-    except WeightsNotInstalled as exc:
-        services.job_fail(job=job, code=exc.code, message=str(exc))
-        return
-    except Exception as exc:
-        logger.exception("job %s: the model did not load", job_id)
-        services.job_fail(job=job, code="model_load_failed", message=f"{type(exc).__name__}: {exc}")
-        return
-    # On a GPU one forward pass over several images pays; on CPU the default batch is 1.
-    more = services.jobs_claim_batch(
-        like=job, worker=worker_id(), limit=detector.default_batch_size - 1
-    )
-    _run_batch(detector, [job, *more])
+    keeper = LeaseKeeper([job])
+    with keeper:
+        try:
+            detector = get_detector(spec)
+        except WeightsNotInstalled as exc:
+            services.job_fail(job=job, code=exc.code, message=str(exc))
+            return
+        except Exception as exc:
+            logger.exception("job %s: the model did not load", job_id)
+            message = f"{type(exc).__name__}: {exc}"
+            services.job_fail(job=job, code="model_load_failed", message=message)
+            return
+        # On a GPU one forward pass over several images pays; on CPU the default batch is 1.
+        more = services.jobs_claim_batch(
+            like=job, worker=worker_id(), limit=detector.default_batch_size - 1
+        )
+        keeper.jobs.extend(more)
+        _run_batch(detector, [job, *more])
+
+
+class LeaseKeeper:
+    """The heartbeat of a running batch: a thread that renews the jobs' leases every third
+    of VITRINE_JOB_LEASE while this process works on them. When the process dies (kill -9,
+    out of memory, the machine lost) the renewals stop and the reaper queues the jobs again
+    within a lease; while it lives, a long forward pass is never mistaken for a lost one.
+    torch releases the GIL in its kernels, so the thread runs during the forward pass.
+    """
+
+    def __init__(self, jobs: list) -> None:
+        self.jobs = list(jobs)
+        self.worker = worker_id()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        from playground import services
+
+        interval = settings.VITRINE_JOB_LEASE / 3
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    services.jobs_renew_leases(jobs=list(self.jobs), worker=self.worker)
+                except Exception:  # a database blip: the next beat tries again
+                    logger.exception("lease renewal failed")
+        finally:
+            connection.close()  # this thread's own connection
 
 
 def _run_batch(detector, jobs) -> None:
@@ -127,10 +175,11 @@ def _run_batch(detector, jobs) -> None:
 
 @shared_task(name="playground.reap_stale_jobs")
 def reap_stale_jobs() -> dict[str, int]:
-    """Periodic (Celery beat): re-queue jobs whose worker died, fail those out of attempts."""
+    """Periodic (Celery beat): re-queue jobs whose worker died, fail those out of attempts;
+    send again the messages of queued jobs nobody claimed, fail those queued too long."""
     from playground import services
 
-    counts = services.jobs_reap_stale()
+    counts = {**services.jobs_reap_stale(), **services.jobs_sweep_queued()}
     if any(counts.values()):
         logger.warning("reaper: %s", counts)
     return counts

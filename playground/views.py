@@ -20,7 +20,7 @@ from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.models import ModelCard
 from playground import services
-from playground.api import IMAGE_ERROR_STATUS
+from playground.api import IMAGE_ERROR_STATUS, RETRY_AFTER_SECONDS
 from playground.models import Job
 from playground.runtime import ImageError
 
@@ -68,7 +68,9 @@ def _wants_json(request) -> bool:
 def _refuse(request, card, message: str, status: int, code: str):
     if _wants_json(request):
         # The API's one error shape, so a script reads the page's errors like the API's.
-        error = ApplicationError(message, code=code, status=status)
+        error = ApplicationError(
+            message, code=code, status=status, type="service_unavailable" if status == 503 else None
+        )
         return JsonResponse(error.as_dict(), status=status)
     messages.error(request, message)
     return redirect("playground:try", card.organisation.slug, card.slug)
@@ -144,6 +146,10 @@ def try_model(request, org: str, name: str):
     except ImageError as exc:
         status = IMAGE_ERROR_STATUS.get(exc.code, 400)
         return _refuse(request, card, str(exc), status, exc.code)
+    if job.enqueued_at is None and services.job_abandon_unqueued(job=job):
+        response = _refuse(request, card, services.UNQUEUED_MESSAGE, 503, "queue_unavailable")
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     url = reverse("playground:job", args=[job.pk])
     if _wants_json(request):
         return JsonResponse(job_json(job), status=202, headers={"Location": url})

@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from config.settings.env import redis_client_url
 from playground.broker import EmbeddedRedis
 
 REPO = Path(settings.BASE_DIR)
@@ -159,6 +160,7 @@ def start_worker(transactional_db, broker_url, tmp_path, settings):
     _reset_producer_pool(app)
     app.conf.broker_url = broker_url
     settings.CELERY_BROKER_URL = broker_url
+    settings.VITRINE_REDIS_URL = redis_client_url(broker_url)  # job-finished signals
     workers: list[WorkerProcess] = []
 
     def start(*extra: str, env_extra: dict | None = None) -> WorkerProcess:

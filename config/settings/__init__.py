@@ -212,9 +212,17 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # different machines behind one broker: `celery -A config worker -Q gpu` on GPU hosts.
 VITRINE_INFERENCE_QUEUE = env_str("VITRINE_INFERENCE_QUEUE") or "cpu"
 VITRINE_JOB_MAX_ATTEMPTS = env_int("VITRINE_JOB_MAX_ATTEMPTS", 3, minimum=1)
-# A running job whose lease (hard time limit + this margin) has passed is presumed lost.
-VITRINE_JOB_LEASE_MARGIN = env_int("VITRINE_JOB_LEASE_MARGIN", 30, minimum=0)
-VITRINE_REAPER_INTERVAL = env_int("VITRINE_REAPER_INTERVAL", 60, minimum=1)
+# A worker holds a running job by a short lease that a heartbeat thread renews every
+# third of it while the process lives; a job whose lease ran out is presumed lost and the
+# reaper (every VITRINE_REAPER_INTERVAL seconds) queues it again. So a dead machine's job
+# runs again within lease + interval (45 s by default), whatever the hard time limit.
+VITRINE_JOB_LEASE = env_int("VITRINE_JOB_LEASE", 30, minimum=3)
+VITRINE_REAPER_INTERVAL = env_int("VITRINE_REAPER_INTERVAL", 15, minimum=1)
+# A queued job no worker has claimed: after VITRINE_REQUEUE_AFTER seconds its message is
+# sent again (the broker may have lost it, or it was never sent); after
+# VITRINE_QUEUE_TIMEOUT seconds it fails with queue_timeout and its held money is released.
+VITRINE_REQUEUE_AFTER = env_int("VITRINE_REQUEUE_AFTER", 120, minimum=1)
+VITRINE_QUEUE_TIMEOUT = env_int("VITRINE_QUEUE_TIMEOUT", 600, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-jobs": {
         "task": "playground.reap_stale_jobs",

@@ -130,3 +130,17 @@ def test_job_polling_has_its_own_limit(
     # Polling did not use up the budget for new calls.
     with django_capture_on_commit_callbacks():
         assert call(client, card, funded, jpeg(), **ASYNC).status_code == 202
+
+
+def test_a_call_that_waited_for_its_job_carries_the_ratelimit_headers(
+    client, card, funded, settings, broker_url, django_capture_on_commit_callbacks
+):
+    from config.settings.env import redis_client_url
+
+    settings.VITRINE_REDIS_URL = redis_client_url(broker_url)  # the job-finished signals
+    settings.VITRINE_SYNC_WAIT = 1  # no worker runs: the wait runs out, 202 with the job
+    settings.VITRINE_API_RATE_PER_MINUTE = 3
+    with django_capture_on_commit_callbacks():
+        response = call(client, card, funded, jpeg())
+    assert response.status_code == 202 and response.json()["status"] == "queued"
+    assert (response["RateLimit-Limit"], response["RateLimit-Remaining"]) == ("3", "2")

@@ -1,8 +1,14 @@
 """``manage.py devstack``: the embedded broker, a Celery worker and the web server, together.
 
 Each child runs in its own process session so that Ctrl-C reaches this supervisor alone;
-it then stops the web server, the worker (warm shutdown, so a running job finishes or is
-redelivered) and the broker last, and waits for each. If any child dies, all are stopped.
+it then stops the web server, the worker and the broker last, and waits for each. The
+worker gets SIGTERM on its main process only: Celery's warm shutdown lets a running job
+finish (its pool processes never see the signal). A second Ctrl-C stops it at once; its
+unacknowledged job is then delivered again when the stack next starts. If any child dies,
+all are stopped.
+
+The web server is uvicorn (ASGI), as in production: waiting inference calls hold no
+thread.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ class Command(BaseCommand):
 
         def request_stop(signum, frame):
             nonlocal stopping
+            if stopping:  # the second Ctrl-C: stop now, without waiting for jobs
+                self.stderr.write("Stopping at once.")
+                for _, proc in children:
+                    _kill_group(proc, wait=False)  # the stopping loop below reaps them
             stopping = True
 
         signal.signal(signal.SIGINT, request_stop)
@@ -59,7 +69,10 @@ class Command(BaseCommand):
                 # Embedded beat runs the stale-job reaper; one per deployment in production.
                 "--beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
             ]  # fmt: skip
-            web = [sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"]
+            web = [
+                sys.executable, "-m", "uvicorn", "config.asgi:application",
+                "--host", host, "--port", str(port), "--timeout-graceful-shutdown", "5",
+            ]  # fmt: skip
             for name, argv in (("worker", worker), ("web", web)):
                 proc = subprocess.Popen(
                     argv, cwd=settings.BASE_DIR, env=env, start_new_session=True
@@ -82,19 +95,37 @@ class Command(BaseCommand):
                 time.sleep(0.5)
         finally:
             for name, proc in reversed(children):
-                _stop(proc)
+                if name == "worker":
+                    self.stdout.write("stopping worker (running jobs finish; Ctrl-C again: now)")
+                    # Warm: the main process alone, so the pool finishes what it runs.
+                    _stop(proc, group=False, timeout=settings.CELERY_TASK_HARD_TIME_LIMIT + 30)
+                else:
+                    _stop(proc)
                 self.stdout.write(f"stopped {name}")
             if broker is not None:
                 broker.stop()
                 self.stdout.write("stopped broker")
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+def _stop(proc: subprocess.Popen, *, group: bool = True, timeout: float = 30.0) -> None:
     if proc.poll() is not None:
         return
-    os.killpg(proc.pid, signal.SIGTERM)
+    if group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        _kill_group(proc)
+    # Whatever the main process left behind in its session (pool processes) goes too.
+    _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen, *, wait: bool = True) -> None:
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if wait:
         proc.wait()

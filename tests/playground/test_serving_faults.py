@@ -1,0 +1,351 @@
+"""Faults on the serving path: a broker that is down, lost messages, dead workers.
+
+No job and no money is stranded: a job that cannot be queued is failed at once with its
+money released (503 + Retry-After), a queued job whose message was lost is sent again by
+the sweeper or failed after VITRINE_QUEUE_TIMEOUT, and a job whose worker died is running
+again within seconds (taken over when its message comes back) or within a lease (reaped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import threading
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+from PIL import Image
+
+from billing.models import Charge
+from billing.services.keys import api_key_create
+from billing.services.ledger import wallet_for
+from billing.services.topups import credit_grant
+from playground import events, services
+from playground.models import Job
+from tests import factories
+from tests.conftest import _reset_producer_pool, wait_for
+
+PRICE = Decimal("0.0002")
+
+
+def photo(width=320, height=240) -> bytes:
+    image = Image.new("RGB", (width, height), (40, 120, 200))
+    image.paste((230, 200, 40), (width // 5, height // 5, width // 2, height // 2))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def storage(settings, tmp_path):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+
+
+@contextlib.contextmanager
+def broker_unreachable():
+    """Nothing listens where the app sends its messages: sends fail fast."""
+    from config.celery import app
+
+    previous = app.conf.broker_url
+    _reset_producer_pool(app)
+    app.conf.broker_url = "redis://127.0.0.1:9/0"
+    try:
+        yield
+    finally:
+        _reset_producer_pool(app)
+        app.conf.broker_url = previous
+
+
+@pytest.fixture
+def dead_broker():
+    with broker_unreachable():
+        yield
+
+
+def _funded_key(user, card, amount="1"):
+    factories.route(card=card, price=PRICE)
+    credit_grant(user=user, amount=Decimal(amount), reason="test")
+    _, key = api_key_create(user=user, name="faults")
+    return key
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _running(job: Job, *, worker: str, lease_in: float = 30) -> Job:
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk).update(
+        status="running",
+        attempts=1,
+        worker=worker,
+        started_at=now,
+        lease_expires_at=now + timedelta(seconds=lease_in),
+    )
+    job.attempt_log.create(number=1, worker=worker, started_at=now)
+    job.refresh_from_db()
+    return job
+
+
+# --- the broker is down ------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)  # the enqueue runs on commit
+def test_a_call_while_the_broker_is_down_answers_503_and_holds_no_money(
+    client, dead_broker, storage, other_user
+):
+    card = factories.card()
+    key = _funded_key(other_user, card)
+
+    response = client.post(
+        f"/v1/inference/{card.model_id}", data=photo(), content_type="image/jpeg",
+        headers={"Authorization": f"Bearer {key}"},
+    )  # fmt: skip
+
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "5"
+    assert response.json()["error"] | {"message": ""} == {
+        "message": "", "type": "service_unavailable", "code": "queue_unavailable", "param": None,
+    }  # fmt: skip
+    job = Job.objects.get()
+    assert (job.status, job.error_code) == ("failed", "queue_unavailable")
+    assert Charge.objects.get(job_id=job.pk).status == "voided"
+    assert wallet_for(other_user).balance == Decimal("1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_try_page_answers_503_json_while_the_broker_is_down(client, dead_broker, storage):
+    card = factories.card()
+    factories.route(card=card, price=PRICE)
+    upload = io.BytesIO(photo())
+    upload.name = "cat.jpg"
+
+    response = client.post(
+        f"/models/{card.model_id}/try", {"image": upload}, headers={"Accept": "application/json"}
+    )
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "queue_unavailable"
+    assert Job.objects.get().status == "failed"
+
+
+# --- the sweeper ---------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_job_queued_too_long_fails_and_its_money_is_released(settings, storage, other_user):
+    card = factories.card()
+    key = _funded_key(other_user, card)
+    del key
+    from billing.services.charges import charge_reserve
+
+    job = services.job_create(card=card, image_bytes=photo(), owner=other_user)
+    charge_reserve(job_id=job.pk, user=other_user, card=card, route=card.routes.get())
+    assert wallet_for(other_user).balance == Decimal("1") - PRICE
+
+    early = services.jobs_sweep_queued(now=timezone.now())
+    late = services.jobs_sweep_queued(
+        now=timezone.now() + timedelta(seconds=settings.VITRINE_QUEUE_TIMEOUT + 1)
+    )
+
+    assert early == {"resent": 0, "expired": 0}
+    assert late == {"resent": 0, "expired": 1}
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == ("failed", "queue_timeout")
+    assert Charge.objects.get(job_id=job.pk).status == "voided"
+    assert wallet_for(other_user).balance == Decimal("1")
+
+
+@pytest.mark.worker
+def test_a_job_whose_message_was_never_sent_is_sent_again_and_runs(
+    start_worker, storage, runtime_checkpoint
+):
+    card = factories.card(checkpoint_local_dir=str(runtime_checkpoint("yolos_tiny")))
+    # The broker is away when the job is created: its message is not sent, the job is kept.
+    with broker_unreachable():
+        job = services.job_create(card=card, image_bytes=photo())
+    job.refresh_from_db()
+    assert (job.status, job.enqueued_at) == ("queued", None)
+
+    # The broker is back (start_worker points the app at it); the sweeper sends it.
+    worker = start_worker()
+    assert services.jobs_sweep_queued() == {"resent": 1, "expired": 0}
+    wait_for(lambda: Job.objects.get(pk=job.pk).is_final, timeout=240, message=worker.output())
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("succeeded", 1), worker.output()
+
+
+# --- leases and take-over ------------------------------------------------------------------
+@pytest.mark.django_db
+def test_a_redelivered_job_whose_process_died_on_this_host_is_taken_over(storage):
+    import socket
+
+    job = _running(
+        services.job_create(card=factories.card(), image_bytes=photo()),
+        worker=f"{socket.gethostname()}:{_dead_pid()}",
+    )
+
+    taken = services.job_take_over(job_id=job.pk, worker="here:1")
+
+    assert taken is not None
+    assert (taken.status, taken.attempts, taken.worker) == ("running", 2, "here:1")
+    assert list(job.attempt_log.values_list("number", "outcome")) == [
+        (1, "lost"), (2, "running"),
+    ]  # fmt: skip
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("holder", "lease_in", "taken"),
+    [
+        ("live-here", 30, False),  # its process is alive: it still runs the job
+        ("elsewhere:1", 30, False),  # another host: its lease decides
+        ("elsewhere:1", -1, True),  # ... and it ran out
+    ],
+)
+def test_a_live_holder_keeps_its_job_until_its_lease_runs_out(storage, holder, lease_in, taken):
+    import socket
+
+    if holder == "live-here":
+        holder = f"{socket.gethostname()}:{os.getpid()}"
+    job = _running(
+        services.job_create(card=factories.card(), image_bytes=photo()),
+        worker=holder,
+        lease_in=lease_in,
+    )
+
+    result = services.job_take_over(job_id=job.pk, worker="here:1")
+
+    assert (result is not None) is taken
+    job.refresh_from_db()
+    assert job.attempts == (2 if taken else 1)
+
+
+@pytest.mark.django_db
+def test_the_heartbeat_renews_only_the_leases_its_worker_holds(storage):
+    card = factories.card()
+    mine = _running(services.job_create(card=card, image_bytes=photo()), worker="a:1", lease_in=1)
+    theirs = _running(services.job_create(card=card, image_bytes=photo()), worker="b:2", lease_in=1)
+    later = timezone.now() + timedelta(seconds=100)
+
+    renewed = services.jobs_renew_leases(jobs=[mine, theirs], worker="a:1", now=later)
+
+    assert renewed == 1
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.lease_expires_at > later > theirs.lease_expires_at
+
+
+# --- the finished signal ---------------------------------------------------------------------
+def _finish_soon(job: Job) -> threading.Thread:
+    def finish():
+        time.sleep(0.3)
+        claimed = services.job_claim(job_id=job.pk, worker="t:1")
+        services.job_succeed(job=claimed, result=[], timings={})
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_call_wakes_on_the_finished_signal(settings, broker_url, storage, monkeypatch):
+    from config.settings.env import redis_client_url
+
+    settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    # The row is read only before the wait: only the signal can end it before the timeout.
+    monkeypatch.setattr(events, "RECHECK_EVERY", 10_000)
+    job = services.job_create(card=factories.card(), image_bytes=photo())
+
+    finisher = _finish_soon(job)
+    final = asyncio.run(events.job_finished_wait(job.pk, timeout=120))
+    finisher.join()
+
+    assert final is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_redis_a_waiting_call_reads_the_row(settings, storage, monkeypatch):
+    settings.VITRINE_REDIS_URL = ""
+    monkeypatch.setattr(events, "RECHECK_EVERY", 0.05)
+    job = services.job_create(card=factories.card(), image_bytes=photo())
+
+    finisher = _finish_soon(job)
+    final = asyncio.run(events.job_finished_wait(job.pk, timeout=120))
+    finisher.join()
+
+    assert final is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wait_that_runs_out_says_so(settings, broker_url, storage):
+    from config.settings.env import redis_client_url
+
+    settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    job = services.job_create(card=factories.card(), image_bytes=photo())
+
+    assert asyncio.run(events.job_finished_wait(job.pk, timeout=0.2)) is False
+
+
+# --- chaos: kill -9 the pool process mid-job -------------------------------------------------
+KILLS = 5
+
+
+@pytest.mark.worker
+def test_kill_9_of_the_pool_process_mid_job_five_times(
+    client, start_worker, storage, runtime_checkpoint, other_user
+):
+    # No beat: the reaper cannot help, so each job comes back by being taken over when
+    # Celery redelivers its message after the pool process died. One task per pool process:
+    # each job starts in a fresh process that claims it, then loads the model, so there is
+    # a window (the model's load) in which the job is running and can be killed, with a
+    # test-sized checkpoint (its forward pass alone takes a few hundredths of a second).
+    worker = start_worker("--max-tasks-per-child", "1")
+    card = factories.card(checkpoint_local_dir=str(runtime_checkpoint("yolos_tiny")))
+    key = _funded_key(other_user, card)
+    image = photo()
+    killed, recoveries, jobs = [], [], []
+
+    for _ in range(3 * KILLS):
+        if len(killed) == KILLS:
+            break
+        response = client.post(
+            f"/v1/inference/{card.model_id}", data=image, content_type="image/jpeg",
+            headers={"Authorization": f"Bearer {key}", "Prefer": "respond-async"},
+        )  # fmt: skip
+        assert response.status_code == 202, response.content
+        job = Job.objects.get(pk=response["X-Vitrine-Job-Id"])
+        jobs.append(job)
+        running = wait_for(
+            lambda job=job: Job.objects.filter(pk=job.pk, status="running").first(),
+            timeout=240, interval=0.02, message=worker.output(),
+        )  # fmt: skip
+        os.kill(int(running.worker.rpartition(":")[2]), signal.SIGKILL)
+        killed_at = timezone.now()
+        wait_for(
+            lambda job=job: Job.objects.get(pk=job.pk).is_final, timeout=240, interval=0.2,
+            message=worker.output(),
+        )  # fmt: skip
+        job.refresh_from_db()
+        assert job.status == "succeeded", (job.error_code, worker.output())
+        if job.attempts == 1:
+            continue  # it finished before the signal landed: not a mid-job kill
+        killed.append(job)
+        recoveries.append((job.finished_at - killed_at).total_seconds())
+        outcomes = list(job.attempt_log.values_list("outcome", flat=True))
+        assert outcomes == ["lost", "succeeded"], worker.output()
+
+    assert len(killed) == KILLS, worker.output()
+    print(f"finished after kill -9 in (s): {[round(r, 1) for r in recoveries]}")
+    # The issue's bound; taking over a redelivered job makes it seconds, not the lease.
+    assert max(recoveries) < 90
+    charges = Charge.objects.filter(job_id__in=[j.pk for j in jobs])
+    assert sorted(charges.values_list("status", flat=True)) == ["posted"] * len(jobs)
+    assert wallet_for(other_user).balance == Decimal("1") - PRICE * len(jobs)
+    assert worker.proc.poll() is None  # the worker itself lived on
