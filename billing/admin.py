@@ -13,6 +13,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin
 
+from billing.limits import LimitedAdminAuthenticationForm
 from billing.models import (
     AccountKind,
     ApiKey,
@@ -22,12 +23,16 @@ from billing.models import (
     LedgerEntry,
     LedgerTransaction,
     ProviderKey,
+    SignupCreditClaim,
     TopUp,
 )
 from billing.selectors import account_balance
 from billing.services.keys import KEY_PREFIX, api_key_revoke
 from billing.services.ledger import InsufficientCredits
 from billing.services.topups import credit_grant, credit_refund
+
+# The admin's sign-in counts failures and locks out like the site's (billing/limits.py).
+admin.site.login_form = LimitedAdminAuthenticationForm
 
 AMOUNT_NOT_POSITIVE = "The amount must be more than zero."
 
@@ -95,6 +100,15 @@ class TopUpAdmin(ReadOnlyAdmin):
     list_filter = ["status", "provider"]
     list_select_related = ["user"]
     search_fields = ["user__username", "provider_session_id", "provider_event_id"]
+
+
+@admin.register(SignupCreditClaim)
+class SignupCreditClaimAdmin(ReadOnlyAdmin):
+    """Which mailbox had its sign-up credit, by which account (kept if the account goes)."""
+
+    list_display = ["created_at", "email", "user", "transaction"]
+    list_select_related = ["user", "transaction"]
+    search_fields = ["email", "user__username"]
 
 
 @admin.register(ApiKey)

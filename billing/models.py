@@ -335,3 +335,25 @@ class CreditAdjustment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount} to {self.user}"
+
+
+class SignupCreditClaim(models.Model):
+    """One mailbox's sign-up credit, claimed once, ever.
+
+    The email is normalised (billing/emails.py: lowercase, no ``+tag``, no Gmail dots) and
+    unique, so a second account on the same inbox verifies but earns nothing. The row is
+    written in the same transaction as the grant; it outlives its user (SET_NULL), so
+    deleting an account and signing up again does not earn the credit twice.
+    """
+
+    email = models.CharField(max_length=254, unique=True, help_text="Normalised.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    transaction = models.OneToOneField(
+        LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"sign-up credit for {self.email}"

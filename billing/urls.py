@@ -3,16 +3,16 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from billing import views, webhooks
+from billing import limits, views, webhooks
 
 app_name = "billing"
 urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", limits.LimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password-reset/",
-        auth_views.PasswordResetView.as_view(
+        limits.LimitedPasswordResetView.as_view(
             success_url=reverse_lazy("billing:password_reset_done"),
             email_template_name="registration/password_reset_email.html",
         ),
@@ -35,6 +35,8 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    path("accounts/verify/<str:token>/", views.verify_email, name="verify_email"),
+    path("account/verify-email/", views.verify_email_resend, name="verify_email_resend"),
     path("account/", views.dashboard, name="dashboard"),
     path("account/keys/", views.api_key_create_view, name="api_key_create"),
     path("account/keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),

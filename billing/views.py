@@ -23,16 +23,26 @@ from django.contrib.auth.forms import UserCreationForm
 from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from billing.limits import SIGNUP_LIMITED, minutes, signup_admit, signup_refused
 from billing.models import ApiKey, Charge, ProviderKey, TopUp
 from billing.payments import PROVIDERS, available_providers
 from billing.services.keys import KEY_PREFIX, api_key_create, api_key_revoke, provider_key_save
 from billing.services.ledger import wallet_for
+from billing.services.signup import (
+    email_verification_send,
+    email_verification_token,
+    signup_credit_amount,
+    signup_credit_pending,
+    signup_email_verify,
+)
 from billing.services.topups import top_up_create, top_up_quote
+from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.models import ModelCard, PriceRoute
 from catalog.pricing import EXAMPLE_TOP_UP, TOP_UP_FEE_RATE, format_usd
@@ -50,13 +60,23 @@ RECENT_TOP_UPS = 25
 QUOTE_EXAMPLES = (EXAMPLE_TOP_UP, Decimal(25), Decimal(100))
 CSV_COLUMNS = ["day", "api_key", "model", "images", "cost_usd", "byok", "would_be_cost_usd"]
 NO_KEY = "(no key: playground)"
+EMAIL_VERIFIED_CREDIT = "Your email is verified: {amount} of credit is in your wallet."
+EMAIL_VERIFIED = (
+    "Your email is verified. This address already received its sign-up credit, "
+    "so no more was added."
+)
+VERIFY_SENT = "We sent a new verification link to {email}."
+VERIFY_RESEND_LIMITED = "You asked for several links this hour; use the last one or wait."
+VERIFY_RESENDS_PER_HOUR = 3
 
 logger = logging.getLogger(__name__)
 
 
 # --- forms ---------------------------------------------------------------------------
 class SignupForm(UserCreationForm):
-    email = forms.EmailField(required=True, help_text="For password resets only.")
+    email = forms.EmailField(
+        required=True, help_text="We mail a link to verify it; also for password resets."
+    )
 
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
@@ -219,6 +239,10 @@ def _dashboard_context(request: HttpRequest, **overrides) -> dict:
         "minimum_top_up": format_usd(Decimal(settings.VITRINE_MIN_TOP_UP)),
         "fee_percent": int(TOP_UP_FEE_RATE * 100),
         "top_up_notice": notice,
+        # Sign-up credit waits for a verified email (billing/services/signup.py).
+        "signup_credit": (
+            format_usd(signup_credit_amount()) if signup_credit_pending(user=user) else None
+        ),
     }
 
 
@@ -236,10 +260,53 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("billing:dashboard")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        decision = signup_admit(request)
+        if not decision.allowed:
+            form.add_error(None, SIGNUP_LIMITED.format(minutes=minutes(decision.retry_after)))
+            page = render(request, "registration/signup.html", _signup_context(form))
+            return signup_refused(page, decision)
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        _send_verification(request, user)
         return redirect("billing:dashboard")
-    return render(request, "registration/signup.html", {"form": form})
+    return render(request, "registration/signup.html", _signup_context(form))
+
+
+def _signup_context(form) -> dict:
+    amount = signup_credit_amount()
+    return {"form": form, "signup_credit": format_usd(amount) if amount > 0 else None}
+
+
+def _send_verification(request: HttpRequest, user) -> None:
+    token = email_verification_token(user=user)
+    url = request.build_absolute_uri(reverse("billing:verify_email", args=[token]))
+    email_verification_send(user=user, verify_url=url)
+
+
+def verify_email(request: HttpRequest, token: str) -> HttpResponse:
+    """The link from the sign-up mail: it works signed in or not (e.g. on a phone)."""
+    try:
+        result = signup_email_verify(token=token)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("billing:dashboard" if request.user.is_authenticated else "billing:login")
+    if result.granted:
+        messages.success(request, EMAIL_VERIFIED_CREDIT.format(amount=format_usd(result.granted)))
+    else:
+        messages.info(request, EMAIL_VERIFIED)
+    return redirect("billing:dashboard")
+
+
+@login_required
+@require_POST
+def verify_email_resend(request: HttpRequest) -> HttpResponse:
+    bucket = ratelimit.Bucket("verify-resend", str(request.user.pk), VERIFY_RESENDS_PER_HOUR, 3600)
+    if not ratelimit.hit(bucket).allowed:
+        messages.error(request, VERIFY_RESEND_LIMITED)
+    else:
+        _send_verification(request, request.user)
+        messages.info(request, VERIFY_SENT.format(email=request.user.email))
+    return redirect("billing:dashboard")
 
 
 @login_required

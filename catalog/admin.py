@@ -177,6 +177,7 @@ class ModelCardAdmin(admin.ModelAdmin):
             "Runtime checkpoint",
             {"fields": ["checkpoint_repo", "checkpoint_revision", "checkpoint_local_dir"]},
         ),
+        ("API limits", {"fields": ["rate_limit_per_minute"]}),
         ("Timestamps", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -161,6 +162,14 @@ class ModelCard(models.Model):
     checkpoint_repo = models.CharField(max_length=200, blank=True)
     checkpoint_revision = models.CharField(max_length=100, blank=True)
     checkpoint_local_dir = models.CharField(max_length=500, blank=True)
+    # A heavy model can be given a tighter limit than the site-wide ones (catalog/ratelimit.py).
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="API calls per minute one account may make to this model. "
+        "Empty: only the per-key and per-account limits apply.",
+    )
 
     is_published = models.BooleanField(default=True)
     published_at = models.DateTimeField(null=True, blank=True, help_text="Hidden before this.")

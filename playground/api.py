@@ -39,7 +39,7 @@ from billing.services.charges import charge_reserve, user_has_byok
 from billing.services.ledger import wallet_for
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
-from playground import events, services
+from playground import events, limits, services
 from playground.models import Job, JobStatus
 from playground.runtime import ImageError
 
@@ -238,7 +238,7 @@ def _cost_headers(resource: dict) -> dict[str, str]:
     return headers
 
 
-class InferenceCreateApi(APIView):
+class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
     authentication_classes = [ApiKeyAuthentication]
     parser_classes = [JSONParser, MultiPartParser, FormParser, ImageBytesParser]
 
@@ -265,17 +265,20 @@ class InferenceCreateApi(APIView):
             409: errors.ErrorSerializer,
             413: errors.ErrorSerializer,
             415: errors.ErrorSerializer,
+            429: errors.ErrorSerializer,
             503: errors.ErrorSerializer,
         },
     )
     def post(self, request, model_id: str):
         api_key = request.auth
         card = _callable_card(model_id)
+        limits.api_call_check(request, card)  # 429 + Retry-After when the key/account is full
         route = _route(card, request.query_params.get("route"), user=request.user)
         image, threshold = read_image_input(request)
         job = None
         try:
             with transaction.atomic():
+                limits.inflight_jobs_check(user=request.user)  # locks the user row: no overshoot
                 job = services.job_create(
                     card=card,
                     route=route,
@@ -384,7 +387,8 @@ async def inference_create(request: HttpRequest, model_id: str) -> HttpResponse:
     job_id, wait, threshold = pending
     await events.job_finished_wait(job_id, timeout=wait)
     async with _db_slot():
-        return await sync_to_async(_answer)(request, job_id, threshold)
+        answer = await sync_to_async(_answer)(request, job_id, threshold)
+    return limits.copy_rate_limit_headers(response, answer)
 
 
 def _answer(request, job_id, threshold: float) -> HttpResponse:
@@ -400,10 +404,11 @@ inference_create.cls = InferenceCreateApi
 inference_create.initkwargs = {}
 
 
-class JobDetailApi(APIView):
+class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
     authentication_classes = [ApiKeyAuthentication]
 
     def _job(self, request, job_id) -> Job:
+        limits.api_read_check(request)
         job = (
             Job.objects.select_related("card__organisation", "route", "owner")
             .filter(pk=job_id, owner=request.user)

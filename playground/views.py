@@ -1,13 +1,12 @@
 """The try-it page: upload an image in the browser, a worker runs the detector, boxes appear.
 
-Playground runs are free and limited per visitor (``VITRINE_PLAYGROUND_PER_HOUR``); they
+Playground runs are free and limited per hour (``VITRINE_PLAYGROUND_PER_HOUR``) per client
+IP and per signed-in user, counted in the shared limiter (catalog/ratelimit.py); they
 belong to the signed-in user or, for anonymous visitors, to the session, and only their
 owner can see them. The same job machinery as the paid API runs them.
 """
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -15,9 +14,9 @@ from django.db import connection
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
+from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.models import ModelCard
 from playground import services
@@ -25,7 +24,10 @@ from playground.api import IMAGE_ERROR_STATUS, RETRY_AFTER_SECONDS
 from playground.models import Job
 from playground.runtime import ImageError
 
-RATE_LIMITED = "You have run {limit} tries in the last hour; sign up for an API key to run more."
+RATE_LIMITED = (
+    "You have run {limit} free tries this hour; try again in {minutes} min, "
+    "or sign up for an API key to run more."
+)
 NOT_CALLABLE = "{name} is {status}: it cannot be tried yet."
 NO_IMAGE = "Choose an image (JPEG, PNG, WebP or GIF)."
 TOO_LARGE = "That file is {size} bytes; the limit is {limit} bytes."
@@ -74,6 +76,16 @@ def _refuse(request, card, message: str, status: int, code: str):
     return redirect("playground:try", card.organisation.slug, card.slug)
 
 
+def _try_buckets(request) -> list[ratelimit.Bucket]:
+    """Free tries are counted per client IP and per signed-in user, never per cookie:
+    a visitor who drops the session cookie is still the same IP."""
+    limit, hour = settings.VITRINE_PLAYGROUND_PER_HOUR, 3600
+    buckets = [ratelimit.Bucket("try-ip", ratelimit.client_ip(request), limit, hour)]
+    if request.user.is_authenticated:
+        buckets.append(ratelimit.Bucket("try-user", str(request.user.pk), limit, hour))
+    return buckets
+
+
 @require_http_methods(["GET", "POST"])
 def try_model(request, org: str, name: str):
     card = (
@@ -108,18 +120,17 @@ def try_model(request, org: str, name: str):
             "model_not_available",
         )
     visitor = _visitor(request)
-    since = timezone.now() - timedelta(hours=1)
-    if (
-        Job.objects.filter(created_at__gte=since, **visitor).count()
-        >= settings.VITRINE_PLAYGROUND_PER_HOUR
-    ):
-        return _refuse(
+    decision = ratelimit.hit(*_try_buckets(request))
+    if not decision.allowed:
+        response = _refuse(
             request,
             card,
-            RATE_LIMITED.format(limit=settings.VITRINE_PLAYGROUND_PER_HOUR),
+            RATE_LIMITED.format(limit=decision.limit, minutes=-(-decision.retry_after // 60)),
             429,
             "rate_limited",
         )
+        response["Retry-After"] = str(decision.retry_after)
+        return response
     upload = request.FILES.get("image")
     if upload is None:
         return _refuse(request, card, NO_IMAGE, 400, "missing_image")

@@ -26,6 +26,21 @@ def _no_signup_credit(settings):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_limits(settings):
+    """Every test starts with empty abuse-limit counters in this process's memory.
+
+    Tests about cross-process limits point ``VITRINE_LIMITS_REDIS_URL`` at the session's Redis
+    themselves (and use their own key prefix there).
+    """
+    from catalog import ratelimit
+
+    settings.VITRINE_LIMITS_REDIS_URL = ""
+    ratelimit.memory_store.clear()
+    yield
+    ratelimit.memory_store.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     """PBKDF2's deliberate slowness is most of a user factory's time; tests need no strength."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -94,6 +109,32 @@ def broker_url(tmp_path_factory):
         yield server.url
     finally:
         server.stop()
+
+
+def _delete_limit_keys(url: str) -> None:
+    import redis
+
+    from catalog.ratelimit import KEY_PREFIX
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{KEY_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def limits_redis(broker_url, settings) -> str:
+    """Abuse-limit counters in the session's real Redis (as in production), emptied first."""
+    from config.settings.env import redis_client_url
+
+    url = redis_client_url(broker_url)
+    _delete_limit_keys(url)
+    settings.VITRINE_LIMITS_REDIS_URL = url
+    yield url
+    _delete_limit_keys(url)
 
 
 def database_url(settings_dict: dict) -> str:

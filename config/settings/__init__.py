@@ -180,6 +180,32 @@ VITRINE_REDIS_URL = redis_client_url(
     env_str("VITRINE_REDIS_URL")
     or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis", "rediss")) else "")
 )
+# --- Abuse limits (catalog/ratelimit.py) ---
+# Counters shared by every web process. Empty: this process's memory (one process only).
+VITRINE_LIMITS_REDIS_URL = redis_client_url(
+    env_str("VITRINE_LIMITS_REDIS_URL", VITRINE_REDIS_URL) or ""
+)
+# Proxies in front of the web processes that append to X-Forwarded-For (0: use REMOTE_ADDR).
+VITRINE_TRUSTED_PROXY_COUNT = env_int("VITRINE_TRUSTED_PROXY_COUNT", 0, minimum=0)
+# POST /v1/inference calls per minute, per API key and per account (all its keys).
+# A model card's own rate_limit_per_minute adds a per-account limit for that model.
+VITRINE_API_RATE_PER_MINUTE = env_int("VITRINE_API_RATE_PER_MINUTE", 60, minimum=1)
+VITRINE_ACCOUNT_RATE_PER_MINUTE = env_int("VITRINE_ACCOUNT_RATE_PER_MINUTE", 120, minimum=1)
+# GET/DELETE /v1/jobs/<id> calls per minute and API key (polling).
+VITRINE_API_READ_RATE_PER_MINUTE = env_int("VITRINE_API_READ_RATE_PER_MINUTE", 600, minimum=1)
+# Queued + running API jobs one account may have at once.
+VITRINE_MAX_INFLIGHT_JOBS = env_int("VITRINE_MAX_INFLIGHT_JOBS", 16, minimum=1)
+# Failed sign-ins before a username (or an IP) is locked out for the rest of the window.
+VITRINE_LOGIN_FAILURES_PER_USER = env_int("VITRINE_LOGIN_FAILURES_PER_USER", 5, minimum=1)
+VITRINE_LOGIN_FAILURES_PER_IP = env_int("VITRINE_LOGIN_FAILURES_PER_IP", 20, minimum=1)
+VITRINE_LOGIN_LOCKOUT_SECONDS = env_int("VITRINE_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+VITRINE_SIGNUPS_PER_IP_PER_HOUR = env_int("VITRINE_SIGNUPS_PER_IP_PER_HOUR", 5, minimum=1)
+VITRINE_PASSWORD_RESETS_PER_EMAIL_PER_HOUR = env_int(
+    "VITRINE_PASSWORD_RESETS_PER_EMAIL_PER_HOUR", 3, minimum=1
+)
+VITRINE_PASSWORD_RESETS_PER_IP_PER_HOUR = env_int(
+    "VITRINE_PASSWORD_RESETS_PER_IP_PER_HOUR", 10, minimum=1
+)
 CELERY_TASK_HARD_TIME_LIMIT = env_int("CELERY_TASK_HARD_TIME_LIMIT", 300, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int(
     "CELERY_TASK_SOFT_TIME_LIMIT", CELERY_TASK_HARD_TIME_LIMIT - 30, minimum=1
@@ -231,7 +257,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 VITRINE_JOB_STORAGE = Path(env_str("VITRINE_JOB_STORAGE") or VAR_DIR / "jobs")
 VITRINE_MAX_IMAGE_PIXELS = env_int("VITRINE_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 VITRINE_MAX_UPLOAD_BYTES = env_int("VITRINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
-# Free tries on the model pages, per visitor (user or session) and hour.
+# Free tries on the model pages per hour, per client IP and per signed-in user.
 VITRINE_PLAYGROUND_PER_HOUR = env_int("VITRINE_PLAYGROUND_PER_HOUR", 20, minimum=0)
 # How long POST /v1/inference waits for the result before answering 202 with the job. The
 # wait holds no thread (an async view under an ASGI server); the web server's and any

@@ -7,9 +7,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from billing.models import LedgerAccount, LedgerTransaction
+from billing.models import LedgerAccount, LedgerTransaction, SignupCreditClaim
 from billing.services.ledger import wallet_for
-from billing.signals import SIGNUP_CREDIT_REASON, grant_signup_credit
+from billing.services.signup import (
+    SIGNUP_CREDIT_REASON,
+    email_verification_token,
+    signup_email_verify,
+)
+from catalog.errors import ApplicationError
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -26,12 +31,18 @@ def signup_data(username: str = "ada") -> dict:
     }
 
 
-def test_signup_logs_the_user_in_and_shows_the_balance(
-    client, settings, django_capture_on_commit_callbacks
+def verify_link(message) -> str:
+    links = re.findall(r"http://testserver(/accounts/verify/\S+/)", message.body)
+    assert len(links) == 1, message.body
+    return links[0]
+
+
+def test_signup_logs_the_user_in_and_credit_waits_for_the_verified_email(
+    client, settings, mailoutbox
 ):
     settings.VITRINE_SIGNUP_CREDIT = Decimal("2.50")
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("billing:signup"), signup_data())
+    assert "receive $2.50 of free credit" in client.get(reverse("billing:signup")).content.decode()
+    response = client.post(reverse("billing:signup"), signup_data())
     assert response.status_code == 302
     assert response["Location"] == reverse("billing:dashboard")
 
@@ -39,8 +50,21 @@ def test_signup_logs_the_user_in_and_shows_the_balance(
     assert page.status_code == 200
     assert page.context["user"].username == "ada"
     assert page.context["user"].email == "ada@example.com"
+    assert page.context["balance"] == "$0"
+    body = page.content.decode()
+    assert "Verify your email to receive <strong>$2.50</strong> of free credit" in body
+
+    [message] = mailoutbox
+    assert message.to == ["ada@example.com"]
+    # The link works from another browser (a phone's mail app), signed in or not.
+    verified = type(client)().get(verify_link(message), follow=True)
+    assert "Your email is verified: $2.50 of credit is in your wallet." in (
+        verified.content.decode()
+    )
+    page = client.get(reverse("billing:dashboard"))
     assert page.context["balance"] == "$2.50"
     assert '<strong class="big">$2.50</strong>' in page.content.decode()
+    assert "Verify your email" not in page.content.decode()
 
 
 def test_signup_refuses_mismatched_passwords_and_a_taken_email(client):
@@ -54,30 +78,64 @@ def test_signup_refuses_mismatched_passwords_and_a_taken_email(client):
     assert not User.objects.filter(username="ada").exists()
 
 
-def test_signup_credit_is_granted_once(settings, django_capture_on_commit_callbacks):
+def test_signup_credit_is_granted_once_per_mailbox(client, settings, mailoutbox):
     settings.VITRINE_SIGNUP_CREDIT = Decimal("1")
-    with django_capture_on_commit_callbacks(execute=True):
-        user = factories.user()
-    with django_capture_on_commit_callbacks(execute=True):
-        user.first_name = "Ada"
-        user.save()  # an update, not a creation: nothing more
-        # The same creation signal delivered twice still grants once (idempotency key).
-        grant_signup_credit(sender=User, instance=user, created=True)
+    for name, email in [("ada", "a.da+one@gmail.com"), ("ada2", "ADA@googlemail.com")]:
+        response = type(client)().post(
+            reverse("billing:signup"), signup_data(name) | {"email": email}
+        )
+        assert response.status_code == 302
+    first, second = (verify_link(m) for m in mailoutbox)
+    client.get(first)
+    client.get(first)  # a link opened twice
+    page = client.get(second, follow=True).content.decode()  # the same inbox, another account
+    assert "This address already received its sign-up credit" in page
 
     grants = LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.GRANT)
+    ada = User.objects.get(username="ada")
     assert [(t.idempotency_key, t.memo) for t in grants] == [
-        (f"signup:{user.pk}", SIGNUP_CREDIT_REASON)
+        (f"signup:{ada.pk}", SIGNUP_CREDIT_REASON)
     ]
-    assert wallet_for(user).balance == Decimal("1")
+    assert wallet_for(ada).balance == Decimal("1")
+    assert wallet_for(User.objects.get(username="ada2")).balance == Decimal("0")
+    assert list(SignupCreditClaim.objects.values_list("email", "user__username")) == [
+        ("ada@gmail.com", "ada")
+    ]
 
 
-def test_no_signup_credit_when_the_setting_is_zero(settings, django_capture_on_commit_callbacks):
-    settings.VITRINE_SIGNUP_CREDIT = Decimal("0")
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        factories.user()
-    assert callbacks == []
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda token: token[:-2] + "xx", "This verification link is not valid"),
+        (lambda token: "nonsense", "This verification link is not valid"),
+    ],
+)
+def test_a_tampered_verification_link_grants_nothing(client, settings, tamper, message):
+    settings.VITRINE_SIGNUP_CREDIT = Decimal("1")
+    user = factories.user(username="ada", email="ada@example.com")
+    token = tamper(email_verification_token(user=user))
+    page = client.get(reverse("billing:verify_email", args=[token]), follow=True)
+    assert message in page.content.decode()
     assert not LedgerTransaction.objects.exists()
-    assert not LedgerAccount.objects.exists()
+
+
+def test_a_link_for_an_address_the_account_no_longer_has_grants_nothing(settings):
+    settings.VITRINE_SIGNUP_CREDIT = Decimal("1")
+    user = factories.user(username="ada", email="ada@example.com")
+    token = email_verification_token(user=user)
+    User.objects.filter(pk=user.pk).update(email="other@example.com")
+    with pytest.raises(ApplicationError, match="not valid"):
+        signup_email_verify(token=token)
+    assert not SignupCreditClaim.objects.exists()
+
+
+def test_no_signup_credit_and_no_mail_when_the_setting_is_zero(client, settings, mailoutbox):
+    settings.VITRINE_SIGNUP_CREDIT = Decimal("0")
+    assert client.post(reverse("billing:signup"), signup_data()).status_code == 302
+    assert mailoutbox == []
+    assert "Verify your email" not in client.get(reverse("billing:dashboard")).content.decode()
+    assert not LedgerTransaction.objects.exists()
+    assert not LedgerAccount.objects.filter(kind="wallet", balance__gt=0).exists()
 
 
 def test_login_and_logout(client):

@@ -16,6 +16,7 @@ from billing.models import (
 from billing.services.charges import charge_reserve
 from billing.services.keys import api_key_create, provider_key_save
 from billing.services.ledger import INSUFFICIENT_CREDITS, wallet_for
+from billing.services.signup import signup_credit_claim
 from billing.services.topups import top_up_complete, top_up_create
 from tests import factories
 
@@ -91,8 +92,12 @@ def test_adjustments_cannot_be_changed_or_deleted(staff_client, other_user):
 
 
 @pytest.mark.parametrize("model", BILLING_MODELS, ids=lambda m: m.__name__)
-def test_staff_reach_every_billing_page_without_secrets(staff_client, staff, other_user, model):
+def test_staff_reach_every_billing_page_without_secrets(
+    staff_client, staff, other_user, model, settings
+):
     card_route = factories.byok_route()
+    settings.VITRINE_SIGNUP_CREDIT = Decimal("1")
+    signup_credit_claim(user=other_user)
     factories.funded(other_user, "20")
     _, plaintext = api_key_create(user=other_user, name="prod")
     provider_key_save(user=other_user, provider="cloudflare", secret="cf-Secret-abcdefgh-9876")

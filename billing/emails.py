@@ -1,0 +1,32 @@
+"""Email addresses as identities: one canonical form per mailbox, for limits and sign-up credit.
+
+Pure rules, no ORM. ``Ada.Lovelace+vitrine@Gmail.com`` and ``adalovelace@gmail.com`` reach
+the same inbox, so they must not each earn sign-up credit or each get three reset mails.
+"""
+
+from __future__ import annotations
+
+# Providers that ignore dots in the local part (Gmail and its old domain).
+DOTLESS_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+DOMAIN_ALIASES = {"googlemail.com": "gmail.com"}
+
+
+def normalise_email(email: str) -> str:
+    """The mailbox an address reaches, as one string.
+
+    * Lowercase, whole address: in practice no provider delivers by local-part case.
+    * A ``+tag`` is dropped on every domain: Gmail, Outlook, Fastmail, iCloud and most hosts
+      deliver ``name+anything@`` to ``name@``; a host that does not is rare, and the cost of
+      a false match is only that two such addresses share one sign-up credit.
+    * Dots are dropped only on Gmail, where ``a.da@`` is ``ada@``; elsewhere a dot is part
+      of the name.
+    """
+    email = email.strip().lower()
+    local, at, domain = email.rpartition("@")
+    if not at or not local:
+        return email
+    domain = DOMAIN_ALIASES.get(domain, domain)
+    local = local.split("+", 1)[0]
+    if domain in DOTLESS_DOMAINS:
+        local = local.replace(".", "")
+    return f"{local}@{domain}"

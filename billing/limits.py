@@ -1,0 +1,152 @@
+"""Abuse limits on the account pages: sign-in failures, sign-ups, password-reset mails.
+
+As healthchecks does, every login, sign-up and password path is counted per client IP and
+per account identity (username or email) in the shared limiter (catalog/ratelimit.py:
+Redis, so the counts hold across web processes), never in the session a client can drop.
+
+* Sign-in: ``VITRINE_LOGIN_FAILURES_PER_USER`` failures for one username (or
+  ``VITRINE_LOGIN_FAILURES_PER_IP`` from one IP) within ``VITRINE_LOGIN_LOCKOUT_SECONDS``
+  lock it until that window, counted from the first failure, ends. During the lockout even
+  the right password is refused, with a message that says so: otherwise a guesser would
+  learn the password the moment it is found. A successful sign-in clears its username's
+  failures (not its IP's).
+* Sign-up: ``VITRINE_SIGNUPS_PER_IP_PER_HOUR`` accounts per IP.
+* Password reset: ``VITRINE_PASSWORD_RESETS_PER_IP_PER_HOUR`` requests per IP (refused with
+  429), and ``VITRINE_PASSWORD_RESETS_PER_EMAIL_PER_HOUR`` mails per mailbox: past that the
+  page answers exactly as if a mail was sent, so the form never tells whether an address
+  has an account.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.http import HttpResponseRedirect
+
+from billing.emails import normalise_email
+from catalog import ratelimit
+
+HOUR = 3600
+LOGIN_LOCKED = (
+    "Too many failed sign-ins for this account or from your network. Sign-in is locked for "
+    "{minutes} min, even with the right password; you can reset your password meanwhile."
+)
+SIGNUP_LIMITED = (
+    "Too many accounts were created from your network in the last hour. Try again in {minutes} min."
+)
+RESET_LIMITED = "Too many password-reset requests from your network. Try again in {minutes} min."
+
+
+def minutes(seconds: int) -> int:
+    return max(1, -(-seconds // 60))
+
+
+def _with_retry_after(response, decision: ratelimit.Decision):
+    response.status_code = 429
+    response["Retry-After"] = str(decision.retry_after)
+    return response
+
+
+# --- sign-in -----------------------------------------------------------------------------
+def login_buckets(request, username: str) -> tuple[ratelimit.Bucket, ratelimit.Bucket]:
+    window = settings.VITRINE_LOGIN_LOCKOUT_SECONDS
+    return (
+        ratelimit.Bucket(
+            "login-user", username.strip().lower(), settings.VITRINE_LOGIN_FAILURES_PER_USER, window
+        ),
+        ratelimit.Bucket(
+            "login-ip", ratelimit.client_ip(request), settings.VITRINE_LOGIN_FAILURES_PER_IP, window
+        ),
+    )
+
+
+class LoginLimitMixin:
+    """For a Django sign-in form: refused during a lockout, counting its failures."""
+
+    lockout: ratelimit.Decision | None = None
+
+    def clean(self):
+        username = self.cleaned_data.get("username") or ""
+        buckets = login_buckets(self.request, username)
+        decision = ratelimit.peek(*buckets)
+        if not decision.allowed:
+            self.lockout = decision
+            raise forms.ValidationError(
+                LOGIN_LOCKED.format(minutes=minutes(decision.retry_after)), code="locked_out"
+            )
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            ratelimit.add(*buckets)
+            raise
+        ratelimit.clear(buckets[0])
+        return cleaned
+
+
+class LimitedAuthenticationForm(LoginLimitMixin, AuthenticationForm):
+    """The site's sign-in form."""
+
+
+class LimitedAdminAuthenticationForm(LoginLimitMixin, AdminAuthenticationForm):
+    """The admin's sign-in form: the same counters, so /admin/login/ is no side door."""
+
+
+class LimitedLoginView(auth_views.LoginView):
+    form_class = LimitedAuthenticationForm
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.lockout is not None:
+            return _with_retry_after(response, form.lockout)
+        return response
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        form = context.get("form")
+        if form is not None and form.lockout is not None:
+            context["locked"] = LOGIN_LOCKED.format(minutes=minutes(form.lockout.retry_after))
+        return context
+
+
+# --- sign-up -----------------------------------------------------------------------------
+def signup_admit(request) -> ratelimit.Decision:
+    """Count one account creation for this IP, or refuse it (nothing counted)."""
+    bucket = ratelimit.Bucket(
+        "signup-ip", ratelimit.client_ip(request), settings.VITRINE_SIGNUPS_PER_IP_PER_HOUR, HOUR
+    )
+    return ratelimit.hit(bucket)
+
+
+def signup_refused(response, decision: ratelimit.Decision):
+    return _with_retry_after(response, decision)
+
+
+# --- password reset ------------------------------------------------------------------------
+class LimitedPasswordResetView(auth_views.PasswordResetView):
+    form_class = PasswordResetForm
+
+    def form_valid(self, form):
+        ip_bucket = ratelimit.Bucket(
+            "reset-ip",
+            ratelimit.client_ip(self.request),
+            settings.VITRINE_PASSWORD_RESETS_PER_IP_PER_HOUR,
+            HOUR,
+        )
+        decision = ratelimit.hit(ip_bucket)
+        if not decision.allowed:
+            form.add_error(None, RESET_LIMITED.format(minutes=minutes(decision.retry_after)))
+            return _with_retry_after(self.form_invalid(form), decision)
+        email_bucket = ratelimit.Bucket(
+            "reset-email",
+            normalise_email(form.cleaned_data["email"]),
+            settings.VITRINE_PASSWORD_RESETS_PER_EMAIL_PER_HOUR,
+            HOUR,
+        )
+        if not ratelimit.hit(email_bucket).allowed:
+            # Same answer as a sent mail: the page must not reveal which addresses exist
+            # (or that this one is being flooded). Only the mailbox is spared.
+            return HttpResponseRedirect(self.get_success_url())
+        return super().form_valid(form)

@@ -1,0 +1,120 @@
+"""The paid API's limits: calls per minute (per key, per account, per model) and jobs in flight.
+
+A refused call answers 429 in the one JSON error shape (type ``rate_limit_error``) with
+``Retry-After`` and the IETF draft ``RateLimit-Limit/Remaining/Reset`` headers; an admitted
+call carries the ``RateLimit-*`` headers too, for the most constrained of its buckets.
+These pair with the account limits (login, sign-up, password reset; billing/limits.py):
+DRF's docs warn that API throttles alone are no security feature.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from catalog import errors, ratelimit
+from catalog.models import ModelCard
+from playground.models import Job, JobStatus
+
+MINUTE = 60
+RATE_LIMITED = {
+    "api-key": "This API key made {limit} calls in the last minute; retry in {retry} s.",
+    "api-account": "Your account made {limit} calls in the last minute; retry in {retry} s.",
+    "api-model": "Your account made {limit} calls to {model} in the last minute (this model's "
+    "limit); retry in {retry} s.",
+    "api-read": "This API key made {limit} job requests in the last minute; retry in {retry} s.",
+}
+TOO_MANY_INFLIGHT = (
+    "Your account has {count} jobs queued or running; the limit is {limit}. "
+    "Wait for one to finish (GET /v1/jobs/<id>) and retry."
+)
+RATE_LIMIT_HEADERS = "_vitrine_ratelimit_headers"
+
+
+def _refuse(decision: ratelimit.Decision, *, model: str = "") -> errors.ApplicationError:
+    message = RATE_LIMITED[decision.scope].format(
+        limit=decision.limit, retry=decision.retry_after, model=model
+    )
+    return errors.ApplicationError(
+        message,
+        code="rate_limit_exceeded",
+        status=429,
+        type=errors.RATE_LIMIT_ERROR,
+        headers=decision.headers(),
+    )
+
+
+def _admit(request, *buckets: ratelimit.Bucket, model: str = "") -> None:
+    decision = ratelimit.hit(*buckets)
+    if not decision.allowed:
+        raise _refuse(decision, model=model)
+    # RateLimitHeadersMixin copies these onto whatever response the view returns.
+    setattr(request, RATE_LIMIT_HEADERS, decision.headers())
+
+
+def api_call_check(request, card: ModelCard) -> None:
+    """Count one inference call against its key, its account and, if set, its model.
+
+    Raises a 429 ``ApplicationError`` (nothing counted) when any of them is full.
+    """
+    buckets = [
+        ratelimit.Bucket(
+            "api-key", str(request.auth.pk), settings.VITRINE_API_RATE_PER_MINUTE, MINUTE
+        ),
+        ratelimit.Bucket(
+            "api-account", str(request.user.pk), settings.VITRINE_ACCOUNT_RATE_PER_MINUTE, MINUTE
+        ),
+    ]
+    if card.rate_limit_per_minute:
+        identity = f"{request.user.pk}:{card.pk}"
+        buckets.append(ratelimit.Bucket("api-model", identity, card.rate_limit_per_minute, MINUTE))
+    _admit(request, *buckets, model=card.model_id)
+
+
+def api_read_check(request) -> None:
+    """Count one job read or cancel against its key (polling has its own, larger budget)."""
+    bucket = ratelimit.Bucket(
+        "api-read", str(request.auth.pk), settings.VITRINE_API_READ_RATE_PER_MINUTE, MINUTE
+    )
+    _admit(request, bucket)
+
+
+def inflight_jobs_check(*, user) -> None:
+    """Refuse a new job while the account has ``VITRINE_MAX_INFLIGHT_JOBS`` queued or running.
+
+    Call inside the transaction that creates the job. The user row is locked first, so two
+    concurrent calls for one account count one after the other: on PostgreSQL (READ COMMITTED)
+    the second count runs after the first transaction committed its job and sees it, so an
+    account never has more than the limit in flight. SQLite serialises every write
+    transaction anyway. Other accounts are not held up.
+    """
+    limit = settings.VITRINE_MAX_INFLIGHT_JOBS
+    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+    count = Job.objects.filter(owner=user, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).count()
+    if count >= limit:
+        raise errors.ApplicationError(
+            TOO_MANY_INFLIGHT.format(count=count, limit=limit),
+            code="too_many_inflight_jobs",
+            status=429,
+            type=errors.RATE_LIMIT_ERROR,
+            # No clock tells when a job ends; a short pause before polling again is honest.
+            headers={"Retry-After": "1"},
+        )
+
+
+class RateLimitHeadersMixin:
+    """Adds the admitted call's ``RateLimit-*`` headers to its response, whatever it is."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for name, value in getattr(request, RATE_LIMIT_HEADERS, {}).items():
+            response.setdefault(name, value)
+        return response
+
+
+def copy_rate_limit_headers(source, target):
+    """The awaited answer is built outside DRF: give it the admitted call's headers too."""
+    for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"):
+        if name in source:
+            target.setdefault(name, source[name])
+    return target

@@ -1,0 +1,176 @@
+"""Abuse limits on sign-in, sign-up and password reset: per IP and per account identity."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+
+from billing.emails import normalise_email
+from tests import factories
+from tests.billing.test_accounts import signup_data
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+
+def sign_in(client, username: str, password: str, ip: str = "203.0.113.1"):
+    return client.post(
+        reverse("billing:login"), {"username": username, "password": password}, REMOTE_ADDR=ip
+    )
+
+
+def signed_in(client) -> bool:
+    return client.get(reverse("billing:dashboard")).status_code == 200
+
+
+def test_failed_sign_ins_lock_the_account_even_for_the_right_password(settings, limits_redis):
+    settings.VITRINE_LOGIN_FAILURES_PER_USER = 3
+    factories.user(username="grace")
+    attacker = Client()
+    assert [sign_in(attacker, "grace", f"guess-{i}").status_code for i in range(3)] == [200] * 3
+
+    # From another network and browser, with the right password: still locked.
+    owner = Client()
+    response = sign_in(owner, "Grace", "pw-grace-1", ip="198.51.100.2")
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= settings.VITRINE_LOGIN_LOCKOUT_SECONDS
+    body = response.content.decode()
+    assert "Sign-in is locked for 15 min, even with the right password" in body
+    assert not signed_in(owner)
+
+    # Another account from the attacker's IP is not locked by grace's failures.
+    factories.user(username="ada")
+    assert sign_in(attacker, "ada", "pw-ada-1").status_code == 302
+
+
+def test_failed_sign_ins_from_one_ip_lock_that_ip(settings, limits_redis):
+    settings.VITRINE_LOGIN_FAILURES_PER_IP = 3
+    factories.user(username="grace")
+    client = Client()
+    for name in ("a", "b", "c"):  # a spray over many usernames
+        assert sign_in(client, name, "guess").status_code == 200
+    assert sign_in(client, "grace", "pw-grace-1").status_code == 429
+    assert sign_in(Client(), "grace", "pw-grace-1", ip="198.51.100.2").status_code == 302
+
+
+def test_a_successful_sign_in_clears_the_usernames_failures(settings):
+    settings.VITRINE_LOGIN_FAILURES_PER_USER = 3
+    factories.user(username="grace")
+    client = Client()
+    for _ in range(2):
+        assert sign_in(client, "grace", "typo").status_code == 200
+    assert sign_in(client, "grace", "pw-grace-1").status_code == 302
+    client.post(reverse("billing:logout"))
+    for _ in range(2):
+        assert sign_in(client, "grace", "typo").status_code == 200
+    assert sign_in(client, "grace", "pw-grace-1").status_code == 302
+
+
+def test_sign_ups_are_limited_per_ip(settings, limits_redis):
+    settings.VITRINE_SIGNUPS_PER_IP_PER_HOUR = 2
+    codes = [
+        Client()
+        .post(reverse("billing:signup"), signup_data(f"user{i}"), REMOTE_ADDR="203.0.113.5")
+        .status_code
+        for i in range(3)
+    ]
+    assert codes == [302, 302, 429]
+    refused = Client().post(
+        reverse("billing:signup"), signup_data("user9"), REMOTE_ADDR="203.0.113.5"
+    )
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    assert "Too many accounts were created from your network" in refused.content.decode()
+    assert User.objects.count() == 2
+    other = Client().post(reverse("billing:signup"), signup_data("x"), REMOTE_ADDR="192.0.2.1")
+    assert other.status_code == 302
+
+
+def test_password_reset_mails_are_limited_per_address_without_telling(settings, limits_redis):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.VITRINE_PASSWORD_RESETS_PER_EMAIL_PER_HOUR = 3
+    factories.user(username="grace", email="grace@example.com")
+    responses = [
+        Client().post(
+            reverse("billing:password_reset"),
+            {"email": "grace@example.com"},
+            REMOTE_ADDR=f"192.0.2.{i}",  # many IPs, one mailbox
+        )
+        for i in range(6)
+    ]
+    # Every request gets the same answer: sent (as for an unknown address).
+    assert {(r.status_code, r["Location"]) for r in responses} == {
+        (302, reverse("billing:password_reset_done"))
+    }
+    assert len(mail.outbox) == 3
+
+
+def test_password_reset_requests_are_limited_per_ip(settings, limits_redis):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.VITRINE_PASSWORD_RESETS_PER_IP_PER_HOUR = 2
+    client = Client()
+    codes = [
+        client.post(
+            reverse("billing:password_reset"), {"email": f"n{i}@example.com"}, REMOTE_ADDR="::1"
+        ).status_code
+        for i in range(3)
+    ]
+    assert codes == [302, 302, 429]
+
+
+def test_the_client_ip_comes_from_x_forwarded_for_only_behind_trusted_proxies(settings):
+    settings.VITRINE_LOGIN_FAILURES_PER_IP = 2
+    settings.VITRINE_TRUSTED_PROXY_COUNT = 1
+    factories.user(username="grace")
+    client = Client()
+    # The proxy appends the real client; what the client wrote itself (left) is ignored.
+    for forged in ("1.1.1.1", "2.2.2.2"):
+        forwarded = f"{forged}, 203.0.113.9"
+        response = client.post(
+            reverse("billing:login"),
+            {"username": "x", "password": "guess"},
+            HTTP_X_FORWARDED_FOR=forwarded,
+        )
+        assert response.status_code == 200
+    response = client.post(
+        reverse("billing:login"),
+        {"username": "grace", "password": "pw-grace-1"},
+        HTTP_X_FORWARDED_FOR="3.3.3.3, 203.0.113.9",
+    )
+    assert response.status_code == 429
+    # Another client behind the same proxy is someone else.
+    response = Client().post(
+        reverse("billing:login"),
+        {"username": "grace", "password": "pw-grace-1"},
+        HTTP_X_FORWARDED_FOR="203.0.113.10",
+    )
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("email", "normalised"),
+    [
+        ("Ada@Example.com", "ada@example.com"),
+        ("ada+vitrine@example.com", "ada@example.com"),
+        ("a.da@example.com", "a.da@example.com"),  # dots matter outside Gmail
+        ("A.Da+x@Gmail.com", "ada@gmail.com"),
+        ("a.da@googlemail.com", "ada@gmail.com"),
+        (" ada@example.com ", "ada@example.com"),
+    ],
+)
+def test_email_normalisation(email, normalised):
+    assert normalise_email(email) == normalised
+
+
+def test_the_admin_sign_in_shares_the_lockout(settings, staff):
+    settings.VITRINE_LOGIN_FAILURES_PER_USER = 2
+    client = Client()
+    url = reverse("admin:login")
+    for _ in range(2):
+        client.post(url, {"username": "operator", "password": "guess"})
+    response = client.post(url, {"username": "operator", "password": "pw-operator-1"})
+    assert "Sign-in is locked" in response.content.decode()
+    assert client.get(reverse("admin:index")).status_code == 302  # still not signed in
+    assert sign_in(Client(), "operator", "pw-operator-1").status_code == 429
