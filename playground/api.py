@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import time
 from decimal import Decimal
 
@@ -30,7 +31,8 @@ from billing.services.charges import charge_reserve, user_has_byok
 from billing.services.ledger import wallet_for
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
-from playground import services
+from playground import limits, services
+from playground.failures import CANCELLED, FAILURES, job_failure, public_error
 from playground.models import Job, JobStatus
 from playground.runtime import ImageError
 
@@ -53,15 +55,9 @@ PROVIDER_ROUTE = (
 JOB_NOT_FOUND = "No job {job_id} for this API key's account."
 NOT_CANCELLABLE = "Job {job_id} is {status}; only a queued job can be cancelled."
 
-# The HTTP status a failed job answers with, by its error code: retryable failures are 503.
-FAILURE_STATUS = {
-    "weights_not_installed": 503,
-    "attempts_exhausted": 503,
-    "timeout": 503,
-    "provider_unreachable": 503,
-    "provider_error": 502,
-    "provider_auth_failed": 502,
-}
+# The HTTP status a failed job answers with, by its error code (playground/failures.py).
+FAILURE_STATUS = {code: failure.status for code, failure in FAILURES.items()}
+# The HTTP status a refused upload answers with, by its ImageError code (others: 400).
 IMAGE_ERROR_STATUS = {"image_too_large": 413, "unsupported_format": 415}
 
 
@@ -79,7 +75,59 @@ class ImageBytesParser(BaseParser):
     media_type = "*/*"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return stream.read() if stream is not None else b""
+        if stream is None:
+            return b""
+        # One byte past the limit is enough to refuse: a body without Content-Length is
+        # never read whole (the middleware refuses a declared length over it).
+        limit = limits.body_limit(media_type or "")
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise limits.too_large(None, media_type or "")
+        return data
+
+
+def _json_depth(value) -> int:
+    """How deeply ``value`` nests lists and dicts, without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+class BoundedJSONParser(JSONParser):
+    """DRF's JSON parser with a size limit, a nesting limit and 400s for any bad JSON.
+
+    The standard library's parser recurses: 100000 nested brackets raise RecursionError (a
+    500); that, and any nesting past ``MAX_JSON_DEPTH``, is a 400 ``invalid_json``.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = limits.body_limit("application/json")
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise limits.too_large(None, "application/json")
+        try:
+            data = json.loads(raw)
+        except RecursionError:
+            data = None
+            depth = limits.MAX_JSON_DEPTH + 1
+        except ValueError as exc:  # includes UnicodeDecodeError
+            reason = str(exc).splitlines()[0] if str(exc) else "unreadable"
+            raise errors.ApplicationError(
+                limits.INVALID_JSON.format(reason=reason), code="invalid_json"
+            ) from None
+        else:
+            depth = _json_depth(data)
+        if depth > limits.MAX_JSON_DEPTH:
+            raise errors.ApplicationError(
+                limits.JSON_TOO_DEEP.format(depth=limits.MAX_JSON_DEPTH), code="invalid_json"
+            )
+        return data
 
 
 def _threshold(raw) -> float:
@@ -205,7 +253,8 @@ def job_resource(job: Job, *, request, threshold: float | None = None) -> dict:
         "detections": detections,
         "floor": settings.VITRINE_DETECTION_FLOOR,
         "timings": job.timings,
-        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        # The caller-facing text for the code; the stored message is for operators.
+        "error": public_error(job.error_code, job.error_message),
         # What the wallet pays: held while running, charged on success, nothing once voided.
         "cost": _money(charge.amount) if charge and charge.status != Charge.Status.VOIDED else "0",
         "would_be_cost": _money(charge.would_be_amount) if charge else "0",
@@ -226,7 +275,7 @@ def _cost_headers(resource: dict) -> dict[str, str]:
 
 class InferenceCreateApi(APIView):
     authentication_classes = [ApiKeyAuthentication]
-    parser_classes = [JSONParser, MultiPartParser, FormParser, ImageBytesParser]
+    parser_classes = [BoundedJSONParser, MultiPartParser, FormParser, ImageBytesParser]
 
     class InputSerializer(serializers.Serializer):
         inputs = serializers.CharField(help_text="Base64 image (or send raw bytes instead).")
@@ -301,13 +350,21 @@ class InferenceCreateApi(APIView):
         headers = _cost_headers(resource)
         if job.status == JobStatus.SUCCEEDED:
             return Response(resource["detections"], headers=headers)
-        if job.status in Job.FINAL:
-            status = FAILURE_STATUS.get(job.error_code, 500)
+        if job.status == JobStatus.CANCELLED:
             raise errors.ApplicationError(
-                job.error_message or "The job failed.",
+                CANCELLED.message or "",
+                code="job_cancelled",
+                status=CANCELLED.status,
+                extra={"job": resource["id"], "cost": resource["cost"]},
+                headers=headers,
+            )
+        if job.status in Job.FINAL:
+            status, error_type, message = job_failure(job.error_code, job.error_message)
+            raise errors.ApplicationError(
+                message,
                 code=job.error_code or "job_failed",
                 status=status,
-                type="service_unavailable" if status == 503 else errors.SERVER_ERROR,
+                type=error_type,
                 extra={"job": resource["id"], "cost": resource["cost"]},
                 headers=headers,
             )

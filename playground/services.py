@@ -21,7 +21,8 @@ from django.utils import timezone
 from billing.services.charges import charge_post, charge_void
 from catalog.models import ModelCard, PriceRoute
 from playground.models import Job, JobAttempt, JobStatus
-from playground.runtime import DecodedImage, decode_image
+from playground.runtime import CheckpointSpec, DecodedImage, decode_image
+from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
 FINAL = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
@@ -29,6 +30,15 @@ FINAL = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
 
 def job_image_path(job: Job) -> Path:
     return Path(settings.VITRINE_JOB_STORAGE) / job.image_name
+
+
+def card_spec(card: ModelCard) -> CheckpointSpec:
+    """The checkpoint a card's own route runs."""
+    return CheckpointSpec(
+        repo=card.checkpoint_repo,
+        revision=card.checkpoint_revision,
+        local_dir=card.checkpoint_local_dir,
+    )
 
 
 def _lease_from(now: datetime) -> datetime:
@@ -56,9 +66,13 @@ def job_create(
 ) -> Job:
     """Validate and store the image, create the job row, enqueue its id on commit.
 
-    Raises ``ImageError`` (bad input: nothing is stored, nothing queued).
+    Raises ``ImageError`` (bad input: nothing is stored, nothing queued), also for an image
+    the model's processor could not use (a 10000x10 strip), checked from the checkpoint's
+    processor config without loading the model.
     """
     decoded: DecodedImage = decode_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
+    if route is None or route.is_own:  # a provider route runs the provider's own processor
+        check_model_fit(*decoded.oriented_size, rule_from_config(processor_config(card_spec(card))))
     storage = Path(settings.VITRINE_JOB_STORAGE)
     storage.mkdir(parents=True, exist_ok=True)
     name = f"{uuid.uuid4().hex}{EXTENSIONS.get(decoded.format, '')}"

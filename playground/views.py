@@ -22,6 +22,7 @@ from catalog.errors import ApplicationError
 from catalog.models import ModelCard
 from playground import services
 from playground.api import IMAGE_ERROR_STATUS
+from playground.failures import public_error
 from playground.models import Job
 from playground.runtime import ImageError
 
@@ -149,7 +150,7 @@ def job_json(job: Job) -> dict:
         "detections": job.result,
         "floor": settings.VITRINE_DETECTION_FLOOR,
         "timings": job.timings,
-        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "error": public_error(job.error_code, job.error_message),
         "url": reverse("playground:job", args=[job.pk]),
         "image_url": reverse("playground:job_image", args=[job.pk]),
     }
