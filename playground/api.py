@@ -21,7 +21,8 @@ from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -99,12 +100,19 @@ def _json_depth(value) -> int:
     return deepest
 
 
-class BoundedJSONParser(JSONParser):
-    """DRF's JSON parser with a size limit, a nesting limit and 400s for any bad JSON.
+class BoundedJSONParser(BaseParser):
+    """A JSON parser with a size limit, a nesting limit and 400s for any bad JSON.
 
-    The standard library's parser recurses: 100000 nested brackets raise RecursionError (a
+    Not a subclass of DRF's ``JSONParser``: DRF reads such a parser's body through
+    ``request.body``, which Django caps at ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MB), so a
+    base64 image past ~1.9 MB was an HTML 400. This one reads the stream itself, up to the
+    JSON body limit (base64 of ``VITRINE_MAX_UPLOAD_BYTES`` plus the envelope). The
+    standard library's parser recurses: 100000 nested brackets raise RecursionError (a
     500); that, and any nesting past ``MAX_JSON_DEPTH``, is a 400 ``invalid_json``.
     """
+
+    media_type = "application/json"
+    renderer_class = JSONRenderer
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = limits.body_limit("application/json")
