@@ -330,6 +330,7 @@ REQUEST_CASES = [
     Case("multipart-no-boundary", lambda: multipart({}, {"image": ("a.jpg", encode(scene(), "JPEG"), "image/jpeg")}), "multipart/form-data", 400, None, image=False),
     Case("multipart-without-a-file", lambda: multipart({"threshold": "0.5"}, {}), "multipart/form-data; boundary=corpusboundary", 400, "missing_image", image=False),
     Case("multipart-too-many-fields", lambda: multipart({f"f{i}": "x" for i in range(1200)}, {}), "multipart/form-data; boundary=corpusboundary", 400, "too_many_fields", image=False),
+    Case("form-field-over-2.5MB", lambda: b"inputs=" + b"A" * 3_000_000, "application/x-www-form-urlencoded", 413, "request_too_large", image=False),
     Case("form-too-many-fields", lambda: "&".join(f"f{i}=x" for i in range(1200)).encode(), "application/x-www-form-urlencoded", 400, "too_many_fields", image=False),
 ]  # fmt: skip
 CORPUS = IMAGE_CASES + REQUEST_CASES

@@ -179,3 +179,31 @@ def test_a_stored_malformed_key_fails_the_job_with_a_400_not_a_500(
     assert error["code"] == "provider_key_invalid"
     assert "dashboard" in error["message"]
     assert job_failure("provider_key_invalid")[0] == 400
+
+
+# --- the worker checks the fit again --------------------------------------------------
+def test_the_worker_refuses_an_image_its_processor_cannot_use(
+    settings, tmp_path, other_user, runtime_checkpoint
+):
+    from PIL import Image
+
+    from playground.tasks import run_detection
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    # The web process knew no processor config (DETR's 800/1333 default: 2000x30 -> 1333x20
+    # is fine); the checkpoint the worker loads resizes to at most 320: 2000x30 -> 320x5.
+    card = factories.card()
+    buffer = io.BytesIO()
+    Image.new("RGB", (2000, 30), "white").save(buffer, format="PNG")
+    job = services.job_create(card=card, image_bytes=buffer.getvalue(), owner=other_user)
+    card.checkpoint_local_dir = str(runtime_checkpoint("yolos_tiny"))
+    card.save()
+
+    run_detection(str(job.pk))
+
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == ("failed", "image_aspect_unsupported")
+    assert "at most 20 times its short side" in job.error_message
+    assert job_failure(job.error_code, job.error_message) == (
+        400, "invalid_request_error", job.error_message,
+    )  # fmt: skip
