@@ -87,6 +87,10 @@ class ImageBytesParser(BaseParser):
         return data
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _json_depth(value) -> int:
     """How deeply ``value`` nests lists and dicts, without recursion."""
     deepest, pending = 0, [(value, 1)]
@@ -120,7 +124,7 @@ class BoundedJSONParser(BaseParser):
         if len(raw) > limit:
             raise limits.too_large(None, "application/json")
         try:
-            data = json.loads(raw)
+            data = json.loads(raw, parse_constant=_no_constant)  # strict, as DRF's default
         except RecursionError:
             data = None
             depth = limits.MAX_JSON_DEPTH + 1

@@ -320,6 +320,7 @@ REQUEST_CASES = [
     Case("json-40-deep", lambda: deep_json(40), "application/json", 400, "invalid_json", image=False),
     Case("json-not-json", lambda: b"{not json", "application/json", 400, "invalid_json", image=False),
     Case("json-bad-utf8", lambda: b'{"inputs": "\xff\xfe"}', "application/json", 400, "invalid_json", image=False),
+    Case("json-nan-threshold", lambda: b'{"inputs": "aGVsbG8=", "parameters": {"threshold": NaN}}', "application/json", 400, "invalid_json", image=False),
     Case("json-top-level-array", lambda: b"[1, 2, 3]", "application/json", 400, "missing_image", image=False),
     Case("json-inputs-a-number", lambda: b'{"inputs": 12}', "application/json", 400, "missing_image", image=False),
     Case("json-base64-of-text", lambda: b'{"inputs": "aGVsbG8="}', "application/json", 415, "unsupported_format", image=False),
