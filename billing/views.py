@@ -29,6 +29,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from billing.key_formats import key_format_error
 from billing.limits import SIGNUP_LIMITED, minutes, signup_admit, signup_refused
 from billing.models import ApiKey, Charge, ProviderKey, TopUp
 from billing.payments import PROVIDERS, available_providers
@@ -136,6 +137,21 @@ class ProviderKeyForm(forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = byok_provider_choices()
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        provider, secret = cleaned.get("provider"), cleaned.get("secret")
+        if provider and secret:
+            # Checked now, not at the first call: a malformed key would fail every job.
+            flavours = PriceRoute.objects.filter(
+                slug=provider, is_active=True, byok_available=True
+            ).values_list("schema_flavour", flat=True)
+            for flavour in set(flavours):
+                problem = key_format_error(flavour, secret.strip())
+                if problem:
+                    self.add_error("secret", problem)
+                    break
+        return cleaned
 
 
 class TopUpForm(forms.Form):

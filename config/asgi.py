@@ -5,4 +5,10 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from playground.middleware import BodyLimitASGIMiddleware  # noqa: E402 -- needs Django set up
+
+# Django's ASGI handler reads a whole body before any middleware: this cuts streamed bodies
+# on the inference API and the try page at their limit.
+application = BodyLimitASGIMiddleware(django_application)

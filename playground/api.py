@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import weakref
 from decimal import Decimal
 
@@ -29,7 +30,8 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -39,7 +41,14 @@ from billing.services.charges import charge_reserve, user_has_byok
 from billing.services.ledger import wallet_for
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
-from playground import events, limits, services
+from playground import body_limits, events, limits, services
+from playground.failures import (
+    CANCELLED,
+    FAILURES,
+    SERVICE_UNAVAILABLE,
+    job_failure,
+    public_error,
+)
 from playground.models import Job, JobStatus
 from playground.runtime import ImageError
 
@@ -63,17 +72,9 @@ PROVIDER_ROUTE = (
 JOB_NOT_FOUND = "No job {job_id} for this API key's account."
 NOT_CANCELLABLE = "Job {job_id} is {status}; only a queued job can be cancelled."
 
-# The HTTP status a failed job answers with, by its error code: retryable failures are 503.
-FAILURE_STATUS = {
-    "weights_not_installed": 503,
-    "attempts_exhausted": 503,
-    "queue_unavailable": 503,
-    "queue_timeout": 503,
-    "timeout": 503,
-    "provider_unreachable": 503,
-    "provider_error": 502,
-    "provider_auth_failed": 502,
-}
+# The HTTP status a failed job answers with, by its error code (playground/failures.py).
+FAILURE_STATUS = {code: failure.status for code, failure in FAILURES.items()}
+# The HTTP status a refused upload answers with, by its ImageError code (others: 400).
 IMAGE_ERROR_STATUS = {"image_too_large": 413, "unsupported_format": 415}
 
 
@@ -92,7 +93,71 @@ class ImageBytesParser(BaseParser):
     media_type = "*/*"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return stream.read() if stream is not None else b""
+        if stream is None:
+            return b""
+        # One byte past the limit is enough to refuse: a body without Content-Length is
+        # never read whole (the middleware refuses a declared length over it).
+        limit = body_limits.body_limit(media_type or "")
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise body_limits.too_large(None, media_type or "")
+        return data
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json_depth(value) -> int:
+    """How deeply ``value`` nests lists and dicts, without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+class BoundedJSONParser(BaseParser):
+    """A JSON parser with a size limit, a nesting limit and 400s for any bad JSON.
+
+    Not a subclass of DRF's ``JSONParser``: DRF reads such a parser's body through
+    ``request.body``, which Django caps at ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MB), so a
+    base64 image past ~1.9 MB was an HTML 400. This one reads the stream itself, up to the
+    JSON body limit (base64 of ``VITRINE_MAX_UPLOAD_BYTES`` plus the envelope). The
+    standard library's parser recurses: 100000 nested brackets raise RecursionError (a
+    500); that, and any nesting past ``MAX_JSON_DEPTH``, is a 400 ``invalid_json``.
+    """
+
+    media_type = "application/json"
+    renderer_class = JSONRenderer
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = body_limits.body_limit("application/json")
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise body_limits.too_large(None, "application/json")
+        try:
+            data = json.loads(raw, parse_constant=_no_constant)  # strict, as DRF's default
+        except RecursionError:
+            data = None
+            depth = body_limits.MAX_JSON_DEPTH + 1
+        except ValueError as exc:  # includes UnicodeDecodeError
+            reason = str(exc).splitlines()[0] if str(exc) else "unreadable"
+            raise errors.ApplicationError(
+                body_limits.INVALID_JSON.format(reason=reason), code="invalid_json"
+            ) from None
+        else:
+            depth = _json_depth(data)
+        if depth > body_limits.MAX_JSON_DEPTH:
+            raise errors.ApplicationError(
+                body_limits.JSON_TOO_DEEP.format(depth=body_limits.MAX_JSON_DEPTH),
+                code="invalid_json",
+            )
+        return data
 
 
 def _threshold(raw) -> float:
@@ -218,7 +283,8 @@ def job_resource(job: Job, *, request, threshold: float | None = None) -> dict:
         "detections": detections,
         "floor": settings.VITRINE_DETECTION_FLOOR,
         "timings": job.timings,
-        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        # The caller-facing text for the code; the stored message is for operators.
+        "error": public_error(job.error_code, job.error_message),
         # What the wallet pays: held while running, charged on success, nothing once voided.
         "cost": _money(charge.amount) if charge and charge.status != Charge.Status.VOIDED else "0",
         "would_be_cost": _money(charge.would_be_amount) if charge else "0",
@@ -240,7 +306,7 @@ def _cost_headers(resource: dict) -> dict[str, str]:
 
 class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
     authentication_classes = [ApiKeyAuthentication]
-    parser_classes = [JSONParser, MultiPartParser, FormParser, ImageBytesParser]
+    parser_classes = [BoundedJSONParser, MultiPartParser, FormParser, ImageBytesParser]
 
     class InputSerializer(serializers.Serializer):
         inputs = serializers.CharField(help_text="Base64 image (or send raw bytes instead).")
@@ -304,7 +370,7 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
             # transaction, so the caller told to retry holds nothing (and the sweeper would
             # have sent it again had we kept it).
             raise errors.ApplicationError(
-                services.UNQUEUED_MESSAGE,
+                FAILURES["queue_unavailable"].message or "",
                 code="queue_unavailable",
                 status=503,
                 type=SERVICE_UNAVAILABLE,
@@ -318,9 +384,6 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         return response
 
 
-SERVICE_UNAVAILABLE = "service_unavailable"
-
-
 def job_response(request, job_id, threshold: float) -> HttpResponse:
     """The answer to an inference call, from the job row as it is now: the detections
     (200), the job's failure, or the job resource (202) while it is not finished."""
@@ -330,12 +393,18 @@ def job_response(request, job_id, threshold: float) -> HttpResponse:
     if job.status == JobStatus.SUCCEEDED:
         return JsonResponse(resource["detections"], safe=False, headers=headers)
     if job.status in Job.FINAL:
-        status = FAILURE_STATUS.get(job.error_code, 500)
+        if job.status == JobStatus.CANCELLED:
+            status, error_type, message = CANCELLED.status, None, CANCELLED.message or ""
+            code = "job_cancelled"
+        else:
+            # What the caller is told: no server path or operator instruction (failures.py).
+            status, error_type, message = job_failure(job.error_code, job.error_message)
+            code = job.error_code or "job_failed"
         error = errors.ApplicationError(
-            job.error_message or "The job failed.",
-            code=job.error_code or "job_failed",
+            message,
+            code=code,
             status=status,
-            type=SERVICE_UNAVAILABLE if status == 503 else None,
+            type=error_type,
             extra={"job": resource["id"], "cost": resource["cost"]},
         )
         if status == 503:

@@ -13,9 +13,11 @@ import json
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
+from billing.key_formats import cloudflare_key_parts
+
 CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"
 TIMEOUT = 60
-BAD_SECRET = "A Cloudflare key is stored as <account id>:<API token>."
+BAD_SECRET = "The stored Cloudflare key is not <32-hex account id>:<API token>."
 
 
 class ProviderError(Exception):
@@ -50,9 +52,10 @@ def _to_ours(items: list[dict], *, size: tuple[int, int], floor: float) -> list[
 def cloudflare_detect(
     *, secret: str, model_id: str, image: bytes, size: tuple[int, int], floor: float
 ) -> list[dict]:
-    account, _, token = secret.partition(":")
-    if not account or not token:
+    parts = cloudflare_key_parts(secret.strip())
+    if parts is None:  # saved before keys were checked at save time
         raise ProviderError(BAD_SECRET, code="provider_key_invalid")
+    account, token = parts
     request = Request(
         f"{CLOUDFLARE_API}/accounts/{account}/ai/run/{model_id}",
         data=image,

@@ -32,8 +32,10 @@ from billing.services.charges import charge_post, charge_void
 from catalog.models import ModelCard, PriceRoute
 from catalog.observability import current_request_id
 from playground.events import job_finished_publish
+from playground.failures import QUEUE_TIMEOUT, QUEUE_UNAVAILABLE
 from playground.models import Job, JobAttempt, JobStatus
-from playground.runtime import DecodedImage, decode_image
+from playground.runtime import CheckpointSpec, DecodedImage, decode_image
+from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,15 @@ FINAL = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
 
 def job_image_path(job: Job) -> Path:
     return Path(settings.VITRINE_JOB_STORAGE) / job.image_name
+
+
+def card_spec(card: ModelCard) -> CheckpointSpec:
+    """The checkpoint a card's own route runs."""
+    return CheckpointSpec(
+        repo=card.checkpoint_repo,
+        revision=card.checkpoint_revision,
+        local_dir=card.checkpoint_local_dir,
+    )
 
 
 def _lease_from(now: datetime) -> datetime:
@@ -93,9 +104,13 @@ def job_create(
 
     ``request_id`` defaults to the id of the request this runs in (``X-Request-Id``), so the
     job, its worker's log lines and the response share one id.
-    Raises ``ImageError`` (bad input: nothing is stored, nothing queued).
+    Raises ``ImageError`` (bad input: nothing is stored, nothing queued), also for an image
+    the model's processor could not use (a 10000x10 strip), checked from the checkpoint's
+    processor config without loading the model.
     """
     decoded: DecodedImage = decode_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
+    if route is None or route.is_own:  # a provider route runs the provider's own processor
+        check_model_fit(*decoded.oriented_size, rule_from_config(processor_config(card_spec(card))))
     storage = Path(settings.VITRINE_JOB_STORAGE)
     storage.mkdir(parents=True, exist_ok=True)
     name = f"{uuid.uuid4().hex}{EXTENSIONS.get(decoded.format, '')}"
@@ -130,9 +145,6 @@ def job_create(
     return job
 
 
-UNQUEUED_MESSAGE = "The job queue is unreachable; nothing was charged. Retry shortly."
-
-
 def job_abandon_unqueued(*, job: Job) -> bool:
     """Fail a job whose message could not be sent and release its money, in one
     transaction, so a caller told "503, retry" is holding nothing. False if a worker (via a
@@ -142,7 +154,7 @@ def job_abandon_unqueued(*, job: Job) -> bool:
             status=JobStatus.FAILED,
             finished_at=timezone.now(),
             error_code="queue_unavailable",
-            error_message=UNQUEUED_MESSAGE,
+            error_message=QUEUE_UNAVAILABLE,
         )
         if done:
             _settle_charge(job_id=job.pk, status=JobStatus.FAILED)
@@ -399,7 +411,7 @@ def jobs_sweep_queued(*, now: datetime | None = None) -> dict[str, int]:
                 status=JobStatus.FAILED,
                 finished_at=now,
                 error_code="queue_timeout",
-                error_message="No worker took the job in time; nothing was charged.",
+                error_message=QUEUE_TIMEOUT,
             )
             if expired:
                 _settle_charge(job_id=job.pk, status=JobStatus.FAILED)

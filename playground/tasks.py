@@ -11,7 +11,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from playground.models import WorkerHeartbeat
-from playground.runtime import CheckpointSpec, ImageError, WeightsNotInstalled, decode_image
+from playground.runtime import ImageError, WeightsNotInstalled, decode_image
+from playground.runtime.fit import check_model_fit, rule_from_processor
 
 logger = logging.getLogger(__name__)
 RETRY_DELAY = 5
@@ -59,12 +60,7 @@ def run_detection(job_id: str) -> None:
         with LeaseKeeper([job]):
             _run_on_provider(job)
         return
-    card = job.card
-    spec = CheckpointSpec(
-        repo=card.checkpoint_repo,
-        revision=card.checkpoint_revision,
-        local_dir=card.checkpoint_local_dir,
-    )
+    spec = services.card_spec(job.card)
     keeper = LeaseKeeper([job])
     with keeper:
         try:
@@ -127,15 +123,18 @@ def _run_batch(detector, jobs) -> None:
     from playground import services
 
     images, ready, decode_times = [], [], {}
+    # The web process checked the fit from the config file; the loaded processor is the truth
+    # (a checkpoint installed after the upload, a config the web could not read).
+    rule = rule_from_processor(detector.processor)
     for job in jobs:
         started = time.perf_counter()
         try:
-            images.append(
-                decode_image(
-                    services.job_image_path(job).read_bytes(),
-                    max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS,
-                )
+            decoded = decode_image(
+                services.job_image_path(job).read_bytes(),
+                max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS,
             )
+            check_model_fit(*decoded.image.size, rule)
+            images.append(decoded)
         except ImageError as exc:
             services.job_fail(job=job, code=exc.code, message=str(exc))
             continue

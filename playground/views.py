@@ -21,6 +21,7 @@ from catalog.errors import ApplicationError
 from catalog.models import ModelCard
 from playground import services
 from playground.api import IMAGE_ERROR_STATUS, RETRY_AFTER_SECONDS
+from playground.failures import QUEUE_UNAVAILABLE, public_error
 from playground.models import Job
 from playground.runtime import ImageError
 
@@ -147,7 +148,7 @@ def try_model(request, org: str, name: str):
         status = IMAGE_ERROR_STATUS.get(exc.code, 400)
         return _refuse(request, card, str(exc), status, exc.code)
     if job.enqueued_at is None and services.job_abandon_unqueued(job=job):
-        response = _refuse(request, card, services.UNQUEUED_MESSAGE, 503, "queue_unavailable")
+        response = _refuse(request, card, QUEUE_UNAVAILABLE, 503, "queue_unavailable")
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     url = reverse("playground:job", args=[job.pk])
@@ -166,7 +167,7 @@ def job_json(job: Job) -> dict:
         "detections": job.result,
         "floor": settings.VITRINE_DETECTION_FLOOR,
         "timings": job.timings,
-        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "error": public_error(job.error_code, job.error_message),
         "url": reverse("playground:job", args=[job.pk]),
         "image_url": reverse("playground:job_image", args=[job.pk]),
     }

@@ -6,6 +6,10 @@ from __future__ import annotations
 UNSUPPORTED_FORMAT = "unsupported_format"
 IMAGE_TOO_LARGE = "image_too_large"
 CORRUPT_IMAGE = "corrupt_image"
+# The image decodes but the model's processor cannot use it (400): a side too short, or so
+# thin that resizing it for the model leaves a side under the model's minimum.
+IMAGE_TOO_SMALL = "image_too_small"
+IMAGE_ASPECT_UNSUPPORTED = "image_aspect_unsupported"
 # WeightsNotInstalled's code (the API answers 503).
 WEIGHTS_NOT_INSTALLED = "weights_not_installed"
 

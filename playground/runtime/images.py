@@ -133,7 +133,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
             image.load()
         except Exception as exc:  # truncated data, bad CRC, broken stream: all "corrupt".
             raise ImageError(
-                CORRUPT_IMAGE_MESSAGE.format(format=fmt, reason=str(exc) or type(exc).__name__),
+                CORRUPT_IMAGE_MESSAGE.format(format=fmt, reason=str(exc) or "broken data"),
                 code=CORRUPT_IMAGE,
             ) from exc
         upright = _exif_upright(image)

@@ -5,6 +5,7 @@ import uuid
 import pytest
 from django.urls import reverse
 
+from billing.key_formats import CLOUDFLARE_KEY_FORMAT
 from billing.models import ProviderKey
 from billing.services.charges import charge_post, charge_reserve, charge_void
 from billing.services.keys import provider_key_reveal, provider_key_save
@@ -100,3 +101,39 @@ def test_the_dashboard_shows_what_byok_saved(owner_client, owner, byok_route):
     assert page.context["byok_saved"] == "$0.0007"  # 7 images x $0.0001
     assert page.context["byok_calls"] == 2
     assert "$0.0007" in page.content.decode()
+
+
+# --- BYOK keys checked when saved -------------------------------------------------------
+@pytest.fixture
+def cloudflare_route():
+    return factories.byok_route(schema_flavour="cloudflare-workers-ai")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "cf-Secret-abcdefgh-1234",
+        "acct123:token",
+        "0123456789abcdef0123456789abcdef:",
+        "0123456789abcdef0123456789abcdef:tok en",
+        ":token-only-here",
+    ],
+)
+def test_a_malformed_cloudflare_key_is_refused_at_save(owner_client, cloudflare_route, secret):
+
+    response = owner_client.post(
+        reverse("billing:provider_key_save"), {"provider": "cloudflare", "secret": secret}
+    )
+    assert response.status_code == 200
+    assert response.context["provider_key_form"].errors["secret"] == [CLOUDFLARE_KEY_FORMAT]
+    assert not ProviderKey.objects.exists()
+
+
+def test_a_well_formed_cloudflare_key_is_saved(owner_client, owner, cloudflare_route):
+
+    secret = "0123456789abcdef0123456789ABCDEF:Abc-123_token"
+    response = owner_client.post(
+        reverse("billing:provider_key_save"), {"provider": "cloudflare", "secret": secret}
+    )
+    assert response.status_code == 302
+    assert ProviderKey.objects.get(user=owner).last4 == "oken"

@@ -18,6 +18,7 @@ from playground.tasks import run_detection
 from tests import factories
 
 pytestmark = pytest.mark.django_db
+ACCOUNT = "0123456789abcdef0123456789abcdef"  # a Cloudflare account id: 32 hex digits
 
 
 def jpeg() -> bytes:
@@ -36,7 +37,7 @@ def byok_call(client, other_user, settings, tmp_path, django_capture_on_commit_c
         unit="request", price=Decimal("0.0000075"), byok_available=True,
         provider_model_id="@cf/facebook/detr-resnet-50", schema_flavour="cloudflare-workers-ai",
     )  # fmt: skip
-    provider_key_save(user=other_user, provider="cloudflare", secret="acct123:cf-token-9876")
+    provider_key_save(user=other_user, provider="cloudflare", secret=f"{ACCOUNT}:cf-token-9876")
     _, key = api_key_create(user=other_user, name="byok")
     with django_capture_on_commit_callbacks():  # run the task below, in this process
         response = client.post(
@@ -83,7 +84,7 @@ def test_the_provider_runs_it_with_the_users_key_and_nothing_is_charged(byok_cal
 
     sent = urlopen.call_args.args[0]
     assert sent.full_url == (
-        "https://api.cloudflare.com/client/v4/accounts/acct123/ai/run/@cf/facebook/detr-resnet-50"
+        f"https://api.cloudflare.com/client/v4/accounts/{ACCOUNT}/ai/run/@cf/facebook/detr-resnet-50"
     )
     assert sent.get_header("Authorization") == "Bearer cf-token-9876"
     assert sent.data[:2] == b"\xff\xd8"  # the uploaded JPEG itself

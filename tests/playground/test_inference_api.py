@@ -123,7 +123,7 @@ def test_a_revoked_key_gets_401(client, card, funded):
         (b"hello, not an image", "image/jpeg", 415, "unsupported_format"),
         (b"BM" + b"\0" * 100, "image/bmp", 415, "unsupported_format"),
         (png_bomb(), "image/png", 413, "image_too_large"),
-        (b"{not json", "application/json", 400, "parse_error"),
+        (b"{not json", "application/json", 400, "invalid_json"),
     ],
 )
 def test_bad_input_is_a_clear_4xx_and_costs_nothing(

@@ -1,0 +1,208 @@
+"""Refusing oversized and unreadable request bodies on the inference API and the try page.
+
+Two layers, both scoped to ``/v1/`` and to POSTs of a model's try page:
+
+- ``RequestLimitsMiddleware`` (Django, sync and async): a ``Content-Length`` over the limit
+  (``playground.body_limits.body_limit``) is answered 413 before anything reads the body, and
+  errors Django raises while parsing a body (a multipart without a boundary, too many form
+  fields, a form field over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, a broken upload) become 4xx in
+  the API's one JSON error shape instead of Django's HTML 400. It runs before
+  ``CsrfViewMiddleware``, whose check would otherwise read a try-page form body first.
+- ``BodyLimitASGIMiddleware`` (wraps the ASGI application): Django's ASGI handler reads the
+  whole body before any middleware runs, so a body without ``Content-Length`` (chunked) or
+  one longer than it claimed is counted as it arrives and cut one byte past the limit: 413,
+  and nothing more is read. Under WSGI the server hands Django at most ``Content-Length``
+  bytes, so the Django middleware's check is enough there.
+
+Browser form posts on the try page (no ``Accept: application/json``) get the page back with
+the message, as the view's own refusals do; everything else gets JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.http.request import UnreadablePostError
+from django.shortcuts import redirect
+from django.utils.deprecation import MiddlewareMixin
+
+from catalog import errors
+from playground import body_limits
+
+API_PREFIX = "/v1/"
+TRY_SUFFIX = "/try"
+
+
+def in_scope(path: str) -> bool:
+    if path.startswith(API_PREFIX):
+        return True
+    return path.startswith("/models/") and path.endswith(TRY_SUFFIX)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIX) or "application/json" in request.headers.get(
+        "Accept", ""
+    )
+
+
+def refusal(request: HttpRequest, error: errors.ApplicationError) -> HttpResponse:
+    """The error as the API's JSON shape, or for a browser form the try page with a message."""
+    if _wants_json(request):
+        return JsonResponse(error.as_dict(), status=error.status, headers=error.headers)
+    messages.error(request, error.message)
+    return redirect(request.path)
+
+
+def body_error(exc: BaseException) -> errors.ApplicationError | None:
+    """The 4xx for an error Django raises while reading or parsing a body; None for others."""
+    if isinstance(exc, RequestDataTooBig):
+        from django.conf import settings
+
+        return errors.ApplicationError(
+            body_limits.FIELD_TOO_LARGE.format(limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
+            code="request_too_large",
+            status=413,
+        )
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return errors.ApplicationError(body_limits.TOO_MANY_FIELDS, code="too_many_fields")
+    if isinstance(exc, MultiPartParserError):
+        return errors.ApplicationError(
+            body_limits.INVALID_MULTIPART.format(reason=str(exc).rstrip(".") or "malformed"),
+            code="invalid_multipart",
+        )
+    if isinstance(exc, UnreadablePostError):
+        return errors.ApplicationError(body_limits.UNREADABLE_BODY, code="unreadable_body")
+    if isinstance(exc, SuspiciousOperation):
+        return errors.ApplicationError(
+            body_limits.UNREADABLE_BODY, code="bad_request"
+        )  # e.g. a file name Django refuses
+    return None
+
+
+def _declared_length(request: HttpRequest) -> int | None:
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        length = int(raw)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+class RequestLimitsMiddleware(MiddlewareMixin):
+    """See the module docstring. ``MiddlewareMixin`` makes it work under WSGI and ASGI."""
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
+        if request.method not in body_limits.BODY_METHODS or not in_scope(request.path):
+            return None
+        length = _declared_length(request)
+        if length is None:
+            error = errors.ApplicationError(
+                body_limits.BAD_CONTENT_LENGTH, code="bad_content_length"
+            )
+            return refusal(request, error)
+        content_type = request.content_type or ""
+        if length > body_limits.body_limit(content_type):
+            return refusal(request, body_limits.too_large(length, content_type))
+        if not request.path.startswith(API_PREFIX):
+            # The try page is a plain Django view: parse its form here, where a broken body
+            # can still be answered politely (the CSRF check would parse it next, raising).
+            try:
+                request.POST  # noqa: B018 -- parses the body
+                request.FILES  # noqa: B018
+            except Exception as exc:
+                error = body_error(exc)
+                if error is None:
+                    raise
+                return refusal(request, error)
+        return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception):
+        if not in_scope(request.path):
+            return None
+        error = body_error(exception)
+        return refusal(request, error) if error is not None else None
+
+
+# --- ASGI ---------------------------------------------------------------------------------
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class BodyLimitASGIMiddleware:
+    """Wraps an ASGI application: bodies over the limit are refused or cut while streaming."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") not in body_limits.BODY_METHODS
+            or not in_scope(scope.get("path", ""))
+        ):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        content_type = headers.get("content-type", "")
+        limit = body_limits.body_limit(content_type)
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, body_limits.too_large(int(declared), content_type))
+            return
+
+        received = 0
+        cut = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, cut
+            if cut:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # Django sees a client that went away: it answers nothing and reads no
+                    # more; the 413 is sent below.
+                    cut = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        await self.app(scope, limited_receive, tracking_send)
+        if cut and not started:
+            await self._refuse(send, body_limits.too_large(None, content_type))
+
+    @staticmethod
+    async def _refuse(send: Send, error: errors.ApplicationError) -> None:
+        body = json.dumps(error.as_dict()).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": error.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

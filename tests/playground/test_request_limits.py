@@ -1,0 +1,211 @@
+"""Body limits before the body is read, streamed bodies cut, job errors told to callers."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from PIL import Image
+
+from billing.services.keys import api_key_create, provider_key_save
+from playground import services
+from playground.body_limits import ENVELOPE_SLACK, base64_length, body_limit
+from playground.failures import FAILURES, job_failure
+from playground.middleware import BodyLimitASGIMiddleware
+from playground.models import Job
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+LEAKS = ("/", "$", "VITRINE_", "Error", "Exception", "Install", "install")
+
+
+def jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 90)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_a_json_body_may_carry_a_full_size_image_as_base64(settings):
+    settings.VITRINE_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+    assert body_limit("image/jpeg") == 20 * 1024 * 1024
+    assert body_limit("application/json") == base64_length(20 * 1024 * 1024) + ENVELOPE_SLACK
+    assert body_limit("application/json") == 27_962_028 + ENVELOPE_SLACK
+    assert body_limit("multipart/form-data; boundary=x") == body_limit("application/json")
+
+
+# --- streamed bodies under ASGI -------------------------------------------------------
+def asgi_post(path: str, chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> dict:
+    """POST ``chunks`` as a streamed body (no Content-Length) through the real ASGI app."""
+    from config.asgi import application
+
+    assert isinstance(application, BodyLimitASGIMiddleware)
+    pending = [{"type": "http.request", "body": c, "more_body": True} for c in chunks]
+    pending[-1]["more_body"] = False
+    read = {"chunks": 0}
+    sent: list[dict] = []
+
+    async def receive():
+        if pending:
+            read["chunks"] += 1
+            return pending.pop(0)
+        await asyncio.sleep(3600)  # a client that waits for the answer
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 1), "server": ("testserver", 80),
+    }  # fmt: skip
+    asyncio.run(asyncio.wait_for(application(scope, receive, send), timeout=60))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return {"status": start["status"], "body": body, "chunks_read": read["chunks"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_streamed_body_is_cut_at_the_limit_without_reading_the_rest(settings):
+    settings.VITRINE_MAX_UPLOAD_BYTES = 10_000
+    chunks = [b"\xff" * 4096] * 50  # 200 kB, sent without a Content-Length
+    answer = asgi_post("/v1/inference/org/model", chunks, [(b"content-type", b"image/jpeg")])
+    assert answer["status"] == 413
+    assert json.loads(answer["body"])["error"]["code"] == "request_too_large"
+    assert answer["chunks_read"] == 3  # 12 kB: one chunk past the 10 kB limit, no more
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_declared_length_over_the_limit_is_refused_before_a_byte_is_read(settings):
+    settings.VITRINE_MAX_UPLOAD_BYTES = 10_000
+    headers = [(b"content-type", b"image/jpeg"), (b"content-length", b"314572800")]
+    answer = asgi_post("/v1/inference/org/model", [b"\xff" * 10], headers)
+    assert (answer["status"], answer["chunks_read"]) == (413, 0)
+    error = json.loads(answer["body"])["error"]
+    assert error["message"] == "The upload is 314572800 bytes; the limit is 10000 bytes."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_streamed_body_under_the_limit_still_reaches_the_api(settings):
+    settings.VITRINE_MAX_UPLOAD_BYTES = 10_000
+    answer = asgi_post("/v1/inference/org/model", [b"\xff" * 100] * 3, [])
+    assert answer["status"] == 401  # the API answered: no key was sent
+    assert answer["chunks_read"] == 3
+
+
+# --- job errors, as callers see them ----------------------------------------------------
+def test_every_failure_code_has_a_deliberate_status_and_no_internals():
+    assert {
+        "inference_error", "model_load_failed", "provider_key_invalid", "provider_unavailable",
+        "image_missing", "weights_not_installed", "attempts_exhausted", "timeout",
+        "provider_unreachable", "provider_error", "provider_auth_failed",
+    } <= set(FAILURES)  # fmt: skip
+    for code, failure in FAILURES.items():
+        assert 400 <= failure.status < 600, code
+        if failure.message is not None:
+            assert not any(leak in failure.message for leak in LEAKS), code
+    assert job_failure("something_new", "/srv/x: KeyError")[0:2] == (500, "server_error")
+    assert "/srv" not in job_failure("something_new", "/srv/x: KeyError")[2]
+
+
+OPERATOR_MESSAGE = (
+    "The weights of org/x at revision main are not installed: looked in /srv/weights/org/x/main "
+    "and the Hugging Face cache. Install them in $VITRINE_WEIGHTS_DIR/<org>/<name>/<revision>"
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("weights_not_installed", 503),
+        ("model_load_failed", 503),
+        ("inference_error", 500),
+        ("image_missing", 503),
+        ("provider_key_invalid", 400),
+        ("provider_unavailable", 503),
+    ],
+)
+def test_a_failed_job_shows_the_caller_no_server_detail(
+    client, other_user, settings, tmp_path, code, status
+):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    card = factories.card()
+    factories.route(card=card, price=Decimal("0"))
+    job = services.job_create(card=card, image_bytes=jpeg(), owner=other_user)
+    job = services.job_claim(job_id=job.pk, worker="test")
+    services.job_fail(job=job, code=code, message=OPERATOR_MESSAGE)
+    _, key = api_key_create(user=other_user, name="k")
+
+    resource = client.get(f"/v1/jobs/{job.pk}", headers={"Authorization": f"Bearer {key}"})
+    error = resource.json()["error"]
+    assert error["code"] == code
+    assert error["message"] == job_failure(code)[2]
+    assert "/srv" not in error["message"] and "VITRINE" not in error["message"]
+    assert job_failure(code)[0] == status
+    # The operator keeps the detail.
+    assert Job.objects.get(pk=job.pk).error_message == OPERATOR_MESSAGE[:500]
+    # The try page's job JSON (and its HTML page) use the same caller-facing text.
+    from playground.views import job_json
+
+    assert job_json(Job.objects.get(pk=job.pk))["error"] == error
+
+
+# --- BYOK keys with no account id ---------------------------------------------------
+def test_a_stored_malformed_key_fails_the_job_with_a_400_not_a_500(
+    client, other_user, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from playground.tasks import run_detection
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    card = factories.card()
+    factories.route(card=card)
+    factories.route(
+        card=card, slug="cloudflare", provider="Cloudflare Workers AI", is_own=False,
+        byok_available=True, provider_model_id="@cf/x", schema_flavour="cloudflare-workers-ai",
+    )  # fmt: skip
+    # Saved before keys were checked at save time: no account id.
+    provider_key_save(user=other_user, provider="cloudflare", secret="just-a-token-1234")
+    _, key = api_key_create(user=other_user, name="byok")
+    auth = {"Authorization": f"Bearer {key}"}
+    with django_capture_on_commit_callbacks():
+        response = client.post(
+            f"/v1/inference/{card.model_id}?route=cloudflare", data=jpeg(),
+            content_type="image/jpeg", headers={**auth, "Prefer": "respond-async"},
+        )  # fmt: skip
+    job_id = response.json()["id"]
+    run_detection(job_id)  # the adapter refuses the key before any network call
+    error = client.get(f"/v1/jobs/{job_id}", headers=auth).json()["error"]
+    assert error["code"] == "provider_key_invalid"
+    assert "dashboard" in error["message"]
+    assert job_failure("provider_key_invalid")[0] == 400
+
+
+# --- the worker checks the fit again --------------------------------------------------
+def test_the_worker_refuses_an_image_its_processor_cannot_use(
+    settings, tmp_path, other_user, runtime_checkpoint
+):
+    from PIL import Image
+
+    from playground.tasks import run_detection
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    # The web process knew no processor config (DETR's 800/1333 default: 2000x30 -> 1333x20
+    # is fine); the checkpoint the worker loads resizes to at most 320: 2000x30 -> 320x5.
+    card = factories.card()
+    buffer = io.BytesIO()
+    Image.new("RGB", (2000, 30), "white").save(buffer, format="PNG")
+    job = services.job_create(card=card, image_bytes=buffer.getvalue(), owner=other_user)
+    card.checkpoint_local_dir = str(runtime_checkpoint("yolos_tiny"))
+    card.save()
+
+    run_detection(str(job.pk))
+
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == ("failed", "image_aspect_unsupported")
+    assert "at most 20 times its short side" in job.error_message
+    assert job_failure(job.error_code, job.error_message) == (
+        400, "invalid_request_error", job.error_message,
+    )  # fmt: skip
