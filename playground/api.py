@@ -33,6 +33,7 @@ from catalog.models import ModelCard, PriceRoute
 from playground import services
 from playground.models import Job, JobStatus
 from playground.runtime import ImageError
+from playground.storage import upload_discard
 
 DEFAULT_THRESHOLD = 0.5
 POLL_INTERVAL = 0.1
@@ -280,7 +281,7 @@ class InferenceCreateApi(APIView):
             ) from None
         except errors.ApplicationError:
             if job is not None:  # the row rolled back: the stored upload goes too
-                services.job_image_path(job).unlink(missing_ok=True)
+                upload_discard(job.image_name)
             raise
         return self._respond(request, job, threshold)
 

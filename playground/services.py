@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -22,13 +21,10 @@ from billing.services.charges import charge_post, charge_void
 from catalog.models import ModelCard, PriceRoute
 from playground.models import Job, JobAttempt, JobStatus
 from playground.runtime import DecodedImage, decode_image
+from playground.storage import upload_save
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
 FINAL = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
-
-
-def job_image_path(job: Job) -> Path:
-    return Path(settings.VITRINE_JOB_STORAGE) / job.image_name
 
 
 def _lease_from(now: datetime) -> datetime:
@@ -59,10 +55,11 @@ def job_create(
     Raises ``ImageError`` (bad input: nothing is stored, nothing queued).
     """
     decoded: DecodedImage = decode_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
-    storage = Path(settings.VITRINE_JOB_STORAGE)
-    storage.mkdir(parents=True, exist_ok=True)
-    name = f"{uuid.uuid4().hex}{EXTENSIONS.get(decoded.format, '')}"
-    (storage / name).write_bytes(image_bytes)
+    # Through the shared storage (playground/storage.py): the worker that runs the job may
+    # be on another machine. Keep the name the backend returns.
+    name = upload_save(
+        name=f"{uuid.uuid4().hex}{EXTENSIONS.get(decoded.format, '')}", content=image_bytes
+    )
     job = Job.objects.create(
         card=card,
         route=route,

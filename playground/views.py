@@ -7,12 +7,14 @@ owner can see them. The same job machinery as the paid API runs them.
 
 from __future__ import annotations
 
+import logging
+import mimetypes
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.db import connection
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -24,6 +26,9 @@ from playground import services
 from playground.api import IMAGE_ERROR_STATUS
 from playground.models import Job
 from playground.runtime import ImageError
+from playground.storage import StorageUnavailable, upload_open
+
+logger = logging.getLogger(__name__)
 
 RATE_LIMITED = "You have run {limit} tries in the last hour; sign up for an API key to run more."
 NOT_CALLABLE = "{name} is {status}: it cannot be tried yet."
@@ -167,10 +172,18 @@ def job_detail(request, job_id):
 def job_image(request, job_id):
     """The upload, to its owner only, for drawing the boxes on."""
     job = _get_job_for_visitor(request, job_id)
-    path = services.job_image_path(job)
-    if not path.exists():
-        raise Http404("The image is gone.")
-    response = FileResponse(path.open("rb"))
+    try:
+        # From the shared storage: this web machine may not be the one that took the upload.
+        upload = upload_open(job.image_name)
+    except FileNotFoundError:
+        raise Http404("The image is gone.") from None
+    except StorageUnavailable:
+        logger.exception("job %s: the upload storage failed", job.pk)
+        return HttpResponse(
+            "The image storage is unavailable.", status=503, content_type="text/plain"
+        )
+    content_type = mimetypes.guess_type(job.image_name)[0] or "application/octet-stream"
+    response = FileResponse(upload, content_type=content_type)
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
