@@ -154,6 +154,9 @@ def s3_storage_options(*, environ: Mapping[str, str] | None = None) -> dict:
             "endpoint_url": endpoint,
             "region_name": env_str("VITRINE_S3_REGION", environ=environ) or None,
             "location": (env_str("VITRINE_S3_PREFIX", environ=environ) or "").strip("/"),
+            # boto3's own variable names; unset: boto3's chain (an instance role, ~/.aws).
+            "access_key": env_str("AWS_ACCESS_KEY_ID", environ=environ) or None,
+            "secret_key": env_str("AWS_SECRET_ACCESS_KEY", environ=environ) or None,
             "default_acl": None,  # the bucket's own policy: private
             "querystring_auth": False,
             # Names are random UUIDs: skip the existence check (one request) before a save.
