@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import time
 from decimal import Decimal
 
@@ -33,7 +34,7 @@ from catalog.models import ModelCard, PriceRoute
 from playground import services
 from playground.models import Job, JobStatus
 from playground.runtime import ImageError
-from playground.storage import upload_discard
+from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_discard
 
 DEFAULT_THRESHOLD = 0.5
 POLL_INTERVAL = 0.1
@@ -42,6 +43,7 @@ MISSING_IMAGE = (
     "Send an image: raw bytes, a multipart 'image' field, or JSON {\"inputs\": <base64>}."
 )
 BAD_BASE64 = "'inputs' is not valid base64 image data."
+logger = logging.getLogger(__name__)
 BAD_THRESHOLD = "'threshold' must be a number between 0 and 1."
 TOO_LARGE = "The upload is {size} bytes; the limit is {limit} bytes."
 NOT_AVAILABLE = "{model} is {status}; it cannot be called yet."
@@ -278,6 +280,11 @@ class InferenceCreateApi(APIView):
         except ImageError as exc:
             raise errors.ApplicationError(
                 str(exc), code=exc.code, status=IMAGE_ERROR_STATUS.get(exc.code, 400)
+            ) from None
+        except StorageUnavailable:
+            logger.exception("the upload storage failed")
+            raise errors.ApplicationError(
+                STORAGE_DOWN, code="storage_unavailable", status=503
             ) from None
         except errors.ApplicationError:
             if job is not None:  # the row rolled back: the stored upload goes too

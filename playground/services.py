@@ -52,11 +52,13 @@ def job_create(
 ) -> Job:
     """Validate and store the image, create the job row, enqueue its id on commit.
 
-    Raises ``ImageError`` (bad input: nothing is stored, nothing queued).
+    Raises ``ImageError`` (bad input: nothing is stored, nothing queued) and
+    ``StorageUnavailable`` (the upload storage failed: no row either).
     """
     decoded: DecodedImage = decode_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
     # Through the shared storage (playground/storage.py): the worker that runs the job may
-    # be on another machine. Keep the name the backend returns.
+    # be on another machine. Keep the name the backend returns. Stored before the row is
+    # written, so no row lock is held during the network round trip.
     name = upload_save(
         name=f"{uuid.uuid4().hex}{EXTENSIONS.get(decoded.format, '')}", content=image_bytes
     )

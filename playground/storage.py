@@ -16,6 +16,7 @@ from django.core.files.base import ContentFile, File
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
 JOBS = "jobs"
+STORAGE_DOWN = "The image storage is unavailable; try again in a minute."
 logger = logging.getLogger(__name__)
 
 
@@ -49,8 +50,12 @@ def job_storage() -> Storage:
 
 
 def upload_save(*, name: str, content: bytes) -> str:
-    """Store an upload; returns the name to keep (the backend may change it)."""
-    return job_storage().save(name, ContentFile(content))
+    """Store an upload; returns the name to keep (the backend may change it).
+    ``StorageUnavailable`` when the storage failed."""
+    try:
+        return job_storage().save(name, ContentFile(content))
+    except Exception as exc:  # OSError locally; botocore's own tree on S3
+        raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 def upload_open(name: str) -> File:

@@ -26,7 +26,7 @@ from playground import services
 from playground.api import IMAGE_ERROR_STATUS
 from playground.models import Job
 from playground.runtime import ImageError
-from playground.storage import StorageUnavailable, upload_open
+from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_open
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,9 @@ def try_model(request, org: str, name: str):
     except ImageError as exc:
         status = IMAGE_ERROR_STATUS.get(exc.code, 400)
         return _refuse(request, card, str(exc), status, exc.code)
+    except StorageUnavailable:
+        logger.exception("the upload storage failed")
+        return _refuse(request, card, STORAGE_DOWN, 503, "storage_unavailable")
     url = reverse("playground:job", args=[job.pk])
     if _wants_json(request):
         return JsonResponse(job_json(job), status=202, headers={"Location": url})
@@ -179,9 +182,7 @@ def job_image(request, job_id):
         raise Http404("The image is gone.") from None
     except StorageUnavailable:
         logger.exception("job %s: the upload storage failed", job.pk)
-        return HttpResponse(
-            "The image storage is unavailable.", status=503, content_type="text/plain"
-        )
+        return HttpResponse(STORAGE_DOWN, status=503, content_type="text/plain")
     content_type = mimetypes.guess_type(job.image_name)[0] or "application/octet-stream"
     response = FileResponse(upload, content_type=content_type)
     response["Cache-Control"] = "private, max-age=3600"

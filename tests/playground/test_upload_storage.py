@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -166,3 +167,38 @@ def test_a_storage_outage_is_retried_then_fails_the_job_cleanly(
     assert (job.status, job.error_code, job.attempts) == ("failed", "storage_unavailable", 2)
     assert list(job.attempt_log.values_list("outcome", flat=True)) == ["retry", "failed"]
     assert worker.proc.poll() is None  # the worker is still up
+
+
+def test_a_storage_outage_on_upload_is_a_503_in_the_error_shape_and_costs_nothing(
+    client, s3_storage, settings
+):
+    from billing.models import Charge
+    from billing.services.keys import api_key_create
+    from billing.services.ledger import wallet_for
+    from billing.services.topups import credit_grant
+    from playground.storage import STORAGE_DOWN
+
+    env = {**s3_storage.env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    settings.STORAGES = {**settings.STORAGES, "jobs": s3_storage_options(environ=env)}
+    user = factories.user()
+    credit_grant(user=user, amount=Decimal("1.00"), reason="test")
+    _key, secret = api_key_create(user=user, name="outage")
+    card = factories.card()
+    factories.route(card=card)
+
+    response = client.post(
+        f"/v1/inference/{card.model_id}",
+        data=jpeg(),
+        content_type="image/jpeg",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+
+    assert response.status_code == 503
+    assert response.json()["error"]["message"] == STORAGE_DOWN
+    assert response.json()["error"]["code"] == "storage_unavailable"
+    assert not Job.objects.exists() and not Charge.objects.exists()
+    assert wallet_for(user).balance == Decimal("1.00")
+    page = client.post(
+        f"/models/{card.model_id}/try", {"image": _upload()}, headers={"Accept": "application/json"}
+    )
+    assert page.status_code == 503 and page.json()["error"]["code"] == "storage_unavailable"
