@@ -165,8 +165,9 @@ class SeaweedS3:
 
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+            # weed drains for 20 s after SIGTERM; its data is thrown away, so do not wait.
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
