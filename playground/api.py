@@ -19,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import weakref
 from decimal import Decimal
 
@@ -51,6 +52,7 @@ from playground.failures import (
 )
 from playground.models import Job, JobStatus
 from playground.runtime import ImageError
+from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_discard
 
 DEFAULT_THRESHOLD = 0.5
 # What a caller told 503 should wait before trying again.
@@ -60,6 +62,7 @@ MISSING_IMAGE = (
     "Send an image: raw bytes, a multipart 'image' field, or JSON {\"inputs\": <base64>}."
 )
 BAD_BASE64 = "'inputs' is not valid base64 image data."
+logger = logging.getLogger(__name__)
 BAD_THRESHOLD = "'threshold' must be a number between 0 and 1."
 TOO_LARGE = "The upload is {size} bytes; the limit is {limit} bytes."
 NOT_AVAILABLE = "{model} is {status}; it cannot be called yet."
@@ -361,9 +364,14 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
             raise errors.ApplicationError(
                 str(exc), code=exc.code, status=IMAGE_ERROR_STATUS.get(exc.code, 400)
             ) from None
+        except StorageUnavailable:
+            logger.exception("the upload storage failed")
+            raise errors.ApplicationError(
+                STORAGE_DOWN, code="storage_unavailable", status=503
+            ) from None
         except errors.ApplicationError:
             if job is not None:  # the row rolled back: the stored upload goes too
-                services.job_image_path(job).unlink(missing_ok=True)
+                upload_discard(job.image_name)
             raise
         if job.enqueued_at is None and services.job_abandon_unqueued(job=job):
             # The broker is unreachable: the job is failed and its money released in one

@@ -48,8 +48,12 @@ class Job(models.Model):
     )
     parameters = models.JSONField(default=dict, blank=True)
 
-    # The upload, stored under VITRINE_JOB_STORAGE (outside the web root) by a generated name.
-    image_name = models.CharField(max_length=100)
+    # The upload's name in the shared "jobs" storage (playground/storage.py), generated;
+    # emptied when retention deletes the image (image_deleted_at says when).
+    image_name = models.CharField(max_length=100, blank=True)
+    image_deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When retention deleted the upload."
+    )
     image_sha256 = models.CharField(max_length=64)
     image_bytes = models.PositiveIntegerField()
     original_width = models.PositiveIntegerField()
@@ -89,6 +93,8 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "lease_expires_at"]),
             models.Index(fields=["status", "queued_at"]),
+            # Retention scans finished jobs by age (playground/retention.py).
+            models.Index(fields=["finished_at"], name="job_finished_at_idx"),
         ]
         constraints = [
             models.CheckConstraint(

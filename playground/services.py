@@ -21,7 +21,6 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -36,15 +35,12 @@ from playground.failures import QUEUE_TIMEOUT, QUEUE_UNAVAILABLE
 from playground.models import Job, JobAttempt, JobStatus
 from playground.runtime import CheckpointSpec, DecodedImage, decode_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
+from playground.storage import upload_save
 
 logger = logging.getLogger(__name__)
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
 FINAL = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
-
-
-def job_image_path(job: Job) -> Path:
-    return Path(settings.VITRINE_JOB_STORAGE) / job.image_name
 
 
 def card_spec(card: ModelCard) -> CheckpointSpec:
@@ -106,15 +102,18 @@ def job_create(
     job, its worker's log lines and the response share one id.
     Raises ``ImageError`` (bad input: nothing is stored, nothing queued), also for an image
     the model's processor could not use (a 10000x10 strip), checked from the checkpoint's
-    processor config without loading the model.
+    processor config without loading the model; and ``StorageUnavailable`` (the upload
+    storage failed: no row either).
     """
     decoded: DecodedImage = decode_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
     if route is None or route.is_own:  # a provider route runs the provider's own processor
         check_model_fit(*decoded.oriented_size, rule_from_config(processor_config(card_spec(card))))
-    storage = Path(settings.VITRINE_JOB_STORAGE)
-    storage.mkdir(parents=True, exist_ok=True)
-    name = f"{uuid.uuid4().hex}{EXTENSIONS.get(decoded.format, '')}"
-    (storage / name).write_bytes(image_bytes)
+    # Through the shared storage (playground/storage.py): the worker that runs the job may
+    # be on another machine. Keep the name the backend returns. Stored before the row is
+    # written, so no row lock is held during the network round trip.
+    name = upload_save(
+        name=f"{uuid.uuid4().hex}{EXTENSIONS.get(decoded.format, '')}", content=image_bytes
+    )
     now = timezone.now()
     job = Job.objects.create(
         queued_at=now,

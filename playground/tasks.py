@@ -13,9 +13,11 @@ from django.conf import settings
 from playground.models import WorkerHeartbeat
 from playground.runtime import ImageError, WeightsNotInstalled, decode_image
 from playground.runtime.fit import check_model_fit, rule_from_processor
+from playground.storage import StorageUnavailable, upload_read
 
 logger = logging.getLogger(__name__)
 RETRY_DELAY = 5
+IMAGE_MISSING = "The upload is gone."
 
 
 def worker_id() -> str:
@@ -130,8 +132,7 @@ def _run_batch(detector, jobs) -> None:
         started = time.perf_counter()
         try:
             decoded = decode_image(
-                services.job_image_path(job).read_bytes(),
-                max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS,
+                upload_read(job.image_name), max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS
             )
             check_model_fit(*decoded.image.size, rule)
             images.append(decoded)
@@ -139,7 +140,10 @@ def _run_batch(detector, jobs) -> None:
             services.job_fail(job=job, code=exc.code, message=str(exc))
             continue
         except FileNotFoundError:
-            services.job_fail(job=job, code="image_missing", message="The upload is gone.")
+            services.job_fail(job=job, code="image_missing", message=IMAGE_MISSING)
+            continue
+        except StorageUnavailable as exc:
+            _retry_or_fail(job, code="storage_unavailable", message=str(exc))
             continue
         decode_times[job.pk] = time.perf_counter() - started
         ready.append(job)
@@ -172,6 +176,18 @@ def _run_batch(detector, jobs) -> None:
         services.job_succeed(job=job, result=result.detections, timings=timings)
 
 
+def _retry_or_fail(job, *, code: str, message: str) -> None:
+    """A transient error: give the job back to the queue while it has attempts left."""
+    from playground import services
+
+    if job.attempts < job.max_attempts:
+        logger.warning("job %s: %s; retrying", job.pk, message)
+        if services.job_release_for_retry(job=job):
+            run_detection.apply_async((str(job.pk),), queue=job.queue, countdown=RETRY_DELAY)
+    else:
+        services.job_fail(job=job, code=code, message=message)
+
+
 @shared_task(name="playground.reap_stale_jobs")
 def reap_stale_jobs() -> dict[str, int]:
     """Periodic (Celery beat): re-queue jobs whose worker died, fail those out of attempts;
@@ -181,6 +197,18 @@ def reap_stale_jobs() -> dict[str, int]:
     counts = {**services.jobs_reap_stale(), **services.jobs_sweep_queued()}
     if any(counts.values()):
         logger.warning("reaper: %s", counts)
+    return counts
+
+
+@shared_task(name="playground.purge_expired_uploads")
+def purge_expired_uploads() -> dict[str, int]:
+    """Periodic (Celery beat): delete expired free tries and the images of expired paid jobs
+    (``VITRINE_TRY_RETENTION``, ``VITRINE_UPLOAD_RETENTION``)."""
+    from playground.retention import uploads_purge_expired
+
+    counts = uploads_purge_expired()
+    if any(counts.values()):
+        logger.info("retention: %s", counts)
     return counts
 
 
@@ -199,10 +227,18 @@ def _run_on_provider(job) -> None:
         return
     started = time.perf_counter()
     try:
+        image = upload_read(job.image_name)
+    except FileNotFoundError:
+        services.job_fail(job=job, code="image_missing", message=IMAGE_MISSING)
+        return
+    except StorageUnavailable as exc:
+        _retry_or_fail(job, code="storage_unavailable", message=str(exc))
+        return
+    try:
         detections = run(
             secret=provider_key_reveal(key=key),
             model_id=route.provider_model_id,
-            image=services.job_image_path(job).read_bytes(),
+            image=image,
             size=(job.width, job.height),
             floor=settings.VITRINE_DETECTION_FLOOR,
         )

@@ -8,10 +8,13 @@ owner can see them. The same job machinery as the paid API runs them.
 
 from __future__ import annotations
 
+import logging
+import mimetypes
+
 from django.conf import settings
 from django.contrib import messages
 from django.db import connection
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
@@ -24,6 +27,9 @@ from playground.api import IMAGE_ERROR_STATUS, RETRY_AFTER_SECONDS
 from playground.failures import QUEUE_UNAVAILABLE, public_error
 from playground.models import Job
 from playground.runtime import ImageError
+from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_open
+
+logger = logging.getLogger(__name__)
 
 RATE_LIMITED = (
     "You have run {limit} free tries this hour; try again in {minutes} min, "
@@ -147,6 +153,11 @@ def try_model(request, org: str, name: str):
     except ImageError as exc:
         status = IMAGE_ERROR_STATUS.get(exc.code, 400)
         return _refuse(request, card, str(exc), status, exc.code)
+    except StorageUnavailable:
+        logger.exception("the upload storage failed")
+        response = _refuse(request, card, STORAGE_DOWN, 503, "storage_unavailable")
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     if job.enqueued_at is None and services.job_abandon_unqueued(job=job):
         response = _refuse(request, card, QUEUE_UNAVAILABLE, 503, "queue_unavailable")
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -185,10 +196,16 @@ def job_detail(request, job_id):
 def job_image(request, job_id):
     """The upload, to its owner only, for drawing the boxes on."""
     job = _get_job_for_visitor(request, job_id)
-    path = services.job_image_path(job)
-    if not path.exists():
-        raise Http404("The image is gone.")
-    response = FileResponse(path.open("rb"))
+    try:
+        # From the shared storage: this web machine may not be the one that took the upload.
+        upload = upload_open(job.image_name)
+    except FileNotFoundError:
+        raise Http404("The image is gone.") from None
+    except StorageUnavailable:
+        logger.exception("job %s: the upload storage failed", job.pk)
+        return HttpResponse(STORAGE_DOWN, status=503, content_type="text/plain")
+    content_type = mimetypes.guess_type(job.image_name)[0] or "application/octet-stream"
+    response = FileResponse(upload, content_type=content_type)
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response

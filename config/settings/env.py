@@ -114,3 +114,61 @@ def redis_client_url(url: str) -> str:
     if url.startswith("redis+socket://"):
         return "unix://" + url.removeprefix("redis+socket://")
     return url
+
+
+S3_ADDRESSING_STYLES = ("auto", "path", "virtual")
+
+
+def s3_storage_options(*, environ: Mapping[str, str] | None = None) -> dict:
+    """The STORAGES entry for uploads in an S3-compatible bucket (django-storages).
+
+    ``VITRINE_S3_BUCKET`` (required), ``VITRINE_S3_ENDPOINT_URL`` (empty: AWS),
+    ``VITRINE_S3_REGION``, ``VITRINE_S3_PREFIX`` (a key prefix), ``VITRINE_S3_ADDRESSING_STYLE``
+    (``path`` by default with an endpoint URL, as MinIO/SeaweedFS/Ceph need; ``auto`` on AWS).
+    Credentials are boto3's own: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or an
+    instance role. Objects are private and no pre-signed URL is ever handed out: the web
+    process streams an upload to its owner itself.
+    """
+    from botocore.config import Config
+
+    bucket = env_str("VITRINE_S3_BUCKET", environ=environ)
+    if not bucket:
+        raise ImproperlyConfigured("VITRINE_STORAGE=s3 needs VITRINE_S3_BUCKET.")
+    endpoint = env_str("VITRINE_S3_ENDPOINT_URL", environ=environ) or None
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(
+            f"VITRINE_S3_ENDPOINT_URL must be an http(s) URL; got {endpoint!r}"
+        )
+    style = (env_str("VITRINE_S3_ADDRESSING_STYLE", environ=environ) or "").lower() or (
+        "path" if endpoint else "auto"
+    )
+    if style not in S3_ADDRESSING_STYLES:
+        raise ImproperlyConfigured(
+            f"VITRINE_S3_ADDRESSING_STYLE must be one of {', '.join(S3_ADDRESSING_STYLES)}; "
+            f"got {style!r}"
+        )
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": endpoint,
+            "region_name": env_str("VITRINE_S3_REGION", environ=environ) or None,
+            "location": (env_str("VITRINE_S3_PREFIX", environ=environ) or "").strip("/"),
+            # boto3's own variable names; unset: boto3's chain (an instance role, ~/.aws).
+            "access_key": env_str("AWS_ACCESS_KEY_ID", environ=environ) or None,
+            "secret_key": env_str("AWS_SECRET_ACCESS_KEY", environ=environ) or None,
+            "default_acl": None,  # the bucket's own policy: private
+            "querystring_auth": False,
+            # Names are random UUIDs: skip the existence check (one request) before a save.
+            "file_overwrite": True,
+            # A storage outage fails a job in seconds rather than hanging a worker for minutes.
+            "client_config": Config(
+                s3={"addressing_style": style},
+                connect_timeout=env_int(
+                    "VITRINE_S3_CONNECT_TIMEOUT", 5, minimum=1, environ=environ
+                ),
+                read_timeout=env_int("VITRINE_S3_READ_TIMEOUT", 30, minimum=1, environ=environ),
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
+        },
+    }

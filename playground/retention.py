@@ -1,0 +1,93 @@
+"""Retention of uploads: nothing a visitor sends is kept for ever.
+
+Free tries (jobs with no charge: the try-it page) lose their row, result and image
+``VITRINE_TRY_RETENTION`` hours after they finished. Paid jobs keep their row and result
+(the charge and the ledger refer to them) and lose only the image after
+``VITRINE_UPLOAD_RETENTION`` hours. Queued and running jobs are never touched: only final
+jobs qualify, and a final job never becomes queued again.
+
+Run by the beat task ``playground.purge_expired_uploads``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from billing.models import Charge
+from playground.models import Job
+from playground.storage import upload_delete
+
+logger = logging.getLogger(__name__)
+# Bounds one run, so a backlog (the first run after enabling retention) is worked through
+# over several beats instead of one task that outlives its time limit.
+MAX_BATCHES_PER_RUN = 20
+
+
+def _expired(*, charged: bool, hours: int, now: datetime) -> QuerySet[Job]:
+    has_charge = Exists(Charge.objects.filter(job_id=OuterRef("pk")))
+    jobs = Job.objects.filter(
+        status__in=Job.FINAL, finished_at__lt=now - timedelta(hours=hours)
+    ).filter(has_charge if charged else ~has_charge)
+    return jobs.order_by("finished_at")
+
+
+def _delete_uploads(rows: list[tuple]) -> list:
+    """Delete each row's stored image; the ids whose image is gone now. Stops at the first
+    storage failure (an outage: the rest wait for the next run)."""
+    done = []
+    for pk, name in rows:
+        try:
+            upload_delete(name)
+        except Exception:
+            logger.warning("retention: the storage refused to delete %s", name, exc_info=True)
+            break
+        done.append(pk)
+    return done
+
+
+def uploads_purge_expired(
+    *, now: datetime | None = None, batch_size: int | None = None
+) -> dict[str, int]:
+    """Delete expired tries and the images of expired paid jobs, in bounded batches.
+
+    The stored image is deleted *before* the row changes. A crash in between leaves a row
+    that still names an object that is gone: the next run finds the row again and deletes
+    again (deleting a missing object is a no-op on both backends), then finishes the row.
+    The other order would leave objects no row names, which nothing would ever find.
+    Meanwhile the try page answers 404 for that image, as it does once it is purged.
+    """
+    now = now or timezone.now()
+    batch_size = batch_size or settings.VITRINE_PURGE_BATCH
+    counts = {"tries_deleted": 0, "images_deleted": 0}
+    for _ in range(MAX_BATCHES_PER_RUN):
+        expired = _expired(charged=False, hours=settings.VITRINE_TRY_RETENTION, now=now)
+        rows = list(expired.values_list("pk", "image_name")[:batch_size])
+        done = _delete_uploads(rows)
+        if done:
+            # Attempts go with the row (CASCADE). The try-page hourly limit counts rows of
+            # the last hour only, and retention is at least an hour: deleting cannot
+            # reopen anybody's limit.
+            _, by_model = Job.objects.filter(pk__in=done, status__in=Job.FINAL).delete()
+            counts["tries_deleted"] += by_model.get(Job._meta.label, 0)
+        if len(done) < batch_size:
+            break
+    for _ in range(MAX_BATCHES_PER_RUN):
+        expired = _expired(charged=True, hours=settings.VITRINE_UPLOAD_RETENTION, now=now)
+        rows = list(
+            expired.filter(image_deleted_at__isnull=True).values_list("pk", "image_name")[
+                :batch_size
+            ]
+        )
+        done = _delete_uploads(rows)
+        if done:
+            counts["images_deleted"] += Job.objects.filter(
+                pk__in=done, image_deleted_at__isnull=True
+            ).update(image_name="", image_deleted_at=now)
+        if len(done) < batch_size:
+            break
+    return counts
