@@ -459,6 +459,9 @@ def test_after_the_whole_corpus_a_good_image_still_succeeds(
 ):
     settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
     settings.VITRINE_SYNC_WAIT = 300  # the corpus's accepted jobs run first, on 2 shared cores
+    # The corpus is sent in one go: no abuse limit is under test here.
+    settings.VITRINE_MAX_INFLIGHT_JOBS = 1000
+    settings.VITRINE_API_RATE_PER_MINUTE = settings.VITRINE_ACCOUNT_RATE_PER_MINUTE = 1000
     worker = start_worker()
     card = factories.card(checkpoint_local_dir=str(runtime_checkpoint("yolos_tiny")))
     factories.route(card=card, price=PRICE)
