@@ -367,7 +367,11 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         except StorageUnavailable:
             logger.exception("the upload storage failed")
             raise errors.ApplicationError(
-                STORAGE_DOWN, code="storage_unavailable", status=503
+                STORAGE_DOWN,
+                code="storage_unavailable",
+                status=503,
+                type=SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             ) from None
         except errors.ApplicationError:
             if job is not None:  # the row rolled back: the stored upload goes too

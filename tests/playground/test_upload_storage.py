@@ -193,12 +193,14 @@ def test_a_storage_outage_on_upload_is_a_503_in_the_error_shape_and_costs_nothin
         headers={"Authorization": f"Bearer {secret}"},
     )
 
-    assert response.status_code == 503
+    assert (response.status_code, response["Retry-After"]) == (503, "5")
     assert response.json()["error"]["message"] == STORAGE_DOWN
     assert response.json()["error"]["code"] == "storage_unavailable"
+    assert response.json()["error"]["type"] == "service_unavailable"
     assert not Job.objects.exists() and not Charge.objects.exists()
     assert wallet_for(user).balance == Decimal("1.00")
     page = client.post(
         f"/models/{card.model_id}/try", {"image": _upload()}, headers={"Accept": "application/json"}
     )
     assert page.status_code == 503 and page.json()["error"]["code"] == "storage_unavailable"
+    assert page["Retry-After"] == "5"
