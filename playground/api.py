@@ -23,9 +23,8 @@ import logging
 import weakref
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -42,7 +41,7 @@ from billing.services.charges import charge_reserve, user_has_byok
 from billing.services.ledger import wallet_for
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
-from playground import body_limits, events, limits, services
+from playground import body_limits, events, limits, offload, services
 from playground.failures import (
     CANCELLED,
     FAILURES,
@@ -430,13 +429,7 @@ _inference_create_sync = InferenceCreateApi.as_view()
 
 
 def _create_job(request: HttpRequest, model_id: str) -> HttpResponse:
-    try:
-        return _inference_create_sync(request, model_id=model_id)
-    finally:
-        # Hundreds of calls may wait at once: none holds a database connection while it
-        # waits (inside a test's transaction the connection is the test's and stays).
-        if not connection.in_atomic_block:
-            connection.close()
+    return _inference_create_sync(request, model_id=model_id)
 
 
 _db_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -461,23 +454,21 @@ async def inference_create(request: HttpRequest, model_id: str) -> HttpResponse:
     finished signal for up to VITRINE_SYNC_WAIT seconds without holding a thread, and
     answers from the row (200 detections, the failure, or 202 with the job)."""
     async with _db_slot():
-        response = await sync_to_async(_create_job)(request, model_id)
+        response = await offload.run_db(request, _create_job, request, model_id)
     pending = getattr(response, "vitrine_wait", None)
     if pending is None:
         return response
     job_id, wait, threshold = pending
-    await events.job_finished_wait(job_id, timeout=wait)
+    await events.job_finished_wait(
+        job_id, timeout=wait, is_final=lambda: offload.run_db(request, events.job_is_final, job_id)
+    )
     async with _db_slot():
-        answer = await sync_to_async(_answer)(request, job_id, threshold)
+        answer = await offload.run_db(request, _answer, request, job_id, threshold)
     return limits.copy_rate_limit_headers(response, answer)
 
 
 def _answer(request, job_id, threshold: float) -> HttpResponse:
-    try:
-        return job_response(request, job_id, threshold)
-    finally:
-        if not connection.in_atomic_block:
-            connection.close()
+    return job_response(request, job_id, threshold)
 
 
 # The OpenAPI generator documents the DRF view behind the coroutine.
