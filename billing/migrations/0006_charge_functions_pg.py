@@ -47,15 +47,14 @@ CHARGE_OUT = """
     OUT c_settled_at timestamptz
 """
 
-CHARGE_INTO = """
-            SELECT c.id, c.job_id, c.user_id, c.api_key_id, c.card_id, c.route_id,
-                   c.price_version_id, c.unit_price, c.units, c.amount, c.would_be_amount,
-                   c.byok, c.status, c.created_at, c.settled_at
-              INTO c_id, c_job_id, c_user_id, c_api_key_id, c_card_id, c_route_id,
+# Read a charge into the OUT parameters: SELECT {CHARGE_COLUMNS} INTO {CHARGE_INTO} ...,
+# or INSERT/UPDATE ... RETURNING {CHARGE_COLUMNS} INTO {CHARGE_INTO}.
+CHARGE_COLUMNS = """id, job_id, user_id, api_key_id, card_id, route_id, price_version_id,
+                   unit_price, units, amount, would_be_amount, byok, status, created_at,
+                   settled_at"""
+CHARGE_INTO = """c_id, c_job_id, c_user_id, c_api_key_id, c_card_id, c_route_id,
                    c_price_version_id, c_unit_price, c_units, c_amount, c_would_be_amount,
-                   c_byok, c_status, c_created_at, c_settled_at
-              FROM billing_charge c
-"""
+                   c_byok, c_status, c_created_at, c_settled_at"""
 
 RESERVE = f"""
 CREATE OR REPLACE FUNCTION vitrine_charge_reserve(
@@ -89,7 +88,7 @@ BEGIN
     <<work>>
     BEGIN
         -- Idempotent by job: a retried request gets the charge it already has.
-        PERFORM 1 FROM billing_charge WHERE job_id = p_job_id;
+        SELECT {CHARGE_COLUMNS} INTO {CHARGE_INTO} FROM billing_charge WHERE job_id = p_job_id;
         IF FOUND THEN
             outcome := 'existing';
             EXIT work;
@@ -157,6 +156,11 @@ BEGIN
             -- committed its hold and its charge before we got them; that charge is the one.
             PERFORM 1 FROM billing_ledgertransaction WHERE idempotency_key = p_idempotency_key;
             IF FOUND THEN
+                SELECT {CHARGE_COLUMNS} INTO {CHARGE_INTO}
+                  FROM billing_charge WHERE job_id = p_job_id;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'the charge of job % is missing', p_job_id;
+                END IF;
                 outcome := 'existing';
                 EXIT work;
             END IF;
@@ -186,7 +190,8 @@ BEGIN
                     settled_at)
             VALUES (gen_random_uuid(), p_job_id, p_user_id, p_api_key_id, p_card_id,
                     p_route_id, v_version_id, v_price, p_units, v_amount, v_would_be, v_byok,
-                    'reserved', clock_timestamp(), NULL);
+                    'reserved', clock_timestamp(), NULL)
+            RETURNING {CHARGE_COLUMNS} INTO {CHARGE_INTO};
             outcome := 'created';
         ELSE
             -- Free (BYOK): no lock and no money. Reserved at the same moment on another
@@ -198,17 +203,19 @@ BEGIN
             VALUES (gen_random_uuid(), p_job_id, p_user_id, p_api_key_id, p_card_id,
                     p_route_id, v_version_id, v_price, p_units, v_amount, v_would_be, v_byok,
                     'reserved', clock_timestamp(), NULL)
-            ON CONFLICT (job_id) DO NOTHING;
-            outcome := CASE WHEN FOUND THEN 'created' ELSE 'existing' END;
+            ON CONFLICT (job_id) DO NOTHING
+            RETURNING {CHARGE_COLUMNS} INTO {CHARGE_INTO};
+            outcome := 'created';
+            IF NOT FOUND THEN
+                SELECT {CHARGE_COLUMNS} INTO {CHARGE_INTO}
+                  FROM billing_charge WHERE job_id = p_job_id;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'the charge of job % is missing', p_job_id;
+                END IF;
+                outcome := 'existing';
+            END IF;
         END IF;
     END work;
-    IF outcome IN ('created', 'existing') THEN
-        {CHARGE_INTO}
-         WHERE c.job_id = p_job_id;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'the charge of job % is missing', p_job_id;
-        END IF;
-    END IF;
 END
 $fn$;
 """
@@ -240,8 +247,11 @@ BEGIN
     BEGIN
         -- Lock the charge row only (OF c): locking the joined route too would make every
         -- settlement wait for, and deadlock with, reservations that insert charges on it.
-        SELECT c.id, c.status, c.amount, c.user_id, r.is_own
-          INTO v_id, v_status, v_amount, v_user_id, v_is_own
+        SELECT c.id, c.status, c.amount, c.user_id, r.is_own,
+               c.id, c.job_id, c.user_id, c.api_key_id, c.card_id, c.route_id,
+               c.price_version_id, c.unit_price, c.units, c.amount, c.would_be_amount,
+               c.byok, c.status, c.created_at, c.settled_at
+          INTO v_id, v_status, v_amount, v_user_id, v_is_own, {CHARGE_INTO}
           FROM billing_charge c JOIN catalog_priceroute r ON r.id = c.route_id
          WHERE c.job_id = p_job_id
          LIMIT 1 FOR NO KEY UPDATE OF c;
@@ -299,13 +309,10 @@ BEGIN
             END IF;
         END IF;
         UPDATE billing_charge SET status = p_to, settled_at = clock_timestamp()
-         WHERE id = v_id;
+         WHERE id = v_id
+        RETURNING {CHARGE_COLUMNS} INTO {CHARGE_INTO};
         outcome := 'settled';
     END work;
-    IF outcome IN ('settled', 'unchanged') THEN
-        {CHARGE_INTO}
-         WHERE c.id = v_id;
-    END IF;
 END
 $fn$;
 """
