@@ -10,7 +10,13 @@ Scenarios, one after another on the same route (a shared price-route row):
 
 - ``single``: 1 client on its own wallet (the baseline);
 - ``own``: 16 clients, each on its own wallet (many users);
-- ``shared``: 16 clients on one wallet (one busy customer; these must queue on its row).
+- ``shared``: 16 clients on one wallet (one busy customer; these must queue on its row);
+- ``own_key``: as ``own``, each client calling with its own API key (no spend cap and no
+  allow-list: the common case, checked in the same round trip).
+
+On PostgreSQL ``charge_reserve`` and ``charge_post`` are one round trip each (PL/pgSQL
+functions, ``billing/services/charges.py``); the report counts the SQL statements one
+charge issues.
 
 It prints charges/s, deadlocks (PostgreSQL's own count for the database, and the errors
 the clients saw), the ledger check (all entries sum to zero, every transaction sums to
@@ -77,18 +83,23 @@ def setup_django() -> None:
     django.setup()
 
 
-def client(route_id: int, user_id: int, name: str, ready, seconds: float, out) -> None:
+def client(
+    route_id: int, user_id: int, key_id: int | None, name: str, ready, seconds: float, out
+) -> None:
     """One process: reserve + post in a loop until the time is up; report the counts."""
     setup_django()
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.db.utils import OperationalError
 
+    from billing.models import ApiKey
     from billing.services.charges import charge_post, charge_reserve
     from catalog.models import PriceRoute
 
     route = PriceRoute.objects.select_related("card").get(pk=route_id)
     user = get_user_model().objects.get(pk=user_id)
+    # As the API's authentication hands it over: the key row, read once per request.
+    api_key = ApiKey.objects.get(pk=key_id) if key_id is not None else None
     connection.ensure_connection()
     counts = {"charges": 0, "deadlocks": 0, "errors": 0, "error_samples": []}
     ready.wait()  # every client is set up and connected: start together
@@ -99,7 +110,7 @@ def client(route_id: int, user_id: int, name: str, ready, seconds: float, out) -
         n += 1
         job_id = uuid.uuid5(uuid.NAMESPACE_OID, f"{name}/{n}")
         try:
-            charge_reserve(job_id=job_id, user=user, card=route.card, route=route)
+            charge_reserve(job_id=job_id, user=user, card=route.card, route=route, api_key=api_key)
             charge_post(job_id=job_id)
             counts["charges"] += 1
         except OperationalError as exc:
@@ -172,12 +183,41 @@ def ledger_check(users: dict[int, Decimal]) -> dict:
     }
 
 
-def run_scenario(name: str, assignments: list[int], route_id: int, seconds: float) -> dict:
+def statements_per_charge(route_id: int, *, with_key: bool) -> int:
+    """The SQL statements one charge (reserve, then post, outside a transaction) issues,
+    counted on a user of its own (so the scenario's wallets stay exact)."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from billing.services.charges import charge_post, charge_reserve
+    from billing.services.keys import api_key_create
+    from billing.services.topups import credit_grant
+    from catalog.models import PriceRoute
+
+    route = PriceRoute.objects.select_related("card").get(pk=route_id)
+    user = get_user_model().objects.create_user(f"bench-statements-{uuid.uuid4().hex[:12]}")
+    credit_grant(user=user, amount=FUNDS, reason="bench funds")
+    api_key = api_key_create(user=user, name="bench")[0] if with_key else None
+    # The user's first charge creates their revenue account if need be: not the hot path.
+    first = charge_reserve(job_id=uuid.uuid4(), user=user, card=route.card, route=route)
+    charge_post(job_id=first.job_id)
+    job_id = uuid.uuid4()
+    with CaptureQueriesContext(connection) as queries:
+        charge_reserve(job_id=job_id, user=user, card=route.card, route=route, api_key=api_key)
+        charge_post(job_id=job_id)
+    return len(queries)
+
+
+def run_scenario(
+    name: str, assignments: list[tuple[int, int | None]], route_id: int, seconds: float
+) -> dict:
     from django.db import connection
 
     from billing.models import Charge
 
-    starts = {user_id: wallet_balance(user_id) for user_id in set(assignments)}
+    statements = statements_per_charge(route_id, with_key=assignments[0][1] is not None)
+    starts = {user_id: wallet_balance(user_id) for user_id, _ in assignments}
     deadlocks_before = pg_deadlocks()
     charges_before = Charge.objects.filter(user_id__in=starts).count()
     connection.close()  # nothing inherited by the children
@@ -187,9 +227,9 @@ def run_scenario(name: str, assignments: list[int], route_id: int, seconds: floa
     procs = [
         ctx.Process(
             target=client,
-            args=(route_id, user_id, f"{name}-{os.getpid()}-{i}", ready, seconds, out),
+            args=(route_id, user_id, key_id, f"{name}-{os.getpid()}-{i}", ready, seconds, out),
         )
-        for i, user_id in enumerate(assignments)
+        for i, (user_id, key_id) in enumerate(assignments)
     ]
     for proc in procs:
         proc.start()
@@ -208,6 +248,7 @@ def run_scenario(name: str, assignments: list[int], route_id: int, seconds: floa
         "charges": charges,
         "charges_per_s": round(charges / seconds, 1),
         "charges_recorded": recorded,
+        "sql_statements_per_charge": statements,
         "deadlocks_seen_by_clients": sum(r["deadlocks"] for r in results),
         "deadlocks_postgresql": pg_deadlocks() - deadlocks_before,
         "errors": sum(r["errors"] for r in results),
@@ -226,7 +267,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16, help="per many-client scenario")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "charges.json")
     parser.add_argument(
-        "--scenarios", default="single,own,shared", help="comma-separated: single,own,shared"
+        "--scenarios",
+        default="single,own,shared,own_key",
+        help="comma-separated: single,own,shared,own_key",
     )
     args = parser.parse_args()
 
@@ -239,6 +282,7 @@ def main() -> int:
     from django.core.management import call_command
     from django.db import connection
 
+    from billing.services.keys import api_key_create
     from billing.services.topups import credit_grant
     from catalog.models import ModelCard, Organisation, PriceRoute, Task
     from catalog.services import price_route_save
@@ -260,12 +304,14 @@ def main() -> int:
         route=PriceRoute(card=card, slug="vitrine", provider="Vitrine", is_own=True, price=PRICE)
     )
 
-    def users(count: int, label: str) -> list[int]:
+    def users(count: int, label: str, *, keys: bool = False) -> list[tuple[int, int | None]]:
+        """(user id, API key id or None) per client."""
         made = []
         for i in range(count):
             user = get_user_model().objects.create_user(f"bench-{run}-{label}-{i}")
             credit_grant(user=user, amount=FUNDS, reason="bench funds")
-            made.append(user.pk)
+            key = api_key_create(user=user, name="bench")[0] if keys else None
+            made.append((user.pk, key.pk if key else None))
         return made
 
     wanted = args.scenarios.split(",")
@@ -273,6 +319,7 @@ def main() -> int:
         "single": lambda: users(1, "single"),
         "own": lambda: users(args.clients, "own"),
         "shared": lambda: users(1, "shared") * args.clients,
+        "own_key": lambda: users(args.clients, "own-key", keys=True),
     }
     with connection.cursor() as cursor:
         cursor.execute("SELECT version()")
@@ -282,22 +329,24 @@ def main() -> int:
         result = run_scenario(name, plans[name](), route.pk, args.seconds)
         results.append(result)
         print(
-            f"{name:>6}: {result['clients']:>2} clients on {result['wallets']:>2} wallet(s): "
+            f"{name:>7}: {result['clients']:>2} clients on {result['wallets']:>2} wallet(s): "
             f"{result['charges_per_s']:>8.1f} charges/s ({result['charges']} in "
             f"{args.seconds:g} s), deadlocks {result['deadlocks_seen_by_clients']} "
             f"(PostgreSQL: {result['deadlocks_postgresql']}), errors {result['errors']}, "
-            f"ledger {'ok' if result['ledger']['ok'] else 'WRONG ' + str(result['ledger'])}",
+            f"ledger {'ok' if result['ledger']['ok'] else 'WRONG ' + str(result['ledger'])}, "
+            f"{result['sql_statements_per_charge']} SQL statements and "
+            f"{result['client_cpu_ms_per_charge']} ms of client CPU per charge",
             flush=True,
         )
         for sample in result["error_samples"]:
             print(f"        e.g. {sample}")
     by_name = {r["scenario"]: r for r in results}
     if "single" in by_name and by_name["single"]["charges_per_s"]:
-        for name in ("own", "shared"):
+        for name in ("own", "shared", "own_key"):
             if name in by_name:
                 ratio = by_name[name]["charges_per_s"] / by_name["single"]["charges_per_s"]
                 by_name[name]["ratio_to_single"] = round(ratio, 2)
-                print(f"{name:>6}: {ratio:.2f}x the single client")
+                print(f"{name:>7}: {ratio:.2f}x the single client")
     report = {
         "cpu": cpu_model(),
         "cpus": os.cpu_count(),

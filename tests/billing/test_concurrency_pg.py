@@ -26,8 +26,8 @@ from django.urls import reverse
 
 from billing.models import AccountKind, Charge, LedgerTransaction
 from billing.selectors import account_balance
-from billing.services.charges import charge_reserve
-from billing.services.keys import api_key_create
+from billing.services.charges import charge_post, charge_reserve, charge_void
+from billing.services.keys import api_key_create, provider_key_save
 from billing.services.ledger import InsufficientCredits, holds_for, system_account, wallet_for
 from billing.services.topups import credit_grant, top_up_create
 from catalog.errors import ApplicationError
@@ -200,6 +200,50 @@ def test_concurrent_reserves_of_one_job_hold_once(payer, route):
     assert wallet_for(payer).balance == D("1") - PRICE
     assert holds_for(payer).balance == PRICE
     assert LedgerTransaction.objects.filter(kind="reserve").count() == 1
+
+
+def test_concurrent_free_byok_reserves_of_one_job_record_one_charge(payer):
+    # No money moves, so no wallet lock queues them: the unique job id decides.
+    route = factories.route(slug="cloudflare", is_own=False, byok_available=True, price=PRICE)
+    provider_key_save(user=payer, provider="cloudflare", secret="cf-secret-token-1234")
+    job_id = uuid.uuid4()
+    attempts = [reserve_attempt(payer, route, job_id=job_id) for _ in range(20)]
+
+    outcome = race(attempts, threads=pool_size(20))
+
+    assert outcome.errors == []
+    assert outcome.outcomes == {"ok": 20}
+    charge = Charge.objects.get(job_id=job_id)
+    assert {c.pk for c in outcome.results} == {charge.pk}
+    assert (charge.byok, charge.amount) == (True, 0)
+    assert not LedgerTransaction.objects.exists()
+
+
+def test_concurrent_posts_and_voids_of_one_job_settle_it_once(payer, route):
+    credit_grant(user=payer, amount=D("1"), reason="plenty")
+    job_id = uuid.uuid4()
+    charge_reserve(job_id=job_id, user=payer, card=route.card, route=route)
+    system_account(AccountKind.INFERENCE_REVENUE)  # exists: no first-use fallback to the ORM
+    attempts = [
+        (lambda: charge_post(job_id=job_id)) if i % 2 else (lambda: charge_void(job_id=job_id))
+        for i in range(20)
+    ]
+
+    outcome = race(attempts, threads=pool_size(20))
+
+    assert outcome.errors == []
+    assert outcome.outcomes == {"ok": 20}
+    charge = Charge.objects.get(job_id=job_id)
+    # Whichever came first won; every other attempt found it settled and moved nothing.
+    assert {c.status for c in outcome.results} == {charge.status}
+    settled = LedgerTransaction.objects.filter(kind__in=["post", "void"])
+    assert list(settled.values_list("kind", flat=True)) == [
+        "post" if charge.status == "posted" else "void"
+    ]
+    assert holds_for(payer).balance == 0
+    paid = PRICE if charge.status == "posted" else 0
+    assert wallet_for(payer).balance == D("1") - paid
+    assert account_balance(system_account(AccountKind.INFERENCE_REVENUE)) == paid
 
 
 def test_concurrent_calls_cannot_overshoot_a_spend_cap(payer, route):
