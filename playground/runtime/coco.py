@@ -36,8 +36,9 @@ EVAL_THRESHOLD = 0.0
 MAX_DETECTIONS = 100
 # COCO val2017's largest image is 640 px a side; this only bounds a stray huge file.
 MAX_PIXELS = 100_000_000
-# Decoded images held at once: the detector batches within each window.
-WINDOW = 32
+# Decoded images held at once, in batches (the detector batches within each window); the
+# progress bar moves a window at a time.
+WINDOW_BATCHES = 4
 # COCOeval.stats, in its order.
 STAT_NAMES = (
     "AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L",
@@ -206,8 +207,9 @@ def evaluate(
     unmapped = turned = 0
     stages: dict[str, float] = {"decode": 0.0}
     began = time.perf_counter()
-    for start in range(0, len(chosen), WINDOW):
-        window = chosen[start : start + WINDOW]
+    size = (batch_size or detector.default_batch_size) * WINDOW_BATCHES
+    for start in range(0, len(chosen), size):
+        window = chosen[start : start + size]
         decoded = []
         for image in window:
             tick = time.perf_counter()
