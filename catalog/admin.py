@@ -18,6 +18,7 @@ from catalog.models import (
     Collection,
     CollectionEntry,
     DemandVote,
+    EvaluationResult,
     FaqEntry,
     ModelCard,
     Organisation,
@@ -118,7 +119,7 @@ class ModelCardAdmin(admin.ModelAdmin):
     form = ModelCardForm
     list_display = [
         "display_name", "model_id", "organisation", "status", "task", "license", "open_weight",
-        "demand", "position",
+        "demand", "position", "checkpoint_pin",
     ]  # fmt: skip
     list_filter = ["status", "task", "organisation", "license", "open_weight", "is_published"]
     search_fields = ["display_name", "slug", "organisation__name", "organisation__slug", "summary"]
@@ -126,7 +127,7 @@ class ModelCardAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["display_name"]}
     autocomplete_fields = ["replacement"]
     filter_horizontal = ["related"]
-    readonly_fields = ["description_preview", "created_at", "updated_at"]
+    readonly_fields = ["description_preview", "checkpoint_pin", "created_at", "updated_at"]
     inlines = [SpecRowInline, PriceRouteInline, BenchmarkTableInline, FaqEntryInline]
     fieldsets = [
         (
@@ -175,11 +176,30 @@ class ModelCardAdmin(admin.ModelAdmin):
         ),
         (
             "Runtime checkpoint",
-            {"fields": ["checkpoint_repo", "checkpoint_revision", "checkpoint_local_dir"]},
+            {
+                "fields": [
+                    "checkpoint_repo",
+                    "checkpoint_revision",
+                    "checkpoint_pin",
+                    "checkpoint_local_dir",
+                ],
+                "description": "Pin a Hub checkpoint by its 40-hex commit: a branch or tag "
+                "name can move to other weights under the same card.",
+            },
         ),
         ("API limits", {"fields": ["rate_limit_per_minute"]}),
         ("Timestamps", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
+
+    @admin.display(description="Checkpoint pin")
+    def checkpoint_pin(self, obj):
+        if obj is None or not obj.checkpoint_repo:
+            return "local folder" if obj and obj.checkpoint_local_dir else "-"
+        if obj.revision_is_commit:
+            return "commit"
+        return format_html(
+            '<strong class="errornote">branch {} (moving)</strong>', obj.checkpoint_revision
+        )
 
     @admin.display(description="Rendered description")
     def description_preview(self, obj):
@@ -344,6 +364,23 @@ class DemandVoteAdmin(admin.ModelAdmin):
     search_fields = ["email", "user__username", "card__display_name"]
     list_select_related = ["card__organisation", "user"]
     readonly_fields = ["card", "user", "email", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(EvaluationResult)
+class EvaluationResultAdmin(admin.ModelAdmin):
+    """Written by ``manage.py evaluate`` (minutes of model time: not run from a request)."""
+
+    list_display = [
+        "card", "dataset", "images", "ap", "ap50", "ap75", "untrained", "checkpoint_revision",
+        "device", "evaluated_at",
+    ]  # fmt: skip
+    list_filter = ["untrained", "dataset", "device"]
+    list_select_related = ["card__organisation"]
+    search_fields = ["card__slug", "card__organisation__slug", "resolved_revision"]
+    readonly_fields = [f.name for f in EvaluationResult._meta.fields]
 
     def has_add_permission(self, request):
         return False

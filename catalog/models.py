@@ -7,6 +7,7 @@ the organisation's slug is its Hugging Face namespace, its name is what people c
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from django.conf import settings
@@ -205,6 +206,12 @@ class ModelCard(models.Model):
     @property
     def model_id(self) -> str:
         return f"{self.organisation.slug}/{self.slug}"
+
+    @property
+    def revision_is_commit(self) -> bool:
+        """True when the checkpoint is pinned by a 40-hex commit; a branch or tag name
+        (``main``, ``no_timm``) is a fallback that can move under the same card."""
+        return bool(re.match(r"^[0-9a-f]{40}$", self.checkpoint_revision))
 
     @property
     def is_coming_soon(self) -> bool:
@@ -436,3 +443,44 @@ class DemandVote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.card_id}: {self.user_id or self.email}"
+
+
+class EvaluationResult(models.Model):
+    """Accuracy measured on our own workers: one ``manage.py evaluate`` run of a card's
+    checkpoint over a COCO-format dataset (playground/runtime/coco.py).
+
+    Kept per checkpoint revision: ``checkpoint_revision`` is what the card pinned when it
+    ran, ``resolved_revision`` the commit or folder digest actually loaded. Untrained
+    (random-weight) runs are stored for the record but never shown as the model's accuracy.
+    """
+
+    card = models.ForeignKey(ModelCard, on_delete=models.CASCADE, related_name="evaluations")
+    checkpoint_revision = models.CharField(max_length=100, blank=True)
+    resolved_revision = models.CharField(
+        max_length=80, blank=True, help_text="Hub commit, or sha256: of the loaded files."
+    )
+    dataset = models.CharField(max_length=120, help_text="e.g. COCO val2017")
+    images = models.PositiveIntegerField()
+    annotations = models.PositiveIntegerField(default=0)
+    # COCO bbox AP in [0, 1] (-1 where the subset has no object of that size), not money.
+    ap = models.FloatField()
+    ap50 = models.FloatField()
+    ap75 = models.FloatField()
+    ap_small = models.FloatField()
+    ap_medium = models.FloatField()
+    ap_large = models.FloatField()
+    device = models.CharField(max_length=120, blank=True)
+    runtime = models.JSONField(
+        default=dict, blank=True, help_text="Backend, precision, threshold, batch size."
+    )
+    untrained = models.BooleanField(default=False, help_text="Random weights: not shown.")
+    seconds = models.FloatField(default=0)
+    report = models.JSONField(default=dict, blank=True, help_text="The command's JSON report.")
+    evaluated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-evaluated_at"]
+        indexes = [models.Index(fields=["card", "-evaluated_at"], name="evaluation_card_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.card_id} {self.dataset} AP {self.ap:.3f} ({self.evaluated_at:%Y-%m-%d})"

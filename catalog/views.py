@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from catalog import charts, pricing
 from catalog.cache import cached_list_page, cached_page
+from catalog.evaluations import shown_evaluation, trained_evaluations_prefetch
 from catalog.markdown import render_markdown
 from catalog.models import (
     BenchmarkRow,
@@ -158,6 +159,7 @@ def _card_or_404(request, org: str, name: str):
             ),
             Prefetch("related", queryset=ModelCard.objects.select_related("organisation")),
             "collections",
+            trained_evaluations_prefetch(),
         )
         .filter(organisation__slug=org, slug=name)
         .first()
@@ -288,11 +290,22 @@ def model_detail(request, org: str, name: str):
                 key=lambda h: h.effective_at,
                 reverse=True,
             ),
+            "measured": (measured := shown_evaluation(card)),
+            "measured_values": _percentages(measured),
             "faq_schema": faq_schema(card),
             "specs": spec_table(card),
             "canonical": f"{settings.SITE_URL}{request.path}",
         },
     )
+
+
+def _percentages(evaluation) -> list[str]:
+    """AP figures as the papers print them (42.0); "-" where the set has no such object."""
+    if evaluation is None:
+        return []
+    values = [evaluation.ap, evaluation.ap50, evaluation.ap75]
+    values += [evaluation.ap_small, evaluation.ap_medium, evaluation.ap_large]
+    return [f"{v * 100:.1f}" if v >= 0 else "-" for v in values]
 
 
 class VoteForm(forms.Form):

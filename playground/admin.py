@@ -17,8 +17,8 @@ class JobAdmin(admin.ModelAdmin):
     go from a client's report (or a log line, or a Sentry event) to its job."""
 
     list_display = ["id", "card", "status", "owner", "created_at", "attempts", "request_id"]
-    list_filter = ["status", "queue"]
-    search_fields = ["=id", "=request_id", "=image_sha256"]
+    list_filter = ["status", "queue", "weights_untrained"]
+    search_fields = ["=id", "=request_id", "=image_sha256", "=weights_revision"]
     list_select_related = ["card__organisation", "owner"]
     ordering = ["-created_at"]
 

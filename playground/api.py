@@ -50,6 +50,7 @@ from playground.failures import (
     public_error,
 )
 from playground.models import Job, JobStatus
+from playground.provenance import weights_resource
 from playground.runtime import ImageError
 from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_discard
 
@@ -85,7 +86,9 @@ JOB_RESOURCE_DOC = (
     "failed, cancelled), created/started/finished, attempts, image {sha256, width, height, "
     "original_width, original_height}, threshold, detections (null until succeeded), floor, "
     "timings, error {code, message}, cost, would_be_cost, byok, charge_status, balance, url, "
-    "request_id (the X-Request-Id of the call that created it)."
+    "request_id (the X-Request-Id of the call that created it), weights {revision, untrained, "
+    "backend, precision, notice} (what computed the boxes; null until a worker loaded the "
+    "model; untrained weights also set the X-Vitrine-Weights: untrained header)."
 )
 
 
@@ -295,6 +298,9 @@ def job_resource(job: Job, *, request, threshold: float | None = None) -> dict:
         "balance": _money(wallet_for(job.owner).balance) if job.owner_id else None,
         "url": request.build_absolute_uri(reverse("playground_api:job-detail", args=[job.pk])),
         "request_id": job.request_id,  # X-Request-Id of the call that created the job
+        # What computed the boxes: the checkpoint's revision, backend, precision, and whether
+        # its weights are untrained (playground/provenance.py); null until a worker ran it.
+        "weights": weights_resource(job),
     }
 
 
@@ -303,6 +309,9 @@ def _cost_headers(resource: dict) -> dict[str, str]:
     headers["X-Vitrine-Byok"] = "true" if resource["byok"] else "false"
     if resource["balance"] is not None:
         headers["X-Vitrine-Balance"] = resource["balance"]
+    if resource["weights"] and resource["weights"]["untrained"]:
+        # The 200 answer is the bare list of detections: the header carries the warning.
+        headers["X-Vitrine-Weights"] = "untrained"
     return headers
 
 

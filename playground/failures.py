@@ -38,6 +38,10 @@ PROVIDER_UNAVAILABLE = (
     "This provider route cannot run the job (no stored key for it, or the provider is no "
     "longer supported); nothing was charged."
 )
+UNTRAINED_REFUSED = (
+    "This model is not available for paid calls on this server (its weights are untrained "
+    "placeholders); nothing was charged."
+)
 QUEUE_UNAVAILABLE = "The job queue is unreachable; nothing was charged. Retry shortly."
 QUEUE_TIMEOUT = "No worker took the job in time; nothing was charged. Retry later."
 JOB_CANCELLED = "The job was cancelled before it ran; nothing was charged."
@@ -64,6 +68,7 @@ FAILURES: dict[str, Failure] = {
     # Ours or the provider's, retryable later.
     "weights_not_installed": Failure(503, MODEL_UNAVAILABLE, SERVICE_UNAVAILABLE),
     "model_load_failed": Failure(503, MODEL_UNAVAILABLE, SERVICE_UNAVAILABLE),
+    "untrained_weights": Failure(503, UNTRAINED_REFUSED, SERVICE_UNAVAILABLE),
     "attempts_exhausted": Failure(503, WORKER_LOST, SERVICE_UNAVAILABLE),
     "timeout": Failure(503, TIMED_OUT, SERVICE_UNAVAILABLE),
     "queue_unavailable": Failure(503, QUEUE_UNAVAILABLE, SERVICE_UNAVAILABLE),

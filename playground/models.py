@@ -87,6 +87,15 @@ class Job(models.Model):
     request_id = models.CharField(
         max_length=128, blank=True, db_index=True, help_text="X-Request-Id of the request."
     )
+    # Provenance, written by the worker that ran it (playground/provenance.py).
+    weights_revision = models.CharField(
+        max_length=80, blank=True, help_text="Hub commit, or sha256: of the loaded folder."
+    )
+    weights_untrained = models.BooleanField(
+        default=False, help_text="The checkpoint is marked untrained (random weights)."
+    )
+    runtime_backend = models.CharField(max_length=200, blank=True)
+    runtime_precision = models.CharField(max_length=16, blank=True, help_text="fp32, fp16, bf16")
 
     class Meta:
         ordering = ["-created_at"]

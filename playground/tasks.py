@@ -122,8 +122,18 @@ class LeaseKeeper:
 
 
 def _run_batch(detector, jobs) -> None:
-    from playground import services
+    from playground import provenance, services
 
+    # Every job records what runs it; a paid job on untrained weights fails unbilled
+    # unless VITRINE_ALLOW_UNTRAINED (playground/provenance.py).
+    provenance.jobs_record_provenance(jobs=jobs, provenance=detector.provenance, worker=worker_id())
+    refused = [j for j in jobs if provenance.untrained_refused(j, untrained=detector.untrained)]
+    for job in refused:
+        logger.error(
+            provenance.UNTRAINED_REFUSED_LOG.format(label=detector.spec.label, job_id=job.pk)
+        )
+        services.job_fail(job=job, code="untrained_weights", message="untrained weights")
+    jobs = [j for j in jobs if j not in refused]
     images, ready, decode_times = [], [], {}
     # The web process checked the fit from the config file; the loaded processor is the truth
     # (a checkpoint installed after the upload, a config the web could not read).

@@ -26,6 +26,7 @@ from playground import services
 from playground.api import IMAGE_ERROR_STATUS, RETRY_AFTER_SECONDS
 from playground.failures import QUEUE_UNAVAILABLE, public_error
 from playground.models import Job
+from playground.provenance import weights_resource
 from playground.runtime import ImageError
 from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_open
 
@@ -181,6 +182,7 @@ def job_json(job: Job) -> dict:
         "error": public_error(job.error_code, job.error_message),
         "url": reverse("playground:job", args=[job.pk]),
         "image_url": reverse("playground:job_image", args=[job.pk]),
+        "weights": weights_resource(job),
     }
 
 

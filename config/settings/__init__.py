@@ -300,6 +300,11 @@ VITRINE_API_DB_CONCURRENCY = env_int("VITRINE_API_DB_CONCURRENCY", 8, minimum=1)
 VITRINE_DETECTION_FLOOR = float(env_decimal("VITRINE_DETECTION_FLOOR", "0.05"))
 if not 0 <= VITRINE_DETECTION_FLOOR < 1:
     raise ImproperlyConfigured("VITRINE_DETECTION_FLOOR must be in [0, 1).")
+# A checkpoint marked untrained (random weights, "vitrine_untrained" in its config) serves
+# paid API jobs only when this is on: on by default with DEBUG (`make run` on random weights,
+# the test suite), off in production, where such a job fails unbilled. Free tries are served
+# either way, and every result from such weights says "untrained weights".
+VITRINE_ALLOW_UNTRAINED = env_bool("VITRINE_ALLOW_UNTRAINED", default=DEBUG)
 
 # --- Billing ---
 # Credit is bought in top-ups; the 5% platform fee is added there (catalog.pricing).

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-UNTRAINED_FLAG = "vitrine_untrained"
+from playground.runtime.provenance import UNTRAINED_FLAG
 
 # COCO category names by the 91 original ids (0 and the ten ids COCO never used included),
 # as in facebook/detr-resnet-50's config.

@@ -23,6 +23,7 @@ from PIL import Image
 
 from playground.runtime.env import env_bool, env_choice, env_int
 from playground.runtime.images import DecodedImage
+from playground.runtime.provenance import backend_description, is_untrained, resolved_revision
 from playground.runtime.weights import CheckpointSpec, resolve_weights, weights_error
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class Detector:
         device: torch.device,
         autocast_dtype: torch.dtype | None = None,
         channels_last: bool = False,
+        revision: str = "",
+        image_backend: str = DEFAULT_IMAGE_BACKEND,
     ) -> None:
         self.model = model
         self.processor = processor
@@ -84,10 +87,28 @@ class Detector:
         self.id2label: dict[int, str] = {int(k): v for k, v in config.id2label.items()}
         self.model_type: str = config.model_type
         # Set by make_checkpoints: the weights are random, the boxes meaningless.
-        self.untrained: bool = bool(getattr(config, "vitrine_untrained", False))
+        self.untrained: bool = is_untrained(config)
+        # The commit or folder digest of the files loaded (runtime/provenance.py).
+        self.revision = revision
+        self.image_backend = image_backend
 
     def __repr__(self) -> str:
         return f"<Detector {self.spec.label} {self.model_type} on {self.device}>"
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic of the forward pass: fp32, or fp16/bf16 under autocast."""
+        return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.autocast_dtype, "fp32")
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What a job records about the weights and code that computed its boxes."""
+        return {
+            "revision": self.revision,
+            "untrained": self.untrained,
+            "backend": backend_description(self.device.type, self.image_backend),
+            "precision": self.precision,
+        }
 
     @property
     def default_batch_size(self) -> int:
@@ -126,8 +147,14 @@ class Detector:
         *,
         threshold: float = 0.05,
         batch_size: int | None = None,
+        float_boxes: bool = False,
     ) -> list[DetectionResult]:
         """Detect objects in each image; results are in the order of ``images``.
+
+        Boxes are integer pixels as the HF pipeline gives them; ``float_boxes`` keeps the
+        post-processor's float corners (clipped to the image) instead, for measuring
+        accuracy: truncating to integers costs up to a pixel per corner, which caps the COCO
+        AP of perfect boxes well below 1 on small objects.
 
         Images go through the model ``batch_size`` at a time, but only with images whose
         preprocessed tensors have the same shape: padding a smaller image to its batch's
@@ -161,7 +188,7 @@ class Detector:
                         for name, value in parts[0].items()
                     }
                     for index, detections, forward_s, post_s in self._run_batch(
-                        chunk, batch, images, threshold
+                        chunk, batch, images, threshold, float_boxes
                     ):
                         timings[index]["forward"] = forward_s
                         timings[index]["postprocess"] = post_s
@@ -174,6 +201,7 @@ class Detector:
         inputs: dict[str, torch.Tensor],
         images: Sequence[DecodedImage],
         threshold: float,
+        float_boxes: bool = False,
     ) -> Iterator[tuple[int, list[dict[str, Any]], float, float]]:
         began = time.perf_counter()
         outputs = self.forward(inputs)
@@ -185,18 +213,21 @@ class Detector:
         raw = self.processor.post_process_object_detection(
             outputs, threshold=threshold, target_sizes=target_sizes
         )
-        per_image = [self._to_detections(r, size) for r, size in zip(raw, sizes, strict=True)]
+        per_image = [
+            self._to_detections(r, size, float_boxes=float_boxes)
+            for r, size in zip(raw, sizes, strict=True)
+        ]
         done = time.perf_counter()
         share = len(indices)
         for index, detections in zip(indices, per_image, strict=True):
             yield index, detections, (forwarded - began) / share, (done - forwarded) / share
 
     def _to_detections(
-        self, raw: dict[str, torch.Tensor], size: tuple[int, int]
+        self, raw: dict[str, torch.Tensor], size: tuple[int, int], *, float_boxes: bool = False
     ) -> list[dict[str, Any]]:
         width, height = size
         # int() truncation of the xyxy floats, as ObjectDetectionPipeline._get_bounding_box.
-        boxes = raw["boxes"].int().tolist()
+        boxes = raw["boxes"].float().tolist() if float_boxes else raw["boxes"].int().tolist()
         detections = []
         for score, label, (xmin, ymin, xmax, ymax) in zip(
             raw["scores"].tolist(), raw["labels"].tolist(), boxes, strict=True
@@ -232,7 +263,7 @@ def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
         yield items[start : start + size]
 
 
-def _clip(value: int, limit: int) -> int:
+def _clip(value: float, limit: int) -> float:
     return min(max(value, 0), limit)
 
 
@@ -295,6 +326,10 @@ def load_detector(
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    # Hashing a folder's files reads them once more (~0.1 s per 100 MB), once per load.
+    revision = resolved_revision(
+        path=source.path, is_local=source.is_local, repo=spec.repo, revision=spec.revision
+    )
     detector = Detector(
         model=model,
         processor=processor,
@@ -302,6 +337,8 @@ def load_detector(
         device=device,
         autocast_dtype=autocast,
         channels_last=channels_last,
+        revision=revision,
+        image_backend=backend,
     )
     loaded = time.perf_counter()
     if warm_up:

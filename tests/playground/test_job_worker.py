@@ -10,6 +10,7 @@ from PIL import Image
 from playground import services
 from playground.models import Job
 from playground.runtime import CheckpointSpec, decode_image, get_detector
+from playground.runtime.provenance import folder_digest
 from tests import factories
 from tests.conftest import wait_for
 
@@ -73,6 +74,10 @@ def test_a_worker_runs_a_job_end_to_end(start_worker, storage, checkpoints, fami
         assert all(abs(got["box"][k] - want["box"][k]) <= 1 for k in want["box"])
         assert 0 <= got["box"]["xmin"] <= got["box"]["xmax"] <= 320
     assert job.attempt_log.get().outcome == "succeeded"
+    # Provenance recorded by the worker process: the loaded folder's digest, and the marker.
+    assert job.weights_revision == folder_digest(checkpoints[family])
+    assert job.weights_untrained is True
+    assert (job.runtime_precision, job.runtime_backend[:13]) == ("fp32", "transformers ")
 
 
 def test_missing_weights_fail_the_job_without_a_crash(start_worker, storage, tmp_path):

@@ -124,3 +124,62 @@ def test_a_mismatch_fails_the_command(case, what):
     path = write_reference(folder, _perturbed(entry, what), sha256)
     with pytest.raises(CommandError, match="mismatch"):
         verify(checkpoint, folder, path)
+
+
+# --- tolerances and models with no published outputs ---------------------------------------
+@pytest.mark.parametrize(
+    ("got", "want", "ok"),
+    [
+        (-19.1194 + 1.5e-3, -19.1194, True),  # a large logit: rtol 1e-4 * 19 + atol 1e-4
+        (-19.1194 + 2.5e-3, -19.1194, False),
+        (0.4433 + 1.2e-4, 0.4433, True),  # a box coordinate: atol dominates
+        (0.4433 + 3e-4, 0.4433, False),
+    ],
+)
+def test_tolerances_are_transformers_relative_plus_absolute(got, want, ok):
+    from playground.runtime.reference import Tolerance
+
+    assert Tolerance(rtol=1e-4, atol=1e-4).close(got, want) is ok
+
+
+def verify_catalogue(folder, expected_path, *extra) -> str:
+    out = io.StringIO()
+    call_command(
+        "verify", "--catalogue", "--expected", expected_path, "--image",
+        str(folder / "image.png"), *extra, stdout=out, stderr=io.StringIO(),
+    )  # fmt: skip
+    return out.getvalue()
+
+
+def test_a_model_with_no_published_outputs_is_checked_against_the_pipeline(
+    db, runtime_checkpoint, tmp_path
+):
+    """YOLOS tiny, as the catalogue sells it: the reference file has no entry for it."""
+    from tests import factories
+
+    (tmp_path / "image.png").write_bytes(encode(blocks_image(160, 120, seed=11)))
+    expected = tmp_path / "expected_outputs.json"
+    expected.write_text(json.dumps({"models": {"hustvl/yolos-small": {}}}))
+    factories.card(
+        checkpoint_repo="hustvl/yolos-tiny",
+        checkpoint_revision="main",
+        checkpoint_local_dir=str(runtime_checkpoint("yolos_tiny")),
+    )
+
+    out = verify_catalogue(tmp_path, str(expected), "--threshold", "0.15", "--device", "cpu")
+
+    assert "hustvl/yolos-tiny: no published reference output" in out
+    assert "checks the serving path, not that the weights are the published ones" in out
+    assert "ok   detections: all" in out
+    assert "matches transformers' pipeline (cpu)" in out
+
+
+def test_the_catalogue_check_fails_on_a_model_whose_weights_are_missing(db, tmp_path):
+    from tests import factories
+
+    (tmp_path / "image.png").write_bytes(encode(blocks_image(160, 120, seed=11)))
+    expected = tmp_path / "expected_outputs.json"
+    expected.write_text(json.dumps({"models": {}}))
+    card = factories.card(checkpoint_local_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(CommandError, match=f"mismatch: {card.model_id}"):
+        verify_catalogue(tmp_path, str(expected))

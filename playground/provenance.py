@@ -1,0 +1,64 @@
+"""What ran a job: the worker records the loaded checkpoint's provenance on every job it runs,
+and refuses paid jobs on untrained weights unless ``VITRINE_ALLOW_UNTRAINED`` is on.
+
+The detector computes its provenance once, when it is loaded (runtime/provenance.py), so
+recording it costs one UPDATE per batch and no file reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+
+from playground.models import Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+UNTRAINED_NOTICE = (
+    "untrained weights: this model ran with random placeholder weights, its boxes mean "
+    "nothing (a development setup)"
+)
+UNTRAINED_REFUSED_LOG = (
+    "{label} is marked untrained: refusing paid job {job_id} (VITRINE_ALLOW_UNTRAINED is off)"
+)
+
+
+def jobs_record_provenance(*, jobs: list[Job], provenance: dict[str, Any], worker: str) -> int:
+    """Write ``provenance`` (Detector.provenance) on the jobs this worker still runs."""
+    fields = {
+        "weights_revision": provenance["revision"][:80],
+        "weights_untrained": bool(provenance["untrained"]),
+        "runtime_backend": provenance["backend"][:200],
+        "runtime_precision": provenance["precision"][:16],
+    }
+    for job in jobs:
+        for name, value in fields.items():
+            setattr(job, name, value)
+    return Job.objects.filter(
+        pk__in=[job.pk for job in jobs], status=JobStatus.RUNNING, worker=worker
+    ).update(**fields)
+
+
+def is_paid(job: Job) -> bool:
+    """A job billed through the API (a charge was reserved for it); free tries are not."""
+    return bool(job.cost_ref)
+
+
+def untrained_refused(job: Job, *, untrained: bool) -> bool:
+    """True when ``job`` must not run on these weights: untrained, paid, and not allowed."""
+    return untrained and is_paid(job) and not settings.VITRINE_ALLOW_UNTRAINED
+
+
+def weights_resource(job: Job) -> dict[str, Any] | None:
+    """The ``weights`` object of a job's JSON; None until a worker has loaded the model."""
+    if not (job.weights_revision or job.runtime_backend):
+        return None
+    return {
+        "revision": job.weights_revision,
+        "untrained": job.weights_untrained,
+        "backend": job.runtime_backend,
+        "precision": job.runtime_precision,
+        "notice": UNTRAINED_NOTICE if job.weights_untrained else None,
+    }
