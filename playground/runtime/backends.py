@@ -384,7 +384,9 @@ def export_openvino(
 
     say = log or (lambda message: logger.info("%s", message))
     model = detector.model
-    names = model_inputs(model)
+    # What the forward takes and the processor gives (RT-DETR's forward takes a mask that its
+    # processor does not make).
+    names = tuple(name for name in model_inputs(model) if name in check_inputs[0])
     example = {name: check_inputs[0][name] for name in names}
     ports = [("pixel_values", ov.PartialShape([-1, 3, -1, -1]), ov.Type.f32)]
     if "pixel_mask" in names:
