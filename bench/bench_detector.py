@@ -153,6 +153,9 @@ def forward_flops(detector, image_bytes: bytes) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     inputs = detector.preprocess(decode_image(image_bytes, max_pixels=MAX_PIXELS).image)
+    # FlopCounterMode's module tracker hooks tensors that require grad, which fails under
+    # inference_mode: the weights stop requiring it (the detector never trains).
+    detector.model.requires_grad_(False)
     counter = FlopCounterMode(display=False)
     with counter:
         detector.torch_forward(inputs)
