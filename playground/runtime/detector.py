@@ -334,8 +334,7 @@ def load_detector(
     source = resolve_weights(spec)
     began = time.perf_counter()
     try:
-        local_path = _local_checkpoint_path(source)
-        runner = _openvino_runner(spec, source, local_path, backend, precision, device)
+        runner = _openvino_runner(spec, source, backend, precision, device)
         if runner is None:
             model = AutoModelForObjectDetection.from_pretrained(
                 source.path, dtype=torch.float32, **source.kwargs
@@ -397,7 +396,6 @@ def _local_checkpoint_path(source: Any) -> str | None:
 def _openvino_runner(
     spec: CheckpointSpec,
     source: Any,
-    local_path: str | None,
     backend: str,
     precision: str,
     device: torch.device,
@@ -405,6 +403,7 @@ def _openvino_runner(
     """The compiled OpenVINO forward when ``backend`` asks for it (or ``auto`` finds it)."""
     if backend == "torch":
         return None
+    local_path = _local_checkpoint_path(source)
     try:
         if device.type != "cpu":
             raise backends.BackendUnavailable(backends.CPU_ONLY_MESSAGE.format(device=device))
