@@ -218,3 +218,28 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@pytest.mark.worker
+def test_a_worker_runs_jobs_on_the_export(start_worker, exported, settings, tmp_path):
+    from playground import services
+    from tests import factories
+    from tests.conftest import wait_for
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    worker = start_worker(
+        env_extra={"VITRINE_BACKEND": "openvino", "VITRINE_DETECTION_FLOOR": str(THRESHOLD)}
+    )
+    upload = encode(blocks_image(320, 240, seed=4))
+    card = factories.card(checkpoint_local_dir=str(exported))
+    job = services.job_create(card=card, image_bytes=upload)
+
+    def finished():
+        job.refresh_from_db()
+        return job.is_final
+
+    wait_for(finished, timeout=240, interval=0.5, message=worker.output())
+    assert job.status == "succeeded", worker.output()
+    assert "(openvino, f32)" in worker.output()  # the worker's detector ran the export
+    _, expected = detect(exported, decode_image(upload, max_pixels=10_000_000), backend="torch")
+    assert_same_detections(job.result, expected, threshold=THRESHOLD, min_count=1)
