@@ -78,15 +78,31 @@ def time_runtime(detector, images: list[bytes], threshold: float, batch_size: in
     return elapsed, stages, [r.detections for r in results]
 
 
-def same_detections(a: list[dict], b: list[dict]) -> bool:
-    """Equal up to order of equal scores, boxes within 1 px (the runtime clips, the pipeline
-    does not, so the pipeline's boxes are clipped first)."""
+def same_detections(a: list[dict], b: list[dict], size: tuple[int, int]) -> bool:
+    """Equal as multisets: each detection of ``a`` has a partner in ``b`` with the same label,
+    a score within 1e-4 and box corners within 1 px (the runtime clips boxes to the image,
+    the pipeline does not, so the pipeline's ``b`` is clipped first)."""
     if len(a) != len(b):
         return False
-    key = lambda d: (-round(d["score"], 4), d["label"])  # noqa: E731
-    for x, y in zip(sorted(a, key=key), sorted(b, key=key), strict=True):
-        if x["label"] != y["label"] or abs(x["score"] - y["score"]) > 1e-4:
+    width, height = size
+    limit = {"xmin": width, "xmax": width, "ymin": height, "ymax": height}
+    unmatched = [
+        {**d, "box": {k: min(max(v, 0), limit[k]) for k, v in d["box"].items()}} for d in b
+    ]
+    for x in a:
+        partner = next(
+            (
+                y
+                for y in unmatched
+                if y["label"] == x["label"]
+                and abs(y["score"] - x["score"]) <= 1e-4
+                and all(abs(y["box"][k] - x["box"][k]) <= 1 for k in x["box"])
+            ),
+            None,
+        )
+        if partner is None:
             return False
+        unmatched.remove(partner)
     return True
 
 
@@ -153,7 +169,10 @@ def run(args, checkpoint: Path, images: list[bytes]) -> None:
             elapsed, stage, out = time_runtime(detectors[cl], images, args.threshold, batch_size)
             rates[(batch_size, cl)].append(len(images) / elapsed)
             stages[(batch_size, cl)].append(stage)
-            same = all(same_detections(a, b) for a, b in zip(out, naive_out, strict=True))
+            same = all(
+                same_detections(a, b, size)
+                for a, b, size in zip(out, naive_out, sizes, strict=True)
+            )
             matches[(batch_size, cl)] &= same
     naive_rate = statistics.median(naive_rates)
     print(f"{'pipeline':29} {naive_rate:7.3f} images/s  {_spread(naive_rates)}")

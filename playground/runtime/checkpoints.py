@@ -138,7 +138,18 @@ SPREAD: dict[str, tuple[tuple[str, str, float], ...]] = {
         (r"^class_labels_classifier\.weight$", "scale", 3.0),
         (r"^bbox_predictor\.layers\.2\.weight$", "scale", 10.0),
     ),
-    "rt_detr": (),  # its query selection already gives varied detections
+    "rt_detr": (
+        # The library draws BatchNorm scales from N(0, 0.01**2): stacked, they shrink the
+        # encoder's memory to ~1e-9, every position gets the same score and the top-300
+        # query selection becomes a pure tie-break (which another runtime breaks otherwise).
+        # Unit-scale BN weights give each position its own score, as trained weights do.
+        (
+            r"^model\.(encoder_input_proj\.\d+\.1|encoder\..*\.norm|decoder_input_proj\.\d+\.1)"
+            r"\.weight$",
+            "draw",
+            1.0,
+        ),
+    ),
     "yolos_tiny": (
         (r"^vit\.embeddings\.(cls_token|detection_tokens|position_embeddings)$", "draw", 1.0),
         (r"^class_labels_classifier\.layers\.2\.weight$", "scale", 100.0),

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from playground.runtime import backends
 from playground.runtime.env import env_bool, env_choice, env_int
 from playground.runtime.images import DecodedImage
 from playground.runtime.provenance import backend_description, is_untrained, resolved_revision
@@ -50,6 +51,17 @@ BAD_THRESHOLD_MESSAGE = "threshold must be between 0 and 1, got {threshold!r}"
 BAD_BATCH_SIZE_MESSAGE = "batch_size must be at least 1, got {batch_size!r}"
 
 
+class RawOutputs(dict):
+    """A backend's raw outputs (``logits``, ``pred_boxes``), readable as keys or attributes as
+    the image processors' ``post_process_object_detection`` reads a model's outputs."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 @dataclass
 class DetectionResult:
     """One image's detections (HF pipeline shape) and the seconds each stage took for it.
@@ -63,17 +75,25 @@ class DetectionResult:
 
 
 class Detector:
-    """A loaded model and its image processor on one device."""
+    """A loaded model and its image processor on one device.
+
+    ``backend`` says which code runs the forward: ``torch`` (``model``) or ``openvino``
+    (``runner``, an accepted export of the same checkpoint; ``model`` is then None). Pre-
+    and post-processing are the same code whichever it is.
+    """
 
     def __init__(
         self,
         *,
-        model: torch.nn.Module,
+        model: torch.nn.Module | None,
         processor: Any,
         spec: CheckpointSpec,
         device: torch.device,
         autocast_dtype: torch.dtype | None = None,
         channels_last: bool = False,
+        config: Any = None,
+        runner: Any = None,
+        precision: str = backends.DEFAULT_PRECISION,
         revision: str = "",
         image_backend: str = DEFAULT_IMAGE_BACKEND,
     ) -> None:
@@ -81,9 +101,18 @@ class Detector:
         self.processor = processor
         self.spec = spec
         self.device = device
-        self.autocast_dtype = autocast_dtype if device.type == "cuda" else None
+        self.runner = runner
+        self.backend = "openvino" if runner is not None else "torch"
+        self.precision = precision
+        if precision == "bf16":
+            # The labelled reduced-precision option: autocast on CPU (AMX/AVX-512 bf16) and
+            # CUDA alike for torch; the OpenVINO runner was compiled with the bf16 hint.
+            autocast_dtype = torch.bfloat16
+        elif device.type != "cuda":
+            autocast_dtype = None  # VITRINE_AUTOCAST is for CUDA only
+        self.autocast_dtype = autocast_dtype
         self.channels_last = channels_last
-        config = model.config
+        config = config if config is not None else model.config
         self.id2label: dict[int, str] = {int(k): v for k, v in config.id2label.items()}
         self.model_type: str = config.model_type
         # Set by make_checkpoints: the weights are random, the boxes meaningless.
@@ -93,11 +122,17 @@ class Detector:
         self.image_backend = image_backend
 
     def __repr__(self) -> str:
-        return f"<Detector {self.spec.label} {self.model_type} on {self.device}>"
+        return (
+            f"<Detector {self.spec.label} {self.model_type} on {self.device} "
+            f"({self.backend}, {self.precision})>"
+        )
 
     @property
-    def precision(self) -> str:
-        """The arithmetic of the forward pass: fp32, or fp16/bf16 under autocast."""
+    def arithmetic(self) -> str:
+        """The arithmetic of the forward pass: fp32, or fp16/bf16 (the bf16 option or
+        CUDA autocast)."""
+        if self.precision == "bf16":
+            return "bf16"
         return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.autocast_dtype, "fp32")
 
     @property
@@ -106,8 +141,9 @@ class Detector:
         return {
             "revision": self.revision,
             "untrained": self.untrained,
-            "backend": backend_description(self.device.type, self.image_backend),
-            "precision": self.precision,
+            "backend": f"{self.backend}; "
+            + backend_description(self.device.type, self.image_backend),
+            "precision": self.arithmetic,
         }
 
     @property
@@ -121,7 +157,16 @@ class Detector:
         return {name: value for name, value in inputs.items() if isinstance(value, torch.Tensor)}
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> Any:
-        """The model's raw outputs for a batch of preprocessed inputs."""
+        """The raw outputs (``logits``, ``pred_boxes`` in float32) of this detector's backend
+        for a batch of preprocessed inputs."""
+        if self.runner is not None:
+            return RawOutputs(self.runner(inputs))
+        return self.torch_forward(inputs)
+
+    def torch_forward(self, inputs: dict[str, torch.Tensor]) -> Any:
+        """The torch model's raw outputs (the reference every other backend is checked against)."""
+        if self.model is None:
+            raise backends.BackendUnavailable(f"{self!r} has no torch model loaded.")
         batch = {}
         for name, value in inputs.items():
             value = value.to(self.device, non_blocking=True)
@@ -129,7 +174,7 @@ class Detector:
                 value = value.contiguous(memory_format=torch.channels_last)
             batch[name] = value
         autocast = (
-            torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+            torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
             if self.autocast_dtype is not None
             else nullcontext()
         )
@@ -291,8 +336,15 @@ def load_detector(
     device: str | torch.device | None = None,
     warm_up: bool = True,
     channels_last: bool | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> Detector:
     """Load ``spec`` (uncached; see ``get_detector``), raising WeightsNotInstalled if absent.
+
+    ``backend`` (default VITRINE_BACKEND, ``auto``): ``torch``; ``openvino`` (an accepted
+    export of this checkpoint, see ``manage.py export_model``; BackendUnavailable when there
+    is none); ``auto``: OpenVINO on the CPU when an export is there, torch otherwise.
+    ``precision`` (default VITRINE_PRECISION, ``f32``): ``bf16`` is the labelled fast option.
 
     ``channels_last`` (default: VITRINE_CHANNELS_LAST, on) stores conv weights and inputs
     NHWC: a ResNet-50 DETR forward is ~20% faster on CPU, a ViT (YOLOS) unchanged, and the
@@ -300,32 +352,44 @@ def load_detector(
     """
     # Imported here: `import playground.runtime` stays cheap for the web process, which
     # only decodes images.
-    from transformers import AutoImageProcessor, AutoModelForObjectDetection
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
 
     configure_torch_threads()
     device = torch.device(device) if device is not None else default_device()
     autocast = AUTOCAST_DTYPES[env_choice(AUTOCAST_ENV, "off", tuple(AUTOCAST_DTYPES))]
-    backend = env_choice(IMAGE_BACKEND_ENV, DEFAULT_IMAGE_BACKEND, ("pil", "torchvision"))
+    image_backend = env_choice(IMAGE_BACKEND_ENV, DEFAULT_IMAGE_BACKEND, ("pil", "torchvision"))
+    backend = backend or backends.backend_setting()
+    precision = precision or backends.precision_setting()
+    if backend not in backends.BACKENDS:
+        raise ValueError(f"backend must be one of {backends.BACKENDS}, got {backend!r}")
+    if precision not in backends.PRECISIONS:
+        raise ValueError(f"precision must be one of {backends.PRECISIONS}, got {precision!r}")
     if channels_last is None:
         channels_last = env_bool(CHANNELS_LAST_ENV, True)
     source = resolve_weights(spec)
     began = time.perf_counter()
     try:
-        model = AutoModelForObjectDetection.from_pretrained(
-            source.path, dtype=torch.float32, **source.kwargs
-        )
+        runner = _openvino_runner(spec, source, backend, precision, device)
+        if runner is None:
+            model = AutoModelForObjectDetection.from_pretrained(
+                source.path, dtype=torch.float32, **source.kwargs
+            )
+            config = model.config
+        else:
+            model, config = None, AutoConfig.from_pretrained(source.path, **source.kwargs)
         # The model's config is passed so that legacy preprocessor files (e.g. the published
         # DETR's "DetrFeatureExtractor" type, which transformers 5 no longer resolves by
         # name) fall back to the processor registered for the model type.
         processor = AutoImageProcessor.from_pretrained(
-            source.path, backend=backend, config=model.config, **source.kwargs
+            source.path, backend=image_backend, config=config, **source.kwargs
         )
     except OSError as exc:  # missing files, offline, download failure (hub errors are OSErrors)
         raise weights_error(spec, source, exc) from exc
-    model.eval()
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    if model is not None:
+        model.eval()
+        model.to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
     # Hashing a folder's files reads them once more (~0.1 s per 100 MB), once per load.
     revision = resolved_revision(
         path=source.path, is_local=source.is_local, repo=spec.repo, revision=spec.revision
@@ -336,9 +400,12 @@ def load_detector(
         spec=spec,
         device=device,
         autocast_dtype=autocast,
-        channels_last=channels_last,
+        channels_last=channels_last and model is not None,
+        config=config,
+        runner=runner,
+        precision=precision,
         revision=revision,
-        image_backend=backend,
+        image_backend=image_backend,
     )
     loaded = time.perf_counter()
     if warm_up:
@@ -352,6 +419,64 @@ def load_detector(
     return detector
 
 
+def _local_checkpoint_path(source: Any) -> str | None:
+    """The folder holding the checkpoint's files: the source itself, or the Hub cache's
+    snapshot at the pinned revision (None when it is not downloaded)."""
+    if source.is_local:
+        return source.path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(
+            source.path, revision=source.kwargs.get("revision"), local_files_only=True
+        )
+    except Exception:  # not in the cache: from_pretrained says so in its own words
+        return None
+
+
+def _openvino_runner(
+    spec: CheckpointSpec,
+    source: Any,
+    backend: str,
+    precision: str,
+    device: torch.device,
+) -> Any:
+    """The compiled OpenVINO forward when ``backend`` asks for it (or ``auto`` finds it)."""
+    if backend == "torch":
+        return None
+    local_path = _local_checkpoint_path(source)
+    try:
+        if device.type != "cpu":
+            raise backends.BackendUnavailable(backends.CPU_ONLY_MESSAGE.format(device=device))
+        if local_path is None:
+            raise backends.BackendUnavailable(
+                backends.NO_EXPORT_MESSAGE.format(label=spec.label, path="(no local files)")
+            )
+        folder = export_dir_for(spec, source, local_path)
+        return backends.load_openvino(
+            folder,
+            source_path=local_path,
+            label=spec.label,
+            precision=precision,
+            threads=env_int(TORCH_THREADS_ENV, None),
+        )
+    except backends.BackendUnavailable as exc:
+        if backend == "openvino":
+            raise
+        logger.info("%s: torch backend (%s)", spec.label, exc.message)
+        return None
+
+
+def export_dir_for(spec: CheckpointSpec, source: Any, local_path: str) -> Any:
+    """Where ``spec``'s OpenVINO export lives (see ``backends.export_dir``)."""
+    return backends.export_dir(
+        source_path=local_path,
+        is_local=source.is_local,
+        repo=spec.repo,
+        revision=spec.revision,
+    )
+
+
 class DetectorCache:
     """Loaded detectors of this process, least recently used evicted past the limit.
 
@@ -361,8 +486,8 @@ class DetectorCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[str, str], Detector] = OrderedDict()
-        self._loading: dict[tuple[str, str], threading.Lock] = {}
+        self._items: OrderedDict[tuple[str, ...], Detector] = OrderedDict()
+        self._loading: dict[tuple[str, ...], threading.Lock] = {}
         self._pid = os.getpid()
 
     def _reset_after_fork(self) -> None:
@@ -373,7 +498,8 @@ class DetectorCache:
 
     def get(self, spec: CheckpointSpec, *, device: str | torch.device | None = None) -> Detector:
         resolved = torch.device(device) if device is not None else default_device()
-        key = (spec.key, str(resolved))
+        # The settings are part of the key: a process that changes them loads anew.
+        key = (spec.key, str(resolved), backends.backend_setting(), backends.precision_setting())
         with self._lock:
             self._reset_after_fork()
             if key in self._items:
@@ -404,7 +530,7 @@ class DetectorCache:
         """Keys of the loaded detectors, least recently used first."""
         with self._lock:
             self._reset_after_fork()
-            return [key for key, _device in self._items]
+            return [key[0] for key in self._items]
 
     def clear(self) -> None:
         with self._lock:

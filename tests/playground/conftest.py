@@ -36,3 +36,28 @@ def runtime_checkpoint(tmp_path_factory) -> Callable[[str], Path]:
         return built[family]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def runtime_export(runtime_checkpoint, tmp_path_factory) -> Callable[[str], Path]:
+    """``runtime_export(family)``: a copy of ``runtime_checkpoint(family)`` with an accepted
+    OpenVINO export next to its weights (a copy, so that VITRINE_BACKEND=auto elsewhere keeps
+    finding no export and running torch). Skips when OpenVINO is not installed."""
+    pytest.importorskip("openvino")
+    import shutil
+
+    from playground.runtime import CheckpointSpec
+    from playground.runtime.export import export_checkpoint
+
+    root = tmp_path_factory.mktemp("exports")
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            folder = root / family
+            shutil.copytree(runtime_checkpoint(family), folder)
+            export_checkpoint(CheckpointSpec(local_dir=str(folder)))
+            built[family] = folder
+        return built[family]
+
+    return get

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from transformers import pipeline
 
-from playground.runtime import CheckpointSpec, decode_image, get_detector
+from playground.runtime import CheckpointSpec, decode_image, get_detector, load_detector
 from tests.playground.runtime_helpers import (
     assert_same_detections,
     blocks_image,
@@ -19,9 +19,13 @@ from tests.playground.runtime_helpers import (
 MAX_PIXELS = 10_000_000
 # Random weights put each family's scores in its own band (see checkpoints.SPREAD); these
 # thresholds leave roughly 5-40 detections on the test images.
-THRESHOLDS = {"detr": 0.7, "conditional_detr": 0.948, "rt_detr": 0.165, "yolos_tiny": 0.15}
+THRESHOLDS = {"detr": 0.7, "conditional_detr": 0.948, "rt_detr": 0.38, "yolos_tiny": 0.15}
 # Two sizes; the first and last share a size, so a batch of all three runs them together.
 IMAGES = [(160, 120, 1), (96, 128, 2), (160, 120, 3)]
+
+
+# Every backend gives the pipeline's detections: only the forward differs between them.
+BACKENDS = ("torch", "openvino")
 
 
 @pytest.fixture(scope="module", params=sorted(THRESHOLDS))
@@ -29,10 +33,21 @@ def family(request) -> str:
     return request.param
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def models(family, runtime_checkpoint):
-    path = str(runtime_checkpoint(family))
-    detector = get_detector(CheckpointSpec(local_dir=path), device="cpu")
+def models(family, backend, runtime_checkpoint, request):
+    if backend == "torch":
+        path = str(runtime_checkpoint(family))
+        detector = get_detector(CheckpointSpec(local_dir=path), device="cpu")
+    else:
+        # An accepted export next to a copy of the same checkpoint (skips without OpenVINO).
+        path = str(request.getfixturevalue("runtime_export")(family))
+        detector = load_detector(CheckpointSpec(local_dir=path), device="cpu", backend=backend)
+    assert detector.backend == backend
     pipe = pipeline("object-detection", model=path, device="cpu")
     return detector, pipe
 

@@ -53,6 +53,7 @@ def test_the_detector_module_runs_without_django():
         "import sys\n"
         "from playground.runtime import get_detector, Detector, DetectionResult\n"
         "import playground.runtime.checkpoints, playground.runtime.reference\n"
+        "import playground.runtime.backends, playground.runtime.export\n"
         "print('django' in sys.modules, 'torch' in sys.modules)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}

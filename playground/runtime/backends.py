@@ -1,0 +1,485 @@
+"""A second backend for the same checkpoint: the forward pass compiled by OpenVINO.
+
+Only the forward differs. The torch model and the OpenVINO IR take the same preprocessed
+tensors (the checkpoint's own image processor) and return the same ``logits`` and
+``pred_boxes``, which go to the same post-processing; so every fidelity test runs on both.
+
+- ``export_openvino(...)`` converts the torch model that ``load_detector`` loads, checks
+  it against torch on a few images (``compare_outputs``) and only then writes it, with an
+  ``export.json`` manifest: exporter versions, the source files' sha256, the check's
+  figures and the IR's own sha256.
+- ``load_openvino(...)`` compiles an accepted export, refusing one whose source files
+  changed since (the weights were replaced) or whose IR no longer has its recorded hash.
+
+Settings (read by ``detector.load_detector``):
+
+- ``VITRINE_BACKEND``: ``torch``, ``openvino`` or ``auto`` (default): OpenVINO when an
+  accepted export of the checkpoint exists and the device is the CPU (measured 2x eager
+  torch on DETR-R50 with equal detections), torch otherwise.
+- ``VITRINE_PRECISION``: ``f32`` (default) or ``bf16``, a separate, labelled option (bf16
+  moves detections: see the README's bench). OpenVINO's CPU plugin picks bf16 by itself on
+  a CPU that has it, so f32 is always requested explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from playground.runtime.env import env_choice
+from playground.runtime.errors import DetectorRuntimeError
+
+logger = logging.getLogger(__name__)
+
+BACKEND_ENV = "VITRINE_BACKEND"
+BACKENDS = ("torch", "openvino", "auto")
+DEFAULT_BACKEND = "auto"
+PRECISION_ENV = "VITRINE_PRECISION"
+PRECISIONS = ("f32", "bf16")
+DEFAULT_PRECISION = "f32"
+EXPORTS_DIR_ENV = "VITRINE_EXPORTS_DIR"
+
+EXPORT_DIRNAME = "openvino"
+MANIFEST = "export.json"
+IR_XML = "model.xml"
+IR_BIN = "model.bin"
+FORMAT_VERSION = 1
+
+# Acceptance of an export, on raw outputs (queries matched, see compare_outputs):
+# - logits within 2e-4: a softmax or sigmoid probability moves by at most half the logit
+#   change, so scores stay within the fidelity tests' 1e-4;
+# - boxes (normalised cx, cy, w, h) within 1e-4: 0.13 px on a 1333 px side, well inside
+#   the fidelity tests' 1 px.
+# Measured: 5e-5 to 7e-5 logits and < 1e-6 boxes on DETR (f32, LATENCY hint).
+LOGIT_TOLERANCE = 2e-4
+BOX_TOLERANCE = 1e-4
+
+# Files of a checkpoint whose content the export depends on.
+SOURCE_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
+# Allocators that crash OpenVINO's compile_model when preloaded (free(): invalid pointer).
+CONFLICTING_PRELOADS = ("tcmalloc", "jemalloc")
+
+NOT_INSTALLED_MESSAGE = "OpenVINO is not installed (pip install openvino)."
+NO_EXPORT_MESSAGE = (
+    "No OpenVINO export of {label} at {path}: run `manage.py export_model <model id>`."
+)
+STALE_EXPORT_MESSAGE = (
+    "The OpenVINO export at {path} was made from other files than {label}'s ({name} "
+    "changed): export it again."
+)
+TAMPERED_EXPORT_MESSAGE = (
+    "The OpenVINO export at {path} does not match its manifest ({name} changed): export it again."
+)
+PRELOAD_MESSAGE = (
+    "OpenVINO crashes with {preload} preloaded (LD_PRELOAD): unset it or use VITRINE_BACKEND=torch."
+)
+CPU_ONLY_MESSAGE = "The OpenVINO backend runs on the CPU; this detector is on {device}."
+REFUSED_MESSAGE = (
+    "The export differs from torch beyond the tolerance: logits {logits:.2e} "
+    "(tolerance {logit_tol:.0e}), boxes {boxes:.2e} (tolerance {box_tol:.0e}), "
+    "{unmatched} queries without a partner. Not written."
+)
+
+
+class BackendUnavailable(DetectorRuntimeError):
+    """The requested backend cannot run this checkpoint here; ``message`` says why."""
+
+    code = "backend_unavailable"
+
+
+class ExportRefused(DetectorRuntimeError):
+    """An export that differs from torch beyond the tolerance."""
+
+    code = "export_refused"
+
+
+def backend_setting() -> str:
+    return env_choice(BACKEND_ENV, DEFAULT_BACKEND, BACKENDS)
+
+
+def precision_setting() -> str:
+    return env_choice(PRECISION_ENV, DEFAULT_PRECISION, PRECISIONS)
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def conflicting_preload() -> str | None:
+    """The preloaded allocator OpenVINO cannot live with, if any."""
+    preload = os.environ.get("LD_PRELOAD", "")
+    for name in CONFLICTING_PRELOADS:
+        if name in preload:
+            return name
+    return None
+
+
+def export_dir(
+    *, source_path: str | Path, is_local: bool, repo: str = "", revision: str = ""
+) -> Path:
+    """Where a checkpoint's OpenVINO export lives.
+
+    Next to the weights (``<checkpoint dir>/openvino``) when they are a folder of ours; for
+    a checkpoint in the Hugging Face cache, ``$VITRINE_EXPORTS_DIR`` (default ``var/exports``
+    of the checkout) ``/<org>/<name>/<revision>/openvino``.
+    """
+    if is_local:
+        return Path(source_path) / EXPORT_DIRNAME
+    root = os.environ.get(EXPORTS_DIR_ENV, "").strip()
+    base = Path(root) if root else Path(__file__).resolve().parents[2] / "var" / "exports"
+    org, name = repo.split("/", 1)
+    return base / org / name / (revision or "main").replace("/", "--") / EXPORT_DIRNAME
+
+
+def source_fingerprint(folder: str | Path) -> dict[str, str]:
+    """sha256 of each file of the checkpoint that the export is made from."""
+    folder = Path(folder)
+    return {name: _sha256(folder / name) for name in SOURCE_FILES if (folder / name).is_file()}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_inputs(model: torch.nn.Module) -> tuple[str, ...]:
+    """The preprocessed tensors the model's forward uses: DETR and Conditional DETR take the
+    pixel mask, RT-DETR and YOLOS do not (YOLOS's processor makes one; its forward drops it)."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return ("pixel_values", "pixel_mask") if "pixel_mask" in params else ("pixel_values",)
+
+
+class _RawOutputs(torch.nn.Module):
+    """The detector's forward as a graph: tensors in, (logits, pred_boxes) out."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None):
+        kwargs = {} if pixel_mask is None else {"pixel_mask": pixel_mask}
+        outputs = self.model(pixel_values=pixel_values, **kwargs)
+        return outputs.logits, outputs.pred_boxes
+
+
+@dataclass
+class Comparison:
+    """How far one backend's raw outputs are from torch's, over all checked images."""
+
+    logits: float = 0.0
+    boxes: float = 0.0
+    unmatched: int = 0
+    permuted: int = 0
+    images: int = 0
+
+    def within(self, logit_tol: float, box_tol: float) -> bool:
+        return self.unmatched == 0 and self.logits <= logit_tol and self.boxes <= box_tol
+
+    def add(self, other: Comparison) -> None:
+        self.logits = max(self.logits, other.logits)
+        self.boxes = max(self.boxes, other.boxes)
+        self.unmatched += other.unmatched
+        self.permuted += other.permuted
+        self.images += other.images
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "max_logit_difference": self.logits,
+            "max_box_difference": self.boxes,
+            "unmatched_queries": self.unmatched,
+            "permuted_queries": self.permuted,
+            "images": self.images,
+        }
+
+
+def compare_outputs(
+    reference: dict[str, torch.Tensor],
+    got: dict[str, torch.Tensor],
+    *,
+    logit_tol: float = LOGIT_TOLERANCE,
+    box_tol: float = BOX_TOLERANCE,
+) -> Comparison:
+    """Max |difference| of logits and boxes, query by query.
+
+    RT-DETR picks its 300 queries by a top-k over encoder scores; two runtimes' last-bit
+    differences can order near-equal scores differently. The decoder treats queries as a set
+    (the same query gives the same output wherever it sits) and post-processing ranks by
+    score, so the order carries no meaning: rows that differ in place are matched to their
+    nearest partner, and a row with no partner within the tolerance counts as unmatched.
+    """
+    result = Comparison()
+    ref_rows = torch.cat([reference["logits"], reference["pred_boxes"]], -1).float()
+    got_rows = torch.cat([got["logits"], got["pred_boxes"]], -1).float()
+    classes = reference["logits"].shape[-1]
+    for ref, mine in zip(ref_rows, got_rows, strict=True):
+        result.images += 1
+        diff = (ref - mine).abs()
+        in_place = (diff[:, :classes].amax(-1) <= logit_tol) & (
+            diff[:, classes:].amax(-1) <= box_tol
+        )
+        good = diff[in_place]
+        if good.numel():
+            result.logits = max(result.logits, good[:, :classes].max().item())
+            result.boxes = max(result.boxes, good[:, classes:].max().item())
+        moved = (~in_place).nonzero().flatten().tolist()
+        if not moved:
+            continue
+        free = set(moved)
+        for row in moved:
+            best, best_diff = None, None
+            for other in free:
+                d = (ref[other] - mine[row]).abs()
+                if best_diff is None or d.max() < best_diff.max():
+                    best, best_diff = other, d
+            if best is None:
+                result.unmatched += 1
+                continue
+            logit_d, box_d = best_diff[:classes].max().item(), best_diff[classes:].max().item()
+            if logit_d <= logit_tol and box_d <= box_tol:
+                free.discard(best)
+                result.permuted += 1
+                result.logits = max(result.logits, logit_d)
+                result.boxes = max(result.boxes, box_d)
+            else:
+                result.unmatched += 1
+                result.logits = max(result.logits, logit_d)
+                result.boxes = max(result.boxes, box_d)
+    return result
+
+
+class OpenVinoForward:
+    """A compiled OpenVINO model called like the torch forward: tensors in, raw outputs out."""
+
+    def __init__(self, compiled: Any, *, path: Path, precision: str, manifest: dict) -> None:
+        self.compiled = compiled
+        self.path = path
+        self.precision = precision
+        self.manifest = manifest
+        self.input_names = [port.get_any_name() for port in compiled.inputs]
+        self._request = compiled.create_infer_request()
+        # One infer request, reused (its buffers are allocated once): one call at a time.
+        self._lock = threading.Lock()
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        feed = {name: inputs[name].numpy() for name in self.input_names}
+        with self._lock:
+            self._request.infer(feed)
+            # Copies: the request's output buffers are reused by the next call.
+            logits = torch.from_numpy(self._request.get_output_tensor(0).data.copy())
+            boxes = torch.from_numpy(self._request.get_output_tensor(1).data.copy())
+        return {"logits": logits.float(), "pred_boxes": boxes.float()}
+
+
+def compile_config(*, precision: str, threads: int | None) -> dict[str, Any]:
+    """CPU plugin settings: LATENCY (one request at a time, all threads on it), the precision
+    asked for (f32 explicitly: the default on a bf16 CPU is bf16), and the thread count."""
+    config: dict[str, Any] = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": precision,
+    }
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return config
+
+
+def read_manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_openvino(
+    folder: Path,
+    *,
+    source_path: str | Path,
+    label: str,
+    precision: str = DEFAULT_PRECISION,
+    threads: int | None = None,
+    check_hashes: bool = True,
+) -> OpenVinoForward:
+    """Compile the accepted export in ``folder``; BackendUnavailable says why it cannot be used."""
+    if not openvino_available():
+        raise BackendUnavailable(NOT_INSTALLED_MESSAGE)
+    preload = conflicting_preload()
+    if preload:
+        raise BackendUnavailable(PRELOAD_MESSAGE.format(preload=preload))
+    manifest = read_manifest(folder)
+    if manifest is None and not check_hashes:
+        manifest = {}  # the export being checked, before its manifest is written
+    if manifest is None or not (folder / IR_XML).is_file():
+        raise BackendUnavailable(NO_EXPORT_MESSAGE.format(label=label, path=folder))
+    if check_hashes:
+        current = source_fingerprint(source_path)
+        recorded = manifest.get("source", {}).get("files", {})
+        for name in sorted(set(current) | set(recorded)):
+            if current.get(name) != recorded.get(name):
+                raise BackendUnavailable(
+                    STALE_EXPORT_MESSAGE.format(path=folder, label=label, name=name)
+                )
+        for name, digest in manifest.get("ir", {}).items():
+            if not (folder / name).is_file() or _sha256(folder / name) != digest:
+                raise BackendUnavailable(TAMPERED_EXPORT_MESSAGE.format(path=folder, name=name))
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(
+        str(folder / IR_XML), "CPU", compile_config(precision=precision, threads=threads)
+    )
+    return OpenVinoForward(compiled, path=folder, precision=precision, manifest=manifest)
+
+
+def versions() -> dict[str, str]:
+    import openvino as ov
+    import transformers
+
+    return {
+        "openvino": ov.get_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def export_openvino(
+    detector: Any,
+    folder: Path,
+    *,
+    source_path: str | Path,
+    source: dict[str, str],
+    check_inputs: list[dict[str, torch.Tensor]],
+    logit_tol: float = LOGIT_TOLERANCE,
+    box_tol: float = BOX_TOLERANCE,
+    threads: int | None = None,
+    log: Any = None,
+) -> dict:
+    """Convert ``detector``'s torch model to OpenVINO IR, check it against torch on
+    ``check_inputs`` (preprocessed by the detector's processor) and write it to ``folder``
+    with its manifest. Raises ExportRefused (nothing written) beyond the tolerance.
+
+    Shapes are dynamic (batch, height, width): one IR serves every image size.
+    """
+    if not openvino_available():
+        raise BackendUnavailable(NOT_INSTALLED_MESSAGE)
+    import openvino as ov
+
+    say = log or (lambda message: logger.info("%s", message))
+    model = detector.model
+    # What the forward takes and the processor gives (RT-DETR's forward takes a mask that its
+    # processor does not make).
+    names = tuple(name for name in model_inputs(model) if name in check_inputs[0])
+    example = {name: check_inputs[0][name] for name in names}
+    ports = [("pixel_values", ov.PartialShape([-1, 3, -1, -1]), ov.Type.f32)]
+    if "pixel_mask" in names:
+        ports.append(("pixel_mask", ov.PartialShape([-1, -1, -1]), ov.Type.i64))
+    began = time.perf_counter()
+    wrapper = _RawOutputs(model).eval()
+    # The contiguous layout: tracing a channels_last model bakes its strides into the graph
+    # for nothing (OpenVINO picks its own layouts).
+    model.to(memory_format=torch.contiguous_format)
+    try:
+        with torch.no_grad():
+            converted = ov.convert_model(wrapper, example_input=example, input=ports)
+    finally:
+        if detector.channels_last:
+            model.to(memory_format=torch.channels_last)
+    for port, name in zip(converted.outputs, ("logits", "pred_boxes"), strict=True):
+        port.get_tensor().set_names({name})
+    converted_s = time.perf_counter() - began
+    say(f"converted in {converted_s:.1f}s (openvino {ov.get_version()})")
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".openvino-", dir=folder.parent))
+    try:
+        # compress_to_fp16 defaults to True: the weights would be rounded to fp16.
+        ov.save_model(converted, str(staging / IR_XML), compress_to_fp16=False)
+        forward = load_openvino(
+            staging,
+            source_path=source_path,
+            label="the new export",
+            threads=threads,
+            check_hashes=False,
+        )
+        comparison = check_export(
+            detector, forward, check_inputs, logit_tol=logit_tol, box_tol=box_tol
+        )
+        say(
+            f"checked on {comparison.images} images: max |logit difference| "
+            f"{comparison.logits:.2e} (tolerance {logit_tol:.0e}), max |box difference| "
+            f"{comparison.boxes:.2e} (tolerance {box_tol:.0e}), queries reordered "
+            f"{comparison.permuted}, without a partner {comparison.unmatched}"
+        )
+        if not comparison.within(logit_tol, box_tol):
+            raise ExportRefused(
+                REFUSED_MESSAGE.format(
+                    logits=comparison.logits,
+                    boxes=comparison.boxes,
+                    logit_tol=logit_tol,
+                    box_tol=box_tol,
+                    unmatched=comparison.unmatched,
+                )
+            )
+        manifest = {
+            "format": FORMAT_VERSION,
+            "backend": "openvino",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "exporter": versions(),
+            "source": {**source, "files": source_fingerprint(source_path)},
+            "model_type": model.config.model_type,
+            "inputs": list(names),
+            "dynamic_shapes": True,
+            "conversion_seconds": round(converted_s, 1),
+            "check": {
+                **comparison.as_dict(),
+                "logit_tolerance": logit_tol,
+                "box_tolerance": box_tol,
+                "precision": "f32",
+            },
+            "ir": {name: _sha256(staging / name) for name in (IR_XML, IR_BIN)},
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide it from a worker of another user
+        staging.rename(folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def check_export(
+    detector: Any,
+    forward: OpenVinoForward,
+    check_inputs: list[dict[str, torch.Tensor]],
+    *,
+    logit_tol: float = LOGIT_TOLERANCE,
+    box_tol: float = BOX_TOLERANCE,
+) -> Comparison:
+    """Compare ``forward`` with the detector's torch forward on each of ``check_inputs``."""
+    total = Comparison()
+    for inputs in check_inputs:
+        reference = detector.torch_forward(inputs)
+        got = forward(inputs)
+        total.add(compare_outputs(reference, got, logit_tol=logit_tol, box_tol=box_tol))
+    return total

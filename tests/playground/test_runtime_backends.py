@@ -1,0 +1,245 @@
+"""The second backend: exporting a checkpoint, the check that refuses a bad export, and
+VITRINE_BACKEND / VITRINE_PRECISION choosing what runs the forward."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from django.core.management import CommandError, call_command
+
+from playground.runtime import CheckpointSpec, decode_image, load_detector
+from playground.runtime.backends import (
+    NO_EXPORT_MESSAGE,
+    BackendUnavailable,
+    compare_outputs,
+)
+from tests.playground.runtime_helpers import assert_same_detections, blocks_image, encode
+
+pytest.importorskip("openvino")
+
+FAMILY = "yolos_tiny"  # the quickest to convert; every family's export is checked in fidelity
+THRESHOLD = 0.15
+
+
+@pytest.fixture
+def checkpoint(runtime_checkpoint, tmp_path):
+    """A private copy of the test checkpoint (the tests write exports next to it)."""
+    folder = tmp_path / FAMILY
+    shutil.copytree(runtime_checkpoint(FAMILY), folder)
+    return folder
+
+
+@pytest.fixture
+def exported(runtime_export, tmp_path):
+    """A private copy of a checkpoint with an accepted export."""
+    folder = tmp_path / "exported"
+    shutil.copytree(runtime_export(FAMILY), folder)
+    return folder
+
+
+@pytest.fixture
+def image():
+    return decode_image(encode(blocks_image(160, 120, seed=1)), max_pixels=10_000_000)
+
+
+@pytest.fixture(autouse=True)
+def default_settings(monkeypatch):
+    for name in ("VITRINE_BACKEND", "VITRINE_PRECISION", "LD_PRELOAD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def detect(folder, image, **kwargs):
+    detector = load_detector(
+        CheckpointSpec(local_dir=str(folder)), device="cpu", warm_up=False, **kwargs
+    )
+    return detector, detector.detect([image], threshold=THRESHOLD)[0].detections
+
+
+def test_export_model_writes_a_checked_export_that_auto_then_runs(checkpoint, image):
+    out = io.StringIO()
+    call_command("export_model", "any/id", "--checkpoint", str(checkpoint), stdout=out)
+    printed = out.getvalue()
+    assert "max |logit difference|" in printed and "max |box difference|" in printed
+    assert "accepted" in printed
+
+    folder = checkpoint / "openvino"
+    manifest = json.loads((folder / "export.json").read_text())
+    assert {"openvino", "torch", "transformers"} <= set(manifest["exporter"])
+    assert set(manifest["source"]["files"]) == {"config.json", "model.safetensors"}
+    assert manifest["check"]["max_logit_difference"] <= manifest["check"]["logit_tolerance"]
+    assert manifest["check"]["images"] == 3 and manifest["dynamic_shapes"] is True
+    assert (folder / "model.xml").is_file() and (folder / "model.bin").is_file()
+
+    torch_detector, expected = detect(checkpoint, image, backend="torch")
+    auto_detector, got = detect(checkpoint, image)  # VITRINE_BACKEND unset: auto
+    assert (torch_detector.backend, auto_detector.backend) == ("torch", "openvino")
+    assert auto_detector.model is None  # the torch weights are not loaded beside it
+    assert_same_detections(got, expected, threshold=THRESHOLD)
+
+
+def test_an_export_beyond_the_tolerance_is_refused_and_nothing_is_written(checkpoint):
+    with pytest.raises(CommandError, match="beyond the tolerance"):
+        call_command(
+            "export_model", "any/id", "--checkpoint", str(checkpoint),
+            "--logit-tolerance", "1e-12", "--box-tolerance", "1e-12",
+            stdout=io.StringIO(),
+        )  # fmt: skip
+    assert not (checkpoint / "openvino").exists()
+    assert [p.name for p in checkpoint.iterdir() if p.name.startswith(".")] == []
+    # And the runtime, asked for OpenVINO, says there is no export.
+    with pytest.raises(BackendUnavailable) as info:
+        load_detector(CheckpointSpec(local_dir=str(checkpoint)), backend="openvino")
+    assert "No OpenVINO export" in info.value.message
+
+
+def _tamper(folder):
+    """Scale a stretch of the IR's weights: a corrupted or hand-edited export."""
+    path = folder / "openvino" / "model.bin"
+    data = np.fromfile(path, dtype=np.float32)
+    middle = len(data) // 2
+    data[middle : middle + 20_000] *= 1.5
+    data.tofile(path)
+
+
+def test_a_tampered_export_fails_the_check_and_the_runtime_falls_back(exported, image):
+    out = io.StringIO()
+    call_command("export_model", "any/id", "--checkpoint", str(exported), "--check", stdout=out)
+    assert "within the tolerance" in out.getvalue()
+
+    _tamper(exported)
+    with pytest.raises(CommandError, match="does not match its manifest"):
+        call_command("export_model", "any/id", "--checkpoint", str(exported), "--check")
+    detector, _ = detect(exported, image)  # auto: torch, not the tampered IR
+    assert detector.backend == "torch"
+    with pytest.raises(BackendUnavailable, match="does not match its manifest"):
+        detect(exported, image, backend="openvino")
+
+
+def test_changed_weights_make_the_export_stale(exported, image):
+    config = exported / "config.json"
+    config.write_text(config.read_text().replace('"hidden_act"', '"vitrine_note": 1, "hidden_act"'))
+    detector, _ = detect(exported, image)
+    assert detector.backend == "torch"
+    with pytest.raises(BackendUnavailable, match=r"made from other files .*config\.json"):
+        detect(exported, image, backend="openvino")
+
+
+def test_the_backend_setting(exported, checkpoint, image, monkeypatch):
+    monkeypatch.setenv("VITRINE_BACKEND", "torch")
+    assert detect(exported, image)[0].backend == "torch"
+    monkeypatch.setenv("VITRINE_BACKEND", "openvino")
+    assert detect(exported, image)[0].backend == "openvino"
+    with pytest.raises(BackendUnavailable) as info:
+        detect(checkpoint, image)  # no export: openvino asked for, so no fallback
+    assert info.value.message == NO_EXPORT_MESSAGE.format(
+        label=str(checkpoint), path=checkpoint / "openvino"
+    )
+    monkeypatch.setenv("VITRINE_BACKEND", "auto")
+    assert detect(checkpoint, image)[0].backend == "torch"  # no export: falls back
+    monkeypatch.setenv("VITRINE_BACKEND", "fastest")
+    with pytest.raises(ValueError, match="VITRINE_BACKEND"):
+        detect(checkpoint, image)
+
+
+def test_openvino_is_not_used_with_a_preloaded_allocator(exported, image, monkeypatch):
+    # tcmalloc or jemalloc preloaded make OpenVINO's compile_model crash the process.
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    assert detect(exported, image)[0].backend == "torch"
+    with pytest.raises(BackendUnavailable, match="jemalloc"):
+        detect(exported, image, backend="openvino")
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_precision_is_f32_unless_bf16_is_asked_for(exported, image, backend, monkeypatch):
+    detector, _ = detect(exported, image, backend=backend)
+    assert detector.precision == "f32"
+    if backend == "openvino":
+        # Asked explicitly: on a CPU with bf16 OpenVINO would otherwise pick bf16.
+        hint = detector.runner.compiled.get_property("INFERENCE_PRECISION_HINT")
+        assert hint.get_type_name() == "f32"
+    monkeypatch.setenv("VITRINE_PRECISION", "bf16")
+    fast, _ = detect(exported, image, backend=backend)
+    assert fast.precision == "bf16" and "bf16" in repr(fast)
+    if backend == "openvino":
+        hint = fast.runner.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        assert hint == ("bf16" if cpu_has_bf16() else "f32")
+    else:
+        assert fast.autocast_dtype == torch.bfloat16
+    inputs = fast.preprocess(image.image)
+    outputs = fast.forward(inputs)
+    # Post-processing always gets float32, whatever the forward computed in.
+    assert outputs["logits"].dtype == outputs["pred_boxes"].dtype == torch.float32
+    assert outputs["logits"].shape == detector.forward(inputs)["logits"].shape
+
+
+def test_query_order_does_not_count_but_a_missing_query_does():
+    logits, boxes = torch.randn(1, 5, 3), torch.rand(1, 5, 4)
+    reference = {"logits": logits, "pred_boxes": boxes}
+    order = [0, 2, 1, 3, 4]
+    swapped = {"logits": logits[:, order], "pred_boxes": boxes[:, order]}
+    result = compare_outputs(reference, swapped)
+    assert (result.unmatched, result.permuted, result.logits) == (0, 2, 0.0)
+    replaced = {"logits": logits.clone(), "pred_boxes": boxes.clone()}
+    replaced["logits"][0, 4] += 1.0
+    result = compare_outputs(reference, replaced)
+    assert result.unmatched == 1 and result.logits == pytest.approx(1.0)
+
+
+@pytest.mark.django_db
+def test_export_model_by_catalogue_id(tmp_path, monkeypatch):
+    call_command("seed_catalog", stdout=io.StringIO())
+    call_command(
+        "make_checkpoints", "--weights-dir", str(tmp_path), "--families", FAMILY,
+        stdout=io.StringIO(),
+    )  # fmt: skip
+    monkeypatch.setenv("VITRINE_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(CommandError, match="No model 'acme/nothing'"):
+        call_command("export_model", "acme/nothing")
+    out = io.StringIO()
+    call_command("export_model", "hustvl/yolos-tiny", stdout=out)
+    folder = tmp_path / "hustvl" / "yolos-tiny" / "main" / "openvino"
+    assert f"written to {folder}" in out.getvalue()
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["source"]["repo"] == "hustvl/yolos-tiny"
+    assert manifest["source"]["revision"] == "main"
+    detector = load_detector(CheckpointSpec(repo="hustvl/yolos-tiny", revision="main"))
+    assert detector.backend == "openvino"
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@pytest.mark.worker
+def test_a_worker_runs_jobs_on_the_export(start_worker, exported, settings, tmp_path):
+    from playground import services
+    from tests import factories
+    from tests.conftest import wait_for
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    worker = start_worker(
+        env_extra={"VITRINE_BACKEND": "openvino", "VITRINE_DETECTION_FLOOR": str(THRESHOLD)}
+    )
+    upload = encode(blocks_image(320, 240, seed=4))
+    card = factories.card(checkpoint_local_dir=str(exported))
+    job = services.job_create(card=card, image_bytes=upload)
+
+    def finished():
+        job.refresh_from_db()
+        return job.is_final
+
+    wait_for(finished, timeout=240, interval=0.5, message=worker.output())
+    assert job.status == "succeeded", worker.output()
+    assert "(openvino, f32)" in worker.output()  # the worker's detector ran the export
+    _, expected = detect(exported, decode_image(upload, max_pixels=10_000_000), backend="torch")
+    assert_same_detections(job.result, expected, threshold=THRESHOLD, min_count=1)
