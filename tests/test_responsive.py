@@ -280,3 +280,32 @@ def test_the_price_route_admin_inline_fits_a_laptop_screen(browser, site):  # no
     assert group["x"] + group["width"] <= 1280
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     context.close()
+
+
+def test_the_browser_javascript_snippet_runs_in_a_page(browser, site, tmp_path):  # noqa: F811
+    """The page's own "JavaScript (browser)" snippet, run as is in a page with a file
+    input: the File goes to the API, which accepts key, model and image and answers 402
+    for the empty wallet."""
+    from django.contrib.auth import get_user_model
+    from PIL import Image
+
+    from billing.services.keys import api_key_create
+    from billing.services.ledger import INSUFFICIENT_CREDITS
+
+    _, key = api_key_create(user=get_user_model().objects.get(username="dev"), name="browser")
+    Image.new("RGB", (64, 48), (30, 140, 220)).save(tmp_path / "cats.jpg", "JPEG")
+    context = browser.new_context(base_url=site.url)
+    page = context.new_page()
+    page.goto(DETR)
+    code = page.locator("[data-snippet=javascript] pre").text_content()
+    page.evaluate("document.body.insertAdjacentHTML('beforeend', '<input type=file id=pick>')")
+    page.set_input_files("#pick", str(tmp_path / "cats.jpg"))
+    error = page.evaluate(
+        "async ([code, key]) => {"
+        "  const run = new Function('apiKey', `return (async () => {\\n${code}\\n})()`);"
+        "  try { await run(key); return null; } catch (e) { return e.message; }"
+        "}",
+        [code, key],
+    )
+    assert error == INSUFFICIENT_CREDITS.format(balance="$0", cost="$0.0002")
+    context.close()
