@@ -76,8 +76,8 @@ LAYOUT_PROBLEMS = """() => {
       problems.push(`table ${table.id || table.className} (${Math.round(box.width)}px) is clipped`);
     }
   }
-  // Numbers never break: every benchmark and compare cell is one line.
-  for (const cell of document.querySelectorAll("table.bench td, table.compare td, td.num")) {
+  // Numbers never break: every benchmark cell and numeric cell is one line.
+  for (const cell of document.querySelectorAll("table.bench td, td.num")) {
     if (!cell.offsetParent || !/\\d/.test(cell.textContent)) continue;
     const range = document.createRange();
     range.selectNodeContents(cell);
