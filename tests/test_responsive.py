@@ -189,6 +189,11 @@ def test_every_page_fits_its_viewport(browser, site, width):  # noqa: F811
                 page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
         for url in ["/favicon.ico", *icons]:
             assert page.request.get(url).status == 200, url
+        if width in SCREENSHOT_WIDTHS:  # dark mode, for a person to look at
+            page.emulate_media(color_scheme="dark")
+            for name in ("models", "model-live"):
+                page.goto(PAGES[name])
+                page.screenshot(path=str(SHOTS / f"{name}-{width}-dark.png"), full_page=True)
     finally:
         context.close()
     assert problems == {}
