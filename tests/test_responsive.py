@@ -288,9 +288,9 @@ def test_the_price_route_admin_inline_fits_a_laptop_screen(browser, site):  # no
 
 
 def test_the_browser_javascript_snippet_runs_in_a_page(browser, site, tmp_path):  # noqa: F811
-    """The page's own "JavaScript (browser)" snippet, run as is in a page with a file
-    input: the File goes to the API, which accepts key, model and image and answers 402
-    for the empty wallet."""
+    """The page's own "JavaScript (browser)" snippet, run as is in a page of another origin
+    with a file input: the File goes to the API (CORS preflight and all), which accepts
+    key, model and image and answers 402 for the empty wallet."""
     from django.contrib.auth import get_user_model
     from PIL import Image
 
@@ -303,6 +303,11 @@ def test_the_browser_javascript_snippet_runs_in_a_page(browser, site, tmp_path):
     page = context.new_page()
     page.goto(DETR)
     code = page.locator("[data-snippet=javascript] pre").text_content()
+    assert f"{site.url}/v1/inference/" in code
+    # Run it from another origin (127.0.0.1 against localhost): the API answers CORS.
+    other_origin = site.url.replace("localhost", "127.0.0.1")
+    assert other_origin != site.url
+    page.goto(f"{other_origin}/models")
     page.evaluate("document.body.insertAdjacentHTML('beforeend', '<input type=file id=pick>')")
     page.set_input_files("#pick", str(tmp_path / "cats.jpg"))
     error = page.evaluate(

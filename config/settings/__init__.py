@@ -70,6 +70,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so every response (redirects, static files, errors) carries X-Request-Id.
     "catalog.observability.RequestIdMiddleware",
+    # /v1/ only: preflights answered here, every API answer (errors too) readable cross-origin.
+    "catalog.cors.ApiCorsMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
