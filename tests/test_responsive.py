@@ -284,6 +284,8 @@ def test_the_price_route_admin_inline_fits_a_laptop_screen(browser, site):  # no
     group = page.locator("#routes-group").bounding_box()
     assert group["x"] + group["width"] <= 1280
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#routes-group").screenshot(path=str(SHOTS / "admin-price-routes-1280.png"))
     context.close()
 
 
