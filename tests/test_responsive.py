@@ -321,3 +321,25 @@ def test_the_browser_javascript_snippet_runs_in_a_page(browser, site, tmp_path):
     )
     assert error == INSUFFICIENT_CREDITS.format(balance="$0", cost="$0.0002")
     context.close()
+
+
+def test_the_layout_check_catches_what_it_is_for(browser):  # noqa: F811
+    """The in-page check fails on the defects it guards against, as they looked before."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    wide_row = "".join(f"<td>1,234,{n}.5</td>" for n in range(100, 112))
+    page.set_content(
+        "<body style='margin:0'><table id=wide><tr>" + wide_row + "</tr></table>"
+        "<div style='width:40px'><table class=bench><tr><td>41.0 46.5</td></tr></table></div>"
+    )
+    problems = page.evaluate(LAYOUT_PROBLEMS)
+    assert any(p.startswith("page is ") for p in problems), problems
+    assert any(p.startswith("table wide ") for p in problems), problems
+    assert '"41.0 46.5" wraps' in problems
+    page.set_content(
+        "<body style='margin:0'><div style='overflow-x:auto'><table id=wide><tr>"
+        + wide_row
+        + "</tr></table></div></body>"
+    )
+    assert page.evaluate(LAYOUT_PROBLEMS) == []
+    context.close()
