@@ -26,6 +26,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import escape
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
@@ -130,7 +131,8 @@ class ProviderKeyForm(forms.Form):
     # render_value=False: a submitted key is never written back into the page.
     secret = forms.CharField(
         label="Key",
-        help_text="Cloudflare: your account id and an API token, as <account id>:<token>.",
+        # Django writes help_text into the page unescaped: escape the <placeholders>.
+        help_text=escape("Cloudflare: your account id and an API token, as <account id>:<token>."),
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
     )
 

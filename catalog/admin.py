@@ -84,13 +84,17 @@ class SpecRowInline(admin.TabularInline):
     extra = 0
 
 
-class PriceRouteInline(admin.TabularInline):
+class PriceRouteInline(admin.StackedInline):
+    # Stacked, four short rows: as a table its twelve columns made the card's page 2,296 px
+    # wide.
     model = PriceRoute
     extra = 0
     fields = [
-        "slug", "provider", "provider_model_id", "is_own", "unit", "price", "is_estimate",
-        "is_beta", "byok_available", "schema_flavour", "is_active", "position",
-    ]  # fmt: skip
+        ("slug", "provider", "provider_model_id"),
+        ("unit", "price", "is_estimate"),
+        ("is_own", "is_beta", "byok_available", "is_active"),
+        ("schema_flavour", "position"),
+    ]
     show_change_link = True
 
 

@@ -47,13 +47,15 @@ CSRF_PLACEHOLDER = b"__vitrine_csrf__"
 
 
 def cached_page(view):
-    """Serve anonymous GETs of a page from the cache, keyed by the full URL."""
+    """Serve anonymous GETs of a page from the cache, keyed by the full URL (host too)."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if request.method != "GET" or request.user.is_authenticated:
             return view(request, *args, **kwargs)
-        digest = hashlib.sha256(request.get_full_path().encode()).hexdigest()
+        # The whole address, host and scheme included: pages print links and snippets
+        # with the address they were asked on (catalog.site.site_url).
+        digest = hashlib.sha256(request.build_absolute_uri().encode()).hexdigest()
         key = f"catalog:page:{catalog_version()}:{digest}"
         hit = cache.get(key)
         if hit is not None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from django.conf import settings
+from functools import cache
+
 from django.contrib.sitemaps.views import sitemap as sitemap_view
+from django.contrib.staticfiles import finders
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
 from catalog import pricing, selectors
 from catalog.models import ModelCard, PriceRoute
 from catalog.paths import card_path
+from catalog.site import site_url
 from catalog.sitemaps import SITEMAPS
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
@@ -114,7 +117,7 @@ def llms_text(*, cards: list[ModelCard], site_url: str) -> str:
 @require_safe
 def llms_txt(request: HttpRequest) -> HttpResponse:
     cards = list(selectors.card_list())
-    return HttpResponse(llms_text(cards=cards, site_url=settings.SITE_URL), TEXT_PLAIN)
+    return HttpResponse(llms_text(cards=cards, site_url=site_url(request)), TEXT_PLAIN)
 
 
 @require_safe
@@ -133,3 +136,17 @@ def robots_txt(request: HttpRequest) -> HttpResponse:
 @require_safe
 def sitemap_xml(request: HttpRequest) -> HttpResponse:
     return sitemap_view(request, sitemaps=SITEMAPS)
+
+
+@cache
+def _favicon_bytes() -> bytes:
+    with open(finders.find("catalog/img/favicon.ico"), "rb") as f:
+        return f.read()
+
+
+@require_safe
+def favicon_ico(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico``: browsers and crawlers ask for it whatever the page links to."""
+    response = HttpResponse(_favicon_bytes(), "image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response

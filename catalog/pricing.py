@@ -50,11 +50,22 @@ def image_cost(*, unit_price: Decimal, images: int, byok: bool) -> Decimal:
 
 
 def format_usd(amount: Decimal) -> str:
-    """$0.0002, $0.0000075, $0.047, $10.50: exact, without trailing zeros below a cent."""
-    normal = amount.normalize()
-    text = f"{normal:f}"
+    """The site's one money format: exact, at least two decimals once there is a fraction,
+    thousands separated. $0.0002, $0.0000075, $0.047, $0.20, $10, $10.50, $10,000."""
+    normal = Decimal(amount).normalize()
+    text = f"{normal:,f}"
     if "." in text:
         whole, frac = text.split(".")
         if len(frac) < 2:
             text = f"{whole}.{frac.ljust(2, '0')}"
-    return f"${text}"
+    sign = "-" if text.startswith("-") else ""
+    return f"{sign}${text.removeprefix('-')}"
+
+
+def format_count(value: int | Decimal | None) -> str:
+    """The site's one count format: thousands separated, exact. 50000 -> "50,000"."""
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value.normalize():,f}"
+    return f"{int(value):,}"

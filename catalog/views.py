@@ -6,11 +6,10 @@ import difflib
 import json
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import F, Min, Prefetch, Q
+from django.db.models import Case, F, IntegerField, Min, Prefetch, Q, Value, When
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import strip_tags
@@ -32,12 +31,22 @@ from catalog.models import (
     Status,
     Task,
 )
+from catalog.site import site_url
 from catalog.snippets import detection_snippets
 
 PAGE_SIZE = 24
+# "Featured": the operators' order, except that models on their way out (deprecated, then
+# retired) come after every model one can still start using.
+LIFECYCLE_RANK = Case(
+    When(status=Status.DEPRECATED, then=Value(1)),
+    When(status=Status.RETIRED, then=Value(2)),
+    default=Value(0),
+    output_field=IntegerField(),
+)
+FEATURED = (F("lifecycle_rank").asc(), F("position").asc(), "display_name")
 # Missing values sort last on every backend (PostgreSQL puts NULLs first in DESC order).
 SORTS = {
-    "": (F("position").asc(), "display_name"),
+    "": FEATURED,
     "price": (F("image_price").asc(nulls_last=True), "display_name"),
     "-price": (F("image_price").desc(nulls_last=True), "display_name"),
     "newest": (
@@ -57,10 +66,13 @@ def listed_cards():
     """Published cards with what a card tile shows, in a fixed number of queries."""
     return (
         ModelCard.objects.published()
-        .select_related("organisation", "task")
+        .select_related("organisation", "task", "replacement__organisation")
         .prefetch_related(Prefetch("routes", queryset=PriceRoute.objects.filter(is_active=True)))
         .annotate(
-            image_price=Min("routes__price", filter=Q(routes__is_active=True, routes__unit="image"))
+            image_price=Min(
+                "routes__price", filter=Q(routes__is_active=True, routes__unit="image")
+            ),
+            lifecycle_rank=LIFECYCLE_RANK,
         )
     )
 
@@ -266,17 +278,28 @@ def model_detail(request, org: str, name: str):
     # Our own API and the Hugging Face shape it mirrors, plus the API of each provider route.
     flavours = {"vitrine", "hf-inference"} | {r.schema_flavour for r in card.routes.all()}
     schemas = [s for s in card.task.schemas.all() if s.flavour in flavours]
+    base_url = site_url(request)
+    # A retired model has no buy path: no price, no snippets, no try button (the template
+    # shows its replacement first instead).
+    retired = card.status == Status.RETIRED
     return render(
         request,
         "catalog/model_detail.html",
         {
             "card": card,
             "pricing": pricing_box(card),
-            "snippets": detection_snippets(
-                site_url=settings.SITE_URL,
+            "retired": retired,
+            "callable": card.status in (Status.LIVE, Status.BETA, Status.DEPRECATED),
+            "snippets": []
+            if retired
+            else detection_snippets(
+                site_url=base_url,
                 model_id=card.model_id,
                 cloudflare_model_id=cloudflare.provider_model_id if cloudflare else "",
+                local_repo=card.checkpoint_repo if card.open_weight else "",
+                local_revision=card.checkpoint_revision,
             ),
+            "inference_url": f"{base_url}/v1/inference/{card.model_id}",
             "schemas": [
                 {
                     "schema": s,
@@ -294,7 +317,7 @@ def model_detail(request, org: str, name: str):
             "measured_values": _percentages(measured),
             "faq_schema": faq_schema(card),
             "specs": spec_table(card),
-            "canonical": f"{settings.SITE_URL}{request.path}",
+            "canonical": f"{base_url}{request.path}",
         },
     )
 
@@ -401,7 +424,11 @@ def compare(request):
 def collection_detail(request, slug: str):
     collection = get_object_or_404(Collection, slug=slug)
     order = list(collection.entries.values_list("card_id", flat=True))
-    cards = sorted(listed_cards().filter(pk__in=order), key=lambda c: order.index(c.pk))
+    # The collection's own order, models on their way out last (as under "Featured").
+    cards = sorted(
+        listed_cards().filter(pk__in=order),
+        key=lambda c: (c.lifecycle_rank, order.index(c.pk)),
+    )
     return render(
         request,
         "catalog/card_list_page.html",
@@ -419,7 +446,7 @@ def org_detail(request, slug: str):
             "title": f"Models from {org.name}",
             "intro": org.description,
             "link": org.url,
-            "cards": listed_cards().filter(organisation=org),
+            "cards": listed_cards().filter(organisation=org).order_by(*FEATURED),
         },
     )
 

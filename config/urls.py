@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularJSONAPIView
 
 from catalog.api import EndpointNotFoundApi
+from catalog.api_docs import ApiDocsView
 
 admin.site.site_header = "Vitrine catalogue"
 admin.site.site_title = "Vitrine admin"
@@ -16,7 +17,7 @@ urlpatterns = [
     path("v1/", include("playground.api_urls")),
     # Keep last among the v1/ routes: any other /v1/ path is the API's JSON 404.
     re_path(r"^v1/", EndpointNotFoundApi.as_view()),
-    path("docs/api", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
+    path("docs/api", ApiDocsView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("", include("catalog.machine_urls")),
     path("", include("billing.urls")),
     path("", include("playground.urls")),

@@ -39,7 +39,8 @@ def card(**fields) -> ModelCard:
 def route(*, changed_by=None, **fields) -> PriceRoute:
     values = {"slug": "vitrine", "provider": "Vitrine", "is_own": True, "price": Decimal("0.0002")}
     values |= fields
-    values.setdefault("card", card())
+    if "card" not in values:  # not setdefault(..., card()): that made a stray card every call
+        values["card"] = card()
     return price_route_save(route=PriceRoute(**values), changed_by=changed_by)
 
 

@@ -106,8 +106,8 @@ def test_a_model_page_shows_its_sections(page):
     assert not answer.locator("p").first.is_visible()
     answer.locator("summary").click()
     assert answer.locator("p").first.is_visible()
-    page.locator("details[data-snippet=python] summary").click()
-    assert "requests.post" in page.locator("details[data-snippet=python] pre").inner_text()
+    page.get_by_role("tab", name="Python", exact=True).click()
+    assert "requests.post" in page.locator("[data-snippet=python] pre").inner_text()
 
 
 def test_compare_shows_the_plot(page):

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
 from django import template
+from django.template.loader_tags import BLOCK_CONTEXT_KEY
+from django.utils.safestring import mark_safe
 
 from catalog.markdown import render_markdown
+from catalog.pricing import format_count, format_usd
 
 register = template.Library()
 
@@ -22,3 +27,50 @@ def compact(number):
             value = f"{number / size:.1f}".removesuffix(".0")
             return f"{value}{suffix}"
     return str(number)
+
+
+def _decimal(value) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+@register.filter
+def usd(amount):
+    """Money on every page: ``{{ route.price|usd }}`` -> $0.0002, ``{{ x|usd }}`` -> $10,000.
+
+    The same function formats the amounts views and services put in sentences, so a price
+    reads the same everywhere (see ``catalog.pricing.format_usd``)."""
+    value = _decimal(amount)
+    return "" if value is None else format_usd(value)
+
+
+@register.filter
+def count(number):
+    """Counts on every page, thousands separated: ``{{ 50000|count }}`` -> 50,000."""
+    value = _decimal(number)
+    return "" if value is None else format_count(value)
+
+
+@register.filter
+def per_1k(amount):
+    """A unit price times 1,000, for "per 1k" figures: ``{{ route.price|per_1k|usd }}``."""
+    value = _decimal(amount)
+    return None if value is None else value * 1000
+
+
+@register.simple_tag(takes_context=True)
+def block_text(context, name: str) -> str:
+    """What the template's block ``name`` renders, again: ``<meta property="og:title"
+    content="{% block_text 'title' %}">`` repeats the page's ``{% block title %}`` (Django
+    renders a block once; ``{{ self.title }}`` is Jinja's and renders nothing here)."""
+    blocks = context.render_context.get(BLOCK_CONTEXT_KEY)
+    block = blocks.get_block(name) if blocks is not None else None
+    if block is None:
+        return ""
+    # BlockNode.render takes the block off the stack while it renders and puts it back,
+    # so {{ block.super }} inside it keeps working. The output is already escaped HTML.
+    return mark_safe(" ".join(block.render(context).split()))

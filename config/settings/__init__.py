@@ -45,7 +45,9 @@ ALLOWED_HOSTS = env_list(
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off.")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-SITE_URL = (env_str("SITE_URL") or "http://127.0.0.1:8000").rstrip("/")
+# Public base URL for snippets, llms.txt and canonical links. Empty: each page uses the
+# address it was requested at (catalog/site.py), so `HOST=… PORT=… make run` needs nothing.
+SITE_URL = (env_str("SITE_URL") or "").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -68,6 +70,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so every response (redirects, static files, errors) carries X-Request-Id.
     "catalog.observability.RequestIdMiddleware",
+    # /v1/ only: preflights answered here, every API answer (errors too) readable cross-origin.
+    "catalog.cors.ApiCorsMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -96,6 +100,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "catalog.context_processors.site",
             ],
         },
     },
@@ -347,7 +352,8 @@ SPECTACULAR_SETTINGS = {
         'decimal strings. Every error is `{"error": {"message", "type", "code", '
         '"param"}}`.'
     ),
-    "SERVERS": [{"url": SITE_URL}],
+    # No SITE_URL: no servers entry, so Swagger UI calls the host it was loaded from.
+    "SERVERS": [{"url": SITE_URL}] if SITE_URL else [],
     "SERVE_INCLUDE_SCHEMA": False,
     # Self-hosted assets (drf-spectacular-sidecar), never a CDN; no validator badge call.
     "SWAGGER_UI_DIST": "SIDECAR",

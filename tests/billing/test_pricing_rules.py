@@ -107,7 +107,7 @@ def test_seed_figures(card, route, unit_price, per_1k, with_fee, per_10_dollars)
     ("credit", "code", "message"),
     [
         (D("4.99"), "top_up_too_small", TOP_UP_TOO_SMALL.format(minimum="$5")),
-        (D("10000.01"), "top_up_too_large", TOP_UP_TOO_LARGE.format(maximum="$10000")),
+        (D("10000.01"), "top_up_too_large", TOP_UP_TOO_LARGE.format(maximum="$10,000")),
         (D("10.005"), "top_up_not_whole_cents", WHOLE_CENTS),
     ],
 )

@@ -47,7 +47,7 @@ SEED_PAGES = {
             "$0.0002 per image",
             "$0.20 per 1k images",
             "$0.00021 per image with the 5% top-up fee included",
-            "A $10 top-up (you pay $10.50) runs 50000 images",
+            "A $10 top-up (you pay $10.50) runs 50,000 images",
             "5% applied at credit top-up, not per call",
             "End-to-end object detection",
             "Open-weight",

@@ -1,0 +1,141 @@
+// Progressive enhancement for every page. The pages are complete without it: code blocks
+// are plain <pre>, every tab panel shows in order under its own title, filters stay open.
+
+// Copy buttons: every <div class="code"> gets one for its <pre>; any [data-copy="#id"]
+// button copies that element's text.
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // Not a secure context, or permission refused: the old selection-based copy.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    return ok;
+  }
+}
+
+function wireCopy(button, source) {
+  const label = button.textContent;
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    const ok = await copyText(source().replace(/\n$/, ""));
+    button.textContent = ok ? "Copied" : "Press Ctrl+C";
+    button.dataset.state = ok ? "copied" : "failed";
+    setTimeout(() => {
+      button.textContent = label;
+      delete button.dataset.state;
+    }, 1600);
+  });
+}
+
+for (const block of document.querySelectorAll(".code")) {
+  const pre = block.querySelector("pre");
+  if (!pre || block.querySelector(":scope > .copy")) continue;
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "copy";
+  button.textContent = "Copy";
+  button.setAttribute("aria-label", `Copy ${block.dataset.label || "code"}`);
+  block.append(button);
+  block.classList.add("has-copy");
+  wireCopy(button, () => pre.innerText);
+}
+for (const button of document.querySelectorAll("[data-copy]")) {
+  const target = document.querySelector(button.dataset.copy);
+  if (target) wireCopy(button, () => target.innerText.trim());
+}
+
+// Tabs: <div class="tabs" data-tabs="name"> holding <div class="tab-panel" data-tab="slug"
+// data-tab-label="Label">. The chosen tab is remembered per tab group name, so picking
+// Python on one model page shows Python on the next.
+for (const [index, tabs] of [...document.querySelectorAll(".tabs[data-tabs]")].entries()) {
+  const panels = [...tabs.querySelectorAll(":scope > .tab-panel")];
+  if (panels.length < 2) continue;
+  const list = document.createElement("div");
+  list.className = "tab-list";
+  list.setAttribute("role", "tablist");
+  const key = `vitrine.tab.${tabs.dataset.tabs}`;
+  const buttons = panels.map((panel, i) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.setAttribute("role", "tab");
+    button.id = `tab-${index}-${i}`;
+    button.textContent = panel.dataset.tabLabel;
+    button.dataset.tab = panel.dataset.tab;
+    button.setAttribute("aria-controls", panel.id || (panel.id = `panel-${index}-${i}`));
+    panel.setAttribute("role", "tabpanel");
+    panel.setAttribute("aria-labelledby", button.id);
+    list.append(button);
+    return button;
+  });
+  const select = (slug, remember) => {
+    const chosen = panels.some((p) => p.dataset.tab === slug) ? slug : panels[0].dataset.tab;
+    panels.forEach((panel, i) => {
+      const on = panel.dataset.tab === chosen;
+      panel.hidden = !on;
+      buttons[i].setAttribute("aria-selected", String(on));
+      buttons[i].tabIndex = on ? 0 : -1;
+    });
+    if (remember) {
+      try {
+        localStorage.setItem(key, chosen);
+      } catch {}
+    }
+  };
+  list.addEventListener("click", (event) => {
+    const button = event.target.closest("[role=tab]");
+    if (button) select(button.dataset.tab, true);
+  });
+  list.addEventListener("keydown", (event) => {
+    const i = buttons.indexOf(document.activeElement);
+    if (i < 0 || !["ArrowLeft", "ArrowRight", "Home", "End"].includes(event.key)) return;
+    event.preventDefault();
+    const next = { ArrowLeft: i - 1, ArrowRight: i + 1, Home: 0, End: buttons.length - 1 }[event.key];
+    const button = buttons[(next + buttons.length) % buttons.length];
+    select(button.dataset.tab, true);
+    button.focus();
+  });
+  tabs.prepend(list);
+  tabs.classList.add("is-enhanced");
+  let saved = null;
+  try {
+    saved = localStorage.getItem(key);
+  } catch {}
+  select(saved || panels[0].dataset.tab, false);
+}
+
+// The model page's section nav marks the section in view.
+const nav = document.querySelector(".section-nav");
+if (nav && "IntersectionObserver" in window) {
+  const links = new Map(
+    [...nav.querySelectorAll("a[href^='#']")].map((a) => [a.getAttribute("href").slice(1), a]),
+  );
+  const observer = new IntersectionObserver(
+    (entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        links.forEach((a) => a.classList.remove("is-current"));
+        links.get(entry.target.id)?.classList.add("is-current");
+      }
+    },
+    { rootMargin: "-20% 0px -70% 0px" },
+  );
+  links.forEach((_, id) => {
+    const section = document.getElementById(id);
+    if (section) observer.observe(section);
+  });
+}
+
+// Filters fold away on a phone unless one is in use (they are open without JS).
+const filters = document.querySelector("details.filters-panel");
+if (filters && !filters.hasAttribute("data-active") && matchMedia("(max-width: 59.99rem)").matches) {
+  filters.open = false;
+}

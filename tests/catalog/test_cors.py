@@ -1,0 +1,54 @@
+"""The HTTP API answers browsers on other origins; the pages do not."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog.cors import ALLOW_HEADERS
+
+pytestmark = pytest.mark.django_db
+
+ORIGIN = {"HTTP_ORIGIN": "https://app.example"}
+
+
+def test_a_preflight_to_the_api_is_answered(client):
+    response = client.options(
+        "/v1/inference/facebook/detr-resnet-50",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
+        **ORIGIN,
+    )
+    assert response.status_code == 204
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert "POST" in response["Access-Control-Allow-Methods"]
+    assert (
+        "Authorization" in ALLOW_HEADERS
+        and response["Access-Control-Allow-Headers"] == ALLOW_HEADERS
+    )
+    assert "Access-Control-Allow-Credentials" not in response
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("/v1/models", 200), ("/v1/models/acme/nope", 404), ("/v1/nowhere", 404)],
+)
+def test_api_answers_errors_included_are_readable_cross_origin(client, url, status):
+    response = client.get(url, **ORIGIN)
+    assert response.status_code == status
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert "X-Vitrine-Cost" in response["Access-Control-Expose-Headers"]
+
+
+def test_an_unauthenticated_call_is_readable_cross_origin(client):
+    response = client.post(
+        "/v1/inference/facebook/detr-resnet-50", b"x", content_type="image/jpeg", **ORIGIN
+    )
+    assert response.status_code == 401
+    assert response["Access-Control-Allow-Origin"] == "*"
+
+
+def test_pages_send_no_cors_headers(client):
+    response = client.get("/models", **ORIGIN)
+    assert "Access-Control-Allow-Origin" not in response
+    response = client.options("/models", HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST", **ORIGIN)
+    assert "Access-Control-Allow-Origin" not in response

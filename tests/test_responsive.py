@@ -1,0 +1,345 @@
+"""Every page type in a real browser at phone, tablet and desktop widths.
+
+Debian's Chromium through Playwright against the live server (see tests/test_browser.py).
+Each page at 390, 768 and 1280 px: the page never scrolls sideways, every table fits or
+sits in its own scroll box, benchmark numbers never break over two lines, og:/Twitter tags
+are filled, every request (favicon, fonts, scripts) answers, and no script error is
+raised. Full-page screenshots of each page at 390 and 1280 px are written to
+``var/screenshots/`` (``SCREENSHOTS_DIR`` to change it) for a person to look at; CI keeps
+them as artifacts.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from datetime import date
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from tests.test_browser import CHROMIUM, browser  # noqa: F401  (the module's browser fixture)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() and not os.environ.get("REQUIRE_BROWSER"),
+        reason=f"no {CHROMIUM}: apt-get install chromium",
+    ),
+]
+
+WIDTHS = [390, 768, 1280]
+SCREENSHOT_WIDTHS = {390, 1280}
+SHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or Path(settings.BASE_DIR) / "var" / "screenshots")
+
+DETR = "/models/facebook/detr-resnet-50"
+PAGES = {
+    "models": "/models",
+    "model-live": DETR,
+    "model-coming-soon": "/models/PekingU/rtdetr_r50vd",
+    "model-deprecated": "/models/legacy/detr-r101-dc5",
+    "model-retired": "/models/legacy/detr-r50-panoptic",
+    "compare": "/compare?models=facebook/detr-resnet-50,PekingU/rtdetr_r50vd,"
+    "microsoft/conditional-detr-resnet-50",
+    "collection": "/collections/object-detection",
+    "org": "/orgs/facebook",
+    "try": f"{DETR}/try",
+    "not-found": "/models/facebook/detr-resnet-5",
+    "login": "/accounts/login/",
+    "signup": "/accounts/signup/",
+    "api-docs": "/docs/api",
+    "dashboard": "/account/",  # signed in, with a key just created (shown once)
+}
+
+# What the page may not do, measured in the page itself.
+LAYOUT_PROBLEMS = """() => {
+  const width = document.documentElement.clientWidth;
+  const problems = [];
+  if (document.documentElement.scrollWidth > window.innerWidth) {
+    const wide = document.documentElement.scrollWidth;
+    problems.push(`page is ${wide}px wide in ${window.innerWidth}px`);
+  }
+  const scrolls = (el) => {
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX;
+      if (o === "auto" || o === "scroll") return true;
+    }
+    return false;
+  };
+  for (const table of document.querySelectorAll("table")) {
+    if (!table.offsetParent) continue;  // in a closed <details>, or hidden
+    const box = table.getBoundingClientRect();
+    const fits = box.right <= width + 1 && table.scrollWidth <= table.clientWidth + 1;
+    if (!fits && !scrolls(table) && getComputedStyle(table).overflowX === "visible") {
+      problems.push(`table ${table.id || table.className} (${Math.round(box.width)}px) is clipped`);
+    }
+  }
+  // Numbers never break: every benchmark cell and numeric cell is one line.
+  for (const cell of document.querySelectorAll("table.bench td, td.num")) {
+    if (!cell.offsetParent || !/\\d/.test(cell.textContent)) continue;
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+    if (lines.size > 1 && !cell.querySelector("br")) {
+      problems.push(`"${cell.textContent.trim()}" wraps`);
+    }
+  }
+  return problems;
+}"""
+
+META = """() => Object.fromEntries(
+  [...document.querySelectorAll("meta[property^='og:'], meta[name^='twitter:']")]
+    .map((m) => [m.getAttribute("property") || m.getAttribute("name"), m.content])
+)"""
+
+
+def seed_pages():
+    """The seed catalogue plus a deprecated and a retired model, both replaced by DETR."""
+    from catalog.models import ModelCard
+    from tests import factories
+
+    call_command("seed_catalog", stdout=io.StringIO())
+    detr = ModelCard.objects.get(slug="detr-resnet-50")
+    legacy = factories.organisation(name="Legacy Lab", slug="legacy")
+    deprecated = factories.card(
+        organisation=legacy,
+        slug="detr-r101-dc5",
+        display_name="DETR R101-DC5",
+        summary="The dilated-C5 DETR: better small-object AP, much slower.",
+        status=ModelCard.Status.DEPRECATED,
+        deprecation_date=date(2026, 9, 1),
+        sunset_date=date(2027, 3, 31),
+        replacement=detr,
+        license="Apache-2.0",
+    )
+    factories.route(card=deprecated, price="0.0004")
+    retired = factories.card(
+        organisation=legacy,
+        slug="detr-r50-panoptic",
+        display_name="DETR R50 panoptic",
+        summary="DETR with a panoptic segmentation head.",
+        status=ModelCard.Status.RETIRED,
+        sunset_date=date(2026, 6, 30),
+        replacement=detr,
+    )
+    factories.route(card=retired, price="0.0003")
+    factories.user(username="dev")
+
+
+@pytest.fixture
+def site(live_server, transactional_db):
+    seed_pages()
+    return live_server
+
+
+def sign_in_with_a_new_key(page):
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", "dev")
+    page.fill("input[name=password]", "pw-dev-1")
+    page.click("form button[type=submit]")
+    page.wait_for_url("**/account/")
+    page.fill("#create-key input[name=name]", "laptop")
+    page.click("#create-key button[type=submit]")
+    page.wait_for_selector("#new-key")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_page_fits_its_viewport(browser, site, width):  # noqa: F811
+    context = browser.new_context(
+        base_url=site.url, viewport={"width": width, "height": 900}, device_scale_factor=1
+    )
+    page = context.new_page()
+    failed_requests: list[str] = []
+    script_errors: list[str] = []
+    page.on(
+        "response",
+        lambda r: (
+            failed_requests.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/models/facebook/detr-resnet-5")
+            else None
+        ),
+    )
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
+    problems = {}
+    try:
+        for name, url in PAGES.items():
+            if name == "dashboard":
+                sign_in_with_a_new_key(page)
+            else:
+                response = page.goto(url)
+                assert response.status == (404 if name == "not-found" else 200), name
+            page.wait_for_load_state("load")
+            if name == "api-docs":
+                page.wait_for_selector("#swagger-ui .opblock", timeout=30_000)
+            if found := page.evaluate(LAYOUT_PROBLEMS):
+                problems[name] = found
+            meta = page.evaluate(META)
+            assert meta["og:title"] == page.title(), name
+            assert meta["og:description"].strip(), name
+            assert meta["og:image"].startswith(site.url), name
+            assert meta["twitter:card"] == "summary_large_image", name
+            assert meta["twitter:title"] == page.title(), name
+            icons = page.eval_on_selector_all("link[rel=icon]", "ls => ls.map((l) => l.href)")
+            assert len(icons) == 2, name
+            assert page.locator(".site-header .brand").is_visible(), name
+            if width in SCREENSHOT_WIDTHS:
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+        for url in ["/favicon.ico", *icons]:
+            assert page.request.get(url).status == 200, url
+        if width in SCREENSHOT_WIDTHS:  # dark mode, for a person to look at
+            page.emulate_media(color_scheme="dark")
+            for name in ("models", "model-live"):
+                page.goto(PAGES[name])
+                page.screenshot(path=str(SHOTS / f"{name}-{width}-dark.png"), full_page=True)
+    finally:
+        context.close()
+    assert problems == {}
+    assert failed_requests == []
+    assert script_errors == []
+
+
+def test_on_a_phone_the_price_comes_before_the_api_and_the_faq(browser, site):  # noqa: F811
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(DETR)
+
+    def top(selector):
+        return page.locator(selector).bounding_box()["y"]
+
+    assert top("#pricing") < top("#about") < top("#api") < top("#benchmarks") < top("#faq")
+    # Schemas are collapsed: the specs and benchmarks are not pushed below the fold by JSON.
+    assert page.locator("details.schema[open]").count() == 0
+    assert not page.locator("details.schema pre").first.is_visible()
+    context.close()
+
+
+def test_snippets_are_tabs_with_copy_buttons(browser, site):  # noqa: F811
+    context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.goto(DETR)
+    tabs = page.locator("#use [role=tab]")
+    labels = tabs.all_inner_texts()
+    assert labels[:5] == ["curl", "Python", "huggingface_hub", "JavaScript (browser)", "Node.js"]
+    assert "Run locally (transformers)" in labels and "Cloudflare Workers AI" in labels
+    assert page.locator("[data-snippet=curl]").is_visible()
+    assert not page.locator("[data-snippet=node]").is_visible()
+
+    page.get_by_role("tab", name="Node.js").click()
+    node = page.locator("[data-snippet=node]")
+    assert node.is_visible() and not page.locator("[data-snippet=curl]").is_visible()
+    node.get_by_role("button", name="Copy").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == node.locator("pre").inner_text().rstrip("\n")
+    assert 'import { readFile } from "node:fs/promises";' in copied
+    assert f"{site.url}/v1/inference/facebook/detr-resnet-50" in copied
+
+    # The choice is remembered: the next model page opens on Node.js too.
+    page.goto("/models/hustvl/yolos-tiny")
+    assert page.locator("[data-snippet=node]").is_visible()
+    context.close()
+
+
+def test_without_javascript_every_snippet_shows_under_its_title(browser, site):  # noqa: F811
+    context = browser.new_context(base_url=site.url, java_script_enabled=False)
+    page = context.new_page()
+    page.goto(DETR)
+    assert page.locator("#use [role=tab]").count() == 0
+    for slug in ("curl", "python", "huggingface_hub", "javascript", "node", "transformers"):
+        assert page.locator(f"[data-snippet={slug}] pre").is_visible(), slug
+    assert page.locator("[data-snippet=node] .tab-title").inner_text() == "Node.js"
+    context.close()
+
+
+def test_the_new_api_key_has_a_copy_button(browser, site):  # noqa: F811
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    sign_in_with_a_new_key(page)
+    secret = page.locator("#new-key-secret").inner_text().strip()
+    assert secret.startswith("vt_")
+    page.locator("#new-key").get_by_role("button", name="Copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    assert page.locator("#new-key .copy").inner_text() == "Copied"
+    context.close()
+
+
+def test_the_price_route_admin_inline_fits_a_laptop_screen(browser, site):  # noqa: F811
+    from catalog.models import ModelCard
+    from tests import factories
+
+    factories.user(username="operator", is_staff=True, is_superuser=True)
+    card = ModelCard.objects.get(slug="detr-resnet-50")
+    context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"/admin/catalog/modelcard/{card.pk}/change/")
+    page.fill("input[name=username]", "operator")
+    page.fill("input[name=password]", "pw-operator-1")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#routes-group")
+    assert page.locator("#routes-group input[name='routes-0-price']").is_visible()
+    group = page.locator("#routes-group").bounding_box()
+    assert group["x"] + group["width"] <= 1280
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#routes-group").screenshot(path=str(SHOTS / "admin-price-routes-1280.png"))
+    context.close()
+
+
+def test_the_browser_javascript_snippet_runs_in_a_page(browser, site, tmp_path):  # noqa: F811
+    """The page's own "JavaScript (browser)" snippet, run as is in a page of another origin
+    with a file input: the File goes to the API (CORS preflight and all), which accepts
+    key, model and image and answers 402 for the empty wallet."""
+    from django.contrib.auth import get_user_model
+    from PIL import Image
+
+    from billing.services.keys import api_key_create
+    from billing.services.ledger import INSUFFICIENT_CREDITS
+
+    _, key = api_key_create(user=get_user_model().objects.get(username="dev"), name="browser")
+    Image.new("RGB", (64, 48), (30, 140, 220)).save(tmp_path / "cats.jpg", "JPEG")
+    context = browser.new_context(base_url=site.url)
+    page = context.new_page()
+    page.goto(DETR)
+    code = page.locator("[data-snippet=javascript] pre").text_content()
+    assert f"{site.url}/v1/inference/" in code
+    # Run it from another origin (127.0.0.1 against localhost): the API answers CORS.
+    other_origin = site.url.replace("localhost", "127.0.0.1")
+    assert other_origin != site.url
+    page.goto(f"{other_origin}/models")
+    page.evaluate("document.body.insertAdjacentHTML('beforeend', '<input type=file id=pick>')")
+    page.set_input_files("#pick", str(tmp_path / "cats.jpg"))
+    error = page.evaluate(
+        "async ([code, key]) => {"
+        "  const run = new Function('apiKey', `return (async () => {\\n${code}\\n})()`);"
+        "  try { await run(key); return null; } catch (e) { return e.message; }"
+        "}",
+        [code, key],
+    )
+    assert error == INSUFFICIENT_CREDITS.format(balance="$0", cost="$0.0002")
+    context.close()
+
+
+def test_the_layout_check_catches_what_it_is_for(browser):  # noqa: F811
+    """The in-page check fails on the defects it guards against, as they looked before."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    wide_row = "".join(f"<td>1,234,{n}.5</td>" for n in range(100, 112))
+    page.set_content(
+        "<body style='margin:0'><table id=wide><tr>" + wide_row + "</tr></table>"
+        "<div style='width:40px'><table class=bench><tr><td>41.0 46.5</td></tr></table></div>"
+    )
+    problems = page.evaluate(LAYOUT_PROBLEMS)
+    assert any(p.startswith("page is ") for p in problems), problems
+    assert any(p.startswith("table wide ") for p in problems), problems
+    assert '"41.0 46.5" wraps' in problems
+    page.set_content(
+        "<body style='margin:0'><div style='overflow-x:auto'><table id=wide><tr>"
+        + wide_row
+        + "</tr></table></div></body>"
+    )
+    assert page.evaluate(LAYOUT_PROBLEMS) == []
+    context.close()
