@@ -126,6 +126,7 @@ class Detector:
         *,
         threshold: float = 0.05,
         batch_size: int | None = None,
+        float_boxes: bool = False,
     ) -> list[DetectionResult]:
         """Detect objects in each image; results are in the order of ``images``.
 
@@ -133,6 +134,9 @@ class Detector:
         preprocessed tensors have the same shape: padding a smaller image to its batch's
         largest changes what models without a pixel mask (YOLOS) or with a backbone that
         sees the padding (DETR) predict, and a batch must give the detections of one by one.
+
+        ``float_boxes`` adds ``box_float`` to each detection: the post-processor's float
+        coordinates, clipped to the image (``box`` stays the pipeline's truncated ints).
         """
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(BAD_THRESHOLD_MESSAGE.format(threshold=threshold))
@@ -161,7 +165,7 @@ class Detector:
                         for name, value in parts[0].items()
                     }
                     for index, detections, forward_s, post_s in self._run_batch(
-                        chunk, batch, images, threshold
+                        chunk, batch, images, threshold, float_boxes
                     ):
                         timings[index]["forward"] = forward_s
                         timings[index]["postprocess"] = post_s
@@ -174,6 +178,7 @@ class Detector:
         inputs: dict[str, torch.Tensor],
         images: Sequence[DecodedImage],
         threshold: float,
+        float_boxes: bool = False,
     ) -> Iterator[tuple[int, list[dict[str, Any]], float, float]]:
         began = time.perf_counter()
         outputs = self.forward(inputs)
@@ -185,34 +190,45 @@ class Detector:
         raw = self.processor.post_process_object_detection(
             outputs, threshold=threshold, target_sizes=target_sizes
         )
-        per_image = [self._to_detections(r, size) for r, size in zip(raw, sizes, strict=True)]
+        per_image = [
+            self._to_detections(r, size, float_boxes=float_boxes)
+            for r, size in zip(raw, sizes, strict=True)
+        ]
         done = time.perf_counter()
         share = len(indices)
         for index, detections in zip(indices, per_image, strict=True):
             yield index, detections, (forwarded - began) / share, (done - forwarded) / share
 
     def _to_detections(
-        self, raw: dict[str, torch.Tensor], size: tuple[int, int]
+        self, raw: dict[str, torch.Tensor], size: tuple[int, int], *, float_boxes: bool = False
     ) -> list[dict[str, Any]]:
         width, height = size
         # int() truncation of the xyxy floats, as ObjectDetectionPipeline._get_bounding_box.
         boxes = raw["boxes"].int().tolist()
+        exact = raw["boxes"].float().tolist()
         detections = []
-        for score, label, (xmin, ymin, xmax, ymax) in zip(
-            raw["scores"].tolist(), raw["labels"].tolist(), boxes, strict=True
+        for score, label, (xmin, ymin, xmax, ymax), floats in zip(
+            raw["scores"].tolist(), raw["labels"].tolist(), boxes, exact, strict=True
         ):
-            detections.append(
-                {
-                    "label": self.id2label.get(label, f"LABEL_{label}"),
-                    "score": float(score),
-                    "box": {
-                        "xmin": _clip(xmin, width),
-                        "ymin": _clip(ymin, height),
-                        "xmax": _clip(xmax, width),
-                        "ymax": _clip(ymax, height),
-                    },
+            detection = {
+                "label": self.id2label.get(label, f"LABEL_{label}"),
+                "score": float(score),
+                "box": {
+                    "xmin": _clip(xmin, width),
+                    "ymin": _clip(ymin, height),
+                    "xmax": _clip(xmax, width),
+                    "ymax": _clip(ymax, height),
+                },
+            }
+            if float_boxes:
+                limits = (width, height, width, height)
+                detection["box_float"] = {
+                    key: round(min(max(value, 0.0), float(limit)), 3)
+                    for key, value, limit in zip(
+                        ("xmin", "ymin", "xmax", "ymax"), floats, limits, strict=True
+                    )
                 }
-            )
+            detections.append(detection)
         detections.sort(key=lambda d: d["score"], reverse=True)  # stable: ties keep query order
         return detections
 
