@@ -71,7 +71,18 @@ class WebhookRefused(Exception):
 
 # --- the address guard ------------------------------------------------------------------
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# IANA's special-purpose blocks that are not globally reachable, written out so the guard
+# does not depend on which of them this Python's ``ipaddress`` knows (it changed in 3.12/13).
+_SPECIAL = [
+    ipaddress.ip_network(block)
+    for block in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/127", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32", "3fff::/20",
+        "5f00::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+    )
+]  # fmt: skip
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -112,7 +123,7 @@ def address_is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
         or address.is_reserved
         or address.is_unspecified
         or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local)
-        or (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT)
+        or any(address in block for block in _SPECIAL if block.version == address.version)
     )
     return not special and address.is_global
 
@@ -188,7 +199,9 @@ def parse_url(url: str) -> Target:
         raise WebhookRefused(HAS_CREDENTIALS)
     host = parts.hostname or ""
     try:
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        port = parts.port
+        if port is None:
+            port = 443 if parts.scheme.lower() == "https" else 80
     except ValueError:
         raise WebhookRefused(BAD_PORT) from None
     if not host or port == 0:
