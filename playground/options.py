@@ -68,16 +68,16 @@ def request_options(request, *, vitrine_flavour: bool = False) -> Options:
                     where="query parameter")  # fmt: skip
     data = request.data
     webhook = query.get("webhook")
-    if isinstance(data, dict):  # JSON
+    if hasattr(data, "getlist"):  # form / multipart (a QueryDict, also a dict: test first)
+        _refuse_unknown([*data.keys(), *request.FILES.keys()], FORM_FIELDS, where="form field")
+        webhook = data.get("webhook") or webhook
+    elif isinstance(data, dict):  # JSON
         _refuse_unknown(data.keys(), JSON_FIELDS, where="body field")
         parameters = data.get("parameters")
         if isinstance(parameters, dict):
             _refuse_unknown(parameters.keys(), JSON_PARAMETERS, where="parameter",
                             prefix="parameters.")  # fmt: skip
         webhook = data.get("webhook", webhook)
-    elif not isinstance(data, bytes | list) and hasattr(data, "keys"):  # form / multipart
-        _refuse_unknown([*data.keys(), *request.FILES.keys()], FORM_FIELDS, where="form field")
-        webhook = data.get("webhook") or webhook
     box_format = query.get("box_format", "int") or "int"
     if box_format not in BOX_FORMATS:
         raise errors.ApplicationError(
