@@ -48,7 +48,7 @@ from playground.failures import (
     job_failure,
 )
 from playground.models import Job, JobStatus
-from playground.options import request_options
+from playground.options import Options, request_options
 from playground.quote import quote_build
 from playground.runtime import ImageError
 from playground.serializers import JobSerializer, job_data
@@ -274,6 +274,11 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         inputs = serializers.CharField(help_text="Base64 image (or send raw bytes instead).")
         parameters = serializers.DictField(required=False, help_text='{"threshold": 0.5}')
 
+    def read_options(self, request) -> Options:
+        """Vitrine's options (dry_run, webhook, box_format); refuses unknown parameters. A
+        flavour with other body fields (e.g. Cloudflare's ``image``) overrides this."""
+        return request_options(request, vitrine_flavour=self.vitrine_flavour)
+
     @extend_schema(
         operation_id="inference_create",
         summary="Detect objects in an image",
@@ -291,13 +296,18 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
             OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, description="respond-async"),
         ],
         responses={
-            200: OpenApiResponse(description="[{label, score, box: {xmin, ymin, xmax, ymax}}]"),
+            200: OpenApiResponse(
+                description="[{label, score, box: {xmin, ymin, xmax, ymax}}] (integer pixels); "
+                "with dry_run=true a quote"
+            ),
             202: OpenApiResponse(JobSerializer, description=JOB_RESOURCE_DOC),
             400: errors.ErrorSerializer,
             401: errors.ErrorSerializer,
             402: errors.ErrorSerializer,
+            403: errors.ErrorSerializer,
             404: errors.ErrorSerializer,
             409: errors.ErrorSerializer,
+            410: errors.ErrorSerializer,
             413: errors.ErrorSerializer,
             415: errors.ErrorSerializer,
             429: errors.ErrorSerializer,
@@ -308,7 +318,7 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         api_key = request.auth
         card = _callable_card(model_id, request)
         limits.api_call_check(request, card)  # 429 + Retry-After when the key/account is full
-        options = request_options(request, vitrine_flavour=self.vitrine_flavour)  # 400 unknown
+        options = self.read_options(request)  # 400 unknown_parameter naming it
         route = _route(card, request.query_params.get("route"), user=request.user)
         image, threshold = read_image_input(request)
         if options.dry_run:  # a quote: nothing stored, reserved, queued or charged

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from catalog.errors import ApplicationError
@@ -318,11 +316,12 @@ def webhook_register(*, job: Job, url: str) -> WebhookDelivery:
     return WebhookDelivery.objects.create(job=job, url=url)
 
 
-def _enqueue(delivery_id: int, *, countdown: float = 0) -> None:
+def _enqueue(delivery_id: int, *, attempts: int, countdown: float = 0) -> None:
+    """Send the message for the attempt after ``attempts`` (the number it must find)."""
     from playground.tasks import deliver_webhook
 
     try:
-        deliver_webhook.apply_async((delivery_id,), queue="default", countdown=countdown)
+        deliver_webhook.apply_async((delivery_id, attempts), queue="default", countdown=countdown)
     except Exception as exc:  # the sweep in reap_stale_jobs sends it again
         logger.warning("webhook %s: not enqueued (%s: %s)", delivery_id, type(exc).__name__, exc)
 
@@ -353,9 +352,15 @@ def webhook_body(job: Job) -> bytes:
     return json.dumps(job_data(job, request=None), separators=(",", ":")).encode()
 
 
-def webhook_deliver(*, delivery_id: int) -> str:
+def webhook_deliver(*, delivery_id: int, attempts: int | None = None) -> str:
     """One delivery attempt; records it and schedules the next on failure. Returns the
-    delivery's status afterwards ("" when there was nothing to do)."""
+    delivery's status afterwards ("" when there was nothing to do).
+
+    The attempt is claimed first with a compare-and-set on the attempt count the message
+    carries (``attempts``), so two copies of one message (a redelivery: Redis hands an
+    ETA message out again after its visibility timeout, and backoffs can be longer) make
+    one attempt, never two.
+    """
     from billing.services.webhook_secrets import webhook_secret_get
 
     delivery = (
@@ -367,6 +372,13 @@ def webhook_deliver(*, delivery_id: int) -> str:
     )
     if delivery is None or not delivery.job.is_final or delivery.job.owner is None:
         return ""
+    expected = delivery.attempts if attempts is None else attempts
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery.pk, status=WebhookDelivery.Status.PENDING, attempts=expected
+    ).update(attempts=expected + 1, last_attempt_at=timezone.now())
+    if not claimed:
+        return ""  # another copy of this message made this attempt
+    number = expected + 1
     job = delivery.job
     body = webhook_body(job)
     timestamp = int(time.time())
@@ -385,48 +397,50 @@ def webhook_deliver(*, delivery_id: int) -> str:
     except WebhookRefused as exc:
         attempt, refused = Attempt(None, str(exc)[:300]), True
     now = timezone.now()
-    with transaction.atomic():
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(
-            attempts=F("attempts") + 1,
-            last_status_code=attempt.status,
-            last_error=attempt.error,
-            last_attempt_at=now,
-        )
-        delivery.refresh_from_db()
-        if attempt.ok:
-            status = WebhookDelivery.Status.DELIVERED
-            delivery.delivered_at = now
-        elif refused or delivery.attempts >= settings.VITRINE_WEBHOOK_MAX_ATTEMPTS:
-            status = WebhookDelivery.Status.FAILED
-        else:
-            status = WebhookDelivery.Status.PENDING
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(
-            status=status, delivered_at=delivery.delivered_at
-        )
+    if attempt.ok:
+        status = WebhookDelivery.Status.DELIVERED
+    elif refused or number >= settings.VITRINE_WEBHOOK_MAX_ATTEMPTS:
+        status = WebhookDelivery.Status.FAILED
+    else:
+        status = WebhookDelivery.Status.PENDING
+    WebhookDelivery.objects.filter(pk=delivery.pk, attempts=number).update(
+        status=status,
+        last_status_code=attempt.status,
+        last_error=attempt.error,
+        last_attempt_at=now,
+        delivered_at=now if attempt.ok else None,
+    )
     logger.info(
         "webhook_attempt",
-        extra={"job_id": str(job.pk), "attempt": delivery.attempts, "status_code": attempt.status,
+        extra={"job_id": str(job.pk), "attempt": number, "status_code": attempt.status,
                "outcome": status, "error": attempt.error},
     )  # fmt: skip
     if status == WebhookDelivery.Status.PENDING:
-        _enqueue(delivery.pk, countdown=retry_delay(delivery.attempts))
+        _enqueue(delivery.pk, attempts=number, countdown=retry_delay(number))
     return status
 
 
 def webhooks_sweep(*, now=None) -> int:
-    """Deliveries left pending with no attempt for longer than the longest backoff (their
-    message was lost): send them again. Run by the reaper."""
+    """Deliveries whose message was lost: pending with no attempt for longer than the
+    longest backoff, or still waiting for a job that ended that long ago (the process
+    that ended it died before queueing the webhook). Send them again; the attempt count
+    in the message keeps a late original from making a second attempt. Run by the reaper."""
     from datetime import timedelta
 
     from django.db.models import Q
 
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.VITRINE_WEBHOOK_RETRY_MAX + 300)
-    lost = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING).filter(
+    Status = WebhookDelivery.Status
+    orphaned = WebhookDelivery.objects.filter(
+        status=Status.WAITING, job__status__in=Job.FINAL, job__finished_at__lt=stale
+    )
+    orphaned.update(status=Status.PENDING)  # no attempt yet: picked up just below
+    lost = WebhookDelivery.objects.filter(status=Status.PENDING).filter(
         Q(last_attempt_at__lt=stale) | Q(last_attempt_at__isnull=True, job__finished_at__lt=stale)
     )
     count = 0
-    for pk in lost.values_list("pk", flat=True)[:500]:
-        _enqueue(pk)
+    for pk, attempts in lost.values_list("pk", "attempts")[:500]:
+        _enqueue(pk, attempts=attempts)
         count += 1
     return count

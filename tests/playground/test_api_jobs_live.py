@@ -254,3 +254,60 @@ def test_the_delivery_guard_refuses_an_address_allowed_at_creation(live, receive
     delivery.refresh_from_db()
     assert (delivery.attempts, delivery.last_status_code) == (1, None)
     assert receiver.hits == []
+
+
+def _finished_job(live, **fields):
+    return Job.objects.create(
+        card=live.card, owner=live.user, queue="cpu", image_sha256="0" * 64, image_bytes=1,
+        original_width=1, original_height=1, width=1, height=1, status="succeeded", result=[],
+        **fields,
+    )  # fmt: skip
+
+
+def test_two_copies_of_one_delivery_message_make_one_attempt(live, receiver):
+    """Two workers holding copies of one message (a redelivery) at the same moment: the
+    compare-and-set on the attempt count lets one of them send. Run on PostgreSQL too."""
+    from django.db import connection
+
+    delivery = WebhookDelivery.objects.create(
+        job=_finished_job(live), url=receiver.url, status="pending"
+    )
+    start, outcomes = threading.Barrier(2), []
+
+    def copy():
+        start.wait()
+        try:
+            outcomes.append(webhooks.webhook_deliver(delivery_id=delivery.pk, attempts=0))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=copy) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["", "delivered"]
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, len(receiver.hits)) == ("delivered", 1, 1)
+    # A later copy of the same message finds the attempt made.
+    assert webhooks.webhook_deliver(delivery_id=delivery.pk, attempts=0) == ""
+
+
+def test_the_reaper_sends_a_webhook_whose_message_was_lost(start_worker, live, receiver, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    worker = start_worker(env_extra=WORKER_ENV)
+    long_ago = timezone.now() - timedelta(seconds=settings.VITRINE_WEBHOOK_RETRY_MAX + 600)
+    job = _finished_job(live, finished_at=long_ago)
+    # The job ended but whoever ended it died before queueing its webhook.
+    delivery = WebhookDelivery.objects.create(job=job, url=receiver.url)
+    assert webhooks.webhooks_sweep() == 1
+    wait_for(
+        lambda: WebhookDelivery.objects.get(pk=delivery.pk).status == "delivered",
+        timeout=240, interval=0.5, message=worker.output(),
+    )  # fmt: skip
+    assert len(receiver.hits) == 1 and receiver.hits[0]["headers"]["Vitrine-Webhook-Id"] == str(
+        job.pk
+    )
