@@ -327,16 +327,18 @@ def _enqueue(delivery_id: int, *, attempts: int, countdown: float = 0) -> None:
 
 
 def webhook_job_finished(job_id) -> None:
-    """Called after the commit that ended a job: queue its webhook, if it has one."""
-    delivery = WebhookDelivery.objects.filter(
-        job_id=job_id, status=WebhookDelivery.Status.WAITING
-    ).first()
-    if delivery is None:
-        return
-    if WebhookDelivery.objects.filter(pk=delivery.pk, status=WebhookDelivery.Status.WAITING).update(
-        status=WebhookDelivery.Status.PENDING
-    ):
-        _enqueue(delivery.pk)
+    """Called after the commit that ended a job: queue its webhook, if it has one. Never
+    raises into the caller (a worker finishing a job): a webhook left waiting is found by
+    the reaper's sweep (``webhooks_sweep``)."""
+    try:
+        waiting = WebhookDelivery.objects.filter(
+            job_id=job_id, status=WebhookDelivery.Status.WAITING
+        )
+        pk = waiting.values_list("pk", flat=True).first()
+        if pk is not None and waiting.filter(pk=pk).update(status=WebhookDelivery.Status.PENDING):
+            _enqueue(pk, attempts=0)
+    except Exception:
+        logger.exception("job %s: webhook not queued; the reaper will", job_id)
 
 
 def retry_delay(attempts: int) -> int:
