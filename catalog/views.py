@@ -17,7 +17,7 @@ from django.utils.html import strip_tags
 from django.views.decorators.http import require_POST
 
 from catalog import charts, pricing
-from catalog.cache import cached_list_page
+from catalog.cache import cached_list_page, cached_page
 from catalog.markdown import render_markdown
 from catalog.models import (
     BenchmarkRow,
@@ -253,6 +253,7 @@ def faq_schema(card: ModelCard) -> str:
     return json.dumps(data).replace("<", "\\u003c")
 
 
+@cached_page
 def model_detail(request, org: str, name: str):
     card, not_found = _card_or_404(request, org, name)
     if not_found:
@@ -323,6 +324,7 @@ def model_notify(request, org: str, name: str):
     return redirect(reverse("catalog:model_detail", args=[org, name]) + "#notify")
 
 
+@cached_page
 def compare(request):
     wanted = [m.strip() for m in request.GET.get("models", "").split(",") if m.strip()]
     error = ""

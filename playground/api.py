@@ -23,9 +23,8 @@ import logging
 import weakref
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -40,7 +39,7 @@ from billing.services.charges import charge_reserve, user_has_byok
 from catalog import errors
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard, PriceRoute
-from playground import body_limits, events, limits, services, webhooks
+from playground import body_limits, events, limits, offload, services, webhooks
 from playground.failures import (
     CANCELLED,
     FAILURES,
@@ -433,13 +432,7 @@ _inference_create_sync = InferenceCreateApi.as_view()
 
 
 def _create_job(request: HttpRequest, model_id: str, view=None) -> HttpResponse:
-    try:
-        return (view or _inference_create_sync)(request, model_id=model_id)
-    finally:
-        # Hundreds of calls may wait at once: none holds a database connection while it
-        # waits (inside a test's transaction the connection is the test's and stays).
-        if not connection.in_atomic_block:
-            connection.close()
+    return (view or _inference_create_sync)(request, model_id=model_id)
 
 
 _db_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -468,23 +461,21 @@ async def inference_create(request: HttpRequest, model_id: str) -> HttpResponse:
 
 async def _create_and_wait(request: HttpRequest, model_id: str, view=None) -> HttpResponse:
     async with _db_slot():
-        response = await sync_to_async(_create_job)(request, model_id, view)
+        response = await offload.run_db(request, _create_job, request, model_id, view)
     pending = getattr(response, "vitrine_wait", None)
     if pending is None:
         return lifecycle_apply(request, response)
     job_id, wait, threshold, answer_options = pending
-    await events.job_finished_wait(job_id, timeout=wait)
+    await events.job_finished_wait(
+        job_id, timeout=wait, is_final=lambda: offload.run_db(request, events.job_is_final, job_id)
+    )
     async with _db_slot():
-        answer = await sync_to_async(_answer)(request, job_id, threshold, answer_options)
+        answer = await offload.run_db(request, _answer, request, job_id, threshold, answer_options)
     return lifecycle_apply(request, limits.copy_rate_limit_headers(response, answer))
 
 
 def _answer(request, job_id, threshold: float, answer_options: dict) -> HttpResponse:
-    try:
-        return job_response(request, job_id, threshold, **answer_options)
-    finally:
-        if not connection.in_atomic_block:
-            connection.close()
+    return job_response(request, job_id, threshold, **answer_options)
 
 
 # The OpenAPI generator documents the DRF view behind the coroutine.

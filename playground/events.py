@@ -62,22 +62,35 @@ def job_finished_publish(job_id) -> None:
         logger.warning("job %s: finished signal not published (%s)", job_id, exc)
 
 
-def _job_is_final(job_id) -> bool:
+def job_is_final(job_id) -> bool:
+    """True when the job is final (or gone)."""
     from playground.models import Job
 
+    status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    return status is None or status in Job.FINAL
+
+
+def _job_is_final_closing(job_id) -> bool:
     try:
-        status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        return job_is_final(job_id)
     finally:
         # A waiting call holds no database connection between looks (hundreds wait at
         # once); inside a test's transaction the connection is the test's and stays.
         if not connection.in_atomic_block:
             connection.close()
-    return status is None or status in Job.FINAL
 
 
-async def job_finished_wait(job_id, *, timeout: float) -> bool:
-    """Wait until the job is final or ``timeout`` seconds pass; True when it is final."""
-    is_final = sync_to_async(_job_is_final)
+async def job_finished_wait(job_id, *, timeout: float, is_final=None) -> bool:
+    """Wait until the job is final or ``timeout`` seconds pass; True when it is final.
+
+    ``is_final``: an async callable that reads the row (default: ``job_is_final`` on the
+    thread-sensitive thread, closing its connection after); the API passes one that reads
+    it on its database pool (``playground.offload``)."""
+    if is_final is None:
+
+        async def is_final():
+            return await sync_to_async(_job_is_final_closing)(job_id)
+
     deadline = time.monotonic() + timeout
     url = settings.VITRINE_REDIS_URL
     client = pubsub = None
@@ -91,7 +104,7 @@ async def job_finished_wait(job_id, *, timeout: float) -> bool:
             pubsub = None
     try:
         while True:
-            if await is_final(job_id):
+            if await is_final():
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:

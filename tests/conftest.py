@@ -41,6 +41,15 @@ def _fresh_limits(settings):
 
 
 @pytest.fixture(autouse=True)
+def _empty_page_cache():
+    """Every test starts with no cached pages: a page cached by an earlier test (whose rows
+    were rolled back without a save to bump the catalogue version) is not this test's."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     """PBKDF2's deliberate slowness is most of a user factory's time; tests need no strength."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

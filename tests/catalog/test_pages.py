@@ -341,6 +341,35 @@ def test_list_pages_are_cached_and_invalidated_when_an_operator_saves(client, se
     assert "YOLOS tiny (renamed)" in page_text(response)
 
 
+def test_model_pages_are_cached_for_visitors_and_invalidated_when_an_operator_saves(client, seeded):
+    assert client.get(DETR)["X-Cache"] == "miss"
+    assert client.get(DETR)["X-Cache"] == "hit"
+    card = ModelCard.objects.get(slug="detr-resnet-50")
+    card.summary = "A summary an operator just edited."
+    card.save()
+    response = client.get(DETR)
+    assert response["X-Cache"] == "miss"
+    assert "A summary an operator just edited." in page_text(response)
+
+
+def test_a_cached_page_with_a_form_carries_each_visitors_own_csrf_token(seeded):
+    from django.test import Client
+
+    first, second = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+    assert first.get(CONDITIONAL)["X-Cache"] == "miss"
+    hit = second.get(CONDITIONAL)
+    assert hit["X-Cache"] == "hit"
+    assert "private" in hit["Cache-Control"]  # no shared cache keeps a page with a token
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', hit.content.decode())[1]
+    assert token != "__vitrine_csrf__"
+    # The second visitor's form post passes the CSRF check with the token they were served.
+    response = second.post(
+        CONDITIONAL + "/notify", {"email": "second@example.com", "csrfmiddlewaretoken": token}
+    )
+    assert response.status_code == 302
+    assert DemandVote.objects.filter(email="second@example.com").exists()
+
+
 def queries_for(client, url) -> int:
     from django.core.cache import cache
 
