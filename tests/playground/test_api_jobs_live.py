@@ -311,3 +311,64 @@ def test_the_reaper_sends_a_webhook_whose_message_was_lost(start_worker, live, r
     assert len(receiver.hits) == 1 and receiver.hits[0]["headers"]["Vitrine-Webhook-Id"] == str(
         job.pk
     )
+
+
+def test_under_uvicorn_the_job_body_lifecycle_headers_and_webhook(
+    start_worker, live, receiver, broker_url, tmp_path, settings
+):
+    """The production server (ASGI: the awaited answer is built outside DRF) gives the
+    same body, headers and webhook as the test server."""
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    from config.settings.env import redis_client_url
+    from tests.conftest import REPO, database_url, free_port
+
+    worker = start_worker(env_extra=WORKER_ENV)
+    successor = factories.card(slug="next-one")
+    ModelCard.objects.filter(pk=live.card.pk).update(
+        status="deprecated", replacement=successor, sunset_date="2027-01-01",
+        deprecation_date="2026-11-01",
+    )  # fmt: skip
+    port = free_port()
+    env = {
+        **os.environ, **WORKER_ENV,
+        "DATABASE_URL": database_url(connection.settings_dict), "CELERY_BROKER_URL": broker_url,
+        "VITRINE_REDIS_URL": redis_client_url(broker_url), "VITRINE_SYNC_WAIT": "600",
+        "VITRINE_JOB_STORAGE": str(settings.VITRINE_JOB_STORAGE), "PYTHONUNBUFFERED": "1",
+    }  # fmt: skip
+    argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    log = tmp_path / "uvicorn.log"
+    with log.open("wb") as out:
+        web = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up():
+            try:
+                return requests.get(f"{base}/healthz", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(up, timeout=120, message="uvicorn did not start")
+        response = requests.post(
+            f"{base}/v1/detections/{live.card.model_id}",
+            params={"threshold": FLOOR, "webhook": receiver.url},
+            data=photo(), headers=live.headers, timeout=600,
+        )  # fmt: skip
+        assert response.status_code == 200, (response.text, log.read_text(), worker.output())
+        body = response.json()
+        assert (body["status"], body["model_revision"], body["cost"]) == (
+            "succeeded", "rev-test-1", "0.0002",
+        )  # fmt: skip
+        assert response.headers["Deprecation"] == "@1793491200"
+        assert f"<{base}/v1/detections/{successor.model_id}>" in response.headers["Link"]
+        wait_for(lambda: len(receiver.hits) == 1, timeout=240, interval=0.5)
+        assert json.loads(receiver.hits[0]["body"])["id"] == body["id"]
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
