@@ -324,7 +324,7 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
             try:
                 quote = quote_build(
                     card=card, route=route, user=request.user, image_bytes=image,
-                    threshold=threshold,
+                    threshold=threshold, api_key=api_key,
                 )  # fmt: skip
             except ImageError as exc:
                 raise errors.ApplicationError(

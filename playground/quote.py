@@ -10,9 +10,14 @@ exact cost, whether your own provider key (BYOK) or the wallet covers it, and ``
 
 from __future__ import annotations
 
-from django.conf import settings
+from decimal import Decimal
 
-from billing.services.charges import user_has_byok
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing.models import Charge
+from billing.services.charges import MODEL_NOT_ALLOWED, month_start, user_has_byok
 from billing.services.ledger import wallet_for
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
@@ -30,8 +35,41 @@ from playground.serializers import money
 NO_PRICE = "{model_id} has no price on the {route} route yet."
 
 
-def quote_build(*, card: ModelCard, route: PriceRoute, user, image_bytes: bytes, threshold: float):
-    """The quote for one image on ``route``; raises ``ImageError`` like ``job_create``."""
+def _key_spend(api_key, cost: Decimal) -> dict | None:
+    """The key's monthly cap as a real call checks it (``charge_reserve``), read only."""
+    if api_key is None or api_key.monthly_spend_cap is None:
+        return None
+    spent = Charge.objects.filter(
+        api_key=api_key,
+        created_at__gte=month_start(timezone.now()),
+        status__in=[Charge.Status.RESERVED, Charge.Status.POSTED],
+    ).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    return {
+        "cap": money(api_key.monthly_spend_cap),
+        "spent": money(spent),
+        "within": spent + cost <= api_key.monthly_spend_cap,
+    }
+
+
+def quote_build(
+    *,
+    card: ModelCard,
+    route: PriceRoute,
+    user,
+    image_bytes: bytes,
+    threshold: float,
+    api_key=None,
+):
+    """The quote for one image on ``route``; raises ``ImageError`` like ``job_create``, and
+    the key's allow-list 403 like ``charge_reserve``."""
+    if api_key is not None:
+        allowed = list(api_key.allowed_models.values_list("pk", flat=True))
+        if allowed and card.pk not in allowed:
+            raise errors.ApplicationError(
+                MODEL_NOT_ALLOWED.format(model_id=card.model_id),
+                code="model_not_allowed",
+                status=403,
+            )
     from playground.services import card_spec
 
     decoded = decode_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
@@ -58,6 +96,9 @@ def quote_build(*, card: ModelCard, route: PriceRoute, user, image_bytes: bytes,
     cost = image_cost(unit_price=version.price, images=1, byok=byok)
     would_be = image_cost(unit_price=version.price, images=1, byok=False)
     balance = wallet_for(user).balance
+    spend_cap = _key_spend(api_key, cost)
+    within_cap = spend_cap is None or spend_cap["within"]
+    covered_by = "byok" if byok else ("wallet" if balance >= cost else None)
     return {
         "object": "quote",
         "model": card.model_id,
@@ -86,8 +127,10 @@ def quote_build(*, card: ModelCard, route: PriceRoute, user, image_bytes: bytes,
         "would_be_cost": money(would_be),
         "byok": byok,
         "balance": money(balance),
-        # What pays: your provider key, else the wallet if it holds the cost.
-        "covered_by": "byok" if byok else ("wallet" if balance >= cost else None),
-        "covered": byok or balance >= cost,
+        # What pays: your provider key, else the wallet if it holds the cost; and whether
+        # this API key's monthly spend cap (null: none) lets the call through.
+        "covered_by": covered_by if within_cap else None,
+        "covered": covered_by is not None and within_cap,
+        "spend_cap": spend_cap,
         "charged": "0",
     }

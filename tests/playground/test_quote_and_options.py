@@ -120,6 +120,7 @@ def test_a_dry_run_quotes_size_resize_and_exact_cost_and_charges_nothing(live, r
     assert (quote["cost"], quote["balance"], quote["covered"], quote["covered_by"]) == (
         "0.0002", "1", True, "wallet",
     )  # fmt: skip
+    assert quote["spend_cap"] is None
     nothing_happened(live, balance="1")
 
 
@@ -131,6 +132,23 @@ def test_a_dry_run_says_when_the_wallet_does_not_cover_it(live):
     # The real call then answers 402, as the quote said.
     assert live.post().status_code == 402
     nothing_happened(live)
+
+
+def test_a_dry_run_checks_the_keys_allow_list_and_spend_cap(live):
+    from billing.models import ApiKey
+
+    credit_grant(user=live.user, amount=Decimal("1"), reason="test")
+    key = ApiKey.objects.get(user=live.user)
+    ApiKey.objects.filter(pk=key.pk).update(monthly_spend_cap=Decimal("0.0001"))
+    quote = live.post(query="?dry_run=true").json()
+    assert quote["spend_cap"] == {"cap": "0.0001", "spent": "0", "within": False}
+    assert (quote["covered"], quote["covered_by"]) == (False, None)
+    assert live.post().status_code == 402  # as the quote said
+    key.allowed_models.add(factories.card())
+    response = live.post(query="?dry_run=true")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "model_not_allowed"
+    nothing_happened(live, balance="1")
 
 
 def test_a_dry_run_on_a_byok_route_is_covered_by_the_key(live):
@@ -235,6 +253,8 @@ def test_a_deprecated_model_carries_deprecation_sunset_and_successor(live):
     listed = requests.get(f"{live.url}/v1/models", timeout=30).json()["data"]
     entry = next(m for m in listed if m["id"] == live.card.model_id)
     assert entry["replacement"]["id"] == successor.model_id and entry["sunset_date"] == "2027-01-01"
+    page = requests.get(f"{live.url}/models/{live.card.model_id}/try", timeout=30)
+    assert page.status_code == 200 and page.headers["Deprecation"] == "@1793491200"
     # A live model says nothing of the kind.
     live_model = requests.get(f"{live.url}/v1/models/{successor.model_id}", timeout=30)
     assert "Deprecation" not in live_model.headers and "Sunset" not in live_model.headers
