@@ -357,3 +357,19 @@ class SignupCreditClaim(models.Model):
 
     def __str__(self) -> str:
         return f"sign-up credit for {self.email}"
+
+
+class WebhookSecret(models.Model):
+    """The account's webhook signing secret (``whsec_...``): job webhooks are signed with it
+    (HMAC-SHA256, ``playground/webhooks.py``). It must be readable to sign, so it is
+    encrypted at rest like BYOK keys; shown on the dashboard, rotatable there."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret"
+    )
+    ciphertext = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"webhook secret of {self.user}"

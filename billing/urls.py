@@ -46,6 +46,11 @@ urlpatterns = [
         views.provider_key_delete_view,
         name="provider_key_delete",
     ),
+    path(
+        "account/webhook-secret/rotate/",
+        views.webhook_secret_rotate_view,
+        name="webhook_secret_rotate",
+    ),
     path("account/top-ups/", views.top_up_start_view, name="top_up_start"),
     path("account/usage.csv", views.usage_csv, name="usage_csv"),
     path("billing/stripe/webhook", webhooks.stripe_webhook, name="stripe_webhook"),

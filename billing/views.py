@@ -44,6 +44,7 @@ from billing.services.signup import (
     signup_email_verify,
 )
 from billing.services.topups import top_up_create, top_up_quote
+from billing.services.webhook_secrets import webhook_secret_get, webhook_secret_rotate
 from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.models import ModelCard, PriceRoute
@@ -55,6 +56,9 @@ PAYMENT_START_FAILED = "The payment provider could not start the payment; please
 KEY_REVOKED = "The key “{name}” is revoked; calls with it now answer 401."
 PROVIDER_KEY_SAVED = "Your {provider} key ending in {last4} is saved."
 PROVIDER_KEY_DELETED = "Your {provider} key ending in {last4} is deleted."
+WEBHOOK_SECRET_ROTATED = (
+    "Your webhook signing secret is new: webhooks sent from now on are signed with it."
+)
 TOP_UP_DONE = "Payment received: your credit is in your wallet."
 TOP_UP_PENDING = "Payment received by the provider; your credit appears once it is confirmed."
 RECENT_USAGE = 25
@@ -265,7 +269,10 @@ def _dashboard_context(request: HttpRequest, **overrides) -> dict:
 
 
 def _render_dashboard(request: HttpRequest, **overrides) -> HttpResponse:
-    response = render(request, "billing/dashboard.html", _dashboard_context(request, **overrides))
+    context = _dashboard_context(request, **overrides)
+    # Made on first view: the secret a job's webhook is signed with (playground/webhooks.py).
+    context["webhook_secret"] = webhook_secret_get(user=request.user)
+    response = render(request, "billing/dashboard.html", context)
     # Balances, keys and (once) a new key's secret: never stored by a browser or a proxy.
     add_never_cache_headers(response)
     return response
@@ -376,6 +383,14 @@ def provider_key_save_view(request: HttpRequest) -> HttpResponse:
         return _render_dashboard(request, provider_key_form=form)
     messages.success(request, PROVIDER_KEY_SAVED.format(provider=key.provider, last4=key.last4))
     return redirect("billing:dashboard")
+
+
+@login_required
+@require_POST
+def webhook_secret_rotate_view(request: HttpRequest) -> HttpResponse:
+    webhook_secret_rotate(user=request.user)
+    messages.success(request, WEBHOOK_SECRET_ROTATED)
+    return redirect(reverse("billing:dashboard") + "#webhooks")
 
 
 @login_required

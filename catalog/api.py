@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog import errors, selectors
+from catalog import errors, lifecycle, selectors
 from catalog.models import ModelCard, PriceRoute, Status
 from catalog.paths import card_path
 from catalog.pricing import price_with_fee
@@ -86,6 +86,12 @@ class PriceRouteOutputSerializer(serializers.Serializer):
         return decimal_string(price_with_fee(route.price))
 
 
+@extend_schema_serializer(component_name="ModelReplacement")
+class ReplacementOutputSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="<organisation>/<name> of the successor model.")
+    url = serializers.URLField(help_text="Its /v1/models resource.")
+
+
 @extend_schema_serializer(component_name="ModelLinks")
 class LinksOutputSerializer(serializers.Serializer):
     html = serializers.URLField(help_text="The model's page.")
@@ -108,6 +114,15 @@ class ModelDetailApi(APIView):
         task = serializers.CharField(source="task.slug")
         modalities = serializers.ListField(child=serializers.CharField())
         status = serializers.ChoiceField(choices=Status.choices)
+        deprecation_date = serializers.DateField(
+            allow_null=True, help_text="When it was deprecated (also the Deprecation header)."
+        )
+        sunset_date = serializers.DateField(
+            allow_null=True, help_text="When it stops answering: 410 from then on (Sunset)."
+        )
+        replacement = serializers.SerializerMethodField(
+            help_text="The model to move to (Link rel=successor-version); null if none."
+        )
         summary = serializers.CharField()
         license = serializers.CharField(help_text="SPDX id; empty when unknown.")
         open_weight = serializers.BooleanField()
@@ -120,6 +135,14 @@ class ModelDetailApi(APIView):
 
         def get_created(self, card: ModelCard) -> int:
             return unix_seconds(card)
+
+        @extend_schema_field(ReplacementOutputSerializer(allow_null=True))
+        def get_replacement(self, card: ModelCard) -> dict[str, str] | None:
+            if card.replacement_id is None:
+                return None
+            model_id = card.replacement.model_id
+            path = reverse("catalog_api:model-detail", kwargs={"model_id": model_id})
+            return {"id": model_id, "url": self.context["request"].build_absolute_uri(path)}
 
         @extend_schema_field(LinksOutputSerializer)
         def get_links(self, card: ModelCard) -> dict[str, str]:
@@ -171,7 +194,18 @@ class ModelDetailApi(APIView):
         card = selectors.card_get(model_id=model_id)
         if card is None:
             raise errors.model_not_found(model_id)
-        return Response(self.OutputSerializer(card, context={"request": request}).data)
+        # A deprecated model's entry carries Deprecation/Sunset/Link like its calls; a
+        # retired one stays readable here (200, status retired): it is the catalogue's
+        # record of what replaced it, while its calls answer 410.
+        headers = lifecycle.lifecycle_headers(
+            card,
+            successor_url=lambda r: request.build_absolute_uri(
+                reverse("catalog_api:model-detail", kwargs={"model_id": r.model_id})
+            ),
+            page_url=request.build_absolute_uri(card_path(card)),
+        )
+        data = self.OutputSerializer(card, context={"request": request}).data
+        return Response(data, headers=headers)
 
 
 class ModelListApi(APIView):

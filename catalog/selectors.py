@@ -17,9 +17,10 @@ class CardFilters(TypedDict, total=False):
 def _with_listing_relations(cards: QuerySet[ModelCard]) -> QuerySet[ModelCard]:
     # Two queries whatever the number of cards: the cards joined to their organisation and
     # task, then every active route of those cards in one IN (...) query.
-    return cards.select_related("organisation", "task").prefetch_related(
-        Prefetch("routes", queryset=PriceRoute.objects.filter(is_active=True))
-    )
+    # The replacement (a deprecated card's successor) rides on the same join.
+    return cards.select_related(
+        "organisation", "task", "replacement__organisation"
+    ).prefetch_related(Prefetch("routes", queryset=PriceRoute.objects.filter(is_active=True)))
 
 
 def card_list(*, filters: CardFilters | None = None, at=None) -> QuerySet[ModelCard]:

@@ -26,7 +26,6 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -36,22 +35,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.auth import ApiKeyAuthentication
-from billing.models import Charge
 from billing.services.charges import charge_reserve, user_has_byok
-from billing.services.ledger import wallet_for
 from catalog import errors
+from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard, PriceRoute
-from playground import body_limits, events, limits, offload, services
+from playground import body_limits, events, limits, offload, services, webhooks
 from playground.failures import (
     CANCELLED,
     FAILURES,
     SERVICE_UNAVAILABLE,
     job_failure,
-    public_error,
 )
 from playground.models import Job, JobStatus
-from playground.provenance import weights_resource
+from playground.options import Options, request_options
+from playground.quote import quote_build
 from playground.runtime import ImageError
+from playground.serializers import JobSerializer, job_data
 from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_discard
 
 DEFAULT_THRESHOLD = 0.5
@@ -65,8 +64,6 @@ BAD_BASE64 = "'inputs' is not valid base64 image data."
 logger = logging.getLogger(__name__)
 BAD_THRESHOLD = "'threshold' must be a number between 0 and 1."
 TOO_LARGE = "The upload is {size} bytes; the limit is {limit} bytes."
-NOT_AVAILABLE = "{model} is {status}; it cannot be called yet."
-RETIRED = "{model} was retired on {date}; use {replacement}."
 NO_ROUTE = "{model} has no callable route named '{route}'."
 PROVIDER_ROUTE = (
     "The {route} route runs on {provider} with your own key: store it on your dashboard "
@@ -209,25 +206,18 @@ def read_image_input(request) -> tuple[bytes, float]:
     return image, threshold
 
 
-def _callable_card(model_id: str) -> ModelCard:
+def _callable_card(model_id: str, request=None) -> ModelCard:
     card = (
-        ModelCard.objects.published().by_model_id(model_id).select_related("organisation").first()
+        ModelCard.objects.published()
+        .by_model_id(model_id)
+        .select_related("organisation", "replacement__organisation")
+        .first()
     )
     if card is None:
         raise errors.model_not_found(model_id)
-    if card.status == ModelCard.Status.RETIRED:
-        replacement = card.replacement.model_id if card.replacement else "another model"
-        raise errors.ApplicationError(
-            RETIRED.format(model=model_id, date=card.sunset_date, replacement=replacement),
-            code="model_retired",
-            status=410,
-        )
-    if card.status == ModelCard.Status.COMING_SOON:
-        raise errors.ApplicationError(
-            NOT_AVAILABLE.format(model=model_id, status=card.get_status_display().lower()),
-            code="model_not_available",
-            status=409,
-        )
+    if request is not None:  # Deprecation/Sunset/Link on whatever this call answers
+        lifecycle_remember(request, card)
+    card_callable_check(card)  # the one check (catalog/lifecycle.py): 409 / 410
     return card
 
 
@@ -259,49 +249,11 @@ def _money(amount: Decimal) -> str:
     return f"{Decimal(amount).normalize():f}"
 
 
-def job_resource(job: Job, *, request, threshold: float | None = None) -> dict:
-    charge = Charge.objects.filter(job_id=job.pk).first()
-    threshold = (
-        job.parameters.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold
-    )
-    detections = None
-    if job.result is not None:
-        detections = [d for d in job.result if d["score"] >= threshold]
-    return {
-        "id": str(job.pk),
-        "object": "detection_job",
-        "model": job.card.model_id,
-        "route": job.route.slug if job.route else None,
-        "status": job.status,
-        "created": int(job.created_at.timestamp()),
-        "started": int(job.started_at.timestamp()) if job.started_at else None,
-        "finished": int(job.finished_at.timestamp()) if job.finished_at else None,
-        "attempts": job.attempts,
-        "image": {
-            "sha256": job.image_sha256,
-            "width": job.width,
-            "height": job.height,
-            "original_width": job.original_width,
-            "original_height": job.original_height,
-        },
-        "threshold": threshold,
-        "detections": detections,
-        "floor": settings.VITRINE_DETECTION_FLOOR,
-        "timings": job.timings,
-        # The caller-facing text for the code; the stored message is for operators.
-        "error": public_error(job.error_code, job.error_message),
-        # What the wallet pays: held while running, charged on success, nothing once voided.
-        "cost": _money(charge.amount) if charge and charge.status != Charge.Status.VOIDED else "0",
-        "would_be_cost": _money(charge.would_be_amount) if charge else "0",
-        "byok": charge.byok if charge else False,
-        "charge_status": charge.status if charge else None,
-        "balance": _money(wallet_for(job.owner).balance) if job.owner_id else None,
-        "url": request.build_absolute_uri(reverse("playground_api:job-detail", args=[job.pk])),
-        "request_id": job.request_id,  # X-Request-Id of the call that created the job
-        # What computed the boxes: the checkpoint's revision, backend, precision, and whether
-        # its weights are untrained (playground/provenance.py); null until a worker ran it.
-        "weights": weights_resource(job),
-    }
+def job_resource(
+    job: Job, *, request, threshold: float | None = None, box_format: str | None = None
+) -> dict:
+    """The job resource: one serializer (playground/serializers.py) for every body."""
+    return job_data(job, request=request, threshold=threshold, box_format=box_format)
 
 
 def _cost_headers(resource: dict) -> dict[str, str]:
@@ -317,11 +269,19 @@ def _cost_headers(resource: dict) -> dict[str, str]:
 
 class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
     authentication_classes = [ApiKeyAuthentication]
+    # Vitrine's own flavour (/v1/detections) answers the job resource on 200 too; this
+    # route keeps Hugging Face's bare list (playground/detections.py).
+    vitrine_flavour = False
     parser_classes = [BoundedJSONParser, MultiPartParser, FormParser, ImageBytesParser]
 
     class InputSerializer(serializers.Serializer):
         inputs = serializers.CharField(help_text="Base64 image (or send raw bytes instead).")
         parameters = serializers.DictField(required=False, help_text='{"threshold": 0.5}')
+
+    def read_options(self, request) -> Options:
+        """Vitrine's options (dry_run, webhook, box_format); refuses unknown parameters. A
+        flavour with other body fields (e.g. Cloudflare's ``image``) overrides this."""
+        return request_options(request, vitrine_flavour=self.vitrine_flavour)
 
     @extend_schema(
         operation_id="inference_create",
@@ -330,16 +290,28 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         request={"application/json": InputSerializer, "image/*": bytes},
         parameters=[
             OpenApiParameter("route", str, description="Price route slug (default: ours)."),
+            OpenApiParameter("threshold", float, description="Minimum score, 0..1 (0.5)."),
+            OpenApiParameter(
+                "dry_run", bool, description="true: answer a quote; nothing runs or is charged."
+            ),
+            OpenApiParameter(
+                "webhook", str, description="http(s) URL the finished job is POSTed to, signed."
+            ),
             OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, description="respond-async"),
         ],
         responses={
-            200: OpenApiResponse(description="[{label, score, box: {xmin, ymin, xmax, ymax}}]"),
-            202: OpenApiResponse(description=JOB_RESOURCE_DOC),
+            200: OpenApiResponse(
+                description="[{label, score, box: {xmin, ymin, xmax, ymax}}] (integer pixels); "
+                "with dry_run=true a quote"
+            ),
+            202: OpenApiResponse(JobSerializer, description=JOB_RESOURCE_DOC),
             400: errors.ErrorSerializer,
             401: errors.ErrorSerializer,
             402: errors.ErrorSerializer,
+            403: errors.ErrorSerializer,
             404: errors.ErrorSerializer,
             409: errors.ErrorSerializer,
+            410: errors.ErrorSerializer,
             413: errors.ErrorSerializer,
             415: errors.ErrorSerializer,
             429: errors.ErrorSerializer,
@@ -348,10 +320,27 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
     )
     def post(self, request, model_id: str):
         api_key = request.auth
-        card = _callable_card(model_id)
+        card = _callable_card(model_id, request)
         limits.api_call_check(request, card)  # 429 + Retry-After when the key/account is full
+        options = self.read_options(request)  # 400 unknown_parameter naming it
         route = _route(card, request.query_params.get("route"), user=request.user)
         image, threshold = read_image_input(request)
+        if options.dry_run:  # a quote: nothing stored, reserved, queued or charged
+            try:
+                quote = quote_build(
+                    card=card, route=route, user=request.user, image_bytes=image,
+                    threshold=threshold, api_key=api_key,
+                )  # fmt: skip
+            except ImageError as exc:
+                raise errors.ApplicationError(
+                    str(exc), code=exc.code, status=IMAGE_ERROR_STATUS.get(exc.code, 400)
+                ) from None
+            return Response(quote)
+        if options.webhook is not None:
+            webhooks.webhook_url_validate(options.webhook)  # 400 invalid_webhook
+        parameters = {"threshold": threshold}
+        if self.vitrine_flavour:
+            parameters["box_format"] = options.box_format
         job = None
         try:
             with transaction.atomic():
@@ -360,9 +349,11 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
                     card=card,
                     route=route,
                     image_bytes=image,
-                    parameters={"threshold": threshold},
+                    parameters=parameters,
                     owner=request.user,
                 )
+                if options.webhook is not None:
+                    webhooks.webhook_register(job=job, url=options.webhook)
                 # Reserved before the commit that enqueues the job: no money, no work.
                 charge = charge_reserve(
                     job_id=job.pk, user=request.user, card=card, route=route, api_key=api_key
@@ -396,22 +387,30 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
                 type=SERVICE_UNAVAILABLE,
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
+        answer = {"full": self.vitrine_flavour, "box_format": options.box_format}
         if "respond-async" in request.headers.get("Prefer", "") or not settings.VITRINE_SYNC_WAIT:
-            return job_response(request, job.pk, threshold)
+            return job_response(request, job.pk, threshold, **answer)
         # inference_create awaits the job, holding no thread, then answers from the row.
         response = Response(status=202)
-        response.vitrine_wait = (job.pk, settings.VITRINE_SYNC_WAIT, threshold)
+        response.vitrine_wait = (job.pk, settings.VITRINE_SYNC_WAIT, threshold, answer)
         return response
 
 
-def job_response(request, job_id, threshold: float) -> HttpResponse:
+def job_response(
+    request, job_id, threshold: float, *, full: bool = False, box_format: str = "int"
+) -> HttpResponse:
     """The answer to an inference call, from the job row as it is now: the detections
-    (200), the job's failure, or the job resource (202) while it is not finished."""
-    job = Job.objects.select_related("card__organisation", "route", "owner").get(pk=job_id)
-    resource = job_resource(job, request=request, threshold=threshold)
+    (200; the bare Hugging Face list, or the whole job resource with ``full``), the job's
+    failure, or the job resource (202) while it is not finished."""
+    job = (
+        Job.objects.select_related("card__organisation", "route", "owner", "webhook_delivery")
+        .get(pk=job_id)
+    )  # fmt: skip
+    resource = job_resource(job, request=request, threshold=threshold, box_format=box_format)
     headers = _cost_headers(resource)
     if job.status == JobStatus.SUCCEEDED:
-        return JsonResponse(resource["detections"], safe=False, headers=headers)
+        body = resource if full else resource["detections"]
+        return JsonResponse(body, safe=False, headers=headers)
     if job.status in Job.FINAL:
         if job.status == JobStatus.CANCELLED:
             status, error_type, message = CANCELLED.status, None, CANCELLED.message or ""
@@ -437,8 +436,8 @@ def job_response(request, job_id, threshold: float) -> HttpResponse:
 _inference_create_sync = InferenceCreateApi.as_view()
 
 
-def _create_job(request: HttpRequest, model_id: str) -> HttpResponse:
-    return _inference_create_sync(request, model_id=model_id)
+def _create_job(request: HttpRequest, model_id: str, view=None) -> HttpResponse:
+    return (view or _inference_create_sync)(request, model_id=model_id)
 
 
 _db_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -462,22 +461,26 @@ async def inference_create(request: HttpRequest, model_id: str) -> HttpResponse:
     (authentication, validation, the reservation); then this coroutine awaits the job's
     finished signal for up to VITRINE_SYNC_WAIT seconds without holding a thread, and
     answers from the row (200 detections, the failure, or 202 with the job)."""
+    return await _create_and_wait(request, model_id)
+
+
+async def _create_and_wait(request: HttpRequest, model_id: str, view=None) -> HttpResponse:
     async with _db_slot():
-        response = await offload.run_db(request, _create_job, request, model_id)
+        response = await offload.run_db(request, _create_job, request, model_id, view)
     pending = getattr(response, "vitrine_wait", None)
     if pending is None:
-        return response
-    job_id, wait, threshold = pending
+        return lifecycle_apply(request, response)
+    job_id, wait, threshold, answer_options = pending
     await events.job_finished_wait(
         job_id, timeout=wait, is_final=lambda: offload.run_db(request, events.job_is_final, job_id)
     )
     async with _db_slot():
-        answer = await offload.run_db(request, _answer, request, job_id, threshold)
-    return limits.copy_rate_limit_headers(response, answer)
+        answer = await offload.run_db(request, _answer, request, job_id, threshold, answer_options)
+    return lifecycle_apply(request, limits.copy_rate_limit_headers(response, answer))
 
 
-def _answer(request, job_id, threshold: float) -> HttpResponse:
-    return job_response(request, job_id, threshold)
+def _answer(request, job_id, threshold: float, answer_options: dict) -> HttpResponse:
+    return job_response(request, job_id, threshold, **answer_options)
 
 
 # The OpenAPI generator documents the DRF view behind the coroutine.
@@ -491,7 +494,7 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
     def _job(self, request, job_id) -> Job:
         limits.api_read_check(request)
         job = (
-            Job.objects.select_related("card__organisation", "route", "owner")
+            Job.objects.select_related("card__organisation", "route", "owner", "webhook_delivery")
             .filter(pk=job_id, owner=request.user)
             .first()
         )
@@ -508,17 +511,24 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
         tags=["inference"],
         parameters=[OpenApiParameter("threshold", float, description="Re-filter the boxes.")],
         responses={
-            200: OpenApiResponse(description=JOB_RESOURCE_DOC),
+            200: OpenApiResponse(JobSerializer, description=JOB_RESOURCE_DOC),
             401: errors.ErrorSerializer,
             404: errors.ErrorSerializer,
         },
     )
     def get(self, request, job_id):
         threshold = request.query_params.get("threshold")
+        box_format = request.query_params.get("box_format") or None
+        if box_format not in (None, "int", "float"):
+            raise errors.ApplicationError(
+                "'box_format' must be one of: int, float.", code="invalid_value",
+                param="box_format",
+            )  # fmt: skip
         job = self._job(request, job_id)
         resource = job_resource(
-            job, request=request, threshold=_threshold(threshold) if threshold else None
-        )
+            job, request=request, threshold=_threshold(threshold) if threshold else None,
+            box_format=box_format,
+        )  # fmt: skip
         return Response(resource, headers=_cost_headers(resource))
 
     @extend_schema(
@@ -527,7 +537,7 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
         tags=["inference"],
         request=None,
         responses={
-            200: OpenApiResponse(description=JOB_RESOURCE_DOC),
+            200: OpenApiResponse(JobSerializer, description=JOB_RESOURCE_DOC),
             404: errors.ErrorSerializer,
             409: errors.ErrorSerializer,
         },

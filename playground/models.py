@@ -47,6 +47,8 @@ class Job(models.Model):
         "catalog.PriceRoute", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     parameters = models.JSONField(default=dict, blank=True)
+    # Provenance: the pinned checkpoint revision (or the provider's model id) it ran with.
+    model_revision = models.CharField(max_length=200, blank=True)
 
     # The upload's name in the shared "jobs" storage (playground/storage.py), generated;
     # emptied when retention deletes the image (image_deleted_at says when).
@@ -151,3 +153,33 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} #{self.number} {self.outcome}"
+
+
+class WebhookDelivery(models.Model):
+    """A job's webhook: where its finished resource is POSTed, and how that went.
+
+    Created with the job (``waiting``); ``pending`` once the job is final and a delivery
+    task is queued; ``delivered`` on a 2xx; ``failed`` when the attempts ran out or the
+    address was refused (``playground/webhooks.py``).
+    """
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting for the job"
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="webhook_delivery")
+    url = models.URLField(max_length=2000)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status"], name="webhook_delivery_status_idx")]
+
+    def __str__(self) -> str:
+        return f"webhook of {self.job_id} {self.status}"

@@ -81,7 +81,11 @@ def _enqueue(job: Job) -> bool:
 
 
 def _publish_on_commit(job_id) -> None:
+    from playground.webhooks import webhook_job_finished
+
     transaction.on_commit(lambda: job_finished_publish(job_id))
+    # Every path that ends a job passes here: its webhook (if any) is queued after commit.
+    transaction.on_commit(lambda: webhook_job_finished(job_id))
 
 
 @transaction.atomic
@@ -132,6 +136,8 @@ def job_create(
         height=decoded.oriented_size[1],
         queue=queue or settings.VITRINE_INFERENCE_QUEUE,
         max_attempts=settings.VITRINE_JOB_MAX_ATTEMPTS,
+        model_revision=(route.provider_model_id if route is not None and not route.is_own else "")
+        or card.checkpoint_revision,
         request_id=current_request_id() if request_id is None else request_id,
     )
     logger.info(

@@ -161,7 +161,10 @@ def _run_batch(detector, jobs) -> None:
         return
     try:
         results = detector.detect(
-            images, threshold=settings.VITRINE_DETECTION_FLOOR, batch_size=len(images)
+            images,
+            threshold=settings.VITRINE_DETECTION_FLOOR,
+            batch_size=len(images),
+            float_boxes=True,  # kept beside the ints for box_format=float
         )
     except SoftTimeLimitExceeded:
         for job in ready:
@@ -203,11 +206,23 @@ def reap_stale_jobs() -> dict[str, int]:
     """Periodic (Celery beat): re-queue jobs whose worker died, fail those out of attempts;
     send again the messages of queued jobs nobody claimed, fail those queued too long."""
     from playground import services
+    from playground.webhooks import webhooks_sweep
 
     counts = {**services.jobs_reap_stale(), **services.jobs_sweep_queued()}
+    counts["webhooks_resent"] = webhooks_sweep()
     if any(counts.values()):
         logger.warning("reaper: %s", counts)
     return counts
+
+
+@shared_task(name="playground.deliver_webhook", acks_late=True, soft_time_limit=60, time_limit=90)
+def deliver_webhook(delivery_id: int, attempts: int | None = None) -> str:
+    """POST a finished job to its webhook, signed; on failure the next try is queued with
+    backoff (playground/webhooks.py). Delivery is at least once: receivers dedupe on
+    ``Vitrine-Webhook-Id``."""
+    from playground.webhooks import webhook_deliver
+
+    return webhook_deliver(delivery_id=delivery_id, attempts=attempts)
 
 
 @shared_task(name="playground.purge_expired_uploads")

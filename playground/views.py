@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from catalog import ratelimit
 from catalog.errors import ApplicationError
+from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard
 from playground import services
 from playground.api import IMAGE_ERROR_STATUS, RETRY_AFTER_SECONDS
@@ -28,6 +29,7 @@ from playground.failures import QUEUE_UNAVAILABLE, public_error
 from playground.models import Job
 from playground.provenance import weights_resource
 from playground.runtime import ImageError
+from playground.serializers import public_detections
 from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_open
 
 logger = logging.getLogger(__name__)
@@ -104,28 +106,31 @@ def try_model(request, org: str, name: str):
     )
     if card is None:
         raise Http404("No such model.")
-    callable_ = card.status in (
-        ModelCard.Status.LIVE,
-        ModelCard.Status.BETA,
-        ModelCard.Status.DEPRECATED,
-    )
+    lifecycle_remember(request, card)  # Deprecation/Sunset/Link, as the API sends them
+    # The API's one check (catalog/lifecycle.py): coming soon 409, retired 410 naming the
+    # replacement; the page and the API cannot disagree.
+    try:
+        card_callable_check(card)
+        refusal = None
+    except ApplicationError as exc:
+        refusal = exc
     if request.method == "GET":
         recent = Job.objects.filter(card=card, **_visitor(request)).order_by("-created_at")[:5]
-        return render(
+        # A retired model's page is gone (410) and says what replaces it; a coming-soon one
+        # is a page about what is coming (200).
+        status = refusal.status if refusal is not None and refusal.status == 410 else 200
+        return lifecycle_apply(request, render(
             request,
             "playground/try.html",
-            {"card": card, "callable": callable_, "recent": recent,
+            {"card": card, "callable": refusal is None, "recent": recent,
+             "refusal": refusal.message if refusal is not None else "",
              "limit": settings.VITRINE_PLAYGROUND_PER_HOUR,
              "max_bytes": settings.VITRINE_MAX_UPLOAD_BYTES},
-        )  # fmt: skip
-    if not callable_:
-        status = card.get_status_display().lower()
-        return _refuse(
-            request,
-            card,
-            NOT_CALLABLE.format(name=card.display_name, status=status),
-            409,
-            "model_not_available",
+            status=status,
+        ))  # fmt: skip
+    if refusal is not None:
+        return lifecycle_apply(
+            request, _refuse(request, card, refusal.message, refusal.status, refusal.code)
         )
     visitor = _visitor(request)
     decision = ratelimit.hit(*_try_buckets(request))
@@ -176,7 +181,8 @@ def job_json(job: Job) -> dict:
         "model": job.card.model_id,
         "width": job.width,
         "height": job.height,
-        "detections": job.result,
+        # Every kept detection (the page's slider filters them), in the API's shape.
+        "detections": public_detections(job.result, threshold=0.0),
         "floor": settings.VITRINE_DETECTION_FLOOR,
         "timings": job.timings,
         "error": public_error(job.error_code, job.error_message),

@@ -297,6 +297,17 @@ VITRINE_PLAYGROUND_PER_HOUR = env_int("VITRINE_PLAYGROUND_PER_HOUR", 20, minimum
 # wait holds no thread (an async view under an ASGI server); the web server's and any
 # proxy's request timeout must be longer than this.
 VITRINE_SYNC_WAIT = env_int("VITRINE_SYNC_WAIT", 30, minimum=0)
+# Job webhooks (playground/webhooks.py): the finished job is POSTed, signed, to the URL the
+# caller gave; retried with exponential backoff (base, doubling, capped) up to
+# MAX_ATTEMPTS tries. Never to a loopback, private, link-local, multicast, reserved or
+# metadata address, except the IPs/networks in VITRINE_WEBHOOK_ALLOW_HOSTS: for tests
+# (a receiver on 127.0.0.1), never set it in production.
+VITRINE_WEBHOOK_ALLOW_HOSTS = env_list("VITRINE_WEBHOOK_ALLOW_HOSTS", [])
+VITRINE_WEBHOOK_MAX_ATTEMPTS = env_int("VITRINE_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+VITRINE_WEBHOOK_RETRY_BASE = env_int("VITRINE_WEBHOOK_RETRY_BASE", 10, minimum=1)
+VITRINE_WEBHOOK_RETRY_MAX = env_int("VITRINE_WEBHOOK_RETRY_MAX", 3600, minimum=1)
+VITRINE_WEBHOOK_CONNECT_TIMEOUT = env_int("VITRINE_WEBHOOK_CONNECT_TIMEOUT", 5, minimum=1)
+VITRINE_WEBHOOK_READ_TIMEOUT = env_int("VITRINE_WEBHOOK_READ_TIMEOUT", 10, minimum=1)
 # How many inference calls of one web process touch the database at once (the waits are
 # not counted): keep workers x this under the database's max_connections.
 VITRINE_API_DB_CONCURRENCY = env_int("VITRINE_API_DB_CONCURRENCY", 8, minimum=1)

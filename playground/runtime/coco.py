@@ -106,7 +106,7 @@ def to_coco_results(
         if category is None:
             unmapped += 1
             continue
-        box = detection["box"]
+        box = detection.get("box_float", detection["box"])  # floats when the runtime kept them
         x, y = float(box["xmin"]), float(box["ymin"])
         results.append(
             {

@@ -196,15 +196,18 @@ class Detector:
     ) -> list[DetectionResult]:
         """Detect objects in each image; results are in the order of ``images``.
 
-        Boxes are integer pixels as the HF pipeline gives them; ``float_boxes`` keeps the
-        post-processor's float corners (clipped to the image) instead, for measuring
-        accuracy: truncating to integers costs up to a pixel per corner, which caps the COCO
-        AP of perfect boxes well below 1 on small objects.
+        Boxes are integer pixels as the HF pipeline gives them; ``float_boxes`` also keeps
+        the post-processor's float corners (below), for measuring accuracy: truncating to
+        integers costs up to a pixel per corner, which caps the COCO AP of perfect boxes
+        well below 1 on small objects.
 
         Images go through the model ``batch_size`` at a time, but only with images whose
         preprocessed tensors have the same shape: padding a smaller image to its batch's
         largest changes what models without a pixel mask (YOLOS) or with a backbone that
         sees the padding (DETR) predict, and a batch must give the detections of one by one.
+
+        ``float_boxes`` adds ``box_float`` to each detection: the post-processor's float
+        coordinates, clipped to the image (``box`` stays the pipeline's truncated ints).
         """
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(BAD_THRESHOLD_MESSAGE.format(threshold=threshold))
@@ -272,23 +275,32 @@ class Detector:
     ) -> list[dict[str, Any]]:
         width, height = size
         # int() truncation of the xyxy floats, as ObjectDetectionPipeline._get_bounding_box.
-        boxes = raw["boxes"].float().tolist() if float_boxes else raw["boxes"].int().tolist()
+        boxes = raw["boxes"].int().tolist()
+        exact = raw["boxes"].float().tolist()
         detections = []
-        for score, label, (xmin, ymin, xmax, ymax) in zip(
-            raw["scores"].tolist(), raw["labels"].tolist(), boxes, strict=True
+        for score, label, (xmin, ymin, xmax, ymax), floats in zip(
+            raw["scores"].tolist(), raw["labels"].tolist(), boxes, exact, strict=True
         ):
-            detections.append(
-                {
-                    "label": self.id2label.get(label, f"LABEL_{label}"),
-                    "score": float(score),
-                    "box": {
-                        "xmin": _clip(xmin, width),
-                        "ymin": _clip(ymin, height),
-                        "xmax": _clip(xmax, width),
-                        "ymax": _clip(ymax, height),
-                    },
+            detection = {
+                "label": self.id2label.get(label, f"LABEL_{label}"),
+                "score": float(score),
+                "box": {
+                    "xmin": _clip(xmin, width),
+                    "ymin": _clip(ymin, height),
+                    "xmax": _clip(xmax, width),
+                    "ymax": _clip(ymax, height),
+                },
+            }
+            if float_boxes:
+                limits = (width, height, width, height)
+                # Unrounded: int() of each is exactly the served integer box.
+                detection["box_float"] = {
+                    key: min(max(value, 0.0), float(limit))
+                    for key, value, limit in zip(
+                        ("xmin", "ymin", "xmax", "ymax"), floats, limits, strict=True
+                    )
                 }
-            )
+            detections.append(detection)
         detections.sort(key=lambda d: d["score"], reverse=True)  # stable: ties keep query order
         return detections
 

@@ -169,3 +169,46 @@ def _processor_config(spec: CheckpointSpec) -> dict[str, Any] | None:
         logger.warning("could not read the processor config of %s", spec.label, exc_info=True)
         return None
     return config if isinstance(config, dict) else None
+
+
+def resize_mod_size(processor_type: str) -> int | None:
+    """YOLOS floors both resized sides to a multiple of its 16 px patch; the others do not."""
+    return 16 if processor_type.lower().startswith("yolos") else None
+
+
+def resized_size(
+    width: int, height: int, rule: Mapping[str, int], *, mod_size: int | None = None
+) -> tuple[int, int] | None:
+    """(width, height) of the image the processor hands to the model, before any batch
+    padding; the same arithmetic as transformers' ``get_size_with_aspect_ratio`` (and the
+    YOLOS variant with ``mod_size``), ``get_image_size_for_max_height_width`` and a fixed
+    ``height``/``width``. None for a rule it does not know (the quote then says so)."""
+    if not rule:
+        return width, height
+    if "height" in rule and "width" in rule:
+        return rule["width"], rule["height"]
+    if "max_height" in rule and "max_width" in rule:
+        scale = min(rule["max_height"] / height, rule["max_width"] / width)
+        return int(width * scale), int(height * scale)
+    if "shortest_edge" not in rule:
+        return None
+    size, max_size = rule["shortest_edge"], rule.get("longest_edge")
+    raw_size = None
+    if max_size is not None:
+        short, long = float(min(height, width)), float(max(height, width))
+        if long / short * size > max_size:
+            raw_size = max_size * short / long
+            size = round(raw_size)  # int(round(...)) in transformers: the same int
+    same = (height <= width and height == size) or (width <= height and width == size)
+    if same and not (mod_size is not None and width < height):
+        out_h, out_w = height, width
+    elif width < height:
+        out_w = size
+        out_h = int((raw_size if raw_size is not None else size) * height / width)
+    else:
+        out_h = size
+        out_w = int((raw_size if raw_size is not None else size) * width / height)
+    if mod_size is not None:
+        out_w -= out_w % mod_size
+        out_h -= out_h % mod_size
+    return out_w, out_h

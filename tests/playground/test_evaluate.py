@@ -153,10 +153,10 @@ def test_float_boxes_are_the_served_integer_boxes_before_truncation(runtime_chec
     [served] = detector.detect([image], threshold=0.0)
     [floats] = detector.detect([image], threshold=0.0, float_boxes=True)
     assert len(served.detections) == len(floats.detections) > 0
-    assert any(v != int(v) for d in floats.detections for v in d["box"].values())
+    assert any(v != int(v) for d in floats.detections for v in d["box_float"].values())
     for s, f in zip(served.detections, floats.detections, strict=True):
         assert s["label"] == f["label"] and s["score"] == f["score"]
-        assert s["box"] == {k: int(v) for k, v in f["box"].items()}
+        assert s["box"] == f["box"] == {k: int(v) for k, v in f["box_float"].items()}
         assert all(isinstance(v, int) for v in s["box"].values())
 
 

@@ -1,0 +1,94 @@
+"""The options of Vitrine's inference endpoints, and the refusal of any it does not know.
+
+A typo (``treshold=0.9``, ``{"parameter": {...}}``) must not be silently ignored: the call
+would run and be charged with defaults the caller did not mean. Every query parameter,
+top-level JSON field, ``parameters`` key and form field is checked against the known
+ones; an unknown one is a 400 ``unknown_parameter`` whose ``param`` names it.
+
+Query parameters (both routes): ``threshold``, ``route``, ``dry_run``, ``webhook``; on
+``/v1/detections`` also ``box_format``. JSON body: ``inputs``, ``parameters``
+(``{"threshold"}``), ``webhook``. Multipart/form: ``image``, ``threshold``, ``webhook``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from catalog import errors
+from playground.serializers import BOX_FORMATS
+
+UNKNOWN_PARAMETER = "Unknown {where} '{name}'; known: {known}."
+BAD_BOOLEAN = "'{name}' must be true or false."
+BAD_BOX_FORMAT = "'box_format' must be one of: {choices}."
+
+QUERY = {"threshold", "route", "dry_run", "webhook"}
+QUERY_VITRINE = QUERY | {"box_format"}
+JSON_FIELDS = {"inputs", "parameters", "webhook"}
+JSON_PARAMETERS = {"threshold"}
+FORM_FIELDS = {"image", "threshold", "webhook"}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Options:
+    dry_run: bool = False
+    webhook: str | None = None
+    box_format: str = "int"
+
+
+def _refuse_unknown(names, known: set[str], *, where: str, prefix: str = "") -> None:
+    for name in names:
+        if name not in known:
+            raise errors.ApplicationError(
+                UNKNOWN_PARAMETER.format(where=where, name=prefix + name,
+                                         known=", ".join(sorted(known))),
+                code="unknown_parameter",
+                param=prefix + name,
+            )  # fmt: skip
+
+
+def _boolean(name: str, raw) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise errors.ApplicationError(BAD_BOOLEAN.format(name=name), code="invalid_value", param=name)
+
+
+def request_options(request, *, vitrine_flavour: bool = False) -> Options:
+    """Check every parameter name of the request and read Vitrine's options. ``request``
+    is DRF's (after parsing: ``request.data`` is bytes for a raw image body)."""
+    query = request.query_params
+    _refuse_unknown(query.keys(), QUERY_VITRINE if vitrine_flavour else QUERY,
+                    where="query parameter")  # fmt: skip
+    data = request.data
+    webhook = query.get("webhook")
+    if hasattr(data, "getlist"):  # form / multipart (a QueryDict, also a dict: test first)
+        _refuse_unknown([*data.keys(), *request.FILES.keys()], FORM_FIELDS, where="form field")
+        webhook = data.get("webhook") or webhook
+    elif isinstance(data, dict):  # JSON
+        _refuse_unknown(data.keys(), JSON_FIELDS, where="body field")
+        parameters = data.get("parameters")
+        if isinstance(parameters, dict):
+            _refuse_unknown(parameters.keys(), JSON_PARAMETERS, where="parameter",
+                            prefix="parameters.")  # fmt: skip
+        webhook = data.get("webhook", webhook)
+    box_format = query.get("box_format", "int") or "int"
+    if box_format not in BOX_FORMATS:
+        raise errors.ApplicationError(
+            BAD_BOX_FORMAT.format(choices=", ".join(BOX_FORMATS)),
+            code="invalid_value",
+            param="box_format",
+        )
+    if webhook is not None and not isinstance(webhook, str):
+        webhook = ""  # refused by the URL check with its message
+    return Options(
+        dry_run=_boolean("dry_run", query.get("dry_run", "false")),
+        webhook=webhook if webhook not in (None,) else None,
+        box_format=box_format,
+    )

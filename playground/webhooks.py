@@ -1,0 +1,448 @@
+"""Job webhooks: the finished job POSTed, signed, to a URL the caller gave, safely.
+
+Signing: ``Vitrine-Signature: t=<unix seconds>,v1=<hex>`` where ``<hex>`` is
+HMAC-SHA256, keyed with the account's webhook secret (dashboard), over the bytes
+``<t>.<body>``. A receiver recomputes it, compares in constant time and refuses a ``t``
+too far from its clock (replays). ``Vitrine-Webhook-Id`` is the job id: delivery is at
+least once, so a receiver dedupes on it.
+
+Never a request to our own network (SSRF): the URL is checked when the job is created
+(http or https, no credentials, a host name or a public IP literal that resolves); at
+delivery the host is resolved again, *every* resolved address must be public (not
+loopback, private, link-local, multicast, reserved, unspecified, shared (CGNAT), nor an
+IPv4 address wrapped in IPv6 (mapped, 6to4, Teredo, NAT64) that is one of those; the
+cloud metadata addresses 169.254.169.254 and fd00:ec2::254 are link-local and private),
+and the connection goes to the checked address itself, so a DNS answer that changes in
+between (rebinding) is never used. Decimal, octal and hex host forms (``2130706433``,
+``0177.0.0.1``) resolve to the address they mean and are checked as such. Redirects are
+not followed (a 3xx is a failed attempt); connect and read are bounded by timeouts and at
+most ``MAX_RESPONSE_BYTES`` of the answer are read. ``VITRINE_WEBHOOK_ALLOW_HOSTS`` exempts
+listed IPs/networks from the guard, for tests only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import json
+import logging
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.utils import timezone
+
+from catalog.errors import ApplicationError
+from playground.models import Job, WebhookDelivery
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "Vitrine-Signature"
+ID_HEADER = "Vitrine-Webhook-Id"
+EVENT_HEADER = "Vitrine-Event"
+EVENT = "job.finished"
+USER_AGENT = "Vitrine-Webhooks/1"
+MAX_URL_LENGTH = 2000
+MAX_RESPONSE_BYTES = 64 * 1024
+
+BAD_SCHEME = "'webhook' must be an http:// or https:// URL."
+HAS_CREDENTIALS = "'webhook' must not carry a user name or password; sign-check the body instead."
+BAD_HOST = "'webhook' has no valid host name."
+BAD_PORT = "'webhook' has an invalid port."
+TOO_LONG = "'webhook' is longer than {limit} characters."
+NOT_RESOLVED = "The webhook host '{host}' does not resolve."
+NOT_PUBLIC = (
+    "The webhook host '{host}' resolves to {address}, which is not a public internet "
+    "address (loopback, private, link-local, metadata, multicast or reserved)."
+)
+REDIRECTED = "The receiver answered {status} (a redirect); redirects are not followed."
+
+
+class WebhookRefused(Exception):
+    """The URL or one of its addresses may not be called: a final failure, not retried."""
+
+
+# --- the address guard ------------------------------------------------------------------
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IANA's special-purpose blocks that are not globally reachable, written out so the guard
+# does not depend on which of them this Python's ``ipaddress`` knows (it changed in 3.12/13).
+_SPECIAL = [
+    ipaddress.ip_network(block)
+    for block in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/127", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32", "3fff::/20",
+        "5f00::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+    )
+]  # fmt: skip
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries (mapped, 6to4, Teredo, NAT64)."""
+    found = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if address in _NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
+def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [
+        ipaddress.ip_network(item, strict=False) for item in settings.VITRINE_WEBHOOK_ALLOW_HOSTS
+    ]
+
+
+def address_is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for an address on the public internet; every special range is refused."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id:
+            return False
+        embedded = _embedded_ipv4(address)
+        if embedded and not all(address_is_public(v4) for v4 in embedded):
+            return False
+        if address.ipv4_mapped is not None:
+            return True  # judged as the IPv4 address it is
+    special = (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local)
+        or any(address in block for block in _SPECIAL if block.version == address.version)
+    )
+    return not special and address.is_global
+
+
+def address_allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Public, or exempted by VITRINE_WEBHOOK_ALLOW_HOSTS (tests)."""
+    if any(
+        address in network for network in _allowed_networks() if network.version == address.version
+    ):
+        return True
+    return address_is_public(address)
+
+
+def resolve_checked(host: str, port: int) -> list[tuple[int, str]]:
+    """Resolve ``host`` and return its (family, address) pairs, all allowed; raises
+    ``WebhookRefused`` when it does not resolve or when *any* address is not allowed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, OSError):
+        raise WebhookRefused(NOT_RESOLVED.format(host=host)) from None
+    checked: list[tuple[int, str]] = []
+    for family, _, _, _, sockaddr in infos:
+        text = sockaddr[0]
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and len(sockaddr) > 3 and sockaddr[3]:
+            address = ipaddress.IPv6Address(f"{address}%{sockaddr[3]}")
+        if not address_allowed(address):
+            raise WebhookRefused(NOT_PUBLIC.format(host=host, address=text))
+        if (family, text) not in checked:
+            checked.append((family, text))
+    if not checked:
+        raise WebhookRefused(NOT_RESOLVED.format(host=host))
+    return checked
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str  # as in the URL, for the Host header and TLS
+    port: int
+    path: str  # path and query
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host_name(host: str) -> bool:
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    labels = host.rstrip(".").split(".")
+    return all(labels) and all(len(label) <= 63 for label in labels) and len(host) <= 253
+
+
+def parse_url(url: str) -> Target:
+    """Check the URL's form (no resolution); raises ``WebhookRefused`` with the reason."""
+    if not isinstance(url, str) or not url:
+        raise WebhookRefused(BAD_SCHEME)
+    if len(url) > MAX_URL_LENGTH:
+        raise WebhookRefused(TOO_LONG.format(limit=MAX_URL_LENGTH))
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise WebhookRefused(BAD_HOST)
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise WebhookRefused(BAD_SCHEME)
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise WebhookRefused(HAS_CREDENTIALS)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+        if port is None:
+            port = 443 if parts.scheme.lower() == "https" else 80
+    except ValueError:
+        raise WebhookRefused(BAD_PORT) from None
+    if not host or port == 0:
+        raise WebhookRefused(BAD_HOST if not host else BAD_PORT)
+    if not _is_ip_literal(host) and not _is_host_name(host):
+        raise WebhookRefused(BAD_HOST)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return Target(scheme=parts.scheme.lower(), host=host, port=port, path=path)
+
+
+def webhook_url_validate(url: str) -> str:
+    """The check at job creation: a 400 ``invalid_webhook`` (param ``webhook``) naming what
+    is wrong, for a non-http(s) URL, credentials in it, a bad host, a host that does not
+    resolve or one that resolves to a non-public address."""
+    try:
+        target = parse_url(url)
+        resolve_checked(target.host, target.port)
+    except WebhookRefused as exc:
+        raise ApplicationError(str(exc), code="invalid_webhook", param="webhook") from None
+    return url
+
+
+# --- signing --------------------------------------------------------------------------
+def sign(*, secret: str, timestamp: int, body: bytes) -> str:
+    """The hex HMAC-SHA256 of ``<timestamp>.<body>`` with the account's secret."""
+    message = f"{timestamp}.".encode() + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signature_header(*, secret: str, timestamp: int, body: bytes) -> str:
+    return f"t={timestamp},v1={sign(secret=secret, timestamp=timestamp, body=body)}"
+
+
+# --- one HTTP attempt to a checked address ----------------------------------------------
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address that was checked, whatever the host name resolves to now."""
+
+    def __init__(self, host, port, *, address: str, connect_timeout: float, **kwargs):
+        super().__init__(host, port, **kwargs)
+        self._address = address
+        self._connect_timeout = connect_timeout
+
+    def connect(self):
+        self.sock = socket.create_connection(
+            (self._address, self.port), timeout=self._connect_timeout
+        )
+        self.sock.settimeout(self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host, port, *, address: str, connect_timeout: float, **kwargs):
+        super().__init__(host, port, context=ssl.create_default_context(), **kwargs)
+        self._address = address
+        self._connect_timeout = connect_timeout
+
+    def connect(self):
+        raw = socket.create_connection((self._address, self.port), timeout=self._connect_timeout)
+        raw.settimeout(self.timeout)
+        # Certificate checked against the URL's host name (SNI too), not the address.
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    status: int | None
+    error: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def post_signed(url: str, *, body: bytes, headers: dict[str, str]) -> Attempt:
+    """One POST to ``url``: the guard, then the request to the checked address. Raises
+    ``WebhookRefused`` for an address that may not be called; network errors are returned
+    as a failed ``Attempt``."""
+    target = parse_url(url)
+    addresses = resolve_checked(target.host, target.port)
+    connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    last_error = ""
+    for _, address in addresses:
+        connection = connection_class(
+            target.host,
+            target.port,
+            address=address,
+            connect_timeout=settings.VITRINE_WEBHOOK_CONNECT_TIMEOUT,
+            timeout=settings.VITRINE_WEBHOOK_READ_TIMEOUT,
+        )
+        try:
+            connection.request("POST", target.path, body=body, headers=headers)
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            last_error = f"connect to {address}: {type(exc).__name__}: {exc}"
+            continue  # the next checked address, if any
+        try:
+            response = connection.getresponse()
+            response.read(MAX_RESPONSE_BYTES)  # bounded; the rest is dropped with the socket
+        except (OSError, http.client.HTTPException) as exc:
+            return Attempt(None, f"{type(exc).__name__}: {exc}"[:300])
+        finally:
+            connection.close()
+        if 300 <= response.status < 400:
+            return Attempt(response.status, REDIRECTED.format(status=response.status))
+        error = "" if 200 <= response.status < 300 else f"HTTP {response.status}"
+        return Attempt(response.status, error)
+    return Attempt(None, last_error[:300])
+
+
+# --- the job side -----------------------------------------------------------------------
+def webhook_register(*, job: Job, url: str) -> WebhookDelivery:
+    """Attach a (validated) webhook to a job being created, in its transaction."""
+    return WebhookDelivery.objects.create(job=job, url=url)
+
+
+def _enqueue(delivery_id: int, *, attempts: int, countdown: float = 0) -> None:
+    """Send the message for the attempt after ``attempts`` (the number it must find)."""
+    from playground.tasks import deliver_webhook
+
+    try:
+        deliver_webhook.apply_async((delivery_id, attempts), queue="default", countdown=countdown)
+    except Exception as exc:  # the sweep in reap_stale_jobs sends it again
+        logger.warning("webhook %s: not enqueued (%s: %s)", delivery_id, type(exc).__name__, exc)
+
+
+def webhook_job_finished(job_id) -> None:
+    """Called after the commit that ended a job: queue its webhook, if it has one. Never
+    raises into the caller (a worker finishing a job): a webhook left waiting is found by
+    the reaper's sweep (``webhooks_sweep``)."""
+    try:
+        waiting = WebhookDelivery.objects.filter(
+            job_id=job_id, status=WebhookDelivery.Status.WAITING
+        )
+        pk = waiting.values_list("pk", flat=True).first()
+        if pk is not None and waiting.filter(pk=pk).update(status=WebhookDelivery.Status.PENDING):
+            _enqueue(pk, attempts=0)
+    except Exception:
+        logger.exception("job %s: webhook not queued; the reaper will", job_id)
+
+
+def retry_delay(attempts: int) -> int:
+    """Seconds before the next try after ``attempts`` failed ones: base, doubling, capped."""
+    base, cap = settings.VITRINE_WEBHOOK_RETRY_BASE, settings.VITRINE_WEBHOOK_RETRY_MAX
+    return min(base * 2 ** max(attempts - 1, 0), cap)
+
+
+def webhook_body(job: Job) -> bytes:
+    """The finished job resource, as the jobs API shows it (one serializer)."""
+    from playground.serializers import job_data
+
+    return json.dumps(job_data(job, request=None), separators=(",", ":")).encode()
+
+
+def webhook_deliver(*, delivery_id: int, attempts: int | None = None) -> str:
+    """One delivery attempt; records it and schedules the next on failure. Returns the
+    delivery's status afterwards ("" when there was nothing to do).
+
+    The attempt is claimed first with a compare-and-set on the attempt count the message
+    carries (``attempts``), so two copies of one message (a redelivery: Redis hands an
+    ETA message out again after its visibility timeout, and backoffs can be longer) make
+    one attempt, never two.
+    """
+    from billing.services.webhook_secrets import webhook_secret_get
+
+    delivery = (
+        WebhookDelivery.objects.select_related(
+            "job__card__organisation", "job__route", "job__owner"
+        )
+        .filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING)
+        .first()
+    )
+    if delivery is None or not delivery.job.is_final or delivery.job.owner is None:
+        return ""
+    expected = delivery.attempts if attempts is None else attempts
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery.pk, status=WebhookDelivery.Status.PENDING, attempts=expected
+    ).update(attempts=expected + 1, last_attempt_at=timezone.now())
+    if not claimed:
+        return ""  # another copy of this message made this attempt
+    number = expected + 1
+    job = delivery.job
+    body = webhook_body(job)
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        ID_HEADER: str(job.pk),
+        EVENT_HEADER: EVENT,
+        SIGNATURE_HEADER: signature_header(
+            secret=webhook_secret_get(user=job.owner), timestamp=timestamp, body=body
+        ),
+    }
+    refused = False
+    try:
+        attempt = post_signed(delivery.url, body=body, headers=headers)
+    except WebhookRefused as exc:
+        attempt, refused = Attempt(None, str(exc)[:300]), True
+    now = timezone.now()
+    if attempt.ok:
+        status = WebhookDelivery.Status.DELIVERED
+    elif refused or number >= settings.VITRINE_WEBHOOK_MAX_ATTEMPTS:
+        status = WebhookDelivery.Status.FAILED
+    else:
+        status = WebhookDelivery.Status.PENDING
+    WebhookDelivery.objects.filter(pk=delivery.pk, attempts=number).update(
+        status=status,
+        last_status_code=attempt.status,
+        last_error=attempt.error,
+        last_attempt_at=now,
+        delivered_at=now if attempt.ok else None,
+    )
+    logger.info(
+        "webhook_attempt",
+        extra={"job_id": str(job.pk), "attempt": number, "status_code": attempt.status,
+               "outcome": status, "error": attempt.error},
+    )  # fmt: skip
+    if status == WebhookDelivery.Status.PENDING:
+        _enqueue(delivery.pk, attempts=number, countdown=retry_delay(number))
+    return status
+
+
+def webhooks_sweep(*, now=None) -> int:
+    """Deliveries whose message was lost: pending with no attempt for longer than the
+    longest backoff, or still waiting for a job that ended that long ago (the process
+    that ended it died before queueing the webhook). Send them again; the attempt count
+    in the message keeps a late original from making a second attempt. Run by the reaper."""
+    from datetime import timedelta
+
+    from django.db.models import Q
+
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.VITRINE_WEBHOOK_RETRY_MAX + 300)
+    Status = WebhookDelivery.Status
+    orphaned = WebhookDelivery.objects.filter(
+        status=Status.WAITING, job__status__in=Job.FINAL, job__finished_at__lt=stale
+    )
+    orphaned.update(status=Status.PENDING)  # no attempt yet: picked up just below
+    lost = WebhookDelivery.objects.filter(status=Status.PENDING).filter(
+        Q(last_attempt_at__lt=stale) | Q(last_attempt_at__isnull=True, job__finished_at__lt=stale)
+    )
+    count = 0
+    for pk, attempts in lost.values_list("pk", "attempts")[:500]:
+        _enqueue(pk, attempts=attempts)
+        count += 1
+    return count
