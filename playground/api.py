@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -38,21 +38,18 @@ from rest_framework.views import APIView
 
 from billing.auth import ApiKeyAuthentication
 from billing.models import Charge
-from billing.services.charges import charge_reserve, user_has_byok
+from billing.services.charges import user_has_byok
 from billing.services.ledger import wallet_for
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
-from playground import body_limits, events, limits, services
+from playground import body_limits, events, idempotency, limits, pipeline, services
 from playground.failures import (
     CANCELLED,
     FAILURES,
-    SERVICE_UNAVAILABLE,
     job_failure,
     public_error,
 )
 from playground.models import Job, JobStatus
-from playground.runtime import ImageError
-from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_discard
 
 DEFAULT_THRESHOLD = 0.5
 # What a caller told 503 should wait before trying again.
@@ -339,55 +336,20 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         },
     )
     def post(self, request, model_id: str):
-        api_key = request.auth
         card = _callable_card(model_id)
         limits.api_call_check(request, card)  # 429 + Retry-After when the key/account is full
         route = _route(card, request.query_params.get("route"), user=request.user)
+        idempotency_key = idempotency.key_from(request)
         image, threshold = read_image_input(request)
-        job = None
-        try:
-            with transaction.atomic():
-                limits.inflight_jobs_check(user=request.user)  # locks the user row: no overshoot
-                job = services.job_create(
-                    card=card,
-                    route=route,
-                    image_bytes=image,
-                    parameters={"threshold": threshold},
-                    owner=request.user,
-                )
-                # Reserved before the commit that enqueues the job: no money, no work.
-                charge = charge_reserve(
-                    job_id=job.pk, user=request.user, card=card, route=route, api_key=api_key
-                )
-                Job.objects.filter(pk=job.pk).update(cost_ref=str(charge.pk))
-        except ImageError as exc:
-            raise errors.ApplicationError(
-                str(exc), code=exc.code, status=IMAGE_ERROR_STATUS.get(exc.code, 400)
-            ) from None
-        except StorageUnavailable:
-            logger.exception("the upload storage failed")
-            raise errors.ApplicationError(
-                STORAGE_DOWN,
-                code="storage_unavailable",
-                status=503,
-                type=SERVICE_UNAVAILABLE,
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            ) from None
-        except errors.ApplicationError:
-            if job is not None:  # the row rolled back: the stored upload goes too
-                upload_discard(job.image_name)
-            raise
-        if job.enqueued_at is None and services.job_abandon_unqueued(job=job):
-            # The broker is unreachable: the job is failed and its money released in one
-            # transaction, so the caller told to retry holds nothing (and the sweeper would
-            # have sent it again had we kept it).
-            raise errors.ApplicationError(
-                FAILURES["queue_unavailable"].message or "",
-                code="queue_unavailable",
-                status=503,
-                type=SERVICE_UNAVAILABLE,
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
+        job = pipeline.job_submit(
+            request=request,
+            card=card,
+            route=route,
+            image=image,
+            threshold=threshold,
+            flavour="vitrine",
+            idempotency_key=idempotency_key,
+        ).job
         if "respond-async" in request.headers.get("Prefer", "") or not settings.VITRINE_SYNC_WAIT:
             return job_response(request, job.pk, threshold)
         # inference_create awaits the job, holding no thread, then answers from the row.
@@ -460,6 +422,12 @@ async def inference_create(request: HttpRequest, model_id: str) -> HttpResponse:
     (authentication, validation, the reservation); then this coroutine awaits the job's
     finished signal for up to VITRINE_SYNC_WAIT seconds without holding a thread, and
     answers from the row (200 detections, the failure, or 202 with the job)."""
+    from playground.flavours import is_hf_client
+
+    if is_hf_client(request.headers):  # huggingface_hub pointed here: its flavour, no 202
+        from playground.flavours.hf import hf_inference
+
+        return await hf_inference(request, model_id)
     async with _db_slot():
         response = await sync_to_async(_create_job)(request, model_id)
     pending = getattr(response, "vitrine_wait", None)
