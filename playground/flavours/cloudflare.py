@@ -34,7 +34,6 @@ from rest_framework.response import Response
 
 from catalog import errors
 from playground import api, idempotency, limits, pipeline
-from playground.failures import CANCELLED as CANCELLED_FAILURE
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import CLOUDFLARE, error_response, waiting
 from playground.flavours.common import FlavourApi, answer, run_view
@@ -118,7 +117,8 @@ def cloudflare_answer(request, submitted: pipeline.Submitted, threshold: float, 
             "messages": [],
         }
         return JsonResponse(body, headers=headers)
-    if outcome == waiting.CANCELLED:
+    if outcome == waiting.CANCELLED or job.status == JobStatus.CANCELLED:
+        # Cancelled at a wait's bound (this call's or a duplicate's): retryable.
         seconds = waiting.retry_after(waiting.estimate_seconds(card=job.card))
         error = errors.ApplicationError(
             NOT_READY.format(seconds=seconds),
@@ -126,10 +126,6 @@ def cloudflare_answer(request, submitted: pipeline.Submitted, threshold: float, 
             status=503,
             type=SERVICE_UNAVAILABLE,
             headers={"Retry-After": seconds},
-        )
-    elif job.status == JobStatus.CANCELLED:
-        error = errors.ApplicationError(
-            CANCELLED_FAILURE.message or "", code="job_cancelled", status=CANCELLED_FAILURE.status
         )
     elif job.status == JobStatus.FAILED:
         status, error_type, message = job_failure(job.error_code, job.error_message)

@@ -40,7 +40,6 @@ from rest_framework.response import Response
 
 from catalog import errors
 from playground import api, idempotency, limits, pipeline
-from playground.failures import CANCELLED as CANCELLED_FAILURE
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import HF, error_response, waiting
 from playground.flavours.common import FlavourApi, answer, run_view
@@ -151,12 +150,9 @@ def hf_answer(request, submitted: pipeline.Submitted, threshold: float, outcome:
         headers["X-Vitrine-Cost"] = "0"  # this call ran and charged nothing
     if job.status == JobStatus.SUCCEEDED:
         return JsonResponse(detections(job, threshold), safe=False, headers=headers)
-    if outcome == waiting.CANCELLED:
+    if outcome == waiting.CANCELLED or job.status == JobStatus.CANCELLED:
+        # Cancelled at a wait's bound (this call's or a duplicate's): retryable.
         error = loading_error(job.card.model_id, waiting.estimate_seconds(card=job.card))
-    elif job.status == JobStatus.CANCELLED:
-        error = errors.ApplicationError(
-            CANCELLED_FAILURE.message or "", code="job_cancelled", status=CANCELLED_FAILURE.status
-        )
     elif job.status == JobStatus.FAILED:
         status, error_type, message = job_failure(job.error_code, job.error_message)
         error = errors.ApplicationError(
