@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from decimal import Decimal
 
+import jsonschema
 import numpy as np
 import pytest
 import requests
@@ -15,6 +16,7 @@ from billing.models import Charge
 from billing.services.keys import api_key_create
 from billing.services.ledger import wallet_for
 from billing.services.topups import credit_grant
+from catalog.seed import CLOUDFLARE_INPUT_SCHEMA, CLOUDFLARE_OUTPUT_SCHEMA, HF_OUTPUT_SCHEMA
 from playground.models import Job
 from tests import factories
 
@@ -117,6 +119,7 @@ def test_huggingface_client_both_url_forms_cache_cold_model_and_a_5mb_photo(
         headers={"Authorization": f"Bearer {live['key']}"}, timeout=600,
     )  # fmt: skip
     assert raw.status_code == 200 and raw.headers["X-Vitrine-Cache"] == "hit"
+    jsonschema.validate(raw.json(), HF_OUTPUT_SCHEMA)  # seed 003's output, integer pixels
     assert raw.headers["X-Vitrine-Cost"] == "0"
     _boxes_are_integer_pixels(raw.json(), 320, 240)
 
@@ -177,6 +180,9 @@ def test_cloudflare_sdk_runs_the_model_and_reads_our_errors(live):
     )  # fmt: skip
     assert body["result"] == result
     _boxes_are_integer_pixels(body["result"], 320, 240)
+    # Seed 001's schemas, shown on the model page, hold for this endpoint.
+    jsonschema.validate(body["result"], CLOUDFLARE_OUTPUT_SCHEMA)
+    jsonschema.validate({"image": list(image)}, CLOUDFLARE_INPUT_SCHEMA)
     # A retry with the same Idempotency-Key: the same job, no second charge.
     jobs = Job.objects.count()
     again = requests.post(
