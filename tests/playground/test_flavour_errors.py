@@ -258,3 +258,54 @@ def test_hf_flavour_refuses_when_the_model_is_cold_and_the_wait_too_short(
     body = response.json()
     assert body["estimated_time"] >= 600 and int(response["Retry-After"]) >= 600
     assert Job.objects.count() == 0 and wallet_for(funded["user"]).balance == Decimal("1.00")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("path", "flavour"),
+    [
+        ("/hf/models/org/model", "hf"),
+        ("/client/v4/accounts/a/ai/run/@cf/org/model", "cloudflare"),
+    ],
+)
+@pytest.mark.parametrize("declared", [True, False])
+def test_asgi_body_limit_refusals_speak_the_flavour(settings, path, flavour, declared):
+    """Under ASGI a body over the limit is refused before any view runs (declared length)
+    or cut while streaming: still in the flavour's shape."""
+    from tests.playground.test_request_limits import asgi_post
+
+    settings.VITRINE_MAX_UPLOAD_BYTES = 10_000
+    headers = [(b"content-type", b"image/jpeg")]
+    if declared:
+        headers.append((b"content-length", b"314572800"))
+    answer = asgi_post(path, [b"\xff" * 4096] * 10, headers)
+    assert answer["status"] == 413
+    body = json.loads(answer["body"])
+    if flavour == "hf":
+        assert set(body) == {"error"} and isinstance(body["error"], str)
+    else:
+        assert (body["success"], body["result"], body["messages"]) == (False, None, [])
+        assert body["errors"][0]["code"] == 413
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_hf_flavour_under_the_asgi_handler(settings, other_user, tmp_path):
+    """The async views run under Django's ASGI handler (production's uvicorn) as well."""
+    from tests.playground.test_request_limits import asgi_post
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    settings.VITRINE_MODEL_LOAD_ESTIMATE = 600  # cold: answered at once, nothing queued
+    card = factories.card()
+    factories.route(card=card, price=PRICE)
+    credit_grant(user=other_user, amount=Decimal("1.00"), reason="test")
+    _, key = api_key_create(user=other_user, name="asgi")
+    image = jpeg()
+    headers = [
+        (b"content-type", b"image/jpeg"),
+        (b"content-length", str(len(image)).encode()),
+        (b"authorization", f"Bearer {key}".encode()),
+    ]
+    answer = asgi_post(f"/hf/models/{card.model_id}", [image], headers)
+    assert answer["status"] == 503
+    assert json.loads(answer["body"])["estimated_time"] >= 600
+    assert Job.objects.count() == 0
