@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog import errors
-from playground.models import IdempotencyRecord, Job
+from playground.models import CachedCall, IdempotencyRecord, Job
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -120,3 +120,17 @@ def idempotent_job_record(*, user, key: str, print_: str, job: Job) -> None:
             IdempotencyRecord.objects.create(user=user, key=key, fingerprint=print_, job=job)
     except IntegrityError:
         pass
+
+
+def call_records_purge_expired(*, now=None) -> dict[str, int]:
+    """Forget keys older than ``VITRINE_IDEMPOTENCY_TTL`` and result-cache entries older
+    than ``VITRINE_HF_CACHE_TTL`` (run with the upload retention beat). Neither is read past
+    its TTL anyway; this only keeps the tables small."""
+    now = now or timezone.now()
+    keys, _ = IdempotencyRecord.objects.filter(
+        created_at__lt=now - timedelta(seconds=settings.VITRINE_IDEMPOTENCY_TTL)
+    ).delete()
+    cached, _ = CachedCall.objects.filter(
+        created_at__lt=now - timedelta(seconds=settings.VITRINE_HF_CACHE_TTL)
+    ).delete()
+    return {"idempotency_keys_deleted": keys, "cache_entries_deleted": cached}

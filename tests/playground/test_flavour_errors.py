@@ -309,3 +309,27 @@ def test_the_hf_flavour_under_the_asgi_handler(settings, other_user, tmp_path):
     assert answer["status"] == 503
     assert json.loads(answer["body"])["estimated_time"] >= 600
     assert Job.objects.count() == 0
+
+
+def test_expired_keys_are_forgotten_and_reusable(
+    client, card, funded, storage, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from playground.idempotency import call_records_purge_expired
+    from playground.models import IdempotencyRecord
+
+    headers = {"Prefer": "respond-async", "Idempotency-Key": "old"}
+    with django_capture_on_commit_callbacks():
+        first = post(client, "vitrine", card.model_id, funded, jpeg(), **headers)
+    day_ago = timezone.now() - timedelta(seconds=settings.VITRINE_IDEMPOTENCY_TTL + 1)
+    IdempotencyRecord.objects.update(created_at=day_ago)
+    # Past the TTL the key names nothing: another request with it is a new call, not a 422.
+    with django_capture_on_commit_callbacks():
+        second = post(client, "vitrine", card.model_id, funded, jpeg(colour=(1, 2, 3)), **headers)
+    assert second.status_code == 202 and second.json()["id"] != first.json()["id"]
+    IdempotencyRecord.objects.update(created_at=day_ago)
+    assert call_records_purge_expired()["idempotency_keys_deleted"] == 1
+    assert IdempotencyRecord.objects.count() == 0
