@@ -47,6 +47,25 @@ def big_photo() -> bytes:
     return data
 
 
+def run_page_snippet(slug: str, live: dict, tmp_path, monkeypatch) -> str:
+    """Execute the model page's snippet ``slug`` as a visitor would copy it: cats.jpg in the
+    working directory, the key in VITRINE_API_KEY. Returns what it printed."""
+    import contextlib
+
+    from catalog.snippets import detection_snippets
+
+    (snippet,) = [
+        s for s in detection_snippets(site_url=live["url"], model_id=MODEL) if s.slug == slug
+    ]
+    (tmp_path / "cats.jpg").write_bytes(photo())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VITRINE_API_KEY", live["key"])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(snippet.code, f"<snippet {slug}>", "exec"), {})
+    return out.getvalue()
+
+
 @pytest.fixture
 def live(live_server, start_worker, runtime_checkpoint, settings, tmp_path, other_user):
     """The live server, a worker on a random-weight DETR named facebook/detr-resnet-50, and
@@ -76,7 +95,7 @@ def _boxes_are_integer_pixels(raw: list[dict], width: int, height: int) -> None:
 
 
 def test_huggingface_client_both_url_forms_cache_cold_model_and_a_5mb_photo(
-    live, tmp_path, settings
+    live, tmp_path, settings, monkeypatch
 ):
     from huggingface_hub import InferenceClient
     from huggingface_hub.errors import HfHubHTTPError
@@ -151,8 +170,11 @@ def test_huggingface_client_both_url_forms_cache_cold_model_and_a_5mb_photo(
     assert caught.value.response.status_code == 404
     assert "/hf/models/<org>/<name>" in caught.value.response.json()["error"]
 
+    # The model page's huggingface_hub snippet runs as printed.
+    run_page_snippet("huggingface_hub", live, tmp_path, monkeypatch)
 
-def test_cloudflare_sdk_runs_the_model_and_reads_our_errors(live):
+
+def test_cloudflare_sdk_runs_the_model_and_reads_our_errors(live, tmp_path, monkeypatch):
     import cloudflare
     from cloudflare import Cloudflare
 
@@ -206,6 +228,11 @@ def test_cloudflare_sdk_runs_the_model_and_reads_our_errors(live):
         bad.ai.run(f"@cf/{MODEL}", account_id="x", image=list(image))
     with pytest.raises(cloudflare.BadRequestError):
         sdk.ai.run(f"@cf/{MODEL}", account_id="x", image=[300, -1])
+
+    # The model page's cloudflare SDK snippet runs as printed (threshold 0.5: maybe no box).
+    jobs = Job.objects.count()
+    run_page_snippet("cloudflare_sdk", live, tmp_path, monkeypatch)
+    assert Job.objects.count() == jobs + 1
 
 
 def test_a_queued_job_past_the_wait_is_cancelled_and_costs_nothing(
