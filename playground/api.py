@@ -320,6 +320,13 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         parameters=[
             OpenApiParameter("route", str, description="Price route slug (default: ours)."),
             OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, description="respond-async"),
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Retry safely: the same key and request within 24 h answer with "
+                "the first call's job, charged once (422 for another request).",
+            ),
         ],
         responses={
             200: OpenApiResponse(description="[{label, score, box: {xmin, ymin, xmax, ymax}}]"),
@@ -331,6 +338,7 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
             409: errors.ErrorSerializer,
             413: errors.ErrorSerializer,
             415: errors.ErrorSerializer,
+            422: errors.ErrorSerializer,
             429: errors.ErrorSerializer,
             503: errors.ErrorSerializer,
         },

@@ -81,7 +81,7 @@ class CloudflareRunApi(FlavourApi):
                 status=404,
                 type=errors.NOT_FOUND_ERROR,
             )
-        card = api._callable_card(model_name[len(MODEL_PREFIX) :])
+        card = api._callable_card(model_name[len(MODEL_PREFIX) :].strip("/"))
         limits.api_call_check(request, card)
         route = api._route(card, request.query_params.get("route"), user=request.user)
         key = idempotency.key_from(request)

@@ -88,7 +88,7 @@ class HfInferenceApi(FlavourApi):
 
     @extend_schema(exclude=True)  # a foreign wire format: documented in the README
     def post(self, request, model_id: str):
-        card = api._callable_card(model_id)
+        card = api._callable_card(model_id.strip("/"))  # a trailing slash is no other model
         limits.api_call_check(request, card)
         route = api._route(card, request.query_params.get("route"), user=request.user)
         key = idempotency.key_from(request)

@@ -333,3 +333,19 @@ def test_expired_keys_are_forgotten_and_reusable(
     IdempotencyRecord.objects.update(created_at=day_ago)
     assert call_records_purge_expired()["idempotency_keys_deleted"] == 1
     assert IdempotencyRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize("flavour", ["hf", "cloudflare"])
+def test_a_trailing_slash_reaches_the_same_model_without_a_redirect(
+    client, card, account, storage, flavour
+):
+    response = post(client, flavour, card.model_id + "/", account, jpeg())
+    assert response.status_code == 402  # the model was found; the empty wallet answered
+    assert code_of(flavour, response) == "insufficient_credits"
+
+
+@pytest.mark.parametrize("flavour", ["hf", "cloudflare"])
+def test_get_is_a_405_in_the_flavour(client, card, funded, flavour):
+    response = client.get(url(flavour, card.model_id), headers={"Authorization": funded["auth"]})
+    assert response.status_code == 405
+    assert code_of(flavour, response) == "method_not_allowed"
