@@ -129,7 +129,7 @@ class RequestLimitsMiddleware(MiddlewareMixin):
         content_type = request.content_type or ""
         if length > body_limits.body_limit(content_type):
             return refusal(request, body_limits.too_large(length, content_type))
-        if not request.path.startswith(API_PREFIX):
+        if not flavours.in_scope(request.path):
             # The try page is a plain Django view: parse its form here, where a broken body
             # can still be answered politely (the CSRF check would parse it next, raising).
             try:

@@ -349,3 +349,55 @@ def test_get_is_a_405_in_the_flavour(client, card, funded, flavour):
     response = client.get(url(flavour, card.model_id), headers={"Authorization": funded["auth"]})
     assert response.status_code == 405
     assert code_of(flavour, response) == "method_not_allowed"
+
+
+def test_hf_cache_reuses_an_identical_call_until_the_model_revision_changes(
+    client, card, funded, storage, settings
+):
+    from django.utils import timezone
+
+    from playground import pipeline, services
+    from playground.models import CachedCall
+
+    settings.VITRINE_HF_WAIT = 1
+    image = jpeg()
+    route = card.routes.get()
+    job = services.job_create(
+        card=card, route=route, image_bytes=image, parameters={"threshold": 0.5},
+        owner=funded["user"],
+    )  # fmt: skip
+    box = {"xmin": 1.7, "ymin": 2.2, "xmax": 30.9, "ymax": 40.0}
+    result = [
+        {"label": "cat", "score": 0.9, "box": box},
+        {"label": "dog", "score": 0.2, "box": box},
+    ]
+    Job.objects.filter(pk=job.pk).update(
+        status="succeeded", result=result, finished_at=timezone.now()
+    )
+    CachedCall.objects.create(
+        owner=funded["user"], job=job,
+        fingerprint=pipeline.cache_fingerprint(
+            card=card, route=route, sha256=pipeline.image_sha256(image), threshold=0.5
+        ),
+    )  # fmt: skip
+
+    hit = post(client, "hf", card.model_id, funded, image)
+    assert hit.status_code == 200, hit.content
+    # HF's shape: integer pixels, the threshold applied.
+    assert hit.json() == [
+        {"label": "cat", "score": 0.9, "box": {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 40}}
+    ]
+    assert (hit["X-Vitrine-Cache"], hit["X-Vitrine-Cost"]) == ("hit", "0")
+    assert Job.objects.count() == 1 and wallet_for(funded["user"]).balance == Decimal("1.00")
+
+    # Another revision of the model is another call: it runs (here: nobody runs it, so the
+    # wait ends in a 503 and the queued job is cancelled, nothing charged).
+    ModelCard.objects.filter(pk=card.pk).update(checkpoint_local_dir="/models/v2")
+    miss = post(client, "hf", card.model_id, funded, image)
+    assert miss.status_code == 503 and miss["X-Vitrine-Cache"] == "miss"
+    assert Job.objects.count() == 2
+    # x-use-cache: false runs anew even for an identical call.
+    ModelCard.objects.filter(pk=card.pk).update(checkpoint_local_dir="")
+    fresh = post(client, "hf", card.model_id, funded, image, **{"x-use-cache": "false"})
+    assert fresh.status_code == 503 and Job.objects.count() == 3
+    assert wallet_for(funded["user"]).balance == Decimal("1.00")
