@@ -259,3 +259,71 @@ def test_a_queued_job_past_the_wait_is_cancelled_and_costs_nothing(
     assert set(Job.objects.values_list("status", flat=True)) == {"cancelled"}
     assert set(Charge.objects.values_list("status", flat=True)) == {"voided"}
     assert wallet_for(other_user).balance == Decimal("1.00")
+
+
+def test_both_clients_through_uvicorn(
+    start_worker, runtime_checkpoint, broker_url, settings, tmp_path, other_user
+):
+    """Production's server: uvicorn (ASGI), where a waiting call holds no thread."""
+    import os
+    import subprocess
+    import sys
+
+    from cloudflare import Cloudflare
+    from django.db import connection
+    from huggingface_hub import InferenceClient
+
+    from config.settings.env import redis_client_url
+    from tests.conftest import REPO, database_url, free_port, wait_for
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    card = factories.card(
+        organisation=factories.organisation(slug="facebook"),
+        slug="detr-resnet-50",
+        checkpoint_local_dir=str(runtime_checkpoint("detr")),
+    )
+    factories.route(card=card, price=PRICE)
+    credit_grant(user=other_user, amount=Decimal("1.00"), reason="test")
+    _, key = api_key_create(user=other_user, name="uvicorn")
+    worker = start_worker(env_extra={"VITRINE_DETECTION_FLOOR": FLOOR})
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "CELERY_BROKER_URL": broker_url,
+        "VITRINE_REDIS_URL": redis_client_url(broker_url),
+        "VITRINE_LIMITS_REDIS_URL": "",
+        "VITRINE_JOB_STORAGE": str(tmp_path / "jobs"),
+        "VITRINE_HF_WAIT": "240",
+        "VITRINE_SIGNUP_CREDIT": "0",
+    }
+    argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
+    with (tmp_path / "web.log").open("wb") as log:
+        web = subprocess.Popen(
+            [*argv, "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _up(base), timeout=120, message="uvicorn did not start")
+        path = tmp_path / "photo.jpg"
+        path.write_bytes(photo())
+        hf = InferenceClient(model=f"{base}/hf/models/{MODEL}", token=key, timeout=600)
+        found = hf.object_detection(path, threshold=THRESHOLD)
+        assert found, worker.output() + (tmp_path / "web.log").read_text()
+        sdk = Cloudflare(api_token=key, base_url=f"{base}/client/v4", max_retries=0, timeout=600)
+        result = sdk.ai.run(
+            f"@cf/{MODEL}", account_id="x", image=list(photo()),
+            extra_query={"threshold": THRESHOLD},
+        )  # fmt: skip
+        assert [r.model_dump() for r in result] == [d.__dict__ | {"box": d.box.__dict__}
+                                                   for d in found]  # fmt: skip
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+
+
+def _up(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
