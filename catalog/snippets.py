@@ -28,6 +28,11 @@ def inference_url(*, site_url: str, model_id: str) -> str:
     return f"{site_url}/v1/inference/{model_id}"
 
 
+def hf_url(*, site_url: str, model_id: str) -> str:
+    """The Hugging Face drop-in route: huggingface_hub's InferenceClient posts here."""
+    return f"{site_url}/hf/models/{model_id}"
+
+
 def detection_snippets(
     *,
     site_url: str,
@@ -71,7 +76,7 @@ def detection_snippets(
             "python",
             "import os\nfrom huggingface_hub import InferenceClient\n\n"
             "client = InferenceClient(\n"
-            f'    model="{url}",\n'
+            f'    model="{hf_url(site_url=site_url, model_id=model_id)}",\n'
             f'    api_key=os.environ["{API_KEY_ENV}"],\n'
             ")\n"
             'detections = client.object_detection("cats.jpg", threshold=0.5)\n'
@@ -138,6 +143,24 @@ def detection_snippets(
                 "your own machine (pip install transformers torch pillow).",
             )
         )
+    snippets.append(
+        Snippet(
+            "cloudflare_sdk",
+            "Python (cloudflare SDK)",
+            "python",
+            "import os\nfrom cloudflare import Cloudflare\n\n"
+            "# Vitrine's Cloudflare-compatible route: any account id, your Vitrine key.\n"
+            "client = Cloudflare(\n"
+            f'    api_token=os.environ["{API_KEY_ENV}"],\n'
+            f'    base_url="{site_url}/client/v4",\n'
+            ")\n"
+            'with open("cats.jpg", "rb") as f:\n'
+            f'    detections = client.ai.run("@cf/{model_id}", account_id="vitrine", '
+            "image=list(f.read()))\n"
+            "for d in detections:\n"
+            "    print(d.label, d.score, d.box)",
+        )
+    )
     if cloudflare_model_id:
         snippets.append(
             Snippet(

@@ -17,6 +17,8 @@ urlpatterns = [
     path("v1/", include("playground.api_urls")),
     # Keep last among the v1/ routes: any other /v1/ path is the API's JSON 404.
     re_path(r"^v1/", EndpointNotFoundApi.as_view()),
+    # The Hugging Face and Cloudflare drop-in flavours (playground/flavours/).
+    path("", include("playground.flavours.urls")),
     path("docs/api", ApiDocsView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("", include("catalog.machine_urls")),
     path("", include("billing.urls")),

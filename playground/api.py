@@ -24,7 +24,6 @@ import weakref
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -35,15 +34,23 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.auth import ApiKeyAuthentication
-from billing.services.charges import charge_reserve, user_has_byok
+from billing.services.charges import user_has_byok
 from catalog import errors
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard, PriceRoute
-from playground import body_limits, events, limits, offload, services, webhooks
+from playground import (
+    body_limits,
+    events,
+    idempotency,
+    limits,
+    offload,
+    pipeline,
+    services,
+    webhooks,
+)
 from playground.failures import (
     CANCELLED,
     FAILURES,
-    SERVICE_UNAVAILABLE,
     job_failure,
 )
 from playground.models import Job, JobStatus
@@ -51,7 +58,6 @@ from playground.options import Options, request_options
 from playground.quote import quote_build
 from playground.runtime import ImageError
 from playground.serializers import JobSerializer, job_data
-from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_discard
 
 DEFAULT_THRESHOLD = 0.5
 # What a caller told 503 should wait before trying again.
@@ -298,6 +304,13 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
                 "webhook", str, description="http(s) URL the finished job is POSTed to, signed."
             ),
             OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, description="respond-async"),
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Retry safely: the same key and request within 24 h answer with "
+                "the first call's job, charged once (422 for another request).",
+            ),
         ],
         responses={
             200: OpenApiResponse(
@@ -314,6 +327,7 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
             410: errors.ErrorSerializer,
             413: errors.ErrorSerializer,
             415: errors.ErrorSerializer,
+            422: errors.ErrorSerializer,
             429: errors.ErrorSerializer,
             503: errors.ErrorSerializer,
         },
@@ -324,6 +338,7 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         limits.api_call_check(request, card)  # 429 + Retry-After when the key/account is full
         options = self.read_options(request)  # 400 unknown_parameter naming it
         route = _route(card, request.query_params.get("route"), user=request.user)
+        idempotency_key = idempotency.key_from(request)
         image, threshold = read_image_input(request)
         if options.dry_run:  # a quote: nothing stored, reserved, queued or charged
             try:
@@ -341,52 +356,17 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         parameters = {"threshold": threshold}
         if self.vitrine_flavour:
             parameters["box_format"] = options.box_format
-        job = None
-        try:
-            with transaction.atomic():
-                limits.inflight_jobs_check(user=request.user)  # locks the user row: no overshoot
-                job = services.job_create(
-                    card=card,
-                    route=route,
-                    image_bytes=image,
-                    parameters=parameters,
-                    owner=request.user,
-                )
-                if options.webhook is not None:
-                    webhooks.webhook_register(job=job, url=options.webhook)
-                # Reserved before the commit that enqueues the job: no money, no work.
-                charge = charge_reserve(
-                    job_id=job.pk, user=request.user, card=card, route=route, api_key=api_key
-                )
-                Job.objects.filter(pk=job.pk).update(cost_ref=str(charge.pk))
-        except ImageError as exc:
-            raise errors.ApplicationError(
-                str(exc), code=exc.code, status=IMAGE_ERROR_STATUS.get(exc.code, 400)
-            ) from None
-        except StorageUnavailable:
-            logger.exception("the upload storage failed")
-            raise errors.ApplicationError(
-                STORAGE_DOWN,
-                code="storage_unavailable",
-                status=503,
-                type=SERVICE_UNAVAILABLE,
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            ) from None
-        except errors.ApplicationError:
-            if job is not None:  # the row rolled back: the stored upload goes too
-                upload_discard(job.image_name)
-            raise
-        if job.enqueued_at is None and services.job_abandon_unqueued(job=job):
-            # The broker is unreachable: the job is failed and its money released in one
-            # transaction, so the caller told to retry holds nothing (and the sweeper would
-            # have sent it again had we kept it).
-            raise errors.ApplicationError(
-                FAILURES["queue_unavailable"].message or "",
-                code="queue_unavailable",
-                status=503,
-                type=SERVICE_UNAVAILABLE,
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
+        job = pipeline.job_submit(
+            request=request,
+            card=card,
+            route=route,
+            image=image,
+            threshold=threshold,
+            flavour="vitrine",
+            idempotency_key=idempotency_key,
+            extra_parameters={k: v for k, v in parameters.items() if k != "threshold"},
+            webhook=options.webhook,
+        ).job
         answer = {"full": self.vitrine_flavour, "box_format": options.box_format}
         if "respond-async" in request.headers.get("Prefer", "") or not settings.VITRINE_SYNC_WAIT:
             return job_response(request, job.pk, threshold, **answer)
@@ -461,6 +441,12 @@ async def inference_create(request: HttpRequest, model_id: str) -> HttpResponse:
     (authentication, validation, the reservation); then this coroutine awaits the job's
     finished signal for up to VITRINE_SYNC_WAIT seconds without holding a thread, and
     answers from the row (200 detections, the failure, or 202 with the job)."""
+    from playground.flavours import is_hf_client
+
+    if is_hf_client(request.headers):  # huggingface_hub pointed here: its flavour, no 202
+        from playground.flavours.hf import hf_inference
+
+        return await hf_inference(request, model_id)
     return await _create_and_wait(request, model_id)
 
 

@@ -21,6 +21,7 @@ the message, as the view's own refusals do; everything else gets JSON.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,37 +32,51 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.request import UnreadablePostError
+from django.middleware.common import CommonMiddleware as DjangoCommonMiddleware
 from django.shortcuts import redirect
 from django.utils.deprecation import MiddlewareMixin
 
 from catalog import errors
-from playground import body_limits
+from playground import body_limits, flavours
+
+logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1/"
 TRY_SUFFIX = "/try"
 
 
 def in_scope(path: str) -> bool:
-    if path.startswith(API_PREFIX):
+    if flavours.in_scope(path):  # /v1/, /hf/, /client/v4/
         return True
     return path.startswith("/models/") and path.endswith(TRY_SUFFIX)
 
 
 def _wants_json(request: HttpRequest) -> bool:
-    return request.path.startswith(API_PREFIX) or "application/json" in request.headers.get(
+    return flavours.in_scope(request.path) or "application/json" in request.headers.get(
         "Accept", ""
     )
 
 
 def refusal(request: HttpRequest, error: errors.ApplicationError) -> HttpResponse:
-    """The error as the API's JSON shape, or for a browser form the try page with a message."""
+    """The error in the request's API flavour (Vitrine's one JSON shape, Hugging Face's or
+    Cloudflare's), or for a browser form the try page with a message."""
     if _wants_json(request):
-        return JsonResponse(error.as_dict(), status=error.status, headers=error.headers)
+        return flavours.error_response(flavours.flavour_for(request.path, request.headers), error)
     messages.error(request, error.message)
     return redirect(request.path)
+
+
+class CommonMiddleware(DjangoCommonMiddleware):
+    """Django's, except that only GET and HEAD are redirected to the slashed URL: a
+    redirected POST loses its body (a 301), and in DEBUG Django raises instead (a 500)."""
+
+    def should_redirect_with_slash(self, request: HttpRequest) -> bool:
+        if request.method not in ("GET", "HEAD"):
+            return False
+        return super().should_redirect_with_slash(request)
 
 
 def body_error(exc: BaseException) -> errors.ApplicationError | None:
@@ -114,7 +129,7 @@ class RequestLimitsMiddleware(MiddlewareMixin):
         content_type = request.content_type or ""
         if length > body_limits.body_limit(content_type):
             return refusal(request, body_limits.too_large(length, content_type))
-        if not request.path.startswith(API_PREFIX):
+        if not flavours.in_scope(request.path):
             # The try page is a plain Django view: parse its form here, where a broken body
             # can still be answered politely (the CSRF check would parse it next, raising).
             try:
@@ -131,7 +146,14 @@ class RequestLimitsMiddleware(MiddlewareMixin):
         if not in_scope(request.path):
             return None
         error = body_error(exception)
-        return refusal(request, error) if error is not None else None
+        if error is not None:
+            return refusal(request, error)
+        if not flavours.in_scope(request.path):
+            return None  # the try page: Django's own 500 page
+        # A bug on the API: a retryable 500 in the caller's flavour, with no internals;
+        # the traceback goes to the logs (and to Sentry through its logging integration).
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return refusal(request, flavours.internal_error())
 
 
 # --- ASGI ---------------------------------------------------------------------------------
@@ -160,7 +182,7 @@ class BodyLimitASGIMiddleware:
         limit = body_limits.body_limit(content_type)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await self._refuse(send, body_limits.too_large(int(declared), content_type))
+            await self._refuse(send, body_limits.too_large(int(declared), content_type), scope)
             return
 
         received = 0
@@ -189,11 +211,17 @@ class BodyLimitASGIMiddleware:
 
         await self.app(scope, limited_receive, tracking_send)
         if cut and not started:
-            await self._refuse(send, body_limits.too_large(None, content_type))
+            await self._refuse(send, body_limits.too_large(None, content_type), scope)
 
     @staticmethod
-    async def _refuse(send: Send, error: errors.ApplicationError) -> None:
-        body = json.dumps(error.as_dict()).encode()
+    async def _refuse(send: Send, error: errors.ApplicationError, scope: Scope) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        flavour = flavours.flavour_for(scope.get("path", ""), headers)
+        body = json.dumps(flavours.error_body(flavour, error)).encode()
+        extra = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in flavours.error_headers(flavour, error).items()
+        ]
         await send(
             {
                 "type": "http.response.start",
@@ -202,6 +230,7 @@ class BodyLimitASGIMiddleware:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
+                    *extra,
                 ],
             }
         )

@@ -183,3 +183,51 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"webhook of {self.job_id} {self.status}"
+
+
+class IdempotencyRecord(models.Model):
+    """An ``Idempotency-Key`` a caller sent with a paid call, and the job it created.
+
+    Unique per account and key: a retry (or a concurrent duplicate) of the same call finds
+    this row and answers with the same job instead of creating and charging a second one.
+    ``fingerprint`` is a hash of what the call asked for (flavour, model, route, image
+    sha256, parameters); the same key with another fingerprint is refused (422).
+    Written in the transaction that creates the job, so a row always names a job.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    # Null only inside the creating transaction, between the claim and the job's insert.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_unique_user_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key}"
+
+
+class CachedCall(models.Model):
+    """A Hugging Face flavour call whose result later identical calls may reuse
+    (``x-use-cache: true``): same account, model revision, route, image sha256 and
+    parameters, all hashed into ``fingerprint``. Not unique: ``x-use-cache: false`` adds a
+    newer row; lookups take the newest one within ``VITRINE_HF_CACHE_TTL``."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    fingerprint = models.CharField(max_length=64)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["owner", "fingerprint", "created_at"], name="cachedcall_lookup_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id}:{self.fingerprint[:12]}"

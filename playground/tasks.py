@@ -229,9 +229,13 @@ def deliver_webhook(delivery_id: int, attempts: int | None = None) -> str:
 def purge_expired_uploads() -> dict[str, int]:
     """Periodic (Celery beat): delete expired free tries and the images of expired paid jobs
     (``VITRINE_TRY_RETENTION``, ``VITRINE_UPLOAD_RETENTION``)."""
+    from playground.idempotency import call_records_purge_expired
     from playground.retention import uploads_purge_expired
 
     counts = uploads_purge_expired()
+    forgotten = call_records_purge_expired()  # Idempotency-Keys and HF cache entries past TTL
+    if any(forgotten.values()):
+        logger.info("retention: %s", forgotten)
     if any(counts.values()):
         logger.info("retention: %s", counts)
     return counts

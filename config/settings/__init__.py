@@ -76,7 +76,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    # Django's, minus the APPEND_SLASH redirect of a POST (it would drop the body).
+    "playground.middleware.CommonMiddleware",
     # Before the CSRF check, which reads form bodies: oversized and broken bodies on the
     # API and the try page are refused first, in the one error shape.
     "playground.middleware.RequestLimitsMiddleware",
@@ -308,6 +309,17 @@ VITRINE_WEBHOOK_RETRY_BASE = env_int("VITRINE_WEBHOOK_RETRY_BASE", 10, minimum=1
 VITRINE_WEBHOOK_RETRY_MAX = env_int("VITRINE_WEBHOOK_RETRY_MAX", 3600, minimum=1)
 VITRINE_WEBHOOK_CONNECT_TIMEOUT = env_int("VITRINE_WEBHOOK_CONNECT_TIMEOUT", 5, minimum=1)
 VITRINE_WEBHOOK_READ_TIMEOUT = env_int("VITRINE_WEBHOOK_READ_TIMEOUT", 10, minimum=1)
+# The drop-in flavours (Hugging Face, Cloudflare: playground/flavours/) never answer 202:
+# they wait up to VITRINE_HF_WAIT seconds (x-wait-for-model: false, the default) or
+# VITRINE_HF_WAIT_FOR_MODEL (true) and otherwise answer 503 + estimated_time + Retry-After.
+VITRINE_HF_WAIT = env_int("VITRINE_HF_WAIT", 30, minimum=1)
+VITRINE_HF_WAIT_FOR_MODEL = env_int("VITRINE_HF_WAIT_FOR_MODEL", 300, minimum=1)
+# What loading a cold model is guessed to take, for estimated_time (seconds).
+VITRINE_MODEL_LOAD_ESTIMATE = env_int("VITRINE_MODEL_LOAD_ESTIMATE", 20, minimum=0)
+# How long an identical Hugging Face call reuses a stored result (x-use-cache: true).
+VITRINE_HF_CACHE_TTL = env_int("VITRINE_HF_CACHE_TTL", 24 * 3600, minimum=0)
+# How long an Idempotency-Key names its first call's job.
+VITRINE_IDEMPOTENCY_TTL = env_int("VITRINE_IDEMPOTENCY_TTL", 24 * 3600, minimum=1)
 # How many inference calls of one web process touch the database at once (the waits are
 # not counted): keep workers x this under the database's max_connections.
 VITRINE_API_DB_CONCURRENCY = env_int("VITRINE_API_DB_CONCURRENCY", 8, minimum=1)

@@ -184,11 +184,22 @@ def test_snippets_use_this_sites_api_and_auth(client, seeded, settings):
     settings.SITE_URL = "https://vitrine.example"
     text = page_text(client.get(DETR))
     url = "https://vitrine.example/v1/inference/facebook/detr-resnet-50"
-    assert text.count(url) >= 4  # curl, requests, huggingface_hub, fetch
+    assert text.count(url) >= 3  # curl, requests, fetch
+    # huggingface_hub and the cloudflare SDK use their drop-in routes.
+    assert 'model="https://vitrine.example/hf/models/facebook/detr-resnet-50"' in text
+    assert 'base_url="https://vitrine.example/client/v4"' in text
     assert "Authorization: Bearer $VITRINE_API_KEY" in text
     assert 'env.AI.run("@cf/facebook/detr-resnet-50"' in text
     # The Cloudflare call is only shown where there is a Cloudflare route.
     assert "env.AI.run" not in page_text(client.get(YOLOS))
+
+
+def test_model_page_lists_the_api_errors(client, seeded):
+    text = page_text(client.get(DETR))
+    for status in ("400", "401", "402", "403", "404", "409", "410", "413", "415", "422", "429",
+                   "500", "503"):  # fmt: skip
+        assert f"{status} " in text or f"{status}\n" in text, status
+    assert "idempotency_key_reused" in text and "Retry-After" in text
 
 
 def test_model_page_has_seo_and_faq_structured_data(client, seeded):

@@ -1,0 +1,162 @@
+"""Cloudflare Workers AI, drop-in.
+
+``POST /client/v4/accounts/<account_id>/ai/run/@cf/<org>/<name>``.
+
+Works unchanged with the official ``cloudflare`` SDK pointed at Vitrine::
+
+    Cloudflare(api_token="vt_...", base_url="https://vitrine.example/client/v4").ai.run(
+        "@cf/facebook/detr-resnet-50", account_id="any", image=list(photo_bytes))
+
+The SDK percent-encodes the model's slashes (``@cf%2Ffacebook%2Fdetr-resnet-50``); the
+server decodes the path before routing, so both spellings reach this view.
+
+- Auth: ``Authorization: Bearer <Vitrine API key>``. The account id in the path is accepted
+  and ignored: a Vitrine key already names its account, so any value works (keep your
+  ``CLOUDFLARE_ACCOUNT_ID``).
+- Body: the image as raw bytes (up to ``VITRINE_MAX_UPLOAD_BYTES``), or JSON
+  ``{"image": [0-255, ...]}`` as seed 001's schema says (bounded by the JSON body limit:
+  about 7 MB of image; send bigger images raw). Optional ``?threshold=`` (default 0.5).
+- Answer: ``{"result": [{"score", "label", "box": {xmin, ymin, xmax, ymax}}], "success":
+  true, "errors": [], "messages": []}``; every error in the same envelope with
+  ``success: false`` and ``errors: [{"code", "message"}]`` (Cloudflare's numeric codes where
+  one fits, else the HTTP status; Vitrine's code in ``X-Vitrine-Error-Code``).
+- Never 202: waits up to ``VITRINE_HF_WAIT`` seconds like the Hugging Face flavour, then
+  503 (the queued job cancelled, nothing charged) + ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+
+from catalog import errors
+from playground import api, idempotency, limits, pipeline
+from playground.failures import SERVICE_UNAVAILABLE, job_failure
+from playground.flavours import CLOUDFLARE, error_response, waiting
+from playground.flavours.common import FlavourApi, answer, run_view
+from playground.flavours.hf import detections
+from playground.models import Job, JobStatus
+
+MODEL_PREFIX = "@cf/"
+NO_SUCH_MODEL = "No such model {name}: Vitrine's models are named @cf/<org>/<name>."
+BAD_IMAGE_ARRAY = (
+    "'image' must be an array of integers from 0 to 255 (the image's bytes), or send the "
+    "image as the raw request body."
+)
+NOT_READY = "The model did not answer in time; nothing was charged. Retry in {seconds} s."
+STILL_RUNNING = (
+    "The job is still running; retry with the same Idempotency-Key to get its result "
+    "without paying again."
+)
+
+
+def _image_and_threshold(request) -> tuple[bytes, float]:
+    data = request.data
+    if isinstance(data, bytes):
+        return api.read_image_input(request)
+    image = data.get("image") if isinstance(data, dict) else None
+    if not isinstance(image, list) or not image:
+        raise errors.ApplicationError(BAD_IMAGE_ARRAY, code="invalid_image_array", param="image")
+    try:
+        raw = bytes(image)  # C-speed check: every item an int in 0..255
+    except (TypeError, ValueError):
+        raise errors.ApplicationError(
+            BAD_IMAGE_ARRAY, code="invalid_image_array", param="image"
+        ) from None
+    return raw, api._threshold(request.query_params.get("threshold"))
+
+
+class CloudflareRunApi(FlavourApi):
+    flavour = CLOUDFLARE
+
+    @extend_schema(exclude=True)  # a foreign wire format: documented in the README
+    def post(self, request, account_id: str, model_name: str):
+        if not model_name.startswith(MODEL_PREFIX):
+            raise errors.ApplicationError(
+                NO_SUCH_MODEL.format(name=model_name),
+                code="model_not_found",
+                status=404,
+                type=errors.NOT_FOUND_ERROR,
+            )
+        card = api._callable_card(model_name[len(MODEL_PREFIX) :].strip("/"))
+        limits.api_call_check(request, card)
+        route = api._route(card, request.query_params.get("route"), user=request.user)
+        key = idempotency.key_from(request)
+        image, threshold = _image_and_threshold(request)
+        submitted = pipeline.job_submit(
+            request=request,
+            card=card,
+            route=route,
+            image=image,
+            threshold=threshold,
+            flavour=CLOUDFLARE,
+            idempotency_key=key,
+        )
+        response = Response(status=202)  # never sent: cloudflare_run awaits the job
+        response.vitrine_wait = (submitted, settings.VITRINE_HF_WAIT, threshold)
+        return response
+
+
+_cloudflare_sync = CloudflareRunApi.as_view()
+
+
+def cloudflare_answer(request, submitted: pipeline.Submitted, threshold: float, outcome: str):
+    job = Job.objects.select_related("card__organisation", "route", "owner").get(
+        pk=submitted.job.pk
+    )
+    resource = api.job_resource(job, request=request, threshold=threshold)
+    headers = api._cost_headers(resource)
+    if job.status == JobStatus.SUCCEEDED:
+        body = {
+            "result": detections(job, threshold),
+            "success": True,
+            "errors": [],
+            "messages": [],
+        }
+        return JsonResponse(body, headers=headers)
+    if outcome == waiting.CANCELLED or job.status == JobStatus.CANCELLED:
+        # Cancelled at a wait's bound (this call's or a duplicate's): retryable.
+        seconds = waiting.retry_after(waiting.estimate_seconds(card=job.card))
+        error = errors.ApplicationError(
+            NOT_READY.format(seconds=seconds),
+            code="model_loading",
+            status=503,
+            type=SERVICE_UNAVAILABLE,
+            headers={"Retry-After": seconds},
+        )
+    elif job.status == JobStatus.FAILED:
+        status, error_type, message = job_failure(job.error_code, job.error_message)
+        error = errors.ApplicationError(
+            message, code=job.error_code or "job_failed", status=status, type=error_type
+        )
+        if status == 503:
+            error.headers["Retry-After"] = str(pipeline.RETRY_AFTER_SECONDS)
+    else:
+        error = errors.ApplicationError(
+            STILL_RUNNING,
+            code="job_still_running",
+            status=503,
+            type=SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(pipeline.RETRY_AFTER_SECONDS)},
+        )
+    response = error_response(CLOUDFLARE, error)
+    for name, value in headers.items():
+        response.setdefault(name, value)
+    return response
+
+
+@csrf_exempt
+async def cloudflare_run(request: HttpRequest, account_id: str, model_name: str) -> HttpResponse:
+    response = await run_view(
+        _cloudflare_sync, request, account_id=account_id, model_name=model_name
+    )
+    pending = getattr(response, "vitrine_wait", None)
+    if pending is None:
+        return response
+    submitted, bound, threshold = pending
+    outcome = await waiting.job_wait(submitted.job.pk, bound=bound)
+    final = await answer(cloudflare_answer, request, submitted, threshold, outcome)
+    return limits.copy_rate_limit_headers(response, final)

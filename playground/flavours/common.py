@@ -1,0 +1,68 @@
+"""What the drop-in flavours share: a DRF view base that renders errors in the flavour's
+shape, and the async shell that runs it and then waits for the job without a thread."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing.auth import ApiKeyAuthentication
+from catalog import errors
+from playground import api, limits, offload
+from playground.flavours import error_body, error_headers
+
+
+class FlavourApi(limits.RateLimitHeadersMixin, APIView):
+    """An inference view of one flavour: Vitrine's auth, parsers and errors, rendered in
+    the flavour's shape (``flavour``)."""
+
+    flavour: str
+    authentication_classes = [ApiKeyAuthentication]
+    parser_classes = [api.BoundedJSONParser, api.ImageBytesParser]
+
+    def get_exception_handler(self):
+        flavour = self.flavour
+
+        def handler(exc, context):
+            response = errors.api_exception_handler(exc, context)
+            if response is None:
+                return None  # a bug: the middleware answers the flavour's 500
+            body = dict(response.data["error"])
+            error = errors.ApplicationError(
+                body.pop("message"),
+                code=body.pop("code"),
+                status=response.status_code,
+                type=body.pop("type"),
+                param=body.pop("param", None),
+                extra=body,
+                headers={k: v for k, v in response.items() if k.lower() != "content-type"},
+            )
+            return Response(
+                error_body(flavour, error),
+                status=error.status,
+                headers=error_headers(flavour, error),
+            )
+
+        return handler
+
+
+def run_sync_view(view, request: HttpRequest, **kwargs) -> HttpResponse:
+    """Run a DRF view in a worker thread's sync context; release the DB connection after."""
+    try:
+        return view(request, **kwargs)
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+async def run_view(view, request: HttpRequest, **kwargs) -> HttpResponse:
+    """The view on the API's database pool under ASGI (playground/offload.py)."""
+    async with api._db_slot():
+        return await offload.run_db(request, lambda: view(request, **kwargs))
+
+
+async def answer(fn, request: HttpRequest, *args) -> HttpResponse:
+    async with api._db_slot():
+        return await offload.run_db(request, fn, request, *args)

@@ -1,0 +1,189 @@
+"""The Hugging Face task API, drop-in: ``POST /hf/models/<org>/<name>``.
+
+Works unchanged with ``huggingface_hub.InferenceClient`` given the model's URL, either as
+``model=`` or as its OpenAI-style alias ``base_url=`` (the client posts to that URL as it
+is)::
+
+    InferenceClient(model="https://vitrine.example/hf/models/facebook/detr-resnet-50",
+                    token="vt_...").object_detection("photo.jpg", threshold=0.7)
+
+``POST /v1/inference/<org>/<name>`` answers in this flavour too when the caller is a
+Hugging Face client (User-Agent ``hf_hub/...``) or sends ``x-wait-for-model`` /
+``x-use-cache``, so clients already pointed there keep working.
+
+The body is the image (raw bytes, up to ``VITRINE_MAX_UPLOAD_BYTES``) or
+``{"inputs": <base64>, "parameters": {"threshold": t}}`` (the same image size limit). The
+answer is exactly Hugging Face's: ``[{"label", "score", "box": {xmin, ymin, xmax, ymax}}]``
+with integer pixels, and errors are ``{"error": "<message>"}``. It never answers 202:
+
+- ``x-wait-for-model: false`` (default): when the model is cold or the queue is long (the
+  estimate is over ``VITRINE_HF_WAIT``), 503 ``{"error", "estimated_time"}`` +
+  ``Retry-After`` at once, nothing queued or charged; otherwise it waits up to
+  ``VITRINE_HF_WAIT`` seconds, then cancels the still-queued job (nothing charged) and
+  answers the same 503.
+- ``x-wait-for-model: true``: no early 503; waits up to ``VITRINE_HF_WAIT_FOR_MODEL``.
+- ``x-use-cache: true`` (default): an identical call (same account, model revision,
+  route, image sha256 and threshold) within ``VITRINE_HF_CACHE_TTL`` answers with the
+  stored result, running and charging nothing (``X-Vitrine-Cache: hit``, ``X-Vitrine-Cost:
+  0``); one still running is waited for rather than run twice. ``false`` runs anew.
+- ``Idempotency-Key`` as on every paid call (``playground.idempotency``).
+Cost headers: ``X-Vitrine-Job-Id``, ``X-Vitrine-Cost``, ``X-Vitrine-Balance``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+
+from catalog import errors
+from playground import api, idempotency, limits, pipeline
+from playground.failures import SERVICE_UNAVAILABLE, job_failure
+from playground.flavours import HF, error_response, waiting
+from playground.flavours.common import FlavourApi, answer, run_view
+from playground.models import Job, JobStatus
+
+MODEL_LOADING = (
+    "Model {model} is currently loading or busy; retry in about {seconds} s, or send "
+    "x-wait-for-model: true to wait for it."
+)
+STILL_RUNNING = (
+    "The job is still running; retry the call (with the same Idempotency-Key, or with "
+    "x-use-cache: true) to get its result without paying again."
+)
+BAD_BOOLEAN = "The {header} header must be 'true' or 'false'."
+CACHE_HEADER = "X-Vitrine-Cache"
+
+
+def _bool_header(request, name: str, default: bool) -> bool:
+    raw = request.headers.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise errors.ApplicationError(
+        BAD_BOOLEAN.format(header=name), code="invalid_header", param=name
+    )
+
+
+def loading_error(model_id: str, estimate: float) -> errors.ApplicationError:
+    seconds = waiting.retry_after(estimate)
+    return errors.ApplicationError(
+        MODEL_LOADING.format(model=model_id, seconds=seconds),
+        code="model_loading",
+        status=503,
+        type=SERVICE_UNAVAILABLE,
+        extra={"estimated_time": estimate},
+        headers={"Retry-After": seconds},
+    )
+
+
+class HfInferenceApi(FlavourApi):
+    flavour = HF
+
+    @extend_schema(exclude=True)  # a foreign wire format: documented in the README
+    def post(self, request, model_id: str):
+        card = api._callable_card(model_id.strip("/"))  # a trailing slash is no other model
+        limits.api_call_check(request, card)
+        route = api._route(card, request.query_params.get("route"), user=request.user)
+        key = idempotency.key_from(request)
+        wait_for_model = _bool_header(request, "x-wait-for-model", False)
+        use_cache = _bool_header(request, "x-use-cache", True)
+        image, threshold = api.read_image_input(request)
+        bound = settings.VITRINE_HF_WAIT_FOR_MODEL if wait_for_model else settings.VITRINE_HF_WAIT
+
+        def admit() -> None:
+            if wait_for_model:
+                return
+            estimate = waiting.estimate_seconds(card=card)
+            if estimate > bound:
+                raise loading_error(card.model_id, estimate)
+
+        submitted = pipeline.job_submit(
+            request=request,
+            card=card,
+            route=route,
+            image=image,
+            threshold=threshold,
+            flavour=HF,
+            idempotency_key=key,
+            cache_print=pipeline.cache_fingerprint(
+                card=card, route=route, sha256=pipeline.image_sha256(image), threshold=threshold
+            ),
+            use_cache=use_cache,
+            admit=admit,
+        )
+        response = Response(status=202)  # never sent: hf_inference awaits the job
+        response.vitrine_wait = (submitted, bound, threshold)
+        return response
+
+
+_hf_sync = HfInferenceApi.as_view()
+
+
+def detections(job: Job, threshold: float) -> list[dict]:
+    """Hugging Face's shape: integer pixels (truncated, as transformers' pipeline does)."""
+    return [
+        {
+            "label": d["label"],
+            "score": d["score"],
+            "box": {k: int(d["box"][k]) for k in ("xmin", "ymin", "xmax", "ymax")},
+        }
+        for d in job.result or []
+        if d["score"] >= threshold
+    ]
+
+
+def hf_answer(request, submitted: pipeline.Submitted, threshold: float, outcome: str):
+    job = Job.objects.select_related("card__organisation", "route", "owner").get(
+        pk=submitted.job.pk
+    )
+    resource = api.job_resource(job, request=request, threshold=threshold)
+    headers = api._cost_headers(resource)
+    headers[CACHE_HEADER] = "hit" if submitted.cached else "miss"
+    if submitted.cached:
+        headers["X-Vitrine-Cost"] = "0"  # this call ran and charged nothing
+    if job.status == JobStatus.SUCCEEDED:
+        return JsonResponse(detections(job, threshold), safe=False, headers=headers)
+    if outcome == waiting.CANCELLED or job.status == JobStatus.CANCELLED:
+        # Cancelled at a wait's bound (this call's or a duplicate's): retryable.
+        error = loading_error(job.card.model_id, waiting.estimate_seconds(card=job.card))
+    elif job.status == JobStatus.FAILED:
+        status, error_type, message = job_failure(job.error_code, job.error_message)
+        error = errors.ApplicationError(
+            message, code=job.error_code or "job_failed", status=status, type=error_type
+        )
+        if status == 503:
+            error.headers["Retry-After"] = str(pipeline.RETRY_AFTER_SECONDS)
+    else:  # still running past the task's time limit (a lost worker)
+        estimate = waiting.estimate_seconds(card=job.card)
+        error = errors.ApplicationError(
+            STILL_RUNNING,
+            code="job_still_running",
+            status=503,
+            type=SERVICE_UNAVAILABLE,
+            extra={"estimated_time": estimate},
+            headers={"Retry-After": waiting.retry_after(estimate)},
+        )
+    response = error_response(HF, error)
+    for name, value in headers.items():
+        response.setdefault(name, value)
+    return response
+
+
+@csrf_exempt
+async def hf_inference(request: HttpRequest, model_id: str) -> HttpResponse:
+    """Run the DRF view (auth, validation, the job), then await the job (no thread held)."""
+    response = await run_view(_hf_sync, request, model_id=model_id)
+    pending = getattr(response, "vitrine_wait", None)
+    if pending is None:
+        return response
+    submitted, bound, threshold = pending
+    outcome = await waiting.job_wait(submitted.job.pk, bound=bound)
+    final = await answer(hf_answer, request, submitted, threshold, outcome)
+    return limits.copy_rate_limit_headers(response, final)

@@ -1,0 +1,136 @@
+"""``Idempotency-Key`` on every paid call: a retry never creates or charges a second job.
+
+A caller may send ``Idempotency-Key: <any printable ASCII up to 255 characters>`` with a
+call that costs money (``POST /v1/inference/...`` with or without ``Prefer:
+respond-async``, the Hugging Face and the Cloudflare flavours). Within
+``VITRINE_IDEMPOTENCY_TTL`` (24 h):
+
+- the same key with the same request (same flavour, model, route, image bytes and
+  parameters: a *fingerprint*, so a new multipart boundary or JSON key order does not
+  count as a change) answers from the first call's job: the same job, the same answer,
+  no second charge;
+- the same key with a different request is refused: 422 ``idempotency_key_reused``.
+
+Concurrency: the record is inserted in the transaction that creates the job, under a
+unique constraint on (account, key). A concurrent duplicate's insert waits on the first
+one's row (PostgreSQL) and fails once it commits; the loser then reads the winner's record
+and answers with its job. Nothing is recorded for a refused call (400, 402, ...): its
+transaction rolls back, so a retry after fixing the wallet is a fresh call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from catalog import errors
+from playground.models import CachedCall, IdempotencyRecord, Job
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+KEY_REUSED = (
+    "This Idempotency-Key was used within the last {hours} h for a different request "
+    "(another model, route, image or parameters); use a new key for a new request."
+)
+BAD_KEY = "The Idempotency-Key header must be 1-255 printable ASCII characters."
+
+
+def key_from(request) -> str | None:
+    """The request's ``Idempotency-Key``, None when absent; 400 when malformed."""
+    raw = request.headers.get(HEADER)
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not key or len(key) > MAX_KEY_LENGTH or not all(32 <= ord(c) < 127 for c in key):
+        raise errors.ApplicationError(BAD_KEY, code="invalid_idempotency_key", param=HEADER)
+    return key
+
+
+def fingerprint(**parts) -> str:
+    """A stable hash of what a call asks for (values must be JSON-serialisable)."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _cutoff():
+    return timezone.now() - timedelta(seconds=settings.VITRINE_IDEMPOTENCY_TTL)
+
+
+def _replay(record: IdempotencyRecord, print_: str) -> Job:
+    if record.fingerprint != print_:
+        raise errors.ApplicationError(
+            KEY_REUSED.format(hours=settings.VITRINE_IDEMPOTENCY_TTL // 3600),
+            code="idempotency_key_reused",
+            status=422,
+            param=HEADER,
+        )
+    return record.job
+
+
+def idempotent_job_find(*, user, key: str, print_: str) -> Job | None:
+    """The job an earlier call with this key created (None if none within the TTL).
+
+    Raises 422 when the key was used for a different request. Read before any work is
+    done, so a plain retry decodes, stores and reserves nothing.
+    """
+    record = (
+        IdempotencyRecord.objects.select_related("job")
+        .filter(user=user, key=key, created_at__gte=_cutoff())
+        .first()
+    )
+    return _replay(record, print_) if record else None
+
+
+def idempotent_job_claim(*, user, key: str, print_: str) -> Job | None:
+    """Reserve ``key`` for the call about to create a job; call inside its transaction.
+
+    Returns None when the key is ours (then ``idempotent_job_bind`` it to the new job), or
+    the job of a concurrent call that claimed the key first. A claim older than the TTL is
+    dropped and the key reused.
+    """
+    IdempotencyRecord.objects.filter(user=user, key=key, created_at__lt=_cutoff()).delete()
+    try:
+        # A savepoint: on PostgreSQL a failed insert aborts the enclosing transaction.
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(user=user, key=key, fingerprint=print_, job=None)
+    except IntegrityError:
+        record = IdempotencyRecord.objects.select_related("job").get(user=user, key=key)
+        return _replay(record, print_)
+    return None
+
+
+def idempotent_job_bind(*, user, key: str, job: Job) -> None:
+    IdempotencyRecord.objects.filter(user=user, key=key).update(job=job)
+
+
+def idempotent_job_release(*, user, key: str) -> None:
+    """Forget a key whose job failed or was cancelled (it charged nothing): run anew."""
+    IdempotencyRecord.objects.filter(user=user, key=key).delete()
+
+
+def idempotent_job_record(*, user, key: str, print_: str, job: Job) -> None:
+    """Name an existing job (a cache hit) under ``key``; a concurrent claim may win."""
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(user=user, key=key, fingerprint=print_, job=job)
+    except IntegrityError:
+        pass
+
+
+def call_records_purge_expired(*, now=None) -> dict[str, int]:
+    """Forget keys older than ``VITRINE_IDEMPOTENCY_TTL`` and result-cache entries older
+    than ``VITRINE_HF_CACHE_TTL`` (run with the upload retention beat). Neither is read past
+    its TTL anyway; this only keeps the tables small."""
+    now = now or timezone.now()
+    keys, _ = IdempotencyRecord.objects.filter(
+        created_at__lt=now - timedelta(seconds=settings.VITRINE_IDEMPOTENCY_TTL)
+    ).delete()
+    cached, _ = CachedCall.objects.filter(
+        created_at__lt=now - timedelta(seconds=settings.VITRINE_HF_CACHE_TTL)
+    ).delete()
+    return {"idempotency_keys_deleted": keys, "cache_entries_deleted": cached}

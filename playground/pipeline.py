@@ -1,0 +1,206 @@
+"""The part of every paid inference call that creates (or finds) its job.
+
+Every flavour of the API (Vitrine's own ``/v1/inference``, the Hugging Face and the
+Cloudflare drop-ins in ``playground/flavours/``) validates its own request shape, then calls
+``job_submit``: the idempotent replay (``Idempotency-Key``), the result cache (Hugging
+Face's ``x-use-cache``), the in-flight limit, the job row, the reservation of its price and
+the enqueue, in one transaction, so a refused call stores, queues and charges nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing.services.charges import charge_reserve
+from catalog import errors
+from catalog.models import ModelCard, PriceRoute
+from playground import idempotency, limits, services
+from playground.failures import FAILURES, SERVICE_UNAVAILABLE
+from playground.models import CachedCall, Job, JobStatus
+from playground.runtime import ImageError
+from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_discard
+
+logger = logging.getLogger(__name__)
+
+# What a caller told 503 should wait before trying again.
+RETRY_AFTER_SECONDS = 5
+# The HTTP status a refused upload answers with, by its ImageError code (others: 400).
+IMAGE_ERROR_STATUS = {"image_too_large": 413, "unsupported_format": 415}
+# A job in these states can still give (or gave) an answer worth reusing.
+_REUSABLE = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    replayed: bool = False  # an earlier call with the same Idempotency-Key made it
+    cached: bool = False  # an earlier identical call made it (x-use-cache): nothing charged
+
+
+def image_sha256(image: bytes) -> str:
+    return hashlib.sha256(image).hexdigest()
+
+
+def cache_fingerprint(*, card: ModelCard, route: PriceRoute, sha256: str, threshold) -> str:
+    """What makes two calls identical for the result cache: the model and its revision
+    (or local checkpoint), the route, the image and the parameters."""
+    return idempotency.fingerprint(
+        model=card.model_id,
+        revision=card.checkpoint_revision or card.checkpoint_local_dir,
+        route=route.slug,
+        image=sha256,
+        threshold=threshold,
+    )
+
+
+def cached_job(*, user, print_: str) -> Job | None:
+    """The newest job of an identical call within ``VITRINE_HF_CACHE_TTL`` that succeeded
+    or is still on its way (a duplicate then waits for it instead of running again)."""
+    ttl = settings.VITRINE_HF_CACHE_TTL
+    if not ttl:
+        return None
+    hit = (
+        CachedCall.objects.select_related("job")
+        .filter(
+            owner=user,
+            fingerprint=print_,
+            created_at__gte=timezone.now() - timedelta(seconds=ttl),
+            job__status__in=_REUSABLE,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    return hit.job if hit else None
+
+
+def _usable(job: Job | None) -> Job | None:
+    """A failed or cancelled job charged nothing: its key may run the call again."""
+    return job if job is not None and job.status in _REUSABLE else None
+
+
+def job_submit(
+    *,
+    request,
+    card: ModelCard,
+    route: PriceRoute,
+    image: bytes,
+    threshold: float,
+    flavour: str,
+    idempotency_key: str | None = None,
+    cache_print: str | None = None,
+    use_cache: bool = False,
+    admit: Callable[[], None] | None = None,
+    extra_parameters: dict | None = None,
+    webhook: str | None = None,
+) -> Submitted:
+    """Find or create the call's job, reserving its price.
+
+    In order: the job an earlier call with the same ``Idempotency-Key`` made (422 when the
+    key was used for another request); with ``use_cache``, the job of an identical earlier
+    call (``cache_print``); then ``admit()`` (a flavour's last check, e.g. a 503 when the
+    queue is too long) and a new job with its price reserved (402 when the wallet cannot
+    cover it), enqueued on commit. A key whose earlier job failed or was cancelled (nothing
+    was charged) runs the call again.
+
+    ``extra_parameters`` (e.g. Vitrine's ``box_format``) are kept on the job beside the
+    threshold; ``webhook`` (already validated) is registered with it. Both are part of
+    what an Idempotency-Key's request is.
+    """
+    from playground import webhooks
+
+    parameters = {"threshold": threshold, **(extra_parameters or {})}
+    user = request.user
+    key_print = None
+    # Only when set: a plain call's fingerprint stays what it was for stored keys.
+    extras = {"parameters": parameters, "webhook": webhook} if extra_parameters or webhook else {}
+    if idempotency_key:
+        key_print = idempotency.fingerprint(
+            flavour=flavour,
+            model=card.model_id,
+            route=route.slug,
+            image=image_sha256(image),
+            threshold=threshold,
+            **extras,
+        )
+        found = idempotency.idempotent_job_find(user=user, key=idempotency_key, print_=key_print)
+        if _usable(found):
+            return Submitted(found, replayed=True)
+        if found is not None:
+            idempotency.idempotent_job_release(user=user, key=idempotency_key)
+    if use_cache and cache_print:
+        hit = cached_job(user=user, print_=cache_print)
+        if hit is not None:
+            if idempotency_key:
+                idempotency.idempotent_job_record(
+                    user=user, key=idempotency_key, print_=key_print, job=hit
+                )
+            return Submitted(hit, cached=True)
+    if admit is not None:
+        admit()
+    job = None
+    try:
+        with transaction.atomic():
+            if idempotency_key:
+                # Before the in-flight check: a concurrent duplicate waits here for the
+                # first call's commit and answers with its job, not with a 429.
+                found = idempotency.idempotent_job_claim(
+                    user=user, key=idempotency_key, print_=key_print
+                )
+                if found is not None:
+                    return Submitted(found, replayed=True)
+            limits.inflight_jobs_check(user=user)  # locks the user row: no overshoot
+            job = services.job_create(
+                card=card,
+                route=route,
+                image_bytes=image,
+                parameters=parameters,
+                owner=user,
+            )
+            if webhook is not None:
+                webhooks.webhook_register(job=job, url=webhook)
+            # Reserved before the commit that enqueues the job: no money, no work.
+            charge = charge_reserve(
+                job_id=job.pk, user=user, card=card, route=route, api_key=request.auth
+            )
+            Job.objects.filter(pk=job.pk).update(cost_ref=str(charge.pk))
+            if idempotency_key:
+                idempotency.idempotent_job_bind(user=user, key=idempotency_key, job=job)
+            if cache_print:
+                CachedCall.objects.create(owner=user, fingerprint=cache_print, job=job)
+    except ImageError as exc:
+        raise errors.ApplicationError(
+            str(exc), code=exc.code, status=IMAGE_ERROR_STATUS.get(exc.code, 400)
+        ) from None
+    except StorageUnavailable:
+        logger.exception("the upload storage failed")
+        raise errors.ApplicationError(
+            STORAGE_DOWN,
+            code="storage_unavailable",
+            status=503,
+            type=SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
+    except errors.ApplicationError:
+        if job is not None:  # the row rolled back: the stored upload goes too
+            upload_discard(job.image_name)
+        raise
+    if job.enqueued_at is None and services.job_abandon_unqueued(job=job):
+        # The broker is unreachable: the job is failed and its money released in one
+        # transaction, so the caller told to retry holds nothing (and the sweeper would
+        # have sent it again had we kept it).
+        raise errors.ApplicationError(
+            FAILURES["queue_unavailable"].message or "",
+            code="queue_unavailable",
+            status=503,
+            type=SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return Submitted(job)

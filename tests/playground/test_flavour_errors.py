@@ -1,0 +1,403 @@
+"""The error contract (seed 000) on every flavour: Vitrine's /v1, Hugging Face's, Cloudflare's.
+
+Each error code answers the same status on all three flavours, in that flavour's shape:
+``{"error": {message, type, code, param}}`` on /v1, ``{"error": "<message>"}`` on the
+Hugging Face route (Vitrine's code in ``X-Vitrine-Error-Code``), Cloudflare's envelope
+``{"result": null, "success": false, "errors": [{code, message}], "messages": []}`` on the
+Cloudflare route; 429 and 503 carry ``Retry-After``; a 500 says nothing of the internals.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from PIL import Image
+
+from billing.models import Charge
+from billing.services.keys import api_key_create
+from billing.services.ledger import wallet_for
+from billing.services.topups import credit_grant
+from catalog.models import ModelCard
+from playground.models import Job
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+PRICE = Decimal("0.0002")
+FLAVOURS = ["vitrine", "hf", "cloudflare"]
+
+
+def jpeg(width=64, height=48, colour=(10, 200, 90)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def storage(settings, tmp_path):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    return settings.VITRINE_JOB_STORAGE
+
+
+@pytest.fixture
+def card(db):
+    card = factories.card(organisation=factories.organisation(slug="facebook"))
+    factories.route(card=card, price=PRICE)
+    return card
+
+
+@pytest.fixture
+def account(other_user):
+    key, plaintext = api_key_create(user=other_user, name="ci")
+    return {"user": other_user, "key": key, "auth": f"Bearer {plaintext}"}
+
+
+@pytest.fixture
+def funded(account):
+    credit_grant(user=account["user"], amount=Decimal("1.00"), reason="test")
+    return account
+
+
+def url(flavour: str, model_id: str) -> str:
+    return {
+        "vitrine": f"/v1/inference/{model_id}",
+        "hf": f"/hf/models/{model_id}",
+        "cloudflare": f"/client/v4/accounts/acct123/ai/run/@cf/{model_id}",
+    }[flavour]
+
+
+def post(client, flavour, model_id, account, body=b"", content_type="image/jpeg", **headers):
+    if account:
+        headers["Authorization"] = account["auth"]
+    return client.post(
+        url(flavour, model_id), data=body, content_type=content_type, headers=headers
+    )
+
+
+def code_of(flavour: str, response) -> str:
+    """Vitrine's error code, after checking the body is exactly the flavour's error shape."""
+    body = response.json()
+    if flavour == "vitrine":
+        assert set(body) == {"error"}, body
+        assert {"message", "type", "code", "param"} <= set(body["error"]), body
+        return body["error"]["code"]
+    if flavour == "hf":
+        assert set(body) <= {"error", "estimated_time"} and isinstance(body["error"], str), body
+        assert body["error"]
+        return response["X-Vitrine-Error-Code"]
+    assert set(body) == {"result", "success", "errors", "messages"}, body
+    assert (body["result"], body["success"], body["messages"]) == (None, False, [])
+    (error,) = body["errors"]
+    assert set(error) == {"code", "message"} and isinstance(error["code"], int), error
+    return response["X-Vitrine-Error-Code"]
+
+
+def message_of(flavour: str, response) -> str:
+    body = response.json()
+    return {
+        "vitrine": lambda: body["error"]["message"],
+        "hf": lambda: body["error"],
+        "cloudflare": lambda: body["errors"][0]["message"],
+    }[flavour]()
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("no_key", 401, "invalid_api_key"),
+        ("bad_threshold", 400, "invalid_threshold"),
+        ("bad_json", 400, "invalid_json"),
+        ("not_an_image", 415, "unsupported_format"),
+        ("unknown_model", 404, "model_not_found"),
+        ("coming_soon", 409, "model_not_available"),
+        ("retired", 410, "model_retired"),
+        ("too_large", 413, "image_too_large"),
+        ("empty_wallet", 402, "insufficient_credits"),
+        ("not_allowed", 403, "model_not_allowed"),
+    ],
+)
+def test_each_refusal_in_each_flavour(client, card, account, storage, flavour, case, status, code):
+    model_id = card.model_id
+    body, content_type, who = jpeg(), "image/jpeg", account
+    if case != "empty_wallet":
+        credit_grant(user=account["user"], amount=Decimal("1.00"), reason="test")
+    if case == "no_key":
+        who = None
+    elif case == "bad_threshold":
+        body, content_type = (
+            json.dumps({"inputs": "aGVsbG8=", "parameters": {"threshold": 7}}),
+            ("application/json"),
+        )
+        if flavour == "cloudflare":  # Cloudflare's body has no parameters: the query has
+            model_id += "?threshold=7"
+            body, content_type = jpeg(), "image/jpeg"
+    elif case == "bad_json":
+        body, content_type = b"{not json", "application/json"
+    elif case == "not_an_image":
+        body = b"hello, not an image"
+    elif case == "unknown_model":
+        model_id = "acme/nope"
+    elif case in ("coming_soon", "retired"):
+        ModelCard.objects.filter(pk=card.pk).update(status=case)
+    elif case == "too_large":
+        body = b"\xff" * (20 * 1024 * 1024 + 1)
+    elif case == "not_allowed":
+        account["key"].allowed_models.add(factories.card())
+
+    response = post(client, flavour, model_id, who, body, content_type)
+
+    assert response.status_code == status, response.content
+    assert code_of(flavour, response) == code
+    if case == "no_key":
+        assert response["WWW-Authenticate"].startswith("Bearer")
+    assert Job.objects.count() == 0 and Charge.objects.count() == 0
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_429_carries_retry_after(client, card, funded, storage, settings, flavour):
+    settings.VITRINE_API_RATE_PER_MINUTE = 1
+    post(client, flavour, card.model_id, funded, b"not an image")  # counted, then refused 415
+    response = post(client, flavour, card.model_id, funded, jpeg())
+    assert response.status_code == 429
+    assert code_of(flavour, response) == "rate_limit_exceeded"
+    assert int(response["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_bug_is_a_retryable_500_with_no_internals(client, card, funded, monkeypatch, flavour):
+    from playground import api
+
+    def broken(model_id):
+        raise RuntimeError("secret-internal /srv/vitrine/weights.bin")
+
+    monkeypatch.setattr(api, "_callable_card", broken)  # stands in for any bug
+    response = post(client, flavour, card.model_id, funded, jpeg())
+    assert response.status_code == 500
+    assert code_of(flavour, response) == "internal_error"
+    assert "secret" not in response.content.decode() and "/srv" not in response.content.decode()
+    assert "Retry" in message_of(flavour, response)
+
+
+@pytest.mark.parametrize("flavour", ["hf", "cloudflare"])
+def test_same_idempotency_key_for_another_request_is_422(
+    client, card, funded, storage, flavour, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks():
+        first = post(
+            client, "vitrine", card.model_id, funded, jpeg(),
+            Prefer="respond-async", **{"Idempotency-Key": "k-1"},
+        )  # fmt: skip
+    assert first.status_code == 202
+    response = post(client, flavour, card.model_id, funded, jpeg(), **{"Idempotency-Key": "k-1"})
+    assert response.status_code == 422
+    assert code_of(flavour, response) == "idempotency_key_reused"
+    assert Job.objects.count() == 1
+
+
+def test_vitrine_flavour_idempotency_replays_and_refuses_reuse(
+    client, card, funded, storage, django_capture_on_commit_callbacks
+):
+    headers = {"Prefer": "respond-async", "Idempotency-Key": "order-42"}
+    with django_capture_on_commit_callbacks() as queued:
+        first = post(client, "vitrine", card.model_id, funded, jpeg(), **headers)
+        again = post(client, "vitrine", card.model_id, funded, jpeg(), **headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    assert len(queued) == 1 and Job.objects.count() == 1 and Charge.objects.count() == 1
+    assert wallet_for(funded["user"]).balance == Decimal("0.9998")
+
+    # The same image as JSON base64 is the same request; another image is not.
+    as_json = json.dumps({"inputs": base64.b64encode(jpeg()).decode()})
+    same = post(client, "vitrine", card.model_id, funded, as_json, "application/json", **headers)
+    assert same.status_code == 202 and same.json()["id"] == first.json()["id"]
+    other = post(client, "vitrine", card.model_id, funded, jpeg(colour=(1, 2, 3)), **headers)
+    assert other.status_code == 422
+    assert code_of("vitrine", other) == "idempotency_key_reused"
+    assert Job.objects.count() == 1
+
+
+def test_a_bad_idempotency_key_is_400(client, card, funded, storage):
+    response = post(
+        client, "vitrine", card.model_id, funded, jpeg(), **{"Idempotency-Key": "x" * 300}
+    )
+    assert response.status_code == 400 and code_of("vitrine", response) == "invalid_idempotency_key"
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1", "/hf/nothing", "/client/v4/accounts/a/ai/run/@hf/x/y", "/client/v4/zones"]
+)
+def test_posts_to_unknown_paths_are_json_404s_not_redirects(client, funded, path):
+    response = client.post(path, data=jpeg(), content_type="image/jpeg",
+                           headers={"Authorization": funded["auth"]})  # fmt: skip
+    assert response.status_code == 404, response.content
+    assert response["Content-Type"] == "application/json"
+
+
+def test_hf_client_posting_to_v1_is_told_which_url_to_use(client, funded):
+    response = client.post(
+        "/v1", data=jpeg(), content_type="image/jpeg",
+        headers={"Authorization": funded["auth"], "User-Agent": "unknown/None; hf_hub/2.4.0"},
+    )  # fmt: skip
+    assert response.status_code == 404
+    assert code_of("hf", response) == "endpoint_not_found"
+    assert "/hf/models/<org>/<name>" in response.json()["error"]
+
+
+def test_hf_flavour_refuses_when_the_model_is_cold_and_the_wait_too_short(
+    client, card, funded, storage, settings
+):
+    settings.VITRINE_MODEL_LOAD_ESTIMATE = 600
+    settings.VITRINE_HF_WAIT = 30
+    response = post(client, "hf", card.model_id, funded, jpeg())
+    assert response.status_code == 503
+    assert code_of("hf", response) == "model_loading"
+    body = response.json()
+    assert body["estimated_time"] >= 600 and int(response["Retry-After"]) >= 600
+    assert Job.objects.count() == 0 and wallet_for(funded["user"]).balance == Decimal("1.00")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("path", "flavour"),
+    [
+        ("/hf/models/org/model", "hf"),
+        ("/client/v4/accounts/a/ai/run/@cf/org/model", "cloudflare"),
+    ],
+)
+@pytest.mark.parametrize("declared", [True, False])
+def test_asgi_body_limit_refusals_speak_the_flavour(settings, path, flavour, declared):
+    """Under ASGI a body over the limit is refused before any view runs (declared length)
+    or cut while streaming: still in the flavour's shape."""
+    from tests.playground.test_request_limits import asgi_post
+
+    settings.VITRINE_MAX_UPLOAD_BYTES = 10_000
+    headers = [(b"content-type", b"image/jpeg")]
+    if declared:
+        headers.append((b"content-length", b"314572800"))
+    answer = asgi_post(path, [b"\xff" * 4096] * 10, headers)
+    assert answer["status"] == 413
+    body = json.loads(answer["body"])
+    if flavour == "hf":
+        assert set(body) == {"error"} and isinstance(body["error"], str)
+    else:
+        assert (body["success"], body["result"], body["messages"]) == (False, None, [])
+        assert body["errors"][0]["code"] == 413
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_hf_flavour_under_the_asgi_handler(settings, other_user, tmp_path):
+    """The async views run under Django's ASGI handler (production's uvicorn) as well."""
+    from tests.playground.test_request_limits import asgi_post
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    settings.VITRINE_MODEL_LOAD_ESTIMATE = 600  # cold: answered at once, nothing queued
+    card = factories.card()
+    factories.route(card=card, price=PRICE)
+    credit_grant(user=other_user, amount=Decimal("1.00"), reason="test")
+    _, key = api_key_create(user=other_user, name="asgi")
+    image = jpeg()
+    headers = [
+        (b"content-type", b"image/jpeg"),
+        (b"content-length", str(len(image)).encode()),
+        (b"authorization", f"Bearer {key}".encode()),
+    ]
+    answer = asgi_post(f"/hf/models/{card.model_id}", [image], headers)
+    assert answer["status"] == 503
+    assert json.loads(answer["body"])["estimated_time"] >= 600
+    assert Job.objects.count() == 0
+
+
+def test_expired_keys_are_forgotten_and_reusable(
+    client, card, funded, storage, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from playground.idempotency import call_records_purge_expired
+    from playground.models import IdempotencyRecord
+
+    headers = {"Prefer": "respond-async", "Idempotency-Key": "old"}
+    with django_capture_on_commit_callbacks():
+        first = post(client, "vitrine", card.model_id, funded, jpeg(), **headers)
+    day_ago = timezone.now() - timedelta(seconds=settings.VITRINE_IDEMPOTENCY_TTL + 1)
+    IdempotencyRecord.objects.update(created_at=day_ago)
+    # Past the TTL the key names nothing: another request with it is a new call, not a 422.
+    with django_capture_on_commit_callbacks():
+        second = post(client, "vitrine", card.model_id, funded, jpeg(colour=(1, 2, 3)), **headers)
+    assert second.status_code == 202 and second.json()["id"] != first.json()["id"]
+    IdempotencyRecord.objects.update(created_at=day_ago)
+    assert call_records_purge_expired()["idempotency_keys_deleted"] == 1
+    assert IdempotencyRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize("flavour", ["hf", "cloudflare"])
+def test_a_trailing_slash_reaches_the_same_model_without_a_redirect(
+    client, card, account, storage, flavour
+):
+    response = post(client, flavour, card.model_id + "/", account, jpeg())
+    assert response.status_code == 402  # the model was found; the empty wallet answered
+    assert code_of(flavour, response) == "insufficient_credits"
+
+
+@pytest.mark.parametrize("flavour", ["hf", "cloudflare"])
+def test_get_is_a_405_in_the_flavour(client, card, funded, flavour):
+    response = client.get(url(flavour, card.model_id), headers={"Authorization": funded["auth"]})
+    assert response.status_code == 405
+    assert code_of(flavour, response) == "method_not_allowed"
+
+
+def test_hf_cache_reuses_an_identical_call_until_the_model_revision_changes(
+    client, card, funded, storage, settings
+):
+    from django.utils import timezone
+
+    from playground import pipeline, services
+    from playground.models import CachedCall
+
+    settings.VITRINE_HF_WAIT = 1
+    image = jpeg()
+    route = card.routes.get()
+    job = services.job_create(
+        card=card, route=route, image_bytes=image, parameters={"threshold": 0.5},
+        owner=funded["user"],
+    )  # fmt: skip
+    box = {"xmin": 1.7, "ymin": 2.2, "xmax": 30.9, "ymax": 40.0}
+    result = [
+        {"label": "cat", "score": 0.9, "box": box},
+        {"label": "dog", "score": 0.2, "box": box},
+    ]
+    Job.objects.filter(pk=job.pk).update(
+        status="succeeded", result=result, finished_at=timezone.now()
+    )
+    CachedCall.objects.create(
+        owner=funded["user"], job=job,
+        fingerprint=pipeline.cache_fingerprint(
+            card=card, route=route, sha256=pipeline.image_sha256(image), threshold=0.5
+        ),
+    )  # fmt: skip
+
+    hit = post(client, "hf", card.model_id, funded, image)
+    assert hit.status_code == 200, hit.content
+    # HF's shape: integer pixels, the threshold applied.
+    assert hit.json() == [
+        {"label": "cat", "score": 0.9, "box": {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 40}}
+    ]
+    assert (hit["X-Vitrine-Cache"], hit["X-Vitrine-Cost"]) == ("hit", "0")
+    assert Job.objects.count() == 1 and wallet_for(funded["user"]).balance == Decimal("1.00")
+
+    # Another revision of the model is another call: it runs (here: nobody runs it, so the
+    # wait ends in a 503 and the queued job is cancelled, nothing charged).
+    ModelCard.objects.filter(pk=card.pk).update(checkpoint_local_dir="/models/v2")
+    miss = post(client, "hf", card.model_id, funded, image)
+    assert miss.status_code == 503 and miss["X-Vitrine-Cache"] == "miss"
+    assert Job.objects.count() == 2
+    # x-use-cache: false runs anew even for an identical call.
+    ModelCard.objects.filter(pk=card.pk).update(checkpoint_local_dir="")
+    fresh = post(client, "hf", card.model_id, funded, image, **{"x-use-cache": "false"})
+    assert fresh.status_code == 503 and Job.objects.count() == 3
+    assert wallet_for(funded["user"]).balance == Decimal("1.00")
