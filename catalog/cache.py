@@ -17,6 +17,7 @@ import hashlib
 import re
 from functools import wraps
 
+from django.contrib.messages import get_messages
 from django.core.cache import cache
 from django.http import HttpResponse
 from django.middleware.csrf import get_token
@@ -51,7 +52,13 @@ def cached_page(view):
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
-        if request.method != "GET" or request.user.is_authenticated:
+        if (
+            request.method != "GET"
+            or request.user.is_authenticated
+            # A message waits for this visitor ("thanks, we'll tell you"): their own page.
+            # len() does not mark the messages read.
+            or len(get_messages(request))
+        ):
             return view(request, *args, **kwargs)
         # The whole address, host and scheme included: pages print links and snippets
         # with the address they were asked on (catalog.site.site_url).

@@ -141,8 +141,8 @@ class Detector:
         return {
             "revision": self.revision,
             "untrained": self.untrained,
-            "backend": f"{self.backend}; "
-            + backend_description(self.device.type, self.image_backend),
+            "backend": backend_description(self.device.type, self.image_backend)
+            + f", {self.backend} forward",
             "precision": self.arithmetic,
         }
 

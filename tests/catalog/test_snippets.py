@@ -213,7 +213,9 @@ def test_the_snippets_reach_the_api_of_the_live_server(empty_wallet_key, live_se
     outputs = {}
     for slug in ("curl", "python", "huggingface_hub", "node"):
         language, code = snippets[slug]
-        assert f"{live_server.url}/v1/inference/facebook/detr-resnet-50" in code, slug
+        # huggingface_hub's snippet names the Hugging Face drop-in route; the others ours.
+        route = "hf/models" if slug == "huggingface_hub" else "v1/inference"
+        assert f"{live_server.url}/{route}/facebook/detr-resnet-50" in code, slug
         outputs[slug] = run_snippet(language, code, cwd=tmp_path, key=empty_wallet_key)
     # curl prints the error body; requests and huggingface_hub raise on it; Node throws it.
     assert '"code":"insufficient_credits"' in outputs["curl"].stdout.replace(" ", "")

@@ -169,7 +169,7 @@ class Command(BaseCommand):
             "runtime": {
                 "device": device,
                 "backend": detector.provenance["backend"],
-                "precision": detector.precision,
+                "precision": detector.arithmetic,
                 "channels_last": detector.channels_last,
                 "batch_size": options["batch_size"] or detector.default_batch_size,
                 "threshold": options["threshold"],
