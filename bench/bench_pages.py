@@ -125,6 +125,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--server",
+        choices=("asgi", "wsgi"),
+        default="asgi",
+        help="asgi: gunicorn + uvicorn workers; wsgi: gunicorn sync workers (pages pool)",
+    )
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pages.json")
@@ -171,9 +177,13 @@ def main() -> int:
             [py, "-c", SETUP], cwd=REPO, env=env, check=True, capture_output=True, text=True
         ).stdout.split()[-1]
         with (work / "web.log").open("wb") as log:
+            kind = (
+                ["config.asgi:application", "-k", "uvicorn_worker.UvicornWorker"]
+                if args.server == "asgi"
+                else ["config.wsgi:application"]
+            )
             server = subprocess.Popen(
-                [py, "-m", "gunicorn", "config.asgi:application", "-k",
-                 "uvicorn_worker.UvicornWorker", "--bind", f"127.0.0.1:{port}",
+                [py, "-m", "gunicorn", *kind, "--bind", f"127.0.0.1:{port}",
                  "--workers", str(args.workers), "--timeout", "60"],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -227,7 +237,9 @@ def main() -> int:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "server": f"gunicorn -k uvicorn_worker.UvicornWorker --workers {args.workers}, DEBUG=0",
+        "server": f"gunicorn ({args.server}"
+        + (", uvicorn workers" if args.server == "asgi" else ", sync workers")
+        + f") --workers {args.workers}, DEBUG=0",
         "load": f"wrk, {args.connections} connections, {args.seconds:g} s x {args.rounds} rounds",
         "results": results,
     }
