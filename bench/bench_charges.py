@@ -42,6 +42,8 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from machine import cpu_model  # bench/machine.py (bench/ is on the path)
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -49,16 +51,6 @@ if str(REPO) not in sys.path:
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/vitrine_bench"
 PRICE = Decimal("0.0000075")
 FUNDS = Decimal("1000000")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def ensure_database(url: str) -> None:

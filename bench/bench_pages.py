@@ -36,6 +36,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from machine import cpu_model  # bench/machine.py (bench/ is on the path)
+
 REPO = Path(__file__).resolve().parent.parent
 MODEL_PAGE = "/models/facebook/detr-resnet-50"
 
@@ -63,16 +65,6 @@ session[HASH_SESSION_KEY] = user.get_session_auth_hash()
 session.create()
 print(session.session_key)
 """
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def free_port() -> int:

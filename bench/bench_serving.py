@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from machine import cpu_model  # bench/machine.py (bench/ is on the path)
+
 REPO = Path(__file__).resolve().parent.parent
 
 SETUP = """
@@ -46,16 +48,6 @@ user = factories.user(username="bench")
 credit_grant(user=user, amount=Decimal("100"), reason="bench")
 print(card.model_id, api_key_create(user=user, name="bench")[1])
 """
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def free_port() -> int:
