@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
 
 import pytest
 import requests
@@ -41,8 +42,9 @@ CHECKS = [
 # Its only input is a free-form string in the path: schemathesis has no invalid value of it
 # to generate (hypothesis reports Unsatisfiable); the positive cases cover it.
 NOTHING_INVALID = {"GET /v1/models/{model_id}"}
-# Per operation: enough to reach each body type and parameter, few enough to stay quick.
-MAX_EXAMPLES = 25
+# Per operation and mode: enough to reach each body type and parameter, few enough to stay
+# quick. VITRINE_SCHEMATHESIS_EXAMPLES=500 digs deeper by hand.
+MAX_EXAMPLES = int(os.environ.get("VITRINE_SCHEMATHESIS_EXAMPLES", "25"))
 
 
 @pytest.fixture
