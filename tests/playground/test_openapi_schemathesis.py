@@ -30,7 +30,7 @@ from billing.services.keys import api_key_create
 from config.settings.env import redis_client_url
 from tests import factories
 from tests.conftest import _reset_producer_pool
-from tests.playground.test_job_worker import photo
+from tests.playground.test_job_worker import FLOOR, photo
 
 CHECKS = [
     not_a_server_error,
@@ -139,3 +139,60 @@ def test_every_operation_answers_as_its_schema_says(api):
     assert 202 in posted, seen
     assert 200 in seen["GET /v1/jobs/{job_id}"], seen
     assert 200 in seen["DELETE /v1/jobs/{job_id}"], seen
+
+
+@pytest.mark.worker
+def test_finished_jobs_answer_as_the_schema_says(
+    start_worker, live_server, settings, tmp_path, other_user, runtime_checkpoint
+):
+    """The answers a worker makes possible (the Hugging Face list on 200, the finished
+    DetectionJob, the quote) sent through schemathesis's own checks, with a real worker
+    and random-weight checkpoint."""
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    settings.VITRINE_SYNC_WAIT = 600  # answered on the finished signal, not after the wait
+    checkpoint = runtime_checkpoint("yolos_tiny")
+    card = factories.card(checkpoint_local_dir=str(checkpoint), checkpoint_revision="rev-test-1")
+    factories.route(card=card)
+    factories.funded(other_user, "100")
+    _, key = api_key_create(user=other_user, name="schemathesis")
+    headers = {"Authorization": f"Bearer {key}"}
+    start_worker(env_extra={"VITRINE_DETECTION_FLOOR": FLOOR})
+    schema = schemathesis.openapi.from_dict(
+        requests.get(f"{live_server.url}/v1/openapi.json", timeout=60).json()
+    )
+    image = photo()
+    calls = [
+        ("/v1/inference/{model_id}", "image/jpeg", image, {"threshold": "0"}),
+        ("/v1/detections/{model_id}", "application/octet-stream", image, {"threshold": "0"}),
+        ("/v1/inference/{model_id}", "multipart/form-data", {"image": image}, {}),
+        ("/v1/detections/{model_id}", "image/jpeg", image, {"dry_run": "true"}),
+        (
+            "/v1/inference/{model_id}",
+            "application/json",
+            {"inputs": b64(image), "parameters": {"threshold": 0}},
+            {},
+        ),
+    ]
+    answers = []
+    for path, media_type, body, query in calls:
+        case = schema[path]["POST"].Case(
+            path_parameters={"model_id": card.model_id},
+            media_type=media_type,
+            body=body,
+            query=query,
+        )
+        response = case.call_and_validate(
+            base_url=live_server.url, headers=headers, checks=CHECKS, timeout=600
+        )
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    hf_list, job, *_ = answers
+    assert isinstance(hf_list, list) and hf_list, "threshold 0: every box over the floor"
+    assert job["status"] == "succeeded" and job["detections"]
+    assert answers[3]["object"] == "quote"
+    case = schema["/v1/jobs/{job_id}"]["GET"].Case(path_parameters={"job_id": job["id"]})
+    case.call_and_validate(base_url=live_server.url, headers=headers, checks=CHECKS, timeout=60)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
