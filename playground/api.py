@@ -26,7 +26,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
@@ -44,6 +44,7 @@ from playground import (
     idempotency,
     limits,
     offload,
+    openapi,
     pipeline,
     services,
     webhooks,
@@ -57,7 +58,7 @@ from playground.models import Job, JobStatus
 from playground.options import Options, request_options
 from playground.quote import quote_build
 from playground.runtime import ImageError
-from playground.serializers import JobSerializer, job_data
+from playground.serializers import job_data
 
 DEFAULT_THRESHOLD = 0.5
 # What a caller told 503 should wait before trying again.
@@ -293,43 +294,15 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         operation_id="inference_create",
         summary="Detect objects in an image",
         tags=["inference"],
-        request={"application/json": InputSerializer, "image/*": bytes},
-        parameters=[
-            OpenApiParameter("route", str, description="Price route slug (default: ours)."),
-            OpenApiParameter("threshold", float, description="Minimum score, 0..1 (0.5)."),
-            OpenApiParameter(
-                "dry_run", bool, description="true: answer a quote; nothing runs or is charged."
-            ),
-            OpenApiParameter(
-                "webhook", str, description="http(s) URL the finished job is POSTed to, signed."
-            ),
-            OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, description="respond-async"),
-            OpenApiParameter(
-                "Idempotency-Key",
-                str,
-                OpenApiParameter.HEADER,
-                description="Retry safely: the same key and request within 24 h answer with "
-                "the first call's job, charged once (422 for another request).",
-            ),
-        ],
+        request=openapi.REQUEST_BODIES,
+        parameters=openapi.parameters(
+            "route", "threshold", "dry_run", "webhook", "Prefer", "Idempotency-Key"
+        )
+        + openapi.inference_headers(),
         responses={
-            200: OpenApiResponse(
-                description="[{label, score, box: {xmin, ymin, xmax, ymax}}] (integer pixels); "
-                "with dry_run=true a quote"
-            ),
-            202: OpenApiResponse(JobSerializer, description=JOB_RESOURCE_DOC),
-            400: errors.ErrorSerializer,
-            401: errors.ErrorSerializer,
-            402: errors.ErrorSerializer,
-            403: errors.ErrorSerializer,
-            404: errors.ErrorSerializer,
-            409: errors.ErrorSerializer,
-            410: errors.ErrorSerializer,
-            413: errors.ErrorSerializer,
-            415: errors.ErrorSerializer,
-            422: errors.ErrorSerializer,
-            429: errors.ErrorSerializer,
-            503: errors.ErrorSerializer,
+            200: openapi.success_response(hf_list=True),
+            202: openapi.job_response(JOB_RESOURCE_DOC),
+            **openapi.INFERENCE_ERRORS,
         },
     )
     def post(self, request, model_id: str):
@@ -495,11 +468,14 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
         operation_id="jobs_retrieve",
         summary="A detection job",
         tags=["inference"],
-        parameters=[OpenApiParameter("threshold", float, description="Re-filter the boxes.")],
+        parameters=[
+            OpenApiParameter("threshold", float, description="Re-filter the boxes."),
+            openapi.PARAMETERS["box_format"],
+            *openapi.job_headers(),
+        ],
         responses={
-            200: OpenApiResponse(JobSerializer, description=JOB_RESOURCE_DOC),
-            401: errors.ErrorSerializer,
-            404: errors.ErrorSerializer,
+            200: openapi.job_response(JOB_RESOURCE_DOC),
+            **openapi.errors_for(400, 401, 404, 405, 429),
         },
     )
     def get(self, request, job_id):
@@ -522,10 +498,10 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
         summary="Cancel a queued job",
         tags=["inference"],
         request=None,
+        parameters=openapi.job_headers(),
         responses={
-            200: OpenApiResponse(JobSerializer, description=JOB_RESOURCE_DOC),
-            404: errors.ErrorSerializer,
-            409: errors.ErrorSerializer,
+            200: openapi.job_response(JOB_RESOURCE_DOC),
+            **openapi.errors_for(401, 404, 405, 409, 429),
         },
     )
     def delete(self, request, job_id):

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 
-from catalog import errors
-from playground import api
-from playground.serializers import JobSerializer
+from playground import api, openapi
 
 
 class DetectionCreateApi(api.InferenceCreateApi):
@@ -27,38 +25,15 @@ class DetectionCreateApi(api.InferenceCreateApi):
         operation_id="detections_create",
         summary="Detect objects in an image (the job resource in every answer)",
         tags=["inference"],
-        request={"application/json": api.InferenceCreateApi.InputSerializer, "image/*": bytes},
-        parameters=[
-            OpenApiParameter("route", str, description="Price route slug (default: ours)."),
-            OpenApiParameter("threshold", float, description="Minimum score, 0..1 (0.5)."),
-            OpenApiParameter(
-                "box_format",
-                str,
-                enum=["int", "float"],
-                description="int: integer pixels (default); float: the model's coordinates.",
-            ),
-            OpenApiParameter(
-                "dry_run", bool, description="true: answer a quote; nothing runs or is charged."
-            ),
-            OpenApiParameter(
-                "webhook", str, description="http(s) URL the finished job is POSTed to, signed."
-            ),
-            OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, description="respond-async"),
-        ],
+        request=openapi.REQUEST_BODIES,
+        parameters=openapi.parameters(
+            "route", "threshold", "box_format", "dry_run", "webhook", "Prefer", "Idempotency-Key"
+        )
+        + openapi.inference_headers(),
         responses={
-            200: OpenApiResponse(JobSerializer, description="The finished job (or a quote)."),
-            202: OpenApiResponse(JobSerializer, description="The job, still queued or running."),
-            400: errors.ErrorSerializer,
-            401: errors.ErrorSerializer,
-            402: errors.ErrorSerializer,
-            403: errors.ErrorSerializer,
-            404: errors.ErrorSerializer,
-            409: errors.ErrorSerializer,
-            410: errors.ErrorSerializer,
-            413: errors.ErrorSerializer,
-            415: errors.ErrorSerializer,
-            429: errors.ErrorSerializer,
-            503: errors.ErrorSerializer,
+            200: openapi.success_response(hf_list=False),
+            202: openapi.job_response("The job, still queued or running."),
+            **openapi.INFERENCE_ERRORS,
         },
     )
     def post(self, request, model_id: str):

@@ -1,0 +1,224 @@
+"""The inference API's OpenAPI pieces: request bodies, response bodies, headers, parameters.
+
+One place for what ``/v1/inference``, ``/v1/detections`` and ``/v1/jobs`` declare, so a
+client generator sees every body the parsers accept (JSON with base64 ``inputs``, raw
+image bytes, multipart ``image``), every status the code can answer (all in the one error
+shape, catalog/errors.py) and the headers that carry cost, limits and retry hints.
+The schemathesis test (tests/playground/test_openapi_schemathesis.py) holds the code to it.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
+from rest_framework import serializers
+
+from catalog import errors
+from playground.serializers import JobSerializer
+
+
+@extend_schema_field(OpenApiTypes.BYTE)
+class Base64Field(serializers.CharField):
+    """A base64 string (a ``data:`` URL prefix is accepted too): ``format: byte``."""
+
+
+@extend_schema_serializer(component_name="InferenceRequest")
+class InferenceJsonSerializer(serializers.Serializer):
+    inputs = Base64Field(help_text="The image, base64 (or send the raw bytes instead).")
+    parameters = inline_serializer(
+        "InferenceParameters",
+        fields={"threshold": serializers.FloatField(min_value=0, max_value=1, required=False)},
+        required=False,
+    )
+
+
+@extend_schema_field(OpenApiTypes.BINARY)
+class BinaryFileField(serializers.FileField):
+    """An uploaded file: ``format: binary`` (drf-spectacular says ``uri`` for a FileField
+    outside a request-only component)."""
+
+
+@extend_schema_serializer(component_name="InferenceUpload")
+class InferenceUploadSerializer(serializers.Serializer):
+    image = BinaryFileField(help_text="The image file.")
+    threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
+
+
+REQUEST_BODIES = {
+    "application/json": InferenceJsonSerializer,
+    "multipart/form-data": InferenceUploadSerializer,
+    "image/*": OpenApiTypes.BINARY,
+    "application/octet-stream": OpenApiTypes.BINARY,
+}
+
+
+@extend_schema_serializer(component_name="HfBox")
+class HfBoxSerializer(serializers.Serializer):
+    xmin = serializers.IntegerField()
+    ymin = serializers.IntegerField()
+    xmax = serializers.IntegerField()
+    ymax = serializers.IntegerField()
+
+
+@extend_schema_serializer(component_name="HfDetection")
+class HfDetectionSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    score = serializers.FloatField()
+    box = HfBoxSerializer()
+
+
+@extend_schema_serializer(component_name="Quote")
+class QuoteSerializer(serializers.Serializer):
+    """What ``dry_run=true`` answers (playground/quote.py): nothing runs or is charged."""
+
+    object = serializers.CharField(help_text="Always quote.")
+    model = serializers.CharField()
+    model_revision = serializers.CharField(allow_null=True)
+    route = serializers.CharField()
+    image = serializers.DictField(help_text="format, bytes, sha256, width, height, original_*")
+    resize = serializers.DictField(allow_null=True)
+    threshold = serializers.FloatField()
+    price_version = serializers.DictField()
+    cost = serializers.CharField(help_text="USD, exact decimal string.")
+    would_be_cost = serializers.CharField()
+    byok = serializers.BooleanField()
+    balance = serializers.CharField()
+    covered_by = serializers.CharField(allow_null=True, help_text="byok, wallet or null")
+    covered = serializers.BooleanField()
+    spend_cap = serializers.DictField(allow_null=True)
+    charged = serializers.CharField(help_text="Always 0.")
+
+
+def _headers(names: dict[str, tuple[str, type]], statuses: list[int]) -> list[OpenApiParameter]:
+    """Response headers (drf-spectacular declares them as parameters with ``response``)."""
+    return [
+        OpenApiParameter(
+            name, type_, OpenApiParameter.HEADER, description=description, response=statuses
+        )
+        for name, (description, type_) in names.items()
+    ]
+
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": ("Calls allowed in the window (the tightest bucket).", int),
+    "RateLimit-Remaining": ("Calls left in the window.", int),
+    "RateLimit-Reset": ("Seconds until the window resets.", int),
+}
+COST_HEADERS = {
+    "X-Vitrine-Job-Id": ("The job's id.", str),
+    "X-Vitrine-Cost": ("USD charged for the job (exact decimal string).", str),
+    "X-Vitrine-Byok": ("true when your own provider key paid.", str),
+    "X-Vitrine-Balance": ("The wallet after the job, USD.", str),
+    "X-Vitrine-Weights": ("untrained: random placeholder weights computed the boxes.", str),
+}
+RETRY_AFTER = {"Retry-After": ("Seconds to wait before trying again.", int)}
+
+
+def error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(errors.ErrorSerializer, description=description)
+
+
+def errors_for(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {status: ERRORS[status] for status in statuses}
+
+
+ERRORS = {
+    400: error("Bad request: missing or invalid image, parameter or JSON."),
+    401: error("No API key, or an invalid one."),
+    402: error("The wallet cannot cover the job (or the key's spend cap is reached)."),
+    403: error("The key may not call this."),
+    404: error("No such model, route or job."),
+    405: error("Method not allowed."),
+    409: error("The model is not callable now, or the job is not cancellable."),
+    410: error("The model is retired."),
+    413: error("The body or image is too large."),
+    415: error("The image format is not supported."),
+    422: error("The idempotency key was used for another request, or the job failed."),
+    429: error("Too many calls; Retry-After says when to try again."),
+    500: error("The job failed on our side (nothing charged)."),
+    503: error("No worker could take the job in time (nothing charged); see Retry-After."),
+}
+INFERENCE_ERRORS = errors_for(400, 401, 402, 403, 404, 405, 409, 410, 413, 415, 422, 429)
+INFERENCE_ERRORS.update(errors_for(500, 503))
+
+PARAMETERS = {
+    "route": OpenApiParameter("route", str, description="Price route slug (default: ours)."),
+    "threshold": OpenApiParameter(
+        "threshold",
+        float,
+        description="Minimum score, 0..1 (0.5), for image and multipart bodies; "
+        "a JSON body sets parameters.threshold instead.",
+    ),
+    "dry_run": OpenApiParameter(
+        "dry_run", bool, description="true: answer a quote; nothing runs or is charged."
+    ),
+    "webhook": OpenApiParameter(
+        "webhook", str, description="http(s) URL the finished job is POSTed to, signed."
+    ),
+    "box_format": OpenApiParameter(
+        "box_format",
+        str,
+        enum=["int", "float"],
+        description="int: integer pixels (default); float: the model's coordinates.",
+    ),
+    "Prefer": OpenApiParameter(
+        "Prefer", str, OpenApiParameter.HEADER, description="respond-async: answer 202 at once."
+    ),
+    "Idempotency-Key": OpenApiParameter(
+        "Idempotency-Key",
+        str,
+        OpenApiParameter.HEADER,
+        description="Retry safely: the same key and request within 24 h answer with the "
+        "first call's job, charged once (422 for another request).",
+    ),
+}
+
+
+def parameters(*names: str) -> list[OpenApiParameter]:
+    return [PARAMETERS[name] for name in names]
+
+
+def job_response(description: str) -> OpenApiResponse:
+    return OpenApiResponse(JobSerializer, description=description)
+
+
+def success_response(*, hf_list: bool) -> OpenApiResponse:
+    """200: the finished job (the bare Hugging Face list on /v1/inference, the job resource
+    on /v1/detections), or the quote with dry_run=true."""
+    body = HfDetectionSerializer(many=True) if hf_list else JobSerializer
+    return OpenApiResponse(
+        PolymorphicProxySerializer(
+            component_name="InferenceResult" if hf_list else "DetectionResult",
+            serializers=[body, QuoteSerializer],
+            resource_type_field_name=None,
+            many=False,
+        ),
+        description="The finished job's detections (a quote with dry_run=true; the X-Vitrine "
+        "cost headers are not sent on a quote).",
+    )
+
+
+def inference_headers() -> list[OpenApiParameter]:
+    """The headers an inference call answers with, by status."""
+    return [
+        *_headers(COST_HEADERS, [200, 202]),
+        *_headers({"Location": ("The job's URL, to poll.", str)}, [202]),
+        *_headers(RATE_LIMIT_HEADERS, [200, 202, 429]),
+        *_headers(RETRY_AFTER, [429, 503]),
+    ]
+
+
+def job_headers() -> list[OpenApiParameter]:
+    """The headers ``/v1/jobs/<id>`` answers with."""
+    return [
+        *_headers(COST_HEADERS, [200]),
+        *_headers(RATE_LIMIT_HEADERS, [200, 429]),
+        *_headers(RETRY_AFTER, [429]),
+    ]

@@ -1,0 +1,86 @@
+"""/v1/openapi.json is a valid OpenAPI 3 document that declares what a client generator
+needs: every body the inference calls accept, every status they answer, and the headers
+carrying cost, limits and retry hints."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from drf_spectacular.validation import validate_schema
+
+INFERENCE_STATUSES = {"200", "202", "400", "401", "402", "403", "404", "409", "410", "413"}
+INFERENCE_STATUSES |= {"415", "422", "429", "500", "503"}
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+@pytest.fixture
+def schema(client):
+    response = client.get("/v1/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_the_schema_is_valid_openapi(schema, tmp_path):
+    validate_schema(schema)  # raises on any violation of the OpenAPI 3 meta-schema
+    # Generated with no warning either: a warning is a view drf-spectacular had to guess.
+    call_command(
+        "spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml")
+    )
+
+
+@pytest.mark.parametrize("route", ["inference", "detections"])
+def test_inference_calls_declare_bodies_statuses_headers_and_parameters(schema, route):
+    operation = schema["paths"][f"/v1/{route}/{{model_id}}"]["post"]
+    content = operation["requestBody"]["content"]
+    assert set(content) == {
+        "application/json",
+        "multipart/form-data",
+        "image/*",
+        "application/octet-stream",
+    }
+    json_body = schema["components"]["schemas"]["InferenceRequest"]
+    assert json_body["properties"]["inputs"] == {
+        "type": "string",
+        "format": "byte",
+        "description": json_body["properties"]["inputs"]["description"],
+    }
+    upload = schema["components"]["schemas"]["InferenceUpload"]
+    assert upload["properties"]["image"]["format"] == "binary"
+    assert content["image/*"]["schema"] == {"type": "string", "format": "binary"}
+
+    responses = operation["responses"]
+    assert set(responses) >= INFERENCE_STATUSES
+    for status in INFERENCE_STATUSES - {"200", "202"}:
+        assert responses[status]["content"]["application/json"]["schema"] == ERROR, status
+    assert responses["202"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/DetectionJob"
+    }
+    assert {"X-Vitrine-Job-Id", "X-Vitrine-Cost", "X-Vitrine-Balance", "RateLimit-Remaining"} <= (
+        set(responses["200"]["headers"])
+    )
+    assert "Location" in responses["202"]["headers"]
+    assert "Retry-After" in responses["429"]["headers"]
+    assert "Retry-After" in responses["503"]["headers"]
+    query = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+    assert {"threshold", "route", "dry_run", "webhook"} <= query
+    assert ("box_format" in query) == (route == "detections")
+
+
+def test_inference_200_is_the_bare_hugging_face_list_or_a_quote(schema):
+    components = schema["components"]["schemas"]
+    one_of = components["InferenceResult"]["oneOf"]
+    assert {"type": "array", "items": {"$ref": "#/components/schemas/HfDetection"}} in one_of
+    assert {"$ref": "#/components/schemas/Quote"} in one_of
+    assert set(components["HfDetection"]["required"]) == {"label", "score", "box"}
+    box = components["HfBox"]["properties"]
+    assert {name: field["type"] for name, field in box.items()} == dict.fromkeys(
+        ["xmin", "ymin", "xmax", "ymax"], "integer"
+    )
+
+
+def test_jobs_declare_their_statuses_and_box_format(schema):
+    retrieve = schema["paths"]["/v1/jobs/{job_id}"]["get"]
+    assert {"200", "400", "401", "404", "429"} <= set(retrieve["responses"])
+    assert "box_format" in {p["name"] for p in retrieve["parameters"]}
+    cancel = schema["paths"]["/v1/jobs/{job_id}"]["delete"]
+    assert {"200", "401", "404", "409"} <= set(cancel["responses"])
