@@ -88,7 +88,3 @@ def cached_page(view):
         return response
 
     return wrapper
-
-
-# The list pages were cached first; the name stays for them.
-cached_list_page = cached_page

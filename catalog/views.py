@@ -16,7 +16,7 @@ from django.utils.html import strip_tags
 from django.views.decorators.http import require_POST
 
 from catalog import charts, pricing
-from catalog.cache import cached_list_page, cached_page
+from catalog.cache import cached_page
 from catalog.evaluations import shown_evaluation, trained_evaluations_prefetch
 from catalog.markdown import render_markdown
 from catalog.models import (
@@ -128,7 +128,7 @@ class CardFilterForm(forms.Form):
         return cards.order_by(*SORTS[data.get("sort") or ""])
 
 
-@cached_list_page
+@cached_page
 def model_list(request):
     form = CardFilterForm(request.GET)
     cards = listed_cards()
@@ -420,7 +420,7 @@ def compare(request):
     )
 
 
-@cached_list_page
+@cached_page
 def collection_detail(request, slug: str):
     collection = get_object_or_404(Collection, slug=slug)
     order = list(collection.entries.values_list("card_id", flat=True))
@@ -436,7 +436,7 @@ def collection_detail(request, slug: str):
     )
 
 
-@cached_list_page
+@cached_page
 def org_detail(request, slug: str):
     org = get_object_or_404(Organisation, slug=slug)
     return render(

@@ -23,7 +23,8 @@ import redis
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+
+from playground import offload
 
 logger = logging.getLogger(__name__)
 
@@ -70,16 +71,6 @@ def job_is_final(job_id) -> bool:
     return status is None or status in Job.FINAL
 
 
-def _job_is_final_closing(job_id) -> bool:
-    try:
-        return job_is_final(job_id)
-    finally:
-        # A waiting call holds no database connection between looks (hundreds wait at
-        # once); inside a test's transaction the connection is the test's and stays.
-        if not connection.in_atomic_block:
-            connection.close()
-
-
 async def job_finished_wait(job_id, *, timeout: float, is_final=None) -> bool:
     """Wait until the job is final or ``timeout`` seconds pass; True when it is final.
 
@@ -89,7 +80,8 @@ async def job_finished_wait(job_id, *, timeout: float, is_final=None) -> bool:
     if is_final is None:
 
         async def is_final():
-            return await sync_to_async(_job_is_final_closing)(job_id)
+            # Holds no connection between looks (hundreds of calls wait at once).
+            return await sync_to_async(offload.call_closing)(job_is_final, job_id)
 
     deadline = time.monotonic() + timeout
     url = settings.VITRINE_REDIS_URL

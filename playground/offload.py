@@ -47,7 +47,9 @@ def _pooled(fn: Callable, *args) -> Any:
         close_old_connections()
 
 
-def _closing(fn: Callable, *args) -> Any:
+def call_closing(fn: Callable, *args) -> Any:
+    """``fn(*args)``, then this thread's connection closed (unless inside a test's
+    transaction): for sync work run from a coroutine that must hold no connection after."""
     try:
         return fn(*args)
     finally:
@@ -60,4 +62,4 @@ async def run_db(request, fn: Callable, *args) -> Any:
     calling (thread-sensitive) thread otherwise; see the module's docstring."""
     if isinstance(request, ASGIRequest):
         return await sync_to_async(_pooled, thread_sensitive=False, executor=_api_pool())(fn, *args)
-    return await sync_to_async(_closing)(fn, *args)
+    return await sync_to_async(call_closing)(fn, *args)

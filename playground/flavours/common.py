@@ -3,7 +3,6 @@ shape, and the async shell that runs it and then waits for the job without a thr
 
 from __future__ import annotations
 
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -46,15 +45,6 @@ class FlavourApi(limits.RateLimitHeadersMixin, APIView):
             )
 
         return handler
-
-
-def run_sync_view(view, request: HttpRequest, **kwargs) -> HttpResponse:
-    """Run a DRF view in a worker thread's sync context; release the DB connection after."""
-    try:
-        return view(request, **kwargs)
-    finally:
-        if not connection.in_atomic_block:
-            connection.close()
 
 
 async def run_view(view, request: HttpRequest, **kwargs) -> HttpResponse:

@@ -18,11 +18,10 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from catalog.models import ModelCard
-from playground import events, services
+from playground import events, offload, services
 from playground.models import Job, JobStatus
 
 FINAL = "final"
@@ -65,11 +64,7 @@ def retry_after(seconds: float) -> str:
 
 
 def _cancel_if_queued(job_id) -> bool:
-    try:
-        return services.job_cancel(job=Job(pk=job_id))
-    finally:
-        if not connection.in_atomic_block:
-            connection.close()
+    return services.job_cancel(job=Job(pk=job_id))
 
 
 async def job_wait(job_id, *, bound: float) -> str:
@@ -77,11 +72,12 @@ async def job_wait(job_id, *, bound: float) -> str:
     nothing charged) or ``RUNNING`` (started but not done within the hard time limit)."""
     if await events.job_finished_wait(job_id, timeout=bound):
         return FINAL
-    if await sync_to_async(_cancel_if_queued)(job_id):
+    if await sync_to_async(offload.call_closing)(_cancel_if_queued, job_id):
         return CANCELLED
     grace = settings.CELERY_TASK_HARD_TIME_LIMIT + settings.VITRINE_JOB_LEASE
     if await events.job_finished_wait(job_id, timeout=grace):
         return FINAL
-    if await sync_to_async(_cancel_if_queued)(job_id):  # re-queued by the reaper meanwhile
+    # Re-queued by the reaper meanwhile?
+    if await sync_to_async(offload.call_closing)(_cancel_if_queued, job_id):
         return CANCELLED
     return RUNNING
