@@ -205,8 +205,16 @@ function showState(data) {
   say(describe(data));
   const steps = [...document.querySelectorAll("#demo-steps [data-step]")];
   const at = steps.findIndex((li) => li.dataset.step === step);
+  const states = result.dataset.states.split(",");
+  // A model already loaded on the worker skips its load: that step is not marked done.
+  const skipped = (li) =>
+    li.dataset.step === "loading" && !states.includes("loading") && data.timings?.load == null;
   steps.forEach((li, i) => {
-    li.classList.toggle("is-done", i < at || (i === at && data.status === "succeeded"));
+    li.classList.toggle("is-skipped", i < at && skipped(li));
+    li.classList.toggle(
+      "is-done",
+      (i < at && !skipped(li)) || (i === at && data.status === "succeeded"),
+    );
     li.classList.toggle("is-current", i === at && !FINAL.has(data.status));
     li.classList.toggle("is-failed", i === at && FINAL.has(data.status) && data.status !== "succeeded");
   });
@@ -223,9 +231,12 @@ async function follow(url, first = null) {
     wait = Math.min(1500, wait * 1.2);
     job = await getJson(job.url);
   }
-  document.body.dataset.jobStatus = job.status;
   links();
-  if (job.status !== "succeeded") return;
+  if (job.status !== "succeeded") {
+    document.body.dataset.jobStatus = job.status;
+    refreshCost();
+    return;
+  }
   slider.min = String(job.floor); // every detection above the floor came with the job
   image = await loadImage(job.image_url);
   const labels = [...new Set(job.detections.map((d) => d.label))].sort();
@@ -235,6 +246,7 @@ async function follow(url, first = null) {
   showTimings();
   buildClasses(labels);
   draw();
+  document.body.dataset.jobStatus = job.status; // drawn: what tests and scripts wait for
   refreshCost();
 }
 
