@@ -227,6 +227,7 @@ def test_the_inline_demo_runs_a_dropped_example_and_refilters_without_a_new_run(
     assert (states[0], states[-1]) == ("queued", "succeeded"), (states, worker.output())
     job = Job.objects.get(card=card)
     assert job.owner_id == user.pk and job.timings["load"] > 0  # a fresh worker loaded it
+    assert page.locator("#demo-untrained").is_visible()  # random test weights, said so
     facts = page.locator("#timings").inner_text()
     assert "queue wait" in facts and "model load" in facts and "$0.0002" in facts
 
@@ -287,3 +288,11 @@ def test_the_inline_demo_runs_a_dropped_example_and_refilters_without_a_new_run(
     )
     assert "--data-binary @street.jpg" in curl
     assert f'"threshold": {threshold}' in page.locator("#demo-python").inner_text()
+    # The filled result panel fits a phone: nothing scrolls the page sideways.
+    page.set_viewport_size({"width": 390, "height": 900})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # The permalink draws the same run with the same script.
+    page.click("#demo-permalink")
+    page.wait_for_selector("body[data-job-status=succeeded]")
+    assert page.locator("#canvas").get_attribute("data-boxes") is not None
+    assert page.locator("#boxes").count() == 1

@@ -115,7 +115,13 @@ function wirePicking() {
   for (const element of root.querySelectorAll(".js-only")) element.hidden = false;
   fileInput.addEventListener("change", () => choose(fileInput.files[0]));
   for (const button of root.querySelectorAll("[data-example]")) {
-    button.addEventListener("click", async () => choose(await fromUrl(button.dataset.example)));
+    button.addEventListener("click", async () => {
+      try {
+        choose(await fromUrl(button.dataset.example));
+      } catch (error) {
+        showCost(`The example could not be loaded (${error.message}).`);
+      }
+    });
     // Dragging an example onto the drop zone drops its address, not a file.
     button.addEventListener("dragstart", (event) => {
       event.dataTransfer.setData("text/uri-list", new URL(button.dataset.example, location.href).href);
@@ -232,6 +238,8 @@ async function follow(url, first = null) {
     job = await getJson(job.url);
   }
   links();
+  const untrained = $("demo-untrained");
+  if (untrained) untrained.hidden = !job.weights?.untrained;
   if (job.status !== "succeeded") {
     document.body.dataset.jobStatus = job.status;
     refreshCost();
@@ -457,6 +465,9 @@ function links() {
 
 // --- wiring --------------------------------------------------------------------------------------
 slider?.addEventListener("input", draw);
+// /playground: picking another model opens its demo (the form's button does it without JS).
+const picker = document.querySelector("#pick-model select");
+picker?.addEventListener("change", () => picker.form.submit());
 
 if (root && form) {
   wirePicking();
