@@ -170,7 +170,8 @@ async function refreshCost() {
       showCost(`Free: ${state.free.remaining} of ${state.free.limit} tries left this hour.`);
     } else {
       const minutes = Math.max(1, Math.ceil(state.free.reset / 60));
-      showCost(`No free tries left this hour (more in ${minutes} min). Sign up and top up to run on your wallet.`);
+      const more = state.signed_in ? "Top up your wallet" : "Sign up and top up";
+      showCost(`No free tries left this hour (more in ${minutes} min). ${more} to run on your wallet.`);
     }
     costLine.dataset.pays = state.pays;
   } catch {
