@@ -27,6 +27,9 @@ with integer pixels, and errors are ``{"error": "<message>"}``. It never answers
   stored result, running and charging nothing (``X-Vitrine-Cache: hit``, ``X-Vitrine-Cost:
   0``); one still running is waited for rather than run twice. ``false`` runs anew.
 - ``Idempotency-Key`` as on every paid call (``playground.idempotency``).
+- A deprecated model's answers carry ``Deprecation``, ``Sunset`` and ``Link`` (the same
+  route for the replacement); a retired one is 410 ``{"error": "... use <replacement>."}``
+  (``catalog/lifecycle.py``, the one check of every flavour).
 Cost headers: ``X-Vitrine-Job-Id``, ``X-Vitrine-Cost``, ``X-Vitrine-Balance``.
 """
 
@@ -39,6 +42,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from catalog import errors
+from catalog.lifecycle import lifecycle_apply
 from playground import api, idempotency, limits, pipeline
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import HF, error_response, waiting
@@ -88,7 +92,9 @@ class HfInferenceApi(FlavourApi):
 
     @extend_schema(exclude=True)  # a foreign wire format: documented in the README
     def post(self, request, model_id: str):
-        card = api._callable_card(model_id.strip("/"))  # a trailing slash is no other model
+        # A trailing slash is no other model. Given the request, a deprecated model's
+        # answers (errors, 503s and the 410 included) carry Deprecation/Sunset/Link.
+        card = api._callable_card(model_id.strip("/"), request)
         limits.api_call_check(request, card)
         route = api._route(card, request.query_params.get("route"), user=request.user)
         key = idempotency.key_from(request)
@@ -182,8 +188,8 @@ async def hf_inference(request: HttpRequest, model_id: str) -> HttpResponse:
     response = await run_view(_hf_sync, request, model_id=model_id)
     pending = getattr(response, "vitrine_wait", None)
     if pending is None:
-        return response
+        return lifecycle_apply(request, response)
     submitted, bound, threshold = pending
     outcome = await waiting.job_wait(submitted.job.pk, bound=bound)
     final = await answer(hf_answer, request, submitted, threshold, outcome)
-    return limits.copy_rate_limit_headers(response, final)
+    return lifecycle_apply(request, limits.copy_rate_limit_headers(response, final))

@@ -171,7 +171,7 @@ def test_429_carries_retry_after(client, card, funded, storage, settings, flavou
 def test_a_bug_is_a_retryable_500_with_no_internals(client, card, funded, monkeypatch, flavour):
     from playground import api
 
-    def broken(model_id):
+    def broken(*args, **kwargs):
         raise RuntimeError("secret-internal /srv/vitrine/weights.bin")
 
     monkeypatch.setattr(api, "_callable_card", broken)  # stands in for any bug
@@ -401,3 +401,128 @@ def test_hf_cache_reuses_an_identical_call_until_the_model_revision_changes(
     fresh = post(client, "hf", card.model_id, funded, image, **{"x-use-cache": "false"})
     assert fresh.status_code == 503 and Job.objects.count() == 3
     assert wallet_for(funded["user"]).balance == Decimal("1.00")
+
+
+# --- lifecycle on every flavour -----------------------------------------------------------
+DEPRECATED_AT = "@1793491200"  # 2026-11-01T00:00:00Z
+SUNSET = "Fri, 01 Jan 2027 00:00:00 GMT"
+
+
+@pytest.fixture
+def successor(card):
+    successor = factories.card(organisation=card.organisation, slug="detr-next")
+    factories.route(card=successor, price=PRICE)
+    return successor
+
+
+def successor_url(flavour: str, successor) -> str:
+    return "http://testserver" + url(flavour, successor.model_id)
+
+
+def assert_lifecycle_headers(response, flavour: str, card, successor) -> None:
+    assert response["Deprecation"] == DEPRECATED_AT, (flavour, response.status_code)
+    assert response["Sunset"] == SUNSET
+    links = response["Link"]
+    assert f'<{successor_url(flavour, successor)}>; rel="successor-version"' in links
+    assert f'<http://testserver/models/{card.model_id}>; rel="deprecation"' in links
+
+
+def succeeded_job(card, user, image: bytes) -> Job:
+    """A job that ran and succeeded (as a worker leaves it), with two boxes."""
+    from django.utils import timezone
+
+    from playground import services
+
+    job = services.job_create(
+        card=card, route=card.routes.get(), image_bytes=image, parameters={"threshold": 0.5},
+        owner=user,
+    )  # fmt: skip
+    box = {"xmin": 1.7, "ymin": 2.2, "xmax": 30.9, "ymax": 40.0}
+    Job.objects.filter(pk=job.pk).update(
+        status="succeeded", finished_at=timezone.now(),
+        result=[{"label": "cat", "score": 0.9, "box": box}],
+    )  # fmt: skip
+    return job
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_deprecated_model_says_so_on_every_flavour_whatever_it_answers(
+    client, card, successor, funded, storage, settings, flavour
+):
+    """Deprecation (RFC 9745), Sunset (RFC 8594) and a Link to the same route for the
+    replacement, on a success, a refusal and a 503 alike; the model still runs."""
+    from playground import idempotency, pipeline
+
+    ModelCard.objects.filter(pk=card.pk).update(
+        status="deprecated", deprecation_date="2026-11-01", sunset_date="2027-01-01",
+        replacement=successor,
+    )  # fmt: skip
+    image = jpeg()
+    # A success: the replay of a job that already ran (no worker needed to answer it).
+    job = succeeded_job(card, funded["user"], image)
+    idempotency.idempotent_job_record(
+        user=funded["user"], key="dep-1", job=job,
+        print_=idempotency.fingerprint(
+            flavour=flavour, model=card.model_id, route=card.routes.get().slug,
+            image=pipeline.image_sha256(image), threshold=0.5,
+        ),
+    )  # fmt: skip
+    ok = post(client, flavour, card.model_id, funded, image, **{"Idempotency-Key": "dep-1"})
+    assert ok.status_code == 200, ok.content
+    assert ok["X-Vitrine-Job-Id"] == str(job.pk)
+    assert_lifecycle_headers(ok, flavour, card, successor)
+
+    # A refusal (here a body that is not an image) carries them too.
+    refused = post(client, flavour, card.model_id, funded, b"hello, not an image")
+    assert refused.status_code == 415 and code_of(flavour, refused) == "unsupported_format"
+    assert_lifecycle_headers(refused, flavour, card, successor)
+    # The replacement itself is live: no such headers.
+    live = post(client, flavour, successor.model_id, funded, b"hello, not an image")
+    assert live.status_code == 415
+    assert "Deprecation" not in live and "Sunset" not in live and "Link" not in live
+
+    # And a retryable 503 of the drop-in flavours (the model cold, the wait too short).
+    if flavour != "vitrine":
+        settings.VITRINE_MODEL_LOAD_ESTIMATE = 600
+        settings.VITRINE_HF_WAIT = 1
+        Job.objects.all().delete()  # no recent job: the model counts as cold
+        cold = post(client, flavour, card.model_id, funded, jpeg(colour=(1, 2, 3)))
+        assert cold.status_code == 503, cold.content
+        assert_lifecycle_headers(cold, flavour, card, successor)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_retired_model_is_410_naming_the_replacement_on_every_flavour(
+    client, card, successor, funded, storage, flavour
+):
+    ModelCard.objects.filter(pk=card.pk).update(
+        status="retired", deprecation_date="2026-11-01", sunset_date="2027-01-01",
+        replacement=successor,
+    )  # fmt: skip
+    response = post(client, flavour, card.model_id, funded, jpeg())
+    assert response.status_code == 410
+    assert code_of(flavour, response) == "model_retired"
+    assert message_of(flavour, response) == (
+        f"{card.model_id} was retired on 2027-01-01; use {successor.model_id}."
+    )
+    if flavour == "vitrine":
+        assert response.json()["error"]["replacement"] == successor.model_id
+    assert_lifecycle_headers(response, flavour, card, successor)
+    assert Job.objects.count() == 0 and Charge.objects.count() == 0
+
+
+def test_the_cloudflare_successor_keeps_the_callers_account_and_model_prefix(
+    client, card, successor, funded, storage
+):
+    ModelCard.objects.filter(pk=card.pk).update(status="retired", replacement=successor)
+    encoded = f"/client/v4/accounts/acct-9/ai/run/@cf%2F{card.model_id.replace('/', '%2F')}"
+    response = client.post(
+        encoded, data=jpeg(), content_type="image/jpeg",
+        headers={"Authorization": funded["auth"]},
+    )  # fmt: skip
+    assert response.status_code == 410
+    successor_link = (
+        f"<http://testserver/client/v4/accounts/acct-9/ai/run/@cf/{successor.model_id}>; "
+        'rel="successor-version"'
+    )
+    assert successor_link in response["Link"]
