@@ -104,22 +104,32 @@ def message_of(flavour: str, response) -> str:
     }[flavour]()
 
 
+REFUSALS = [
+    ("no_key", 401, "invalid_api_key"),
+    ("bad_threshold", 400, "invalid_threshold"),
+    ("bad_json", 400, "invalid_json"),
+    ("not_an_image", 415, "unsupported_format"),
+    ("unknown_model", 404, "model_not_found"),
+    ("coming_soon", 409, "model_not_available"),
+    ("retired", 410, "model_retired"),
+    ("too_large", 413, "image_too_large"),
+    ("empty_wallet", 402, "insufficient_credits"),
+    ("not_allowed", 403, "model_not_allowed"),
+]
+# The other answers these contract tests check on every flavour (below).
+OTHER_ERRORS = [
+    (429, "rate_limit_exceeded"),
+    (500, "internal_error"),
+    (503, "queue_unavailable"),
+    (503, "model_loading"),
+    (422, "idempotency_key_reused"),
+    (405, "method_not_allowed"),
+    (404, "endpoint_not_found"),
+]
+
+
 @pytest.mark.parametrize("flavour", FLAVOURS)
-@pytest.mark.parametrize(
-    ("case", "status", "code"),
-    [
-        ("no_key", 401, "invalid_api_key"),
-        ("bad_threshold", 400, "invalid_threshold"),
-        ("bad_json", 400, "invalid_json"),
-        ("not_an_image", 415, "unsupported_format"),
-        ("unknown_model", 404, "model_not_found"),
-        ("coming_soon", 409, "model_not_available"),
-        ("retired", 410, "model_retired"),
-        ("too_large", 413, "image_too_large"),
-        ("empty_wallet", 402, "insufficient_credits"),
-        ("not_allowed", 403, "model_not_allowed"),
-    ],
-)
+@pytest.mark.parametrize(("case", "status", "code"), REFUSALS)
 def test_each_refusal_in_each_flavour(client, card, account, storage, flavour, case, status, code):
     model_id = card.model_id
     body, content_type, who = jpeg(), "image/jpeg", account
@@ -526,3 +536,78 @@ def test_the_cloudflare_successor_keeps_the_callers_account_and_model_prefix(
         'rel="successor-version"'
     )
     assert successor_link in response["Link"]
+
+
+@pytest.mark.django_db(transaction=True)  # the enqueue runs on commit
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_503_is_retryable_with_retry_after_on_every_flavour(flavour, client, storage, other_user):
+    """The broker is down: 503 + Retry-After in the flavour's shape, the job failed and its
+    money released (nothing held, nothing charged); Cloudflare's SDK is told to retry."""
+    from tests.playground.test_serving_faults import broker_unreachable
+
+    card = factories.card(organisation=factories.organisation(slug="facebook"))
+    factories.route(card=card, price=PRICE)
+    credit_grant(user=other_user, amount=Decimal("1.00"), reason="test")
+    _, key = api_key_create(user=other_user, name="ci")
+    with broker_unreachable():
+        response = post(client, flavour, card.model_id, {"auth": f"Bearer {key}"}, jpeg())
+    assert response.status_code == 503, response.content
+    assert code_of(flavour, response) == "queue_unavailable"
+    assert int(response["Retry-After"]) >= 1
+    assert "Retry" in message_of(flavour, response)
+    if flavour == "cloudflare":
+        assert response["x-should-retry"] == "true"
+    assert set(Charge.objects.values_list("status", flat=True)) == {"voided"}
+    assert wallet_for(other_user).balance == Decimal("1.00")
+
+
+@pytest.mark.parametrize(
+    ("flavour", "case", "retry"),
+    [("cloudflare", "no_key", "false"), ("cloudflare", "rate", "true")],
+)
+def test_cloudflare_sdk_is_told_which_errors_to_retry(
+    client, card, funded, storage, settings, flavour, case, retry
+):
+    who = funded
+    if case == "no_key":
+        who = None
+    else:
+        settings.VITRINE_API_RATE_PER_MINUTE = 1
+        post(client, flavour, card.model_id, funded, b"not an image")
+    response = post(client, flavour, card.model_id, who, jpeg())
+    assert response.status_code == (401 if case == "no_key" else 429)
+    assert response["x-should-retry"] == retry
+
+
+def test_the_model_pages_error_table_lists_every_answer_of_the_contract(client, card):
+    """The table on the model page (seed 000's Errors) says what the API answers: each
+    status with its ``type`` and every code the contract tests above get for it."""
+    import html
+    import re
+
+    from catalog.errors import error_type_for
+
+    page = client.get(f"/models/{card.model_id}").content.decode()
+    table = page[page.index('<section id="errors">') :]
+    table = table[: table.index("</section>")]
+    rows = {
+        int(m["status"]): html.unescape(m["row"])
+        for m in re.finditer(r'<tr data-status="(?P<status>\d+)">(?P<row>.*?)</tr>', table, re.S)
+    }
+    cells = {status: re.findall(r"<td>(.*?)</td>", row, re.S) for status, row in rows.items()}
+    for status, (shown, type_, _codes, meaning) in cells.items():
+        assert shown == str(status)
+        expected = "service_unavailable" if status == 503 else error_type_for(status)
+        assert type_ == f"<code>{expected}</code>", status
+        assert meaning.strip()
+    listed = {
+        (status, code)
+        for status, row in cells.items()
+        for code in re.findall(r"<code>([a-z_]+)</code>", row[2])
+    }
+    contract = {(status, code) for _case, status, code in REFUSALS} | set(OTHER_ERRORS)
+    assert contract - listed == set()
+    assert {s for s, _ in contract} | {400} <= set(rows)
+    for status in (429, 503):
+        assert "Retry-After" in cells[status][3]
+    assert "retryable" in cells[500][3] and "retryable" in cells[503][3]
