@@ -16,6 +16,7 @@ server decodes the path before routing, so both spellings reach this view.
 - Body: the image as raw bytes (up to ``VITRINE_MAX_UPLOAD_BYTES``), or JSON
   ``{"image": [0-255, ...]}`` as seed 001's schema says (bounded by the JSON body limit:
   about 7 MB of image; send bigger images raw). Optional ``?threshold=`` (default 0.5).
+  Any other query parameter or body field is a 400 ``unknown_parameter`` naming it.
 - Answer: ``{"result": [{"score", "label", "box": {xmin, ymin, xmax, ymax}}], "success":
   true, "errors": [], "messages": []}``; every error in the same envelope with
   ``success: false`` and ``errors: [{"code", "message"}]`` (Cloudflare's numeric codes where
@@ -41,7 +42,7 @@ from catalog.lifecycle import lifecycle_apply
 from playground import api, idempotency, limits, pipeline
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import CLOUDFLARE, error_response, waiting
-from playground.flavours.common import FlavourApi, answer, run_view
+from playground.flavours.common import FlavourApi, answer, refuse_unknown_options, run_view
 from playground.flavours.hf import detections
 from playground.models import Job, JobStatus
 
@@ -98,6 +99,7 @@ class CloudflareRunApi(FlavourApi):
         limits.api_call_check(request, card)
         route = api._route(card, request.query_params.get("route"), user=request.user)
         key = idempotency.key_from(request)
+        refuse_unknown_options(request, query={"threshold", "route"}, fields={"image"})
         image, threshold = _image_and_threshold(request)
         submitted = pipeline.job_submit(
             request=request,

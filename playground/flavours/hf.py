@@ -26,6 +26,9 @@ with integer pixels, and errors are ``{"error": "<message>"}``. It never answers
   route, image sha256 and threshold) within ``VITRINE_HF_CACHE_TTL`` answers with the
   stored result, running and charging nothing (``X-Vitrine-Cache: hit``, ``X-Vitrine-Cost:
   0``); one still running is waited for rather than run twice. ``false`` runs anew.
+- Hugging Face's legacy body ``"options": {"wait_for_model", "use_cache"}`` (booleans) do
+  what the two headers do. Any other query parameter (known: ``threshold``, ``route``),
+  body field or ``parameters`` key is a 400 ``unknown_parameter`` naming it.
 - ``Idempotency-Key`` as on every paid call (``playground.idempotency``).
 - A deprecated model's answers carry ``Deprecation``, ``Sunset`` and ``Link`` (the same
   route for the replacement); a retired one is 410 ``{"error": "... use <replacement>."}``
@@ -46,7 +49,7 @@ from catalog.lifecycle import lifecycle_apply
 from playground import api, idempotency, limits, pipeline
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import HF, error_response, waiting
-from playground.flavours.common import FlavourApi, answer, run_view
+from playground.flavours.common import FlavourApi, answer, refuse_unknown_options, run_view
 from playground.models import Job, JobStatus
 
 MODEL_LOADING = (
@@ -58,6 +61,10 @@ STILL_RUNNING = (
     "x-use-cache: true) to get its result without paying again."
 )
 BAD_BOOLEAN = "The {header} header must be 'true' or 'false'."
+QUERY = {"threshold", "route"}
+FIELDS = {"inputs", "parameters", "options"}
+# Hugging Face's legacy body options, the same switches as its x-* headers.
+NESTED = {"parameters": {"threshold"}, "options": {"wait_for_model", "use_cache"}}
 CACHE_HEADER = "X-Vitrine-Cache"
 
 
@@ -72,6 +79,14 @@ def _bool_header(request, name: str, default: bool) -> bool:
         return False
     raise errors.ApplicationError(
         BAD_BOOLEAN.format(header=name), code="invalid_header", param=name
+    )
+
+
+def _bool_option(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise errors.ApplicationError(
+        f"'{name}' must be true or false.", code="invalid_value", param=name
     )
 
 
@@ -98,8 +113,15 @@ class HfInferenceApi(FlavourApi):
         limits.api_call_check(request, card)
         route = api._route(card, request.query_params.get("route"), user=request.user)
         key = idempotency.key_from(request)
+        refuse_unknown_options(request, query=QUERY, fields=FIELDS, nested=NESTED)
+        legacy = request.data.get("options") if isinstance(request.data, dict) else None
+        legacy = legacy if isinstance(legacy, dict) else {}
         wait_for_model = _bool_header(request, "x-wait-for-model", False)
         use_cache = _bool_header(request, "x-use-cache", True)
+        if "wait_for_model" in legacy:
+            wait_for_model = _bool_option("options.wait_for_model", legacy["wait_for_model"])
+        if "use_cache" in legacy:
+            use_cache = _bool_option("options.use_cache", legacy["use_cache"])
         image, threshold = api.read_image_input(request)
         bound = settings.VITRINE_HF_WAIT_FOR_MODEL if wait_for_model else settings.VITRINE_HF_WAIT
 

@@ -367,8 +367,9 @@ def test_official_openai_client_reads_lifecycle_and_our_extra_fields(seeded_live
 
     assert raw.headers["Deprecation"] == "@1793491200"
     assert raw.headers["Sunset"] == "Fri, 01 Jan 2027 00:00:00 GMT"
-    assert f'<{seeded_live.url}/v1/models/hustvl/yolos-tiny>; rel="successor-version"' in (
-        raw.headers["Link"]
+    assert (
+        f'<{seeded_live.url}/v1/models/hustvl/yolos-tiny>; rel="successor-version"'
+        in (raw.headers["Link"])
     )
     assert (model.status, model.sunset_date) == ("deprecated", "2027-01-01")
     assert model.replacement["id"] == "hustvl/yolos-tiny"

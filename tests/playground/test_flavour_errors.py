@@ -611,3 +611,46 @@ def test_the_model_pages_error_table_lists_every_answer_of_the_contract(client, 
     for status in (429, 503):
         assert "Retry-After" in cells[status][3]
     assert "retryable" in cells[500][3] and "retryable" in cells[503][3]
+
+
+@pytest.mark.parametrize(
+    ("flavour", "query", "body", "content_type", "param"),
+    [
+        ("hf", "?treshold=0.9", None, "image/jpeg", "treshold"),
+        ("cloudflare", "?top_k=3", None, "image/jpeg", "top_k"),
+        ("hf", "", {"inputs": "aGk=", "parameters": {"top_k": 2}}, "application/json",
+         "parameters.top_k"),
+        ("hf", "", {"inputs": "aGk=", "parameter": {"threshold": 0.9}}, "application/json",
+         "parameter"),
+        ("hf", "", {"inputs": "aGk=", "options": {"wait": True}}, "application/json",
+         "options.wait"),
+        ("cloudflare", "", {"image": [1, 2], "threshold": 0.9}, "application/json",
+         "threshold"),
+    ],
+)  # fmt: skip
+def test_unknown_options_are_refused_naming_them_on_the_drop_ins(
+    client, card, funded, storage, flavour, query, body, content_type, param
+):
+    data = jpeg() if body is None else json.dumps(body)
+    response = client.post(
+        url(flavour, card.model_id) + query, data=data, content_type=content_type,
+        headers={"Authorization": funded["auth"]},
+    )  # fmt: skip
+    assert response.status_code == 400, response.content
+    assert code_of(flavour, response) == "unknown_parameter"
+    assert f"'{param}'" in message_of(flavour, response)
+    assert Job.objects.count() == 0 and Charge.objects.count() == 0
+
+
+def test_hf_legacy_body_options_work_like_the_headers(client, card, funded, storage, settings):
+    """{"options": {"wait_for_model": true}}: no early 503 for a cold model (the job is
+    queued and waited for; nobody runs it here, so it is cancelled at the bound)."""
+    settings.VITRINE_MODEL_LOAD_ESTIMATE = 600
+    settings.VITRINE_HF_WAIT_FOR_MODEL = 1
+    body = {"inputs": base64.b64encode(jpeg()).decode(), "options": {"wait_for_model": True}}
+    response = post(client, "hf", card.model_id, funded, json.dumps(body), "application/json")
+    assert response.status_code == 503 and code_of("hf", response) == "model_loading"
+    assert list(Job.objects.values_list("status", flat=True)) == ["cancelled"]
+    body["options"] = {"wait_for_model": "yes"}
+    bad = post(client, "hf", card.model_id, funded, json.dumps(body), "application/json")
+    assert bad.status_code == 400 and code_of("hf", bad) == "invalid_value"
