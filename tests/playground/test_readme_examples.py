@@ -7,11 +7,14 @@ and ``$SITE``, the key in ``$VITRINE_API_KEY``, ``cats.jpg`` in the working dire
 the webhook placeholder, which becomes a receiver on loopback. A Python block must exit 0
 (requests' ``raise_for_status`` and the SDKs raise on an error answer); a shell block must
 exit 0 and print a JSON answer that is not an error. A block that calls the API without the
-marker fails the suite, so a new example cannot skip being run.
+marker fails the suite, so a new example cannot skip being run. The model page's snippets
+(curl, requests, huggingface_hub, the cloudflare SDK, Node) run in the same test, through
+the same worker, with the funded key.
 """
 
 from __future__ import annotations
 
+import html
 import http.server
 import json
 import os
@@ -23,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import requests
 from django.conf import settings as django_settings
 
 from billing.models import Charge
@@ -31,6 +35,7 @@ from billing.services.ledger import wallet_for
 from billing.services.topups import credit_grant
 from playground.models import Job
 from tests import factories
+from tests.catalog.test_snippets import NODE, SNIPPET, run_snippet
 from tests.conftest import wait_for
 from tests.playground.test_api_jobs_live import Receiver
 from tests.playground.test_flavour_clients import FLOOR, photo
@@ -157,6 +162,17 @@ def test_each_readme_example_runs_against_the_live_server(
         ran.append(block["code"])
 
     assert len(ran) >= 8
+    # The model page's snippets too, as the live server prints them, with the funded key
+    # (tests/catalog/test_snippets.py runs them with an empty wallet: the 402).
+    page = requests.get(f"{live_server.url}/models/{MODEL}", timeout=60).text
+    snippets = {m["slug"]: (m["lang"], html.unescape(m["code"])) for m in SNIPPET.finditer(page)}
+    runnable = ["curl", "python", "huggingface_hub", "cloudflare_sdk"] + (["node"] if NODE else [])
+    for slug in runnable:
+        language, code = snippets[slug]
+        result = run_snippet(language, code, cwd=work, key=key)
+        assert result.returncode == 0, (slug, result.stdout, result.stderr, worker.output())
+        if slug == "curl":
+            assert_json_answer(result.stdout)
     # Every paid example went through the worker and was charged; none failed.
     statuses = list(Job.objects.values_list("status", flat=True))
     assert "failed" not in statuses and "cancelled" not in statuses, worker.output()
@@ -166,7 +182,8 @@ def test_each_readme_example_runs_against_the_live_server(
         message="the async example's job did not finish",
     )
     jobs = Job.objects.count()
-    assert jobs >= 5, statuses  # /hf/'s curl repeats its Python call: answered from the cache
+    # /hf/'s curl repeats its Python call (answered from the cache), the rest each ran a job.
+    assert jobs >= 5 + len(runnable) - 1, statuses
     assert Charge.objects.filter(status="posted").count() == jobs
     assert wallet_for(other_user).balance == Decimal("1.00") - jobs * PRICE
     # The async example's webhook was delivered, signed.
