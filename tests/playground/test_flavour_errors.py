@@ -618,6 +618,9 @@ def test_the_model_pages_error_table_lists_every_answer_of_the_contract(client, 
     [
         ("hf", "?treshold=0.9", None, "image/jpeg", "treshold"),
         ("cloudflare", "?top_k=3", None, "image/jpeg", "top_k"),
+        # A quote is Vitrine's (/v1/inference, /v1/detections): refused, never run and charged.
+        ("hf", "?dry_run=true", None, "image/jpeg", "dry_run"),
+        ("cloudflare", "?dry_run=true", None, "image/jpeg", "dry_run"),
         ("hf", "", {"inputs": "aGk=", "parameters": {"top_k": 2}}, "application/json",
          "parameters.top_k"),
         ("hf", "", {"inputs": "aGk=", "parameter": {"threshold": 0.9}}, "application/json",
