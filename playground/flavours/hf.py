@@ -46,11 +46,13 @@ from rest_framework.response import Response
 
 from catalog import errors
 from catalog.lifecycle import lifecycle_apply
-from playground import api, idempotency, limits, pipeline
+from playground import api, idempotency, limits, pipeline, services
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import HF, error_response, waiting
 from playground.flavours.common import FlavourApi, answer, refuse_unknown_options, run_view
 from playground.models import Job, JobStatus
+from playground.runtime import ImageError, decode_image
+from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
 
 MODEL_LOADING = (
     "Model {model} is currently loading or busy; retry in about {seconds} s, or send "
@@ -88,6 +90,20 @@ def _bool_option(name: str, value) -> bool:
     raise errors.ApplicationError(
         f"'{name}' must be true or false.", code="invalid_value", param=name
     )
+
+
+def image_check(*, card, route, image: bytes) -> None:
+    """The image checks of ``services.job_create`` (decode, the model's resize), as the
+    same 4xx (``pipeline.IMAGE_ERROR_STATUS``), without storing anything."""
+    try:
+        decoded = decode_image(image, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
+        if route.is_own:
+            rule = rule_from_config(processor_config(services.card_spec(card)))
+            check_model_fit(*decoded.oriented_size, rule)
+    except ImageError as exc:
+        raise errors.ApplicationError(
+            str(exc), code=exc.code, status=pipeline.IMAGE_ERROR_STATUS.get(exc.code, 400)
+        ) from None
 
 
 def loading_error(model_id: str, estimate: float) -> errors.ApplicationError:
@@ -130,6 +146,9 @@ class HfInferenceApi(FlavourApi):
                 return
             estimate = waiting.estimate_seconds(card=card)
             if estimate > bound:
+                # Bad input is the caller's to fix now, not after a retry: check the image
+                # (as the job's creation would) before answering the retryable 503.
+                image_check(card=card, route=route, image=image)
                 raise loading_error(card.model_id, estimate)
 
         submitted = pipeline.job_submit(

@@ -361,6 +361,20 @@ def test_get_is_a_405_in_the_flavour(client, card, funded, flavour):
     assert code_of(flavour, response) == "method_not_allowed"
 
 
+@pytest.mark.parametrize(("body", "status", "code"), [
+    (b"hello, not an image", 415, "unsupported_format"),
+    (jpeg()[:40], 400, "corrupt_image"),
+])  # fmt: skip
+def test_hf_bad_input_is_a_4xx_even_while_the_model_is_cold(
+    client, card, funded, storage, settings, body, status, code
+):
+    """Not a 503 to retry in 600 s and then a 4xx: the image is checked first."""
+    settings.VITRINE_MODEL_LOAD_ESTIMATE = 600
+    response = post(client, "hf", card.model_id, funded, body)
+    assert response.status_code == status and code_of("hf", response) == code
+    assert "Retry-After" not in response and Job.objects.count() == 0
+
+
 def test_hf_cache_reuses_an_identical_call_until_the_model_revision_changes(
     client, card, funded, storage, settings
 ):
