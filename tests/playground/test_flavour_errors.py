@@ -671,3 +671,18 @@ def test_hf_legacy_body_options_work_like_the_headers(client, card, funded, stor
     body["options"] = {"wait_for_model": "yes"}
     bad = post(client, "hf", card.model_id, funded, json.dumps(body), "application/json")
     assert bad.status_code == 400 and code_of("hf", bad) == "invalid_value"
+
+
+def test_a_hf_client_on_v1_inference_gets_the_lifecycle_of_that_route(
+    client, card, successor, funded, storage
+):
+    ModelCard.objects.filter(pk=card.pk).update(
+        status="deprecated", deprecation_date="2026-11-01", sunset_date="2027-01-01",
+        replacement=successor,
+    )  # fmt: skip
+    response = post(
+        client, "vitrine", card.model_id, funded, b"hello, not an image",
+        **{"User-Agent": "unknown/None; hf_hub/2.4.0"},
+    )  # fmt: skip
+    assert response.status_code == 415 and code_of("hf", response) == "unsupported_format"
+    assert_lifecycle_headers(response, "vitrine", card, successor)  # /v1/inference/<successor>
