@@ -48,4 +48,4 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def to_ms(seconds: float) -> int:
     """Whole milliseconds, half up (what the pages print)."""
-    return int(math.floor(seconds * 1000 + 0.5))
+    return math.floor(seconds * 1000 + 0.5)
