@@ -58,6 +58,8 @@ SORTS = {
     "downloads": (F("downloads_per_month").desc(nulls_last=True), "display_name"),
 }
 COMPARE_MIN, COMPARE_MAX = 2, 4
+# "Compare on your image" (playground/compare.py) runs 2 to 3 of the compared models.
+RUN_MAX = 3
 CALLABLE = (Status.LIVE, Status.BETA, Status.DEPRECATED)
 VOTE_THANKS = "Thanks: we will tell you when it is live."
 VOTE_ALREADY = "You already asked for this model; we will tell you when it is live."
@@ -441,6 +443,8 @@ def compare(request):
             "scatter": charts.scatter_svg(points) if points else "",
             "points": points,
             "cost": cost,
+            # What "compare on your image" can run: models one can call, at most 3.
+            "runnable": [c for c in cards if c.status in CALLABLE][:RUN_MAX],
         },
     )
 
