@@ -289,7 +289,7 @@ def cost_svg(points: list[CostPoint]) -> SafeString:
         ),
     )
     return format_html(
-        '<svg class="scatter cost" viewBox="0 0 {0} {1}" role="img" '
+        '<svg class="costplot" viewBox="0 0 {0} {1}" role="img" '
         'aria-labelledby="cost-title cost-desc">'
         '<title id="cost-title">Model time against price per 1,000 images</title>'
         '<desc id="cost-desc">One point per model: milliseconds per image on the horizontal '

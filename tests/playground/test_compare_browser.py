@@ -74,6 +74,8 @@ def test_two_live_models_on_one_image_side_by_side(
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto("/compare?models=" + ",".join(MODELS))
+    assert page.locator("svg.costplot").is_visible()  # the speed/cost plot, server-drawn
+    assert page.locator("svg.costplot g.point.compared").count() >= 1
     page.click("#compare-on-image")
     page.wait_for_url(lambda url: "/compare/run?models=" in url)
     assert page.locator("#compare-form input[name=models]:checked").count() == 2
