@@ -135,7 +135,7 @@ def test_the_model_page_shows_the_figures_in_a_bounded_number_of_queries(
     refresh_model_stats()
     with django_assert_max_num_queries(20):
         page = client.get(f"/models/{card.model_id}").content.decode()
-    assert "Measured on Vitrine" in page
+    assert "Latency measured on Vitrine" in page
     assert '<span id="measured-runs">4</span> runs' in page
     assert '<td class="num">250 ms</td>' in page  # queue p50 of 0.1..0.4 s
     assert '<td class="num">385 ms</td>' in page  # p95
