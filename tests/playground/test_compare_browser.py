@@ -126,5 +126,17 @@ def test_two_live_models_on_one_image_side_by_side(
         page.screenshot(path=str(Path(shots) / "compare-run-390.png"), full_page=True)
         page.set_viewport_size({"width": 1280, "height": 900})
         page.screenshot(path=str(Path(shots) / "compare-run-1280.png"), full_page=True)
+
+    # The same real jobs, measured: the beat task's work shows on the model page.
+    from playground.tasks import refresh_model_stats
+
+    settings.VITRINE_STATS_MIN_RUNS = 1
+    assert refresh_model_stats()["changed"] == 2
+    page.goto(f"/models/{MODELS[1]}")
+    assert page.locator("#measured-runs").inner_text() == "1"
+    latency = page.locator("#measured-latency table").inner_text()
+    assert "Queue wait" in latency and "Model time" in latency and " ms" in latency
+    if shots:
+        page.locator("#measured-latency").screenshot(path=str(Path(shots) / "measured.png"))
     assert errors == []
     context.close()
