@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from playground import views
+from playground import compare, views
 
 app_name = "playground"
 urlpatterns = [
@@ -10,4 +10,7 @@ urlpatterns = [
     path("models/<str:org>/<str:name>/try", views.try_model, name="try"),
     path("playground/jobs/<uuid:job_id>", views.job_detail, name="job"),
     path("playground/jobs/<uuid:job_id>/image", views.job_image, name="job_image"),
+    # Before catalog's "compare": the compared models run on the visitor's own image.
+    path("compare/run", compare.compare_run, name="compare_run"),
+    path("compare/run/<str:job_ids>", compare.compare_result, name="compare_result"),
 ]

@@ -43,6 +43,7 @@ PAGES = {
     "model-retired": "/models/legacy/detr-r50-panoptic",
     "compare": "/compare?models=facebook/detr-resnet-50,PekingU/rtdetr_r50vd,"
     "microsoft/conditional-detr-resnet-50",
+    "compare-run": "/compare/run?models=facebook/detr-resnet-50,hustvl/yolos-tiny",
     "collection": "/collections/object-detection",
     "org": "/orgs/facebook",
     "try": f"{DETR}/try",
