@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from playground import views
+from playground import runs, views
 
 app_name = "playground"
 urlpatterns = [
@@ -10,4 +10,7 @@ urlpatterns = [
     path("models/<str:org>/<str:name>/try", views.try_model, name="try"),
     path("playground/jobs/<uuid:job_id>", views.job_detail, name="job"),
     path("playground/jobs/<uuid:job_id>/image", views.job_image, name="job_image"),
+    path("playground/jobs/<uuid:job_id>/visibility", runs.job_visibility, name="job_visibility"),
+    path("playground/jobs/<uuid:job_id>/export.<str:fmt>", runs.job_export, name="job_export"),
+    path("runs", runs.runs_list, name="runs"),
 ]

@@ -1,5 +1,7 @@
 // The try-it page: send the image, poll the job, draw the boxes. The page works without
 // this script (the form posts and the result page refreshes itself) except the canvas.
+import { boxColour } from "./palette.js";
+
 const form = document.getElementById("try-form");
 const result = document.getElementById("result");
 const canvas = document.getElementById("canvas");
@@ -47,8 +49,7 @@ function draw() {
   table.replaceChildren();
   for (const d of shown) {
     const { xmin, ymin, xmax, ymax } = d.box;
-    const hue = [...d.label].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 360, 7);
-    ctx.strokeStyle = ctx.fillStyle = `hsl(${hue} 85% 45%)`;
+    ctx.strokeStyle = ctx.fillStyle = boxColour(d.label);
     ctx.strokeRect(xmin * scale, ymin * scale, (xmax - xmin) * scale, (ymax - ymin) * scale);
     const text = `${d.label} ${d.score.toFixed(2)}`;
     const width = ctx.measureText(text).width + 6;
