@@ -1,27 +1,28 @@
 """The box colours: one per class, the same on the page's canvas and in the server's PNG.
 
-``PALETTE`` is the one list both use: templates render it with ``json_script`` (id
-``box-palette``) for static/playground/playground.js, and ``exports.png_render`` draws with
-it. A label's colour is ``PALETTE[label_hash(label) % len(PALETTE)]``; the script computes
-the same hash (its ``boxColour``), so a class keeps its colour across the page and the file.
-White label text reads on every colour.
+``PALETTE`` is the one list both use: the try page renders it with ``{% box_palette %}``
+(``<script id="box-palette">``) for static/playground/playground.js, and
+``exports.png_render`` draws with it. A label's colour is
+``PALETTE[label_hash(label) % len(PALETTE)]``; the script's ``boxColour`` computes the same
+hash, so a class keeps its colour across the canvas and the PNG. White label text reads on
+every colour.
 """
 
 from __future__ import annotations
 
 PALETTE: tuple[str, ...] = (
-    "#d62728",
-    "#1f77b4",
-    "#2ca02c",
-    "#9467bd",
-    "#e6550d",
-    "#8c564b",
-    "#d6336c",
-    "#0f8b8d",
-    "#5254a3",
-    "#b5651d",
-    "#3b7d23",
-    "#c51b8a",
+    "#d62728",  # red
+    "#1f77b4",  # blue
+    "#2ca02c",  # green
+    "#9467bd",  # purple
+    "#e6550d",  # orange
+    "#8c564b",  # brown
+    "#c51b8a",  # magenta
+    "#0f8b8d",  # teal
+    "#393b79",  # navy
+    "#7f7f00",  # olive
+    "#5f6b7a",  # slate
+    "#b8860b",  # dark gold
 )
 # Keeps the running hash small (exact in JavaScript's doubles too).
 HASH_MODULUS = 65521

@@ -10,5 +10,5 @@ register = template.Library()
 
 @register.simple_tag
 def box_palette() -> str:
-    """``<script id="box-palette">``: the box colours for static/playground/palette.js."""
+    """``<script id="box-palette">``: the box colours for static/playground/playground.js."""
     return json_script(list(PALETTE), "box-palette")

@@ -1,7 +1,5 @@
 // The try-it page: send the image, poll the job, draw the boxes. The page works without
 // this script (the form posts and the result page refreshes itself) except the canvas.
-import { boxColour } from "./palette.js";
-
 const form = document.getElementById("try-form");
 const result = document.getElementById("result");
 const canvas = document.getElementById("canvas");
@@ -23,6 +21,18 @@ async function getJson(url, options = {}) {
   const body = await response.json();
   if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
   return body;
+}
+
+// A box's colour, one per class: the palette the server renders into the page
+// (<script id="box-palette">, playground/palette.py, which the PNG export draws with), picked
+// by the same label hash as label_hash() there, so the canvas and the PNG agree. Kept in
+// this one module (no import): a second fetch would delay the form's handler.
+export function boxColour(label) {
+  const el = document.getElementById("box-palette");
+  const palette = el ? JSON.parse(el.textContent) : ["#d62728"];
+  let h = 7;
+  for (const c of label) h = (h * 31 + c.codePointAt(0)) % 65521;
+  return palette[h % palette.length];
 }
 
 function loadImage(src) {
