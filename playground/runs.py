@@ -21,7 +21,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import content_disposition_header
+from django.utils.http import content_disposition_header, urlencode
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.models import Charge
@@ -48,6 +48,10 @@ IMAGE_DELETED = (
     "its JSON, COCO and CSV exports remain."
 )
 IMAGE_GONE = "This run's image is gone; its JSON, COCO and CSV exports remain."
+BAD_MAX_WIDTH = "'max_width' must be a whole number of pixels from {low} to {high}."
+MAX_WIDTH_RANGE = (16, 8192)
+# The permalink page shows the PNG at most this wide (a download is full size).
+PAGE_IMAGE_WIDTH = 1280
 BAD_VISIBILITY = "Send public=1 to make the run public or public=0 to make it private."
 MADE_PUBLIC = "This run is public: anyone with its link can see it and download its exports."
 MADE_PRIVATE = "This run is private: only you can see it."
@@ -79,6 +83,17 @@ def threshold_param(raw: str | None, *, default: float) -> float:
     return value
 
 
+def max_width_param(raw: str | None) -> int | None:
+    """``?max_width=`` of the PNG: None (full size) or a width in ``MAX_WIDTH_RANGE``."""
+    if raw is None or raw == "":
+        return None
+    low, high = MAX_WIDTH_RANGE
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        message = BAD_MAX_WIDTH.format(low=low, high=high)
+        raise ApplicationError(message, code="invalid_max_width", param="max_width")
+    return int(raw)
+
+
 def run_record(request, job: Job, *, owner: bool, threshold: float) -> dict:
     """The JSON export: the API's job resource (model and revision, parameters' threshold
     and box format, price version, cost, weights, timings, detections) plus the permalink.
@@ -97,8 +112,9 @@ def _box_format(job: Job) -> str:
     return "float" if (job.parameters or {}).get("box_format") == "float" else "int"
 
 
-def _query(threshold: float, run: float) -> str:
-    return "" if threshold == run else f"?threshold={threshold:g}"
+def _threshold_query(threshold: float, run: float) -> dict[str, str]:
+    """The query that carries a page's threshold to its downloads (none for the run's)."""
+    return {} if threshold == run else {"threshold": f"{threshold:g}"}
 
 
 def permalink_context(request, job: Job, *, owner: bool) -> dict:
@@ -110,7 +126,8 @@ def permalink_context(request, job: Job, *, owner: bool) -> dict:
     except ApplicationError as exc:
         threshold, threshold_error = run, exc.message
     record = run_record(request, job, owner=owner, threshold=threshold)
-    query = _query(threshold, run)
+    shown = _threshold_query(threshold, run)
+    query = f"?{urlencode(shown)}" if shown else ""
     return {
         "job": job,
         "owner": owner,
@@ -125,13 +142,30 @@ def permalink_context(request, job: Job, *, owner: bool) -> dict:
         ]
         if job.status == JobStatus.SUCCEEDED and job.result is not None
         else None,
-        "timings": [(name, round(float(s) * 1000)) for name, s in (job.timings or {}).items()],
+        "timings": _timings(job.timings or {}),
         "exports": [
             (fmt, reverse("playground:job_export", args=[job.pk, fmt]) + query)
             for fmt in EXPORT_FORMATS
         ],
-        "image_url": reverse("playground:job_export", args=[job.pk, "png"]) + query,
+        "image_url": reverse("playground:job_export", args=[job.pk, "png"])
+        + f"?{urlencode({**shown, 'max_width': PAGE_IMAGE_WIDTH})}",
     }
+
+
+# The worker's stages in the order they run (PostgreSQL's jsonb keeps no key order).
+STAGES = ("decode", "preprocess", "forward", "postprocess", "provider")
+
+
+def _timings(timings: dict) -> list[str]:
+    """``decode 4 ms``, ... in stage order, then ``batch of 3`` (the worker's batch size)."""
+    shown = [
+        f"{name} {round(float(timings[name]) * 1000)} ms"
+        for name in (*STAGES, *sorted(set(timings) - {*STAGES, "batch"}))
+        if isinstance(timings.get(name), int | float)
+    ]
+    if isinstance(timings.get("batch"), int):
+        shown.append(f"batch of {timings['batch']}")
+    return shown
 
 
 @dataclass
@@ -203,6 +237,7 @@ def job_export(request, job_id, fmt: str):
         return _error(UNKNOWN_FORMAT.format(fmt=fmt[:20]), status=404, code="unknown_format")
     try:
         threshold = threshold_param(request.GET.get("threshold"), default=run_threshold(job))
+        max_width = max_width_param(request.GET.get("max_width")) if fmt == "png" else None
     except ApplicationError as exc:
         return JsonResponse(exc.as_dict(), status=exc.status)
     if fmt == "json":
@@ -234,14 +269,14 @@ def job_export(request, job_id, fmt: str):
         return _download(
             json.dumps(document), job=job, ext="coco.json", content_type="application/json"
         )
-    return _png(job, detections)
+    return _png(job, detections, max_width=max_width)
 
 
 def _image_ext(job: Job) -> str:
     return "." + job.image_name.rsplit(".", 1)[-1] if "." in job.image_name else ""
 
 
-def _png(job: Job, detections: list[dict]) -> HttpResponse:
+def _png(job: Job, detections: list[dict], *, max_width: int | None) -> HttpResponse:
     if job.image_deleted_at is not None:
         message = IMAGE_DELETED.format(date=f"{job.image_deleted_at:%Y-%m-%d}")
         return _error(message, status=410, code="image_deleted")
@@ -259,5 +294,8 @@ def _png(job: Job, detections: list[dict]) -> HttpResponse:
         logger.exception("job %s: the stored upload does not decode", job.pk)
         return _error(IMAGE_GONE, status=410, code="image_deleted")
     return _download(
-        exports.png_render(image, detections), job=job, ext="png", content_type="image/png"
+        exports.png_render(image, detections, max_width=max_width),
+        job=job,
+        ext="png",
+        content_type="image/png",
     )

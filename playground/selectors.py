@@ -35,11 +35,13 @@ class Viewer:
             job.owner_id is None and bool(self.session_key) and job.session_key == self.session_key
         )
 
-    def filter(self) -> dict:
-        """The queryset filter of the jobs this viewer owns (matches nothing without one)."""
+    def jobs(self) -> QuerySet[Job]:
+        """The jobs this viewer owns (none for a visitor without a session)."""
         if self.user_id is not None:
-            return {"owner_id": self.user_id}
-        return {"owner__isnull": True, "session_key": self.session_key or "\x00"}
+            return Job.objects.filter(owner_id=self.user_id)
+        if not self.session_key:
+            return Job.objects.none()
+        return Job.objects.filter(owner__isnull=True, session_key=self.session_key)
 
 
 def job_for_viewer(*, job_id, viewer: Viewer) -> tuple[Job, bool] | None:
@@ -59,7 +61,7 @@ def runs_for_viewer(*, viewer: Viewer) -> QuerySet[Job]:
     (``charge_amount``, ``charge_status``; None for a free try)."""
     charge = Charge.objects.filter(job_id=OuterRef("pk"))
     return (
-        Job.objects.filter(**viewer.filter())
+        viewer.jobs()
         .select_related("card__organisation")
         .annotate(
             charge_amount=Subquery(charge.values("amount")[:1]),

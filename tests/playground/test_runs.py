@@ -104,11 +104,20 @@ def test_the_permalink_records_what_ran_for_its_owner(client, paid, owner):
     assert f"threshold {FLOOR}" in html  # the parameters it ran with
     assert f"#{charge.price_version_id}: $0.0002 per image" in html
     assert '<td id="cost">$0.0002 · posted' in html
-    assert 'id="timings">decode ' in html
+    timings = html.split('id="timings">')[1].split("</td>")[0].split(" · ")
+    assert [t.split()[0] for t in timings] == [
+        "decode",
+        "preprocess",
+        "forward",
+        "postprocess",
+        "batch",
+    ]
+    assert timings[-1] == "batch of 1" and timings[2].endswith(" ms")
     assert paid.weights_revision[:10] in html
     assert html.count('<tr><td><span class="swatch"') == len(shown(paid, FLOOR))
     assert 'id="visibility"' in html and "Make public" in html
-    assert urls(paid)["png"] in html  # the image with its boxes, rendered by the server
+    # The image with its boxes, rendered by the server, at most the page's width.
+    assert f'src="{urls(paid)["png"]}?max_width=1280"' in html
 
 
 @pytest.mark.parametrize("who", ["anonymous", "other user"])
@@ -220,6 +229,8 @@ def test_each_export_downloads_and_parses(client, paid, owner):
     # PNG: the upload at its size, with each class's boxes in its palette colour.
     image = Image.open(io.BytesIO(responses["png"].content))
     assert (image.format, image.size) == ("PNG", (paid.width, paid.height))
+    small = Image.open(io.BytesIO(client.get(urls(paid)["png"], {"max_width": 160}).content))
+    assert small.size == (160, 120)
     colours = {c for _, c in image.convert("RGB").getcolors(maxcolors=1 << 20)}
     assert rgb(label_colour(expected[-1]["label"])) in colours  # drawn last, never covered
 
@@ -274,6 +285,10 @@ def test_exports_honour_the_runs_threshold_or_a_valid_override(client, paid, own
             }
     page = client.get(urls(paid)["page"], {"threshold": "abc"})
     assert page.status_code == 200 and BAD_THRESHOLD.replace("'", "&#x27;") in page.content.decode()
+    for bad in ("0", "wide", "99999", "-5"):
+        response = client.get(urls(paid)["png"], {"max_width": bad})
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid_max_width"
     unknown = client.get(urls(paid)["json"].replace("export.json", "export.xml"))
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_format"
 
