@@ -3,7 +3,8 @@
 Playground runs are free and limited per hour (``VITRINE_PLAYGROUND_PER_HOUR``) per client
 IP and per signed-in user, counted in the shared limiter (catalog/ratelimit.py); they
 belong to the signed-in user or, for anonymous visitors, to the session, and only their
-owner can see them. The same job machinery as the paid API runs them.
+owner can see them unless the owner makes them public (playground/runs.py). The same job
+machinery as the paid API runs them.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard
-from playground import services
+from playground import runs, services
 from playground.api import IMAGE_ERROR_STATUS, RETRY_AFTER_SECONDS
 from playground.failures import QUEUE_UNAVAILABLE, public_error
 from playground.models import Job
 from playground.provenance import weights_resource
 from playground.runtime import ImageError
+from playground.selectors import Viewer, job_for_viewer
 from playground.serializers import public_detections
 from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_open
 
@@ -60,15 +62,13 @@ def _visitor(request) -> dict:
     return {"owner": None, "session_key": request.session.session_key}
 
 
-def _get_job_for_visitor(request, job_id) -> Job:
-    job = (
-        Job.objects.select_related("card__organisation")
-        .filter(pk=job_id, **_visitor(request))
-        .first()
-    )
-    if job is None:
+def _get_job_for_visitor(request, job_id) -> tuple[Job, bool]:
+    """The job and whether the visitor owns it: its owner's, or public (playground/runs.py);
+    404 for a private job of someone else."""
+    found = job_for_viewer(job_id=job_id, viewer=Viewer.of(request))
+    if found is None:
         raise Http404("No such job for you.")
-    return job
+    return found
 
 
 def _wants_json(request) -> bool:
@@ -194,16 +194,16 @@ def job_json(job: Job) -> dict:
 
 @require_GET
 def job_detail(request, job_id):
-    job = _get_job_for_visitor(request, job_id)
+    job, owner = _get_job_for_visitor(request, job_id)
     if _wants_json(request):
         return JsonResponse(job_json(job))
-    return render(request, "playground/job.html", {"job": job, "data": job_json(job)})
+    return render(request, "playground/job.html", runs.permalink_context(request, job, owner=owner))
 
 
 @require_GET
 def job_image(request, job_id):
-    """The upload, to its owner only, for drawing the boxes on."""
-    job = _get_job_for_visitor(request, job_id)
+    """The upload, to its owner (or anyone, once public), for drawing the boxes on."""
+    job, _ = _get_job_for_visitor(request, job_id)
     try:
         # From the shared storage: this web machine may not be the one that took the upload.
         upload = upload_open(job.image_name)

@@ -157,6 +157,9 @@ def test_trying_a_model_draws_its_boxes_on_the_image(
 
     page.goto(f"/models/{card.model_id}")
     page.click("text=Try it on your image")
+    # The form's script (a deferred module) runs before "load": a click before it would
+    # post the form without it and land on the server-rendered permalink instead.
+    page.wait_for_load_state("load")
     page.set_input_files("#try-form input[type=file]", str(image))
     page.click("#try-form button[type=submit]")
     page.wait_for_selector("body[data-job-status=succeeded]", timeout=120_000)

@@ -23,6 +23,18 @@ async function getJson(url, options = {}) {
   return body;
 }
 
+// A box's colour, one per class: the palette the server renders into the page
+// (<script id="box-palette">, playground/palette.py, which the PNG export draws with), picked
+// by the same label hash as label_hash() there, so the canvas and the PNG agree. Kept in
+// this one module (no import): a second fetch would delay the form's handler.
+export function boxColour(label) {
+  const el = document.getElementById("box-palette");
+  const palette = el ? JSON.parse(el.textContent) : ["#d62728"];
+  let h = 7;
+  for (const c of label) h = (h * 31 + c.codePointAt(0)) % 65521;
+  return palette[h % palette.length];
+}
+
 function loadImage(src) {
   return new Promise((resolve, reject) => {
     const img = new Image();
@@ -47,8 +59,7 @@ function draw() {
   table.replaceChildren();
   for (const d of shown) {
     const { xmin, ymin, xmax, ymax } = d.box;
-    const hue = [...d.label].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 360, 7);
-    ctx.strokeStyle = ctx.fillStyle = `hsl(${hue} 85% 45%)`;
+    ctx.strokeStyle = ctx.fillStyle = boxColour(d.label);
     ctx.strokeRect(xmin * scale, ymin * scale, (xmax - xmin) * scale, (ymax - ymin) * scale);
     const text = `${d.label} ${d.score.toFixed(2)}`;
     const width = ctx.measureText(text).width + 6;
