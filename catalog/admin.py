@@ -21,6 +21,7 @@ from catalog.models import (
     EvaluationResult,
     FaqEntry,
     ModelCard,
+    ModelStats,
     Organisation,
     PriceChange,
     PriceRoute,
@@ -387,4 +388,23 @@ class EvaluationResultAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in EvaluationResult._meta.fields]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ModelStats)
+class ModelStatsAdmin(admin.ModelAdmin):
+    """Written by the beat task ``playground.refresh_model_stats``; read-only here."""
+
+    list_display = [
+        "card", "runs_7d", "queue_p50_ms", "queue_p95_ms", "model_p50_ms", "model_p95_ms",
+        "refreshed_at",
+    ]  # fmt: skip
+    list_select_related = ["card__organisation"]
+    search_fields = ["card__slug", "card__organisation__slug"]
+    readonly_fields = [f.name for f in ModelStats._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -171,3 +171,145 @@ def scatter_svg(points: list[Point]) -> SafeString:
         mark_safe(" / ".join(format_html("{}", c) for c in speed_columns)),
         TOP + plot_h / 2,
     )
+
+
+# --- speed against cost ------------------------------------------------------------------
+@dataclass(frozen=True)
+class CostPoint:
+    label: str
+    model_id: str
+    ms: Decimal  # model time p50 measured here, or 1000 / published FPS
+    measured: bool  # False: from the paper's FPS (another GPU, batch 1)
+    per_1k: Decimal  # USD per 1,000 images on Vitrine's own route
+    speed_source: str  # "measured on Vitrine" or the FPS column, e.g. "FPS (V100)"
+    is_compared: bool
+
+
+def published_ms(card) -> tuple[Decimal, str] | None:
+    """The card's own published speed as milliseconds per image (1000 / FPS) and the column
+    it came from; from prefetched ``benchmarks`` and their rows."""
+    for table in card.benchmarks.all():
+        columns = list(table.columns)
+        fps_col = next((i for i, c in enumerate(columns) if c.upper().startswith("FPS")), None)
+        if fps_col is None:
+            continue
+        for row in table.rows.all():
+            if row.is_this_model or row.model_id == card.pk:
+                fps = _number(row.values[fps_col])
+                if fps is not None and fps > 0:
+                    return (Decimal(1000) / fps).quantize(Decimal("0.1")), columns[fps_col]
+    return None
+
+
+def cost_points(cards, *, compared=()) -> list[CostPoint]:
+    """One point per card that has a price per image on its own route and a speed: the
+    measured model time p50 (``card.stats``, when there are enough runs), else the
+    published one. ``cards`` need ``routes``, ``stats`` and ``benchmarks`` loaded."""
+    compared_ids = {c.pk for c in compared}
+    points = []
+    for card in cards:
+        own = [r for r in card.routes.all() if r.is_own and r.unit == "image"]
+        if not own:
+            continue
+        stats = getattr(card, "stats", None)
+        if stats is not None and stats.enough_runs:
+            speed = (Decimal(stats.model_p50_ms), "measured on Vitrine", True)
+        elif (published := published_ms(card)) is not None:
+            speed = (published[0], published[1], False)
+        else:
+            continue
+        points.append(
+            CostPoint(
+                label=card.display_name,
+                model_id=card.model_id,
+                ms=speed[0],
+                measured=speed[2],
+                per_1k=min(r.price for r in own) * 1000,
+                speed_source=speed[1],
+                is_compared=card.pk in compared_ids,
+            )
+        )
+    return sorted(points, key=lambda p: (p.ms, p.per_1k, p.label))
+
+
+def cost_svg(points: list[CostPoint]) -> SafeString:
+    """Model time (ms per image, lower is faster) against price per 1k images: one labelled
+    point per model; hollow points are published speeds, filled ones measured here. Titled
+    and described for screen readers; the page puts the same figures in a table."""
+    from catalog.pricing import format_usd
+
+    xs = [p.ms for p in points]
+    ys = [p.per_1k for p in points]
+    x_ticks = nice_ticks(Decimal(0), max(max(xs) * Decimal("1.1"), Decimal(1)))
+    y_ticks = nice_ticks(Decimal(0), max(max(ys) * Decimal("1.15"), Decimal("0.01")))
+    x_high, y_high = x_ticks[-1], y_ticks[-1]
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x(value: Decimal, shift: float = 0) -> str:
+        return f"{float(LEFT + value / x_high * plot_w) + shift:.1f}"
+
+    def y(value: Decimal, shift: float = 0) -> str:
+        return f"{float(TOP + plot_h - value / y_high * plot_h) + shift:.1f}"
+
+    grid = format_html_join(
+        "",
+        '<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" class="grid"/>'
+        '<text x="{0}" y="{3}" class="tick" text-anchor="middle">{4}</text>',
+        ((x(t), TOP, TOP + plot_h, TOP + plot_h + 16, f"{t.normalize():f}") for t in x_ticks),
+    )
+    grid += format_html_join(
+        "",
+        '<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" class="grid"/>'
+        '<text x="{3}" y="{4}" class="tick" text-anchor="end">{5}</text>',
+        ((LEFT, y(t), LEFT + plot_w, LEFT - 6, y(t, 4), format_usd(t)) for t in y_ticks),
+    )
+    right = x_high * Decimal("0.6")
+    dots = format_html_join(
+        "",
+        '<g class="point{0}{1}" data-model-id="{2}"><title>{3}: {4} ms per image ({5}), '
+        "{6} per 1k images</title>"
+        '<circle cx="{7}" cy="{8}" r="5"/>'
+        '<text x="{9}" y="{10}" class="label" text-anchor="{11}">{3}</text></g>',
+        (
+            (
+                " compared" if p.is_compared else "",
+                " measured" if p.measured else " published",
+                p.model_id,
+                p.label,
+                f"{p.ms.normalize():f}",
+                p.speed_source,
+                format_usd(p.per_1k),
+                x(p.ms),
+                y(p.per_1k),
+                x(p.ms, -7 if p.ms > right else 7),
+                y(p.per_1k, -7),
+                "end" if p.ms > right else "start",
+            )
+            for p in points
+        ),
+    )
+    return format_html(
+        '<svg class="costplot" viewBox="0 0 {0} {1}" role="img" '
+        'aria-labelledby="cost-title cost-desc">'
+        '<title id="cost-title">Model time against price per 1,000 images</title>'
+        '<desc id="cost-desc">One point per model: milliseconds per image on the horizontal '
+        "axis (left is faster), US dollars per 1,000 images on the vertical axis (lower is "
+        "cheaper). Filled points are measured on Vitrine's workers, hollow ones are the "
+        "published speed. The table below lists the same figures.</desc>"
+        '<rect x="{2}" y="{3}" width="{4}" height="{5}" class="plot"/>{6}{7}'
+        '<text x="{8}" y="{9}" text-anchor="middle" class="axis">'
+        "Model time, ms per image (p50)</text>"
+        '<text x="14" y="{10}" text-anchor="middle" class="axis" '
+        'transform="rotate(-90 14 {10})">USD per 1k images</text></svg>',
+        WIDTH,
+        HEIGHT,
+        LEFT,
+        TOP,
+        plot_w,
+        plot_h,
+        grid,
+        dots,
+        LEFT + plot_w / 2,
+        HEIGHT - 8,
+        TOP + plot_h / 2,
+    )

@@ -15,10 +15,12 @@ from django.http import HttpRequest, HttpResponse
 API_PREFIX = "/v1/"
 ALLOW_HEADERS = "Authorization, Content-Type, Prefer, Idempotency-Key, X-Request-Id"
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
-# What a browser script may read besides the simple headers: cost, balance, job id, limits.
+# What a browser script may read besides the simple headers: cost, balance, job id, limits,
+# and a deprecated model's lifecycle (RFC 9745 / RFC 8594, the successor's Link).
 EXPOSE_HEADERS = (
     "X-Vitrine-Cost, X-Vitrine-Balance, X-Vitrine-Byok, X-Vitrine-Job-Id, X-Request-Id, "
-    "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+    "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, "
+    "Deprecation, Sunset, Link"
 )
 PREFLIGHT_MAX_AGE = "600"
 

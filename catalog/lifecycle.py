@@ -5,7 +5,10 @@ flavour and for the try page, so they cannot disagree: coming soon answers 409
 ``model_not_available``, retired answers 410 ``model_retired`` naming the replacement;
 beta, live and deprecated run.
 
-A deprecated (or retired) model's responses carry (``lifecycle_headers``):
+A deprecated (or retired) model's responses carry (``lifecycle_headers``), on every flavour
+(``/v1/inference``, ``/v1/detections``, the Hugging Face and Cloudflare drop-ins, whose
+bodies keep their own shapes) and on the try page, whatever the answer (success, refusal,
+503, the 410 itself):
 
 - ``Deprecation: @<unix seconds>`` (RFC 9745, a structured-field date): when the model was
   deprecated (the card's deprecation date, at 00:00 UTC);
@@ -113,11 +116,15 @@ def lifecycle_headers(
 LIFECYCLE_ATTR = "vitrine_lifecycle_headers"
 
 
-def lifecycle_remember(request, card: ModelCard) -> None:
+def lifecycle_remember(
+    request, card: ModelCard, *, successor_path: Callable[[ModelCard], str] | None = None
+) -> None:
     """Note ``card``'s lifecycle headers on the request (Django's or DRF's), for
     ``lifecycle_apply`` to add to whatever response the request ends with (a success, a
     202, an error, a 410). The successor is this same route (the URL name the request
-    resolved to) for the replacement model."""
+    resolved to) for the replacement model; a route whose URL does not take a
+    ``model_id`` (Cloudflare's ``.../ai/run/@cf/<org>/<name>``) gives ``successor_path``,
+    the path of its own URL for the replacement."""
     from django.urls import NoReverseMatch, reverse
 
     django_request = getattr(request, "_request", request)
@@ -125,7 +132,9 @@ def lifecycle_remember(request, card: ModelCard) -> None:
 
     def successor(replacement: ModelCard) -> str:
         path = None
-        if match is not None and "model_id" in match.kwargs:
+        if successor_path is not None:
+            path = successor_path(replacement)
+        elif match is not None and "model_id" in match.kwargs:
             try:
                 path = reverse(match.view_name, kwargs={"model_id": replacement.model_id})
             except NoReverseMatch:

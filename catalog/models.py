@@ -484,3 +484,33 @@ class EvaluationResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.card_id} {self.dataset} AP {self.ap:.3f} ({self.evaluated_at:%Y-%m-%d})"
+
+
+class ModelStats(models.Model):
+    """Latency and run counts measured from a card's real jobs over the last days.
+
+    Written only by the beat task ``playground.refresh_model_stats`` (playground/stats.py),
+    so a model page reads one joined row instead of scanning jobs. Milliseconds; the
+    percentiles are empty when the card had no timed run in the window.
+    """
+
+    card = models.OneToOneField(
+        ModelCard, on_delete=models.CASCADE, primary_key=True, related_name="stats"
+    )
+    runs_7d = models.PositiveIntegerField(default=0, help_text="Succeeded runs on our workers.")
+    queue_p50_ms = models.PositiveIntegerField(null=True, blank=True)
+    queue_p95_ms = models.PositiveIntegerField(null=True, blank=True)
+    model_p50_ms = models.PositiveIntegerField(null=True, blank=True)
+    model_p95_ms = models.PositiveIntegerField(null=True, blank=True)
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "measured latency"
+        verbose_name_plural = "measured latency"
+
+    def __str__(self) -> str:
+        return f"{self.card_id}: {self.runs_7d} runs, model p50 {self.model_p50_ms} ms"
+
+    @property
+    def enough_runs(self) -> bool:
+        return self.runs_7d >= settings.VITRINE_STATS_MIN_RUNS and self.model_p50_ms is not None

@@ -13,6 +13,8 @@ def connect(app_config) -> None:
     for model in app_config.get_models():
         if model.__name__ == "DemandVote":
             continue  # votes are not shown on list pages
+        if model.__name__ == "ModelStats":
+            continue  # its refresh writes many rows and bumps the version once (if changed)
         post_save.connect(_bump, sender=model, dispatch_uid=f"catalog-cache-{model.__name__}")
         post_delete.connect(_bump, sender=model, dispatch_uid=f"catalog-cache-del-{model.__name__}")
     for through in (

@@ -6,6 +6,7 @@ import difflib
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
@@ -57,6 +58,9 @@ SORTS = {
     "downloads": (F("downloads_per_month").desc(nulls_last=True), "display_name"),
 }
 COMPARE_MIN, COMPARE_MAX = 2, 4
+# "Compare on your image" (playground/compare.py) runs 2 to 3 of the compared models.
+RUN_MAX = 3
+CALLABLE = (Status.LIVE, Status.BETA, Status.DEPRECATED)
 VOTE_THANKS = "Thanks: we will tell you when it is live."
 VOTE_ALREADY = "You already asked for this model; we will tell you when it is live."
 VOTE_NEEDS_EMAIL = "Enter an email address, or sign in, to be told when it is live."
@@ -153,7 +157,8 @@ def model_list(request):
 def _card_or_404(request, org: str, name: str):
     card = (
         ModelCard.objects.published()
-        .select_related("organisation", "task", "replacement__organisation")
+        # stats: the measured latency row (catalog.ModelStats), joined, not a query more.
+        .select_related("organisation", "task", "replacement__organisation", "stats")
         .prefetch_related(
             "specs",
             "faq",
@@ -289,7 +294,9 @@ def model_detail(request, org: str, name: str):
             "card": card,
             "pricing": pricing_box(card),
             "retired": retired,
-            "callable": card.status in (Status.LIVE, Status.BETA, Status.DEPRECATED),
+            "callable": card.status in CALLABLE,
+            "stats": getattr(card, "stats", None),
+            "stats_min_runs": settings.VITRINE_STATS_MIN_RUNS,
             "snippets": []
             if retired
             else detection_snippets(
@@ -390,13 +397,32 @@ def compare(request):
         if missing:
             error = "Unknown model: " + ", ".join(missing)
         cards = [found[m] for m in wanted if m in found]
-    all_cards = listed_cards().order_by("display_name")
+    # Every published card, with what the speed/cost plot needs, in a fixed number of queries.
+    all_cards = list(
+        listed_cards()
+        .select_related("stats")
+        .prefetch_related(
+            Prefetch("benchmarks", queryset=BenchmarkTable.objects.prefetch_related("rows"))
+        )
+        .order_by("display_name")
+    )
+    cost_points = charts.cost_points(all_cards, compared=cards)
+    plotted = {p.model_id for p in cost_points}
+    cost = {
+        "svg": charts.cost_svg(cost_points) if cost_points else "",
+        "points": cost_points,
+        # Priced models with neither a measured nor a published speed yet.
+        "unplotted": [
+            c for c in all_cards
+            if c.model_id not in plotted and c.image_price is not None and c.status in CALLABLE
+        ],
+    }  # fmt: skip
     if error and not cards:
         status = 400 if request.GET.get("models") else 200
         return render(
             request,
             "catalog/compare.html",
-            {"error": error, "all_cards": all_cards, "selected": wanted},
+            {"error": error, "all_cards": all_cards, "selected": wanted, "cost": cost},
             status=status,
         )
     tables = [dict(spec_table(card)) for card in cards]
@@ -416,6 +442,9 @@ def compare(request):
             "datasets": charts.benchmarks_by_dataset(cards),
             "scatter": charts.scatter_svg(points) if points else "",
             "points": points,
+            "cost": cost,
+            # What "compare on your image" can run: models one can call, at most 3.
+            "runnable": [c for c in cards if c.status in CALLABLE][:RUN_MAX],
         },
     )
 

@@ -213,7 +213,11 @@ def read_image_input(request) -> tuple[bytes, float]:
     return image, threshold
 
 
-def _callable_card(model_id: str, request=None) -> ModelCard:
+def _callable_card(model_id: str, request=None, *, successor_path=None) -> ModelCard:
+    """The published card ``model_id`` names, if it may run now (404, 409, 410). Given the
+    request, its answer (whatever it is, the 410 included) carries the card's lifecycle
+    headers (``catalog/lifecycle.py``); ``successor_path`` builds the replacement's URL on
+    routes that do not name the model by ``model_id``."""
     card = (
         ModelCard.objects.published()
         .by_model_id(model_id)
@@ -223,7 +227,7 @@ def _callable_card(model_id: str, request=None) -> ModelCard:
     if card is None:
         raise errors.model_not_found(model_id)
     if request is not None:  # Deprecation/Sunset/Link on whatever this call answers
-        lifecycle_remember(request, card)
+        lifecycle_remember(request, card, successor_path=successor_path)
     card_callable_check(card)  # the one check (catalog/lifecycle.py): 409 / 410
     return card
 

@@ -47,6 +47,8 @@ class Job(models.Model):
         "catalog.PriceRoute", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     parameters = models.JSONField(default=dict, blank=True)
+    # Its permalink is private to its owner unless they make it public (playground/runs.py).
+    is_public = models.BooleanField(default=False)
     # Provenance: the pinned checkpoint revision (or the provider's model id) it ran with.
     model_revision = models.CharField(max_length=200, blank=True)
 

@@ -448,3 +448,11 @@ def jobs_sweep_queued(*, now: datetime | None = None) -> dict[str, int]:
         if Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(enqueued_at=now):
             counts["resent"] += _enqueue(job)
     return counts
+
+
+def job_set_public(*, job: Job, public: bool) -> Job:
+    """Make a run's permalink (page, image and exports) public, or private to its owner
+    again. The caller checked that the requester owns it."""
+    Job.objects.filter(pk=job.pk).update(is_public=public)
+    job.is_public = public
+    return job

@@ -296,3 +296,14 @@ def _run_on_provider(job) -> None:
     services.job_succeed(
         job=job, result=detections, timings={"provider": time.perf_counter() - started}
     )
+
+
+@shared_task(name="playground.refresh_model_stats")
+def refresh_model_stats() -> dict[str, int]:
+    """Periodic (Celery beat, every ``VITRINE_STATS_INTERVAL`` s): recompute the measured
+    latency and run counts the model pages show (catalog.ModelStats)."""
+    from playground.stats import model_stats_refresh
+
+    counts = model_stats_refresh()
+    logger.info("model stats: %s", counts)
+    return counts

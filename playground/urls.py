@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from playground import demo, views
+from playground import compare, demo, runs, views
 
 app_name = "playground"
 urlpatterns = [
@@ -12,4 +12,10 @@ urlpatterns = [
     path("playground", demo.playground_index, name="index"),
     path("playground/jobs/<uuid:job_id>", views.job_detail, name="job"),
     path("playground/jobs/<uuid:job_id>/image", views.job_image, name="job_image"),
+    # Before catalog's "compare": the compared models run on the visitor's own image.
+    path("compare/run", compare.compare_run, name="compare_run"),
+    path("compare/run/<str:job_ids>", compare.compare_result, name="compare_result"),
+    path("playground/jobs/<uuid:job_id>/visibility", runs.job_visibility, name="job_visibility"),
+    path("playground/jobs/<uuid:job_id>/export.<str:fmt>", runs.job_export, name="job_export"),
+    path("runs", runs.runs_list, name="runs"),
 ]

@@ -4,8 +4,9 @@ Playground runs are free and limited per hour (``VITRINE_PLAYGROUND_PER_HOUR``) 
 IP and per signed-in user, counted in the shared limiter (catalog/ratelimit.py), except a
 signed-in visitor's whose wallet holds the price: they pay it like an API call
 (playground/demo.py). Runs belong to the signed-in user or, for anonymous visitors, to the
-session, and only their owner can see them. The API's pipeline (playground/pipeline.py)
-creates and queues them, and the API's job serializer describes them.
+session, and only their owner can see them unless the owner makes them public
+(playground/runs.py). The API's pipeline (playground/pipeline.py) creates and queues them,
+and the API's job serializer describes them.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard
-from playground import demo, pipeline
+from playground import demo, pipeline, runs
 from playground.api import _threshold as threshold_from
 from playground.models import Job
+from playground.selectors import Viewer, job_for_viewer
 from playground.serializers import job_data
 from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_open
 
@@ -59,15 +61,13 @@ def _visitor(request) -> dict:
     return {"owner": None, "session_key": request.session.session_key}
 
 
-def _get_job_for_visitor(request, job_id) -> Job:
-    job = (
-        Job.objects.select_related("card__organisation")
-        .filter(pk=job_id, **_visitor(request))
-        .first()
-    )
-    if job is None:
+def _get_job_for_visitor(request, job_id) -> tuple[Job, bool]:
+    """The job and whether the visitor owns it: its owner's, or public (playground/runs.py);
+    404 for a private job of someone else."""
+    found = job_for_viewer(job_id=job_id, viewer=Viewer.of(request))
+    if found is None:
         raise Http404("No such job for you.")
-    return job
+    return found
 
 
 def _wants_json(request) -> bool:
@@ -187,19 +187,21 @@ def job_json(job: Job, request=None) -> dict:
 
 @require_GET
 def job_detail(request, job_id):
-    job = _get_job_for_visitor(request, job_id)
-    data = job_json(job, request=request)
+    job, owner = _get_job_for_visitor(request, job_id)
     if _wants_json(request):
+        data = job_json(job, request=request)
+        if not owner:  # someone else's public run: not the owner's wallet or webhook
+            data["balance"] = data["webhook"] = None
         response = JsonResponse(data)
         response["Cache-Control"] = "private, no-store"  # polled while the job runs
         return response
-    return render(request, "playground/job.html", {"job": job, "data": data})
+    return render(request, "playground/job.html", runs.permalink_context(request, job, owner=owner))
 
 
 @require_GET
 def job_image(request, job_id):
-    """The upload, to its owner only, for drawing the boxes on."""
-    job = _get_job_for_visitor(request, job_id)
+    """The upload, to its owner (or anyone, once public), for drawing the boxes on."""
+    job, _ = _get_job_for_visitor(request, job_id)
     try:
         # From the shared storage: this web machine may not be the one that took the upload.
         upload = upload_open(job.image_name)

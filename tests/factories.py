@@ -75,3 +75,42 @@ def byok_route(**fields) -> PriceRoute:
         "price": Decimal("0.0001"),
     } | fields
     return route(**values)
+
+
+# --- playground ------------------------------------------------------------------------
+def finished_run(*, card, image_bytes: bytes, result: list[dict], **fields):
+    """A succeeded job whose upload is in the "jobs" storage, as a worker leaves one
+    (no worker: for pages that show a finished run)."""
+    import hashlib
+    import io
+
+    from django.utils import timezone
+    from PIL import Image
+
+    from playground.models import Job
+    from playground.storage import upload_save
+
+    width, height = Image.open(io.BytesIO(image_bytes)).size
+    now = timezone.now()
+    values = {
+        "card": card,
+        "image_name": upload_save(name=f"run-{next(_seq)}.png", content=image_bytes),
+        "image_sha256": hashlib.sha256(image_bytes).hexdigest(),
+        "image_bytes": len(image_bytes),
+        "original_width": width,
+        "original_height": height,
+        "width": width,
+        "height": height,
+        "status": Job.Status.SUCCEEDED,
+        "queue": "cpu",
+        "attempts": 1,
+        "started_at": now,
+        "finished_at": now,
+        "result": result,
+        "timings": {"decode": 0.004, "preprocess": 0.01, "forward": 0.2, "postprocess": 0.003},
+        "model_revision": card.checkpoint_revision,
+        "weights_revision": "sha256:" + "0" * 64,
+        "runtime_backend": "transformers 4, cpu, pil preprocessing",
+        "runtime_precision": "fp32",
+    } | fields
+    return Job.objects.create(**values)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import types
 from datetime import date
 from pathlib import Path
 
@@ -43,6 +44,7 @@ PAGES = {
     "model-retired": "/models/legacy/detr-r50-panoptic",
     "compare": "/compare?models=facebook/detr-resnet-50,PekingU/rtdetr_r50vd,"
     "microsoft/conditional-detr-resnet-50",
+    "compare-run": "/compare/run?models=facebook/detr-resnet-50,hustvl/yolos-tiny",
     "collection": "/collections/object-detection",
     "org": "/orgs/facebook",
     "try": f"{DETR}/try",
@@ -51,7 +53,10 @@ PAGES = {
     "login": "/accounts/login/",
     "signup": "/accounts/signup/",
     "api-docs": "/docs/api",
+    # A public run's permalink (seed_pages makes it; {run} is its id), seen by a stranger.
+    "run": "/playground/jobs/{run}",
     "dashboard": "/account/",  # signed in, with a key just created (shown once)
+    "runs": "/runs",  # signed in as the run's owner
 }
 
 # What the page may not do, measured in the page itself.
@@ -126,13 +131,36 @@ def seed_pages():
         replacement=detr,
     )
     factories.route(card=retired, price="0.0003")
-    factories.user(username="dev")
+    dev = factories.user(username="dev")
+    return {"run": run_for(dev, detr)}
+
+
+def run_for(owner, card):
+    """A public run of ``owner``'s with long labels, as a permalink and My runs show it."""
+    from PIL import Image
+
+    from tests import factories
+
+    image = io.BytesIO()
+    Image.new("RGB", (1600, 1000), (30, 140, 220)).save(image, "PNG")
+    labels = ["person", "traffic light", "motorcycle", "fire hydrant", "potted plant"]
+    result = [
+        {"label": label, "score": 0.97 - n * 0.1,
+         "box": {"xmin": 40 + n * 250, "ymin": 80 + n * 60, "xmax": 300 + n * 250, "ymax": 900}}
+        for n, label in enumerate(labels)
+    ]  # fmt: skip
+    job = factories.finished_run(
+        card=card, image_bytes=image.getvalue(), result=result, owner=owner, is_public=True,
+        parameters={"threshold": 0.5},
+    )  # fmt: skip
+    return job.pk
 
 
 @pytest.fixture
-def site(live_server, transactional_db):
-    seed_pages()
-    return live_server
+def site(live_server, transactional_db, settings, tmp_path):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    ids = seed_pages()
+    return types.SimpleNamespace(url=live_server.url, ids=ids)
 
 
 def sign_in_with_a_new_key(page):
@@ -169,7 +197,7 @@ def test_every_page_fits_its_viewport(browser, site, width):  # noqa: F811
             if name == "dashboard":
                 sign_in_with_a_new_key(page)
             else:
-                response = page.goto(url)
+                response = page.goto(url.format(**site.ids))
                 assert response.status == (404 if name == "not-found" else 200), name
             page.wait_for_load_state("load")
             if name == "api-docs":

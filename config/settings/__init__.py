@@ -290,6 +290,18 @@ CELERY_BEAT_SCHEDULE["purge-expired-uploads"] = {
     "schedule": float(VITRINE_PURGE_INTERVAL),
     "options": {"queue": "default", "expires": VITRINE_PURGE_INTERVAL},
 }
+# Measured latency on the model pages (the beat task playground.refresh_model_stats): p50/p95
+# queue wait and model time of each model's succeeded jobs over the last 7 days, recomputed
+# every VITRINE_STATS_INTERVAL seconds over at most VITRINE_STATS_SAMPLE of its newest jobs;
+# shown from VITRINE_STATS_MIN_RUNS runs.
+VITRINE_STATS_INTERVAL = env_int("VITRINE_STATS_INTERVAL", 600, minimum=1)
+VITRINE_STATS_SAMPLE = env_int("VITRINE_STATS_SAMPLE", 10_000, minimum=1)
+VITRINE_STATS_MIN_RUNS = env_int("VITRINE_STATS_MIN_RUNS", 5, minimum=1)
+CELERY_BEAT_SCHEDULE["refresh-model-stats"] = {
+    "task": "playground.refresh_model_stats",
+    "schedule": float(VITRINE_STATS_INTERVAL),
+    "options": {"queue": "default", "expires": VITRINE_STATS_INTERVAL},
+}
 VITRINE_MAX_IMAGE_PIXELS = env_int("VITRINE_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 VITRINE_MAX_UPLOAD_BYTES = env_int("VITRINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
 # Free tries on the model pages per hour, per client IP and per signed-in user.

@@ -16,10 +16,14 @@ server decodes the path before routing, so both spellings reach this view.
 - Body: the image as raw bytes (up to ``VITRINE_MAX_UPLOAD_BYTES``), or JSON
   ``{"image": [0-255, ...]}`` as seed 001's schema says (bounded by the JSON body limit:
   about 7 MB of image; send bigger images raw). Optional ``?threshold=`` (default 0.5).
+  Any other query parameter or body field is a 400 ``unknown_parameter`` naming it.
 - Answer: ``{"result": [{"score", "label", "box": {xmin, ymin, xmax, ymax}}], "success":
   true, "errors": [], "messages": []}``; every error in the same envelope with
   ``success: false`` and ``errors: [{"code", "message"}]`` (Cloudflare's numeric codes where
   one fits, else the HTTP status; Vitrine's code in ``X-Vitrine-Error-Code``).
+- A deprecated model's answers carry ``Deprecation``, ``Sunset`` and ``Link`` (this route
+  for the replacement, ``@cf/<org>/<name>``); a retired one is 410 in the envelope, its
+  message naming the replacement.
 - Never 202: waits up to ``VITRINE_HF_WAIT`` seconds like the Hugging Face flavour, then
   503 (the queued job cancelled, nothing charged) + ``Retry-After``.
 """
@@ -28,15 +32,17 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from catalog import errors
+from catalog.lifecycle import lifecycle_apply
 from playground import api, idempotency, limits, pipeline
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import CLOUDFLARE, error_response, waiting
-from playground.flavours.common import FlavourApi, answer, run_view
+from playground.flavours.common import FlavourApi, answer, refuse_unknown_options, run_view
 from playground.flavours.hf import detections
 from playground.models import Job, JobStatus
 
@@ -81,10 +87,19 @@ class CloudflareRunApi(FlavourApi):
                 status=404,
                 type=errors.NOT_FOUND_ERROR,
             )
-        card = api._callable_card(model_name[len(MODEL_PREFIX) :].strip("/"))
+
+        def successor_path(replacement) -> str:
+            # The replacement on this same route and account: what the SDK would call.
+            name = MODEL_PREFIX + replacement.model_id
+            return reverse("cloudflare-run", kwargs={"account_id": account_id, "model_name": name})
+
+        card = api._callable_card(
+            model_name[len(MODEL_PREFIX) :].strip("/"), request, successor_path=successor_path
+        )
         limits.api_call_check(request, card)
         route = api._route(card, request.query_params.get("route"), user=request.user)
         key = idempotency.key_from(request)
+        refuse_unknown_options(request, query={"threshold", "route"}, fields={"image"})
         image, threshold = _image_and_threshold(request)
         submitted = pipeline.job_submit(
             request=request,
@@ -155,8 +170,8 @@ async def cloudflare_run(request: HttpRequest, account_id: str, model_name: str)
     )
     pending = getattr(response, "vitrine_wait", None)
     if pending is None:
-        return response
+        return lifecycle_apply(request, response)
     submitted, bound, threshold = pending
     outcome = await waiting.job_wait(submitted.job.pk, bound=bound)
     final = await answer(cloudflare_answer, request, submitted, threshold, outcome)
-    return limits.copy_rate_limit_headers(response, final)
+    return lifecycle_apply(request, limits.copy_rate_limit_headers(response, final))

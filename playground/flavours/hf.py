@@ -26,7 +26,13 @@ with integer pixels, and errors are ``{"error": "<message>"}``. It never answers
   route, image sha256 and threshold) within ``VITRINE_HF_CACHE_TTL`` answers with the
   stored result, running and charging nothing (``X-Vitrine-Cache: hit``, ``X-Vitrine-Cost:
   0``); one still running is waited for rather than run twice. ``false`` runs anew.
+- Hugging Face's legacy body ``"options": {"wait_for_model", "use_cache"}`` (booleans) do
+  what the two headers do. Any other query parameter (known: ``threshold``, ``route``),
+  body field or ``parameters`` key is a 400 ``unknown_parameter`` naming it.
 - ``Idempotency-Key`` as on every paid call (``playground.idempotency``).
+- A deprecated model's answers carry ``Deprecation``, ``Sunset`` and ``Link`` (the same
+  route for the replacement); a retired one is 410 ``{"error": "... use <replacement>."}``
+  (``catalog/lifecycle.py``, the one check of every flavour).
 Cost headers: ``X-Vitrine-Job-Id``, ``X-Vitrine-Cost``, ``X-Vitrine-Balance``.
 """
 
@@ -39,11 +45,14 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from catalog import errors
-from playground import api, idempotency, limits, pipeline
+from catalog.lifecycle import lifecycle_apply
+from playground import api, idempotency, limits, pipeline, services
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import HF, error_response, waiting
-from playground.flavours.common import FlavourApi, answer, run_view
+from playground.flavours.common import FlavourApi, answer, refuse_unknown_options, run_view
 from playground.models import Job, JobStatus
+from playground.runtime import ImageError, decode_image
+from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
 
 MODEL_LOADING = (
     "Model {model} is currently loading or busy; retry in about {seconds} s, or send "
@@ -54,6 +63,10 @@ STILL_RUNNING = (
     "x-use-cache: true) to get its result without paying again."
 )
 BAD_BOOLEAN = "The {header} header must be 'true' or 'false'."
+QUERY = {"threshold", "route"}
+FIELDS = {"inputs", "parameters", "options"}
+# Hugging Face's legacy body options, the same switches as its x-* headers.
+NESTED = {"parameters": {"threshold"}, "options": {"wait_for_model", "use_cache"}}
 CACHE_HEADER = "X-Vitrine-Cache"
 
 
@@ -69,6 +82,28 @@ def _bool_header(request, name: str, default: bool) -> bool:
     raise errors.ApplicationError(
         BAD_BOOLEAN.format(header=name), code="invalid_header", param=name
     )
+
+
+def _bool_option(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise errors.ApplicationError(
+        f"'{name}' must be true or false.", code="invalid_value", param=name
+    )
+
+
+def image_check(*, card, route, image: bytes) -> None:
+    """The image checks of ``services.job_create`` (decode, the model's resize), as the
+    same 4xx (``pipeline.IMAGE_ERROR_STATUS``), without storing anything."""
+    try:
+        decoded = decode_image(image, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
+        if route.is_own:
+            rule = rule_from_config(processor_config(services.card_spec(card)))
+            check_model_fit(*decoded.oriented_size, rule)
+    except ImageError as exc:
+        raise errors.ApplicationError(
+            str(exc), code=exc.code, status=pipeline.IMAGE_ERROR_STATUS.get(exc.code, 400)
+        ) from None
 
 
 def loading_error(model_id: str, estimate: float) -> errors.ApplicationError:
@@ -88,12 +123,21 @@ class HfInferenceApi(FlavourApi):
 
     @extend_schema(exclude=True)  # a foreign wire format: documented in the README
     def post(self, request, model_id: str):
-        card = api._callable_card(model_id.strip("/"))  # a trailing slash is no other model
+        # A trailing slash is no other model. Given the request, a deprecated model's
+        # answers (errors, 503s and the 410 included) carry Deprecation/Sunset/Link.
+        card = api._callable_card(model_id.strip("/"), request)
         limits.api_call_check(request, card)
         route = api._route(card, request.query_params.get("route"), user=request.user)
         key = idempotency.key_from(request)
+        refuse_unknown_options(request, query=QUERY, fields=FIELDS, nested=NESTED)
+        legacy = request.data.get("options") if isinstance(request.data, dict) else None
+        legacy = legacy if isinstance(legacy, dict) else {}
         wait_for_model = _bool_header(request, "x-wait-for-model", False)
         use_cache = _bool_header(request, "x-use-cache", True)
+        if "wait_for_model" in legacy:
+            wait_for_model = _bool_option("options.wait_for_model", legacy["wait_for_model"])
+        if "use_cache" in legacy:
+            use_cache = _bool_option("options.use_cache", legacy["use_cache"])
         image, threshold = api.read_image_input(request)
         bound = settings.VITRINE_HF_WAIT_FOR_MODEL if wait_for_model else settings.VITRINE_HF_WAIT
 
@@ -102,6 +146,9 @@ class HfInferenceApi(FlavourApi):
                 return
             estimate = waiting.estimate_seconds(card=card)
             if estimate > bound:
+                # Bad input is the caller's to fix now, not after a retry: check the image
+                # (as the job's creation would) before answering the retryable 503.
+                image_check(card=card, route=route, image=image)
                 raise loading_error(card.model_id, estimate)
 
         submitted = pipeline.job_submit(
@@ -182,8 +229,8 @@ async def hf_inference(request: HttpRequest, model_id: str) -> HttpResponse:
     response = await run_view(_hf_sync, request, model_id=model_id)
     pending = getattr(response, "vitrine_wait", None)
     if pending is None:
-        return response
+        return lifecycle_apply(request, response)
     submitted, bound, threshold = pending
     outcome = await waiting.job_wait(submitted.job.pk, bound=bound)
     final = await answer(hf_answer, request, submitted, threshold, outcome)
-    return limits.copy_rate_limit_headers(response, final)
+    return lifecycle_apply(request, limits.copy_rate_limit_headers(response, final))

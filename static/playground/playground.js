@@ -6,11 +6,6 @@
 // the result page refreshes itself; only the drawing needs it.
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
-// One colour per class, in the order the classes sort; picked to read on light and dark.
-const PALETTE = [
-  "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
-  "#f032e6", "#9a6324", "#469990", "#808000", "#000075", "#e6a800",
-];
 const SVG = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
@@ -51,6 +46,18 @@ async function getJson(url, options = {}) {
   }
   if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
   return body;
+}
+
+// A box's colour, one per class: the palette the server renders into the page
+// (<script id="box-palette">, playground/palette.py, which the PNG export draws with), picked
+// by the same label hash as label_hash() there, so the canvas and the PNG agree. Kept in
+// this one module (no import): a second fetch would delay the form's handler.
+export function boxColour(label) {
+  const el = document.getElementById("box-palette");
+  const palette = el ? JSON.parse(el.textContent) : ["#d62728"];
+  let h = 7;
+  for (const c of label) h = (h * 31 + c.codePointAt(0)) % 65521;
+  return palette[h % palette.length];
 }
 
 function loadImage(src) {
@@ -250,7 +257,8 @@ async function follow(url, first = null) {
   image = await loadImage(job.image_url);
   const labels = [...new Set(job.detections.map((d) => d.label))].sort();
   colours.clear();
-  labels.forEach((label, i) => colours.set(label, PALETTE[i % PALETTE.length]));
+  // One colour per class, the one the PNG export draws it with (boxColour, below).
+  for (const label of labels) colours.set(label, boxColour(label));
   hiddenClasses.clear();
   showTimings();
   buildClasses(labels);

@@ -348,6 +348,40 @@ def test_official_openai_client_reads_our_404(seeded_live):
     assert caught.value.type == "not_found"
 
 
+def test_official_openai_client_reads_lifecycle_and_our_extra_fields(seeded_live):
+    """What the openai package can honestly do against a detection catalogue: read each
+    model's status, sunset and replacement (extra fields on its Model object) and the
+    RFC 9745 / 8594 headers of a deprecated one (``with_raw_response``); other operations
+    on a model answer errors it raises as its own types."""
+    from openai import APIStatusError
+
+    successor = ModelCard.objects.get(slug="yolos-tiny")
+    ModelCard.objects.filter(slug="detr-resnet-50").update(
+        status="deprecated", deprecation_date="2026-11-01", sunset_date="2027-01-01",
+        replacement=successor,
+    )  # fmt: skip
+    client = OpenAI(base_url=seeded_live.url + "/v1", api_key="x", max_retries=0, timeout=10)
+
+    raw = client.models.with_raw_response.retrieve("facebook/detr-resnet-50")
+    model = raw.parse()
+
+    assert raw.headers["Deprecation"] == "@1793491200"
+    assert raw.headers["Sunset"] == "Fri, 01 Jan 2027 00:00:00 GMT"
+    assert (
+        f'<{seeded_live.url}/v1/models/hustvl/yolos-tiny>; rel="successor-version"'
+        in (raw.headers["Link"])
+    )
+    assert (model.status, model.sunset_date) == ("deprecated", "2027-01-01")
+    assert model.replacement["id"] == "hustvl/yolos-tiny"
+    listed = {m.id: m for m in client.models.list()}
+    assert listed["hustvl/yolos-tiny"].status == "live" and listed["hustvl/yolos-tiny"].pricing
+    # Deleting a model is OpenAI's fine-tune operation: not ours, a 405 in the one shape.
+    with pytest.raises(APIStatusError) as caught:
+        client.models.delete("facebook/detr-resnet-50")
+    assert caught.value.status_code == 405
+    assert caught.value.code == "method_not_allowed"
+
+
 @pytest.mark.parametrize("model_path", ["facebook/detr-resnet-50", "facebook%2Fdetr-resnet-50"])
 def test_percent_encoded_slash_over_real_http(seeded_live, model_path):
     with urllib.request.urlopen(f"{seeded_live.url}/v1/models/{model_path}", timeout=10) as resp:

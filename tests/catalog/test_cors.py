@@ -39,6 +39,18 @@ def test_api_answers_errors_included_are_readable_cross_origin(client, url, stat
     assert "X-Vitrine-Cost" in response["Access-Control-Expose-Headers"]
 
 
+def test_a_browser_script_can_read_a_deprecated_models_lifecycle(client):
+    from catalog.models import ModelCard
+    from tests import factories
+
+    card = factories.card()
+    ModelCard.objects.filter(pk=card.pk).update(status="deprecated", sunset_date="2027-01-01")
+    response = client.get(f"/v1/models/{card.model_id}", **ORIGIN)
+    assert response["Sunset"] == "Fri, 01 Jan 2027 00:00:00 GMT"
+    exposed = {h.strip() for h in response["Access-Control-Expose-Headers"].split(",")}
+    assert {"Deprecation", "Sunset", "Link"} <= exposed
+
+
 def test_an_unauthenticated_call_is_readable_cross_origin(client):
     response = client.post(
         "/v1/inference/facebook/detr-resnet-50", b"x", content_type="image/jpeg", **ORIGIN

@@ -104,22 +104,32 @@ def message_of(flavour: str, response) -> str:
     }[flavour]()
 
 
+REFUSALS = [
+    ("no_key", 401, "invalid_api_key"),
+    ("bad_threshold", 400, "invalid_threshold"),
+    ("bad_json", 400, "invalid_json"),
+    ("not_an_image", 415, "unsupported_format"),
+    ("unknown_model", 404, "model_not_found"),
+    ("coming_soon", 409, "model_not_available"),
+    ("retired", 410, "model_retired"),
+    ("too_large", 413, "image_too_large"),
+    ("empty_wallet", 402, "insufficient_credits"),
+    ("not_allowed", 403, "model_not_allowed"),
+]
+# The other answers these contract tests check on every flavour (below).
+OTHER_ERRORS = [
+    (429, "rate_limit_exceeded"),
+    (500, "internal_error"),
+    (503, "queue_unavailable"),
+    (503, "model_loading"),
+    (422, "idempotency_key_reused"),
+    (405, "method_not_allowed"),
+    (404, "endpoint_not_found"),
+]
+
+
 @pytest.mark.parametrize("flavour", FLAVOURS)
-@pytest.mark.parametrize(
-    ("case", "status", "code"),
-    [
-        ("no_key", 401, "invalid_api_key"),
-        ("bad_threshold", 400, "invalid_threshold"),
-        ("bad_json", 400, "invalid_json"),
-        ("not_an_image", 415, "unsupported_format"),
-        ("unknown_model", 404, "model_not_found"),
-        ("coming_soon", 409, "model_not_available"),
-        ("retired", 410, "model_retired"),
-        ("too_large", 413, "image_too_large"),
-        ("empty_wallet", 402, "insufficient_credits"),
-        ("not_allowed", 403, "model_not_allowed"),
-    ],
-)
+@pytest.mark.parametrize(("case", "status", "code"), REFUSALS)
 def test_each_refusal_in_each_flavour(client, card, account, storage, flavour, case, status, code):
     model_id = card.model_id
     body, content_type, who = jpeg(), "image/jpeg", account
@@ -171,7 +181,7 @@ def test_429_carries_retry_after(client, card, funded, storage, settings, flavou
 def test_a_bug_is_a_retryable_500_with_no_internals(client, card, funded, monkeypatch, flavour):
     from playground import api
 
-    def broken(model_id):
+    def broken(*args, **kwargs):
         raise RuntimeError("secret-internal /srv/vitrine/weights.bin")
 
     monkeypatch.setattr(api, "_callable_card", broken)  # stands in for any bug
@@ -351,6 +361,20 @@ def test_get_is_a_405_in_the_flavour(client, card, funded, flavour):
     assert code_of(flavour, response) == "method_not_allowed"
 
 
+@pytest.mark.parametrize(("body", "status", "code"), [
+    (b"hello, not an image", 415, "unsupported_format"),
+    (jpeg()[:40], 400, "corrupt_image"),
+])  # fmt: skip
+def test_hf_bad_input_is_a_4xx_even_while_the_model_is_cold(
+    client, card, funded, storage, settings, body, status, code
+):
+    """Not a 503 to retry in 600 s and then a 4xx: the image is checked first."""
+    settings.VITRINE_MODEL_LOAD_ESTIMATE = 600
+    response = post(client, "hf", card.model_id, funded, body)
+    assert response.status_code == status and code_of("hf", response) == code
+    assert "Retry-After" not in response and Job.objects.count() == 0
+
+
 def test_hf_cache_reuses_an_identical_call_until_the_model_revision_changes(
     client, card, funded, storage, settings
 ):
@@ -401,3 +425,264 @@ def test_hf_cache_reuses_an_identical_call_until_the_model_revision_changes(
     fresh = post(client, "hf", card.model_id, funded, image, **{"x-use-cache": "false"})
     assert fresh.status_code == 503 and Job.objects.count() == 3
     assert wallet_for(funded["user"]).balance == Decimal("1.00")
+
+
+# --- lifecycle on every flavour -----------------------------------------------------------
+DEPRECATED_AT = "@1793491200"  # 2026-11-01T00:00:00Z
+SUNSET = "Fri, 01 Jan 2027 00:00:00 GMT"
+
+
+@pytest.fixture
+def successor(card):
+    successor = factories.card(organisation=card.organisation, slug="detr-next")
+    factories.route(card=successor, price=PRICE)
+    return successor
+
+
+def successor_url(flavour: str, successor) -> str:
+    return "http://testserver" + url(flavour, successor.model_id)
+
+
+def assert_lifecycle_headers(response, flavour: str, card, successor) -> None:
+    assert response["Deprecation"] == DEPRECATED_AT, (flavour, response.status_code)
+    assert response["Sunset"] == SUNSET
+    links = response["Link"]
+    assert f'<{successor_url(flavour, successor)}>; rel="successor-version"' in links
+    assert f'<http://testserver/models/{card.model_id}>; rel="deprecation"' in links
+
+
+def succeeded_job(card, user, image: bytes) -> Job:
+    """A job that ran and succeeded (as a worker leaves it), with two boxes."""
+    from django.utils import timezone
+
+    from playground import services
+
+    job = services.job_create(
+        card=card, route=card.routes.get(), image_bytes=image, parameters={"threshold": 0.5},
+        owner=user,
+    )  # fmt: skip
+    box = {"xmin": 1.7, "ymin": 2.2, "xmax": 30.9, "ymax": 40.0}
+    Job.objects.filter(pk=job.pk).update(
+        status="succeeded", finished_at=timezone.now(),
+        result=[{"label": "cat", "score": 0.9, "box": box}],
+    )  # fmt: skip
+    return job
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_deprecated_model_says_so_on_every_flavour_whatever_it_answers(
+    client, card, successor, funded, storage, settings, flavour
+):
+    """Deprecation (RFC 9745), Sunset (RFC 8594) and a Link to the same route for the
+    replacement, on a success, a refusal and a 503 alike; the model still runs."""
+    from playground import idempotency, pipeline
+
+    ModelCard.objects.filter(pk=card.pk).update(
+        status="deprecated", deprecation_date="2026-11-01", sunset_date="2027-01-01",
+        replacement=successor,
+    )  # fmt: skip
+    image = jpeg()
+    # A success: the replay of a job that already ran (no worker needed to answer it).
+    job = succeeded_job(card, funded["user"], image)
+    idempotency.idempotent_job_record(
+        user=funded["user"], key="dep-1", job=job,
+        print_=idempotency.fingerprint(
+            flavour=flavour, model=card.model_id, route=card.routes.get().slug,
+            image=pipeline.image_sha256(image), threshold=0.5,
+        ),
+    )  # fmt: skip
+    ok = post(client, flavour, card.model_id, funded, image, **{"Idempotency-Key": "dep-1"})
+    assert ok.status_code == 200, ok.content
+    assert ok["X-Vitrine-Job-Id"] == str(job.pk)
+    assert_lifecycle_headers(ok, flavour, card, successor)
+
+    # A refusal (here a body that is not an image) carries them too.
+    refused = post(client, flavour, card.model_id, funded, b"hello, not an image")
+    assert refused.status_code == 415 and code_of(flavour, refused) == "unsupported_format"
+    assert_lifecycle_headers(refused, flavour, card, successor)
+    # The replacement itself is live: no such headers.
+    live = post(client, flavour, successor.model_id, funded, b"hello, not an image")
+    assert live.status_code == 415
+    assert "Deprecation" not in live and "Sunset" not in live and "Link" not in live
+
+    # And a retryable 503 of the drop-in flavours (the model cold, the wait too short).
+    if flavour != "vitrine":
+        settings.VITRINE_MODEL_LOAD_ESTIMATE = 600
+        settings.VITRINE_HF_WAIT = 1
+        Job.objects.all().delete()  # no recent job: the model counts as cold
+        cold = post(client, flavour, card.model_id, funded, jpeg(colour=(1, 2, 3)))
+        assert cold.status_code == 503, cold.content
+        assert_lifecycle_headers(cold, flavour, card, successor)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_retired_model_is_410_naming_the_replacement_on_every_flavour(
+    client, card, successor, funded, storage, flavour
+):
+    ModelCard.objects.filter(pk=card.pk).update(
+        status="retired", deprecation_date="2026-11-01", sunset_date="2027-01-01",
+        replacement=successor,
+    )  # fmt: skip
+    response = post(client, flavour, card.model_id, funded, jpeg())
+    assert response.status_code == 410
+    assert code_of(flavour, response) == "model_retired"
+    assert message_of(flavour, response) == (
+        f"{card.model_id} was retired on 2027-01-01; use {successor.model_id}."
+    )
+    if flavour == "vitrine":
+        assert response.json()["error"]["replacement"] == successor.model_id
+    assert_lifecycle_headers(response, flavour, card, successor)
+    assert Job.objects.count() == 0 and Charge.objects.count() == 0
+
+
+def test_the_cloudflare_successor_keeps_the_callers_account_and_model_prefix(
+    client, card, successor, funded, storage
+):
+    ModelCard.objects.filter(pk=card.pk).update(status="retired", replacement=successor)
+    encoded = f"/client/v4/accounts/acct-9/ai/run/@cf%2F{card.model_id.replace('/', '%2F')}"
+    response = client.post(
+        encoded, data=jpeg(), content_type="image/jpeg",
+        headers={"Authorization": funded["auth"]},
+    )  # fmt: skip
+    assert response.status_code == 410
+    successor_link = (
+        f"<http://testserver/client/v4/accounts/acct-9/ai/run/@cf/{successor.model_id}>; "
+        'rel="successor-version"'
+    )
+    assert successor_link in response["Link"]
+
+
+@pytest.mark.django_db(transaction=True)  # the enqueue runs on commit
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_503_is_retryable_with_retry_after_on_every_flavour(flavour, client, storage, other_user):
+    """The broker is down: 503 + Retry-After in the flavour's shape, the job failed and its
+    money released (nothing held, nothing charged); Cloudflare's SDK is told to retry."""
+    from tests.playground.test_serving_faults import broker_unreachable
+
+    card = factories.card(organisation=factories.organisation(slug="facebook"))
+    factories.route(card=card, price=PRICE)
+    credit_grant(user=other_user, amount=Decimal("1.00"), reason="test")
+    _, key = api_key_create(user=other_user, name="ci")
+    with broker_unreachable():
+        response = post(client, flavour, card.model_id, {"auth": f"Bearer {key}"}, jpeg())
+    assert response.status_code == 503, response.content
+    assert code_of(flavour, response) == "queue_unavailable"
+    assert int(response["Retry-After"]) >= 1
+    assert "Retry" in message_of(flavour, response)
+    if flavour == "cloudflare":
+        assert response["x-should-retry"] == "true"
+    assert set(Charge.objects.values_list("status", flat=True)) == {"voided"}
+    assert wallet_for(other_user).balance == Decimal("1.00")
+
+
+@pytest.mark.parametrize(
+    ("flavour", "case", "retry"),
+    [("cloudflare", "no_key", "false"), ("cloudflare", "rate", "true")],
+)
+def test_cloudflare_sdk_is_told_which_errors_to_retry(
+    client, card, funded, storage, settings, flavour, case, retry
+):
+    who = funded
+    if case == "no_key":
+        who = None
+    else:
+        settings.VITRINE_API_RATE_PER_MINUTE = 1
+        post(client, flavour, card.model_id, funded, b"not an image")
+    response = post(client, flavour, card.model_id, who, jpeg())
+    assert response.status_code == (401 if case == "no_key" else 429)
+    assert response["x-should-retry"] == retry
+
+
+def test_the_model_pages_error_table_lists_every_answer_of_the_contract(client, card):
+    """The table on the model page (seed 000's Errors) says what the API answers: each
+    status with its ``type`` and every code the contract tests above get for it."""
+    import html
+    import re
+
+    from catalog.errors import error_type_for
+
+    page = client.get(f"/models/{card.model_id}").content.decode()
+    table = page[page.index('<section id="errors">') :]
+    table = table[: table.index("</section>")]
+    rows = {
+        int(m["status"]): html.unescape(m["row"])
+        for m in re.finditer(r'<tr data-status="(?P<status>\d+)">(?P<row>.*?)</tr>', table, re.S)
+    }
+    cells = {status: re.findall(r"<td>(.*?)</td>", row, re.S) for status, row in rows.items()}
+    for status, (shown, type_, _codes, meaning) in cells.items():
+        assert shown == str(status)
+        expected = "service_unavailable" if status == 503 else error_type_for(status)
+        assert type_ == f"<code>{expected}</code>", status
+        assert meaning.strip()
+    listed = {
+        (status, code)
+        for status, row in cells.items()
+        for code in re.findall(r"<code>([a-z_]+)</code>", row[2])
+    }
+    contract = {(status, code) for _case, status, code in REFUSALS} | set(OTHER_ERRORS)
+    assert contract - listed == set()
+    assert {s for s, _ in contract} | {400} <= set(rows)
+    for status in (429, 503):
+        assert "Retry-After" in cells[status][3]
+    assert "retryable" in cells[500][3] and "retryable" in cells[503][3]
+
+
+@pytest.mark.parametrize(
+    ("flavour", "query", "body", "content_type", "param"),
+    [
+        ("hf", "?treshold=0.9", None, "image/jpeg", "treshold"),
+        ("cloudflare", "?top_k=3", None, "image/jpeg", "top_k"),
+        # A quote is Vitrine's (/v1/inference, /v1/detections): refused, never run and charged.
+        ("hf", "?dry_run=true", None, "image/jpeg", "dry_run"),
+        ("cloudflare", "?dry_run=true", None, "image/jpeg", "dry_run"),
+        ("hf", "", {"inputs": "aGk=", "parameters": {"top_k": 2}}, "application/json",
+         "parameters.top_k"),
+        ("hf", "", {"inputs": "aGk=", "parameter": {"threshold": 0.9}}, "application/json",
+         "parameter"),
+        ("hf", "", {"inputs": "aGk=", "options": {"wait": True}}, "application/json",
+         "options.wait"),
+        ("cloudflare", "", {"image": [1, 2], "threshold": 0.9}, "application/json",
+         "threshold"),
+    ],
+)  # fmt: skip
+def test_unknown_options_are_refused_naming_them_on_the_drop_ins(
+    client, card, funded, storage, flavour, query, body, content_type, param
+):
+    data = jpeg() if body is None else json.dumps(body)
+    response = client.post(
+        url(flavour, card.model_id) + query, data=data, content_type=content_type,
+        headers={"Authorization": funded["auth"]},
+    )  # fmt: skip
+    assert response.status_code == 400, response.content
+    assert code_of(flavour, response) == "unknown_parameter"
+    assert f"'{param}'" in message_of(flavour, response)
+    assert Job.objects.count() == 0 and Charge.objects.count() == 0
+
+
+def test_hf_legacy_body_options_work_like_the_headers(client, card, funded, storage, settings):
+    """{"options": {"wait_for_model": true}}: no early 503 for a cold model (the job is
+    queued and waited for; nobody runs it here, so it is cancelled at the bound)."""
+    settings.VITRINE_MODEL_LOAD_ESTIMATE = 600
+    settings.VITRINE_HF_WAIT_FOR_MODEL = 1
+    body = {"inputs": base64.b64encode(jpeg()).decode(), "options": {"wait_for_model": True}}
+    response = post(client, "hf", card.model_id, funded, json.dumps(body), "application/json")
+    assert response.status_code == 503 and code_of("hf", response) == "model_loading"
+    assert list(Job.objects.values_list("status", flat=True)) == ["cancelled"]
+    body["options"] = {"wait_for_model": "yes"}
+    bad = post(client, "hf", card.model_id, funded, json.dumps(body), "application/json")
+    assert bad.status_code == 400 and code_of("hf", bad) == "invalid_value"
+
+
+def test_a_hf_client_on_v1_inference_gets_the_lifecycle_of_that_route(
+    client, card, successor, funded, storage
+):
+    ModelCard.objects.filter(pk=card.pk).update(
+        status="deprecated", deprecation_date="2026-11-01", sunset_date="2027-01-01",
+        replacement=successor,
+    )  # fmt: skip
+    response = post(
+        client, "vitrine", card.model_id, funded, b"hello, not an image",
+        **{"User-Agent": "unknown/None; hf_hub/2.4.0"},
+    )  # fmt: skip
+    assert response.status_code == 415 and code_of("hf", response) == "unsupported_format"
+    assert_lifecycle_headers(response, "vitrine", card, successor)  # /v1/inference/<successor>

@@ -33,7 +33,7 @@ def jpeg() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("path", ["vitrine", "hf"])
+@pytest.mark.parametrize("path", ["vitrine", "hf", "cloudflare"])
 def test_concurrent_calls_with_one_key_make_one_job(
     start_worker, settings, tmp_path, other_user, path
 ):
@@ -46,7 +46,11 @@ def test_concurrent_calls_with_one_key_make_one_job(
     factories.route(card=card, price=PRICE)
     credit_grant(user=other_user, amount=Decimal("1.00"), reason="test")
     _, key = api_key_create(user=other_user, name="race")
-    url = f"/v1/inference/{card.model_id}" if path == "vitrine" else f"/hf/models/{card.model_id}"
+    url = {
+        "vitrine": f"/v1/inference/{card.model_id}",
+        "hf": f"/hf/models/{card.model_id}",
+        "cloudflare": f"/client/v4/accounts/race/ai/run/@cf/{card.model_id}",
+    }[path]
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "same-key"}
     if path == "vitrine":
         headers["Prefer"] = "respond-async"

@@ -1,0 +1,301 @@
+"""Runs people keep and share: the permalink's record, "My runs", the public toggle and the
+downloads (JSON, COCO, CSV, PNG).
+
+A run is a ``Job``. Its permalink (``/playground/jobs/<id>``) is private to its owner (the
+signed-in user, whose API-key jobs are theirs too, or the anonymous session that made a
+try) unless the owner makes it public; a private run answers 404 to everyone else, for the
+page, the image and every export alike. Exports honour the threshold the run used
+(``parameters.threshold``, else the API's default 0.5), or a valid ``?threshold=``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import content_disposition_header, urlencode
+from django.views.decorators.http import require_GET, require_POST
+
+from billing.models import Charge
+from catalog.errors import NOT_FOUND_ERROR, ApplicationError
+from playground import exports, services
+from playground.api import BAD_THRESHOLD
+from playground.models import Job, JobStatus
+from playground.palette import label_colour
+from playground.runtime import ImageError, decode_image
+from playground.runtime.labels import label_map
+from playground.selectors import Viewer, job_for_viewer, runs_for_viewer
+from playground.serializers import DEFAULT_THRESHOLD, job_data, money, public_detections
+from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_read
+
+logger = logging.getLogger(__name__)
+
+RUNS_PER_PAGE = 20
+EXPORT_FORMATS = ("json", "coco", "csv", "png")
+RUN_NOT_FOUND = "No such run, or it is private."
+UNKNOWN_FORMAT = "Unknown export format '{fmt}': use json, coco, csv or png."
+NOT_FINISHED = "The run is {status}: only a succeeded run has detections to export."
+IMAGE_DELETED = (
+    "This run's image was deleted on {date} (uploads are kept for a limited time); "
+    "its JSON, COCO and CSV exports remain."
+)
+IMAGE_GONE = "This run's image is gone; its JSON, COCO and CSV exports remain."
+BAD_MAX_WIDTH = "'max_width' must be a whole number of pixels from {low} to {high}."
+MAX_WIDTH_RANGE = (16, 8192)
+# The permalink page shows the PNG at most this wide (a download is full size).
+PAGE_IMAGE_WIDTH = 1280
+BAD_VISIBILITY = "Send public=1 to make the run public or public=0 to make it private."
+MADE_PUBLIC = "This run is public: anyone with its link can see it and download its exports."
+MADE_PRIVATE = "This run is private: only you can see it."
+
+
+def _error(message: str, *, status: int, code: str, param: str | None = None) -> JsonResponse:
+    """The API's one JSON error shape (catalog/errors.py)."""
+    kind = NOT_FOUND_ERROR if status == 404 else None
+    error = ApplicationError(message, code=code, status=status, type=kind, param=param)
+    return JsonResponse(error.as_dict(), status=status)
+
+
+def run_threshold(job: Job) -> float:
+    """The threshold the run was made with (the API stores it; a try uses the default)."""
+    value = job.parameters.get("threshold") if isinstance(job.parameters, dict) else None
+    return float(value) if isinstance(value, int | float) else DEFAULT_THRESHOLD
+
+
+def threshold_param(raw: str | None, *, default: float) -> float:
+    """``?threshold=``: a number in [0, 1], else ``ApplicationError`` (400)."""
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:  # also refuses nan and inf
+        raise ApplicationError(BAD_THRESHOLD, code="invalid_threshold", param="threshold")
+    return value
+
+
+def max_width_param(raw: str | None) -> int | None:
+    """``?max_width=`` of the PNG: None (full size) or a width in ``MAX_WIDTH_RANGE``."""
+    if raw is None or raw == "":
+        return None
+    low, high = MAX_WIDTH_RANGE
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        message = BAD_MAX_WIDTH.format(low=low, high=high)
+        raise ApplicationError(message, code="invalid_max_width", param="max_width")
+    return int(raw)
+
+
+def run_record(request, job: Job, *, owner: bool, threshold: float) -> dict:
+    """The JSON export: the API's job resource (model and revision, parameters' threshold
+    and box format, price version, cost, weights, timings, detections) plus the permalink.
+    Someone else's public run hides the owner's wallet balance and webhook."""
+    record = dict(job_data(job, request=request, threshold=threshold))
+    if not owner:
+        record["balance"] = None
+        record["webhook"] = None
+    record["parameters"] = job.parameters or {}
+    record["public"] = job.is_public
+    record["permalink"] = request.build_absolute_uri(reverse("playground:job", args=[job.pk]))
+    return record
+
+
+def _box_format(job: Job) -> str:
+    return "float" if (job.parameters or {}).get("box_format") == "float" else "int"
+
+
+def _threshold_query(threshold: float, run: float) -> dict[str, str]:
+    """The query that carries a page's threshold to its downloads (none for the run's)."""
+    return {} if threshold == run else {"threshold": f"{threshold:g}"}
+
+
+def permalink_context(request, job: Job, *, owner: bool) -> dict:
+    """What the permalink page (templates/playground/job.html) shows."""
+    run = run_threshold(job)
+    threshold_error = ""
+    try:
+        threshold = threshold_param(request.GET.get("threshold"), default=run)
+    except ApplicationError as exc:
+        threshold, threshold_error = run, exc.message
+    record = run_record(request, job, owner=owner, threshold=threshold)
+    shown = _threshold_query(threshold, run)
+    query = f"?{urlencode(shown)}" if shown else ""
+    return {
+        "job": job,
+        "owner": owner,
+        "record": record,
+        "data": record,  # the provenance line reads data.weights
+        "threshold": threshold,
+        "run_threshold": run,
+        "threshold_error": threshold_error,
+        "detections": [
+            {**item, "colour": label_colour(item["label"])}
+            for item in public_detections(job.result, threshold=threshold, box_format="float")
+        ]
+        if job.status == JobStatus.SUCCEEDED and job.result is not None
+        else None,
+        "timings": _timings(job.timings or {}),
+        "exports": [
+            (fmt, reverse("playground:job_export", args=[job.pk, fmt]) + query)
+            for fmt in EXPORT_FORMATS
+        ],
+        "image_url": reverse("playground:job_export", args=[job.pk, "png"])
+        + f"?{urlencode({**shown, 'max_width': PAGE_IMAGE_WIDTH})}",
+    }
+
+
+# The worker's stages in the order they run (PostgreSQL's jsonb keeps no key order).
+STAGES = ("decode", "preprocess", "forward", "postprocess", "provider")
+
+
+def _timings(timings: dict) -> list[str]:
+    """``decode 4 ms``, ... in stage order, then ``batch of 3`` (the worker's batch size)."""
+    shown = [
+        f"{name} {round(float(timings[name]) * 1000)} ms"
+        for name in (*STAGES, *sorted(set(timings) - {*STAGES, "batch"}))
+        if isinstance(timings.get(name), int | float)
+    ]
+    if isinstance(timings.get("batch"), int):
+        shown.append(f"batch of {timings['batch']}")
+    return shown
+
+
+@dataclass
+class RunRow:
+    job: Job
+    detections: int | None
+    cost: str
+
+
+def _cost(job: Job) -> str:
+    if job.charge_amount is None:
+        return "free"
+    if job.charge_status == Charge.Status.VOIDED:
+        return "$0 (voided)"
+    return f"${money(Decimal(job.charge_amount))}"
+
+
+@require_GET
+def runs_list(request):
+    """My runs: the viewer's runs (signed in: theirs, API calls included; anonymous: this
+    session's tries), newest first, a page at a time."""
+    viewer = Viewer.of(request)
+    page = Paginator(runs_for_viewer(viewer=viewer), RUNS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    rows = []
+    for job in page:
+        count = None
+        if job.status == JobStatus.SUCCEEDED and job.result is not None:
+            count = len(public_detections(job.result, threshold=run_threshold(job)))
+        rows.append(RunRow(job=job, detections=count, cost=_cost(job)))
+    return render(request, "playground/runs.html", {"page": page, "rows": rows})
+
+
+@require_POST
+def job_visibility(request, job_id):
+    """The owner's "Make public" / "Make private" button (a CSRF-checked form)."""
+    found = job_for_viewer(job_id=job_id, viewer=Viewer.of(request))
+    if found is None or not found[1]:
+        raise Http404(RUN_NOT_FOUND)
+    job = found[0]
+    choice = request.POST.get("public")
+    if choice not in ("0", "1"):
+        return _error(BAD_VISIBILITY, status=400, code="invalid_visibility", param="public")
+    services.job_set_public(job=job, public=choice == "1")
+    messages.success(request, MADE_PUBLIC if job.is_public else MADE_PRIVATE)
+    return redirect("playground:job", job.pk)
+
+
+def _download(body: bytes | str, *, job: Job, ext: str, content_type: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type)
+    name = f"{job.card.slug}-{str(job.pk)[:8]}.{ext}"
+    response["Content-Disposition"] = content_disposition_header(True, name)
+    # A run made private again must not stay readable from a shared cache.
+    response["Cache-Control"] = "private, max-age=60"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@require_GET
+def job_export(request, job_id, fmt: str):
+    """``/playground/jobs/<id>/export.<fmt>``: the run as JSON, COCO, CSV or a PNG with
+    its boxes drawn. Errors in the API's JSON error shape."""
+    found = job_for_viewer(job_id=job_id, viewer=Viewer.of(request))
+    if found is None:
+        return _error(RUN_NOT_FOUND, status=404, code="job_not_found")
+    job, owner = found
+    if fmt not in EXPORT_FORMATS:
+        return _error(UNKNOWN_FORMAT.format(fmt=fmt[:20]), status=404, code="unknown_format")
+    try:
+        threshold = threshold_param(request.GET.get("threshold"), default=run_threshold(job))
+        max_width = max_width_param(request.GET.get("max_width")) if fmt == "png" else None
+    except ApplicationError as exc:
+        return JsonResponse(exc.as_dict(), status=exc.status)
+    if fmt == "json":
+        record = run_record(request, job, owner=owner, threshold=threshold)
+        body = json.dumps(record, indent=2, ensure_ascii=False)
+        return _download(body, job=job, ext="json", content_type="application/json")
+    if job.status != JobStatus.SUCCEEDED:
+        return _error(NOT_FINISHED.format(status=job.status), status=409, code="job_not_succeeded")
+    if fmt == "csv":
+        rows = public_detections(job.result, threshold=threshold, box_format=_box_format(job))
+        return _download(
+            exports.csv_text(rows), job=job, ext="csv", content_type="text/csv; charset=utf-8"
+        )
+    detections = public_detections(job.result, threshold=threshold, box_format="float")
+    if fmt == "coco":
+        document = exports.coco_document(
+            detections=detections,
+            width=job.width,
+            height=job.height,
+            file_name=f"{job.pk}{_image_ext(job)}",
+            label_map=label_map(services.card_spec(job.card)),
+            info={
+                "description": f"{job.card.model_id} on run {job.pk}, threshold {threshold:g}",
+                "url": request.build_absolute_uri(reverse("playground:job", args=[job.pk])),
+                "version": job.weights_revision or job.model_revision,
+                "date_created": job.created_at.isoformat(),
+            },
+        )
+        return _download(
+            json.dumps(document), job=job, ext="coco.json", content_type="application/json"
+        )
+    return _png(job, detections, max_width=max_width)
+
+
+def _image_ext(job: Job) -> str:
+    return "." + job.image_name.rsplit(".", 1)[-1] if "." in job.image_name else ""
+
+
+def _png(job: Job, detections: list[dict], *, max_width: int | None) -> HttpResponse:
+    if job.image_deleted_at is not None:
+        message = IMAGE_DELETED.format(date=f"{job.image_deleted_at:%Y-%m-%d}")
+        return _error(message, status=410, code="image_deleted")
+    try:
+        data = upload_read(job.image_name)
+    except FileNotFoundError:
+        return _error(IMAGE_GONE, status=410, code="image_deleted")
+    except StorageUnavailable:
+        logger.exception("job %s: the upload storage failed", job.pk)
+        return _error(STORAGE_DOWN, status=503, code="storage_unavailable")
+    try:
+        # The worker's own decoding: the upright pixels the boxes were computed on.
+        image = decode_image(data, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS).image
+    except ImageError:  # accepted when the job was made, so only a damaged stored file
+        logger.exception("job %s: the stored upload does not decode", job.pk)
+        return _error(IMAGE_GONE, status=410, code="image_deleted")
+    return _download(
+        exports.png_render(image, detections, max_width=max_width),
+        job=job,
+        ext="png",
+        content_type="image/png",
+    )

@@ -1,0 +1,164 @@
+// Compare on your image: send one image for 2-3 models, poll the comparison, draw each
+// model's boxes. The server matches the boxes (playground/matching.py); this only draws.
+// Without this script the form posts and the result page refreshes itself, minus canvases.
+const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+const AGREED = "hsl(145 70% 36%)";
+const ONLY = "hsl(28 95% 50%)";
+
+async function getJson(url, options = {}) {
+  const response = await fetch(url, { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+  return body;
+}
+
+// --- the form: pick models, choose or drop an image ----------------------------------
+const form = document.getElementById("compare-form");
+if (form) {
+  const input = form.querySelector("input[type=file]");
+  const zone = document.getElementById("dropzone");
+  const hint = document.getElementById("dropzone-hint");
+  const error = document.getElementById("compare-error");
+  const show = (message) => { error.textContent = message; error.hidden = !message; };
+  input.addEventListener("change", () => { hint.textContent = input.files[0] ? input.files[0].name : ""; });
+  for (const type of ["dragenter", "dragover"]) {
+    zone.addEventListener(type, (event) => { event.preventDefault(); zone.classList.add("over"); });
+  }
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    if (event.dataTransfer.files.length) {
+      input.files = event.dataTransfer.files;
+      input.dispatchEvent(new Event("change"));
+    }
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = input.files[0];
+    if (!file) return show("Choose an image (JPEG, PNG, WebP or GIF).");
+    if (file.size > Number(form.dataset.maxBytes)) return show("That file is too large.");
+    show("");
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const created = await getJson(form.action, {
+        method: "POST",
+        body: new FormData(form),
+        headers: { "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value },
+      });
+      location.assign(created.url);
+    } catch (err) {
+      show(err.message);
+      button.disabled = false;
+    }
+  });
+}
+
+// --- the result: poll, then draw every panel -------------------------------------------
+const root = document.getElementById("compare-result");
+if (root) {
+  const slider = document.getElementById("threshold");
+  const sliderValue = document.getElementById("threshold-value");
+  const summary = document.getElementById("compare-summary");
+  const images = new Map();
+  let data = JSON.parse(document.getElementById("compare-data").textContent);
+
+  const loadImage = (src) => {
+    if (!images.has(src)) {
+      images.set(src, new Promise((resolve, reject) => {
+        const img = new Image();
+        img.onload = () => resolve(img);
+        img.onerror = reject;
+        img.src = src;
+      }));
+    }
+    return images.get(src);
+  };
+
+  const fetchData = () => getJson(`${location.pathname}?threshold=${encodeURIComponent(slider.value)}`);
+
+  async function drawPanel(panel) {
+    const el = root.querySelector(`.compare-panel[data-job="${panel.job}"]`);
+    el.dataset.status = panel.status;
+    el.querySelector("[data-role=status]").textContent = panel.status;
+    const error = el.querySelector("[data-role=error]");
+    error.hidden = !panel.error;
+    error.textContent = panel.error ? `${panel.error.message} (${panel.error.code})` : "";
+    const ms = (v) => (v === null || v === undefined ? "…" : `${v} ms`);
+    el.querySelector("[data-role=queue]").textContent = ms(panel.latency.queue_ms);
+    el.querySelector("[data-role=model]").textContent = ms(panel.latency.model_ms);
+    if (panel.status !== "succeeded") return;
+    const canvas = el.querySelector("canvas");
+    const image = await loadImage(panel.image_url);
+    const scale = Math.min(1, 960 / panel.width);
+    canvas.width = Math.round(panel.width * scale);
+    canvas.height = Math.round(panel.height * scale);
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+    ctx.lineWidth = 2;
+    ctx.font = "13px system-ui, sans-serif";
+    let agreed = 0;
+    // "Only" boxes first, so agreed ones are drawn on top of them.
+    const ordered = [...panel.detections].sort((a, b) => (a.with?.length ? 1 : 0) - (b.with?.length ? 1 : 0));
+    for (const d of ordered) {
+      const isAgreed = Boolean(d.with && d.with.length);
+      agreed += isAgreed ? 1 : 0;
+      const { xmin, ymin, xmax, ymax } = d.box;
+      ctx.strokeStyle = ctx.fillStyle = isAgreed ? AGREED : ONLY;
+      ctx.setLineDash(isAgreed ? [] : [6, 4]);
+      ctx.strokeRect(xmin * scale, ymin * scale, (xmax - xmin) * scale, (ymax - ymin) * scale);
+      const text = `${d.label} ${d.score.toFixed(2)}`;
+      ctx.setLineDash([]);
+      ctx.fillRect(xmin * scale, Math.max(0, ymin * scale - 17), ctx.measureText(text).width + 6, 17);
+      ctx.fillStyle = "#fff";
+      ctx.fillText(text, xmin * scale + 3, Math.max(12, ymin * scale - 5));
+    }
+    canvas.dataset.boxes = String(panel.detections.length);
+    el.dataset.agreed = String(agreed);
+    el.dataset.only = String(panel.detections.length - agreed);
+    el.querySelector("[data-role=agreement]").textContent = data.status === "done"
+      ? `${panel.detections.length} boxes: ${agreed} agreed, ${panel.detections.length - agreed} found only by ${panel.name}.`
+      : "";
+  }
+
+  async function draw() {
+    await Promise.all(data.panels.map(drawPanel));
+    if (data.status === "done") {
+      const only = data.panels.filter((p) => p.only !== null).map((p) => `only ${p.name}: ${p.only}`);
+      summary.textContent = data.agreed === null
+        ? "Fewer than two models succeeded: nothing to match."
+        : `${data.agreed} boxes found by two or more models at score ≥ ${data.threshold} (IoU ≥ ${data.iou_min}, same label); ${only.join("; ")}.`;
+      root.dataset.status = "done";
+      root.dataset.threshold = String(data.threshold);  // which threshold is drawn now
+      document.body.dataset.compareStatus = "done";
+    } else {
+      summary.textContent = `Running: ${data.panels.filter((p) => FINAL.has(p.status)).length} of ${data.panels.length} models done…`;
+    }
+  }
+
+  async function poll() {
+    while (data.status !== "done") {
+      await new Promise((r) => setTimeout(r, 700));
+      data = await fetchData();
+      await draw();
+    }
+  }
+
+  let pending = null;
+  slider.addEventListener("input", () => {
+    sliderValue.textContent = Number(slider.value).toFixed(3);
+    if (data.status !== "done") return;
+    clearTimeout(pending);
+    pending = setTimeout(async () => {
+      try {
+        data = await fetchData();
+        await draw();
+      } catch (err) {
+        summary.textContent = err.message;
+      }
+    }, 150);
+  });
+
+  draw().then(poll).catch((err) => { summary.textContent = err.message; });
+}

@@ -1,0 +1,62 @@
+"""The speed/cost plot on /compare: one labelled point per model, measured speed first."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from catalog.models import ModelCard, ModelStats
+
+pytestmark = pytest.mark.django_db
+DETR = "facebook/detr-resnet-50"
+
+
+@pytest.fixture
+def seeded():
+    call_command("seed_catalog", stdout=io.StringIO())
+
+
+def points(page: str) -> dict[str, str]:
+    """model id -> the point's classes, from the server-rendered SVG."""
+    return dict(
+        (model_id, classes)
+        for classes, model_id in re.findall(r'<g class="point([^"]*)" data-model-id="([^"]+)"',
+                                            page.split('id="speed-cost"')[1])
+    )  # fmt: skip
+
+
+def test_published_speeds_are_hollow_points_with_a_table_fallback(client, seeded):
+    page = client.get("/compare", {"models": f"{DETR},hustvl/yolos-tiny"}).content.decode()
+    found = points(page)
+    assert "published" in found[DETR] and "compared" in found[DETR]
+    assert '<title id="cost-title">' in page and '<desc id="cost-desc">' in page
+    table = page.split('id="speed-cost-table"')[1].split("</table>")[0]
+    # DETR-R50: 28 FPS on a V100 in the paper -> 35.7 ms; $0.0002 per image -> $0.20 per 1k.
+    assert re.search(r"<th>DETR[^<]*</th><td class=\"num\">35.7</td><td>FPS \(V100\)</td>"
+                     r"<td class=\"num\">\$0.20</td>", table), table  # fmt: skip
+    # Live models with a price but no speed are named, not silently left out.
+    assert "No speed yet" in page and "YOLOS" in page.split('id="speed-cost-missing"')[1]
+
+
+def test_a_measured_speed_replaces_the_published_one(client, seeded, settings):
+    settings.VITRINE_STATS_MIN_RUNS = 5
+    card = ModelCard.objects.by_model_id(DETR).get()
+    ModelStats.objects.create(
+        card=card, runs_7d=12, queue_p50_ms=40, queue_p95_ms=90, model_p50_ms=812,
+        model_p95_ms=1400, refreshed_at=timezone.now(),
+    )  # fmt: skip
+    page = client.get("/compare").content.decode()  # no selection: the plot is still there
+    assert "measured" in points(page)[DETR]
+    assert '<td class="num">812</td><td>measured on Vitrine</td>' in page
+
+
+def test_the_compare_page_queries_do_not_grow_with_the_catalogue(
+    client, seeded, django_assert_max_num_queries
+):
+    url = "/compare?models=" + f"{DETR},hustvl/yolos-tiny"
+    with django_assert_max_num_queries(16):
+        assert client.get(url).status_code == 200
