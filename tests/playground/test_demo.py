@@ -182,3 +182,22 @@ def test_the_first_job_of_a_model_in_a_process_records_its_wait_for_the_load(
     assert first.timings["load"] > 0 and "load" not in second.timings
     assert first.timings["queue"] >= 0 and second.timings["queue"] >= first.timings["queue"]
     assert first.phase == second.phase == ""
+
+
+def test_someone_elses_public_run_polls_without_the_owners_wallet(
+    client,
+    card,  # noqa: F811
+    other_user,
+    django_capture_on_commit_callbacks,
+):
+    factories.funded(other_user, "1")
+    owner = type(client)()
+    owner.force_login(other_user)
+    with django_capture_on_commit_callbacks():
+        job_id = owner.post(try_url(card), {"image": upload()}, headers=JSON).json()["id"]
+    url = f"/playground/jobs/{job_id}"
+    assert owner.get(url, headers=JSON).json()["balance"] == "0.9998"
+    assert client.get(url, headers=JSON).status_code == 404  # private
+    Job.objects.filter(pk=job_id).update(is_public=True)
+    public = client.get(url, headers=JSON).json()
+    assert (public["id"], public["balance"], public["webhook"]) == (job_id, None, None)
