@@ -30,6 +30,7 @@ from catalog.models import ModelCard, PriceRoute
 from catalog.pricing import format_usd
 from playground import services
 from playground.api import IMAGE_ERROR_STATUS, RETRY_AFTER_SECONDS
+from playground.demo import try_buckets
 from playground.failures import QUEUE_UNAVAILABLE, SERVICE_UNAVAILABLE, public_error
 from playground.latency import model_seconds, queue_seconds, to_ms
 from playground.matching import IOU_MIN, match_detections
@@ -37,7 +38,7 @@ from playground.models import Job, JobStatus
 from playground.runtime import ImageError
 from playground.serializers import money, public_detections
 from playground.storage import STORAGE_DOWN, StorageUnavailable
-from playground.views import NO_IMAGE, TOO_LARGE, _try_buckets, _visitor
+from playground.views import NO_IMAGE, TOO_LARGE, _visitor
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ def _start(request, model_ids: list[str]) -> list[Job]:
     if upload.size > settings.VITRINE_MAX_UPLOAD_BYTES:
         message = TOO_LARGE.format(size=upload.size, limit=settings.VITRINE_MAX_UPLOAD_BYTES)
         raise ApplicationError(message, code="image_too_large", status=413, param="image")
-    buckets = _try_buckets(request)
+    buckets = try_buckets(request)
     # Each model run is one free try. The limiter counts one hit at a time, so check first
     # that all of them fit; a concurrent request of the same visitor may still take the
     # last ones in between, and then this one is refused with the hits it made counted.

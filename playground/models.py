@@ -82,6 +82,9 @@ class Job(models.Model):
         null=True, blank=True, help_text="A running job past this is presumed lost."
     )
     worker = models.CharField(max_length=200, blank=True)
+    # What a running job waits on, for the live state the demo shows: "loading_model" while
+    # its worker loads the checkpoint into this process (the first job of a model there).
+    phase = models.CharField(max_length=16, blank=True, help_text="loading_model, or empty.")
 
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
     result = models.JSONField(null=True, blank=True)

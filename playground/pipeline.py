@@ -167,31 +167,69 @@ def job_submit(
             if webhook is not None:
                 webhooks.webhook_register(job=job, url=webhook)
             # Reserved before the commit that enqueues the job: no money, no work.
+            # No API key (request.auth) when the demo's signed-in visitor pays from their
+            # wallet through the page (playground/demo.py).
             charge = charge_reserve(
-                job_id=job.pk, user=user, card=card, route=route, api_key=request.auth
+                job_id=job.pk,
+                user=user,
+                card=card,
+                route=route,
+                api_key=getattr(request, "auth", None),
             )
             Job.objects.filter(pk=job.pk).update(cost_ref=str(charge.pk))
             if idempotency_key:
                 idempotency.idempotent_job_bind(user=user, key=idempotency_key, job=job)
             if cache_print:
                 CachedCall.objects.create(owner=user, fingerprint=cache_print, job=job)
-    except ImageError as exc:
-        raise errors.ApplicationError(
-            str(exc), code=exc.code, status=IMAGE_ERROR_STATUS.get(exc.code, 400)
-        ) from None
-    except StorageUnavailable:
-        logger.exception("the upload storage failed")
-        raise errors.ApplicationError(
-            STORAGE_DOWN,
-            code="storage_unavailable",
-            status=503,
-            type=SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
+    except (ImageError, StorageUnavailable) as exc:
+        raise _upload_refused(exc) from None
     except errors.ApplicationError:
         if job is not None:  # the row rolled back: the stored upload goes too
             upload_discard(job.image_name)
         raise
+    _queued_check(job)
+    return Submitted(job)
+
+
+def try_submit(
+    *, card: ModelCard, route: PriceRoute | None, image: bytes, threshold: float, visitor: dict
+) -> Submitted:
+    """A free try from the demo (the try page, the model page, /playground): the same job,
+    the same upload checks and the same enqueue as a paid call, with no price reserved.
+    ``visitor`` is ``{"owner": user}`` or ``{"owner": None, "session_key": ...}``; the
+    per-hour limit was counted by the caller (playground/views.py)."""
+    try:
+        job = services.job_create(
+            card=card,
+            route=route,
+            image_bytes=image,
+            parameters={"threshold": threshold},
+            owner=visitor["owner"],
+            session_key=visitor.get("session_key", ""),
+        )
+    except (ImageError, StorageUnavailable) as exc:
+        raise _upload_refused(exc) from None
+    _queued_check(job)
+    return Submitted(job)
+
+
+def _upload_refused(exc: ImageError | StorageUnavailable) -> errors.ApplicationError:
+    """The 4xx for an image the runtime refused, or the 503 for a storage outage."""
+    if isinstance(exc, ImageError):
+        return errors.ApplicationError(
+            str(exc), code=exc.code, status=IMAGE_ERROR_STATUS.get(exc.code, 400)
+        )
+    logger.error("the upload storage failed", exc_info=exc)
+    return errors.ApplicationError(
+        STORAGE_DOWN,
+        code="storage_unavailable",
+        status=503,
+        type=SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _queued_check(job: Job) -> None:
     if job.enqueued_at is None and services.job_abandon_unqueued(job=job):
         # The broker is unreachable: the job is failed and its money released in one
         # transaction, so the caller told to retry holds nothing (and the sweeper would
@@ -203,4 +241,3 @@ def job_submit(
             type=SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
-    return Submitted(job)

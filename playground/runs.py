@@ -153,7 +153,8 @@ def permalink_context(request, job: Job, *, owner: bool) -> dict:
 
 
 # The worker's stages in the order they run (PostgreSQL's jsonb keeps no key order).
-STAGES = ("decode", "preprocess", "forward", "postprocess", "provider")
+# queue (seconds waited) and load (the worker loaded the model for it) come first.
+STAGES = ("queue", "load", "decode", "preprocess", "forward", "postprocess", "provider")
 
 
 def _timings(timings: dict) -> list[str]:

@@ -26,8 +26,11 @@ from billing.services.ledger import wallet_for
 from playground.failures import public_error
 from playground.models import Job, JobStatus
 from playground.provenance import weights_resource
+from playground.services import job_queue_position
 
 DEFAULT_THRESHOLD = 0.5
+# What a running job is doing (Job.phase, empty once the model is loaded: "inference").
+JOB_PHASES = ("loading_model", "inference")
 BOX_FORMATS = ("int", "float")
 # The float box the worker keeps beside the integer one (playground/runtime: float_boxes).
 FLOAT_BOX_KEY = "box_float"
@@ -136,6 +139,16 @@ class JobSerializer(serializers.Serializer):
     )
     route = serializers.CharField(allow_null=True)
     status = serializers.ChoiceField(choices=JobStatus.choices)
+    queue_position = serializers.IntegerField(
+        allow_null=True,
+        help_text="While queued: 1 when it is next in its queue, 2 behind one job, ...",
+    )
+    phase = serializers.ChoiceField(
+        choices=JOB_PHASES,
+        allow_null=True,
+        help_text="While running: loading_model (the worker loads the model first), then "
+        "inference; null otherwise.",
+    )
     created = serializers.IntegerField()
     started = serializers.IntegerField(allow_null=True)
     finished = serializers.IntegerField(allow_null=True)
@@ -179,6 +192,8 @@ class JobSerializer(serializers.Serializer):
             "model_revision": job.model_revision or None,
             "route": job.route.slug if job.route else None,
             "status": job.status,
+            "queue_position": job_queue_position(job),
+            "phase": (job.phase or "inference") if job.status == JobStatus.RUNNING else None,
             "created": _seconds(job.created_at),
             "started": _seconds(job.started_at),
             "finished": _seconds(job.finished_at),

@@ -192,6 +192,23 @@ def job_claim(*, job_id, worker: str, now: datetime | None = None) -> Job | None
     return job
 
 
+def job_phase_set(*, job: Job, phase: str) -> None:
+    """Record what a running job waits on (``Job.phase``); a job no longer running is left
+    alone."""
+    Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(phase=phase)
+
+
+def job_queue_position(job: Job) -> int | None:
+    """1 for the next job its queue hands out, 2 behind one, ...; None unless queued.
+    Workers take a queue oldest first (``queued_at``), whatever the model."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    ahead = Job.objects.filter(
+        queue=job.queue, status=JobStatus.QUEUED, queued_at__lt=job.queued_at
+    ).count()
+    return ahead + 1
+
+
 def jobs_claim_batch(*, like: Job, worker: str, limit: int) -> list[Job]:
     """Claim up to ``limit`` more queued jobs for the same model, route and queue as ``like``,
     oldest first, so they share a forward pass. Their own messages, when delivered, find

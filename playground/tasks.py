@@ -48,7 +48,7 @@ def run_detection(job_id: str) -> None:
     Safe to deliver twice: only the claim that wins the row runs it.
     """
     from playground import services
-    from playground.runtime import get_detector
+    from playground.runtime import get_detector, loaded_detectors
 
     job = services.job_claim(job_id=job_id, worker=worker_id())
     if job is None:
@@ -65,6 +65,12 @@ def run_detection(job_id: str) -> None:
     spec = services.card_spec(job.card)
     keeper = LeaseKeeper([job])
     with keeper:
+        # The first job of a model in this process waits for its load: say so on the row
+        # (the demo's "loading the model"), and time it.
+        loading = spec.key not in loaded_detectors()
+        if loading:
+            services.job_phase_set(job=job, phase="loading_model")
+        started = time.perf_counter()
         try:
             detector = get_detector(spec)
         except WeightsNotInstalled as exc:
@@ -79,8 +85,11 @@ def run_detection(job_id: str) -> None:
         more = services.jobs_claim_batch(
             like=job, worker=worker_id(), limit=detector.default_batch_size - 1
         )
+        if loading:
+            services.job_phase_set(job=job, phase="")
+        load = {job.pk: time.perf_counter() - started} if loading else {}
         keeper.jobs.extend(more)
-        _run_batch(detector, [job, *more])
+        _run_batch(detector, [job, *more], load_times=load)
 
 
 class LeaseKeeper:
@@ -121,7 +130,14 @@ class LeaseKeeper:
             connection.close()  # this thread's own connection
 
 
-def _run_batch(detector, jobs) -> None:
+def _queue_wait(job) -> float:
+    """Seconds the job waited in its queue before this attempt started."""
+    if job.started_at is None or job.queued_at is None:
+        return 0.0
+    return max(0.0, (job.started_at - job.queued_at).total_seconds())
+
+
+def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
     from playground import provenance, services
 
     # Every job records what runs it; a paid job on untrained weights fails unbilled
@@ -185,7 +201,10 @@ def _run_batch(detector, jobs) -> None:
                 services.job_fail(job=job, code="inference_error", message=message)
         return
     for job, result in zip(ready, results, strict=True):
-        timings = {"decode": decode_times[job.pk], **result.timings, "batch": len(ready)}
+        timings = {"queue": _queue_wait(job), "decode": decode_times[job.pk]}
+        if load_times and job.pk in load_times:
+            timings["load"] = load_times[job.pk]  # this job waited for the model's load
+        timings.update(result.timings, batch=len(ready))
         services.job_succeed(job=job, result=result.detections, timings=timings)
 
 

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from django.urls import path
 
-from playground import compare, runs, views
+from playground import compare, demo, runs, views
 
 app_name = "playground"
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("models/<str:org>/<str:name>/try", views.try_model, name="try"),
+    path("models/<str:org>/<str:name>/try/state", demo.try_state, name="try_state"),
+    path("playground", demo.playground_index, name="index"),
     path("playground/jobs/<uuid:job_id>", views.job_detail, name="job"),
     path("playground/jobs/<uuid:job_id>/image", views.job_image, name="job_image"),
     # Before catalog's "compare": the compared models run on the visitor's own image.

@@ -1,10 +1,12 @@
 """The try-it page: upload an image in the browser, a worker runs the detector, boxes appear.
 
 Playground runs are free and limited per hour (``VITRINE_PLAYGROUND_PER_HOUR``) per client
-IP and per signed-in user, counted in the shared limiter (catalog/ratelimit.py); they
-belong to the signed-in user or, for anonymous visitors, to the session, and only their
-owner can see them unless the owner makes them public (playground/runs.py). The same job
-machinery as the paid API runs them.
+IP and per signed-in user, counted in the shared limiter (catalog/ratelimit.py), except a
+signed-in visitor's whose wallet holds the price: they pay it like an API call
+(playground/demo.py). Runs belong to the signed-in user or, for anonymous visitors, to the
+session, and only their owner can see them unless the owner makes them public
+(playground/runs.py). The API's pipeline (playground/pipeline.py) creates and queues them,
+and the API's job serializer describes them.
 """
 
 from __future__ import annotations
@@ -24,14 +26,11 @@ from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard
-from playground import runs, services
-from playground.api import IMAGE_ERROR_STATUS, RETRY_AFTER_SECONDS
-from playground.failures import QUEUE_UNAVAILABLE, public_error
+from playground import demo, pipeline, runs
+from playground.api import _threshold as threshold_from
 from playground.models import Job
-from playground.provenance import weights_resource
-from playground.runtime import ImageError
 from playground.selectors import Viewer, job_for_viewer
-from playground.serializers import public_detections
+from playground.serializers import job_data
 from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_open
 
 logger = logging.getLogger(__name__)
@@ -86,16 +85,6 @@ def _refuse(request, card, message: str, status: int, code: str):
     return redirect("playground:try", card.organisation.slug, card.slug)
 
 
-def _try_buckets(request) -> list[ratelimit.Bucket]:
-    """Free tries are counted per client IP and per signed-in user, never per cookie:
-    a visitor who drops the session cookie is still the same IP."""
-    limit, hour = settings.VITRINE_PLAYGROUND_PER_HOUR, 3600
-    buckets = [ratelimit.Bucket("try-ip", ratelimit.client_ip(request), limit, hour)]
-    if request.user.is_authenticated:
-        buckets.append(ratelimit.Bucket("try-user", str(request.user.pk), limit, hour))
-    return buckets
-
-
 @require_http_methods(["GET", "POST"])
 def try_model(request, org: str, name: str):
     card = (
@@ -123,72 +112,76 @@ def try_model(request, org: str, name: str):
             request,
             "playground/try.html",
             {"card": card, "callable": refusal is None, "recent": recent,
-             "refusal": refusal.message if refusal is not None else "",
-             "limit": settings.VITRINE_PLAYGROUND_PER_HOUR,
-             "max_bytes": settings.VITRINE_MAX_UPLOAD_BYTES},
+             "refusal": refusal.message if refusal is not None else ""},
             status=status,
         ))  # fmt: skip
     if refusal is not None:
         return lifecycle_apply(
             request, _refuse(request, card, refusal.message, refusal.status, refusal.code)
         )
-    visitor = _visitor(request)
-    decision = ratelimit.hit(*_try_buckets(request))
-    if not decision.allowed:
-        response = _refuse(
-            request,
-            card,
-            RATE_LIMITED.format(limit=decision.limit, minutes=-(-decision.retry_after // 60)),
-            429,
-            "rate_limited",
-        )
-        response["Retry-After"] = str(decision.retry_after)
-        return response
+    try:
+        threshold = threshold_from(request.POST.get("threshold"))
+    except ApplicationError as exc:
+        return _refuse(request, card, exc.message, exc.status, exc.code)
+    route = demo.own_route(card)
+    # A signed-in visitor whose wallet covers the run pays it like an API call; everyone
+    # else spends a free try (playground/demo.py).
+    paid = demo.wallet_pays(request, route)
+    if not paid:
+        decision = ratelimit.hit(*demo.try_buckets(request))
+        if not decision.allowed:
+            response = _refuse(
+                request,
+                card,
+                RATE_LIMITED.format(limit=decision.limit, minutes=-(-decision.retry_after // 60)),
+                429,
+                "rate_limited",
+            )
+            response["Retry-After"] = str(decision.retry_after)
+            return response
     upload = request.FILES.get("image")
     if upload is None:
         return _refuse(request, card, NO_IMAGE, 400, "missing_image")
     if upload.size > settings.VITRINE_MAX_UPLOAD_BYTES:
         message = TOO_LARGE.format(size=upload.size, limit=settings.VITRINE_MAX_UPLOAD_BYTES)
         return _refuse(request, card, message, 413, "image_too_large")
-    route = card.routes.filter(is_own=True, is_active=True).first()
     try:
-        job = services.job_create(
-            card=card, route=route, image_bytes=upload.read(),
-            owner=visitor["owner"], session_key=visitor.get("session_key", ""),
-        )  # fmt: skip
-    except ImageError as exc:
-        status = IMAGE_ERROR_STATUS.get(exc.code, 400)
-        return _refuse(request, card, str(exc), status, exc.code)
-    except StorageUnavailable:
-        logger.exception("the upload storage failed")
-        response = _refuse(request, card, STORAGE_DOWN, 503, "storage_unavailable")
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
-    if job.enqueued_at is None and services.job_abandon_unqueued(job=job):
-        response = _refuse(request, card, QUEUE_UNAVAILABLE, 503, "queue_unavailable")
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        # The API's pipeline (playground/pipeline.py): the same upload checks, job row and
+        # enqueue as POST /v1/inference; a paid run also reserves its price there.
+        if paid:
+            job = pipeline.job_submit(
+                request=request, card=card, route=route, image=upload.read(),
+                threshold=threshold, flavour="playground",
+            ).job  # fmt: skip
+        else:
+            job = pipeline.try_submit(
+                card=card, route=route, image=upload.read(), threshold=threshold,
+                visitor=_visitor(request),
+            ).job  # fmt: skip
+    except ApplicationError as exc:
+        response = _refuse(request, card, exc.message, exc.status, exc.code)
+        for header, value in exc.headers.items():
+            response[header] = value
         return response
     url = reverse("playground:job", args=[job.pk])
     if _wants_json(request):
-        return JsonResponse(job_json(job), status=202, headers={"Location": url})
+        return JsonResponse(job_json(job, request=request), status=202, headers={"Location": url})
     return redirect(url)
 
 
-def job_json(job: Job) -> dict:
+def job_json(job: Job, request=None) -> dict:
+    """The page's job JSON: the API's job resource (``JobSerializer``, the one serializer)
+    with every kept detection, since the page's threshold slider and class filter re-filter
+    them without a new run; ``url`` is the page's own permalink (a visitor has no API key
+    for ``/v1/jobs``), beside the API's (``api_url``), the upload and the image's size."""
+    data = job_data(job, request=request, threshold=0.0)
     return {
-        "id": str(job.pk),
-        "status": job.status,
-        "model": job.card.model_id,
+        **data,
+        "url": reverse("playground:job", args=[job.pk]),
+        "api_url": data["url"],
+        "image_url": reverse("playground:job_image", args=[job.pk]),
         "width": job.width,
         "height": job.height,
-        # Every kept detection (the page's slider filters them), in the API's shape.
-        "detections": public_detections(job.result, threshold=0.0),
-        "floor": settings.VITRINE_DETECTION_FLOOR,
-        "timings": job.timings,
-        "error": public_error(job.error_code, job.error_message),
-        "url": reverse("playground:job", args=[job.pk]),
-        "image_url": reverse("playground:job_image", args=[job.pk]),
-        "weights": weights_resource(job),
     }
 
 
@@ -196,7 +189,12 @@ def job_json(job: Job) -> dict:
 def job_detail(request, job_id):
     job, owner = _get_job_for_visitor(request, job_id)
     if _wants_json(request):
-        return JsonResponse(job_json(job))
+        data = job_json(job, request=request)
+        if not owner:  # someone else's public run: not the owner's wallet or webhook
+            data["balance"] = data["webhook"] = None
+        response = JsonResponse(data)
+        response["Cache-Control"] = "private, no-store"  # polled while the job runs
+        return response
     return render(request, "playground/job.html", runs.permalink_context(request, job, owner=owner))
 
 

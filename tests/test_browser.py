@@ -172,3 +172,132 @@ def test_trying_a_model_draws_its_boxes_on_the_image(
     boxes = int(canvas.get_attribute("data-boxes"))
     assert boxes > 0
     assert page.locator("#detections tr").count() == boxes
+
+
+@pytest.mark.worker
+def test_the_inline_demo_runs_a_dropped_example_and_refilters_without_a_new_run(
+    page, start_worker, yolos_checkpoint, settings, tmp_path
+):
+    """On a live model's page, signed in with a funded wallet: the price before Run, an
+    example dropped on the demo, the live state, boxes equal to the detections above the
+    threshold, the slider and the class filter redrawing with no new job and no new charge,
+    and the JSON tab equal to what the API answers for the same image and threshold."""
+    import json
+    from collections import Counter
+
+    from billing.models import Charge
+    from billing.services.keys import api_key_create
+    from playground.demo import EXPORT_FORMATS as EXPORTS
+    from playground.models import Job
+    from tests import factories
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    # Random weights score every class near 1/num_labels: a low floor keeps some boxes.
+    settings.VITRINE_DETECTION_FLOOR = 0.002
+    card = factories.card(display_name="YOLOS demo", checkpoint_local_dir=str(yolos_checkpoint))
+    factories.route(card=card)
+    user = factories.funded(factories.user(username="demo"), "1")
+    _, key = api_key_create(user=user, name="compare")
+    auth = {"Authorization": f"Bearer {key}"}
+    worker = start_worker(
+        env_extra={"VITRINE_DETECTION_FLOOR": "0.002", "VITRINE_ALLOW_UNTRAINED": "1"}
+    )
+
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", "demo")
+    page.fill("input[name=password]", "pw-demo-1")
+    page.click("form button[type=submit]")
+    page.wait_for_url("**/account/")
+    page.goto(f"/models/{card.model_id}")
+    page.wait_for_selector("#demo-cost[data-pays=wallet]")
+    assert "Run costs $0.0002 from your wallet" in page.locator("#demo-cost").inner_text()
+
+    # Drop an example image on the demo, as a file dragged from the desktop arrives.
+    page.evaluate(
+        """async () => {
+          const example = document.querySelector("[data-example$='street.jpg']").dataset.example;
+          const blob = await (await fetch(example)).blob();
+          const transfer = new DataTransfer();
+          transfer.items.add(new File([blob], "street.jpg", { type: "image/jpeg" }));
+          document.getElementById("dropzone").dispatchEvent(
+            new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        }"""
+    )
+    page.wait_for_selector("#demo-chosen:not([hidden])")
+    page.click("#run")
+    page.wait_for_selector("#result[data-state]")  # the live state, without a reload
+    page.wait_for_selector("body[data-job-status=succeeded]", timeout=180_000)
+    states = page.locator("#result").get_attribute("data-states").split(",")
+    assert (states[0], states[-1]) == ("queued", "succeeded"), (states, worker.output())
+    job = Job.objects.get(card=card)
+    assert job.owner_id == user.pk and job.timings["load"] > 0  # a fresh worker loaded it
+    assert page.locator("#demo-untrained").is_visible()  # random test weights, said so
+    facts = page.locator("#timings").inner_text()
+    assert "queue wait" in facts and "model load" in facts and "$0.0002" in facts
+
+    jobs, charges = Job.objects.count(), Charge.objects.count()
+    slider = page.locator("#threshold")
+    scores = sorted(d["score"] for d in job.result)
+    slider.fill(str(round(scores[len(scores) // 2], 3)))
+    threshold = float(slider.input_value())
+    above = [d for d in job.result if d["score"] >= threshold]
+    assert 0 < len(above) < len(job.result)
+    assert page.locator("#canvas").get_attribute("data-boxes") == str(len(above))
+    assert page.locator("#boxes g.box").count() == page.locator("#detections tr").count()
+    assert page.locator("#boxes g.box").count() == len(above)
+
+    label, _ = Counter(d["label"] for d in above).most_common(1)[0]
+    page.locator(f"#classes input[value='{label}']").uncheck()
+    rest = [d for d in above if d["label"] != label]
+    drawn = page.eval_on_selector_all("#boxes g.box", "gs => gs.map((g) => g.dataset.label)")
+    assert sorted(drawn) == sorted(d["label"] for d in rest)
+    assert page.locator("#detections tr").count() == len(rest)
+    if rest:  # hovering a row marks its box
+        row = page.locator("#detections tr").first
+        row.hover()
+        index = row.get_attribute("data-i")
+        assert "is-hovered" in page.locator(f"#boxes g.box[data-i='{index}']").get_attribute(
+            "class"
+        )
+    assert (Job.objects.count(), Charge.objects.count()) == (jobs, charges)  # nothing ran again
+
+    page.get_by_role("tab", name="JSON", exact=True).click()
+    shown = json.loads(page.locator("#demo-json").inner_text())
+    resource = page.request.get(f"/v1/jobs/{job.pk}?threshold={threshold}", headers=auth)
+    assert shown == resource.json()["detections"]
+    # A new call of the API with the same image and threshold answers the same boxes.
+    image = Path(__file__).resolve().parents[1] / "static/playground/examples/street.jpg"
+    answer = page.request.post(
+        f"/v1/inference/{card.model_id}?threshold={threshold}",
+        headers={**auth, "Content-Type": "image/jpeg"},
+        data=image.read_bytes(),
+        timeout=120_000,
+    )
+    if answer.status == 202:  # the call's wait ran out on a busy machine: poll the job
+        url = answer.json()["url"]
+        for _ in range(600):
+            polled = page.request.get(f"{url}?threshold={threshold}", headers=auth).json()
+            if polled["status"] == "succeeded":
+                break
+            page.wait_for_timeout(200)
+        assert polled["detections"] == shown
+    else:
+        assert answer.status == 200, answer.text()
+        assert answer.json() == shown
+    page.get_by_role("tab", name="API call", exact=True).click()
+    curl = page.locator("#demo-curl").inner_text()
+    assert (
+        f"{page.url.split('/models/')[0]}/v1/inference/{card.model_id}?threshold={threshold}"
+        in curl
+    )
+    assert "--data-binary @street.jpg" in curl
+    assert f'"threshold": {threshold}' in page.locator("#demo-python").inner_text()
+    # The filled result panel fits a phone: nothing scrolls the page sideways.
+    page.set_viewport_size({"width": 390, "height": 900})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # The panel links the run's permalink and its downloads.
+    exports = page.eval_on_selector_all("#demo-exports a", "as => as.map((a) => a.pathname)")
+    assert exports == [f"/playground/jobs/{job.pk}/export.{fmt}" for fmt in EXPORTS]
+    page.click("#demo-permalink")
+    page.wait_for_url(f"**/playground/jobs/{job.pk}")
+    assert page.locator("#run-status").inner_text() == "Succeeded"

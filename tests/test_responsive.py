@@ -48,6 +48,7 @@ PAGES = {
     "collection": "/collections/object-detection",
     "org": "/orgs/facebook",
     "try": f"{DETR}/try",
+    "playground": "/playground",
     "not-found": "/models/facebook/detr-resnet-5",
     "login": "/accounts/login/",
     "signup": "/accounts/signup/",

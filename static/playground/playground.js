@@ -1,24 +1,49 @@
-// The try-it page: send the image, poll the job, draw the boxes. The page works without
-// this script (the form posts and the result page refreshes itself) except the canvas.
-const form = document.getElementById("try-form");
-const result = document.getElementById("result");
-const canvas = document.getElementById("canvas");
-const slider = document.getElementById("threshold");
-const sliderValue = document.getElementById("threshold-value");
-const statusLine = document.getElementById("status");
-const table = document.getElementById("detections");
-const timingsLine = document.getElementById("timings");
-const FINAL = new Set(["succeeded", "failed", "cancelled"]);
-let job = null;
-let image = null;
+// The demo (templates/playground/_demo.html), on model pages, the try page and /playground,
+// and the result page of one run. Pick an image (drop, paste, file picker or an example),
+// see what Run costs, send it, follow the job's live state without a reload, draw its boxes,
+// re-filter them (threshold, classes) from the stored result with no new run, and show the
+// API's JSON and the same call in curl and Python. Without this script the form posts and
+// the result page refreshes itself; only the drawing needs it.
 
-function csrfToken() {
-  return form.querySelector("input[name=csrfmiddlewaretoken]").value;
+const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+const SVG = "http://www.w3.org/2000/svg";
+
+const $ = (id) => document.getElementById(id);
+const root = document.querySelector("[data-demo]");
+const form = $("try-form");
+const result = $("result");
+const canvas = $("canvas");
+const slider = $("threshold");
+const sliderValue = $("threshold-value");
+const statusLine = $("status");
+const table = $("detections");
+const timingsLine = $("timings");
+const classesBox = $("classes");
+const costLine = $("demo-cost");
+const fileInput = form?.querySelector("input[type=file]");
+
+let job = null; // the job JSON (the API's job resource with every kept detection)
+let image = null; // the upload, decoded
+let chosen = null; // the File Run sends
+const hiddenClasses = new Set();
+const colours = new Map();
+let overlay = null;
+
+function say(text) {
+  if (statusLine) statusLine.textContent = text;
 }
 
 async function getJson(url, options = {}) {
-  const response = await fetch(url, { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } });
-  const body = await response.json();
+  const response = await fetch(url, {
+    ...options,
+    headers: { Accept: "application/json", ...(options.headers || {}) },
+  });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    throw new Error(`HTTP ${response.status}`);
+  }
   if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
   return body;
 }
@@ -39,89 +64,458 @@ function loadImage(src) {
   return new Promise((resolve, reject) => {
     const img = new Image();
     img.onload = () => resolve(img);
-    img.onerror = reject;
+    img.onerror = () => reject(new Error("The image could not be shown."));
     img.src = src;
   });
+}
+
+const usd = (amount) => `$${amount}`;
+const ms = (seconds) =>
+  seconds >= 1 ? `${seconds.toFixed(2)} s` : `${Math.round((seconds || 0) * 1000)} ms`;
+const ordinal = (n) => {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : { 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th";
+  return `${n}${suffix}`;
+};
+
+// --- picking an image ----------------------------------------------------------------------
+const ACCEPTED = /^image\/(jpeg|png|webp|gif)$/;
+
+function choose(file) {
+  if (!file) return;
+  if (file.type && !ACCEPTED.test(file.type)) {
+    showCost(`That is ${file.type}; choose a JPEG, PNG, WebP or GIF image.`);
+    return;
+  }
+  if (file.size > Number(form.dataset.maxBytes)) {
+    showCost(`That file is ${file.size} bytes; the limit is ${form.dataset.maxBytes} bytes.`);
+    return;
+  }
+  chosen = file;
+  try {
+    // The file input holds it too, so the form and what Run sends agree.
+    const transfer = new DataTransfer();
+    transfer.items.add(file);
+    fileInput.files = transfer.files;
+  } catch {}
+  const preview = $("demo-chosen");
+  if (preview) {
+    preview.hidden = false;
+    const thumb = preview.querySelector("img");
+    if (thumb.src.startsWith("blob:")) URL.revokeObjectURL(thumb.src);
+    thumb.src = URL.createObjectURL(file);
+    preview.querySelector("span").textContent = `${file.name || "pasted image"} · ${Math.ceil(file.size / 1024)} KB: press Run.`;
+  }
+  root.dataset.chosen = file.name || "image";
+  refreshCost();
+}
+
+async function fromUrl(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const blob = await response.blob();
+  const name = new URL(url, location.href).pathname.split("/").pop() || "image.jpg";
+  return new File([blob], name, { type: blob.type || "image/jpeg" });
+}
+
+function wirePicking() {
+  for (const element of root.querySelectorAll(".js-only")) element.hidden = false;
+  fileInput.addEventListener("change", () => choose(fileInput.files[0]));
+  for (const button of root.querySelectorAll("[data-example]")) {
+    button.addEventListener("click", async () => {
+      try {
+        choose(await fromUrl(button.dataset.example));
+      } catch (error) {
+        showCost(`The example could not be loaded (${error.message}).`);
+      }
+    });
+    // Dragging an example onto the drop zone drops its address, not a file.
+    button.addEventListener("dragstart", (event) => {
+      event.dataTransfer.setData("text/uri-list", new URL(button.dataset.example, location.href).href);
+    });
+  }
+  const zone = $("dropzone");
+  for (const type of ["dragenter", "dragover"]) {
+    root.addEventListener(type, (event) => {
+      event.preventDefault();
+      zone.classList.add("is-over");
+    });
+  }
+  root.addEventListener("dragleave", (event) => {
+    if (!root.contains(event.relatedTarget)) zone.classList.remove("is-over");
+  });
+  root.addEventListener("drop", async (event) => {
+    event.preventDefault();
+    zone.classList.remove("is-over");
+    const file = event.dataTransfer.files[0];
+    if (file) return choose(file);
+    const url = (event.dataTransfer.getData("text/uri-list") || "").split("\n")[0].trim();
+    if (url && new URL(url, location.href).origin === location.origin) choose(await fromUrl(url));
+  });
+  document.addEventListener("paste", (event) => {
+    const item = [...(event.clipboardData?.items || [])].find((i) => i.kind === "file");
+    const file = item?.getAsFile();
+    if (!file) return;
+    event.preventDefault();
+    choose(file.name ? file : new File([file], "pasted.png", { type: file.type }));
+  });
+}
+
+// --- what Run costs, asked before it is pressed (the page itself may be cached) ------------
+function showCost(text) {
+  if (costLine) costLine.textContent = text;
+}
+
+async function refreshCost() {
+  if (!root?.dataset.stateUrl) return;
+  try {
+    const state = await getJson(root.dataset.stateUrl);
+    root.dataset.pays = state.pays;
+    if (state.pays === "wallet") {
+      showCost(`Run costs ${state.cost_display} from your wallet (balance ${state.balance_display}).`);
+    } else if (state.free.remaining > 0) {
+      showCost(`Free: ${state.free.remaining} of ${state.free.limit} tries left this hour.`);
+    } else {
+      const minutes = Math.max(1, Math.ceil(state.free.reset / 60));
+      const more = state.signed_in ? "Top up your wallet" : "Sign up and top up";
+      showCost(`No free tries left this hour (more in ${minutes} min). ${more} to run on your wallet.`);
+    }
+    costLine.dataset.pays = state.pays;
+  } catch {
+    // The server-rendered sentence stays.
+  }
+}
+
+// --- live state ------------------------------------------------------------------------------
+function stepOf(data) {
+  if (data.status === "queued") return "queued";
+  if (data.status === "running") return data.phase === "loading_model" ? "loading" : "running";
+  return "done";
+}
+
+function describe(data) {
+  switch (data.status) {
+    case "queued":
+      return data.queue_position > 1
+        ? `Queued: ${ordinal(data.queue_position)} in line (${data.queue_position - 1} ahead).`
+        : "Queued: next in line.";
+    case "running":
+      return data.phase === "loading_model" ? "Loading the model on a worker…" : "Running the model…";
+    case "succeeded":
+      return `Done: ${data.detections.length} detections above ${data.floor}; move the threshold or pick classes to filter.`;
+    case "cancelled":
+      return "Cancelled.";
+    default:
+      return data.error ? `Failed: ${data.error.message} (${data.error.code})` : "Failed.";
+  }
+}
+
+function showState(data) {
+  const step = stepOf(data);
+  const seen = (result.dataset.states || "").split(",").filter(Boolean);
+  const label = data.status === "running" ? step : data.status;
+  if (seen[seen.length - 1] !== label) result.dataset.states = [...seen, label].join(",");
+  result.dataset.state = label;
+  say(describe(data));
+  const steps = [...document.querySelectorAll("#demo-steps [data-step]")];
+  const at = steps.findIndex((li) => li.dataset.step === step);
+  const states = result.dataset.states.split(",");
+  // A model already loaded on the worker skips its load: that step is not marked done.
+  const skipped = (li) =>
+    li.dataset.step === "loading" && !states.includes("loading") && data.timings?.load == null;
+  steps.forEach((li, i) => {
+    li.classList.toggle("is-skipped", i < at && skipped(li));
+    li.classList.toggle(
+      "is-done",
+      (i < at && !skipped(li)) || (i === at && data.status === "succeeded"),
+    );
+    li.classList.toggle("is-current", i === at && !FINAL.has(data.status));
+    li.classList.toggle("is-failed", i === at && FINAL.has(data.status) && data.status !== "succeeded");
+  });
+}
+
+async function follow(url, first = null) {
+  result.hidden = false;
+  job = first || (await getJson(url));
+  let wait = 400;
+  for (;;) {
+    showState(job);
+    if (FINAL.has(job.status)) break;
+    await new Promise((r) => setTimeout(r, wait));
+    wait = Math.min(1500, wait * 1.2);
+    job = await getJson(job.url);
+  }
+  links();
+  const untrained = $("demo-untrained");
+  if (untrained) untrained.hidden = !job.weights?.untrained;
+  if (job.status !== "succeeded") {
+    document.body.dataset.jobStatus = job.status;
+    refreshCost();
+    return;
+  }
+  slider.min = String(job.floor); // every detection above the floor came with the job
+  image = await loadImage(job.image_url);
+  const labels = [...new Set(job.detections.map((d) => d.label))].sort();
+  colours.clear();
+  // One colour per class, the one the PNG export draws it with (boxColour, below).
+  for (const label of labels) colours.set(label, boxColour(label));
+  hiddenClasses.clear();
+  showTimings();
+  buildClasses(labels);
+  draw();
+  document.body.dataset.jobStatus = job.status; // drawn: what tests and scripts wait for
+  refreshCost();
+}
+
+// --- drawing and re-filtering from the stored result ----------------------------------------
+function visible(threshold) {
+  return job.detections
+    .map((d, i) => ({ ...d, i }))
+    .filter((d) => d.score >= threshold && !hiddenClasses.has(d.label));
+}
+
+function ensureOverlay() {
+  if (overlay) return overlay;
+  const stage = canvas.closest(".demo-stage") || canvas.parentElement;
+  stage.classList.add("demo-stage");
+  overlay = document.createElementNS(SVG, "svg");
+  overlay.id = "boxes";
+  overlay.setAttribute("class", "demo-boxes");
+  stage.append(overlay);
+  overlay.addEventListener("mouseover", (event) => highlight(event.target.closest("g.box")?.dataset.i));
+  overlay.addEventListener("mouseleave", () => highlight(null));
+  return overlay;
+}
+
+function highlight(index) {
+  for (const element of document.querySelectorAll(".is-hovered")) element.classList.remove("is-hovered");
+  if (index == null) return;
+  document.querySelector(`#boxes g.box[data-i="${index}"]`)?.classList.add("is-hovered");
+  table.querySelector(`tr[data-i="${index}"]`)?.classList.add("is-hovered");
 }
 
 function draw() {
   if (!job || !image) return;
   const threshold = Number(slider.value);
-  sliderValue.textContent = threshold.toFixed(2);
-  const scale = Math.min(1, 960 / job.width);
-  canvas.width = Math.round(job.width * scale);
-  canvas.height = Math.round(job.height * scale);
-  const ctx = canvas.getContext("2d");
-  ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
-  const shown = (job.detections || []).filter((d) => d.score >= threshold);
-  ctx.lineWidth = 2;
-  ctx.font = "14px system-ui, sans-serif";
+  if (sliderValue) sliderValue.textContent = threshold.toFixed(3);
+  // The canvas holds the picture at its own size (CSS scales it); the boxes are an SVG in the
+  // image's pixel coordinates over it, so hovering one is hovering an element.
+  canvas.width = job.width;
+  canvas.height = job.height;
+  canvas.getContext("2d").drawImage(image, 0, 0, job.width, job.height);
+  const svg = ensureOverlay();
+  svg.setAttribute("viewBox", `0 0 ${job.width} ${job.height}`);
+  svg.replaceChildren();
+  const shown = visible(threshold);
+  const font = Math.max(11, Math.round(job.width / 45));
+  const area = ({ box }) => (box.xmax - box.xmin) * (box.ymax - box.ymin);
+  // Larger boxes first, so a small box inside a large one stays on top and can be hovered.
+  for (const d of [...shown].sort((a, b) => area(b) - area(a))) {
+    const { xmin, ymin, xmax, ymax } = d.box;
+    const colour = colours.get(d.label);
+    const g = document.createElementNS(SVG, "g");
+    g.setAttribute("class", "box");
+    g.dataset.i = String(d.i);
+    g.dataset.label = d.label;
+    g.style.setProperty("--box", colour);
+    const rect = document.createElementNS(SVG, "rect");
+    Object.entries({ x: xmin, y: ymin, width: Math.max(1, xmax - xmin), height: Math.max(1, ymax - ymin) })
+      .forEach(([k, v]) => rect.setAttribute(k, v));
+    const text = `${d.label} ${d.score.toFixed(2)}`;
+    const tag = document.createElementNS(SVG, "rect");
+    const top = ymin - font * 1.3 < 0 ? ymin : ymin - font * 1.3;
+    Object.entries({ x: xmin, y: top, width: text.length * font * 0.62 + 6, height: font * 1.3, class: "tag" })
+      .forEach(([k, v]) => tag.setAttribute(k, v));
+    const label = document.createElementNS(SVG, "text");
+    Object.entries({ x: xmin + 3, y: top + font, "font-size": font }).forEach(([k, v]) => label.setAttribute(k, v));
+    label.textContent = text;
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = `${d.label} ${d.score.toFixed(3)} (${xmin}, ${ymin}, ${xmax}, ${ymax})`;
+    g.append(title, rect, tag, label);
+    svg.append(g);
+  }
   table.replaceChildren();
   for (const d of shown) {
     const { xmin, ymin, xmax, ymax } = d.box;
-    ctx.strokeStyle = ctx.fillStyle = boxColour(d.label);
-    ctx.strokeRect(xmin * scale, ymin * scale, (xmax - xmin) * scale, (ymax - ymin) * scale);
-    const text = `${d.label} ${d.score.toFixed(2)}`;
-    const width = ctx.measureText(text).width + 6;
-    ctx.fillRect(xmin * scale, Math.max(0, ymin * scale - 18), width, 18);
-    ctx.fillStyle = "#fff";
-    ctx.fillText(text, xmin * scale + 3, Math.max(13, ymin * scale - 5));
     const row = table.insertRow();
-    for (const value of [d.label, d.score.toFixed(3), `${xmin}, ${ymin}, ${xmax}, ${ymax}`]) {
-      row.insertCell().textContent = value;
-    }
+    row.dataset.i = String(d.i);
+    const name = row.insertCell();
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = colours.get(d.label);
+    name.append(swatch, d.label);
+    const score = row.insertCell();
+    score.className = "num";
+    score.textContent = d.score.toFixed(3);
+    row.insertCell().textContent = `${xmin}, ${ymin}, ${xmax}, ${ymax}`;
+    row.addEventListener("mouseenter", () => highlight(d.i));
+    row.addEventListener("mouseleave", () => highlight(null));
   }
   canvas.dataset.boxes = String(shown.length);
+  svg.dataset.boxes = String(shown.length);
+  updateClassCounts(threshold);
+  showJson(threshold);
+  showCall(threshold);
+  const hidden = form?.querySelector("input[name=threshold]");
+  if (hidden) hidden.value = String(threshold);
 }
 
-async function follow(url) {
-  result.hidden = false;
-  for (;;) {
-    job = await getJson(url);
-    statusLine.textContent = `Status: ${job.status}`;
-    if (FINAL.has(job.status)) break;
-    await new Promise((r) => setTimeout(r, 500));
+function buildClasses(labels) {
+  if (!classesBox) return;
+  classesBox.replaceChildren();
+  for (const label of labels) {
+    const chip = document.createElement("label");
+    chip.className = "chip class-chip";
+    chip.style.setProperty("--box", colours.get(label));
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.checked = true;
+    box.value = label;
+    box.addEventListener("change", () => {
+      if (box.checked) hiddenClasses.delete(label);
+      else hiddenClasses.add(label);
+      draw();
+    });
+    const count = document.createElement("span");
+    count.className = "count";
+    chip.append(box, ` ${label} `, count);
+    classesBox.append(chip);
   }
-  if (job.error) {
-    statusLine.textContent = `${job.error.message} (${job.error.code})`;
-    return;
+}
+
+function updateClassCounts(threshold) {
+  if (!classesBox) return;
+  for (const chip of classesBox.querySelectorAll(".class-chip")) {
+    const label = chip.querySelector("input").value;
+    const n = job.detections.filter((d) => d.label === label && d.score >= threshold).length;
+    chip.querySelector(".count").textContent = String(n);
+    chip.classList.toggle("is-empty", n === 0);
   }
-  slider.min = String(job.floor);  // every detection above the floor came back with the job
-  image = await loadImage(job.image_url);
+}
+
+// --- the API's JSON, and the same call ---------------------------------------------------------
+function apiBody(threshold) {
+  // What POST /v1/inference/<model> answers: the kept detections at or above the threshold,
+  // in the order it keeps them, each {label, score, box} (playground/serializers.py).
+  return job.detections
+    .filter((d) => d.score >= threshold)
+    .map(({ label, score, box }) => ({ label, score, box }));
+}
+
+function showJson(threshold) {
+  const code = $("demo-json");
+  if (code) code.textContent = JSON.stringify(apiBody(threshold), null, 2);
+}
+
+function showCall(threshold) {
+  const curl = $("demo-curl");
+  const python = $("demo-python");
+  if (!curl || !root) return;
+  const url = root.dataset.inferenceUrl;
+  const file = (root.dataset.chosen || "image.jpg").replace(/[^\w.-]+/g, "_");
+  const type = chosen?.type || "image/jpeg";
+  const t = Number(threshold.toPrecision(6)); // the slider's value, as the JSON tab used it
+  curl.textContent = [
+    `curl "${url}?threshold=${t}" \\`,
+    '  -H "Authorization: Bearer $VITRINE_API_KEY" \\',
+    `  -H "Content-Type: ${type}" \\`,
+    `  --data-binary @${file}`,
+  ].join("\n");
+  python.textContent = [
+    "import os",
+    "",
+    "import requests",
+    "",
+    `with open("${file}", "rb") as f:`,
+    "    response = requests.post(",
+    `        "${url}",`,
+    `        params={"threshold": ${t}},`,
+    "        headers={",
+    '            "Authorization": f"Bearer {os.environ[\'VITRINE_API_KEY\']}",',
+    `            "Content-Type": "${type}",`,
+    "        },",
+    "        data=f,",
+    "    )",
+    "response.raise_for_status()",
+    "for d in response.json():",
+    '    print(d["label"], round(d["score"], 3), d["box"])',
+  ].join("\n");
+}
+
+function showTimings() {
+  if (!timingsLine) return;
   const t = job.timings || {};
-  const ms = (s) => `${Math.round((s || 0) * 1000)} ms`;
-  timingsLine.textContent = `decode ${ms(t.decode)} · preprocess ${ms(t.preprocess)} · forward ${ms(t.forward)} · postprocess ${ms(t.postprocess)}`;
-  statusLine.textContent = `Done: ${job.detections.length} detections above ${job.floor}; move the threshold to filter.`;
-  document.body.dataset.jobStatus = job.status;
-  draw();
+  const model = (t.preprocess || 0) + (t.forward || 0) + (t.postprocess || 0);
+  const parts = [];
+  if (t.queue != null) parts.push(`queue wait ${ms(t.queue)}`);
+  if (t.load != null) parts.push(`model load ${ms(t.load)}`);
+  if (t.provider != null) parts.push(`provider ${ms(t.provider)}`);
+  else parts.push(`model ${ms(model)} (decode ${ms(t.decode)} · preprocess ${ms(t.preprocess)} · forward ${ms(t.forward)} · postprocess ${ms(t.postprocess)})`);
+  const paid = job.charge_status && job.cost !== "0";
+  parts.push(paid ? `cost ${usd(job.cost)} from your wallet${job.balance ? ` (balance ${usd(job.balance)})` : ""}` : "cost: a free try");
+  timingsLine.textContent = parts.join(" · ");
+  timingsLine.dataset.cost = job.cost;
 }
 
-slider?.addEventListener("input", draw);
+function links() {
+  const permalink = $("demo-permalink");
+  if (permalink) permalink.href = job.url;
+  const exports = $("demo-exports");
+  if (!exports || !root?.dataset.exports || job.status !== "succeeded") return;
+  exports.replaceChildren(" · Download:");
+  for (const pair of root.dataset.exports.split(" ")) {
+    const [fmt, url] = pair.split("=");
+    const a = document.createElement("a");
+    a.href = url.replace(root.dataset.zeroId, job.id);
+    a.textContent = fmt.toUpperCase();
+    exports.append(" ", a);
+  }
+}
 
-if (form) {
+// --- wiring --------------------------------------------------------------------------------------
+slider?.addEventListener("input", draw);
+// /playground: picking another model opens its demo (the form's button does it without JS).
+const picker = document.querySelector("#pick-model select");
+picker?.addEventListener("change", () => picker.form.submit());
+
+if (root && form) {
+  wirePicking();
+  refreshCost();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const file = form.querySelector("input[type=file]").files[0];
-    if (!file) return;
-    if (file.size > Number(form.dataset.maxBytes)) {
-      statusLine.textContent = "That file is too large.";
-      result.hidden = false;
+    const file = chosen || fileInput.files[0];
+    if (!file) {
+      showCost("Choose an image first: drop one, paste one, pick a file or an example.");
       return;
     }
-    statusLine.textContent = "Uploading…";
+    const body = new FormData(form);
+    body.set("image", file, file.name || "image");
+    body.set("threshold", slider.value);
+    const run = $("run");
+    run.disabled = true;
     result.hidden = false;
+    result.dataset.states = "";
+    document.body.dataset.jobStatus = "";
+    image = null;
+    table.replaceChildren();
+    if (timingsLine) timingsLine.textContent = "";
+    say("Uploading…");
     try {
-      const created = await getJson(form.action || location.href, {
+      const token = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+      const created = await getJson(form.action, {
         method: "POST",
-        body: new FormData(form),
-        headers: { "X-CSRFToken": csrfToken() },
+        body,
+        headers: { "X-CSRFToken": token },
       });
-      history.replaceState(null, "", location.pathname);
-      await follow(created.url);
+      await follow(created.url, created);
     } catch (error) {
-      statusLine.textContent = error.message;
+      say(error.message);
+      result.dataset.state = "error";
+      refreshCost();
+    } finally {
+      run.disabled = false;
     }
   });
 } else if (result?.dataset.jobUrl) {
-  follow(result.dataset.jobUrl).catch((error) => (statusLine.textContent = error.message));
+  follow(result.dataset.jobUrl).catch((error) => say(error.message));
 }

@@ -105,7 +105,9 @@ def test_the_permalink_records_what_ran_for_its_owner(client, paid, owner):
     assert f"#{charge.price_version_id}: $0.0002 per image" in html
     assert '<td id="cost">$0.0002 · posted' in html
     timings = html.split('id="timings">')[1].split("</td>")[0].split(" · ")
-    assert [t.split()[0] for t in timings] == [
+    # "load" only when this process loaded the model for it (tests share loaded models).
+    assert [t.split()[0] for t in timings if not t.startswith("load ")] == [
+        "queue",
         "decode",
         "preprocess",
         "forward",
