@@ -149,17 +149,19 @@ def main(args) -> None:
                 proc.stdin.close()
                 proc.wait(timeout=60)
     rows = {}
-    base = statistics.median(len(images) / r["seconds"] for r in runs["malloc"])
     for name, rounds in runs.items():
         rate = statistics.median(len(images) / r["seconds"] for r in rounds)
         same = equality(rounds[-1]["detections"], runs["malloc"][-1]["detections"], 0.05)
+        per_round = [
+            m["seconds"] / r["seconds"] for r, m in zip(rounds, runs["malloc"], strict=True)
+        ]
         rows[name] = {
             "library": present[name],
             "images_per_s": rate,
-            "ratio_to_malloc": rate / base,
-            "ratios_per_round": [
-                m["seconds"] / r["seconds"] for r, m in zip(rounds, runs["malloc"], strict=True)
-            ],
+            # Each round's ratio pairs neighbouring measurements: robust to a load that
+            # changes between rounds.
+            "ratio_to_malloc": statistics.median(per_round),
+            "ratios_per_round": per_round,
             "forward_ms": 1000 * statistics.median(r["forward"] for r in rounds),
             "equal_to_malloc": same["equal"] == same["reference_kept"] == same["kept"],
             "openvino_compile_survives": survives(PROBE_OPENVINO, present[name]),

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_serving.py                 # 300 calls, PostgreSQL + Redis
     .venv/bin/python bench/bench_serving.py --calls 100 --json var/bench-serving.json
+    .venv/bin/python bench/bench_serving.py --calls 0 --overhead 50   # the API-overhead row only
 
 Starts, as production runs them, one web process (uvicorn, ASGI) and one Celery worker
 (concurrency 1) on a random-weight YOLOS tiny (published architecture and input size:
@@ -124,16 +125,27 @@ def _unchunk(data: bytes) -> bytes:
     return out
 
 
-async def api_overhead(port: int, model_id: str, key: str, calls: int) -> dict:
-    """N sequential sync calls: call time minus the job's model time, p50/p95 (ms)."""
+async def api_overhead(
+    port: int, model_id: str, key: str, calls: int, database_url: str | None = None
+) -> dict:
+    """N sequential sync calls: call time minus the job's model time, p50/p95 (ms); with
+    ``database_url``, where the overhead goes (the job row's timestamps, same clock)."""
     image = jpeg()
     auth = {"Authorization": f"Bearer {key}"}
     headers = {**auth, "Content-Type": "image/jpeg"}
     overheads, totals, models = [], [], []
+    parts: dict[str, list[float]] = {
+        "request_to_job_created": [],
+        "queue_wait": [],
+        "worker_outside_model": [],
+        "job_finished_to_response": [],
+    }
     for _ in range(calls):
+        sent = time.time()
         status, found, _, seconds = await fetch(
             port, "POST", f"/v1/inference/{model_id}", image, headers
         )
+        answered = time.time()
         if status != 200:
             raise SystemExit(f"a sequential sync call answered {status}")
         job_id = found["x-vitrine-job-id"]
@@ -143,13 +155,34 @@ async def api_overhead(port: int, model_id: str, key: str, calls: int) -> dict:
         overheads.append(seconds - model)
         totals.append(seconds)
         models.append(model)
-    return {
+        if database_url:
+            created, started, finished = job_moments(database_url, job_id)
+            parts["request_to_job_created"].append(created - sent)
+            parts["queue_wait"].append(started - created)
+            parts["worker_outside_model"].append(finished - started - model)
+            parts["job_finished_to_response"].append(answered - finished)
+    result = {
         "calls": calls,
         "overhead_p50_ms": round(1000 * pct(overheads, 50), 1),
         "overhead_p95_ms": round(1000 * pct(overheads, 95), 1),
         "call_p50_ms": round(1000 * pct(totals, 50), 1),
         "model_p50_ms": round(1000 * pct(models, 50), 1),
     }
+    if database_url:
+        result["parts_p50_ms"] = {k: round(1000 * pct(v, 50), 1) for k, v in parts.items()}
+    return result
+
+
+def job_moments(database_url: str, job_id: str) -> tuple[float, float, float]:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM created_at), extract(epoch FROM started_at), "
+            "extract(epoch FROM finished_at) FROM playground_job WHERE id = %s",
+            [job_id],
+        ).fetchone()
+    return tuple(float(v) for v in row)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -328,7 +361,7 @@ def main() -> None:
         asyncio.run(load(port, model_id, key, 1))
         overhead = None
         if args.overhead:
-            overhead = asyncio.run(api_overhead(port, model_id, key, args.overhead))
+            overhead = asyncio.run(api_overhead(port, model_id, key, args.overhead, database_url))
             print(
                 f"API overhead ({overhead['calls']} sequential sync calls, random-weight YOLOS "
                 f"tiny): p50 {overhead['overhead_p50_ms']} ms, p95 "
@@ -336,7 +369,12 @@ def main() -> None:
                 f"model p50 {overhead['model_p50_ms']} ms; goal <= 15 ms p50)",
                 flush=True,
             )
+            print(f"  where it goes (p50, ms): {overhead.get('parts_p50_ms')}", flush=True)
         if not args.calls:
+            if args.json and overhead:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                machine = {"cpu": cpu_model(), "cores": os.cpu_count()}
+                args.json.write_text(json.dumps({**machine, "api_overhead": overhead}, indent=2))
             return
         result = asyncio.run(load(port, model_id, key, args.calls))
         result["api_overhead"] = overhead
