@@ -356,7 +356,7 @@ class OnnxRuntimeForward:
 
 def session_options(*, threads: int | None) -> Any:
     """ONNX Runtime CPU settings: all graph optimisations, ``threads`` intra-op threads
-    (default: one per core), one operator at a time (the graph is a chain)."""
+    (default: one per core), one operator at a time (the graph is a chain), no spinning."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -364,6 +364,9 @@ def session_options(*, threads: int | None) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.log_severity_level = 3  # errors only: its warnings are about unused initialisers
+    # Its threads would otherwise spin for a while after each run, taking the cores from the
+    # pre- and post-processing of the next image (and from the web process beside it).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
