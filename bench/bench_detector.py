@@ -1,7 +1,9 @@
 """One bench for the detector's speed: each backend and precision against the naive pipeline.
 
+    .venv/bin/python bench/bench_detector.py --readme             # the README's DETR-R50 table
     .venv/bin/python bench/bench_detector.py                      # DETR-R50, RT-DETR, YOLOS tiny
     .venv/bin/python bench/bench_detector.py --families yolos_tiny --limit 2 --rounds 1  # short
+    .venv/bin/python bench/bench_detector.py --allocators         # malloc/tcmalloc/jemalloc, torch
 
 For each family a random-weight checkpoint with the published architecture and image size
 is built (DETR-R50 with the native ResNet-50 from its config: the compute of the real
@@ -12,9 +14,13 @@ and timed from the image file's bytes to detections, batch 1, in interleaved rou
 generated ones.
 
 Printed and written to JSON (``--out``, default bench/results/detector.json): the CPU model,
-a measured GEMM peak (4096x4096 matmul GFLOP/s, fp32 and bf16), per contender images/s and
-the ratio to the pipeline, the forward's GFLOP/s and its share of the fp32 peak (FLOPs
-counted by torch's FlopCounterMode on the first image), and equality with the pipeline:
+a measured GEMM peak (4096x4096 matmul GFLOP/s, fp32 and bf16, best of torch's BLAS and
+OpenVINO's oneDNN: on AMD CPUs torch's MKL matmul reaches a third of what oneDNN does, so
+torch alone would put the "peak" far too low), measured again in every round between the
+contenders, per contender images/s and the ratio to the pipeline, the forward's GFLOP/s and
+its share of the peak of its precision measured in the same round (FLOPs counted by torch's
+FlopCounterMode on the first image), the time outside the forward, and equality with the
+pipeline:
 at threshold 0.5 and at the worker's floor 0.05, detections paired by label and box with
 boxes within 1 px and scores within 1e-4 ("equal"), the kept-set change and the worst box
 and score moves (what a bf16 variant must state).
@@ -72,7 +78,8 @@ def cpu_flags() -> list[str]:
 
 
 def gemm_peak(size: int, dtype: torch.dtype, repeats: int = 5) -> float:
-    """Best GFLOP/s of a size x size matmul (2 n^3 FLOPs)."""
+    """Best GFLOP/s of a size x size torch matmul (2 n^3 FLOPs), on torch's threads (all
+    cores unless --threads): MKL for fp32, oneDNN for bf16 in the CPU wheels."""
     a = torch.randn(size, size).to(dtype)
     b = torch.randn(size, size).to(dtype)
     torch.mm(a, b)
@@ -82,6 +89,69 @@ def gemm_peak(size: int, dtype: torch.dtype, repeats: int = 5) -> float:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - began)
     return 2 * size**3 / best / 1e9
+
+
+class OneDnnGemm:
+    """The same matmul compiled by OpenVINO (oneDNN kernels), LATENCY hint, all threads."""
+
+    def __init__(self, size: int, precision: str, threads: int | None) -> None:
+        import openvino as ov
+        from openvino import opset13 as ops
+
+        a = ops.parameter([size, size], ov.Type.f32, name="a")
+        b = ops.parameter([size, size], ov.Type.f32, name="b")
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        model = ov.Model([ops.matmul(a, b, False, False)], [a, b])
+        self.request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
+        rng = np.random.default_rng(0)
+        self.feed = {
+            "a": rng.standard_normal((size, size), dtype=np.float32),
+            "b": rng.standard_normal((size, size), dtype=np.float32),
+        }
+        self.flops = 2 * size**3
+        self.request.infer(self.feed)
+
+    def peak(self, repeats: int = 5) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            began = time.perf_counter()
+            self.request.infer(self.feed)
+            best = min(best, time.perf_counter() - began)
+        return self.flops / best / 1e9
+
+
+class Peaks:
+    """The fp32 and bf16 GEMM peaks: the best of torch's and OpenVINO's, measured once at the
+    start (both libraries, printed) and then in every round with the faster library, so each
+    round's forward is compared with the peak measured next to it on a loaded machine."""
+
+    def __init__(self, size: int, threads: int | None) -> None:
+        self.size = size
+        self.libraries: dict[str, dict[str, float]] = {}
+        self.onednn: dict[str, OneDnnGemm] = {}
+        for precision, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+            found = {"torch": gemm_peak(size, dtype)}
+            if openvino_available():
+                self.onednn[precision] = OneDnnGemm(size, precision, threads)
+                found["openvino"] = self.onednn[precision].peak()
+            self.libraries[precision] = found
+        self.best_library = {p: max(found, key=found.get) for p, found in self.libraries.items()}
+        self.rounds: dict[str, list[float]] = {p: [] for p in self.libraries}
+
+    def start(self, precision: str) -> float:
+        return max(self.libraries[precision].values())
+
+    def measure(self, precision: str, repeats: int = 3) -> float:
+        """The peak now, with the library that was faster at the start."""
+        if self.best_library[precision] == "openvino":
+            value = self.onednn[precision].peak(repeats)
+        else:
+            dtype = torch.float32 if precision == "f32" else torch.bfloat16
+            value = gemm_peak(self.size, dtype, repeats)
+        self.rounds[precision].append(value)
+        return value
 
 
 def synthetic_images(count: int, seed: int) -> list[bytes]:
@@ -162,27 +232,36 @@ def forward_flops(detector, image_bytes: bytes) -> float:
     return float(counter.get_total_flops())
 
 
-def run_family(family: str, args, images: list[bytes], folder: Path) -> dict:
+def run_family(family: str, args, images: list[bytes], folder: Path, peaks: Peaks) -> dict:
     from transformers import pipeline
+
+    from playground.runtime.backends import EXPORT_BACKENDS, available
 
     checkpoint = build_checkpoint(family, folder / family, seed=args.seed)
     spec = CheckpointSpec(local_dir=str(checkpoint))
-    export = None
+    export = {}
     backends = [b for b in args.backends.split(",") if b]
-    if "openvino" in backends:
-        if not openvino_available():
-            print(f"{family}: openvino not installed, skipped")
-            backends.remove("openvino")
-        else:
-            from playground.runtime.export import export_checkpoint
+    for backend in [b for b in backends if b in EXPORT_BACKENDS]:
+        if not available(backend):
+            print(f"{family}: {backend} not installed, skipped")
+            backends.remove(backend)
+            continue
+        from playground.runtime.export import export_checkpoint
 
-            _, manifest = export_checkpoint(spec, log=lambda line: print(f"{family}: {line}"))
-            export = {"conversion_s": manifest["conversion_seconds"], "check": manifest["check"]}
+        _, manifest = export_checkpoint(
+            spec, backend=backend, log=lambda line, b=backend: print(f"{family} {b}: {line}")
+        )
+        export[backend] = {
+            "conversion_s": manifest["conversion_seconds"],
+            "check": manifest["check"],
+        }
     precisions = [p for p in args.precisions.split(",") if p]
     pipe = pipeline("object-detection", model=str(checkpoint), device="cpu")
     contenders = {}
     for backend in backends:
         for precision in precisions:
+            if backend == "onnxruntime" and precision != "f32":
+                continue  # ONNX Runtime's CPU provider runs these graphs in f32 only
             contenders[f"{backend} {precision}"] = load_detector(
                 spec, device="cpu", backend=backend, precision=precision
             )
@@ -195,9 +274,12 @@ def run_family(family: str, args, images: list[bytes], folder: Path) -> dict:
 
     rates: dict[str, list[float]] = {"pipeline": []}
     forward_s: dict[str, list[float]] = {}
+    shares: dict[str, list[float]] = {}
     outputs: dict[str, list[list[dict]]] = {}
+    stages: dict[str, dict[str, list[float]]] = {}
     for name in contenders:
-        rates[name], forward_s[name] = [], []
+        rates[name], forward_s[name], shares[name] = [], [], []
+        stages[name] = {"decode": [], "preprocess": [], "postprocess": []}
     for _ in range(args.rounds):  # interleaved: a noisy neighbour hurts every contender alike
         began = time.perf_counter()
         reference = [
@@ -206,23 +288,42 @@ def run_family(family: str, args, images: list[bytes], folder: Path) -> dict:
         ]
         rates["pipeline"].append(len(images) / (time.perf_counter() - began))
         for name, detector in contenders.items():
+            precision = name.split()[-1]
+            peak_before = peaks.measure(precision)
             began = time.perf_counter()
-            decoded = [decode_image(d, max_pixels=MAX_PIXELS) for d in images]
+            decoded = []
+            for d in images:
+                started = time.perf_counter()
+                decoded.append(decode_image(d, max_pixels=MAX_PIXELS))
+                stages[name]["decode"].append(time.perf_counter() - started)
             results = detector.detect(decoded, threshold=FLOOR, batch_size=1)
             rates[name].append(len(images) / (time.perf_counter() - began))
-            forward_s[name].append(statistics.mean(r.timings["forward"] for r in results))
+            peak_after = peaks.measure(precision)
+            seconds = statistics.mean(r.timings["forward"] for r in results)
+            forward_s[name].append(seconds)
+            # The share of the peak measured right before and after this contender's round.
+            shares[name].append(flops / seconds / 1e9 / ((peak_before + peak_after) / 2))
+            for stage in ("preprocess", "postprocess"):
+                stages[name][stage].extend(r.timings[stage] for r in results)
             outputs[name] = [r.detections for r in results]
     naive = statistics.median(rates["pipeline"])
     rows = {"pipeline": {"images_per_s": naive, "ratio": 1.0, "spread": _spread(rates["pipeline"])}}
     for name in contenders:
         rate = statistics.median(rates[name])
         seconds = statistics.median(forward_s[name])
+        per_round = [r / p for r, p in zip(rates[name], rates["pipeline"], strict=True)]
         rows[name] = {
             "images_per_s": rate,
-            "ratio": rate / naive,
+            # Each round's ratio pairs neighbouring measurements (robust to a changing load).
+            "ratio": statistics.median(per_round),
+            "ratios_per_round": per_round,
             "spread": _spread(rates[name]),
             "forward_ms": seconds * 1000,
+            "outside_forward_ms": 1000 / rate - seconds * 1000,
+            "stage_ms": {k: 1000 * statistics.median(v) for k, v in stages[name].items()},
             "forward_gflops_per_s": flops / seconds / 1e9,
+            "peak_share": statistics.median(shares[name]),
+            "peak_shares_per_round": shares[name],
             "equality": [equality(outputs[name], reference, t) for t in (KEPT, FLOOR)],
         }
     return {
@@ -238,16 +339,23 @@ def _spread(values: list[float]) -> list[float]:
     return [min(values), max(values)]
 
 
-def print_family(result: dict, peaks: dict[str, float]) -> None:
-    """``% peak``: of the fp32 GEMM peak for f32 rows, of the bf16 peak for bf16 rows."""
-    check = json.dumps(result["export"]["check"]) if result["export"] else "-"
+def print_family(result: dict) -> None:
+    """``% peak``: of the fp32 GEMM peak for f32 rows, of the bf16 peak for bf16 rows, each
+    measured in the same round as the forward (median over rounds)."""
     print(
-        f"\n{result['family']}: {result['forward_gflops_per_image']:.1f} GFLOPs/image "
-        f"(first image), export check {check}"
+        f"\n{result['family']}: {result['forward_gflops_per_image']:.1f} GFLOPs/image (first image)"
     )
+    for backend, export in result["export"].items():
+        check = export["check"]
+        print(
+            f"  {backend} export check: logits {check['max_logit_difference']:.1e}, boxes "
+            f"{check['max_box_difference']:.1e}, {check['images']} images, converted in "
+            f"{export['conversion_s']} s"
+        )
     print(
-        f"{'contender':16} {'img/s':>7} {'x naive':>8} {'fwd ms':>8} {'GFLOP/s':>8} {'% peak':>7}"
-        f"  equal@0.5 (kept)    worst box/score @0.5   equal@0.05 (kept)"
+        f"{'contender':16} {'img/s':>7} {'x naive':>8} {'fwd ms':>8} {'other ms':>8} "
+        f"{'GFLOP/s':>8} {'% peak':>7}  equal@0.5 (kept)    worst box/score @0.5   "
+        f"equal@0.05 (kept)"
     )
     for name, row in result["rows"].items():
         if name == "pipeline":
@@ -256,6 +364,7 @@ def print_family(result: dict, peaks: dict[str, float]) -> None:
         at_kept, at_floor = row["equality"]
         print(
             f"{name:16} {row['images_per_s']:7.3f} {row['ratio']:8.2f} {row['forward_ms']:8.0f} "
+            f"{row['outside_forward_ms']:8.0f} "
             f"{row['forward_gflops_per_s']:8.1f} {100 * row['peak_share']:6.0f}%"
             f"  {at_kept['equal']:>4}/{at_kept['reference_kept']:<4}({at_kept['kept']:>4})"
             f"   {at_kept['worst_box_px']:6.1f} px {at_kept['worst_score']:.1e}"
@@ -263,19 +372,72 @@ def print_family(result: dict, peaks: dict[str, float]) -> None:
         )
 
 
+def markdown_table(result: dict, machine: dict) -> str:
+    """The README's table for one family."""
+    lines = [
+        f"| {result['family']} | img/s | x pipeline | forward | outside the forward "
+        "| GFLOP/s (% of its peak) | equal at 0.5 (kept) | worst box / score at 0.5 "
+        "| equal at 0.05 (kept) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in result["rows"].items():
+        if name == "pipeline":
+            lines.append(f"| pipeline | {row['images_per_s']:.3f} | 1.00 | | | | | | |")
+            continue
+        at_kept, at_floor = row["equality"]
+        label = f"{name} (fast, labelled)" if name.endswith("bf16") else name
+        lines.append(
+            f"| {label} | {row['images_per_s']:.3f} | {row['ratio']:.2f} "
+            f"| {row['forward_ms']:,.0f} ms | {row['outside_forward_ms']:,.0f} ms "
+            f"| {row['forward_gflops_per_s']:,.0f} ({100 * row['peak_share']:.0f}%) "
+            f"| {at_kept['equal']}/{at_kept['reference_kept']} ({at_kept['kept']}) "
+            f"| {at_kept['worst_box_px']:.0f} px / {at_kept['worst_score']:.1g} "
+            f"| {at_floor['equal']}/{at_floor['reference_kept']} ({at_floor['kept']}) |"
+        )
+    peaks = machine["gemm_gflops"]
+    lines.append("")
+    lines.append(
+        f"{machine['cpu']}, {machine['cores']} threads; GEMM {machine['gemm_size']} peak at the "
+        f"start: fp32 {peaks['f32']['best']:,.0f} GFLOP/s (torch {peaks['f32']['torch']:,.0f}"
+        + (f", OpenVINO {peaks['f32']['openvino']:,.0f}" if "openvino" in peaks["f32"] else "")
+        + f"), bf16 {peaks['bf16']['best']:,.0f} GFLOP/s; per round (median): fp32 "
+        f"{peaks['f32']['rounds_median']:,.0f}, bf16 {peaks['bf16']['rounds_median']:,.0f}."
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="the README's run: DETR-R50, 3 COCO images, 3 rounds, every backend; markdown",
+    )
+    parser.add_argument(
+        "--allocators",
+        action="store_true",
+        help="compare malloc/tcmalloc/jemalloc for the torch backend (see bench_allocators)",
+    )
     parser.add_argument("--families", default="detr,rt_detr,yolos_tiny")
-    parser.add_argument("--backends", default="torch,openvino")
+    parser.add_argument("--backends", default="torch,openvino,onnxruntime")
     parser.add_argument("--precisions", default="f32,bf16")
     parser.add_argument("--images", type=Path, help="folder of JPEG/PNG images")
-    parser.add_argument("--limit", type=int, default=6, help="images used")
+    parser.add_argument("--limit", type=int, default=None, help="images used (default 6)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch and OpenVINO threads")
     parser.add_argument("--gemm-size", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "detector.json")
     args = parser.parse_args()
+    if args.allocators:
+        from bench_allocators import main as allocators_main  # bench/ is on sys.path
+
+        allocators_main(args)
+        return
+    if args.readme:
+        args.families = "detr"
+        args.limit = args.limit or 3
+    args.limit = args.limit or 6
 
     if args.threads:
         import os
@@ -283,36 +445,47 @@ def main() -> None:
         os.environ["VITRINE_TORCH_THREADS"] = str(args.threads)  # OpenVINO reads it too
         torch.set_num_threads(args.threads)
     images, source = load_images(args)
-    peak32 = gemm_peak(args.gemm_size, torch.float32)
-    peak16 = gemm_peak(args.gemm_size, torch.bfloat16)
+    peaks = Peaks(args.gemm_size, args.threads)
     machine = {
         "cpu": cpu_model(),
         "cores": torch.get_num_threads(),
         "flags": cpu_flags(),
-        "gemm_gflops_f32": peak32,
-        "gemm_gflops_bf16": peak16,
+        "gemm_size": args.gemm_size,
+        "gemm_gflops": {
+            p: {**found, "best": max(found.values())} for p, found in peaks.libraries.items()
+        },
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    if openvino_available():
-        import openvino
-
-        machine["openvino"] = openvino.get_version()
+    for package in ("openvino", "onnxruntime"):
+        try:
+            module = __import__(package)
+        except ImportError:
+            continue
+        machine[package] = getattr(module, "get_version", lambda m=module: m.__version__)()
+    found = "; ".join(
+        f"{p}: " + ", ".join(f"{lib} {v:.0f}" for lib, v in libs.items())
+        for p, libs in peaks.libraries.items()
+    )
     print(
         f"{machine['cpu']} ({', '.join(machine['flags'])}), {machine['cores']} threads; "
-        f"GEMM {args.gemm_size}: {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16; "
-        f"images: {len(images)} from {source}; rounds {args.rounds} (median, interleaved)"
+        f"GEMM {args.gemm_size} GFLOP/s ({found}): peak {peaks.start('f32'):.0f} fp32, "
+        f"{peaks.start('bf16'):.0f} bf16; images: {len(images)} from {source}; "
+        f"rounds {args.rounds} (median, interleaved)"
     )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for family in args.families.split(","):
-            result = run_family(family, args, images, Path(tmp))
-            peaks = {"f32": peak32, "bf16": peak16}
-            for name, row in result["rows"].items():
-                if name != "pipeline":
-                    row["peak_share"] = row["forward_gflops_per_s"] / peaks[name.split()[-1]]
-            print_family(result, peaks)
+            result = run_family(family, args, images, Path(tmp), peaks)
+            print_family(result)
             results.append(result)
+    for precision, values in peaks.rounds.items():
+        gemm = machine["gemm_gflops"][precision]
+        gemm["rounds"] = values
+        gemm["rounds_median"] = statistics.median(values) if values else gemm["best"]
+    print("\nREADME table (markdown):\n")
+    for result in results:
+        print(markdown_table(result, machine) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_serving.py                 # 300 calls, PostgreSQL + Redis
     .venv/bin/python bench/bench_serving.py --calls 100 --json var/bench-serving.json
+    .venv/bin/python bench/bench_serving.py --calls 0 --overhead 50   # the API-overhead row only
 
 Starts, as production runs them, one web process (uvicorn, ASGI) and one Celery worker
 (concurrency 1) on a random-weight YOLOS tiny (published architecture and input size:
@@ -12,6 +13,11 @@ its job, then answers 202) while probing ``GET /healthz`` every 50 ms, and print
 answers by status (the goal: no 5xx, every call answered), call latencies, and /healthz
 latency while the calls wait (the goal: p95 under 100 ms). No third-party load tool: a
 minimal asyncio HTTP/1.1 client, one connection per call.
+
+``--overhead N`` (default 50; 0 skips it) first measures the API's own overhead, the row of
+issue 10's bench: N sequential synchronous calls, each call's end-to-end time minus its
+job's model time (the worker's decode + preprocess + forward + postprocess, read back from
+``GET /v1/jobs/<id>``), p50/p95; the goal is <= 15 ms p50.
 """
 
 from __future__ import annotations
@@ -83,6 +89,100 @@ async def http(port: int, method: str, path: str, body: bytes = b"", headers=Non
     except (OSError, IndexError, ValueError):
         status = -1
     return status, time.perf_counter() - began
+
+
+async def fetch(port: int, method: str, path: str, body: bytes = b"", headers=None):
+    """One request on its own connection: (status, response headers, body, seconds)."""
+    began = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    head.append(f"Content-Length: {len(body)}")
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    await writer.drain()
+    raw = await reader.read()  # until the server closes
+    seconds = time.perf_counter() - began
+    writer.close()
+    header_block, _, payload = raw.partition(b"\r\n\r\n")
+    lines = header_block.decode("latin-1").split("\r\n")
+    found = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        found[name.strip().lower()] = value.strip()
+    if found.get("transfer-encoding") == "chunked":
+        payload = _unchunk(payload)
+    return int(lines[0].split()[1]), found, payload, seconds
+
+
+def _unchunk(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, data = out + data[:size], data[size + 2 :]
+    return out
+
+
+async def api_overhead(
+    port: int, model_id: str, key: str, calls: int, database_url: str | None = None
+) -> dict:
+    """N sequential sync calls: call time minus the job's model time, p50/p95 (ms); with
+    ``database_url``, where the overhead goes (the job row's timestamps, same clock)."""
+    image = jpeg()
+    auth = {"Authorization": f"Bearer {key}"}
+    headers = {**auth, "Content-Type": "image/jpeg"}
+    overheads, totals, models = [], [], []
+    parts: dict[str, list[float]] = {
+        "request_to_job_created": [],
+        "queue_wait": [],
+        "worker_outside_model": [],
+        "job_finished_to_response": [],
+    }
+    for _ in range(calls):
+        sent = time.time()
+        status, found, _, seconds = await fetch(
+            port, "POST", f"/v1/inference/{model_id}", image, headers
+        )
+        answered = time.time()
+        if status != 200:
+            raise SystemExit(f"a sequential sync call answered {status}")
+        job_id = found["x-vitrine-job-id"]
+        status, _, body, _ = await fetch(port, "GET", f"/v1/jobs/{job_id}", headers=auth)
+        timings = json.loads(body)["timings"]
+        model = sum(v for k, v in timings.items() if k != "batch")
+        overheads.append(seconds - model)
+        totals.append(seconds)
+        models.append(model)
+        if database_url:
+            created, started, finished = job_moments(database_url, job_id)
+            parts["request_to_job_created"].append(created - sent)
+            parts["queue_wait"].append(started - created)
+            parts["worker_outside_model"].append(finished - started - model)
+            parts["job_finished_to_response"].append(answered - finished)
+    result = {
+        "calls": calls,
+        "overhead_p50_ms": round(1000 * pct(overheads, 50), 1),
+        "overhead_p95_ms": round(1000 * pct(overheads, 95), 1),
+        "call_p50_ms": round(1000 * pct(totals, 50), 1),
+        "model_p50_ms": round(1000 * pct(models, 50), 1),
+    }
+    if database_url:
+        result["parts_p50_ms"] = {k: round(1000 * pct(v, 50), 1) for k, v in parts.items()}
+    return result
+
+
+def job_moments(database_url: str, job_id: str) -> tuple[float, float, float]:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM created_at), extract(epoch FROM started_at), "
+            "extract(epoch FROM finished_at) FROM playground_job WHERE id = %s",
+            [job_id],
+        ).fetchone()
+    return tuple(float(v) for v in row)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -197,6 +297,9 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--worker-threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--overhead", type=int, default=50, help="sequential calls for the API-overhead row"
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
@@ -256,7 +359,25 @@ def main() -> None:
         wait_http(port)
         # One call first, so the worker has loaded the model before the burst.
         asyncio.run(load(port, model_id, key, 1))
+        overhead = None
+        if args.overhead:
+            overhead = asyncio.run(api_overhead(port, model_id, key, args.overhead, database_url))
+            print(
+                f"API overhead ({overhead['calls']} sequential sync calls, random-weight YOLOS "
+                f"tiny): p50 {overhead['overhead_p50_ms']} ms, p95 "
+                f"{overhead['overhead_p95_ms']} ms (call p50 {overhead['call_p50_ms']} ms, "
+                f"model p50 {overhead['model_p50_ms']} ms; goal <= 15 ms p50)",
+                flush=True,
+            )
+            print(f"  where it goes (p50, ms): {overhead.get('parts_p50_ms')}", flush=True)
+        if not args.calls:
+            if args.json and overhead:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                machine = {"cpu": cpu_model(), "cores": os.cpu_count()}
+                args.json.write_text(json.dumps({**machine, "api_overhead": overhead}, indent=2))
+            return
         result = asyncio.run(load(port, model_id, key, args.calls))
+        result["api_overhead"] = overhead
         split_probes(result, last_job_created(database_url))
         result.pop("_began")
     finally:

@@ -1,21 +1,23 @@
-"""A second backend for the same checkpoint: the forward pass compiled by OpenVINO.
+"""More backends for the same checkpoint: the forward pass compiled by OpenVINO or run by
+ONNX Runtime.
 
-Only the forward differs. The torch model and the OpenVINO IR take the same preprocessed
-tensors (the checkpoint's own image processor) and return the same ``logits`` and
-``pred_boxes``, which go to the same post-processing; so every fidelity test runs on both.
+Only the forward differs. The torch model, the OpenVINO IR and the ONNX graph take the same
+preprocessed tensors (the checkpoint's own image processor) and return the same ``logits``
+and ``pred_boxes``, which go to the same post-processing; so every fidelity test runs on all.
 
-- ``export_openvino(...)`` converts the torch model that ``load_detector`` loads, checks
-  it against torch on a few images (``compare_outputs``) and only then writes it, with an
-  ``export.json`` manifest: exporter versions, the source files' sha256, the check's
-  figures and the IR's own sha256.
-- ``load_openvino(...)`` compiles an accepted export, refusing one whose source files
-  changed since (the weights were replaced) or whose IR no longer has its recorded hash.
+- ``export_backend(...)`` converts the torch model that ``load_detector`` loads (OpenVINO's
+  ``convert_model``, or ``torch.onnx.export``), checks it against torch on a few images
+  (``compare_outputs``) and only then writes it, with an ``export.json`` manifest: exporter
+  versions, the source files' sha256, the check's figures and the export's own sha256.
+- ``load_export(...)`` compiles an accepted export (an OpenVINO compiled model, an ONNX
+  Runtime session), refusing one whose source files changed since (the weights were
+  replaced) or whose files no longer have their recorded hash.
 
 Settings (read by ``detector.load_detector``):
 
-- ``VITRINE_BACKEND``: ``torch``, ``openvino`` or ``auto`` (default): OpenVINO when an
-  accepted export of the checkpoint exists and the device is the CPU (measured 2x eager
-  torch on DETR-R50 with equal detections), torch otherwise.
+- ``VITRINE_BACKEND``: ``torch``, ``openvino``, ``onnxruntime`` or ``auto`` (default): on
+  the CPU, the first accepted export found in ``EXPORT_BACKENDS`` order (OpenVINO first:
+  measured the fastest with equal detections), torch otherwise.
 - ``VITRINE_PRECISION``: ``f32`` (default) or ``bf16``, a separate, labelled option (bf16
   moves detections: see the README's bench). OpenVINO's CPU plugin picks bf16 by itself on
   a CPU that has it, so f32 is always requested explicitly.
@@ -43,7 +45,12 @@ from playground.runtime.errors import DetectorRuntimeError
 logger = logging.getLogger(__name__)
 
 BACKEND_ENV = "VITRINE_BACKEND"
-BACKENDS = ("torch", "openvino", "auto")
+BACKENDS = ("torch", "openvino", "onnxruntime", "auto")
+# The backends that run an export, in the order ``auto`` tries them: fastest first, as the
+# bench measured on DETR-R50 (bench/bench_detector.py: OpenVINO f32 ahead of ONNX Runtime).
+EXPORT_BACKENDS = ("openvino", "onnxruntime")
+BACKEND_NAMES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
+PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 DEFAULT_BACKEND = "auto"
 PRECISION_ENV = "VITRINE_PRECISION"
 PRECISIONS = ("f32", "bf16")
@@ -54,6 +61,12 @@ EXPORT_DIRNAME = "openvino"
 MANIFEST = "export.json"
 IR_XML = "model.xml"
 IR_BIN = "model.bin"
+ONNX_FILE = "model.onnx"
+# What an export of each backend is made of (hashed into the manifest), in its own folder.
+EXPORT_FILES = {"openvino": (IR_XML, IR_BIN), "onnxruntime": (ONNX_FILE,)}
+EXPORT_DIRNAMES = {"openvino": EXPORT_DIRNAME, "onnxruntime": "onnxruntime"}
+# The ONNX opset: 17 has LayerNormalization; every family exports with it.
+ONNX_OPSET = 17
 FORMAT_VERSION = 1
 
 # Acceptance of an export, on raw outputs (queries matched, see compare_outputs):
@@ -70,21 +83,24 @@ SOURCE_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
 # Allocators that crash OpenVINO's compile_model when preloaded (free(): invalid pointer).
 CONFLICTING_PRELOADS = ("tcmalloc", "jemalloc")
 
-NOT_INSTALLED_MESSAGE = "OpenVINO is not installed (pip install openvino)."
+NOT_INSTALLED_MESSAGE = "{name} is not installed (pip install {package})."
 NO_EXPORT_MESSAGE = (
-    "No OpenVINO export of {label} at {path}: run `manage.py export_model <model id>`."
+    "No {name} export of {label} at {path}: run `manage.py export_model <model id>{flag}`."
 )
 STALE_EXPORT_MESSAGE = (
-    "The OpenVINO export at {path} was made from other files than {label}'s ({name} "
+    "The {backend} export at {path} was made from other files than {label}'s ({name} "
     "changed): export it again."
 )
 TAMPERED_EXPORT_MESSAGE = (
-    "The OpenVINO export at {path} does not match its manifest ({name} changed): export it again."
+    "The {backend} export at {path} does not match its manifest ({name} changed): export it again."
+)
+F32_ONLY_MESSAGE = (
+    "ONNX Runtime runs f32 only here: VITRINE_PRECISION=bf16 is an OpenVINO or torch option."
 )
 PRELOAD_MESSAGE = (
     "OpenVINO crashes with {preload} preloaded (LD_PRELOAD): unset it or use VITRINE_BACKEND=torch."
 )
-CPU_ONLY_MESSAGE = "The OpenVINO backend runs on the CPU; this detector is on {device}."
+CPU_ONLY_MESSAGE = "The {name} backend runs on the CPU; this detector is on {device}."
 REFUSED_MESSAGE = (
     "The export differs from torch beyond the tolerance: logits {logits:.2e} "
     "(tolerance {logit_tol:.0e}), boxes {boxes:.2e} (tolerance {box_tol:.0e}), "
@@ -112,12 +128,30 @@ def precision_setting() -> str:
     return env_choice(PRECISION_ENV, DEFAULT_PRECISION, PRECISIONS)
 
 
-def openvino_available() -> bool:
+def available(backend: str) -> bool:
+    """Whether ``backend``'s package imports here (torch always does)."""
+    if backend == "torch":
+        return True
+    import importlib
+
     try:
-        import openvino  # noqa: F401
+        importlib.import_module(PACKAGES[backend])
     except ImportError:
         return False
     return True
+
+
+def openvino_available() -> bool:
+    return available("openvino")
+
+
+def no_export_message(backend: str, *, label: str, path: Any) -> str:
+    flag = "" if backend == "openvino" else f" --backend {backend}"
+    return NO_EXPORT_MESSAGE.format(name=BACKEND_NAMES[backend], label=label, path=path, flag=flag)
+
+
+def not_installed_message(backend: str) -> str:
+    return NOT_INSTALLED_MESSAGE.format(name=BACKEND_NAMES[backend], package=PACKAGES[backend])
 
 
 def conflicting_preload() -> str | None:
@@ -130,20 +164,26 @@ def conflicting_preload() -> str | None:
 
 
 def export_dir(
-    *, source_path: str | Path, is_local: bool, repo: str = "", revision: str = ""
+    *,
+    source_path: str | Path,
+    is_local: bool,
+    repo: str = "",
+    revision: str = "",
+    backend: str = "openvino",
 ) -> Path:
-    """Where a checkpoint's OpenVINO export lives.
+    """Where a checkpoint's export for ``backend`` lives.
 
-    Next to the weights (``<checkpoint dir>/openvino``) when they are a folder of ours; for
-    a checkpoint in the Hugging Face cache, ``$VITRINE_EXPORTS_DIR`` (default ``var/exports``
-    of the checkout) ``/<org>/<name>/<revision>/openvino``.
+    Next to the weights (``<checkpoint dir>/openvino``, ``.../onnxruntime``) when they are a
+    folder of ours; for a checkpoint in the Hugging Face cache, ``$VITRINE_EXPORTS_DIR``
+    (default ``var/exports`` of the checkout) ``/<org>/<name>/<revision>/<backend>``.
     """
+    dirname = EXPORT_DIRNAMES[backend]
     if is_local:
-        return Path(source_path) / EXPORT_DIRNAME
+        return Path(source_path) / dirname
     root = os.environ.get(EXPORTS_DIR_ENV, "").strip()
     base = Path(root) if root else Path(__file__).resolve().parents[2] / "var" / "exports"
     org, name = repo.split("/", 1)
-    return base / org / name / (revision or "main").replace("/", "--") / EXPORT_DIRNAME
+    return base / org / name / (revision or "main").replace("/", "--") / dirname
 
 
 def source_fingerprint(folder: str | Path) -> dict[str, str]:
@@ -270,6 +310,8 @@ def compare_outputs(
 class OpenVinoForward:
     """A compiled OpenVINO model called like the torch forward: tensors in, raw outputs out."""
 
+    backend = "openvino"
+
     def __init__(self, compiled: Any, *, path: Path, precision: str, manifest: dict) -> None:
         self.compiled = compiled
         self.path = path
@@ -288,6 +330,44 @@ class OpenVinoForward:
             logits = torch.from_numpy(self._request.get_output_tensor(0).data.copy())
             boxes = torch.from_numpy(self._request.get_output_tensor(1).data.copy())
         return {"logits": logits.float(), "pred_boxes": boxes.float()}
+
+
+class OnnxRuntimeForward:
+    """An ONNX Runtime session called like the torch forward: tensors in, raw outputs out."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, session: Any, *, path: Path, precision: str, manifest: dict) -> None:
+        self.session = session
+        self.path = path
+        self.precision = precision
+        self.manifest = manifest
+        self.input_names = [port.name for port in session.get_inputs()]
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        feed = {name: inputs[name].numpy() for name in self.input_names}
+        # run() is thread-safe and returns fresh arrays.
+        logits, boxes = self.session.run(["logits", "pred_boxes"], feed)
+        return {
+            "logits": torch.from_numpy(logits).float(),
+            "pred_boxes": torch.from_numpy(boxes).float(),
+        }
+
+
+def session_options(*, threads: int | None) -> Any:
+    """ONNX Runtime CPU settings: all graph optimisations, ``threads`` intra-op threads
+    (default: one per core), one operator at a time (the graph is a chain), no spinning."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.log_severity_level = 3  # errors only: its warnings are about unused initialisers
+    # Its threads would otherwise spin for a while after each run, taking the cores from the
+    # pre- and post-processing of the next image (and from the web process beside it).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def compile_config(*, precision: str, threads: int | None) -> dict[str, Any]:
@@ -309,7 +389,8 @@ def read_manifest(folder: Path) -> dict | None:
         return None
 
 
-def load_openvino(
+def load_export(
+    backend: str,
     folder: Path,
     *,
     source_path: str | Path,
@@ -317,29 +398,45 @@ def load_openvino(
     precision: str = DEFAULT_PRECISION,
     threads: int | None = None,
     check_hashes: bool = True,
-) -> OpenVinoForward:
-    """Compile the accepted export in ``folder``; BackendUnavailable says why it cannot be used."""
-    if not openvino_available():
-        raise BackendUnavailable(NOT_INSTALLED_MESSAGE)
-    preload = conflicting_preload()
-    if preload:
-        raise BackendUnavailable(PRELOAD_MESSAGE.format(preload=preload))
+) -> OpenVinoForward | OnnxRuntimeForward:
+    """Load the accepted ``backend`` export in ``folder``; BackendUnavailable says why it
+    cannot be used."""
+    name = BACKEND_NAMES[backend]
+    if not available(backend):
+        raise BackendUnavailable(not_installed_message(backend))
+    if backend == "openvino":
+        preload = conflicting_preload()
+        if preload:
+            raise BackendUnavailable(PRELOAD_MESSAGE.format(preload=preload))
+    if backend == "onnxruntime" and precision != "f32":
+        raise BackendUnavailable(F32_ONLY_MESSAGE)
     manifest = read_manifest(folder)
     if manifest is None and not check_hashes:
         manifest = {}  # the export being checked, before its manifest is written
-    if manifest is None or not (folder / IR_XML).is_file():
-        raise BackendUnavailable(NO_EXPORT_MESSAGE.format(label=label, path=folder))
+    if manifest is None or not (folder / EXPORT_FILES[backend][0]).is_file():
+        raise BackendUnavailable(no_export_message(backend, label=label, path=folder))
     if check_hashes:
         current = source_fingerprint(source_path)
         recorded = manifest.get("source", {}).get("files", {})
-        for name in sorted(set(current) | set(recorded)):
-            if current.get(name) != recorded.get(name):
+        for file in sorted(set(current) | set(recorded)):
+            if current.get(file) != recorded.get(file):
                 raise BackendUnavailable(
-                    STALE_EXPORT_MESSAGE.format(path=folder, label=label, name=name)
+                    STALE_EXPORT_MESSAGE.format(backend=name, path=folder, label=label, name=file)
                 )
-        for name, digest in manifest.get("ir", {}).items():
-            if not (folder / name).is_file() or _sha256(folder / name) != digest:
-                raise BackendUnavailable(TAMPERED_EXPORT_MESSAGE.format(path=folder, name=name))
+        for file, digest in manifest.get("ir", {}).items():
+            if not (folder / file).is_file() or _sha256(folder / file) != digest:
+                raise BackendUnavailable(
+                    TAMPERED_EXPORT_MESSAGE.format(backend=name, path=folder, name=file)
+                )
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(
+            str(folder / ONNX_FILE),
+            session_options(threads=threads),
+            providers=["CPUExecutionProvider"],
+        )
+        return OnnxRuntimeForward(session, path=folder, precision=precision, manifest=manifest)
     import openvino as ov
 
     core = ov.Core()
@@ -349,21 +446,75 @@ def load_openvino(
     return OpenVinoForward(compiled, path=folder, precision=precision, manifest=manifest)
 
 
-def versions() -> dict[str, str]:
-    import openvino as ov
+def load_openvino(folder: Path, **kwargs: Any) -> OpenVinoForward:
+    """``load_export("openvino", ...)``."""
+    return load_export("openvino", folder, **kwargs)
+
+
+def versions(backend: str = "openvino") -> dict[str, str]:
+    """The versions of what made an export (recorded in its manifest)."""
     import transformers
 
-    return {
-        "openvino": ov.get_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
+    found = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if backend == "openvino":
+        import openvino as ov
+
+        found["openvino"] = ov.get_version()
+    else:
+        import onnx
+        import onnxruntime as ort
+
+        found.update(
+            onnx=onnx.__version__,
+            onnxruntime=ort.__version__,
+            exporter="torch.onnx.export (TorchScript)",
+            opset=str(ONNX_OPSET),
+        )
+    return found
 
 
-def export_openvino(
+def _convert_openvino(wrapper: torch.nn.Module, example: dict, names: tuple, staging: Path):
+    import openvino as ov
+
+    ports = [("pixel_values", ov.PartialShape([-1, 3, -1, -1]), ov.Type.f32)]
+    if "pixel_mask" in names:
+        ports.append(("pixel_mask", ov.PartialShape([-1, -1, -1]), ov.Type.i64))
+    with torch.no_grad():
+        converted = ov.convert_model(wrapper, example_input=example, input=ports)
+    for port, name in zip(converted.outputs, ("logits", "pred_boxes"), strict=True):
+        port.get_tensor().set_names({name})
+    # compress_to_fp16 defaults to True: the weights would be rounded to fp16.
+    ov.save_model(converted, str(staging / IR_XML), compress_to_fp16=False)
+
+
+def _convert_onnx(wrapper: torch.nn.Module, example: dict, names: tuple, staging: Path):
+    import warnings
+
+    axes = {"pixel_values": {0: "batch", 2: "height", 3: "width"}}
+    if "pixel_mask" in names:
+        axes["pixel_mask"] = {0: "batch", 1: "height", 2: "width"}
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer's warnings about Python booleans from shapes: the check on three
+        # aspect ratios below is what proves the graph generalises.
+        warnings.simplefilter("ignore")
+        # The TorchScript exporter: the dynamo one needs onnxscript and took minutes here.
+        torch.onnx.export(
+            wrapper,
+            tuple(example[name] for name in names),
+            str(staging / ONNX_FILE),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=list(names),
+            output_names=["logits", "pred_boxes"],
+            dynamic_axes=axes,
+        )
+
+
+def export_backend(
     detector: Any,
     folder: Path,
     *,
+    backend: str = "openvino",
     source_path: str | Path,
     source: dict[str, str],
     check_inputs: list[dict[str, torch.Tensor]],
@@ -372,48 +523,47 @@ def export_openvino(
     threads: int | None = None,
     log: Any = None,
 ) -> dict:
-    """Convert ``detector``'s torch model to OpenVINO IR, check it against torch on
-    ``check_inputs`` (preprocessed by the detector's processor) and write it to ``folder``
-    with its manifest. Raises ExportRefused (nothing written) beyond the tolerance.
+    """Convert ``detector``'s torch model for ``backend`` (OpenVINO IR or ONNX), check it
+    against torch on ``check_inputs`` (preprocessed by the detector's processor) and write it
+    to ``folder`` with its manifest. Raises ExportRefused (nothing written) beyond the
+    tolerance.
 
-    Shapes are dynamic (batch, height, width): one IR serves every image size.
+    Shapes are dynamic (batch, height, width): one export serves every image size.
     """
-    if not openvino_available():
-        raise BackendUnavailable(NOT_INSTALLED_MESSAGE)
-    import openvino as ov
-
+    if backend not in EXPORT_BACKENDS:
+        raise ValueError(f"backend must be one of {EXPORT_BACKENDS}, got {backend!r}")
+    if not available(backend):
+        raise BackendUnavailable(not_installed_message(backend))
     say = log or (lambda message: logger.info("%s", message))
     model = detector.model
     # What the forward takes and the processor gives (RT-DETR's forward takes a mask that its
     # processor does not make).
     names = tuple(name for name in model_inputs(model) if name in check_inputs[0])
     example = {name: check_inputs[0][name] for name in names}
-    ports = [("pixel_values", ov.PartialShape([-1, 3, -1, -1]), ov.Type.f32)]
-    if "pixel_mask" in names:
-        ports.append(("pixel_mask", ov.PartialShape([-1, -1, -1]), ov.Type.i64))
-    began = time.perf_counter()
-    wrapper = _RawOutputs(model).eval()
-    # The contiguous layout: tracing a channels_last model bakes its strides into the graph
-    # for nothing (OpenVINO picks its own layouts).
-    model.to(memory_format=torch.contiguous_format)
-    try:
-        with torch.no_grad():
-            converted = ov.convert_model(wrapper, example_input=example, input=ports)
-    finally:
-        if detector.channels_last:
-            model.to(memory_format=torch.channels_last)
-    for port, name in zip(converted.outputs, ("logits", "pred_boxes"), strict=True):
-        port.get_tensor().set_names({name})
-    converted_s = time.perf_counter() - began
-    say(f"converted in {converted_s:.1f}s (openvino {ov.get_version()})")
-
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".openvino-", dir=folder.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{backend}-", dir=folder.parent))
     try:
-        # compress_to_fp16 defaults to True: the weights would be rounded to fp16.
-        ov.save_model(converted, str(staging / IR_XML), compress_to_fp16=False)
-        forward = load_openvino(
+        began = time.perf_counter()
+        wrapper = _RawOutputs(model).eval()
+        # The contiguous layout: tracing a channels_last model bakes its strides into the
+        # graph for nothing (both runtimes pick their own layouts).
+        model.to(memory_format=torch.contiguous_format)
+        try:
+            convert = _convert_openvino if backend == "openvino" else _convert_onnx
+            convert(wrapper, example, names, staging)
+        finally:
+            if detector.channels_last:
+                model.to(memory_format=torch.channels_last)
+        converted_s = time.perf_counter() - began
+        made_by = versions(backend)
+        say(
+            f"converted in {converted_s:.1f}s ("
+            + ", ".join(f"{k} {v}" for k, v in made_by.items() if k in ("openvino", "onnx"))
+            + ")"
+        )
+        forward = load_export(
+            backend,
             staging,
             source_path=source_path,
             label="the new export",
@@ -441,9 +591,9 @@ def export_openvino(
             )
         manifest = {
             "format": FORMAT_VERSION,
-            "backend": "openvino",
+            "backend": backend,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "exporter": versions(),
+            "exporter": made_by,
             "source": {**source, "files": source_fingerprint(source_path)},
             "model_type": model.config.model_type,
             "inputs": list(names),
@@ -455,9 +605,10 @@ def export_openvino(
                 "box_tolerance": box_tol,
                 "precision": "f32",
             },
-            "ir": {name: _sha256(staging / name) for name in (IR_XML, IR_BIN)},
+            "ir": {name: _sha256(staging / name) for name in EXPORT_FILES[backend]},
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        del forward  # the session or compiled model holds the files open
         if folder.exists():
             shutil.rmtree(folder)
         staging.chmod(0o755)  # mkdtemp's 0700 would hide it from a worker of another user
@@ -468,9 +619,14 @@ def export_openvino(
     return manifest
 
 
+def export_openvino(detector: Any, folder: Path, **kwargs: Any) -> dict:
+    """``export_backend(..., backend="openvino")``."""
+    return export_backend(detector, folder, backend="openvino", **kwargs)
+
+
 def check_export(
     detector: Any,
-    forward: OpenVinoForward,
+    forward: OpenVinoForward | OnnxRuntimeForward,
     check_inputs: list[dict[str, torch.Tensor]],
     *,
     logit_tol: float = LOGIT_TOLERANCE,

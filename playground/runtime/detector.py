@@ -77,9 +77,9 @@ class DetectionResult:
 class Detector:
     """A loaded model and its image processor on one device.
 
-    ``backend`` says which code runs the forward: ``torch`` (``model``) or ``openvino``
-    (``runner``, an accepted export of the same checkpoint; ``model`` is then None). Pre-
-    and post-processing are the same code whichever it is.
+    ``backend`` says which code runs the forward: ``torch`` (``model``), ``openvino`` or
+    ``onnxruntime`` (``runner``, an accepted export of the same checkpoint; ``model`` is then
+    None). Pre- and post-processing are the same code whichever it is.
     """
 
     def __init__(
@@ -102,7 +102,7 @@ class Detector:
         self.spec = spec
         self.device = device
         self.runner = runner
-        self.backend = "openvino" if runner is not None else "torch"
+        self.backend = runner.backend if runner is not None else "torch"
         self.precision = precision
         if precision == "bf16":
             # The labelled reduced-precision option: autocast on CPU (AMX/AVX-512 bf16) and
@@ -353,9 +353,10 @@ def load_detector(
 ) -> Detector:
     """Load ``spec`` (uncached; see ``get_detector``), raising WeightsNotInstalled if absent.
 
-    ``backend`` (default VITRINE_BACKEND, ``auto``): ``torch``; ``openvino`` (an accepted
-    export of this checkpoint, see ``manage.py export_model``; BackendUnavailable when there
-    is none); ``auto``: OpenVINO on the CPU when an export is there, torch otherwise.
+    ``backend`` (default VITRINE_BACKEND, ``auto``): ``torch``; ``openvino`` or
+    ``onnxruntime`` (an accepted export of this checkpoint, see ``manage.py export_model``;
+    BackendUnavailable when there is none); ``auto``: on the CPU the first export found
+    (OpenVINO, then ONNX Runtime), torch otherwise.
     ``precision`` (default VITRINE_PRECISION, ``f32``): ``bf16`` is the labelled fast option.
 
     ``channels_last`` (default: VITRINE_CHANNELS_LAST, on) stores conv weights and inputs
@@ -381,7 +382,7 @@ def load_detector(
     source = resolve_weights(spec)
     began = time.perf_counter()
     try:
-        runner = _openvino_runner(spec, source, backend, precision, device)
+        runner = _export_runner(spec, source, backend, precision, device)
         if runner is None:
             model = AutoModelForObjectDetection.from_pretrained(
                 source.path, dtype=torch.float32, **source.kwargs
@@ -446,46 +447,58 @@ def _local_checkpoint_path(source: Any) -> str | None:
         return None
 
 
-def _openvino_runner(
+def _export_runner(
     spec: CheckpointSpec,
     source: Any,
     backend: str,
     precision: str,
     device: torch.device,
 ) -> Any:
-    """The compiled OpenVINO forward when ``backend`` asks for it (or ``auto`` finds it)."""
+    """The loaded export's forward when ``backend`` names one, or when ``auto`` finds one
+    (``backends.EXPORT_BACKENDS`` order); None for torch."""
     if backend == "torch":
         return None
     local_path = _local_checkpoint_path(source)
-    try:
-        if device.type != "cpu":
-            raise backends.BackendUnavailable(backends.CPU_ONLY_MESSAGE.format(device=device))
-        if local_path is None:
-            raise backends.BackendUnavailable(
-                backends.NO_EXPORT_MESSAGE.format(label=spec.label, path="(no local files)")
+    candidates = backends.EXPORT_BACKENDS if backend == "auto" else (backend,)
+    reasons = []
+    for name in candidates:
+        try:
+            if device.type != "cpu":
+                label = backends.BACKEND_NAMES[name]
+                raise backends.BackendUnavailable(
+                    backends.CPU_ONLY_MESSAGE.format(name=label, device=device)
+                )
+            if local_path is None:
+                raise backends.BackendUnavailable(
+                    backends.no_export_message(name, label=spec.label, path="(no local files)")
+                )
+            folder = export_dir_for(spec, source, local_path, backend=name)
+            return backends.load_export(
+                name,
+                folder,
+                source_path=local_path,
+                label=spec.label,
+                precision=precision,
+                threads=env_int(TORCH_THREADS_ENV, None),
             )
-        folder = export_dir_for(spec, source, local_path)
-        return backends.load_openvino(
-            folder,
-            source_path=local_path,
-            label=spec.label,
-            precision=precision,
-            threads=env_int(TORCH_THREADS_ENV, None),
-        )
-    except backends.BackendUnavailable as exc:
-        if backend == "openvino":
-            raise
-        logger.info("%s: torch backend (%s)", spec.label, exc.message)
-        return None
+        except backends.BackendUnavailable as exc:
+            if backend != "auto":
+                raise
+            reasons.append(exc.message)
+    logger.info("%s: torch backend (%s)", spec.label, " ".join(reasons))
+    return None
 
 
-def export_dir_for(spec: CheckpointSpec, source: Any, local_path: str) -> Any:
-    """Where ``spec``'s OpenVINO export lives (see ``backends.export_dir``)."""
+def export_dir_for(
+    spec: CheckpointSpec, source: Any, local_path: str, *, backend: str = "openvino"
+) -> Any:
+    """Where ``spec``'s export for ``backend`` lives (see ``backends.export_dir``)."""
     return backends.export_dir(
         source_path=local_path,
         is_local=source.is_local,
         repo=spec.repo,
         revision=spec.revision,
+        backend=backend,
     )
 
 

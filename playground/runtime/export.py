@@ -27,7 +27,7 @@ from playground.runtime.weights import CheckpointSpec, resolve_weights
 # shape as a constant fails the check on the others.
 CHECK_SIZES = ((640, 480), (480, 640), (512, 512))
 # Families whose export is known not to work, and why (none so far: DETR, Conditional DETR,
-# RT-DETR and YOLOS all convert with dynamic shapes and pass the check).
+# RT-DETR and YOLOS all convert with dynamic shapes and pass the check, for both backends).
 UNSUPPORTED: dict[str, str] = {}
 
 
@@ -45,29 +45,31 @@ def check_images(count: int = len(CHECK_SIZES), seed: int = 0) -> list[Image.Ima
     return images
 
 
-def export_location(spec: CheckpointSpec) -> tuple[Path, str]:
+def export_location(spec: CheckpointSpec, backend: str = "openvino") -> tuple[Path, str]:
     """(export folder, folder of the source files) of ``spec``; WeightsNotInstalled if absent."""
     source = resolve_weights(spec)
     local = _local_checkpoint_path(source)
     if local is None:
         raise WeightsNotInstalled(f"The weights of {spec.label} are not on this machine.")
-    return export_dir_for(spec, source, local), local
+    return export_dir_for(spec, source, local, backend=backend), local
 
 
 def export_checkpoint(
     spec: CheckpointSpec,
     *,
+    backend: str = "openvino",
     images: Sequence[Image.Image] | None = None,
     logit_tol: float = backends.LOGIT_TOLERANCE,
     box_tol: float = backends.BOX_TOLERANCE,
     log: Callable[[str], Any] | None = None,
 ) -> tuple[Path, dict]:
-    """Export ``spec`` to OpenVINO IR from the files the torch path loads, check it against
-    torch on ``images`` (default: ``check_images()``) and write it with its manifest.
+    """Export ``spec`` for ``backend`` (OpenVINO IR, or ONNX for ONNX Runtime) from the files
+    the torch path loads, check it against torch on ``images`` (default: ``check_images()``)
+    and write it with its manifest.
 
     Raises ExportRefused beyond the tolerance (the previous export, if any, is kept).
     """
-    folder, local = export_location(spec)
+    folder, local = export_location(spec, backend)
     detector = load_detector(spec, device="cpu", warm_up=False, backend="torch", precision="f32")
     family = detector.model_type
     if family in UNSUPPORTED:
@@ -81,9 +83,10 @@ def export_checkpoint(
         "commit": Path(local).name if not spec.local_dir and spec.repo else "",
         "local_dir": spec.local_dir,
     }
-    manifest = backends.export_openvino(
+    manifest = backends.export_backend(
         detector,
         folder,
+        backend=backend,
         source_path=local,
         source=source,
         check_inputs=inputs,
@@ -98,21 +101,22 @@ def export_checkpoint(
 def check_existing(
     spec: CheckpointSpec,
     *,
+    backend: str = "openvino",
     images: Sequence[Image.Image] | None = None,
     logit_tol: float = backends.LOGIT_TOLERANCE,
     box_tol: float = backends.BOX_TOLERANCE,
 ) -> tuple[backends.Comparison, str | None]:
     """Compare the existing export with torch again (the IR as it is on disk, even if it
     changed since it was accepted); also says why the runtime would refuse it, if it would."""
-    folder, local = export_location(spec)
+    folder, local = export_location(spec, backend)
     detector = load_detector(spec, device="cpu", warm_up=False, backend="torch", precision="f32")
     refusal = None
     try:
-        backends.load_openvino(folder, source_path=local, label=spec.label)
+        backends.load_export(backend, folder, source_path=local, label=spec.label)
     except backends.BackendUnavailable as exc:
         refusal = exc.message
-    forward = backends.load_openvino(
-        folder, source_path=local, label=spec.label, check_hashes=False
+    forward = backends.load_export(
+        backend, folder, source_path=local, label=spec.label, check_hashes=False
     )
     inputs = [detector.preprocess(image) for image in (images or check_images())]
     comparison = backends.check_export(

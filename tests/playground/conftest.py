@@ -39,25 +39,27 @@ def runtime_checkpoint(tmp_path_factory) -> Callable[[str], Path]:
 
 
 @pytest.fixture(scope="session")
-def runtime_export(runtime_checkpoint, tmp_path_factory) -> Callable[[str], Path]:
-    """``runtime_export(family)``: a copy of ``runtime_checkpoint(family)`` with an accepted
-    OpenVINO export next to its weights (a copy, so that VITRINE_BACKEND=auto elsewhere keeps
-    finding no export and running torch). Skips when OpenVINO is not installed."""
-    pytest.importorskip("openvino")
+def runtime_export(runtime_checkpoint, tmp_path_factory) -> Callable[..., Path]:
+    """``runtime_export(family, backend="openvino")``: a copy of ``runtime_checkpoint(family)``
+    with an accepted export for ``backend`` (``openvino`` or ``onnxruntime``) next to its
+    weights (a copy, so that VITRINE_BACKEND=auto elsewhere keeps finding no export and
+    running torch). Skips when the backend's package is not installed."""
     import shutil
 
     from playground.runtime import CheckpointSpec
+    from playground.runtime.backends import PACKAGES
     from playground.runtime.export import export_checkpoint
 
     root = tmp_path_factory.mktemp("exports")
-    built: dict[str, Path] = {}
+    built: dict[tuple[str, str], Path] = {}
 
-    def get(family: str) -> Path:
-        if family not in built:
-            folder = root / family
+    def get(family: str, backend: str = "openvino") -> Path:
+        pytest.importorskip(PACKAGES[backend])
+        if (family, backend) not in built:
+            folder = root / backend / family
             shutil.copytree(runtime_checkpoint(family), folder)
-            export_checkpoint(CheckpointSpec(local_dir=str(folder)))
-            built[family] = folder
-        return built[family]
+            export_checkpoint(CheckpointSpec(local_dir=str(folder)), backend=backend)
+            built[family, backend] = folder
+        return built[family, backend]
 
     return get

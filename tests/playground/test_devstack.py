@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from playground.runtime.allocator import library
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.worker
@@ -56,6 +57,13 @@ print(services.job_create(card=card, image_bytes=buffer.getvalue()).pk.hex)
 """
 
 
+def preloaded(pid: int) -> str:
+    """The LD_PRELOAD a process was started with ("" when none)."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    found = [v for v in environ if v.startswith(b"LD_PRELOAD=")]
+    return found[0].split(b"=", 1)[1].decode() if found else ""
+
+
 def job_status(database: Path, job_hex: str) -> str | None:
     with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
         row = db.execute("SELECT status FROM playground_job WHERE id = ?", [job_hex]).fetchone()
@@ -65,6 +73,11 @@ def job_status(database: Path, job_hex: str) -> str | None:
 def test_devstack_serves_runs_a_task_and_stops_everything_on_ctrl_c(tmp_path, runtime_checkpoint):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     env |= {"VITRINE_VAR_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+    env.pop("LD_PRELOAD", None)
+    # A torch worker with an allocator chosen by the setting gets it preloaded (when Debian's
+    # libjemalloc2 is installed); the web process keeps glibc's malloc.
+    jemalloc = library("jemalloc")
+    env |= {"VITRINE_BACKEND": "torch", "VITRINE_ALLOCATOR": "jemalloc"}
     manage = [sys.executable, "manage.py"]
     subprocess.run(
         [*manage, "migrate", "--noinput"],
@@ -90,6 +103,8 @@ def test_devstack_serves_runs_a_task_and_stops_everything_on_ctrl_c(tmp_path, ru
             name: int(pid) for name, pid in re.findall(r"^(\w+)\s+pid (\d+)", log.read_text(), re.M)
         }
         assert set(pids) == {"broker", "worker", "web"}, log.read_text()
+        preloads = {name: preloaded(pids[name]) for name in ("worker", "web")}
+        assert preloads == {"worker": jemalloc or "", "web": ""}
 
         def health():
             try:

@@ -15,9 +15,10 @@ from django.core.management import CommandError, call_command
 
 from playground.runtime import CheckpointSpec, decode_image, load_detector
 from playground.runtime.backends import (
-    NO_EXPORT_MESSAGE,
+    F32_ONLY_MESSAGE,
     BackendUnavailable,
     compare_outputs,
+    no_export_message,
 )
 from tests.playground.runtime_helpers import assert_same_detections, blocks_image, encode
 
@@ -98,6 +99,41 @@ def test_an_export_beyond_the_tolerance_is_refused_and_nothing_is_written(checkp
     assert "No OpenVINO export" in info.value.message
 
 
+def test_export_model_to_onnx_runtime_and_what_auto_picks(checkpoint, image):
+    pytest.importorskip("onnxruntime")
+    out = io.StringIO()
+    call_command(
+        "export_model", "any/id", "--checkpoint", str(checkpoint), "--backend", "onnxruntime",
+        stdout=out,
+    )  # fmt: skip
+    assert "max |logit difference|" in out.getvalue() and "accepted" in out.getvalue()
+    folder = checkpoint / "onnxruntime"
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["backend"] == "onnxruntime"
+    assert {"onnx", "onnxruntime", "torch", "transformers", "opset"} <= set(manifest["exporter"])
+    assert set(manifest["ir"]) == {"model.onnx"}
+    assert manifest["check"]["max_logit_difference"] <= manifest["check"]["logit_tolerance"]
+
+    _, expected = detect(checkpoint, image, backend="torch")
+    ort_detector, got = detect(checkpoint, image)  # auto: the only export is ONNX Runtime's
+    assert ort_detector.backend == "onnxruntime" and ort_detector.model is None
+    assert "onnxruntime forward" in ort_detector.provenance["backend"]
+    assert_same_detections(got, expected, threshold=THRESHOLD)
+    # bf16 is not an ONNX Runtime option: asked for, it says so; auto runs torch instead.
+    with pytest.raises(BackendUnavailable) as info:
+        detect(checkpoint, image, backend="onnxruntime", precision="bf16")
+    assert info.value.message == F32_ONLY_MESSAGE
+    assert detect(checkpoint, image, precision="bf16")[0].backend == "torch"
+
+    call_command("export_model", "any/id", "--checkpoint", str(checkpoint), stdout=out)
+    assert detect(checkpoint, image)[0].backend == "openvino"  # both: the faster one
+    assert detect(checkpoint, image, backend="onnxruntime")[0].backend == "onnxruntime"
+
+    with pytest.raises(CommandError, match="Unknown backend 'tensorrt'"):
+        call_command("export_model", "any/id", "--checkpoint", str(checkpoint), "--backend",
+                     "tensorrt")  # fmt: skip
+
+
 def _tamper(folder):
     """Scale a stretch of the IR's weights: a corrupted or hand-edited export."""
     path = folder / "openvino" / "model.bin"
@@ -137,9 +173,14 @@ def test_the_backend_setting(exported, checkpoint, image, monkeypatch):
     assert detect(exported, image)[0].backend == "openvino"
     with pytest.raises(BackendUnavailable) as info:
         detect(checkpoint, image)  # no export: openvino asked for, so no fallback
-    assert info.value.message == NO_EXPORT_MESSAGE.format(
-        label=str(checkpoint), path=checkpoint / "openvino"
+    assert info.value.message == no_export_message(
+        "openvino", label=str(checkpoint), path=checkpoint / "openvino"
     )
+    monkeypatch.setenv("VITRINE_BACKEND", "onnxruntime")
+    with pytest.raises(BackendUnavailable) as info:
+        detect(checkpoint, image)
+    assert "No ONNX Runtime export" in info.value.message
+    assert "export_model <model id> --backend onnxruntime" in info.value.message
     monkeypatch.setenv("VITRINE_BACKEND", "auto")
     assert detect(checkpoint, image)[0].backend == "torch"  # no export: falls back
     monkeypatch.setenv("VITRINE_BACKEND", "fastest")

@@ -25,7 +25,7 @@ IMAGES = [(160, 120, 1), (96, 128, 2), (160, 120, 3)]
 
 
 # Every backend gives the pipeline's detections: only the forward differs between them.
-BACKENDS = ("torch", "openvino")
+BACKENDS = ("torch", "openvino", "onnxruntime")
 
 
 @pytest.fixture(scope="module", params=sorted(THRESHOLDS))
@@ -44,8 +44,8 @@ def models(family, backend, runtime_checkpoint, request):
         path = str(runtime_checkpoint(family))
         detector = get_detector(CheckpointSpec(local_dir=path), device="cpu")
     else:
-        # An accepted export next to a copy of the same checkpoint (skips without OpenVINO).
-        path = str(request.getfixturevalue("runtime_export")(family))
+        # An accepted export next to a copy of the same checkpoint (skips without the package).
+        path = str(request.getfixturevalue("runtime_export")(family, backend))
         detector = load_detector(CheckpointSpec(local_dir=path), device="cpu", backend=backend)
     assert detector.backend == backend
     pipe = pipeline("object-detection", model=path, device="cpu")

@@ -23,6 +23,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from playground.broker import EmbeddedRedis
+from playground.runtime.allocator import worker_preload
+from playground.runtime.backends import backend_setting
 
 
 class Command(BaseCommand):
@@ -62,6 +64,14 @@ class Command(BaseCommand):
                 self.stdout.write(f"broker   {settings.CELERY_BROKER_URL} (external)")
 
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            worker_env = dict(env)
+            preload = worker_preload(backend=backend_setting())
+            if preload and not os.environ.get("LD_PRELOAD"):
+                # The allocator measured to pay for torch workers on this machine
+                # (VITRINE_ALLOCATOR, playground/runtime/allocator.py); the web process
+                # keeps glibc's.
+                worker_env["LD_PRELOAD"] = preload
+                self.stdout.write(f"worker   allocator {preload} (VITRINE_ALLOCATOR)")
             worker = [
                 sys.executable, "-m", "celery", "-A", "config", "worker",
                 "--loglevel", "INFO", "--concurrency", concurrency, "--hostname", "dev@%h",
@@ -73,9 +83,9 @@ class Command(BaseCommand):
                 sys.executable, "-m", "uvicorn", "config.asgi:application",
                 "--host", host, "--port", str(port), "--timeout-graceful-shutdown", "5",
             ]  # fmt: skip
-            for name, argv in (("worker", worker), ("web", web)):
+            for name, argv, child_env in (("worker", worker, worker_env), ("web", web, env)):
                 proc = subprocess.Popen(
-                    argv, cwd=settings.BASE_DIR, env=env, start_new_session=True
+                    argv, cwd=settings.BASE_DIR, env=child_env, start_new_session=True
                 )
                 children.append((name, proc))
                 self.stdout.write(f"{name:8} pid {proc.pid}")

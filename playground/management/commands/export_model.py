@@ -1,12 +1,14 @@
-"""``manage.py export_model <model id>``: export a catalogue model's checkpoint to OpenVINO IR.
+"""``manage.py export_model <model id>``: export a catalogue model's checkpoint to OpenVINO IR
+(default) or to ONNX for ONNX Runtime.
 
     manage.py export_model facebook/detr-resnet-50
+    manage.py export_model facebook/detr-resnet-50 --backend onnxruntime
     manage.py export_model facebook/detr-resnet-50 --check      # compare the existing export again
 
 The export is made from the files the torch path loads (the card's checkpoint, found like
 the worker finds it), checked against torch on a few images (generated, or ``--images``)
-and written next to the weights (``<checkpoint>/openvino``; for the Hugging Face cache,
-``$VITRINE_EXPORTS_DIR/<org>/<name>/<revision>/openvino``) with ``export.json``: exporter
+and written next to the weights (``<checkpoint>/<backend>``; for the Hugging Face cache,
+``$VITRINE_EXPORTS_DIR/<org>/<name>/<revision>/<backend>``) with ``export.json``: exporter
 versions, the source files' sha256 and revision, the check's figures. Beyond the tolerance
 nothing is written and the command fails. With ``VITRINE_BACKEND=auto`` (the default) the
 workers then run the export on the CPU.
@@ -20,22 +22,27 @@ from django.core.management.base import BaseCommand, CommandError
 from PIL import Image
 
 from playground.runtime import CheckpointSpec, DetectorRuntimeError
-from playground.runtime.backends import BOX_TOLERANCE, LOGIT_TOLERANCE, openvino_available
-
-BACKENDS = ("openvino",)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-ONNX_MESSAGE = (
-    "Only --backend openvino is built: it was measured faster than ONNX Runtime on this "
-    "machine kind (2.04-2.24x vs 1.88x eager torch on DETR-R50), so onnx is not offered."
+from playground.runtime.backends import (
+    BOX_TOLERANCE,
+    EXPORT_BACKENDS,
+    LOGIT_TOLERANCE,
+    available,
+    not_installed_message,
 )
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 class Command(BaseCommand):
-    help = "Export a catalogue model's checkpoint to OpenVINO IR, checked against torch."
+    help = "Export a catalogue model's checkpoint to OpenVINO IR or ONNX, checked against torch."
 
     def add_arguments(self, parser):
         parser.add_argument("model_id", help="The card's id, e.g. facebook/detr-resnet-50.")
-        parser.add_argument("--backend", default="openvino", help="openvino (the only one).")
+        parser.add_argument(
+            "--backend",
+            default="openvino",
+            help=f"One of {', '.join(EXPORT_BACKENDS)} (default openvino).",
+        )
         parser.add_argument(
             "--checkpoint", help="Export this checkpoint folder instead of the card's."
         )
@@ -59,12 +66,12 @@ class Command(BaseCommand):
     def handle(self, *args, model_id: str, backend: str, **options):
         from playground.runtime.export import check_existing, export_checkpoint
 
-        if backend == "onnx":
-            raise CommandError(ONNX_MESSAGE)
-        if backend not in BACKENDS:
-            raise CommandError(f"Unknown backend {backend!r}; choose from {', '.join(BACKENDS)}.")
-        if not openvino_available():
-            raise CommandError("OpenVINO is not installed: pip install openvino.")
+        if backend not in EXPORT_BACKENDS:
+            raise CommandError(
+                f"Unknown backend {backend!r}; choose from {', '.join(EXPORT_BACKENDS)}."
+            )
+        if not available(backend):
+            raise CommandError(not_installed_message(backend))
         spec = self._spec(model_id, options["checkpoint"])
         images = self._images(options["images"], options["limit"])
         tolerances = {
@@ -73,7 +80,9 @@ class Command(BaseCommand):
         }
         try:
             if options["check"]:
-                comparison, refusal = check_existing(spec, images=images, **tolerances)
+                comparison, refusal = check_existing(
+                    spec, backend=backend, images=images, **tolerances
+                )
                 self.stdout.write(
                     f"{model_id}: max |logit difference| {comparison.logits:.2e}, max |box "
                     f"difference| {comparison.boxes:.2e}, queries without a partner "
@@ -87,15 +96,18 @@ class Command(BaseCommand):
                 return
             folder, manifest = export_checkpoint(
                 spec,
+                backend=backend,
                 images=images,
                 log=lambda line: self.stdout.write(f"{model_id}: {line}"),
                 **tolerances,
             )
         except DetectorRuntimeError as exc:
             raise CommandError(exc.message) from exc
+        made_by = manifest["exporter"]
         self.stdout.write(
-            f"{model_id}: accepted, written to {folder} "
-            f"(openvino {manifest['exporter']['openvino']})"
+            f"{model_id}: accepted, written to {folder} ("
+            + ", ".join(f"{k} {v}" for k, v in made_by.items() if k in ("openvino", "onnx"))
+            + ")"
         )
 
     def _spec(self, model_id: str, checkpoint: str | None) -> CheckpointSpec:
