@@ -12,7 +12,7 @@ different users never wait for each other, and one user's posts do not wait for 
 reservations. Every query here is on the hot path of every API call.
 
 Two implementations, one behaviour. On PostgreSQL a reservation and a settlement are each
-one round trip: a PL/pgSQL function (migration ``billing/0006_charge_functions_pg``) does
+one round trip: a PL/pgSQL function (``billing/0006_charge_functions_pg``, replaced by 0008) does
 what the ORM path does, with the same statements, locks and lock order, next to the data.
 Called outside a transaction (autocommit) it is its own transaction: no BEGIN/COMMIT round
 trips; inside one (a job's creation or completion) it joins it. On two cores, Python and
