@@ -75,11 +75,39 @@ def setup_django() -> None:
     django.setup()
 
 
+def backend_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) the PostgreSQL backend ``pid`` has used so far, read
+    from /proc; None where the server is not on this machine or not readable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # Fields 14 and 15 of stat(5) (utime, stime), counted after the ")" of the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wal_lsn() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_lsn()::text")
+        return cursor.fetchone()[0]
+
+
+def wal_bytes_since(lsn: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", [lsn])
+        return int(cursor.fetchone()[0])
+
+
 def client(
     route_id: int, user_id: int, key_id: int | None, name: str, ready, seconds: float, out
 ) -> None:
     """One process: reserve + post in a loop until the time is up; report the counts."""
     setup_django()
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.db.utils import OperationalError
@@ -88,14 +116,21 @@ def client(
     from billing.services.charges import charge_post, charge_reserve
     from catalog.models import PriceRoute
 
+    # As production runs (DEBUG off): Django does not log every query. With the
+    # development default (DEBUG on) that log alone cost ~0.1-0.2 ms of client CPU per
+    # charge, which is not what an API call pays.
+    settings.DEBUG = False
     route = PriceRoute.objects.select_related("card").get(pk=route_id)
     user = get_user_model().objects.get(pk=user_id)
     # As the API's authentication hands it over: the key row, read once per request.
     api_key = ApiKey.objects.get(pk=key_id) if key_id is not None else None
-    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend_pid = cursor.fetchone()[0]
     counts = {"charges": 0, "deadlocks": 0, "errors": 0, "error_samples": []}
     ready.wait()  # every client is set up and connected: start together
     cpu_start = time.process_time()
+    backend_start = backend_cpu_s(backend_pid)
     deadline = time.monotonic() + seconds
     n = 0
     while time.monotonic() < deadline:
@@ -117,6 +152,10 @@ def client(
             if len(counts["error_samples"]) < 3:
                 counts["error_samples"].append(f"{type(exc).__name__}: {exc}"[:200])
     counts["client_cpu_s"] = time.process_time() - cpu_start
+    backend_end = backend_cpu_s(backend_pid)
+    counts["backend_cpu_s"] = (
+        None if backend_start is None or backend_end is None else backend_end - backend_start
+    )
     connection.close()
     out.put(counts)
 
@@ -212,6 +251,7 @@ def run_scenario(
     starts = {user_id: wallet_balance(user_id) for user_id, _ in assignments}
     deadlocks_before = pg_deadlocks()
     charges_before = Charge.objects.filter(user_id__in=starts).count()
+    lsn_before = wal_lsn()
     connection.close()  # nothing inherited by the children
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -230,7 +270,9 @@ def run_scenario(
     for proc in procs:
         proc.join()
     charges = sum(r["charges"] for r in results)
+    wal_bytes = wal_bytes_since(lsn_before)  # includes the checks' few writes: none
     check = ledger_check(starts)
+    backend_cpu = [r["backend_cpu_s"] for r in results]
     recorded = Charge.objects.filter(user_id__in=starts).count() - charges_before
     return {
         "scenario": name,
@@ -248,6 +290,12 @@ def run_scenario(
         "client_cpu_ms_per_charge": round(
             1000 * sum(r["client_cpu_s"] for r in results) / max(charges, 1), 2
         ),
+        # The PostgreSQL backends' CPU per charge (None if the server is not local), and
+        # the WAL each charge writes (what the commits must flush).
+        "backend_cpu_ms_per_charge": (
+            None if None in backend_cpu else round(1000 * sum(backend_cpu) / max(charges, 1), 2)
+        ),
+        "wal_bytes_per_charge": round(wal_bytes / max(charges, 1)),
         "error_samples": [s for r in results for s in r["error_samples"]][:5],
         "ledger": check,
     }
@@ -327,7 +375,9 @@ def main() -> int:
             f"(PostgreSQL: {result['deadlocks_postgresql']}), errors {result['errors']}, "
             f"ledger {'ok' if result['ledger']['ok'] else 'WRONG ' + str(result['ledger'])}, "
             f"{result['sql_statements_per_charge']} SQL statements and "
-            f"{result['client_cpu_ms_per_charge']} ms of client CPU per charge",
+            f"{result['client_cpu_ms_per_charge']} ms of client CPU, "
+            f"{result['backend_cpu_ms_per_charge']} ms of PostgreSQL CPU and "
+            f"{result['wal_bytes_per_charge']} bytes of WAL per charge",
             flush=True,
         )
         for sample in result["error_samples"]:

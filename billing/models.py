@@ -4,14 +4,22 @@ Amounts are exact decimals in USD with 10 places (``catalog.models.PRICE_DECIMAL
 never floats. The ledger is append-only: entries are never updated or deleted, a mistake
 is fixed by a reversing transaction.
 
-Which balances are cached (the hot-row problem): a user's own accounts (their wallet and
-their holds) keep ``balance`` as a cache of the sum of their entries, updated under a row
-lock in the same database transaction, because a charge must check the wallet before it
-moves money and the CHECKs below refuse a negative one. System accounts (revenue, payable,
-fees, clearing, grants) are shared by every user: caching their balance would make every
-charge UPDATE one row and so serialise all users behind one lock. Their ``balance`` is
-NULL and their balance is the sum of their entries (``billing.selectors``); posting to
-them only INSERTs entries.
+Which balances are cached (the hot-row problem): only a user's wallet keeps ``balance`` as
+a cache of the sum of its entries, updated under the wallet's row lock in the same
+database transaction, because a charge must check the wallet before it moves money and
+the CHECK below refuses a negative one. Every other account's ``balance`` is NULL and its
+balance is the sum of its entries (``billing.selectors``); posting to it only INSERTs
+entries, and takes no lock that another charge waits for:
+
+- system accounts (revenue, payable, fees, clearing, grants) are shared by every user:
+  a cached balance would make every charge of every user UPDATE one row;
+- a user's holds account (what their reserved charges hold back) is written twice per
+  charge and read only by the admin: a cached holds balance made every settlement lock
+  and update that row, so the reservations and settlements of one busy user queued on it
+  (each holding it through its commit's disk flush), and it cost two row updates per
+  charge. Its balance is the sum of its entries, which is also the sum of the user's
+  reserved charges (each charge moves its amount in once and out once, under the
+  charge's own row lock).
 """
 
 from __future__ import annotations
@@ -28,8 +36,8 @@ MONEY = {"max_digits": 20, "decimal_places": 10}
 class AccountKind(models.TextChoices):
     WALLET = "wallet", "User wallet"
     # One per user (with their wallet), so reservations by different users share no row.
-    # A pooled system HOLDS account (no user) existed before migration 0002 moved its
-    # balance to the users' accounts; it may remain with no balance of its own.
+    # Caches no balance (see above). A pooled system HOLDS account (no user) existed
+    # before migration 0002 moved its balance to the users' accounts; it may remain.
     HOLDS = "holds", "Reserved for running jobs"
     FEE_REVENUE = "fee_revenue", "Platform fee revenue"
     INFERENCE_REVENUE = "inference_revenue", "Inference revenue (our own workers)"
@@ -38,7 +46,8 @@ class AccountKind(models.TextChoices):
     GRANTS = "grants", "Credit granted by operators and sign-up"
 
 
-# The kinds an account of a user's own may have: these cache their balance.
+# The kinds an account of a user's own may have; of these only the wallet caches its
+# balance (see above).
 USER_ACCOUNT_KINDS = (AccountKind.WALLET, AccountKind.HOLDS)
 
 
@@ -51,8 +60,8 @@ class LedgerAccount(models.Model):
         blank=True,
         related_name="ledger_accounts",
     )
-    # A user's account: a cache of the sum of its entries, updated with them in one
-    # transaction under the row's lock. A system account: NULL, never updated (see above).
+    # A wallet: a cache of the sum of its entries, updated with them in one transaction
+    # under the row's lock. Any other account: NULL, never updated (see above).
     balance = models.DecimalField(**MONEY, null=True, blank=True, default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -66,23 +75,18 @@ class LedgerAccount(models.Model):
                 condition=~Q(kind=AccountKind.WALLET) | Q(balance__gte=0),
                 name="wallet_never_negative",
             ),
-            # A user's holds are the sum of their reserved charges: never below zero either.
-            models.CheckConstraint(
-                condition=~Q(kind=AccountKind.HOLDS) | Q(balance__isnull=True) | Q(balance__gte=0),
-                name="holds_never_negative",
-            ),
             models.CheckConstraint(
                 condition=Q(kind=AccountKind.WALLET, user__isnull=False)
                 | Q(kind=AccountKind.HOLDS)
                 | (~Q(kind__in=USER_ACCOUNT_KINDS) & Q(user__isnull=True)),
                 name="wallet_has_a_user",
             ),
-            # Cached exactly when the account is a user's own (the rows only that user's
-            # charges lock); a system account's balance is derived from its entries.
+            # Cached exactly for a wallet (the one row a user's charges lock); every other
+            # account's balance is derived from its entries.
             models.CheckConstraint(
-                condition=Q(user__isnull=False, balance__isnull=False)
-                | Q(user__isnull=True, balance__isnull=True),
-                name="balance_cached_for_user_accounts",
+                condition=Q(kind=AccountKind.WALLET, balance__isnull=False)
+                | (~Q(kind=AccountKind.WALLET) & Q(balance__isnull=True)),
+                name="balance_cached_for_wallets",
             ),
             models.UniqueConstraint(
                 fields=["kind"], condition=Q(user__isnull=True), name="one_system_account_per_kind"
@@ -101,8 +105,8 @@ class LedgerAccount(models.Model):
 
     @property
     def is_cached(self) -> bool:
-        """Whether ``balance`` is kept (a user's own account) or derived from entries."""
-        return self.user_id is not None
+        """Whether ``balance`` is kept (a wallet) or derived from entries."""
+        return self.kind == AccountKind.WALLET
 
 
 class LedgerTransaction(models.Model):
@@ -122,9 +126,12 @@ class LedgerTransaction(models.Model):
     # task finds the transaction already there and changes nothing.
     idempotency_key = models.CharField(max_length=200, unique=True)
     memo = models.CharField(max_length=300, blank=True)
+    # Set only by an operator's adjustment: indexed only where set (Meta), so the two
+    # ledger transactions of every charge do not each add a NULL to an index.
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", db_index=False,
+    )  # fmt: skip
     reverses = models.OneToOneField(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
     )
@@ -132,6 +139,13 @@ class LedgerTransaction(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["created_by"],
+                condition=Q(created_by__isnull=False),
+                name="ledgertxn_created_by_set",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.idempotency_key}"
@@ -275,14 +289,25 @@ class Charge(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # One charge per job: the job id is the idempotency key.
     job_id = models.UUIDField(unique=True)
+    # Every index here is written by every charge (the hot path of every API call), so a
+    # charge keeps only those a query needs: the job's (above), the user's and month's
+    # (Meta.indexes, which also serves "by user"), the key's (spend caps; SET_NULL when
+    # a key is deleted). card, route and price_version have none: nothing looks charges
+    # up by them, and their PROTECT only matters when a catalog row is deleted (rare,
+    # by staff), which may then scan the table.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="charges"
-    )
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="charges",
+        db_index=False,
+    )  # fmt: skip
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True)
-    card = models.ForeignKey("catalog.ModelCard", on_delete=models.PROTECT, related_name="+")
-    route = models.ForeignKey("catalog.PriceRoute", on_delete=models.PROTECT, related_name="+")
+    card = models.ForeignKey(
+        "catalog.ModelCard", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    route = models.ForeignKey(
+        "catalog.PriceRoute", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     price_version = models.ForeignKey(
-        "catalog.PriceChange", on_delete=models.PROTECT, related_name="+",
+        "catalog.PriceChange", on_delete=models.PROTECT, related_name="+", db_index=False,
         help_text="The price in force when the job was accepted.",
     )  # fmt: skip
     unit_price = models.DecimalField(**MONEY)

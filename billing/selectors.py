@@ -19,10 +19,11 @@ def entries_total(entries: QuerySet[LedgerEntry]) -> Decimal:
 
 
 def account_balance(account: LedgerAccount) -> Decimal:
-    """What an account holds: a user's account caches it, a system account's is summed.
+    """What an account holds: a wallet caches it, any other account's is summed.
 
-    System accounts keep no cached balance so that no charge has to update their one
-    shared row (``billing.services.ledger``); reading one costs an indexed sum instead.
+    System accounts and holds keep no cached balance so that no charge has to update a
+    shared row, or a row its user's other charges wait for (``billing.models``); reading
+    one costs an indexed sum instead.
     """
     if account.is_cached:
         return Decimal(account.balance)
@@ -34,7 +35,8 @@ def system_balances() -> dict[str, Decimal]:
     balances = {k.value: Decimal(0) for k in AccountKind if k != AccountKind.WALLET}
     for account in LedgerAccount.objects.filter(user__isnull=True):
         balances[account.kind] = account_balance(account)
-    # Holds belong to users: their total is the sum of the users' cached holds.
-    held = LedgerAccount.objects.filter(kind=AccountKind.HOLDS, user__isnull=False)
-    balances[AccountKind.HOLDS] += sum(held.values_list("balance", flat=True), Decimal(0))
+    # Holds belong to users: their total is the sum of all the users' holds entries.
+    balances[AccountKind.HOLDS] += entries_total(
+        LedgerEntry.objects.filter(account__kind=AccountKind.HOLDS, account__user__isnull=False)
+    )
     return balances

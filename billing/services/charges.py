@@ -4,18 +4,20 @@ The job id is the charge's unique key and every ledger movement's idempotency ke
 retried request or a redelivered task never charges twice, and a failed job costs nothing.
 
 Many users at once: a reservation moves money from the user's wallet to the user's own
-holds account, and posting moves it from there to a revenue account whose balance is not
-cached (an INSERT, no UPDATE; see ``billing.services.ledger``). So a charge locks only
-rows that belong to its user (their wallet and holds, in pk order) and the charge row
-itself; charges of different users never wait for each other, and every query here is
-on the hot path of every API call.
+holds account, and posting moves it from there to a revenue account; only the wallet
+caches a balance (the others are INSERTed into, never updated; see ``billing.models``). So
+a reservation locks one row of its user's (the wallet) besides its own charge row, a post
+locks only its charge row, and a void its charge row and then the wallet. Charges of
+different users never wait for each other, and one user's posts do not wait for their
+reservations. Every query here is on the hot path of every API call.
 
 Two implementations, one behaviour. On PostgreSQL a reservation and a settlement are each
-one round trip: a PL/pgSQL function (migration ``billing/0006_charge_functions_pg``) does
+one round trip: a PL/pgSQL function (``billing/0006_charge_functions_pg``, replaced by 0008) does
 what the ORM path does, with the same statements, locks and lock order, next to the data.
 Called outside a transaction (autocommit) it is its own transaction: no BEGIN/COMMIT round
 trips; inside one (a job's creation or completion) it joins it. On two cores, Python and
-the server parsing ~21 ORM statements per charge capped charges/s, not the locks. SQLite
+the server parsing ~21 ORM statements per charge capped charges/s, not the locks. The two
+calls are prepared statements (``_call_function``). SQLite
 (single-user, embedded) keeps the ORM path. A rare case the function leaves to Python (a
 user's first charge, whose accounts do not exist yet) answers ``fallback`` having written
 nothing, and the ORM path runs. tests/billing/test_charge_paths_pg.py checks that both
@@ -24,6 +26,7 @@ paths leave identical ledgers.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from decimal import Decimal
 
@@ -101,16 +104,64 @@ CHARGE_FIELDS = (
     "created_at",
     "settled_at",
 )
+# Every parameter typed: the statements are prepared (see _call_function), and a prepared
+# statement's parameter types are fixed when it is parsed.
 _RESERVE_SQL = (
-    "SELECT * FROM vitrine_charge_reserve(%s::uuid, %s, %s, %s, %s, %s, %s, %s::numeric,"
-    " %s::timestamptz, %s, %s, %s)"
+    "SELECT * FROM vitrine_charge_reserve(%s::uuid, %s::integer, %s::bigint, %s::bigint,"
+    " %s::boolean, %s::text, %s::bigint, %s::numeric, %s::timestamptz, %s::integer, %s::text,"
+    " %s::text)"
 )
-_SETTLE_SQL = "SELECT * FROM vitrine_charge_settle(%s::uuid, %s, %s, %s, %s)"
+_SETTLE_SQL = (
+    "SELECT * FROM vitrine_charge_settle(%s::uuid, %s::text, %s::text, %s::text, %s::text)"
+)
 _FALLBACK = object()  # the function left this case to the ORM path
 
 
 def _use_sql_functions() -> bool:
     return connection.vendor == "postgresql"
+
+
+_prepared_cursor_class = None
+
+
+def _call_function(sql: str, params: list) -> tuple:
+    """Run one of the functions and return its row, as a prepared statement.
+
+    Django's cursors bind parameters on the client (the query travels as text, and the
+    server parses and plans it on every call); these two statements run on every charge,
+    so they are parsed and planned once per connection instead (psycopg's server-side
+    binding with ``prepare=True``; Django's own cursors never prepare, so the connection's
+    threshold is raised only to let this one cursor do it). Still through Django's cursor
+    wrapper (database errors become ``django.db`` errors) and logged in
+    ``connection.queries`` like any other query when queries are logged. A pooler in
+    transaction mode must keep prepared statements per server connection (PgBouncer
+    >= 1.21 with ``max_prepared_statements``), or connect directly.
+    """
+    global _prepared_cursor_class
+    if _prepared_cursor_class is None:
+        import psycopg
+
+        class PreparedCursor(psycopg.Cursor):
+            def execute(self, query, params=None, *, prepare=None, binary=None):
+                return super().execute(query, params, prepare=True, binary=binary)
+
+        _prepared_cursor_class = PreparedCursor
+    connection.ensure_connection()
+    pg = connection.connection
+    if pg.prepare_threshold is None:  # Django's default: psycopg then never prepares
+        pg.prepare_threshold = 2**31 - 1  # only prepare=True prepares
+    started = time.monotonic()
+    with connection.make_cursor(_prepared_cursor_class(pg)) as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if connection.queries_logged:
+        connection.queries_log.append(
+            {
+                "sql": connection.ops.compose_sql(sql, params),
+                "time": f"{time.monotonic() - started:.3f}",
+            }
+        )
+    return row
 
 
 def _charge_from_row(row) -> Charge:
@@ -185,9 +236,7 @@ def _reserve_sql(*, job_id, user, card, route, api_key, units, now):
         f"reserve:{job_id}",
         f"{card.model_id} x{units}"[:300],
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_RESERVE_SQL, params)
-        row = cursor.fetchone()
+    row = _call_function(_RESERVE_SQL, params)
     outcome = row[0]
     if outcome == "created":
         charge = _charge_from_row(row)
@@ -272,9 +321,7 @@ def _settle(*, job_id, to: str) -> Charge | None:
             if to == Charge.Status.POSTED
             else (LedgerTransaction.Kind.VOID, f"void:{job_id}")
         )
-        with connection.cursor() as cursor:
-            cursor.execute(_SETTLE_SQL, [job_id, to, kind, key, f"job {job_id}"[:300]])
-            row = cursor.fetchone()
+        row = _call_function(_SETTLE_SQL, [job_id, to, kind, key, f"job {job_id}"[:300]])
         outcome = row[0]
         if outcome == "none":
             return None

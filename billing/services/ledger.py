@@ -5,19 +5,21 @@ idempotency key.
 
 Locking, for many users paying at once:
 
-- Only a user's own accounts (wallet, holds) cache a balance, so only they are locked:
+- Only a user's wallet caches a balance, so only wallets are locked:
   ``SELECT ... FOR NO KEY UPDATE`` in primary-key order, in one statement, then one UPDATE.
-  Two transactions touching the same accounts queue in the same order and cannot deadlock;
+  Two transactions touching the same wallets queue in the same order and cannot deadlock;
   transactions of different users share no locked row at all.
-- System accounts (revenue, payable, fees, clearing, grants) are never locked or updated:
-  an entry into them is an INSERT, whose foreign-key check takes only ``FOR KEY SHARE`` on
-  the account row, a lock that any number of transactions hold together. Their balance is
-  the sum of their entries (``billing.selectors.account_balance``). This is the hot-account
-  problem: a cached system balance would make every charge of every user wait for one row.
+- Every other account (a user's holds; revenue, payable, fees, clearing, grants) is never
+  locked or updated: an entry into it is an INSERT, whose foreign-key check takes only
+  ``FOR KEY SHARE`` on the account row, a lock that any number of transactions hold
+  together. Its balance is the sum of its entries (``billing.selectors.account_balance``).
+  This is the hot-account problem: a cached system balance would make every charge of
+  every user wait for one row, and a cached holds balance made a user's settlements wait
+  for their reservations (``billing.models``).
 - ``NO KEY UPDATE`` rather than ``UPDATE``: the balance is not a key, and the weaker lock
   does not conflict with the ``KEY SHARE`` that inserting an entry takes on its account.
 - The order everywhere: the caller's own row first (the charge, the top-up, the API key),
-  then the accounts in primary-key order. Nothing locks an account and then another row.
+  then the wallets in primary-key order. Nothing locks a wallet and then another row.
 
 The wallet's CHECK constraint refuses a negative balance even if this code were wrong.
 """
@@ -75,15 +77,28 @@ def system_account(kind: str) -> LedgerAccount:
     return account
 
 
-def wallet_for(user) -> LedgerAccount:
-    account, _ = LedgerAccount.objects.get_or_create(kind=AccountKind.WALLET, user=user)
+def _user_account(kind: str, user_id: int) -> LedgerAccount:
+    # get_or_create: a concurrent first charge of the same user may create it too; the
+    # unique (user, kind) constraint makes one of them win, the other reads it. Only a
+    # wallet caches its balance (NULL otherwise: see billing.models).
+    account, _ = LedgerAccount.objects.get_or_create(
+        kind=kind,
+        user_id=user_id,
+        defaults={"balance": Decimal(0) if kind == AccountKind.WALLET else None},
+    )
     return account
+
+
+def wallet_for(user) -> LedgerAccount:
+    return _user_account(AccountKind.WALLET, user.pk)
 
 
 def holds_for(user) -> LedgerAccount:
-    """The user's own holds: what their reserved charges hold back from the wallet."""
-    account, _ = LedgerAccount.objects.get_or_create(kind=AccountKind.HOLDS, user=user)
-    return account
+    """The user's own holds: what their reserved charges hold back from the wallet.
+
+    Its balance is not cached: ``billing.selectors.account_balance`` sums its entries.
+    """
+    return _user_account(AccountKind.HOLDS, user.pk)
 
 
 def ledger_accounts(user, *system_kinds: str) -> dict[str, LedgerAccount]:
@@ -102,9 +117,7 @@ def ledger_accounts(user, *system_kinds: str) -> dict[str, LedgerAccount]:
     }
     for kind in USER_ACCOUNT_KINDS:
         if kind not in found:
-            # get_or_create: a concurrent first charge of the same user may create it too;
-            # the unique (user, kind) constraint makes one of them win, the other reads it.
-            found[kind], _ = LedgerAccount.objects.get_or_create(kind=kind, user_id=user_id)
+            found[kind] = _user_account(kind, user_id)
     for kind in system_kinds:
         if kind not in found:
             found[kind] = system_account(kind)
@@ -148,8 +161,9 @@ def ledger_post(
     with transaction.atomic(savepoint=False):
         locked: dict[int, LedgerAccount] = {}
         if deltas:
-            # One statement, rows locked in pk order (PostgreSQL locks them as the sorted
-            # rows come out): the one lock order that keeps concurrent postings deadlock-free.
+            # The wallets only (the accounts that cache a balance). One statement, rows
+            # locked in pk order (PostgreSQL locks them as the sorted rows come out): the
+            # one lock order that keeps concurrent postings deadlock-free.
             locked = {
                 a.pk: a
                 for a in LedgerAccount.objects.select_for_update(no_key=True)

@@ -68,7 +68,7 @@ def balances(user) -> dict[str, Decimal]:
     """Every balance a charge can move, fresh from the database."""
     return {
         "wallet": _wallet_for(user).balance,
-        AccountKind.HOLDS: holds_for(user).balance,
+        AccountKind.HOLDS: account_balance(holds_for(user)),
         **{
             kind: account_balance(system_account(kind))
             for kind in (AccountKind.INFERENCE_REVENUE, AccountKind.PROVIDER_PAYABLE)
@@ -160,7 +160,7 @@ def test_402_when_the_wallet_cannot_cover_the_call(broke_user, own_route):
     assert not Charge.objects.filter(job_id=job_id).exists()
     assert not LedgerTransaction.objects.filter(kind="reserve").exists()
     assert balances(broke_user)["wallet"] == D("5")
-    assert holds_for(broke_user).balance == 0
+    assert account_balance(holds_for(broke_user)) == 0
     # Exactly the balance is fine.
     assert reserve(broke_user, own_route, units=25_000).amount == D("5")
     assert balances(broke_user)["wallet"] == 0
@@ -175,7 +175,7 @@ def test_one_charge_per_job(user, own_route):
     assert Charge.objects.filter(job_id=job_id).count() == 1
     assert LedgerTransaction.objects.filter(kind="reserve").count() == 1
     assert balances(user)["wallet"] == D("9.9998")
-    assert holds_for(user).balance == D("0.0002")
+    assert account_balance(holds_for(user)) == D("0.0002")
 
 
 def test_the_charge_records_the_price_in_force_and_is_never_repriced(user, staff, own_route):

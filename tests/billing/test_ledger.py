@@ -122,12 +122,12 @@ def test_every_transaction_sums_to_zero(user):
         kinds.add(txn.kind)
     assert kinds == {"top_up", "reserve", "post", "void", "refund"}
     for account in LedgerAccount.objects.all():
-        # A user's account caches its balance; a shared system account caches none, so
-        # no charge has to update its row.
-        if account.user_id is None:
-            assert account.balance is None, account
-        else:
+        # A wallet caches its balance; every other account (a user's holds, a shared
+        # system account) caches none, so no charge has to update its row.
+        if account.kind == AccountKind.WALLET:
             assert account.balance == entries_total(account), account
+        else:
+            assert account.balance is None, account
     # The top-up: clearing paid 10.50, the wallet got 10, the platform's fee 0.50.
     assert balance(system_account(AccountKind.FEE_REVENUE)) == D("0.50")
     assert balance(system_account(AccountKind.INFERENCE_REVENUE)) == D("0.0006")

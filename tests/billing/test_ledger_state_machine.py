@@ -30,7 +30,7 @@ from hypothesis.stateful import (
 )
 
 from billing.models import AccountKind, Charge, LedgerAccount, LedgerTransaction
-from billing.selectors import system_balances
+from billing.selectors import account_balance, system_balances
 from billing.services.charges import charge_post, charge_reserve, charge_void
 from billing.services.keys import provider_key_save
 from billing.services.ledger import InsufficientCredits, holds_for, wallet_for
@@ -96,9 +96,9 @@ class WalletMachine(RuleBasedStateMachine):
             self.model[account] += delta
 
     def real(self) -> dict[str, Decimal]:
-        # System balances are sums of entries; holds is this user's own cached holds.
+        # Every balance but the wallet's is a sum of entries; the holds are this user's.
         real = {**system_balances(), "wallet": wallet_for(self.user).balance}
-        assert real["holds"] == holds_for(self.user).balance
+        assert real["holds"] == account_balance(holds_for(self.user))
         return {name: real[name] for name in ACCOUNTS}
 
     # --- rules -------------------------------------------------------------------------
@@ -228,8 +228,9 @@ class WalletMachine(RuleBasedStateMachine):
     @invariant()
     def every_cached_balance_is_the_sum_of_its_entries(self) -> None:
         for account in LedgerAccount.objects.all():
-            if account.user_id is None:
-                # Shared: derived from its entries, never a cached row every charge updates.
+            if account.kind != AccountKind.WALLET:
+                # Holds and shared accounts: derived from their entries, never a cached
+                # row that every charge (or every charge of this user) updates.
                 assert account.balance is None, account
                 continue
             # Summed in Python: SQLite's SUM() of decimals is a float sum.
