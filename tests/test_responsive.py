@@ -92,6 +92,12 @@ LAYOUT_PROBLEMS = """() => {
       problems.push(`"${cell.textContent.trim()}" wraps`);
     }
   }
+  // An identifier in a table cell (an error code, a model id) never breaks inside itself.
+  for (const code of document.querySelectorAll("td code")) {
+    if (!code.offsetParent) continue;
+    const lines = new Set([...code.getClientRects()].map((r) => Math.round(r.top)));
+    if (lines.size > 1) problems.push(`<code>${code.textContent}</code> breaks`);
+  }
   return problems;
 }"""
 
@@ -365,6 +371,11 @@ def test_the_layout_check_catches_what_it_is_for(browser):  # noqa: F811
     assert any(p.startswith("page is ") for p in problems), problems
     assert any(p.startswith("table wide ") for p in problems), problems
     assert '"41.0 46.5" wraps' in problems
+    page.set_content(
+        "<body style='margin:0'><table style='width:120px'><tr><td>"
+        "<code style='overflow-wrap:anywhere'>invalid_request_error</code></td></tr></table>"
+    )
+    assert "<code>invalid_request_error</code> breaks" in page.evaluate(LAYOUT_PROBLEMS)
     page.set_content(
         "<body style='margin:0'><div style='overflow-x:auto'><table id=wide><tr>"
         + wide_row
