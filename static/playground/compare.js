@@ -81,11 +81,12 @@ if (root) {
   async function drawPanel(panel) {
     const el = root.querySelector(`.compare-panel[data-job="${panel.job}"]`);
     el.dataset.status = panel.status;
-    el.querySelector("[data-role=status]").textContent = panel.status;
+    el.querySelector("[data-role=status]").textContent =
+      panel.status.charAt(0).toUpperCase() + panel.status.slice(1);
     const error = el.querySelector("[data-role=error]");
     error.hidden = !panel.error;
     error.textContent = panel.error ? `${panel.error.message} (${panel.error.code})` : "";
-    const ms = (v) => (v === null || v === undefined ? "…" : `${v} ms`);
+    const ms = (v) => (v === null || v === undefined ? "…" : `${Number(v).toLocaleString("en-US")} ms`);
     el.querySelector("[data-role=queue]").textContent = ms(panel.latency.queue_ms);
     el.querySelector("[data-role=model]").textContent = ms(panel.latency.model_ms);
     if (panel.status !== "succeeded") return;

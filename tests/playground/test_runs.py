@@ -143,6 +143,9 @@ def test_made_public_anyone_sees_it_and_private_again_nobody(client, paid, owner
     response = client.post(visibility, {"public": "1"}, follow=True)
     assert runs.MADE_PUBLIC in response.content.decode()
     assert Job.objects.get(pk=paid.pk).is_public
+    # Made public, the owner is handed the link to share, with a copy button.
+    link = f'<code id="run-link">http://testserver{urls(paid)["page"]}</code>'
+    assert link in response.content.decode()
 
     client.force_login(other_user)
     for name, url in urls(paid).items():
