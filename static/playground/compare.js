@@ -33,6 +33,17 @@ if (form) {
       input.dispatchEvent(new Event("change"));
     }
   });
+  // The demo's example images: a click puts one in the file input, as a pick would.
+  for (const hidden of form.querySelectorAll(".js-only")) hidden.hidden = false;
+  for (const button of form.querySelectorAll("[data-example]")) {
+    button.addEventListener("click", async () => {
+      const blob = await (await fetch(button.dataset.example)).blob();
+      const data = new DataTransfer();
+      data.items.add(new File([blob], button.dataset.example.split("/").pop(), { type: blob.type }));
+      input.files = data.files;
+      input.dispatchEvent(new Event("change"));
+    });
+  }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const file = input.files[0];

@@ -80,6 +80,10 @@ def test_two_live_models_on_one_image_side_by_side(
     page.wait_for_url(lambda url: "/compare/run?models=" in url)
     assert page.locator("#compare-form input[name=models]:checked").count() == 2
 
+    # The demo's example images are here too: a click fills the form as a pick would.
+    page.click("[data-example$='park.jpg']")
+    page.wait_for_function("document.querySelector('#dropzone-hint').textContent === 'park.jpg'")
+    assert page.evaluate("document.querySelector('#compare-form input[type=file]').files[0].size")
     page.evaluate(DROP, ["#dropzone", base64.b64encode(street_png()).decode()])
     assert page.locator("#dropzone-hint").inner_text() == "street.png"
     page.click("#compare-form button[type=submit]")
