@@ -78,7 +78,7 @@ def test_measured_latency_reads_in_the_site_number_format(client, seeded, settin
     assert '<span id="measured-runs">12,345</span>' in block
 
 
-def test_a_retired_model_promises_no_latency_it_will_never_measure(client):
+def test_a_retired_model_promises_no_latency_and_shows_no_empty_nav(client):
     from datetime import date
 
     from tests import factories
@@ -91,4 +91,6 @@ def test_a_retired_model_promises_no_latency_it_will_never_measure(client):
     page = client.get(f"/models/{retired.model_id}").content.decode()
     assert "is retired" in page
     assert "Not enough runs yet" not in page and 'id="measured-latency"' not in page
-    assert "Not enough runs yet" in client.get(f"/models/{live.model_id}").content.decode()
+    assert 'class="section-nav"' not in page  # no one-tab nav over an empty page
+    live_page = client.get(f"/models/{live.model_id}").content.decode()
+    assert "Not enough runs yet" in live_page and 'class="section-nav"' in live_page
