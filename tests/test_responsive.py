@@ -383,3 +383,21 @@ def test_the_layout_check_catches_what_it_is_for(browser):  # noqa: F811
     )
     assert page.evaluate(LAYOUT_PROBLEMS) == []
     context.close()
+
+
+def test_the_keyboard_starts_at_a_visible_skip_link(browser, site):  # noqa: F811
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto("/compare/run?models=facebook/detr-resnet-50,hustvl/yolos-tiny")
+    assert not page.locator(".skip-link").is_visible() or (
+        page.locator(".skip-link").bounding_box()["y"] < 0
+    )
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent")
+    assert focused == "Skip to content"
+    assert page.locator(".skip-link").bounding_box()["y"] >= 0  # on screen once focused
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    # The section a page belongs to is marked in the site nav (compare on your image: Compare).
+    assert page.locator(".site-nav a[aria-current=page]").inner_text() == "Compare"
+    context.close()
