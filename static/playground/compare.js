@@ -92,8 +92,11 @@ if (root) {
   async function drawPanel(panel) {
     const el = root.querySelector(`.compare-panel[data-job="${panel.job}"]`);
     el.dataset.status = panel.status;
-    el.querySelector("[data-role=status]").textContent =
-      panel.status.charAt(0).toUpperCase() + panel.status.slice(1);
+    const badge = el.querySelector("[data-role=status]");
+    badge.textContent = panel.status.charAt(0).toUpperCase() + panel.status.slice(1);
+    // The badge's colour follows the status, as the server renders it (compare_run.html).
+    const tone = panel.status === "succeeded" ? "live" : FINAL.has(panel.status) ? "deprecated" : "beta";
+    badge.className = `badge badge-${tone}`;
     const error = el.querySelector("[data-role=error]");
     error.hidden = !panel.error;
     error.textContent = panel.error ? `${panel.error.message} (${panel.error.code})` : "";

@@ -111,6 +111,9 @@ def test_two_live_models_on_one_image_side_by_side(
         assert boxes > 0
         assert panel.get_attribute("data-agreed") == str(boxes)
         assert panel.get_attribute("data-only") == "0"
+        badge = panel.locator("[data-role=status]")
+        assert badge.inner_text() == "Succeeded"
+        assert badge.get_attribute("class") == "badge badge-live"
         assert panel.locator("canvas").bounding_box()["width"] > 100
         assert panel.locator("[data-role=queue]").inner_text().endswith(" ms")
         assert panel.locator("[data-role=model]").inner_text().endswith(" ms")
