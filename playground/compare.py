@@ -30,7 +30,7 @@ from catalog.models import ModelCard, PriceRoute
 from catalog.pricing import format_usd
 from playground import services
 from playground.api import IMAGE_ERROR_STATUS, RETRY_AFTER_SECONDS
-from playground.demo import try_buckets
+from playground.demo import EXAMPLES, try_buckets
 from playground.failures import QUEUE_UNAVAILABLE, SERVICE_UNAVAILABLE, public_error
 from playground.latency import model_seconds, queue_seconds, to_ms
 from playground.matching import IOU_MIN, match_detections
@@ -124,6 +124,7 @@ def _render_pick(request, model_ids: list[str], *, error: str = "", status: int 
             "max_bytes": settings.VITRINE_MAX_UPLOAD_BYTES,
             "run_min": RUN_MIN,
             "run_max": RUN_MAX,
+            "examples": EXAMPLES,  # the demo's own example images
         },
         status=status,
     )

@@ -160,7 +160,7 @@ STAGES = ("queue", "load", "decode", "preprocess", "forward", "postprocess", "pr
 def _timings(timings: dict) -> list[str]:
     """``decode 4 ms``, ... in stage order, then ``batch of 3`` (the worker's batch size)."""
     shown = [
-        f"{name} {round(float(timings[name]) * 1000)} ms"
+        f"{name} {round(float(timings[name]) * 1000):,} ms"
         for name in (*STAGES, *sorted(set(timings) - {*STAGES, "batch"}))
         if isinstance(timings.get(name), int | float)
     ]

@@ -92,6 +92,12 @@ LAYOUT_PROBLEMS = """() => {
       problems.push(`"${cell.textContent.trim()}" wraps`);
     }
   }
+  // An identifier in a table cell (an error code, a model id) never breaks inside itself.
+  for (const code of document.querySelectorAll("td code")) {
+    if (!code.offsetParent) continue;
+    const lines = new Set([...code.getClientRects()].map((r) => Math.round(r.top)));
+    if (lines.size > 1) problems.push(`<code>${code.textContent}</code> breaks`);
+  }
   return problems;
 }"""
 
@@ -366,9 +372,32 @@ def test_the_layout_check_catches_what_it_is_for(browser):  # noqa: F811
     assert any(p.startswith("table wide ") for p in problems), problems
     assert '"41.0 46.5" wraps' in problems
     page.set_content(
+        "<body style='margin:0'><table style='width:120px'><tr><td>"
+        "<code style='overflow-wrap:anywhere'>invalid_request_error</code></td></tr></table>"
+    )
+    assert "<code>invalid_request_error</code> breaks" in page.evaluate(LAYOUT_PROBLEMS)
+    page.set_content(
         "<body style='margin:0'><div style='overflow-x:auto'><table id=wide><tr>"
         + wide_row
         + "</tr></table></div></body>"
     )
     assert page.evaluate(LAYOUT_PROBLEMS) == []
+    context.close()
+
+
+def test_the_keyboard_starts_at_a_visible_skip_link(browser, site):  # noqa: F811
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto("/compare/run?models=facebook/detr-resnet-50,hustvl/yolos-tiny")
+    assert not page.locator(".skip-link").is_visible() or (
+        page.locator(".skip-link").bounding_box()["y"] < 0
+    )
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent")
+    assert focused == "Skip to content"
+    assert page.locator(".skip-link").bounding_box()["y"] >= 0  # on screen once focused
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    # The section a page belongs to is marked in the site nav (compare on your image: Compare).
+    assert page.locator(".site-nav a[aria-current=page]").inner_text() == "Compare"
     context.close()

@@ -33,6 +33,17 @@ if (form) {
       input.dispatchEvent(new Event("change"));
     }
   });
+  // The demo's example images: a click puts one in the file input, as a pick would.
+  for (const hidden of form.querySelectorAll(".js-only")) hidden.hidden = false;
+  for (const button of form.querySelectorAll("[data-example]")) {
+    button.addEventListener("click", async () => {
+      const blob = await (await fetch(button.dataset.example)).blob();
+      const data = new DataTransfer();
+      data.items.add(new File([blob], button.dataset.example.split("/").pop(), { type: blob.type }));
+      input.files = data.files;
+      input.dispatchEvent(new Event("change"));
+    });
+  }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const file = input.files[0];
@@ -81,11 +92,15 @@ if (root) {
   async function drawPanel(panel) {
     const el = root.querySelector(`.compare-panel[data-job="${panel.job}"]`);
     el.dataset.status = panel.status;
-    el.querySelector("[data-role=status]").textContent = panel.status;
+    const badge = el.querySelector("[data-role=status]");
+    badge.textContent = panel.status.charAt(0).toUpperCase() + panel.status.slice(1);
+    // The badge's colour follows the status, as the server renders it (compare_run.html).
+    const tone = panel.status === "succeeded" ? "live" : FINAL.has(panel.status) ? "deprecated" : "beta";
+    badge.className = `badge badge-${tone}`;
     const error = el.querySelector("[data-role=error]");
     error.hidden = !panel.error;
     error.textContent = panel.error ? `${panel.error.message} (${panel.error.code})` : "";
-    const ms = (v) => (v === null || v === undefined ? "…" : `${v} ms`);
+    const ms = (v) => (v === null || v === undefined ? "…" : `${Number(v).toLocaleString("en-US")} ms`);
     el.querySelector("[data-role=queue]").textContent = ms(panel.latency.queue_ms);
     el.querySelector("[data-role=model]").textContent = ms(panel.latency.model_ms);
     if (panel.status !== "succeeded") return;

@@ -462,13 +462,14 @@ function links() {
   if (permalink) permalink.href = job.url;
   const exports = $("demo-exports");
   if (!exports || !root?.dataset.exports || job.status !== "succeeded") return;
-  exports.replaceChildren(" · Download:");
+  exports.replaceChildren("Download:");
   for (const pair of root.dataset.exports.split(" ")) {
     const [fmt, url] = pair.split("=");
     const a = document.createElement("a");
     a.href = url.replace(root.dataset.zeroId, job.id);
-    a.textContent = fmt.toUpperCase();
-    exports.append(" ", a);
+    a.className = "btn btn-sm"; // the permalink's download buttons
+    a.textContent = fmt === "coco" ? "COCO JSON" : fmt.toUpperCase();
+    exports.append(a);
   }
 }
 

@@ -60,3 +60,37 @@ def test_the_compare_page_queries_do_not_grow_with_the_catalogue(
     url = "/compare?models=" + f"{DETR},hustvl/yolos-tiny"
     with django_assert_max_num_queries(16):
         assert client.get(url).status_code == 200
+
+
+def test_measured_latency_reads_in_the_site_number_format(client, seeded, settings):
+    """A cold start's seconds and a busy week's runs are thousands-separated, as every other
+    number on the site is."""
+    settings.VITRINE_STATS_MIN_RUNS = 5
+    card = ModelCard.objects.by_model_id(DETR).get()
+    ModelStats.objects.create(
+        card=card, runs_7d=12345, queue_p50_ms=40, queue_p95_ms=48210, model_p50_ms=812,
+        model_p95_ms=1400, refreshed_at=timezone.now(),
+    )  # fmt: skip
+    page = client.get(f"/models/{DETR}").content.decode()
+    block = page.split('id="measured-latency"')[1].split("</section>")[0]
+    assert '<td class="num">48,210 ms</td>' in block
+    assert '<td class="num">1,400 ms</td>' in block
+    assert '<span id="measured-runs">12,345</span>' in block
+
+
+def test_a_retired_model_promises_no_latency_and_shows_no_empty_nav(client):
+    from datetime import date
+
+    from tests import factories
+
+    live = factories.card(slug="detr-live")
+    retired = factories.card(
+        slug="detr-old", status=ModelCard.Status.RETIRED, sunset_date=date(2026, 6, 30),
+        replacement=live,
+    )  # fmt: skip
+    page = client.get(f"/models/{retired.model_id}").content.decode()
+    assert "is retired" in page
+    assert "Not enough runs yet" not in page and 'id="measured-latency"' not in page
+    assert 'class="section-nav"' not in page  # no one-tab nav over an empty page
+    live_page = client.get(f"/models/{live.model_id}").content.decode()
+    assert "Not enough runs yet" in live_page and 'class="section-nav"' in live_page

@@ -80,6 +80,10 @@ def test_two_live_models_on_one_image_side_by_side(
     page.wait_for_url(lambda url: "/compare/run?models=" in url)
     assert page.locator("#compare-form input[name=models]:checked").count() == 2
 
+    # The demo's example images are here too: a click fills the form as a pick would.
+    page.click("[data-example$='park.jpg']")
+    page.wait_for_function("document.querySelector('#dropzone-hint').textContent === 'park.jpg'")
+    assert page.evaluate("document.querySelector('#compare-form input[type=file]').files[0].size")
     page.evaluate(DROP, ["#dropzone", base64.b64encode(street_png()).decode()])
     assert page.locator("#dropzone-hint").inner_text() == "street.png"
     page.click("#compare-form button[type=submit]")
@@ -107,6 +111,9 @@ def test_two_live_models_on_one_image_side_by_side(
         assert boxes > 0
         assert panel.get_attribute("data-agreed") == str(boxes)
         assert panel.get_attribute("data-only") == "0"
+        badge = panel.locator("[data-role=status]")
+        assert badge.inner_text() == "Succeeded"
+        assert badge.get_attribute("class") == "badge badge-live"
         assert panel.locator("canvas").bounding_box()["width"] > 100
         assert panel.locator("[data-role=queue]").inner_text().endswith(" ms")
         assert panel.locator("[data-role=model]").inner_text().endswith(" ms")

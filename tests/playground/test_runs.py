@@ -143,6 +143,9 @@ def test_made_public_anyone_sees_it_and_private_again_nobody(client, paid, owner
     response = client.post(visibility, {"public": "1"}, follow=True)
     assert runs.MADE_PUBLIC in response.content.decode()
     assert Job.objects.get(pk=paid.pk).is_public
+    # Made public, the owner is handed the link to share, with a copy button.
+    link = f'<code id="run-link">http://testserver{urls(paid)["page"]}</code>'
+    assert link in response.content.decode()
 
     client.force_login(other_user)
     for name, url in urls(paid).items():
@@ -401,3 +404,16 @@ def test_the_palette_gives_each_label_one_colour():
     assert label_hash("cat") == (((7 * 31 + 99) * 31 + 97) * 31 + 116) % 65521
     assert label_colour("cat") == PALETTE[label_hash("cat") % len(PALETTE)]
     assert len(set(PALETTE)) == len(PALETTE)
+
+
+@pytest.mark.parametrize(
+    ("timings", "shown"),
+    [
+        ({"forward": 0.2, "decode": 0.004}, ["decode 4 ms", "forward 200 ms"]),
+        # A cold start reads like every other number on the site: thousands separated.
+        ({"queue": 3.05, "load": 48.2104, "batch": 2}, ["queue 3,050 ms", "load 48,210 ms",
+                                                        "batch of 2"]),
+    ],
+)  # fmt: skip
+def test_the_permalinks_timings_in_stage_order_and_the_site_number_format(timings, shown):
+    assert runs._timings(timings) == shown
