@@ -177,6 +177,9 @@ async def api_overhead(
     }
     if database_url:
         result["parts_p50_ms"] = {k: round(1000 * pct(v, 50), 1) for k, v in parts.items()}
+        result["parts_p95_ms"] = {k: round(1000 * pct(v, 95), 1) for k, v in parts.items()}
+    # The machine is shared: the 1-minute load average when the row was measured.
+    result["load_average_1m"] = round(os.getloadavg()[0], 2)
     return result
 
 
