@@ -182,7 +182,8 @@ def job_claim(*, job_id, worker: str, now: datetime | None = None) -> Job | None
         )
         if not claimed:
             return None
-        job = Job.objects.select_related("card__organisation").get(pk=job_id)
+        # The route too: the worker reads it next (own model or a provider's).
+        job = Job.objects.select_related("card__organisation", "route").get(pk=job_id)
         JobAttempt.objects.create(job=job, number=job.attempts, worker=worker, started_at=now)
     # Explicit ids: a batch claims several jobs under the first one's bound context.
     logger.info(

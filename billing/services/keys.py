@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -19,6 +20,9 @@ MISSING_KEY = "Missing API key: send 'Authorization: Bearer <key>'."
 MALFORMED_KEY = "Malformed API key."
 INVALID_KEY = "Invalid API key."
 REVOKED_KEY = "This API key has been revoked."
+# A key's "last used" is kept to the minute: writing it on every call cost each inference
+# call a committed (fsync'd) transaction of its own, ~3 ms of its API overhead.
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def _hash(secret: str) -> str:
@@ -70,7 +74,9 @@ def api_key_authenticate(raw: str | None) -> ApiKey:
         raise _auth_error(INVALID_KEY)
     if key.revoked_at is not None:
         raise _auth_error(REVOKED_KEY)
-    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_PRECISION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from billing.models import ApiKey, ProviderKey
 from billing.services.keys import (
     INVALID_KEY,
     KEY_PREFIX,
+    LAST_USED_PRECISION,
     MALFORMED_KEY,
     MISSING_KEY,
     REVOKED_KEY,
@@ -60,6 +62,23 @@ def test_a_good_key_authenticates_and_records_its_use(user):
     assert api_key_authenticate(plaintext).user == user
     key.refresh_from_db()
     assert key.last_used_at is not None
+
+
+def test_last_use_is_kept_to_the_minute(user):
+    # Each call writing it would cost every inference call a commit of its own.
+    key, plaintext = api_key_create(user=user, name="laptop")
+    api_key_authenticate(plaintext)
+    key.refresh_from_db()
+    first = key.last_used_at
+    api_key_authenticate(plaintext)
+    key.refresh_from_db()
+    assert key.last_used_at == first  # within the minute: not written again
+
+    stale = timezone.now() - LAST_USED_PRECISION
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=stale)
+    api_key_authenticate(plaintext)
+    key.refresh_from_db()
+    assert key.last_used_at > stale
 
 
 def _mangle_secret(plaintext: str) -> str:
