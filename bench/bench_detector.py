@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from machine import cpu_model  # noqa: E402  bench/machine.py (bench/ is on the path)
 from PIL import Image  # noqa: E402
 
 from playground.runtime import CheckpointSpec, decode_image, load_detector  # noqa: E402
@@ -56,16 +57,6 @@ FLOOR = 0.05
 KEPT = 0.5
 SCORE_TOL = 1e-4
 BOX_TOL = 1
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def cpu_flags() -> list[str]:
