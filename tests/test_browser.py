@@ -212,6 +212,35 @@ def test_the_inline_demo_runs_a_dropped_example_and_refilters_without_a_new_run(
     page.wait_for_selector("#demo-cost[data-pays=wallet]")
     assert "Run costs $0.0002 from your wallet" in page.locator("#demo-cost").inner_text()
 
+    # The other two ways in choose an image without running anything: the file picker,
+    # then a paste from the clipboard (a screenshot arrives as a nameless image file).
+    chosen = page.locator("#demo-chosen span")
+    picked = tmp_path / "picked.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(picked)
+    page.set_input_files("#dropzone input[type=file]", str(picked))
+    page.wait_for_selector("#demo-chosen:not([hidden])")
+    assert chosen.inner_text().startswith("picked.png")
+    page.evaluate(
+        """async () => {
+          const blob = await (await fetch(document.querySelector("#demo-chosen img").src)).blob();
+          const transfer = new DataTransfer();
+          transfer.items.add(new File([blob], "", { type: "image/png" }));
+          document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer }));
+        }"""
+    )
+    page.wait_for_function(
+        "document.querySelector('#demo-chosen span').textContent.startsWith('pasted.png')"
+    )
+    assert (
+        page.eval_on_selector(
+            "#dropzone input[type=file]", "i => i.files.length === 1 && i.files[0].name"
+        )
+        == "pasted.png"
+    )  # what Run sends is the pasted image
+    assert Job.objects.count() == 0  # choosing runs nothing
+
     # Drop an example image on the demo, as a file dragged from the desktop arrives.
     page.evaluate(
         """async () => {
