@@ -327,6 +327,12 @@ def test_the_inline_demo_runs_a_dropped_example_and_refilters_without_a_new_run(
     # The panel links the run's permalink and its downloads.
     exports = page.eval_on_selector_all("#demo-exports a", "as => as.map((a) => a.pathname)")
     assert exports == [f"/playground/jobs/{job.pk}/export.{fmt}" for fmt in EXPORTS]
+    # The permalink and the downloads keep the slider's threshold: what is kept is what is shown.
+    kept = page.eval_on_selector_all(
+        "#demo-links a", "as => as.map((a) => new URL(a.href).searchParams.get('threshold'))"
+    )
+    assert len(kept) == len(EXPORTS) + 1 and {float(t) for t in kept} == {threshold}
     page.click("#demo-permalink")
-    page.wait_for_url(f"**/playground/jobs/{job.pk}")
+    page.wait_for_url(f"**/playground/jobs/{job.pk}?threshold=*")
     assert page.locator("#run-status").inner_text() == "Succeeded"
+    assert page.locator("#detections-table tbody tr").count() == len(above)  # as on the demo

@@ -356,6 +356,7 @@ function draw() {
   updateClassCounts(threshold);
   showJson(threshold);
   showCall(threshold);
+  linkThreshold(threshold);
   const hidden = form?.querySelector("input[name=threshold]");
   if (hidden) hidden.value = String(threshold);
 }
@@ -457,6 +458,18 @@ function showTimings() {
   timingsLine.dataset.cost = job.cost;
 }
 
+// The permalink and the downloads open at the slider's threshold, so what is kept or shared is
+// what is on the screen (both take ?threshold=, as the API does).
+function linkThreshold(threshold) {
+  const t = String(Number(threshold.toPrecision(6)));
+  for (const a of document.querySelectorAll("#demo-permalink, #demo-exports a")) {
+    if (!a.getAttribute("href") || a.getAttribute("href") === "#") continue;
+    const url = new URL(a.href, location.href);
+    url.searchParams.set("threshold", t);
+    a.href = url.pathname + url.search;
+  }
+}
+
 function links() {
   const permalink = $("demo-permalink");
   if (permalink) permalink.href = job.url;
@@ -471,6 +484,7 @@ function links() {
     a.textContent = fmt === "coco" ? "COCO JSON" : fmt.toUpperCase();
     exports.append(a);
   }
+  if (slider) linkThreshold(Number(slider.value));
 }
 
 // --- wiring --------------------------------------------------------------------------------------
