@@ -102,11 +102,9 @@ def nice_ticks(low: Decimal, high: Decimal, target: int = 5) -> list[Decimal]:
     return ticks
 
 
-def scatter_svg(points: list[Point]) -> SafeString:
-    fps = [p.fps for p in points]
-    aps = [p.ap for p in points]
-    x_ticks = nice_ticks(Decimal(0), max(fps) * Decimal("1.05"))
-    y_ticks = nice_ticks(min(aps) - 1, max(aps) + 1)
+def _frame(x_ticks: list[Decimal], y_ticks: list[Decimal], *, x_text, y_text):
+    """A plot's coordinate functions (value -> SVG coordinate, as a string) and its grid with
+    tick labels, spanning the first to the last tick on each axis."""
     x_low, x_high, y_low, y_high = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
@@ -121,14 +119,25 @@ def scatter_svg(points: list[Point]) -> SafeString:
         "",
         '<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" class="grid"/>'
         '<text x="{0}" y="{3}" class="tick" text-anchor="middle">{4}</text>',
-        ((x(t), TOP, TOP + plot_h, TOP + plot_h + 16, f"{t:.0f}") for t in x_ticks),
+        ((x(t), TOP, TOP + plot_h, TOP + plot_h + 16, x_text(t)) for t in x_ticks),
     )
     grid += format_html_join(
         "",
         '<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" class="grid"/>'
         '<text x="{3}" y="{4}" class="tick" text-anchor="end">{5}</text>',
-        ((LEFT, y(t), LEFT + plot_w, LEFT - 6, y(t, 4), f"{t:f}") for t in y_ticks),
+        ((LEFT, y(t), LEFT + plot_w, LEFT - 6, y(t, 4), y_text(t)) for t in y_ticks),
     )
+    return x, y, grid
+
+
+def scatter_svg(points: list[Point]) -> SafeString:
+    fps = [p.fps for p in points]
+    aps = [p.ap for p in points]
+    x_ticks = nice_ticks(Decimal(0), max(fps) * Decimal("1.05"))
+    y_ticks = nice_ticks(min(aps) - 1, max(aps) + 1)
+    x_high = x_ticks[-1]
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    x, y, grid = _frame(x_ticks, y_ticks, x_text=lambda t: f"{t:.0f}", y_text=lambda t: f"{t:f}")
     dots = format_html_join(
         "",
         '<g class="point{0}"><title>{1}: {2} AP at {3} {4}</title>'
@@ -242,27 +251,9 @@ def cost_svg(points: list[CostPoint]) -> SafeString:
     ys = [p.per_1k for p in points]
     x_ticks = nice_ticks(Decimal(0), max(max(xs) * Decimal("1.1"), Decimal(1)))
     y_ticks = nice_ticks(Decimal(0), max(max(ys) * Decimal("1.15"), Decimal("0.01")))
-    x_high, y_high = x_ticks[-1], y_ticks[-1]
+    x_high = x_ticks[-1]
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-
-    def x(value: Decimal, shift: float = 0) -> str:
-        return f"{float(LEFT + value / x_high * plot_w) + shift:.1f}"
-
-    def y(value: Decimal, shift: float = 0) -> str:
-        return f"{float(TOP + plot_h - value / y_high * plot_h) + shift:.1f}"
-
-    grid = format_html_join(
-        "",
-        '<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" class="grid"/>'
-        '<text x="{0}" y="{3}" class="tick" text-anchor="middle">{4}</text>',
-        ((x(t), TOP, TOP + plot_h, TOP + plot_h + 16, f"{t.normalize():f}") for t in x_ticks),
-    )
-    grid += format_html_join(
-        "",
-        '<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" class="grid"/>'
-        '<text x="{3}" y="{4}" class="tick" text-anchor="end">{5}</text>',
-        ((LEFT, y(t), LEFT + plot_w, LEFT - 6, y(t, 4), format_usd(t)) for t in y_ticks),
-    )
+    x, y, grid = _frame(x_ticks, y_ticks, x_text=lambda t: f"{t.normalize():f}", y_text=format_usd)
     right = x_high * Decimal("0.6")
     dots = format_html_join(
         "",

@@ -22,11 +22,10 @@ import json
 import logging
 from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from playground.runtime.errors import IMAGE_ASPECT_UNSUPPORTED, IMAGE_TOO_SMALL, ImageError
-from playground.runtime.weights import DEFAULT_REVISION, CheckpointSpec, weights_dir_for
+from playground.runtime.weights import CheckpointSpec, local_checkpoint_file
 
 logger = logging.getLogger(__name__)
 
@@ -147,22 +146,9 @@ def processor_config(spec: CheckpointSpec) -> dict[str, Any] | None:
 
 @lru_cache(maxsize=256)
 def _processor_config(spec: CheckpointSpec) -> dict[str, Any] | None:
-    path: Path | None = None
     try:
-        if spec.local_dir:
-            path = Path(spec.local_dir).expanduser() / PROCESSOR_CONFIG
-        elif spec.repo:
-            folder = weights_dir_for(spec)
-            if folder is not None and (folder / PROCESSOR_CONFIG).is_file():
-                path = folder / PROCESSOR_CONFIG
-            else:
-                from huggingface_hub import try_to_load_from_cache
-
-                found = try_to_load_from_cache(
-                    spec.repo, PROCESSOR_CONFIG, revision=spec.revision or DEFAULT_REVISION
-                )
-                path = Path(found) if isinstance(found, str) else None
-        if path is None or not path.is_file():
+        path = local_checkpoint_file(spec, PROCESSOR_CONFIG)
+        if path is None:
             return None
         config = json.loads(path.read_text())
     except Exception:  # an unreadable config must not refuse uploads: the defaults apply

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import logging
 from functools import lru_cache
-from pathlib import Path
 
-from playground.runtime.weights import DEFAULT_REVISION, CheckpointSpec, weights_dir_for
+from playground.runtime.weights import CheckpointSpec, local_checkpoint_file
 
 logger = logging.getLogger(__name__)
 MODEL_CONFIG = "config.json"
@@ -28,22 +27,9 @@ def label_map(spec: CheckpointSpec) -> dict[int, str] | None:
 
 @lru_cache(maxsize=256)
 def _label_map(spec: CheckpointSpec) -> dict[int, str] | None:
-    path: Path | None = None
     try:
-        if spec.local_dir:
-            path = Path(spec.local_dir).expanduser() / MODEL_CONFIG
-        elif spec.repo:
-            folder = weights_dir_for(spec)
-            if folder is not None and (folder / MODEL_CONFIG).is_file():
-                path = folder / MODEL_CONFIG
-            else:
-                from huggingface_hub import try_to_load_from_cache
-
-                found = try_to_load_from_cache(
-                    spec.repo, MODEL_CONFIG, revision=spec.revision or DEFAULT_REVISION
-                )
-                path = Path(found) if isinstance(found, str) else None
-        if path is None or not path.is_file():
+        path = local_checkpoint_file(spec, MODEL_CONFIG)
+        if path is None:
             return None
         raw = json.loads(path.read_text()).get("id2label")
         if not isinstance(raw, dict) or not raw:

@@ -107,6 +107,27 @@ def weights_dir_for(spec: CheckpointSpec) -> Path | None:
     return weights_path(Path(root), spec)
 
 
+def local_checkpoint_file(spec: CheckpointSpec, filename: str) -> Path | None:
+    """One file of the checkpoint where the worker would load it from (the local directory,
+    ``$VITRINE_WEIGHTS_DIR``, the Hugging Face cache), or None when it is not on this machine.
+    Never downloads."""
+    path: Path | None = None
+    if spec.local_dir:
+        path = Path(spec.local_dir).expanduser() / filename
+    elif spec.repo:
+        folder = weights_dir_for(spec)
+        if folder is not None and (folder / filename).is_file():
+            path = folder / filename
+        else:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(
+                spec.repo, filename, revision=spec.revision or DEFAULT_REVISION
+            )
+            path = Path(found) if isinstance(found, str) else None
+    return path if path is not None and path.is_file() else None
+
+
 def weights_path(root: Path, spec: CheckpointSpec) -> Path:
     """Where a Hub spec's files live under a weights root: ``<root>/<org>/<name>/<revision>``."""
     revision = (spec.revision or DEFAULT_REVISION).replace("/", "--")
