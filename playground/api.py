@@ -169,9 +169,11 @@ class BoundedJSONParser(BaseParser):
         return data
 
 
-def _threshold(raw) -> float:
+def parse_threshold(raw, *, default: float = DEFAULT_THRESHOLD) -> float:
+    """A caller's ``threshold``: a number in [0, 1] (nan and inf refused), ``default`` when
+    absent, else ``ApplicationError`` 400 ``invalid_threshold``."""
     if raw is None or raw == "":
-        return DEFAULT_THRESHOLD
+        return default
     try:
         value = float(raw)
     except (TypeError, ValueError):
@@ -184,15 +186,15 @@ def _threshold(raw) -> float:
 def read_image_input(request) -> tuple[bytes, float]:
     data = request.data
     if isinstance(data, bytes):
-        image, threshold = data, _threshold(request.query_params.get("threshold"))
+        image, threshold = data, parse_threshold(request.query_params.get("threshold"))
     elif "image" in request.FILES:
         image = request.FILES["image"].read()
-        threshold = _threshold(data.get("threshold") or request.query_params.get("threshold"))
+        threshold = parse_threshold(data.get("threshold") or request.query_params.get("threshold"))
     else:
         inputs = data.get("inputs") if hasattr(data, "get") else None
         parameters = data.get("parameters") if hasattr(data, "get") else None
         parameters = parameters if isinstance(parameters, dict) else {}
-        threshold = _threshold(parameters.get("threshold"))
+        threshold = parse_threshold(parameters.get("threshold"))
         if not isinstance(inputs, str) or not inputs:
             raise errors.ApplicationError(MISSING_IMAGE, code="missing_image", param="inputs")
         if inputs.startswith("data:") and "," in inputs:
@@ -492,7 +494,7 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
             )  # fmt: skip
         job = self._job(request, job_id)
         resource = job_resource(
-            job, request=request, threshold=_threshold(threshold) if threshold else None,
+            job, request=request, threshold=parse_threshold(threshold) if threshold else None,
             box_format=box_format,
         )  # fmt: skip
         return Response(resource, headers=_cost_headers(resource))

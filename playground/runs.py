@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 from billing.models import Charge
 from catalog.errors import NOT_FOUND_ERROR, ApplicationError
 from playground import exports, services
-from playground.api import BAD_THRESHOLD
+from playground.api import parse_threshold
 from playground.models import Job, JobStatus
 from playground.palette import label_colour
 from playground.runtime import ImageError, decode_image
@@ -70,19 +70,6 @@ def run_threshold(job: Job) -> float:
     return float(value) if isinstance(value, int | float) else DEFAULT_THRESHOLD
 
 
-def threshold_param(raw: str | None, *, default: float) -> float:
-    """``?threshold=``: a number in [0, 1], else ``ApplicationError`` (400)."""
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:  # also refuses nan and inf
-        raise ApplicationError(BAD_THRESHOLD, code="invalid_threshold", param="threshold")
-    return value
-
-
 def max_width_param(raw: str | None) -> int | None:
     """``?max_width=`` of the PNG: None (full size) or a width in ``MAX_WIDTH_RANGE``."""
     if raw is None or raw == "":
@@ -122,7 +109,7 @@ def permalink_context(request, job: Job, *, owner: bool) -> dict:
     run = run_threshold(job)
     threshold_error = ""
     try:
-        threshold = threshold_param(request.GET.get("threshold"), default=run)
+        threshold = parse_threshold(request.GET.get("threshold"), default=run)
     except ApplicationError as exc:
         threshold, threshold_error = run, exc.message
     record = run_record(request, job, owner=owner, threshold=threshold)
@@ -237,7 +224,7 @@ def job_export(request, job_id, fmt: str):
     if fmt not in EXPORT_FORMATS:
         return _error(UNKNOWN_FORMAT.format(fmt=fmt[:20]), status=404, code="unknown_format")
     try:
-        threshold = threshold_param(request.GET.get("threshold"), default=run_threshold(job))
+        threshold = parse_threshold(request.GET.get("threshold"), default=run_threshold(job))
         max_width = max_width_param(request.GET.get("max_width")) if fmt == "png" else None
     except ApplicationError as exc:
         return JsonResponse(exc.as_dict(), status=exc.status)

@@ -27,7 +27,7 @@ from catalog.errors import ApplicationError
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard
 from playground import demo, pipeline, runs
-from playground.api import _threshold as threshold_from
+from playground.api import parse_threshold
 from playground.models import Job
 from playground.selectors import Viewer, job_for_viewer
 from playground.serializers import job_data
@@ -120,7 +120,7 @@ def try_model(request, org: str, name: str):
             request, _refuse(request, card, refusal.message, refusal.status, refusal.code)
         )
     try:
-        threshold = threshold_from(request.POST.get("threshold"))
+        threshold = parse_threshold(request.POST.get("threshold"))
     except ApplicationError as exc:
         return _refuse(request, card, exc.message, exc.status, exc.code)
     route = demo.own_route(card)
