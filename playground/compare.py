@@ -11,7 +11,6 @@ Only the jobs' owner (the signed-in user, or the anonymous visitor's session) se
 
 from __future__ import annotations
 
-import logging
 import uuid
 from decimal import Decimal
 
@@ -29,18 +28,17 @@ from catalog.lifecycle import card_callable_check
 from catalog.models import ModelCard, PriceRoute
 from catalog.pricing import format_usd
 from playground import services
-from playground.api import IMAGE_ERROR_STATUS, RETRY_AFTER_SECONDS
+from playground.api import RETRY_AFTER_SECONDS
 from playground.demo import EXAMPLES, try_buckets
 from playground.failures import QUEUE_UNAVAILABLE, SERVICE_UNAVAILABLE, public_error
 from playground.latency import model_seconds, queue_seconds, to_ms
 from playground.matching import IOU_MIN, match_detections
 from playground.models import Job, JobStatus
+from playground.pipeline import upload_refused
 from playground.runtime import ImageError
 from playground.serializers import money, public_detections
-from playground.storage import STORAGE_DOWN, StorageUnavailable
+from playground.storage import StorageUnavailable
 from playground.views import NO_IMAGE, TOO_LARGE, _visitor
-
-logger = logging.getLogger(__name__)
 
 RUN_MIN, RUN_MAX = 2, 3
 DEFAULT_THRESHOLD = 0.5
@@ -197,18 +195,11 @@ def _start(request, model_ids: list[str]) -> list[Job]:
                 )
                 for card, route in picked
             ]
-    except ImageError as exc:
-        status = IMAGE_ERROR_STATUS.get(exc.code, 400)
-        raise ApplicationError(str(exc), code=exc.code, status=status, param="image") from None
-    except StorageUnavailable:
-        logger.exception("the upload storage failed")
-        raise ApplicationError(
-            STORAGE_DOWN,
-            code="storage_unavailable",
-            status=503,
-            type=SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
+    except (ImageError, StorageUnavailable) as exc:
+        error = upload_refused(exc)  # the API's 4xx for the image, its 503 for the storage
+        if isinstance(exc, ImageError):
+            error.param = "image"  # the form names its field
+        raise error from None
     unqueued = [j for j in jobs if j.enqueued_at is None and services.job_abandon_unqueued(job=j)]
     if unqueued:
         for job in jobs:  # the others would run for a page that shows an error

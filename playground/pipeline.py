@@ -182,7 +182,7 @@ def job_submit(
             if cache_print:
                 CachedCall.objects.create(owner=user, fingerprint=cache_print, job=job)
     except (ImageError, StorageUnavailable) as exc:
-        raise _upload_refused(exc) from None
+        raise upload_refused(exc) from None
     except errors.ApplicationError:
         if job is not None:  # the row rolled back: the stored upload goes too
             upload_discard(job.image_name)
@@ -208,12 +208,12 @@ def try_submit(
             session_key=visitor.get("session_key", ""),
         )
     except (ImageError, StorageUnavailable) as exc:
-        raise _upload_refused(exc) from None
+        raise upload_refused(exc) from None
     _queued_check(job)
     return Submitted(job)
 
 
-def _upload_refused(exc: ImageError | StorageUnavailable) -> errors.ApplicationError:
+def upload_refused(exc: ImageError | StorageUnavailable) -> errors.ApplicationError:
     """The 4xx for an image the runtime refused, or the 503 for a storage outage."""
     if isinstance(exc, ImageError):
         return errors.ApplicationError(
