@@ -24,6 +24,7 @@ from PIL import Image
 from playground.runtime import backends
 from playground.runtime.env import env_bool, env_choice, env_int
 from playground.runtime.images import DecodedImage
+from playground.runtime.preprocess import TablePreprocessor, reference_inputs
 from playground.runtime.provenance import backend_description, is_untrained, resolved_revision
 from playground.runtime.weights import CheckpointSpec, resolve_weights, weights_error
 
@@ -120,6 +121,9 @@ class Detector:
         # The commit or folder digest of the files loaded (runtime/provenance.py).
         self.revision = revision
         self.image_backend = image_backend
+        # The processor's inputs through one table lookup, where checked identical (None:
+        # the processor itself); see runtime/preprocess.py.
+        self.table_preprocessor = TablePreprocessor.for_processor(processor)
 
     def __repr__(self) -> str:
         return (
@@ -153,8 +157,9 @@ class Detector:
 
     def preprocess(self, image: Image.Image) -> dict[str, torch.Tensor]:
         """The model inputs of one image, exactly as the HF pipeline builds them."""
-        inputs = self.processor(images=[image], return_tensors="pt")
-        return {name: value for name, value in inputs.items() if isinstance(value, torch.Tensor)}
+        if self.table_preprocessor is not None:
+            return self.table_preprocessor(image)
+        return reference_inputs(self.processor, image)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> Any:
         """The raw outputs (``logits``, ``pred_boxes`` in float32) of this detector's backend
