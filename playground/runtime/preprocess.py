@@ -52,9 +52,10 @@ class TablePreprocessor:
             for index, size in enumerate(CHECK_SIZES):
                 image = _noise_image(size, seed=index)
                 if not _same(fast(image), reference_inputs(processor, image)):
-                    logger.info("%s: table preprocessing differs; using the processor", processor)
+                    name = type(processor).__name__
+                    logger.info("%s: table preprocessing differs; using the processor", name)
                     return None
-        except Exception:  # noqa: BLE001 - any surprise means: use the processor as is
+        except Exception:  # any surprise means: use the processor as it is
             logger.info("%s: no table preprocessing", type(processor).__name__, exc_info=True)
             return None
         return fast
@@ -109,6 +110,5 @@ def _noise_image(size: tuple[int, int], *, seed: int) -> Image.Image:
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(
-        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and torch.equal(a[k], b[k])
-        for k in a
+        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a
     )
