@@ -321,6 +321,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vitrine-bench-serving-"))
     env = {
         **os.environ,
+        # As production runs: DEBUG off (with it, Django wraps every cursor to log each query).
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-serving-" + os.urandom(24).hex(),
+        "BYOK_ENCRYPTION_KEY": "bench-serving",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+        # Random weights: a paid job on untrained weights is refused unless allowed.
+        "VITRINE_ALLOW_UNTRAINED": "1",
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": args.redis_url,
         "VITRINE_VAR_DIR": str(work / "var"),

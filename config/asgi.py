@@ -5,6 +5,8 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# A web process pools its PostgreSQL connections (see VITRINE_DB_POOL in settings).
+os.environ.setdefault("VITRINE_DB_POOL", "1")
 django_application = get_asgi_application()
 
 from playground.middleware import BodyLimitASGIMiddleware  # noqa: E402 -- needs Django set up

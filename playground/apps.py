@@ -9,3 +9,4 @@ class PlaygroundConfig(AppConfig):
 
     def ready(self) -> None:
         from playground import tracing  # noqa: F401  (connects the worker's log context)
+        from playground import connections  # noqa: F401  (recycles workers' DB connections)

@@ -253,6 +253,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fix-up closes every database connection before and after each task unless
+# this is set: a new PostgreSQL connection (a backend fork, ~7 ms here) for every job. Set,
+# the fix-up leaves them alone and playground/connections.py recycles them as Django does
+# per request (CONN_MAX_AGE, health checks, a broken connection dropped).
+CELERY_DB_REUSE_MAX = 1_000_000_000
 # Redis redelivers an unacked message after the visibility timeout: it must outlast the
 # hard time limit, or a long job would run twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_HARD_TIME_LIMIT * 2 + 60}
@@ -335,6 +340,21 @@ VITRINE_IDEMPOTENCY_TTL = env_int("VITRINE_IDEMPOTENCY_TTL", 24 * 3600, minimum=
 # How many inference calls of one web process touch the database at once (the waits are
 # not counted): keep workers x this under the database's max_connections.
 VITRINE_API_DB_CONCURRENCY = env_int("VITRINE_API_DB_CONCURRENCY", 8, minimum=1)
+# Under ASGI, Django runs each request's sync code on a thread of that request's own, so a
+# persistent connection is never used twice (Django's docs: under ASGI, pool instead): every
+# page, every job poll and every synchronous call's answer opened a PostgreSQL backend
+# (~7 ms here). config/asgi.py turns this pool on for web processes (VITRINE_DB_POOL=1);
+# workers and commands keep one persistent connection per thread (CONN_MAX_AGE).
+VITRINE_DB_POOL = env_bool("VITRINE_DB_POOL", default=False)
+VITRINE_DB_POOL_SIZE = env_int("VITRINE_DB_POOL_SIZE", VITRINE_API_DB_CONCURRENCY + 12, minimum=2)
+if VITRINE_DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses both; the pool keeps them open
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": VITRINE_DB_POOL_SIZE,
+        # A request waits this long for a free connection, then fails (a 503, not a hang).
+        "timeout": 10,
+    }
 # Every detection above this floor is kept with the job, so a client can apply any higher
 # threshold later without re-running the model.
 VITRINE_DETECTION_FLOOR = float(env_decimal("VITRINE_DETECTION_FLOOR", "0.05"))

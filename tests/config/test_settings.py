@@ -120,3 +120,49 @@ def test_celery_is_configured_not_to_lose_jobs():
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
     assert visibility > settings.CELERY_TASK_HARD_TIME_LIMIT > settings.CELERY_TASK_SOFT_TIME_LIMIT
+
+
+def _database_settings(module: str, **env: str) -> dict:
+    """``DATABASES["default"]`` as a process that imports ``module`` first sees it."""
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYTHONPATH")}
+    code = (
+        f"import json, {module}; from django.conf import settings; "
+        "d = settings.DATABASES['default']; "
+        "print(json.dumps({'age': d['CONN_MAX_AGE'], 'pool': d.get('OPTIONS', {}).get('pool')}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    import json
+
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+POSTGRES = "postgres://vitrine@db.internal:5432/vitrine"
+
+
+def test_a_web_process_pools_its_postgresql_connections():
+    """Under ASGI each request's sync code runs on a thread of its own: persistent
+    connections are never reused there, so the web process pools them."""
+    found = _database_settings("config.asgi", DATABASE_URL=POSTGRES)
+    assert found["age"] == 0
+    assert found["pool"]["max_size"] == 8 + 12
+    assert found["pool"]["min_size"] >= 1
+
+
+def test_workers_and_commands_keep_persistent_connections():
+    found = _database_settings(
+        "django; django.setup(); import config.celery", DATABASE_URL=POSTGRES
+    )
+    assert found == {"age": 60, "pool": None}
+
+
+def test_sqlite_is_never_pooled():
+    found = _database_settings("config.asgi")
+    assert found["pool"] is None
