@@ -8,5 +8,7 @@ class PlaygroundConfig(AppConfig):
     verbose_name = "Playground and jobs"
 
     def ready(self) -> None:
-        from playground import tracing  # noqa: F401  (connects the worker's log context)
-        from playground import connections  # noqa: F401  (recycles workers' DB connections)
+        from playground import (
+            connections,  # noqa: F401  (recycles workers' DB connections)
+            tracing,  # noqa: F401  (connects the worker's log context)
+        )
