@@ -5,9 +5,17 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# A web process pools its PostgreSQL connections (see VITRINE_DB_POOL in settings).
-os.environ.setdefault("VITRINE_DB_POOL", "1")
-django_application = get_asgi_application()
+# A web process pools its PostgreSQL connections (see VITRINE_DB_POOL in settings). Set only
+# while the settings load: processes this one starts (or a test process that imports this
+# module) do not inherit it.
+_pool_by_default = "VITRINE_DB_POOL" not in os.environ
+if _pool_by_default:
+    os.environ["VITRINE_DB_POOL"] = "1"
+try:
+    django_application = get_asgi_application()
+finally:
+    if _pool_by_default:
+        del os.environ["VITRINE_DB_POOL"]
 
 from playground.middleware import BodyLimitASGIMiddleware  # noqa: E402 -- needs Django set up
 
