@@ -47,7 +47,7 @@ from machine import cpu_model  # noqa: E402  bench/machine.py (bench/ is on the 
 from PIL import Image  # noqa: E402
 
 from playground.runtime import CheckpointSpec, decode_image, load_detector  # noqa: E402
-from playground.runtime.backends import openvino_available  # noqa: E402
+from playground.runtime.backends import cpu_has_bf16, openvino_available  # noqa: E402
 from playground.runtime.checkpoints import build_checkpoint  # noqa: E402
 
 MAX_PIXELS = 50_000_000
@@ -66,13 +66,6 @@ def cpu_flags() -> list[str]:
         return []
     flags = next((ln for ln in text.splitlines() if ln.startswith("flags")), "").split()
     return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni") if f in flags]
-
-
-def has_bf16(flags: list[str]) -> bool:
-    """bf16 arithmetic in hardware (AVX-512 BF16 or AMX). Without it the libraries emulate
-    bf16 through fp32 (measured here on an Ice Lake Xeon: a 4096 matmul at 59 GFLOP/s in
-    torch and 6 in OpenVINO against 262 fp32), so there is no fast variant to measure."""
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def gemm_peak(size: int, dtype: torch.dtype, repeats: int = 5) -> float:
@@ -451,8 +444,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     flags = cpu_flags()
     if args.precisions is None:
-        args.precisions = "f32,bf16" if has_bf16(flags) else "f32"
-        if not has_bf16(flags):
+        # Without bf16 hardware the runtime runs f32 for bf16 (backends.cpu_has_bf16):
+        # there is no fast variant to measure.
+        args.precisions = "f32,bf16" if cpu_has_bf16() else "f32"
+        if not cpu_has_bf16():
             print("bf16: this CPU has no bf16 arithmetic (avx512_bf16/amx_bf16); f32 only")
     images, source = load_images(args)
     peaks = Peaks(args.gemm_size, args.threads, args.precisions.split(","))

@@ -48,6 +48,10 @@ PREFETCH_BATCHES = 4
 WARM_UP_SIZE = (640, 480)
 STAGES = ("preprocess", "forward", "postprocess")
 
+BF16_EMULATED_LOG = (
+    "%s: bf16 asked for, but this CPU has no bf16 arithmetic (AVX-512 BF16 or AMX): running "
+    "f32 (emulated bf16 would be slower than f32)"
+)
 BAD_THRESHOLD_MESSAGE = "threshold must be between 0 and 1, got {threshold!r}"
 BAD_BATCH_SIZE_MESSAGE = "batch_size must be at least 1, got {batch_size!r}"
 
@@ -382,6 +386,9 @@ def load_detector(
         raise ValueError(f"backend must be one of {backends.BACKENDS}, got {backend!r}")
     if precision not in backends.PRECISIONS:
         raise ValueError(f"precision must be one of {backends.PRECISIONS}, got {precision!r}")
+    if precision == "bf16" and device.type == "cpu" and not backends.cpu_has_bf16():
+        logger.warning(BF16_EMULATED_LOG, spec.label)
+        precision = "f32"
     if channels_last is None:
         channels_last = env_bool(CHANNELS_LAST_ENV, True)
     source = resolve_weights(spec)

@@ -6,14 +6,13 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from django.core.management import CommandError, call_command
 
-from playground.runtime import CheckpointSpec, decode_image, load_detector
+from playground.runtime import CheckpointSpec, backends, decode_image, load_detector
 from playground.runtime.backends import (
     F32_ONLY_MESSAGE,
     BackendUnavailable,
@@ -99,7 +98,7 @@ def test_an_export_beyond_the_tolerance_is_refused_and_nothing_is_written(checkp
     assert "No OpenVINO export" in info.value.message
 
 
-def test_export_model_to_onnx_runtime_and_what_auto_picks(checkpoint, image):
+def test_export_model_to_onnx_runtime_and_what_auto_picks(checkpoint, image, monkeypatch):
     pytest.importorskip("onnxruntime")
     out = io.StringIO()
     call_command(
@@ -119,7 +118,9 @@ def test_export_model_to_onnx_runtime_and_what_auto_picks(checkpoint, image):
     assert ort_detector.backend == "onnxruntime" and ort_detector.model is None
     assert "onnxruntime forward" in ort_detector.provenance["backend"]
     assert_same_detections(got, expected, threshold=THRESHOLD)
-    # bf16 is not an ONNX Runtime option: asked for, it says so; auto runs torch instead.
+    # bf16 is not an ONNX Runtime option: asked for, it says so; auto runs torch instead
+    # (on a CPU with bf16 arithmetic; without it bf16 runs f32, see the precision test).
+    monkeypatch.setattr(backends, "cpu_has_bf16", lambda: True)
     with pytest.raises(BackendUnavailable) as info:
         detect(checkpoint, image, backend="onnxruntime", precision="bf16")
     assert info.value.message == F32_ONLY_MESSAGE
@@ -196,8 +197,14 @@ def test_openvino_is_not_used_with_a_preloaded_allocator(exported, image, monkey
         detect(exported, image, backend="openvino")
 
 
+@pytest.mark.parametrize("hardware_bf16", [True, False], ids=["bf16 CPU", "no bf16"])
 @pytest.mark.parametrize("backend", ["torch", "openvino"])
-def test_precision_is_f32_unless_bf16_is_asked_for(exported, image, backend, monkeypatch):
+def test_precision_is_f32_unless_bf16_is_asked_for(
+    exported, image, backend, hardware_bf16, monkeypatch, caplog
+):
+    # Both kinds of CPU on any machine: without bf16 hardware the libraries emulate it
+    # (slower than f32), so the runtime runs f32 and says so; with it, bf16 as asked.
+    monkeypatch.setattr(backends, "cpu_has_bf16", lambda: hardware_bf16)
     detector, _ = detect(exported, image, backend=backend)
     assert detector.precision == "f32"
     if backend == "openvino":
@@ -206,12 +213,16 @@ def test_precision_is_f32_unless_bf16_is_asked_for(exported, image, backend, mon
         assert hint.get_type_name() == "f32"
     monkeypatch.setenv("VITRINE_PRECISION", "bf16")
     fast, _ = detect(exported, image, backend=backend)
-    assert fast.precision == "bf16" and "bf16" in repr(fast)
+    expected = "bf16" if hardware_bf16 else "f32"
+    assert fast.precision == expected and expected in repr(fast)
+    assert fast.provenance["precision"] == {"bf16": "bf16", "f32": "fp32"}[expected]
+    emulated = "no bf16 arithmetic" in caplog.text
+    assert emulated is not hardware_bf16
     if backend == "openvino":
         hint = fast.runner.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        assert hint == ("bf16" if cpu_has_bf16() else "f32")
+        assert hint == expected
     else:
-        assert fast.autocast_dtype == torch.bfloat16
+        assert fast.autocast_dtype == (torch.bfloat16 if hardware_bf16 else None)
     inputs = fast.preprocess(image.image)
     outputs = fast.forward(inputs)
     # Post-processing always gets float32, whatever the forward computed in.
@@ -251,14 +262,6 @@ def test_export_model_by_catalogue_id(tmp_path, monkeypatch):
     assert manifest["source"]["revision"] == "main"
     detector = load_detector(CheckpointSpec(repo="hustvl/yolos-tiny", revision="main"))
     assert detector.backend == "openvino"
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @pytest.mark.worker
