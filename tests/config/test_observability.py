@@ -9,16 +9,13 @@ import gzip
 import io
 import json
 import logging
-import os
 import re
 import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient
 from PIL import Image
@@ -173,15 +170,9 @@ def test_production_logs_json_lines_and_development_readable_ones():
 
 # --- Sentry -----------------------------------------------------------------------------
 def _run_django(code: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYTHONPATH")}
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=settings.BASE_DIR,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    from tests.config.test_settings import load_settings
+
+    return load_settings(code, **env)
 
 
 def test_sentry_is_not_initialised_without_a_dsn():

@@ -10,18 +10,22 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.env import env_bool, env_broker_url, env_database, env_int, env_list
 
+SHOW_DEBUG = (
+    "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+)
 
-def load_settings(**env: str) -> subprocess.CompletedProcess:
-    """Import the settings in a fresh interpreter with exactly these variables set."""
+
+def load_settings(code: str = SHOW_DEBUG, **env: str) -> subprocess.CompletedProcess:
+    """Run ``code`` (default: import the settings, print DEBUG) in a fresh interpreter with
+    exactly these variables set."""
     clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYTHONPATH")}
-    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=settings.BASE_DIR,
         env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
 
 
@@ -124,21 +128,13 @@ def test_celery_is_configured_not_to_lose_jobs():
 
 def _database_settings(module: str, **env: str) -> dict:
     """``DATABASES["default"]`` as a process that imports ``module`` first sees it."""
-    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYTHONPATH")}
     code = (
         f"import json, {module}; from django.conf import settings; "
         "d = settings.DATABASES['default']; "
         "import os; print(json.dumps({'age': d['CONN_MAX_AGE'], "
         "'pool': d.get('OPTIONS', {}).get('pool'), 'env': os.environ.get('VITRINE_DB_POOL')}))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=settings.BASE_DIR,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = load_settings(code, **env)
     assert result.returncode == 0, result.stderr
     import json
 
