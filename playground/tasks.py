@@ -8,6 +8,7 @@ import time
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_init
 from django.conf import settings
 
 from playground.models import WorkerHeartbeat
@@ -18,6 +19,22 @@ from playground.storage import StorageUnavailable, upload_read
 logger = logging.getLogger(__name__)
 RETRY_DELAY = 5
 IMAGE_MISSING = "The upload is gone."
+
+
+@worker_init.connect
+def import_the_runtime_before_fork(**kwargs) -> None:
+    """Import transformers' detection code once in the worker's main process, before the
+    pool forks: every pool process, including each one started after a kill -9 or by
+    ``--max-tasks-per-child``, then begins its first job ~3 s sooner (the import measured
+    2.7 s of a test-sized checkpoint's 6.5 s first load here). Code only: no model is
+    loaded before the fork (a model and its thread pools belong to the process using it)."""
+    from transformers import (  # noqa: F401
+        AutoConfig,
+        AutoImageProcessor,
+        AutoModelForObjectDetection,
+    )
+
+    import playground.runtime.detector  # noqa: F401
 
 
 def worker_id() -> str:
