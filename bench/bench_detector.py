@@ -446,8 +446,9 @@ def main() -> None:
     if args.precisions is None:
         # Without bf16 hardware the runtime runs f32 for bf16 (backends.cpu_has_bf16):
         # there is no fast variant to measure.
-        args.precisions = "f32,bf16" if cpu_has_bf16() else "f32"
-        if not cpu_has_bf16():
+        bf16 = cpu_has_bf16()
+        args.precisions = "f32,bf16" if bf16 else "f32"
+        if not bf16:
             print("bf16: this CPU has no bf16 arithmetic (avx512_bf16/amx_bf16); f32 only")
     images, source = load_images(args)
     peaks = Peaks(args.gemm_size, args.threads, args.precisions.split(","))
