@@ -23,7 +23,8 @@ FlopCounterMode on the first image), the time outside the forward, and equality 
 pipeline:
 at threshold 0.5 and at the worker's floor 0.05, detections paired by label and box with
 boxes within 1 px and scores within 1e-4 ("equal"), the kept-set change and the worst box
-and score moves (what a bf16 variant must state).
+and score moves (what a fast variant, bf16 or int8, must state). int8: an NNCF-quantized
+OpenVINO export calibrated on images that are not among the measured ones.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ from machine import cpu_model  # noqa: E402  bench/machine.py (bench/ is on the 
 from PIL import Image  # noqa: E402
 
 from playground.runtime import CheckpointSpec, decode_image, load_detector  # noqa: E402
-from playground.runtime.backends import cpu_has_bf16, openvino_available  # noqa: E402
+from playground.runtime.backends import (  # noqa: E402
+    cpu_has_bf16,
+    openvino_available,
+    quantizer_available,
+)
 from playground.runtime.checkpoints import build_checkpoint  # noqa: E402
 
 MAX_PIXELS = 50_000_000
@@ -83,24 +88,36 @@ def gemm_peak(size: int, dtype: torch.dtype, repeats: int = 5) -> float:
 
 
 class OneDnnGemm:
-    """The same matmul compiled by OpenVINO (oneDNN kernels), LATENCY hint, all threads."""
+    """The same matmul compiled by OpenVINO (oneDNN kernels), LATENCY hint, all threads.
+
+    ``int8``: both operands through symmetric int8 FakeQuantize (as NNCF writes them), which
+    OpenVINO runs as an int8 matmul (VNNI): the peak of the int8 export's arithmetic, in
+    GOP/s."""
 
     def __init__(self, size: int, precision: str, threads: int | None) -> None:
         import openvino as ov
         from openvino import opset13 as ops
 
+        rng = np.random.default_rng(0)
         a = ops.parameter([size, size], ov.Type.f32, name="a")
-        b = ops.parameter([size, size], ov.Type.f32, name="b")
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        hint = "f32" if precision == "int8" else precision
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        model = ov.Model([ops.matmul(a, b, False, False)], [a, b])
+        self.feed = {"a": rng.standard_normal((size, size), dtype=np.float32)}
+        if precision == "int8":
+            low, high = ops.constant(np.float32(-4.0)), ops.constant(np.float32(4 * 127 / 128))
+
+            def quantized(x):
+                return ops.fake_quantize(x, low, high, low, high, 256)
+
+            weights = ops.constant(rng.uniform(-4, 4, (size, size)).astype(np.float32))
+            model = ov.Model([ops.matmul(quantized(a), quantized(weights), False, True)], [a])
+        else:
+            b = ops.parameter([size, size], ov.Type.f32, name="b")
+            model = ov.Model([ops.matmul(a, b, False, False)], [a, b])
+            self.feed["b"] = rng.standard_normal((size, size), dtype=np.float32)
         self.request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
-        rng = np.random.default_rng(0)
-        self.feed = {
-            "a": rng.standard_normal((size, size), dtype=np.float32),
-            "b": rng.standard_normal((size, size), dtype=np.float32),
-        }
         self.flops = 2 * size**3
         self.request.infer(self.feed)
 
@@ -124,8 +141,8 @@ class Peaks:
         self.onednn: dict[str, OneDnnGemm] = {}
         dtypes = {"f32": torch.float32, "bf16": torch.bfloat16}
         for precision in precisions:
-            dtype = dtypes[precision]
-            found = {"torch": gemm_peak(size, dtype)}
+            # int8: OpenVINO's alone (the int8 export's library).
+            found = {"torch": gemm_peak(size, dtypes[precision])} if precision in dtypes else {}
             if openvino_available():
                 self.onednn[precision] = OneDnnGemm(size, precision, threads)
                 found["openvino"] = self.onednn[precision].peak()
@@ -160,13 +177,21 @@ def synthetic_images(count: int, seed: int) -> list[bytes]:
     return out
 
 
-def load_images(args) -> tuple[list[bytes], str]:
+def load_images(args) -> tuple[list[bytes], str, list[bytes]]:
+    """(measured images, where from, int8 calibration images): the calibration images are
+    the next ones of the folder, never the measured ones (that would flatter int8)."""
     folder = args.images or (DEFAULT_IMAGES if DEFAULT_IMAGES.is_dir() else None)
     if folder and Path(folder).is_dir():
         paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".png"))
-        if paths:
-            return [p.read_bytes() for p in paths[: args.limit]], str(folder)
-    return synthetic_images(args.limit, args.seed), "generated"
+        if len(paths) > args.limit:
+            measured = [p.read_bytes() for p in paths[: args.limit]]
+            calibration = paths[args.limit : args.limit + args.calibration]
+            return measured, str(folder), [p.read_bytes() for p in calibration]
+    return (
+        synthetic_images(args.limit, args.seed),
+        "generated",
+        synthetic_images(args.calibration, args.seed + 1),
+    )
 
 
 def clip(detections: list[dict], width: int, height: int) -> list[dict]:
@@ -225,7 +250,14 @@ def forward_flops(detector, image_bytes: bytes) -> float:
     return float(counter.get_total_flops())
 
 
-def run_family(family: str, args, images: list[bytes], folder: Path, peaks: Peaks) -> dict:
+def run_family(
+    family: str,
+    args,
+    images: list[bytes],
+    folder: Path,
+    peaks: Peaks,
+    calibration: list[bytes],
+) -> dict:
     from transformers import pipeline
 
     from playground.runtime.backends import EXPORT_BACKENDS, available
@@ -234,6 +266,7 @@ def run_family(family: str, args, images: list[bytes], folder: Path, peaks: Peak
     spec = CheckpointSpec(local_dir=str(checkpoint))
     export = {}
     backends = [b for b in args.backends.split(",") if b]
+    precisions = [p for p in args.precisions.split(",") if p]
     for backend in [b for b in backends if b in EXPORT_BACKENDS]:
         if not available(backend):
             print(f"{family}: {backend} not installed, skipped")
@@ -248,13 +281,28 @@ def run_family(family: str, args, images: list[bytes], folder: Path, peaks: Peak
             "conversion_s": manifest["conversion_seconds"],
             "check": manifest["check"],
         }
-    precisions = [p for p in args.precisions.split(",") if p]
+    if "int8" in precisions and "openvino" in backends:
+        _, manifest = export_checkpoint(
+            spec,
+            backend="openvino",
+            precision="int8",
+            calibration_images=[decode_image(d, max_pixels=MAX_PIXELS).image for d in calibration],
+            calibration_source=f"{len(calibration)} images not among the measured ones",
+            log=lambda line: print(f"{family} openvino int8: {line}"),
+        )
+        export["openvino int8"] = {
+            "conversion_s": manifest["conversion_seconds"],
+            "quantization": manifest["quantization"],
+            "check": manifest["check"],
+        }
     pipe = pipeline("object-detection", model=str(checkpoint), device="cpu")
     contenders = {}
     for backend in backends:
         for precision in precisions:
             if backend == "onnxruntime" and precision != "f32":
                 continue  # ONNX Runtime's CPU provider runs these graphs in f32 only
+            if precision == "int8" and backend != "openvino":
+                continue  # the int8 export is OpenVINO's
             contenders[f"{backend} {precision}"] = load_detector(
                 spec, device="cpu", backend=backend, precision=precision
             )
@@ -333,7 +381,7 @@ def _spread(values: list[float]) -> list[float]:
 
 
 def print_family(result: dict) -> None:
-    """``% peak``: of the fp32 GEMM peak for f32 rows, of the bf16 peak for bf16 rows, each
+    """``% peak``: of the GEMM peak of the row's precision (fp32, bf16, or int8 GOP/s), each
     measured in the same round as the forward (median over rounds)."""
     print(
         f"\n{result['family']}: {result['forward_gflops_per_image']:.1f} GFLOPs/image (first image)"
@@ -378,7 +426,7 @@ def markdown_table(result: dict, machine: dict) -> str:
             lines.append(f"| pipeline | {row['images_per_s']:.3f} | 1.00 | | | | | | |")
             continue
         at_kept, at_floor = row["equality"]
-        label = f"{name} (fast, labelled)" if name.endswith("bf16") else name
+        label = f"{name} (fast, labelled)" if name.endswith(("bf16", "int8")) else name
         lines.append(
             f"| {label} | {row['images_per_s']:.3f} | {row['ratio']:.2f} "
             f"| {row['forward_ms']:,.0f} ms | {row['outside_forward_ms']:,.0f} ms "
@@ -395,8 +443,10 @@ def markdown_table(result: dict, machine: dict) -> str:
         + (f", OpenVINO {peaks['f32']['openvino']:,.0f}" if "openvino" in peaks["f32"] else "")
         + ")"
         + (f", bf16 {peaks['bf16']['best']:,.0f} GFLOP/s" if "bf16" in peaks else "")
+        + (f", int8 {peaks['int8']['best']:,.0f} GOP/s (OpenVINO)" if "int8" in peaks else "")
         + f"; per round (median): fp32 {peaks['f32']['rounds_median']:,.0f}"
         + (f", bf16 {peaks['bf16']['rounds_median']:,.0f}" if "bf16" in peaks else "")
+        + (f", int8 {peaks['int8']['rounds_median']:,.0f}" if "int8" in peaks else "")
         + ("." if "bf16" in peaks else "; no bf16 arithmetic on this CPU.")
     )
     return "\n".join(lines)
@@ -417,7 +467,12 @@ def main() -> None:
     parser.add_argument("--families", default="detr,rt_detr,yolos_tiny")
     parser.add_argument("--backends", default="torch,openvino,onnxruntime")
     parser.add_argument(
-        "--precisions", help="f32,bf16 (default: bf16 only where the CPU has it in hardware)"
+        "--precisions",
+        help="f32,bf16,int8 (default: bf16 only where the CPU has it in hardware; int8 where "
+        "NNCF is installed)",
+    )
+    parser.add_argument(
+        "--calibration", type=int, default=16, help="int8 calibration images (default 16)"
     )
     parser.add_argument("--images", type=Path, help="folder of JPEG/PNG images")
     parser.add_argument("--limit", type=int, default=None, help="images used (default 6)")
@@ -449,8 +504,10 @@ def main() -> None:
         bf16 = cpu_has_bf16()
         args.precisions = "f32,bf16" if bf16 else "f32"
         if not bf16:
-            print("bf16: this CPU has no bf16 arithmetic (avx512_bf16/amx_bf16); f32 only")
-    images, source = load_images(args)
+            print("bf16: this CPU has no bf16 arithmetic (avx512_bf16/amx_bf16); not measured")
+        if quantizer_available() and openvino_available():
+            args.precisions += ",int8"
+    images, source, calibration = load_images(args)
     peaks = Peaks(args.gemm_size, args.threads, args.precisions.split(","))
     machine = {
         "cpu": cpu_model(),
@@ -483,7 +540,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for family in args.families.split(","):
-            result = run_family(family, args, images, Path(tmp), peaks)
+            result = run_family(family, args, images, Path(tmp), peaks, calibration)
             print_family(result)
             results.append(result)
     for precision, values in peaks.rounds.items():

@@ -102,7 +102,9 @@ class Job(models.Model):
         default=False, help_text="The checkpoint is marked untrained (random weights)."
     )
     runtime_backend = models.CharField(max_length=200, blank=True)
-    runtime_precision = models.CharField(max_length=16, blank=True, help_text="fp32, fp16, bf16")
+    runtime_precision = models.CharField(
+        max_length=16, blank=True, help_text="fp32, fp16, bf16, int8"
+    )
 
     class Meta:
         ordering = ["-created_at"]

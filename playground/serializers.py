@@ -118,7 +118,7 @@ class WeightsSerializer(serializers.Serializer):
     )
     untrained = serializers.BooleanField(help_text="Random placeholder weights.")
     backend = serializers.CharField(help_text="The runtime that ran the forward pass.")
-    precision = serializers.CharField(help_text="fp32, or bf16/fp16 where that was chosen.")
+    precision = serializers.CharField(help_text="fp32, or bf16/fp16/int8 where that was chosen.")
     notice = serializers.CharField(allow_null=True)
 
 

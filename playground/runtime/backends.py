@@ -18,11 +18,15 @@ Settings (read by ``detector.load_detector``):
 - ``VITRINE_BACKEND``: ``torch``, ``openvino``, ``onnxruntime`` or ``auto`` (default): on
   the CPU, the first accepted export found in ``EXPORT_BACKENDS`` order (OpenVINO first:
   measured the fastest with equal detections), torch otherwise.
-- ``VITRINE_PRECISION``: ``f32`` (default) or ``bf16``, a separate, labelled option (bf16
-  moves detections: see the README's bench). OpenVINO's CPU plugin picks bf16 by itself on
-  a CPU that has it, so f32 is always requested explicitly. On a CPU without bf16
-  arithmetic (``cpu_has_bf16``) ``bf16`` runs f32, says so in the log, and the job records
-  fp32: emulated bf16 would be slower than f32 and still move the detections.
+- ``VITRINE_PRECISION``: ``f32`` (default), or one of two separate, labelled fast options
+  that move detections (see the README's bench): ``bf16``, or ``int8``. OpenVINO's CPU
+  plugin picks bf16 by itself on a CPU that has it, so f32 is always requested explicitly.
+  On a CPU without bf16 arithmetic (``cpu_has_bf16``) ``bf16`` runs f32, says so in the
+  log, and the job records fp32: emulated bf16 would be slower than f32 and still move the
+  detections. ``int8`` runs an int8 OpenVINO export (``export_model --precision int8``:
+  NNCF's post-training quantization, calibrated on images), its convolutions and matmuls in
+  int8 (VNNI) and the rest in bf16 where the CPU has it, else f32; nothing else runs int8,
+  so without that export the model does not load (no silent f32).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ BACKEND_NAMES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
 PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 DEFAULT_BACKEND = "auto"
 PRECISION_ENV = "VITRINE_PRECISION"
-PRECISIONS = ("f32", "bf16")
+PRECISIONS = ("f32", "bf16", "int8")
 DEFAULT_PRECISION = "f32"
 EXPORTS_DIR_ENV = "VITRINE_EXPORTS_DIR"
 
@@ -67,6 +71,11 @@ ONNX_FILE = "model.onnx"
 # What an export of each backend is made of (hashed into the manifest), in its own folder.
 EXPORT_FILES = {"openvino": (IR_XML, IR_BIN), "onnxruntime": (ONNX_FILE,)}
 EXPORT_DIRNAMES = {"openvino": EXPORT_DIRNAME, "onnxruntime": "onnxruntime"}
+# The int8 export lives beside the f32 one: both can be kept and chosen by VITRINE_PRECISION.
+INT8_DIRNAME = "openvino-int8"
+# Calibration images for int8 (NNCF's statistics); more is steadier and slower (~2-3 s per
+# image at 800 px on 2 cores).
+CALIBRATION_LIMIT = 50
 # The ONNX opset: 17 has LayerNormalization; every family exports with it.
 ONNX_OPSET = 17
 FORMAT_VERSION = 1
@@ -103,6 +112,17 @@ PRELOAD_MESSAGE = (
     "OpenVINO crashes with {preload} preloaded (LD_PRELOAD): unset it or use VITRINE_BACKEND=torch."
 )
 CPU_ONLY_MESSAGE = "The {name} backend runs on the CPU; this detector is on {device}."
+INT8_OPENVINO_ONLY_MESSAGE = (
+    "VITRINE_PRECISION=int8 runs an int8 OpenVINO export only, not {name}: use "
+    "VITRINE_BACKEND=openvino or auto."
+)
+NO_INT8_EXPORT_MESSAGE = (
+    "No int8 OpenVINO export of {label} at {path}: run `manage.py export_model <model id> "
+    "--precision int8` (VITRINE_PRECISION=int8 runs nothing else)."
+)
+NOT_INT8_MESSAGE = "The export at {path} is not an int8 export (its manifest says {precision})."
+QUANTIZER_MESSAGE = "An int8 export needs NNCF (pip install nncf)."
+NOT_FINITE_MESSAGE = "The int8 export gives non-finite outputs on the check images. Not written."
 REFUSED_MESSAGE = (
     "The export differs from torch beyond the tolerance: logits {logits:.2e} "
     "(tolerance {logit_tol:.0e}), boxes {boxes:.2e} (tolerance {box_tol:.0e}), "
@@ -128,6 +148,12 @@ def backend_setting() -> str:
 
 def precision_setting() -> str:
     return env_choice(PRECISION_ENV, DEFAULT_PRECISION, PRECISIONS)
+
+
+def int8_compute_precision() -> str:
+    """What an int8 export computes in outside its int8 operations: bf16 on a CPU with bf16
+    arithmetic (OpenVINO's own default there), else f32."""
+    return "bf16" if cpu_has_bf16() else "f32"
 
 
 def cpu_has_bf16() -> bool:
@@ -184,14 +210,16 @@ def export_dir(
     repo: str = "",
     revision: str = "",
     backend: str = "openvino",
+    int8: bool = False,
 ) -> Path:
-    """Where a checkpoint's export for ``backend`` lives.
+    """Where a checkpoint's export for ``backend`` lives (``int8``: the int8 OpenVINO one).
 
-    Next to the weights (``<checkpoint dir>/openvino``, ``.../onnxruntime``) when they are a
-    folder of ours; for a checkpoint in the Hugging Face cache, ``$VITRINE_EXPORTS_DIR``
-    (default ``var/exports`` of the checkout) ``/<org>/<name>/<revision>/<backend>``.
+    Next to the weights (``<checkpoint dir>/openvino``, ``.../onnxruntime``,
+    ``.../openvino-int8``) when they are a folder of ours; for a checkpoint in the Hugging
+    Face cache, ``$VITRINE_EXPORTS_DIR`` (default ``var/exports`` of the checkout)
+    ``/<org>/<name>/<revision>/<backend>``.
     """
-    dirname = EXPORT_DIRNAMES[backend]
+    dirname = INT8_DIRNAME if int8 else EXPORT_DIRNAMES[backend]
     if is_local:
         return Path(source_path) / dirname
     root = os.environ.get(EXPORTS_DIR_ENV, "").strip()
@@ -245,9 +273,15 @@ class Comparison:
     unmatched: int = 0
     permuted: int = 0
     images: int = 0
+    nonfinite: int = 0
 
     def within(self, logit_tol: float, box_tol: float) -> bool:
-        return self.unmatched == 0 and self.logits <= logit_tol and self.boxes <= box_tol
+        return (
+            self.nonfinite == 0
+            and self.unmatched == 0
+            and self.logits <= logit_tol
+            and self.boxes <= box_tol
+        )
 
     def add(self, other: Comparison) -> None:
         self.logits = max(self.logits, other.logits)
@@ -255,6 +289,7 @@ class Comparison:
         self.unmatched += other.unmatched
         self.permuted += other.permuted
         self.images += other.images
+        self.nonfinite += other.nonfinite
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -263,6 +298,7 @@ class Comparison:
             "unmatched_queries": self.unmatched,
             "permuted_queries": self.permuted,
             "images": self.images,
+            "nonfinite_values": self.nonfinite,
         }
 
 
@@ -284,6 +320,7 @@ def compare_outputs(
     result = Comparison()
     ref_rows = torch.cat([reference["logits"], reference["pred_boxes"]], -1).float()
     got_rows = torch.cat([got["logits"], got["pred_boxes"]], -1).float()
+    result.nonfinite = int((~torch.isfinite(got_rows)).sum())
     classes = reference["logits"].shape[-1]
     for ref, mine in zip(ref_rows, got_rows, strict=True):
         result.images += 1
@@ -386,10 +423,11 @@ def session_options(*, threads: int | None) -> Any:
 
 def compile_config(*, precision: str, threads: int | None) -> dict[str, Any]:
     """CPU plugin settings: LATENCY (one request at a time, all threads on it), the precision
-    asked for (f32 explicitly: the default on a bf16 CPU is bf16), and the thread count."""
+    asked for (f32 explicitly: the default on a bf16 CPU is bf16; for an int8 export, what
+    its other operations compute in), and the thread count."""
     config: dict[str, Any] = {
         "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_PRECISION_HINT": precision,
+        "INFERENCE_PRECISION_HINT": int8_compute_precision() if precision == "int8" else precision,
     }
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
@@ -422,13 +460,21 @@ def load_export(
         preload = conflicting_preload()
         if preload:
             raise BackendUnavailable(PRELOAD_MESSAGE.format(preload=preload))
+    if precision == "int8" and backend != "openvino":
+        raise BackendUnavailable(INT8_OPENVINO_ONLY_MESSAGE.format(name=name))
     if backend == "onnxruntime" and precision != "f32":
         raise BackendUnavailable(F32_ONLY_MESSAGE)
     manifest = read_manifest(folder)
     if manifest is None and not check_hashes:
-        manifest = {}  # the export being checked, before its manifest is written
+        # The export being checked, before its manifest is written.
+        manifest = {"precision": precision} if precision == "int8" else {}
     if manifest is None or not (folder / EXPORT_FILES[backend][0]).is_file():
+        if precision == "int8":
+            raise BackendUnavailable(NO_INT8_EXPORT_MESSAGE.format(label=label, path=folder))
         raise BackendUnavailable(no_export_message(backend, label=label, path=folder))
+    made_for = manifest.get("precision", "f32")
+    if (made_for == "int8") != (precision == "int8"):
+        raise BackendUnavailable(NOT_INT8_MESSAGE.format(path=folder, precision=made_for))
     if check_hashes:
         current = source_fingerprint(source_path)
         recorded = manifest.get("source", {}).get("files", {})
@@ -465,7 +511,7 @@ def load_openvino(folder: Path, **kwargs: Any) -> OpenVinoForward:
     return load_export("openvino", folder, **kwargs)
 
 
-def versions(backend: str = "openvino") -> dict[str, str]:
+def versions(backend: str = "openvino", *, int8: bool = False) -> dict[str, str]:
     """The versions of what made an export (recorded in its manifest)."""
     import transformers
 
@@ -474,6 +520,10 @@ def versions(backend: str = "openvino") -> dict[str, str]:
         import openvino as ov
 
         found["openvino"] = ov.get_version()
+        if int8:
+            import nncf
+
+            found["nncf"] = nncf.__version__
     else:
         import onnx
         import onnxruntime as ort
@@ -499,6 +549,49 @@ def _convert_openvino(wrapper: torch.nn.Module, example: dict, names: tuple, sta
         port.get_tensor().set_names({name})
     # compress_to_fp16 defaults to True: the weights would be rounded to fp16.
     ov.save_model(converted, str(staging / IR_XML), compress_to_fp16=False)
+
+
+def quantizer_available() -> bool:
+    try:
+        import nncf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _quantize_openvino(
+    staging: Path, names: tuple, calibration: list[dict[str, torch.Tensor]]
+) -> dict:
+    """Replace the f32 IR in ``staging`` by NNCF's post-training int8 quantization of it:
+    statistics from ``calibration`` (preprocessed images), the transformer preset (softmax,
+    layer norms and the like stay in float; SmoothQuant on the matmuls), symmetric int8
+    weights and activations where they pay on the CPU."""
+    import nncf
+    import openvino as ov
+
+    # Its INFO lines name every operation it leaves in float (hundreds for DETR).
+    nncf.set_log_level(logging.WARNING)
+    model = ov.Core().read_model(str(staging / IR_XML))
+    samples = [{name: inputs[name].numpy() for name in names} for inputs in calibration]
+    began = time.perf_counter()
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(samples),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(samples),
+    )
+    # Written beside, then moved over the f32 IR: the model read above maps model.bin, and
+    # writing into a mapped file kills the process (SIGBUS).
+    ov.save_model(quantized, str(staging / "int8.xml"), compress_to_fp16=False)
+    del model, quantized
+    os.replace(staging / "int8.xml", staging / IR_XML)
+    os.replace(staging / "int8.bin", staging / IR_BIN)
+    return {
+        "tool": f"NNCF {nncf.__version__} post-training quantization",
+        "model_type": "transformer",
+        "calibration_images": len(samples),
+        "seconds": round(time.perf_counter() - began, 1),
+    }
 
 
 def _convert_onnx(wrapper: torch.nn.Module, example: dict, names: tuple, staging: Path):
@@ -536,11 +629,19 @@ def export_backend(
     box_tol: float = BOX_TOLERANCE,
     threads: int | None = None,
     log: Any = None,
+    precision: str = "f32",
+    calibration_inputs: list[dict[str, torch.Tensor]] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> dict:
     """Convert ``detector``'s torch model for ``backend`` (OpenVINO IR or ONNX), check it
     against torch on ``check_inputs`` (preprocessed by the detector's processor) and write it
     to ``folder`` with its manifest. Raises ExportRefused (nothing written) beyond the
     tolerance.
+
+    ``precision="int8"`` (OpenVINO only): the IR is then quantized by NNCF with statistics
+    from ``calibration_inputs`` (``calibration`` describes them for the manifest). An int8
+    export is the labelled fast variant: its differences from torch are measured and
+    recorded, not held to the f32 tolerance; one that gives non-finite outputs is refused.
 
     Shapes are dynamic (batch, height, width): one export serves every image size.
     """
@@ -548,6 +649,13 @@ def export_backend(
         raise ValueError(f"backend must be one of {EXPORT_BACKENDS}, got {backend!r}")
     if not available(backend):
         raise BackendUnavailable(not_installed_message(backend))
+    int8 = precision == "int8"
+    if int8 and backend != "openvino":
+        raise BackendUnavailable(INT8_OPENVINO_ONLY_MESSAGE.format(name=BACKEND_NAMES[backend]))
+    if int8 and not quantizer_available():
+        raise BackendUnavailable(QUANTIZER_MESSAGE)
+    if int8 and not calibration_inputs:
+        raise ValueError("an int8 export needs calibration_inputs")
     say = log or (lambda message: logger.info("%s", message))
     model = detector.model
     # What the forward takes and the processor gives (RT-DETR's forward takes a mask that its
@@ -570,30 +678,48 @@ def export_backend(
             if detector.channels_last:
                 model.to(memory_format=torch.channels_last)
         converted_s = time.perf_counter() - began
-        made_by = versions(backend)
+        made_by = versions(backend, int8=int8)
         say(
             f"converted in {converted_s:.1f}s ("
             + ", ".join(f"{k} {v}" for k, v in made_by.items() if k in ("openvino", "onnx"))
             + ")"
         )
+        quantization = None
+        if int8:
+            quantization = {
+                **_quantize_openvino(staging, names, calibration_inputs),
+                **(calibration or {}),
+            }
+            say(
+                f"quantized to int8 in {quantization['seconds']:.1f}s on "
+                f"{quantization['calibration_images']} calibration images (nncf "
+                f"{made_by['nncf']})"
+            )
         forward = load_export(
             backend,
             staging,
             source_path=source_path,
             label="the new export",
+            precision=precision,
             threads=threads,
             check_hashes=False,
         )
         comparison = check_export(
             detector, forward, check_inputs, logit_tol=logit_tol, box_tol=box_tol
         )
+        if int8:
+            held = ("int8: recorded, not held to the f32 tolerance",) * 2
+        else:
+            held = (f"tolerance {logit_tol:.0e}", f"tolerance {box_tol:.0e}")
         say(
             f"checked on {comparison.images} images: max |logit difference| "
-            f"{comparison.logits:.2e} (tolerance {logit_tol:.0e}), max |box difference| "
-            f"{comparison.boxes:.2e} (tolerance {box_tol:.0e}), queries reordered "
+            f"{comparison.logits:.2e} ({held[0]}), max |box difference| "
+            f"{comparison.boxes:.2e} ({held[1]}), queries reordered "
             f"{comparison.permuted}, without a partner {comparison.unmatched}"
         )
-        if not comparison.within(logit_tol, box_tol):
+        if comparison.nonfinite:
+            raise ExportRefused(NOT_FINITE_MESSAGE)
+        if not int8 and not comparison.within(logit_tol, box_tol):
             raise ExportRefused(
                 REFUSED_MESSAGE.format(
                     logits=comparison.logits,
@@ -613,14 +739,19 @@ def export_backend(
             "inputs": list(names),
             "dynamic_shapes": True,
             "conversion_seconds": round(converted_s, 1),
+            "precision": precision,
             "check": {
                 **comparison.as_dict(),
-                "logit_tolerance": logit_tol,
-                "box_tolerance": box_tol,
-                "precision": "f32",
+                # An int8 export's differences are recorded, not held to a tolerance.
+                "logit_tolerance": None if int8 else logit_tol,
+                "box_tolerance": None if int8 else box_tol,
+                "precision": precision,
             },
             "ir": {name: _sha256(staging / name) for name in EXPORT_FILES[backend]},
         }
+        if quantization is not None:
+            # The rest of the graph ran in this precision during the check (the CPU's).
+            manifest["quantization"] = {**quantization, "other_ops": int8_compute_precision()}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         del forward  # the session or compiled model holds the files open
         if folder.exists():

@@ -138,9 +138,9 @@ class Detector:
     @property
     def arithmetic(self) -> str:
         """The arithmetic of the forward pass: fp32, or fp16/bf16 (the bf16 option or
-        CUDA autocast)."""
-        if self.precision == "bf16":
-            return "bf16"
+        CUDA autocast), or int8 (the int8 export)."""
+        if self.precision in ("bf16", "int8"):
+            return self.precision
         return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.autocast_dtype, "fp32")
 
     @property
@@ -366,7 +366,8 @@ def load_detector(
     ``onnxruntime`` (an accepted export of this checkpoint, see ``manage.py export_model``;
     BackendUnavailable when there is none); ``auto``: on the CPU the first export found
     (OpenVINO, then ONNX Runtime), torch otherwise.
-    ``precision`` (default VITRINE_PRECISION, ``f32``): ``bf16`` is the labelled fast option.
+    ``precision`` (default VITRINE_PRECISION, ``f32``): ``bf16`` and ``int8`` are the
+    labelled fast options; ``int8`` runs the int8 OpenVINO export or nothing.
 
     ``channels_last`` (default: VITRINE_CHANNELS_LAST, on) stores conv weights and inputs
     NHWC: a ResNet-50 DETR forward is ~20% faster on CPU, a ViT (YOLOS) unchanged, and the
@@ -467,11 +468,20 @@ def _export_runner(
     device: torch.device,
 ) -> Any:
     """The loaded export's forward when ``backend`` names one, or when ``auto`` finds one
-    (``backends.EXPORT_BACKENDS`` order); None for torch."""
+    (``backends.EXPORT_BACKENDS`` order); None for torch. ``int8`` runs the int8 OpenVINO
+    export or raises (auto included): nothing else computes it."""
+    int8 = precision == "int8"
+    if int8 and backend not in ("openvino", "auto"):
+        name = backends.BACKEND_NAMES.get(backend, backend)
+        raise backends.BackendUnavailable(backends.INT8_OPENVINO_ONLY_MESSAGE.format(name=name))
     if backend == "torch":
         return None
     local_path = _local_checkpoint_path(source)
-    candidates = backends.EXPORT_BACKENDS if backend == "auto" else (backend,)
+    if int8:
+        candidates: tuple[str, ...] = ("openvino",)
+    else:
+        candidates = backends.EXPORT_BACKENDS if backend == "auto" else (backend,)
+    strict = backend != "auto" or int8
     reasons = []
     for name in candidates:
         try:
@@ -484,7 +494,7 @@ def _export_runner(
                 raise backends.BackendUnavailable(
                     backends.no_export_message(name, label=spec.label, path="(no local files)")
                 )
-            folder = export_dir_for(spec, source, local_path, backend=name)
+            folder = export_dir_for(spec, source, local_path, backend=name, int8=int8)
             return backends.load_export(
                 name,
                 folder,
@@ -494,7 +504,7 @@ def _export_runner(
                 threads=env_int(TORCH_THREADS_ENV, None),
             )
         except backends.BackendUnavailable as exc:
-            if backend != "auto":
+            if strict:
                 raise
             reasons.append(exc.message)
     logger.info("%s: torch backend (%s)", spec.label, " ".join(reasons))
@@ -502,7 +512,12 @@ def _export_runner(
 
 
 def export_dir_for(
-    spec: CheckpointSpec, source: Any, local_path: str, *, backend: str = "openvino"
+    spec: CheckpointSpec,
+    source: Any,
+    local_path: str,
+    *,
+    backend: str = "openvino",
+    int8: bool = False,
 ) -> Any:
     """Where ``spec``'s export for ``backend`` lives (see ``backends.export_dir``)."""
     return backends.export_dir(
@@ -511,6 +526,7 @@ def export_dir_for(
         repo=spec.repo,
         revision=spec.revision,
         backend=backend,
+        int8=int8,
     )
 
 

@@ -29,6 +29,9 @@ CHECK_SIZES = ((640, 480), (480, 640), (512, 512))
 # Families whose export is known not to work, and why (none so far: DETR, Conditional DETR,
 # RT-DETR and YOLOS all convert with dynamic shapes and pass the check, for both backends).
 UNSUPPORTED: dict[str, str] = {}
+# Without calibration photos an int8 export is calibrated on this many generated images.
+GENERATED_CALIBRATION = 8
+CALIBRATION_SEED = 1  # not the check images' seed: calibrating on the checked images flatters
 
 
 def check_images(count: int = len(CHECK_SIZES), seed: int = 0) -> list[Image.Image]:
@@ -45,13 +48,15 @@ def check_images(count: int = len(CHECK_SIZES), seed: int = 0) -> list[Image.Ima
     return images
 
 
-def export_location(spec: CheckpointSpec, backend: str = "openvino") -> tuple[Path, str]:
+def export_location(
+    spec: CheckpointSpec, backend: str = "openvino", *, int8: bool = False
+) -> tuple[Path, str]:
     """(export folder, folder of the source files) of ``spec``; WeightsNotInstalled if absent."""
     source = resolve_weights(spec)
     local = _local_checkpoint_path(source)
     if local is None:
         raise WeightsNotInstalled(f"The weights of {spec.label} are not on this machine.")
-    return export_dir_for(spec, source, local, backend=backend), local
+    return export_dir_for(spec, source, local, backend=backend, int8=int8), local
 
 
 def export_checkpoint(
@@ -62,19 +67,34 @@ def export_checkpoint(
     logit_tol: float = backends.LOGIT_TOLERANCE,
     box_tol: float = backends.BOX_TOLERANCE,
     log: Callable[[str], Any] | None = None,
+    precision: str = "f32",
+    calibration_images: Sequence[Image.Image] | None = None,
+    calibration_source: str = "",
 ) -> tuple[Path, dict]:
     """Export ``spec`` for ``backend`` (OpenVINO IR, or ONNX for ONNX Runtime) from the files
     the torch path loads, check it against torch on ``images`` (default: ``check_images()``)
     and write it with its manifest.
 
+    ``precision="int8"``: the int8 OpenVINO export (its own folder), quantized with
+    statistics from ``calibration_images`` (default: ``GENERATED_CALIBRATION`` generated
+    images, fine for test checkpoints; a real model wants photos like its traffic, named by
+    ``calibration_source`` in the manifest).
+
     Raises ExportRefused beyond the tolerance (the previous export, if any, is kept).
     """
-    folder, local = export_location(spec, backend)
+    int8 = precision == "int8"
+    folder, local = export_location(spec, backend, int8=int8)
     detector = load_detector(spec, device="cpu", warm_up=False, backend="torch", precision="f32")
     family = detector.model_type
     if family in UNSUPPORTED:
         raise backends.BackendUnavailable(f"{family} cannot be exported: {UNSUPPORTED[family]}")
     inputs = [detector.preprocess(image) for image in (images or check_images())]
+    calibration = None
+    if int8:
+        if not calibration_images:
+            calibration_images = check_images(GENERATED_CALIBRATION, seed=CALIBRATION_SEED)
+            calibration_source = "generated images"
+        calibration = [detector.preprocess(image) for image in calibration_images]
     source = {
         "checkpoint": spec.label,
         "repo": spec.repo,
@@ -94,6 +114,9 @@ def export_checkpoint(
         box_tol=box_tol,
         threads=env_int(TORCH_THREADS_ENV, None),
         log=log,
+        precision=precision,
+        calibration_inputs=calibration,
+        calibration={"calibration_source": calibration_source} if int8 else None,
     )
     return folder, manifest
 
@@ -105,19 +128,19 @@ def check_existing(
     images: Sequence[Image.Image] | None = None,
     logit_tol: float = backends.LOGIT_TOLERANCE,
     box_tol: float = backends.BOX_TOLERANCE,
+    precision: str = "f32",
 ) -> tuple[backends.Comparison, str | None]:
     """Compare the existing export with torch again (the IR as it is on disk, even if it
     changed since it was accepted); also says why the runtime would refuse it, if it would."""
-    folder, local = export_location(spec, backend)
+    folder, local = export_location(spec, backend, int8=precision == "int8")
     detector = load_detector(spec, device="cpu", warm_up=False, backend="torch", precision="f32")
     refusal = None
+    kwargs = {"source_path": local, "label": spec.label, "precision": precision}
     try:
-        backends.load_export(backend, folder, source_path=local, label=spec.label)
+        backends.load_export(backend, folder, **kwargs)
     except backends.BackendUnavailable as exc:
         refusal = exc.message
-    forward = backends.load_export(
-        backend, folder, source_path=local, label=spec.label, check_hashes=False
-    )
+    forward = backends.load_export(backend, folder, check_hashes=False, **kwargs)
     inputs = [detector.preprocess(image) for image in (images or check_images())]
     comparison = backends.check_export(
         detector, forward, inputs, logit_tol=logit_tol, box_tol=box_tol

@@ -11,7 +11,7 @@
   random-weight checkpoints) writes it. The flag travels with the files, so a folder of
   random weights copied anywhere stays marked; a published checkpoint never has it.
 - **Backend and precision.** The libraries and device that computed the boxes, and the
-  arithmetic (``fp32``, or ``fp16``/``bf16`` under autocast).
+  arithmetic (``fp32``, or ``fp16``/``bf16`` under autocast, ``int8`` for the int8 export).
 """
 
 from __future__ import annotations

@@ -287,3 +287,74 @@ def test_a_worker_runs_jobs_on_the_export(start_worker, exported, settings, tmp_
     assert "(openvino, f32)" in worker.output()  # the worker's detector ran the export
     _, expected = detect(exported, decode_image(upload, max_pixels=10_000_000), backend="torch")
     assert_same_detections(job.result, expected, threshold=THRESHOLD, min_count=1)
+
+
+def test_an_int8_export_is_the_labelled_fast_variant(checkpoint, image, tmp_path, monkeypatch):
+    pytest.importorskip("nncf")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in range(3):
+        (photos / f"{seed}.png").write_bytes(encode(blocks_image(200, 150, seed=10 + seed)))
+    out = io.StringIO()
+    call_command(
+        "export_model", "any/id", "--checkpoint", str(checkpoint), "--precision", "int8",
+        "--calibration-images", str(photos), "--calibration-limit", "2", stdout=out,
+    )  # fmt: skip
+    printed = out.getvalue()
+    assert "quantized to int8" in printed and "not held to the f32 tolerance" in printed
+    folder = checkpoint / "openvino-int8"
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["precision"] == "int8" and "nncf" in manifest["exporter"]
+    assert manifest["quantization"]["calibration_images"] == 2
+    assert manifest["quantization"]["calibration_source"] == str(photos)
+    assert manifest["check"]["logit_tolerance"] is None
+    assert manifest["check"]["nonfinite_values"] == 0
+    assert "FakeQuantize" in (folder / "model.xml").read_text()
+    assert not (checkpoint / "openvino").exists()  # the f32 export is another folder
+
+    # f32 (the default) does not run it: auto finds no f32 export and runs torch.
+    torch_detector, _ = detect(checkpoint, image)
+    assert torch_detector.backend == "torch"
+    monkeypatch.setattr(backends, "cpu_has_bf16", lambda: False)
+    monkeypatch.setenv("VITRINE_PRECISION", "int8")
+    fast, detections = detect(checkpoint, image)  # auto
+    assert all(d["score"] > THRESHOLD for d in detections)
+    assert (fast.backend, fast.precision) == ("openvino", "int8") and fast.model is None
+    assert "(openvino, int8)" in repr(fast) and fast.provenance["precision"] == "int8"
+    # Its other operations in f32 on a CPU without bf16 arithmetic.
+    assert fast.runner.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+    inputs = fast.preprocess(image.image)
+    outputs = fast.forward(inputs)
+    assert outputs["logits"].dtype == outputs["pred_boxes"].dtype == torch.float32
+    reference = torch_detector.forward(inputs)
+    # Quantized for real: beyond the f32 export's tolerance, and still the same model.
+    difference = compare_outputs(reference, outputs)
+    assert difference.logits > backends.LOGIT_TOLERANCE or difference.unmatched
+    assert (outputs["pred_boxes"] - reference["pred_boxes"]).abs().max() < 0.25
+
+    for backend in ("torch", "onnxruntime"):
+        with pytest.raises(BackendUnavailable, match="int8 OpenVINO export only"):
+            detect(checkpoint, image, backend=backend)
+    out = io.StringIO()
+    call_command(
+        "export_model", "any/id", "--checkpoint", str(checkpoint), "--precision", "int8",
+        "--check", stdout=out,
+    )  # fmt: skip
+    assert "max |logit difference|" in out.getvalue()
+    assert "int8: differences recorded" in out.getvalue()
+    with pytest.raises(CommandError, match="OpenVINO export"):
+        call_command("export_model", "any/id", "--checkpoint", str(checkpoint), "--precision",
+                     "int8", "--backend", "onnxruntime")  # fmt: skip
+
+
+def test_int8_runs_its_own_export_or_nothing(exported, image):
+    # `exported` has an f32 OpenVINO export only: int8 does not quietly run f32.
+    for backend in ("auto", "openvino"):
+        with pytest.raises(BackendUnavailable) as info:
+            detect(exported, image, backend=backend, precision="int8")
+        assert "No int8 OpenVINO export" in info.value.message
+        assert "--precision int8" in info.value.message
+    # An f32 export put where the int8 one goes is refused by its manifest.
+    shutil.copytree(exported / "openvino", exported / "openvino-int8")
+    with pytest.raises(BackendUnavailable, match="not an int8 export"):
+        detect(exported, image, precision="int8")

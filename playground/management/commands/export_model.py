@@ -4,6 +4,7 @@
     manage.py export_model facebook/detr-resnet-50
     manage.py export_model facebook/detr-resnet-50 --backend onnxruntime
     manage.py export_model facebook/detr-resnet-50 --check      # compare the existing export again
+    manage.py export_model facebook/detr-resnet-50 --precision int8 --calibration-images DIR
 
 The export is made from the files the torch path loads (the card's checkpoint, found like
 the worker finds it), checked against torch on a few images (generated, or ``--images``)
@@ -12,6 +13,11 @@ and written next to the weights (``<checkpoint>/<backend>``; for the Hugging Fac
 versions, the source files' sha256 and revision, the check's figures. Beyond the tolerance
 nothing is written and the command fails. With ``VITRINE_BACKEND=auto`` (the default) the
 workers then run the export on the CPU.
+
+``--precision int8`` makes the labelled fast variant that ``VITRINE_PRECISION=int8`` runs:
+the OpenVINO IR quantized by NNCF with statistics from ``--calibration-images`` (photos like
+the traffic; up to ``--calibration-limit``), or from generated images when none are given.
+Its differences from torch are printed and recorded, not held to the f32 tolerance.
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ from PIL import Image
 from playground.runtime import CheckpointSpec, DetectorRuntimeError
 from playground.runtime.backends import (
     BOX_TOLERANCE,
+    CALIBRATION_LIMIT,
     EXPORT_BACKENDS,
     LOGIT_TOLERANCE,
+    QUANTIZER_MESSAGE,
     available,
     not_installed_message,
+    quantizer_available,
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -62,6 +71,24 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check", action="store_true", help="Compare the existing export; write nothing."
         )
+        parser.add_argument(
+            "--precision",
+            choices=("f32", "int8"),
+            default="f32",
+            help="f32 (default; held to the tolerance) or int8 (OpenVINO, NNCF-quantized: "
+            "the labelled fast variant, its differences recorded).",
+        )
+        parser.add_argument(
+            "--calibration-images",
+            help="int8: a folder of photos like the traffic for the quantizer's statistics "
+            "(default: generated images, enough for a test checkpoint only).",
+        )
+        parser.add_argument(
+            "--calibration-limit",
+            type=int,
+            default=CALIBRATION_LIMIT,
+            help=f"int8: calibration images taken from the folder (default {CALIBRATION_LIMIT}).",
+        )
 
     def handle(self, *args, model_id: str, backend: str, **options):
         from playground.runtime.export import check_existing, export_checkpoint
@@ -72,8 +99,15 @@ class Command(BaseCommand):
             )
         if not available(backend):
             raise CommandError(not_installed_message(backend))
+        precision = options["precision"]
+        int8 = precision == "int8"
+        if int8 and backend != "openvino":
+            raise CommandError("--precision int8 is an OpenVINO export (--backend openvino).")
+        if int8 and not options["check"] and not quantizer_available():
+            raise CommandError(QUANTIZER_MESSAGE)
         spec = self._spec(model_id, options["checkpoint"])
         images = self._images(options["images"], options["limit"])
+        calibration = self._images(options["calibration_images"], options["calibration_limit"])
         tolerances = {
             "logit_tol": options["logit_tolerance"],
             "box_tol": options["box_tolerance"],
@@ -81,7 +115,7 @@ class Command(BaseCommand):
         try:
             if options["check"]:
                 comparison, refusal = check_existing(
-                    spec, backend=backend, images=images, **tolerances
+                    spec, backend=backend, images=images, precision=precision, **tolerances
                 )
                 self.stdout.write(
                     f"{model_id}: max |logit difference| {comparison.logits:.2e}, max |box "
@@ -90,6 +124,9 @@ class Command(BaseCommand):
                 )
                 if refusal:
                     raise CommandError(f"The runtime would not use it: {refusal}")
+                if int8:
+                    self.stdout.write("int8: differences recorded, not held to the tolerance")
+                    return
                 if not comparison.within(tolerances["logit_tol"], tolerances["box_tol"]):
                     raise CommandError("The export differs from torch beyond the tolerance.")
                 self.stdout.write("within the tolerance")
@@ -99,6 +136,9 @@ class Command(BaseCommand):
                 backend=backend,
                 images=images,
                 log=lambda line: self.stdout.write(f"{model_id}: {line}"),
+                precision=precision,
+                calibration_images=calibration,
+                calibration_source=options["calibration_images"] or "",
                 **tolerances,
             )
         except DetectorRuntimeError as exc:
