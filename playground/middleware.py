@@ -32,6 +32,7 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.request import UnreadablePostError
@@ -150,6 +151,14 @@ class RequestLimitsMiddleware(MiddlewareMixin):
             return refusal(request, error)
         if not flavours.in_scope(request.path):
             return None  # the try page: Django's own 500 page
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            # The database is down or restarting, or the web process's pool had no free
+            # connection for its whole wait (psycopg_pool.PoolTimeout, wrapped by Django):
+            # a retryable 503, not a bug's 500.
+            logger.warning(
+                "database unavailable on %s %s: %s", request.method, request.path, exception
+            )
+            return refusal(request, flavours.database_unavailable())
         # A bug on the API: a retryable 500 in the caller's flavour, with no internals;
         # the traceback goes to the logs (and to Sentry through its logging integration).
         logger.exception("unhandled error on %s %s", request.method, request.path)

@@ -352,8 +352,8 @@ if VITRINE_DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.pos
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,
         "max_size": VITRINE_DB_POOL_SIZE,
-        # A request waits this long for a free connection, then fails with a database error
-        # (no handler turns that into a 503 yet: it answers 500).
+        # A request waits this long for a free connection; then the API answers 503
+        # database_unavailable with Retry-After (playground/middleware.py).
         "timeout": 10,
     }
 # Every detection above this floor is kept with the job, so a client can apply any higher

@@ -33,6 +33,11 @@ ERROR_CODE_HEADER = "X-Vitrine-Error-Code"
 # Hugging Face's own headers: a call carrying them wants the Hugging Face flavour.
 HF_HEADERS = ("x-wait-for-model", "x-use-cache")
 
+DATABASE_UNAVAILABLE = (
+    "Vitrine's database did not answer in time. Retry the call in a few seconds; an "
+    "Idempotency-Key makes the retry safe to pay for once."
+)
+DATABASE_RETRY_AFTER_SECONDS = 2
 INTERNAL_ERROR = (
     "An internal error occurred; nothing was charged. Retry the call; report the "
     "X-Request-Id if it keeps failing."
@@ -102,6 +107,19 @@ def error_headers(flavour: str, error: errors.ApplicationError) -> dict[str, str
 def error_response(flavour: str, error: errors.ApplicationError) -> JsonResponse:
     return JsonResponse(
         error_body(flavour, error), status=error.status, headers=error_headers(flavour, error)
+    )
+
+
+def database_unavailable() -> errors.ApplicationError:
+    """The 503 every flavour answers while the database cannot be reached (down, restarting,
+    or the web process's connection pool exhausted for its whole wait): a moment's fault,
+    worth a retry, not a bug."""
+    return errors.ApplicationError(
+        DATABASE_UNAVAILABLE,
+        code="database_unavailable",
+        status=503,
+        type="service_unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
     )
 
 

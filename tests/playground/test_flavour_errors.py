@@ -121,6 +121,7 @@ OTHER_ERRORS = [
     (429, "rate_limit_exceeded"),
     (500, "internal_error"),
     (503, "queue_unavailable"),
+    (503, "database_unavailable"),
     (503, "model_loading"),
     (422, "idempotency_key_reused"),
     (405, "method_not_allowed"),
@@ -190,6 +191,39 @@ def test_a_bug_is_a_retryable_500_with_no_internals(client, card, funded, monkey
     assert code_of(flavour, response) == "internal_error"
     assert "secret" not in response.content.decode() and "/srv" not in response.content.decode()
     assert "Retry" in message_of(flavour, response)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_an_unreachable_database_is_a_retryable_503(client, card, funded, flavour):
+    """A real fault: the request runs on a thread whose database connection points where no
+    database is (a folder that does not exist for SQLite, a closed port for PostgreSQL), so
+    the driver itself fails to connect, as when the server is down or the pool is empty."""
+    import threading
+
+    from django.db import connection, connections
+
+    broken = dict(connection.settings_dict)
+    if connection.vendor == "sqlite":
+        broken["NAME"] = "/nonexistent-vitrine-dir/db.sqlite3"
+    else:
+        broken.update(HOST="127.0.0.1", PORT="1", OPTIONS={"connect_timeout": 2})
+    answers = []
+
+    def call():
+        connections["default"].settings_dict = broken
+        try:
+            answers.append(post(client, flavour, card.model_id, funded, jpeg()))
+        finally:
+            connections["default"].close()
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join()
+    (response,) = answers
+    assert response.status_code == 503, response.content
+    assert code_of(flavour, response) == "database_unavailable"
+    assert response["Retry-After"] == "2"
+    assert "nonexistent" not in response.content.decode()  # no internals
 
 
 @pytest.mark.parametrize("flavour", ["hf", "cloudflare"])
