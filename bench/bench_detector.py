@@ -33,6 +33,7 @@ import argparse
 import io
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -281,28 +282,41 @@ def run_family(
             "conversion_s": manifest["conversion_seconds"],
             "check": manifest["check"],
         }
+    int8_specs = {}  # contender name -> the checkpoint copy holding that int8 export
     if "int8" in precisions and "openvino" in backends:
-        _, manifest = export_checkpoint(
-            spec,
-            backend="openvino",
-            precision="int8",
-            calibration_images=[decode_image(d, max_pixels=MAX_PIXELS).image for d in calibration],
-            calibration_source=f"{len(calibration)} images not among the measured ones",
-            log=lambda line: print(f"{family} openvino int8: {line}"),
-        )
-        export["openvino int8"] = {
-            "conversion_s": manifest["conversion_seconds"],
-            "quantization": manifest["quantization"],
-            "check": manifest["check"],
-        }
+        calibration_images = [decode_image(d, max_pixels=MAX_PIXELS).image for d in calibration]
+        for scope in args.int8_scopes.split(","):
+            name = "openvino int8" if scope == "transformer" else f"openvino int8-{scope}"
+            copy = folder / f"{family}-int8-{scope}"
+            shutil.copytree(checkpoint, copy, ignore=shutil.ignore_patterns("openvino*", "onnx*"))
+            int8_specs[name] = CheckpointSpec(local_dir=str(copy))
+            _, manifest = export_checkpoint(
+                int8_specs[name],
+                backend="openvino",
+                precision="int8",
+                calibration_images=calibration_images,
+                calibration_source=f"{len(calibration)} images not among the measured ones",
+                int8_scope=scope,
+                log=lambda line, n=name: print(f"{family} {n}: {line}"),
+            )
+            export[name] = {
+                "conversion_s": manifest["conversion_seconds"],
+                "quantization": manifest["quantization"],
+                "check": manifest["check"],
+            }
     pipe = pipeline("object-detection", model=str(checkpoint), device="cpu")
     contenders = {}
     for backend in backends:
         for precision in precisions:
             if backend == "onnxruntime" and precision != "f32":
                 continue  # ONNX Runtime's CPU provider runs these graphs in f32 only
-            if precision == "int8" and backend != "openvino":
-                continue  # the int8 export is OpenVINO's
+            if precision == "int8":
+                for name, int8_spec in int8_specs.items():
+                    if backend == "openvino":  # the int8 export is OpenVINO's
+                        contenders[name] = load_detector(
+                            int8_spec, device="cpu", backend=backend, precision=precision
+                        )
+                continue
             contenders[f"{backend} {precision}"] = load_detector(
                 spec, device="cpu", backend=backend, precision=precision
             )
@@ -329,7 +343,7 @@ def run_family(
         ]
         rates["pipeline"].append(len(images) / (time.perf_counter() - began))
         for name, detector in contenders.items():
-            precision = name.split()[-1]
+            precision = name.split()[-1].split("-")[0]  # "openvino int8-all": int8
             peak_before = peaks.measure(precision)
             began = time.perf_counter()
             decoded = []
@@ -426,7 +440,8 @@ def markdown_table(result: dict, machine: dict) -> str:
             lines.append(f"| pipeline | {row['images_per_s']:.3f} | 1.00 | | | | | | |")
             continue
         at_kept, at_floor = row["equality"]
-        label = f"{name} (fast, labelled)" if name.endswith(("bf16", "int8")) else name
+        fast = "bf16" in name or "int8" in name
+        label = f"{name} (fast, labelled)" if fast else name
         lines.append(
             f"| {label} | {row['images_per_s']:.3f} | {row['ratio']:.2f} "
             f"| {row['forward_ms']:,.0f} ms | {row['outside_forward_ms']:,.0f} ms "
@@ -473,6 +488,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--calibration", type=int, default=16, help="int8 calibration images (default 16)"
+    )
+    parser.add_argument(
+        "--int8-scopes",
+        default="transformer,all",
+        help="int8 exports measured (export_model --int8-scope; default both)",
     )
     parser.add_argument("--images", type=Path, help="folder of JPEG/PNG images")
     parser.add_argument("--limit", type=int, default=None, help="images used (default 6)")

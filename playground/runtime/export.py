@@ -70,6 +70,7 @@ def export_checkpoint(
     precision: str = "f32",
     calibration_images: Sequence[Image.Image] | None = None,
     calibration_source: str = "",
+    int8_scope: str = "transformer",
 ) -> tuple[Path, dict]:
     """Export ``spec`` for ``backend`` (OpenVINO IR, or ONNX for ONNX Runtime) from the files
     the torch path loads, check it against torch on ``images`` (default: ``check_images()``)
@@ -78,7 +79,7 @@ def export_checkpoint(
     ``precision="int8"``: the int8 OpenVINO export (its own folder), quantized with
     statistics from ``calibration_images`` (default: ``GENERATED_CALIBRATION`` generated
     images, fine for test checkpoints; a real model wants photos like its traffic, named by
-    ``calibration_source`` in the manifest).
+    ``calibration_source`` in the manifest); ``int8_scope``: see ``backends.INT8_SCOPES``.
 
     Raises ExportRefused beyond the tolerance (the previous export, if any, is kept).
     """
@@ -117,6 +118,7 @@ def export_checkpoint(
         precision=precision,
         calibration_inputs=calibration,
         calibration={"calibration_source": calibration_source} if int8 else None,
+        int8_scope=int8_scope,
     )
     return folder, manifest
 

@@ -307,6 +307,7 @@ def test_an_int8_export_is_the_labelled_fast_variant(checkpoint, image, tmp_path
     assert manifest["precision"] == "int8" and "nncf" in manifest["exporter"]
     assert manifest["quantization"]["calibration_images"] == 2
     assert manifest["quantization"]["calibration_source"] == str(photos)
+    assert manifest["quantization"]["scope"] == "transformer"
     assert manifest["check"]["logit_tolerance"] is None
     assert manifest["check"]["nonfinite_values"] == 0
     assert "FakeQuantize" in (folder / "model.xml").read_text()
@@ -358,3 +359,17 @@ def test_int8_runs_its_own_export_or_nothing(exported, image):
     shutil.copytree(exported / "openvino", exported / "openvino-int8")
     with pytest.raises(BackendUnavailable, match="not an int8 export"):
         detect(exported, image, precision="int8")
+    shutil.rmtree(exported / "openvino-int8")
+
+    # NNCF's default preset (--int8-scope all) also quantizes the attention's matmuls.
+    from playground.runtime.export import export_checkpoint
+
+    folder, manifest = export_checkpoint(
+        CheckpointSpec(local_dir=str(exported)), precision="int8", int8_scope="all"
+    )
+    assert folder == exported / "openvino-int8"
+    assert manifest["quantization"]["scope"] == "all"
+    assert manifest["quantization"]["calibration_source"] == "generated images"
+    fast, _ = detect(exported, image, precision="int8")
+    assert (fast.backend, fast.precision) == ("openvino", "int8")
+    assert detect(exported, image)[0].precision == "f32"  # the f32 export is still there

@@ -18,6 +18,8 @@ workers then run the export on the CPU.
 the OpenVINO IR quantized by NNCF with statistics from ``--calibration-images`` (photos like
 the traffic; up to ``--calibration-limit``), or from generated images when none are given.
 Its differences from torch are printed and recorded, not held to the f32 tolerance.
+``--int8-scope all`` uses NNCF's default preset instead of its transformer one: the
+attention's matmuls and the residual adds in int8 too, faster and further from f32.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from playground.runtime.backends import (
     BOX_TOLERANCE,
     CALIBRATION_LIMIT,
     EXPORT_BACKENDS,
+    INT8_SCOPES,
     LOGIT_TOLERANCE,
     QUANTIZER_MESSAGE,
     available,
@@ -82,6 +85,13 @@ class Command(BaseCommand):
             "--calibration-images",
             help="int8: a folder of photos like the traffic for the quantizer's statistics "
             "(default: generated images, enough for a test checkpoint only).",
+        )
+        parser.add_argument(
+            "--int8-scope",
+            choices=INT8_SCOPES,
+            default="transformer",
+            help="int8: transformer (default: softmax, norms and the attention's matmuls stay "
+            "in float) or all (NNCF's default preset: faster, moves the outputs further).",
         )
         parser.add_argument(
             "--calibration-limit",
@@ -139,6 +149,7 @@ class Command(BaseCommand):
                 precision=precision,
                 calibration_images=calibration,
                 calibration_source=options["calibration_images"] or "",
+                int8_scope=options["int8_scope"],
                 **tolerances,
             )
         except DetectorRuntimeError as exc:
