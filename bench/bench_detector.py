@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from machine import cpu_model  # noqa: E402  bench/machine.py (bench/ is on the path)
+from machine import cpu_model, cpu_signature  # noqa: E402  bench/machine.py (on the path)
 from PIL import Image  # noqa: E402
 
 from playground.runtime import CheckpointSpec, decode_image, load_detector  # noqa: E402
@@ -453,7 +453,8 @@ def markdown_table(result: dict, machine: dict) -> str:
     peaks = machine["gemm_gflops"]
     lines.append("")
     lines.append(
-        f"{machine['cpu']}, {machine['cores']} threads; GEMM {machine['gemm_size']} peak at the "
+        f"{machine['cpu']} ({machine.get('cpu_signature', '')}), {machine['cores']} threads; "
+        f"GEMM {machine['gemm_size']} peak at the "
         f"start: fp32 {peaks['f32']['best']:,.0f} GFLOP/s (torch {peaks['f32']['torch']:,.0f}"
         + (f", OpenVINO {peaks['f32']['openvino']:,.0f}" if "openvino" in peaks["f32"] else "")
         + ")"
@@ -531,6 +532,7 @@ def main() -> None:
     peaks = Peaks(args.gemm_size, args.threads, args.precisions.split(","))
     machine = {
         "cpu": cpu_model(),
+        "cpu_signature": cpu_signature(),
         "cores": torch.get_num_threads(),
         "flags": flags,
         "gemm_size": args.gemm_size,
@@ -551,7 +553,8 @@ def main() -> None:
         for p, libs in peaks.libraries.items()
     )
     print(
-        f"{machine['cpu']} ({', '.join(machine['flags'])}), {machine['cores']} threads; "
+        f"{machine['cpu']} ({machine['cpu_signature']}; {', '.join(machine['flags'])}), "
+        f"{machine['cores']} threads; "
         f"GEMM {args.gemm_size} GFLOP/s ({found}): peak "
         + ", ".join(f"{peaks.start(p):.0f} {p}" for p in peaks.libraries)
         + f"; images: {len(images)} from {source}; "

@@ -16,3 +16,24 @@ from playground.runtime.allocator import cpu_model as _proc_cpu_model
 def cpu_model() -> str:
     """The CPU's model name, as /proc/cpuinfo gives it."""
     return _proc_cpu_model() or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_signature() -> str:
+    """Family and model numbers: one model name ("AMD EPYC") covers generations whose
+    vector units differ (Zen 4 runs AVX-512 on 256-bit halves, Zen 5 on full 512-bit units:
+    half and full GEMM peak on the same 2 cores)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    fields = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("cpu family", "model", "stepping") and key not in fields:
+            fields[key] = value.strip()
+        if not line.strip() and fields:
+            break
+    if "cpu family" not in fields:
+        return ""
+    return f"family {fields['cpu family']}, model {fields.get('model', '?')}"
