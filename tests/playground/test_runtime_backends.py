@@ -265,14 +265,24 @@ def test_export_model_by_catalogue_id(tmp_path, monkeypatch):
 
 
 @pytest.mark.worker
-def test_a_worker_runs_jobs_on_the_export(start_worker, exported, settings, tmp_path):
+@pytest.mark.parametrize("precision", ["f32", "int8"])
+def test_a_worker_runs_jobs_on_the_export(start_worker, exported, settings, tmp_path, precision):
     from playground import services
     from tests import factories
     from tests.conftest import wait_for
 
+    if precision == "int8":
+        pytest.importorskip("nncf")
+        from playground.runtime.export import export_checkpoint
+
+        export_checkpoint(CheckpointSpec(local_dir=str(exported)), precision="int8")
     settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
     worker = start_worker(
-        env_extra={"VITRINE_BACKEND": "openvino", "VITRINE_DETECTION_FLOOR": str(THRESHOLD)}
+        env_extra={
+            "VITRINE_BACKEND": "openvino",
+            "VITRINE_PRECISION": precision,
+            "VITRINE_DETECTION_FLOOR": str(THRESHOLD),
+        }
     )
     upload = encode(blocks_image(320, 240, seed=4))
     card = factories.card(checkpoint_local_dir=str(exported))
@@ -284,7 +294,11 @@ def test_a_worker_runs_jobs_on_the_export(start_worker, exported, settings, tmp_
 
     wait_for(finished, timeout=240, interval=0.5, message=worker.output())
     assert job.status == "succeeded", worker.output()
-    assert "(openvino, f32)" in worker.output()  # the worker's detector ran the export
+    # The worker's detector ran the export, and the job says in what arithmetic.
+    assert f"(openvino, {precision})" in worker.output()
+    assert job.runtime_precision == {"f32": "fp32", "int8": "int8"}[precision]
+    if precision == "int8":
+        return  # its detections move (the labelled fast variant): the bench states how far
     _, expected = detect(exported, decode_image(upload, max_pixels=10_000_000), backend="torch")
     assert_same_detections(job.result, expected, threshold=THRESHOLD, min_count=1)
 
