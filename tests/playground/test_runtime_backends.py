@@ -357,6 +357,9 @@ def test_an_int8_export_is_the_labelled_fast_variant(checkpoint, image, tmp_path
     )  # fmt: skip
     assert "max |logit difference|" in out.getvalue()
     assert "int8: differences recorded" in out.getvalue()
+    with pytest.raises(CommandError, match="calibrates an int8 export"):
+        call_command("export_model", "any/id", "--checkpoint", str(checkpoint),
+                     "--calibration-images", str(photos))  # fmt: skip
     with pytest.raises(CommandError, match="OpenVINO export"):
         call_command("export_model", "any/id", "--checkpoint", str(checkpoint), "--precision",
                      "int8", "--backend", "onnxruntime")  # fmt: skip

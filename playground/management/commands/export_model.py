@@ -115,6 +115,8 @@ class Command(BaseCommand):
             raise CommandError("--precision int8 is an OpenVINO export (--backend openvino).")
         if int8 and not options["check"] and not quantizer_available():
             raise CommandError(QUANTIZER_MESSAGE)
+        if options["calibration_images"] and not int8:
+            raise CommandError("--calibration-images calibrates an int8 export (--precision int8).")
         spec = self._spec(model_id, options["checkpoint"])
         images = self._images(options["images"], options["limit"])
         calibration = self._images(options["calibration_images"], options["calibration_limit"])
