@@ -76,7 +76,7 @@ INT8_DIRNAME = "openvino-int8"
 # What the int8 quantization covers: NNCF's transformer preset (softmax, norms and the
 # attention's activation-by-activation matmuls stay in float; the default) or its default
 # preset, which also quantizes those and the residual adds: faster (277 vs 361 ms per DETR
-# forward, measured on the AMD EPYC) and its outputs move further (logits 2.2 vs 1.3).
+# forward, measured on the Zen 4 EPYC) and its outputs move further (logits 2.2 vs 1.3).
 INT8_SCOPES = ("transformer", "all")
 # Calibration images for int8 (NNCF's statistics); more is steadier and slower (~2-3 s per
 # image at 800 px on 2 cores).
