@@ -502,6 +502,12 @@ class ModelStats(models.Model):
     queue_p95_ms = models.PositiveIntegerField(null=True, blank=True)
     model_p50_ms = models.PositiveIntegerField(null=True, blank=True)
     model_p95_ms = models.PositiveIntegerField(null=True, blank=True)
+    arithmetic = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The arithmetic the sampled runs computed in (fp32; bf16 or int8 where a "
+        "worker runs a fast variant): 'fp32, int8' when they mixed.",
+    )
     refreshed_at = models.DateTimeField()
 
     class Meta:

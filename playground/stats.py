@@ -23,7 +23,14 @@ from playground.latency import model_seconds, percentile, queue_seconds, to_ms
 from playground.models import Job, JobStatus
 
 WINDOW = timedelta(days=7)
-FIELDS = ("runs_7d", "queue_p50_ms", "queue_p95_ms", "model_p50_ms", "model_p95_ms")
+FIELDS = (
+    "runs_7d",
+    "queue_p50_ms",
+    "queue_p95_ms",
+    "model_p50_ms",
+    "model_p95_ms",
+    "arithmetic",
+)
 
 
 def measured_jobs(*, now: datetime):
@@ -34,9 +41,16 @@ def measured_jobs(*, now: datetime):
     ).filter(Q(route__isnull=True) | Q(route__is_own=True))
 
 
+def _arithmetic(precisions) -> str:
+    """What the sampled runs computed in, fp32 first: a worker switched to a fast variant
+    (VITRINE_PRECISION) changes the model time, and the page says so."""
+    found = {p for p in precisions if p}
+    return ", ".join(sorted(found, key=lambda p: (p != "fp32", p)))
+
+
 def _figures(rows) -> dict:
-    queue = [s for q, st, _ in rows if (s := queue_seconds(q, st)) is not None]
-    model = [s for _, _, t in rows if (s := model_seconds(t)) is not None]
+    queue = [s for q, st, _, _ in rows if (s := queue_seconds(q, st)) is not None]
+    model = [s for _, _, t, _ in rows if (s := model_seconds(t)) is not None]
 
     def pair(values):
         if not values:
@@ -49,6 +63,7 @@ def _figures(rows) -> dict:
         "queue_p95_ms": queue_p95,
         "model_p50_ms": model_p50,
         "model_p95_ms": model_p95,
+        "arithmetic": _arithmetic(p for _, _, _, p in rows),
     }
 
 
@@ -67,10 +82,12 @@ def model_stats_refresh(*, now: datetime | None = None) -> dict[str, int]:
         rows = list(
             jobs.filter(card_id=card_id)
             .order_by("-finished_at")
-            .values_list("queued_at", "started_at", "timings")[: settings.VITRINE_STATS_SAMPLE]
+            .values_list("queued_at", "started_at", "timings", "runtime_precision")[
+                : settings.VITRINE_STATS_SAMPLE
+            ]
         )
         fresh[card_id] = {"runs_7d": runs, **_figures(rows)}
-    empty = {"runs_7d": 0, **dict.fromkeys(FIELDS[1:])}
+    empty = {"runs_7d": 0, **dict.fromkeys(FIELDS[1:-1]), "arithmetic": ""}
     changed, unchanged = 0, []
     with transaction.atomic():
         existing = {s.card_id: s for s in ModelStats.objects.select_for_update()}

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 def finished_job(card, *, queue_s: float, forward_s: float, age=timedelta(hours=1), route=None,
-                 status=JobStatus.SUCCEEDED) -> Job:  # fmt: skip
+                 status=JobStatus.SUCCEEDED, precision="fp32") -> Job:  # fmt: skip
     """A job row as a worker leaves it: claimed ``queue_s`` after it was queued, finished
     ``age`` ago with the detector's stage timings."""
     finished = timezone.now() - age
@@ -43,6 +43,7 @@ def finished_job(card, *, queue_s: float, forward_s: float, age=timedelta(hours=
         result=[] if status == JobStatus.SUCCEEDED else None,
         timings={"decode": 0.0, "preprocess": 0.0, "forward": forward_s, "postprocess": 0.0,
                  "batch": 1},
+        runtime_precision=precision,
     )  # fmt: skip
 
 
@@ -69,7 +70,29 @@ def test_the_beat_task_computes_percentiles_from_recent_succeeded_jobs(card, set
     assert stats.runs_7d == 10
     assert (stats.queue_p50_ms, stats.queue_p95_ms) == (550, 955)
     assert (stats.model_p50_ms, stats.model_p95_ms) == (5500, 9550)
+    assert stats.arithmetic == "fp32"
     assert not ModelStats.objects.filter(card=idle).exists()
+
+
+def test_the_page_says_what_arithmetic_the_measured_runs_used(
+    client, card, settings, django_capture_on_commit_callbacks
+):
+    settings.VITRINE_STATS_MIN_RUNS = 1
+    for n in range(1, 4):
+        finished_job(card, queue_s=0.1, forward_s=n)
+    refresh_model_stats()
+    page = client.get(f"/models/{card.model_id}").content.decode()
+    assert 'computed in <span id="measured-arithmetic">fp32</span>' in page
+    assert "mixed arithmetic" not in page
+    # A worker switched to the int8 variant: its runs are faster, and the page says they mix.
+    finished_job(card, queue_s=0.1, forward_s=0.5, precision="int8")
+    finished_job(card, queue_s=0.1, forward_s=0.5, precision="")  # before provenance existed
+    with django_capture_on_commit_callbacks(execute=True):  # the cached page is dropped
+        assert refresh_model_stats()["changed"] == 1
+    assert ModelStats.objects.get(card=card).arithmetic == "fp32, int8"
+    page = client.get(f"/models/{card.model_id}").content.decode()
+    assert '<span id="measured-arithmetic">fp32, int8</span>' in page
+    assert "mixed arithmetic" in page
 
 
 def test_only_a_change_invalidates_the_cached_pages(card, django_capture_on_commit_callbacks):
