@@ -58,6 +58,7 @@ from playground.models import Job, JobStatus
 from playground.options import Options, request_options
 from playground.quote import quote_build
 from playground.runtime import ImageError
+from playground.selectors import job_reread
 from playground.serializers import job_data
 
 DEFAULT_THRESHOLD = 0.5
@@ -223,7 +224,8 @@ def _callable_card(model_id: str, request=None, *, successor_path=None) -> Model
     card = (
         ModelCard.objects.published()
         .by_model_id(model_id)
-        .select_related("organisation", "replacement__organisation")
+        # The replacement (a retired or deprecated card's successor) loads only where set.
+        .select_related("organisation")
         .first()
     )
     if card is None:
@@ -348,23 +350,20 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         ).job
         answer = {"full": self.vitrine_flavour, "box_format": options.box_format}
         if "respond-async" in request.headers.get("Prefer", "") or not settings.VITRINE_SYNC_WAIT:
-            return job_response(request, job.pk, threshold, **answer)
+            return job_response(request, job, threshold, **answer)
         # inference_create awaits the job, holding no thread, then answers from the row.
         response = Response(status=202)
-        response.vitrine_wait = (job.pk, settings.VITRINE_SYNC_WAIT, threshold, answer)
+        response.vitrine_wait = (job, settings.VITRINE_SYNC_WAIT, threshold, answer)
         return response
 
 
 def job_response(
-    request, job_id, threshold: float, *, full: bool = False, box_format: str = "int"
+    request, job: Job, threshold: float, *, full: bool = False, box_format: str = "int"
 ) -> HttpResponse:
-    """The answer to an inference call, from the job row as it is now: the detections
-    (200; the bare Hugging Face list, or the whole job resource with ``full``), the job's
-    failure, or the job resource (202) while it is not finished."""
-    job = (
-        Job.objects.select_related("card__organisation", "route", "owner", "webhook_delivery")
-        .get(pk=job_id)
-    )  # fmt: skip
+    """The answer to an inference call about the job it made, from the job's row as it is
+    now: the detections (200; the bare Hugging Face list, or the whole job resource with
+    ``full``), the job's failure, or the job resource (202) while it is not finished."""
+    job = job_reread(job)
     resource = job_resource(job, request=request, threshold=threshold, box_format=box_format)
     headers = _cost_headers(resource)
     if job.status == JobStatus.SUCCEEDED:
@@ -435,17 +434,17 @@ async def _create_and_wait(request: HttpRequest, model_id: str, view=None) -> Ht
     pending = getattr(response, "vitrine_wait", None)
     if pending is None:
         return lifecycle_apply(request, response)
-    job_id, wait, threshold, answer_options = pending
+    job, wait, threshold, answer_options = pending
     await events.job_finished_wait(
-        job_id, timeout=wait, is_final=lambda: offload.run_db(request, events.job_is_final, job_id)
+        job.pk, timeout=wait, is_final=lambda: offload.run_db(request, events.job_is_final, job.pk)
     )
     async with _db_slot():
-        answer = await offload.run_db(request, _answer, request, job_id, threshold, answer_options)
+        answer = await offload.run_db(request, _answer, request, job, threshold, answer_options)
     return lifecycle_apply(request, limits.copy_rate_limit_headers(response, answer))
 
 
-def _answer(request, job_id, threshold: float, answer_options: dict) -> HttpResponse:
-    return job_response(request, job_id, threshold, **answer_options)
+def _answer(request, job: Job, threshold: float, answer_options: dict) -> HttpResponse:
+    return job_response(request, job, threshold, **answer_options)
 
 
 # The OpenAPI generator documents the DRF view behind the coroutine.

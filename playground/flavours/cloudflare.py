@@ -44,7 +44,8 @@ from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import CLOUDFLARE, error_response, waiting
 from playground.flavours.common import FlavourApi, answer, refuse_unknown_options, run_view
 from playground.flavours.hf import detections
-from playground.models import Job, JobStatus
+from playground.models import JobStatus
+from playground.selectors import job_reread
 
 MODEL_PREFIX = "@cf/"
 NO_SUCH_MODEL = "No such model {name}: Vitrine's models are named @cf/<org>/<name>."
@@ -119,9 +120,7 @@ _cloudflare_sync = CloudflareRunApi.as_view()
 
 
 def cloudflare_answer(request, submitted: pipeline.Submitted, threshold: float, outcome: str):
-    job = Job.objects.select_related("card__organisation", "route", "owner").get(
-        pk=submitted.job.pk
-    )
+    job = job_reread(submitted.job)
     resource = api.job_resource(job, request=request, threshold=threshold)
     headers = api._cost_headers(resource)
     if job.status == JobStatus.SUCCEEDED:

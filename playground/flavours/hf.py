@@ -53,6 +53,7 @@ from playground.flavours.common import FlavourApi, answer, refuse_unknown_option
 from playground.models import Job, JobStatus
 from playground.runtime import ImageError, decode_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
+from playground.selectors import job_reread
 
 MODEL_LOADING = (
     "Model {model} is currently loading or busy; retry in about {seconds} s, or send "
@@ -187,9 +188,7 @@ def detections(job: Job, threshold: float) -> list[dict]:
 
 
 def hf_answer(request, submitted: pipeline.Submitted, threshold: float, outcome: str):
-    job = Job.objects.select_related("card__organisation", "route", "owner").get(
-        pk=submitted.job.pk
-    )
+    job = job_reread(submitted.job)
     resource = api.job_resource(job, request=request, threshold=threshold)
     headers = api._cost_headers(resource)
     headers[CACHE_HEADER] = "hit" if submitted.cached else "miss"

@@ -129,3 +129,24 @@ def test_a_claimed_job_records_the_claiming_process(job):
 
     claimed = services.job_claim(job_id=job.pk, worker=worker_id())
     assert claimed.worker.endswith(f":{os.getpid()}")
+
+
+def test_a_reread_job_is_the_row_now_with_the_relations_the_request_holds(
+    job, django_assert_num_queries
+):
+    from playground.selectors import job_reread
+
+    owner = factories.user()
+    Job.objects.filter(pk=job.pk).update(owner=owner)
+    job.owner = owner
+    services.job_claim(job_id=job.pk, worker="w1")  # the row moved on since the request
+    with django_assert_num_queries(1):  # the row and its webhook; card, route, owner held
+        fresh = job_reread(job)
+        assert (fresh.card.model_id, fresh.owner.username) == (job.card.model_id, owner.username)
+        assert getattr(fresh, "webhook_delivery", None) is None
+    assert (fresh.status, fresh.attempts, fresh.worker) == ("running", 1, "w1")
+    # A relation that is not the row's any more is read from the row, not reused.
+    other = factories.user()
+    Job.objects.filter(pk=job.pk).update(owner=other)
+    with django_assert_num_queries(2):
+        assert job_reread(job).owner == other
