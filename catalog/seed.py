@@ -25,6 +25,19 @@ YOLOS_TINY = "hustvl/yolos-tiny"
 HF_TASK_URL = "https://huggingface.co/docs/inference-providers/tasks/object-detection"
 CLOUDFLARE_DETR_URL = "https://developers.cloudflare.com/workers-ai/models/detr-resnet-50/"
 
+# Every card: what computes the boxes Vitrine's API returns (issue 10's fidelity rule).
+SAME_DETECTIONS_FAQ = (
+    "Are Vitrine's detections the same as running the model with transformers?",
+    "Yes. Vitrine's workers run the pinned checkpoint in fp32, on PyTorch or on an OpenVINO or "
+    "ONNX Runtime export of the same weights that is checked against PyTorch before it is "
+    "used, with the same pre- and post-processing on every backend; the test suite holds "
+    "each backend to the transformers `object-detection` pipeline within 1 px per box and "
+    "1e-4 per score. Faster reduced-precision variants (bf16, int8) move boxes and scores "
+    "slightly and are never used silently: each job's JSON names what computed it "
+    "(`weights.backend`, `weights.precision`), and the model page's measured latency names "
+    "its arithmetic.",
+)
+
 # --- Task schemas -------------------------------------------------------------------------
 
 # Vitrine's own API: the Hugging Face request body, the Hugging Face response shape with
@@ -552,6 +565,7 @@ DETR_CARD = {
             "your Vitrine wallet and carry no 5% platform fee; you pay Cloudflare directly "
             "($0.0000075 per request).",
         ),
+        SAME_DETECTIONS_FAQ,
     ],
     "related": [CONDITIONAL_DETR, RT_DETR, YOLOS_TINY],
 }
@@ -696,6 +710,7 @@ CONDITIONAL_DETR_CARD = {
             "Input: a base64-encoded image (or the raw image bytes). Output: JSON with detected "
             "objects, confidence scores, and bounding box coordinates.",
         ),
+        SAME_DETECTIONS_FAQ,
     ],
     "related": [DETR, RT_DETR, YOLOS_TINY],
 }
@@ -858,6 +873,7 @@ RT_DETR_CARD = {
             "commercial and research use with attribution. Hosted on Vitrine it will cost "
             "~$0.047 per 1k images (estimated, set at launch).",
         ),
+        SAME_DETECTIONS_FAQ,
     ],
     "related": [DETR, CONDITIONAL_DETR, YOLOS_TINY],
 }
@@ -978,6 +994,7 @@ YOLOS_TINY_CARD = {
             "or as raw bytes. You get back a JSON array of label, score and integer pixel box. "
             "With an empty wallet the call fails with `402 insufficient_credits`.",
         ),
+        SAME_DETECTIONS_FAQ,
     ],
     "related": [DETR, CONDITIONAL_DETR, RT_DETR],
 }

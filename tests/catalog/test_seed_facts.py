@@ -330,3 +330,13 @@ def test_no_card_repeats_a_seed_page_mistake(haystacks, model_id):
         "ap | ap | ap",
     ]
     assert [phrase for phrase in wrong if phrase in text] == []
+
+
+@pytest.mark.parametrize("model_id", [DETR, CONDITIONAL_DETR, RT_DETR, YOLOS_TINY])
+def test_every_model_page_says_what_computes_its_boxes(haystacks, client, model_id):
+    # The fidelity rule (fp32 on every backend, held to the transformers pipeline) and how a
+    # reduced-precision run is labelled, in the card's FAQ and on its page.
+    assert "within 1 px per box and 1e-4 per score" in haystacks[model_id]
+    page = client.get(f"/models/{model_id}").content.decode()
+    assert "the same as running the model with transformers?" in page
+    assert "<code>weights.precision</code>" in page
