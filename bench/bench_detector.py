@@ -49,6 +49,7 @@ from machine import cpu_model, cpu_signature  # noqa: E402  bench/machine.py (on
 from PIL import Image  # noqa: E402
 
 from playground.runtime import CheckpointSpec, decode_image, load_detector  # noqa: E402
+from playground.runtime.allocator import cpuinfo_fields  # noqa: E402
 from playground.runtime.backends import (  # noqa: E402
     cpu_has_bf16,
     openvino_available,
@@ -66,11 +67,7 @@ BOX_TOL = 1
 
 
 def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((ln for ln in text.splitlines() if ln.startswith("flags")), "").split()
+    flags = cpuinfo_fields().get("flags", "").split()
     return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni") if f in flags]
 
 
@@ -311,8 +308,8 @@ def run_family(
             if backend == "onnxruntime" and precision != "f32":
                 continue  # ONNX Runtime's CPU provider runs these graphs in f32 only
             if precision == "int8":
-                for name, int8_spec in int8_specs.items():
-                    if backend == "openvino":  # the int8 export is OpenVINO's
+                if backend == "openvino":  # the int8 export is OpenVINO's
+                    for name, int8_spec in int8_specs.items():
                         contenders[name] = load_detector(
                             int8_spec, device="cpu", backend=backend, precision=precision
                         )

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # The runtime reads the same name to pick the allocator measured on this CPU, so the bench
 # that writes the measurement and the worker that reads it cannot spell the CPU differently.
 from playground.runtime.allocator import cpu_model as _proc_cpu_model
+from playground.runtime.allocator import cpuinfo_fields
 
 
 def cpu_model() -> str:
@@ -22,18 +23,7 @@ def cpu_signature() -> str:
     """Family and model numbers: one model name ("AMD EPYC") covers generations whose
     vector units differ (Zen 4 runs AVX-512 on 256-bit halves, Zen 5 on full 512-bit units:
     half and full GEMM peak on the same 2 cores)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    fields = {}
-    for line in lines:
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("cpu family", "model", "stepping") and key not in fields:
-            fields[key] = value.strip()
-        if not line.strip() and fields:
-            break
+    fields = cpuinfo_fields()
     if "cpu family" not in fields:
         return ""
     return f"family {fields['cpu family']}, model {fields.get('model', '?')}"

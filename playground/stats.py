@@ -87,7 +87,7 @@ def model_stats_refresh(*, now: datetime | None = None) -> dict[str, int]:
             ]
         )
         fresh[card_id] = {"runs_7d": runs, **_figures(rows)}
-    empty = {"runs_7d": 0, **dict.fromkeys(FIELDS[1:-1]), "arithmetic": ""}
+    empty = {**dict.fromkeys(FIELDS), "runs_7d": 0, "arithmetic": ""}
     changed, unchanged = 0, []
     with transaction.atomic():
         existing = {s.card_id: s for s in ModelStats.objects.select_for_update()}

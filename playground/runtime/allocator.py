@@ -47,14 +47,26 @@ def library(name: str) -> str | None:
     return None
 
 
-def cpu_model() -> str:
+def cpuinfo_fields() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo ("model name", "cpu family", ...);
+    empty where there is none."""
+    fields: dict[str, str] = {}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return ""
+        return fields
+    for line in lines:
+        if not line.strip():
+            if fields:
+                break  # the first processor's block ends
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_model() -> str:
+    return cpuinfo_fields().get("model name", "")
 
 
 def measured_choice(path: Path | None = None) -> str:

@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from playground.runtime.allocator import cpuinfo_fields
 from playground.runtime.env import env_choice
 from playground.runtime.errors import DetectorRuntimeError
 
@@ -165,11 +166,7 @@ def cpu_has_bf16() -> bool:
     """bf16 arithmetic in this CPU's hardware (AVX-512 BF16 or AMX). Without it torch and
     OpenVINO emulate bf16 through fp32, slower than fp32 itself (measured on an Ice Lake
     Xeon: a 4096 matmul at 59 GFLOP/s in torch and 6 in OpenVINO against 301 in fp32)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((ln for ln in text.splitlines() if ln.startswith("flags")), "").split()
+    flags = cpuinfo_fields().get("flags", "").split()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
