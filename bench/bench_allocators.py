@@ -9,8 +9,9 @@ bytes to detections, so a noisy neighbour hurts them alike. Printed and written 
 ``bench/results/allocators.json`` (``--out`` next to detector.json): images/s per allocator
 and its ratio to malloc, whether its detections are equal to malloc's (1 px, 1e-4), and
 whether OpenVINO's ``compile_model`` and an ONNX Runtime session survive it preloaded. The
-file's ``choice`` (the fastest with equal detections, malloc unless another is >= 5% faster)
-is what ``VITRINE_ALLOCATOR=measured`` applies to torch workers on the same CPU model
+file keeps one measurement per CPU (model name, family and model numbers); this CPU's
+``choice`` (the fastest with equal detections, malloc unless another is >= 5% faster) is
+what ``VITRINE_ALLOCATOR=measured`` applies to torch workers on the same CPU
 (``playground/runtime/allocator.py``). Debian packages: libtcmalloc-minimal4, libjemalloc2.
 """
 
@@ -101,19 +102,19 @@ def survives(code: str, preload: str | None) -> bool | None:
 
 def main(args) -> None:
     from bench_detector import equality, load_images
-    from machine import cpu_model
+    from machine import cpu_model, cpu_signature
 
-    from playground.runtime.allocator import library
+    from playground.runtime.allocator import cpu_identity, library
     from playground.runtime.checkpoints import build_checkpoint
 
     family = args.families.split(",")[0] if args.families else "detr"
     args.limit = args.limit or 3
-    images, source = load_images(args)
+    images, source, _ = load_images(args)  # no int8 here: no calibration images
     present = {name: library(name) for name in ALLOCATORS}
     chosen = [n for n in ALLOCATORS if n == "malloc" or present[n]]
     missing = [n for n in ALLOCATORS if n not in chosen]
     print(
-        f"{cpu_model()}; torch backend, {family}, {len(images)} images from {source}, "
+        f"{cpu_identity()}; torch backend, {family}, {len(images)} images from {source}, "
         f"{args.rounds} interleaved rounds; allocators: {', '.join(chosen)}"
         + (f" (not installed: {', '.join(missing)})" if missing else "")
     )
@@ -188,6 +189,7 @@ def main(args) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "cpu": cpu_model(),
+        "cpu_signature": cpu_signature(),
         "family": family,
         "images": {"count": len(images), "source": source},
         "rounds": args.rounds,
@@ -195,8 +197,14 @@ def main(args) -> None:
         "choice": choice,
         "min_gain": MIN_GAIN,
     }
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out}")
+    # One measurement per CPU: this run replaces this CPU's, the others' stay.
+    try:
+        kept = json.loads(out.read_text()).get("by_cpu", {})
+    except (OSError, ValueError, AttributeError):
+        kept = {}
+    kept[cpu_identity()] = result
+    out.write_text(json.dumps({"by_cpu": dict(sorted(kept.items()))}, indent=2) + "\n")
+    print(f"written {out} (under {cpu_identity()!r})")
 
 
 def _word(value: bool | None) -> str:

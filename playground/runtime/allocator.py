@@ -11,8 +11,12 @@ An allocator can only be chosen when a process starts (``LD_PRELOAD``), so ``mak
 the library for other start scripts. Only for torch workers (``VITRINE_BACKEND=torch``):
 both tcmalloc and jemalloc preloaded crash OpenVINO's ``compile_model``.
 
-``VITRINE_ALLOCATOR``: ``measured`` (default: the bench's choice for this CPU model when its
-file is there, else glibc's malloc), ``malloc``, ``tcmalloc`` or ``jemalloc``.
+``VITRINE_ALLOCATOR``: ``measured`` (default: the bench's choice for this CPU when the file
+holds one, else glibc's malloc), ``malloc``, ``tcmalloc`` or ``jemalloc``. "This CPU" is the
+model name with its family and model numbers (``cpu_identity``): behind a hypervisor one
+name ("AMD EPYC") covers Zen 3, 4 and 5, whose allocators and vector units differ, so a
+choice measured on one of them must not carry over to another. The file keeps one
+measurement per CPU, so a fleet of mixed workers reads each its own.
 """
 
 from __future__ import annotations
@@ -69,16 +73,31 @@ def cpu_model() -> str:
     return cpuinfo_fields().get("model name", "")
 
 
+def cpu_signature() -> str:
+    """Family and model numbers ("family 25, model 17"); empty where /proc/cpuinfo has none.
+    One model name ("AMD EPYC") covers generations whose vector units differ (Zen 3: AVX2;
+    Zen 4: AVX-512 on 256-bit halves; Zen 5: full 512-bit units)."""
+    fields = cpuinfo_fields()
+    if "cpu family" not in fields:
+        return ""
+    return f"family {fields['cpu family']}, model {fields.get('model', '?')}"
+
+
+def cpu_identity() -> str:
+    """What a measurement is kept under: the model name and its family and model numbers."""
+    signature = cpu_signature()
+    return f"{cpu_model()} ({signature})" if signature else cpu_model()
+
+
 def measured_choice(path: Path | None = None) -> str:
-    """The allocator the bench chose for this CPU model; ``malloc`` when it did not run here."""
+    """The allocator the bench chose on this CPU; ``malloc`` where it has not run on one."""
     path = path or MEASURED_FILE
     try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
+        measurements = json.loads(path.read_text()).get("by_cpu", {})
+    except (OSError, ValueError, AttributeError):
         return "malloc"
-    if result.get("cpu") != cpu_model():
-        return "malloc"  # measured on another machine kind: it does not carry over
-    return result.get("choice", "malloc")
+    # Measured on another CPU (or on one the file cannot tell apart): it does not carry over.
+    return measurements.get(cpu_identity(), {}).get("choice", "malloc")
 
 
 def worker_preload(*, backend: str, setting: str | None = None) -> str | None:
