@@ -17,7 +17,7 @@ what the ORM path does, with the same statements, locks and lock order, next to 
 Called outside a transaction (autocommit) it is its own transaction: no BEGIN/COMMIT round
 trips; inside one (a job's creation or completion) it joins it. On two cores, Python and
 the server parsing ~21 ORM statements per charge capped charges/s, not the locks. The two
-calls are prepared statements (``_call_function``). SQLite
+calls are prepared statements (``catalog.db.prepared_row``). SQLite
 (single-user, embedded) keeps the ORM path. A rare case the function leaves to Python (a
 user's first charge, whose accounts do not exist yet) answers ``fallback`` having written
 nothing, and the ORM path runs. tests/billing/test_charge_paths_pg.py checks that both
@@ -26,7 +26,6 @@ paths leave identical ledgers.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from decimal import Decimal
 
@@ -41,6 +40,7 @@ from billing.services.ledger import (
     ledger_post,
     user_accounts,
 )
+from catalog.db import prepared_row
 from catalog.errors import ApplicationError
 from catalog.models import ModelCard, PriceRoute
 from catalog.pricing import format_usd, image_cost
@@ -104,7 +104,7 @@ CHARGE_FIELDS = (
     "created_at",
     "settled_at",
 )
-# Every parameter typed: the statements are prepared (see _call_function), and a prepared
+# Every parameter typed: the statements are prepared (see catalog.db.prepared_row), and a prepared
 # statement's parameter types are fixed when it is parsed.
 _RESERVE_SQL = (
     "SELECT * FROM vitrine_charge_reserve(%s::uuid, %s::integer, %s::bigint, %s::bigint,"
@@ -119,49 +119,6 @@ _FALLBACK = object()  # the function left this case to the ORM path
 
 def _use_sql_functions() -> bool:
     return connection.vendor == "postgresql"
-
-
-_prepared_cursor_class = None
-
-
-def _call_function(sql: str, params: list) -> tuple:
-    """Run one of the functions and return its row, as a prepared statement.
-
-    Django's cursors bind parameters on the client (the query travels as text, and the
-    server parses and plans it on every call); these two statements run on every charge,
-    so they are parsed and planned once per connection instead (psycopg's server-side
-    binding with ``prepare=True``; Django's own cursors never prepare, so the connection's
-    threshold is raised only to let this one cursor do it). Still through Django's cursor
-    wrapper (database errors become ``django.db`` errors) and logged in
-    ``connection.queries`` like any other query when queries are logged. A pooler in
-    transaction mode must keep prepared statements per server connection (PgBouncer
-    >= 1.21 with ``max_prepared_statements``), or connect directly.
-    """
-    global _prepared_cursor_class
-    if _prepared_cursor_class is None:
-        import psycopg
-
-        class PreparedCursor(psycopg.Cursor):
-            def execute(self, query, params=None, *, prepare=None, binary=None):
-                return super().execute(query, params, prepare=True, binary=binary)
-
-        _prepared_cursor_class = PreparedCursor
-    connection.ensure_connection()
-    pg = connection.connection
-    if pg.prepare_threshold is None:  # Django's default: psycopg then never prepares
-        pg.prepare_threshold = 2**31 - 1  # only prepare=True prepares
-    started = time.monotonic()
-    with connection.make_cursor(_prepared_cursor_class(pg)) as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if connection.queries_logged:
-        connection.queries_log.append(
-            {
-                "sql": connection.ops.compose_sql(sql, params),
-                "time": f"{time.monotonic() - started:.3f}",
-            }
-        )
-    return row
 
 
 def _charge_from_row(row) -> Charge:
@@ -236,7 +193,7 @@ def _reserve_sql(*, job_id, user, card, route, api_key, units, now):
         f"reserve:{job_id}",
         f"{card.model_id} x{units}"[:300],
     ]
-    row = _call_function(_RESERVE_SQL, params)
+    row = prepared_row(_RESERVE_SQL, params)
     outcome = row[0]
     if outcome == "created":
         charge = _charge_from_row(row)
@@ -321,7 +278,7 @@ def _settle(*, job_id, to: str) -> Charge | None:
             if to == Charge.Status.POSTED
             else (LedgerTransaction.Kind.VOID, f"void:{job_id}")
         )
-        row = _call_function(_SETTLE_SQL, [job_id, to, kind, key, f"job {job_id}"[:300]])
+        row = prepared_row(_SETTLE_SQL, [job_id, to, kind, key, f"job {job_id}"[:300]])
         outcome = row[0]
         if outcome == "none":
             return None

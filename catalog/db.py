@@ -1,0 +1,114 @@
+"""Hot-path SQL on PostgreSQL: prepared statements, and model instances built from one row.
+
+A few statements run on every API call (a charge's reservation and settlement, a job's
+claim). On two cores the ORM's Python around each one (compiling the query, building the
+instances) costs more than the round trip, so those statements are written once as SQL,
+prepared per connection, and their rows are turned back into the same model instances the
+ORM would have built (``JoinedRow``). Each caller keeps an ORM path for SQLite, and a test
+runs both on PostgreSQL and requires the same rows and instances.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.db import connection
+from django.db.models import Model
+
+_prepared_cursor_class = None
+
+
+def prepared_row(sql: str, params: list) -> tuple | None:
+    """Run ``sql`` as a prepared statement and return its first row (None when it has none).
+
+    Django's cursors bind parameters on the client (the query travels as text, and the
+    server parses and plans it on every call); these statements run on every call, so they
+    are parsed and planned once per connection instead (psycopg's server-side binding with
+    ``prepare=True``; Django's own cursors never prepare, so the connection's threshold is
+    raised only to let this one cursor do it). Still through Django's cursor wrapper
+    (database errors become ``django.db`` errors) and logged in ``connection.queries`` like
+    any other query when queries are logged. Every parameter must be typed in ``sql``
+    (``%s::uuid``): a prepared statement's parameter types are fixed when it is parsed. A
+    pooler in transaction mode must keep prepared statements per server connection
+    (PgBouncer >= 1.21 with ``max_prepared_statements``), or connect directly.
+    """
+    global _prepared_cursor_class
+    if _prepared_cursor_class is None:
+        import psycopg
+
+        class PreparedCursor(psycopg.Cursor):
+            def execute(self, query, params=None, *, prepare=None, binary=None):
+                return super().execute(query, params, prepare=True, binary=binary)
+
+        _prepared_cursor_class = PreparedCursor
+    connection.ensure_connection()
+    pg = connection.connection
+    if pg.prepare_threshold is None:  # Django's default: psycopg then never prepares
+        pg.prepare_threshold = 2**31 - 1  # only prepare=True prepares
+    started = time.monotonic()
+    with connection.make_cursor(_prepared_cursor_class(pg)) as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if connection.queries_logged:
+        connection.queries_log.append(
+            {
+                "sql": connection.ops.compose_sql(sql, params),
+                "time": f"{time.monotonic() - started:.3f}",
+            }
+        )
+    return row
+
+
+class JoinedRow:
+    """The columns of several models in one SELECT, and those models built back from a row.
+
+    ``JoinedRow((Job, "j"), (ModelCard, "c"))`` gives ``select_list`` ("j"."id", ...,
+    "c"."id", ...) for a query that names those aliases, and ``build(row)`` the instances,
+    with each field's database converters applied as the ORM applies them (a JSON column
+    arrives as text and is decoded by its field). A model whose primary key is NULL in the
+    row (the far side of a LEFT JOIN) comes back as None.
+    """
+
+    def __init__(self, *parts: tuple[type[Model], str]) -> None:
+        self.parts = parts
+        self._converters = None
+
+    @property
+    def select_list(self) -> str:
+        quote = connection.ops.quote_name
+        return ", ".join(
+            f"{alias}.{quote(field.column)}"
+            for model, alias in self.parts
+            for field in model._meta.concrete_fields
+        )
+
+    def _plan(self) -> list:
+        if self._converters is None:
+            plan = []
+            for model, alias in self.parts:
+                fields = model._meta.concrete_fields
+                converters = []
+                for field in fields:
+                    col = field.get_col(alias)
+                    functions = connection.ops.get_db_converters(col) + col.get_db_converters(
+                        connection
+                    )
+                    converters.append((col, functions))
+                pk_index = fields.index(model._meta.pk)
+                plan.append((model, [f.attname for f in fields], converters, pk_index))
+            self._converters = plan
+        return self._converters
+
+    def build(self, row) -> list[Model | None]:
+        instances, start = [], 0
+        for model, attnames, converters, pk_index in self._plan():
+            values = list(row[start : start + len(attnames)])
+            start += len(attnames)
+            if values[pk_index] is None:
+                instances.append(None)
+                continue
+            for i, (col, functions) in enumerate(converters):
+                for convert in functions:
+                    values[i] = convert(values[i], col, connection)
+            instances.append(model.from_db(connection.alias, attnames, values))
+        return instances

@@ -1,0 +1,200 @@
+"""On PostgreSQL the one-statement claim and finish are the ORM's claim and finish.
+
+job_claim runs one prepared statement on PostgreSQL (the compare-and-set update, the
+attempt's row and the joined read back) and the ORM's four steps elsewhere; a job's finish
+(succeeded or failed) one statement for the job's and its attempt's updates instead of two.
+The same jobs go through each path, and everything the worker or an operator could see
+must be identical: the returned job, card, organisation and route (every field, JSON
+included), the rows left in the database, the attempt log, and the refusals (taken, gone,
+out of attempts, a stale attempt's finish) that must write nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.forms.models import model_to_dict
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from PIL import Image
+
+from playground import services
+from playground.models import Job, JobAttempt
+from tests import factories
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="the one-statement claim is PostgreSQL's"
+    ),
+]
+CLAIMS = {"sql": services._job_claim_sql, "orm": services._job_claim_orm}
+FINISHES = {"sql": services._finish_sql, "orm": services._finish_orm}
+
+
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def jobs(settings, tmp_path, django_capture_on_commit_callbacks):
+    """One job on an own card without a route, one on a provider's route, per path."""
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    made = {}
+    for path in CLAIMS:
+        organisation = factories.organisation(name=f"Org {path}", slug=f"org-{path}")
+        card = factories.card(slug=f"card-{path}", organisation=organisation)
+        route = factories.route(
+            card=card, slug="cloudflare", provider="Cloudflare Workers AI", is_own=False,
+            price=Decimal("0.0002"),
+        )  # fmt: skip
+        with django_capture_on_commit_callbacks(execute=False):
+            own = services.job_create(card=card, image_bytes=png(), parameters={"threshold": 0.4})
+            routed = services.job_create(card=card, image_bytes=png())
+        Job.objects.filter(pk=routed.pk).update(route=route)
+        made[path] = (own, routed)
+    return made
+
+
+def seen(instance) -> dict:
+    """Every field of a model instance, ids of this path's rows replaced by labels."""
+    if instance is None:
+        return {}
+    values = {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+    return {k: v for k, v in values.items() if k not in ("id", "card_id", "organisation_id",
+            "display_name",
+            "route_id", "slug", "name", "image_name", "image_sha256", "created_at",
+            "queued_at", "enqueued_at", "model_id", "updated_at")}  # fmt: skip
+
+
+def claimed_view(job: Job) -> dict:
+    return {
+        "job": seen(job),
+        "job_type": type(job.parameters).__name__,
+        "card": seen(job.card),
+        "organisation": seen(job.card.organisation),
+        "route": seen(job.route),
+    }
+
+
+def stored(job_id) -> dict:
+    row = model_to_dict(Job.objects.get(pk=job_id))
+    attempts = list(
+        JobAttempt.objects.filter(job_id=job_id).values_list(
+            "number", "worker", "started_at", "finished_at", "outcome"
+        )
+    )
+    row = {k: v for k, v in row.items() if k in ("status", "attempts", "worker", "started_at",
+           "lease_expires_at", "parameters", "result", "phase", "timings", "error_code",
+           "error_message")}  # fmt: skip
+    row["finished_at"] = Job.objects.get(pk=job_id).finished_at
+    return {"row": row, "attempts": attempts}
+
+
+def test_both_paths_claim_alike(jobs):
+    now = timezone.now()
+    views = {}
+    for path, claim in CLAIMS.items():
+        own, routed = jobs[path]
+        with CaptureQueriesContext(connection) as queries:
+            first = claim(job_id=own.pk, worker="host:1", now=now)
+        statements = len(queries)
+        then = claim(job_id=routed.pk, worker="host:2", now=now)
+        with CaptureQueriesContext(connection) as queries:
+            # Every relation the worker reads came with the claim.
+            view, second = claimed_view(first), claimed_view(then)
+        assert len(queries) == 0, path
+        views[path] = {
+            "own": view,
+            "routed": second,
+            "stored": [stored(own.pk), stored(routed.pk)],
+            "statements": statements,
+        }
+    assert views["sql"]["statements"] == 1
+    assert views["orm"]["statements"] >= 3
+    for key in ("own", "routed", "stored"):
+        assert views["sql"][key] == views["orm"][key], key
+    own = views["sql"]["own"]
+    assert own["job"]["status"] == "running" and own["job"]["attempts"] == 1
+    assert own["job"]["parameters"] == {"threshold": 0.4} and own["job_type"] == "dict"
+    assert own["route"] == {} and views["sql"]["routed"]["route"]["provider"]
+    assert views["sql"]["stored"][0]["attempts"] == [(1, "host:1", now, None, "running")]
+
+
+@pytest.mark.parametrize("path", CLAIMS)
+def test_a_refused_claim_writes_nothing(jobs, path):
+    claim = CLAIMS[path]
+    own, routed = jobs[path]
+    assert claim(job_id=own.pk, worker="a", now=timezone.now()) is not None
+    before = stored(own.pk)
+    assert claim(job_id=own.pk, worker="b", now=timezone.now()) is None  # taken
+    assert stored(own.pk) == before
+    assert claim(job_id=uuid.uuid4(), worker="b", now=timezone.now()) is None  # gone
+    Job.objects.filter(pk=routed.pk).update(attempts=3, max_attempts=3)
+    assert claim(job_id=routed.pk, worker="b", now=timezone.now()) is None  # out of attempts
+    assert JobAttempt.objects.filter(job_id=routed.pk).count() == 0
+
+
+def test_both_paths_finish_alike(jobs):
+    """A success with detections and timings, a failure with its code and message, and a
+    stale attempt's finish (the job was taken over) that changes nothing."""
+    now = timezone.now()
+    detections = [
+        {"label": "cat", "score": 0.91, "box": {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 20}}
+    ]
+    results = {}
+    for path, finish in FINISHES.items():
+        own, routed = jobs[path]
+        ok = services._job_claim_orm(job_id=own.pk, worker="w:1", now=now)
+        bad = services._job_claim_orm(job_id=routed.pk, worker="w:1", now=now)
+        with CaptureQueriesContext(connection) as queries:
+            done = finish(
+                job=ok, outcome=JobAttempt.Outcome.SUCCEEDED, now=now,
+                fields={"status": "succeeded", "result": detections, "timings": {"forward": 0.4}},
+            )  # fmt: skip
+        statements = len(queries)
+        failed = finish(
+            job=bad, outcome=JobAttempt.Outcome.FAILED, now=now,
+            fields={"status": "failed", "error_code": "inference_error",
+                    "error_message": "RuntimeError: boom", "timings": {}},
+        )  # fmt: skip
+        Job.objects.filter(pk=routed.pk).update(attempts=2)  # taken over by a later attempt
+        before = stored(routed.pk)
+        stale = finish(
+            job=bad, outcome=JobAttempt.Outcome.SUCCEEDED, now=now,
+            fields={"status": "succeeded", "result": [], "timings": {}},
+        )  # fmt: skip
+        assert stored(routed.pk) == before
+        results[path] = {
+            "answers": (done, failed, stale),
+            "stored": [stored(own.pk), before],
+            "statements": statements,
+        }
+    assert results["sql"]["statements"] == 1 and results["orm"]["statements"] == 2
+    assert results["sql"]["answers"] == results["orm"]["answers"] == (1, 1, 0)
+    assert results["sql"]["stored"] == results["orm"]["stored"]
+    succeeded, failed = results["sql"]["stored"]
+    assert succeeded["row"]["result"] == detections and succeeded["row"]["lease_expires_at"] is None
+    assert succeeded["attempts"] == [(1, "w:1", now, now, "succeeded")]
+    assert (failed["row"]["status"], failed["row"]["error_code"]) == ("failed", "inference_error")
+    assert failed["attempts"] == [(1, "w:1", now, now, "failed")]
+
+
+def test_a_value_too_long_for_its_column_is_refused_as_by_the_orm(jobs):
+    from django.db import DataError, transaction
+
+    for path, finish in FINISHES.items():
+        own, _ = jobs[path]
+        job = services._job_claim_orm(job_id=own.pk, worker="w:1", now=timezone.now())
+        with pytest.raises(DataError), transaction.atomic():
+            finish(
+                job=job, outcome=JobAttempt.Outcome.FAILED, now=timezone.now(),
+                fields={"status": "failed", "error_code": "x" * 65, "error_message": "",
+                        "timings": {}},
+            )  # fmt: skip
