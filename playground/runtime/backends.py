@@ -126,6 +126,9 @@ NO_INT8_EXPORT_MESSAGE = (
     "No int8 OpenVINO export of {label} at {path}: run `manage.py export_model <model id> "
     "--precision int8` (VITRINE_PRECISION=int8 runs nothing else)."
 )
+OPENVINO_NO_BF16_LOG = (
+    "%s: bf16 asked for, but OpenVINO's CPU plugin compiled %s on this CPU: running that"
+)
 NOT_INT8_MESSAGE = "The export at {path} is not an int8 export (its manifest says {precision})."
 QUANTIZER_MESSAGE = "An int8 export needs NNCF (pip install nncf)."
 NOT_FINITE_MESSAGE = "The int8 export gives non-finite outputs on the check images. Not written."
@@ -505,6 +508,13 @@ def load_export(
     compiled = core.compile_model(
         str(folder / IR_XML), "CPU", compile_config(precision=precision, threads=threads)
     )
+    if precision == "bf16":
+        # The CPU plugin takes the hint only where it can run bf16 (on an AVX2-only CPU it
+        # compiles f32 and says so in the property): the job records what runs.
+        runs = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if runs != "bf16":
+            logger.warning(OPENVINO_NO_BF16_LOG, folder, runs)
+            precision = runs
     return OpenVinoForward(compiled, path=folder, precision=precision, manifest=manifest)
 
 

@@ -403,6 +403,7 @@ def load_detector(
             config = model.config
         else:
             model, config = None, AutoConfig.from_pretrained(source.path, **source.kwargs)
+            precision = runner.precision  # what it compiled, which may not be what was asked
         # The model's config is passed so that legacy preprocessor files (e.g. the published
         # DETR's "DetrFeatureExtractor" type, which transformers 5 no longer resolves by
         # name) fall back to the processor registered for the model type.
