@@ -71,7 +71,7 @@ class JoinedRow:
 
     def __init__(self, *parts: tuple[type[Model], str]) -> None:
         self.parts = parts
-        self._converters = None
+        self._cached_plan = None
 
     @property
     def select_list(self) -> str:
@@ -83,7 +83,7 @@ class JoinedRow:
         )
 
     def _plan(self) -> list:
-        if self._converters is None:
+        if self._cached_plan is None:
             plan = []
             for model, alias in self.parts:
                 fields = model._meta.concrete_fields
@@ -96,8 +96,8 @@ class JoinedRow:
                     converters.append((col, functions))
                 pk_index = fields.index(model._meta.pk)
                 plan.append((model, [f.attname for f in fields], converters, pk_index))
-            self._converters = plan
-        return self._converters
+            self._cached_plan = plan
+        return self._cached_plan
 
     def build(self, row) -> list[Model | None]:
         instances, start = [], 0
