@@ -22,10 +22,10 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from billing.models import Charge
-from billing.services.ledger import wallet_for
 from playground.failures import public_error
 from playground.models import Job, JobStatus
 from playground.provenance import weights_resource
+from playground.selectors import job_money
 from playground.services import job_queue_position
 
 DEFAULT_THRESHOLD = 0.5
@@ -179,11 +179,8 @@ class JobSerializer(serializers.Serializer):
         if threshold is None:
             threshold = job.parameters.get("threshold", DEFAULT_THRESHOLD)
         box_format = self.context.get("box_format") or job.parameters.get("box_format") or "int"
-        charge = (
-            Charge.objects.select_related("price_version").filter(job_id=job.pk).first()
-            if job.owner_id
-            else None
-        )
+        paid = job_money(job)
+        charge = paid.charge
         version = charge.price_version if charge else None
         return {
             "id": str(job.pk),
@@ -226,7 +223,7 @@ class JobSerializer(serializers.Serializer):
             }
             if version
             else None,
-            "balance": money(wallet_for(job.owner).balance) if job.owner_id else None,
+            "balance": money(paid.balance) if job.owner_id else None,
             "webhook": _webhook(job),
             # The checkpoint's revision, backend, precision, and whether its weights are
             # untrained (playground/provenance.py); null until a worker ran it.
