@@ -74,7 +74,8 @@ MIDDLEWARE = [
     "catalog.cors.ApiCorsMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, async capable: under ASGI no request leaves the event loop for it.
+    "catalog.static_files.AsyncCapableWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Django's, minus the APPEND_SLASH redirect of a POST (it would drop the body).
     "playground.middleware.CommonMiddleware",
