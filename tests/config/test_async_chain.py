@@ -73,3 +73,37 @@ def test_static_files_are_served_both_ways(settings, client_class):
     assert body is None or b"function" in body
     assert get("/static/no-such-file.js").status_code == 404
     assert get("/models").status_code == 200
+
+
+def _connections_received(url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return client.info("stats")["total_connections_received"]
+    finally:
+        client.close()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("backend", "shared"),
+    [
+        ("catalog.redis_cache.SharedPoolRedisCache", True),
+        ("django.core.cache.backends.redis.RedisCache", False),  # the control
+    ],
+)
+def test_under_asgi_requests_share_the_processs_redis_connections(
+    broker_url, settings, backend, shared
+):
+    """Each ASGI request has its own cache object; with Django's own backend each one opened
+    a new connection to Redis, with ours the process's pool serves them all."""
+    from config.settings.env import redis_client_url
+
+    url = redis_client_url(broker_url)
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": url}}
+    before = _connections_received(url)
+    for _ in range(6):
+        assert asyncio.run(AsyncClient().get("/models")).status_code == 200
+    opened = _connections_received(url) - before - 1  # less the count's own connection
+    assert opened <= 1 if shared else opened >= 6
