@@ -18,8 +18,9 @@ from django.db.models import Model
 _prepared_cursor_class = None
 
 
-def prepared_row(sql: str, params: list) -> tuple | None:
-    """Run ``sql`` as a prepared statement and return its first row (None when it has none).
+def prepared_row(sql: str, params: list, *, all_rows: bool = False):
+    """Run ``sql`` as a prepared statement and return its first row (None when it has none;
+    with ``all_rows``, the list of every row: ``prepared_rows``).
 
     Django's cursors bind parameters on the client (the query travels as text, and the
     server parses and plans it on every call); these statements run on every call, so they
@@ -48,7 +49,7 @@ def prepared_row(sql: str, params: list) -> tuple | None:
     started = time.monotonic()
     with connection.make_cursor(_prepared_cursor_class(pg)) as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
+        rows = cursor.fetchall() if all_rows else cursor.fetchone()
     if connection.queries_logged:
         connection.queries_log.append(
             {
@@ -56,7 +57,12 @@ def prepared_row(sql: str, params: list) -> tuple | None:
                 "time": f"{time.monotonic() - started:.3f}",
             }
         )
-    return row
+    return rows
+
+
+def prepared_rows(sql: str, params: list) -> list[tuple]:
+    """``prepared_row``, every row."""
+    return prepared_row(sql, params, all_rows=True)
 
 
 class JoinedRow:

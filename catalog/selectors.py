@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from django.db import connection
 from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
 
-from catalog.models import ModelCard, PriceRoute
+from catalog.db import JoinedRow, prepared_rows
+from catalog.models import ModelCard, Organisation, PriceRoute
 
 
 class CardFilters(TypedDict, total=False):
@@ -46,3 +49,67 @@ def card_get(*, model_id: str, at=None) -> ModelCard | None:
     return _with_listing_relations(
         ModelCard.objects.published(at=at).filter(organisation__slug=org, slug=name)
     ).first()
+
+
+_ACTIVE_ROUTES = Prefetch("routes", queryset=PriceRoute.objects.filter(is_active=True))
+_CALLABLE = JoinedRow((ModelCard, "c"), (Organisation, "o"), (PriceRoute, "r"))
+_CALLABLE_SQL: list[str] = []
+
+
+def _callable_sql() -> str:
+    if not _CALLABLE_SQL:
+        # The routes' Meta.ordering, as the ORM's prefetch orders them.
+        order = ", ".join(
+            f"r.{PriceRoute._meta.get_field(f).column}" for f in PriceRoute._meta.ordering
+        )
+        _CALLABLE_SQL.append(f"""
+SELECT {_CALLABLE.select_list}
+FROM {ModelCard._meta.db_table} c
+JOIN {Organisation._meta.db_table} o ON o.id = c.organisation_id
+LEFT JOIN {PriceRoute._meta.db_table} r ON r.card_id = c.id AND r.is_active
+WHERE o.slug = %s::text AND c.slug = %s::text AND c.is_published
+    AND (c.published_at IS NULL OR c.published_at <= %s::timestamptz)
+ORDER BY c.id, {order}""")
+    return _CALLABLE_SQL[0]
+
+
+def _card_with_routes_sql(org: str, name: str, at) -> ModelCard | None:
+    rows = prepared_rows(_callable_sql(), [org, name, at])
+    if not rows:
+        return None
+    card, organisation, _ = _CALLABLE.build(rows[0])
+    ModelCard.organisation.field.set_cached_value(card, organisation)
+    routes = []
+    for row in rows:
+        route = _CALLABLE.build(row)[2]
+        if route is not None:
+            PriceRoute.card.field.set_cached_value(route, card)
+            routes.append(route)
+    # What prefetch_related leaves: card.routes.all() answers these, without a query.
+    cached = card.routes.get_queryset()
+    cached._result_cache, cached._prefetch_done = routes, True
+    card._prefetched_objects_cache = {ModelCard.routes.rel.get_accessor_name(): cached}
+    return card
+
+
+def card_with_routes(*, model_id: str, at=None) -> ModelCard | None:
+    """The published card ``model_id`` names (as of ``at``, default now) with its
+    organisation and its active routes (``card.routes.all()``, in their order) loaded; None
+    when there is none. Every paid call starts here: on PostgreSQL it is one prepared
+    statement, elsewhere the ORM's two (the card with its organisation, then the routes);
+    tests/catalog/test_card_read_pg.py holds the two to the same instances."""
+    org, _, name = model_id.partition("/")
+    at = at or timezone.now()
+    if connection.vendor == "postgresql":
+        return _card_with_routes_sql(org, name, at)
+    return _card_with_routes_orm(org, name, at)
+
+
+def _card_with_routes_orm(org: str, name: str, at) -> ModelCard | None:
+    return (
+        ModelCard.objects.published(at=at)
+        .filter(organisation__slug=org, slug=name)
+        .select_related("organisation")
+        .prefetch_related(_ACTIVE_ROUTES)
+        .first()
+    )

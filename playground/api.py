@@ -38,6 +38,7 @@ from billing.services.charges import user_has_byok
 from catalog import errors
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard, PriceRoute
+from catalog.selectors import card_with_routes
 from playground import (
     body_limits,
     events,
@@ -221,13 +222,9 @@ def _callable_card(model_id: str, request=None, *, successor_path=None) -> Model
     request, its answer (whatever it is, the 410 included) carries the card's lifecycle
     headers (``catalog/lifecycle.py``); ``successor_path`` builds the replacement's URL on
     routes that do not name the model by ``model_id``."""
-    card = (
-        ModelCard.objects.published()
-        .by_model_id(model_id)
-        # The replacement (a retired or deprecated card's successor) loads only where set.
-        .select_related("organisation")
-        .first()
-    )
+    # With its organisation and active routes (_route); the replacement (a retired or
+    # deprecated card's successor) loads only where set.
+    card = card_with_routes(model_id=model_id)
     if card is None:
         raise errors.model_not_found(model_id)
     if request is not None:  # Deprecation/Sunset/Link on whatever this call answers
@@ -237,7 +234,8 @@ def _callable_card(model_id: str, request=None, *, successor_path=None) -> Model
 
 
 def _route(card: ModelCard, slug: str | None, *, user) -> PriceRoute:
-    routes = list(card.routes.filter(is_active=True))
+    # Loaded with the card by _callable_card; read (all, then filtered) for any other card.
+    routes = [r for r in card.routes.all() if r.is_active]
     own = next((r for r in routes if r.is_own), None)
     route = own if not slug else next((r for r in routes if r.slug == slug), None)
     if route is None or route.is_estimate:
