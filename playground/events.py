@@ -71,6 +71,17 @@ def job_is_final(job_id) -> bool:
     return status is None or status in Job.FINAL
 
 
+async def _signalled(pubsub, *, until: float) -> bool:
+    """Wait for the job's signal until the monotonic time ``until``; True when it came.
+    ``get_message`` also returns (None) for the subscription's own confirmation: that is no
+    reason to read the row again, so the wait goes on until the step's end."""
+    while (left := until - time.monotonic()) > 0:
+        message = await pubsub.get_message(timeout=left)
+        if message is not None and message.get("type") == "message":
+            return True
+    return False
+
+
 async def job_finished_wait(job_id, *, timeout: float, is_final=None) -> bool:
     """Wait until the job is final or ``timeout`` seconds pass; True when it is final.
 
@@ -101,18 +112,16 @@ async def job_finished_wait(job_id, *, timeout: float, is_final=None) -> bool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            step = min(RECHECK_EVERY, remaining)
+            step_ends = time.monotonic() + min(RECHECK_EVERY, remaining)
             if pubsub is None:
-                await asyncio.sleep(step)
+                await asyncio.sleep(step_ends - time.monotonic())
                 continue
             try:
-                message = await pubsub.get_message(timeout=step)
+                if await _signalled(pubsub, until=step_ends):
+                    return True  # the row is read by the caller, which answers from it
             except (redis.RedisError, OSError) as exc:
                 logger.warning("job %s: signal lost (%s); reading the row", job_id, exc)
                 pubsub = None
-                continue
-            if message is not None and message.get("type") == "message":
-                return True  # the row is read by the caller, which answers from it
     finally:
         if pubsub is not None:
             with contextlib.suppress(redis.RedisError, OSError):

@@ -20,6 +20,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 from PIL import Image
 
@@ -268,6 +269,31 @@ def test_a_waiting_call_wakes_on_the_finished_signal(settings, broker_url, stora
     finisher.join()
 
     assert final is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_call_reads_the_row_once_before_its_signal(
+    settings, broker_url, storage, monkeypatch
+):
+    """The row is read before the wait; the subscription's own confirmation (which redis-py
+    hands back as "no message") is no reason to read it again: one read, then the signal."""
+    from config.settings.env import redis_client_url
+
+    settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    monkeypatch.setattr(events, "RECHECK_EVERY", 10_000)
+    job = services.job_create(card=factories.card(), image_bytes=photo())
+    reads = []
+
+    async def counted():
+        reads.append(job.pk)
+        return await sync_to_async(events.job_is_final)(job.pk)
+
+    finisher = _finish_soon(job)
+    final = asyncio.run(events.job_finished_wait(job.pk, timeout=120, is_final=counted))
+    finisher.join()
+
+    assert final is True
+    assert len(reads) == 1
 
 
 @pytest.mark.django_db(transaction=True)
