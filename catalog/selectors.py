@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TypedDict
 
 from django.db import connection
@@ -10,6 +11,9 @@ from django.utils import timezone
 
 from catalog.db import JoinedRow, prepared_rows
 from catalog.models import ModelCard, Organisation, PriceRoute
+
+# A card's routes as the API and the pages read them: the active ones, in their order.
+_ACTIVE_ROUTES = Prefetch("routes", queryset=PriceRoute.objects.filter(is_active=True))
 
 
 class CardFilters(TypedDict, total=False):
@@ -23,7 +27,7 @@ def _with_listing_relations(cards: QuerySet[ModelCard]) -> QuerySet[ModelCard]:
     # The replacement (a deprecated card's successor) rides on the same join.
     return cards.select_related(
         "organisation", "task", "replacement__organisation"
-    ).prefetch_related(Prefetch("routes", queryset=PriceRoute.objects.filter(is_active=True)))
+    ).prefetch_related(_ACTIVE_ROUTES)
 
 
 def card_list(*, filters: CardFilters | None = None, at=None) -> QuerySet[ModelCard]:
@@ -51,26 +55,23 @@ def card_get(*, model_id: str, at=None) -> ModelCard | None:
     ).first()
 
 
-_ACTIVE_ROUTES = Prefetch("routes", queryset=PriceRoute.objects.filter(is_active=True))
 _CALLABLE = JoinedRow((ModelCard, "c"), (Organisation, "o"), (PriceRoute, "r"))
-_CALLABLE_SQL: list[str] = []
 
 
+@cache
 def _callable_sql() -> str:
-    if not _CALLABLE_SQL:
-        # The routes' Meta.ordering, as the ORM's prefetch orders them.
-        order = ", ".join(
-            f"r.{PriceRoute._meta.get_field(f).column}" for f in PriceRoute._meta.ordering
-        )
-        _CALLABLE_SQL.append(f"""
+    # The routes' Meta.ordering, as the ORM's prefetch orders them.
+    order = ", ".join(
+        f"r.{PriceRoute._meta.get_field(f).column}" for f in PriceRoute._meta.ordering
+    )
+    return f"""
 SELECT {_CALLABLE.select_list}
 FROM {ModelCard._meta.db_table} c
 JOIN {Organisation._meta.db_table} o ON o.id = c.organisation_id
 LEFT JOIN {PriceRoute._meta.db_table} r ON r.card_id = c.id AND r.is_active
 WHERE o.slug = %s::text AND c.slug = %s::text AND c.is_published
     AND (c.published_at IS NULL OR c.published_at <= %s::timestamptz)
-ORDER BY c.id, {order}""")
-    return _CALLABLE_SQL[0]
+ORDER BY c.id, {order}"""
 
 
 def _card_with_routes_sql(org: str, name: str, at) -> ModelCard | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 
 from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery
@@ -108,23 +109,21 @@ def job_money(job: Job) -> JobMoney:
 _ANSWER = JoinedRow(
     (Job, "j"), (WebhookDelivery, "w"), (Charge, "ch"), (PriceChange, "pv"), (LedgerAccount, "wa")
 )
-_ANSWER_SQL: list[str] = []
 
 
+@cache
 def _answer_sql() -> str:
     """The job, its webhook delivery, its charge with its price version and its owner's
     wallet, as of one snapshot (the ORM path reads them in three statements)."""
-    if not _ANSWER_SQL:
-        table = {m: m._meta.db_table for m in (Job, WebhookDelivery, Charge, LedgerAccount)}
-        _ANSWER_SQL.append(f"""
+    table = {m: m._meta.db_table for m in (Job, WebhookDelivery, Charge, LedgerAccount)}
+    return f"""
 SELECT {_ANSWER.select_list}
 FROM {table[Job]} j
 LEFT JOIN {table[WebhookDelivery]} w ON w.job_id = j.id
 LEFT JOIN {table[Charge]} ch ON j.owner_id IS NOT NULL AND ch.job_id = j.id
 LEFT JOIN {PriceChange._meta.db_table} pv ON pv.id = ch.price_version_id
 LEFT JOIN {table[LedgerAccount]} wa ON wa.user_id = j.owner_id AND wa.kind = %s::text
-WHERE j.id = %s::uuid""")
-    return _ANSWER_SQL[0]
+WHERE j.id = %s::uuid"""
 
 
 def _reread_sql(job_id) -> Job:

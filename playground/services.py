@@ -21,6 +21,7 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -173,13 +174,11 @@ def job_abandon_unqueued(*, job: Job) -> bool:
 # The claim on PostgreSQL, one prepared statement (see job_claim): the compare-and-set
 # update, the attempt's row, and the job read back with what the worker reads next.
 _CLAIMED = JoinedRow((Job, "j"), (ModelCard, "c"), (Organisation, "o"), (PriceRoute, "r"))
-_CLAIM_SQL = None
 
 
+@cache
 def _claim_sql() -> str:
-    global _CLAIM_SQL
-    if _CLAIM_SQL is None:
-        _CLAIM_SQL = f"""
+    return f"""
 WITH j AS (
     UPDATE {Job._meta.db_table}
     SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, started_at = %s::timestamptz,
@@ -195,7 +194,6 @@ FROM j
 JOIN {ModelCard._meta.db_table} c ON c.id = j.card_id
 JOIN {Organisation._meta.db_table} o ON o.id = c.organisation_id
 LEFT JOIN {PriceRoute._meta.db_table} r ON r.id = j.route_id"""
-    return _CLAIM_SQL
 
 
 def _job_claim_sql(*, job_id, worker: str, now: datetime) -> Job | None:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import timedelta
+from functools import cache
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -62,7 +63,17 @@ def _auth_error(message: str) -> ApplicationError:
     )
 
 
-_KEY_WITH_USER: list[JoinedRow] = []
+@cache
+def _key_read() -> tuple[JoinedRow, str]:
+    """The key-with-its-user read on PostgreSQL: its columns and its statement."""
+    user_model = get_user_model()
+    joined = JoinedRow((ApiKey, "k"), (user_model, "u"))
+    sql = (
+        f"SELECT {joined.select_list} FROM {ApiKey._meta.db_table} k "
+        f"JOIN {user_model._meta.db_table} u ON u.id = k.user_id "
+        "WHERE k.prefix = %s::text ORDER BY k.id LIMIT 1"
+    )
+    return joined, sql
 
 
 def _key_by_prefix(prefix: str) -> ApiKey | None:
@@ -71,15 +82,8 @@ def _key_by_prefix(prefix: str) -> ApiKey | None:
     tests/billing/test_key_read_pg.py holds the two to the same instances."""
     if connection.vendor != "postgresql":
         return _key_by_prefix_orm(prefix)
-    if not _KEY_WITH_USER:
-        _KEY_WITH_USER.append(JoinedRow((ApiKey, "k"), (get_user_model(), "u")))
-    joined = _KEY_WITH_USER[0]
-    row = prepared_row(
-        f"SELECT {joined.select_list} FROM {ApiKey._meta.db_table} k "
-        f"JOIN {get_user_model()._meta.db_table} u ON u.id = k.user_id "
-        "WHERE k.prefix = %s::text ORDER BY k.id LIMIT 1",
-        [prefix],
-    )
+    joined, sql = _key_read()
+    row = prepared_row(sql, [prefix])
     if row is None:
         return None
     key, user = joined.build(row)
