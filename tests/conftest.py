@@ -312,8 +312,93 @@ def database_url(settings_dict: dict) -> str:
     raise NotImplementedError(engine)
 
 
+class ForkedProcess:
+    """The ``subprocess.Popen`` surface the tests use, for a worker the fork server started
+    (not this process's child: its exit code comes back through a status file)."""
+
+    def __init__(self, pid: int, status: Path):
+        self.pid = pid
+        self.returncode: int | None = None
+        self._status = status
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self._status.exists():
+            self.returncode = int(self._status.read_text())
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout)
+            time.sleep(0.05)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGKILL)
+
+
+class WorkerForkServer:
+    """``tests/worker_forkserver.py`` running for the session (see its docstring)."""
+
+    def __init__(self, directory: Path):
+        self.socket = directory / "forkserver.sock"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.worker_forkserver", str(self.socket)],
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._ready = False
+
+    def forkable(self, env: dict[str, str]) -> bool:
+        from tests.worker_forkserver import forkable
+
+        return forkable(env, self.env)
+
+    def start(self, argv: list[str], env: dict[str, str], log: Path) -> ForkedProcess:
+        import json
+        import socket
+
+        if not self._ready:
+            line = self.proc.stdout.readline()  # after its imports
+            assert line.strip() == b"ready", f"the worker fork server did not start: {line!r}"
+            self._ready = True
+        status = log.with_suffix(".exit")
+        log.touch()  # there before the worker writes to it, as with Popen's stdout
+        request = {"argv": argv, "env": env, "cwd": str(REPO), "log": str(log)}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(str(self.socket))
+            conn.sendall(json.dumps({**request, "status": str(status)}).encode() + b"\n")
+            answer = json.loads(conn.makefile("r").readline())
+        return ForkedProcess(answer["pid"], status)
+
+    def close(self) -> None:
+        self.proc.stdin.close()  # it exits when its stdin closes
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def worker_forkserver(tmp_path_factory):
+    server = WorkerForkServer(tmp_path_factory.mktemp("forkserver"))
+    yield server
+    server.close()
+
+
 class WorkerProcess:
-    def __init__(self, proc: subprocess.Popen, log: Path):
+    def __init__(self, proc: subprocess.Popen | ForkedProcess, log: Path):
         self.proc = proc
         self.log = log
 
@@ -338,8 +423,12 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def start_worker(transactional_db, broker_url, tmp_path, settings):
-    """Start real ``celery worker`` processes against the test database and the broker."""
+def start_worker(transactional_db, broker_url, tmp_path, settings, worker_forkserver):
+    """Start real ``celery worker`` processes against the test database and the broker.
+
+    A worker is forked from the session's fork server (torch and transformers imported
+    once, see ``tests/worker_forkserver.py``) unless its environment changes something read
+    at import time or ``fresh=True`` asks for ``python -m celery`` in a new process."""
     from config.celery import app
 
     _reset_producer_pool(app)
@@ -348,7 +437,7 @@ def start_worker(transactional_db, broker_url, tmp_path, settings):
     settings.VITRINE_REDIS_URL = redis_client_url(broker_url)  # job-finished signals
     workers: list[WorkerProcess] = []
 
-    def start(*extra: str, env_extra: dict | None = None) -> WorkerProcess:
+    def start(*extra: str, env_extra: dict | None = None, fresh: bool = False) -> WorkerProcess:
         log = tmp_path / f"worker-{len(workers)}.log"
         env = {
             **os.environ,
@@ -364,16 +453,20 @@ def start_worker(transactional_db, broker_url, tmp_path, settings):
         # Mingle waits ~1 s at start-up for other workers' replies (revokes and clocks:
         # nothing here uses either); gossip is the same chatter while running.
         argv += ["--without-mingle", "--without-gossip"]
-        with log.open("wb") as out:
-            # Its own process group, so a test can kill the worker and its pool at once.
-            proc = subprocess.Popen(
-                [*argv, *extra],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        argv = [*argv, *extra]
+        if not fresh and worker_forkserver.forkable(env):
+            proc = worker_forkserver.start(argv[3:], env, log)  # argv after "-m celery"
+        else:
+            with log.open("wb") as out:
+                # Its own process group, so a test can kill the worker and its pool at once.
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=REPO,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         worker = WorkerProcess(proc, log)
         workers.append(worker)
         return worker

@@ -11,8 +11,11 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.worker
 
 
-def test_a_real_worker_process_runs_the_health_task(start_worker):
-    worker = start_worker()
+# A fresh ``python -m celery`` process, as deployed (the other tests fork theirs from the
+# session's fork server) and one forked the same way the others are.
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh-process", "forked"])
+def test_a_real_worker_process_runs_the_health_task(start_worker, fresh):
+    worker = start_worker(fresh=fresh)
     token = uuid.uuid4().hex
 
     health_ping.delay(token)
