@@ -28,10 +28,10 @@ THRESHOLD = 0.15
 
 
 @pytest.fixture
-def checkpoint(runtime_checkpoint, tmp_path):
-    """A private copy of the test checkpoint (the tests write exports next to it)."""
+def checkpoint(test_sized_checkpoint, tmp_path):
+    """A private copy of the test-sized checkpoint (the tests write exports next to it)."""
     folder = tmp_path / FAMILY
-    shutil.copytree(runtime_checkpoint(FAMILY), folder)
+    shutil.copytree(test_sized_checkpoint(FAMILY), folder)
     return folder
 
 
@@ -136,11 +136,15 @@ def test_export_model_to_onnx_runtime_and_what_auto_picks(checkpoint, image, mon
 
 
 def _tamper(folder):
-    """Scale a stretch of the IR's weights: a corrupted or hand-edited export."""
+    """Scale a stretch of the IR's weights: a hand-edited export that still compiles. Only
+    normal floats are scaled: the file also holds the graph's integer constants (shapes,
+    axes), which read as zeros, denormals or NaNs here and would stop it compiling."""
     path = folder / "openvino" / "model.bin"
     data = np.fromfile(path, dtype=np.float32)
     middle = len(data) // 2
-    data[middle : middle + 20_000] *= 1.5
+    stretch = data[middle : middle + 20_000]
+    weights = np.isfinite(stretch) & (np.abs(stretch) > 1e-30)
+    stretch[weights] *= 1.5
     data.tofile(path)
 
 
@@ -156,6 +160,15 @@ def test_a_tampered_export_fails_the_check_and_the_runtime_falls_back(exported, 
     assert detector.backend == "torch"
     with pytest.raises(BackendUnavailable, match="does not match its manifest"):
         detect(exported, image, backend="openvino")
+
+
+def test_an_export_that_no_longer_compiles_is_refused_cleanly(exported, image):
+    path = exported / "openvino" / "model.bin"
+    path.write_bytes(b"\xff" * path.stat().st_size)  # every constant garbage
+    with pytest.raises(CommandError, match=r"does not match its manifest.*It does not load"):
+        call_command("export_model", "any/id", "--checkpoint", str(exported), "--check")
+    detector, _ = detect(exported, image)  # auto: torch
+    assert detector.backend == "torch"
 
 
 def test_changed_weights_make_the_export_stale(exported, image):
