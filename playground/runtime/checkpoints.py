@@ -81,36 +81,40 @@ def _id2label_91(*, unused_as_na: bool) -> dict[int, str]:
     }
 
 
-def _detr() -> tuple[Any, Any]:
+def _detr(**overrides: Any) -> tuple[Any, Any]:
     from transformers import DetrConfig, DetrImageProcessorPil
 
     # The native (transformers) ResNet-50 backbone, as in the checkpoint's `no_timm`
     # revision; no pretrained backbone is fetched.
-    config = DetrConfig(use_timm_backbone=False, id2label=_id2label_91(unused_as_na=False))
+    config = DetrConfig(
+        use_timm_backbone=False, id2label=_id2label_91(unused_as_na=False), **overrides
+    )
     return config, DetrImageProcessorPil
 
 
-def _conditional_detr() -> tuple[Any, Any]:
+def _conditional_detr(**overrides: Any) -> tuple[Any, Any]:
     from transformers import ConditionalDetrConfig, ConditionalDetrImageProcessorPil
 
     config = ConditionalDetrConfig(
-        use_timm_backbone=False, id2label=_id2label_91(unused_as_na=False)
+        use_timm_backbone=False, id2label=_id2label_91(unused_as_na=False), **overrides
     )
     return config, ConditionalDetrImageProcessorPil
 
 
-def _rt_detr() -> tuple[Any, Any]:
+def _rt_detr(**overrides: Any) -> tuple[Any, Any]:
     from transformers import RTDetrConfig, RTDetrImageProcessorPil
 
     # RTDetrConfig's defaults are PekingU/rtdetr_r50vd (ResNet-50-vd backbone, 640x640).
-    config = RTDetrConfig(id2label=dict(enumerate(COCO_80)))
+    config = RTDetrConfig(id2label=dict(enumerate(COCO_80)), **overrides)
     return config, RTDetrImageProcessorPil
 
 
-def _yolos_tiny() -> tuple[Any, Any]:
+def _yolos_tiny(**overrides: Any) -> tuple[Any, Any]:
     from transformers import YolosConfig, YolosImageProcessorPil
 
-    config = YolosConfig(**YOLOS_TINY_CONFIG, id2label=_id2label_91(unused_as_na=True))
+    config = YolosConfig(
+        **{**YOLOS_TINY_CONFIG, **overrides}, id2label=_id2label_91(unused_as_na=True)
+    )
 
     def processor(**kwargs: Any) -> Any:
         kwargs.setdefault("size", YOLOS_TINY_PROCESSOR_SIZE)
@@ -198,11 +202,15 @@ def build_checkpoint(
     seed: int = 0,
     processor_size: dict[str, int] | None = None,
     spread: bool = True,
+    config_overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Write a random-weight checkpoint of ``family`` into ``out_dir`` and return it.
 
     ``processor_size`` replaces the image processor's published ``size`` (tests use small
     inputs to stay fast; the code path is the same). ``spread``: see the module docstring.
+    ``config_overrides``: config values replacing the published ones (fewer layers, a
+    smaller backbone: a test-sized model of the same classes; recorded in the config as
+    ``vitrine_config_overrides``).
     """
     from transformers import AutoModelForObjectDetection
 
@@ -210,8 +218,10 @@ def build_checkpoint(
         make = FAMILIES[family]
     except KeyError:
         raise ValueError(f"Unknown family {family!r}; choose from {', '.join(FAMILIES)}") from None
-    config, processor_class = make()
+    config, processor_class = make(**(config_overrides or {}))
     setattr(config, UNTRAINED_FLAG, True)
+    if config_overrides:
+        config.vitrine_config_overrides = sorted(config_overrides)
     config.vitrine_family = family
     config.vitrine_seed = seed
     config.vitrine_spread = spread

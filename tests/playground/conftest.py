@@ -16,6 +16,41 @@ TEST_PROCESSOR_SIZES = {
     "rt_detr": {"height": 256, "width": 256},
     "yolos_tiny": {"shortest_edge": 224, "longest_edge": 320},
 }
+# Test-sized architectures of the same model classes (one block per ResNet stage, fewer and
+# narrower transformer layers), for the tests that export: converting a graph costs time in
+# proportion to its operations (DETR-R50's OpenVINO conversion ~35 s on a 2-core machine,
+# this one's ~6 s), and what an export test proves (the export path, the check, the shared
+# pre/post-processing) is the same on both. Everything else runs the published sizes.
+_BASIC_RESNET = {"depths": [1, 1, 1, 1], "layer_type": "basic"}
+TEST_SIZED_ARCHITECTURES = {
+    "detr": {
+        "backbone_config": {
+            "model_type": "resnet",
+            **_BASIC_RESNET,
+            "hidden_sizes": [32, 64, 128, 256],
+            "embedding_size": 32,
+            "out_features": ["stage4"],
+        },
+        "encoder_layers": 1,
+        "decoder_layers": 2,
+        "d_model": 64,
+        "encoder_ffn_dim": 128,
+        "decoder_ffn_dim": 128,
+    },
+    "rt_detr": {
+        "backbone_config": {
+            "model_type": "rt_detr_resnet",
+            **_BASIC_RESNET,
+            "hidden_sizes": [64, 128, 256, 512],
+            "embedding_size": 64,
+            "out_features": ["stage2", "stage3", "stage4"],
+        },
+        "encoder_in_channels": [128, 256, 512],
+        "decoder_layers": 2,
+    },
+    "yolos_tiny": {"num_hidden_layers": 2},
+}
+TEST_SIZED_ARCHITECTURES["conditional_detr"] = TEST_SIZED_ARCHITECTURES["detr"]
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +74,33 @@ def runtime_checkpoint(tmp_path_factory) -> Callable[[str], Path]:
 
 
 @pytest.fixture(scope="session")
-def runtime_export(runtime_checkpoint, tmp_path_factory) -> Callable[..., Path]:
-    """``runtime_export(family, backend="openvino")``: a copy of ``runtime_checkpoint(family)``
-    with an accepted export for ``backend`` (``openvino`` or ``onnxruntime``) next to its
-    weights (a copy, so that VITRINE_BACKEND=auto elsewhere keeps finding no export and
-    running torch). Skips when the backend's package is not installed."""
+def test_sized_checkpoint(tmp_path_factory) -> Callable[[str], Path]:
+    """``test_sized_checkpoint(family)``: as ``runtime_checkpoint`` with the family's
+    ``TEST_SIZED_ARCHITECTURES`` (for the export tests)."""
+    root = tmp_path_factory.mktemp("test-sized")
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = build_checkpoint(
+                family,
+                root / family,
+                seed=CHECKPOINT_SEED,
+                processor_size=TEST_PROCESSOR_SIZES[family],
+                config_overrides=TEST_SIZED_ARCHITECTURES[family],
+            )
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def runtime_export(test_sized_checkpoint, tmp_path_factory) -> Callable[..., Path]:
+    """``runtime_export(family, backend="openvino")``: a copy of
+    ``test_sized_checkpoint(family)`` with an accepted export for ``backend`` (``openvino``
+    or ``onnxruntime``) next to its weights (a copy, so that VITRINE_BACKEND=auto elsewhere
+    keeps finding no export and running torch). Skips when the backend's package is not
+    installed."""
     import shutil
 
     from playground.runtime import CheckpointSpec
@@ -57,7 +114,7 @@ def runtime_export(runtime_checkpoint, tmp_path_factory) -> Callable[..., Path]:
         pytest.importorskip(PACKAGES[backend])
         if (family, backend) not in built:
             folder = root / backend / family
-            shutil.copytree(runtime_checkpoint(family), folder)
+            shutil.copytree(test_sized_checkpoint(family), folder)
             export_checkpoint(CheckpointSpec(local_dir=str(folder)), backend=backend)
             built[family, backend] = folder
         return built[family, backend]
