@@ -397,6 +397,23 @@ def worker_forkserver(tmp_path_factory):
     server.close()
 
 
+_STARTS_WORKERS = pytest.StashKey[bool]()
+
+
+def pytest_collection_modifyitems(config, items):
+    config.stash[_STARTS_WORKERS] = any(
+        "start_worker" in getattr(item, "fixturenames", ()) for item in items
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_forkserver_early(request):
+    """When the session starts workers, the fork server does its imports from the start,
+    on the core that the first (single-process) tests leave idle."""
+    if request.config.stash.get(_STARTS_WORKERS, False):
+        request.getfixturevalue("worker_forkserver")
+
+
 class WorkerProcess:
     def __init__(self, proc: subprocess.Popen | ForkedProcess, log: Path):
         self.proc = proc
