@@ -46,7 +46,7 @@ TEST_SIZED_ARCHITECTURES = {
             "out_features": ["stage2", "stage3", "stage4"],
         },
         "encoder_in_channels": [128, 256, 512],
-        "decoder_layers": 2,
+        "decoder_layers": 1,
     },
     "yolos_tiny": {"num_hidden_layers": 2},
 }

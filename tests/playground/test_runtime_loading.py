@@ -136,6 +136,23 @@ def test_make_checkpoints_writes_loadable_untrained_checkpoints(tmp_path):
     assert detector.id2label[17] == "cat" and detector.id2label[12] == "N/A"
 
 
+def test_a_test_sized_checkpoint_is_the_same_classes_smaller_and_says_so(test_sized_checkpoint):
+    from tests.playground.conftest import TEST_SIZED_ARCHITECTURES
+
+    folder = test_sized_checkpoint("detr")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["DetrForObjectDetection"]
+    assert (config["encoder_layers"], config["d_model"]) == (1, 64)  # published: 6, 256
+    assert config["backbone_config"]["depths"] == [1, 1, 1, 1]  # published: [3, 4, 6, 3]
+    assert config["vitrine_config_overrides"] == sorted(TEST_SIZED_ARCHITECTURES["detr"])
+    assert config["vitrine_untrained"] is True
+    detector = load_detector(CheckpointSpec(local_dir=str(folder)), warm_up=False)
+    [result] = detector.detect(
+        [decode_image(encode(blocks_image(96, 64, seed=0)), max_pixels=10**7)], threshold=0.0
+    )
+    assert len(result.detections) == 100
+
+
 @pytest.mark.django_db
 def test_make_checkpoints_lays_out_weights_for_the_seeded_cards(tmp_path, monkeypatch):
     from playground.runtime import CheckpointSpec, load_detector
