@@ -53,11 +53,8 @@ TEST_SIZED_ARCHITECTURES = {
 TEST_SIZED_ARCHITECTURES["conditional_detr"] = TEST_SIZED_ARCHITECTURES["detr"]
 
 
-@pytest.fixture(scope="session")
-def runtime_checkpoint(tmp_path_factory) -> Callable[[str], Path]:
-    """``runtime_checkpoint(family)``: a random-weight checkpoint directory, built once per
-    session on first request (fixed seed, test-sized image processor)."""
-    root = tmp_path_factory.mktemp("checkpoints")
+def _builder(root: Path, architectures: dict[str, dict] | None = None) -> Callable[[str], Path]:
+    """``get(family)``: the family's checkpoint under ``root``, built on first request."""
     built: dict[str, Path] = {}
 
     def get(family: str) -> Path:
@@ -67,31 +64,25 @@ def runtime_checkpoint(tmp_path_factory) -> Callable[[str], Path]:
                 root / family,
                 seed=CHECKPOINT_SEED,
                 processor_size=TEST_PROCESSOR_SIZES[family],
+                config_overrides=(architectures or {}).get(family),
             )
         return built[family]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def runtime_checkpoint(tmp_path_factory) -> Callable[[str], Path]:
+    """``runtime_checkpoint(family)``: a random-weight checkpoint directory, built once per
+    session on first request (fixed seed, test-sized image processor)."""
+    return _builder(tmp_path_factory.mktemp("checkpoints"))
 
 
 @pytest.fixture(scope="session")
 def test_sized_checkpoint(tmp_path_factory) -> Callable[[str], Path]:
     """``test_sized_checkpoint(family)``: as ``runtime_checkpoint`` with the family's
     ``TEST_SIZED_ARCHITECTURES`` (for the export tests)."""
-    root = tmp_path_factory.mktemp("test-sized")
-    built: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in built:
-            built[family] = build_checkpoint(
-                family,
-                root / family,
-                seed=CHECKPOINT_SEED,
-                processor_size=TEST_PROCESSOR_SIZES[family],
-                config_overrides=TEST_SIZED_ARCHITECTURES[family],
-            )
-        return built[family]
-
-    return get
+    return _builder(tmp_path_factory.mktemp("test-sized"), TEST_SIZED_ARCHITECTURES)
 
 
 @pytest.fixture(scope="session")
