@@ -111,6 +111,9 @@ STALE_EXPORT_MESSAGE = (
 TAMPERED_EXPORT_MESSAGE = (
     "The {backend} export at {path} does not match its manifest ({name} changed): export it again."
 )
+UNLOADABLE_EXPORT_MESSAGE = (
+    "The {backend} export at {path} does not load ({error}): export it again."
+)
 F32_ONLY_MESSAGE = (
     "ONNX Runtime runs f32 only here: VITRINE_PRECISION=bf16 is an OpenVINO or torch option."
 )
@@ -493,6 +496,18 @@ def load_export(
                 raise BackendUnavailable(
                     TAMPERED_EXPORT_MESSAGE.format(backend=name, path=folder, name=file)
                 )
+    try:
+        return _open_export(backend, folder, manifest, precision=precision, threads=threads)
+    except Exception as exc:  # the runtime's own error for a file it cannot read or compile
+        error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BackendUnavailable(
+            UNLOADABLE_EXPORT_MESSAGE.format(backend=name, path=folder, error=error)
+        ) from exc
+
+
+def _open_export(
+    backend: str, folder: Path, manifest: dict, *, precision: str, threads: int | None
+) -> OpenVinoForward | OnnxRuntimeForward:
     if backend == "onnxruntime":
         import onnxruntime as ort
 
@@ -559,7 +574,7 @@ def _convert_openvino(wrapper: torch.nn.Module, example: dict, names: tuple, sta
     with torch.no_grad():
         # What convert_model builds from a module, less torch.jit.trace's own check (it
         # runs the model twice more on the example to compare the trace with itself: a
-        # quarter of DETR's conversion); the check below compares the compiled export
+        # third of DETR's conversion); the check below compares the compiled export
         # with torch on three images of other shapes, which that check cannot.
         decoder = TorchScriptPythonDecoder(
             wrapper, example_input=example, trace_kwargs={"check_trace": False}

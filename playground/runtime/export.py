@@ -144,15 +144,10 @@ def check_existing(
         refusal = exc.message
     try:
         forward = backends.load_export(backend, folder, check_hashes=False, **kwargs)
-    except backends.BackendUnavailable:
+    except backends.BackendUnavailable as exc:
+        if refusal and refusal != exc.message:
+            raise backends.BackendUnavailable(f"{refusal} {exc.message}") from exc
         raise
-    except Exception as exc:  # the runtime's own error for a file it cannot compile
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise backends.BackendUnavailable(
-            (refusal + " " if refusal else "")
-            + f"It does not load ({backends.BACKEND_NAMES[backend]}: {first_line}); "
-            "export it again."
-        ) from exc
     inputs = [detector.preprocess(image) for image in (images or check_images())]
     comparison = backends.check_export(
         detector, forward, inputs, logit_tol=logit_tol, box_tol=box_tol
