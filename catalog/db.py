@@ -42,6 +42,10 @@ def prepared_row(sql: str, params: list, *, all_rows: bool = False):
                 return super().execute(query, params, prepare=True, binary=binary)
 
         _prepared_cursor_class = PreparedCursor
+    # What Django's own cursor() does first: a kept connection's health check (once per
+    # request or task, CONN_HEALTH_CHECKS), so a database restart costs a reconnect here
+    # too, not an error on the first statement after it.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     pg = connection.connection
     if pg.prepare_threshold is None:  # Django's default: psycopg then never prepares

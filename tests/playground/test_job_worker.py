@@ -233,3 +233,17 @@ def test_a_worker_keeps_its_database_connection_between_jobs(start_worker, stora
         seen.append(backends())
     assert seen[0], "the worker held no connection after its job"
     assert seen[0] == seen[1] == seen[2]
+
+    # A database restart between jobs (here: the worker's backends terminated) costs a
+    # reconnect, not a failed job: the kept connection is checked before the next task's
+    # first statement, the claim's prepared statement included (catalog.db.prepared_row).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            [name],
+        )
+    job = services.job_create(card=card, image_bytes=photo())
+    wait_for(lambda: job.refresh_from_db() or job.is_final, timeout=240, interval=0.2)
+    assert (job.status, job.error_code, job.attempts) == ("succeeded", "", 1)
+    after = backends()
+    assert after and after.isdisjoint(seen[0])
