@@ -68,11 +68,11 @@ def _enqueue(job: Job) -> bool:
 
     Records when it was sent, so the sweeper knows which queued jobs have no message.
     """
-    from playground.tasks import run_detection
+    from playground.tasks import job_message, run_detection
 
     try:
         run_detection.apply_async(
-            (str(job.pk),), queue=job.queue, retry=True, retry_policy=ENQUEUE_RETRY_POLICY
+            (str(job.pk),), **job_message(job), retry=True, retry_policy=ENQUEUE_RETRY_POLICY
         )
     except Exception as exc:  # kombu/redis/amqp raise many types; all mean "not sent"
         logger.warning("job %s: not enqueued (%s: %s)", job.pk, type(exc).__name__, exc)

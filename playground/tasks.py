@@ -15,6 +15,7 @@ from playground.models import WorkerHeartbeat
 from playground.runtime import ImageError, WeightsNotInstalled, decode_image
 from playground.runtime.fit import check_model_fit, rule_from_processor
 from playground.storage import StorageUnavailable, upload_read
+from playground.tracing import REQUEST_ID_HEADER
 
 logger = logging.getLogger(__name__)
 RETRY_DELAY = 5
@@ -211,7 +212,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
             if transient and job.attempts < job.max_attempts:
                 if services.job_release_for_retry(job=job):
                     run_detection.apply_async(
-                        (str(job.pk),), queue=job.queue, countdown=RETRY_DELAY
+                        (str(job.pk),), **job_message(job), countdown=RETRY_DELAY
                     )
             else:
                 message = f"{type(exc).__name__}: {exc}"
@@ -225,6 +226,12 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
         services.job_succeed(job=job, result=result.detections, timings=timings)
 
 
+def job_message(job) -> dict:
+    """The options of a job's ``run_detection`` message: its queue, and its row's request id
+    as a header, which the worker binds to the task's log lines (playground.tracing)."""
+    return {"queue": job.queue, "headers": {REQUEST_ID_HEADER: job.request_id or ""}}
+
+
 def _retry_or_fail(job, *, code: str, message: str) -> None:
     """A transient error: give the job back to the queue while it has attempts left."""
     from playground import services
@@ -232,7 +239,7 @@ def _retry_or_fail(job, *, code: str, message: str) -> None:
     if job.attempts < job.max_attempts:
         logger.warning("job %s: %s; retrying", job.pk, message)
         if services.job_release_for_retry(job=job):
-            run_detection.apply_async((str(job.pk),), queue=job.queue, countdown=RETRY_DELAY)
+            run_detection.apply_async((str(job.pk),), **job_message(job), countdown=RETRY_DELAY)
     else:
         services.job_fail(job=job, code=code, message=message)
 

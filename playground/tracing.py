@@ -14,25 +14,34 @@ from celery.signals import task_postrun
 from django_structlog.celery.signals import bind_extra_task_metadata
 
 JOB_TASKS = {"playground.run_detection"}
+# A job's message carries its row's request id (playground.tasks.job_message), so binding it
+# costs no query before the claim; a message sent before it did is looked up in the row.
+REQUEST_ID_HEADER = "vitrine_request_id"
 
 
 @bind_extra_task_metadata.connect
 def bind_job(sender, task, logger, **kwargs) -> None:
     if task.name not in JOB_TASKS or not task.request.args:
         return
+    job_id = str(task.request.args[0])
+    context = {"job_id": job_id}
+    request_id = getattr(task.request, REQUEST_ID_HEADER, None)
+    if request_id is None:
+        request_id = _row_request_id(job_id)
+    if request_id:
+        context["request_id"] = request_id
+    structlog.contextvars.bind_contextvars(**context)
+
+
+def _row_request_id(job_id: str) -> str | None:
     from django.core.exceptions import ValidationError
 
     from playground.models import Job
 
-    job_id = str(task.request.args[0])
-    context = {"job_id": job_id}
     try:
-        request_id = Job.objects.filter(pk=job_id).values_list("request_id", flat=True).first()
+        return Job.objects.filter(pk=job_id).values_list("request_id", flat=True).first()
     except ValidationError:  # not a UUID: the task itself will find no job
-        request_id = None
-    if request_id:
-        context["request_id"] = request_id
-    structlog.contextvars.bind_contextvars(**context)
+        return None
 
 
 @task_postrun.connect

@@ -8,8 +8,11 @@ import json
 from decimal import Decimal
 
 import pytest
+import structlog
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from PIL import Image
 
 from billing.services.keys import api_key_create
@@ -134,3 +137,41 @@ def test_the_worker_logs_the_job_with_its_request_id(start_worker, storage, runt
     # Celery's own lines go through the same JSON formatter, without a job's ids.
     ready = [x for x in lines() if x.get("event", "").endswith(" ready.")]
     assert ready and "request_id" not in ready[0] and ready[0]["logger"].startswith("celery")
+
+    # A job enqueued outside any request (a batch import; the reaper's re-queue is the same):
+    # no request context rides in the message, only the job's own request id does.
+    batch = services.job_create(card=card, image_bytes=jpeg(), request_id="batch-import-7")
+    wait_for(lambda: Job.objects.get(pk=batch.pk).is_final, timeout=240, interval=0.5)
+    started = wait_for(
+        lambda: [x for x in lines() if x.get("event") == "task_started"
+                 and x.get("job_id") == str(batch.pk)],
+        timeout=60, message=worker.output(),
+    )  # fmt: skip
+    assert started[0]["request_id"] == "batch-import-7"
+
+
+@pytest.mark.django_db
+def test_a_job_message_carries_its_request_id_so_the_worker_reads_no_row(storage):
+    """Binding the request id before the claim cost every job a query; the message now
+    carries it. A message sent before it did (no header) is still bound from the row."""
+    from django_structlog.celery.signals import bind_extra_task_metadata
+
+    from playground.tasks import job_message, run_detection
+    from playground.tracing import REQUEST_ID_HEADER
+
+    job = services.job_create(card=factories.card(), image_bytes=jpeg(), request_id=GOOD_ID)
+    headers = job_message(job)["headers"]
+    assert headers == {REQUEST_ID_HEADER: GOOD_ID}
+    seen = []
+    for message_headers in (headers, {}):
+        run_detection.push_request(args=[str(job.pk)], **message_headers)
+        try:
+            with CaptureQueriesContext(connection) as queries:
+                # What django-structlog sends at each task's start (playground.tracing binds).
+                bind_extra_task_metadata.send(sender=None, task=run_detection, logger=None)
+            bound = structlog.contextvars.get_contextvars()
+        finally:
+            run_detection.pop_request()
+            structlog.contextvars.clear_contextvars()
+        seen.append((len(queries), bound.get("job_id"), bound.get("request_id")))
+    assert seen == [(0, str(job.pk), GOOD_ID), (1, str(job.pk), GOOD_ID)]
