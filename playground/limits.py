@@ -9,10 +9,14 @@ DRF's docs warn that API throttles alone are no security feature.
 
 from __future__ import annotations
 
+from functools import cache
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from catalog import errors, ratelimit
+from catalog.db import prepared_row
 from catalog.models import ModelCard
 from playground.models import Job, JobStatus
 
@@ -79,6 +83,19 @@ def api_read_check(request) -> None:
     _admit(request, bucket)
 
 
+@cache
+def _lock_user_sql() -> str:
+    return f"SELECT 1 FROM {get_user_model()._meta.db_table} WHERE id = %s::bigint FOR UPDATE"
+
+
+@cache
+def _inflight_sql() -> str:
+    return (
+        f"SELECT count(*) FROM {Job._meta.db_table} WHERE owner_id = %s::bigint"
+        f" AND status IN ('{JobStatus.QUEUED.value}', '{JobStatus.RUNNING.value}')"
+    )
+
+
 def inflight_jobs_check(*, user) -> None:
     """Refuse a new job while the account has ``VITRINE_MAX_INFLIGHT_JOBS`` queued or running.
 
@@ -89,8 +106,18 @@ def inflight_jobs_check(*, user) -> None:
     transaction anyway. Other accounts are not held up.
     """
     limit = settings.VITRINE_MAX_INFLIGHT_JOBS
-    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
-    count = Job.objects.filter(owner=user, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).count()
+    if connection.vendor == "postgresql":
+        # Every paid call runs these two: prepared statements, not the ORM's (~1 ms of
+        # compiling on two cores). Two statements, never one: a statement's snapshot is
+        # taken when it starts, so a count in the statement that waited for the lock would
+        # not see the job the lock's holder committed.
+        prepared_row(_lock_user_sql(), [user.pk])
+        count = prepared_row(_inflight_sql(), [user.pk])[0]
+    else:
+        get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+        count = Job.objects.filter(
+            owner=user, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+        ).count()
     if count >= limit:
         raise errors.ApplicationError(
             TOO_MANY_INFLIGHT.format(count=count, limit=limit),

@@ -176,7 +176,7 @@ def job_submit(
                 route=route,
                 api_key=getattr(request, "auth", None),
             )
-            Job.objects.filter(pk=job.pk).update(cost_ref=str(charge.pk))
+            services.job_cost_ref_set(job=job, charge_id=charge.pk)
             if idempotency_key:
                 idempotency.idempotent_job_bind(user=user, key=idempotency_key, job=job)
             if cache_print:

@@ -154,6 +154,22 @@ def job_create(
     return job
 
 
+def job_cost_ref_set(*, job: Job, charge_id) -> None:
+    """Point the job at the charge reserved for it (in the paid call's transaction). On
+    PostgreSQL a prepared statement: every paid call runs it, and the ORM's update costs
+    ~1 ms of compiling on two cores."""
+    job.cost_ref = str(charge_id)
+    if connection.vendor == "postgresql":
+        prepared_row(_COST_REF_SQL, [job.cost_ref, job.pk])
+    else:
+        Job.objects.filter(pk=job.pk).update(cost_ref=job.cost_ref)
+
+
+_COST_REF_SQL = (
+    f"UPDATE {Job._meta.db_table} SET cost_ref = %s::text WHERE id = %s::uuid RETURNING 1"
+)
+
+
 def job_abandon_unqueued(*, job: Job) -> bool:
     """Fail a job whose message could not be sent and release its money, in one
     transaction, so a caller told "503, retry" is holding nothing. False if a worker (via a

@@ -194,6 +194,7 @@ def test_an_async_call_reserves_the_price_and_returns_the_job(
     assert len(queued) == 1
     charge = Charge.objects.get(job_id=job["id"])
     assert charge.price_version == PriceRoute.objects.get(card=card).history.get()
+    assert Job.objects.get(pk=job["id"]).cost_ref == str(charge.pk)  # the job names its charge
 
 
 def test_json_base64_input_with_a_threshold(
