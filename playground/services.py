@@ -219,10 +219,12 @@ def _job_claim_sql(*, job_id, worker: str, now: datetime) -> Job | None:
     # Its own transaction commits without waiting for its fsync (~0.6 ms of every job on
     # this disk; more on a slow one): the job's finish, a synchronous commit, flushes the
     # claim with it, as WAL is written in order. A database crash before then can only
-    # lose the claim itself: the job is queued again as before it (no money moved), its
-    # worker's later writes find it not running and change nothing, and the sweeper sends
-    # its message again. Inside a caller's transaction the setting would reach that
-    # transaction's commit, so there the claim waits for its fsync as before.
+    # lose the claim itself: the job is queued again as before it (no money moved) and the
+    # sweeper sends its message again; its worker's later writes are compare-and-set, so
+    # they change nothing, or finish the job another worker took again meanwhile with the
+    # same model's answer, charged once (the settlement is idempotent per job). Inside a
+    # caller's transaction the setting would reach that transaction's commit, so there the
+    # claim waits for its fsync as before.
     sql = _claim_sql(fsync=connection.in_atomic_block)
     row = prepared_row(sql, [now, _lease_from(now), worker, job_id, worker])
     if row is None:
