@@ -64,6 +64,15 @@ def prepared_row(sql: str, params: list, *, all_rows: bool = False):
     return rows
 
 
+# Joined into a write's FROM clause (``FROM {UNFLUSHED_COMMIT}``), this lets the statement's
+# own transaction commit without waiting for its WAL fsync: set_config(..., true) holds for
+# that transaction only, never for the session. For writes that a later synchronous commit
+# makes durable with it (WAL is flushed in order) and whose loss in a crash is harmless.
+# Never inside a caller's transaction (``connection.in_atomic_block``): there it would reach
+# that transaction's own commit.
+UNFLUSHED_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS unflushed_commit"
+
+
 def prepared_rows(sql: str, params: list) -> list[tuple]:
     """``prepared_row``, every row."""
     return prepared_row(sql, params, all_rows=True)

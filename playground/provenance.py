@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from catalog.db import prepared_rows
+from catalog.db import UNFLUSHED_COMMIT, prepared_rows
 from playground.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -47,18 +47,16 @@ def jobs_record_provenance(*, jobs: list[Job], provenance: dict[str, Any], worke
 
 # Every job runs this between its claim and its forward, so on PostgreSQL it is one prepared
 # statement in its own transaction (the ORM's BEGIN, SET LOCAL, UPDATE and COMMIT were four
-# round trips and ~1 ms of compiling). It commits without an fsync of its own (~3 ms on a
-# slow disk): set_config(..., true) is local to the statement's own transaction. The job's
-# next synchronous commit (its result, its failure) flushes this one with it, as WAL is
-# written in order. A database crash before then loses only this running job's provenance,
-# and a running job whose worker lost it is queued again and records it afresh on its next
-# attempt. Only outside a transaction: inside one, the setting would reach that
-# transaction's own commit (as the ORM path's SET LOCAL did before, inside a savepoint).
+# round trips and ~1 ms of compiling), committed without an fsync of its own (~3 ms on a
+# slow disk; catalog.db.UNFLUSHED_COMMIT): the job's next synchronous commit (its result,
+# its failure) flushes it. A database crash before then loses only this running job's
+# provenance, and a running job whose worker lost it is queued again and records it afresh
+# on its next attempt.
 _RECORD_SQL = f"""
 UPDATE {Job._meta.db_table}
 SET weights_revision = %s::text, weights_untrained = %s::boolean,
     runtime_backend = %s::text, runtime_precision = %s::text
-FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_fsync
+FROM {UNFLUSHED_COMMIT}
 WHERE id = ANY(%s::uuid[]) AND status = '{JobStatus.RUNNING.value}' AND worker = %s::text
 RETURNING 1"""
 

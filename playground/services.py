@@ -29,7 +29,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.services.charges import charge_post, charge_void
-from catalog.db import JoinedRow, prepared_row
+from catalog.db import UNFLUSHED_COMMIT, JoinedRow, prepared_row
 from catalog.models import ModelCard, Organisation, PriceRoute
 from catalog.observability import current_request_id
 from playground.events import job_finished_publish
@@ -194,8 +194,7 @@ _CLAIMED = JoinedRow((Job, "j"), (ModelCard, "c"), (Organisation, "o"), (PriceRo
 
 @cache
 def _claim_sql(*, fsync: bool = True) -> str:
-    # Without fsync: set_config(..., true) lasts for the statement's own transaction only.
-    no_fsync = "" if fsync else "FROM (SELECT set_config('synchronous_commit', 'off', true)) _"
+    no_fsync = "" if fsync else f"FROM {UNFLUSHED_COMMIT}"
     return f"""
 WITH j AS (
     UPDATE {Job._meta.db_table}
@@ -217,14 +216,13 @@ LEFT JOIN {PriceRoute._meta.db_table} r ON r.id = j.route_id"""
 
 def _job_claim_sql(*, job_id, worker: str, now: datetime) -> Job | None:
     # Its own transaction commits without waiting for its fsync (~0.6 ms of every job on
-    # this disk; more on a slow one): the job's finish, a synchronous commit, flushes the
-    # claim with it, as WAL is written in order. A database crash before then can only
+    # this disk; more on a slow one; catalog.db.UNFLUSHED_COMMIT): the job's finish, a
+    # synchronous commit, flushes the claim with it. A database crash before then can only
     # lose the claim itself: the job is queued again as before it (no money moved) and the
     # sweeper sends its message again; its worker's later writes are compare-and-set, so
     # they change nothing, or finish the job another worker took again meanwhile with the
     # same model's answer, charged once (the settlement is idempotent per job). Inside a
-    # caller's transaction the setting would reach that transaction's commit, so there the
-    # claim waits for its fsync as before.
+    # caller's transaction the claim waits for its fsync as before.
     sql = _claim_sql(fsync=connection.in_atomic_block)
     row = prepared_row(sql, [now, _lease_from(now), worker, job_id, worker])
     if row is None:
