@@ -22,7 +22,7 @@ from billing.services.ledger import wallet_for
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
 from catalog.pricing import image_cost
-from playground.runtime import decode_image
+from playground.runtime import inspect_image
 from playground.runtime.fit import (
     check_model_fit,
     processor_config,
@@ -72,7 +72,7 @@ def quote_build(
             )
     from playground.services import card_spec
 
-    decoded = decode_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
+    decoded = inspect_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
     width, height = decoded.oriented_size
     resize = None
     if route.is_own:  # a provider route resizes with the provider's own processor

@@ -35,7 +35,7 @@ from catalog.observability import current_request_id
 from playground.events import job_finished_publish
 from playground.failures import QUEUE_TIMEOUT, QUEUE_UNAVAILABLE
 from playground.models import Job, JobAttempt, JobStatus
-from playground.runtime import CheckpointSpec, DecodedImage, decode_image
+from playground.runtime import CheckpointSpec, ImageFacts, inspect_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
 from playground.storage import upload_save
 
@@ -113,7 +113,8 @@ def job_create(
     processor config without loading the model; and ``StorageUnavailable`` (the upload
     storage failed: no row either).
     """
-    decoded: DecodedImage = decode_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
+    # Checked, not decoded: the worker decodes it for the model.
+    decoded: ImageFacts = inspect_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
     if route is None or route.is_own:  # a provider route runs the provider's own processor
         check_model_fit(*decoded.oriented_size, rule_from_config(processor_config(card_spec(card))))
     # Through the shared storage (playground/storage.py): the worker that runs the job may

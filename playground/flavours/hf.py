@@ -51,7 +51,7 @@ from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import HF, error_response, waiting
 from playground.flavours.common import FlavourApi, answer, refuse_unknown_options, run_view
 from playground.models import Job, JobStatus
-from playground.runtime import ImageError, decode_image
+from playground.runtime import ImageError, inspect_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
 from playground.selectors import job_reread
 
@@ -97,7 +97,7 @@ def image_check(*, card, route, image: bytes) -> None:
     """The image checks of ``services.job_create`` (decode, the model's resize), as the
     same 4xx (``pipeline.IMAGE_ERROR_STATUS``), without storing anything."""
     try:
-        decoded = decode_image(image, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
+        decoded = inspect_image(image, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
         if route.is_own:
             rule = rule_from_config(processor_config(services.card_spec(card)))
             check_model_fit(*decoded.oriented_size, rule)

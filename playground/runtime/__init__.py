@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from playground.runtime.errors import DetectorRuntimeError, ImageError, WeightsNotInstalled
-from playground.runtime.images import DecodedImage, decode_image
+from playground.runtime.images import DecodedImage, ImageFacts, decode_image, inspect_image
 from playground.runtime.weights import CheckpointSpec
 
 if TYPE_CHECKING:
@@ -38,10 +38,12 @@ __all__ = [
     "Detector",
     "DetectorRuntimeError",
     "ImageError",
+    "ImageFacts",
     "WeightsNotInstalled",
     "clear_detector_cache",
     "decode_image",
     "get_detector",
+    "inspect_image",
     "load_detector",
     "loaded_detectors",
 ]
