@@ -319,6 +319,75 @@ def test_a_wait_that_runs_out_says_so(settings, broker_url, storage):
     assert asyncio.run(events.job_finished_wait(job.pk, timeout=0.2)) is False
 
 
+def _subscribers(url: str) -> list[dict]:
+    """The server's clients that are a process's shared job-signal subscription."""
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        return [c for c in client.client_list() if c.get("name") == events.SUBSCRIBER_NAME]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_waiting_calls_share_one_subscription(settings, broker_url, storage, monkeypatch):
+    """Twenty calls waiting at once hold one connection to Redis, not twenty; each wakes on
+    its own job's signal, and the connection is closed with its event loop."""
+    from config.settings.env import redis_client_url
+
+    url = settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    monkeypatch.setattr(events, "RECHECK_EVERY", 10_000)  # only the signals can end the waits
+    card = factories.card()
+    jobs = [services.job_create(card=card, image_bytes=photo()) for _ in range(20)]
+    seen = []
+
+    async def wait_all():
+        waits = [asyncio.create_task(events.job_finished_wait(job.pk, timeout=120)) for job in jobs]
+        while len(events._subscriber(url).waiting) < len(jobs):
+            await asyncio.sleep(0.01)
+        seen.append(await sync_to_async(_subscribers)(url))
+        finishers = [_finish_soon(job) for job in jobs]
+        results = await asyncio.gather(*waits)
+        for finisher in finishers:
+            await sync_to_async(finisher.join)()
+        return results
+
+    assert asyncio.run(wait_all()) == [True] * len(jobs)
+    assert len(seen[0]) == 1
+    assert seen[0][0]["sub"] == str(len(jobs))  # one channel per waiting job
+    wait_for(lambda: not _subscribers(url), timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_subscription_costs_a_row_read_and_the_next_call_subscribes_again(
+    settings, broker_url, storage, monkeypatch
+):
+    from config.settings.env import redis_client_url
+
+    url = settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    monkeypatch.setattr(events, "RECHECK_EVERY", 0.5)
+    card = factories.card()
+    first, second = (services.job_create(card=card, image_bytes=photo()) for _ in range(2))
+
+    async def scenario():
+        import redis
+
+        waiting = asyncio.create_task(events.job_finished_wait(first.pk, timeout=120))
+        while not events._subscriber(url).waiting:
+            await asyncio.sleep(0.01)
+        with redis.Redis.from_url(url) as client:
+            for subscription in _subscribers(url):
+                client.client_kill_filter(_id=subscription["id"])
+        finisher = _finish_soon(first)
+        assert await waiting is True  # heard again after a reconnect, or read from the row
+        await sync_to_async(finisher.join)()
+        # A later call in the same process hears its signal: no row reads to end it.
+        events.RECHECK_EVERY = 10_000
+        finisher = _finish_soon(second)
+        assert await events.job_finished_wait(second.pk, timeout=120) is True
+        await sync_to_async(finisher.join)()
+
+    asyncio.run(scenario())
+
+
 # --- chaos: kill -9 the pool process mid-job -------------------------------------------------
 KILLS = 5
 
