@@ -41,6 +41,7 @@ from django.shortcuts import redirect
 from django.utils.deprecation import MiddlewareMixin
 
 from catalog import errors
+from catalog.inline_middleware import InlineHooks
 from playground import body_limits, flavours
 
 logger = logging.getLogger(__name__)
@@ -70,9 +71,10 @@ def refusal(request: HttpRequest, error: errors.ApplicationError) -> HttpRespons
     return redirect(request.path)
 
 
-class CommonMiddleware(DjangoCommonMiddleware):
+class CommonMiddleware(InlineHooks, DjangoCommonMiddleware):
     """Django's, except that only GET and HEAD are redirected to the slashed URL: a
-    redirected POST loses its body (a 301), and in DEBUG Django raises instead (a 500)."""
+    redirected POST loses its body (a 301), and in DEBUG Django raises instead (a 500).
+    Its hooks do no I/O: under ASGI they run in the event loop (catalog.inline_middleware)."""
 
     def should_redirect_with_slash(self, request: HttpRequest) -> bool:
         if request.method not in ("GET", "HEAD"):
@@ -115,8 +117,17 @@ def _declared_length(request: HttpRequest) -> int | None:
     return length if length >= 0 else None
 
 
-class RequestLimitsMiddleware(MiddlewareMixin):
-    """See the module docstring. ``MiddlewareMixin`` makes it work under WSGI and ASGI."""
+class RequestLimitsMiddleware(InlineHooks, MiddlewareMixin):
+    """See the module docstring. ``MiddlewareMixin`` makes it work under WSGI and ASGI;
+    under ASGI its check runs in the event loop, except for the try page's form, whose
+    parsing (possibly into temporary files) hops to a thread."""
+
+    def hop_view(self, request: HttpRequest, view_func) -> bool:
+        return (
+            request.method in body_limits.BODY_METHODS
+            and in_scope(request.path)
+            and not flavours.in_scope(request.path)
+        )
 
     def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
         if request.method not in body_limits.BODY_METHODS or not in_scope(request.path):

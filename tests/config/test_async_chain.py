@@ -15,11 +15,16 @@ import asyncio
 import sys
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.conf import settings as django_settings
+from django.contrib import messages
 from django.http import JsonResponse
 from django.test import AsyncClient, Client
 from django.urls import path
 from django.utils.module_loading import import_string
+from django.views.decorators.csrf import csrf_exempt
+
+from tests import factories
 
 OURS = "catalog.static_files.AsyncCapableWhiteNoiseMiddleware"
 WHITENOISE = "whitenoise.middleware.WhiteNoiseMiddleware"
@@ -38,7 +43,39 @@ async def probe(request):
     return JsonResponse({"parked": parked})
 
 
-urlpatterns = [path("probe", probe)]
+@csrf_exempt
+async def api_like(request):
+    """Like the inference API: exempt from CSRF, no session, the user set by the view."""
+    return JsonResponse({"ok": True})
+
+
+def remember(request):
+    request.session["seen"] = request.session.get("seen", 0) + 1
+    messages.info(request, "remembered")
+    return JsonResponse({"seen": request.session["seen"]})
+
+
+def recall(request):
+    return JsonResponse(
+        {
+            "seen": request.session.get("seen"),
+            "messages": [str(m) for m in messages.get_messages(request)],
+            "user": request.user.username,
+        }
+    )
+
+
+def form(request):
+    return JsonResponse({"posted": request.POST.get("x")})
+
+
+urlpatterns = [
+    path("probe", probe),
+    path("api", api_like),
+    path("remember", remember),
+    path("recall", recall),
+    path("form", form),
+]
 
 
 def test_every_middleware_is_async_capable():
@@ -107,3 +144,88 @@ def test_under_asgi_requests_share_the_processs_redis_connections(
         assert asyncio.run(AsyncClient().get("/models")).status_code == 200
     opened = _connections_received(url) - before - 1  # less the count's own connection
     assert opened <= 1 if shared else opened >= 6
+
+
+@pytest.fixture
+def hops(monkeypatch) -> list[str]:
+    """The names of the sync functions sent to a thread (sync_to_async) by middleware."""
+    seen: list[str] = []
+    original = SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        func = getattr(self.func, "__func__", self.func)
+        module = getattr(func, "__module__", "") or ""
+        if "middleware" in module:
+            seen.append(f"{module}.{getattr(func, '__qualname__', func)}")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counted)
+    return seen
+
+
+DJANGOS_OWN = {
+    "catalog.inline_middleware.RequestLogMiddleware": (
+        "django_structlog.middlewares.RequestMiddleware"
+    ),
+    "catalog.inline_middleware.SecurityMiddleware": (
+        "django.middleware.security.SecurityMiddleware"
+    ),
+    "catalog.inline_middleware.SessionMiddleware": (
+        "django.contrib.sessions.middleware.SessionMiddleware"
+    ),
+    "playground.middleware.CommonMiddleware": "django.middleware.common.CommonMiddleware",
+    "catalog.inline_middleware.CsrfViewMiddleware": "django.middleware.csrf.CsrfViewMiddleware",
+    "catalog.inline_middleware.AuthenticationMiddleware": (
+        "django.contrib.auth.middleware.AuthenticationMiddleware"
+    ),
+    "catalog.inline_middleware.MessageMiddleware": (
+        "django.contrib.messages.middleware.MessageMiddleware"
+    ),
+    "catalog.inline_middleware.XFrameOptionsMiddleware": (
+        "django.middleware.clickjacking.XFrameOptionsMiddleware"
+    ),
+}
+
+
+@pytest.mark.urls(__name__)
+@pytest.mark.parametrize("chain", ["ours", "django's own (the control)"])
+def test_an_api_call_crosses_the_middleware_chain_without_a_thread_hop(settings, hops, chain):
+    """With Django's own middlewares a POST like an inference call makes 15 hops."""
+    if chain != "ours":
+        settings.MIDDLEWARE = [DJANGOS_OWN.get(m, m) for m in settings.MIDDLEWARE]
+    response = asyncio.run(AsyncClient().post("/api", b"bytes", content_type="image/jpeg"))
+    assert response.status_code == 200
+    assert "X-Frame-Options" in response and "X-Content-Type-Options" in response
+    assert len(hops) == (0 if chain == "ours" else 15), hops
+
+
+@pytest.mark.urls(__name__)
+@pytest.mark.django_db(transaction=True)
+def test_sessions_messages_and_users_still_reach_the_database(hops):
+    """What may do I/O still hops: a session saved, messages kept, a signed-in user read
+    for the log line; the next request sees all three."""
+    user = factories.user(username="ada")
+    client = AsyncClient()
+    client.force_login(user)  # sync in Django 5.2 (aforce_login is the async one)
+    hops.clear()
+
+    first = asyncio.run(client.get("/remember"))
+    assert first.json() == {"seen": 1}
+    assert any("SessionMiddleware.process_response" in h for h in hops)
+    assert any("MessageMiddleware.process_response" in h for h in hops)
+    assert any("handle_response" in h for h in hops)  # the user was never read: lazy
+
+    second = asyncio.run(client.get("/recall"))
+    assert second.json() == {"seen": 1, "messages": ["remembered"], "user": "ada"}
+
+
+@pytest.mark.urls(__name__)
+@pytest.mark.django_db(transaction=True)
+def test_csrf_is_still_enforced_on_forms(hops):
+    client = AsyncClient(enforce_csrf_checks=True)
+    refused = asyncio.run(client.post("/form", {"x": "1"}))
+    assert refused.status_code == 403
+    assert any("CsrfViewMiddleware.process_view" in h for h in hops)  # the form was read
+    client.cookies["csrftoken"] = token = "a" * 32
+    accepted = asyncio.run(client.post("/form", {"x": "1", "csrfmiddlewaretoken": token}))
+    assert accepted.json() == {"posted": "1"}
