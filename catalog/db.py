@@ -78,6 +78,40 @@ def prepared_rows(sql: str, params: list) -> list[tuple]:
     return prepared_row(sql, params, all_rows=True)
 
 
+_INSERT_SQL: dict[type[Model], str] = {}
+
+
+def prepared_insert(instance: Model) -> Model:
+    """Insert a new ``instance`` as ``instance.save(force_insert=True)`` does, as one
+    prepared statement: each field's ``pre_save`` (``auto_now_add``...) and database value,
+    every column named, nothing read back. For a model whose primary key is set in Python
+    (a UUID default) and none of whose columns the database computes; no ``pre_save`` or
+    ``post_save`` signal is sent, so only for models no receiver listens to. The columns'
+    own types type the parameters, as in the ORM's INSERT (a text too long for its column
+    is an error, not cut)."""
+    model = type(instance)
+    fields = model._meta.local_concrete_fields
+    sql = _INSERT_SQL.get(model)
+    if sql is None:
+        if any(field.db_returning for field in fields):
+            raise TypeError(f"{model.__name__} has columns the database computes")
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(field.column) for field in fields)
+        placeholders = ", ".join("%s" for _ in fields)
+        sql = _INSERT_SQL[model] = (
+            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({placeholders})"
+            " RETURNING 1"
+        )
+    instance._prepare_related_fields_for_save(operation_name="save")
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
+    ]
+    prepared_row(sql, values)
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
+
+
 class JoinedRow:
     """The columns of several models in one SELECT, and those models built back from a row.
 
