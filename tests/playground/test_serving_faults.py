@@ -348,10 +348,19 @@ def test_waiting_calls_share_one_subscription(settings, broker_url, storage, mon
         results = await asyncio.gather(*waits)
         for finisher in finishers:
             await sync_to_async(finisher.join)()
+        # A long-lived process keeps its subscription: nothing is left subscribed on it.
+        assert events._subscriber(url).waiting == {}
+        for _ in range(200):
+            left = await sync_to_async(_subscribers)(url)
+            if left[0]["sub"] == "0":
+                break
+            await asyncio.sleep(0.05)
+        seen.append(left)
         return results
 
     assert asyncio.run(wait_all()) == [True] * len(jobs)
     assert len(seen[0]) == 1
+    assert seen[1][0]["sub"] == "0" and seen[1][0]["id"] == seen[0][0]["id"]
     assert seen[0][0]["sub"] == str(len(jobs))  # one channel per waiting job
     wait_for(lambda: not _subscribers(url), timeout=10)
 
