@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 import weakref
@@ -87,7 +88,7 @@ class _Subscriber:
 
     def __init__(self, url: str) -> None:
         self.client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=PUBLISH_TIMEOUT, client_name=SUBSCRIBER_NAME
+            url, socket_connect_timeout=PUBLISH_TIMEOUT, client_name=subscriber_name()
         )
         self.pubsub = self.client.pubsub()
         self.sending = asyncio.Lock()  # one SUBSCRIBE/UNSUBSCRIBE on the wire at a time
@@ -196,6 +197,13 @@ class _Subscriber:
 
 
 SUBSCRIBER_NAME = "vitrine-job-signals"
+
+
+def subscriber_name() -> str:
+    """The subscription's name in Redis's CLIENT LIST: which process holds it."""
+    return f"{SUBSCRIBER_NAME}-{os.getpid()}"
+
+
 _subscribers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _background: set[asyncio.Task] = set()
 

@@ -320,11 +320,12 @@ def test_a_wait_that_runs_out_says_so(settings, broker_url, storage):
 
 
 def _subscribers(url: str) -> list[dict]:
-    """The server's clients that are a process's shared job-signal subscription."""
+    """The server's clients that are this process's shared job-signal subscription."""
     import redis
 
     with redis.Redis.from_url(url) as client:
-        return [c for c in client.client_list() if c.get("name") == events.SUBSCRIBER_NAME]
+        # This process's own: other processes' (a live server of another test) have theirs.
+        return [c for c in client.client_list() if c.get("name") == events.subscriber_name()]
 
 
 @pytest.mark.django_db(transaction=True)
