@@ -8,6 +8,6 @@ class CatalogConfig(AppConfig):
     verbose_name = "Catalogue"
 
     def ready(self) -> None:
-        from catalog import signals
+        from catalog import checks, signals  # noqa: F401 -- checks registers itself
 
         signals.connect(self)
