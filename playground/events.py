@@ -244,7 +244,12 @@ async def job_finished_wait(job_id, *, timeout: float, is_final=None) -> bool:
         subscriber = _subscriber(url)
         try:
             signal = await subscriber.watch(channel)
-        except (redis.RedisError, OSError, TimeoutError) as exc:
+        except TimeoutError:
+            # No confirmation in time (a busy loop or server), not a broken connection:
+            # this call reads its row; the subscription stays for the others.
+            logger.warning("job %s: subscription not confirmed; reading the row", job_id)
+            signal = None
+        except (redis.RedisError, OSError) as exc:
             logger.warning("job %s: waiting without signals (%s)", job_id, exc)
             subscriber._fail(exc)
             signal = None

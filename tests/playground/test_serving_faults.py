@@ -342,7 +342,13 @@ def test_waiting_calls_share_one_subscription(settings, broker_url, storage, mon
 
     async def wait_all():
         waits = [asyncio.create_task(events.job_finished_wait(job.pk, timeout=120)) for job in jobs]
-        while len(events._subscriber(url).waiting) < len(jobs):
+        subscriber = events._subscriber(url)
+
+        def confirmed() -> bool:  # every wait's subscription confirmed by Redis
+            ready = subscriber.ready.values()
+            return len(ready) == len(jobs) and all(f.done() and f.result() for f in ready)
+
+        while not confirmed():
             await asyncio.sleep(0.01)
         seen.append(await sync_to_async(_subscribers)(url))
         finishers = [_finish_soon(job) for job in jobs]
@@ -391,6 +397,35 @@ def test_a_killed_subscription_costs_a_row_read_and_the_next_call_subscribes_aga
         await sync_to_async(finisher.join)()
         # A later call in the same process hears its signal: no row reads to end it.
         events.RECHECK_EVERY = 10_000
+        finisher = _finish_soon(second)
+        assert await events.job_finished_wait(second.pk, timeout=120) is True
+        await sync_to_async(finisher.join)()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_confirmation_costs_that_call_a_row_read_not_the_others_their_signals(
+    settings, broker_url, storage, monkeypatch
+):
+    from config.settings.env import redis_client_url
+
+    url = settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    card = factories.card()
+    first, second = (services.job_create(card=card, image_bytes=photo()) for _ in range(2))
+
+    async def scenario():
+        subscriber = events._subscriber(url)
+        # A confirmation can never arrive in no time: the first call reads its row.
+        monkeypatch.setattr(events, "PUBLISH_TIMEOUT", 0)
+        monkeypatch.setattr(events, "RECHECK_EVERY", 0.2)
+        finisher = _finish_soon(first)
+        assert await events.job_finished_wait(first.pk, timeout=120) is True
+        await sync_to_async(finisher.join)()
+        assert events._subscriber(url) is subscriber and not subscriber.broken
+        # The next call on the same subscription hears its signal: no row reads to end it.
+        monkeypatch.setattr(events, "PUBLISH_TIMEOUT", 2.0)
+        monkeypatch.setattr(events, "RECHECK_EVERY", 10_000)
         finisher = _finish_soon(second)
         assert await events.job_finished_wait(second.pk, timeout=120) is True
         await sync_to_async(finisher.join)()
