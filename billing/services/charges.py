@@ -111,9 +111,13 @@ _RESERVE_SQL = (
     " %s::boolean, %s::text, %s::bigint, %s::numeric, %s::timestamptz, %s::integer, %s::text,"
     " %s::text)"
 )
-_SETTLE_SQL = (
-    "SELECT * FROM vitrine_charge_settle(%s::uuid, %s::text, %s::text, %s::text, %s::text)"
-)
+_SETTLE_ARGS = "(%s::uuid, %s::text, %s::text, %s::text, %s::text)"
+_SETTLE_SQL = f"SELECT * FROM vitrine_charge_settle{_SETTLE_ARGS}"
+# The settlement as an expression inside the statement that finishes its job (one
+# statement committed alone): raises SQLSTATE SETTLE_NEEDS_ORM where vitrine_charge_settle
+# answers "fallback", which undoes the whole statement (billing migration 0009).
+SETTLE_IN_FINISH_CALL = f"vitrine_charge_settle_in_finish{_SETTLE_ARGS}"
+SETTLE_NEEDS_ORM = "VT001"
 _FALLBACK = object()  # the function left this case to the ORM path
 
 
@@ -271,14 +275,20 @@ def _reserve_orm(*, job_id, user, card, route, api_key, units, now) -> Charge:
         return existing
 
 
+def settle_params(*, job_id, job_succeeded: bool) -> list:
+    """The parameters of a job's settlement function (``_SETTLE_ARGS``): posted when the
+    job succeeded, voided otherwise, under the ledger key that makes it happen once."""
+    if job_succeeded:
+        to, kind, key = Charge.Status.POSTED, LedgerTransaction.Kind.POST, f"post:{job_id}"
+    else:
+        to, kind, key = Charge.Status.VOIDED, LedgerTransaction.Kind.VOID, f"void:{job_id}"
+    return [job_id, to, kind, key, f"job {job_id}"[:300]]
+
+
 def _settle(*, job_id, to: str) -> Charge | None:
     if _use_sql_functions():
-        kind, key = (
-            (LedgerTransaction.Kind.POST, f"post:{job_id}")
-            if to == Charge.Status.POSTED
-            else (LedgerTransaction.Kind.VOID, f"void:{job_id}")
-        )
-        row = prepared_row(_SETTLE_SQL, [job_id, to, kind, key, f"job {job_id}"[:300]])
+        params = settle_params(job_id=job_id, job_succeeded=to == Charge.Status.POSTED)
+        row = prepared_row(_SETTLE_SQL, params)
         outcome = row[0]
         if outcome == "none":
             return None
