@@ -17,8 +17,10 @@ finally:
     if _pool_by_default:
         del os.environ["VITRINE_DB_POOL"]
 
-from playground.middleware import BodyLimitASGIMiddleware  # noqa: E402 -- needs Django set up
+from catalog.asgi_startup import ServerStartup  # noqa: E402 -- needs Django set up
+from playground.middleware import BodyLimitASGIMiddleware  # noqa: E402
 
 # Django's ASGI handler reads a whole body before any middleware: this cuts streamed bodies
-# on the inference API and the try page at their limit.
-application = BodyLimitASGIMiddleware(django_application)
+# on the inference API and the try page at their limit. ServerStartup answers the server's
+# lifespan events and, at startup, takes the thread hop out of every request's start.
+application = ServerStartup(BodyLimitASGIMiddleware(django_application))

@@ -229,3 +229,111 @@ def test_csrf_is_still_enforced_on_forms(hops):
     client.cookies["csrftoken"] = token = "a" * 32
     accepted = asyncio.run(client.post("/form", {"x": "1", "csrfmiddlewaretoken": token}))
     assert accepted.json() == {"posted": "1"}
+
+
+# --- the start of a served request ----------------------------------------------------------
+@pytest.fixture
+def signal_hops(monkeypatch) -> list[str]:
+    """The signal dispatches sent to a thread (Django's sync receivers, grouped)."""
+    seen: list[str] = []
+    original = SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        func = getattr(self.func, "__func__", self.func)
+        name = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', func)}"
+        if "dispatch" in name or "asgi_startup" in name:
+            seen.append(name)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counted)
+    return seen
+
+
+async def _served(application, path: str, *, lifespan: bool) -> tuple[int, list[dict]]:
+    """GET ``path`` through the real ASGI application, as uvicorn calls it, after the
+    server's lifespan startup (``lifespan``), then its shutdown."""
+    answers: list[dict] = []
+    shut_down = asyncio.Event()
+
+    async def lifespan_receive():
+        if not answers:
+            return {"type": "lifespan.startup"}
+        await shut_down.wait()  # the server stops after the request
+        return {"type": "lifespan.shutdown"}
+
+    async def lifespan_send(message):
+        answers.append(message)
+
+    if lifespan:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
+        server = asyncio.create_task(application(scope, lifespan_receive, lifespan_send))
+        while not answers:
+            await asyncio.sleep(0)  # until the startup is complete
+    sent: list[dict] = []
+    body = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive():
+        if body:
+            return body.pop(0)
+        await asyncio.sleep(3600)  # a client waiting for the answer
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 5),
+        "server": ("testserver", 80),
+    }  # fmt: skip
+    await application(scope, receive, send)
+    if lifespan:
+        shut_down.set()
+        await server
+    return sent[0]["status"], answers
+
+
+@pytest.mark.urls(__name__)
+@pytest.mark.parametrize("lifespan", [True, False], ids=["served", "control"])
+def test_a_served_request_starts_without_a_thread_hop(settings, signal_hops, lifespan):
+    """Once the server has started the application, request_started's receivers run inline
+    (no connection is open at a request's start); without the startup (the control)
+    Django's sync receivers cost a hop. The shutdown puts Django's receivers back."""
+    from django.core import signals
+    from django.db import close_old_connections, reset_queries
+
+    from config.asgi import application
+
+    status, answers = asyncio.run(_served(application, "/probe", lifespan=lifespan))
+    assert status == 200
+    started = [h for h in signal_hops if "sync_send" in h]
+    assert len(started) == (0 if lifespan else 1), signal_hops
+    if lifespan:
+        assert answers == [
+            {"type": "lifespan.startup.complete"},
+            {"type": "lifespan.shutdown.complete"},
+        ]
+    live = [ref() for _, ref, *_ in signals.request_started.receivers]
+    assert reset_queries in live and close_old_connections in live
+
+
+@pytest.mark.django_db  # the receivers' thread may hold the test's own connection
+@pytest.mark.parametrize("logged", [False, True], ids=["nothing to do", "queries logged"])
+def test_djangos_receivers_still_run_when_they_have_something_to_do(signal_hops, logged):
+    """With a query logged (or a connection open) in the request's context, Django's
+    receivers run as before, on a thread; with neither, nothing hops."""
+    from django.db import connection
+
+    from catalog.asgi_startup import request_started_inline
+
+    async def start():
+        if logged:
+            connection.queries_log.append({"sql": "SELECT 1", "time": "0.000"})  # no I/O
+        try:
+            await request_started_inline(signal=None, sender=None)
+        finally:
+            connection.queries_log.clear()
+
+    asyncio.run(start())
+    ran = [h for h in signal_hops if "asgi_startup._run_djangos" in h]
+    assert len(ran) == (1 if logged else 0), signal_hops

@@ -41,7 +41,7 @@ def asgi_post(path: str, chunks: list[bytes], headers: list[tuple[bytes, bytes]]
     """POST ``chunks`` as a streamed body (no Content-Length) through the real ASGI app."""
     from config.asgi import application
 
-    assert isinstance(application, BodyLimitASGIMiddleware)
+    assert isinstance(application.app, BodyLimitASGIMiddleware)  # inside ServerStartup
     pending = [{"type": "http.request", "body": c, "more_body": True} for c in chunks]
     pending[-1]["more_body"] = False
     read = {"chunks": 0}
