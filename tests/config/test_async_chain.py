@@ -146,21 +146,27 @@ def test_under_asgi_requests_share_the_processs_redis_connections(
     assert opened <= 1 if shared else opened >= 6
 
 
-@pytest.fixture
-def hops(monkeypatch) -> list[str]:
-    """The names of the sync functions sent to a thread (sync_to_async) by middleware."""
+def _record_hops(monkeypatch, keep) -> list[str]:
+    """The names (module.qualname) of the sync functions sent to a thread by sync_to_async
+    for which ``keep(name)`` is true."""
     seen: list[str] = []
     original = SyncToAsync.__call__
 
     async def counted(self, *args, **kwargs):
         func = getattr(self.func, "__func__", self.func)
-        module = getattr(func, "__module__", "") or ""
-        if "middleware" in module:
-            seen.append(f"{module}.{getattr(func, '__qualname__', func)}")
+        name = f"{getattr(func, '__module__', '') or ''}.{getattr(func, '__qualname__', func)}"
+        if keep(name):
+            seen.append(name)
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(SyncToAsync, "__call__", counted)
     return seen
+
+
+@pytest.fixture
+def hops(monkeypatch) -> list[str]:
+    """The sync functions sent to a thread by middleware."""
+    return _record_hops(monkeypatch, lambda name: "middleware" in name.rsplit(".", 2)[0])
 
 
 DJANGOS_OWN = {
@@ -235,18 +241,7 @@ def test_csrf_is_still_enforced_on_forms(hops):
 @pytest.fixture
 def signal_hops(monkeypatch) -> list[str]:
     """The signal dispatches sent to a thread (Django's sync receivers, grouped)."""
-    seen: list[str] = []
-    original = SyncToAsync.__call__
-
-    async def counted(self, *args, **kwargs):
-        func = getattr(self.func, "__func__", self.func)
-        name = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', func)}"
-        if "dispatch" in name or "asgi_startup" in name:
-            seen.append(name)
-        return await original(self, *args, **kwargs)
-
-    monkeypatch.setattr(SyncToAsync, "__call__", counted)
-    return seen
+    return _record_hops(monkeypatch, lambda name: "dispatch" in name or "asgi_startup" in name)
 
 
 async def _served(application, path: str, *, lifespan: bool) -> tuple[int, list[dict]]:
