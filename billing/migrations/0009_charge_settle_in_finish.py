@@ -1,12 +1,12 @@
 """vitrine_charge_settle_in_finish: a settlement inside the statement that finishes its job.
 
 A job's finish and its charge's settlement are one statement committed on its own on
-PostgreSQL (``playground.services._finish_settled``: no BEGIN, no second statement, no
-COMMIT of their own). ``vitrine_charge_settle`` leaves one case to Python, having written
-nothing: an account not created yet (``fallback``). In that statement the job's finish
-would then commit without its settlement, so this wrapper raises instead (SQLSTATE
-``VT001``): the whole statement is undone, and the caller finishes the job and settles
-through the ORM in one transaction, as before. Every other outcome is
+PostgreSQL (``playground.services._finish``, through ``_finish_sql(settle=True)``: no BEGIN,
+no second statement, no COMMIT of their own). ``vitrine_charge_settle`` leaves one case to
+Python, having written nothing: an account not created yet (``fallback``). In that statement
+the job's finish would then commit without its settlement, so this wrapper raises instead
+(SQLSTATE ``VT001``): the whole statement is undone, and the caller finishes the job and
+settles through the ORM in one transaction, as before. Every other outcome is
 ``vitrine_charge_settle``'s own.
 """
 

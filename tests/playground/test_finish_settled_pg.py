@@ -13,7 +13,6 @@ at all, and the finish and the ORM's settlement then run in one transaction.
 
 from __future__ import annotations
 
-import io
 from decimal import Decimal
 
 import pytest
@@ -30,6 +29,7 @@ from billing.services.topups import credit_grant
 from playground import services
 from playground.models import Job, JobAttempt, JobStatus
 from tests import factories
+from tests.playground.runtime_helpers import encode
 
 D = Decimal
 pytestmark = [
@@ -44,19 +44,40 @@ DETECTIONS = [
 
 
 def png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (40, 30), (10, 200, 30)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode(Image.new("RGB", (40, 30), (10, 200, 30)))
 
 
 @pytest.fixture
-def paid(settings, tmp_path, monkeypatch):
+def heard(settings, broker_url):
+    """The job ids whose finished signal reached a real subscriber (Redis, as in production)."""
+    import redis
+
+    from config.settings.env import redis_client_url
+    from playground.events import CHANNEL
+
+    settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    client = redis.Redis.from_url(settings.VITRINE_REDIS_URL)
+    pubsub = client.pubsub()
+    pubsub.psubscribe(CHANNEL.format(job_id="*"))
+    assert pubsub.get_message(timeout=30)["type"] == "psubscribe"  # confirmed before use
+
+    def signals() -> list[str]:
+        # PUBLISH returns after Redis wrote to its subscribers: what was sent is buffered.
+        found = []
+        while (message := pubsub.get_message(timeout=0.5)) is not None:
+            found.append(message["channel"].decode().rsplit(":", 1)[1])
+        return found
+
+    yield signals
+    pubsub.close()
+    client.close()
+
+
+@pytest.fixture
+def paid(settings, tmp_path, heard):
     """A funded user, a priced card and a factory of claimed jobs with a reserved charge;
-    ``published`` lists the finished signals sent."""
+    ``heard()`` lists the finished signals sent since it was last called."""
     settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
-    published: list = []
-    monkeypatch.setattr(services, "job_finished_publish", published.append)
-    monkeypatch.setattr("playground.webhooks.webhook_job_finished", lambda job_id: None)
     user = factories.user(username="payer")
     credit_grant(user=user, amount=D("1"), reason="funds")
     route = factories.route(card=factories.card(slug="paid-card"), price=D("0.0002"))
@@ -66,7 +87,12 @@ def paid(settings, tmp_path, monkeypatch):
         charge_reserve(job_id=job.pk, user=user, card=route.card, route=route, units=units)
         return services.job_claim(job_id=job.pk, worker="w:1")
 
-    return {"user": user, "claimed_job": claimed_job, "published": published}
+    return {"user": user, "claimed_job": claimed_job, "heard": heard}
+
+
+def statements(queries) -> list[str]:
+    """The statements a finish ran, less the webhook lookup its commit hook makes."""
+    return [q["sql"] for q in queries if "webhookdelivery" not in q["sql"]]
 
 
 def money(user) -> dict:
@@ -95,8 +121,8 @@ def test_a_success_and_its_post_are_one_statement(paid):
     before = money(paid["user"])
     with CaptureQueriesContext(connection) as queries:
         assert services.job_succeed(job=job, result=DETECTIONS, timings={"forward": 0.4})
-    assert len(queries) == 1, [q["sql"] for q in queries]
-    assert "vitrine_charge_settle_in_finish" in queries[0]["sql"]
+    assert len(statements(queries)) == 1, statements(queries)
+    assert "vitrine_charge_settle_in_finish" in statements(queries)[0]
     row = Job.objects.get(pk=job.pk)
     assert (row.status, row.result, row.lease_expires_at) == (JobStatus.SUCCEEDED, DETECTIONS, None)
     attempt = JobAttempt.objects.get(job_id=job.pk)
@@ -108,7 +134,7 @@ def test_a_success_and_its_post_are_one_statement(paid):
     assert (after["holds"], after["revenue"]) == (before["holds"] - cost, before["revenue"] + cost)
     post = LedgerTransaction.objects.get(idempotency_key=f"post:{job.pk}")
     assert sum(LedgerEntry.objects.filter(transaction=post).values_list("amount", flat=True)) == 0
-    assert paid["published"] == [job.pk]  # sent after the commit, once
+    assert paid["heard"]() == [str(job.pk)]  # sent after the commit, once
 
 
 def test_a_failure_voids_its_charge_in_the_same_statement(paid):
@@ -116,14 +142,14 @@ def test_a_failure_voids_its_charge_in_the_same_statement(paid):
     before = money(paid["user"])
     with CaptureQueriesContext(connection) as queries:
         assert services.job_fail(job=job, code="inference_error", message="RuntimeError: boom")
-    assert len(queries) == 1
+    assert len(statements(queries)) == 1
     row = Job.objects.get(pk=job.pk)
     assert (row.status, row.error_code) == (JobStatus.FAILED, "inference_error")
     assert settlement(job) == (Charge.Status.VOIDED, ["reserve", "void"])
     after = money(paid["user"])
     assert after["wallet"] == before["wallet"] + D("0.0004")  # a failed job costs nothing
     assert after["holds"] == before["holds"] - D("0.0004")
-    assert paid["published"] == [job.pk]
+    assert paid["heard"]() == [str(job.pk)]
 
 
 def test_a_stale_attempt_finishes_and_settles_nothing(paid):
@@ -133,7 +159,7 @@ def test_a_stale_attempt_finishes_and_settles_nothing(paid):
     assert not services.job_succeed(job=job, result=DETECTIONS, timings={})
     assert (money(paid["user"]), settlement(job), Job.objects.get(pk=job.pk).status) == before
     assert before[1] == (Charge.Status.RESERVED, ["reserve"])
-    assert paid["published"] == []
+    assert paid["heard"]() == []
 
 
 def test_a_settlement_that_needs_an_account_undoes_the_whole_statement(paid):
@@ -157,12 +183,12 @@ def test_a_settlement_that_needs_an_account_undoes_the_whole_statement(paid):
     assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
     assert settlement(job) == (Charge.Status.POSTED, ["reserve", "post"])
     assert money(paid["user"])["revenue"] == D("0.0002")
-    assert paid["published"] == [job.pk]
+    assert paid["heard"]() == [str(job.pk)]
     # The account exists now: the next job takes the one statement.
     second = paid["claimed_job"](units=1)
     with CaptureQueriesContext(connection) as queries:
         assert services.job_succeed(job=second, result=DETECTIONS, timings={})
-    assert len(queries) == 1
+    assert len(statements(queries)) == 1
     assert settlement(second) == (Charge.Status.POSTED, ["reserve", "post"])
 
 
@@ -172,6 +198,7 @@ def test_a_job_without_a_charge_finishes_in_one_statement(paid, settings, tmp_pa
     job = services.job_claim(job_id=job.pk, worker="w:1")
     with CaptureQueriesContext(connection) as queries:
         assert services.job_succeed(job=job, result=[], timings={})
-    assert len(queries) == 1
+    assert len(statements(queries)) == 1
+    assert paid["heard"]() == [str(job.pk)]
     assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
     assert not Charge.objects.filter(job_id=job.pk).exists()
