@@ -104,9 +104,8 @@ def detector_lines(result: dict) -> list[dict]:
     the pipeline's, and (DETR-R50) the fastest labelled reduced-precision variant."""
     lines = []
     machine = result.get("machine", {})
-    has_bf16 = "avx512_bf16" in machine.get("flags", []) or "amx_bf16" in machine.get("flags", [])
-    families = result.get("families", [])
-    for family in families if isinstance(families, list) else families.values():
+    has_bf16 = {"avx512_bf16", "amx_bf16"} & set(machine.get("flags", []))
+    for family in result.get("families", []):  # bench_detector writes a list
         rows = {k: v for k, v in family["rows"].items() if k != "pipeline"}
         name = family["family"]
         pipeline = family["rows"].get("pipeline", {}).get("images_per_s")
