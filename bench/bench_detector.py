@@ -278,6 +278,7 @@ def run_family(
         export[backend] = {
             "conversion_s": manifest["conversion_seconds"],
             "check": manifest["check"],
+            "speed": manifest["speed"],  # what auto weighs on this CPU (backends.auto_order)
         }
     int8_specs = {}  # contender name -> the checkpoint copy holding that int8 export
     if "int8" in precisions and "openvino" in backends:

@@ -17,7 +17,11 @@ Settings (read by ``detector.load_detector``):
 
 - ``VITRINE_BACKEND``: ``torch``, ``openvino``, ``onnxruntime`` or ``auto`` (default): on
   the CPU, the first accepted export found in ``EXPORT_BACKENDS`` order (OpenVINO first:
-  measured the fastest with equal detections), torch otherwise.
+  measured the fastest with equal detections), torch otherwise. Which is faster depends on
+  the model and the CPU, so an export records its forward's speed against torch's per CPU
+  (``measure_speed``, in the manifest's ``speed``) and ``auto`` leaves out one measured
+  slower than torch on this CPU and tries the faster first when both are measured here
+  (``auto_order``).
 - ``VITRINE_PRECISION``: ``f32`` (default), or one of two separate, labelled fast options
   that move detections (see the README's bench): ``bf16``, or ``int8``. OpenVINO's CPU
   plugin picks bf16 by itself on a CPU that has it, so f32 is always requested explicitly.
@@ -36,6 +40,7 @@ import json
 import logging
 import os
 import shutil
+import statistics
 import tempfile
 import threading
 import time
@@ -45,7 +50,7 @@ from typing import Any
 
 import torch
 
-from playground.runtime.allocator import cpuinfo_fields
+from playground.runtime.allocator import cpu_identity, cpuinfo_fields
 from playground.runtime.env import env_choice
 from playground.runtime.errors import DetectorRuntimeError
 
@@ -100,6 +105,13 @@ SOURCE_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
 # Allocators that crash OpenVINO's compile_model when preloaded (free(): invalid pointer).
 CONFLICTING_PRELOADS = ("tcmalloc", "jemalloc")
 
+# ``auto`` leaves out an export whose forward was measured slower than torch's on this CPU
+# (below 1.0x: the median of the check images' ratios). Measured on a Zen 3 EPYC: DETR-R50's
+# OpenVINO f32 forward at 1.64x torch's, YOLOS tiny's within ~10% of torch either way
+# (slower at 512x768, faster at 512x512). A measurement is kept per CPU (``cpu_identity``):
+# another CPU's says nothing about this one.
+AUTO_MIN_SPEEDUP = 1.0
+
 NOT_INSTALLED_MESSAGE = "{name} is not installed (pip install {package})."
 NO_EXPORT_MESSAGE = (
     "No {name} export of {label} at {path}: run `manage.py export_model <model id>{flag}`."
@@ -121,6 +133,11 @@ PRELOAD_MESSAGE = (
     "OpenVINO crashes with {preload} preloaded (LD_PRELOAD): unset it or use VITRINE_BACKEND=torch."
 )
 CPU_ONLY_MESSAGE = "The {name} backend runs on the CPU; this detector is on {device}."
+SLOWER_MESSAGE = (
+    "The {name} export at {path} ran its forward at {x:.2f}x torch's speed on this CPU "
+    "({cpu}, measured {measured}): auto leaves it out (`manage.py export_model <model id> "
+    "--check` measures again; VITRINE_BACKEND={backend} runs it anyway)."
+)
 INT8_OPENVINO_ONLY_MESSAGE = (
     "VITRINE_PRECISION=int8 runs an int8 OpenVINO export only, not {name}: use "
     "VITRINE_BACKEND=openvino or auto."
@@ -786,6 +803,10 @@ def export_backend(
             },
             "ir": {name: _sha256(staging / name) for name in EXPORT_FILES[backend]},
         }
+        # Timed after the check (both warm): what auto weighs on this CPU.
+        speed = measure_speed(detector, forward, check_inputs)
+        say(speed_line(speed))
+        manifest["speed"] = {cpu_identity(): speed}
         if quantization is not None:
             # The rest of the graph ran in this precision during the check (the CPU's).
             manifest["quantization"] = {**quantization, "other_ops": int8_compute_precision()}
@@ -804,6 +825,87 @@ def export_backend(
 def export_openvino(detector: Any, folder: Path, **kwargs: Any) -> dict:
     """``export_backend(..., backend="openvino")``."""
     return export_backend(detector, folder, backend="openvino", **kwargs)
+
+
+def measure_speed(
+    detector: Any,
+    forward: OpenVinoForward | OnnxRuntimeForward,
+    inputs: list[dict[str, torch.Tensor]],
+) -> dict[str, Any]:
+    """The export's forward timed against the detector's torch forward on ``inputs``, each
+    already run once by both (warm, every shape seen), interleaved per image and
+    alternating which goes first. ``x_torch``: the export's speed as a multiple of torch's
+    (the median of the per-image ratios; above 1 the export is faster)."""
+    torch_s: list[float] = []
+    export_s: list[float] = []
+    for i, item in enumerate(inputs):
+        runs = [(torch_s, detector.torch_forward), (export_s, forward)]
+        for times, run in reversed(runs) if i % 2 else runs:
+            began = time.perf_counter()
+            run(item)
+            times.append(time.perf_counter() - began)
+    ratios = [t / e for t, e in zip(torch_s, export_s, strict=True)]
+    return {
+        "x_torch": round(statistics.median(ratios), 3),
+        "torch_forward_ms": round(statistics.median(torch_s) * 1000, 1),
+        "export_forward_ms": round(statistics.median(export_s) * 1000, 1),
+        "images": len(inputs),
+        "threads": torch.get_num_threads(),
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def speed_line(speed: dict[str, Any]) -> str:
+    return (
+        f"forward {speed['export_forward_ms']:,.1f} ms against torch's "
+        f"{speed['torch_forward_ms']:,.1f} ms on this CPU ({cpu_identity()}, "
+        f"{speed['threads']} threads): {speed['x_torch']:.2f}x torch"
+    )
+
+
+def measured_speed(manifest: dict | None) -> dict[str, Any] | None:
+    """This CPU's measurement in an export's manifest (None: not measured on this CPU)."""
+    return ((manifest or {}).get("speed") or {}).get(cpu_identity())
+
+
+def record_speed(folder: Path, speed: dict[str, Any]) -> None:
+    """Keep ``speed`` as this CPU's measurement in the export's manifest (others' stay)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return
+    manifest["speed"] = {**(manifest.get("speed") or {}), cpu_identity(): speed}
+    staging = folder / f".{MANIFEST}.{os.getpid()}"
+    staging.write_text(json.dumps(manifest, indent=2) + "\n")
+    staging.replace(folder / MANIFEST)  # a worker reading it sees the old or the new one
+
+
+def auto_order(folders: dict[str, Path]) -> tuple[list[str], list[str]]:
+    """The backends ``auto`` tries, in order, among ``folders`` (backend -> its export
+    folder, in ``EXPORT_BACKENDS`` order), and why any are left out: an export measured
+    slower than torch on this CPU goes; when every one left was measured on this CPU, the
+    faster goes first; otherwise the default order holds (a missing export is tried, and
+    says so, as before)."""
+    speeds = {name: measured_speed(read_manifest(Path(f))) for name, f in folders.items()}
+    order, reasons = [], []
+    for name, folder in folders.items():
+        speed = speeds[name]
+        if speed is not None and speed.get("x_torch", AUTO_MIN_SPEEDUP) < AUTO_MIN_SPEEDUP:
+            reasons.append(
+                SLOWER_MESSAGE.format(
+                    name=BACKEND_NAMES[name],
+                    path=folder,
+                    x=speed["x_torch"],
+                    cpu=cpu_identity(),
+                    measured=speed.get("measured", "?"),
+                    backend=name,
+                )
+            )
+            continue
+        order.append(name)
+    if all(speeds[name] is not None for name in order):
+        order.sort(key=lambda name: -speeds[name]["x_torch"])  # stable: ties keep the order
+    return order, reasons
 
 
 def check_export(

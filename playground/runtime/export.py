@@ -131,9 +131,11 @@ def check_existing(
     logit_tol: float = backends.LOGIT_TOLERANCE,
     box_tol: float = backends.BOX_TOLERANCE,
     precision: str = "f32",
-) -> tuple[backends.Comparison, str | None]:
+) -> tuple[backends.Comparison, str | None, dict]:
     """Compare the existing export with torch again (the IR as it is on disk, even if it
-    changed since it was accepted); also says why the runtime would refuse it, if it would."""
+    changed since it was accepted); also says why the runtime would refuse it, if it would,
+    and times its forward against torch's on this CPU (kept in its manifest: what ``auto``
+    weighs here; see ``backends.auto_order``)."""
     folder, local = export_location(spec, backend, int8=precision == "int8")
     detector = load_detector(spec, device="cpu", warm_up=False, backend="torch", precision="f32")
     refusal = None
@@ -152,4 +154,6 @@ def check_existing(
     comparison = backends.check_export(
         detector, forward, inputs, logit_tol=logit_tol, box_tol=box_tol
     )
-    return comparison, refusal
+    speed = backends.measure_speed(detector, forward, inputs)
+    backends.record_speed(folder, speed)
+    return comparison, refusal, speed

@@ -13,6 +13,7 @@ import torch
 from django.core.management import CommandError, call_command
 
 from playground.runtime import CheckpointSpec, backends, decode_image, load_detector
+from playground.runtime.allocator import cpu_identity
 from playground.runtime.backends import (
     F32_ONLY_MESSAGE,
     BackendUnavailable,
@@ -61,6 +62,22 @@ def detect(folder, image, **kwargs):
     return detector, detector.detect([image], threshold=THRESHOLD)[0].detections
 
 
+def measured(folder, x_torch, *, cpu=None, backend="openvino"):
+    """Plant a measurement of the export's forward against torch's in its manifest, as
+    export_model writes one (``x_torch=None`` removes this CPU's): the real one depends on
+    this machine's speed, and what auto runs depends on it."""
+    path = folder / backend / "export.json"
+    manifest = json.loads(path.read_text())
+    speeds = manifest.setdefault("speed", {})
+    speeds.pop(cpu or cpu_identity(), None)
+    if x_torch is not None:
+        speeds[cpu or cpu_identity()] = {
+            "x_torch": x_torch, "torch_forward_ms": 100.0, "export_forward_ms": 100 / x_torch,
+            "images": 3, "threads": 2, "measured": "2026-12-02T08:00:00Z",
+        }  # fmt: skip
+    path.write_text(json.dumps(manifest))
+
+
 def test_export_model_writes_a_checked_export_that_auto_then_runs(checkpoint, image):
     out = io.StringIO()
     call_command("export_model", "any/id", "--checkpoint", str(checkpoint), stdout=out)
@@ -75,7 +92,14 @@ def test_export_model_writes_a_checked_export_that_auto_then_runs(checkpoint, im
     assert manifest["check"]["max_logit_difference"] <= manifest["check"]["logit_tolerance"]
     assert manifest["check"]["images"] == 3 and manifest["dynamic_shapes"] is True
     assert (folder / "model.xml").is_file() and (folder / "model.bin").is_file()
+    # Its forward timed against torch's on this CPU (what auto weighs here), and printed.
+    [(cpu, speed)] = manifest["speed"].items()
+    assert cpu == cpu_identity() and speed["images"] == 3 and speed["threads"] >= 1
+    assert speed["x_torch"] > 0 and speed["torch_forward_ms"] > 0
+    assert speed["export_forward_ms"] > 0
+    assert "x torch" in printed and cpu_identity() in printed
 
+    measured(checkpoint, 1.5)  # what this machine measured must not decide the test
     torch_detector, expected = detect(checkpoint, image, backend="torch")
     auto_detector, got = detect(checkpoint, image)  # VITRINE_BACKEND unset: auto
     assert (torch_detector.backend, auto_detector.backend) == ("torch", "openvino")
@@ -113,6 +137,8 @@ def test_export_model_to_onnx_runtime_and_what_auto_picks(checkpoint, image, mon
     assert set(manifest["ir"]) == {"model.onnx"}
     assert manifest["check"]["max_logit_difference"] <= manifest["check"]["logit_tolerance"]
 
+    assert manifest["speed"][cpu_identity()]["images"] == 3
+    measured(checkpoint, 1.2, backend="onnxruntime")
     _, expected = detect(checkpoint, image, backend="torch")
     ort_detector, got = detect(checkpoint, image)  # auto: the only export is ONNX Runtime's
     assert ort_detector.backend == "onnxruntime" and ort_detector.model is None
@@ -127,7 +153,8 @@ def test_export_model_to_onnx_runtime_and_what_auto_picks(checkpoint, image, mon
     assert detect(checkpoint, image, precision="bf16")[0].backend == "torch"
 
     call_command("export_model", "any/id", "--checkpoint", str(checkpoint), stdout=out)
-    assert detect(checkpoint, image)[0].backend == "openvino"  # both: the faster one
+    measured(checkpoint, None)  # not measured here: the default order, OpenVINO first
+    assert detect(checkpoint, image)[0].backend == "openvino"
     assert detect(checkpoint, image, backend="onnxruntime")[0].backend == "onnxruntime"
 
     with pytest.raises(CommandError, match="Unknown backend 'tensorrt'"):
@@ -156,6 +183,7 @@ def test_a_tampered_export_fails_the_check_and_the_runtime_falls_back(exported, 
     _tamper(exported)
     with pytest.raises(CommandError, match="does not match its manifest"):
         call_command("export_model", "any/id", "--checkpoint", str(exported), "--check")
+    measured(exported, 2.0)  # measured faster: still not used
     detector, _ = detect(exported, image)  # auto: torch, not the tampered IR
     assert detector.backend == "torch"
     with pytest.raises(BackendUnavailable, match="does not match its manifest"):
@@ -210,6 +238,62 @@ def test_the_backend_setting(exported, checkpoint, image, monkeypatch):
     monkeypatch.setenv("VITRINE_BACKEND", "fastest")
     with pytest.raises(ValueError, match="VITRINE_BACKEND"):
         detect(checkpoint, image)
+
+
+def test_auto_leaves_out_an_export_measured_slower_than_torch_on_this_cpu(exported, image, caplog):
+    measured(exported, 0.84)  # YOLOS tiny's OpenVINO forward on a Zen 3, say
+    with caplog.at_level("INFO", logger="playground.runtime.detector"):
+        detector, got = detect(exported, image)
+    assert detector.backend == "torch"
+    assert "ran its forward at 0.84x torch's speed on this CPU" in caplog.text
+    assert cpu_identity() in caplog.text and "--check` measures again" in caplog.text
+    _, expected = detect(exported, image, backend="torch")
+    assert_same_detections(got, expected, threshold=THRESHOLD)
+    # Asked for by name it runs: the measurement only steers auto.
+    assert detect(exported, image, backend="openvino")[0].backend == "openvino"
+    # Another CPU's measurement says nothing about this one; this one's faster: used.
+    measured(exported, None)
+    measured(exported, 0.5, cpu="Other CPU (family 1, model 1)")
+    assert detect(exported, image)[0].backend == "openvino"
+    measured(exported, 1.0)  # as fast as torch: kept (the bound is "slower")
+    assert detect(exported, image)[0].backend == "openvino"
+
+
+def test_auto_tries_the_faster_export_first_when_both_were_measured_here(
+    runtime_export, tmp_path, image
+):
+    pytest.importorskip("onnxruntime")
+    folder = tmp_path / "both"
+    shutil.copytree(runtime_export(FAMILY), folder)
+    shutil.copytree(runtime_export(FAMILY, "onnxruntime") / "onnxruntime", folder / "onnxruntime")
+    measured(folder, 1.3)
+    measured(folder, 1.9, backend="onnxruntime")
+    assert detect(folder, image)[0].backend == "onnxruntime"
+    measured(folder, 2.4)
+    assert detect(folder, image)[0].backend == "openvino"
+    measured(folder, None, backend="onnxruntime")  # one unmeasured: the default order
+    measured(folder, 0.9)
+    assert detect(folder, image)[0].backend == "onnxruntime"  # OpenVINO left out
+    measured(folder, 0.7, backend="onnxruntime")
+    assert detect(folder, image)[0].backend == "torch"  # both slower here
+
+
+def test_check_measures_again_on_this_cpu_and_keeps_other_cpus(exported):
+    measured(exported, 0.5)
+    measured(exported, 3.0, cpu="Other CPU (family 1, model 1)")
+    out = io.StringIO()
+    call_command("export_model", "any/id", "--checkpoint", str(exported), "--check", stdout=out)
+    assert "x torch" in out.getvalue() and "kept in export.json" in out.getvalue()
+    speeds = json.loads((exported / "openvino" / "export.json").read_text())["speed"]
+    assert speeds["Other CPU (family 1, model 1)"]["x_torch"] == 3.0
+    mine = speeds[cpu_identity()]
+    assert mine["measured"] != "2026-12-02T08:00:00Z" and mine["images"] == 3
+    assert mine["torch_forward_ms"] > 0 and mine["export_forward_ms"] > 0
+    # The rewritten manifest still vouches for the export.
+    detector = load_detector(
+        CheckpointSpec(local_dir=str(exported)), device="cpu", warm_up=False, backend="openvino"
+    )
+    assert detector.backend == "openvino"
 
 
 def test_openvino_is_not_used_with_a_preloaded_allocator(exported, image, monkeypatch):

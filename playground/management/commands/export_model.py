@@ -10,9 +10,11 @@ The export is made from the files the torch path loads (the card's checkpoint, f
 the worker finds it), checked against torch on a few images (generated, or ``--images``)
 and written next to the weights (``<checkpoint>/<backend>``; for the Hugging Face cache,
 ``$VITRINE_EXPORTS_DIR/<org>/<name>/<revision>/<backend>``) with ``export.json``: exporter
-versions, the source files' sha256 and revision, the check's figures. Beyond the tolerance
-nothing is written and the command fails. With ``VITRINE_BACKEND=auto`` (the default) the
-workers then run the export on the CPU.
+versions, the source files' sha256 and revision, the check's figures, and its forward timed
+against torch's on this CPU. Beyond the tolerance nothing is written and the command fails.
+With ``VITRINE_BACKEND=auto`` (the default) the workers then run the export on the CPU,
+unless it was measured slower than torch on their CPU (run ``--check`` on a worker machine
+of another CPU to measure it there).
 
 ``--precision int8`` makes the labelled fast variant that ``VITRINE_PRECISION=int8`` runs:
 the OpenVINO IR quantized by NNCF with statistics from ``--calibration-images`` (photos like
@@ -40,6 +42,7 @@ from playground.runtime.backends import (
     available,
     not_installed_message,
     quantizer_available,
+    speed_line,
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -72,7 +75,10 @@ class Command(BaseCommand):
             help="Max |box difference| (normalised cx, cy, w, h).",
         )
         parser.add_argument(
-            "--check", action="store_true", help="Compare the existing export; write nothing."
+            "--check",
+            action="store_true",
+            help="Compare the existing export again and time it against torch on this CPU "
+            "(the one thing written: that measurement, in its export.json).",
         )
         parser.add_argument(
             "--precision",
@@ -126,7 +132,7 @@ class Command(BaseCommand):
         }
         try:
             if options["check"]:
-                comparison, refusal = check_existing(
+                comparison, refusal, speed = check_existing(
                     spec, backend=backend, images=images, precision=precision, **tolerances
                 )
                 self.stdout.write(
@@ -134,6 +140,7 @@ class Command(BaseCommand):
                     f"difference| {comparison.boxes:.2e}, queries without a partner "
                     f"{comparison.unmatched} ({comparison.images} images)"
                 )
+                self.stdout.write(f"{model_id}: {speed_line(speed)} (kept in export.json)")
                 if refusal:
                     raise CommandError(f"The runtime would not use it: {refusal}")
                 if int8:
