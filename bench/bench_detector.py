@@ -4,6 +4,8 @@
     .venv/bin/python bench/bench_detector.py                      # DETR-R50, RT-DETR, YOLOS tiny
     .venv/bin/python bench/bench_detector.py --families yolos_tiny --limit 2 --rounds 1  # short
     .venv/bin/python bench/bench_detector.py --allocators         # malloc/tcmalloc/jemalloc, torch
+    .venv/bin/python bench/bench_detector.py --families detr,rt_detr \
+        --backends torch,torch-unfolded --precisions f32          # batch norms folded or not
 
 For each family a random-weight checkpoint with the published architecture and image size
 is built (DETR-R50 with the native ResNet-50 from its config: the compute of the real
@@ -61,6 +63,8 @@ MAX_PIXELS = 50_000_000
 DEFAULT_IMAGES = REPO.parent / "shared" / "testdata" / "coco-mini" / "val2017"
 SYNTHETIC_SIZES = ((640, 480), (480, 640), (640, 427), (500, 375))
 FLOOR = 0.05
+# A contender name for --backends: the torch path with its batch norms left unfolded.
+UNFOLDED = "torch-unfolded"
 KEPT = 0.5
 SCORE_TOL = 1e-4
 BOX_TOL = 1
@@ -306,6 +310,13 @@ def run_family(
     contenders = {}
     for backend in backends:
         for precision in precisions:
+            if backend == UNFOLDED:
+                # The torch path as it was before batch norms were folded (runtime/fold.py).
+                if precision == "f32":
+                    contenders[f"{UNFOLDED} f32"] = load_detector(
+                        spec, device="cpu", backend="torch", fold_batch_norms=False
+                    )
+                continue
             if backend == "onnxruntime" and precision != "f32":
                 continue  # ONNX Runtime's CPU provider runs these graphs in f32 only
             if precision == "int8":
@@ -479,7 +490,11 @@ def main() -> None:
         help="compare malloc/tcmalloc/jemalloc for the torch backend (see bench_allocators)",
     )
     parser.add_argument("--families", default="detr,rt_detr,yolos_tiny")
-    parser.add_argument("--backends", default="torch,openvino,onnxruntime")
+    parser.add_argument(
+        "--backends",
+        default="torch,openvino,onnxruntime",
+        help=f"also {UNFOLDED}: the torch path without its batch norms folded (an A/B)",
+    )
     parser.add_argument(
         "--precisions",
         help="f32,bf16,int8 (default: bf16 only where the CPU has it in hardware; int8 where "

@@ -107,9 +107,9 @@ CONFLICTING_PRELOADS = ("tcmalloc", "jemalloc")
 
 # ``auto`` leaves out an export whose forward was measured slower than torch's on this CPU
 # (below 1.0x: the median of the check images' ratios). Measured on a Zen 3 EPYC: DETR-R50's
-# OpenVINO f32 forward at 1.64x torch's, YOLOS tiny's within ~10% of torch either way
-# (slower at 512x768, faster at 512x512). A measurement is kept per CPU (``cpu_identity``):
-# another CPU's says nothing about this one.
+# OpenVINO f32 forward at 1.27x torch's (batch norms folded), YOLOS tiny's within ~15% of
+# torch either way (slower at 512x768, faster at 512x512). A measurement is kept per CPU
+# (``cpu_identity``): another CPU's says nothing about this one.
 AUTO_MIN_SPEEDUP = 1.0
 
 NOT_INSTALLED_MESSAGE = "{name} is not installed (pip install {package})."

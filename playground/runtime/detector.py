@@ -379,7 +379,7 @@ def load_detector(
 
     ``fold_batch_norms`` (default: VITRINE_FOLD_BATCH_NORMS, on) folds each batch norm of
     the torch model into the convolution before it (``runtime/fold.py``): DETR-R50's
-    forward 1.28x faster on a Zen 3 EPYC, the outputs again differ only by float rounding.
+    forward 1.32x faster on a Zen 3 EPYC, the outputs again differ only by float rounding.
     """
     # Imported here: `import playground.runtime` stays cheap for the web process, which
     # only decodes images.
