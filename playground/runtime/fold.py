@@ -36,11 +36,19 @@ CHECK_RTOL = 1e-3
 
 def _is_batch_norm(module: nn.Module | None) -> bool:
     if isinstance(module, nn.BatchNorm2d):
-        return not module.training and module.track_running_stats
+        return not module.training and module.running_mean is not None
     return (
         module is not None
         and type(module).__name__.endswith("FrozenBatchNorm2d")
         and all(hasattr(module, a) for a in ("weight", "bias", "running_mean", "running_var"))
+    )
+
+
+def _foldable(conv: nn.Module | None, norm: nn.Module | None) -> bool:
+    return (
+        isinstance(conv, nn.Conv2d)
+        and _is_batch_norm(norm)
+        and norm.running_mean.numel() == conv.out_channels
     )
 
 
@@ -49,12 +57,12 @@ def _pairs(model: nn.Module):
     for owner in model.modules():
         if isinstance(owner, nn.Sequential):
             for (_, conv), (name, norm) in pairwise(owner._modules.items()):
-                if isinstance(conv, nn.Conv2d) and _is_batch_norm(norm):
+                if _foldable(conv, norm):
                     yield owner, conv, name
             continue
         for conv_name, norm_name in PAIRS:
             conv = getattr(owner, conv_name, None)
-            if isinstance(conv, nn.Conv2d) and _is_batch_norm(getattr(owner, norm_name, None)):
+            if _foldable(conv, getattr(owner, norm_name, None)):
                 yield owner, conv, norm_name
 
 
@@ -80,8 +88,11 @@ def fold_batch_norms(model: nn.Module) -> int:
             continue
         weight, bias = conv.weight.detach().clone(), conv.bias
         eps = float(getattr(norm, "eps", FROZEN_EPS))
-        scale = norm.weight * (norm.running_var + eps).rsqrt()
-        shift = norm.bias - norm.running_mean * scale
+        # nn.BatchNorm2d(affine=False) has no weight or bias: 1 and 0.
+        gamma = norm.weight if norm.weight is not None else 1.0
+        beta = norm.bias if norm.bias is not None else 0.0
+        scale = gamma * (norm.running_var + eps).rsqrt()
+        shift = beta - norm.running_mean * scale
         conv.weight.mul_(scale.reshape(-1, *([1] * (conv.weight.dim() - 1))))
         conv.bias = nn.Parameter(shift if bias is None else bias * scale + shift)
         owner._modules[norm_name] = nn.Identity()

@@ -110,6 +110,17 @@ def test_a_sequential_conv_then_norm_is_folded_and_a_training_norm_is_not():
     # In train mode a batch norm normalises by the batch, not a fixed map: never folded.
     training = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)).train()
     assert fold_batch_norms(training) == 0
+    # Without an affine map (weight 1, bias 0), and a depthwise convolution.
+    plain = nn.Sequential(nn.Conv2d(8, 8, 3, groups=8), nn.BatchNorm2d(8, affine=False))
+    plain[1].running_mean.uniform_(-1, 1)
+    plain[1].running_var.uniform_(0.5, 2)
+    x = torch.rand(1, 8, 12, 12, generator=torch.Generator().manual_seed(5))
+    want = plain.eval()(x)
+    assert fold_batch_norms(plain) == 1
+    torch.testing.assert_close(plain(x), want, rtol=1e-5, atol=1e-5)
+    # A norm over other channels than the convolution's: not a pair (and no error).
+    mismatched = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(3)).eval()
+    assert fold_batch_norms(mismatched) == 0
 
 
 def test_the_runtime_folds_by_default_and_detects_the_same(test_sized_checkpoint, monkeypatch):
