@@ -88,8 +88,26 @@ class NormFirst(nn.Module):
         return self.convolution(self.normalization(x))
 
 
+class NormAttributeRead(nn.Module):
+    """Reads the norm's statistics itself: without them its forward fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.norm(self.conv(x)) * self.norm.running_var.reshape(1, -1, 1, 1)
+
+
+class TwoOutputs(NormUnused):
+    def forward(self, x):
+        y = self.norm(self.conv(x))
+        return y, y
+
+
 def test_a_layer_whose_forward_is_not_conv_then_norm_is_left_as_it_was():
-    for layer in (NormUnused(), NormFirst()):
+    for layer in (NormUnused(), NormFirst(), NormAttributeRead(), TwoOutputs()):
         with_real_statistics(layer.eval(), seed=2)
         before = copy.deepcopy(layer.state_dict())
         assert fold_batch_norms(layer) == 0
