@@ -7,7 +7,7 @@ equal detections, and the labelled fast variant with how its detections differ),
 overhead, sync calls held with ``/healthz`` under load, the pages with the production
 server, and charges per second on PostgreSQL, each beside its goal::
 
-    .venv/bin/python bench/bench_all.py             # ~12 min on a 2-core Xeon
+    .venv/bin/python bench/bench_all.py             # 12-25 min on 2 cores (Xeon, Zen 3)
     .venv/bin/python bench/bench_all.py --quick     # fewer images, rounds and calls
     .venv/bin/python bench/bench_all.py --only detector,serving
 
