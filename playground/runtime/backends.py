@@ -466,6 +466,13 @@ def read_manifest(folder: Path) -> dict | None:
         return None
 
 
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write ``export.json`` whole: a worker reading it sees the old one or the new one."""
+    staging = Path(folder) / f".{MANIFEST}.{os.getpid()}"
+    staging.write_text(json.dumps(manifest, indent=2) + "\n")
+    staging.replace(Path(folder) / MANIFEST)
+
+
 def load_export(
     backend: str,
     folder: Path,
@@ -810,7 +817,7 @@ def export_backend(
         if quantization is not None:
             # The rest of the graph ran in this precision during the check (the CPU's).
             manifest["quantization"] = {**quantization, "other_ops": int8_compute_precision()}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        write_manifest(staging, manifest)
         del forward  # the session or compiled model holds the files open
         if folder.exists():
             shutil.rmtree(folder)
@@ -875,9 +882,7 @@ def record_speed(folder: Path, speed: dict[str, Any]) -> None:
     if manifest is None:
         return
     manifest["speed"] = {**(manifest.get("speed") or {}), cpu_identity(): speed}
-    staging = folder / f".{MANIFEST}.{os.getpid()}"
-    staging.write_text(json.dumps(manifest, indent=2) + "\n")
-    staging.replace(folder / MANIFEST)  # a worker reading it sees the old or the new one
+    write_manifest(folder, manifest)
 
 
 def auto_order(folders: dict[str, Path]) -> tuple[list[str], list[str]]:
@@ -886,24 +891,24 @@ def auto_order(folders: dict[str, Path]) -> tuple[list[str], list[str]]:
     slower than torch on this CPU goes; when every one left was measured on this CPU, the
     faster goes first; otherwise the default order holds (a missing export is tried, and
     says so, as before)."""
-    speeds = {name: measured_speed(read_manifest(Path(f))) for name, f in folders.items()}
+    speeds = {name: measured_speed(read_manifest(Path(f))) or {} for name, f in folders.items()}
     order, reasons = [], []
     for name, folder in folders.items():
-        speed = speeds[name]
-        if speed is not None and speed.get("x_torch", AUTO_MIN_SPEEDUP) < AUTO_MIN_SPEEDUP:
+        x = speeds[name].get("x_torch")
+        if x is not None and x < AUTO_MIN_SPEEDUP:
             reasons.append(
                 SLOWER_MESSAGE.format(
                     name=BACKEND_NAMES[name],
                     path=folder,
-                    x=speed["x_torch"],
+                    x=x,
                     cpu=cpu_identity(),
-                    measured=speed.get("measured", "?"),
+                    measured=speeds[name].get("measured", "?"),
                     backend=name,
                 )
             )
             continue
         order.append(name)
-    if all(speeds[name] is not None for name in order):
+    if all("x_torch" in speeds[name] for name in order):
         order.sort(key=lambda name: -speeds[name]["x_torch"])  # stable: ties keep the order
     return order, reasons
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,7 +95,7 @@ def runtime_export(test_sized_checkpoint, tmp_path_factory) -> Callable[..., Pat
     import shutil
 
     from playground.runtime import CheckpointSpec
-    from playground.runtime.backends import PACKAGES
+    from playground.runtime.backends import PACKAGES, write_manifest
     from playground.runtime.export import export_checkpoint
 
     root = tmp_path_factory.mktemp("exports")
@@ -112,7 +111,7 @@ def runtime_export(test_sized_checkpoint, tmp_path_factory) -> Callable[..., Pat
             # This machine's timing of the export against torch would decide what auto runs
             # (backends.auto_order); the tests that need a measurement plant their own.
             del manifest["speed"]
-            (written / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            write_manifest(written, manifest)
             built[family, backend] = folder
         return built[family, backend]
 

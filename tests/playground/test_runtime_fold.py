@@ -88,13 +88,8 @@ class NormFirst(nn.Module):
         return self.convolution(self.normalization(x))
 
 
-class NormAttributeRead(nn.Module):
+class NormAttributeRead(NormUnused):
     """Reads the norm's statistics itself: without them its forward fails."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.norm = nn.BatchNorm2d(4)
 
     def forward(self, x):
         return self.norm(self.conv(x)) * self.norm.running_var.reshape(1, -1, 1, 1)
