@@ -356,6 +356,9 @@ VITRINE_API_DB_CONCURRENCY = env_int("VITRINE_API_DB_CONCURRENCY", 8, minimum=1)
 VITRINE_DB_POOL = env_bool("VITRINE_DB_POOL", default=False)
 VITRINE_DB_POOL_SIZE = env_int("VITRINE_DB_POOL_SIZE", VITRINE_API_DB_CONCURRENCY + 12, minimum=2)
 if VITRINE_DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, whose pool checks a connection on checkout without a round trip
+    # unless its socket has news (catalog/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "catalog.postgresql"
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses both; the pool keeps them open
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,
