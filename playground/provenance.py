@@ -27,14 +27,41 @@ UNTRAINED_REFUSED_LOG = (
 )
 
 
-def jobs_record_provenance(*, jobs: list[Job], provenance: dict[str, Any], worker: str) -> int:
-    """Write ``provenance`` (Detector.provenance) on the jobs this worker still runs."""
-    fields = {
+def provenance_fields(provenance: dict[str, Any]) -> dict[str, Any]:
+    """The job's columns for ``provenance`` (Detector.provenance)."""
+    return {
         "weights_revision": provenance["revision"][:80],
         "weights_untrained": bool(provenance["untrained"]),
         "runtime_backend": provenance["backend"][:200],
         "runtime_precision": provenance["precision"][:16],
     }
+
+
+def recorded(job: Job, fields: dict[str, Any]) -> bool:
+    """True when the job's row already says ``fields`` (its claim wrote them)."""
+    return all(getattr(job, name) == value for name, value in fields.items())
+
+
+# What this process last recorded, and for which card: its next claim of a job of that card
+# writes it with the claim (services.job_claim), one statement fewer before the forward.
+_last_recorded: tuple[int, dict[str, Any]] | None = None
+
+
+def remember(*, card_id: int, fields: dict[str, Any]) -> None:
+    global _last_recorded
+    _last_recorded = (card_id, fields)
+
+
+def claim_provenance() -> tuple[int, dict[str, Any]] | None:
+    """(card id, fields) for the claim to write on a job of that card's own route, or None.
+    The worker checks it against the model it then loads (``recorded``) and writes the
+    loaded one's if they differ (an operator changed the card's checkpoint meanwhile)."""
+    return _last_recorded
+
+
+def jobs_record_provenance(*, jobs: list[Job], provenance: dict[str, Any], worker: str) -> int:
+    """Write ``provenance`` (Detector.provenance) on the jobs this worker still runs."""
+    fields = provenance_fields(provenance)
     for job in jobs:
         for name, value in fields.items():
             setattr(job, name, value)

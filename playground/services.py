@@ -40,7 +40,7 @@ from catalog.models import ModelCard, Organisation, PriceRoute
 from catalog.observability import current_request_id
 from playground.events import job_finished_publish
 from playground.failures import QUEUE_TIMEOUT, QUEUE_UNAVAILABLE
-from playground.models import Job, JobAttempt, JobStatus
+from playground.models import Job, JobAttempt, JobStatus, WebhookDelivery
 from playground.runtime import CheckpointSpec, ImageFacts, inspect_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
 from playground.storage import upload_save
@@ -88,12 +88,26 @@ def _enqueue(job: Job) -> bool:
     return True
 
 
-def _publish_on_commit(job_id) -> None:
+def _publish_on_commit(job_id, *, webhook: bool | None = None) -> None:
+    """After the commit that ended the job: its finished signal, then its webhook queued.
+    ``webhook`` False: the job is known to have none (read with its claim), so no query
+    looks for one; None: not known, look."""
     from playground.webhooks import webhook_job_finished
 
     transaction.on_commit(lambda: job_finished_publish(job_id))
     # Every path that ends a job passes here: its webhook (if any) is queued after commit.
-    transaction.on_commit(lambda: webhook_job_finished(job_id))
+    if webhook is not False:
+        transaction.on_commit(lambda: webhook_job_finished(job_id))
+
+
+def _known_webhook(job: Job) -> bool | None:
+    """Whether the job has a webhook, as read with it (its claim); None when not read.
+    A webhook is registered with its job, in the transaction that creates it, so what the
+    claim read holds until the job ends."""
+    related = Job.webhook_delivery.related
+    if not related.is_cached(job):
+        return None
+    return related.get_cached_value(job) is not None
 
 
 # Not atomic itself: its one write is the row's INSERT, and the enqueue runs on the commit
@@ -202,21 +216,46 @@ def job_abandon_unqueued(*, job: Job) -> bool:
 
 
 # The claim on PostgreSQL, one prepared statement (see job_claim): the compare-and-set
-# update, the attempt's row, and the job read back with what the worker reads next.
-_CLAIMED = JoinedRow((Job, "j"), (ModelCard, "c"), (Organisation, "o"), (PriceRoute, "r"))
+# update, the attempt's row, and the job read back with what the worker reads next (and
+# its webhook, so a job without one ends without a query looking for it).
+_CLAIMED = JoinedRow(
+    (Job, "j"), (ModelCard, "c"), (Organisation, "o"), (PriceRoute, "r"), (WebhookDelivery, "w")
+)
+
+
+# What the claim writes as the job's provenance when the worker names a card (the one it
+# last ran: provenance.claim_provenance) and the job is that card's on its own route.
+_CLAIM_PROVENANCE = (
+    "weights_revision",
+    "weights_untrained",
+    "runtime_backend",
+    "runtime_precision",
+)
 
 
 @cache
 def _claim_sql(*, fsync: bool = True) -> str:
-    no_fsync = "" if fsync else f"FROM {UNFLUSHED_COMMIT}"
+    no_fsync = "" if fsync else f", {UNFLUSHED_COMMIT}"
+    table = Job._meta.db_table
+    # The worker's model runs jobs of its card on the card's own route (none, or is_own).
+    ran_here = (
+        f"{table}.card_id = p.card_id AND ({table}.route_id IS NULL OR {table}.route_id IN "
+        f"(SELECT id FROM {PriceRoute._meta.db_table} WHERE is_own))"
+    )
+    provenance = ",\n        ".join(
+        f"{name} = CASE WHEN {ran_here} THEN p.{name} ELSE {table}.{name} END"
+        for name in _CLAIM_PROVENANCE
+    )
     return f"""
 WITH j AS (
-    UPDATE {Job._meta.db_table}
+    UPDATE {table}
     SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, started_at = %s::timestamptz,
-        lease_expires_at = %s::timestamptz, worker = %s::text
-    {no_fsync}
+        lease_expires_at = %s::timestamptz, worker = %s::text,
+        {provenance}
+    FROM (VALUES (%s::bigint, %s::text, %s::boolean, %s::text, %s::text))
+        AS p(card_id, {", ".join(_CLAIM_PROVENANCE)}){no_fsync}
     WHERE id = %s::uuid AND status = '{JobStatus.QUEUED.value}' AND attempts < max_attempts
-    RETURNING {Job._meta.db_table}.*
+    RETURNING {table}.*
 ), attempt AS (
     INSERT INTO {JobAttempt._meta.db_table} (job_id, number, worker, started_at, outcome)
     SELECT j.id, j.attempts, %s::text, j.started_at, '{JobAttempt.Outcome.RUNNING.value}' FROM j
@@ -225,10 +264,13 @@ SELECT {_CLAIMED.select_list}
 FROM j
 JOIN {ModelCard._meta.db_table} c ON c.id = j.card_id
 JOIN {Organisation._meta.db_table} o ON o.id = c.organisation_id
-LEFT JOIN {PriceRoute._meta.db_table} r ON r.id = j.route_id"""
+LEFT JOIN {PriceRoute._meta.db_table} r ON r.id = j.route_id
+LEFT JOIN {WebhookDelivery._meta.db_table} w ON w.job_id = j.id"""
 
 
-def _job_claim_sql(*, job_id, worker: str, now: datetime) -> Job | None:
+def _job_claim_sql(
+    *, job_id, worker: str, now: datetime, provenance: tuple[int, dict] | None = None
+) -> Job | None:
     # Its own transaction commits without waiting for its fsync (~0.6 ms of every job on
     # this disk; more on a slow one; catalog.db.UNFLUSHED_COMMIT): the job's finish, a
     # synchronous commit, flushes the claim with it. A database crash before then can only
@@ -238,27 +280,41 @@ def _job_claim_sql(*, job_id, worker: str, now: datetime) -> Job | None:
     # same model's answer, charged once (the settlement is idempotent per job). Inside a
     # caller's transaction the claim waits for its fsync as before.
     sql = _claim_sql(fsync=connection.in_atomic_block)
-    row = prepared_row(sql, [now, _lease_from(now), worker, job_id, worker])
+    card_id, fields = provenance or (None, {})
+    written = [card_id, *(fields.get(name) for name in _CLAIM_PROVENANCE)]
+    row = prepared_row(sql, [now, _lease_from(now), worker, *written, job_id, worker])
     if row is None:
         return None
-    job, card, organisation, route = _CLAIMED.build(row)
+    job, card, organisation, route, delivery = _CLAIMED.build(row)
     ModelCard.organisation.field.set_cached_value(card, organisation)
     Job.card.field.set_cached_value(job, card)
     Job.route.field.set_cached_value(job, route)
+    Job.webhook_delivery.related.set_cached_value(job, delivery)
+    if delivery is not None:
+        WebhookDelivery.job.field.set_cached_value(delivery, job)
     return job
 
 
-def job_claim(*, job_id, worker: str, now: datetime | None = None) -> Job | None:
+def job_claim(
+    *,
+    job_id,
+    worker: str,
+    now: datetime | None = None,
+    provenance: tuple[int, dict] | None = None,
+) -> Job | None:
     """Take a queued job for this worker; None when it is gone, taken or out of attempts.
 
     On PostgreSQL it is one prepared statement, its own transaction: every job pays for a
     claim, and on two cores the ORM's four statements (update, joined read, insert,
     commit) cost ~5 ms of Python; SQLite runs the same steps through the ORM.
     tests/playground/test_claim_paths_pg.py holds the two to the same rows and instances.
+    ``provenance`` (card id, fields; ``provenance.claim_provenance``): written with the
+    claim on PostgreSQL when the job is that card's on its own route, so the worker need
+    not write it before the forward (it checks, and writes the loaded model's otherwise).
     """
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        job = _job_claim_sql(job_id=job_id, worker=worker, now=now)
+        job = _job_claim_sql(job_id=job_id, worker=worker, now=now, provenance=provenance)
     else:
         job = _job_claim_orm(job_id=job_id, worker=worker, now=now)
     if job is None:
@@ -284,8 +340,11 @@ def _job_claim_orm(*, job_id, worker: str, now: datetime) -> Job | None:
         )
         if not claimed:
             return None
-        # The route too: the worker reads it next (own model or a provider's).
-        job = Job.objects.select_related("card__organisation", "route").get(pk=job_id)
+        # The route too: the worker reads it next (own model or a provider's); the webhook
+        # (or its absence) is read once here rather than looked for when the job ends.
+        job = Job.objects.select_related("card__organisation", "route", "webhook_delivery").get(
+            pk=job_id
+        )
         JobAttempt.objects.create(job=job, number=job.attempts, worker=worker, started_at=now)
     return job
 
@@ -417,7 +476,7 @@ def _finish(*, job: Job, outcome: str, **fields) -> bool:
         # the status (one statement is one transaction).
         done = _finish_sql(job=job, outcome=outcome, now=now, fields=fields, settle=True)
         if done:
-            _publish_on_commit(job.pk)  # committed: runs at once
+            _publish_on_commit(job.pk, webhook=_known_webhook(job))  # committed: runs at once
     if done is None:
         # Inside a caller's transaction, on SQLite, or a settlement that needs the ORM (an
         # account created first): the finish, then the settlement, in one transaction.
@@ -428,7 +487,7 @@ def _finish(*, job: Job, outcome: str, **fields) -> bool:
             done = finish(job=job, outcome=outcome, now=now, fields=fields)
             if done:
                 _settle_charge(job_id=job.pk, status=fields["status"])
-                _publish_on_commit(job.pk)
+                _publish_on_commit(job.pk, webhook=_known_webhook(job))
     # Explicit ids: a batch finishes several jobs under the first one's bound context.
     logger.info(
         "job_finished",

@@ -65,10 +65,12 @@ def run_detection(job_id: str) -> None:
 
     Safe to deliver twice: only the claim that wins the row runs it.
     """
-    from playground import services
+    from playground import provenance, services
     from playground.runtime import get_detector, loaded_detectors
 
-    job = services.job_claim(job_id=job_id, worker=worker_id())
+    job = services.job_claim(
+        job_id=job_id, worker=worker_id(), provenance=provenance.claim_provenance()
+    )
     if job is None:
         # Not queued: done, cancelled, or running. A message comes back while the row says
         # running when the process that ran it died (see job_take_over).
@@ -158,9 +160,15 @@ def _queue_wait(job) -> float:
 def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
     from playground import provenance, services
 
-    # Every job records what runs it; a paid job on untrained weights fails unbilled
-    # unless VITRINE_ALLOW_UNTRAINED (playground/provenance.py).
-    provenance.jobs_record_provenance(jobs=jobs, provenance=detector.provenance, worker=worker_id())
+    # Every job records what runs it (most with their claim: provenance.claim_provenance);
+    # a paid job on untrained weights fails unbilled unless VITRINE_ALLOW_UNTRAINED.
+    fields = provenance.provenance_fields(detector.provenance)
+    unrecorded = [j for j in jobs if not provenance.recorded(j, fields)]
+    if unrecorded:
+        provenance.jobs_record_provenance(
+            jobs=unrecorded, provenance=detector.provenance, worker=worker_id()
+        )
+    provenance.remember(card_id=jobs[0].card_id, fields=fields)
     refused = [j for j in jobs if provenance.untrained_refused(j, untrained=detector.untrained)]
     for job in refused:
         logger.error(

@@ -22,7 +22,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from PIL import Image
 
-from playground import services
+from playground import provenance, services, webhooks
 from playground.models import Job, JobAttempt
 from tests import factories
 
@@ -44,7 +44,8 @@ def png() -> bytes:
 
 @pytest.fixture
 def jobs(settings, tmp_path, django_capture_on_commit_callbacks):
-    """One job on an own card without a route, one on a provider's route, per path."""
+    """One job on an own card without a route, one on a provider's route with a webhook,
+    per path."""
     settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
     made = {}
     for path in CLAIMS:
@@ -58,6 +59,7 @@ def jobs(settings, tmp_path, django_capture_on_commit_callbacks):
             own = services.job_create(card=card, image_bytes=png(), parameters={"threshold": 0.4})
             routed = services.job_create(card=card, image_bytes=png())
         Job.objects.filter(pk=routed.pk).update(route=route)
+        webhooks.webhook_register(job=routed, url="https://hooks.example/vitrine")
         made[path] = (own, routed)
     return made
 
@@ -68,7 +70,7 @@ def seen(instance) -> dict:
         return {}
     values = {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
     return {k: v for k, v in values.items() if k not in ("id", "card_id", "organisation_id",
-            "display_name",
+            "job_id", "display_name",
             "route_id", "slug", "name", "image_name", "image_sha256", "created_at",
             "queued_at", "enqueued_at", "model_id", "updated_at")}  # fmt: skip
 
@@ -80,6 +82,9 @@ def claimed_view(job: Job) -> dict:
         "card": seen(job.card),
         "organisation": seen(job.card.organisation),
         "route": seen(job.route),
+        # Read with the claim: a job ends without a query looking for its webhook.
+        "webhook": services._known_webhook(job),
+        "delivery": seen(job.webhook_delivery) if services._known_webhook(job) else {},
     }
 
 
@@ -124,6 +129,8 @@ def test_both_paths_claim_alike(jobs):
     assert own["job"]["status"] == "running" and own["job"]["attempts"] == 1
     assert own["job"]["parameters"] == {"threshold": 0.4} and own["job_type"] == "dict"
     assert own["route"] == {} and views["sql"]["routed"]["route"]["provider"]
+    assert own["webhook"] is False and views["sql"]["routed"]["webhook"] is True
+    assert views["sql"]["routed"]["delivery"]["status"] == "waiting"
     assert views["sql"]["stored"][0]["attempts"] == [(1, "host:1", now, None, "running")]
 
 
@@ -184,6 +191,63 @@ def test_both_paths_finish_alike(jobs):
     assert succeeded["attempts"] == [(1, "w:1", now, now, "succeeded")]
     assert (failed["row"]["status"], failed["row"]["error_code"]) == ("failed", "inference_error")
     assert failed["attempts"] == [(1, "w:1", now, now, "failed")]
+
+
+@pytest.mark.parametrize("path", CLAIMS)
+def test_a_job_ends_without_looking_for_a_webhook_its_claim_saw_it_lacked(
+    jobs, path, django_capture_on_commit_callbacks
+):
+    """After the finish: the finished signal always; the webhook's hand-off (a query, then
+    the delivery queued) only for a job that has one, or whose webhook was not read with
+    it (here: the row read again, as a take-over reads it)."""
+    own, routed = jobs[path]
+    claim = CLAIMS[path]
+    finishing = {
+        "own": claim(job_id=own.pk, worker="w:1", now=timezone.now()),
+        "routed": claim(job_id=routed.pk, worker="w:1", now=timezone.now()),
+    }
+    with django_capture_on_commit_callbacks(execute=False):
+        third = services.job_create(card=own.card, image_bytes=png())
+    claim(job_id=third.pk, worker="w:1", now=timezone.now())
+    finishing["unread"] = Job.objects.get(pk=third.pk)
+    hooks = {}
+    for name, job in finishing.items():
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            assert services.job_succeed(job=job, result=[], timings={})
+        hooks[name] = len(callbacks)
+    assert hooks == {"own": 1, "routed": 2, "unread": 2}
+
+
+def test_the_claim_writes_the_provenance_its_worker_names_for_that_cards_own_route(jobs):
+    """A worker names the card it last ran and that model's provenance: the claim writes it
+    on a job of that card without a route or on its own route, and on no other job (another
+    card's, a provider's route of the same card), where the worker writes what it loads."""
+    fields = provenance.provenance_fields(
+        {"revision": "0123abcd", "untrained": True, "backend": "openvino f32", "precision": "fp32"}
+    )
+    own, routed = jobs["sql"]
+    other_card, _ = jobs["orm"]
+    with_own_route = services.job_create(
+        card=own.card, route=factories.route(card=own.card), image_bytes=png()
+    )
+    named = (own.card_id, fields)
+    now = timezone.now()
+    claimed = {
+        job.pk: services._job_claim_sql(job_id=job.pk, worker="w:1", now=now, provenance=named)
+        for job in (own, with_own_route, routed, other_card)
+    }
+    written = {
+        pk: (provenance.recorded(job, fields), provenance.recorded(Job.objects.get(pk=pk), fields))
+        for pk, job in claimed.items()
+    }
+    assert written == {
+        own.pk: (True, True),
+        with_own_route.pk: (True, True),
+        routed.pk: (False, False),
+        other_card.pk: (False, False),
+    }
+    untouched = Job.objects.get(pk=routed.pk)
+    assert (untouched.weights_revision, untouched.runtime_backend) == ("", "")
 
 
 def test_a_value_too_long_for_its_column_is_refused_as_by_the_orm(jobs):
