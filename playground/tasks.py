@@ -113,41 +113,73 @@ def run_detection(job_id: str) -> None:
 
 
 class LeaseKeeper:
-    """The heartbeat of a running batch: a thread that renews the jobs' leases every third
-    of VITRINE_JOB_LEASE while this process works on them. When the process dies (kill -9,
+    """The heartbeat of a running batch: while this process works on the jobs, their
+    leases are renewed every third of VITRINE_JOB_LEASE. When the process dies (kill -9,
     out of memory, the machine lost) the renewals stop and the reaper queues the jobs again
     within a lease; while it lives, a long forward pass is never mistaken for a lost one.
-    torch releases the GIL in its kernels, so the thread runs during the forward pass.
+
+    One thread per process beats for every batch it holds (torch releases the GIL in its
+    kernels, so it runs during the forward pass): entering and leaving a batch only adds
+    and removes its jobs, so a job's path pays for no thread start or join (a batch used to
+    start its own thread). Each batch is renewed within a beat of entering, well inside
+    its lease, and a job that ended is never renewed (the renewal is compare-and-set on
+    running and this worker).
     """
+
+    _lock = threading.Lock()  # guards _held and _beating
+    _renewing = threading.Lock()  # held by the thread while it renews
+    _held: dict[int, LeaseKeeper] = {}
+    _beating: threading.Thread | None = None
+
+    @classmethod
+    def _forget_parent(cls) -> None:
+        """In a forked child (a pool process): none of the parent's batches, thread or locks."""
+        cls._lock, cls._renewing = threading.Lock(), threading.Lock()
+        cls._held, cls._beating = {}, None
 
     def __init__(self, jobs: list) -> None:
         self.jobs = list(jobs)
         self.worker = worker_id()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
 
     def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
+        cls = type(self)
+        with cls._lock:
+            cls._held[id(self)] = self
+            if cls._beating is None or not cls._beating.is_alive():
+                cls._beating = threading.Thread(target=cls._beat, name="lease-keeper", daemon=True)
+                cls._beating.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        with self._lock:
+            self._held.pop(id(self), None)
+        # A beat already under way may hold this batch: wait for it (as a batch's own
+        # thread was joined), so nothing of it is renewed once this returns.
+        if self._renewing.acquire(timeout=10):
+            self._renewing.release()
 
-    def _run(self) -> None:
+    @classmethod
+    def _beat(cls) -> None:
         from django.db import connection
 
         from playground import services
 
-        interval = settings.VITRINE_JOB_LEASE / 3
-        try:
-            while not self._stop.wait(interval):
+        while True:
+            time.sleep(settings.VITRINE_JOB_LEASE / 3)
+            with cls._renewing:
+                with cls._lock:
+                    held = [(keeper.worker, list(keeper.jobs)) for keeper in cls._held.values()]
                 try:
-                    services.jobs_renew_leases(jobs=list(self.jobs), worker=self.worker)
-                except Exception:  # a database blip: the next beat tries again
-                    logger.exception("lease renewal failed")
-        finally:
-            connection.close()  # this thread's own connection
+                    for worker, jobs in held:
+                        try:
+                            services.jobs_renew_leases(jobs=jobs, worker=worker)
+                        except Exception:  # a database blip: the next beat tries again
+                            logger.exception("lease renewal failed")
+                finally:
+                    connection.close()  # this thread's own: held only while it beats
+
+
+os.register_at_fork(after_in_child=LeaseKeeper._forget_parent)
 
 
 def _queue_wait(job) -> float:

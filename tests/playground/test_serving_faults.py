@@ -228,6 +228,34 @@ def test_a_live_holder_keeps_its_job_until_its_lease_runs_out(storage, holder, l
     assert job.attempts == (2 if taken else 1)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_is_renewed_while_held_by_the_process_heartbeat_and_not_after(storage, settings):
+    """LeaseKeeper: one thread per process renews every batch it holds (two at once here),
+    each within a beat of entering; a batch left is renewed no more."""
+    from playground.tasks import LeaseKeeper, worker_id
+
+    settings.VITRINE_JOB_LEASE = 0.3  # a beat every 0.1 s
+    card = factories.card()
+    jobs = [
+        _running(services.job_create(card=card, image_bytes=photo()), worker=worker_id())
+        for _ in range(2)
+    ]
+    first = {job.pk: job.lease_expires_at for job in jobs}
+
+    def lease(job) -> object:
+        return Job.objects.values_list("lease_expires_at", flat=True).get(pk=job.pk)
+
+    with LeaseKeeper(jobs[:1]), LeaseKeeper(jobs[1:]) as second:
+        wait_for(lambda: all(lease(job) != first[job.pk] for job in jobs), timeout=30)
+        beating = LeaseKeeper._beating
+    with LeaseKeeper([]):
+        assert LeaseKeeper._beating is beating  # the same thread, not one per batch
+    left = {job.pk: lease(job) for job in jobs}
+    time.sleep(0.5)  # five beats, had the batches not been left
+    assert {job.pk: lease(job) for job in jobs} == left
+    assert second.jobs == jobs[1:]
+
+
 @pytest.mark.django_db
 def test_the_heartbeat_renews_only_the_leases_its_worker_holds(storage):
     card = factories.card()
