@@ -511,6 +511,22 @@ def _reset_producer_pool(app) -> None:
     pools.reset()
 
 
+def terminate_and_wait(pid: int) -> None:
+    """End a PostgreSQL backend as a restart would, and wait until it is gone: by then its
+    goodbye (an error message, then the end of the stream) is on its client's socket."""
+    import psycopg
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    with psycopg.connect(database_url(settings_dict), autocommit=True) as other:
+        assert other.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]
+        deadline = time.monotonic() + 30
+        alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+        while other.execute(alive, [pid]).fetchone()[0]:
+            assert time.monotonic() < deadline, "the backend did not end"
+            time.sleep(0.05)
+
+
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str = ""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,16 +1,17 @@
-"""Django's PostgreSQL backend, with a pool checkout that costs no round trip when nothing
-has happened on the connection since it was last used.
+"""Django's PostgreSQL backend, whose connection checks cost no round trip when nothing has
+happened on the connection since it was last used.
 
-Web processes pool their connections (``VITRINE_DB_POOL``; settings switch ``ENGINE`` to
-this package then). With ``CONN_HEALTH_CHECKS`` Django gives the pool psycopg_pool's own
-check, an empty query on every checkout: a round trip before each request's first
-statement, two on every synchronous inference call's path (its creation and its answer).
-``pool_check`` first asks the socket: a connection the server ended (a restart,
-``pg_terminate_backend``, an idle timeout) has the server's last message or its end of file
-waiting there, and only then is the full check run, which fails and lets the pool open a
-new connection as before. A quiet socket is handed out unchecked: a connection lost
-without a word (a dead network path) is not found by the empty query either, which would
-wait on it just the same.
+Settings give every PostgreSQL database this ``ENGINE``. A connection is checked before a
+request's or a task's first statement: a worker's kept connection by Django's
+``CONN_HEALTH_CHECKS`` (``is_usable``: a ``SELECT 1``), a web process's pooled one on
+checkout (``VITRINE_DB_POOL``; psycopg_pool's check: an empty query). That was a round trip
+on every synchronous inference call's path three times (its creation and its answer in the
+web process, its claim in the worker). Both checks here first ask the socket: a connection
+the server ended (a restart, ``pg_terminate_backend``, an idle timeout) has the server's last
+message or its end of file waiting there, and only then is the full check run, which fails,
+so the connection is replaced before anyone uses it, as before. A quiet socket is used
+unchecked: a connection lost without a word (a dead network path) is not found by the round
+trip either, which would wait on it just the same.
 """
 
 from __future__ import annotations
@@ -22,17 +23,33 @@ from psycopg import OperationalError
 from psycopg_pool import ConnectionPool
 
 
-def pool_check(conn) -> None:
-    """Raise when the connection is gone; the round trip only when its socket has news."""
+def has_news(conn) -> bool:
+    """True when something waits on the connection's socket (or it is closed or broken):
+    an idle connection in good health has nothing to read."""
     if conn.closed or conn.broken:
-        raise OperationalError("the connection is closed")
+        return True
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
-    if poller.poll(0):
+    return bool(poller.poll(0))
+
+
+def pool_check(conn) -> None:
+    """The pool's checkout check: raise when the connection is gone; the round trip only when
+    its socket has news."""
+    if conn.closed or conn.broken:
+        raise OperationalError("the connection is closed")
+    if has_news(conn):
         ConnectionPool.check_connection(conn)
 
 
 class DatabaseWrapper(PostgresWrapper):
+    def is_usable(self) -> bool:
+        if self.connection is None:
+            return False
+        if not has_news(self.connection):
+            return True
+        return super().is_usable()
+
     @property
     def pool(self):
         pool = super().pool

@@ -131,6 +131,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].pop("CONN_HEALTH_CHECKS", None)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, whose connection checks (CONN_HEALTH_CHECKS, the web's pool) cost no
+    # round trip unless the connection's socket has news (catalog/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "catalog.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -355,10 +359,7 @@ VITRINE_API_DB_CONCURRENCY = env_int("VITRINE_API_DB_CONCURRENCY", 8, minimum=1)
 # workers and commands keep one persistent connection per thread (CONN_MAX_AGE).
 VITRINE_DB_POOL = env_bool("VITRINE_DB_POOL", default=False)
 VITRINE_DB_POOL_SIZE = env_int("VITRINE_DB_POOL_SIZE", VITRINE_API_DB_CONCURRENCY + 12, minimum=2)
-if VITRINE_DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's backend, whose pool checks a connection on checkout without a round trip
-    # unless its socket has news (catalog/postgresql/base.py).
-    DATABASES["default"]["ENGINE"] = "catalog.postgresql"
+if VITRINE_DB_POOL and DATABASES["default"]["ENGINE"] == "catalog.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses both; the pool keeps them open
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,

@@ -1,21 +1,21 @@
-"""The web processes' pool checks a connection on checkout without a round trip, unless
-its socket has news (catalog/postgresql/base.py): a connection the server ended is still
-replaced before anyone uses it; a quiet one is handed out without the empty query."""
+"""Connection checks without a round trip unless the socket has news
+(catalog/postgresql/base.py): the web processes' pool on checkout, and a kept connection's
+CONN_HEALTH_CHECKS (a worker's, before each task's first statement). A connection the
+server ended is still replaced before anyone uses it; a quiet one is used without the
+empty query or the SELECT 1."""
 
 from __future__ import annotations
 
-import time
-
-import psycopg
 import pytest
 from django.db import connection
+from django.db.backends.postgresql.base import DatabaseWrapper as PostgresWrapper
 from psycopg_pool import ConnectionPool
 
 from catalog.postgresql.base import DatabaseWrapper, pool_check
-from tests.conftest import database_url
+from tests.conftest import terminate_and_wait
 
 pytestmark = [
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="the pool is PostgreSQL's"),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="the checks are PostgreSQL's"),
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -71,14 +71,52 @@ def test_a_quiet_connection_is_handed_out_without_the_empty_query(pooled, full_c
 def test_a_connection_the_server_ended_is_replaced_before_its_first_statement(pooled, full_checks):
     dead = backend_pid(pooled)
     pooled.close()
-    with psycopg.connect(database_url(connection.settings_dict), autocommit=True) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [dead])
-        # The server's goodbye reaches the pooled connection's socket.
-        deadline = time.monotonic() + 10
-        while other.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [dead]
-        ).fetchone()[0]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    terminate_and_wait(dead)
     assert backend_pid(pooled) != dead  # no error: a new connection
     assert full_checks == [dead]  # the news was checked, and the check failed
+
+
+@pytest.fixture
+def kept():
+    """A worker's database wrapper: one kept connection (CONN_MAX_AGE), health checks on."""
+    settings_dict = {
+        **connection.settings_dict,
+        "ENGINE": "catalog.postgresql",
+        "CONN_MAX_AGE": 600,
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {},
+    }
+    wrapper = DatabaseWrapper(settings_dict, alias="kept-check-test")
+    yield wrapper
+    wrapper.close()
+
+
+@pytest.fixture
+def select_ones(monkeypatch):
+    """Counts Django's own health check (a SELECT 1) each time it runs, and runs it."""
+    calls = []
+    real = PostgresWrapper.is_usable
+
+    def counted(self):
+        calls.append(self.connection.info.backend_pid)
+        return real(self)
+
+    monkeypatch.setattr(PostgresWrapper, "is_usable", counted)
+    return calls
+
+
+def test_a_kept_quiet_connection_starts_a_task_without_the_select_1(kept, select_ones):
+    first = backend_pid(kept)
+    kept.close_if_unusable_or_obsolete()  # what each task (and request) starts with
+    assert backend_pid(kept) == first
+    assert select_ones == []
+
+
+def test_a_kept_connection_the_server_ended_is_replaced_before_a_tasks_first_statement(
+    kept, select_ones
+):
+    dead = backend_pid(kept)
+    terminate_and_wait(dead)
+    kept.close_if_unusable_or_obsolete()
+    assert backend_pid(kept) != dead
+    assert select_ones == [dead]  # the news was checked, and the check failed

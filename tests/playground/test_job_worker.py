@@ -242,6 +242,8 @@ def test_a_worker_keeps_its_database_connection_between_jobs(start_worker, stora
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
             [name],
         )
+    # Gone, as after a restart: their goodbye is on the worker's socket.
+    wait_for(lambda: not backends() & seen[0], timeout=30, interval=0.05)
     job = services.job_create(card=card, image_bytes=photo())
     wait_for(lambda: job.refresh_from_db() or job.is_final, timeout=240, interval=0.2)
     assert (job.status, job.error_code, job.attempts) == ("succeeded", "", 1)
