@@ -44,7 +44,8 @@ async def interleaved(sides: dict, calls: int, image: bytes) -> dict[str, list[d
 
 def paired(made: dict[str, list[dict]], value) -> dict:
     """Median and quartiles (ms) of this minus base, pair by pair."""
-    diffs = sorted(1000 * (value(t) - value(b)) for b, t in zip(made["base"], made["this"]))
+    pairs = zip(made["base"], made["this"], strict=True)
+    diffs = sorted(1000 * (value(this) - value(base)) for base, this in pairs)
     q = statistics.quantiles(diffs, n=4)
     return {"median_ms": round(statistics.median(diffs), 2), "q1_ms": round(q[0], 2),
             "q3_ms": round(q[2], 2)}  # fmt: skip

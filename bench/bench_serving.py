@@ -147,6 +147,59 @@ def phone_photo(width: int = 4032, height: int = 3024) -> bytes:
     return buffer.getvalue()
 
 
+async def overhead_call(
+    port: int, model_id: str, key: str, image: bytes, database_url: str | None = None
+) -> dict:
+    """One sequential sync call: its end-to-end seconds, its job's model seconds and, with
+    ``database_url``, the job row's moments (same clock) to split the rest."""
+    auth = {"Authorization": f"Bearer {key}"}
+    headers = {**auth, "Content-Type": "image/jpeg"}
+    sent = time.time()
+    status, found, _, seconds = await fetch(
+        port, "POST", f"/v1/inference/{model_id}", image, headers
+    )
+    answered = time.time()
+    if status != 200:
+        raise SystemExit(f"a sequential sync call answered {status}")
+    job_id = found["x-vitrine-job-id"]
+    status, _, body, _ = await fetch(port, "GET", f"/v1/jobs/{job_id}", headers=auth)
+    timings = json.loads(body)["timings"]
+    # The model's own time only: "queue" (the wait before the claim) and "batch" (a
+    # count) are not the model's; neither is "load" (only a cold worker's first job).
+    model = sum(timings.get(k, 0.0) for k in MODEL_PARTS)
+    call = {"overhead": seconds - model, "total": seconds, "model": model}
+    if database_url:
+        created, started, finished = job_moments(database_url, job_id)
+        call["parts"] = {
+            "request_to_job_created": created - sent,
+            "queue_wait": started - created,
+            "worker_outside_model": finished - started - model,
+            "job_finished_to_response": answered - finished,
+        }
+    return call
+
+
+def overhead_summary(calls: list[dict], image: bytes) -> dict:
+    """p50/p95 (ms) of sequential calls measured by ``overhead_call``."""
+    result = {
+        "calls": len(calls),
+        "image_bytes": len(image),
+        "overhead_p50_ms": round(1000 * pct([c["overhead"] for c in calls], 50), 1),
+        "overhead_p95_ms": round(1000 * pct([c["overhead"] for c in calls], 95), 1),
+        "call_p50_ms": round(1000 * pct([c["total"] for c in calls], 50), 1),
+        "model_p50_ms": round(1000 * pct([c["model"] for c in calls], 50), 1),
+    }
+    if calls and "parts" in calls[0]:
+        for q in (50, 95):
+            result[f"parts_p{q}_ms"] = {
+                name: round(1000 * pct([c["parts"][name] for c in calls], q), 1)
+                for name in calls[0]["parts"]
+            }
+    # The machine is shared: the 1-minute load average when the row was measured.
+    result["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return result
+
+
 async def api_overhead(
     port: int,
     model_id: str,
@@ -159,52 +212,8 @@ async def api_overhead(
     ``database_url``, where the overhead goes (the job row's timestamps, same clock).
     ``image``: what each call sends (default: the 640x480 JPEG of the load test)."""
     image = image or jpeg()
-    auth = {"Authorization": f"Bearer {key}"}
-    headers = {**auth, "Content-Type": "image/jpeg"}
-    overheads, totals, models = [], [], []
-    parts: dict[str, list[float]] = {
-        "request_to_job_created": [],
-        "queue_wait": [],
-        "worker_outside_model": [],
-        "job_finished_to_response": [],
-    }
-    for _ in range(calls):
-        sent = time.time()
-        status, found, _, seconds = await fetch(
-            port, "POST", f"/v1/inference/{model_id}", image, headers
-        )
-        answered = time.time()
-        if status != 200:
-            raise SystemExit(f"a sequential sync call answered {status}")
-        job_id = found["x-vitrine-job-id"]
-        status, _, body, _ = await fetch(port, "GET", f"/v1/jobs/{job_id}", headers=auth)
-        timings = json.loads(body)["timings"]
-        # The model's own time only: "queue" (the wait before the claim) and "batch" (a
-        # count) are not the model's; neither is "load" (only a cold worker's first job).
-        model = sum(timings.get(k, 0.0) for k in MODEL_PARTS)
-        overheads.append(seconds - model)
-        totals.append(seconds)
-        models.append(model)
-        if database_url:
-            created, started, finished = job_moments(database_url, job_id)
-            parts["request_to_job_created"].append(created - sent)
-            parts["queue_wait"].append(started - created)
-            parts["worker_outside_model"].append(finished - started - model)
-            parts["job_finished_to_response"].append(answered - finished)
-    result = {
-        "calls": calls,
-        "image_bytes": len(image),
-        "overhead_p50_ms": round(1000 * pct(overheads, 50), 1),
-        "overhead_p95_ms": round(1000 * pct(overheads, 95), 1),
-        "call_p50_ms": round(1000 * pct(totals, 50), 1),
-        "model_p50_ms": round(1000 * pct(models, 50), 1),
-    }
-    if database_url:
-        result["parts_p50_ms"] = {k: round(1000 * pct(v, 50), 1) for k, v in parts.items()}
-        result["parts_p95_ms"] = {k: round(1000 * pct(v, 95), 1) for k, v in parts.items()}
-    # The machine is shared: the 1-minute load average when the row was measured.
-    result["load_average_1m"] = round(os.getloadavg()[0], 2)
-    return result
+    made = [await overhead_call(port, model_id, key, image, database_url) for _ in range(calls)]
+    return overhead_summary(made, image)
 
 
 def job_moments(database_url: str, job_id: str) -> tuple[float, float, float]:
@@ -323,6 +332,99 @@ def postgres_database(url: str, name: str, *, create: bool) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+class Stack:
+    """One web process (uvicorn, ASGI) and one Celery worker (concurrency 1) of the checkout
+    at ``repo``, as production runs them, on a scratch PostgreSQL database and a Redis
+    database of their own, serving a random-weight YOLOS tiny with a funded API key."""
+
+    def __init__(
+        self, repo: Path, database_url: str, redis_url: str, sync_wait: int, worker_threads: int
+    ) -> None:
+        self.repo, self.admin_url, self.redis_url = Path(repo), database_url, redis_url
+        self.sync_wait, self.worker_threads = sync_wait, worker_threads
+        self.db_name = f"vitrine_bench_serving_{os.getpid()}_{abs(hash(str(repo))) % 10**6}"
+        self.database_url = urlsplit(database_url)._replace(path=f"/{self.db_name}").geturl()
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> tuple[int, str, str, str]:
+        """(port, model id, API key, database URL) once the web process answers."""
+        sys.path.insert(0, str(REPO))
+        from playground.runtime.checkpoints import build_checkpoint
+
+        postgres_database(self.admin_url, self.db_name, create=True)
+        work = Path(tempfile.mkdtemp(prefix="vitrine-bench-serving-"))
+        env = {
+            **os.environ,
+            # As production runs: DEBUG off (with it, Django wraps every cursor to log each
+            # query).
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-serving-" + os.urandom(24).hex(),
+            "BYOK_ENCRYPTION_KEY": "bench-serving",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_SSL_REDIRECT": "0",
+            # Random weights: a paid job on untrained weights is refused unless allowed.
+            "VITRINE_ALLOW_UNTRAINED": "1",
+            "DATABASE_URL": self.database_url,
+            "CELERY_BROKER_URL": self.redis_url,
+            "VITRINE_VAR_DIR": str(work / "var"),
+            "VITRINE_SYNC_WAIT": str(self.sync_wait),
+            # The load is the point here: abuse limits (tested on their own) are lifted.
+            "VITRINE_MAX_INFLIGHT_JOBS": "100000",
+            "VITRINE_API_RATE_PER_MINUTE": "100000",
+            "VITRINE_ACCOUNT_RATE_PER_MINUTE": "100000",
+            # One core for the model, one left for the web process (2 cores here).
+            "VITRINE_TORCH_THREADS": str(self.worker_threads),
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+        }
+        py = sys.executable
+        subprocess.run(
+            [py, "-c", "import redis,sys; redis.Redis.from_url(sys.argv[1]).flushdb()",
+             self.redis_url], check=True,
+        )  # fmt: skip
+        subprocess.run(
+            [py, "manage.py", "migrate", "--noinput"], cwd=self.repo, env=env, check=True,
+            capture_output=True,
+        )  # fmt: skip
+        checkpoint = build_checkpoint("yolos_tiny", work / "yolos_tiny")
+        setup = subprocess.run(
+            [py, "-c", SETUP, str(checkpoint)], cwd=self.repo, env=env, capture_output=True,
+            text=True,
+        )  # fmt: skip
+        if setup.returncode:
+            raise SystemExit(setup.stderr)
+        model_id, key = setup.stdout.split()[-2:]
+        port = free_port()
+        logs = work / "logs"
+        logs.mkdir()
+        print(f"web and worker logs of {self.repo}: {logs}", file=sys.stderr, flush=True)
+        for name, argv in (
+            ("worker", [py, "-m", "celery", "-A", "config", "worker", "-Q", "default,cpu",
+                        "--concurrency", "1", "--loglevel", "WARNING"]),
+            ("web", [py, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+                     "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"]),
+        ):  # fmt: skip
+            with (logs / f"{name}.log").open("wb") as out:
+                self.procs.append(
+                    subprocess.Popen(
+                        argv, cwd=self.repo, env=env, stdout=out, stderr=subprocess.STDOUT
+                    )
+                )
+        wait_http(port)
+        return port, model_id, key, self.database_url
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        postgres_database(self.admin_url, self.db_name, create=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=300)
@@ -342,70 +444,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    sys.path.insert(0, str(REPO))
-    from playground.runtime.checkpoints import build_checkpoint
-
-    db_name = f"vitrine_bench_serving_{os.getpid()}"
-    database_url = urlsplit(args.database_url)._replace(path=f"/{db_name}").geturl()
-    postgres_database(args.database_url, db_name, create=True)
-    work = Path(tempfile.mkdtemp(prefix="vitrine-bench-serving-"))
-    env = {
-        **os.environ,
-        # As production runs: DEBUG off (with it, Django wraps every cursor to log each query).
-        "DEBUG": "0",
-        "SECRET_KEY": "bench-serving-" + os.urandom(24).hex(),
-        "BYOK_ENCRYPTION_KEY": "bench-serving",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "0",
-        # Random weights: a paid job on untrained weights is refused unless allowed.
-        "VITRINE_ALLOW_UNTRAINED": "1",
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": args.redis_url,
-        "VITRINE_VAR_DIR": str(work / "var"),
-        "VITRINE_SYNC_WAIT": str(args.sync_wait),
-        # The load is the point here: abuse limits (tested on their own) are lifted.
-        "VITRINE_MAX_INFLIGHT_JOBS": "100000",
-        "VITRINE_API_RATE_PER_MINUTE": "100000",
-        "VITRINE_ACCOUNT_RATE_PER_MINUTE": "100000",
-        # One core for the model, one left for the web process (2 cores here).
-        "VITRINE_TORCH_THREADS": str(args.worker_threads),
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-    }
-    py = sys.executable
-    procs: list[subprocess.Popen] = []
+    stack = Stack(REPO, args.database_url, args.redis_url, args.sync_wait, args.worker_threads)
     try:
-        subprocess.run(
-            [py, "-c", "import redis,sys; redis.Redis.from_url(sys.argv[1]).flushdb()",
-             args.redis_url], check=True,
-        )  # fmt: skip
-        subprocess.run(
-            [py, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env, check=True,
-            capture_output=True,
-        )  # fmt: skip
-        checkpoint = build_checkpoint("yolos_tiny", work / "yolos_tiny")
-        setup = subprocess.run(
-            [py, "-c", SETUP, str(checkpoint)], cwd=REPO, env=env, capture_output=True, text=True
-        )
-        if setup.returncode:
-            raise SystemExit(setup.stderr)
-        model_id, key = setup.stdout.split()[-2:]
-        port = free_port()
-        logs = work / "logs"
-        logs.mkdir()
-        print(f"web and worker logs: {logs}", file=sys.stderr, flush=True)
-        for name, argv in (
-            ("worker", [py, "-m", "celery", "-A", "config", "worker", "-Q", "default,cpu",
-                        "--concurrency", "1", "--loglevel", "WARNING"]),
-            ("web", [py, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                     "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"]),
-        ):  # fmt: skip
-            with (logs / f"{name}.log").open("wb") as out:
-                procs.append(
-                    subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-                )
-        wait_http(port)
+        port, model_id, key, database_url = stack.start()
         # One call first, so the worker has loaded the model before the burst.
         asyncio.run(load(port, model_id, key, 1))
         overhead = None
@@ -445,14 +486,7 @@ def main() -> None:
         split_probes(result, last_job_created(database_url))
         result.pop("_began")
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        postgres_database(args.database_url, db_name, create=False)
+        stack.stop()
 
     result = {
         "cpu": cpu_model(),
