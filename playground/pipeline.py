@@ -157,26 +157,28 @@ def job_submit(
                 if found is not None:
                     return Submitted(found, replayed=True)
             limits.inflight_jobs_check(user=user)  # locks the user row: no overshoot
+            # Reserved before the commit that enqueues the job (no money, no work), once the
+            # image passed its checks and before it is stored; the row names its charge.
+            # No API key (request.auth) when the demo's signed-in visitor pays from their
+            # wallet through the page (playground/demo.py).
             job = services.job_create(
                 card=card,
                 route=route,
                 image_bytes=image,
                 parameters=parameters,
                 owner=user,
+                reserve=lambda job_id: (
+                    charge_reserve(
+                        job_id=job_id,
+                        user=user,
+                        card=card,
+                        route=route,
+                        api_key=getattr(request, "auth", None),
+                    ).pk
+                ),
             )
             if webhook is not None:
                 webhooks.webhook_register(job=job, url=webhook)
-            # Reserved before the commit that enqueues the job: no money, no work.
-            # No API key (request.auth) when the demo's signed-in visitor pays from their
-            # wallet through the page (playground/demo.py).
-            charge = charge_reserve(
-                job_id=job.pk,
-                user=user,
-                card=card,
-                route=route,
-                api_key=getattr(request, "auth", None),
-            )
-            services.job_cost_ref_set(job=job, charge_id=charge.pk)
             if idempotency_key:
                 idempotency.idempotent_job_bind(user=user, key=idempotency_key, job=job)
             if cache_print:

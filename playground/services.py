@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -123,6 +124,7 @@ def job_create(
     session_key: str = "",
     queue: str | None = None,
     request_id: str | None = None,
+    reserve: Callable[[uuid.UUID], object] | None = None,
 ) -> Job:
     """Validate and store the image, create the job row, enqueue its id on commit.
 
@@ -132,11 +134,17 @@ def job_create(
     the model's processor could not use (a 10000x10 strip), checked from the checkpoint's
     processor config without loading the model; and ``StorageUnavailable`` (the upload
     storage failed: no row either).
+    ``reserve(job_id)``: a paid call's reservation, run once the image passed its checks and
+    before anything is stored (its refusal, a 402, leaves no upload behind); it returns the
+    charge's id, which the row is inserted with (``cost_ref``). Both are in the caller's
+    transaction: a later failure undoes them together.
     """
     # Checked, not decoded: the worker decodes it for the model.
     decoded: ImageFacts = inspect_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
     if route is None or route.is_own:  # a provider route runs the provider's own processor
         check_model_fit(*decoded.oriented_size, rule_from_config(processor_config(card_spec(card))))
+    job_id = uuid.uuid4()
+    cost_ref = str(reserve(job_id)) if reserve is not None else ""
     # Through the shared storage (playground/storage.py): the worker that runs the job may
     # be on another machine. Keep the name the backend returns. Stored before the row is
     # written, so no row lock is held during the network round trip.
@@ -145,6 +153,8 @@ def job_create(
     )
     now = timezone.now()
     job = Job(
+        id=job_id,
+        cost_ref=cost_ref,
         queued_at=now,
         enqueued_at=now,  # cleared by _enqueue if the message cannot be sent
         card=card,
@@ -180,22 +190,6 @@ def job_create(
     # sweeper sends it again.
     transaction.on_commit(lambda: _enqueue(job))
     return job
-
-
-def job_cost_ref_set(*, job: Job, charge_id) -> None:
-    """Point the job at the charge reserved for it (in the paid call's transaction). On
-    PostgreSQL a prepared statement: every paid call runs it, and the ORM's update costs
-    ~1 ms of compiling on two cores."""
-    job.cost_ref = str(charge_id)
-    if connection.vendor == "postgresql":
-        prepared_row(_COST_REF_SQL, [job.cost_ref, job.pk])
-    else:
-        Job.objects.filter(pk=job.pk).update(cost_ref=job.cost_ref)
-
-
-_COST_REF_SQL = (
-    f"UPDATE {Job._meta.db_table} SET cost_ref = %s::text WHERE id = %s::uuid RETURNING 1"
-)
 
 
 def job_abandon_unqueued(*, job: Job) -> bool:
