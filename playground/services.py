@@ -36,7 +36,7 @@ from billing.services.charges import (
     charge_void,
     settle_params,
 )
-from catalog.db import UNFLUSHED_COMMIT, JoinedRow, prepared_insert, prepared_row
+from catalog.db import UNFLUSHED_COMMIT, JoinedRow, db_value, prepared_insert, prepared_row
 from catalog.models import ModelCard, Organisation, PriceRoute
 from catalog.observability import current_request_id
 from playground.events import job_finished_publish
@@ -432,9 +432,7 @@ WITH done AS (
     WHERE job_id = (SELECT id FROM done) AND number = %s::smallint
 ){settled}
 SELECT count(*){", (SELECT count(outcome) FROM settled)" if settle else ""} FROM done"""
-    values = [
-        Job._meta.get_field(name).get_db_prep_save(fields[name], connection) for name in names
-    ]
+    values = [db_value(Job._meta.get_field(name), fields[name]) for name in names]
     params = [now, *values, job.pk, job.attempts, now, outcome, job.attempts]
     if settle:
         succeeded = fields["status"] == JobStatus.SUCCEEDED

@@ -22,7 +22,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from PIL import Image
 
-from playground import provenance, services, webhooks
+from playground import provenance, selectors, services, webhooks
 from playground.models import Job, JobAttempt
 from tests import factories
 
@@ -153,7 +153,20 @@ def test_both_paths_finish_alike(jobs):
     stale attempt's finish (the job was taken over) that changes nothing."""
     now = timezone.now()
     detections = [
-        {"label": "cat", "score": 0.91, "box": {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 20}}
+        {"label": "cat", "score": 0.91, "box": {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 20}},
+        # Floats that must come back exactly (written and read by orjson on the SQL paths,
+        # by json through the ORM), an integer past 2**53, text beyond ASCII.
+        {
+            "label": "chat \u00e9t\u00e9 \u732b",
+            "score": 1 / 3,
+            "n": 2**53 + 1,
+            "box_float": {
+                "xmin": 0.1 + 0.2,
+                "ymin": 1e-7,
+                "xmax": 123456.789012345,
+                "ymax": 5e-324,
+            },
+        },
     ]
     results = {}
     for path, finish in FINISHES.items():
@@ -188,6 +201,9 @@ def test_both_paths_finish_alike(jobs):
     assert results["sql"]["stored"] == results["orm"]["stored"]
     succeeded, failed = results["sql"]["stored"]
     assert succeeded["row"]["result"] == detections and succeeded["row"]["lease_expires_at"] is None
+    # The answer's one-statement read (catalog.db.JoinedRow) decodes it alike.
+    own, _ = jobs["sql"]
+    assert selectors._reread_sql(own.pk).result == detections
     assert succeeded["attempts"] == [(1, "w:1", now, now, "succeeded")]
     assert (failed["row"]["status"], failed["row"]["error_code"]) == ("failed", "inference_error")
     assert failed["attempts"] == [(1, "w:1", now, now, "failed")]
