@@ -37,18 +37,23 @@ def pooled():
     wrapper.close_pool()
 
 
+def count_runs(monkeypatch, owner, name: str, connection_of, *, static: bool = False) -> list:
+    """The backend pid of each connection ``owner.name`` (a check) runs on; it still runs."""
+    calls = []
+    real = getattr(owner, name)
+
+    def counted(subject):
+        calls.append(connection_of(subject).info.backend_pid)
+        return real(subject)
+
+    monkeypatch.setattr(owner, name, staticmethod(counted) if static else counted)
+    return calls
+
+
 @pytest.fixture
 def full_checks(monkeypatch):
-    """Counts psycopg_pool's own check (the empty query) each time it runs, and runs it."""
-    calls = []
-    real = ConnectionPool.check_connection
-
-    def counted(conn):
-        calls.append(conn.info.backend_pid)
-        return real(conn)
-
-    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(counted))
-    return calls
+    """psycopg_pool's own check (the empty query), counted."""
+    return count_runs(monkeypatch, ConnectionPool, "check_connection", lambda c: c, static=True)
 
 
 def backend_pid(wrapper) -> int:
@@ -93,16 +98,8 @@ def kept():
 
 @pytest.fixture
 def select_ones(monkeypatch):
-    """Counts Django's own health check (a SELECT 1) each time it runs, and runs it."""
-    calls = []
-    real = PostgresWrapper.is_usable
-
-    def counted(self):
-        calls.append(self.connection.info.backend_pid)
-        return real(self)
-
-    monkeypatch.setattr(PostgresWrapper, "is_usable", counted)
-    return calls
+    """Django's own health check (a SELECT 1), counted."""
+    return count_runs(monkeypatch, PostgresWrapper, "is_usable", lambda w: w.connection)
 
 
 def test_a_kept_quiet_connection_starts_a_task_without_the_select_1(kept, select_ones):
