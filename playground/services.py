@@ -111,9 +111,10 @@ def _known_webhook(job: Job) -> bool | None:
     return related.get_cached_value(job) is not None
 
 
-# Not atomic itself: its one write is the row's INSERT, and the enqueue runs on the commit
-# that saves it (at once outside a transaction). A paid call creates the job inside its own
-# transaction, where an atomic block here cost a savepoint (two round trips) on every call.
+# Not atomic itself: its writes are the row's INSERT and, for a paid call, the reservation
+# before it, and the enqueue runs on the commit that saves them (at once outside a
+# transaction). A paid call creates the job inside its own transaction (pipeline.job_submit),
+# where an atomic block here cost a savepoint (two round trips) on every call.
 def job_create(
     *,
     card: ModelCard,
