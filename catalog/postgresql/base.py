@@ -19,7 +19,6 @@ from __future__ import annotations
 import select
 
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresWrapper
-from psycopg import OperationalError
 from psycopg_pool import ConnectionPool
 
 
@@ -35,9 +34,7 @@ def has_news(conn) -> bool:
 
 def pool_check(conn) -> None:
     """The pool's checkout check: raise when the connection is gone; the round trip only when
-    its socket has news."""
-    if conn.closed or conn.broken:
-        raise OperationalError("the connection is closed")
+    its socket has news (a closed or broken connection's empty query raises at once)."""
     if has_news(conn):
         ConnectionPool.check_connection(conn)
 
