@@ -58,14 +58,24 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--worker-threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument(
+        "--base-env", action="append", default=[], metavar="NAME=VALUE",
+        help="an environment variable of the base side's web and worker (repeatable): with "
+        "--base pointing at this checkout, an A/B of a setting",
+    )  # fmt: skip
+    parser.add_argument("--this-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    env = {
+        side: dict(item.split("=", 1) for item in items)
+        for side, items in (("base", args.base_env), ("this", args.this_env))
+    }
 
     stacks = {
         "base": Stack(args.base.resolve(), args.database_url, redis_db(args.redis_url, 12), 30,
-                      args.worker_threads),
+                      args.worker_threads, env["base"]),
         "this": Stack(REPO, args.database_url, redis_db(args.redis_url, 13), 30,
-                      args.worker_threads),
+                      args.worker_threads, env["this"]),
     }  # fmt: skip
     image = jpeg()
     try:
@@ -81,6 +91,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "base": str(args.base.resolve()),
         "this": str(REPO),
+        "env": env,
         **{name: overhead_summary(calls, image) for name, calls in made.items()},
         "this_minus_base": {
             "overhead": paired(made, lambda c: c["overhead"]),

@@ -338,11 +338,21 @@ class Stack:
     database of their own, serving a random-weight YOLOS tiny with a funded API key."""
 
     def __init__(
-        self, repo: Path, database_url: str, redis_url: str, sync_wait: int, worker_threads: int
+        self,
+        repo: Path,
+        database_url: str,
+        redis_url: str,
+        sync_wait: int,
+        worker_threads: int,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.repo, self.admin_url, self.redis_url = Path(repo), database_url, redis_url
         self.sync_wait, self.worker_threads = sync_wait, worker_threads
-        self.db_name = f"vitrine_bench_serving_{os.getpid()}_{abs(hash(str(repo))) % 10**6}"
+        # Set last: what an A/B of settings changes on one side (bench_overhead_ab.py).
+        self.extra_env = extra_env or {}
+        # Two stacks of one checkout (an A/B of settings) differ by their Redis database.
+        side = abs(hash((str(repo), redis_url))) % 10**6
+        self.db_name = f"vitrine_bench_serving_{os.getpid()}_{side}"
         self.database_url = urlsplit(database_url)._replace(path=f"/{self.db_name}").geturl()
         self.procs: list[subprocess.Popen] = []
 
@@ -377,6 +387,7 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "WARNING",
             "DJANGO_SETTINGS_MODULE": "config.settings",
+            **self.extra_env,
         }
         py = sys.executable
         subprocess.run(
