@@ -11,6 +11,9 @@ runs both on PostgreSQL and requires the same rows and instances.
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import datetime
+from decimal import Decimal
 
 import orjson
 from django.db import connection
@@ -34,6 +37,43 @@ def prepared_row(sql: str, params: list, *, all_rows: bool = False):
     pooler in transaction mode must keep prepared statements per server connection
     (PgBouncer >= 1.21 with ``max_prepared_statements``), or connect directly.
     """
+    pg = _prepared_connection()
+    started = time.monotonic()
+    with connection.make_cursor(_prepared_cursor_class(pg)) as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall() if all_rows else cursor.fetchone()
+    _log_query(sql, params, started)
+    return rows
+
+
+def prepared_pipeline(statements: list[tuple[str, list]]) -> list:
+    """Each statement's first row (or None), the statements prepared as ``prepared_row``
+    prepares them and sent together, one round trip for all (psycopg's pipeline mode).
+
+    Outside a transaction they run as one implicit transaction, committed after the last
+    (the protocol's Sync): a later statement sees what an earlier one wrote and what it
+    reads is what commits; when one fails, none of them is committed and its error is
+    raised (as a ``django.db`` error). Inside a caller's transaction they are part of it.
+    """
+    pg = _prepared_connection()
+    started = time.monotonic()
+    with connection.wrap_database_errors:
+        cursors = [_prepared_cursor_class(pg) for _ in statements]
+        with pg.pipeline():
+            for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                cursor.execute(sql, params)
+        try:
+            rows = [cursor.fetchone() for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+    for sql, params in statements:
+        _log_query(sql, params, started)
+    return rows
+
+
+def _prepared_connection():
+    """The psycopg connection, checked and connected, set to prepare what is asked to."""
     global _prepared_cursor_class
     if _prepared_cursor_class is None:
         import psycopg
@@ -51,10 +91,10 @@ def prepared_row(sql: str, params: list, *, all_rows: bool = False):
     pg = connection.connection
     if pg.prepare_threshold is None:  # Django's default: psycopg then never prepares
         pg.prepare_threshold = 2**31 - 1  # only prepare=True prepares
-    started = time.monotonic()
-    with connection.make_cursor(_prepared_cursor_class(pg)) as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall() if all_rows else cursor.fetchone()
+    return pg
+
+
+def _log_query(sql: str, params: list, started: float) -> None:
     if connection.queries_logged:
         connection.queries_log.append(
             {
@@ -62,7 +102,6 @@ def prepared_row(sql: str, params: list, *, all_rows: bool = False):
                 "time": f"{time.monotonic() - started:.3f}",
             }
         )
-    return rows
 
 
 # Joined into a write's FROM clause (``FROM {UNFLUSHED_COMMIT}``), this lets the statement's
@@ -114,6 +153,46 @@ def _fast_converters(field, functions: list) -> list:
     if isinstance(field, JSONField) and field.decoder is None:
         return [_json_from_db if f == field.from_db_value else f for f in functions]
     return functions
+
+
+# A row as PostgreSQL's driver returned it, carried to another process (a finished job's
+# answer, from its worker to the waiting web process: playground.events) and read back as
+# the same Python values: JSON with each value's type beside it. The driver's types on
+# these rows (JSON columns arrive as text); anything else is refused, never guessed.
+_ROW_TYPES = {str: "s", int: "i", float: "f", bool: "b", type(None): "n"}
+_ROW_ENCODE = {uuid.UUID: ("u", str), datetime: ("t", datetime.isoformat), Decimal: ("d", str)}
+_ROW_DECODE = {"u": uuid.UUID, "t": datetime.fromisoformat, "d": Decimal}
+
+
+def row_encode(row) -> bytes:
+    """``row`` (a tuple of str, int, float, bool, None, UUID, aware datetime, Decimal) as
+    bytes that ``row_decode`` reads back equal; TypeError for any other value."""
+    kinds, values = [], []
+    for value in row:
+        kind = _ROW_TYPES.get(type(value))
+        if kind is None:
+            kind, encode = _ROW_ENCODE.get(type(value), (None, None))
+            if kind is None or (kind == "t" and value.tzinfo is None):
+                raise TypeError(f"a row value of type {type(value).__name__} cannot be carried")
+            value = encode(value)
+        kinds.append(kind)
+        values.append(value)
+    return orjson.dumps({"k": "".join(kinds), "r": values})
+
+
+def row_decode(data: bytes) -> tuple:
+    """The row ``row_encode`` wrote; ValueError when ``data`` is not one."""
+    try:
+        carried = orjson.loads(data)
+        kinds, values = carried["k"], carried["r"]
+        if len(kinds) != len(values):
+            raise ValueError("kinds and values differ in length")
+        return tuple(
+            _ROW_DECODE[kind](value) if kind in _ROW_DECODE else value
+            for kind, value in zip(kinds, values, strict=True)
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
+        raise ValueError(f"not a carried row: {exc}") from None
 
 
 _INSERT_SQL: dict[type[Model], str] = {}

@@ -24,6 +24,7 @@ import weakref
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import SynchronousOnlyOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -59,7 +60,7 @@ from playground.models import Job, JobStatus
 from playground.options import Options, request_options
 from playground.quote import quote_build
 from playground.runtime import ImageError
-from playground.selectors import job_reread
+from playground.selectors import job_from_answer, job_reread
 from playground.serializers import job_data
 
 DEFAULT_THRESHOLD = 0.5
@@ -361,7 +362,13 @@ def job_response(
     """The answer to an inference call about the job it made, from the job's row as it is
     now: the detections (200; the bare Hugging Face list, or the whole job resource with
     ``full``), the job's failure, or the job resource (202) while it is not finished."""
-    job = job_reread(job)
+    return job_response_from(request, job_reread(job), threshold, full=full, box_format=box_format)
+
+
+def job_response_from(
+    request, job: Job, threshold: float, *, full: bool = False, box_format: str = "int"
+) -> HttpResponse:
+    """``job_response`` from the job's row as ``job`` holds it (already read, no read)."""
     resource = job_resource(job, request=request, threshold=threshold, box_format=box_format)
     headers = _cost_headers(resource)
     if job.status == JobStatus.SUCCEEDED:
@@ -433,16 +440,38 @@ async def _create_and_wait(request: HttpRequest, model_id: str, view=None) -> Ht
     if pending is None:
         return lifecycle_apply(request, response)
     job, wait, threshold, answer_options = pending
-    await events.job_finished_wait(
+    final = await events.job_finished_heard(
         job.pk, timeout=wait, is_final=lambda: offload.run_db(request, events.job_is_final, job.pk)
     )
-    async with _db_slot():
-        answer = await offload.run_db(request, _answer, request, job, threshold, answer_options)
+    answer = _answer_carried(request, job, final, threshold, answer_options)
+    if answer is None:
+        async with _db_slot():
+            answer = await offload.run_db(request, _answer, request, job, threshold, answer_options)
     return lifecycle_apply(request, limits.copy_rate_limit_headers(response, answer))
 
 
 def _answer(request, job: Job, threshold: float, answer_options: dict) -> HttpResponse:
     return job_response(request, job, threshold, **answer_options)
+
+
+def _answer_carried(
+    request, job: Job, final: bool | bytes, threshold: float, answer_options: dict
+) -> HttpResponse | None:
+    """The answer built here, in the event loop, from the row the job's finished signal
+    carried (read by its worker in the transaction that finished it: the row as committed,
+    as job_reread would read it), with no database work and no thread; None when there is
+    none to build from, and the caller reads the row."""
+    row = events.carried_answer(final)
+    fresh = job_from_answer(job, row) if row is not None else None
+    if fresh is None:
+        return None
+    try:
+        return job_response_from(request, fresh, threshold, **answer_options)
+    except SynchronousOnlyOperation:
+        # The answer wanted something the row does not hold (a relation the request did not
+        # load): a thread reads it. Slower, still the same answer.
+        logger.warning("job %s: its carried answer needed the database", job.pk)
+        return None
 
 
 # The OpenAPI generator documents the DRF view behind the coroutine.

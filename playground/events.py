@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from catalog.db import row_decode, row_encode
 from playground import offload
 
 logger = logging.getLogger(__name__)
@@ -54,13 +55,26 @@ def _client() -> redis.Redis | None:
     return cached[1]
 
 
-def job_finished_publish(job_id) -> None:
-    """Tell waiting calls that a job ended. Call after the commit that ended it."""
+# A signal's data: FINAL, or the job's answer row (ANSWER + catalog.db.row_encode's bytes).
+FINAL = b"final"
+ANSWER = b"answer:"
+
+
+def job_finished_publish(job_id, *, answer: tuple | None = None) -> None:
+    """Tell waiting calls that a job ended. Call after the commit that ended it.
+    ``answer``: the job's answer row as that commit left it (``selectors.answer_sql``),
+    carried with the signal; a waiting call answers from it instead of reading the row."""
     client = _client()
     if client is None:
         return
+    data = FINAL
+    if answer is not None:
+        try:
+            data = ANSWER + row_encode(answer)
+        except TypeError as exc:  # a column type the codec does not carry: read the row
+            logger.warning("job %s: answer not carried (%s)", job_id, exc)
     try:
-        client.publish(CHANNEL.format(job_id=job_id), "final")
+        client.publish(CHANNEL.format(job_id=job_id), data)
     except redis.RedisError as exc:
         # Waiters read the row every RECHECK_EVERY seconds: a lost signal costs latency only.
         logger.warning("job %s: finished signal not published (%s)", job_id, exc)
@@ -101,8 +115,8 @@ class _Subscriber:
         self.reader: asyncio.Task | None = None
 
     async def watch(self, channel: str) -> asyncio.Future:
-        """A future that resolves True on the channel's next signal (False: the connection
-        failed). Returns once the subscription is confirmed, so a signal published after
+        """A future that resolves to the channel's next signal's data, bytes (False: the
+        connection failed). Returns once the subscription is confirmed, so a signal published after
         that is never missed; raises (RedisError, OSError, TimeoutError) when it cannot be."""
         loop = asyncio.get_running_loop()
         signal = loop.create_future()
@@ -159,9 +173,10 @@ class _Subscriber:
                         if not confirmed.done():
                             confirmed.set_result(True)
                 elif message["type"] == "message":
+                    data = message["data"] or FINAL  # what job_finished_wait returns
                     for signal in self.waiting.get(channel, ()):
                         if not signal.done():
-                            signal.set_result(True)
+                            signal.set_result(data)
         except asyncio.CancelledError:  # closed: by _fail, or the loop is ending
             self._fail(None)
             await self._close()
@@ -226,6 +241,14 @@ def _subscriber(url: str) -> _Subscriber:
 
 async def job_finished_wait(job_id, *, timeout: float, is_final=None) -> bool:
     """Wait until the job is final or ``timeout`` seconds pass; True when it is final.
+    ``is_final``: as ``job_finished_heard``'s."""
+    return bool(await job_finished_heard(job_id, timeout=timeout, is_final=is_final))
+
+
+async def job_finished_heard(job_id, *, timeout: float, is_final=None) -> bool | bytes:
+    """``job_finished_wait``, telling more when the job is final: the data of its finished
+    signal when that was heard (bytes: ``carried_answer`` reads the answer row it may
+    carry), True when the row said so; False when ``timeout`` seconds passed first.
 
     ``is_final``: an async callable that reads the row (default: ``job_is_final`` on the
     thread-sensitive thread, closing its connection after); the API passes one that reads
@@ -270,9 +293,21 @@ async def job_finished_wait(job_id, *, timeout: float, is_final=None) -> bool:
             except TimeoutError:
                 continue  # a missed signal costs this step: read the row again
             if heard:
-                return True  # the row is read by the caller, which answers from it
+                return heard  # the caller answers from the row, or from what it carried
             logger.warning("job %s: signal lost; reading the row", job_id)
             signal = None
     finally:
         if signal is not None:
             subscriber.unwatch(channel, signal)
+
+
+def carried_answer(final: bool | bytes) -> tuple | None:
+    """The answer row a job's finished signal carried (``job_finished_wait``'s result),
+    or None: no signal heard, a plain one, or data that is not a row (logged)."""
+    if not isinstance(final, bytes) or not final.startswith(ANSWER):
+        return None
+    try:
+        return row_decode(final[len(ANSWER) :])
+    except ValueError as exc:
+        logger.warning("a finished signal's answer could not be read (%s); reading the row", exc)
+        return None

@@ -112,9 +112,11 @@ _ANSWER = JoinedRow(
 
 
 @cache
-def _answer_sql() -> str:
+def answer_sql() -> str:
     """The job, its webhook delivery, its charge with its price version and its owner's
-    wallet, as of one snapshot (the ORM path reads them in three statements)."""
+    wallet, as of one snapshot (the ORM path reads them in three statements). Parameters:
+    the wallet's account kind, the job's id. Also read by a worker as it finishes the job
+    (``services._finish``), its row carried to the waiting call by the finished signal."""
     table = {m: m._meta.db_table for m in (Job, WebhookDelivery, Charge, LedgerAccount)}
     return f"""
 SELECT {_ANSWER.select_list}
@@ -127,9 +129,24 @@ WHERE j.id = %s::uuid"""
 
 
 def _reread_sql(job_id) -> Job:
-    row = prepared_row(_answer_sql(), [AccountKind.WALLET, job_id])
+    row = prepared_row(answer_sql(), [AccountKind.WALLET, job_id])
     if row is None:
         raise Job.DoesNotExist(f"job {job_id} is gone")
+    return _answer_from_row(row)
+
+
+def job_from_answer(job: Job, row: tuple) -> Job | None:
+    """``job_reread``, from an ``answer_sql`` row read elsewhere (the one a worker read as
+    it finished the job, carried by its finished signal): the same instances, with no
+    database work, so it may run in an event loop. None when the row is not ``job``'s or
+    the answer would need the ORM (an owner with no wallet yet)."""
+    fresh = _answer_from_row(row)
+    if fresh.pk != job.pk or (fresh.owner_id and not hasattr(fresh, _MONEY_ATTR)):
+        return None
+    return _keep_relations(job, fresh)
+
+
+def _answer_from_row(row: tuple) -> Job:
     fresh, delivery, charge, version, wallet = _ANSWER.build(row)
     WebhookDelivery.job.field.remote_field.set_cached_value(fresh, delivery)
     if delivery is not None:

@@ -29,6 +29,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from billing.models import AccountKind
 from billing.services.charges import (
     SETTLE_IN_FINISH_CALL,
     SETTLE_NEEDS_ORM,
@@ -36,7 +37,14 @@ from billing.services.charges import (
     charge_void,
     settle_params,
 )
-from catalog.db import UNFLUSHED_COMMIT, JoinedRow, db_value, prepared_insert, prepared_row
+from catalog.db import (
+    UNFLUSHED_COMMIT,
+    JoinedRow,
+    db_value,
+    prepared_insert,
+    prepared_pipeline,
+    prepared_row,
+)
 from catalog.models import ModelCard, Organisation, PriceRoute
 from catalog.observability import current_request_id
 from playground.events import job_finished_publish
@@ -44,6 +52,7 @@ from playground.failures import QUEUE_TIMEOUT, QUEUE_UNAVAILABLE
 from playground.models import Job, JobAttempt, JobStatus, WebhookDelivery
 from playground.runtime import CheckpointSpec, ImageFacts, inspect_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
+from playground.selectors import answer_sql
 from playground.storage import upload_save
 
 logger = logging.getLogger(__name__)
@@ -89,13 +98,14 @@ def _enqueue(job: Job) -> bool:
     return True
 
 
-def _publish_on_commit(job_id, *, webhook: bool | None = None) -> None:
+def _publish_on_commit(job_id, *, webhook: bool | None = None, answer: tuple | None = None) -> None:
     """After the commit that ended the job: its finished signal, then its webhook queued.
     ``webhook`` False: the job is known to have none (read with its claim), so no query
-    looks for one; None: not known, look."""
+    looks for one; None: not known, look. ``answer``: the job's answer row as committed
+    (``selectors.answer_sql``), carried by the signal so a waiting call need not read it."""
     from playground.webhooks import webhook_job_finished
 
-    transaction.on_commit(lambda: job_finished_publish(job_id))
+    transaction.on_commit(lambda: job_finished_publish(job_id, answer=answer))
     # Every path that ends a job passes here: its webhook (if any) is queued after commit.
     if webhook is not False:
         transaction.on_commit(lambda: webhook_job_finished(job_id))
@@ -410,6 +420,18 @@ def _finish_sql(
     it succeeded, voided otherwise). Returns the number of jobs finished (0 or 1), or None
     when ``settle`` was asked and the settlement needs the ORM (an account not created
     yet): the statement then changed nothing (see billing migration 0009)."""
+    return _finish_and_answer_sql(
+        job=job, outcome=outcome, now=now, fields=fields, settle=settle, answer=False
+    )[0]
+
+
+def _finish_and_answer_sql(
+    *, job: Job, outcome: str, now: datetime, fields: dict, settle: bool, answer: bool
+) -> tuple[int | None, tuple | None]:
+    """``_finish_sql``, and with ``answer`` the job's answer row (``selectors.answer_sql``:
+    the job, its webhook, its charge and its owner's wallet) read after it in the same
+    round trip and transaction, so as it commits (psycopg's pipeline mode). Returns (jobs
+    finished, that row); the row is None unless one was finished."""
     names = tuple(sorted(fields))
     sql = _FINISH_SQL.get((names, settle))
     if sql is None:
@@ -438,13 +460,18 @@ SELECT count(*){", (SELECT count(outcome) FROM settled)" if settle else ""} FROM
     if settle:
         succeeded = fields["status"] == JobStatus.SUCCEEDED
         params += settle_params(job_id=job.pk, job_succeeded=succeeded)
-        try:
-            return prepared_row(sql, params)[0]
-        except DatabaseError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) == SETTLE_NEEDS_ORM:
-                return None
-            raise
-    return prepared_row(sql, params)[0]
+    try:
+        if answer:
+            finished, read = prepared_pipeline(
+                [(sql, params), (answer_sql(), [AccountKind.WALLET, job.pk])]
+            )
+        else:
+            finished, read = prepared_row(sql, params), None
+    except DatabaseError as exc:
+        if settle and getattr(exc.__cause__, "sqlstate", None) == SETTLE_NEEDS_ORM:
+            return None, None
+        raise
+    return finished[0], read if finished[0] else None
 
 
 def _finish_orm(*, job: Job, outcome: str, now: datetime, fields: dict) -> int:
@@ -467,9 +494,17 @@ def _finish(*, job: Job, outcome: str, **fields) -> bool:
         # attempt's updates and the settlement are one prepared statement committed on its
         # own: no BEGIN, second statement or COMMIT round trip; the money still moves with
         # the status (one statement is one transaction).
-        done = _finish_sql(job=job, outcome=outcome, now=now, fields=fields, settle=True)
+        # A job known to have no webhook (most) has its answer read with the finish, in
+        # the same round trip, and carried by its finished signal: the call waiting for it
+        # answers without reading the row again (playground.api). With a webhook, whose
+        # delivery's state moves after the finish, the waiting call reads the row.
+        webhook = _known_webhook(job)
+        done, answer = _finish_and_answer_sql(
+            job=job, outcome=outcome, now=now, fields=fields, settle=True,
+            answer=webhook is False,
+        )  # fmt: skip
         if done:
-            _publish_on_commit(job.pk, webhook=_known_webhook(job))  # committed: runs at once
+            _publish_on_commit(job.pk, webhook=webhook, answer=answer)  # committed: at once
     if done is None:
         # Inside a caller's transaction, on SQLite, or a settlement that needs the ORM (an
         # account created first): the finish, then the settlement, in one transaction.
