@@ -242,6 +242,11 @@ class JoinedRow:
         self._cached_plan = None
 
     @property
+    def width(self) -> int:
+        """How many columns ``select_list`` names."""
+        return sum(len(model._meta.concrete_fields) for model, _ in self.parts)
+
+    @property
     def select_list(self) -> str:
         quote = connection.ops.quote_name
         return ", ".join(

@@ -27,7 +27,6 @@ import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from catalog.db import row_decode, row_encode
 from playground import offload
 
 logger = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ def _client() -> redis.Redis | None:
     return cached[1]
 
 
-# A signal's data: FINAL, or the job's answer row (ANSWER + catalog.db.row_encode's bytes).
+# A signal's data: FINAL, or the job's answer row (ANSWER + selectors.answer_encode's bytes).
 FINAL = b"final"
 ANSWER = b"answer:"
 
@@ -69,8 +68,10 @@ def job_finished_publish(job_id, *, answer: tuple | None = None) -> None:
         return
     data = FINAL
     if answer is not None:
+        from playground.selectors import answer_encode
+
         try:
-            data = ANSWER + row_encode(answer)
+            data = ANSWER + answer_encode(answer)
         except TypeError as exc:  # a column type the codec does not carry: read the row
             logger.warning("job %s: answer not carried (%s)", job_id, exc)
     try:
@@ -302,12 +303,15 @@ async def job_finished_heard(job_id, *, timeout: float, is_final=None) -> bool |
 
 
 def carried_answer(final: bool | bytes) -> tuple | None:
-    """The answer row a job's finished signal carried (``job_finished_wait``'s result),
-    or None: no signal heard, a plain one, or data that is not a row (logged)."""
+    """The answer row a job's finished signal carried (``job_finished_heard``'s result),
+    or None: no signal heard, a plain one, a row of other columns (another release's
+    worker), or data that is not a row (logged)."""
     if not isinstance(final, bytes) or not final.startswith(ANSWER):
         return None
+    from playground.selectors import answer_decode
+
     try:
-        return row_decode(final[len(ANSWER) :])
+        return answer_decode(final[len(ANSWER) :])
     except ValueError as exc:
         logger.warning("a finished signal's answer could not be read (%s); reading the row", exc)
         return None

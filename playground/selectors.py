@@ -6,6 +6,7 @@ user's keys) or, for an anonymous try, the browser session that made it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -15,7 +16,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from billing.models import AccountKind, Charge, LedgerAccount
 from billing.services.ledger import wallet_for
-from catalog.db import JoinedRow, prepared_row
+from catalog.db import JoinedRow, prepared_row, row_decode, row_encode
 from catalog.models import PriceChange
 from playground.models import Job, WebhookDelivery
 
@@ -126,6 +127,32 @@ LEFT JOIN {table[Charge]} ch ON j.owner_id IS NOT NULL AND ch.job_id = j.id
 LEFT JOIN {PriceChange._meta.db_table} pv ON pv.id = ch.price_version_id
 LEFT JOIN {table[LedgerAccount]} wa ON wa.user_id = j.owner_id AND wa.kind = %s::text
 WHERE j.id = %s::uuid"""
+
+
+@cache
+def _answer_shape() -> bytes:
+    """A digest of ``answer_sql``'s columns, in order: a row carried between processes is
+    read only by code that reads the same columns (a web process and a worker of two
+    releases, mid-deploy, may not)."""
+    return hashlib.sha256(_ANSWER.select_list.encode()).hexdigest()[:16].encode()
+
+
+def answer_encode(row: tuple) -> bytes:
+    """An ``answer_sql`` row as bytes for another process (``catalog.db.row_encode``, with
+    the columns' digest); TypeError for a value the codec does not carry."""
+    return _answer_shape() + b":" + row_encode(row)
+
+
+def answer_decode(data: bytes) -> tuple | None:
+    """The row ``answer_encode`` wrote; None when it was written for other columns.
+    ValueError when ``data`` is not such a row."""
+    shape, _, encoded = data.partition(b":")
+    if shape != _answer_shape():
+        return None
+    row = row_decode(encoded)
+    if len(row) != _ANSWER.width:
+        raise ValueError(f"{len(row)} values for {_ANSWER.width} columns")
+    return row
 
 
 def _reread_sql(job_id) -> Job:

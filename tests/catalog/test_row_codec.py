@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 
 from catalog.db import row_decode, row_encode
-from playground import events
+from playground import events, selectors
 
 ROW = (
     uuid.UUID("6b240ae2-4b77-404c-8dfc-648c7c6dada0"),
@@ -66,8 +66,17 @@ def test_data_that_is_not_a_row_is_a_value_error(data):
 
 
 def test_a_signal_without_a_readable_row_gives_none(caplog):
+    width = selectors._ANSWER.width
+    row = (None,) * width
+    assert events.carried_answer(events.ANSWER + selectors.answer_encode(row)) == row
     assert events.carried_answer(events.FINAL) is None
     assert events.carried_answer(True) is None and events.carried_answer(False) is None
-    assert events.carried_answer(events.ANSWER + row_encode((1, "a"))) == (1, "a")
-    assert events.carried_answer(events.ANSWER + b"{broken") is None
-    assert "could not be read" in caplog.text
+    assert "could not be read" not in caplog.text
+    # A worker of another release (other columns) is read from the row, silently.
+    assert events.carried_answer(events.ANSWER + b"0123456789abcdef:" + row_encode(row)) is None
+    assert "could not be read" not in caplog.text
+    # Broken data, or a row of another width under these columns' digest, are logged.
+    shape = selectors.answer_encode(row).partition(b":")[0]
+    assert events.carried_answer(events.ANSWER + shape + b":{broken") is None
+    assert events.carried_answer(events.ANSWER + shape + b":" + row_encode(row[1:])) is None
+    assert caplog.text.count("could not be read") == 2
