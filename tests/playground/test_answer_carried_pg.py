@@ -166,14 +166,26 @@ def test_a_stale_finish_sends_nothing(made, heard):
     assert heard() == []
 
 
-def test_the_call_answers_from_the_carried_row_in_its_event_loop(made, heard):
+@pytest.mark.parametrize(
+    "outcome, full, status",
+    [("succeeded", True, 200), ("succeeded", False, 200), ("failed", False, 500),
+     ("timeout", False, 503)],
+)  # fmt: skip
+def test_the_call_answers_from_the_carried_row_in_its_event_loop(
+    made, heard, outcome, full, status
+):
     """What the waiting call does with the signal: the same response job_response gives
-    from a read of the row, built where any database work would raise (a running event
-    loop: Django refuses it there), so it read nothing."""
+    from a read of the row (the detections, the job resource, a failure's error), built
+    where any database work would raise (a running event loop: Django refuses it there),
+    so it read nothing."""
     job, claimed = made["claimed"]()
-    assert services.job_succeed(job=claimed, result=RESULT, timings={"forward": 0.25})
+    if outcome == "succeeded":
+        assert services.job_succeed(job=claimed, result=RESULT, timings={"forward": 0.25})
+    else:
+        code = {"failed": "inference_error", "timeout": "timeout"}[outcome]
+        assert services.job_fail(job=claimed, code=code, message="RuntimeError: boom")
     (_, data), *_ = heard()
-    options = {"full": True, "box_format": "float"}
+    options = {"full": full, "box_format": "float"}
 
     async def in_the_loop():
         return api._answer_carried(request(), job, data, 0.3, options)
@@ -181,7 +193,7 @@ def test_the_call_answers_from_the_carried_row_in_its_event_loop(made, heard):
     built = asyncio.run(in_the_loop())
     assert built is not None
     read = api.job_response(request(), job, 0.3, **options)
-    assert (built.status_code, json.loads(built.content)) == (200, json.loads(read.content))
+    assert (built.status_code, json.loads(built.content)) == (status, json.loads(read.content))
     assert {k: v for k, v in built.items()} == {k: v for k, v in read.items()}
     # A signal without a row, or one that is not this job's, leaves it to the read.
     assert asyncio.run(_carried_in_loop(job, events.FINAL, options)) is None
