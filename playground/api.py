@@ -348,7 +348,11 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
             webhook=options.webhook,
         ).job
         answer = {"full": self.vitrine_flavour, "box_format": options.box_format}
-        if "respond-async" in request.headers.get("Prefer", "") or not settings.VITRINE_SYNC_WAIT:
+        if (
+            "respond-async" in request.headers.get("Prefer", "")
+            or not settings.VITRINE_SYNC_WAIT
+            or job.status in Job.FINAL  # an Idempotency-Key's job that already ended
+        ):
             return job_response(request, job, threshold, **answer)
         # inference_create awaits the job, holding no thread, then answers from the row.
         response = Response(status=202)

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 CHANNEL = "vitrine:job:{job_id}"
 # How often a waiting call reads the row anyway: the bound on what a lost signal costs.
 RECHECK_EVERY = 5.0
+# When a waiting call first reads its row, once subscribed (seconds).
+FIRST_READ_AFTER = 0.02
 # A publish must not hold up a worker when Redis is away: the row is the truth.
 PUBLISH_TIMEOUT = 2.0
 
@@ -278,6 +280,24 @@ async def job_finished_heard(job_id, *, timeout: float, is_final=None) -> bool |
             subscriber._fail(exc)
             signal = None
     try:
+        if signal is not None:
+            # The row is read once the job's first moments are past, not at once: a job
+            # cannot have ended before it was claimed, and a read now would take the cores
+            # from the worker's claim of it (the hand-off of every call). A job that ended
+            # before the subscription (a replayed one, a signal sent before it was
+            # confirmed) costs this wait at most.
+            try:
+                heard = await asyncio.wait_for(
+                    asyncio.shield(signal),
+                    max(0.0, min(FIRST_READ_AFTER, deadline - time.monotonic())),
+                )
+            except TimeoutError:
+                pass
+            else:
+                if heard:
+                    return heard
+                logger.warning("job %s: signal lost; reading the row", job_id)
+                signal = None
         while True:
             if await is_final():
                 return True

@@ -22,6 +22,7 @@ from billing.services.keys import api_key_create
 from billing.services.ledger import wallet_for
 from billing.services.topups import credit_grant
 from catalog.models import ModelCard
+from playground import events, services
 from playground.models import Job
 from tests import factories
 
@@ -240,6 +241,36 @@ def test_same_idempotency_key_for_another_request_is_422(
     assert response.status_code == 422
     assert code_of(flavour, response) == "idempotency_key_reused"
     assert Job.objects.count() == 1
+
+
+def test_a_sync_replay_of_a_job_that_ended_answers_at_once(
+    client, card, funded, storage, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A key's job that already ended is answered from its row, without waiting for a
+    finished signal that was sent long ago."""
+    headers = {"Idempotency-Key": "order-7"}
+    with django_capture_on_commit_callbacks():
+        first = post(
+            client, "vitrine", card.model_id, funded, jpeg(), Prefer="respond-async", **headers
+        )
+    assert first.status_code == 202
+    job = services.job_claim(job_id=first.json()["id"], worker="t:1")
+    detections = [
+        {"label": "cat", "score": 0.9, "box": {"xmin": 1, "ymin": 2, "xmax": 3, "ymax": 4}}
+    ]
+    assert services.job_succeed(job=job, result=detections, timings={"forward": 0.1})
+    waits = []
+    real = events.job_finished_heard
+
+    async def counted(*args, **kwargs):
+        waits.append(args)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(events, "job_finished_heard", counted)
+    again = post(client, "vitrine", card.model_id, funded, jpeg(), **headers)
+    assert again.status_code == 200 and again.json() == detections
+    assert again["X-Vitrine-Job-Id"] == str(job.pk) and waits == []
+    assert Job.objects.count() == 1 and Charge.objects.count() == 1
 
 
 def test_vitrine_flavour_idempotency_replays_and_refuses_reuse(

@@ -309,6 +309,7 @@ def test_a_waiting_call_reads_the_row_once_before_its_signal(
 
     settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
     monkeypatch.setattr(events, "RECHECK_EVERY", 10_000)
+    monkeypatch.setattr(events, "FIRST_READ_AFTER", 0)  # the read at once, as a slow job's
     job = services.job_create(card=factories.card(), image_bytes=photo())
     reads = []
 
@@ -322,6 +323,60 @@ def test_a_waiting_call_reads_the_row_once_before_its_signal(
 
     assert final is True
     assert len(reads) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_ends_in_its_first_moments_is_heard_without_a_read(
+    settings, broker_url, storage, monkeypatch
+):
+    """The row is first read FIRST_READ_AFTER the subscription (not while the worker claims
+    the job): a job whose signal comes before then costs no read at all."""
+    from config.settings.env import redis_client_url
+
+    url = settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    monkeypatch.setattr(events, "FIRST_READ_AFTER", 10_000)
+    monkeypatch.setattr(events, "RECHECK_EVERY", 10_000)
+    job = services.job_create(card=factories.card(), image_bytes=photo())
+    channel = events.CHANNEL.format(job_id=job.pk)
+    reads = []
+
+    async def counted():
+        reads.append(job.pk)
+        return await sync_to_async(events.job_is_final)(job.pk)
+
+    def finish():
+        claimed = services.job_claim(job_id=job.pk, worker="t:1")
+        services.job_succeed(job=claimed, result=[], timings={})
+
+    async def scenario():
+        waiting = asyncio.create_task(
+            events.job_finished_heard(job.pk, timeout=120, is_final=counted)
+        )
+        subscriber = events._subscriber(url)
+        while not (channel in subscriber.ready and subscriber.ready[channel].done()):
+            await asyncio.sleep(0.01)
+        await sync_to_async(finish)()  # only once the subscription is confirmed
+        return await waiting
+
+    heard = asyncio.run(scenario())
+    assert isinstance(heard, bytes) and heard  # the signal's data
+    assert reads == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_ended_before_the_wait_is_read_once_its_first_moments_pass(
+    settings, broker_url, storage, monkeypatch
+):
+    from config.settings.env import redis_client_url
+
+    settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    monkeypatch.setattr(events, "FIRST_READ_AFTER", 0.05)
+    monkeypatch.setattr(events, "RECHECK_EVERY", 10_000)
+    job = services.job_create(card=factories.card(), image_bytes=photo())
+    claimed = services.job_claim(job_id=job.pk, worker="t:1")
+    services.job_succeed(job=claimed, result=[], timings={})  # its signal went to no one
+
+    assert asyncio.run(events.job_finished_heard(job.pk, timeout=120)) is True
 
 
 @pytest.mark.django_db(transaction=True)
