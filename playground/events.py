@@ -118,9 +118,10 @@ class _Subscriber:
         self.reader: asyncio.Task | None = None
 
     async def watch(self, channel: str) -> asyncio.Future:
-        """A future that resolves to the channel's next signal's data, bytes (False: the
-        connection failed). Returns once the subscription is confirmed, so a signal published after
-        that is never missed; raises (RedisError, OSError, TimeoutError) when it cannot be."""
+        """A future that resolves to the data of the channel's next signal, bytes (False:
+        the connection failed). Returns once the subscription is confirmed, so a signal
+        published after that is never missed; raises (RedisError, OSError, TimeoutError)
+        when it cannot be."""
         loop = asyncio.get_running_loop()
         signal = loop.create_future()
         waiters = self.waiting.setdefault(channel, set())
@@ -176,7 +177,7 @@ class _Subscriber:
                         if not confirmed.done():
                             confirmed.set_result(True)
                 elif message["type"] == "message":
-                    data = message["data"] or FINAL  # what job_finished_wait returns
+                    data = message["data"] or FINAL  # what job_finished_heard returns
                     for signal in self.waiting.get(channel, ()):
                         if not signal.done():
                             signal.set_result(data)
@@ -284,8 +285,8 @@ async def job_finished_heard(job_id, *, timeout: float, is_final=None) -> bool |
             # The row is read once the job's first moments are past, not at once: a job
             # cannot have ended before it was claimed, and a read now would take the cores
             # from the worker's claim of it (the hand-off of every call). A job that ended
-            # before the subscription (a replayed one, a signal sent before it was
-            # confirmed) costs this wait at most.
+            # before the subscription was confirmed (its signal went to no one) costs this
+            # wait at most; the API answers a key's job that had already ended at once.
             try:
                 heard = await asyncio.wait_for(
                     asyncio.shield(signal),
