@@ -491,13 +491,13 @@ def _finish(*, job: Job, outcome: str, **fields) -> bool:
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         # Every job pays for its finish, right after its forward (when every statement
         # costs 2-3x: the forward evicted the caches). On PostgreSQL the job's and its
-        # attempt's updates and the settlement are one prepared statement committed on its
-        # own: no BEGIN, second statement or COMMIT round trip; the money still moves with
-        # the status (one statement is one transaction).
-        # A job known to have no webhook (most) has its answer read with the finish, in
-        # the same round trip, and carried by its finished signal: the call waiting for it
-        # answers without reading the row again (playground.api). With a webhook, whose
-        # delivery's state moves after the finish, the waiting call reads the row.
+        # attempt's updates and the settlement are one prepared statement, with no BEGIN
+        # or COMMIT round trip of their own; the money still moves with the status (one
+        # transaction). A job known to have no webhook (most) has its answer read after
+        # it in the same round trip and transaction and carried by its finished signal:
+        # the call waiting for it answers without reading the row again (playground.api).
+        # With a webhook, whose delivery's state moves after the finish, the waiting call
+        # reads the row.
         webhook = _known_webhook(job)
         done, answer = _finish_and_answer_sql(
             job=job, outcome=outcome, now=now, fields=fields, settle=True,
