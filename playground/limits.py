@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from catalog import errors, ratelimit
-from catalog.db import prepared_row
+from catalog.db import prepared_pipeline
 from catalog.models import ModelCard
 from playground.models import Job, JobStatus
 
@@ -96,7 +96,7 @@ def _inflight_sql() -> str:
     )
 
 
-def inflight_jobs_check(*, user) -> None:
+def inflight_jobs_check(*, user, hold=None) -> None:
     """Refuse a new job while the account has ``VITRINE_MAX_INFLIGHT_JOBS`` queued or running.
 
     Call inside the transaction that creates the job. The user row is locked first, so two
@@ -104,15 +104,23 @@ def inflight_jobs_check(*, user) -> None:
     the second count runs after the first transaction committed its job and sees it, so an
     account never has more than the limit in flight. SQLite serialises every write
     transaction anyway. Other accounts are not held up.
+    ``hold``: a new job's id whose hold (``services.job_hold_statement``) is taken in the
+    same round trip, on PostgreSQL.
     """
     limit = settings.VITRINE_MAX_INFLIGHT_JOBS
     if connection.vendor == "postgresql":
-        # Every paid call runs these two: prepared statements, not the ORM's (~1 ms of
-        # compiling on two cores). Two statements, never one: a statement's snapshot is
-        # taken when it starts, so a count in the statement that waited for the lock would
-        # not see the job the lock's holder committed.
-        prepared_row(_lock_user_sql(), [user.pk])
-        count = prepared_row(_inflight_sql(), [user.pk])[0]
+        # Every paid call runs these: prepared statements, not the ORM's (~1 ms of
+        # compiling on two cores), sent together (one round trip). Two statements, never
+        # one: a statement's snapshot is taken when it starts, so a count in the statement
+        # that waited for the lock would not see the job the lock's holder committed; the
+        # count, run after the lock's statement, does.
+        statements = [(_lock_user_sql(), [user.pk])]
+        if hold is not None:
+            from playground.services import job_hold_statement
+
+            statements.append(job_hold_statement(hold))
+        statements.append((_inflight_sql(), [user.pk]))
+        count = prepared_pipeline(statements)[-1][0]
     else:
         get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
         count = Job.objects.filter(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -146,6 +147,9 @@ def job_submit(
     if admit is not None:
         admit()
     job = None
+    job_id = uuid.uuid4()
+    # Its message leaves before the commit where this transaction is the outermost one.
+    send_now = services.sends_before_commit()
     try:
         with transaction.atomic():
             if idempotency_key:
@@ -156,9 +160,10 @@ def job_submit(
                 )
                 if found is not None:
                     return Submitted(found, replayed=True)
-            limits.inflight_jobs_check(user=user)  # locks the user row: no overshoot
-            # Reserved before the commit that enqueues the job (no money, no work), once the
-            # image passed its checks and before it is stored; the row names its charge.
+            # Locks the user row (no overshoot); takes the job's hold in the same round trip.
+            limits.inflight_jobs_check(user=user, hold=job_id if send_now else None)
+            # Reserved before the job's message is sent (no money, no work), once the image
+            # passed its checks and before it is stored; the row names its charge.
             # No API key (request.auth) when the demo's signed-in visitor pays from their
             # wallet through the page (playground/demo.py).
             job = services.job_create(
@@ -167,6 +172,8 @@ def job_submit(
                 image_bytes=image,
                 parameters=parameters,
                 owner=user,
+                job_id=job_id,
+                send_now=send_now,
                 reserve=lambda job_id: (
                     charge_reserve(
                         job_id=job_id,

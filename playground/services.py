@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -79,11 +79,8 @@ def _lease_from(now: datetime) -> datetime:
 ENQUEUE_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 
 
-def _enqueue(job: Job) -> bool:
-    """Send the job's message; False (logged, never raised) when the broker is unreachable.
-
-    Records when it was sent, so the sweeper knows which queued jobs have no message.
-    """
+def _send(job: Job) -> bool:
+    """Send the job's message; False (logged, never raised) when the broker is unreachable."""
     from playground.tasks import job_message, run_detection
 
     try:
@@ -92,10 +89,18 @@ def _enqueue(job: Job) -> bool:
         )
     except Exception as exc:  # kombu/redis/amqp raise many types; all mean "not sent"
         logger.warning("job %s: not enqueued (%s: %s)", job.pk, type(exc).__name__, exc)
-        Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(enqueued_at=None)
-        job.enqueued_at = None
         return False
     return True
+
+
+def _enqueue(job: Job) -> bool:
+    """``_send`` after the job's commit; a failure is recorded on the row (``enqueued_at``
+    cleared), so the sweeper knows which queued jobs have no message."""
+    if _send(job):
+        return True
+    Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(enqueued_at=None)
+    job.enqueued_at = None
+    return False
 
 
 def _publish_on_commit(job_id, *, webhook: bool | None = None, answer: tuple | None = None) -> None:
@@ -122,9 +127,10 @@ def _known_webhook(job: Job) -> bool | None:
 
 
 # Not atomic itself: its writes are the row's INSERT and, for a paid call, the reservation
-# before it, and the enqueue runs on the commit that saves them (at once outside a
-# transaction). A paid call creates the job inside its own transaction (pipeline.job_submit),
-# where an atomic block here cost a savepoint (two round trips) on every call.
+# before it. A paid call creates the job inside its own transaction (pipeline.job_submit),
+# where an atomic block here cost a savepoint (two round trips) on every call; there, on
+# PostgreSQL, the message is sent before the row is written (see _HOLD_SQL), elsewhere on
+# the commit that saves the row (at once outside a transaction).
 def job_create(
     *,
     card: ModelCard,
@@ -136,6 +142,8 @@ def job_create(
     queue: str | None = None,
     request_id: str | None = None,
     reserve: Callable[[uuid.UUID], object] | None = None,
+    job_id: uuid.UUID | None = None,
+    send_now: bool = False,
 ) -> Job:
     """Validate and store the image, create the job row, enqueue its id on commit.
 
@@ -149,19 +157,16 @@ def job_create(
     before anything is stored (its refusal, a 402, leaves no upload behind); it returns the
     charge's id, which the row is inserted with (``cost_ref``). Both are in the caller's
     transaction: a later failure undoes them together.
+    ``job_id``: the new job's id (default: a new one). ``send_now``: its message is sent
+    before the caller's transaction commits (see ``_HOLD_SQL``; ``sends_before_commit``
+    says where), which has taken the job's hold (``job_hold_statement``).
     """
     # Checked, not decoded: the worker decodes it for the model.
     decoded: ImageFacts = inspect_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
     if route is None or route.is_own:  # a provider route runs the provider's own processor
         check_model_fit(*decoded.oriented_size, rule_from_config(processor_config(card_spec(card))))
-    job_id = uuid.uuid4()
+    job_id = job_id or uuid.uuid4()
     cost_ref = str(reserve(job_id)) if reserve is not None else ""
-    # Through the shared storage (playground/storage.py): the worker that runs the job may
-    # be on another machine. Keep the name the backend returns. Stored before the row is
-    # written, so no row lock is held during the network round trip.
-    name = upload_save(
-        name=f"{uuid.uuid4().hex}{EXTENSIONS.get(decoded.format, '')}", content=image_bytes
-    )
     now = timezone.now()
     job = Job(
         id=job_id,
@@ -173,7 +178,6 @@ def job_create(
         owner=owner,
         session_key=session_key,
         parameters=parameters or {},
-        image_name=name,
         image_sha256=decoded.sha256,
         image_bytes=len(image_bytes),
         original_width=decoded.original_size[0],
@@ -186,6 +190,14 @@ def job_create(
         or card.checkpoint_revision,
         request_id=current_request_id() if request_id is None else request_id,
     )
+    if send_now and not _send(job):  # before the row: see _HOLD_SQL
+        job.enqueued_at = None
+    # Through the shared storage (playground/storage.py): the worker that runs the job may
+    # be on another machine. Keep the name the backend returns. Stored before the row is
+    # written, so no row lock is held during the network round trip.
+    job.image_name = upload_save(
+        name=f"{uuid.uuid4().hex}{EXTENSIONS.get(decoded.format, '')}", content=image_bytes
+    )
     # On PostgreSQL one prepared statement: every call makes a job, and the ORM's INSERT
     # costs ~1 ms of compiling on two cores (tests/playground/test_job_insert_pg.py holds
     # the two to the same row). No receiver listens for a Job's save signals.
@@ -196,11 +208,54 @@ def job_create(
     logger.info(
         "job_created", extra={"job_id": str(job.pk), "model": card.model_id, "queue": job.queue}
     )
-    # If the transaction rolls back, the file is orphaned, never the reverse. A failed send
-    # leaves job.enqueued_at None: the caller decides (job_abandon_unqueued), or the
-    # sweeper sends it again.
-    transaction.on_commit(lambda: _enqueue(job))
+    # If the transaction rolls back, the file is orphaned, never the reverse (and a message
+    # sent before the commit finds no job). A failed send leaves job.enqueued_at None: the
+    # caller decides (job_abandon_unqueued), or the sweeper sends it again.
+    if not send_now:
+        transaction.on_commit(lambda: _enqueue(job))
     return job
+
+
+# A job's message is sent before the transaction that creates its row commits (on
+# PostgreSQL, inside that transaction): the worker's hand-off and its claim then run while
+# the call stores the image and commits, not after. The transaction first takes the job's
+# hold, an advisory lock of the job's id held until it ends; a worker's claim takes the hold
+# before its update (two statements, one round trip), so it waits for that commit and then
+# sees the row, or finds none when the call failed and rolled back (the message is then
+# dropped: nothing was queued). A call whose transaction outlives HOLD_WAIT (a storage
+# stall) has its message sent again later (playground.tasks.run_detection).
+_HOLD_SQL = "SELECT pg_advisory_xact_lock(%s::bigint)"
+_HOLD_WAIT_SQL = (
+    "SELECT pg_advisory_xact_lock(%s::bigint)"
+    " FROM (SELECT set_config('lock_timeout', %s::text, true)) AS wait"
+)
+HOLD_WAIT = "10s"
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+class JobHeld(Exception):
+    """The call creating this job has held it past HOLD_WAIT: neither committed nor gone."""
+
+
+def _hold_key(job_id) -> int:
+    """The advisory lock's key: the id's first 64 bits (another job sharing them only
+    waits for the same commit)."""
+    job_id = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
+    return int.from_bytes(job_id.bytes[:8], "big", signed=True)
+
+
+def job_hold_statement(job_id) -> tuple[str, list]:
+    """The statement taking a new job's hold (``catalog.db.prepared_row``/``_pipeline``),
+    for a caller that sends it with its own statements."""
+    return _HOLD_SQL, [_hold_key(job_id)]
+
+
+def sends_before_commit() -> bool:
+    """Whether a job created in a transaction opened now can have its message sent before
+    that transaction commits (``job_create(send_now=True)``): on PostgreSQL, when it is
+    the outermost one (it commits as it ends; inside another, the message waits for that
+    one's commit)."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
 
 
 def job_abandon_unqueued(*, job: Job) -> bool:
@@ -287,7 +342,17 @@ def _job_claim_sql(
     sql = _claim_sql(fsync=connection.in_atomic_block)
     card_id, fields = provenance or (None, {})
     written = [card_id, *(fields.get(name) for name in _CLAIM_PROVENANCE)]
-    row = prepared_row(sql, [now, _lease_from(now), worker, *written, job_id, worker])
+    try:
+        row = prepared_pipeline(
+            [
+                (_HOLD_WAIT_SQL, [_hold_key(job_id), HOLD_WAIT]),
+                (sql, [now, _lease_from(now), worker, *written, job_id, worker]),
+            ]
+        )[1]
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise JobHeld(job_id) from exc
+        raise
     if row is None:
         return None
     job, card, organisation, route, delivery = _CLAIMED.build(row)

@@ -68,9 +68,23 @@ def run_detection(job_id: str) -> None:
     from playground import provenance, services
     from playground.runtime import get_detector, loaded_detectors
 
-    job = services.job_claim(
-        job_id=job_id, worker=worker_id(), provenance=provenance.claim_provenance()
-    )
+    try:
+        job = services.job_claim(
+            job_id=job_id, worker=worker_id(), provenance=provenance.claim_provenance()
+        )
+    except services.JobHeld:
+        # Its call's transaction (which sent this before committing the row) is still
+        # open: neither committed nor rolled back. Ask again later; the sweeper is there too.
+        logger.warning("job %s: still being created; its message is sent again", job_id)
+        request = run_detection.request
+        run_detection.apply_async(
+            (job_id,),
+            queue=(request.delivery_info or {}).get("routing_key")
+            or settings.VITRINE_INFERENCE_QUEUE,
+            headers={REQUEST_ID_HEADER: getattr(request, REQUEST_ID_HEADER, None) or ""},
+            countdown=RETRY_DELAY,
+        )
+        return
     if job is None:
         # Not queued: done, cancelled, or running. A message comes back while the row says
         # running when the process that ran it died (see job_take_over).

@@ -33,10 +33,14 @@ def png() -> bytes:
     return buffer.getvalue()
 
 
-def synchronous_commit() -> str:
+def setting(name: str) -> str:
     with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
+        cursor.execute("SELECT current_setting(%s)", [name])
         return cursor.fetchone()[0]
+
+
+def synchronous_commit() -> str:
+    return setting("synchronous_commit")
 
 
 @pytest.fixture
@@ -54,10 +58,13 @@ def test_outside_a_transaction_they_skip_the_fsync_and_leave_the_session_alone(q
         recorded = provenance.jobs_record_provenance(
             jobs=[job], provenance=PROVENANCE, worker="host:1"
         )
-    # One statement each, and each the variant that commits without its fsync.
-    assert len(queries) == 2
-    assert all("synchronous_commit" in q["sql"] for q in queries.captured_queries)
-    assert synchronous_commit() == "on"  # the session's own setting is untouched
+    # One write each (the claim after the job's hold, in one round trip), and each the
+    # variant that commits without its fsync.
+    hold, *writes = [q["sql"] for q in queries.captured_queries]
+    assert "pg_advisory_xact_lock" in hold and len(writes) == 2
+    assert all("synchronous_commit" in sql for sql in writes)
+    assert synchronous_commit() == "on"  # the session's own settings are untouched
+    assert setting("lock_timeout") == "0"
     assert recorded == 1
     row = Job.objects.get(pk=queued.pk)
     assert (row.status, row.attempts, row.worker) == (JobStatus.RUNNING, 1, "host:1")
