@@ -466,7 +466,7 @@ def _answer_carried(
     as job_reread would read it), with no database work and no thread; None when there is
     none to build from, and the caller reads the row."""
     row = events.carried_answer(final)
-    fresh = job_from_answer(job, row) if row is not None else None
+    fresh = job_from_answer(job, row, threshold=threshold) if row is not None else None
     if fresh is None:
         return None
     try:

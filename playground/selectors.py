@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 
+import orjson
 from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery
 
@@ -113,14 +114,21 @@ _ANSWER = JoinedRow(
 
 
 @cache
-def answer_sql() -> str:
+def answer_sql(*, carried: bool = False) -> str:
     """The job, its webhook delivery, its charge with its price version and its owner's
     wallet, as of one snapshot (the ORM path reads them in three statements). Parameters:
     the wallet's account kind, the job's id. Also read by a worker as it finishes the job
-    (``services._finish``), its row carried to the waiting call by the finished signal."""
+    (``services._finish``), its row carried to the waiting call by the finished signal:
+    ``carried``, that read, without the stored result (NULL in its place): the worker
+    has it, and puts in what a call can be shown of it (``answer_carry``)."""
     table = {m: m._meta.db_table for m in (Job, WebhookDelivery, Charge, LedgerAccount)}
+    select = _ANSWER.select_list
+    if carried:
+        result = f"j.{connection.ops.quote_name(Job._meta.get_field('result').column)}"
+        assert select.count(result) == 1
+        select = select.replace(result, "NULL::jsonb")
     return f"""
-SELECT {_ANSWER.select_list}
+SELECT {select}
 FROM {table[Job]} j
 LEFT JOIN {table[WebhookDelivery]} w ON w.job_id = j.id
 LEFT JOIN {table[Charge]} ch ON j.owner_id IS NOT NULL AND ch.job_id = j.id
@@ -129,12 +137,59 @@ LEFT JOIN {table[LedgerAccount]} wa ON wa.user_id = j.owner_id AND wa.kind = %s:
 WHERE j.id = %s::uuid"""
 
 
+# What a carried row's result holds (see answer_carry), part of its shape: a release that
+# carried the whole result, or reads it otherwise, does not read another's rows.
+_CARRIED_RESULT = "result: the detections at or above the job's threshold"
+
+
 @cache
 def _answer_shape() -> bytes:
-    """A digest of ``answer_sql``'s columns, in order: a row carried between processes is
-    read only by code that reads the same columns (a web process and a worker of two
-    releases, mid-deploy, may not)."""
-    return hashlib.sha256(_ANSWER.select_list.encode()).hexdigest()[:16].encode()
+    """A digest of ``answer_sql``'s columns, in order, and of what a carried row's result
+    holds: a row carried between processes is read only by code that reads it alike (a web
+    process and a worker of two releases, mid-deploy, may not)."""
+    described = f"{_ANSWER.select_list}\n{_CARRIED_RESULT}"
+    return hashlib.sha256(described.encode()).hexdigest()[:16].encode()
+
+
+def _shown_from(parameters) -> float | None:
+    """The lowest score a call on this job is shown (its threshold), None when the job
+    names none (every kept detection may be shown)."""
+    threshold = parameters.get("threshold") if isinstance(parameters, dict) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        return None
+    return float(threshold)
+
+
+def _jsonb_order(value):
+    """``value`` with its objects' keys in the order PostgreSQL's jsonb keeps them (shorter
+    keys first, then by their bytes): as a read of the stored result returns them."""
+    if isinstance(value, dict):
+        ordered = sorted(value.items(), key=lambda kv: (len(kv[0].encode()), kv[0].encode()))
+        return {k: _jsonb_order(v) for k, v in ordered}
+    if isinstance(value, list):
+        return [_jsonb_order(v) for v in value]
+    return value
+
+
+@cache
+def _result_at() -> int:
+    """Where the job's result is in an ``answer_sql`` row (the job's columns come first)."""
+    return [f.name for f in Job._meta.concrete_fields].index("result")
+
+
+def answer_carry(row: tuple, *, result: list[dict] | None, parameters: dict) -> tuple:
+    """The row a worker's finished signal carries: ``row`` (read by
+    ``answer_sql(carried=True)`` as the finish committed) with the job's ``result`` (the
+    list the finish stored) put back, cut to the detections at or above the job's own
+    threshold (``parameters``): all a call waiting on it is shown (``job_from_answer``
+    refuses it for a lower threshold), a few of the ~100 a job keeps, so the stored ~20 kB
+    is not read back, encoded, sent and decoded again for every call."""
+    shown_from = _shown_from(parameters)
+    if result is not None and shown_from is not None:
+        result = [d for d in result if d["score"] >= shown_from]
+    carried = list(row)
+    carried[_result_at()] = None if result is None else orjson.dumps(_jsonb_order(result)).decode()
+    return tuple(carried)
 
 
 def answer_encode(row: tuple) -> bytes:
@@ -162,13 +217,18 @@ def _reread_sql(job_id) -> Job:
     return _answer_from_row(row)
 
 
-def job_from_answer(job: Job, row: tuple) -> Job | None:
-    """``job_reread``, from an ``answer_sql`` row read elsewhere (the one a worker read as
-    it finished the job, carried by its finished signal): the same instances, with no
-    database work, so it may run in an event loop. None when the row is not ``job``'s or
-    the answer would need the ORM (an owner with no wallet yet)."""
+def job_from_answer(job: Job, row: tuple, *, threshold: float | None = None) -> Job | None:
+    """``job_reread``, from the row a worker carried with the job's finished signal
+    (``answer_carry``): the same instances, with no database work, so it may run in an
+    event loop; its result holds the detections at or above the job's threshold, all an
+    answer at ``threshold`` (default: the job's) shows. None when the row is not
+    ``job``'s, ``threshold`` is below the job's, or the answer would need the ORM (an
+    owner with no wallet yet)."""
     fresh = _answer_from_row(row)
     if fresh.pk != job.pk or (fresh.owner_id and not hasattr(fresh, _MONEY_ATTR)):
+        return None
+    shown_from = _shown_from(fresh.parameters)
+    if threshold is not None and shown_from is not None and threshold < shown_from:
         return None
     return _keep_relations(job, fresh)
 

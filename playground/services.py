@@ -52,7 +52,7 @@ from playground.failures import QUEUE_TIMEOUT, QUEUE_UNAVAILABLE
 from playground.models import Job, JobAttempt, JobStatus, WebhookDelivery
 from playground.runtime import CheckpointSpec, ImageFacts, inspect_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
-from playground.selectors import answer_sql
+from playground.selectors import answer_carry, answer_sql
 from playground.storage import upload_save
 
 logger = logging.getLogger(__name__)
@@ -525,10 +525,14 @@ SELECT count(*){", (SELECT count(outcome) FROM settled)" if settle else ""} FROM
     if settle:
         succeeded = fields["status"] == JobStatus.SUCCEEDED
         params += settle_params(job_id=job.pk, job_succeeded=succeeded)
+    # A success's answer is read without its result, which this process holds (the list
+    # just stored) and carries itself (selectors.answer_carry); a failure leaves the
+    # result as the claim read it (none), read with the rest.
+    carry = answer and "result" in fields
     try:
         if answer:
             finished, read = prepared_pipeline(
-                [(sql, params), (answer_sql(), [AccountKind.WALLET, job.pk])]
+                [(sql, params), (answer_sql(carried=carry), [AccountKind.WALLET, job.pk])]
             )
         else:
             finished, read = prepared_row(sql, params), None
@@ -536,7 +540,11 @@ SELECT count(*){", (SELECT count(outcome) FROM settled)" if settle else ""} FROM
         if settle and getattr(exc.__cause__, "sqlstate", None) == SETTLE_NEEDS_ORM:
             return None, None
         raise
-    return finished[0], read if finished[0] else None
+    if not finished[0]:
+        return finished[0], None
+    if carry and read is not None:
+        read = answer_carry(read, result=fields["result"], parameters=job.parameters)
+    return finished[0], read
 
 
 def _finish_orm(*, job: Job, outcome: str, now: datetime, fields: dict) -> int:

@@ -49,6 +49,8 @@ RESULT = [
      "xmax": 3 * i + 1.125, "ymax": 4 * i + 1.0625}}
     for i in range(90)
 ]  # fmt: skip
+THRESHOLD = 0.3  # the calls' (what each job stores in its parameters)
+SHOWN = [d for d in RESULT if d["score"] >= THRESHOLD]  # what such a call is shown
 
 
 @pytest.fixture
@@ -88,7 +90,8 @@ def made(settings, tmp_path):
     card = card_with_routes(model_id=route.card.model_id)
 
     def claimed(*, owner=payer, webhook: str | None = None) -> tuple[Job, Job]:
-        """(the job as the call holds it, the job as its worker claimed it)."""
+        """(the job as the call holds it, the job as its worker claimed it); asked for at
+        THRESHOLD, as an inference call stores it."""
         reserve = None
         if owner is not None:
 
@@ -97,8 +100,9 @@ def made(settings, tmp_path):
 
         image = encode(Image.new("RGB", (40, 30), (10, 200, 30)))
         job = services.job_create(
-            card=card, route=route, image_bytes=image, owner=owner, reserve=reserve
-        )
+            card=card, route=route, image_bytes=image, owner=owner, reserve=reserve,
+            parameters={"threshold": THRESHOLD},
+        )  # fmt: skip
         if webhook:
             webhook_register(job=job, url=webhook)
         return job, services.job_claim(job_id=job.pk, worker="w:1")
@@ -137,7 +141,22 @@ def test_the_carried_answer_is_the_row_as_it_committed(made, heard, outcome):
     assert answer["balance"] == {"succeeded": "0.9998", "failed": "1"}[outcome]
     assert answer["cost"] == {"succeeded": "0.0002", "failed": "0"}[outcome]
     if outcome == "succeeded":
-        assert fresh.result == RESULT and len(answer["detections"]) == 45  # threshold 0.5
+        # The result carried is what a call at the job's threshold is shown, not all 90.
+        assert fresh.result == SHOWN and len(answer["detections"]) == len(SHOWN) < len(RESULT)
+        assert selectors.job_reread(job).result == RESULT  # stored whole
+
+
+def test_the_carried_result_serves_the_jobs_threshold_and_above_only(made, heard):
+    job, claimed = made["claimed"]()
+    assert services.job_succeed(job=claimed, result=RESULT, timings={"forward": 0.25})
+    row = carried(heard(), job)
+    for threshold in (THRESHOLD, 0.6, 0.95):
+        fresh = selectors.job_from_answer(job, row, threshold=threshold)
+        shown = job_data(fresh, request=request(), threshold=threshold)
+        read = job_data(selectors.job_reread(job), request=request(), threshold=threshold)
+        assert shown == read and shown["detections"] == read["detections"]
+    # Below the job's threshold the carried detections are not all there: read the row.
+    assert selectors.job_from_answer(job, row, threshold=THRESHOLD - 0.01) is None
 
 
 def test_an_anonymous_try_carries_its_answer_too(made, heard):
@@ -194,6 +213,7 @@ def test_the_call_answers_from_the_carried_row_in_its_event_loop(
     assert built is not None
     read = api.job_response(request(), job, 0.3, **options)
     assert (built.status_code, json.loads(built.content)) == (status, json.loads(read.content))
+    assert built.content == read.content  # byte for byte: the boxes' keys in jsonb's order
     assert {k: v for k, v in built.items()} == {k: v for k, v in read.items()}
     # A signal without a row, or one that is not this job's, leaves it to the read.
     assert asyncio.run(_carried_in_loop(job, events.FINAL, options)) is None
