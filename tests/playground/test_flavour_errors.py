@@ -617,7 +617,7 @@ def test_the_cloudflare_successor_keeps_the_callers_account_and_model_prefix(
     assert successor_link in response["Link"]
 
 
-@pytest.mark.django_db(transaction=True)  # the enqueue runs on commit
+@pytest.mark.django_db(transaction=True)  # real commits: the enqueue runs at (or just before) one
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_503_is_retryable_with_retry_after_on_every_flavour(flavour, client, storage, other_user):
     """The broker is down: 503 + Retry-After in the flavour's shape, the job failed and its

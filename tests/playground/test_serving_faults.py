@@ -98,7 +98,7 @@ def _running(job: Job, *, worker: str, lease_in: float = 30) -> Job:
 
 
 # --- the broker is down ------------------------------------------------------------------
-@pytest.mark.django_db(transaction=True)  # the enqueue runs on commit
+@pytest.mark.django_db(transaction=True)  # real commits: the enqueue runs at (or just before) one
 def test_a_call_while_the_broker_is_down_answers_503_and_holds_no_money(
     client, dead_broker, storage, other_user
 ):
