@@ -42,9 +42,14 @@ from catalog.lifecycle import lifecycle_apply
 from playground import api, idempotency, limits, pipeline
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import CLOUDFLARE, error_response, waiting
-from playground.flavours.common import FlavourApi, answer, refuse_unknown_options, run_view
+from playground.flavours.common import (
+    FlavourApi,
+    answer_waited,
+    refuse_unknown_options,
+    run_view,
+)
 from playground.flavours.hf import detections
-from playground.models import JobStatus
+from playground.models import Job, JobStatus
 from playground.selectors import job_reread
 
 MODEL_PREFIX = "@cf/"
@@ -119,8 +124,12 @@ class CloudflareRunApi(FlavourApi):
 _cloudflare_sync = CloudflareRunApi.as_view()
 
 
-def cloudflare_answer(request, submitted: pipeline.Submitted, threshold: float, outcome: str):
-    job = job_reread(submitted.job)
+def cloudflare_answer(
+    request, submitted: pipeline.Submitted, threshold: float, outcome: str, job: Job | None
+):
+    """The answer about the job the call waited for: from ``job`` (the row as its finished
+    signal carried it), or from the row read now when None."""
+    job = job if job is not None else job_reread(submitted.job)
     resource = api.job_resource(job, request=request, threshold=threshold)
     headers = api._cost_headers(resource)
     if job.status == JobStatus.SUCCEEDED:
@@ -171,6 +180,6 @@ async def cloudflare_run(request: HttpRequest, account_id: str, model_name: str)
     if pending is None:
         return lifecycle_apply(request, response)
     submitted, bound, threshold = pending
-    outcome = await waiting.job_wait(submitted.job.pk, bound=bound)
-    final = await answer(cloudflare_answer, request, submitted, threshold, outcome)
+    outcome, carried = await waiting.job_wait(submitted.job.pk, bound=bound)
+    final = await answer_waited(cloudflare_answer, request, submitted, threshold, outcome, carried)
     return lifecycle_apply(request, limits.copy_rate_limit_headers(response, final))

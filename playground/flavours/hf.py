@@ -49,7 +49,12 @@ from catalog.lifecycle import lifecycle_apply
 from playground import api, idempotency, limits, pipeline, services
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import HF, error_response, waiting
-from playground.flavours.common import FlavourApi, answer, refuse_unknown_options, run_view
+from playground.flavours.common import (
+    FlavourApi,
+    answer_waited,
+    refuse_unknown_options,
+    run_view,
+)
 from playground.models import Job, JobStatus
 from playground.runtime import ImageError, inspect_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
@@ -187,8 +192,12 @@ def detections(job: Job, threshold: float) -> list[dict]:
     ]
 
 
-def hf_answer(request, submitted: pipeline.Submitted, threshold: float, outcome: str):
-    job = job_reread(submitted.job)
+def hf_answer(
+    request, submitted: pipeline.Submitted, threshold: float, outcome: str, job: Job | None
+):
+    """The answer about the job the call waited for: from ``job`` (the row as its finished
+    signal carried it), or from the row read now when None."""
+    job = job if job is not None else job_reread(submitted.job)
     resource = api.job_resource(job, request=request, threshold=threshold)
     headers = api._cost_headers(resource)
     headers[CACHE_HEADER] = "hit" if submitted.cached else "miss"
@@ -230,6 +239,6 @@ async def hf_inference(request: HttpRequest, model_id: str) -> HttpResponse:
     if pending is None:
         return lifecycle_apply(request, response)
     submitted, bound, threshold = pending
-    outcome = await waiting.job_wait(submitted.job.pk, bound=bound)
-    final = await answer(hf_answer, request, submitted, threshold, outcome)
+    outcome, carried = await waiting.job_wait(submitted.job.pk, bound=bound)
+    final = await answer_waited(hf_answer, request, submitted, threshold, outcome, carried)
     return lifecycle_apply(request, limits.copy_rate_limit_headers(response, final))

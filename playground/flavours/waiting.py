@@ -67,17 +67,21 @@ def _cancel_if_queued(job_id) -> bool:
     return services.job_cancel(job=Job(pk=job_id))
 
 
-async def job_wait(job_id, *, bound: float) -> str:
+async def job_wait(job_id, *, bound: float) -> tuple[str, tuple | None]:
     """Wait for the job: ``FINAL``, ``CANCELLED`` (still queued at ``bound``: cancelled,
-    nothing charged) or ``RUNNING`` (started but not done within the hard time limit)."""
-    if await events.job_finished_wait(job_id, timeout=bound):
-        return FINAL
+    nothing charged) or ``RUNNING`` (started but not done within the hard time limit); with
+    ``FINAL``, the answer row its finished signal carried when that was heard
+    (``events.carried_answer``; else None: the answer reads the row)."""
+    heard = await events.job_finished_heard(job_id, timeout=bound)
+    if heard:
+        return FINAL, events.carried_answer(heard)
     if await sync_to_async(offload.call_closing)(_cancel_if_queued, job_id):
-        return CANCELLED
+        return CANCELLED, None
     grace = settings.CELERY_TASK_HARD_TIME_LIMIT + settings.VITRINE_JOB_LEASE
-    if await events.job_finished_wait(job_id, timeout=grace):
-        return FINAL
+    heard = await events.job_finished_heard(job_id, timeout=grace)
+    if heard:
+        return FINAL, events.carried_answer(heard)
     # Re-queued by the reaper meanwhile?
     if await sync_to_async(offload.call_closing)(_cancel_if_queued, job_id):
-        return CANCELLED
-    return RUNNING
+        return CANCELLED, None
+    return RUNNING, None

@@ -28,7 +28,7 @@ from billing.services.ledger import system_account
 from billing.services.topups import credit_grant
 from catalog.db import prepared_pipeline, prepared_row
 from catalog.selectors import card_with_routes
-from playground import api, events, selectors, services
+from playground import api, events, pipeline, selectors, services
 from playground.models import Job, JobStatus
 from playground.serializers import job_data
 from playground.webhooks import webhook_register
@@ -270,3 +270,37 @@ def test_a_result_is_stored_compressed_with_lz4_where_the_server_has_it(made, he
         )
         assert cursor.fetchone() == ("lz4",)
     assert Job.objects.get(pk=job.pk).result == RESULT * 3
+
+
+@pytest.mark.parametrize("outcome", ["succeeded", "failed"])
+@pytest.mark.parametrize("flavour", ["hf", "cloudflare"])
+def test_the_drop_in_flavours_answer_from_the_carried_row_too(made, heard, flavour, outcome):
+    """Hugging Face's and Cloudflare's bounded waits hear the same signal: their answer
+    (the bare list, Cloudflare's envelope, a failure in the flavour's shape, the cost
+    headers) is built in the event loop from the carried row, byte for byte the answer
+    a read of the row gives."""
+    from playground.flavours import cloudflare, common, hf, waiting
+
+    answer = {"hf": hf.hf_answer, "cloudflare": cloudflare.cloudflare_answer}[flavour]
+    job, claimed = made["claimed"]()
+    if outcome == "succeeded":
+        assert services.job_succeed(job=claimed, result=RESULT, timings={"forward": 0.25})
+    else:
+        assert services.job_fail(job=claimed, code="inference_error", message="RuntimeError: x")
+    row = carried(heard(), job)
+    submitted = pipeline.Submitted(job)
+
+    async def in_the_loop():
+        fresh = selectors.job_from_answer(job, row, threshold=THRESHOLD)
+        built = answer(request(), submitted, THRESHOLD, waiting.FINAL, fresh)  # no database
+        waited = await common.answer_waited(
+            answer, request(), submitted, THRESHOLD, waiting.FINAL, row
+        )
+        return built, waited
+
+    built, waited = asyncio.run(in_the_loop())
+    read = answer(request(), submitted, THRESHOLD, waiting.FINAL, None)
+    for response in (built, waited):
+        assert (response.status_code, response.content) == (read.status_code, read.content)
+        assert dict(response.items()) == dict(read.items())
+    assert read.status_code == {"succeeded": 200, "failed": 500}[outcome]
