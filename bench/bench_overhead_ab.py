@@ -24,7 +24,15 @@ import statistics
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench_serving import REPO, Stack, jpeg, load, overhead_call, overhead_summary
+from bench_serving import (
+    FLAVOUR_PATHS,
+    REPO,
+    Stack,
+    jpeg,
+    load,
+    overhead_call,
+    overhead_summary,
+)
 from machine import cpu_model  # bench/machine.py (bench/ is on the path)
 
 
@@ -32,13 +40,17 @@ def redis_db(url: str, db: int) -> str:
     return urlsplit(url)._replace(path=f"/{db}").geturl()
 
 
-async def interleaved(sides: dict, calls: int, image: bytes) -> dict[str, list[dict]]:
+async def interleaved(
+    sides: dict, calls: int, image: bytes, flavour: str = "vitrine"
+) -> dict[str, list[dict]]:
     made: dict[str, list[dict]] = {name: [] for name in sides}
     order = list(sides)
     for i in range(calls):
         for name in order if i % 2 == 0 else order[::-1]:
             port, model_id, key, database_url = sides[name]
-            made[name].append(await overhead_call(port, model_id, key, image, database_url))
+            made[name].append(
+                await overhead_call(port, model_id, key, image, database_url, flavour=flavour)
+            )
     return made
 
 
@@ -64,6 +76,11 @@ def main() -> None:
         "--base pointing at this checkout, an A/B of a setting",
     )  # fmt: skip
     parser.add_argument("--this-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument(
+        "--flavour", choices=sorted(FLAVOUR_PATHS), default="vitrine",
+        help="whose synchronous route the calls take: Vitrine's own, Hugging Face's or "
+        "Cloudflare's drop-in",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     env = {
@@ -82,7 +99,7 @@ def main() -> None:
         sides = {name: stack.start() for name, stack in stacks.items()}
         for port, model_id, key, _ in sides.values():
             asyncio.run(load(port, model_id, key, 1))  # each worker loads its model first
-        made = asyncio.run(interleaved(sides, args.calls, image))
+        made = asyncio.run(interleaved(sides, args.calls, image, args.flavour))
     finally:
         for stack in stacks.values():
             stack.stop()
@@ -92,6 +109,7 @@ def main() -> None:
         "base": str(args.base.resolve()),
         "this": str(REPO),
         "env": env,
+        "flavour": args.flavour,
         **{name: overhead_summary(calls, image) for name, calls in made.items()},
         "this_minus_base": {
             "overhead": paired(made, lambda c: c["overhead"]),
@@ -101,7 +119,10 @@ def main() -> None:
             },
         },
     }
-    print(f"CPU: {result['cpu']} ({result['cores']} cores); {args.calls} calls per side")
+    print(
+        f"CPU: {result['cpu']} ({result['cores']} cores); {args.calls} calls per side, "
+        f"{args.flavour} route"
+    )
     for name in stacks:
         row = result[name]
         print(

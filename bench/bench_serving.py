@@ -147,17 +147,32 @@ def phone_photo(width: int = 4032, height: int = 3024) -> bytes:
     return buffer.getvalue()
 
 
+# Where each flavour's synchronous call goes (each takes the raw image bytes).
+FLAVOUR_PATHS = {
+    "vitrine": "/v1/inference/{model}",
+    "hf": "/hf/models/{model}",
+    "cloudflare": "/client/v4/accounts/bench/ai/run/@cf/{model}",
+}
+
+
 async def overhead_call(
-    port: int, model_id: str, key: str, image: bytes, database_url: str | None = None
+    port: int,
+    model_id: str,
+    key: str,
+    image: bytes,
+    database_url: str | None = None,
+    flavour: str = "vitrine",
 ) -> dict:
     """One sequential sync call: its end-to-end seconds, its job's model seconds and, with
-    ``database_url``, the job row's moments (same clock) to split the rest."""
+    ``database_url``, the job row's moments (same clock) to split the rest. ``flavour``:
+    Vitrine's own API, or the Hugging Face or Cloudflare drop-in route."""
     auth = {"Authorization": f"Bearer {key}"}
     headers = {**auth, "Content-Type": "image/jpeg"}
+    if flavour == "hf":
+        headers["x-use-cache"] = "false"  # every call runs its job (the same image each time)
     sent = time.time()
-    status, found, _, seconds = await fetch(
-        port, "POST", f"/v1/inference/{model_id}", image, headers
-    )
+    path = FLAVOUR_PATHS[flavour].format(model=model_id)
+    status, found, _, seconds = await fetch(port, "POST", path, image, headers)
     answered = time.time()
     if status != 200:
         raise SystemExit(f"a sequential sync call answered {status}")
