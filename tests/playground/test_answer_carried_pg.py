@@ -122,15 +122,20 @@ def carried(signals: list[tuple[str, bytes]], job: Job) -> tuple:
     return row
 
 
-@pytest.mark.parametrize("outcome", ["succeeded", "failed"])
-def test_the_carried_answer_is_the_row_as_it_committed(made, heard, outcome):
+def ended(made, heard, outcome: str) -> tuple[Job, tuple]:
+    """A paid job its worker ended (``succeeded`` with RESULT, or ``failed``) and the answer
+    row its finished signal carried."""
     job, claimed = made["claimed"]()
     if outcome == "succeeded":
         assert services.job_succeed(job=claimed, result=RESULT, timings={"forward": 0.25})
     else:
         assert services.job_fail(job=claimed, code="inference_error", message="RuntimeError: x")
-    row = carried(heard(), job)
+    return job, carried(heard(), job)
 
+
+@pytest.mark.parametrize("outcome", ["succeeded", "failed"])
+def test_the_carried_answer_is_the_row_as_it_committed(made, heard, outcome):
+    job, row = ended(made, heard, outcome)
     fresh = selectors.job_from_answer(job, row)
     reread = selectors.job_reread(job)
     assert job_data(fresh, request=request()) == job_data(reread, request=request())
@@ -282,12 +287,7 @@ def test_the_drop_in_flavours_answer_from_the_carried_row_too(made, heard, flavo
     from playground.flavours import cloudflare, common, hf, waiting
 
     answer = {"hf": hf.hf_answer, "cloudflare": cloudflare.cloudflare_answer}[flavour]
-    job, claimed = made["claimed"]()
-    if outcome == "succeeded":
-        assert services.job_succeed(job=claimed, result=RESULT, timings={"forward": 0.25})
-    else:
-        assert services.job_fail(job=claimed, code="inference_error", message="RuntimeError: x")
-    row = carried(heard(), job)
+    job, row = ended(made, heard, outcome)
     submitted = pipeline.Submitted(job)
 
     async def in_the_loop():
