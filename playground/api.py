@@ -21,6 +21,7 @@ import binascii
 import json
 import logging
 import weakref
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.conf import settings
@@ -458,24 +459,35 @@ def _answer(request, job: Job, threshold: float, answer_options: dict) -> HttpRe
     return job_response(request, job, threshold, **answer_options)
 
 
-def _answer_carried(
-    request, job: Job, final: bool | bytes, threshold: float, answer_options: dict
+def answer_from_carried(
+    job: Job, row: tuple | None, threshold: float, build: Callable[[Job], HttpResponse]
 ) -> HttpResponse | None:
-    """The answer built here, in the event loop, from the row the job's finished signal
-    carried (read by its worker in the transaction that finished it: the row as committed,
-    as job_reread would read it), with no database work and no thread; None when there is
-    none to build from, and the caller reads the row."""
-    row = events.carried_answer(final)
+    """``build(fresh)``, run here, in the event loop, on the job as the row its finished
+    signal carried holds it (read by its worker in the transaction that finished it: the
+    row as committed, as job_reread would read it), with no database work and no thread;
+    None when there is no row to build from, or the answer wanted something the row does
+    not hold (a relation the request did not load): the caller reads the row in a thread.
+    Slower, still the same answer."""
     fresh = job_from_answer(job, row, threshold=threshold) if row is not None else None
     if fresh is None:
         return None
     try:
-        return job_response_from(request, fresh, threshold, **answer_options)
+        return build(fresh)
     except SynchronousOnlyOperation:
-        # The answer wanted something the row does not hold (a relation the request did not
-        # load): a thread reads it. Slower, still the same answer.
         logger.warning("job %s: its carried answer needed the database", job.pk)
         return None
+
+
+def _answer_carried(
+    request, job: Job, final: bool | bytes, threshold: float, answer_options: dict
+) -> HttpResponse | None:
+    """This API's answer from what the job's finished signal carried (``answer_from_carried``)."""
+    return answer_from_carried(
+        job,
+        events.carried_answer(final),
+        threshold,
+        lambda fresh: job_response_from(request, fresh, threshold, **answer_options),
+    )
 
 
 # The OpenAPI generator documents the DRF view behind the coroutine.

@@ -145,7 +145,8 @@ def job_create(
     job_id: uuid.UUID | None = None,
     send_now: bool = False,
 ) -> Job:
-    """Validate and store the image, create the job row, enqueue its id on commit.
+    """Validate and store the image, create the job row, enqueue its id on commit (with
+    ``send_now``, before it).
 
     ``request_id`` defaults to the id of the request this runs in (``X-Request-Id``), so the
     job, its worker's log lines and the response share one id.
@@ -225,10 +226,8 @@ def job_create(
 # dropped: nothing was queued). A call whose transaction outlives HOLD_WAIT (a storage
 # stall) has its message sent again later (playground.tasks.run_detection).
 _HOLD_SQL = "SELECT pg_advisory_xact_lock(%s::bigint)"
-_HOLD_WAIT_SQL = (
-    "SELECT pg_advisory_xact_lock(%s::bigint)"
-    " FROM (SELECT set_config('lock_timeout', %s::text, true)) AS wait"
-)
+# The claim's: the same lock, waited for HOLD_WAIT at most (set for its transaction only).
+_HOLD_WAIT_SQL = f"{_HOLD_SQL} FROM (SELECT set_config('lock_timeout', %s::text, true)) AS wait"
 HOLD_WAIT = "10s"
 _LOCK_NOT_AVAILABLE = "55P03"
 

@@ -3,9 +3,6 @@ shape, and the async shell that runs it and then waits for the job without a thr
 
 from __future__ import annotations
 
-import logging
-
-from django.core.exceptions import SynchronousOnlyOperation
 from django.http import HttpRequest, HttpResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,9 +12,6 @@ from catalog import errors
 from playground import api, limits, offload
 from playground.flavours import error_body, error_headers
 from playground.options import _refuse_unknown
-from playground.selectors import job_from_answer
-
-logger = logging.getLogger(__name__)
 
 
 def refuse_unknown_options(
@@ -90,10 +84,12 @@ async def answer_waited(
     signal carried (as ``playground.api`` answers its own calls: no read, no thread), or,
     when there is none or the answer wants the database (a cancelled job's estimate),
     from the row read on the API's database pool."""
-    fresh = job_from_answer(submitted.job, row, threshold=threshold) if row is not None else None
-    if fresh is not None:
-        try:
-            return fn(request, submitted, threshold, outcome, fresh)
-        except SynchronousOnlyOperation:
-            logger.warning("job %s: its carried answer needed the database", fresh.pk)
+    built = api.answer_from_carried(
+        submitted.job,
+        row,
+        threshold,
+        lambda fresh: fn(request, submitted, threshold, outcome, fresh),
+    )
+    if built is not None:
+        return built
     return await answer(fn, request, submitted, threshold, outcome, None)
