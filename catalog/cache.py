@@ -1,4 +1,4 @@
-"""Whole-page cache for anonymous visitors, invalidated when an operator saves anything.
+"""Whole-page cache, invalidated when an operator saves anything.
 
 Keys carry a catalogue version number; any save or delete of a catalogue row bumps it
 (signals in catalog/signals.py), so every cached page is stale at once without having to
@@ -9,6 +9,13 @@ CSRF token of the visitor it was rendered for: the token is cut out when the pag
 stored and this visitor's own token (``get_token``, which also makes the middleware set
 their cookie) is put in when it is served. Rendering a model page costs ~23 ms of CPU;
 serving it from the cache about a tenth of that.
+
+Signed-in visitors are served from the cache too, from a copy of their own kind: these
+pages depend on the visitor only through whether they are signed in (the header's
+Account / Sign in links, the notify form's email field) and the CSRF token, so every
+member shares one copy and every anonymous visitor another (tests hold two members'
+pages equal). Anything more personal on a cached page (a name, a balance) must come from
+the browser (an API call), never from the template.
 """
 
 from __future__ import annotations
@@ -48,23 +55,27 @@ CSRF_PLACEHOLDER = b"__vitrine_csrf__"
 
 
 def cached_page(view):
-    """Serve anonymous GETs of a page from the cache, keyed by the full URL (host too)."""
+    """Serve GETs of a page from the cache, keyed by the full URL (host too) and by whether
+    the visitor is signed in. A request that asks for a fresh copy (``Cache-Control:
+    no-cache``, as a browser's hard reload sends) is rendered and its copy replaced."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if (
             request.method != "GET"
-            or request.user.is_authenticated
             # A message waits for this visitor ("thanks, we'll tell you"): their own page.
             # len() does not mark the messages read.
             or len(get_messages(request))
         ):
             return view(request, *args, **kwargs)
+        member = request.user.is_authenticated
         # The whole address, host and scheme included: pages print links and snippets
         # with the address they were asked on (catalog.site.site_url).
         digest = hashlib.sha256(request.build_absolute_uri().encode()).hexdigest()
-        key = f"catalog:page:{catalog_version()}:{digest}"
-        hit = cache.get(key)
+        audience = "member" if member else "visitor"
+        key = f"catalog:page:{catalog_version()}:{audience}:{digest}"
+        fresh = "no-cache" in request.headers.get("Cache-Control", "").lower()
+        hit = None if fresh else cache.get(key)
         if hit is not None:
             content, content_type, status = hit
             if CSRF_PLACEHOLDER in content:
@@ -80,8 +91,10 @@ def cached_page(view):
                 cache.set(key, (stored, response["Content-Type"], 200), timeout=PAGE_TTL)
             response["X-Cache"] = "miss"
         response["Cache-Control"] = "public, max-age=60"
-        if CSRF_PLACEHOLDER in getattr(response, "content", b"") or request.META.get(
-            "CSRF_COOKIE_NEEDS_UPDATE"
+        if (
+            member
+            or CSRF_PLACEHOLDER in getattr(response, "content", b"")
+            or request.META.get("CSRF_COOKIE_NEEDS_UPDATE")
         ):
             # A page with a form is this visitor's own: shared caches must not keep it.
             response["Cache-Control"] = "private, max-age=0"
