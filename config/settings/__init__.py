@@ -176,6 +176,11 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+# A signed-in request reads its session from the shared cache before the database (one
+# query fewer on every member's page; the database stays the record). Only with a shared
+# cache: a per-process cache would keep a logged-out session alive in the other processes.
+if CACHE_URL:
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 # --- Security: strict by default outside DEBUG (``manage.py check --deploy`` is clean) ---
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -165,3 +165,46 @@ def test_workers_and_commands_keep_persistent_connections():
 def test_sqlite_is_never_pooled():
     found = _database_settings("config.asgi")
     assert found["pool"] is None
+
+
+SHOW_SESSIONS = (
+    "import django; django.setup(); from django.conf import settings; "
+    "print(settings.SESSION_ENGINE)"
+)
+
+
+def test_sessions_are_read_from_the_shared_cache_only_where_there_is_one():
+    shared = load_settings(SHOW_SESSIONS, CACHE_URL="redis://cache.internal:6379/1")
+    assert shared.stdout.strip() == "django.contrib.sessions.backends.cached_db", shared.stderr
+    # A per-process cache would keep a logged-out session alive in the other processes.
+    alone = load_settings(SHOW_SESSIONS)
+    assert alone.stdout.strip() == "django.contrib.sessions.backends.db", alone.stderr
+
+
+@pytest.mark.django_db
+def test_a_members_session_comes_from_the_shared_cache_and_dies_with_the_logout(
+    limits_redis, settings
+):
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.urls import reverse
+
+    from tests import factories
+
+    settings.CACHES = {
+        "default": {"BACKEND": "catalog.redis_cache.SharedPoolRedisCache", "LOCATION": limits_redis}
+    }
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    member = Client()
+    member.force_login(factories.user())
+    cookie = member.cookies[settings.SESSION_COOKIE_NAME].value
+    with CaptureQueriesContext(connection) as queries:
+        assert member.get("/account/").status_code == 200  # signed in
+    assert not [q for q in queries.captured_queries if "django_session" in q["sql"]]
+    # The same session from another machine (another client, the same shared cache).
+    elsewhere = Client()
+    elsewhere.cookies[settings.SESSION_COOKIE_NAME] = cookie
+    assert elsewhere.get("/account/").status_code == 200
+    member.post(reverse("billing:logout"))
+    assert elsewhere.get("/account/").status_code == 302  # signed out there too
