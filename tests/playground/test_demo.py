@@ -139,11 +139,11 @@ def test_live_and_beta_model_pages_carry_the_demo_and_stay_cached(client, card):
     # The cached copy carries this visitor's CSRF token, not the placeholder.
     assert "__vitrine_csrf__" not in cached.content.decode()
     assert 'name="csrfmiddlewaretoken" value="' in cached.content.decode()
+    member = type(client)()
+    member.force_login(factories.user())
     for status, shown in [("beta", True), ("coming_soon", False), ("deprecated", False)]:
         card.status = status
         card.save(update_fields=["status"])  # an operator's save: every cached copy is stale
-        member = type(client)()
-        member.force_login(factories.user())
         for visitor in (client, member):
             page = visitor.get(f"/models/{card.model_id}").content.decode()
             assert ('id="demo"' in page) is shown
