@@ -5,17 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from playground.runtime.checkpoints import build_checkpoint
+from playground.runtime.checkpoints import TEST_PROCESSOR_SIZES, build_checkpoint
 
 CHECKPOINT_SEED = 0
-# Small inputs keep a random DETR-R50 forward near 0.1 s instead of ~2 s; the processor,
-# model and post-processing code paths are the published ones (only `size` differs).
-TEST_PROCESSOR_SIZES = {
-    "detr": {"shortest_edge": 224, "longest_edge": 320},
-    "conditional_detr": {"shortest_edge": 224, "longest_edge": 320},
-    "rt_detr": {"height": 256, "width": 256},
-    "yolos_tiny": {"shortest_edge": 224, "longest_edge": 320},
-}
+__all__ = ["TEST_PROCESSOR_SIZES"]  # imported from here by the runtime tests
 # Test-sized architectures of the same model classes (one block per ResNet stage, fewer and
 # narrower transformer layers), for the tests that export: converting a graph costs time in
 # proportion to its operations (DETR-R50's OpenVINO conversion ~35 s on a 2-core machine,

@@ -1,0 +1,153 @@
+"""The device preprocessing (resize and table on the model's device, for GPU hosts) gives the
+image processor's inputs bit for bit, and the detector's answers do not change with it.
+
+Run on the CPU here (torch's integer arithmetic is the same on a CUDA device); the check at
+load runs on whatever device the detector is on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from playground.runtime.checkpoints import FAMILIES
+from playground.runtime.device_preprocess import (
+    FILTERS,
+    DevicePreprocessor,
+    pillow_resize,
+    resample_coefficients,
+)
+from playground.runtime.images import DecodedImage, decode_image, decode_many
+from playground.runtime.preprocess import reference_inputs
+from tests.playground.conftest import TEST_PROCESSOR_SIZES
+from tests.playground.runtime_helpers import blocks_image, encode
+from tests.playground.test_runtime_preprocess import (
+    SIZES,
+    _assert_identical,
+    _image,
+    _processor,
+)
+
+# (input width, height) -> (output width, height): enlarged, reduced by several times (a
+# phone photo to DETR's size), each side alone, unchanged, 1 px, strips, odd ratios.
+RESIZES = [
+    ((640, 480), (1066, 800)),
+    ((480, 640), (800, 1066)),
+    ((4032, 3024), (1067, 800)),
+    ((517, 333), (1242, 800)),
+    ((640, 480), (640, 800)),
+    ((640, 480), (900, 480)),
+    ((640, 480), (640, 480)),
+    ((1, 1), (5, 3)),
+    ((1500, 97), (13, 1)),
+    ((31, 17), (640, 640)),
+    ((333, 517), (256, 256)),  # the height shrinks most: Pillow 13's vertical pass first
+    ((700, 2600), (410, 1333)),
+    ((300, 200), (290, 100)),
+]
+
+
+@pytest.mark.parametrize("resample", list(FILTERS), ids=lambda f: Image.Resampling(f).name)
+@pytest.mark.parametrize("sizes", RESIZES, ids=lambda s: f"{s[0][0]}x{s[0][1]}-{s[1][0]}x{s[1][1]}")
+def test_the_device_resize_gives_pillows_pixels(resample, sizes):
+    (width, height), (out_width, out_height) = sizes
+    rng = np.random.default_rng(width * 7 + height)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    want = np.asarray(Image.fromarray(pixels).resize((out_width, out_height), resample=resample))
+    got = pillow_resize(torch.from_numpy(pixels), (out_height, out_width), resample)
+    assert got.dtype == torch.uint8
+    assert np.array_equal(got.numpy(), want)
+
+
+def test_coefficients_are_pillows_fixed_point_weights():
+    """Each output pixel's weights sum to one in 22-bit fixed point (give or take the
+    rounding of each), and read only pixels of the image."""
+    for resample in FILTERS:
+        indices, weights = resample_coefficients(640, 1066, resample)
+        assert indices.min() >= 0 and indices.max() <= 639
+        assert np.all(np.abs(weights.sum(axis=1) - (1 << 22)) <= weights.shape[1])
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("sized", [False, True], ids=["published size", "test size"])
+def test_the_device_path_gives_the_processors_inputs_exactly(family, sized):
+    processor = _processor(family, TEST_PROCESSOR_SIZES[family] if sized else None)
+    fast = DevicePreprocessor.for_processor(processor, "cpu")
+    assert fast is not None, f"{family}: the device path was not accepted"
+    for seed, size in enumerate([*SIZES, (4032, 3024)]):
+        image = _image(size, seed)
+        _assert_identical(fast(image), reference_inputs(processor, image))
+
+
+def test_the_output_size_is_asked_of_the_processor_once_per_input_size():
+    processor = _processor("detr")
+    fast = DevicePreprocessor.for_processor(processor, "cpu")
+    calls = []
+    resize = processor.resize
+
+    def counting(image, **kwargs):
+        calls.append(image.shape)
+        return resize(image, **kwargs)
+
+    processor.resize = counting
+    assert fast.output_size(600, 800) == (800, 1066)
+    assert fast.output_size(600, 800) == (800, 1066)
+    assert fast.output_size(800, 600) == (1066, 800)
+    assert calls == [(1, 600, 800), (1, 800, 600)]  # one-channel probes, once per size
+
+
+def test_a_processor_it_cannot_reproduce_is_not_used():
+    processor = _processor("detr")
+    processor.resample = Image.Resampling.NEAREST  # Pillow's other code path
+    assert DevicePreprocessor.for_processor(processor, "cpu") is None
+
+    class ShiftedResize(type(_processor("detr"))):
+        """A resize that is not Pillow's: the check must catch it."""
+
+        def resize(self, image, size, resample=None, **kwargs):
+            out = super().resize(image, size, resample=resample, **kwargs)
+            return np.roll(out, 1, axis=-1) if out.shape[0] == 3 else out
+
+    assert DevicePreprocessor.for_processor(ShiftedResize(), "cpu") is None
+
+
+@pytest.mark.parametrize("family", ["detr", "yolos_tiny"])
+def test_detections_are_the_same_with_the_device_path(runtime_checkpoint, family, monkeypatch):
+    """The loaded detector with VITRINE_DEVICE_PREPROCESS=on answers exactly what it answers
+    with the table path, in a batch of mixed sizes, and records where it preprocessed."""
+    from playground.runtime import CheckpointSpec
+    from playground.runtime.detector import load_detector
+
+    spec = CheckpointSpec(local_dir=str(runtime_checkpoint(family)))
+    monkeypatch.setenv("VITRINE_DEVICE_PREPROCESS", "on")
+    on_device = load_detector(spec, device="cpu", backend="torch", warm_up=False)
+    monkeypatch.setenv("VITRINE_DEVICE_PREPROCESS", "auto")  # auto: CUDA only
+    table = load_detector(spec, device="cpu", backend="torch", warm_up=False)
+    assert on_device.device_preprocess and isinstance(
+        on_device.table_preprocessor, DevicePreprocessor
+    )
+    assert not table.device_preprocess
+    assert "pil on cpu preprocessing" in on_device.provenance["backend"]
+    assert "pil preprocessing" in table.provenance["backend"]
+    images = [
+        decode_image(encode(blocks_image(w, h, seed), "JPEG", quality=90), max_pixels=10**8)
+        for seed, (w, h) in enumerate([(320, 240), (240, 320), (320, 240), (401, 257)])
+    ]
+    got = on_device.detect(images, threshold=0.0, batch_size=4, float_boxes=True)
+    want = table.detect(images, threshold=0.0, batch_size=4, float_boxes=True)
+    assert [r.detections for r in got] == [r.detections for r in want]
+    assert all(r.detections for r in got)
+
+
+def test_decode_many_keeps_order_and_returns_each_failure_in_its_place():
+    good = [encode(blocks_image(64 + i, 48, i), "JPEG") for i in range(6)]
+    items = [good[0], b"not an image", *good[1:]]
+    outcomes = decode_many(items, lambda data: decode_image(data, max_pixels=10**6), threads=3)
+    assert isinstance(outcomes[1], Exception) and outcomes[1].code == "unsupported_format"
+    decoded = [o for i, o in enumerate(outcomes) if i != 1]
+    assert all(isinstance(o, DecodedImage) for o in decoded)
+    assert [o.image.size for o in decoded] == [(64 + i, 48) for i in range(6)]
+    # The same outcomes on one thread as on several.
+    alone = decode_many(items, lambda data: decode_image(data, max_pixels=10**6), threads=1)
+    assert [o.sha256 for i, o in enumerate(alone) if i != 1] == [o.sha256 for o in decoded]
