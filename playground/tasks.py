@@ -14,6 +14,7 @@ from django.conf import settings
 from playground.models import WorkerHeartbeat
 from playground.runtime import ImageError, WeightsNotInstalled, decode_image
 from playground.runtime.fit import check_model_fit, rule_from_processor
+from playground.runtime.images import decode_many
 from playground.storage import StorageUnavailable, upload_read
 from playground.tracing import REQUEST_ID_HEADER
 
@@ -226,24 +227,31 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
     # The web process checked the fit from the config file; the loaded processor is the truth
     # (a checkpoint installed after the upload, a config the web could not read).
     rule = rule_from_processor(detector.processor)
-    for job in jobs:
+    uploads, read_times = [], {}
+    for job in jobs:  # read here: the storage client is this thread's
         started = time.perf_counter()
         try:
-            decoded = decode_image(
-                upload_read(job.image_name), max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS
-            )
-            check_model_fit(*decoded.image.size, rule)
-            images.append(decoded)
-        except ImageError as exc:
-            services.job_fail(job=job, code=exc.code, message=str(exc))
-            continue
+            uploads.append((job, upload_read(job.image_name)))
+            read_times[job.pk] = time.perf_counter() - started
         except FileNotFoundError:
             services.job_fail(job=job, code="image_missing", message=IMAGE_MISSING)
-            continue
         except StorageUnavailable as exc:
             _retry_or_fail(job, code="storage_unavailable", message=str(exc))
+
+    def decode(upload):  # on the decode threads for a batch: no database here
+        started = time.perf_counter()
+        decoded = decode_image(upload[1], max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
+        check_model_fit(*decoded.image.size, rule)
+        return decoded, time.perf_counter() - started
+
+    for (job, _), outcome in zip(uploads, decode_many(uploads, decode), strict=True):
+        if isinstance(outcome, ImageError):
+            services.job_fail(job=job, code=outcome.code, message=str(outcome))
             continue
-        decode_times[job.pk] = time.perf_counter() - started
+        if isinstance(outcome, Exception):
+            raise outcome
+        images.append(outcome[0])
+        decode_times[job.pk] = read_times[job.pk] + outcome[1]  # reading it and decoding it
         ready.append(job)
     if not ready:
         return

@@ -181,20 +181,33 @@ def test_a_failed_job_costs_nothing(client, start_worker, storage, other_user, t
 def test_a_worker_groups_queued_jobs_of_one_model_into_one_batch(
     start_worker, storage, checkpoints
 ):
+    """Three jobs in one batch (decoded on the worker's decode threads), and beside them in
+    the same burst an upload that became garbage and one that is gone: those two fail on
+    their own, with their own codes, and the batch still runs the other three."""
+    from playground.storage import job_storage, upload_delete
+
     card = card_for(checkpoints["yolos_tiny"])
     # Queued before any worker runs, as a burst would be.
-    jobs = [services.job_create(card=card, image_bytes=photo()) for _ in range(3)]
-    worker = start_worker(env_extra={"VITRINE_BATCH_SIZE": "3", "VITRINE_DETECTION_FLOOR": FLOOR})
+    jobs = [services.job_create(card=card, image_bytes=photo()) for _ in range(5)]
+    corrupt, missing = jobs[1], jobs[3]
+    job_storage().delete(corrupt.image_name)
+    job_storage().save(corrupt.image_name, io.BytesIO(b"\xff\xd8\xff" + b"\x00" * 500))
+    upload_delete(missing.image_name)
+    worker = start_worker(env_extra={"VITRINE_BATCH_SIZE": "5", "VITRINE_DETECTION_FLOOR": FLOOR})
 
     def all_done():
         return all(Job.objects.get(pk=j.pk).is_final for j in jobs)
 
     wait_for(all_done, timeout=240, interval=0.5, message=worker.output())
     done = [Job.objects.get(pk=j.pk) for j in jobs]
-    assert [j.status for j in done] == ["succeeded"] * 3, worker.output()
-    assert [j.timings["batch"] for j in done] == [3, 3, 3]
-    assert [j.attempts for j in done] == [1, 1, 1]  # the other two messages found them claimed
-    assert done[0].result == done[1].result == done[2].result  # same image, same detections
+    assert [(j.status, j.error_code) for j in done] == [
+        ("succeeded", ""), ("failed", "corrupt_image"), ("succeeded", ""),
+        ("failed", "image_missing"), ("succeeded", ""),
+    ], worker.output()  # fmt: skip
+    good = [done[0], done[2], done[4]]
+    assert [j.timings["batch"] for j in good] == [3, 3, 3]
+    assert [j.attempts for j in done] == [1] * 5  # the other messages found them claimed
+    assert good[0].result == good[1].result == good[2].result  # same image, same detections
 
 
 @pytest.mark.skipif(
