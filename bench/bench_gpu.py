@@ -1,0 +1,236 @@
+"""The detector's throughput on a GPU from JPEG bytes, per batch size: issue 10's GPU row.
+
+    python3 bench/bench_gpu.py --json $OUT/gpu.json           # a CUDA host: DETR-R50 at 800
+    .venv/bin/python bench/bench_gpu.py --device cpu --family yolos_tiny --test-size \\
+        --batch-sizes 1,2 --count 4 --precisions f32          # the same code path, on a CPU
+
+Each image's path is the worker's: its JPEG bytes decoded with Pillow on the decode threads
+(``runtime.images.decode_many``; the next batch's decode overlaps this batch's forward), its
+uint8 pixels copied to the device and resized and normalized there with Pillow's own
+arithmetic (``runtime/device_preprocess.py``: the processor's inputs bit for bit), the
+forward in batches (images of one preprocessed shape together, as ``Detector.detect`` does),
+post-processing, detections. Model loading and one warm-up batch per size are not timed.
+
+Precisions: ``f32`` (TF32 off: the reference), ``tf32`` (TF32 matmuls and convolutions),
+``bf16`` (CUDA autocast, the labelled fast option); each against f32 at batch 1 on the same
+images: detections equal within 1 px and 1e-4 above ``--threshold`` (the worker's floor,
+0.05), the kept-set change and the worst moves (bench_detector's comparison). The goal:
+>= 1,500 images/s for DETR-R50 at 800 on one H200, end to end.
+
+The checkpoint is random-weight, built from the family's published config (the compute of
+the real weights); images are COCO's most common size (640x480) unless ``--images`` names a
+folder. It needs only torch, transformers, Pillow and NumPy (no Django): on a GPU machine
+whose Python has those, run it from the repo root. Written to JSON (``--json``): the device,
+torch and CUDA versions, per precision and batch size images/s, milliseconds per image in
+each stage and the peak GPU memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from bench_detector import equality  # noqa: E402  bench/ is on the path
+from machine import cpu_model  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from playground.runtime import CheckpointSpec, decode_image, load_detector  # noqa: E402
+from playground.runtime.checkpoints import TEST_PROCESSOR_SIZES, build_checkpoint  # noqa: E402
+from playground.runtime.images import decode_many, decode_threads  # noqa: E402
+
+MAX_PIXELS = 50_000_000
+GOAL_IMAGES_PER_S = 1500
+
+
+def synthetic_jpegs(count: int, size: tuple[int, int], seed: int = 0) -> list[bytes]:
+    """Photo-like JPEGs (smooth colour fields with noise): what a decoder meets in practice."""
+    rng = np.random.default_rng(seed)
+    out = []
+    width, height = size
+    for _ in range(count):
+        small = rng.integers(0, 256, (height // 32 + 1, width // 32 + 1, 3), dtype=np.uint8)
+        base = np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR))
+        noisy = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(noisy).save(buffer, "JPEG", quality=90)
+        out.append(buffer.getvalue())
+    return out
+
+
+def folder_jpegs(folder: Path, count: int) -> list[bytes]:
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        raise SystemExit(f"no images in {folder}")
+    return [p.read_bytes() for p in paths[:count]]
+
+
+def set_precision(precision: str) -> None:
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(detector, images: list[bytes], batch: int, threshold: float, threads: int) -> dict:
+    """Every image of ``images`` through decode -> detect, ``batch`` at a time, the next
+    batch's decode overlapping this one's detection; seconds and per-stage sums."""
+
+    def decode(data: bytes):
+        return decode_image(data, max_pixels=MAX_PIXELS)
+
+    chunks = [images[i : i + batch] for i in range(0, len(images), batch)]
+    stages = {"decode": 0.0, "preprocess": 0.0, "forward": 0.0, "postprocess": 0.0}
+    detections = []
+    with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as prefetch:
+        synchronize(detector.device)
+        began = time.perf_counter()
+        pending = prefetch.submit(_timed, decode_many, chunks[0], decode, threads=threads)
+        for index in range(len(chunks)):
+            decoded, decode_s = pending.result()
+            if index + 1 < len(chunks):
+                pending = prefetch.submit(
+                    _timed, decode_many, chunks[index + 1], decode, threads=threads
+                )
+            failed = [d for d in decoded if isinstance(d, Exception)]
+            if failed:
+                raise failed[0]
+            stages["decode"] += decode_s
+            results = detector.detect(decoded, threshold=threshold, batch_size=batch)
+            for result in results:
+                for stage in ("preprocess", "forward", "postprocess"):
+                    stages[stage] += result.timings.get(stage, 0.0)
+                detections.append(result.detections)
+        synchronize(detector.device)
+        seconds = time.perf_counter() - began
+    return {"seconds": seconds, "stages": stages, "detections": detections}
+
+
+def _timed(function, *args, **kwargs):
+    began = time.perf_counter()
+    return function(*args, **kwargs), time.perf_counter() - began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--family", default="detr")
+    parser.add_argument("--test-size", action="store_true", help="small inputs (a CPU check)")
+    parser.add_argument("--images", type=Path, help="a folder of JPEGs (default: synthetic)")
+    parser.add_argument("--count", type=int, default=256, help="images per measurement")
+    parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
+    parser.add_argument("--precisions", default="f32,tf32,bf16")
+    parser.add_argument("--decode-threads", type=int, default=None)
+    parser.add_argument("--threshold", type=float, default=0.05, help="the worker's floor")
+    parser.add_argument("--rounds", type=int, default=2, help="timed rounds per batch size")
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "gpu.json")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one tuning per input shape, then cached
+    threads = args.decode_threads or decode_threads()
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
+    precisions = [p for p in args.precisions.split(",") if p]
+    count = max(args.count, max(batch_sizes))
+    images = folder_jpegs(args.images, count) if args.images else synthetic_jpegs(count, (640, 480))
+    images = (images * (count // len(images) + 1))[:count]
+    machine = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+        "cpu": cpu_model(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "decode_threads": threads,
+    }
+    print(f"{machine['device']}; torch {machine['torch']} (CUDA {machine['cuda']}); "
+          f"{threads} decode threads; {count} images per measurement", flush=True)  # fmt: skip
+    report = {"machine": machine, "family": args.family, "images": count, "results": []}
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = build_checkpoint(
+            args.family, Path(folder) / args.family,
+            processor_size=TEST_PROCESSOR_SIZES[args.family] if args.test_size else None,
+        )  # fmt: skip
+        spec = CheckpointSpec(local_dir=str(checkpoint))
+        reference = None  # f32 at batch 1: what every other run is compared with
+        for precision in precisions:
+            set_precision(precision)
+            detector = load_detector(
+                spec, device=device, backend="torch",
+                precision="bf16" if precision == "bf16" else "f32",
+            )  # fmt: skip
+            for batch in batch_sizes:
+                run(detector, images[:batch], batch, args.threshold, threads)  # warm-up
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                rounds = [
+                    run(detector, images, batch, args.threshold, threads)
+                    for _ in range(args.rounds)
+                ]
+                best = min(rounds, key=lambda r: r["seconds"])
+                if reference is None:
+                    reference = best["detections"]
+                row = {
+                    "precision": precision,
+                    "batch": batch,
+                    "device_preprocess": detector.device_preprocess,
+                    "images_per_s": round(count / best["seconds"], 1),
+                    "images_per_s_per_round": [round(count / r["seconds"], 1) for r in rounds],
+                    "ms_per_image": {
+                        stage: round(1000 * seconds / count, 3)
+                        for stage, seconds in best["stages"].items()
+                    },
+                    "peak_gpu_memory_gib": (
+                        round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+                        if device.type == "cuda" else None
+                    ),
+                    "against_f32_batch_1": equality(
+                        best["detections"], reference, args.threshold
+                    ),
+                }  # fmt: skip
+                report["results"].append(row)
+                same = row["against_f32_batch_1"]
+                stages = ", ".join(f"{k} {v:.2f}" for k, v in row["ms_per_image"].items())
+                print(
+                    f"{precision:>5} batch {batch:>3}: {row['images_per_s']:>8.1f} img/s "
+                    f"(rounds {row['images_per_s_per_round']}); ms/image: {stages}; "
+                    f"equal to f32 batch 1: {same['equal']}/{same['reference_kept']} "
+                    f"(kept {same['kept']}, worst box {same['worst_box_px']:.1f} px, "
+                    f"score {same['worst_score']:.1e})",
+                    flush=True,
+                )
+            del detector
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    best = max(report["results"], key=lambda r: r["images_per_s"])
+    report["best"] = {k: best[k] for k in ("precision", "batch", "images_per_s")}
+    report["goal_images_per_s"] = GOAL_IMAGES_PER_S
+    print(
+        f"best: {best['images_per_s']:.1f} img/s ({best['precision']}, batch {best['batch']}; "
+        f"rounds' mean {statistics.mean(best['images_per_s_per_round']):.1f}); goal >= "
+        f"{GOAL_IMAGES_PER_S} img/s for DETR-R50 at 800 on one H200"
+    )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

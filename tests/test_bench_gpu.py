@@ -1,0 +1,37 @@
+"""bench/bench_gpu.py keeps working where there is no GPU: the same code path (decode threads,
+the device preprocessing, batches) on the CPU, test-sized. No speed is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_gpu_bench_runs_the_device_path_on_a_cpu(tmp_path):
+    out = tmp_path / "gpu.json"
+    command = [
+        sys.executable, str(REPO / "bench" / "bench_gpu.py"), "--device", "cpu",
+        "--family", "yolos_tiny", "--test-size", "--batch-sizes", "1,3", "--count", "6",
+        "--precisions", "f32", "--rounds", "1", "--decode-threads", "2", "--json", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "VITRINE_DEVICE_PREPROCESS": "on"}  # as on a CUDA device
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert report["machine"]["decode_threads"] == 2 and report["images"] == 6
+    rows = report["results"]
+    assert [(r["precision"], r["batch"]) for r in rows] == [("f32", 1), ("f32", 3)]
+    for row in rows:
+        assert row["device_preprocess"] is True
+        assert row["images_per_s"] > 0
+        assert set(row["ms_per_image"]) == {"decode", "preprocess", "forward", "postprocess"}
+        same = row["against_f32_batch_1"]
+        # Batches of three answer what one image at a time does, every detection.
+        assert same["reference_kept"] > 0
+        assert same["equal"] == same["reference_kept"] == same["kept"]
+    assert report["best"]["images_per_s"] == max(r["images_per_s"] for r in rows)
