@@ -24,7 +24,6 @@ remembered.
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from typing import Any
 
@@ -35,14 +34,11 @@ from PIL import Image
 
 from playground.runtime.preprocess import (
     TablePreprocessor,
-    _noise_image,
-    _same,
     _size_dict,
     _value_table,
+    checked,
     reference_inputs,
 )
-
-logger = logging.getLogger(__name__)
 
 PRECISION_BITS = 32 - 8 - 2  # Resample.c: 8 bits of result, 2 for overflow, in an int
 PILLOW_MAJOR = int(PIL.__version__.split(".")[0])
@@ -209,24 +205,17 @@ class DevicePreprocessor(TablePreprocessor):
             return None
         if processor.do_resize and processor.resample not in FILTERS:
             return None  # NEAREST is another code path in Pillow
-        try:
-            fast = cls(
+        return checked(
+            lambda: cls(
                 processor,
                 _value_table(processor),
                 mask=bool(getattr(processor, "do_pad", False)),
                 device=torch.device(device or "cpu"),
-            )
-            for index, size in enumerate(CHECK_SIZES):
-                image = _noise_image(size, seed=index)
-                got = {name: value.cpu() for name, value in fast(image).items()}
-                if not _same(got, reference_inputs(processor, image)):
-                    name = type(processor).__name__
-                    logger.info("%s: device preprocessing differs; not used", name)
-                    return None
-        except Exception:  # any surprise means: the table path or the processor
-            logger.info("%s: no device preprocessing", type(processor).__name__, exc_info=True)
-            return None
-        return fast
+            ),
+            processor,
+            CHECK_SIZES,
+            "device",
+        )
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) the processor resizes an image of this size to: asked of the

@@ -21,6 +21,7 @@ so its pixel mask (where the processor returns one) is all ones.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,19 +48,14 @@ class TablePreprocessor:
         """The table path for ``processor`` when it gives identical inputs, else None."""
         if getattr(processor, "backend", None) != "pil":
             return None  # the torchvision processors resize differently (on tensors)
-        try:
-            table = _value_table(processor)
-            fast = cls(processor, table, mask=bool(getattr(processor, "do_pad", False)))
-            for index, size in enumerate(CHECK_SIZES):
-                image = _noise_image(size, seed=index)
-                if not _same(fast(image), reference_inputs(processor, image)):
-                    name = type(processor).__name__
-                    logger.info("%s: table preprocessing differs; using the processor", name)
-                    return None
-        except Exception:  # any surprise means: use the processor as it is
-            logger.info("%s: no table preprocessing", type(processor).__name__, exc_info=True)
-            return None
-        return fast
+        return checked(
+            lambda: cls(
+                processor, _value_table(processor), mask=bool(getattr(processor, "do_pad", False))
+            ),
+            processor,
+            CHECK_SIZES,
+            "table",
+        )
 
     def __call__(self, image: Image.Image) -> dict[str, torch.Tensor]:
         if image.mode != "RGB":
@@ -83,6 +79,26 @@ def reference_inputs(processor: Any, image: Image.Image) -> dict[str, torch.Tens
     """The processor's own model inputs for one image (what the HF pipeline passes)."""
     inputs = processor(images=[image], return_tensors="pt")
     return {name: value for name, value in inputs.items() if isinstance(value, torch.Tensor)}
+
+
+def checked(make: Callable[[], Any], processor: Any, sizes, what: str) -> Any:
+    """``make()``, a preprocessor, when it gives ``processor``'s inputs exactly (keys,
+    shapes, dtypes, values, wherever its tensors are) on a synthetic image of each size;
+    else None, logged (any surprise too: the caller then uses the processor, or another
+    path, as it is)."""
+    name = type(processor).__name__
+    try:
+        fast = make()
+        for index, size in enumerate(sizes):
+            image = _noise_image(size, seed=index)
+            got = {key: value.cpu() for key, value in fast(image).items()}
+            if not _same(got, reference_inputs(processor, image)):
+                logger.info("%s: %s preprocessing differs; not used", name, what)
+                return None
+    except Exception:
+        logger.info("%s: no %s preprocessing", name, what, exc_info=True)
+        return None
+    return fast
 
 
 def _value_table(processor: Any) -> np.ndarray:
