@@ -234,8 +234,9 @@ class DevicePreprocessor(TablePreprocessor):
         return size
 
     def __call__(self, image: Image.Image) -> dict[str, torch.Tensor]:
-        if image.mode != "RGB":
-            return reference_inputs(self.processor, image)
+        if image.mode != "RGB":  # the processor's own inputs, on the device like the rest
+            inputs = reference_inputs(self.processor, image)
+            return {name: value.to(self.device) for name, value in inputs.items()}
         processor = self.processor
         pixels = torch.from_numpy(np.array(image)).to(self.device, non_blocking=True)
         if processor.do_resize:
