@@ -191,7 +191,11 @@ def decode_threads() -> int:
     process's CPUs, at most 16)."""
     from playground.runtime.env import env_int
 
-    return max(1, env_int(DECODE_THREADS_ENV, min(len(os.sched_getaffinity(0)), 16)))
+    try:
+        cpus = len(os.sched_getaffinity(0))  # the CPUs this process may run on (Linux)
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, env_int(DECODE_THREADS_ENV, min(cpus, 16)))
 
 
 def decode_many(
@@ -203,7 +207,6 @@ def decode_many(
     the device). An exception ``decode`` raises is returned in its item's place, not
     raised, so one bad image does not stop the others. ``decode`` must not use the
     database (each thread would open its own connection)."""
-    threads = decode_threads() if threads is None else threads
 
     def outcome(item):
         try:
@@ -211,9 +214,11 @@ def decode_many(
         except Exception as exc:  # returned in its place: the caller decides per item
             return exc
 
-    if len(items) < 2 or threads < 2:
-        return [outcome(item) for item in items]
-    return list(_decode_pool(threads).map(outcome, items))
+    if len(items) > 1:
+        threads = decode_threads() if threads is None else threads
+        if threads > 1:
+            return list(_decode_pool(threads).map(outcome, items))
+    return [outcome(item) for item in items]
 
 
 def _decode_pool(threads: int) -> ThreadPoolExecutor:
