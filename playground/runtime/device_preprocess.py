@@ -8,13 +8,13 @@ the bytes of the float32 inputs), and the resize and the value table run there.
 
 The resize is Pillow's own arithmetic (``src/libImaging/Resample.c``, 8 bits per channel),
 not an approximation of it: the same filter coefficients (computed in float64 as Pillow
-does, then fixed point with 22 fractional bits), the same two passes (horizontal, then
-vertical, each rounded and clipped to uint8 in between), the same integer sums. Integer
+does, then fixed point with 22 fractional bits), the same two passes in the same order
+(each rounded and clipped to uint8 in between), the same integer sums. Integer
 arithmetic gives the same result on any device, so the inputs are identical to the PIL
 path's, and so are the detections. As for the table path, this is checked, not assumed:
 ``DevicePreprocessor.for_processor`` runs both paths on synthetic images (enlarged and
-reduced, landscape and portrait) on the target device and is used only when every tensor
-is equal; otherwise the table path (or the processor) is.
+reduced, landscape, portrait and tall) on the target device and is used only when every
+tensor is equal; otherwise the table path (or the processor) is.
 
 The output size is the processor's own: asked of ``processor.resize`` once per input size
 with a one-channel nearest-neighbour probe (the size depends only on the input size), and
@@ -95,10 +95,11 @@ FILTERS = {
     Image.Resampling.LANCZOS: (_lanczos, 3.0),
 }
 
-# Check images: enlarged (the usual COCO photo at an 800 short edge), reduced (a phone photo),
-# portrait, sizes that do not divide evenly, and one already at the output size on one side.
 MAX_REMEMBERED_SIZES = 4096
-CHECK_SIZES = ((517, 333), (333, 517), (640, 480), (2017, 1511), (1100, 800))
+# Check images: enlarged (the usual COCO photo at an 800 short edge), reduced (a phone photo),
+# portrait, sizes that do not divide evenly, one already at the output size on one side, and
+# a tall one whose height shrinks most (Pillow 13 then runs the vertical pass first).
+CHECK_SIZES = ((517, 333), (333, 517), (640, 480), (2017, 1511), (1100, 800), (700, 2600))
 
 
 @functools.lru_cache(maxsize=256)

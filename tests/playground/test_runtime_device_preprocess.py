@@ -112,6 +112,21 @@ def test_a_processor_it_cannot_reproduce_is_not_used():
     assert DevicePreprocessor.for_processor(ShiftedResize(), "cpu") is None
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_the_load_check_notices_the_other_pass_order(monkeypatch, family):
+    """Which pass runs first is Pillow's version's choice; the check images include one
+    where it matters, so a device resize in the other order is refused at load."""
+    import PIL
+
+    from playground.runtime import device_preprocess
+
+    processor = _processor(family)
+    assert DevicePreprocessor.for_processor(processor, "cpu") is not None
+    other = 12 if int(PIL.__version__.split(".")[0]) >= 13 else 13
+    monkeypatch.setattr(device_preprocess, "PILLOW_MAJOR", other)
+    assert DevicePreprocessor.for_processor(processor, "cpu") is None
+
+
 @pytest.mark.parametrize("family", ["detr", "yolos_tiny"])
 def test_detections_are_the_same_with_the_device_path(runtime_checkpoint, family, monkeypatch):
     """The loaded detector with VITRINE_DEVICE_PREPROCESS=on answers exactly what it answers
