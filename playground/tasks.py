@@ -227,12 +227,12 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
     # The web process checked the fit from the config file; the loaded processor is the truth
     # (a checkpoint installed after the upload, a config the web could not read).
     rule = rule_from_processor(detector.processor)
-    uploads, read_times = [], {}
+    uploads = []  # (job, bytes, seconds to read them)
     for job in jobs:  # read here: the storage client is this thread's
         started = time.perf_counter()
         try:
-            uploads.append((job, upload_read(job.image_name)))
-            read_times[job.pk] = time.perf_counter() - started
+            data = upload_read(job.image_name)
+            uploads.append((job, data, time.perf_counter() - started))
         except FileNotFoundError:
             services.job_fail(job=job, code="image_missing", message=IMAGE_MISSING)
         except StorageUnavailable as exc:
@@ -244,14 +244,14 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
         check_model_fit(*decoded.image.size, rule)
         return decoded, time.perf_counter() - started
 
-    for (job, _), outcome in zip(uploads, decode_many(uploads, decode), strict=True):
+    for (job, _, read_s), outcome in zip(uploads, decode_many(uploads, decode), strict=True):
         if isinstance(outcome, ImageError):
             services.job_fail(job=job, code=outcome.code, message=str(outcome))
             continue
         if isinstance(outcome, Exception):
             raise outcome
         images.append(outcome[0])
-        decode_times[job.pk] = read_times[job.pk] + outcome[1]  # reading it and decoding it
+        decode_times[job.pk] = read_s + outcome[1]  # reading it and decoding it
         ready.append(job)
     if not ready:
         return

@@ -135,14 +135,22 @@ def resample_coefficients(
     return indices, weights
 
 
+@functools.lru_cache(maxsize=256)
+def _device_coefficients(
+    in_size: int, out_size: int, resample: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``resample_coefficients`` as tensors on ``device``: copied there once per size pair,
+    not once per image."""
+    indices, weights = resample_coefficients(in_size, out_size, resample)
+    return torch.from_numpy(indices).to(device), torch.from_numpy(weights).to(device)
+
+
 def _resample_axis(pixels: torch.Tensor, axis: int, out_size: int, resample: int) -> torch.Tensor:
     """One of Resample.c's 8bpc passes along ``axis`` (0: vertical, 1: horizontal) of an
     (H, W, C) uint8 tensor: per output pixel, 2^21 plus the int sum of input x weight, then
     clip8 (an arithmetic shift by 22 bits, clamped to 0..255)."""
-    indices, weights = resample_coefficients(pixels.shape[axis], out_size, resample)
     device = pixels.device
-    index = torch.from_numpy(indices).to(device)
-    weight = torch.from_numpy(weights).to(device)
+    index, weight = _device_coefficients(pixels.shape[axis], out_size, resample, device)
     source = pixels.to(torch.int32)
     total = torch.full(
         (out_size, pixels.shape[1], pixels.shape[2]) if axis == 0
@@ -151,7 +159,7 @@ def _resample_axis(pixels: torch.Tensor, axis: int, out_size: int, resample: int
     )  # fmt: skip
     # One tap at a time (ksize of them): no (H, W, ksize, C) intermediate. The products and
     # their sums stay within an int32, as in Pillow's own int accumulator.
-    for tap in range(indices.shape[1]):
+    for tap in range(index.shape[1]):
         if axis == 0:
             total += source.index_select(0, index[:, tap]) * weight[:, tap, None, None]
         else:

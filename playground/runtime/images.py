@@ -225,6 +225,8 @@ def _decode_pool(threads: int) -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None or _pool[:2] != (os.getpid(), threads):
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)  # this process's, for another thread count
             _pool = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="decode"))
         return _pool[2]
 

@@ -8,7 +8,6 @@ import pytest
 from playground.runtime.checkpoints import TEST_PROCESSOR_SIZES, build_checkpoint
 
 CHECKPOINT_SEED = 0
-__all__ = ["TEST_PROCESSOR_SIZES"]  # imported from here by the runtime tests
 # Test-sized architectures of the same model classes (one block per ResNet stage, fewer and
 # narrower transformer layers), for the tests that export: converting a graph costs time in
 # proportion to its operations (DETR-R50's OpenVINO conversion ~35 s on a 2-core machine,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from playground.runtime.checkpoints import FAMILIES
+from playground.runtime.checkpoints import FAMILIES, TEST_PROCESSOR_SIZES
 from playground.runtime.device_preprocess import (
     FILTERS,
     DevicePreprocessor,
@@ -20,7 +20,6 @@ from playground.runtime.device_preprocess import (
 )
 from playground.runtime.images import DecodedImage, decode_image, decode_many
 from playground.runtime.preprocess import reference_inputs
-from tests.playground.conftest import TEST_PROCESSOR_SIZES
 from tests.playground.runtime_helpers import blocks_image, encode
 from tests.playground.test_runtime_preprocess import (
     SIZES,

@@ -7,9 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from playground.runtime.checkpoints import FAMILIES
+from playground.runtime.checkpoints import FAMILIES, TEST_PROCESSOR_SIZES
 from playground.runtime.preprocess import TablePreprocessor, reference_inputs
-from tests.playground.conftest import TEST_PROCESSOR_SIZES
 
 # Odd sizes, both orientations, a thin strip, a tiny image and one larger than the
 # longest edge: the resize rounds differently in each.
