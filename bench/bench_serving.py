@@ -437,8 +437,12 @@ class Stack:
         sync_wait: int,
         worker_threads: int,
         extra_env: dict[str, str] | None = None,
+        processor_size: dict[str, int] | None = None,
+        config_overrides: dict | None = None,
     ) -> None:
         self.repo, self.admin_url, self.redis_url = Path(repo), database_url, redis_url
+        # A test-sized input and model (bench_worker.py): the same classes, a forward of a few ms.
+        self.processor_size, self.config_overrides = processor_size, config_overrides
         self.sync_wait, self.worker_threads = sync_wait, worker_threads
         # Set last: what an A/B of settings changes on one side (bench_overhead_ab.py).
         self.extra_env = extra_env or {}
@@ -448,8 +452,9 @@ class Stack:
         self.database_url = urlsplit(database_url)._replace(path=f"/{self.db_name}").geturl()
         self.procs: list[subprocess.Popen] = []
 
-    def start(self) -> tuple[int, str, str, str]:
-        """(port, model id, API key, database URL) once the web process answers."""
+    def start(self, *, worker: bool = True) -> tuple[int, str, str, str]:
+        """(port, model id, API key, database URL) once the web process answers. ``worker``
+        False: the web process only (``worker_start`` starts the worker later)."""
         sys.path.insert(0, str(REPO))
         from playground.runtime.checkpoints import build_checkpoint
 
@@ -490,7 +495,10 @@ class Stack:
             [py, "manage.py", "migrate", "--noinput"], cwd=self.repo, env=env, check=True,
             capture_output=True,
         )  # fmt: skip
-        checkpoint = build_checkpoint("yolos_tiny", work / "yolos_tiny")
+        checkpoint = build_checkpoint(
+            "yolos_tiny", work / "yolos_tiny", processor_size=self.processor_size,
+            config_overrides=self.config_overrides,
+        )  # fmt: skip
         setup = subprocess.run(
             [py, "-c", SETUP, str(checkpoint)], cwd=self.repo, env=env, capture_output=True,
             text=True,
@@ -499,23 +507,42 @@ class Stack:
             raise SystemExit(setup.stderr)
         model_id, key = setup.stdout.split()[-2:]
         port = free_port()
-        logs = work / "logs"
-        logs.mkdir()
-        print(f"web and worker logs of {self.repo}: {logs}", file=sys.stderr, flush=True)
-        for name, argv in (
-            ("worker", [py, "-m", "celery", "-A", "config", "worker", "-Q", "default,cpu",
-                        "--concurrency", "1", "--loglevel", "WARNING"]),
-            ("web", [py, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                     "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"]),
-        ):  # fmt: skip
-            with (logs / f"{name}.log").open("wb") as out:
-                self.procs.append(
-                    subprocess.Popen(
-                        argv, cwd=self.repo, env=env, stdout=out, stderr=subprocess.STDOUT
-                    )
-                )
+        self.env, self.logs = env, work / "logs"
+        self.logs.mkdir()
+        print(f"web and worker logs of {self.repo}: {self.logs}", file=sys.stderr, flush=True)
+        self.web = self._spawn(
+            "web", ["-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+                    "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"],
+        )  # fmt: skip
+        self.worker = self.worker_start() if worker else None
         wait_http(port)
         return port, model_id, key, self.database_url
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        with (self.logs / f"{name}.log").open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, *args], cwd=self.repo, env=self.env, stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def worker_start(self) -> subprocess.Popen:
+        """The Celery worker (concurrency 1), as production runs it."""
+        return self._spawn(
+            "worker", ["-m", "celery", "-A", "config", "worker", "-Q", "default,cpu",
+                       "--concurrency", "1", "--loglevel", "WARNING"],
+        )  # fmt: skip
+
+    def worker_stop(self, proc: subprocess.Popen) -> None:
+        """Stop a worker as a deploy does (TERM: Celery's warm shutdown) and wait for it."""
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self.procs.remove(proc)
 
     def stop(self) -> None:
         for proc in self.procs:
