@@ -65,22 +65,44 @@ def job_finished_publish(job_id, *, answer: tuple | None = None) -> None:
     """Tell waiting calls that a job ended. Call after the commit that ended it.
     ``answer``: the job's answer row as that commit left it (``selectors.answer_sql``),
     carried with the signal; a waiting call answers from it instead of reading the row."""
-    client = _client()
-    if client is None:
-        return
-    data = FINAL
-    if answer is not None:
-        from playground.selectors import answer_encode
+    jobs_finished_publish([(job_id, answer)])
 
-        try:
-            data = ANSWER + answer_encode(answer)
-        except TypeError as exc:  # a column type the codec does not carry: read the row
-            logger.warning("job %s: answer not carried (%s)", job_id, exc)
+
+def jobs_finished_publish(ended: list[tuple]) -> None:
+    """``job_finished_publish`` for each (job id, answer row or None) of jobs that one
+    commit ended (a worker's batch): one round trip to Redis for all of them."""
+    client = _client()
+    if client is None or not ended:
+        return
+    signals = [
+        (CHANNEL.format(job_id=job_id), _signal_data(job_id, answer)) for job_id, answer in ended
+    ]
     try:
-        client.publish(CHANNEL.format(job_id=job_id), data)
+        if len(signals) == 1:
+            client.publish(*signals[0])
+        else:
+            pipe = client.pipeline(transaction=False)
+            for channel, data in signals:
+                pipe.publish(channel, data)
+            pipe.execute()
     except redis.RedisError as exc:
         # Waiters read the row every RECHECK_EVERY seconds: a lost signal costs latency only.
-        logger.warning("job %s: finished signal not published (%s)", job_id, exc)
+        logger.warning(
+            "%d finished signal(s) not published (jobs %s; %s)",
+            len(signals), ", ".join(str(job_id) for job_id, _ in ended), exc,
+        )  # fmt: skip
+
+
+def _signal_data(job_id, answer: tuple | None) -> bytes:
+    if answer is None:
+        return FINAL
+    from playground.selectors import answer_encode
+
+    try:
+        return ANSWER + answer_encode(answer)
+    except TypeError as exc:  # a column type the codec does not carry: read the row
+        logger.warning("job %s: answer not carried (%s)", job_id, exc)
+        return FINAL
 
 
 def job_is_final(job_id) -> bool:

@@ -304,3 +304,54 @@ def test_the_drop_in_flavours_answer_from_the_carried_row_too(made, heard, flavo
         assert (response.status_code, response.content) == (read.status_code, read.content)
         assert dict(response.items()) == dict(read.items())
     assert read.status_code == {"succeeded": 200, "failed": 500}[outcome]
+
+
+def test_a_batch_ends_in_one_transaction_as_its_jobs_end_one_by_one(made, heard):
+    """``jobs_succeed``, a worker's batch: every job ends, is charged and is answered as
+    ``job_succeed`` ends, charges and answers one, all in one transaction (one round trip,
+    one commit) and one Redis round trip; a job whose attempt went stale meanwhile ends
+    nothing and is sent nothing; a job with a webhook is sent the plain signal."""
+    alone, claimed_alone = made["claimed"]()
+    assert services.job_succeed(job=claimed_alone, result=RESULT, timings={"forward": 0.25})
+    answer_alone = job_data(
+        selectors.job_from_answer(alone, carried(heard(), alone)), request=request()
+    )
+    batch = [made["claimed"]() for _ in range(3)]
+    stale, claimed_stale = made["claimed"]()
+    hooked, claimed_hooked = made["claimed"](webhook="https://hooks.example.com/vitrine")
+    Job.objects.filter(pk=stale.pk).update(attempts=2)  # taken over by a later attempt
+    claims = [claimed for _, claimed in batch] + [claimed_stale, claimed_hooked]
+    finished = [(claimed, RESULT, {"forward": 0.25}) for claimed in claims]
+    assert services.jobs_succeed(finished=finished) == [True, True, True, False, True]
+
+    signals = heard()
+    assert sorted(job_id for job_id, _ in signals) == sorted(
+        str(job.pk) for job in [*(job for job, _ in batch), hooked]
+    )
+    by_job = dict(signals)
+    assert by_job[str(hooked.pk)] == events.FINAL
+    for job, _ in batch:
+        fresh = selectors.job_from_answer(job, events.carried_answer(by_job[str(job.pk)]))
+        answer = job_data(fresh, request=request())
+        assert answer == job_data(selectors.job_reread(job), request=request())
+        same = ("status", "charge_status", "cost", "detections")
+        assert {k: answer[k] for k in same} == {k: answer_alone[k] for k in same}
+    assert Job.objects.get(pk=hooked.pk).status == JobStatus.SUCCEEDED
+    left = Job.objects.get(pk=stale.pk)
+    assert (left.status, left.result) == (JobStatus.RUNNING, None)
+    assert job_data(selectors.job_reread(stale), request=request())["charge_status"] == "reserved"
+    # One transaction: every row the batch ended carries the same xmin, not the lone job's.
+    ended_ids = [job.pk for job, _ in batch] + [hooked.pk]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, xmin::text FROM playground_job WHERE id = ANY(%s)", [[alone.pk, *ended_ids]]
+        )
+        xmin = dict(cursor.fetchall())
+    assert len({xmin[pk] for pk in ended_ids}) == 1 and xmin[alone.pk] != xmin[ended_ids[0]]
+
+
+def test_a_batch_of_one_ends_as_job_succeed_ends_it(made, heard):
+    job, claimed = made["claimed"]()
+    assert services.jobs_succeed(finished=[(claimed, RESULT, {})]) == [True]
+    answer = job_data(selectors.job_from_answer(job, carried(heard(), job)), request=request())
+    assert answer == job_data(selectors.job_reread(job), request=request())

@@ -281,3 +281,60 @@ def test_a_value_too_long_for_its_column_is_refused_as_by_the_orm(jobs):
                 fields={"status": "failed", "error_code": "x" * 65, "error_message": "",
                         "timings": {}},
             )  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("routed", [False, True])
+def test_a_batch_claim_takes_the_oldest_like_jobs_in_one_statement_and_leaves_locked_ones(
+    settings, tmp_path, routed
+):
+    """``jobs_claim_batch`` on PostgreSQL: one statement claims up to the limit of the
+    oldest queued jobs of the same card, route and queue, skipping a row another claim has
+    locked, with each one's attempt row, its provenance when the worker names that card, and
+    the job as ``job_claim`` returns one (its card, organisation, route and webhook read)."""
+    import psycopg
+
+    from tests.conftest import database_url
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    card = factories.card(slug="batch")
+    route = factories.route(card=card) if routed else None
+    other_route = factories.route(card=card, slug="other") if not routed else None
+
+    def make(**kwargs) -> Job:
+        return services.job_create(card=card, route=route, image_bytes=png(), **kwargs)
+
+    like = services.job_claim(job_id=make().pk, worker="w:1")
+    alike = [make() for _ in range(4)]
+    hooked = alike[3]
+    webhooks.webhook_register(job=hooked, url="https://hooks.example/vitrine")
+    unlike = [
+        services.job_create(card=factories.card(slug="another"), image_bytes=png()),
+        services.job_create(card=card, route=other_route, image_bytes=png()),
+        make(queue="gpu"),
+    ]
+    fields = provenance.provenance_fields(
+        {"revision": "0123abcd", "untrained": True, "backend": "openvino f32", "precision": "fp32"}
+    )
+    with psycopg.connect(database_url(connection.settings_dict)) as other:
+        other.execute("SELECT 1 FROM playground_job WHERE id = %s FOR UPDATE", [alike[1].pk])
+        with CaptureQueriesContext(connection) as queries:
+            first = services.jobs_claim_batch(
+                like=like, worker="w:2", limit=2, provenance=(card.pk, fields)
+            )
+        assert len(queries) == 1
+        assert [job.pk for job in first] == [alike[0].pk, alike[2].pk]
+    rest = services.jobs_claim_batch(like=like, worker="w:2", limit=10)
+    assert [job.pk for job in rest] == [alike[1].pk, alike[3].pk]
+    assert services.jobs_claim_batch(like=like, worker="w:2", limit=10) == []
+
+    for job in [*first, *rest]:
+        assert claimed_view(job) == claimed_view(
+            Job.objects.select_related("card__organisation", "route").get(pk=job.pk)
+        ) | {"webhook": job.pk == hooked.pk, "delivery": claimed_view(job)["delivery"]}
+        assert (job.status, job.attempts, job.worker) == ("running", 1, "w:2")
+        assert stored(job.pk)["attempts"] == [(1, "w:2", job.started_at, None, "running")]
+        assert provenance.recorded(Job.objects.get(pk=job.pk), fields) == (job in first)
+    assert seen(rest[1].webhook_delivery)["url"] == "https://hooks.example/vitrine"
+    for job in unlike:
+        assert Job.objects.get(pk=job.pk).status == "queued"

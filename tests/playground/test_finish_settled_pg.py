@@ -207,3 +207,21 @@ def test_a_job_without_a_charge_finishes_in_one_statement(paid, settings, tmp_pa
     assert paid["heard"]() == [str(job.pk)]
     assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
     assert not Charge.objects.filter(job_id=job.pk).exists()
+
+
+def test_a_batch_whose_settlement_needs_an_account_ends_one_by_one(paid):
+    """The batch's one transaction cannot create the revenue account (this database's first
+    post): it is undone whole and the jobs end one by one, each posted once."""
+    assert not LedgerAccount.objects.filter(kind=AccountKind.INFERENCE_REVENUE).exists()
+    jobs = [paid["claimed_job"](units=1) for _ in range(3)]
+    finished = [(job, DETECTIONS, {}) for job in jobs]
+    assert services.jobs_succeed(finished=finished) == [True, True, True]
+    for job in jobs:
+        assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
+        assert settlement(job) == (Charge.Status.POSTED, ["reserve", "post"])
+    assert money(paid["user"])["revenue"] == D("0.0006")
+    assert sorted(paid["heard"]()) == sorted(str(job.pk) for job in jobs)
+    # Ended once: the batch again (a redelivery) ends and charges nothing more.
+    assert services.jobs_succeed(finished=finished) == [False, False, False]
+    assert money(paid["user"])["revenue"] == D("0.0006")
+    assert paid["heard"]() == []
