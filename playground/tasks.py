@@ -5,6 +5,7 @@ import os
 import socket
 import threading
 import time
+from collections import OrderedDict
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -21,6 +22,22 @@ from playground.tracing import REQUEST_ID_HEADER
 logger = logging.getLogger(__name__)
 RETRY_DELAY = 5
 IMAGE_MISSING = "The upload is gone."
+
+# Jobs this process ended (succeeded or failed). The jobs a batch claimed beside its own
+# still have their messages on the way, and each would find its job ended after a claim
+# and a look at the row: two round trips per job of every batch, more than a GPU's forward
+# per image. No state leaves an end (succeeded, failed, cancelled: every change to queued
+# or running is a compare-and-set from running or queued), so such a message is done here
+# without a query. Bounded: a job forgotten costs its message those two round trips.
+_ended_here: OrderedDict[str, None] = OrderedDict()
+ENDED_KEPT = 4096
+
+
+def _ended(job_ids) -> None:
+    for job_id in job_ids:
+        _ended_here[str(job_id)] = None
+    while len(_ended_here) > ENDED_KEPT:
+        _ended_here.popitem(last=False)
 
 
 @worker_init.connect
@@ -69,6 +86,9 @@ def run_detection(job_id: str) -> None:
     from playground import provenance, services
     from playground.runtime import get_detector, loaded_detectors
 
+    if job_id in _ended_here:
+        logger.info("job %s: ended here with another job's batch, nothing to do", job_id)
+        return
     try:
         job = services.job_claim(
             job_id=job_id, worker=worker_id(), provenance=provenance.claim_provenance()
@@ -118,7 +138,10 @@ def run_detection(job_id: str) -> None:
             return
         # On a GPU one forward pass over several images pays; on CPU the default batch is 1.
         more = services.jobs_claim_batch(
-            like=job, worker=worker_id(), limit=detector.default_batch_size - 1
+            like=job,
+            worker=worker_id(),
+            limit=detector.default_batch_size - 1,
+            provenance=provenance.claim_provenance(),
         )
         if loading:
             services.job_phase_set(job=job, phase="")
@@ -207,6 +230,10 @@ def _queue_wait(job) -> float:
 def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
     from playground import provenance, services
 
+    def job_fail(*, job, code: str, message: str) -> None:
+        if services.job_fail(job=job, code=code, message=message):
+            _ended([job.pk])
+
     # Every job records what runs it (most with their claim: provenance.claim_provenance);
     # a paid job on untrained weights fails unbilled unless VITRINE_ALLOW_UNTRAINED.
     fields = provenance.provenance_fields(detector.provenance)
@@ -221,7 +248,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
         logger.error(
             provenance.UNTRAINED_REFUSED_LOG.format(label=detector.spec.label, job_id=job.pk)
         )
-        services.job_fail(job=job, code="untrained_weights", message="untrained weights")
+        job_fail(job=job, code="untrained_weights", message="untrained weights")
     jobs = [j for j in jobs if j not in refused]
     images, ready, decode_times = [], [], {}
     # The web process checked the fit from the config file; the loaded processor is the truth
@@ -234,7 +261,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
             data = upload_read(job.image_name)
             uploads.append((job, data, time.perf_counter() - started))
         except FileNotFoundError:
-            services.job_fail(job=job, code="image_missing", message=IMAGE_MISSING)
+            job_fail(job=job, code="image_missing", message=IMAGE_MISSING)
         except StorageUnavailable as exc:
             _retry_or_fail(job, code="storage_unavailable", message=str(exc))
 
@@ -246,7 +273,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
 
     for (job, _, read_s), outcome in zip(uploads, decode_many(uploads, decode), strict=True):
         if isinstance(outcome, ImageError):
-            services.job_fail(job=job, code=outcome.code, message=str(outcome))
+            job_fail(job=job, code=outcome.code, message=str(outcome))
             continue
         if isinstance(outcome, Exception):
             raise outcome
@@ -264,7 +291,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
         )
     except SoftTimeLimitExceeded:
         for job in ready:
-            services.job_fail(job=job, code="timeout", message="The job ran out of time.")
+            job_fail(job=job, code="timeout", message="The job ran out of time.")
         return
     except Exception as exc:
         transient = _is_transient(exc)
@@ -278,14 +305,17 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
                     )
             else:
                 message = f"{type(exc).__name__}: {exc}"
-                services.job_fail(job=job, code="inference_error", message=message)
+                job_fail(job=job, code="inference_error", message=message)
         return
+    finished = []
     for job, result in zip(ready, results, strict=True):
         timings = {"queue": _queue_wait(job), "decode": decode_times[job.pk]}
         if load_times and job.pk in load_times:
             timings["load"] = load_times[job.pk]  # this job waited for the model's load
         timings.update(result.timings, batch=len(ready))
-        services.job_succeed(job=job, result=result.detections, timings=timings)
+        finished.append((job, result.detections, timings))
+    done = services.jobs_succeed(finished=finished)
+    _ended(job.pk for job, ended in zip(ready, done, strict=True) if ended)
 
 
 def job_message(job) -> dict:
