@@ -4,15 +4,16 @@ Runs each bench of ``bench/`` in turn (never two at once: on two cores they woul
 each other), each with its own processes and scratch databases, then prints one table: the
 CPU and its GEMM peak, the detector against the naive pipeline (the fastest default with
 equal detections, and the labelled fast variant with how its detections differ), the API
-overhead, sync calls held with ``/healthz`` under load, the pages with the production
-server, and charges per second on PostgreSQL, each beside its goal::
+overhead, sync calls held with ``/healthz`` under load, one worker draining a queue in
+batches, the pages with the production server, and charges per second on PostgreSQL, each
+beside its goal::
 
     .venv/bin/python bench/bench_all.py             # 12-25 min on 2 cores (Xeon, Zen 3)
     .venv/bin/python bench/bench_all.py --quick     # fewer images, rounds and calls
     .venv/bin/python bench/bench_all.py --only detector,serving
 
 The detector reads COCO images from ``--images`` (default: the shared test data when
-present, else generated ones); serving, pages and charges need PostgreSQL and Redis (the
+present, else generated ones); serving, worker, pages and charges need PostgreSQL and Redis (the
 local services; see each bench's ``--help``) and pages needs ``wrk``. A bench that cannot
 run is reported as not run, with the end of its output, and the others go on. Writes the
 table and every bench's own JSON to ``bench/results/all.json`` (``--out``).
@@ -32,7 +33,7 @@ from machine import cpu_model, cpu_signature
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
-BENCHES = ("detector", "families", "serving", "pages", "charges")
+BENCHES = ("detector", "families", "serving", "worker", "pages", "charges")
 # The fidelity tolerance (tests/playground/test_runtime_fidelity.py): a backend whose
 # detections are all equal within it is "equal".
 BOX_PX, SCORE = 1, 1e-4
@@ -55,6 +56,8 @@ def commands(out: Path, *, quick: bool, images: str | None) -> dict[str, list[st
                      "--out", str(out / "families.json")],
         "serving": [py, str(BENCH / "bench_serving.py"), "--calls", "100" if quick else "300",
                     "--overhead", "50", "--json", str(out / "serving.json")],
+        "worker": [py, str(BENCH / "bench_worker.py"), "--batch-sizes", "1,32",
+                   "--json", str(out / "worker.json")],
         "pages": [py, str(BENCH / "bench_pages.py"), "--server", "wsgi",
                   *(["--seconds", "5", "--rounds", "1"] if quick else []),
                   "--json", str(out / "pages.json")],
@@ -203,6 +206,22 @@ def serving_lines(result: dict) -> list[dict]:
     return lines
 
 
+def worker_lines(result: dict) -> list[dict]:
+    """One worker draining a queue: jobs/s and its own time per job beside the model's, per
+    batch size (what caps a GPU worker, whose forward takes a few ms per image)."""
+    lines = []
+    for batch, row in result.get("summary", {}).items():
+        rate, own = row["this"]["jobs_per_s"], row["this"]["outside_model_per_job_ms"]
+        lines.append(
+            {
+                "speed": f"one worker draining a queue, batch {batch} (a test-sized model: "
+                "the serving path's own cost)",
+                "figure": f"{rate:,.1f} jobs/s, {own:.2f} ms per job outside the model",
+            }
+        )
+    return lines
+
+
 def pages_lines(result: dict) -> list[dict]:
     lines = []
     for page in result.get("results", []):
@@ -242,6 +261,7 @@ SUMMARIES = {
     "detector": detector_lines,
     "families": detector_lines,
     "serving": serving_lines,
+    "worker": worker_lines,
     "pages": pages_lines,
     "charges": charges_lines,
 }

@@ -115,3 +115,16 @@ def test_serving_pages_and_charges_against_their_goals(bench_all):
     own, shared, keyed = bench_all.charges_lines(charges)
     assert own["met"] == "**met**" and "goal" not in shared
     assert "ledger WRONG" in keyed["figure"]
+
+
+def test_the_worker_rows_name_each_batch_size(bench_all):
+    """bench_worker.py's JSON (its batch sizes as JSON object keys): a row per batch size,
+    reported without a goal (the issue sets none for it)."""
+    worker = {"summary": {
+        "1": {"this": {"jobs_per_s": 64.4, "outside_model_per_job_ms": 7.85}},
+        "32": {"this": {"jobs_per_s": 129.3, "outside_model_per_job_ms": 2.23}},
+    }}  # fmt: skip
+    one, batch = bench_all.worker_lines(worker)
+    assert "batch 1 " in one["speed"] and "batch 32 " in batch["speed"]
+    assert batch["figure"] == "129.3 jobs/s, 2.23 ms per job outside the model"
+    assert "goal" not in batch
