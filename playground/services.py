@@ -464,7 +464,7 @@ def jobs_claim_batch(
 ) -> list[Job]:
     """Claim up to ``limit`` more queued jobs for the same model, route and queue as ``like``,
     oldest first, so they share a forward pass. Their own messages, when delivered, find
-    them claimed and do nothing.
+    them ended by this process (``tasks._ended_here``: no query) or claimed, and do nothing.
 
     On PostgreSQL one statement claims them all (``_claim_sql(batch=...)``): a GPU worker
     claiming 63 jobs one round trip each spent longer claiming than computing.
