@@ -573,3 +573,49 @@ def test_kill_9_of_the_pool_process_mid_job_five_times(
     assert sorted(charges.values_list("status", flat=True)) == ["posted"] * len(jobs)
     assert wallet_for(other_user).balance == Decimal("1") - PRICE * len(jobs)
     assert worker.proc.poll() is None  # the worker itself lived on
+
+
+@pytest.mark.worker
+def test_kill_9_of_the_pool_process_mid_batch(client, start_worker, storage, tmp_path, other_user):
+    """A batch claimed together (one statement on PostgreSQL) and killed in its forward
+    pass: every job of it comes back, by being taken over when its message arrives (no
+    beat, no reaper), ends once and is charged once. An input size whose batch of four
+    takes about a second here, so the kill lands while all four are running."""
+    from playground.runtime.checkpoints import build_checkpoint
+
+    checkpoint = build_checkpoint(
+        "yolos_tiny", tmp_path / "yolos_tiny", processor_size={"shortest_edge": 512,
+        "longest_edge": 683},
+    )  # fmt: skip
+    card = factories.card(checkpoint_local_dir=str(checkpoint))
+    key = _funded_key(other_user, card)
+    ids = []
+    for _ in range(4):  # queued before any worker runs, as a burst would be
+        response = client.post(
+            f"/v1/inference/{card.model_id}", data=photo(640, 480), content_type="image/jpeg",
+            headers={"Authorization": f"Bearer {key}", "Prefer": "respond-async"},
+        )  # fmt: skip
+        assert response.status_code == 202, response.content
+        ids.append(response["X-Vitrine-Job-Id"])
+    worker = start_worker(env_extra={"VITRINE_BATCH_SIZE": "4"})
+
+    def batch_running():
+        rows = list(
+            Job.objects.filter(pk__in=ids, status="running").values_list("worker", flat=True)
+        )
+        return rows[0] if len(rows) == len(ids) and len(set(rows)) == 1 else None
+
+    holder = wait_for(batch_running, timeout=240, interval=0.01, message=worker.output())
+    os.kill(int(holder.rpartition(":")[2]), signal.SIGKILL)
+    wait_for(
+        lambda: all(j.is_final for j in Job.objects.filter(pk__in=ids)), timeout=240,
+        interval=0.2, message=worker.output(),
+    )  # fmt: skip
+    for job in Job.objects.filter(pk__in=ids):
+        outcomes = list(job.attempt_log.order_by("number").values_list("outcome", flat=True))
+        assert (job.status, outcomes) == ("succeeded", ["lost", "succeeded"]), worker.output()
+        assert job.worker != holder
+    charges = Charge.objects.filter(job_id__in=ids)
+    assert sorted(charges.values_list("status", flat=True)) == ["posted"] * len(ids)
+    assert wallet_for(other_user).balance == Decimal("1") - PRICE * len(ids)
+    assert worker.proc.poll() is None  # the worker itself lived on
