@@ -510,11 +510,12 @@ class Stack:
         self.env, self.logs = env, work / "logs"
         self.logs.mkdir()
         print(f"web and worker logs of {self.repo}: {self.logs}", file=sys.stderr, flush=True)
-        self.web = self._spawn(
+        self._spawn(
             "web", ["-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
                     "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"],
         )  # fmt: skip
-        self.worker = self.worker_start() if worker else None
+        if worker:
+            self.worker_start()
         wait_http(port)
         return port, model_id, key, self.database_url
 

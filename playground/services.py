@@ -294,10 +294,10 @@ _CLAIM_PROVENANCE = (
 
 
 @cache
-def _claim_sql(*, fsync: bool = True, batch: str = "") -> str:
+def _claim_sql(*, fsync: bool = True, batch: bool = False, routed: bool = False) -> str:
     """The claim's statement. ``batch``: instead of one job by id, up to a number of the
-    oldest queued jobs like one (its card, queue and, per ``batch``, its route or none),
-    skipping rows another claim has locked; read back oldest first."""
+    oldest queued jobs like one (its card, its queue, and its route when ``routed``, else
+    none), skipping rows another claim has locked; read back oldest first."""
     no_fsync = "" if fsync else f", {UNFLUSHED_COMMIT}"
     table = Job._meta.db_table
     # The worker's model runs jobs of its card on the card's own route (none, or is_own).
@@ -313,7 +313,7 @@ def _claim_sql(*, fsync: bool = True, batch: str = "") -> str:
     if batch:
         # Rows visible here were committed, so no call holds them (_HOLD_SQL): no hold to
         # wait for. SKIP LOCKED: a row another worker is claiming is left to it.
-        route = "route_id IS NULL" if batch == "no route" else "route_id = %s::bigint"
+        route = "route_id = %s::bigint" if routed else "route_id IS NULL"
         picked = f"""picked AS (
     SELECT id FROM {table}
     WHERE {queued} AND card_id = %s::bigint AND queue = %s::text AND {route}
@@ -410,14 +410,17 @@ def job_claim(
         job = _job_claim_sql(job_id=job_id, worker=worker, now=now, provenance=provenance)
     else:
         job = _job_claim_orm(job_id=job_id, worker=worker, now=now)
-    if job is None:
-        return None
+    if job is not None:
+        _log_claimed(job)
+    return job
+
+
+def _log_claimed(job: Job) -> None:
     # Explicit ids: a batch claims several jobs under the first one's bound context.
     logger.info(
         "job_claimed",
         extra={"job_id": str(job.pk), "request_id": job.request_id, "attempt": job.attempts},
     )
-    return job
 
 
 def _job_claim_orm(*, job_id, worker: str, now: datetime) -> Job | None:
@@ -497,15 +500,12 @@ def _jobs_claim_batch_sql(
     card_id, fields = provenance or (None, {})
     written = [card_id, *(fields.get(name) for name in _CLAIM_PROVENANCE)]
     routed = like.route_id is not None
-    sql = _claim_sql(fsync=connection.in_atomic_block, batch="own route" if routed else "no route")
+    sql = _claim_sql(fsync=connection.in_atomic_block, batch=True, routed=routed)
     picked = [like.card_id, like.queue, *([like.route_id] if routed else []), limit]
     rows = prepared_rows(sql, [*picked, now, _lease_from(now), worker, *written, worker])
     claimed = [_claimed_job(row) for row in rows]
     for job in claimed:
-        logger.info(
-            "job_claimed",
-            extra={"job_id": str(job.pk), "request_id": job.request_id, "attempt": job.attempts},
-        )
+        _log_claimed(job)
     return claimed
 
 
@@ -708,8 +708,7 @@ def jobs_succeed(*, finished: list[tuple[Job, list[dict], dict[str, float]]]) ->
     it all, and the jobs end one by one as ``job_succeed`` ends them; every finish is a
     compare-and-set and every settlement idempotent, so nothing ends or is charged twice.
     """
-    batch = len(finished) > 1 and connection.vendor == "postgresql"
-    if batch and not connection.in_atomic_block:
+    if len(finished) > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
         try:
             return _succeed_together(finished)
         except DatabaseError as exc:
