@@ -165,11 +165,17 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     are decoded, so a small file claiming a huge canvas costs nothing.
     """
     image, fmt = _open(data, max_pixels=max_pixels)
-    with image:
+    try:
         width, height = image.size
         _load(image, fmt)
-        upright = _exif_upright(image)
-        rgb = to_rgb(upright)
+        rgb = to_rgb(_exif_upright(image))
+    except BaseException:
+        image.close()
+        raise
+    if rgb is not image:
+        image.close()  # its pixels were copied into rgb
+    # Else the decoded image itself is the answer, not a copy of it (a copy cost a
+    # quarter of a JPEG's decode): it holds no file, only a BytesIO over ``data``.
 
     return DecodedImage(
         image=rgb,
@@ -271,15 +277,21 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int | float) else 1
 
 
+EXIF_TURNS = (2, 3, 4, 5, 6, 7, 8)  # the orientations ImageOps.exif_transpose acts on
+
+
 def _exif_upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation; a malformed EXIF block means "no rotation", not an error."""
+    """Apply the EXIF orientation: a turned copy, or ``image`` itself when it needs no
+    turn (``exif_transpose`` would copy it). A malformed EXIF block means "no rotation",
+    not an error."""
+    if _orientation(image) not in EXIF_TURNS:
+        return image
     try:
         upright = ImageOps.exif_transpose(image)
     except Exception:  # Pillow's EXIF parser raises assorted errors on broken blocks.
         logger.info("ignoring malformed EXIF data", exc_info=True)
         upright = None
-    # A copy either way: the caller closes the file-backed original.
-    return upright if upright is not None else image.copy()
+    return upright if upright is not None else image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
