@@ -5,11 +5,13 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections import OrderedDict
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init
+from celery.worker.strategy import default as default_strategy
 from django.conf import settings
 
 from playground.models import WorkerHeartbeat
@@ -38,6 +40,74 @@ def _ended(job_ids) -> None:
         _ended_here[str(job_id)] = None
     while len(_ended_here) > ENDED_KEPT:
         _ended_here.popitem(last=False)
+
+
+ENDED_ELSEWHERE_LOG = "job %s: ended in another job's batch; its message acknowledged unrun"
+
+# What a run_detection task returns: the jobs it ended, space-separated. Celery hands a
+# pool process's return value back to the worker's main process as its repr, cut at the
+# task's resultrepr_maxsize (a cut id is not an id, and is ignored).
+ENDED_REPORT_MAX_JOBS = 256
+
+
+def _ended_report(job_ids) -> str | None:
+    return " ".join(str(job_id) for job_id in job_ids) or None
+
+
+def _ended_reported(text) -> list[str]:
+    """The job ids in a report's repr: only whole, canonical UUIDs."""
+    if not isinstance(text, str):
+        return []
+    text = text.strip("'\"").removesuffix("...")  # the cut's mark (a cut id stays cut)
+    ids = []
+    for token in text.split(" "):
+        try:
+            if str(uuid.UUID(token)) == token:
+                ids.append(token)
+        except ValueError:
+            continue
+    return ids
+
+
+def job_strategy(task, app, consumer, **kwargs):
+    """Celery's default strategy for run_detection's messages, with one thing first: a
+    message of a job that a pool process ended in another job's batch (which the main
+    process learns from that batch's return value, before its message is acknowledged) is
+    acknowledged here, without handing it to a pool process. On a GPU a batch of 32 claims
+    31 jobs whose messages are still queued; each took the hand-off to the pool, the
+    task's own set-up and the result's way back (~1 ms of the worker's main process each)
+    only to find its job ended."""
+    handle = default_strategy(task, app, consumer, **kwargs)
+    errors = consumer.connection_errors
+
+    def learn_from(request) -> None:
+        done = request.on_success
+
+        def on_success(failed__retval__runtime, **kw):
+            failed, retval, _ = failed__retval__runtime
+            if not failed:
+                _ended(_ended_reported(retval))
+            return done(failed__retval__runtime, **kw)
+
+        request.on_success = on_success
+
+    def handle_message(message, body, ack, reject, callbacks, **kw):
+        job_id = _message_job_id(message)
+        if job_id is not None and job_id in _ended_here:
+            logger.info(ENDED_ELSEWHERE_LOG, job_id)
+            ack(logger, errors)
+            return None
+        return handle(message, body, ack, reject, [*(callbacks or ()), learn_from], **kw)
+
+    return handle_message
+
+
+def _message_job_id(message) -> str | None:
+    try:
+        args = message.decode()[0]
+        return str(args[0])
+    except Exception:  # an odd message: Celery's own handling reports it
+        return None
 
 
 @worker_init.connect
@@ -77,8 +147,14 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-@shared_task(name="playground.run_detection", acks_late=True, reject_on_worker_lost=True)
-def run_detection(job_id: str) -> None:
+@shared_task(
+    name="playground.run_detection",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    Strategy="playground.tasks:job_strategy",
+    resultrepr_maxsize=37 * ENDED_REPORT_MAX_JOBS + 8,
+)
+def run_detection(job_id: str) -> str | None:
     """Run one job, and queued jobs of the same model with it when batching pays.
 
     Safe to deliver twice: only the claim that wins the row runs it.
@@ -147,7 +223,7 @@ def run_detection(job_id: str) -> None:
             services.job_phase_set(job=job, phase="")
         load = {job.pk: time.perf_counter() - started} if loading else {}
         keeper.jobs.extend(more)
-        _run_batch(detector, [job, *more], load_times=load)
+        return _ended_report(_run_batch(detector, [job, *more], load_times=load))
 
 
 class LeaseKeeper:
@@ -227,11 +303,15 @@ def _queue_wait(job) -> float:
     return max(0.0, (job.started_at - job.queued_at).total_seconds())
 
 
-def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
+def _run_batch(detector, jobs, *, load_times: dict | None = None) -> list:
+    """Run the jobs; return the ids of those it ended (succeeded or failed)."""
     from playground import provenance, services
+
+    ended = []
 
     def job_fail(*, job, code: str, message: str) -> None:
         if services.job_fail(job=job, code=code, message=message):
+            ended.append(job.pk)
             _ended([job.pk])
 
     # Every job records what runs it (most with their claim: provenance.claim_provenance);
@@ -281,7 +361,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
         decode_times[job.pk] = read_s + outcome[1]  # reading it and decoding it
         ready.append(job)
     if not ready:
-        return
+        return ended
     try:
         results = detector.detect(
             images,
@@ -292,7 +372,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
     except SoftTimeLimitExceeded:
         for job in ready:
             job_fail(job=job, code="timeout", message="The job ran out of time.")
-        return
+        return ended
     except Exception as exc:
         transient = _is_transient(exc)
         if not transient:
@@ -306,7 +386,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
             else:
                 message = f"{type(exc).__name__}: {exc}"
                 job_fail(job=job, code="inference_error", message=message)
-        return
+        return ended
     finished = []
     for job, result in zip(ready, results, strict=True):
         timings = {"queue": _queue_wait(job), "decode": decode_times[job.pk]}
@@ -315,7 +395,9 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> None:
         timings.update(result.timings, batch=len(ready))
         finished.append((job, result.detections, timings))
     done = services.jobs_succeed(finished=finished)
-    _ended(job.pk for job, ended in zip(ready, done, strict=True) if ended)
+    ended.extend(job.pk for job, succeeded in zip(ready, done, strict=True) if succeeded)
+    _ended(ended)
+    return ended
 
 
 def job_message(job) -> dict:

@@ -9,7 +9,10 @@ random-weight checkpoint; test_job_worker.py runs a batch through a real worker 
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from celery.utils.saferepr import saferepr
 
 from playground import services, tasks
 from playground.models import Job
@@ -33,7 +36,10 @@ def test_the_messages_of_jobs_a_batch_ended_are_done_without_a_query(
 ):
     monkeypatch.setenv("VITRINE_BATCH_SIZE", "3")
     jobs = [services.job_create(card=card, image_bytes=image()) for _ in range(3)]
-    run_detection(str(jobs[0].pk))  # claims the other two with it
+    report = run_detection(str(jobs[0].pk))  # claims the other two with it
+    # What the worker's main process reads from it (Celery passes the repr): the three.
+    seen = tasks._ended_reported(saferepr(report, run_detection.resultrepr_maxsize))
+    assert sorted(seen) == sorted(str(job.pk) for job in jobs)
     done = [Job.objects.get(pk=job.pk) for job in jobs]
     assert [(job.status, job.timings["batch"]) for job in done] == [("succeeded", 3)] * 3
     for job in jobs[1:]:
@@ -72,3 +78,20 @@ def test_the_memory_of_ended_jobs_is_bounded(monkeypatch):
     monkeypatch.setattr(tasks, "_ended_here", type(tasks._ended_here)())
     tasks._ended(["a", "b", "c", "d"])
     assert list(tasks._ended_here) == ["b", "c", "d"]  # the oldest forgotten
+
+
+def test_a_report_cut_by_celery_names_only_whole_jobs():
+    """Celery cuts a return value's repr at the task's resultrepr_maxsize: a cut id, or
+    anything else that is not a whole job id, names no job."""
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    cut = saferepr(tasks._ended_report(ids), 90)  # two whole ids and part of a third
+    assert cut.endswith("...'")
+    assert tasks._ended_reported(cut) == ids[:2]
+    assert tasks._ended_reported(saferepr(tasks._ended_report(ids), 20)) == []  # a cut id
+    assert tasks._ended_reported(saferepr(None)) == []
+    assert tasks._ended_reported("'not-a-job " + ids[0].upper() + "'") == []  # not canonical
+    assert tasks._ended_reported(ids) == []  # not a repr at all
+    # A batch as large as the report carries, read whole.
+    many = [str(uuid.uuid4()) for _ in range(tasks.ENDED_REPORT_MAX_JOBS)]
+    report = saferepr(tasks._ended_report(many), run_detection.resultrepr_maxsize)
+    assert tasks._ended_reported(report) == many

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from PIL import Image
@@ -207,6 +208,13 @@ def test_a_worker_groups_queued_jobs_of_one_model_into_one_batch(
     good = [done[0], done[2], done[4]]
     assert [j.timings["batch"] for j in good] == [3, 3, 3]
     assert [j.attempts for j in done] == [1] * 5  # the other messages found them claimed
+    # The pool process's return named the five jobs it ended; the worker's main process
+    # acknowledged the four other messages itself, handing none of them to the pool.
+    log = worker.output()
+    assert sorted(re.findall(r"job (\S+): ended in another job's batch", log)) == sorted(
+        str(j.pk) for j in jobs[1:]
+    ), log
+    assert "ended here with another job's batch" not in log, log
     assert good[0].result == good[1].result == good[2].result  # same image, same detections
 
 
