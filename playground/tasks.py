@@ -75,8 +75,10 @@ def job_strategy(task, app, consumer, **kwargs):
     process learns from that batch's return value, before its message is acknowledged) is
     acknowledged here, without handing it to a pool process. On a GPU a batch of 32 claims
     31 jobs whose messages are still queued; each took the hand-off to the pool, the
-    task's own set-up and the result's way back (~1 ms of the worker's main process each)
-    only to find its job ended."""
+    task's set-up in it and the result's way back, only to find its job ended.
+
+    Only what a pool process reported ended is skipped (no state leaves an end); any other
+    message, or one this process cannot read, takes Celery's own path unchanged."""
     handle = default_strategy(task, app, consumer, **kwargs)
     errors = consumer.connection_errors
 
@@ -395,9 +397,9 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> list:
         timings.update(result.timings, batch=len(ready))
         finished.append((job, result.detections, timings))
     done = services.jobs_succeed(finished=finished)
-    ended.extend(job.pk for job, succeeded in zip(ready, done, strict=True) if succeeded)
-    _ended(ended)
-    return ended
+    succeeded = [job.pk for job, ok in zip(ready, done, strict=True) if ok]
+    _ended(succeeded)
+    return [*ended, *succeeded]
 
 
 def job_message(job) -> dict:
