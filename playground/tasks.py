@@ -48,6 +48,7 @@ ENDED_ELSEWHERE_LOG = "job %s: ended in another job's batch; its message acknowl
 # pool process's return value back to the worker's main process as its repr, cut at the
 # task's resultrepr_maxsize (a cut id is not an id, and is ignored).
 ENDED_REPORT_MAX_JOBS = 256
+ENDED_REPORT_MAX_CHARS = (36 + 1) * ENDED_REPORT_MAX_JOBS + 8  # an id and a space each; quotes
 
 
 def _ended_report(job_ids) -> str | None:
@@ -154,7 +155,7 @@ def _is_transient(exc: BaseException) -> bool:
     acks_late=True,
     reject_on_worker_lost=True,
     Strategy="playground.tasks:job_strategy",
-    resultrepr_maxsize=37 * ENDED_REPORT_MAX_JOBS + 8,
+    resultrepr_maxsize=ENDED_REPORT_MAX_CHARS,
 )
 def run_detection(job_id: str) -> str | None:
     """Run one job, and queued jobs of the same model with it when batching pays.

@@ -175,7 +175,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     if rgb is not image:
         image.close()  # its pixels were copied into rgb
     # Else the decoded image itself is the answer, not a copy of it (a copy cost a
-    # quarter of a JPEG's decode): it holds no file, only a BytesIO over ``data``.
+    # third of a 640x480 JPEG's decode): it holds no file, only a BytesIO over ``data``.
 
     return DecodedImage(
         image=rgb,
