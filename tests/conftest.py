@@ -400,7 +400,30 @@ def worker_forkserver(tmp_path_factory):
 _STARTS_WORKERS = pytest.StashKey[bool]()
 
 
+# Fixtures through which a test reaches the suite's database or broker.
+_SUITE_SERVICES = {"db", "transactional_db", "django_db_setup", "live_server", "start_worker"}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        uses = _SUITE_SERVICES.intersection(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("same_on_any_database") and (
+            uses or item.get_closest_marker("django_db")
+        ):
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked same_on_any_database but reaches the suite's "
+                f"database or broker ({', '.join(sorted(uses)) or 'django_db'})"
+            )
+    # A run on PostgreSQL (CI's second step) leaves out what the embedded run has already run
+    # exactly as it would run here: the detector's own tests, the benches' and the devstack's
+    # (which starts its own SQLite and broker).
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and not os.environ.get(
+        "TEST_EVERYTHING"
+    ):
+        same = {item for item in items if item.get_closest_marker("same_on_any_database")}
+        if same:
+            config.hook.pytest_deselected(items=[item for item in items if item in same])
+            items[:] = [item for item in items if item not in same]
     config.stash[_STARTS_WORKERS] = any(
         "start_worker" in getattr(item, "fixturenames", ()) for item in items
     )

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.same_on_any_database
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 

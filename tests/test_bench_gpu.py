@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.same_on_any_database
+
 REPO = Path(__file__).resolve().parent.parent
 
 

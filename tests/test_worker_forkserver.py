@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.worker_forkserver import forkable
+
+pytestmark = pytest.mark.same_on_any_database
 
 BASE = {"PATH": "/usr/bin", "HOME": "/root", "PYTHONUNBUFFERED": "1"}
 

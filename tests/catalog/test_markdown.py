@@ -4,6 +4,8 @@ import pytest
 
 from catalog.markdown import render_markdown
 
+pytestmark = pytest.mark.same_on_any_database
+
 XSS = [
     "<script>alert(1)</script>",
     "<SCRIPT SRC=//evil.example/x.js></SCRIPT>",

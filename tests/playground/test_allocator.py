@@ -11,6 +11,8 @@ from django.core.management import call_command
 from playground.runtime import allocator
 from playground.runtime.allocator import library, measured_choice, worker_preload
 
+pytestmark = pytest.mark.same_on_any_database
+
 
 @pytest.fixture(autouse=True)
 def no_setting(monkeypatch):

@@ -21,7 +21,8 @@ from django.conf import settings
 from playground.runtime.allocator import library
 from tests.conftest import wait_for
 
-pytestmark = pytest.mark.worker
+# It starts its own SQLite database and embedded broker, whatever the suite runs on.
+pytestmark = [pytest.mark.worker, pytest.mark.same_on_any_database]
 
 
 def free_port() -> int:

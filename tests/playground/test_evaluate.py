@@ -86,6 +86,7 @@ HAND_MADE = {
 }
 
 
+@pytest.mark.same_on_any_database
 def test_detections_equal_to_the_ground_truth_score_ap_1_with_float_boxes():
     gt = ground_truth(HAND_MADE)
     results = []
@@ -101,6 +102,7 @@ def test_detections_equal_to_the_ground_truth_score_ap_1_with_float_boxes():
     assert metrics["AP75"] == 1.0
 
 
+@pytest.mark.same_on_any_database
 def test_the_apis_integer_boxes_would_cap_the_ap_of_the_same_detections():
     """Why evaluation takes the float boxes: truncating the same perfect boxes loses AP."""
     gt = ground_truth(HAND_MADE)
@@ -112,6 +114,7 @@ def test_the_apis_integer_boxes_would_cap_the_ap_of_the_same_detections():
     assert coco_metrics(gt, results)["AP"] < 0.9
 
 
+@pytest.mark.same_on_any_database
 def test_labels_map_by_name_and_unknown_labels_are_dropped_and_counted():
     detections = [
         {"label": "cat", "score": 0.5, "box": {"xmin": 1.5, "ymin": 2.0, "xmax": 11.5, "ymax": 7}},
@@ -130,11 +133,13 @@ def test_labels_map_by_name_and_unknown_labels_are_dropped_and_counted():
     assert best == results[:1]
 
 
+@pytest.mark.same_on_any_database
 def test_no_detections_score_zero():
     assert coco_metrics(ground_truth(HAND_MADE), [])["AP"] == 0.0
 
 
 @pytest.mark.skipif(not FAKE100.is_dir(), reason=f"{FAKE100} is absent (the shared test data)")
+@pytest.mark.same_on_any_database
 def test_the_cocoapi_reference_pair_gives_its_published_ap():
     metrics = coco_metrics(
         FAKE100 / "instances_val2014_100.json",
@@ -145,6 +150,7 @@ def test_the_cocoapi_reference_pair_gives_its_published_ap():
     assert metrics["AP75"] == 0.572982
 
 
+@pytest.mark.same_on_any_database
 def test_float_boxes_are_the_served_integer_boxes_before_truncation(runtime_checkpoint):
     detector = load_detector(
         CheckpointSpec(local_dir=str(runtime_checkpoint("detr"))), device="cpu", warm_up=False
@@ -272,6 +278,7 @@ def test_evaluate_refuses_bad_input_clearly(untrained_card, tmp_path, problem, m
         )
 
 
+@pytest.mark.same_on_any_database
 def test_dataset_loads_images_in_id_order(tmp_path):
     _, annotations = synthetic_dataset(tmp_path, count=3)
     dataset = CocoDataset.load(annotations)

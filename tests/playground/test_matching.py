@@ -6,6 +6,8 @@ import pytest
 
 from playground.matching import iou, match_detections
 
+pytestmark = pytest.mark.same_on_any_database
+
 
 def box(xmin, ymin, xmax, ymax) -> dict:
     return {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax}

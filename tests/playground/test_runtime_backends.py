@@ -77,6 +77,7 @@ def measured(folder, x_torch, *, cpu=None, backend="openvino"):
     backends.write_manifest(folder / backend, manifest)
 
 
+@pytest.mark.same_on_any_database
 def test_export_model_writes_a_checked_export_that_auto_then_runs(checkpoint, image):
     out = io.StringIO()
     call_command("export_model", "any/id", "--checkpoint", str(checkpoint), stdout=out)
@@ -106,6 +107,7 @@ def test_export_model_writes_a_checked_export_that_auto_then_runs(checkpoint, im
     assert_same_detections(got, expected, threshold=THRESHOLD)
 
 
+@pytest.mark.same_on_any_database
 def test_an_export_beyond_the_tolerance_is_refused_and_nothing_is_written(checkpoint):
     with pytest.raises(CommandError, match="beyond the tolerance"):
         call_command(
@@ -121,6 +123,7 @@ def test_an_export_beyond_the_tolerance_is_refused_and_nothing_is_written(checkp
     assert "No OpenVINO export" in info.value.message
 
 
+@pytest.mark.same_on_any_database
 def test_export_model_to_onnx_runtime_and_what_auto_picks(checkpoint, image, monkeypatch):
     pytest.importorskip("onnxruntime")
     out = io.StringIO()
@@ -174,6 +177,7 @@ def _tamper(folder):
     data.tofile(path)
 
 
+@pytest.mark.same_on_any_database
 def test_a_tampered_export_fails_the_check_and_the_runtime_falls_back(exported, image):
     out = io.StringIO()
     call_command("export_model", "any/id", "--checkpoint", str(exported), "--check", stdout=out)
@@ -189,6 +193,7 @@ def test_a_tampered_export_fails_the_check_and_the_runtime_falls_back(exported, 
         detect(exported, image, backend="openvino")
 
 
+@pytest.mark.same_on_any_database
 def test_an_export_that_no_longer_compiles_is_refused_cleanly(exported, image):
     path = exported / "openvino" / "model.bin"
     path.write_bytes(b"\xff" * path.stat().st_size)  # every constant garbage
@@ -208,6 +213,7 @@ def test_an_export_that_no_longer_compiles_is_refused_cleanly(exported, image):
     assert detector.backend == "torch"
 
 
+@pytest.mark.same_on_any_database
 def test_changed_weights_make_the_export_stale(exported, image):
     config = exported / "config.json"
     config.write_text(config.read_text().replace('"hidden_act"', '"vitrine_note": 1, "hidden_act"'))
@@ -217,6 +223,7 @@ def test_changed_weights_make_the_export_stale(exported, image):
         detect(exported, image, backend="openvino")
 
 
+@pytest.mark.same_on_any_database
 def test_the_backend_setting(exported, checkpoint, image, monkeypatch):
     monkeypatch.setenv("VITRINE_BACKEND", "torch")
     assert detect(exported, image)[0].backend == "torch"
@@ -239,6 +246,7 @@ def test_the_backend_setting(exported, checkpoint, image, monkeypatch):
         detect(checkpoint, image)
 
 
+@pytest.mark.same_on_any_database
 def test_auto_leaves_out_an_export_measured_slower_than_torch_on_this_cpu(exported, image, caplog):
     measured(exported, 0.84)  # YOLOS tiny's OpenVINO forward on a Zen 3, say
     with caplog.at_level("INFO", logger="playground.runtime.detector"):
@@ -258,6 +266,7 @@ def test_auto_leaves_out_an_export_measured_slower_than_torch_on_this_cpu(export
     assert detect(exported, image)[0].backend == "openvino"
 
 
+@pytest.mark.same_on_any_database
 def test_auto_tries_the_faster_export_first_when_both_were_measured_here(
     runtime_export, tmp_path, image
 ):
@@ -277,6 +286,7 @@ def test_auto_tries_the_faster_export_first_when_both_were_measured_here(
     assert detect(folder, image)[0].backend == "torch"  # both slower here
 
 
+@pytest.mark.same_on_any_database
 def test_check_measures_again_on_this_cpu_and_keeps_other_cpus(exported):
     measured(exported, 0.5)
     measured(exported, 3.0, cpu="Other CPU (family 1, model 1)")
@@ -295,6 +305,7 @@ def test_check_measures_again_on_this_cpu_and_keeps_other_cpus(exported):
     assert detector.backend == "openvino"
 
 
+@pytest.mark.same_on_any_database
 def test_openvino_is_not_used_with_a_preloaded_allocator(exported, image, monkeypatch):
     # tcmalloc or jemalloc preloaded make OpenVINO's compile_model crash the process.
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
@@ -312,6 +323,7 @@ def openvino_runs_bf16() -> bool:
 
 @pytest.mark.parametrize("hardware_bf16", [True, False], ids=["bf16 CPU", "no bf16"])
 @pytest.mark.parametrize("backend", ["torch", "openvino"])
+@pytest.mark.same_on_any_database
 def test_precision_is_f32_unless_bf16_is_asked_for(
     exported, image, backend, hardware_bf16, monkeypatch, caplog
 ):
@@ -348,6 +360,7 @@ def test_precision_is_f32_unless_bf16_is_asked_for(
     assert outputs["logits"].shape == detector.forward(inputs)["logits"].shape
 
 
+@pytest.mark.same_on_any_database
 def test_query_order_does_not_count_but_a_missing_query_does():
     logits, boxes = torch.randn(1, 5, 3), torch.rand(1, 5, 4)
     reference = {"logits": logits, "pred_boxes": boxes}
@@ -425,6 +438,7 @@ def test_a_worker_runs_jobs_on_the_export(start_worker, exported, settings, tmp_
     assert_same_detections(job.result, expected, threshold=THRESHOLD, min_count=1)
 
 
+@pytest.mark.same_on_any_database
 def test_an_int8_export_is_the_labelled_fast_variant(checkpoint, image, tmp_path, monkeypatch):
     pytest.importorskip("nncf")
     photos = tmp_path / "photos"
@@ -487,6 +501,7 @@ def test_an_int8_export_is_the_labelled_fast_variant(checkpoint, image, tmp_path
                      "int8", "--backend", "onnxruntime")  # fmt: skip
 
 
+@pytest.mark.same_on_any_database
 def test_int8_runs_its_own_export_or_nothing(exported, image):
     # `exported` has an f32 OpenVINO export only: int8 does not quietly run f32.
     for backend in ("auto", "openvino"):

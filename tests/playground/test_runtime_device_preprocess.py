@@ -28,6 +28,8 @@ from tests.playground.test_runtime_preprocess import (
     _processor,
 )
 
+pytestmark = pytest.mark.same_on_any_database
+
 # (input width, height) -> (output width, height): enlarged, reduced by several times (a
 # phone photo to DETR's size), each side alone, unchanged, 1 px, strips, odd ratios.
 RESIZES = [

@@ -9,6 +9,8 @@ from PIL import Image
 from playground.runtime import CheckpointSpec, decode_image, get_detector
 from tests.playground.runtime_helpers import blocks_image, encode
 
+pytestmark = pytest.mark.same_on_any_database
+
 MAX_PIXELS = 10_000_000
 ORIENTATION_TAG = 0x0112
 WIDTH, HEIGHT = 80, 48

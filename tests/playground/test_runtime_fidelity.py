@@ -16,6 +16,8 @@ from tests.playground.runtime_helpers import (
     encode,
 )
 
+pytestmark = pytest.mark.same_on_any_database
+
 MAX_PIXELS = 10_000_000
 # Random weights put each family's scores in its own band (see checkpoints.SPREAD); these
 # thresholds leave roughly 5-40 detections on the test images: the published architectures

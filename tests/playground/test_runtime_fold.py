@@ -15,6 +15,8 @@ from playground.runtime.backends import BOX_TOLERANCE, LOGIT_TOLERANCE, compare_
 from playground.runtime.fold import fold_batch_norms
 from tests.playground.runtime_helpers import assert_same_detections, blocks_image, encode
 
+pytestmark = pytest.mark.same_on_any_database
+
 # The export tolerance on logits (runtime/backends.py): scores then move by at most 1e-4.
 LOGIT_TOL = LOGIT_TOLERANCE
 

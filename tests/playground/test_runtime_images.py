@@ -18,6 +18,8 @@ from playground.runtime.images import (
 )
 from tests.playground.runtime_helpers import blocks_image, encode
 
+pytestmark = pytest.mark.same_on_any_database
+
 MAX_PIXELS = 4_000_000
 
 

@@ -16,6 +16,8 @@ from tests.playground.runtime_helpers import blocks_image, encode
 from tests.playground.test_runtime_exif import tagged
 from tests.playground.test_runtime_images import MALFORMED_EXIF, png_header_only
 
+pytestmark = pytest.mark.same_on_any_database
+
 MAX_PIXELS = 4_000_000
 
 

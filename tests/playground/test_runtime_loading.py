@@ -35,6 +35,7 @@ def no_weights_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.mark.same_on_any_database
 def test_importing_the_runtime_imports_neither_django_nor_torch():
     code = (
         "import sys, playground.runtime as r\n"
@@ -48,6 +49,7 @@ def test_importing_the_runtime_imports_neither_django_nor_torch():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.same_on_any_database
 def test_the_detector_module_runs_without_django():
     code = (
         "import sys\n"
@@ -63,6 +65,7 @@ def test_the_detector_module_runs_without_django():
     assert out.stdout.split() == ["False", "True"]
 
 
+@pytest.mark.same_on_any_database
 def test_a_local_dir_that_does_not_exist_is_weights_not_installed(tmp_path, no_weights_env):
     missing = tmp_path / "nowhere"
     with pytest.raises(WeightsNotInstalled) as info:
@@ -71,6 +74,7 @@ def test_a_local_dir_that_does_not_exist_is_weights_not_installed(tmp_path, no_w
     assert str(missing) in info.value.message and "does not exist" in info.value.message
 
 
+@pytest.mark.same_on_any_database
 def test_a_dir_without_the_weights_file_is_weights_not_installed(
     tmp_path, runtime_checkpoint, no_weights_env
 ):
@@ -83,6 +87,7 @@ def test_a_dir_without_the_weights_file_is_weights_not_installed(
     assert str(partial) in info.value.message and "incomplete" in info.value.message
 
 
+@pytest.mark.same_on_any_database
 def test_a_hub_id_that_is_not_downloaded_is_weights_not_installed_offline(no_weights_env):
     # A repo no cache can hold: without VITRINE_ALLOW_DOWNLOAD nothing goes to the network.
     spec = CheckpointSpec(repo="vitrine-tests/no-such-detector", revision="0123abc")
@@ -93,6 +98,7 @@ def test_a_hub_id_that_is_not_downloaded_is_weights_not_installed_offline(no_wei
     assert HUB_MISSING_HINT_OFFLINE in message
 
 
+@pytest.mark.same_on_any_database
 def test_the_weights_dir_is_looked_up_by_org_name_and_revision(
     tmp_path, monkeypatch, runtime_checkpoint, no_weights_env
 ):
@@ -109,6 +115,7 @@ def test_the_weights_dir_is_looked_up_by_org_name_and_revision(
     assert detector.detect([image], threshold=0.0)[0].detections
 
 
+@pytest.mark.same_on_any_database
 def test_the_cache_keeps_the_most_recently_used_models(
     monkeypatch, runtime_checkpoint, no_weights_env
 ):
@@ -124,6 +131,7 @@ def test_the_cache_keeps_the_most_recently_used_models(
     clear_detector_cache()
 
 
+@pytest.mark.same_on_any_database
 def test_make_checkpoints_writes_loadable_untrained_checkpoints(tmp_path):
     call_command("make_checkpoints", "--out", str(tmp_path), "--families", "yolos_tiny")
     folder = tmp_path / "yolos_tiny"
@@ -136,6 +144,7 @@ def test_make_checkpoints_writes_loadable_untrained_checkpoints(tmp_path):
     assert detector.id2label[17] == "cat" and detector.id2label[12] == "N/A"
 
 
+@pytest.mark.same_on_any_database
 def test_a_test_sized_checkpoint_is_the_same_classes_smaller_and_says_so(test_sized_checkpoint):
     from tests.playground.conftest import TEST_SIZED_ARCHITECTURES
 

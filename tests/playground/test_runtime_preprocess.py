@@ -10,6 +10,8 @@ from PIL import Image
 from playground.runtime.checkpoints import FAMILIES, TEST_PROCESSOR_SIZES
 from playground.runtime.preprocess import TablePreprocessor, reference_inputs
 
+pytestmark = pytest.mark.same_on_any_database
+
 # Odd sizes, both orientations, a thin strip, a tiny image and one larger than the
 # longest edge: the resize rounds differently in each.
 SIZES = [(640, 480), (480, 640), (333, 517), (1500, 97), (31, 17), (1700, 1300)]

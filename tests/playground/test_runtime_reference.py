@@ -90,6 +90,7 @@ def verify(checkpoint, folder, expected_path) -> str:
     return out.getvalue()
 
 
+@pytest.mark.same_on_any_database
 def test_the_runtime_matches_a_reference_written_by_transformers(case):
     checkpoint, folder, entry, decoded = case
     detector = load_detector(CheckpointSpec(local_dir=str(checkpoint)), warm_up=False)
@@ -118,6 +119,7 @@ def _perturbed(entry: dict, what: str) -> dict:
 
 
 @pytest.mark.parametrize("what", ["logits", "score", "label", "box", "image"])
+@pytest.mark.same_on_any_database
 def test_a_mismatch_fails_the_command(case, what):
     checkpoint, folder, entry, decoded = case
     sha256 = "0" * 64 if what == "image" else decoded.sha256
@@ -136,6 +138,7 @@ def test_a_mismatch_fails_the_command(case, what):
         (0.4433 + 3e-4, 0.4433, False),
     ],
 )
+@pytest.mark.same_on_any_database
 def test_tolerances_are_transformers_relative_plus_absolute(got, want, ok):
     from playground.runtime.reference import Tolerance
 
