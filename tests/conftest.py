@@ -400,8 +400,16 @@ def worker_forkserver(tmp_path_factory):
 _STARTS_WORKERS = pytest.StashKey[bool]()
 
 
-# Fixtures through which a test reaches the suite's database or broker.
-_SUITE_SERVICES = {"db", "transactional_db", "django_db_setup", "live_server", "start_worker"}
+# Fixtures through which a test reaches the suite's database or broker (any fixture that
+# needs one of them brings it along: pytest lists the whole closure).
+_SUITE_SERVICES = {
+    "db",
+    "transactional_db",
+    "django_db_setup",
+    "live_server",
+    "broker_url",
+    "start_worker",
+}
 
 
 def pytest_collection_modifyitems(config, items):
