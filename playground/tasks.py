@@ -226,7 +226,12 @@ def run_detection(job_id: str) -> str | None:
             services.job_phase_set(job=job, phase="")
         load = {job.pk: time.perf_counter() - started} if loading else {}
         keeper.jobs.extend(more)
-        return _ended_report(_run_batch(detector, [job, *more], load_times=load))
+        ended: list = []
+        try:
+            _run_batch(detector, [job, *more], ended, load_times=load)
+        finally:
+            _ended(ended)
+        return _ended_report(ended)
 
 
 class LeaseKeeper:
@@ -306,16 +311,13 @@ def _queue_wait(job) -> float:
     return max(0.0, (job.started_at - job.queued_at).total_seconds())
 
 
-def _run_batch(detector, jobs, *, load_times: dict | None = None) -> list:
-    """Run the jobs; return the ids of those it ended (succeeded or failed)."""
+def _run_batch(detector, jobs, ended: list, *, load_times: dict | None = None) -> None:
+    """Run the jobs; the ids of those it ended (succeeded or failed) go into ``ended``."""
     from playground import provenance, services
-
-    ended = []
 
     def job_fail(*, job, code: str, message: str) -> None:
         if services.job_fail(job=job, code=code, message=message):
             ended.append(job.pk)
-            _ended([job.pk])
 
     # Every job records what runs it (most with their claim: provenance.claim_provenance);
     # a paid job on untrained weights fails unbilled unless VITRINE_ALLOW_UNTRAINED.
@@ -364,7 +366,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> list:
         decode_times[job.pk] = read_s + outcome[1]  # reading it and decoding it
         ready.append(job)
     if not ready:
-        return ended
+        return
     try:
         results = detector.detect(
             images,
@@ -375,7 +377,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> list:
     except SoftTimeLimitExceeded:
         for job in ready:
             job_fail(job=job, code="timeout", message="The job ran out of time.")
-        return ended
+        return
     except Exception as exc:
         transient = _is_transient(exc)
         if not transient:
@@ -389,7 +391,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> list:
             else:
                 message = f"{type(exc).__name__}: {exc}"
                 job_fail(job=job, code="inference_error", message=message)
-        return ended
+        return
     finished = []
     for job, result in zip(ready, results, strict=True):
         timings = {"queue": _queue_wait(job), "decode": decode_times[job.pk]}
@@ -398,9 +400,7 @@ def _run_batch(detector, jobs, *, load_times: dict | None = None) -> list:
         timings.update(result.timings, batch=len(ready))
         finished.append((job, result.detections, timings))
     done = services.jobs_succeed(finished=finished)
-    succeeded = [job.pk for job, ok in zip(ready, done, strict=True) if ok]
-    _ended(succeeded)
-    return [*ended, *succeeded]
+    ended.extend(job.pk for job, ok in zip(ready, done, strict=True) if ok)
 
 
 def job_message(job) -> dict:

@@ -413,11 +413,10 @@ _SUITE_SERVICES = {
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
+    same = [item for item in items if item.get_closest_marker("same_on_any_database")]
+    for item in same:
         uses = _SUITE_SERVICES.intersection(getattr(item, "fixturenames", ()))
-        if item.get_closest_marker("same_on_any_database") and (
-            uses or item.get_closest_marker("django_db")
-        ):
+        if uses or item.get_closest_marker("django_db"):
             raise pytest.UsageError(
                 f"{item.nodeid} is marked same_on_any_database but reaches the suite's "
                 f"database or broker ({', '.join(sorted(uses)) or 'django_db'})"
@@ -425,13 +424,11 @@ def pytest_collection_modifyitems(config, items):
     # A run on PostgreSQL (CI's second step) leaves out what the embedded run has already run
     # exactly as it would run here: the detector's own tests, the benches' and the devstack's
     # (which starts its own SQLite and broker).
-    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and not os.environ.get(
-        "TEST_EVERYTHING"
-    ):
-        same = {item for item in items if item.get_closest_marker("same_on_any_database")}
-        if same:
-            config.hook.pytest_deselected(items=[item for item in items if item in same])
-            items[:] = [item for item in items if item not in same]
+    on_postgresql = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    if same and on_postgresql and not os.environ.get("TEST_EVERYTHING"):
+        config.hook.pytest_deselected(items=same)
+        left_out = set(same)
+        items[:] = [item for item in items if item not in left_out]
     config.stash[_STARTS_WORKERS] = any(
         "start_worker" in getattr(item, "fixturenames", ()) for item in items
     )
