@@ -55,6 +55,7 @@ from playground import (
 from playground.failures import (
     CANCELLED,
     FAILURES,
+    SERVICE_UNAVAILABLE,
     job_failure,
 )
 from playground.models import Job, JobStatus
@@ -82,6 +83,10 @@ PROVIDER_ROUTE = (
 )
 JOB_NOT_FOUND = "No job {job_id} for this API key's account."
 NOT_CANCELLABLE = "Job {job_id} is {status}; only a queued job can be cancelled."
+JOB_LOST = (
+    "The job was lost before it ran: the database restarted. Nothing was charged; send the"
+    " request again."
+)
 
 # The HTTP status a failed job answers with, by its error code (playground/failures.py).
 FAILURE_STATUS = {code: failure.status for code, failure in FAILURES.items()}
@@ -337,6 +342,11 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         parameters = {"threshold": threshold}
         if self.vitrine_flavour:
             parameters["box_format"] = options.box_format
+        # A synchronous call (inference_create awaits its job) says nothing of the job until
+        # it ends, or until services.creation_flush has made its creation durable (_answer).
+        waits = bool(settings.VITRINE_SYNC_WAIT) and "respond-async" not in request.headers.get(
+            "Prefer", ""
+        )
         job = pipeline.job_submit(
             request=request,
             card=card,
@@ -347,13 +357,10 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
             idempotency_key=idempotency_key,
             extra_parameters={k: v for k, v in parameters.items() if k != "threshold"},
             webhook=options.webhook,
+            answer_waits=waits,
         ).job
         answer = {"full": self.vitrine_flavour, "box_format": options.box_format}
-        if (
-            "respond-async" in request.headers.get("Prefer", "")
-            or not settings.VITRINE_SYNC_WAIT
-            or job.status in Job.FINAL  # an Idempotency-Key's job that already ended
-        ):
+        if not waits or job.status in Job.FINAL:  # an Idempotency-Key's job that already ended
             return job_response(request, job, threshold, **answer)
         # inference_create awaits the job, holding no thread, then answers from the row.
         response = Response(status=202)
@@ -456,7 +463,34 @@ async def _create_and_wait(request: HttpRequest, model_id: str, view=None) -> Ht
 
 
 def _answer(request, job: Job, threshold: float, answer_options: dict) -> HttpResponse:
-    return job_response(request, job, threshold, **answer_options)
+    return job_response_from(request, awaited_row(job), threshold, **answer_options)
+
+
+def awaited_row(job: Job) -> Job:
+    """The row of the job a synchronous call awaited, read now (no carried row, or the
+    wait's bound passed), to answer from: a job that has not ended is made durable first
+    (``services.creation_flush``); 503 ``job_lost`` when the row is gone."""
+    try:
+        fresh = job_reread(job)
+    except Job.DoesNotExist:
+        raise job_lost(job) from None
+    if fresh.status not in Job.FINAL:
+        services.creation_flush(job.pk)
+    return fresh
+
+
+def job_lost(job: Job) -> errors.ApplicationError:
+    """503 for an awaited job whose row is gone: its creation, committed without waiting
+    for its fsync (``services.creation_flush``), was lost with everything after it when the
+    database crashed before the job ended. Nothing was charged; the call may be retried."""
+    return errors.ApplicationError(
+        JOB_LOST,
+        code="job_lost",
+        status=503,
+        type=SERVICE_UNAVAILABLE,
+        extra={"job": str(job.pk)},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def answer_from_carried(

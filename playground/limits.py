@@ -96,7 +96,7 @@ def _inflight_sql() -> str:
     )
 
 
-def inflight_jobs_check(*, user, hold=None) -> None:
+def inflight_jobs_check(*, user, hold=None, flushed: bool = True) -> None:
     """Refuse a new job while the account has ``VITRINE_MAX_INFLIGHT_JOBS`` queued or running.
 
     Call inside the transaction that creates the job. The user row is locked first, so two
@@ -105,7 +105,8 @@ def inflight_jobs_check(*, user, hold=None) -> None:
     account never has more than the limit in flight. SQLite serialises every write
     transaction anyway. Other accounts are not held up.
     ``hold``: a new job's id whose hold (``services.job_hold_statement``) is taken in the
-    same round trip, on PostgreSQL.
+    same round trip, on PostgreSQL; ``flushed=False`` with it: the transaction commits
+    without waiting for its WAL fsync (see ``services.creation_flush``).
     """
     limit = settings.VITRINE_MAX_INFLIGHT_JOBS
     if connection.vendor == "postgresql":
@@ -118,7 +119,7 @@ def inflight_jobs_check(*, user, hold=None) -> None:
         if hold is not None:
             from playground.services import job_hold_statement
 
-            statements.append(job_hold_statement(hold))
+            statements.append(job_hold_statement(hold, flushed=flushed))
         statements.append((_inflight_sql(), [user.pk]))
         count = prepared_pipeline(statements)[-1][0]
     else:

@@ -162,6 +162,9 @@ class RequestLimitsMiddleware(InlineHooks, MiddlewareMixin):
             return refusal(request, error)
         if not flavours.in_scope(request.path):
             return None  # the try page: Django's own 500 page
+        if isinstance(exception, errors.ApplicationError):
+            # Refused outside a DRF view (an awaited call's answer: api.job_lost).
+            return refusal(request, exception)
         if isinstance(exception, (OperationalError, InterfaceError)):
             # The database is down or restarting, or the web process's pool had no free
             # connection for its whole wait (psycopg_pool.PoolTimeout, wrapped by Django):

@@ -101,6 +101,7 @@ def job_submit(
     admit: Callable[[], None] | None = None,
     extra_parameters: dict | None = None,
     webhook: str | None = None,
+    answer_waits: bool = False,
 ) -> Submitted:
     """Find or create the call's job, reserving its price.
 
@@ -114,6 +115,10 @@ def job_submit(
     ``extra_parameters`` (e.g. Vitrine's ``box_format``) are kept on the job beside the
     threshold; ``webhook`` (already validated) is registered with it. Both are part of
     what an Idempotency-Key's request is.
+
+    ``answer_waits``: the caller answers once the job has ended, or calls
+    ``services.creation_flush`` before saying anything else about it (a synchronous call):
+    on PostgreSQL the job's creation then commits without waiting for its WAL fsync.
     """
     from playground import webhooks
 
@@ -161,7 +166,9 @@ def job_submit(
                 if found is not None:
                     return Submitted(found, replayed=True)
             # Locks the user row (no overshoot); takes the job's hold in the same round trip.
-            limits.inflight_jobs_check(user=user, hold=job_id if send_now else None)
+            limits.inflight_jobs_check(
+                user=user, hold=job_id if send_now else None, flushed=not answer_waits
+            )
             # Reserved before the job's message is sent (no money, no work), once the image
             # passed its checks and before it is stored; the row names its charge.
             # No API key (request.auth) when the demo's signed-in visitor pays from their

@@ -50,7 +50,6 @@ from playground.flavours.common import (
 )
 from playground.flavours.hf import detections
 from playground.models import Job, JobStatus
-from playground.selectors import job_reread
 
 MODEL_PREFIX = "@cf/"
 NO_SUCH_MODEL = "No such model {name}: Vitrine's models are named @cf/<org>/<name>."
@@ -115,6 +114,7 @@ class CloudflareRunApi(FlavourApi):
             threshold=threshold,
             flavour=CLOUDFLARE,
             idempotency_key=key,
+            answer_waits=True,  # cloudflare_run answers once the job ended (api.awaited_row)
         )
         response = Response(status=202)  # never sent: cloudflare_run awaits the job
         response.vitrine_wait = (submitted, settings.VITRINE_HF_WAIT, threshold)
@@ -129,7 +129,7 @@ def cloudflare_answer(
 ):
     """The answer about the job the call waited for: from ``job`` (the row as its finished
     signal carried it), or from the row read now when None."""
-    job = job if job is not None else job_reread(submitted.job)
+    job = job if job is not None else api.awaited_row(submitted.job)
     resource = api.job_resource(job, request=request, threshold=threshold)
     headers = api._cost_headers(resource)
     if job.status == JobStatus.SUCCEEDED:

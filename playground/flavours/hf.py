@@ -58,7 +58,6 @@ from playground.flavours.common import (
 from playground.models import Job, JobStatus
 from playground.runtime import ImageError, inspect_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
-from playground.selectors import job_reread
 
 MODEL_LOADING = (
     "Model {model} is currently loading or busy; retry in about {seconds} s, or send "
@@ -170,6 +169,7 @@ class HfInferenceApi(FlavourApi):
             ),
             use_cache=use_cache,
             admit=admit,
+            answer_waits=True,  # hf_inference answers once the job ended (api.awaited_row)
         )
         response = Response(status=202)  # never sent: hf_inference awaits the job
         response.vitrine_wait = (submitted, bound, threshold)
@@ -197,7 +197,7 @@ def hf_answer(
 ):
     """The answer about the job the call waited for: from ``job`` (the row as its finished
     signal carried it), or from the row read now when None."""
-    job = job if job is not None else job_reread(submitted.job)
+    job = job if job is not None else api.awaited_row(submitted.job)
     resource = api.job_resource(job, request=request, threshold=threshold)
     headers = api._cost_headers(resource)
     headers[CACHE_HEADER] = "hit" if submitted.cached else "miss"
