@@ -124,6 +124,7 @@ OTHER_ERRORS = [
     (503, "queue_unavailable"),
     (503, "database_unavailable"),
     (503, "model_loading"),
+    (503, "job_lost"),  # tests/playground/test_unflushed_creation_pg.py
     (422, "idempotency_key_reused"),
     (405, "method_not_allowed"),
     (404, "endpoint_not_found"),
