@@ -15,9 +15,10 @@ import asyncio
 import sys
 
 import pytest
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings as django_settings
 from django.contrib import messages
+from django.db import connections
 from django.http import JsonResponse
 from django.test import AsyncClient, Client
 from django.urls import path
@@ -205,8 +206,18 @@ def test_an_api_call_crosses_the_middleware_chain_without_a_thread_hop(settings,
     assert len(hops) == (0 if chain == "ours" else 15), hops
 
 
+@pytest.fixture
+def thread_connections():
+    """The AsyncClient's database work runs on asgiref's thread for sync code, whose
+    connection outlives the test: closed after it, so the test database has no session
+    left at the end of the run."""
+    yield
+    asyncio.run(sync_to_async(connections.close_all)())
+
+
 @pytest.mark.urls(__name__)
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("thread_connections")
 def test_sessions_messages_and_users_still_reach_the_database(hops):
     """What may do I/O still hops: a session saved, messages kept, a signed-in user read
     for the log line; the next request sees all three."""
@@ -227,6 +238,7 @@ def test_sessions_messages_and_users_still_reach_the_database(hops):
 
 @pytest.mark.urls(__name__)
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("thread_connections")
 def test_csrf_is_still_enforced_on_forms(hops):
     client = AsyncClient(enforce_csrf_checks=True)
     refused = asyncio.run(client.post("/form", {"x": "1"}))
