@@ -397,6 +397,23 @@ def worker_forkserver(tmp_path_factory):
     server.close()
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, with, at the session's end, its other sessions ended
+    before it is dropped: threads that tests ran code on keep their connections for the
+    process's life, as they do in a server (asgiref's thread for sync code under
+    ``asyncio.run``, the API's database pool under ASGI), and PostgreSQL refuses to drop a
+    database that someone is still connected to."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 _STARTS_WORKERS = pytest.StashKey[bool]()
 
 
