@@ -30,15 +30,15 @@ OURS = "catalog.static_files.AsyncCapableWhiteNoiseMiddleware"
 WHITENOISE = "whitenoise.middleware.WhiteNoiseMiddleware"
 
 
-# A thread parked for the view: inside AsyncToSync's call, which scheduled the view on the
-# event loop and waits for it (``run_until_future``). Looked for by the call's own code, not
-# by ``run_until_future``: the view can start before that thread has reached its wait.
-_PARKING = {AsyncToSync.__call__.__code__}
+# A thread parked for the view is inside AsyncToSync's call, which scheduled the view on
+# the event loop and waits for it (in ``run_until_future``, called from there only). Looked
+# for by the call's own frame: the view can start before that thread has reached its wait.
+_PARKING = AsyncToSync.__call__.__code__
 
 
 def _parked(frame) -> bool:
     while frame is not None:
-        if frame.f_code in _PARKING or frame.f_code.co_name == "run_until_future":
+        if frame.f_code is _PARKING:
             return True
         frame = frame.f_back
     return False
