@@ -24,3 +24,34 @@ def test_a_kept_connection_that_died_is_replaced_before_the_first_statement():
     connection.close_if_unusable_or_obsolete()  # what each task and request starts with
     assert prepared_row("SELECT %s::integer", [2]) == (2,)
     assert prepared_row("SELECT pg_backend_pid()", [])[0] != dead
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_statement_keeps_what_django_s_cursor_wrapper_gives():
+    """prepared_row skips the wrapper's per-call layers, not what they are for: its errors
+    are django.db errors, a broken atomic block refuses it, the query log and
+    CaptureQueriesContext see it, and an execute wrapper (query instrumentation) wraps it."""
+    from django.db import DatabaseError, transaction
+    from django.db.transaction import TransactionManagementError
+    from django.test.utils import CaptureQueriesContext
+
+    with pytest.raises(DatabaseError, match="division by zero"):
+        prepared_row("SELECT 1 / %s::integer", [0])
+    with transaction.atomic():
+        with pytest.raises(DatabaseError):
+            with transaction.atomic(savepoint=False):  # the error marks the block broken
+                prepared_row("SELECT 1 / %s::integer", [0])
+        with pytest.raises(TransactionManagementError):  # as a Django cursor refuses
+            prepared_row("SELECT %s::integer", [1])
+    with CaptureQueriesContext(connection) as queries:
+        assert prepared_row("SELECT %s::integer + 1", [41]) == (42,)
+    assert [q["sql"] for q in queries] == ["SELECT 41::integer + 1"]
+    seen = []
+
+    def wrapper(execute, sql, params, many, context):
+        seen.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        assert prepared_row("SELECT %s::integer * 2", [21]) == (42,)
+    assert seen == [("SELECT %s::integer * 2", [21])]
