@@ -242,13 +242,21 @@ def pages_lines(result: dict) -> list[dict]:
 def charges_lines(result: dict) -> list[dict]:
     lines = []
     for run in result.get("results", []):
+        processes = run.get("client_processes", run["clients"])
+        shape = (
+            f", {processes} processes x {run['clients'] // processes} threads"
+            if processes != run["clients"]
+            else ""
+        )
         line = {
             "speed": f"charges/s on PostgreSQL, {run['clients']} client(s), "
-            f"{run['wallets']} wallet(s) ({run['scenario']})",
+            f"{run['wallets']} wallet(s) ({run['scenario']}{shape})",
             "figure": f"{run['charges_per_s']:,.1f}/s, {run['deadlocks_seen_by_clients']} "
             f"deadlocks, {run['errors']} errors, ledger {'ok' if run['ledger']['ok'] else 'WRONG'}",
         }
-        if run["scenario"] == "own":  # 16 users paying at once: the issue's scenario
+        # 16 users paying at once, the issue's scenario: as 16 processes (16 interpreters on
+        # the same cores, the clients' harshest shape) and as the web tier runs them
+        if run["scenario"] in ("own", "own_web"):
             line["goal"] = ">= 1,000/s from 16 clients, the ledger checked"
             line["met"] = _verdict(
                 run["charges_per_s"] >= 1000 and run["ledger"]["ok"] and not run["errors"]

@@ -3,13 +3,17 @@
     .venv/bin/python bench/bench_charges.py                 # 20 s per scenario
     .venv/bin/python bench/bench_charges.py --seconds 5 --json /tmp/charges.json
 
-Each client is a separate process with its own database connection, running the money
-path of an API call in a loop: ``charge_reserve`` then ``charge_post`` (two transactions,
-as in production: the reserve with the request, the post when the worker finishes).
-Scenarios, one after another on the same route (a shared price-route row):
+Each client has its own database connection and runs the money path of an API call in a
+loop: ``charge_reserve`` then ``charge_post`` (two transactions, as in production: the
+reserve with the request, the post when the worker finishes). A client is a process of its
+own, except in ``own_web``. Scenarios, one after another on the same route (a shared
+price-route row):
 
 - ``single``: 1 client on its own wallet (the baseline);
-- ``own``: 16 clients, each on its own wallet (many users);
+- ``own``: 16 clients, each on its own wallet (many users), 16 processes: 16 Python
+  interpreters sharing the cores with PostgreSQL, the clients' harshest shape;
+- ``own_web``: the same 16 clients as a web machine runs them (README, Production: 4
+  uvicorn workers), 4 processes with a thread and a connection per client;
 - ``shared``: 16 clients on one wallet (one busy customer; these must queue on its row);
 - ``own_key``: as ``own``, each client calling with its own API key (no spend cap and no
   allow-list: the common case, checked in the same round trip).
@@ -51,6 +55,9 @@ if str(REPO) not in sys.path:
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/vitrine_bench"
 PRICE = Decimal("0.0000075")
 FUNDS = Decimal("1000000")
+# The web tier's shape (README, Production): 4 uvicorn workers per web machine, each
+# running a paying call's reservation on its own thread with its own connection.
+WEB_PROCESSES = 4
 
 
 def ensure_database(url: str) -> None:
@@ -103,9 +110,13 @@ def wal_bytes_since(lsn: str) -> int:
 
 
 def client(
-    route_id: int, user_id: int, key_id: int | None, name: str, ready, seconds: float, out
+    route_id: int, assigned: list[tuple[int, int | None]], name: str, ready, seconds: float, out
 ) -> None:
-    """One process: reserve + post in a loop until the time is up; report the counts."""
+    """One process: a thread per assigned (user, key), each with its own database
+    connection, each running reserve + post in a loop until the time is up; the process
+    reports its counts (one thread: the loop runs on the main thread)."""
+    import threading
+
     setup_django()
     from django.conf import settings
     from django.contrib.auth import get_user_model
@@ -121,41 +132,69 @@ def client(
     # charge, which is not what an API call pays.
     settings.DEBUG = False
     route = PriceRoute.objects.select_related("card").get(pk=route_id)
-    user = get_user_model().objects.get(pk=user_id)
-    # As the API's authentication hands it over: the key row, read once per request.
-    api_key = ApiKey.objects.get(pk=key_id) if key_id is not None else None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        backend_pid = cursor.fetchone()[0]
     counts = {"charges": 0, "deadlocks": 0, "errors": 0, "error_samples": []}
-    ready.wait()  # every client is set up and connected: start together
+    backend_cpu = []
+    lock = threading.Lock()
+    set_up = threading.Barrier(len(assigned) + 1)
+    go = threading.Barrier(len(assigned) + 1)
+
+    def loop(index: int, user_id: int, key_id: int | None) -> None:
+        user = get_user_model().objects.get(pk=user_id)
+        # As the API's authentication hands it over: the key row, read once per request.
+        api_key = ApiKey.objects.get(pk=key_id) if key_id is not None else None
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend_pid = cursor.fetchone()[0]
+        set_up.wait()
+        go.wait()  # every thread of every client is set up and connected: start together
+        backend_start = backend_cpu_s(backend_pid)
+        mine = {"charges": 0, "deadlocks": 0, "errors": 0, "error_samples": []}
+        deadline = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            job_id = uuid.uuid5(uuid.NAMESPACE_OID, f"{name}/{index}/{n}")
+            try:
+                charge_reserve(
+                    job_id=job_id, user=user, card=route.card, route=route, api_key=api_key
+                )
+                charge_post(job_id=job_id)
+                mine["charges"] += 1
+            except OperationalError as exc:
+                if "deadlock detected" in str(exc):
+                    mine["deadlocks"] += 1
+                else:
+                    mine["errors"] += 1
+                mine["error_samples"].append(str(exc).splitlines()[0])
+            except Exception as exc:  # counted and reported; the run goes on
+                mine["errors"] += 1
+                mine["error_samples"].append(f"{type(exc).__name__}: {exc}"[:200])
+        backend_end = backend_cpu_s(backend_pid)
+        connection.close()
+        with lock:
+            for key in ("charges", "deadlocks", "errors"):
+                counts[key] += mine[key]
+            counts["error_samples"] = (counts["error_samples"] + mine["error_samples"])[:3]
+            backend_cpu.append(
+                None
+                if backend_start is None or backend_end is None
+                else backend_end - backend_start
+            )
+
+    threads = [
+        threading.Thread(target=loop, args=(i, user_id, key_id))
+        for i, (user_id, key_id) in enumerate(assigned)
+    ]
+    for thread in threads:
+        thread.start()
+    set_up.wait()  # this process's threads are connected
+    ready.wait()  # and every other client process's: start together
     cpu_start = time.process_time()
-    backend_start = backend_cpu_s(backend_pid)
-    deadline = time.monotonic() + seconds
-    n = 0
-    while time.monotonic() < deadline:
-        n += 1
-        job_id = uuid.uuid5(uuid.NAMESPACE_OID, f"{name}/{n}")
-        try:
-            charge_reserve(job_id=job_id, user=user, card=route.card, route=route, api_key=api_key)
-            charge_post(job_id=job_id)
-            counts["charges"] += 1
-        except OperationalError as exc:
-            if "deadlock detected" in str(exc):
-                counts["deadlocks"] += 1
-            else:
-                counts["errors"] += 1
-            if len(counts["error_samples"]) < 3:
-                counts["error_samples"].append(str(exc).splitlines()[0])
-        except Exception as exc:  # counted and reported; the run goes on
-            counts["errors"] += 1
-            if len(counts["error_samples"]) < 3:
-                counts["error_samples"].append(f"{type(exc).__name__}: {exc}"[:200])
+    go.wait()
+    for thread in threads:
+        thread.join()
     counts["client_cpu_s"] = time.process_time() - cpu_start
-    backend_end = backend_cpu_s(backend_pid)
-    counts["backend_cpu_s"] = (
-        None if backend_start is None or backend_end is None else backend_end - backend_start
-    )
+    counts["backend_cpu_s"] = None if None in backend_cpu else sum(backend_cpu)
     connection.close()
     out.put(counts)
 
@@ -241,8 +280,14 @@ def statements_per_charge(route_id: int, *, with_key: bool) -> int:
 
 
 def run_scenario(
-    name: str, assignments: list[tuple[int, int | None]], route_id: int, seconds: float
+    name: str,
+    assignments: list[tuple[int, int | None]],
+    route_id: int,
+    seconds: float,
+    processes: int | None = None,
 ) -> dict:
+    """``assignments``: (user, key) per client; the clients run as ``processes`` processes
+    (round robin, a thread per client in each), or as a process each (None)."""
     from django.db import connection
 
     from billing.models import Charge
@@ -255,13 +300,15 @@ def run_scenario(
     connection.close()  # nothing inherited by the children
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    ready = ctx.Barrier(len(assignments) + 1)
+    count = processes or len(assignments)
+    groups = [assignments[i::count] for i in range(count)]
+    ready = ctx.Barrier(count + 1)
     procs = [
         ctx.Process(
             target=client,
-            args=(route_id, user_id, key_id, f"{name}-{os.getpid()}-{i}", ready, seconds, out),
+            args=(route_id, group, f"{name}-{os.getpid()}-{i}", ready, seconds, out),
         )
-        for i, (user_id, key_id) in enumerate(assignments)
+        for i, group in enumerate(groups)
     ]
     for proc in procs:
         proc.start()
@@ -277,6 +324,7 @@ def run_scenario(
     return {
         "scenario": name,
         "clients": len(assignments),
+        "client_processes": count,
         "wallets": len(starts),
         "seconds": seconds,
         "charges": charges,
@@ -308,8 +356,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "charges.json")
     parser.add_argument(
         "--scenarios",
-        default="single,own,shared,own_key",
-        help="comma-separated: single,own,shared,own_key",
+        default="single,own,own_web,shared,own_key",
+        help="comma-separated: single,own,own_web,shared,own_key",
     )
     args = parser.parse_args()
 
@@ -358,6 +406,7 @@ def main() -> int:
     plans = {
         "single": lambda: users(1, "single"),
         "own": lambda: users(args.clients, "own"),
+        "own_web": lambda: users(args.clients, "own-web"),
         "shared": lambda: users(1, "shared") * args.clients,
         "own_key": lambda: users(args.clients, "own-key", keys=True),
     }
@@ -366,7 +415,8 @@ def main() -> int:
         pg_version = cursor.fetchone()[0]
     results = []
     for name in wanted:
-        result = run_scenario(name, plans[name](), route.pk, args.seconds)
+        processes = WEB_PROCESSES if name == "own_web" else None
+        result = run_scenario(name, plans[name](), route.pk, args.seconds, processes)
         results.append(result)
         print(
             f"{name:>7}: {result['clients']:>2} clients on {result['wallets']:>2} wallet(s): "
@@ -384,7 +434,7 @@ def main() -> int:
             print(f"        e.g. {sample}")
     by_name = {r["scenario"]: r for r in results}
     if "single" in by_name and by_name["single"]["charges_per_s"]:
-        for name in ("own", "shared", "own_key"):
+        for name in ("own", "own_web", "shared", "own_key"):
             if name in by_name:
                 ratio = by_name[name]["charges_per_s"] / by_name["single"]["charges_per_s"]
                 by_name[name]["ratio_to_single"] = round(ratio, 2)

@@ -109,13 +109,18 @@ def test_serving_pages_and_charges_against_their_goals(bench_all):
     charges = {"results": [
         {"scenario": "own", "clients": 16, "wallets": 16, "charges_per_s": 1229.4,
          "deadlocks_seen_by_clients": 0, "errors": 0, "ledger": ok},
+        {"scenario": "own_web", "clients": 16, "client_processes": 4, "wallets": 16,
+         "charges_per_s": 990.0, "deadlocks_seen_by_clients": 0, "errors": 0, "ledger": ok},
         {"scenario": "shared", "clients": 16, "wallets": 1, "charges_per_s": 799.3,
          "deadlocks_seen_by_clients": 0, "errors": 0, "ledger": ok},
         {"scenario": "own_key", "clients": 16, "wallets": 16, "charges_per_s": 1500.0,
          "deadlocks_seen_by_clients": 0, "errors": 0, "ledger": {"ok": False}},
     ]}  # fmt: skip
-    own, shared, keyed = bench_all.charges_lines(charges)
+    own, web, shared, keyed = bench_all.charges_lines(charges)
     assert own["met"] == "**met**" and "goal" not in shared
+    # The web tier's shape is held to the same goal, its processes and threads named
+    assert web["met"] == "not met" and "4 processes x 4 threads" in web["speed"]
+    assert "processes" not in own["speed"]
     assert "ledger WRONG" in keyed["figure"]
 
 
