@@ -268,7 +268,9 @@ def test_a_wrong_amount_is_not_credited(
     assert money(payer) == NOTHING
 
 
-@pytest.mark.parametrize("reference", [str(uuid.uuid4()), "not-a-uuid", ""])
+@pytest.mark.parametrize(
+    "reference", [str(uuid.uuid4()), "not-a-uuid", ""], ids=["unknown-uuid", "not-a-uuid", "empty"]
+)
 def test_an_unknown_top_up_gets_200_and_a_warning(stripe_client, payer, caplog, reference):
     ghost = TopUp(pk=uuid.uuid4(), total=D("10.50"))
     payload = checkout_event(ghost, reference=reference)
