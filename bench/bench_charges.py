@@ -113,8 +113,8 @@ def client(
     route_id: int, assigned: list[tuple[int, int | None]], name: str, ready, seconds: float, out
 ) -> None:
     """One process: a thread per assigned (user, key), each with its own database
-    connection, each running reserve + post in a loop until the time is up; the process
-    reports its counts (one thread: the loop runs on the main thread)."""
+    connection (Django's are per thread), each running reserve + post in a loop until the
+    time is up; the process reports the counts of all of them."""
     import threading
 
     setup_django()
@@ -165,10 +165,12 @@ def client(
                     mine["deadlocks"] += 1
                 else:
                     mine["errors"] += 1
-                mine["error_samples"].append(str(exc).splitlines()[0])
+                if len(mine["error_samples"]) < 3:
+                    mine["error_samples"].append(str(exc).splitlines()[0])
             except Exception as exc:  # counted and reported; the run goes on
                 mine["errors"] += 1
-                mine["error_samples"].append(f"{type(exc).__name__}: {exc}"[:200])
+                if len(mine["error_samples"]) < 3:
+                    mine["error_samples"].append(f"{type(exc).__name__}: {exc}"[:200])
         backend_end = backend_cpu_s(backend_pid)
         connection.close()
         with lock:
