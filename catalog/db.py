@@ -34,10 +34,11 @@ def prepared_row(sql: str, params: list, *, all_rows: bool = False):
     (database errors become ``django.db`` errors, a broken atomic block refuses it, it is
     logged in ``connection.queries`` when queries are logged, and an execute wrapper sees
     it, through the wrapper itself), without the wrapper's per-call layers when no execute
-    wrapper is installed: ~0.04-0.08 ms of client CPU per charge (two statements). Every parameter must be typed in ``sql``
-    (``%s::uuid``): a prepared statement's parameter types are fixed when it is parsed. A
-    pooler in transaction mode must keep prepared statements per server connection
-    (PgBouncer >= 1.21 with ``max_prepared_statements``), or connect directly.
+    wrapper is installed: ~0.04-0.08 ms of client CPU per charge (two statements). Every
+    parameter must be typed in ``sql`` (``%s::uuid``): a prepared statement's parameter
+    types are fixed when it is parsed. A pooler in transaction mode must keep prepared
+    statements per server connection (PgBouncer >= 1.21 with ``max_prepared_statements``),
+    or connect directly.
     """
     db = connections[DEFAULT_DB_ALIAS]  # once: each ``connection.x`` is a thread-local lookup
     pg = _prepared_connection(db)

@@ -38,9 +38,9 @@ def test_a_prepared_statement_keeps_what_django_s_cursor_wrapper_gives():
     with pytest.raises(DatabaseError, match="division by zero"):
         prepared_row("SELECT 1 / %s::integer", [0])
     with transaction.atomic():
-        with pytest.raises(DatabaseError):
-            with transaction.atomic(savepoint=False):  # the error marks the block broken
-                prepared_row("SELECT 1 / %s::integer", [0])
+        # The error leaves a block without its own savepoint: the whole block is broken.
+        with pytest.raises(DatabaseError), transaction.atomic(savepoint=False):
+            prepared_row("SELECT 1 / %s::integer", [0])
         with pytest.raises(TransactionManagementError):  # as a Django cursor refuses
             prepared_row("SELECT %s::integer", [1])
     with CaptureQueriesContext(connection) as queries:
