@@ -82,12 +82,14 @@ ENQUEUE_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 
 
 def _send(job: Job) -> bool:
     """Send the job's message; False (logged, never raised) when the broker is unreachable."""
+    from playground.messages import publish
     from playground.tasks import job_message, run_detection
 
     try:
-        run_detection.apply_async(
-            (str(job.pk),), **job_message(job), retry=True, retry_policy=ENQUEUE_RETRY_POLICY
-        )
+        publish(
+            run_detection, (str(job.pk),), **job_message(job), retry=True,
+            retry_policy=ENQUEUE_RETRY_POLICY,
+        )  # fmt: skip
     except Exception as exc:  # kombu/redis/amqp raise many types; all mean "not sent"
         logger.warning("job %s: not enqueued (%s: %s)", job.pk, type(exc).__name__, exc)
         return False
