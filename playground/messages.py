@@ -14,8 +14,9 @@ time limits and ``ignore_result``, the caller's headers), sends Celery's
 (django-structlog puts the request's context in the headers and logs ``task_enqueued``
 there), and pushes it onto the queue's list with the kombu channel's own Redis client, so
 every broker URL form, its timeouts and TLS are the ones Celery uses. A worker cannot tell
-the two apart (``tests/playground/test_task_messages.py`` holds them field by field against
-what ``apply_async`` sends, and runs jobs sent both ways through a real worker).
+the two apart: ``tests/playground/test_task_messages.py`` holds the message field by field
+against what ``apply_async`` sends and reads it back as a worker's channel does, and every
+job of the live tests reaches its real worker this way.
 
 It takes that path only where the message is that simple: a Redis broker through
 ``playground.broker.RedisTransport``, protocol 2, JSON, no compression, no sent events, no
