@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
+from catalog.asgi_threads import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # A web process pools its PostgreSQL connections (see VITRINE_DB_POOL in settings). Set only

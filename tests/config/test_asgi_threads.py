@@ -1,0 +1,145 @@
+"""Requests under ASGI take their thread from a pool (catalog/asgi_threads.py).
+
+Django's handler makes a thread for each request's sync work and a second one to join it
+when the request ends; ours lends each request an idle thread of the process. What must
+hold: sync work still runs on a thread of the request's own (two requests at once never
+share one), a thread still busy with a request's work is not lent to the next, and
+sequential requests stop making threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+from django.core.handlers.asgi import ASGIHandler
+from django.http import JsonResponse
+from django.urls import path
+
+from catalog import asgi_threads
+from catalog.asgi_threads import PooledThreadsASGIHandler
+
+released = threading.Event()
+arrived: list[str] = []
+
+
+def where(request):
+    return JsonResponse({"thread": threading.current_thread().name})
+
+
+def held(request):
+    arrived.append(threading.current_thread().name)
+    released.wait(30)
+    return JsonResponse({"thread": threading.current_thread().name})
+
+
+urlpatterns = [path("where", where), path("held", held)]
+
+
+async def _get(handler, path_: str) -> dict:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path_, "raw_path": path_.encode(), "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
+    }  # fmt: skip
+    sent: list[dict] = []
+    requested = False
+
+    async def receive():
+        nonlocal requested
+        if requested:  # the body was read: the client stays until the answer
+            await asyncio.sleep(3600)
+        requested = True
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await handler(scope, receive, send)
+    assert sent[0]["status"] == 200
+    return json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+def _threads(handler, count: int) -> list[str]:
+    async def run():
+        return [(await _get(handler, "/where"))["thread"] for _ in range(count)]
+
+    return asyncio.run(run())
+
+
+@pytest.mark.urls(__name__)
+def test_sequential_requests_reuse_the_threads_of_finished_ones():
+    made = asgi_threads.executors_made()
+    names = _threads(PooledThreadsASGIHandler(), 20)
+    assert all(name.startswith("asgi-request") for name in names)
+    # A thread is lent again once it has run the no-op queued behind its request, which may
+    # be just after the next request starts: at most two for any number of requests.
+    assert len(set(names)) <= 2
+    assert asgi_threads.executors_made() - made <= 2
+
+
+@pytest.mark.urls(__name__)
+def test_djangos_own_handler_makes_a_thread_per_request():
+    """The control: the same requests through Django's handler, a new thread each."""
+    names = _threads(ASGIHandler(), 5)
+    assert len(set(names)) == 5
+
+
+@pytest.mark.urls(__name__)
+def test_requests_at_once_each_run_on_a_thread_of_their_own():
+    arrived.clear()
+    released.clear()
+    handler = PooledThreadsASGIHandler()
+
+    async def run():
+        calls = [asyncio.create_task(_get(handler, "/held")) for _ in range(3)]
+        deadline = time.monotonic() + 30
+        while len(arrived) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        # All three are inside their views at once, each holding its thread.
+        assert len(set(arrived)) == 3
+        released.set()
+        return [(await call)["thread"] for call in calls]
+
+    try:
+        assert len(set(asyncio.run(run()))) == 3
+    finally:
+        released.set()
+
+
+def test_a_thread_still_busy_with_a_request_is_not_lent_again():
+    """A client that went away leaves its sync view running on the request's thread: the
+    next request gets another thread until that work ends."""
+    busy = asgi_threads._take()
+    gate = threading.Event()
+    running = busy.submit(gate.wait, 30)
+    asgi_threads._give_back(busy)
+    other = asgi_threads._take()
+    try:
+        assert other is not busy
+    finally:
+        asgi_threads._give_back(other)
+        gate.set()
+    running.result(timeout=30)
+    deadline = time.monotonic() + 30
+    while busy not in asgi_threads._idle and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert busy in asgi_threads._idle  # idle again once its work ended
+
+
+def test_what_is_not_http_is_refused_as_django_refuses_it():
+    async def run():
+        await PooledThreadsASGIHandler()({"type": "websocket"}, None, None)
+
+    with pytest.raises(ValueError, match="Django can only handle ASGI/HTTP connections"):
+        asyncio.run(run())
+
+
+def test_the_served_application_uses_it():
+    from config.asgi import application  # ServerStartup(BodyLimitASGIMiddleware(handler))
+
+    assert isinstance(application.app.app, PooledThreadsASGIHandler)
