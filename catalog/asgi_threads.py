@@ -22,6 +22,7 @@ connection is closed or returned to the pool by ``request_finished`` as before.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,17 @@ KEPT_IDLE = 64
 _idle: deque[ThreadPoolExecutor] = deque()
 _counting = threading.Lock()
 _made = 0
+
+
+def _forget_parents() -> None:
+    """In a forked child (a server's worker process): the parent's threads are not there,
+    so neither are its idle executors (work sent to one would wait forever)."""
+    global _counting
+    _idle.clear()
+    _counting = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_parents)
 
 
 def executors_made() -> int:

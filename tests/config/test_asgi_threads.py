@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 
@@ -143,3 +144,25 @@ def test_the_served_application_uses_it():
     from config.asgi import application  # ServerStartup(BodyLimitASGIMiddleware(handler))
 
     assert isinstance(application.app.app, PooledThreadsASGIHandler)
+
+
+def test_a_forked_child_does_not_get_its_parents_idle_threads():
+    """A server that forks its workers after serving (or importing) leaves them none of
+    its idle executors: their threads exist only in the parent."""
+    executor = asgi_threads._take()
+    asgi_threads._give_back(executor)
+    deadline = time.monotonic() + 30
+    while executor not in asgi_threads._idle and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert executor in asgi_threads._idle
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report how many idle executors it sees, then leave at once
+        os.write(write, str(len(asgi_threads._idle)).encode())
+        os._exit(0)
+    os.close(write)
+    seen = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert seen == b"0"
+    assert executor in asgi_threads._idle  # the parent keeps its own
