@@ -65,9 +65,24 @@ async def _get(handler, path_: str) -> dict:
     return json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
 
 
-def _threads(handler, count: int) -> list[str]:
+def _threads(handler, count: int, *, settle: bool = False) -> list[str]:
+    """The threads ``count`` sequential requests ran on. ``settle``: before each request,
+    wait until the last one's thread is idle again (handed back once the no-op queued
+    behind its request has run, which may be just after the next request starts)."""
+
+    def idle_again(name: str) -> bool:
+        prefix = name.rsplit("_", 1)[0]
+        return any(e._thread_name_prefix == prefix for e in list(asgi_threads._idle))
+
     async def run():
-        return [(await _get(handler, "/where"))["thread"] for _ in range(count)]
+        names: list[str] = []
+        for _ in range(count):
+            deadline = time.monotonic() + 30
+            while settle and names and not idle_again(names[-1]):
+                assert time.monotonic() < deadline, "a request's thread never came back"
+                await asyncio.sleep(0.001)
+            names.append((await _get(handler, "/where"))["thread"])
+        return names
 
     return asyncio.run(run())
 
@@ -75,12 +90,11 @@ def _threads(handler, count: int) -> list[str]:
 @pytest.mark.urls(__name__)
 def test_sequential_requests_reuse_the_threads_of_finished_ones():
     made = asgi_threads.executors_made()
-    names = _threads(PooledThreadsASGIHandler(), 20)
+    names = _threads(PooledThreadsASGIHandler(), 20, settle=True)
     assert all(name.startswith("asgi-request") for name in names)
-    # A thread is lent again once it has run the no-op queued behind its request, which may
-    # be just after the next request starts: at most two for any number of requests.
-    assert len(set(names)) <= 2
-    assert asgi_threads.executors_made() - made <= 2
+    # Each request takes the thread the one before handed back: one thread for all.
+    assert len(set(names)) == 1
+    assert asgi_threads.executors_made() - made <= 1
 
 
 @pytest.mark.urls(__name__)
