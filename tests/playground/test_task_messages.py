@@ -15,25 +15,16 @@ import uuid
 import pytest
 import redis
 import structlog
-from kombu import pools
 
 from config.celery import app
 from config.settings.env import redis_client_url
 from playground import messages
 from playground.services import ENQUEUE_RETRY_POLICY
 from playground.tasks import REQUEST_ID_HEADER, run_detection
-from tests.conftest import free_port
+from tests.conftest import _reset_producer_pool, free_port
 
 # Fields that name one message (a new uuid each): the rest must be equal.
 MESSAGE_IDS = (("headers", "id"), ("headers", "root_id"), ("properties", "correlation_id"))
-
-
-def _reset_pool() -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
-    pools.reset()
 
 
 @pytest.fixture
@@ -41,7 +32,7 @@ def broker(broker_url):
     """The app sending to the session's real broker; a queue of this test's own."""
     previous = app.conf.broker_url
     app.conf.broker_url = broker_url
-    _reset_pool()
+    _reset_producer_pool(app)
     server = redis.Redis.from_url(redis_client_url(broker_url))
     queue = f"test-messages-{uuid.uuid4().hex[:8]}"
     try:
@@ -50,7 +41,7 @@ def broker(broker_url):
         server.delete(queue)
         server.close()
         app.conf.broker_url = previous
-        _reset_pool()
+        _reset_producer_pool(app)
 
 
 def _sent(server: redis.Redis, queue: str) -> list[dict]:
@@ -123,12 +114,12 @@ def test_a_message_sent_the_short_way_is_read_as_celery_reads_it(broker, monkeyp
     assert received.delivery_info["routing_key"] == queue
 
 
-def test_messages_go_on_after_redis_drops_its_connections(broker, monkeypatch):
+def test_messages_go_on_after_redis_drops_its_connections(broker):
     server, queue = broker
     messages.publish(run_detection, ("a",), queue=queue, headers={})
     server.client_kill_filter(_type="normal", skipme=True)  # a restart, a failover
     messages.publish(run_detection, ("b",), queue=queue, headers={})
-    _reset_pool()  # what a fork does to the pool
+    _reset_producer_pool(app)  # what a fork does to the pool
     messages.publish(run_detection, ("c",), queue=queue, headers={})
     sent = [json.loads(base64.b64decode(m["body"]))[0] for m in _sent(server, queue)]
     # A command lost with its connection may be sent again (redis-py's retry, or Celery's
@@ -181,7 +172,7 @@ def test_a_broker_away_falls_back_to_celery_which_raises(broker, monkeypatch):
     not enqueued for the sweeper."""
     _, queue = broker
     app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"
-    _reset_pool()
+    _reset_producer_pool(app)
     celerys = run_detection.apply_async
     calls = []
 
