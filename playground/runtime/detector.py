@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +143,9 @@ class Detector:
             DevicePreprocessor.for_processor(processor, device) if device_preprocess else None
         ) or TablePreprocessor.for_processor(processor)
         self.device_preprocess = isinstance(self.table_preprocessor, DevicePreprocessor)
+        # On a GPU a batch's post-processing (on the CPU) runs while the next batch's
+        # forward runs on the device, instead of leaving the device idle meanwhile.
+        self.overlap_postprocess = device.type == "cuda"
 
     def __repr__(self) -> str:
         return (
@@ -181,6 +185,12 @@ class Detector:
         if self.table_preprocessor is not None:
             return self.table_preprocessor(image)
         return reference_inputs(self.processor, image)
+
+    def preprocess_many(self, images: Sequence[Image.Image]) -> list[dict[str, torch.Tensor]]:
+        """``preprocess`` of each image; on the device path, images of one size together."""
+        if isinstance(self.table_preprocessor, DevicePreprocessor):
+            return self.table_preprocessor.many(images)
+        return [self.preprocess(image) for image in images]
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> Any:
         """The raw outputs (``logits``, ``pred_boxes`` in float32) of this detector's backend
@@ -242,45 +252,72 @@ class Detector:
         if batch_size < 1:
             raise ValueError(BAD_BATCH_SIZE_MESSAGE.format(batch_size=batch_size))
         results: list[DetectionResult | None] = [None] * len(images)
+        timings: dict[int, dict[str, float]] = {}
         window = batch_size * PREFETCH_BATCHES
-        for start in range(0, len(images), window):
-            indices = range(start, min(start + window, len(images)))
-            prepared: dict[int, dict[str, torch.Tensor]] = {}
-            timings: dict[int, dict[str, float]] = {}
-            groups: dict[tuple, list[int]] = {}
-            for index in indices:
+        # With overlap_postprocess, a batch's post-processing runs on a helper thread while
+        # the next batch's forward runs; each is collected, in order, at the end.
+        pending: list[tuple[list[int], Future]] = []
+        with (
+            ThreadPoolExecutor(1, "postprocess")
+            if self.overlap_postprocess
+            else nullcontext(None) as post
+        ):
+            for start in range(0, len(images), window):
+                indices = list(range(start, min(start + window, len(images))))
                 began = time.perf_counter()
-                prepared[index] = self.preprocess(images[index].image)
-                timings[index] = {"preprocess": time.perf_counter() - began}
-                shape = tuple((name, tuple(t.shape)) for name, t in sorted(prepared[index].items()))
-                groups.setdefault(shape, []).append(index)
-            for members in groups.values():
-                for chunk in _chunks(members, batch_size):
-                    parts = [prepared.pop(i) for i in chunk]
-                    batch = {
-                        name: torch.cat([part[name] for part in parts]) if len(parts) > 1 else value
-                        for name, value in parts[0].items()
-                    }
-                    for index, detections, forward_s, post_s in self._run_batch(
-                        chunk, batch, images, threshold, float_boxes
-                    ):
-                        timings[index]["forward"] = forward_s
-                        timings[index]["postprocess"] = post_s
-                        results[index] = DetectionResult(detections, timings[index])
+                inputs = self.preprocess_many([images[index].image for index in indices])
+                share = (time.perf_counter() - began) / len(indices)
+                prepared: dict[int, dict[str, torch.Tensor]] = {}
+                groups: dict[tuple, list[int]] = {}
+                for index, prepared_inputs in zip(indices, inputs, strict=True):
+                    prepared[index] = prepared_inputs
+                    timings[index] = {"preprocess": share}
+                    shape = tuple(
+                        (name, tuple(t.shape)) for name, t in sorted(prepared[index].items())
+                    )
+                    groups.setdefault(shape, []).append(index)
+                for members in groups.values():
+                    for chunk in _chunks(members, batch_size):
+                        parts = [prepared.pop(i) for i in chunk]
+                        batch = {
+                            name: torch.cat([part[name] for part in parts])
+                            if len(parts) > 1
+                            else value
+                            for name, value in parts[0].items()
+                        }
+                        outputs, forward_s = self._forward_batch(batch, to_cpu=post is not None)
+                        for index in chunk:
+                            timings[index]["forward"] = forward_s / len(chunk)
+                        job = (chunk, outputs, images, threshold, float_boxes)
+                        if post is None:
+                            self._collect(results, timings, chunk, self._postprocess(*job))
+                        else:
+                            pending.append((chunk, post.submit(self._postprocess, *job)))
+            for chunk, future in pending:
+                self._collect(results, timings, chunk, future.result())
         return [result for result in results if result is not None]
 
-    def _run_batch(
+    def _forward_batch(self, inputs: dict[str, torch.Tensor], *, to_cpu: bool) -> tuple[Any, float]:
+        """A batch's raw outputs and the seconds its forward took; ``to_cpu``: the two that
+        post-processing reads (``logits``, ``pred_boxes``) copied to the CPU, so that it
+        can run there without waiting for whatever the device is given next."""
+        began = time.perf_counter()
+        outputs = self.forward(inputs)
+        if to_cpu:
+            outputs = RawOutputs({name: outputs[name].cpu() for name in ("logits", "pred_boxes")})
+        self._synchronize()
+        return outputs, time.perf_counter() - began
+
+    def _postprocess(
         self,
         indices: list[int],
-        inputs: dict[str, torch.Tensor],
+        outputs: Any,
         images: Sequence[DecodedImage],
         threshold: float,
         float_boxes: bool = False,
-    ) -> Iterator[tuple[int, list[dict[str, Any]], float, float]]:
+    ) -> tuple[list[list[dict[str, Any]]], float]:
+        """Each image's detections from a batch's raw outputs, and the seconds it took."""
         began = time.perf_counter()
-        outputs = self.forward(inputs)
-        self._synchronize()
-        forwarded = time.perf_counter()
         # (height, width) per image, as the pipeline passes them: boxes in each image's pixels.
         sizes = [images[i].image.size for i in indices]
         target_sizes = torch.tensor([[h, w] for w, h in sizes], dtype=torch.int32)
@@ -291,10 +328,19 @@ class Detector:
             self._to_detections(r, size, float_boxes=float_boxes)
             for r, size in zip(raw, sizes, strict=True)
         ]
-        done = time.perf_counter()
-        share = len(indices)
+        return per_image, time.perf_counter() - began
+
+    @staticmethod
+    def _collect(
+        results: list[DetectionResult | None],
+        timings: dict[int, dict[str, float]],
+        indices: list[int],
+        done: tuple[list[list[dict[str, Any]]], float],
+    ) -> None:
+        per_image, seconds = done
         for index, detections in zip(indices, per_image, strict=True):
-            yield index, detections, (forwarded - began) / share, (done - forwarded) / share
+            timings[index]["postprocess"] = seconds / len(indices)
+            results[index] = DetectionResult(detections, timings[index])
 
     def _to_detections(
         self, raw: dict[str, torch.Tensor], size: tuple[int, int], *, float_boxes: bool = False

@@ -156,6 +156,72 @@ def test_detections_are_the_same_with_the_device_path(runtime_checkpoint, family
     assert all(r.detections for r in got)
 
 
+def test_images_of_one_size_are_built_together_each_as_alone(monkeypatch):
+    """``many`` groups images by size (at most GROUP_IMAGES at a time), keeps the order, and
+    every image's inputs are the processor's."""
+    from playground.runtime import device_preprocess
+
+    monkeypatch.setattr(device_preprocess, "GROUP_IMAGES", 2)
+    processor = _processor("detr", TEST_PROCESSOR_SIZES["detr"])
+    fast = DevicePreprocessor.for_processor(processor, "cpu")
+    groups = []
+    build = fast._group
+
+    def recording(images):
+        groups.append([image.size for image in images])
+        return build(images)
+
+    monkeypatch.setattr(fast, "_group", recording)
+    images = [
+        _image((160, 120), 0),
+        _image((120, 160), 1),
+        _image((160, 120), 2),
+        _image((160, 120), 3),
+        _image((160, 120), 4),
+        _image((97, 61), 5),
+    ]
+    got = fast.many(images)
+    assert len(got) == len(images)
+    for inputs, image in zip(got, images, strict=True):
+        _assert_identical(inputs, reference_inputs(processor, image))
+    assert groups == [[(160, 120)] * 2, [(160, 120)] * 2, [(120, 160)], [(97, 61)]]
+
+
+@pytest.mark.parametrize("family", ["detr", "yolos_tiny"])
+def test_post_processing_beside_the_next_forward_gives_the_same_answers(runtime_checkpoint, family):
+    """On a GPU each batch is post-processed on a helper thread while the next forward runs
+    (``overlap_postprocess``, on for CUDA): the same detections, in the images' order, as
+    post-processing each batch in turn; run here on the CPU with the switch turned on."""
+    import threading
+
+    from playground.runtime import CheckpointSpec
+    from playground.runtime.detector import STAGES, load_detector
+
+    spec = CheckpointSpec(local_dir=str(runtime_checkpoint(family)))
+    detector = load_detector(spec, device="cpu", backend="torch", warm_up=False)
+    assert not detector.overlap_postprocess  # off on a CPU: nothing to overlap with
+    images = [
+        decode_image(encode(blocks_image(w, h, seed), "JPEG", quality=90), max_pixels=10**8)
+        for seed, (w, h) in enumerate([(320, 240), (240, 320), (320, 240), (401, 257), (320, 240)])
+    ]
+    want = detector.detect(images, threshold=0.0, batch_size=2)
+    threads = []
+    postprocess = detector._postprocess
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return postprocess(*args, **kwargs)
+
+    detector._postprocess = recording
+    detector.overlap_postprocess = True
+    got = detector.detect(images, threshold=0.0, batch_size=2)
+    assert [r.detections for r in got] == [r.detections for r in want]
+    assert all(r.detections for r in got)
+    # Batches: three 320x240 (2 + 1), one each of the other two sizes.
+    assert len(threads) == 4 and all(name.startswith("postprocess") for name in threads)
+    assert all(set(r.timings) == set(STAGES) for r in got)
+
+
 def test_decode_many_keeps_order_and_returns_each_failure_in_its_place():
     good = [encode(blocks_image(64 + i, 48, i), "JPEG") for i in range(6)]
     items = [good[0], b"not an image", *good[1:]]
