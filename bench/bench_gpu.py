@@ -88,14 +88,18 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run(detector, images: list[bytes], batch: int, threshold: float, threads: int) -> dict:
-    """Every image of ``images`` through decode -> detect, ``batch`` at a time, the next
-    batch's decode overlapping this one's detection; seconds and per-stage sums."""
+def run(
+    detector, images: list[bytes], batch: int, threshold: float, threads: int, per_call: int
+) -> dict:
+    """Every image of ``images`` through decode -> detect, ``per_call`` batches of ``batch``
+    per ``detect`` call, the next call's decode overlapping this one's detection; seconds
+    and per-stage sums."""
 
     def decode(data: bytes):
         return decode_image(data, max_pixels=MAX_PIXELS)
 
-    chunks = [images[i : i + batch] for i in range(0, len(images), batch)]
+    size = batch * per_call
+    chunks = [images[i : i + size] for i in range(0, len(images), size)]
     stages = {"decode": 0.0, "preprocess": 0.0, "forward": 0.0, "postprocess": 0.0}
     detections = []
     with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as prefetch:
@@ -122,6 +126,18 @@ def run(detector, images: list[bytes], batch: int, threshold: float, threads: in
     return {"seconds": seconds, "stages": stages, "detections": detections}
 
 
+def set_before(detector) -> None:
+    """The detector as it ran before batched device preprocessing and overlapped
+    post-processing: each image's inputs built alone, each batch post-processed in turn."""
+    detector.preprocess_many = lambda images: [detector.preprocess(image) for image in images]
+    detector.overlap_postprocess = False
+
+
+def write(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def _timed(function, *args, **kwargs):
     began = time.perf_counter()
     return function(*args, **kwargs), time.perf_counter() - began
@@ -139,6 +155,20 @@ def main() -> int:
     parser.add_argument("--decode-threads", type=int, default=None)
     parser.add_argument("--threshold", type=float, default=0.05, help="the worker's floor")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds per batch size")
+    parser.add_argument(
+        "--batches-per-call", type=int, default=4,
+        help="batches per detect() call: a call's post-processing overlaps its next forward",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="also each batch size with the model torch.compiled (one compilation per batch "
+        "shape; exploratory)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--before", action="store_true",
+        help="also, at the largest batch, the path before batched device preprocessing and "
+        "overlapped post-processing (per-image preprocessing, post-processing in turn)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "gpu.json")
     args = parser.parse_args()
 
@@ -168,27 +198,49 @@ def main() -> int:
             processor_size=TEST_PROCESSOR_SIZES[args.family] if args.test_size else None,
         )  # fmt: skip
         spec = CheckpointSpec(local_dir=str(checkpoint))
-        reference = None  # f32 at batch 1: what every other run is compared with
+        # f32 eager at the first batch size (1 by default): what every other run is compared with
+        reference, reference_batch = None, None
         for precision in precisions:
             set_precision(precision)
             detector = load_detector(
                 spec, device=device, backend="torch",
                 precision="bf16" if precision == "bf16" else "f32",
             )  # fmt: skip
-            for batch in batch_sizes:
-                run(detector, images[:batch], batch, args.threshold, threads)  # warm-up
+            eager = detector.model
+            variants = [(batch, "") for batch in batch_sizes]
+            if args.before:
+                variants.append((batch_sizes[-1], "before"))
+            if args.compile:
+                variants += [(batch, "compiled") for batch in batch_sizes]
+            for batch, variant in variants:
+                if variant == "before":
+                    set_before(detector)
+                if variant == "compiled" and detector.model is eager:
+                    detector = load_detector(
+                        spec, device=device, backend="torch",
+                        precision="bf16" if precision == "bf16" else "f32",
+                    )  # fmt: skip
+                    detector.model = torch.compile(detector.model)
+                per_call = args.batches_per_call
+                began = time.perf_counter()
+                run(detector, images[:batch], batch, args.threshold, threads, 1)  # warm-up
+                warm_up_s = time.perf_counter() - began
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 rounds = [
-                    run(detector, images, batch, args.threshold, threads)
+                    run(detector, images, batch, args.threshold, threads, per_call)
                     for _ in range(args.rounds)
                 ]
                 best = min(rounds, key=lambda r: r["seconds"])
-                if reference is None:
-                    reference = best["detections"]
+                if reference is None and precision == "f32" and not variant:
+                    reference, reference_batch = best["detections"], batch
                 row = {
                     "precision": precision,
                     "batch": batch,
+                    "variant": variant or "current",
+                    "reference_batch": reference_batch,
+                    "batches_per_call": per_call,
+                    "warm_up_s": round(warm_up_s, 1),  # with --compile: the compilation
                     "device_preprocess": detector.device_preprocess,
                     "images_per_s": round(count / best["seconds"], 1),
                     "images_per_s_per_round": [round(count / r["seconds"], 1) for r in rounds],
@@ -200,25 +252,35 @@ def main() -> int:
                         round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
                         if device.type == "cuda" else None
                     ),
-                    "against_f32_batch_1": equality(
-                        best["detections"], reference, args.threshold
+                    "against_f32": (
+                        equality(best["detections"], reference, args.threshold)
+                        if reference is not None else None
                     ),
                 }  # fmt: skip
                 report["results"].append(row)
-                same = row["against_f32_batch_1"]
+                write(args.json, report)  # row by row: a run cut short keeps what it measured
+                same = row["against_f32"]
                 stages = ", ".join(f"{k} {v:.2f}" for k, v in row["ms_per_image"].items())
                 print(
-                    f"{precision:>5} batch {batch:>3}: {row['images_per_s']:>8.1f} img/s "
+                    f"{precision:>5} batch {batch:>3}{f' ({variant})' if variant else ''}: "
+                    f"{row['images_per_s']:>8.1f} img/s "
                     f"(rounds {row['images_per_s_per_round']}); ms/image: {stages}; "
-                    f"equal to f32 batch 1: {same['equal']}/{same['reference_kept']} "
-                    f"(kept {same['kept']}, worst box {same['worst_box_px']:.1f} px, "
-                    f"score {same['worst_score']:.1e})",
+                    + (
+                        f"equal to f32 batch {reference_batch}: "
+                        f"{same['equal']}/{same['reference_kept']} "
+                        f"(kept {same['kept']}, worst box {same['worst_box_px']:.1f} px, "
+                        f"score {same['worst_score']:.1e})"
+                        if same is not None
+                        else "no f32 reference in this run"
+                    ),
                     flush=True,
                 )
             del detector
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    best = max(report["results"], key=lambda r: r["images_per_s"])
+    best = max(
+        (r for r in report["results"] if r["variant"] != "before"), key=lambda r: r["images_per_s"]
+    )
     report["best"] = {k: best[k] for k in ("precision", "batch", "images_per_s")}
     report["goal_images_per_s"] = GOAL_IMAGES_PER_S
     print(
@@ -226,8 +288,7 @@ def main() -> int:
         f"rounds' mean {statistics.mean(best['images_per_s_per_round']):.1f}); goal >= "
         f"{GOAL_IMAGES_PER_S} img/s for DETR-R50 at 800 on one H200"
     )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write(args.json, report)
     print(f"wrote {args.json}")
     return 0
 
