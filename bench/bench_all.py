@@ -5,8 +5,9 @@ each other), each with its own processes and scratch databases, then prints one 
 CPU and its GEMM peak, the detector against the naive pipeline (the fastest default with
 equal detections, and the labelled fast variant with how its detections differ), the API
 overhead, sync calls held with ``/healthz`` under load, one worker draining a queue in
-batches, the pages with the production server, and charges per second on PostgreSQL, each
-beside its goal::
+batches, the pages with the production server, charges per second on PostgreSQL, and
+where there is a CUDA device DETR-R50's images/s on it (``bench_gpu.py``), each beside its
+goal::
 
     .venv/bin/python bench/bench_all.py             # 12-25 min on 2 cores (Xeon, Zen 3)
     .venv/bin/python bench/bench_all.py --quick     # fewer images, rounds and calls
@@ -33,7 +34,7 @@ from machine import cpu_model, cpu_signature
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
-BENCHES = ("detector", "families", "serving", "worker", "pages", "charges")
+BENCHES = ("detector", "families", "serving", "worker", "pages", "charges", "gpu")
 # The fidelity tolerance (tests/playground/test_runtime_fidelity.py): a backend whose
 # detections are all equal within it is "equal".
 BOX_PX, SCORE = 1, 1e-4
@@ -63,6 +64,10 @@ def commands(out: Path, *, quick: bool, images: str | None) -> dict[str, list[st
                   "--json", str(out / "pages.json")],
         "charges": [py, str(BENCH / "bench_charges.py"), "--seconds", "5" if quick else "10",
                     "--json", str(out / "charges.json")],
+        # Only where there is a CUDA device (else a line that says so): DETR-R50 at 800.
+        "gpu": [py, str(BENCH / "bench_gpu.py"), "--cuda-only", "--before",
+                *(["--batch-sizes", "1,8,32,64", "--count", "128"] if quick else []),
+                "--json", str(out / "gpu.json")],
     }  # fmt: skip
 
 
@@ -265,6 +270,43 @@ def charges_lines(result: dict) -> list[dict]:
     return lines
 
 
+def gpu_lines(result: dict) -> list[dict]:
+    """DETR-R50 at 800 from JPEG bytes on the GPU: per precision its best batch size, and
+    the same run's path before batched device preprocessing where it was measured."""
+    if "skipped" in result:
+        return [{"speed": "DETR-R50 at 800 on a GPU, end to end from JPEG bytes",
+                 "figure": f"not measured: {result['skipped']} (bench_gpu.py on a GPU host)",
+                 "goal": ">= 1,500 img/s on one H200"}]  # fmt: skip
+    lines = []
+    rows = result.get("results", [])
+    for precision in dict.fromkeys(row["precision"] for row in rows):
+        mine = [r for r in rows if r["precision"] == precision and r["variant"] == "current"]
+        if not mine:
+            continue
+        best = max(mine, key=lambda r: r["images_per_s"])
+        before = [r for r in rows if r["precision"] == precision and r["variant"] == "before"]
+        same = best.get("against_f32")
+        figure = (
+            f"{best['images_per_s']:,.1f} img/s at batch {best['batch']} (batch "
+            + ", ".join(f"{r['batch']}: {r['images_per_s']:,.0f}" for r in mine)
+            + f"); forward {best['ms_per_image']['forward']:.2f} ms/image"
+        )
+        if before:
+            figure += f"; before this path {before[0]['images_per_s']:,.1f}"
+        if same:
+            figure += f"; {same['equal']}/{same['reference_kept']} equal to f32"
+        lines.append(
+            {
+                "speed": f"DETR-R50 at 800 on {result['machine']['device']}, {precision}, "
+                "end to end from JPEG bytes",
+                "figure": figure,
+                "goal": ">= 1,500 img/s on one H200",
+                "met": _verdict(best["images_per_s"] >= 1500),
+            }
+        )
+    return lines
+
+
 SUMMARIES = {
     "detector": detector_lines,
     "families": detector_lines,
@@ -272,6 +314,7 @@ SUMMARIES = {
     "worker": worker_lines,
     "pages": pages_lines,
     "charges": charges_lines,
+    "gpu": gpu_lines,
 }
 
 

@@ -170,8 +170,16 @@ def main() -> int:
         "overlapped post-processing (per-image preprocessing, post-processing in turn)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "gpu.json")
+    parser.add_argument(
+        "--cuda-only", action="store_true",
+        help="without a CUDA device, write a JSON that says so and stop (bench_all.py)",
+    )  # fmt: skip
     args = parser.parse_args()
 
+    if args.cuda_only and not torch.cuda.is_available():
+        write(args.json, {"skipped": "no CUDA device on this machine", "cpu": cpu_model()})
+        print("no CUDA device on this machine: nothing measured")
+        return 0
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one tuning per input shape, then cached
