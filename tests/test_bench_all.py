@@ -135,3 +135,28 @@ def test_the_worker_rows_name_each_batch_size(bench_all):
     assert "batch 1 " in one["speed"] and "batch 32 " in batch["speed"]
     assert batch["figure"] == "129.3 jobs/s, 2.23 ms per job outside the model"
     assert "goal" not in batch
+
+
+def test_the_gpu_rows_take_each_precisions_best_batch_and_say_when_there_is_no_gpu(bench_all):
+    def gpu_row(precision, batch, rate, variant="current"):
+        return {"precision": precision, "batch": batch, "variant": variant,
+                "images_per_s": rate, "ms_per_image": {"forward": 1.5},
+                "against_f32": check(0.05, 300, 300, 300 if precision == "f32" else 7)}  # fmt: skip
+
+    result = {
+        "machine": {"device": "NVIDIA H200"},
+        "results": [
+            gpu_row("f32", 1, 60.0), gpu_row("f32", 64, 135.0), gpu_row("f32", 64, 115.0, "before"),
+            gpu_row("bf16", 1, 78.0), gpu_row("bf16", 64, 1600.0),
+            gpu_row("bf16", 64, 2000.0, "compiled"),  # exploratory: not the figure
+        ],
+    }  # fmt: skip
+    f32, bf16 = bench_all.gpu_lines(result)
+    assert (
+        f32["figure"].startswith("135.0 img/s at batch 64")
+        and "before this path 115.0" in f32["figure"]
+    )
+    assert "300/300 equal to f32" in f32["figure"] and f32["met"] == "not met"
+    assert bf16["figure"].startswith("1,600.0 img/s at batch 64") and bf16["met"] == "**met**"
+    [none] = bench_all.gpu_lines({"skipped": "no CUDA device on this machine"})
+    assert "not measured: no CUDA device" in none["figure"] and "met" not in none

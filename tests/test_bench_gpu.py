@@ -21,7 +21,8 @@ def test_the_gpu_bench_runs_the_device_path_on_a_cpu(tmp_path):
     command = [
         sys.executable, str(REPO / "bench" / "bench_gpu.py"), "--device", "cpu",
         "--family", "yolos_tiny", "--test-size", "--batch-sizes", "1,3", "--count", "6",
-        "--precisions", "f32", "--rounds", "1", "--decode-threads", "2", "--json", str(out),
+        "--precisions", "f32", "--rounds", "1", "--decode-threads", "2", "--before",
+        "--json", str(out),
     ]  # fmt: skip
     env = {**os.environ, "VITRINE_DEVICE_PREPROCESS": "on"}  # as on a CUDA device
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -29,13 +30,36 @@ def test_the_gpu_bench_runs_the_device_path_on_a_cpu(tmp_path):
     report = json.loads(out.read_text())
     assert report["machine"]["decode_threads"] == 2 and report["images"] == 6
     rows = report["results"]
-    assert [(r["precision"], r["batch"]) for r in rows] == [("f32", 1), ("f32", 3)]
+    assert [(r["precision"], r["batch"], r["variant"]) for r in rows] == [
+        ("f32", 1, "current"),
+        ("f32", 3, "current"),
+        ("f32", 3, "before"),  # per-image preprocessing, post-processing in turn
+    ]
     for row in rows:
         assert row["device_preprocess"] is True
         assert row["images_per_s"] > 0
         assert set(row["ms_per_image"]) == {"decode", "preprocess", "forward", "postprocess"}
-        same = row["against_f32_batch_1"]
-        # Batches of three answer what one image at a time does, every detection.
+        same = row["against_f32"]
+        # Batches of three answer what one image at a time does, every detection, whether
+        # their inputs were built together or one by one.
         assert same["reference_kept"] > 0
         assert same["equal"] == same["reference_kept"] == same["kept"]
-    assert report["best"]["images_per_s"] == max(r["images_per_s"] for r in rows)
+    assert report["best"]["images_per_s"] == max(r["images_per_s"] for r in rows[:2])
+
+
+def test_without_a_cuda_device_it_says_so_for_bench_all(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    out = tmp_path / "gpu.json"
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "bench_gpu.py"),
+        "--cuda-only",
+        "--json",
+        str(out),
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(out.read_text())["skipped"] == "no CUDA device on this machine"
