@@ -10,6 +10,7 @@ DRF's docs warn that API throttles alone are no security feature.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -96,7 +97,9 @@ def _inflight_sql() -> str:
     )
 
 
-def inflight_jobs_check(*, user, hold=None, flushed: bool = True) -> None:
+def inflight_jobs_check(
+    *, user, hold=None, flushed: bool = True, then: tuple[str, list] | None = None
+) -> Any:
     """Refuse a new job while the account has ``VITRINE_MAX_INFLIGHT_JOBS`` queued or running.
 
     Call inside the transaction that creates the job. The user row is locked first, so two
@@ -107,6 +110,9 @@ def inflight_jobs_check(*, user, hold=None, flushed: bool = True) -> None:
     ``hold``: a new job's id whose hold (``services.job_hold_statement``) is taken in the
     same round trip, on PostgreSQL; ``flushed=False`` with it: the transaction commits
     without waiting for its WAL fsync (see ``services.creation_flush``).
+    ``then``: a statement (PostgreSQL) sent after the count in the same round trip, e.g. the
+    job's reservation (``billing.services.charges.charge_reserve_statement``); its row is
+    returned. It runs whatever the count is: a 429 then undoes it with the transaction.
     """
     limit = settings.VITRINE_MAX_INFLIGHT_JOBS
     if connection.vendor == "postgresql":
@@ -121,8 +127,15 @@ def inflight_jobs_check(*, user, hold=None, flushed: bool = True) -> None:
 
             statements.append(job_hold_statement(hold, flushed=flushed))
         statements.append((_inflight_sql(), [user.pk]))
-        count = prepared_pipeline(statements)[-1][0]
+        if then is not None:
+            statements.append(then)
+        rows = prepared_pipeline(statements)
+        count = rows[-2 if then is not None else -1][0]
+        answer = rows[-1] if then is not None else None
     else:
+        if then is not None:
+            raise ValueError("then: a PostgreSQL statement, and this database is not one")
+        answer = None
         get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
         count = Job.objects.filter(
             owner=user, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
@@ -136,6 +149,7 @@ def inflight_jobs_check(*, user, hold=None, flushed: bool = True) -> None:
             # No clock tells when a job ends; a short pause before polling again is honest.
             headers={"Retry-After": "1"},
         )
+    return answer
 
 
 class RateLimitHeadersMixin:

@@ -20,7 +20,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.services.charges import charge_reserve
+from billing.services.charges import (
+    charge_reserve,
+    charge_reserve_answer,
+    charge_reserve_statement,
+)
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
 from playground import idempotency, limits, services
@@ -165,14 +169,28 @@ def job_submit(
                 )
                 if found is not None:
                     return Submitted(found, replayed=True)
-            # Locks the user row (no overshoot); takes the job's hold in the same round trip.
-            limits.inflight_jobs_check(
-                user=user, hold=job_id if send_now else None, flushed=not answer_waits
+            # The job's reservation. No API key (request.auth) when the demo's signed-in
+            # visitor pays from their wallet through the page (playground/demo.py).
+            charge = {
+                "job_id": job_id,
+                "user": user,
+                "card": card,
+                "route": route,
+                "api_key": getattr(request, "auth", None),
+                "now": timezone.now(),
+            }
+            reservation = charge_reserve_statement(**charge)
+            # Locks the user row (no overshoot); takes the job's hold and, on PostgreSQL,
+            # makes the reservation in the same round trip (a 429 or a refused image
+            # undoes it with the transaction).
+            reserved = limits.inflight_jobs_check(
+                user=user,
+                hold=job_id if send_now else None,
+                flushed=not answer_waits,
+                then=reservation,
             )
-            # Reserved before the job's message is sent (no money, no work), once the image
-            # passed its checks and before it is stored; the row names its charge.
-            # No API key (request.auth) when the demo's signed-in visitor pays from their
-            # wallet through the page (playground/demo.py).
+            # Its answer is read (a 402 raised) once the image passed its checks and before
+            # it is stored: a refused call leaves no upload. The row names its charge.
             job = services.job_create(
                 card=card,
                 route=route,
@@ -181,13 +199,11 @@ def job_submit(
                 owner=user,
                 job_id=job_id,
                 send_now=send_now,
-                reserve=lambda job_id: (
-                    charge_reserve(
-                        job_id=job_id,
-                        user=user,
-                        card=card,
-                        route=route,
-                        api_key=getattr(request, "auth", None),
+                reserve=lambda _job_id: (
+                    (
+                        charge_reserve_answer(reserved, **charge)
+                        if reservation is not None
+                        else charge_reserve(**charge)
                     ).pk
                 ),
             )

@@ -180,8 +180,21 @@ def charge_reserve(
     )
 
 
-def _reserve_sql(*, job_id, user, card, route, api_key, units, now):
-    """charge_reserve in one round trip (PostgreSQL): see vitrine_charge_reserve."""
+def charge_reserve_statement(
+    *,
+    job_id,
+    user,
+    card: ModelCard,
+    route: PriceRoute,
+    api_key: ApiKey | None = None,
+    units: int = 1,
+    now: datetime,
+) -> tuple[str, list] | None:
+    """``charge_reserve``'s one statement (PostgreSQL), for a caller that sends it with its
+    own in one round trip (``catalog.db.prepared_pipeline``) and hands its row to
+    ``charge_reserve_answer``; None where there is none (SQLite: call ``charge_reserve``)."""
+    if not _use_sql_functions():
+        return None
     cap = api_key.monthly_spend_cap if api_key is not None else None
     params = [
         job_id,
@@ -197,7 +210,42 @@ def _reserve_sql(*, job_id, user, card, route, api_key, units, now):
         f"reserve:{job_id}",
         f"{card.model_id} x{units}"[:300],
     ]
-    row = prepared_row(_RESERVE_SQL, params)
+    return _RESERVE_SQL, params
+
+
+def charge_reserve_answer(
+    row,
+    *,
+    job_id,
+    user,
+    card: ModelCard,
+    route: PriceRoute,
+    api_key: ApiKey | None = None,
+    units: int = 1,
+    now: datetime,
+) -> Charge:
+    """What ``charge_reserve`` returns or raises, from the row its statement
+    (``charge_reserve_statement``, same arguments) answered in the caller's transaction."""
+    charge = _reserve_outcome(row, user=user, card=card, route=route, api_key=api_key)
+    if charge is not _FALLBACK:
+        return charge
+    return _reserve_orm(
+        job_id=job_id, user=user, card=card, route=route, api_key=api_key, units=units, now=now
+    )
+
+
+def _reserve_sql(*, job_id, user, card, route, api_key, units, now):
+    """charge_reserve in one round trip (PostgreSQL): see vitrine_charge_reserve."""
+    sql, params = charge_reserve_statement(
+        job_id=job_id, user=user, card=card, route=route, api_key=api_key, units=units, now=now
+    )
+    return _reserve_outcome(
+        prepared_row(sql, params), user=user, card=card, route=route, api_key=api_key
+    )
+
+
+def _reserve_outcome(row, *, user, card, route, api_key):
+    """The charge vitrine_charge_reserve's row stands for, its error raised, or _FALLBACK."""
     outcome = row[0]
     if outcome == "created":
         charge = _charge_from_row(row)
@@ -213,7 +261,7 @@ def _reserve_sql(*, job_id, user, card, route, api_key, units, now):
     if outcome == "model_not_allowed":
         raise _model_not_allowed(card)
     if outcome == "spend_cap_reached":
-        raise _spend_cap_reached(cap=cap, spent=row[1], cost=row[2])
+        raise _spend_cap_reached(cap=api_key.monthly_spend_cap, spent=row[1], cost=row[2])
     if outcome == "fallback":
         return _FALLBACK
     raise RuntimeError(f"vitrine_charge_reserve answered {outcome!r}")
