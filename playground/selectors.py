@@ -18,7 +18,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from billing.models import AccountKind, Charge, LedgerAccount
 from billing.services.ledger import wallet_for
 from catalog.db import JoinedRow, prepared_row, row_decode, row_encode
-from catalog.models import PriceChange
+from catalog.models import ModelCard, Organisation, PriceChange, PriceRoute
 from playground.models import Job, WebhookDelivery
 
 
@@ -113,6 +113,17 @@ _ANSWER = JoinedRow(
 )
 
 
+def _answer_joins() -> str:
+    """The FROM of ``answer_sql`` and ``_owned_sql``: the job, its webhook delivery, its
+    charge, the charge's price version, its owner's wallet (the kind is a parameter)."""
+    table = {m: m._meta.db_table for m in (Job, WebhookDelivery, Charge, LedgerAccount)}
+    return f"""FROM {table[Job]} j
+LEFT JOIN {table[WebhookDelivery]} w ON w.job_id = j.id
+LEFT JOIN {table[Charge]} ch ON j.owner_id IS NOT NULL AND ch.job_id = j.id
+LEFT JOIN {PriceChange._meta.db_table} pv ON pv.id = ch.price_version_id
+LEFT JOIN {table[LedgerAccount]} wa ON wa.user_id = j.owner_id AND wa.kind = %s::text"""
+
+
 @cache
 def answer_sql(*, carried: bool = False) -> str:
     """The job, its webhook delivery, its charge with its price version and its owner's
@@ -121,7 +132,6 @@ def answer_sql(*, carried: bool = False) -> str:
     (``services._finish``), its row carried to the waiting call by the finished signal:
     ``carried``, that read, without the stored result (NULL in its place): the worker
     has it, and puts in what a call can be shown of it (``answer_carry``)."""
-    table = {m: m._meta.db_table for m in (Job, WebhookDelivery, Charge, LedgerAccount)}
     select = _ANSWER.select_list
     if carried:
         result = f"j.{connection.ops.quote_name(Job._meta.get_field('result').column)}"
@@ -129,12 +139,57 @@ def answer_sql(*, carried: bool = False) -> str:
         select = select.replace(result, "NULL::jsonb")
     return f"""
 SELECT {select}
-FROM {table[Job]} j
-LEFT JOIN {table[WebhookDelivery]} w ON w.job_id = j.id
-LEFT JOIN {table[Charge]} ch ON j.owner_id IS NOT NULL AND ch.job_id = j.id
-LEFT JOIN {PriceChange._meta.db_table} pv ON pv.id = ch.price_version_id
-LEFT JOIN {table[LedgerAccount]} wa ON wa.user_id = j.owner_id AND wa.kind = %s::text
+{_answer_joins()}
 WHERE j.id = %s::uuid"""
+
+
+# What a job's JSON reads besides the answer's tables: its card, the card's organisation
+# (the model id) and its route.
+_OWNED_RELATIONS = JoinedRow((ModelCard, "c"), (Organisation, "o"), (PriceRoute, "r"))
+
+
+@cache
+def _owned_sql() -> str:
+    return f"""
+SELECT {_ANSWER.select_list}, {_OWNED_RELATIONS.select_list}
+{_answer_joins()}
+JOIN {ModelCard._meta.db_table} c ON c.id = j.card_id
+JOIN {Organisation._meta.db_table} o ON o.id = c.organisation_id
+LEFT JOIN {PriceRoute._meta.db_table} r ON r.id = j.route_id
+WHERE j.id = %s::uuid AND j.owner_id = %s::bigint"""
+
+
+def job_of_owner(*, job_id, user, with_money: bool = False) -> Job | None:
+    """The job ``user`` owns with this id, with its card (and the card's organisation), its
+    route, its webhook delivery and its owner, or None.
+
+    ``with_money``, for a job to be shown as it is now (``GET /v1/jobs/<id>``, what polling
+    clients call): on PostgreSQL one prepared statement that also reads what its JSON says
+    about money (as ``job_reread``), instead of the ORM's read and ``job_money``'s two.
+    Not for a job about to change (a cancel): that money is not read again."""
+    if not with_money or connection.vendor != "postgresql":
+        # get(), not first(): the id is unique, and first()'s ORDER BY costs ~0.65 ms of
+        # compiling on two cores (3.76 -> 3.11 ms for this read on PostgreSQL).
+        try:
+            return (
+                Job.objects.select_related(
+                    "card__organisation", "route", "owner", "webhook_delivery"
+                )
+                .filter(pk=job_id, owner=user)
+                .get()
+            )
+        except Job.DoesNotExist:
+            return None
+    row = prepared_row(_owned_sql(), [AccountKind.WALLET, job_id, user.pk])
+    if row is None:
+        return None
+    job = _answer_from_row(row[: _ANSWER.width])
+    card, organisation, route = _OWNED_RELATIONS.build(row[_ANSWER.width :])
+    ModelCard.organisation.field.set_cached_value(card, organisation)
+    Job.card.field.set_cached_value(job, card)
+    Job.route.field.set_cached_value(job, route)
+    Job.owner.field.set_cached_value(job, user)
+    return job
 
 
 # What a carried row's result holds (see answer_carry), part of its shape: a release that

@@ -147,3 +147,35 @@ def test_a_gone_job_is_does_not_exist_on_both_paths(jobs):
         selectors.job_reread(gone)
     with pytest.raises(Job.DoesNotExist):
         orm_reread(gone)
+
+
+def test_a_job_shown_to_its_owner_is_one_statement_and_what_the_orm_shows(jobs):
+    """``GET /v1/jobs/<id>``'s read (``job_of_owner(with_money=True)``): on PostgreSQL one
+    statement for the job, its card, organisation, route, webhook delivery and money; the
+    same resource and the same instances as the ORM's read, and no job of someone else."""
+    request = RequestFactory().get("/v1/jobs", HTTP_HOST="testserver")
+    for name, job in jobs.items():
+        if job.owner is None:
+            assert selectors.job_of_owner(job_id=job.pk, user=factories.user()) is None
+            continue
+        with CaptureQueriesContext(connection) as reads:
+            shown = selectors.job_of_owner(job_id=job.pk, user=job.owner, with_money=True)
+            sql = job_data(shown, request=request)
+        orm_job = selectors.job_of_owner(job_id=job.pk, user=job.owner)
+        assert sql == job_data(orm_job, request=request), name
+        assert fields(shown) == fields(orm_job), name
+        for relation in ("card", "route", "owner"):
+            assert fields(getattr(shown, relation)) == fields(getattr(orm_job, relation)), name
+        assert fields(shown.card.organisation) == fields(orm_job.card.organisation), name
+        # A queued job's JSON also counts the jobs ahead of it; a walletless owner's
+        # wallet is made on first sight, as on the ORM path.
+        if name != "walletless":
+            assert len(reads) == (2 if name == "queued" else 1), (name, [q["sql"] for q in reads])
+        stranger = factories.user()
+        for with_money in (True, False):
+            found = selectors.job_of_owner(job_id=job.pk, user=stranger, with_money=with_money)
+            assert found is None, name
+    missing = selectors.job_of_owner(
+        job_id=uuid.uuid4(), user=jobs["succeeded"].owner, with_money=True
+    )
+    assert missing is None
