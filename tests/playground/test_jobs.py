@@ -150,3 +150,18 @@ def test_a_reread_job_is_the_row_now_with_the_relations_the_request_holds(
     Job.objects.filter(pk=job.pk).update(owner=other)
     with django_assert_num_queries(2):
         assert job_reread(job).owner == other
+
+
+def test_a_waiting_call_reads_final_for_an_ended_or_gone_job_only(job):
+    """``events.job_is_final``, what a waiting call reads when no signal came (a prepared
+    statement on PostgreSQL, the ORM elsewhere)."""
+    import uuid
+
+    from playground import events
+
+    assert events.job_is_final(job.pk) is False  # queued
+    claimed = services.job_claim(job_id=job.pk, worker="host:1")
+    assert events.job_is_final(job.pk) is False  # running
+    services.job_succeed(job=claimed, result=[], timings={})
+    assert events.job_is_final(job.pk) is True
+    assert events.job_is_final(uuid.uuid4()) is True  # gone: nothing to wait for
