@@ -111,7 +111,7 @@ def inflight_jobs_check(
     same round trip, on PostgreSQL; ``flushed=False`` with it: the transaction commits
     without waiting for its WAL fsync (see ``services.creation_flush``).
     ``then``: a statement (PostgreSQL) sent after the count in the same round trip, e.g. the
-    job's reservation (``billing.services.charges.charge_reserve_statement``); its row is
+    job's reservation (``billing.services.charges.Reservation.statement``); its row is
     returned. It runs whatever the count is: a 429 then undoes it with the transaction.
     """
     limit = settings.VITRINE_MAX_INFLIGHT_JOBS

@@ -20,11 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.services.charges import (
-    charge_reserve,
-    charge_reserve_answer,
-    charge_reserve_statement,
-)
+from billing.services.charges import Reservation
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
 from playground import idempotency, limits, services
@@ -171,15 +167,10 @@ def job_submit(
                     return Submitted(found, replayed=True)
             # The job's reservation. No API key (request.auth) when the demo's signed-in
             # visitor pays from their wallet through the page (playground/demo.py).
-            charge = {
-                "job_id": job_id,
-                "user": user,
-                "card": card,
-                "route": route,
-                "api_key": getattr(request, "auth", None),
-                "now": timezone.now(),
-            }
-            reservation = charge_reserve_statement(**charge)
+            reservation = Reservation(
+                job_id=job_id, user=user, card=card, route=route,
+                api_key=getattr(request, "auth", None),
+            )  # fmt: skip
             # Locks the user row (no overshoot); takes the job's hold and, on PostgreSQL,
             # makes the reservation in the same round trip (a 429 or a refused image
             # undoes it with the transaction).
@@ -187,7 +178,7 @@ def job_submit(
                 user=user,
                 hold=job_id if send_now else None,
                 flushed=not answer_waits,
-                then=reservation,
+                then=reservation.statement(),
             )
             # Its answer is read (a 402 raised) once the image passed its checks and before
             # it is stored: a refused call leaves no upload. The row names its charge.
@@ -199,13 +190,7 @@ def job_submit(
                 owner=user,
                 job_id=job_id,
                 send_now=send_now,
-                reserve=lambda _job_id: (
-                    (
-                        charge_reserve_answer(reserved, **charge)
-                        if reservation is not None
-                        else charge_reserve(**charge)
-                    ).pk
-                ),
+                reserve=lambda _job_id: reservation.answer(reserved).pk,
             )
             if webhook is not None:
                 webhooks.webhook_register(job=job, url=webhook)

@@ -26,8 +26,10 @@ paths leave identical ledgers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
@@ -168,80 +170,64 @@ def charge_reserve(
     then nothing is held and nothing is recorded. Calling it again for the same job returns
     the same charge.
     """
-    now = now or timezone.now()
-    if _use_sql_functions():
-        charge = _reserve_sql(
-            job_id=job_id, user=user, card=card, route=route, api_key=api_key, units=units, now=now
-        )
-        if charge is not _FALLBACK:
-            return charge
-    return _reserve_orm(
-        job_id=job_id, user=user, card=card, route=route, api_key=api_key, units=units, now=now
-    )
+    reservation = Reservation(
+        job_id=job_id, user=user, card=card, route=route, api_key=api_key, units=units,
+        now=now or timezone.now(),
+    )  # fmt: skip
+    statement = reservation.statement()
+    return reservation.answer(prepared_row(*statement) if statement is not None else None)
 
 
-def charge_reserve_statement(
-    *,
-    job_id,
-    user,
-    card: ModelCard,
-    route: PriceRoute,
-    api_key: ApiKey | None = None,
-    units: int = 1,
-    now: datetime,
-) -> tuple[str, list] | None:
-    """``charge_reserve``'s one statement (PostgreSQL), for a caller that sends it with its
-    own in one round trip (``catalog.db.prepared_pipeline``) and hands its row to
-    ``charge_reserve_answer``; None where there is none (SQLite: call ``charge_reserve``)."""
-    if not _use_sql_functions():
-        return None
-    cap = api_key.monthly_spend_cap if api_key is not None else None
-    params = [
-        job_id,
-        user.pk,
-        card.pk,
-        route.pk,
-        route.byok_available,
-        route.slug,
-        api_key.pk if api_key is not None else None,
-        cap,
-        month_start(now) if cap is not None else None,
-        units,
-        f"reserve:{job_id}",
-        f"{card.model_id} x{units}"[:300],
-    ]
-    return _RESERVE_SQL, params
+@dataclass(frozen=True)
+class Reservation:
+    """``charge_reserve``'s work, for a caller that sends its one statement (PostgreSQL) with
+    its own in one round trip (``catalog.db.prepared_pipeline``) and reads the answer later
+    in the same transaction."""
 
+    job_id: Any
+    user: Any
+    card: ModelCard
+    route: PriceRoute
+    api_key: ApiKey | None = None
+    units: int = 1
+    now: datetime = field(default_factory=timezone.now)
 
-def charge_reserve_answer(
-    row,
-    *,
-    job_id,
-    user,
-    card: ModelCard,
-    route: PriceRoute,
-    api_key: ApiKey | None = None,
-    units: int = 1,
-    now: datetime,
-) -> Charge:
-    """What ``charge_reserve`` returns or raises, from the row its statement
-    (``charge_reserve_statement``, same arguments) answered in the caller's transaction."""
-    charge = _reserve_outcome(row, user=user, card=card, route=route, api_key=api_key)
-    if charge is not _FALLBACK:
-        return charge
-    return _reserve_orm(
-        job_id=job_id, user=user, card=card, route=route, api_key=api_key, units=units, now=now
-    )
+    def statement(self) -> tuple[str, list] | None:
+        """vitrine_charge_reserve's call and parameters; None where there is none (SQLite)."""
+        if not _use_sql_functions():
+            return None
+        job_id, units, cap = self.job_id, self.units, None
+        if self.api_key is not None:
+            cap = self.api_key.monthly_spend_cap
+        params = [
+            job_id,
+            self.user.pk,
+            self.card.pk,
+            self.route.pk,
+            self.route.byok_available,
+            self.route.slug,
+            self.api_key.pk if self.api_key is not None else None,
+            cap,
+            month_start(self.now) if cap is not None else None,
+            units,
+            f"reserve:{job_id}",
+            f"{self.card.model_id} x{units}"[:300],
+        ]
+        return _RESERVE_SQL, params
 
-
-def _reserve_sql(*, job_id, user, card, route, api_key, units, now):
-    """charge_reserve in one round trip (PostgreSQL): see vitrine_charge_reserve."""
-    sql, params = charge_reserve_statement(
-        job_id=job_id, user=user, card=card, route=route, api_key=api_key, units=units, now=now
-    )
-    return _reserve_outcome(
-        prepared_row(sql, params), user=user, card=card, route=route, api_key=api_key
-    )
+    def answer(self, row) -> Charge:
+        """What ``charge_reserve`` returns or raises, from the row ``statement`` answered
+        (None: no statement was sent; the ORM path reserves now)."""
+        if row is not None:
+            charge = _reserve_outcome(
+                row, user=self.user, card=self.card, route=self.route, api_key=self.api_key
+            )
+            if charge is not _FALLBACK:
+                return charge
+        return _reserve_orm(
+            job_id=self.job_id, user=self.user, card=self.card, route=self.route,
+            api_key=self.api_key, units=self.units, now=self.now,
+        )  # fmt: skip
 
 
 def _reserve_outcome(row, *, user, card, route, api_key):
