@@ -127,8 +127,10 @@ def run(
 
 
 def set_before(detector) -> None:
-    """The detector as it ran before batched device preprocessing and overlapped
-    post-processing: each image's inputs built alone, each batch post-processed in turn."""
+    """Batched device preprocessing and overlapped post-processing undone, as near as the
+    current code allows: each image's inputs built alone (through a page-locked copy of
+    its own, where the code before them copied from pageable memory), each batch
+    post-processed in turn."""
     detector.preprocess_many = lambda images: [detector.preprocess(image) for image in images]
     detector.overlap_postprocess = False
 

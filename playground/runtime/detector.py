@@ -84,7 +84,8 @@ class DetectionResult:
     """One image's detections (HF pipeline shape) and the seconds each stage took for it.
 
     Stage times of a batch are shared equally between its images, so summing ``timings``
-    over a ``detect()`` call gives the call's time.
+    over a ``detect()`` call gives the call's time; with ``overlap_postprocess`` (a GPU)
+    post-processing runs beside the next batch's forward, so the sum can exceed it.
     """
 
     detections: list[dict[str, Any]]
