@@ -8,8 +8,10 @@ Each image's path is the worker's: its JPEG bytes decoded with Pillow on the dec
 (``runtime.images.decode_many``; the next batch's decode overlaps this batch's forward), its
 uint8 pixels copied to the device and resized and normalized there with Pillow's own
 arithmetic (``runtime/device_preprocess.py``: the processor's inputs bit for bit), the
-forward in batches (images of one preprocessed shape together, as ``Detector.detect`` does),
-post-processing, detections. Model loading and one warm-up batch per size are not timed.
+forward in batches (images of one preprocessed shape together, as ``Detector.detect`` does;
+on a GPU launched from a thread of their own while the next images are preprocessed),
+post-processing (on a helper thread, beside the next forward), detections. Model loading
+and one warm-up batch per size are not timed.
 
 Precisions: ``f32`` (TF32 off: the reference), ``tf32`` (TF32 matmuls and convolutions),
 ``bf16`` (CUDA autocast, the labelled fast option); each against f32 at batch 1 on the same
@@ -126,13 +128,20 @@ def run(
     return {"seconds": seconds, "stages": stages, "detections": detections}
 
 
+def set_serial_forward(detector) -> None:
+    """The forwards on the calling thread again, between its preprocessing of each window
+    (session 28's path): what the forward thread is measured against."""
+    detector.overlap_forward = False
+
+
 def set_before(detector) -> None:
-    """Batched device preprocessing and overlapped post-processing undone, as near as the
-    current code allows: each image's inputs built alone (through a page-locked copy of
-    its own, where the code before them copied from pageable memory), each batch
-    post-processed in turn."""
+    """Batched device preprocessing, overlapped post-processing and the forward thread
+    undone, as near as the current code allows: each image's inputs built alone (through a
+    page-locked copy of its own, where the code before them copied from pageable memory),
+    each batch forwarded and post-processed in turn on the calling thread."""
     detector.preprocess_many = lambda images: [detector.preprocess(image) for image in images]
     detector.overlap_postprocess = False
+    detector.overlap_forward = False
 
 
 def write(path: Path, report: dict) -> None:
@@ -168,8 +177,9 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument(
         "--before", action="store_true",
-        help="also, at the largest batch, the path before batched device preprocessing and "
-        "overlapped post-processing (per-image preprocessing, post-processing in turn)",
+        help="also, at the largest batch, the path without the forward thread (serial-forward) "
+        "and the path before batched device preprocessing, overlapped post-processing and the "
+        "forward thread (per-image preprocessing, each batch in turn)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "gpu.json")
     parser.add_argument(
@@ -219,10 +229,12 @@ def main() -> int:
             eager = detector.model
             variants = [(batch, "") for batch in batch_sizes]
             if args.before:
-                variants.append((batch_sizes[-1], "before"))
+                variants += [(batch_sizes[-1], "serial-forward"), (batch_sizes[-1], "before")]
             if args.compile:
                 variants += [(batch, "compiled") for batch in batch_sizes]
             for batch, variant in variants:
+                if variant == "serial-forward":
+                    set_serial_forward(detector)
                 if variant == "before":
                     set_before(detector)
                 if variant == "compiled" and detector.model is eager:
@@ -289,7 +301,8 @@ def main() -> int:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     best = max(
-        (r for r in report["results"] if r["variant"] != "before"), key=lambda r: r["images_per_s"]
+        (r for r in report["results"] if r["variant"] not in ("before", "serial-forward")),
+        key=lambda r: r["images_per_s"],
     )
     report["best"] = {k: best[k] for k in ("precision", "batch", "images_per_s")}
     report["goal_images_per_s"] = GOAL_IMAGES_PER_S

@@ -33,7 +33,8 @@ def test_the_gpu_bench_runs_the_device_path_on_a_cpu(tmp_path):
     assert [(r["precision"], r["batch"], r["variant"]) for r in rows] == [
         ("f32", 1, "current"),
         ("f32", 3, "current"),
-        ("f32", 3, "before"),  # per-image preprocessing, post-processing in turn
+        ("f32", 3, "serial-forward"),  # the forwards on the calling thread
+        ("f32", 3, "before"),  # per-image preprocessing, each batch in turn
     ]
     for row in rows:
         assert row["device_preprocess"] is True

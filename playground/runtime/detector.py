@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +84,9 @@ class DetectionResult:
     """One image's detections (HF pipeline shape) and the seconds each stage took for it.
 
     Stage times of a batch are shared equally between its images, so summing ``timings``
-    over a ``detect()`` call gives the call's time; with ``overlap_postprocess`` (a GPU)
-    post-processing runs beside the next batch's forward, so the sum can exceed it.
+    over a ``detect()`` call gives the call's time; on a GPU (``overlap_postprocess``,
+    ``overlap_forward``) post-processing runs beside the next batch's forward and the
+    forwards beside the next images' preprocessing, so the sum can exceed it.
     """
 
     detections: list[dict[str, Any]]
@@ -148,8 +149,11 @@ class Detector:
         ) or TablePreprocessor.for_processor(processor)
         self.device_preprocess = isinstance(self.table_preprocessor, DevicePreprocessor)
         # On a GPU a batch's post-processing (on the CPU) runs while the next batch's
-        # forward runs on the device, instead of leaving the device idle meanwhile.
+        # forward runs on the device, instead of leaving the device idle meanwhile; and the
+        # forwards are launched from a thread of their own, so that the next images'
+        # preprocessing (on this thread) no longer waits for them, nor they for it.
         self.overlap_postprocess = device.type == "cuda"
+        self.overlap_forward = device.type == "cuda"
 
     def __repr__(self) -> str:
         return (
@@ -258,15 +262,30 @@ class Detector:
         results: list[DetectionResult | None] = [None] * len(images)
         timings: dict[int, dict[str, float]] = {}
         window = batch_size * PREFETCH_BATCHES
-        # With overlap_postprocess, a batch's post-processing runs on a helper thread while
-        # the next batch's forward runs; each is collected, in order, at the end.
-        pending: list[tuple[list[int], Future]] = []
-        with (
-            ThreadPoolExecutor(1, "postprocess")
-            if self.overlap_postprocess
-            else nullcontext(None) as post
-        ):
+        # Each batch, in order: (its images, its forward's seconds and detections), or a
+        # future of them. With overlap_postprocess a batch's post-processing runs on a helper
+        # thread while the next batch's forward runs; with overlap_forward (and more than
+        # one batch) the forwards run on a thread of their own while this one preprocesses
+        # the next images. Each is collected, in order, at the end.
+        ran: list[tuple[list[int], Any]] = []
+        with ExitStack() as stack:
+            post = (
+                stack.enter_context(ThreadPoolExecutor(1, "postprocess"))
+                if self.overlap_postprocess
+                else None
+            )
+            ahead = (
+                stack.enter_context(ThreadPoolExecutor(1, "forward"))
+                if self.overlap_forward and len(images) > batch_size
+                else None
+            )
+            windows: list[int] = []  # where each window's batches start in ``ran``
             for start in range(0, len(images), window):
+                if ahead is not None and len(windows) > 1:
+                    # One window preprocessed ahead of the forwards at most: bounds memory.
+                    for _, launched in ran[: windows[-1]]:
+                        launched.result()
+                windows.append(len(ran))
                 indices = list(range(start, min(start + window, len(images))))
                 began = time.perf_counter()
                 inputs = self.preprocess_many([images[index].image for index in indices])
@@ -289,17 +308,38 @@ class Detector:
                             else value
                             for name, value in parts[0].items()
                         }
-                        outputs, forward_s = self._forward_batch(batch, to_cpu=post is not None)
-                        for index in chunk:
-                            timings[index]["forward"] = forward_s / len(chunk)
-                        job = (chunk, outputs, images, threshold, float_boxes)
-                        if post is None:
-                            self._collect(results, timings, chunk, self._postprocess(*job))
-                        else:
-                            pending.append((chunk, post.submit(self._postprocess, *job)))
-            for chunk, future in pending:
-                self._collect(results, timings, chunk, future.result())
+                        job = (chunk, batch, images, threshold, float_boxes, post)
+                        run = (
+                            self._run_batch(*job)
+                            if ahead is None
+                            else ahead.submit(self._run_batch, *job)
+                        )
+                        ran.append((chunk, run))
+            for chunk, run in ran:
+                forward_s, done = run.result() if isinstance(run, Future) else run
+                for index in chunk:
+                    timings[index]["forward"] = forward_s / len(chunk)
+                self._collect(
+                    results, timings, chunk, done.result() if isinstance(done, Future) else done
+                )
         return [result for result in results if result is not None]
+
+    def _run_batch(
+        self,
+        indices: list[int],
+        inputs: dict[str, torch.Tensor],
+        images: Sequence[DecodedImage],
+        threshold: float,
+        float_boxes: bool,
+        post: ThreadPoolExecutor | None,
+    ) -> tuple[float, Any]:
+        """A batch's forward, then its post-processing (on ``post`` when given: a future);
+        (the forward's seconds, the detections or their future)."""
+        outputs, forward_s = self._forward_batch(inputs, to_cpu=post is not None)
+        job = (indices, outputs, images, threshold, float_boxes)
+        if post is None:
+            return forward_s, self._postprocess(*job)
+        return forward_s, post.submit(self._postprocess, *job)
 
     def _forward_batch(self, inputs: dict[str, torch.Tensor], *, to_cpu: bool) -> tuple[Any, float]:
         """A batch's raw outputs and the seconds its forward took; ``to_cpu``: the two that

@@ -222,6 +222,60 @@ def test_post_processing_beside_the_next_forward_gives_the_same_answers(runtime_
     assert all(set(r.timings) == set(STAGES) for r in got)
 
 
+@pytest.mark.parametrize("family", ["detr", "yolos_tiny"])
+def test_forwards_on_their_own_thread_give_the_same_answers(runtime_checkpoint, family):
+    """On a GPU the forwards run on a thread of their own while the calling thread
+    preprocesses the next images (``overlap_forward``, on for CUDA), one window of images
+    ahead at most: the same detections, in the images' order, as one thread doing each in
+    turn; run here on the CPU with the switches turned on."""
+    import threading
+
+    from playground.runtime import CheckpointSpec
+    from playground.runtime.detector import PREFETCH_BATCHES, STAGES, load_detector
+
+    spec = CheckpointSpec(local_dir=str(runtime_checkpoint(family)))
+    detector = load_detector(spec, device="cpu", backend="torch", warm_up=False)
+    assert not detector.overlap_forward  # off on a CPU: both would share its cores
+    sizes = [(320, 240), (240, 320), (320, 240), (401, 257), (320, 240)] * 2
+    images = [
+        decode_image(encode(blocks_image(w, h, seed), "JPEG", quality=90), max_pixels=10**8)
+        for seed, (w, h) in enumerate(sizes)
+    ]
+    want = detector.detect(images, threshold=0.0, batch_size=1)
+    events = []
+    forward, preprocess_many = detector._forward_batch, detector.preprocess_many
+
+    def forwarding(inputs, **kwargs):
+        outputs = forward(inputs, **kwargs)
+        events.append(("forward", threading.current_thread().name))
+        return outputs
+
+    def preprocessing(batch):
+        events.append(("preprocess", len(batch)))
+        return preprocess_many(batch)
+
+    detector._forward_batch, detector.preprocess_many = forwarding, preprocessing
+    detector.overlap_forward = detector.overlap_postprocess = True
+    got = detector.detect(images, threshold=0.0, batch_size=1)
+    assert [r.detections for r in got] == [r.detections for r in want]
+    assert all(set(r.timings) == set(STAGES) for r in got)
+    forwards = [name for kind, name in events if kind == "forward"]
+    assert len(forwards) == len(images)
+    assert all(name.startswith("forward") for name in forwards)
+    # Windows of PREFETCH_BATCHES images (batch 1): before the third window is preprocessed
+    # the first window's forwards have all run, before the fourth the second's.
+    windows = [i for i, (kind, _) in enumerate(events) if kind == "preprocess"]
+    assert [events[i][1] for i in windows] == [4, 4, 2]
+    assert sum(kind == "forward" for kind, _ in events[: windows[2]]) >= PREFETCH_BATCHES
+
+    # Images of one batch or fewer (the worker's call): no thread, the forwards (one per
+    # size) run on the caller's.
+    events.clear()
+    detector.detect(images[:3], threshold=0.0, batch_size=4)
+    caller = threading.current_thread().name
+    assert [name for kind, name in events if kind == "forward"] == [caller, caller]
+
+
 def test_decode_many_keeps_order_and_returns_each_failure_in_its_place():
     good = [encode(blocks_image(64 + i, 48, i), "JPEG") for i in range(6)]
     items = [good[0], b"not an image", *good[1:]]
