@@ -269,13 +269,9 @@ class Detector:
         # the next images. Each is collected, in order, at the end.
         ran: list[tuple[list[int], Any]] = []
         with ExitStack() as stack:
-            post = (
-                stack.enter_context(ThreadPoolExecutor(1, "postprocess"))
-                if self.overlap_postprocess
-                else None
-            )
+            post = _helper(stack, "postprocess") if self.overlap_postprocess else None
             ahead = (
-                stack.enter_context(ThreadPoolExecutor(1, "forward"))
+                _helper(stack, "forward")
                 if self.overlap_forward and len(images) > batch_size
                 else None
             )
@@ -429,6 +425,14 @@ class Detector:
         image = Image.linear_gradient("L").resize(WARM_UP_SIZE).convert("RGB")
         decoded = DecodedImage(image, image.size, image.size, "PNG", "")
         self.detect([decoded], threshold=1.0, batch_size=1)
+
+
+def _helper(stack: ExitStack, name: str) -> ThreadPoolExecutor:
+    """A one-thread helper that ends with ``stack``: what was queued on it and has not
+    started is dropped (a failed call does not run its other batches first)."""
+    executor = ThreadPoolExecutor(1, name)
+    stack.callback(executor.shutdown, wait=True, cancel_futures=True)
+    return executor
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

@@ -268,6 +268,22 @@ def test_forwards_on_their_own_thread_give_the_same_answers(runtime_checkpoint, 
     assert [events[i][1] for i in windows] == [4, 4, 2]
     assert sum(kind == "forward" for kind, _ in events[: windows[2]]) >= PREFETCH_BATCHES
 
+    # A forward that fails (a GPU out of memory) fails the call with its error, and no
+    # window after the next one is preprocessed or run.
+    calls = []
+
+    def failing(inputs, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory")
+        return forward(inputs, **kwargs)
+
+    detector._forward_batch = failing
+    with pytest.raises(RuntimeError, match="out of memory"):
+        detector.detect(images, threshold=0.0, batch_size=1)
+    assert 2 <= len(calls) <= 2 * PREFETCH_BATCHES
+    detector._forward_batch = forwarding
+
     # Images of one batch or fewer (the worker's call): no thread, the forwards (one per
     # size) run on the caller's.
     events.clear()
