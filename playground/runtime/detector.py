@@ -57,6 +57,9 @@ DEFAULT_IMAGE_BACKEND = "pil"
 AUTOCAST_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 # How many images are preprocessed ahead of the forward pass, in batches: bounds memory.
 PREFETCH_BATCHES = 4
+# With the forwards on a thread of their own (a GPU): how many batches may wait for it or
+# run on it while the next is built.
+FORWARDS_AHEAD = 2
 WARM_UP_SIZE = (640, 480)
 STAGES = ("preprocess", "forward", "postprocess")
 
@@ -261,12 +264,11 @@ class Detector:
             raise ValueError(BAD_BATCH_SIZE_MESSAGE.format(batch_size=batch_size))
         results: list[DetectionResult | None] = [None] * len(images)
         timings: dict[int, dict[str, float]] = {}
-        window = batch_size * PREFETCH_BATCHES
         # Each batch, in order: (its images, its forward's seconds and detections), or a
         # future of them. With overlap_postprocess a batch's post-processing runs on a helper
         # thread while the next batch's forward runs; with overlap_forward (and more than
-        # one batch) the forwards run on a thread of their own while this one preprocesses
-        # the next images. Each is collected, in order, at the end.
+        # one batch) the forwards run on a thread of their own while this one builds the
+        # next batch's inputs. Each is collected, in order, at the end.
         ran: list[tuple[list[int], Any]] = []
         with ExitStack() as stack:
             post = _helper(stack, "postprocess") if self.overlap_postprocess else None
@@ -275,42 +277,17 @@ class Detector:
                 if self.overlap_forward and len(images) > batch_size
                 else None
             )
-            windows: list[int] = []  # where each window's batches start in ``ran``
-            for start in range(0, len(images), window):
-                if ahead is not None and len(windows) > 1:
-                    # One window preprocessed ahead of the forwards at most: bounds memory.
-                    for _, launched in ran[: windows[-1]]:
-                        launched.result()
-                windows.append(len(ran))
-                indices = list(range(start, min(start + window, len(images))))
-                began = time.perf_counter()
-                inputs = self.preprocess_many([images[index].image for index in indices])
-                share = (time.perf_counter() - began) / len(indices)
-                prepared: dict[int, dict[str, torch.Tensor]] = {}
-                groups: dict[tuple, list[int]] = {}
-                for index, prepared_inputs in zip(indices, inputs, strict=True):
-                    prepared[index] = prepared_inputs
-                    timings[index] = {"preprocess": share}
-                    shape = tuple(
-                        (name, tuple(t.shape)) for name, t in sorted(prepared[index].items())
-                    )
-                    groups.setdefault(shape, []).append(index)
-                for members in groups.values():
-                    for chunk in _chunks(members, batch_size):
-                        parts = [prepared.pop(i) for i in chunk]
-                        batch = {
-                            name: torch.cat([part[name] for part in parts])
-                            if len(parts) > 1
-                            else value
-                            for name, value in parts[0].items()
-                        }
-                        job = (chunk, batch, images, threshold, float_boxes, post)
-                        run = (
-                            self._run_batch(*job)
-                            if ahead is None
-                            else ahead.submit(self._run_batch, *job)
-                        )
-                        ran.append((chunk, run))
+            batches = self._batches_by_size if ahead is not None else self._batches_in_windows
+            for chunk, batch in batches(images, batch_size, timings):
+                job = (chunk, batch, images, threshold, float_boxes, post)
+                if ahead is None:
+                    ran.append((chunk, self._run_batch(*job)))
+                    continue
+                ran.append((chunk, ahead.submit(self._run_batch, *job)))
+                if len(ran) > FORWARDS_AHEAD:
+                    # The next batch is built while at most FORWARDS_AHEAD wait or run: the
+                    # device always has one queued, and memory holds a few batches' inputs.
+                    ran[-1 - FORWARDS_AHEAD][1].result()
             for chunk, run in ran:
                 forward_s, done = run.result() if isinstance(run, Future) else run
                 for index in chunk:
@@ -319,6 +296,56 @@ class Detector:
                     results, timings, chunk, done.result() if isinstance(done, Future) else done
                 )
         return [result for result in results if result is not None]
+
+    def _batches_in_windows(
+        self, images: Sequence[DecodedImage], batch_size: int, timings: dict
+    ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """``detect``'s batches, its forwards on the calling thread: windows of
+        ``PREFETCH_BATCHES`` batches of images, each preprocessed together and then split
+        by input shape."""
+        window = batch_size * PREFETCH_BATCHES
+        for start in range(0, len(images), window):
+            indices = list(range(start, min(start + window, len(images))))
+            yield from self._prepared_batches(images, indices, batch_size, timings)
+
+    def _batches_by_size(
+        self, images: Sequence[DecodedImage], batch_size: int, timings: dict
+    ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """``detect``'s batches, its forwards on a thread of their own: images of one size
+        (so of one input shape) together, each batch preprocessed only when the loop asks
+        for it, so that it is built while the forwards before it run."""
+        sizes: dict[tuple[int, int], list[int]] = {}
+        for index, decoded in enumerate(images):
+            sizes.setdefault(decoded.image.size, []).append(index)
+        for members in sizes.values():
+            for chunk in _chunks(members, batch_size):
+                yield from self._prepared_batches(images, chunk, batch_size, timings)
+
+    def _prepared_batches(
+        self, images: Sequence[DecodedImage], indices: list[int], batch_size: int, timings: dict
+    ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """The images at ``indices`` preprocessed together, then as batches of at most
+        ``batch_size`` whose inputs have one shape: (their indices, the batch's inputs)."""
+        began = time.perf_counter()
+        inputs = self.preprocess_many([images[index].image for index in indices])
+        share = (time.perf_counter() - began) / len(indices)
+        prepared: dict[int, dict[str, torch.Tensor]] = {}
+        groups: dict[tuple, list[int]] = {}
+        for index, prepared_inputs in zip(indices, inputs, strict=True):
+            prepared[index] = prepared_inputs
+            timings[index] = {"preprocess": share}
+            shape = tuple((name, tuple(t.shape)) for name, t in sorted(prepared_inputs.items()))
+            groups.setdefault(shape, []).append(index)
+        for members in groups.values():
+            for chunk in _chunks(members, batch_size):
+                parts = [prepared.pop(i) for i in chunk]
+                yield (
+                    chunk,
+                    {
+                        name: torch.cat([part[name] for part in parts]) if len(parts) > 1 else value
+                        for name, value in parts[0].items()
+                    },
+                )
 
     def _run_batch(
         self,

@@ -224,14 +224,14 @@ def test_post_processing_beside_the_next_forward_gives_the_same_answers(runtime_
 
 @pytest.mark.parametrize("family", ["detr", "yolos_tiny"])
 def test_forwards_on_their_own_thread_give_the_same_answers(runtime_checkpoint, family):
-    """On a GPU the forwards run on a thread of their own while the calling thread
-    preprocesses the next images (``overlap_forward``, on for CUDA), one window of images
-    ahead at most: the same detections, in the images' order, as one thread doing each in
-    turn; run here on the CPU with the switches turned on."""
+    """On a GPU the forwards run on a thread of their own while the calling thread builds
+    the next batch's inputs (``overlap_forward``, on for CUDA), a few batches ahead at most:
+    the same detections, in the images' order, as one thread doing each in turn; run here on
+    the CPU with the switches turned on."""
     import threading
 
     from playground.runtime import CheckpointSpec
-    from playground.runtime.detector import PREFETCH_BATCHES, STAGES, load_detector
+    from playground.runtime.detector import FORWARDS_AHEAD, STAGES, load_detector
 
     spec = CheckpointSpec(local_dir=str(runtime_checkpoint(family)))
     detector = load_detector(spec, device="cpu", backend="torch", warm_up=False)
@@ -241,7 +241,7 @@ def test_forwards_on_their_own_thread_give_the_same_answers(runtime_checkpoint, 
         decode_image(encode(blocks_image(w, h, seed), "JPEG", quality=90), max_pixels=10**8)
         for seed, (w, h) in enumerate(sizes)
     ]
-    want = detector.detect(images, threshold=0.0, batch_size=1)
+    want = {batch: detector.detect(images, threshold=0.0, batch_size=batch) for batch in (1, 3)}
     events = []
     forward, preprocess_many = detector._forward_batch, detector.preprocess_many
 
@@ -251,25 +251,29 @@ def test_forwards_on_their_own_thread_give_the_same_answers(runtime_checkpoint, 
         return outputs
 
     def preprocessing(batch):
-        events.append(("preprocess", len(batch)))
+        events.append(("preprocess", [image.size for image in batch]))
         return preprocess_many(batch)
 
     detector._forward_batch, detector.preprocess_many = forwarding, preprocessing
     detector.overlap_forward = detector.overlap_postprocess = True
-    got = detector.detect(images, threshold=0.0, batch_size=1)
-    assert [r.detections for r in got] == [r.detections for r in want]
-    assert all(set(r.timings) == set(STAGES) for r in got)
-    forwards = [name for kind, name in events if kind == "forward"]
-    assert len(forwards) == len(images)
-    assert all(name.startswith("forward") for name in forwards)
-    # Windows of PREFETCH_BATCHES images (batch 1): before the third window is preprocessed
-    # the first window's forwards have all run, before the fourth the second's.
-    windows = [i for i, (kind, _) in enumerate(events) if kind == "preprocess"]
-    assert [events[i][1] for i in windows] == [4, 4, 2]
-    assert sum(kind == "forward" for kind, _ in events[: windows[2]]) >= PREFETCH_BATCHES
+    for batch, expected in want.items():
+        events.clear()
+        got = detector.detect(images, threshold=0.0, batch_size=batch)
+        assert [r.detections for r in got] == [r.detections for r in expected]
+        assert all(set(r.timings) == set(STAGES) for r in got)
+        forwards = [name for kind, name in events if kind == "forward"]
+        assert forwards and all(name.startswith("forward") for name in forwards)
+        # One batch's images at a time, all of one size, preprocessed as the forwards go:
+        # before the k-th batch is built, all but FORWARDS_AHEAD of those before it ran.
+        built = [i for i, (kind, _) in enumerate(events) if kind == "preprocess"]
+        assert len(built) == len(forwards)
+        assert all(len(set(events[i][1])) == 1 and len(events[i][1]) <= batch for i in built)
+        for k, at in enumerate(built):
+            assert sum(kind == "forward" for kind, _ in events[:at]) >= k - FORWARDS_AHEAD
+    assert len(forwards) == 4  # batches of 3: (320, 240) x 6 in two, then two of 2
 
-    # A forward that fails (a GPU out of memory) fails the call with its error, and no
-    # window after the next one is preprocessed or run.
+    # A forward that fails (a GPU out of memory) fails the call with its error, and the
+    # batches after those already queued are neither built nor run.
     calls = []
 
     def failing(inputs, **kwargs):
@@ -281,7 +285,7 @@ def test_forwards_on_their_own_thread_give_the_same_answers(runtime_checkpoint, 
     detector._forward_batch = failing
     with pytest.raises(RuntimeError, match="out of memory"):
         detector.detect(images, threshold=0.0, batch_size=1)
-    assert 2 <= len(calls) <= 2 * PREFETCH_BATCHES
+    assert 2 <= len(calls) <= FORWARDS_AHEAD + 2
     detector._forward_batch = forwarding
 
     # Images of one batch or fewer (the worker's call): no thread, the forwards (one per
