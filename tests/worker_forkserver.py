@@ -23,6 +23,7 @@ The server exits when its stdin closes (the test session ended or died).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import selectors
@@ -63,10 +64,15 @@ def _preimport() -> None:
         AutoImageProcessor,
         AutoModelForObjectDetection,
     )
-    from transformers.models.conditional_detr import modeling_conditional_detr  # noqa: F401
-    from transformers.models.detr import modeling_detr  # noqa: F401
-    from transformers.models.rt_detr import modeling_rt_detr  # noqa: F401
-    from transformers.models.yolos import modeling_yolos  # noqa: F401
+    from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+
+    # As the worker's own import_the_runtime_before_fork does (playground/tasks.py, not
+    # imported here): the families' models and PIL image processors, and transformers'
+    # table of checkpoint renamings, once for every worker forked from here.
+    for family in ("detr", "conditional_detr", "rt_detr", "yolos"):
+        for kind in ("modeling", "image_processing_pil"):
+            importlib.import_module(f"transformers.models.{family}.{kind}_{family}")
+    get_checkpoint_conversion_mapping("detr")
 
 
 def _run_child(request: dict) -> None:
