@@ -13,8 +13,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,6 +157,10 @@ class Detector:
         # preprocessing (on this thread) no longer waits for them, nor they for it.
         self.overlap_postprocess = device.type == "cuda"
         self.overlap_forward = device.type == "cuda"
+        # With overlap_forward every forward runs on the one forward thread (the warm-up's
+        # and a one-batch call's too): the convolution kernels cuDNN chose for it stay chosen.
+        self._forward_lane = _Lane("forward")
+        self._postprocess_lane = _Lane("postprocess")
 
     def __repr__(self) -> str:
         return (
@@ -266,24 +270,20 @@ class Detector:
         timings: dict[int, dict[str, float]] = {}
         # Each batch, in order: (its images, its forward's seconds and detections), or a
         # future of them. With overlap_postprocess a batch's post-processing runs on a helper
-        # thread while the next batch's forward runs; with overlap_forward (and more than
-        # one batch) the forwards run on a thread of their own while this one builds the
+        # thread while the next batch's forward runs; with overlap_forward the forwards run
+        # on the detector's forward thread (one for every call) while this one builds the
         # next batch's inputs. Each is collected, in order, at the end.
         ran: list[tuple[list[int], Any]] = []
         with ExitStack() as stack:
-            post = _helper(stack, "postprocess") if self.overlap_postprocess else None
-            ahead = (
-                _helper(stack, "forward")
-                if self.overlap_forward and len(images) > batch_size
-                else None
-            )
+            post = self._postprocess_lane.for_call(stack) if self.overlap_postprocess else None
+            ahead = self._forward_lane.for_call(stack) if self.overlap_forward else None
             batches = self._batches_by_size if ahead is not None else self._batches_in_windows
             for chunk, batch in batches(images, batch_size, timings):
                 job = (chunk, batch, images, threshold, float_boxes, post)
                 if ahead is None:
                     ran.append((chunk, self._run_batch(*job)))
                     continue
-                ran.append((chunk, ahead.submit(self._run_batch, *job)))
+                ran.append((chunk, ahead(self._run_batch, *job)))
                 if len(ran) > FORWARDS_AHEAD:
                     # The next batch is built while at most FORWARDS_AHEAD wait or run: the
                     # device always has one queued, and memory holds a few batches' inputs.
@@ -354,7 +354,7 @@ class Detector:
         images: Sequence[DecodedImage],
         threshold: float,
         float_boxes: bool,
-        post: ThreadPoolExecutor | None,
+        post: Callable[..., Future] | None,
     ) -> tuple[float, Any]:
         """A batch's forward, then its post-processing (on ``post`` when given: a future);
         (the forward's seconds, the detections or their future)."""
@@ -362,7 +362,7 @@ class Detector:
         job = (indices, outputs, images, threshold, float_boxes)
         if post is None:
             return forward_s, self._postprocess(*job)
-        return forward_s, post.submit(self._postprocess, *job)
+        return forward_s, post(self._postprocess, *job)
 
     def _forward_batch(self, inputs: dict[str, torch.Tensor], *, to_cpu: bool) -> tuple[Any, float]:
         """A batch's raw outputs and the seconds its forward took; ``to_cpu``: the two that
@@ -454,12 +454,44 @@ class Detector:
         self.detect([decoded], threshold=1.0, batch_size=1)
 
 
-def _helper(stack: ExitStack, name: str) -> ThreadPoolExecutor:
-    """A one-thread helper that ends with ``stack``: what was queued on it and has not
-    started is dropped (a failed call does not run its other batches first)."""
-    executor = ThreadPoolExecutor(1, name)
-    stack.callback(executor.shutdown, wait=True, cancel_futures=True)
-    return executor
+class _Lane:
+    """One long-lived helper thread of a detector, for every call it serves: the same
+    thread each time, because CUDA libraries keep per thread what they learned (torch's
+    cuDNN execution plans, which ``cudnn.benchmark`` chose by trying each convolution's
+    kernels, are cached per thread; cuBLAS handles and workspaces too). A thread made for
+    each call tried every convolution's kernels again on every call: on an H200, DETR-R50
+    ran at 4-6 img/s instead of 60-135, with 33-80 GB of the GPU's memory taken by the
+    trials."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def for_call(self, stack: ExitStack) -> Callable[..., Future]:
+        """``submit`` for one call: when ``stack`` ends, what the call queued and has not
+        started is dropped (a failed call does not run its other batches first) and what
+        runs is waited for. The thread is started on first use (again in a forked child,
+        which has none of its parent's threads) and ends with the detector."""
+        with self._lock:
+            if self._executor is None or self._pid != os.getpid():
+                self._executor, self._pid = ThreadPoolExecutor(1, self.name), os.getpid()
+            executor = self._executor
+        futures: list[Future] = []
+
+        def submit(function: Callable[..., Any], *args: Any) -> Future:
+            future = executor.submit(function, *args)
+            futures.append(future)
+            return future
+
+        def end() -> None:
+            for future in futures:
+                future.cancel()
+            wait(futures)
+
+        stack.callback(end)
+        return submit
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
