@@ -128,6 +128,56 @@ def run(
     return {"seconds": seconds, "stages": stages, "detections": detections}
 
 
+DEVICE_EVENTS = ("kernel", "gpu_memcpy", "gpu_memset")
+
+
+def profiled(detector, images, batch, threshold, threads, per_call, folder: Path, top=15) -> dict:
+    """One ``run`` under torch's profiler: how much of its wall time the device was busy
+    (the union of its kernels and copies; on a CPU, of the ops on any thread) and the
+    kernels (ops) that took it, by total time. The profiler's own overhead slows the
+    launches, so the shares are read, not the speed."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    cuda = detector.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities) as profiler:
+        measured = run(detector, images, batch, threshold, threads, per_call)
+    trace = folder / "trace.json"
+    profiler.export_chrome_trace(str(trace))
+    events = json.loads(trace.read_text())
+    events = events.get("traceEvents", events) if isinstance(events, dict) else events
+    kinds = DEVICE_EVENTS if cuda else ("cpu_op",)
+    device = [e for e in events if e.get("ph") == "X" and e.get("cat") in kinds and "dur" in e]
+    busy_us, end = 0.0, float("-inf")
+    for event in sorted(device, key=lambda e: float(e["ts"])):
+        began, ended = float(event["ts"]), float(event["ts"]) + float(event["dur"])
+        busy_us += max(0.0, ended - max(began, end))
+        end = max(end, ended)
+    totals: dict[str, list[float]] = {}
+    for event in device:
+        name = event["name"] if event["cat"] != "gpu_memcpy" else f"memcpy: {event['name']}"
+        total = totals.setdefault(name[:120], [0.0, 0])
+        total[0] += float(event["dur"])
+        total[1] += 1
+    wall_ms = 1000 * measured["seconds"]
+    return {
+        "wall_ms": round(wall_ms, 1),
+        "device_busy_ms": round(busy_us / 1000, 1),
+        "device_busy_share": round(busy_us / 1000 / wall_ms, 3),
+        "device_events": len(device),
+        "top": [
+            {
+                "name": name,
+                "ms": round(us / 1000, 2),
+                "share_of_busy": round(us / busy_us, 3),
+                "calls": calls,
+            }
+            for name, (us, calls) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:top]
+        ],
+    }
+
+
 def set_serial_forward(detector) -> None:
     """The forwards on the calling thread again, between its preprocessing of each window
     (session 28's path): what the forward thread is measured against."""
@@ -180,6 +230,11 @@ def main() -> int:
         help="also, at the largest batch, the path without the forward thread (serial-forward) "
         "and the path before batched device preprocessing, overlapped post-processing and the "
         "forward thread (per-image preprocessing, each batch in turn)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="also profile one more round of each row at the largest batch: the device's busy "
+        "share of the wall time and its top kernels",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "gpu.json")
     parser.add_argument(
@@ -279,6 +334,10 @@ def main() -> int:
                         if reference is not None else None
                     ),
                 }  # fmt: skip
+                if args.profile and batch == batch_sizes[-1]:
+                    row["profile"] = profiled(
+                        detector, images, batch, args.threshold, threads, per_call, Path(folder)
+                    )
                 report["results"].append(row)
                 write(args.json, report)  # row by row: a run cut short keeps what it measured
                 same = row["against_f32"]
@@ -297,6 +356,17 @@ def main() -> int:
                     ),
                     flush=True,
                 )
+                if "profile" in row:
+                    shown = row["profile"]
+                    print(
+                        f"      profiled: device busy {shown['device_busy_ms']:.0f} of "
+                        f"{shown['wall_ms']:.0f} ms ({100 * shown['device_busy_share']:.0f}%); "
+                        + "; ".join(
+                            f"{t['name'][:60]} {100 * t['share_of_busy']:.0f}%"
+                            for t in shown["top"][:5]
+                        ),
+                        flush=True,
+                    )
             del detector
             if device.type == "cuda":
                 torch.cuda.empty_cache()
