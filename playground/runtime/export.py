@@ -85,7 +85,11 @@ def export_checkpoint(
     """
     int8 = precision == "int8"
     folder, local = export_location(spec, backend, int8=int8)
-    detector = load_detector(spec, device="cpu", warm_up=False, backend="torch", precision="f32")
+    # Unfused: the exporters trace standard convolutions (the fused calls are torch's own
+    # cuDNN/oneDNN ops); folded, as each runtime would fold them anyway.
+    detector = load_detector(
+        spec, device="cpu", warm_up=False, backend="torch", precision="f32", fuse_layers=False
+    )
     family = detector.model_type
     if family in UNSUPPORTED:
         raise backends.BackendUnavailable(f"{family} cannot be exported: {UNSUPPORTED[family]}")
