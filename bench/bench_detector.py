@@ -6,6 +6,7 @@
     .venv/bin/python bench/bench_detector.py --allocators         # malloc/tcmalloc/jemalloc, torch
     .venv/bin/python bench/bench_detector.py --families detr,rt_detr \
         --backends torch,torch-unfolded --precisions f32          # batch norms folded or not
+        --backends torch,torch-unfused --precisions f32,bf16      # layers fused or not
 
 For each family a random-weight checkpoint with the published architecture and image size
 is built (DETR-R50 with the native ResNet-50 from its config: the compute of the real
@@ -65,6 +66,8 @@ SYNTHETIC_SIZES = ((640, 480), (480, 640), (640, 427), (500, 375))
 FLOOR = 0.05
 # A contender name for --backends: the torch path with its batch norms left unfolded.
 UNFOLDED = "torch-unfolded"
+# And with its batch norms folded but its layers not fused with their activations.
+UNFUSED = "torch-unfused"
 KEPT = 0.5
 SCORE_TOL = 1e-4
 BOX_TOL = 1
@@ -317,6 +320,14 @@ def run_family(
                         spec, device="cpu", backend="torch", fold_batch_norms=False
                     )
                 continue
+            if backend == UNFUSED:
+                # The torch path before its layers were fused (runtime/fuse.py).
+                if precision in ("f32", "bf16"):
+                    contenders[f"{UNFUSED} {precision}"] = load_detector(
+                        spec, device="cpu", backend="torch", precision=precision,
+                        fuse_layers=False,
+                    )  # fmt: skip
+                continue
             if backend == "onnxruntime" and precision != "f32":
                 continue  # ONNX Runtime's CPU provider runs these graphs in f32 only
             if precision == "int8":
@@ -493,7 +504,8 @@ def main() -> None:
     parser.add_argument(
         "--backends",
         default="torch,openvino,onnxruntime",
-        help=f"also {UNFOLDED}: the torch path without its batch norms folded (an A/B)",
+        help=f"also {UNFOLDED} (the torch path without its batch norms folded) and "
+        f"{UNFUSED} (without its layers fused with their activations): A/Bs",
     )
     parser.add_argument(
         "--precisions",
