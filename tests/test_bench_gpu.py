@@ -33,6 +33,7 @@ def test_the_gpu_bench_runs_the_device_path_on_a_cpu(tmp_path):
     assert [(r["precision"], r["batch"], r["variant"]) for r in rows] == [
         ("f32", 1, "current"),
         ("f32", 3, "current"),
+        ("f32", 3, "unfused"),  # the layers not fused with their activations
         ("f32", 3, "serial-forward"),  # the forwards on the calling thread
         ("f32", 3, "before"),  # per-image preprocessing, each batch in turn
     ]
