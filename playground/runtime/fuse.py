@@ -152,7 +152,7 @@ def _residual_parts(layer: nn.Module) -> tuple[nn.Module, nn.Sequential, nn.Conv
 
 def _probe(conv: nn.Conv2d, channels_last: bool) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
-    probe = torch.randn(2, conv.in_channels, 16, 16, generator=generator)
+    probe = torch.randn(1, conv.in_channels, 8, 8, generator=generator)
     probe = probe.to(device=conv.weight.device, dtype=conv.weight.dtype)
     return probe.contiguous(memory_format=torch.channels_last) if channels_last else probe
 
