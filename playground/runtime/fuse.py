@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -92,50 +93,91 @@ class _Weights:
         return (x.to(dtype), *self.cast[dtype])
 
 
-class ConvReLU(nn.Module):
-    """relu(conv(x) + bias) in one call."""
+def conv_relu(x: torch.Tensor, weight, bias, c: nn.Conv2d) -> torch.Tensor:
+    """relu(conv(x) + bias), one fused call on the device."""
+    if x.device.type == "cuda":
+        return torch.cudnn_convolution_relu(
+            x, weight, bias, c.stride, c.padding, c.dilation, c.groups
+        )
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, weight, bias, c.padding, c.stride, c.dilation, c.groups, "relu", [], ""
+    )
+
+
+def conv_add_relu(x: torch.Tensor, weight, bias, residual, c: nn.Conv2d) -> torch.Tensor:
+    """relu(conv(x) + bias + residual), one fused call on the device."""
+    if x.device.type == "cuda":
+        return torch.cudnn_convolution_add_relu(
+            x, weight, residual, 1.0, bias, c.stride, c.padding, c.dilation, c.groups
+        )
+    return torch.ops.mkldnn._convolution_pointwise.binary(
+        x, residual, weight, bias, c.padding, c.stride, c.dilation, c.groups,
+        "add", 1.0, "relu", [], "",
+    )  # fmt: skip
+
+
+def separate(x: torch.Tensor, weight, bias, c: nn.Conv2d, residual=None) -> torch.Tensor:
+    """The same as separate ops: what a fused layer falls back to."""
+    out = F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups)
+    return torch.relu(out if residual is None else out + residual)
+
+
+class _Fused(nn.Module):
+    """A convolution run with its bias, (residual add) and ReLU as one call; should the
+    device refuse the call at run time (a shape its fused kernels do not cover; the load
+    check runs a small input), the layer logs it once and computes the same with the
+    separate ops from then on. Running out of memory is raised as it is."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
         self.convolution = conv
         self._weights = _Weights(conv)
+        self.fused = True
+        # While its load check runs a refusal is raised (the layer is then left unfused).
+        self.strict = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _call(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         c = self.convolution
         x, weight, bias = self._weights.working(x)
-        if x.device.type == "cuda":
-            return torch.cudnn_convolution_relu(
-                x, weight, bias, c.stride, c.padding, c.dilation, c.groups
-            )
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, weight, bias, c.padding, c.stride, c.dilation, c.groups, "relu", [], ""
-        )
+        if residual is not None:
+            residual = residual.to(x.dtype)
+        if self.fused:
+            try:
+                if residual is None:
+                    return conv_relu(x, weight, bias, c)
+                return conv_add_relu(x, weight, bias, residual, c)
+            except torch.OutOfMemoryError:
+                raise
+            except RuntimeError:
+                if self.strict:
+                    raise
+                logger.warning(
+                    "fused convolution refused for input %s (%s): separate ops from now on",
+                    tuple(x.shape), x.dtype, exc_info=True,
+                )  # fmt: skip
+                self.fused = False
+        return separate(x, weight, bias, c, residual)
 
 
-class ConvAddReLU(nn.Module):
+class ConvReLU(_Fused):
+    """A conv layer: relu(conv(x) + bias)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._call(x)
+
+
+class ConvAddReLU(_Fused):
     """A residual block: relu(last_conv(head(x)) + bias + shortcut(x)), the last
     convolution, its bias, the add and the ReLU in one call."""
 
     def __init__(self, shortcut: nn.Module, head: nn.Sequential, conv: nn.Conv2d):
-        super().__init__()
+        super().__init__(conv)
         self.shortcut = shortcut
         self.head = head
-        self.convolution = conv
-        self._weights = _Weights(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = self.shortcut(x)
-        c = self.convolution
-        hidden, weight, bias = self._weights.working(self.head(x))
-        residual = residual.to(hidden.dtype)
-        if hidden.device.type == "cuda":
-            return torch.cudnn_convolution_add_relu(
-                hidden, weight, residual, 1.0, bias, c.stride, c.padding, c.dilation, c.groups
-            )
-        return torch.ops.mkldnn._convolution_pointwise.binary(
-            hidden, residual, weight, bias, c.padding, c.stride, c.dilation, c.groups,
-            "add", 1.0, "relu", [], "",
-        )  # fmt: skip
+        return self._call(self.head(x), residual)
 
 
 def _residual_parts(layer: nn.Module) -> tuple[nn.Module, nn.Sequential, nn.Conv2d] | None:
@@ -162,21 +204,28 @@ def _agrees(
 ) -> bool:
     """``after`` gives what ``before`` gives on ``probe``, in f32 and under ``autocast``."""
     runs = [(None, CHECK_RTOL)] + ([(autocast, AUTOCAST_CHECK_RTOL)] if autocast else [])
-    for dtype, rtol in runs:
-        context = torch.autocast(probe.device.type, dtype=dtype, enabled=dtype is not None)
-        try:
-            with torch.inference_mode(), context:
-                want, got = before(probe.clone()), after(probe.clone())
-        except Exception:  # the fused op is not there for this case
-            logger.debug("fused layer failed its check", exc_info=True)
-            return False
-        if not (isinstance(got, torch.Tensor) and got.shape == want.shape):
-            return False
-        want, got = want.float(), got.float()
-        tolerance = rtol * max(float(want.abs().max()), 1e-6)
-        if not float((got - want).abs().max()) <= tolerance:
-            return False
-    return True
+    after.strict = True
+    try:
+        return all(_agrees_in(before, after, probe, dtype, rtol) for dtype, rtol in runs)
+    finally:
+        after.strict = False
+
+
+def _agrees_in(
+    before: nn.Module, after: nn.Module, probe: torch.Tensor, dtype: torch.dtype | None, rtol
+) -> bool:
+    context = torch.autocast(probe.device.type, dtype=dtype, enabled=dtype is not None)
+    try:
+        with torch.inference_mode(), context:
+            want, got = before(probe.clone()), after(probe.clone())
+    except Exception:  # the fused op is not there for this case
+        logger.debug("fused layer failed its check", exc_info=True)
+        return False
+    if not (isinstance(got, torch.Tensor) and got.shape == want.shape):
+        return False
+    want, got = want.float(), got.float()
+    tolerance = rtol * max(float(want.abs().max()), 1e-6)
+    return float((got - want).abs().max()) <= tolerance
 
 
 def fuse_activations(

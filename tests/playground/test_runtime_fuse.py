@@ -110,3 +110,44 @@ def test_the_setting_turns_it_off(runtime_checkpoint, monkeypatch):
     assert not _fused(_load(runtime_checkpoint("detr")).model)
     monkeypatch.delenv("VITRINE_FUSE_LAYERS")
     assert _fused(_load(runtime_checkpoint("detr")).model)
+
+
+def test_a_fused_call_the_device_refuses_falls_back_to_the_same_arithmetic(
+    runtime_checkpoint, monkeypatch, caplog
+):
+    """A shape the device's fused kernels do not cover (the load check runs a small input)
+    costs the speed, not the answer: the layers compute the same with separate ops."""
+    from playground.runtime import fuse
+    from playground.runtime.images import decode_image
+
+    plain = _load(runtime_checkpoint("detr"), fuse_layers=False)
+    fused = _load(runtime_checkpoint("detr"))
+    images = [decode_image(encode(blocks_image(320, 240, 3), "JPEG"), max_pixels=10**8)]
+    want = plain.detect(images, threshold=0.0)
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("cuDNN error: no engine for this convolution")
+
+    monkeypatch.setattr(fuse, "conv_relu", refused)
+    monkeypatch.setattr(fuse, "conv_add_relu", refused)
+    got = fused.detect(images, threshold=0.0)
+    assert [r.detections for r in got] == [r.detections for r in want]
+    layers = [m for m in fused.model.modules() if isinstance(m, ConvReLU | ConvAddReLU)]
+    assert layers and not any(layer.fused for layer in layers)
+    assert "separate ops from now on" in caplog.text
+
+    # A refusal at load (the check on the device) leaves the layer as it was.
+    refusing = _load(runtime_checkpoint("detr"))
+    assert not _fused(refusing.model)
+
+    # Out of memory is not a refusal: the call fails, as any forward that runs out would.
+    monkeypatch.undo()
+    fresh = _load(runtime_checkpoint("detr"))
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(fuse, "conv_relu", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        fresh.forward(fresh.preprocess(images[0].image))
+    assert all(m.fused for m in fresh.model.modules() if isinstance(m, ConvReLU | ConvAddReLU))
