@@ -340,8 +340,11 @@ def run_family(
             contenders[f"{backend} {precision}"] = load_detector(
                 spec, device="cpu", backend=backend, precision=precision
             )
+    # Counted on the unfused model: torch's counter knows convolutions, not the fused calls
+    # (runtime/fuse.py) that do the same work.
     flops = forward_flops(
-        contenders.get("torch f32") or load_detector(spec, device="cpu", backend="torch"),
+        contenders.get(f"{UNFUSED} f32")
+        or load_detector(spec, device="cpu", backend="torch", fuse_layers=False, warm_up=False),
         images[0],
     )
     sizes = [Image.open(io.BytesIO(d)).size for d in images]
