@@ -617,15 +617,6 @@ def load_detector(
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        if fold_batch_norms and fuse_layers:
-            # Checked under the autocast the forward will run in (Detector's rule).
-            checked = torch.bfloat16 if precision == "bf16" else autocast
-            fused = fuse_activations(
-                model,
-                autocast=checked if precision == "bf16" or device.type == "cuda" else None,
-                channels_last=channels_last,
-            )
-            logger.info("%s: %d layers fused with their activations", spec.label, fused)
     # Hashing a folder's files reads them once more (~0.1 s per 100 MB), once per load.
     revision = resolved_revision(
         path=source.path, is_local=source.is_local, repo=spec.repo, revision=spec.revision
@@ -644,6 +635,12 @@ def load_detector(
         image_backend=image_backend,
         device_preprocess=device_preprocess,
     )
+    if model is not None and fold_batch_norms and fuse_layers:
+        # Each layer checked under the autocast the forward will run in.
+        fused = fuse_activations(
+            model, autocast=detector.autocast_dtype, channels_last=channels_last
+        )
+        logger.info("%s: %d layers fused with their activations", spec.label, fused)
     loaded = time.perf_counter()
     if warm_up:
         detector.warm_up()

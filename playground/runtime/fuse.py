@@ -75,24 +75,6 @@ def _conv_layer_parts(layer: nn.Module, *, relu: bool) -> nn.Conv2d | None:
     return conv if type(activation) is wanted else None
 
 
-class _Weights:
-    """A convolution's weight and bias in the dtype a call computes in, cast once each."""
-
-    def __init__(self, conv: nn.Conv2d):
-        self.conv = conv
-        self.cast: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def working(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        device = x.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
-        conv = self.conv
-        if dtype == conv.weight.dtype:
-            return x.to(dtype), conv.weight, conv.bias
-        if dtype not in self.cast:
-            self.cast[dtype] = (conv.weight.detach().to(dtype), conv.bias.detach().to(dtype))
-        return (x.to(dtype), *self.cast[dtype])
-
-
 def conv_relu(x: torch.Tensor, weight, bias, c: nn.Conv2d) -> torch.Tensor:
     """relu(conv(x) + bias), one fused call on the device."""
     if x.device.type == "cuda":
@@ -131,16 +113,24 @@ class _Fused(nn.Module):
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
         self.convolution = conv
-        self._weights = _Weights(conv)
+        # The weight and bias in each dtype a call computed in (autocast's), cast once.
+        self._cast: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
         self.fused = True
         # While its load check runs a refusal is raised (the layer is then left unfused).
         self.strict = False
 
     def _call(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         c = self.convolution
-        x, weight, bias = self._weights.working(x)
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        weight, bias = c.weight, c.bias
+        if dtype != weight.dtype:
+            if dtype not in self._cast:
+                self._cast[dtype] = (weight.detach().to(dtype), bias.detach().to(dtype))
+            weight, bias = self._cast[dtype]
+        x = x.to(dtype)
         if residual is not None:
-            residual = residual.to(x.dtype)
+            residual = residual.to(dtype)
         if self.fused:
             try:
                 if residual is None:
