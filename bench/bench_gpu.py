@@ -338,6 +338,7 @@ def main() -> int:
                     "batches_per_call": per_call,
                     "warm_up_s": round(warm_up_s, 1),  # with --compile: the compilation
                     "device_preprocess": detector.device_preprocess,
+                    "channels_last": detector.channels_last,
                     "images_per_s": round(count / best["seconds"], 1),
                     "images_per_s_per_round": [round(count / r["seconds"], 1) for r in rounds],
                     "ms_per_image": {

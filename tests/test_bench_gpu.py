@@ -34,11 +34,14 @@ def test_the_gpu_bench_runs_the_device_path_on_a_cpu(tmp_path):
         ("f32", 1, "current"),
         ("f32", 3, "current"),
         ("f32", 3, "unfused"),  # the layers not fused with their activations
+        ("f32", 3, "nchw"),  # the fused model in NCHW memory
         ("f32", 3, "serial-forward"),  # the forwards on the calling thread
         ("f32", 3, "before"),  # per-image preprocessing, each batch in turn
     ]
     for row in rows:
         assert row["device_preprocess"] is True
+        # YOLOS has no convolution to fuse, but its memory format is still the row's.
+        assert row["channels_last"] is (row["variant"] != "nchw")
         assert row["images_per_s"] > 0
         assert set(row["ms_per_image"]) == {"decode", "preprocess", "forward", "postprocess"}
         same = row["against_f32"]
