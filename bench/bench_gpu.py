@@ -54,6 +54,12 @@ from playground.runtime.checkpoints import TEST_PROCESSOR_SIZES, build_checkpoin
 from playground.runtime.images import decode_many, decode_threads  # noqa: E402
 
 MAX_PIXELS = 50_000_000
+# The short-switch row's GIL hand-over interval (Python's default is 5 ms). On a GPU the
+# calling thread (preprocessing), the forward thread (launching ~1,000 kernels a batch), the
+# post-processing thread and the decode threads share one GIL; a thread that wants it back
+# waits up to the interval for a holder that does not release it, and the forward thread's
+# waits leave the GPU idle (37% of the bf16 wall time in session 30's profile).
+SHORT_SWITCH_S = 0.0005
 GOAL_IMAGES_PER_S = 1500
 
 
@@ -230,7 +236,8 @@ def main() -> int:
         help="also, at the largest batch, the model without its layers fused with their "
         "activations (unfused), in NCHW rather than channels_last memory (nchw: cuDNN's f32 "
         "kernels are NCHW ones, and transposes around them took 12%% of an f32 forward's "
-        "device time), the path without the forward thread (serial-forward) "
+        "device time), with Python's GIL handed over every 0.5 ms instead of 5 "
+        "(short-switch), the path without the forward thread (serial-forward) "
         "and the path before batched device preprocessing, overlapped post-processing and the "
         "forward thread (per-image preprocessing, each batch in turn)",
     )  # fmt: skip
@@ -254,6 +261,7 @@ def main() -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one tuning per input shape, then cached
     threads = args.decode_threads or decode_threads()
+    switch_s = sys.getswitchinterval()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
     precisions = [p for p in args.precisions.split(",") if p]
     count = max(args.count, max(batch_sizes))
@@ -290,12 +298,15 @@ def main() -> int:
                 variants += [
                     (batch_sizes[-1], "unfused"),
                     (batch_sizes[-1], "nchw"),
+                    (batch_sizes[-1], "short-switch"),
                     (batch_sizes[-1], "serial-forward"),
                     (batch_sizes[-1], "before"),
                 ]
             if args.compile:
                 variants += [(batch, "compiled") for batch in batch_sizes]
             for batch, variant in variants:
+                # Python's GIL hand-over interval for this row (see SHORT_SWITCH_S).
+                sys.setswitchinterval(SHORT_SWITCH_S if variant == "short-switch" else switch_s)
                 if variant in ("unfused", "nchw"):
                     if variant == "unfused":
                         fused = detector
@@ -306,6 +317,8 @@ def main() -> int:
                         spec, device=device, backend="torch",
                         precision="bf16" if precision == "bf16" else "f32", **options,
                     )  # fmt: skip
+                if variant == "short-switch":
+                    detector = fused
                 if variant == "serial-forward":
                     detector = fused  # the rows after it change the fused detector
                     set_serial_forward(detector)
@@ -339,6 +352,7 @@ def main() -> int:
                     "warm_up_s": round(warm_up_s, 1),  # with --compile: the compilation
                     "device_preprocess": detector.device_preprocess,
                     "channels_last": detector.channels_last,
+                    "switch_interval_ms": round(sys.getswitchinterval() * 1000, 3),
                     "images_per_s": round(count / best["seconds"], 1),
                     "images_per_s_per_round": [round(count / r["seconds"], 1) for r in rounds],
                     "ms_per_image": {

@@ -35,6 +35,7 @@ def test_the_gpu_bench_runs_the_device_path_on_a_cpu(tmp_path):
         ("f32", 3, "current"),
         ("f32", 3, "unfused"),  # the layers not fused with their activations
         ("f32", 3, "nchw"),  # the fused model in NCHW memory
+        ("f32", 3, "short-switch"),  # the GIL handed over every 0.5 ms
         ("f32", 3, "serial-forward"),  # the forwards on the calling thread
         ("f32", 3, "before"),  # per-image preprocessing, each batch in turn
     ]
@@ -42,6 +43,7 @@ def test_the_gpu_bench_runs_the_device_path_on_a_cpu(tmp_path):
         assert row["device_preprocess"] is True
         # YOLOS has no convolution to fuse, but its memory format is still the row's.
         assert row["channels_last"] is (row["variant"] != "nchw")
+        assert (row["switch_interval_ms"] == 0.5) is (row["variant"] == "short-switch")
         assert row["images_per_s"] > 0
         assert set(row["ms_per_image"]) == {"decode", "preprocess", "forward", "postprocess"}
         same = row["against_f32"]
