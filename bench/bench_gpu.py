@@ -30,6 +30,7 @@ each stage and the peak GPU memory.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import platform
@@ -60,6 +61,8 @@ MAX_PIXELS = 50_000_000
 # waits up to the interval for a holder that does not release it, and the forward thread's
 # waits leave the GPU idle (37% of the bf16 wall time in session 30's profile).
 SHORT_SWITCH_S = 0.0005
+# The --before rows that load the model again, and how.
+RELOADED = {"unfused": {"fuse_layers": False}, "nchw": {"channels_last": False}}
 GOAL_IMAGES_PER_S = 1500
 
 
@@ -288,10 +291,12 @@ def main() -> int:
         reference, reference_batch = None, None
         for precision in precisions:
             set_precision(precision)
-            detector = load_detector(
-                spec, device=device, backend="torch",
+            loaded = functools.partial(
+                load_detector, spec, device=device, backend="torch",
                 precision="bf16" if precision == "bf16" else "f32",
             )  # fmt: skip
+            # The current path; the rows that change it (--before) come back to it.
+            detector = fused = loaded()
             eager = detector.model
             variants = [(batch, "") for batch in batch_sizes]
             if args.before:
@@ -307,28 +312,16 @@ def main() -> int:
             for batch, variant in variants:
                 # Python's GIL hand-over interval for this row (see SHORT_SWITCH_S).
                 sys.setswitchinterval(SHORT_SWITCH_S if variant == "short-switch" else switch_s)
-                if variant in ("unfused", "nchw"):
-                    if variant == "unfused":
-                        fused = detector
-                    options = {"fuse_layers": False} if variant == "unfused" else {}
-                    if variant == "nchw":
-                        options["channels_last"] = False
-                    detector = load_detector(
-                        spec, device=device, backend="torch",
-                        precision="bf16" if precision == "bf16" else "f32", **options,
-                    )  # fmt: skip
-                if variant == "short-switch":
-                    detector = fused
+                if variant in RELOADED:
+                    detector = loaded(**RELOADED[variant])
+                if variant in ("short-switch", "serial-forward"):
+                    detector = fused  # serial-forward and before then change it
                 if variant == "serial-forward":
-                    detector = fused  # the rows after it change the fused detector
                     set_serial_forward(detector)
                 if variant == "before":
                     set_before(detector)
                 if variant == "compiled" and detector.model is eager:
-                    detector = load_detector(
-                        spec, device=device, backend="torch",
-                        precision="bf16" if precision == "bf16" else "f32",
-                    )  # fmt: skip
+                    detector = loaded()
                     detector.model = torch.compile(detector.model)
                 per_call = args.batches_per_call
                 began = time.perf_counter()
@@ -401,7 +394,7 @@ def main() -> int:
                         ),
                         flush=True,
                     )
-            del detector
+            del detector, fused  # both, before the next precision loads its model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     best = max(
