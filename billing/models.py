@@ -132,9 +132,13 @@ class LedgerTransaction(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         related_name="+", db_index=False,
     )  # fmt: skip
-    reverses = models.OneToOneField(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
-    )
+    # At most one reversal per transaction, enforced where set (Meta): every charge writes
+    # two transactions that reverse nothing, and a plain unique index would take a NULL
+    # entry for each of them.
+    reverses = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by",
+        db_index=False,
+    )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -144,6 +148,13 @@ class LedgerTransaction(models.Model):
                 fields=["created_by"],
                 condition=Q(created_by__isnull=False),
                 name="ledgertxn_created_by_set",
+            )
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reverses"],
+                condition=Q(reverses__isnull=False),
+                name="ledgertxn_reversed_once",
             )
         ]
 

@@ -215,6 +215,28 @@ def test_a_reversal_mirrors_the_original(user):
     assert LedgerTransaction.objects.filter(kind="reversal").count() == 1
 
 
+def test_the_database_lets_a_transaction_be_reversed_once(user):
+    """Under another key (so not an idempotent replay), a second reversal of the same
+    transaction is refused by the database's partial unique index; the transactions that
+    reverse nothing (every charge's) are not in that index and never collide."""
+    original = fund(user, "10")
+    ledger_reverse(original=original, memo="card disputed")
+    fund(user, "5")
+    fund(user, "20")  # two more that reverse nothing, and enough for a second reversal
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ledger_post(
+            kind="reversal",
+            idempotency_key=f"another-reversal:{original.pk}",
+            entries=[(entry.account, -entry.amount) for entry in original.entries.all()],
+            reverses=original,
+        )
+    assert LedgerTransaction.objects.filter(reverses=original).count() == 1
+    assert LedgerTransaction.objects.filter(reverses__isnull=True).count() == (
+        LedgerTransaction.objects.count() - 1
+    )
+    assert list(original.reversed_by.values_list("kind", flat=True)) == ["reversal"]
+
+
 def test_a_reversal_cannot_take_a_wallet_below_zero(user):
     original = fund(user, "10")
     credit_refund(user=user, amount=D("6"), reason="partial refund")
