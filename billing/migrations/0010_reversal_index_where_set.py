@@ -8,11 +8,12 @@ same rule (a transaction is reversed at most once) and the same lookups, with no
 charge. Measured on PostgreSQL with ``bench_charges.py`` (16 clients, paired runs): about
 150 bytes less WAL per charge (~3,800 -> ~3,650).
 
-On PostgreSQL the change is two statements: the new index is built, then the old unique
-constraint dropped. Django's own operations would also drop and re-add the foreign key
-(the field's class changes), which validates every row of the ledger under a lock that
-stops charges while it runs. Elsewhere (SQLite, whose tables are rebuilt for any such
-change) they run as Django writes them.
+On PostgreSQL the new index is built CONCURRENTLY (charges go on meanwhile; a build that
+failed half-way leaves an invalid index, dropped first when the migration runs again),
+then the old unique constraint is dropped. Django's own operations would also drop and
+re-add the foreign key (the field's class changes), which validates every row of the
+ledger under a lock that stops charges while it runs. Elsewhere (SQLite, whose tables are
+rebuilt for any such change) they run as Django writes them. Not atomic, for CONCURRENTLY.
 """
 
 import django.db.models.deletion
@@ -42,6 +43,8 @@ class OnPostgreSQL(migrations.SeparateDatabaseAndState):
 
 
 class Migration(migrations.Migration):
+    atomic = False
+
     dependencies = [
         ("billing", "0009_charge_settle_in_finish"),
     ]
@@ -71,7 +74,8 @@ class Migration(migrations.Migration):
                 ),
             ],
             sql=[
-                f'CREATE UNIQUE INDEX "{NEW}" ON "{TABLE}" ("reverses_id") '
+                f'DROP INDEX CONCURRENTLY IF EXISTS "{NEW}"',
+                f'CREATE UNIQUE INDEX CONCURRENTLY "{NEW}" ON "{TABLE}" ("reverses_id")'
                 ' WHERE "reverses_id" IS NOT NULL',
                 f'ALTER TABLE "{TABLE}" DROP CONSTRAINT "{OLD}"',
             ],
