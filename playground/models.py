@@ -43,9 +43,13 @@ class Job(models.Model):
     )
     session_key = models.CharField(max_length=64, blank=True, help_text="Anonymous visitor.")
     card = models.ForeignKey("catalog.ModelCard", on_delete=models.PROTECT, related_name="jobs")
+    # No index of its own: nothing looks jobs up by route alone (a batch's pick filters
+    # queued jobs, Meta), and PROTECT only matters when staff delete a route (rare), which
+    # may then scan the table. Every index here is written by each of a job's three writes.
     route = models.ForeignKey(
-        "catalog.PriceRoute", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+        "catalog.PriceRoute", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        db_index=False,
+    )  # fmt: skip
     parameters = models.JSONField(default=dict, blank=True)
     # Its permalink is private to its owner unless they make it public (playground/runs.py).
     is_public = models.BooleanField(default=False)
@@ -91,8 +95,10 @@ class Job(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     cost_ref = models.CharField(max_length=64, blank=True, help_text="The charge, if any.")
+    # Not indexed: it is found in the logs, and the admin's search (an exact match, any
+    # case, ORed with the other search fields) reads the table whatever its indexes.
     request_id = models.CharField(
-        max_length=128, blank=True, db_index=True, help_text="X-Request-Id of the request."
+        max_length=128, blank=True, help_text="X-Request-Id of the request."
     )
     # Provenance, written by the worker that ran it (playground/provenance.py).
     weights_revision = models.CharField(
@@ -108,11 +114,25 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Each partial: a job is written three times (created, claimed, finished), each a
+        # new row version in every index whose condition it meets, so an index over every
+        # status would take all three. The reaper reads running jobs by lease, the queue's
+        # position and the sweeper queued ones by age, retention and the latency stats
+        # finished ones by age.
         indexes = [
-            models.Index(fields=["status", "lease_expires_at"]),
-            models.Index(fields=["status", "queued_at"]),
-            # Retention scans finished jobs by age (playground/retention.py).
-            models.Index(fields=["finished_at"], name="job_finished_at_idx"),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status=JobStatus.RUNNING),
+                name="job_running_lease",
+            ),
+            models.Index(
+                fields=["queued_at"], condition=Q(status=JobStatus.QUEUED), name="job_queued_at"
+            ),
+            models.Index(
+                fields=["finished_at"],
+                condition=Q(finished_at__isnull=False),
+                name="job_finished_at",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -145,7 +165,10 @@ class JobAttempt(models.Model):
         LOST = "lost", "Lost (worker died or timed out)"
         RETRY = "retry", "Retried after a transient error"
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_log")
+    # Looked up by job through the unique (job, number) index (Meta): no second index.
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="attempt_log", db_index=False
+    )
     number = models.PositiveSmallIntegerField()
     worker = models.CharField(max_length=200)
     started_at = models.DateTimeField()

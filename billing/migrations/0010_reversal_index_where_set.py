@@ -19,27 +19,11 @@ rebuilt for any such change) they run as Django writes them. Not atomic, for CON
 import django.db.models.deletion
 from django.db import migrations, models
 
+from catalog.migration_ops import OnPostgreSQL
+
 TABLE = "billing_ledgertransaction"
 OLD = "billing_ledgertransaction_reverses_id_key"  # PostgreSQL's name for 0001's UNIQUE
 NEW = "ledgertxn_reversed_once"
-
-
-class OnPostgreSQL(migrations.SeparateDatabaseAndState):
-    """``operations`` for the state and other databases; ``sql`` on PostgreSQL."""
-
-    def __init__(self, operations, sql, reverse_sql):
-        super().__init__(state_operations=operations, database_operations=operations)
-        self.sql = migrations.RunSQL(sql, reverse_sql)
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return self.sql.database_forwards(app_label, schema_editor, from_state, to_state)
-        return super().database_forwards(app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return self.sql.database_backwards(app_label, schema_editor, from_state, to_state)
-        return super().database_backwards(app_label, schema_editor, from_state, to_state)
 
 
 class Migration(migrations.Migration):
