@@ -292,6 +292,7 @@ async def api_overhead_both(
     kept = KeptConnection(port)
     new: list[dict] = []
     held: list[dict] = []
+    wal_from = wal_lsn(database_url) if database_url else None
     try:
         for i in range(calls):
             for on_kept in (False, True) if i % 2 == 0 else (True, False):
@@ -305,7 +306,29 @@ async def api_overhead_both(
     saved = sorted(1000 * (a["overhead"] - b["overhead"]) for a, b in zip(new, held, strict=True))
     kept_summary["saved_vs_new_connection_p50_ms"] = round(saved[len(saved) // 2], 2)
     kept_summary["connections_opened"] = kept.opened
-    return overhead_summary(new, image), kept_summary
+    new_summary = overhead_summary(new, image)
+    if wal_from is not None:
+        # What a call writes (its job, claim, finish, attempt, charge and ledger; and this
+        # bench's read of the job): WAL is cluster-wide, so nothing else may write meanwhile.
+        new_summary["wal_bytes_per_call"] = round(
+            wal_bytes_since(database_url, wal_from) / (len(new) + len(held))
+        )
+    return new_summary, kept_summary
+
+
+def wal_lsn(database_url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+
+
+def wal_bytes_since(database_url: str, lsn: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        query = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)"
+        return int(conn.execute(query, [lsn]).fetchone()[0])
 
 
 def job_moments(database_url: str, job_id: str) -> tuple[float, float, float]:
@@ -593,6 +616,8 @@ def main() -> None:
                 flush=True,
             )
             print(f"  where it goes (p50, ms): {overhead.get('parts_p50_ms')}", flush=True)
+            if "wal_bytes_per_call" in overhead:
+                print(f"  WAL per call: {overhead['wal_bytes_per_call']} bytes", flush=True)
             print(
                 f"  on one kept connection (as SDK clients call, alternating with the above): "
                 f"p50 {kept['overhead_p50_ms']} ms, p95 {kept['overhead_p95_ms']} ms "
