@@ -61,7 +61,7 @@ class Migration(migrations.Migration):
                 f'DROP INDEX CONCURRENTLY IF EXISTS "{NEW}"',
                 f'CREATE UNIQUE INDEX CONCURRENTLY "{NEW}" ON "{TABLE}" ("reverses_id")'
                 ' WHERE "reverses_id" IS NOT NULL',
-                f'ALTER TABLE "{TABLE}" DROP CONSTRAINT "{OLD}"',
+                f'ALTER TABLE "{TABLE}" DROP CONSTRAINT IF EXISTS "{OLD}"',
             ],
             reverse_sql=[
                 f'ALTER TABLE "{TABLE}" ADD CONSTRAINT "{OLD}" UNIQUE ("reverses_id")',
