@@ -174,11 +174,13 @@ def serving_lines(result: dict) -> list[dict]:
     overhead = result.get("api_overhead")
     if overhead:
         parts = ", ".join(f"{k} {v}" for k, v in overhead.get("parts_p50_ms", {}).items())
+        wal = overhead.get("wal_bytes_per_call")
         lines.append(
             {
                 "speed": f"API overhead ({overhead['calls']} sequential sync calls, p50 / p95)",
                 "figure": f"{overhead['overhead_p50_ms']} / {overhead['overhead_p95_ms']} ms"
-                + (f" (p50 ms: {parts})" if parts else ""),
+                + (f" (p50 ms: {parts})" if parts else "")
+                + (f"; {wal:,} bytes of WAL per call" if wal is not None else ""),
                 "goal": "<= 15 ms p50",
                 "met": _verdict(overhead["overhead_p50_ms"] <= 15),
             }

@@ -95,6 +95,9 @@ def test_serving_pages_and_charges_against_their_goals(bench_all):
     }  # fmt: skip
     overhead, held = bench_all.serving_lines(serving)
     assert overhead["met"] == "**met**"  # 14.9 <= 15
+    assert "WAL" not in overhead["figure"]  # a run without PostgreSQL's figure
+    serving["api_overhead"]["wal_bytes_per_call"] = 15584
+    assert bench_all.serving_lines(serving)[0]["figure"].endswith("; 15,584 bytes of WAL per call")
     assert held["met"] == "not met"  # one 5xx
     pages = {"results": [
         {"page": "model page (anonymous, cached)", "requests_per_s": 1200.0, "p95_ms": 51.0,
