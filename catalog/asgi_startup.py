@@ -23,6 +23,8 @@ from asgiref.sync import sync_to_async
 from django.core import signals
 from django.db import close_old_connections, connections, reset_queries
 
+from catalog import idle_gc
+
 _DJANGOS = (reset_queries, close_old_connections)
 
 
@@ -65,12 +67,24 @@ def djangos_request_started() -> None:
 class ServerStartup:
     """ASGI middleware answering the server's lifespan events, which Django's handler
     refuses (uvicorn then logs "ASGI 'lifespan' protocol appears unsupported"); at startup
-    it calls ``inline_request_started``."""
+    it calls ``inline_request_started`` and ``idle_gc.enable``, and from then on runs the
+    cycle collector when the process's last request in flight has been answered
+    (``catalog.idle_gc``)."""
 
     def __init__(self, app) -> None:
         self.app = app
+        self.in_flight = 0
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            self.in_flight += 1
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.in_flight -= 1
+                if not self.in_flight:
+                    idle_gc.collect_if_due()
+            return
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
@@ -78,8 +92,10 @@ class ServerStartup:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 inline_request_started()
+                idle_gc.enable()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 djangos_request_started()
+                idle_gc.disable()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
