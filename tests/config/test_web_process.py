@@ -1,6 +1,6 @@
-"""A served web process: uvloop and httptools under uvicorn, and its cycle collector run
-when its last request in flight has been answered (catalog/idle_gc.py), with what startup
-built frozen; the shutdown undoes both."""
+"""A served web process: uvloop under uvicorn, and its cycle collector run when its last
+request in flight has been answered (catalog/idle_gc.py), with what startup built frozen;
+the shutdown undoes both."""
 
 from __future__ import annotations
 
@@ -123,13 +123,16 @@ def test_a_process_that_was_never_started_keeps_pythons_collector():
     assert idle_gc.collect_if_due() is None
 
 
-def test_uvicorn_serves_with_uvloop_and_httptools():
-    """Installed with the project, so uvicorn's "auto" loop and parser take them, as
-    `make run`, the bench and gunicorn's uvicorn workers start it."""
+def test_uvicorn_serves_with_uvloop_and_h11():
+    """uvloop is installed with the project, so uvicorn's "auto" loop takes it, as `make
+    run`, the bench and gunicorn's uvicorn workers start it; the parser stays h11, which
+    refuses a request head past 16 KiB (httptools, "auto"'s first choice when installed,
+    bounds none)."""
     from uvicorn.config import Config
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
     config = Config(app="config.asgi:application", lifespan="off")
     config.load()
-    assert config.http_protocol_class is HttpToolsProtocol
+    assert config.http_protocol_class is H11Protocol
+    assert config.h11_max_incomplete_event_size is None  # h11's own 16 KiB bound
     assert config.get_loop_factory().__module__.startswith("uvloop")

@@ -355,6 +355,14 @@ def test_under_uvicorn_the_job_body_lifecycle_headers_and_webhook(
                 return False
 
         wait_for(up, timeout=120, message="uvicorn did not start")
+        # The request head is bounded (h11 refuses one still incomplete past 16 KiB, so at
+        # most one socket read more): a 1 MiB header never reaches Django.
+        try:
+            big = requests.get(f"{base}/healthz", headers={"X-Big": "a" * 2**20}, timeout=30)
+        except requests.RequestException:
+            pass  # refused (400), the connection reset while the head was still being sent
+        else:
+            assert big.status_code == 400, big.text
         response = requests.post(
             f"{base}/v1/detections/{live.card.model_id}",
             params={"threshold": FLOOR, "webhook": receiver.url},
