@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
+import hashlib
 import io
 import json
 import os
@@ -447,6 +449,37 @@ def postgres_database(url: str, name: str, *, create: bool) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def redis_claim_path(redis_url: str) -> Path:
+    """The lock file of ``redis_claim``: one per Redis database, in the temporary folder."""
+    digest = hashlib.sha256(redis_url.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"vitrine-bench-redis-{digest}.lock"
+
+
+def redis_claim(redis_url: str):
+    """An exclusive hold on ``redis_url``'s database for this process (an open file locked
+    with ``flock``, let go when closed or when the process ends), or SystemExit when
+    another bench stack holds it: two stacks on one Redis database flush each other's
+    queues and take each other's jobs (the broker's queue names are fixed), so one of them
+    sees a call wait out its bound and answer 202, which reads as a fault of the serving
+    path. Benches run one at a time (``bench_all.py`` runs them in turn)."""
+    held = redis_claim_path(redis_url).open("a+")
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held.seek(0)
+        owner = held.read().strip() or "another process"
+        held.close()
+        raise SystemExit(
+            f"another bench stack is using {redis_url} ({owner}): two at once take each "
+            "other's jobs; run one bench at a time"
+        ) from None
+    held.seek(0)
+    held.truncate()
+    held.write(f"pid {os.getpid()}")
+    held.flush()
+    return held
+
+
 class Stack:
     """One web process (uvicorn, ASGI) and one Celery worker (concurrency 1) of the checkout
     at ``repo``, as production runs them, on a scratch PostgreSQL database and a Redis
@@ -474,6 +507,7 @@ class Stack:
         self.db_name = f"vitrine_bench_serving_{os.getpid()}_{side}"
         self.database_url = urlsplit(database_url)._replace(path=f"/{self.db_name}").geturl()
         self.procs: list[subprocess.Popen] = []
+        self.claim = None  # redis_claim's, while started
 
     def start(self, *, worker: bool = True) -> tuple[int, str, str, str]:
         """(port, model id, API key, database URL) once the web process answers. ``worker``
@@ -481,6 +515,7 @@ class Stack:
         sys.path.insert(0, str(REPO))
         from playground.runtime.checkpoints import build_checkpoint
 
+        self.claim = redis_claim(self.redis_url)
         postgres_database(self.admin_url, self.db_name, create=True)
         work = Path(tempfile.mkdtemp(prefix="vitrine-bench-serving-"))
         env = {
@@ -577,6 +612,9 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
         postgres_database(self.admin_url, self.db_name, create=False)
+        if self.claim is not None:
+            self.claim.close()
+            self.claim = None
 
 
 def main() -> None:
