@@ -6,27 +6,17 @@ fed the JSON shapes the benches write, with figures chosen to hit each rule.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-pytestmark = pytest.mark.same_on_any_database
+from tests.bench_modules import bench_module
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+pytestmark = pytest.mark.same_on_any_database
 
 
 @pytest.fixture(scope="module")
 def bench_all():
-    sys.path.insert(0, str(BENCH))  # bench_all imports its sibling ``machine``
-    try:
-        spec = importlib.util.spec_from_file_location("bench_all", BENCH / "bench_all.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with bench_module("bench_all") as module:
         yield module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def check(threshold, reference, kept, equal, box=0.0, score=1e-6) -> dict:

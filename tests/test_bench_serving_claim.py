@@ -5,30 +5,22 @@ of the serving path). No bench runs here."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.same_on_any_database
+from tests.bench_modules import BENCH, bench_module
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+pytestmark = pytest.mark.same_on_any_database
 
 
 @pytest.fixture(scope="module")
 def bench_serving():
-    sys.path.insert(0, str(BENCH))  # bench_serving imports its sibling ``machine``
-    try:
-        spec = importlib.util.spec_from_file_location("bench_serving", BENCH / "bench_serving.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with bench_module("bench_serving") as module:
         yield module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def test_one_stack_per_redis_database(bench_serving):
