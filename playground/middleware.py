@@ -11,8 +11,12 @@ Two layers, both scoped to ``/v1/`` and to POSTs of a model's try page:
 - ``BodyLimitASGIMiddleware`` (wraps the ASGI application): Django's ASGI handler reads the
   whole body before any middleware runs, so a body without ``Content-Length`` (chunked) or
   one longer than it claimed is counted as it arrives and cut one byte past the limit: 413,
-  and nothing more is read. Under WSGI the server hands Django at most ``Content-Length``
-  bytes, so the Django middleware's check is enough there.
+  and nothing more is read. A chunked body within the limit is read here and handed on
+  with its ``Content-Length``: Django's request reads ``Content-Length`` bytes of a body, so
+  without one it would see none (an image streamed by ``curl -T``, a generator given to
+  ``requests`` or a ``ReadableStream`` given to ``fetch`` would be "no image"). Under WSGI
+  the server hands Django at most ``Content-Length`` bytes, so the Django middleware's
+  check is enough there.
 
 Browser form posts on the try page (no ``Accept: application/json``) get the page back with
 the message, as the view's own refusals do; everything else gets JSON.
@@ -23,8 +27,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from tempfile import SpooledTemporaryFile
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import (
     RequestDataTooBig,
@@ -184,6 +190,9 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+# How much of a streamed body read here each message hands on (Django reads its body in
+# chunks of this size too: ASGIHandler.chunk_size).
+STREAMED_CHUNK = 64 * 1024
 
 
 class BodyLimitASGIMiddleware:
@@ -206,6 +215,9 @@ class BodyLimitASGIMiddleware:
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await self._refuse(send, body_limits.too_large(int(declared), content_type), scope)
+            return
+        if "content-length" not in headers:
+            await self._streamed(scope, receive, send, limit, content_type)
             return
 
         received = 0
@@ -235,6 +247,40 @@ class BodyLimitASGIMiddleware:
         await self.app(scope, limited_receive, tracking_send)
         if cut and not started:
             await self._refuse(send, body_limits.too_large(None, content_type), scope)
+
+    async def _streamed(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, content_type: str
+    ) -> None:
+        """A body without ``Content-Length`` (chunked): read here, one chunk past the limit
+        at most (413), then handed to the application with its length, from memory or, past
+        Django's in-memory upload size, from a temporary file (as Django would keep it)."""
+        size = 0
+        with SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE) as spool:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return  # the client went away: nobody to answer
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    await self._refuse(send, body_limits.too_large(None, content_type), scope)
+                    return
+                spool.write(chunk)
+                if not message.get("more_body", False):
+                    break
+            spool.seek(0)
+            read_all = False
+
+            async def replay() -> Message:
+                nonlocal read_all
+                if read_all:
+                    return await receive()  # the client's disconnect, when it comes
+                chunk = spool.read(STREAMED_CHUNK)
+                read_all = spool.tell() >= size
+                return {"type": "http.request", "body": chunk, "more_body": not read_all}
+
+            headers = [*scope["headers"], (b"content-length", str(size).encode())]
+            await self.app({**scope, "headers": headers}, replay, send)
 
     @staticmethod
     async def _refuse(send: Send, error: errors.ApplicationError, scope: Scope) -> None:

@@ -363,6 +363,16 @@ def test_under_uvicorn_the_job_body_lifecycle_headers_and_webhook(
             pass  # refused (400), the connection reset while the head was still being sent
         else:
             assert big.status_code == 400, big.text
+        # An image streamed without a Content-Length (requests sends a generator chunked)
+        # reaches the API whole: a quote of its bytes, not "no image".
+        image = photo()
+        quote = requests.post(
+            f"{base}/v1/detections/{live.card.model_id}", params={"dry_run": "true"},
+            data=(image[i : i + 1000] for i in range(0, len(image), 1000)),
+            headers=live.headers, timeout=60,
+        )  # fmt: skip
+        assert quote.status_code == 200, (quote.text, log.read_text())
+        assert quote.json()["image"]["bytes"] == len(image)
         response = requests.post(
             f"{base}/v1/detections/{live.card.model_id}",
             params={"threshold": FLOOR, "webhook": receiver.url},

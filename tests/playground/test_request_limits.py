@@ -14,7 +14,7 @@ from billing.services.keys import api_key_create, provider_key_save
 from playground import services
 from playground.body_limits import ENVELOPE_SLACK, base64_length, body_limit
 from playground.failures import FAILURES, job_failure
-from playground.middleware import BodyLimitASGIMiddleware
+from playground.middleware import STREAMED_CHUNK, BodyLimitASGIMiddleware
 from playground.models import Job
 from tests import factories
 
@@ -37,7 +37,9 @@ def test_a_json_body_may_carry_a_full_size_image_as_base64(settings):
 
 
 # --- streamed bodies under ASGI -------------------------------------------------------
-def asgi_post(path: str, chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> dict:
+def asgi_post(
+    path: str, chunks: list[bytes], headers: list[tuple[bytes, bytes]], query: bytes = b""
+) -> dict:
     """POST ``chunks`` as a streamed body (no Content-Length) through the real ASGI app."""
     from config.asgi import application
 
@@ -58,7 +60,7 @@ def asgi_post(path: str, chunks: list[bytes], headers: list[tuple[bytes, bytes]]
 
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
         "root_path": "", "headers": [(b"host", b"testserver"), *headers],
         "client": ("127.0.0.1", 1), "server": ("testserver", 80),
     }  # fmt: skip
@@ -86,6 +88,32 @@ def test_a_declared_length_over_the_limit_is_refused_before_a_byte_is_read(setti
     assert (answer["status"], answer["chunks_read"]) == (413, 0)
     error = json.loads(answer["body"])["error"]
     assert error["message"] == "The upload is 314572800 bytes; the limit is 10000 bytes."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_streamed_image_reaches_the_api_whole(settings, other_user):
+    """Chunked (curl -T, a generator given to requests, a stream given to fetch): Django reads
+    Content-Length bytes of a body, so the middleware hands it on with its length; without
+    that the API saw no image (400 missing_image)."""
+    settings.VITRINE_MAX_UPLOAD_BYTES = 1_000_000
+    card = factories.card()
+    factories.route(card=card, price=Decimal("0.0002"))
+    _, key = api_key_create(user=other_user, name="k")
+    buffer = io.BytesIO()
+    Image.effect_noise((640, 480), 64).convert("RGB").save(buffer, format="JPEG")
+    image = buffer.getvalue()
+    assert len(image) > STREAMED_CHUNK  # handed on in more than one message
+    chunks = [image[i : i + 4000] for i in range(0, len(image), 4000)]
+    headers = [(b"content-type", b"image/jpeg"), (b"authorization", f"Bearer {key}".encode())]
+    answer = asgi_post(f"/v1/inference/{card.model_id}", chunks, headers, b"dry_run=true")
+    assert answer["status"] == 200, answer["body"]
+    quote = json.loads(answer["body"])
+    assert (quote["object"], quote["image"]["bytes"]) == ("quote", len(image))
+    assert answer["chunks_read"] == len(chunks)
+    # An empty streamed body is an empty body (400 missing_image), not a hang.
+    answer = asgi_post(f"/v1/inference/{card.model_id}", [b""], headers, b"dry_run=true")
+    assert answer["status"] == 400
+    assert json.loads(answer["body"])["error"]["code"] == "missing_image"
 
 
 @pytest.mark.django_db(transaction=True)
