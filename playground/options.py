@@ -20,6 +20,7 @@ from playground.serializers import BOX_FORMATS
 UNKNOWN_PARAMETER = "Unknown {where} '{name}'; known: {known}."
 BAD_BOOLEAN = "'{name}' must be true or false."
 BAD_BOX_FORMAT = "'box_format' must be one of: {choices}."
+NOT_AN_OBJECT = "'{name}' must be a JSON object, e.g. {example}."
 
 QUERY = {"threshold", "route", "dry_run", "webhook"}
 QUERY_VITRINE = QUERY | {"box_format"}
@@ -49,6 +50,15 @@ def _refuse_unknown(names, known: set[str], *, where: str, prefix: str = "") -> 
             )  # fmt: skip
 
 
+def refuse_non_object(name: str, value, *, example: str = '{"threshold": 0.5}') -> None:
+    """400 ``invalid_value`` for a body field that must be an object (``parameters``) but
+    is a list, a string or a number: ignored, it would run the call with defaults."""
+    if value is not None and not isinstance(value, dict):
+        raise errors.ApplicationError(
+            NOT_AN_OBJECT.format(name=name, example=example), code="invalid_value", param=name
+        )
+
+
 def _boolean(name: str, raw) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -74,6 +84,7 @@ def request_options(request, *, vitrine_flavour: bool = False) -> Options:
     elif isinstance(data, dict):  # JSON
         _refuse_unknown(data.keys(), JSON_FIELDS, where="body field")
         parameters = data.get("parameters")
+        refuse_non_object("parameters", parameters)
         if isinstance(parameters, dict):
             _refuse_unknown(parameters.keys(), JSON_PARAMETERS, where="parameter",
                             prefix="parameters.")  # fmt: skip

@@ -11,7 +11,7 @@ from billing.auth import ApiKeyAuthentication
 from catalog import errors
 from playground import api, limits, offload
 from playground.flavours import error_body, error_headers
-from playground.options import _refuse_unknown
+from playground.options import _refuse_unknown, refuse_non_object
 
 
 def refuse_unknown_options(
@@ -27,6 +27,9 @@ def refuse_unknown_options(
     _refuse_unknown(data.keys(), fields, where="body field")
     for name, known in (nested or {}).items():
         value = data.get(name)
+        refuse_non_object(
+            name, value, example="{" + ", ".join(f'"{k}": ...' for k in sorted(known)) + "}"
+        )
         if isinstance(value, dict):
             _refuse_unknown(value.keys(), known, where="parameter", prefix=f"{name}.")
 

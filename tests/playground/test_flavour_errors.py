@@ -725,6 +725,18 @@ def test_unknown_options_are_refused_naming_them_on_the_drop_ins(
     assert Job.objects.count() == 0 and Charge.objects.count() == 0
 
 
+@pytest.mark.parametrize(("field", "value"), [("parameters", [0.9]), ("options", "wait")])
+def test_hf_body_fields_that_are_not_an_object_are_refused(
+    client, card, funded, storage, field, value
+):
+    body = {"inputs": base64.b64encode(jpeg()).decode(), field: value}
+    response = post(client, "hf", card.model_id, funded, json.dumps(body), "application/json")
+    assert response.status_code == 400, response.content
+    assert code_of("hf", response) == "invalid_value"
+    assert f"'{field}' must be a JSON object" in message_of("hf", response)
+    assert Job.objects.count() == 0 and Charge.objects.count() == 0
+
+
 def test_hf_legacy_body_options_work_like_the_headers(client, card, funded, storage, settings):
     """{"options": {"wait_for_model": true}}: no early 503 for a cold model (the job is
     queued and waited for; nobody runs it here, so it is cancelled at the bound)."""

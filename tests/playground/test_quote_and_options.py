@@ -3,6 +3,7 @@ over real HTTP (the live test server); the quote's resize against the real proce
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from decimal import Decimal
@@ -199,6 +200,24 @@ def test_unknown_options_are_refused_naming_them(live, route, query, body, conte
     assert (error["code"], error["param"]) == ("unknown_parameter", param)
     assert f"'{param}'" in error["message"]
     nothing_happened(live, balance="1")
+
+
+@pytest.mark.parametrize("parameters", [[0.9], "threshold=0.9", 0.9, True])
+@pytest.mark.parametrize("route", ["inference", "detections"])
+def test_parameters_that_are_not_an_object_are_refused(live, route, parameters):
+    """Not ignored: the call would run, and be charged, at the default threshold."""
+    credit_grant(user=live.user, amount=Decimal("1"), reason="test")
+    body = json.dumps({"inputs": base64.b64encode(jpeg()).decode(), "parameters": parameters})
+    response = live.post(route, "", data=body, content_type="application/json")
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_value", "parameters")
+    assert error["message"] == """'parameters' must be a JSON object, e.g. {"threshold": 0.5}."""
+    nothing_happened(live, balance="1")
+    # null is no parameters, as absent.
+    body = json.dumps({"inputs": base64.b64encode(jpeg()).decode(), "parameters": None})
+    quote = live.post(route, "?dry_run=true", data=body, content_type="application/json")
+    assert quote.status_code == 200, quote.text
 
 
 def test_an_unknown_multipart_field_is_refused(live):
