@@ -85,6 +85,24 @@ def _refuse(request, card, message: str, status: int, code: str):
     return redirect("playground:try", card.organisation.slug, card.slug)
 
 
+CSRF_FAILED = (
+    "The form's security token is missing or stale (CSRF check failed): reload the page and "
+    "send it again."
+)
+
+
+def csrf_failure(request, reason: str = ""):
+    """``CSRF_FAILURE_VIEW``: a script or page that asks for JSON (the try page's fetch,
+    ``Accept: application/json``) gets the refusal in the API's one error shape; a browser
+    form, Django's own 403 page."""
+    if _wants_json(request):
+        error = ApplicationError(CSRF_FAILED, code="csrf_failed", status=403)
+        return JsonResponse(error.as_dict(), status=403)
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    return django_csrf_failure(request, reason=reason)
+
+
 @require_http_methods(["GET", "POST"])
 def try_model(request, org: str, name: str):
     card = (

@@ -45,6 +45,8 @@ ALLOWED_HOSTS = env_list(
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off.")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# JSON for a request that asks for it (the try page's fetch), Django's page otherwise.
+CSRF_FAILURE_VIEW = "playground.views.csrf_failure"
 # Public base URL for snippets, llms.txt and canonical links. Empty: each page uses the
 # address it was requested at (catalog/site.py), so `HOST=… PORT=… make run` needs nothing.
 SITE_URL = (env_str("SITE_URL") or "").rstrip("/")

@@ -6,6 +6,7 @@ import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from PIL import Image
 
 from billing.models import Charge
@@ -98,3 +99,17 @@ def test_a_coming_soon_model_cannot_be_tried(client, card):
     assert "cannot be tried yet" in client.get(try_url(card)).content.decode()
     response = client.post(try_url(card), {"image": upload()}, headers=JSON)
     assert response.status_code == 409 and Job.objects.count() == 0
+
+
+def test_a_failed_csrf_check_answers_in_the_shape_asked_for(card):
+    """The try page's script asks for JSON: a stale or missing token is a 403 in the API's
+    error shape it reads, not Django's HTML page; a browser form still gets that page."""
+    browser = Client(enforce_csrf_checks=True)
+    refused = browser.post(try_url(card), {"image": upload()}, headers=JSON)
+    assert refused.status_code == 403 and refused["Content-Type"] == "application/json"
+    error = refused.json()["error"]
+    assert (error["type"], error["code"]) == ("permission_error", "csrf_failed")
+    assert "reload the page" in error["message"]
+    page = browser.post(try_url(card), {"image": upload()})
+    assert page.status_code == 403 and page["Content-Type"].startswith("text/html")
+    assert Job.objects.count() == 0
