@@ -27,6 +27,7 @@ BODY_TOO_LARGE = (
 )
 UPLOAD_TOO_LARGE = "The upload is {size} bytes; the limit is {limit} bytes."
 BODY_CUT = "The request body is over the limit of {limit} bytes."
+UPLOAD_CUT = "The upload is over the limit of {limit} bytes."
 BAD_CONTENT_LENGTH = "The Content-Length header is not a byte count."
 JSON_TOO_DEEP = "The JSON body is nested deeper than {depth} levels."
 INVALID_JSON = "The body is not valid JSON: {reason}"
@@ -73,8 +74,11 @@ def too_large(size: int | None, content_type: str) -> errors.ApplicationError:
     """The 413 for a body over ``body_limit``; ``size`` None when it was cut mid-stream."""
     limit = body_limit(content_type)
     code = "request_too_large"
-    if size is None:
-        message = BODY_CUT.format(limit=limit)
+    if size is None:  # streamed, no Content-Length: the same codes as a declared size's
+        if is_envelope(content_type):
+            message = BODY_CUT.format(limit=limit)
+        else:
+            message, code = UPLOAD_CUT.format(limit=limit), "image_too_large"
     elif is_envelope(content_type):
         message = BODY_TOO_LARGE.format(
             size=size, limit=limit, max_image=settings.VITRINE_MAX_UPLOAD_BYTES

@@ -76,8 +76,18 @@ def test_a_streamed_body_is_cut_at_the_limit_without_reading_the_rest(settings):
     chunks = [b"\xff" * 4096] * 50  # 200 kB, sent without a Content-Length
     answer = asgi_post("/v1/inference/org/model", chunks, [(b"content-type", b"image/jpeg")])
     assert answer["status"] == 413
-    assert json.loads(answer["body"])["error"]["code"] == "request_too_large"
+    error = json.loads(answer["body"])["error"]
+    # A raw image's code, as when its Content-Length says it is too large.
+    assert (error["code"], error["message"]) == (
+        "image_too_large",
+        "The upload is over the limit of 10000 bytes.",
+    )
     assert answer["chunks_read"] == 3  # 12 kB: one chunk past the 10 kB limit, no more
+    # A JSON body streamed past its limit: the envelope's code.
+    chunks = [b"{" + b" " * 4095] + [b" " * 4096] * 20_000
+    answer = asgi_post("/v1/inference/org/model", chunks, [(b"content-type", b"application/json")])
+    assert answer["status"] == 413
+    assert json.loads(answer["body"])["error"]["code"] == "request_too_large"
 
 
 @pytest.mark.django_db(transaction=True)
