@@ -1,4 +1,6 @@
-"""Cross-origin calls to the HTTP API (``/v1/``), so the browser snippet works from any site.
+"""Cross-origin calls to the HTTP API (``/v1/`` and the drop-in routes ``/hf/`` and
+``/client/v4/``), so the browser snippet, huggingface.js and the Cloudflare SDK work from
+any site.
 
 The API authenticates with a Bearer key in a header, never a cookie, so any origin may
 call it (``Access-Control-Allow-Origin: *``, no credentials): a page that can send the
@@ -7,20 +9,28 @@ request already holds the key. Pages and the admin get no CORS headers.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
-API_PREFIX = "/v1/"
-ALLOW_HEADERS = "Authorization, Content-Type, Prefer, Idempotency-Key, X-Request-Id"
+API_PREFIXES = ("/v1/", "/hf/", "/client/v4/")
+ALLOW_HEADERS = (
+    "Authorization, Content-Type, Prefer, Idempotency-Key, X-Request-Id, X-Wait-For-Model, "
+    "X-Use-Cache"
+)
+# A preflight's Access-Control-Request-Headers is echoed when it names only header names
+# (clients add their own, e.g. the Cloudflare SDK's X-Stainless-*): with no cookies and a
+# Bearer key the page already holds, no header lets a page do more than it could.
+_HEADER_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "-_, ")
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 # What a browser script may read besides the simple headers: cost, balance, job id, limits,
 # and a deprecated model's lifecycle (RFC 9745 / RFC 8594, the successor's Link).
 EXPOSE_HEADERS = (
     "X-Vitrine-Cost, X-Vitrine-Balance, X-Vitrine-Byok, X-Vitrine-Job-Id, X-Request-Id, "
     "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, "
-    "Deprecation, Sunset, Link"
+    "Deprecation, Sunset, Link, X-Vitrine-Error-Code, X-Vitrine-Cache, x-should-retry"
 )
 PREFLIGHT_MAX_AGE = "600"
 
@@ -29,10 +39,13 @@ def _is_preflight(request: HttpRequest) -> bool:
     return request.method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.META
 
 
-def _preflight() -> HttpResponse:
+def _preflight(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(status=204)
     response["Access-Control-Allow-Methods"] = ALLOW_METHODS
-    response["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+    asked = request.META.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+    fits = asked and len(asked) <= 1024 and set(asked) <= _HEADER_NAME_CHARS
+    response["Access-Control-Allow-Headers"] = asked if fits else ALLOW_HEADERS
+    response["Vary"] = "Access-Control-Request-Headers"
     response["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
     return response
 
@@ -61,15 +74,15 @@ class ApiCorsMiddleware:
     def __call__(self, request: HttpRequest):
         if self.is_async:
             return self.__acall__(request)
-        if not request.path.startswith(API_PREFIX):
+        if not request.path.startswith(API_PREFIXES):
             return self.get_response(request)
         if _is_preflight(request):
-            return _allow(_preflight())
+            return _allow(_preflight(request))
         return _allow(self.get_response(request))
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        if not request.path.startswith(API_PREFIX):
+        if not request.path.startswith(API_PREFIXES):
             return await self.get_response(request)
         if _is_preflight(request):
-            return _allow(_preflight())
+            return _allow(_preflight(request))
         return _allow(await self.get_response(request))

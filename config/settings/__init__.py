@@ -72,7 +72,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so every response (redirects, static files, errors) carries X-Request-Id.
     "catalog.observability.RequestIdMiddleware",
-    # /v1/ only: preflights answered here, every API answer (errors too) readable cross-origin.
+    # /v1/, /hf/, /client/v4/ only: preflights answered here, every API answer (errors too)
+    # readable cross-origin.
     "catalog.cors.ApiCorsMiddleware",
     # Django's and django-structlog's own, with their hooks in the event loop under ASGI
     # where they do no I/O, instead of a thread hop each (catalog/inline_middleware.py).

@@ -21,11 +21,38 @@ def test_a_preflight_to_the_api_is_answered(client):
     assert response.status_code == 204
     assert response["Access-Control-Allow-Origin"] == "*"
     assert "POST" in response["Access-Control-Allow-Methods"]
-    assert (
-        "Authorization" in ALLOW_HEADERS
-        and response["Access-Control-Allow-Headers"] == ALLOW_HEADERS
-    )
+    assert response["Access-Control-Allow-Headers"] == "authorization, content-type"
     assert "Access-Control-Allow-Credentials" not in response
+    # Asked for nothing (or for something that is not a list of header names): the API's own.
+    for asked in ({}, {"HTTP_ACCESS_CONTROL_REQUEST_HEADERS": "x-a\r\nSet-Cookie: 1"}):
+        response = client.options(
+            "/v1/inference/facebook/detr-resnet-50",
+            HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST", **asked, **ORIGIN,
+        )  # fmt: skip
+        assert "Authorization" in ALLOW_HEADERS
+        assert response["Access-Control-Allow-Headers"] == ALLOW_HEADERS
+
+
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        # huggingface.js's, and the Cloudflare SDK's own headers beside the key.
+        ("/hf/models/facebook/detr-resnet-50", "authorization, content-type, x-wait-for-model"),
+        ("/client/v4/accounts/acct/ai/run/@cf/facebook/detr-resnet-50",
+         "authorization, content-type, x-stainless-lang, x-stainless-retry-count"),
+    ],
+)  # fmt: skip
+def test_the_drop_in_routes_answer_browsers_on_other_origins(client, url, headers):
+    preflight = client.options(
+        url, HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS=headers, **ORIGIN,
+    )  # fmt: skip
+    assert preflight.status_code == 204
+    assert preflight["Access-Control-Allow-Origin"] == "*"
+    assert preflight["Access-Control-Allow-Headers"] == headers
+    call = client.post(url, b"x", content_type="image/jpeg", **ORIGIN)
+    assert call.status_code == 401 and call["Access-Control-Allow-Origin"] == "*"
+    assert "X-Vitrine-Error-Code" in call["Access-Control-Expose-Headers"]
 
 
 @pytest.mark.parametrize(
