@@ -251,7 +251,7 @@ class EndpointNotFoundApi(APIView):
         # Raised before method dispatch, so every method gets the 404 (not a 405).
         raise errors.ApplicationError(
             errors.ENDPOINT_NOT_FOUND.format(method=request.method, path=request.path),
-            code="unknown_endpoint",
+            code="endpoint_not_found",
             status=404,
             type=errors.NOT_FOUND_ERROR,
         )

@@ -253,9 +253,9 @@ def test_unknown_model_is_a_404_in_openai_error_shape(client, seeded):
         ("get", "/v1/models/facebook%2Fnope", 404, "not_found", "model_not_found"),
         ("get", "/v1/models/facebook", 404, "not_found", "model_not_found"),
         ("get", "/v1/models/facebook/detr-resnet-50/extra", 404, "not_found", "model_not_found"),
-        ("get", "/v1/models/", 404, "not_found", "unknown_endpoint"),
-        ("get", "/v1/nope", 404, "not_found", "unknown_endpoint"),
-        ("post", "/v1/nope", 404, "not_found", "unknown_endpoint"),
+        ("get", "/v1/models/", 404, "not_found", "endpoint_not_found"),
+        ("get", "/v1/nope", 404, "not_found", "endpoint_not_found"),
+        ("post", "/v1/nope", 404, "not_found", "endpoint_not_found"),
         ("post", "/v1/models", 405, "invalid_request_error", "method_not_allowed"),
         ("put", "/v1/models", 405, "invalid_request_error", "method_not_allowed"),
         (
@@ -276,7 +276,7 @@ def test_every_api_error_has_the_same_json_shape(client, seeded, method, path, s
             method=method.upper(), path=path
         )
         assert response["Allow"] == "GET, HEAD, OPTIONS"
-    if code == "unknown_endpoint":
+    if code == "endpoint_not_found":
         assert error["message"] == errors.ENDPOINT_NOT_FOUND.format(
             method=method.upper(), path=path
         )

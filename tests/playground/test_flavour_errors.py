@@ -128,6 +128,14 @@ OTHER_ERRORS = [
     (422, "idempotency_key_reused"),
     (405, "method_not_allowed"),
     (404, "endpoint_not_found"),
+    # tests/playground/test_call_parameters.py, test_bad_inputs.py and this file
+    (400, "invalid_value"),
+    (400, "invalid_header"),
+    (400, "invalid_multipart"),
+    (400, "too_many_fields"),
+    (400, "bad_content_length"),
+    (400, "unreadable_body"),
+    (400, "invalid_image_array"),
 ]
 
 
