@@ -25,12 +25,13 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.exceptions import SynchronousOnlyOperation
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -66,6 +67,8 @@ from playground.selectors import job_from_answer, job_of_owner, job_reread
 from playground.serializers import job_data
 
 DEFAULT_THRESHOLD = 0.5
+# The bytes of a urlencoded form: printable ASCII (tabs and line ends tolerated).
+_FORM_BYTES = bytes(range(32, 127)) + b"\t\r\n"
 # What a caller told 503 should wait before trying again.
 RETRY_AFTER_SECONDS = 5
 
@@ -75,6 +78,10 @@ MISSING_IMAGE = (
 BAD_BASE64 = "'inputs' is not valid base64 image data."
 logger = logging.getLogger(__name__)
 BAD_THRESHOLD = "'threshold' must be a number between 0 and 1."
+THRESHOLD_TWICE = (
+    "'threshold' was given more than once with different values ({values}): give it once, "
+    "in the query string or in the body."
+)
 TOO_LARGE = "The upload is {size} bytes; the limit is {limit} bytes."
 NO_ROUTE = "{model} has no callable route named '{route}'."
 PROVIDER_ROUTE = (
@@ -120,6 +127,45 @@ class ImageBytesParser(BaseParser):
         if len(data) > limit:
             raise body_limits.too_large(None, media_type or "")
         return data
+
+
+class ImageOrFormParser(BaseParser):
+    """``application/x-www-form-urlencoded``: a form (``image`` aside, its fields are
+    text), or an image sent with curl's default type. ``curl --data-binary @photo.jpg``
+    without ``-H Content-Type`` labels the bytes as a form, as Hugging Face's examples
+    send them; a form body is percent-encoded ASCII, so a body with other bytes is taken as
+    the image itself (then checked like any raw upload: a non-image is a 415)."""
+
+    media_type = "application/x-www-form-urlencoded"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = body_limits.body_limit(self.media_type)
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise body_limits.too_large(None, self.media_type)
+        if raw.translate(None, _FORM_BYTES):  # bytes no form has: the image itself
+            return raw
+        if len(raw) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            # Django's own cap on a form, answered as before (playground.middleware:
+            # 413 request_too_large, "send the image as a multipart 'image' file").
+            raise RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.")
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        return QueryDict(raw, encoding=encoding)
+
+
+class BodyMultiPartParser(MultiPartParser):
+    """DRF's multipart parser, its failures answered as the API's ``invalid_multipart``
+    (README, *Bad input*), not DRF's ``parse_error``."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except ParseError as exc:
+            reason = str(exc.detail).removeprefix("Multipart form parse error - ")
+            raise errors.ApplicationError(
+                body_limits.INVALID_MULTIPART.format(reason=reason.rstrip(".") or "malformed"),
+                code="invalid_multipart",
+            ) from None
 
 
 def _no_constant(name: str):
@@ -184,7 +230,8 @@ def parse_threshold(raw, *, default: float = DEFAULT_THRESHOLD) -> float:
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        # true/false are not numbers here (float(True) would be a threshold of 1).
+        value = -1.0 if isinstance(raw, bool) else float(raw)
     except (TypeError, ValueError):
         value = -1.0
     if not 0.0 <= value <= 1.0:
@@ -192,28 +239,58 @@ def parse_threshold(raw, *, default: float = DEFAULT_THRESHOLD) -> float:
     return value
 
 
+def prefers_async(request) -> bool:
+    """``Prefer: respond-async`` (RFC 7240: preference names are case-insensitive, several
+    may be listed, each may carry parameters)."""
+    prefer = request.headers.get("Prefer", "")
+    return any(
+        part.split(";", 1)[0].split("=", 1)[0].strip().lower() == "respond-async"
+        for part in prefer.split(",")
+    )
+
+
+def caller_threshold(request, body=None) -> float:
+    """The call's threshold, from the query string or the body (a form field, JSON's
+    ``parameters.threshold``), each checked. Given more than once with different values
+    (``?threshold=0.9`` and a body's 0.5, or the query twice) is a 400 ``invalid_value``:
+    running at either one would run the call at a threshold its caller may not have meant."""
+    given = [*request.query_params.getlist("threshold"), *([] if body is None else [body])]
+    values = {parse_threshold(raw) for raw in given if raw is not None and raw != ""}
+    if len(values) > 1:
+        raise errors.ApplicationError(
+            THRESHOLD_TWICE.format(values=", ".join(f"{v:g}" for v in sorted(values))),
+            code="invalid_value",
+            param="threshold",
+        )
+    return values.pop() if values else DEFAULT_THRESHOLD
+
+
+def b64_image(inputs: str) -> bytes:
+    """A base64 image as callers send it: standard alphabet, padded, whitespace (the line
+    breaks of ``base64 file`` or Python's ``encodebytes``) ignored; else 400."""
+    if inputs.startswith("data:") and "," in inputs:
+        inputs = inputs.split(",", 1)[1]  # a data: URL, as browsers make them
+    try:
+        return base64.b64decode("".join(inputs.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.ApplicationError(BAD_BASE64, code="invalid_base64", param="inputs") from None
+
+
 def read_image_input(request) -> tuple[bytes, float]:
     data = request.data
     if isinstance(data, bytes):
-        image, threshold = data, parse_threshold(request.query_params.get("threshold"))
+        image, threshold = data, caller_threshold(request)
     elif "image" in request.FILES:
         image = request.FILES["image"].read()
-        threshold = parse_threshold(data.get("threshold") or request.query_params.get("threshold"))
+        threshold = caller_threshold(request, data.get("threshold"))
     else:
         inputs = data.get("inputs") if hasattr(data, "get") else None
         parameters = data.get("parameters") if hasattr(data, "get") else None
         parameters = parameters if isinstance(parameters, dict) else {}
-        threshold = parse_threshold(parameters.get("threshold"))
+        threshold = caller_threshold(request, parameters.get("threshold"))
         if not isinstance(inputs, str) or not inputs:
             raise errors.ApplicationError(MISSING_IMAGE, code="missing_image", param="inputs")
-        if inputs.startswith("data:") and "," in inputs:
-            inputs = inputs.split(",", 1)[1]  # a data: URL, as browsers make them
-        try:
-            image = base64.b64decode(inputs, validate=True)
-        except (binascii.Error, ValueError):
-            raise errors.ApplicationError(
-                BAD_BASE64, code="invalid_base64", param="inputs"
-            ) from None
+        image = b64_image(inputs)
     if not image:
         raise errors.ApplicationError(MISSING_IMAGE, code="missing_image")
     limit = settings.VITRINE_MAX_UPLOAD_BYTES
@@ -292,7 +369,7 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
     # Vitrine's own flavour (/v1/detections) answers the job resource on 200 too; this
     # route keeps Hugging Face's bare list (playground/detections.py).
     vitrine_flavour = False
-    parser_classes = [BoundedJSONParser, MultiPartParser, FormParser, ImageBytesParser]
+    parser_classes = [BoundedJSONParser, BodyMultiPartParser, ImageOrFormParser, ImageBytesParser]
 
     class InputSerializer(serializers.Serializer):
         inputs = serializers.CharField(help_text="Base64 image (or send raw bytes instead).")
@@ -326,7 +403,20 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         route = _route(card, request.query_params.get("route"), user=request.user)
         idempotency_key = idempotency.key_from(request)
         image, threshold = read_image_input(request)
+        if options.webhook is not None:
+            webhooks.webhook_url_validate(options.webhook)  # 400 invalid_webhook
+        extra_parameters = {"box_format": options.box_format} if self.vitrine_flavour else {}
         if options.dry_run:  # a quote: nothing stored, reserved, queued or charged
+            if idempotency_key:  # the real call's 422 for a key used for another request
+                idempotency.idempotent_job_find(
+                    user=request.user,
+                    key=idempotency_key,
+                    print_=pipeline.request_print(
+                        flavour="vitrine", card=card, route=route, image=image,
+                        threshold=threshold, extra_parameters=extra_parameters,
+                        webhook=options.webhook,
+                    ),
+                )  # fmt: skip
             try:
                 quote = quote_build(
                     card=card, route=route, user=request.user, image_bytes=image,
@@ -337,16 +427,9 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
                     str(exc), code=exc.code, status=IMAGE_ERROR_STATUS.get(exc.code, 400)
                 ) from None
             return Response(quote)
-        if options.webhook is not None:
-            webhooks.webhook_url_validate(options.webhook)  # 400 invalid_webhook
-        parameters = {"threshold": threshold}
-        if self.vitrine_flavour:
-            parameters["box_format"] = options.box_format
         # A synchronous call (inference_create awaits its job) says nothing of the job until
         # it ends, or until services.creation_flush has made its creation durable (_answer).
-        waits = bool(settings.VITRINE_SYNC_WAIT) and "respond-async" not in request.headers.get(
-            "Prefer", ""
-        )
+        waits = bool(settings.VITRINE_SYNC_WAIT) and not prefers_async(request)
         job = pipeline.job_submit(
             request=request,
             card=card,
@@ -355,13 +438,16 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
             threshold=threshold,
             flavour="vitrine",
             idempotency_key=idempotency_key,
-            extra_parameters={k: v for k, v in parameters.items() if k != "threshold"},
+            extra_parameters=extra_parameters,
             webhook=options.webhook,
             answer_waits=waits,
         ).job
         answer = {"full": self.vitrine_flavour, "box_format": options.box_format}
         if not waits or job.status in Job.FINAL:  # an Idempotency-Key's job that already ended
-            return job_response(request, job, threshold, **answer)
+            response = job_response(request, job, threshold, **answer)
+            if response.status_code == 202 and prefers_async(request):
+                response["Preference-Applied"] = "respond-async"
+            return response
         # inference_create awaits the job, holding no thread, then answers from the row.
         response = Response(status=202)
         response.vitrine_wait = (job, settings.VITRINE_SYNC_WAIT, threshold, answer)

@@ -21,12 +21,19 @@ UNKNOWN_PARAMETER = "Unknown {where} '{name}'; known: {known}."
 BAD_BOOLEAN = "'{name}' must be true or false."
 BAD_BOX_FORMAT = "'box_format' must be one of: {choices}."
 NOT_AN_OBJECT = "'{name}' must be a JSON object, e.g. {example}."
+WEBHOOK_TWICE = (
+    "'webhook' was given more than once with different URLs: give one, in the query string "
+    "or in the body."
+)
 
 QUERY = {"threshold", "route", "dry_run", "webhook"}
 QUERY_VITRINE = QUERY | {"box_format"}
 JSON_FIELDS = {"inputs", "parameters", "webhook"}
 JSON_PARAMETERS = {"threshold"}
 FORM_FIELDS = {"image", "threshold", "webhook"}
+
+# The longest parameter name an error repeats whole.
+MAX_SHOWN_NAME = 64
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -39,15 +46,23 @@ class Options:
     box_format: str = "int"
 
 
+def _shown(name: str) -> str:
+    """A parameter name as an error repeats it: short and printable (a body sent as a form
+    by mistake makes names of its bytes)."""
+    if len(name) <= MAX_SHOWN_NAME and name.isprintable():
+        return name
+    return ascii(name[:MAX_SHOWN_NAME])[1:-1] + "..."
+
+
 def _refuse_unknown(names, known: set[str], *, where: str, prefix: str = "") -> None:
     for name in names:
         if name not in known:
+            shown = _shown(prefix + name)
             raise errors.ApplicationError(
-                UNKNOWN_PARAMETER.format(where=where, name=prefix + name,
-                                         known=", ".join(sorted(known))),
+                UNKNOWN_PARAMETER.format(where=where, name=shown, known=", ".join(sorted(known))),
                 code="unknown_parameter",
-                param=prefix + name,
-            )  # fmt: skip
+                param=shown,
+            )
 
 
 def refuse_non_object(name: str, value, *, example: str = '{"threshold": 0.5}') -> None:
@@ -77,10 +92,10 @@ def request_options(request, *, vitrine_flavour: bool = False) -> Options:
     _refuse_unknown(query.keys(), QUERY_VITRINE if vitrine_flavour else QUERY,
                     where="query parameter")  # fmt: skip
     data = request.data
-    webhook = query.get("webhook")
+    webhooks = query.getlist("webhook")
     if hasattr(data, "getlist"):  # form / multipart (a QueryDict, also a dict: test first)
         _refuse_unknown([*data.keys(), *request.FILES.keys()], FORM_FIELDS, where="form field")
-        webhook = data.get("webhook") or webhook
+        webhooks += [url for url in data.getlist("webhook") if url]
     elif isinstance(data, dict):  # JSON
         _refuse_unknown(data.keys(), JSON_FIELDS, where="body field")
         parameters = data.get("parameters")
@@ -88,7 +103,12 @@ def request_options(request, *, vitrine_flavour: bool = False) -> Options:
         if isinstance(parameters, dict):
             _refuse_unknown(parameters.keys(), JSON_PARAMETERS, where="parameter",
                             prefix="parameters.")  # fmt: skip
-        webhook = data.get("webhook", webhook)
+        if "webhook" in data:
+            webhooks.append(data["webhook"])
+    # One webhook per call: two different ones (query and body) would leave one unheard.
+    if len({repr(url) for url in webhooks}) > 1:
+        raise errors.ApplicationError(WEBHOOK_TWICE, code="invalid_value", param="webhook")
+    webhook = webhooks[0] if webhooks else None
     box_format = query.get("box_format", "int") or "int"
     if box_format not in BOX_FORMATS:
         raise errors.ApplicationError(

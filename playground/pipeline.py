@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.services.charges import Reservation
+from billing.services.charges import Reservation, key_allow_list_check
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
 from playground import idempotency, limits, services
@@ -87,6 +87,30 @@ def _usable(job: Job | None) -> Job | None:
     return job if job is not None and job.status in _REUSABLE else None
 
 
+def request_print(
+    *,
+    flavour: str,
+    card: ModelCard,
+    route: PriceRoute,
+    image: bytes,
+    threshold: float,
+    extra_parameters: dict | None = None,
+    webhook: str | None = None,
+) -> str:
+    """What an Idempotency-Key's request is: two calls with one key must agree on it."""
+    parameters = {"threshold": threshold, **(extra_parameters or {})}
+    # Only when set: a plain call's fingerprint stays what it was for stored keys.
+    extras = {"parameters": parameters, "webhook": webhook} if extra_parameters or webhook else {}
+    return idempotency.fingerprint(
+        flavour=flavour,
+        model=card.model_id,
+        route=route.slug,
+        image=image_sha256(image),
+        threshold=threshold,
+        **extras,
+    )
+
+
 def job_submit(
     *,
     request,
@@ -124,26 +148,25 @@ def job_submit(
 
     parameters = {"threshold": threshold, **(extra_parameters or {})}
     user = request.user
+    # No API key when the demo's signed-in visitor pays through the page (playground/demo.py).
+    # A replay or a cached answer charges nothing, but answers only what the key may call.
+    api_key = getattr(request, "auth", None)
     key_print = None
-    # Only when set: a plain call's fingerprint stays what it was for stored keys.
-    extras = {"parameters": parameters, "webhook": webhook} if extra_parameters or webhook else {}
     if idempotency_key:
-        key_print = idempotency.fingerprint(
-            flavour=flavour,
-            model=card.model_id,
-            route=route.slug,
-            image=image_sha256(image),
-            threshold=threshold,
-            **extras,
-        )
+        key_print = request_print(
+            flavour=flavour, card=card, route=route, image=image, threshold=threshold,
+            extra_parameters=extra_parameters, webhook=webhook,
+        )  # fmt: skip
         found = idempotency.idempotent_job_find(user=user, key=idempotency_key, print_=key_print)
         if _usable(found):
+            key_allow_list_check(api_key, card)
             return Submitted(found, replayed=True)
         if found is not None:
             idempotency.idempotent_job_release(user=user, key=idempotency_key)
     if use_cache and cache_print:
         hit = cached_job(user=user, print_=cache_print)
         if hit is not None:
+            key_allow_list_check(api_key, card)
             if idempotency_key:
                 idempotency.idempotent_job_record(
                     user=user, key=idempotency_key, print_=key_print, job=hit
@@ -164,12 +187,11 @@ def job_submit(
                     user=user, key=idempotency_key, print_=key_print
                 )
                 if found is not None:
+                    key_allow_list_check(api_key, card)
                     return Submitted(found, replayed=True)
-            # The job's reservation. No API key (request.auth) when the demo's signed-in
-            # visitor pays from their wallet through the page (playground/demo.py).
+            # The job's reservation.
             reservation = Reservation(
-                job_id=job_id, user=user, card=card, route=route,
-                api_key=getattr(request, "auth", None),
+                job_id=job_id, user=user, card=card, route=route, api_key=api_key
             )  # fmt: skip
             # Locks the user row (no overshoot); takes the job's hold and, on PostgreSQL,
             # makes the reservation in the same round trip (a 429 or a refused image

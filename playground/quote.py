@@ -17,7 +17,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import Charge
-from billing.services.charges import MODEL_NOT_ALLOWED, month_start, user_has_byok
+from billing.services.charges import key_allow_list_check, month_start, user_has_byok
 from billing.services.ledger import wallet_for
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
@@ -62,14 +62,7 @@ def quote_build(
 ):
     """The quote for one image on ``route``; raises ``ImageError`` like ``job_create``, and
     the key's allow-list 403 like ``charge_reserve``."""
-    if api_key is not None:
-        allowed = list(api_key.allowed_models.values_list("pk", flat=True))
-        if allowed and card.pk not in allowed:
-            raise errors.ApplicationError(
-                MODEL_NOT_ALLOWED.format(model_id=card.model_id),
-                code="model_not_allowed",
-                status=403,
-            )
+    key_allow_list_check(api_key, card)
     from playground.services import card_spec
 
     decoded = inspect_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)

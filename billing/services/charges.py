@@ -59,10 +59,19 @@ def month_start(now: datetime) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def _check_key_limits(*, api_key: ApiKey, card: ModelCard, cost: Decimal, now: datetime) -> None:
+def key_allow_list_check(api_key: ApiKey | None, card: ModelCard) -> None:
+    """403 ``model_not_allowed`` when ``api_key``'s allow-list names other models. The
+    reservation checks it with its charge; a quote, an Idempotency-Key's replay and a cached
+    answer charge nothing and check it here."""
+    if api_key is None:
+        return
     allowed = list(api_key.allowed_models.values_list("pk", flat=True))
     if allowed and card.pk not in allowed:
         raise _model_not_allowed(card)
+
+
+def _check_key_limits(*, api_key: ApiKey, card: ModelCard, cost: Decimal, now: datetime) -> None:
+    key_allow_list_check(api_key, card)
     if api_key.monthly_spend_cap is None:
         return
     # Lock the key for the rest of charge_reserve's transaction: concurrent calls on one key

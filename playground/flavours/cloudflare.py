@@ -77,7 +77,7 @@ def _image_and_threshold(request) -> tuple[bytes, float]:
         raise errors.ApplicationError(
             BAD_IMAGE_ARRAY, code="invalid_image_array", param="image"
         ) from None
-    return raw, api.parse_threshold(request.query_params.get("threshold"))
+    return raw, api.caller_threshold(request)
 
 
 class CloudflareRunApi(FlavourApi):
