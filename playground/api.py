@@ -82,7 +82,7 @@ THRESHOLD_TWICE = (
     "'threshold' was given more than once with different values ({values}): give it once, "
     "in the query string or in the body."
 )
-TOO_LARGE = "The upload is {size} bytes; the limit is {limit} bytes."
+TOO_LARGE = "The upload is {size:,} bytes; the limit is {limit:,} bytes."
 NO_ROUTE = "{model} has no callable route named '{route}'."
 PROVIDER_ROUTE = (
     "The {route} route runs on {provider} with your own key: store it on your dashboard "

@@ -22,12 +22,12 @@ MAX_JSON_DEPTH = 32
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 BODY_TOO_LARGE = (
-    "The request body is {size} bytes; the limit is {limit} bytes (an image of at most "
-    "{max_image} bytes, raw, as a multipart file or as base64 in JSON)."
+    "The request body is {size:,} bytes; the limit is {limit:,} bytes (an image of at most "
+    "{max_image:,} bytes, raw, as a multipart file or as base64 in JSON)."
 )
-UPLOAD_TOO_LARGE = "The upload is {size} bytes; the limit is {limit} bytes."
-BODY_CUT = "The request body is over the limit of {limit} bytes."
-UPLOAD_CUT = "The upload is over the limit of {limit} bytes."
+UPLOAD_TOO_LARGE = "The upload is {size:,} bytes; the limit is {limit:,} bytes."
+BODY_CUT = "The request body is over the limit of {limit:,} bytes."
+UPLOAD_CUT = "The upload is over the limit of {limit:,} bytes."
 BAD_CONTENT_LENGTH = "The Content-Length header is not a byte count."
 JSON_TOO_DEEP = "The JSON body is nested deeper than {depth} levels."
 INVALID_JSON = "The body is not valid JSON: {reason}"
@@ -37,7 +37,7 @@ INVALID_MULTIPART = (
 )
 TOO_MANY_FIELDS = "The form has too many fields; send one 'image' file."
 FIELD_TOO_LARGE = (
-    "A form field is over {limit} bytes; send the image as a multipart 'image' file, raw "
+    "A form field is over {limit:,} bytes; send the image as a multipart 'image' file, raw "
     "bytes or JSON instead of a form field."
 )
 UNREADABLE_BODY = "The request body could not be read; send it again."

@@ -41,7 +41,7 @@ RATE_LIMITED = (
 )
 NOT_CALLABLE = "{name} is {status}: it cannot be tried yet."
 NO_IMAGE = "Choose an image (JPEG, PNG, WebP or GIF)."
-TOO_LARGE = "That file is {size} bytes; the limit is {limit} bytes."
+TOO_LARGE = "That file is {size:,} bytes; the limit is {limit:,} bytes."
 
 
 @require_GET

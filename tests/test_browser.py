@@ -196,7 +196,8 @@ def test_the_inline_demo_runs_a_dropped_example_and_refilters_without_a_new_run(
     settings.VITRINE_DETECTION_FLOOR = 0.002
     card = factories.card(display_name="YOLOS demo", checkpoint_local_dir=str(yolos_checkpoint))
     factories.route(card=card)
-    user = factories.funded(factories.user(username="demo"), "1")
+    # Past a thousand, so the balance shows the site's one money format (thousands separated).
+    user = factories.funded(factories.user(username="demo"), "1234")
     _, key = api_key_create(user=user, name="compare")
     auth = {"Authorization": f"Bearer {key}"}
     worker = start_worker(
@@ -263,6 +264,7 @@ def test_the_inline_demo_runs_a_dropped_example_and_refilters_without_a_new_run(
     assert page.locator("#demo-untrained").is_visible()  # random test weights, said so
     facts = page.locator("#timings").inner_text()
     assert "queue wait" in facts and "model load" in facts and "$0.0002" in facts
+    assert "(balance $1,233.9998)" in facts, facts  # as the server formats money, not 1233.9998
 
     jobs, charges = Job.objects.count(), Charge.objects.count()
     slider = page.locator("#threshold")

@@ -37,9 +37,9 @@ UNSUPPORTED_FORMAT_MESSAGE = (
     "Unsupported image format{detail}: send a JPEG, PNG, WebP or GIF image."
 )
 IMAGE_TOO_LARGE_MESSAGE = (
-    "The image is {width}x{height} ({pixels} pixels); the limit is {max_pixels} pixels."
+    "The image is {width}x{height} ({pixels:,} pixels); the limit is {max_pixels:,} pixels."
 )
-IMAGE_TOO_LARGE_UNKNOWN_MESSAGE = "The image is larger than the {max_pixels} pixel limit."
+IMAGE_TOO_LARGE_UNKNOWN_MESSAGE = "The image is larger than the {max_pixels:,} pixel limit."
 CORRUPT_IMAGE_MESSAGE = "The {format} image could not be decoded: {reason}"
 
 # Magic numbers: which allowed format the bytes claim to be (a claim Pillow then fails to

@@ -69,7 +69,16 @@ function loadImage(src) {
   });
 }
 
-const usd = (amount) => `$${amount}`;
+// The site's one money format (catalog.pricing.format_usd), from the API's exact decimal
+// string, never through a float: $0.0002, $0.20, $10, $1,004.9983.
+const usd = (amount) => {
+  const text = String(amount);
+  const sign = text.startsWith("-") ? "-" : "";
+  let [whole, frac = ""] = text.replace(/^-/, "").split(".");
+  frac = frac.replace(/0+$/, "");
+  whole = whole.replace(/^0+(?=\d)/, "").replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  return `${sign}$${whole}${frac ? `.${frac.padEnd(2, "0")}` : ""}`;
+};
 const ms = (seconds) =>
   seconds >= 1 ? `${seconds.toFixed(2)} s` : `${Math.round((seconds || 0) * 1000)} ms`;
 const ordinal = (n) => {

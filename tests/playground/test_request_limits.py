@@ -80,7 +80,7 @@ def test_a_streamed_body_is_cut_at_the_limit_without_reading_the_rest(settings):
     # A raw image's code, as when its Content-Length says it is too large.
     assert (error["code"], error["message"]) == (
         "image_too_large",
-        "The upload is over the limit of 10000 bytes.",
+        "The upload is over the limit of 10,000 bytes.",
     )
     assert answer["chunks_read"] == 3  # 12 kB: one chunk past the 10 kB limit, no more
     # A JSON body streamed past its limit: the envelope's code.
@@ -97,7 +97,7 @@ def test_a_declared_length_over_the_limit_is_refused_before_a_byte_is_read(setti
     answer = asgi_post("/v1/inference/org/model", [b"\xff" * 10], headers)
     assert (answer["status"], answer["chunks_read"]) == (413, 0)
     error = json.loads(answer["body"])["error"]
-    assert error["message"] == "The upload is 314572800 bytes; the limit is 10000 bytes."
+    assert error["message"] == "The upload is 314,572,800 bytes; the limit is 10,000 bytes."
 
 
 @pytest.mark.django_db(transaction=True)
