@@ -131,6 +131,10 @@ def byok_provider_choices() -> list[tuple[str, str]]:
 
 
 class ProviderKeyForm(forms.Form):
+    # The dashboard shows this form beside TopUpForm, which has a `provider` field too: its
+    # own ids keep each <label for=...> on its own control (same field names, same POST).
+    AUTO_ID = "id_byok_%s"
+
     provider = forms.ChoiceField(choices=())
     # render_value=False: a submitted key is never written back into the page.
     secret = forms.CharField(
@@ -141,6 +145,7 @@ class ProviderKeyForm(forms.Form):
     )
 
     def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("auto_id", self.AUTO_ID)
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = byok_provider_choices()
 
@@ -161,8 +166,16 @@ class ProviderKeyForm(forms.Form):
 
 
 class TopUpForm(forms.Form):
-    # Whole cents and the minimum are the service's rules (one place, one message each).
-    credit = forms.DecimalField(label="Credit ($)", max_digits=12, initial=EXAMPLE_TOP_UP)
+    AUTO_ID = "id_top_up_%s"  # distinct from ProviderKeyForm's `provider` on the same page
+
+    # Whole cents and the bounds are the service's rules (one place, one message each); the
+    # view puts its refusal beside this field. step/min/max let the browser say so first.
+    credit = forms.DecimalField(
+        label="Credit ($)",
+        max_digits=12,
+        initial=EXAMPLE_TOP_UP,
+        widget=forms.NumberInput(attrs={"step": "0.01"}),
+    )
     provider = forms.ChoiceField(
         choices=(),
         widget=forms.RadioSelect,
@@ -170,7 +183,13 @@ class TopUpForm(forms.Form):
     )
 
     def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("auto_id", self.AUTO_ID)
         super().__init__(*args, **kwargs)
+        # Read per form, not at import: the bounds are settings.
+        self.fields["credit"].widget.attrs |= {
+            "min": f"{Decimal(settings.VITRINE_MIN_TOP_UP):f}",
+            "max": f"{Decimal(settings.VITRINE_MAX_TOP_UP):f}",
+        }
         providers = available_providers()
         self.fields["provider"].choices = [(p.slug, p.label) for p in providers]
         if providers:
@@ -414,8 +433,10 @@ def top_up_start_view(request: HttpRequest) -> HttpResponse:
             user=request.user, credit=form.cleaned_data["credit"], provider=provider.slug
         )
     except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return redirect("billing:dashboard")
+        # A refused amount (not whole cents, out of bounds) is the user's input: shown beside
+        # the field, with what they typed, like any other form error.
+        form.add_error("credit", exc.message)
+        return _render_dashboard(request, top_up_form=form)
     try:
         url = provider.start(top_up=top_up, request=request)
     except _provider_errors() as exc:

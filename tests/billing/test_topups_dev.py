@@ -9,7 +9,7 @@ from django.urls import reverse
 from billing.models import AccountKind, LedgerAccount, LedgerTransaction, TopUp
 from billing.selectors import account_balance
 from billing.services.ledger import wallet_for
-from billing.services.topups import TOP_UP_TOO_SMALL, WHOLE_CENTS
+from billing.services.topups import TOP_UP_TOO_LARGE, TOP_UP_TOO_SMALL, WHOLE_CENTS
 from billing.views import PROVIDER_UNAVAILABLE, TOP_UP_DONE
 from tests import factories
 
@@ -57,20 +57,51 @@ def test_a_dev_top_up_credits_the_wallet_and_records_the_fee(owner_client, owner
     assert "<td>$10</td><td>$0.50</td><td>$10.50</td>" in row
 
 
+def _credit_field(html: str) -> str:
+    """The credit field's <div>: its label, its input and the errors beside it."""
+    return re.search(r'<div class="field"><label for="id_top_up_credit">.*?</div>', html, re.S)[0]
+
+
 @pytest.mark.parametrize(
     ("credit", "message"),
-    [("4.99", TOP_UP_TOO_SMALL.format(minimum="$5")), ("10.005", WHOLE_CENTS)],
+    [
+        ("4.99", TOP_UP_TOO_SMALL.format(minimum="$5")),
+        ("0", TOP_UP_TOO_SMALL.format(minimum="$5")),
+        ("-5", TOP_UP_TOO_SMALL.format(minimum="$5")),
+        ("10000.01", TOP_UP_TOO_LARGE.format(maximum="$10,000")),
+        ("5.001", WHOLE_CENTS),
+        ("10.005", WHOLE_CENTS),
+        ("abc", "Enter a number."),
+    ],
 )
-def test_a_refused_amount_shows_why_and_creates_nothing(owner_client, owner, credit, message):
+def test_a_refused_amount_is_kept_with_the_reason_beside_it_and_creates_nothing(
+    owner_client, owner, credit, message
+):
     response = owner_client.post(
-        reverse("billing:top_up_start"), {"credit": credit, "provider": "dev"}, follow=True
+        reverse("billing:top_up_start"), {"credit": credit, "provider": "dev"}
     )
+    # The dashboard again, not a redirect: what the user typed is still in the field.
     assert response.status_code == 200
-    assert message in [str(m) for m in response.context["messages"]]
-    assert message in response.content.decode()
+    assert response.context["top_up_form"].errors == {"credit": [message]}
+    assert list(response.context["messages"]) == []
+    field = _credit_field(response.content.decode())
+    assert f'name="credit" value="{credit}"' in field
+    assert f'<ul class="errorlist" id="id_top_up_credit_error"><li>{message}</li></ul>' in field
+    assert 'aria-invalid="true"' in field
     assert not TopUp.objects.exists()
     assert not LedgerTransaction.objects.exists()
     assert wallet_for(owner).balance == 0
+
+
+def test_the_credit_input_asks_for_whole_cents_within_the_bounds(owner_client, settings):
+    settings.VITRINE_MIN_TOP_UP = Decimal("2.50")
+    field = _credit_field(owner_client.get(reverse("billing:dashboard")).content.decode())
+    credit = re.search(r"<input [^>]*>", field)[0]
+    assert 'type="number"' in credit
+    assert 'step="0.01"' in credit
+    assert 'min="2.50"' in credit
+    assert 'max="10000"' in credit
+    assert 'value="10"' in credit
 
 
 def test_the_dev_provider_is_refused_when_dev_payments_are_off(owner_client, owner, settings):
