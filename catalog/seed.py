@@ -182,11 +182,12 @@ HF_HEADERS = [
         "name": "authorization",
         "type": "string",
         "default": None,
-        # The page prints 'Bearer: hf_****'; the header has no colon after Bearer.
+        # Hugging Face's page asks for 'Bearer: hf_****' (a Hugging Face token, and a colon the
+        # header does not have); Vitrine's /hf/ route takes a Vitrine key instead.
         "description": (
-            "Authentication header in the form `'Bearer hf_****'` when `hf_****` is a personal "
-            "user access token with Inference API permission. You can generate one from "
-            "[your settings page](https://huggingface.co/settings/tokens)."
+            "Authentication header in the form `'Bearer vt_****'` when `vt_****` is your "
+            "Vitrine API key; create one on [your account page](/account/). Vitrine's `/hf/` "
+            "route takes a Vitrine key, not a Hugging Face `hf_` token."
         ),
     },
     {

@@ -123,9 +123,15 @@ def permalink_context(request, job: Job, *, owner: bool) -> dict:
         "threshold": threshold,
         "run_threshold": run,
         "threshold_error": threshold_error,
+        # The visibility form sends it back, so the page reloads at the threshold it showed.
+        "threshold_param": shown.get("threshold", ""),
+        # The boxes as the JSON and CSV exports give them: the API's integer pixels, unless
+        # the run asked for box_format=float.
         "detections": [
             {**item, "colour": label_colour(item["label"])}
-            for item in public_detections(job.result, threshold=threshold, box_format="float")
+            for item in public_detections(
+                job.result, threshold=threshold, box_format=_box_format(job)
+            )
         ]
         if job.status == JobStatus.SUCCEEDED and job.result is not None
         else None,
@@ -200,7 +206,15 @@ def job_visibility(request, job_id):
         return _error(BAD_VISIBILITY, status=400, code="invalid_visibility", param="public")
     services.job_set_public(job=job, public=choice == "1")
     messages.success(request, MADE_PUBLIC if job.is_public else MADE_PRIVATE)
-    return redirect("playground:job", job.pk)
+    # Back to the page at the threshold it was showing (a bad value: the run's own).
+    run = run_threshold(job)
+    try:
+        threshold = parse_threshold(request.POST.get("threshold"), default=run)
+    except ApplicationError:
+        threshold = run
+    shown = _threshold_query(threshold, run)
+    page = reverse("playground:job", args=[job.pk])
+    return redirect(f"{page}?{urlencode(shown)}" if shown else page)
 
 
 def _download(body: bytes | str, *, job: Job, ext: str, content_type: str) -> HttpResponse:

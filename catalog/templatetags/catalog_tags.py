@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from decimal import Decimal, InvalidOperation
 
 from django import template
@@ -15,6 +16,16 @@ register = template.Library()
 @register.filter(name="markdown")
 def markdown_filter(text: str):
     return render_markdown(text)
+
+
+@register.filter
+def json_value(value):
+    """A value as JSON spells it, for a schema table's Default column: ``True`` -> true,
+    ``False`` -> false, ``3`` -> 3, ``"x"`` -> "x"; no value (None, or a missing key) -> an
+    em dash, never Python's ``None``."""
+    if value is None or value == "":
+        return "\u2014"
+    return json.dumps(value, ensure_ascii=False)
 
 
 @register.filter

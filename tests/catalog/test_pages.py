@@ -203,6 +203,65 @@ def test_model_page_lists_the_api_errors(client, seeded):
     assert "idempotency_key_reused" in text and "Retry-After" in text
 
 
+def header_rows(response) -> dict[str, dict[str, list[str]]]:
+    """The API -> Schemas "Headers" tables: {schema title: {header: [type, default, html]}}."""
+    body = response.content.decode()
+    tables = {}
+    for title, table in re.findall(
+        r'<summary>([^<]+)<span class="summary-note">.*?'
+        r'<table class="headers-table">(.*?)</table>',
+        body,
+        flags=re.S,
+    ):
+        rows = {}
+        for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S):
+            cells = re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
+            if cells:
+                name = re.sub(r"</?code>", "", cells[0])
+                rows[name] = [cell.strip() for cell in cells[1:]]
+        tables[title] = rows
+    return tables
+
+
+def test_schema_header_tables_show_json_defaults_and_rendered_markdown(client, seeded):
+    tables = header_rows(client.get(DETR))
+    vitrine, hf = tables["Vitrine API"], tables["Hugging Face Inference"]
+    # Defaults as JSON spells them, and no default as a dash, never Python's None/True.
+    assert [row[1] for row in hf.values()] == ["\u2014", "true", "false"]
+    assert vitrine["authorization"][:2] == ["string", "\u2014"]
+    # Descriptions are Markdown, rendered: code spans and links, no backticks or brackets.
+    assert (
+        "<code>Bearer &lt;key&gt;</code> with your Vitrine API key." in vitrine["authorization"][2]
+    )
+    caching = "https://huggingface.co/docs/inference-providers/parameters#caching"
+    assert (
+        f'<a href="{caching}" rel="nofollow noopener noreferrer">here</a>' in hf["x-use-cache"][2]
+    )
+    shown = "".join(row[2] for rows in tables.values() for row in rows.values())
+    assert "`" not in shown and "](" not in shown
+    # The /hf/ route takes a Vitrine key, so its header asks for one, not a Hugging Face token.
+    auth = hf["authorization"][2]
+    assert "<code>'Bearer vt_****'</code>" in auth and "Vitrine API key" in auth
+    assert "hf_****" not in auth and "huggingface.co/settings/tokens" not in auth
+
+
+def test_an_operators_header_markdown_cannot_inject_script(client, db):
+    card = factories.card()
+    factories.route(card=card)
+    evil = '<script>alert(1)</script>[x](javascript:alert(2)) <img src=x onerror="alert(3)">'
+    card.task.schemas.create(
+        flavour="vitrine",
+        title="Vitrine API",
+        headers=[{"name": "x-evil", "type": "string", "description": f"{evil} **kept**"}],
+    )
+    response = client.get(f"/models/{card.model_id}")
+    row = header_rows(response)["Vitrine API"]["x-evil"]
+    assert row[1] == "\u2014"  # no default key at all
+    assert "<strong>kept</strong>" in row[2]
+    body = response.content.decode().lower()
+    assert "alert(1)" not in body and "onerror" not in body and "javascript:" not in body
+
+
 def test_model_page_has_seo_and_faq_structured_data(client, seeded):
     body = client.get(DETR).content.decode()
     assert "<title>DETR ResNet-50 (facebook/detr-resnet-50)" in body

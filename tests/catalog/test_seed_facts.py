@@ -189,7 +189,8 @@ SEED_002 = [
 ]
 
 # Seed 003: Hugging Face's object-detection task page (its "Bearer: " and "output the
-# images" are corrected).
+# images" are corrected, and its authorization header asks for a Vitrine key, which is
+# what Vitrine's /hf/ route takes, instead of a Hugging Face `hf_` token).
 SEED_003 = [
     "Object detection",
     "object-detection",
@@ -204,9 +205,7 @@ SEED_003 = [
     "also provide the image data as a raw bytes payload.",
     '"required": ["inputs"]',
     "The probability necessary to make a prediction.",
-    "Authentication header in the form `'Bearer hf_****'` when `hf_****` is a personal user "
-    "access token with Inference API permission.",
-    "https://huggingface.co/settings/tokens",
+    "Authentication header in the form `'Bearer vt_****'` when `vt_****` is your Vitrine API key",
     '"name": "x-use-cache", "type": "boolean", "default": true',
     "There is a cache layer on the inference API to speed up requests we have already seen.",
     "if you use a nondeterministic model, you can set this parameter to prevent the caching "
@@ -326,6 +325,7 @@ def test_no_card_repeats_a_seed_page_mistake(haystacks, model_id):
         "frontier models",
         "free-tier",
         "bearer: ",
+        "'bearer hf_",  # the /hf/ route takes a Vitrine key
         "output the images",
         "ap | ap | ap",
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -166,6 +167,44 @@ def test_made_public_anyone_sees_it_and_private_again_nobody(client, paid, owner
     client.post(visibility, {"public": "0"})
     client.force_login(other_user)
     assert client.get(urls(paid)["page"]).status_code == 404
+
+
+@pytest.mark.parametrize("threshold", [None, "0.2", "nonsense"])
+def test_making_a_run_public_keeps_the_threshold_the_page_showed(client, paid, owner, threshold):
+    client.force_login(owner)
+    query = {} if threshold is None else {"threshold": threshold}
+    page = client.get(urls(paid)["page"], query).content.decode()
+    form = page.split('<form id="visibility"')[1].split("</form>")[0]
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form))
+    if threshold == "nonsense":
+        fields["threshold"] = threshold  # a hand-made POST
+    response = client.post(reverse("playground:job_visibility", args=[paid.pk]), fields)
+
+    # The page comes back at the threshold it was showing; a bad one showed the run's own.
+    kept = "?threshold=0.2" if threshold == "0.2" else ""
+    assert response.status_code == 302
+    assert response["Location"] == urls(paid)["page"] + kept
+    shown = 0.2 if threshold == "0.2" else FLOOR
+    assert f"at {shown} or above" in client.get(response["Location"]).content.decode()
+    assert Job.objects.get(pk=paid.pk).is_public
+
+
+@pytest.mark.parametrize("threshold", [None, "strict"])
+def test_the_permalink_shows_the_same_integer_boxes_as_the_exports(client, paid, owner, threshold):
+    client.force_login(owner)
+    query = {}
+    if threshold == "strict":  # keeps the best few boxes
+        query = {"threshold": f"{sorted(d['score'] for d in paid.result)[-3]:g}"}
+    page = client.get(urls(paid)["page"], query).content.decode()
+    table = page.split('<tbody id="detections">')[1].split("</tbody>")[0]
+    boxes = re.findall(r'<td class="num">[^<]*</td><td>([^<]*)</td></tr>', table)
+
+    record = client.get(urls(paid)["json"], query).json()
+    rows = list(csv.DictReader(io.StringIO(client.get(urls(paid)["csv"], query).content.decode())))
+    sides = ("xmin", "ymin", "xmax", "ymax")
+    assert boxes == [", ".join(str(d["box"][k]) for k in sides) for d in record["detections"]]
+    assert boxes == [", ".join(row[k] for k in sides) for row in rows]
+    assert boxes and all(re.fullmatch(r"\d+, \d+, \d+, \d+", box) for box in boxes)
 
 
 def test_each_export_downloads_and_parses(client, paid, owner):
