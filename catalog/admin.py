@@ -29,6 +29,7 @@ from catalog.models import (
     Task,
     TaskSchema,
 )
+from catalog.selectors import card_prices_filled
 from catalog.services import price_route_save
 
 
@@ -208,7 +209,8 @@ class ModelCardAdmin(admin.ModelAdmin):
 
     @admin.display(description="Rendered description")
     def description_preview(self, obj):
-        return markdown_preview(obj.description if obj else "")
+        # As the page shows it: {price} and {price:<route>} filled from the saved routes.
+        return markdown_preview(card_prices_filled(obj.description, obj) if obj else "")
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(demand_count=Count("demand_votes"))
@@ -357,7 +359,7 @@ class FaqEntryAdmin(admin.ModelAdmin):
 
     @admin.display(description="Rendered answer")
     def answer_preview(self, obj):
-        return markdown_preview(obj.answer if obj else "")
+        return markdown_preview(card_prices_filled(obj.answer, obj.card) if obj else "")
 
 
 @admin.register(DemandVote)

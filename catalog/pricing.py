@@ -8,6 +8,8 @@ carry no fee.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 TOP_UP_FEE_RATE = Decimal("0.05")
@@ -69,3 +71,21 @@ def format_count(value: int | Decimal | None) -> str:
     if isinstance(value, Decimal):
         return f"{value.normalize():,f}"
     return f"{int(value):,}"
+
+
+# A price named in operator-written text (a card's description, an FAQ answer): ``{price}``
+# is the card's own route's, ``{price:cloudflare}`` a route's by its slug. Filled in when
+# the text is shown, so a price change shows everywhere at once (a number typed into the
+# prose would go stale). An unknown slug is left as written, for the admin's preview to show.
+PRICE_TOKEN = re.compile(r"\{price(?::([a-z0-9_-]+))?\}")
+
+
+def fill_prices(text: str, prices: Mapping[str, Decimal], *, default: str | None) -> str:
+    """``text`` with each price token replaced by that route's price (``$0.0002``);
+    ``prices`` maps route slugs to unit prices, ``default`` is the slug ``{price}`` means."""
+
+    def price(match: re.Match) -> str:
+        slug = match.group(1) or default
+        return format_usd(prices[slug]) if slug in prices else match.group(0)
+
+    return PRICE_TOKEN.sub(price, text) if "{price" in text else text

@@ -412,9 +412,9 @@ DETR_CARD = {
         "encoder-decoder that predicts the set of objects directly.\n\n"
         "Best for: Object detection, Visual QA preprocessing, Inventory counting.\n\n"
         "## Pricing\n\n"
-        "On Vitrine it costs $0.0002 per image. You pay pass-through: the 5% platform fee is "
+        "On Vitrine it costs {price} per image. You pay pass-through: the 5% platform fee is "
         "applied at credit top-up, not per call. It is also available through Cloudflare "
-        "Workers AI (beta) at $0.0000075 per inference request, where you bring your own "
+        "Workers AI (beta) at {price:cloudflare} per inference request, where you bring your own "
         "Cloudflare API token and pay Cloudflare directly."
     ),
     "status": "live",
@@ -533,10 +533,10 @@ DETR_CARD = {
         ),
         (
             "How much does DETR ResNet-50 cost on Vitrine?",
-            "$0.0002 per image. You pay the pass-through price; Vitrine's 5% platform fee is "
+            "{price} per image. You pay the pass-through price; Vitrine's 5% platform fee is "
             "applied when you top up credit, not per call. Through the Cloudflare Workers AI "
-            "route (beta) it costs $0.0000075 per request, paid to Cloudflare with your own "
-            "token.",
+            "route (beta) it costs {price:cloudflare} per request, paid to Cloudflare with your "
+            "own token.",
         ),
         (
             "How do I call DETR ResNet-50 from my code?",
@@ -564,7 +564,7 @@ DETR_CARD = {
             "there is no Meta key, as Meta publishes the DETR weights but sells no inference "
             "for them. Bring your Cloudflare API token: calls on that route are not charged to "
             "your Vitrine wallet and carry no 5% platform fee; you pay Cloudflare directly "
-            "($0.0000075 per request).",
+            "({price:cloudflare} per request).",
         ),
         SAME_DETECTIONS_FAQ,
     ],
@@ -985,7 +985,7 @@ YOLOS_TINY_CARD = {
         ),
         (
             "How much does YOLOS tiny cost?",
-            "$0.0001 per image. You pay the pass-through price; Vitrine's 5% platform fee is "
+            "{price} per image. You pay the pass-through price; Vitrine's 5% platform fee is "
             "applied when you top up credit, not per call.",
         ),
         (

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from catalog.db import JoinedRow, prepared_rows
 from catalog.models import ModelCard, Organisation, PriceRoute
+from catalog.pricing import fill_prices
 
 # A card's routes as the API and the pages read them: the active ones, in their order.
 _ACTIVE_ROUTES = Prefetch("routes", queryset=PriceRoute.objects.filter(is_active=True))
@@ -28,6 +29,16 @@ def _with_listing_relations(cards: QuerySet[ModelCard]) -> QuerySet[ModelCard]:
     return cards.select_related(
         "organisation", "task", "replacement__organisation"
     ).prefetch_related(_ACTIVE_ROUTES)
+
+
+def card_prices_filled(text: str, card: ModelCard) -> str:
+    """``text`` (a description, an FAQ answer) with its price tokens filled from ``card``'s
+    active routes (prefetched by the card selectors): ``{price}`` is its own route's."""
+    if "{price" not in text:
+        return text
+    routes = list(card.routes.all())
+    own = next((r.slug for r in routes if r.is_own), routes[0].slug if routes else None)
+    return fill_prices(text, {r.slug: r.price for r in routes}, default=own)
 
 
 def card_list(*, filters: CardFilters | None = None, at=None) -> QuerySet[ModelCard]:

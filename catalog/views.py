@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import html
 import json
 
 from django import forms
@@ -32,6 +33,7 @@ from catalog.models import (
     Status,
     Task,
 )
+from catalog.selectors import card_prices_filled
 from catalog.site import site_url
 from catalog.snippets import detection_snippets
 
@@ -262,7 +264,10 @@ def faq_schema(card: ModelCard) -> str:
                 "name": entry.question,
                 "acceptedAnswer": {
                     "@type": "Answer",
-                    "text": strip_tags(render_markdown(entry.answer)).strip(),
+                    # Plain text, as schema.org reads it: no tags, no HTML entities.
+                    "text": html.unescape(
+                        strip_tags(render_markdown(card_prices_filled(entry.answer, card)))
+                    ).strip(),
                 },
             }
             for entry in card.faq.all()

@@ -9,6 +9,7 @@ from django.utils.safestring import mark_safe
 
 from catalog.markdown import render_markdown
 from catalog.pricing import format_count, format_usd
+from catalog.selectors import card_prices_filled
 
 register = template.Library()
 
@@ -16,6 +17,13 @@ register = template.Library()
 @register.filter(name="markdown")
 def markdown_filter(text: str):
     return render_markdown(text)
+
+
+@register.filter
+def priced(text: str, card):
+    """Operator text with its price tokens filled from ``card``'s routes:
+    ``{{ entry.answer|priced:card|markdown }}`` (``catalog.pricing.fill_prices``)."""
+    return card_prices_filled(text or "", card)
 
 
 @register.filter

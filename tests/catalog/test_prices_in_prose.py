@@ -1,0 +1,88 @@
+"""Prices named in operator-written prose (a card's description, its FAQ answers) are price
+tokens filled from the card's routes when the page is shown: a price change shows there at
+once, as in the pricing box. The FAQ's JSON-LD is plain text."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+
+import pytest
+
+from catalog.models import FaqEntry
+from catalog.pricing import fill_prices
+from catalog.services import price_route_save
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def test_fill_prices():
+    prices = {"vitrine": Decimal("0.0002"), "cloudflare": Decimal("0.0000075")}
+    text = "{price} here, {price:cloudflare} there, {price:nope} unknown, {prices} not a token"
+    assert fill_prices(text, prices, default="vitrine") == (
+        "$0.0002 here, $0.0000075 there, {price:nope} unknown, {prices} not a token"
+    )
+    assert fill_prices("{price}", {}, default=None) == "{price}"
+
+
+def _faq_json_ld(page: str) -> list[dict]:
+    script = re.search(r'<script type="application/ld\+json">(.*?)</script>', page, re.S)
+    return json.loads(script.group(1))["mainEntity"]
+
+
+def test_a_price_change_shows_in_the_description_and_the_faq(client):
+    card = factories.card(description="## Pricing\n\nIt costs {price} per image.")
+    own = factories.route(card=card, price=Decimal("0.0001"))
+    factories.route(card=card, slug="cloudflare", provider="Cloudflare Workers AI",
+                    is_own=False, price=Decimal("0.0000075"))  # fmt: skip
+    FaqEntry.objects.create(
+        card=card, question="How much?", answer="{price} per image; {price:cloudflare} there."
+    )
+    url = f"/models/{card.model_id}"
+    page = client.get(url).content.decode()
+    assert "It costs $0.0001 per image." in page
+    assert "$0.0001 per image; $0.0000075 there." in page
+    assert _faq_json_ld(page)[0]["acceptedAnswer"]["text"] == (
+        "$0.0001 per image; $0.0000075 there."
+    )
+
+    own.price = Decimal("0.00012")
+    price_route_save(route=own, changed_by=None)  # as the admin saves it
+
+    page = client.get(url).content.decode()
+    # (The old price stays in the price history table, as it should.)
+    assert "It costs $0.00012 per image." in page
+    assert "$0.00012 per image; $0.0000075 there." in page
+    assert _faq_json_ld(page)[0]["acceptedAnswer"]["text"].startswith("$0.00012 per image")
+
+
+def test_the_faq_json_ld_is_plain_text_not_html(client):
+    card = factories.card()
+    factories.route(card=card)
+    FaqEntry.objects.create(
+        card=card, question="How do I call it?",
+        answer="Send `Authorization: Bearer <key>` & an image, *raw* or as JSON.",
+    )  # fmt: skip
+    page = client.get(f"/models/{card.model_id}").content.decode()
+    (entry,) = _faq_json_ld(page)
+    assert entry["acceptedAnswer"]["text"] == (
+        "Send Authorization: Bearer <key> & an image, raw or as JSON."
+    )
+    # Still safe inside the <script> element: no raw '<' in the page's JSON.
+    script = re.search(r'<script type="application/ld\+json">(.*?)</script>', page, re.S)
+    assert "<" not in script.group(1)
+
+
+def test_the_seeded_prose_names_its_prices_by_token(client):
+    """The seed's FAQ and descriptions carry no typed-in prices that could go stale."""
+    from catalog.seed import SEED
+
+    for item in SEED["cards"]:
+        prose = [item.get("description", "")] + [answer for _q, answer in item.get("faq", [])]
+        for text in prose:
+            assert not re.search(r"\$0\.0\d*(?! per 1k)\b per (image|request|inference)", text), (
+                item["slug"],
+                text,
+            )
