@@ -58,36 +58,55 @@ def points_from_cards(cards) -> list[Point]:
     return sorted(points.values(), key=lambda p: (p.fps, p.ap))
 
 
+# Column names that differ only in spelling name one figure: "GFLOPs", "GFLOPS", "FLOPs (G)".
+_COLUMN_ALIASES = {"flopsg": "gflops"}
+
+
+def _column_key(name: str) -> str:
+    key = "".join(ch for ch in name.lower() if ch.isalnum())
+    return _COLUMN_ALIASES.get(key, key)
+
+
 def benchmarks_by_dataset(cards) -> list[dict]:
-    """Rows of every compared card's tables, merged per dataset on column names."""
+    """Rows of every compared card's tables, merged per dataset: columns by name (spellings
+    of one figure are one column, shown as first seen), rows by label where they agree. Two
+    rows with one label and different figures (DETR-R50 after 50 and after 500 epochs in
+    Conditional DETR's table) stay two rows: merging them would drop one."""
     merged: dict[str, dict] = {}
     for card in cards:
         for table in card.benchmarks.all():
-            group = merged.setdefault(table.dataset, {"columns": [], "rows": {}, "sources": []})
-            for column in table.columns:
-                if column not in group["columns"]:
-                    group["columns"].append(column)
+            group = merged.setdefault(table.dataset, {"columns": {}, "rows": [], "sources": []})
+            keys = [_column_key(column) for column in table.columns]
+            for key, column in zip(keys, table.columns, strict=True):
+                group["columns"].setdefault(key, column)
             if table.source not in group["sources"]:
                 group["sources"].append(table.source)
             for row in table.rows.all():
-                values = dict(zip(table.columns, row.values, strict=False))
-                group["rows"].setdefault(row.label, {"values": {}, "card": card})
-                group["rows"][row.label]["values"].update(values)
-    result = []
-    for dataset, group in merged.items():
-        rows = [
-            {"label": label, "cells": [r["values"].get(c, "—") for c in group["columns"]]}
-            for label, r in group["rows"].items()
-        ]
-        result.append(
-            {
-                "dataset": dataset,
-                "columns": group["columns"],
-                "rows": rows,
-                "sources": group["sources"],
-            }
-        )
-    return result
+                values = dict(zip(keys, row.values, strict=False))
+                same = next(
+                    (
+                        r for r in group["rows"]
+                        if r["label"] == row.label
+                        and all(r["values"].get(k, v) == v for k, v in values.items())
+                    ),
+                    None,
+                )  # fmt: skip
+                if same is None:
+                    group["rows"].append({"label": row.label, "values": values, "card": card})
+                else:
+                    same["values"].update(values)
+    return [
+        {
+            "dataset": dataset,
+            "columns": list(group["columns"].values()),
+            "rows": [
+                {"label": r["label"], "cells": [r["values"].get(k, "—") for k in group["columns"]]}
+                for r in group["rows"]
+            ],
+            "sources": group["sources"],
+        }
+        for dataset, group in merged.items()
+    ]
 
 
 def nice_ticks(low: Decimal, high: Decimal, target: int = 5) -> list[Decimal]:

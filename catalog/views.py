@@ -374,7 +374,10 @@ def model_notify(request, org: str, name: str):
 
 @cached_page
 def compare(request):
-    wanted = [m.strip() for m in request.GET.get("models", "").split(",") if m.strip()]
+    # The same model twice is one model: a comparison needs COMPARE_MIN different ones.
+    wanted = list(
+        dict.fromkeys(m.strip() for m in request.GET.get("models", "").split(",") if m.strip())
+    )
     error = ""
     cards: list[ModelCard] = []
     if not COMPARE_MIN <= len(wanted) <= COMPARE_MAX:
@@ -422,7 +425,9 @@ def compare(request):
             if c.model_id not in plotted and c.image_price is not None and c.status in CALLABLE
         ],
     }  # fmt: skip
-    if error and not cards:
+    # Any bad selection (an unknown id among known ones too) is the picker again with the
+    # reason, never a comparison of fewer models than asked.
+    if error:
         status = 400 if request.GET.get("models") else 200
         return render(
             request,
