@@ -172,6 +172,20 @@ def test_trying_a_model_draws_its_boxes_on_the_image(
     boxes = int(canvas.get_attribute("data-boxes"))
     assert boxes > 0
     assert page.locator("#detections tr").count() == boxes
+    # The run's permalink is in the address bar: a reload shows the run, not an empty form;
+    # Back returns to the page the run was started on.
+    from playground.models import Job
+
+    job = Job.objects.get()
+    started_on = f"/models/{card.model_id}#demo"  # "Try it on your image": the inline demo
+    assert page.url.endswith(f"/playground/jobs/{job.pk}"), page.url
+    page.reload()
+    assert page.locator("#run-status").inner_text() == "Succeeded"
+    assert page.locator("#detections-table").count() == 1  # the run's own page
+    page.go_back()
+    page.wait_for_selector("#try-form", state="attached")  # that page again, not the run's
+    assert page.url.endswith(started_on), page.url
+    assert page.locator("#result").is_hidden()
 
 
 @pytest.mark.worker
@@ -318,7 +332,7 @@ def test_the_inline_demo_runs_a_dropped_example_and_refilters_without_a_new_run(
     page.get_by_role("tab", name="API call", exact=True).click()
     curl = page.locator("#demo-curl").inner_text()
     assert (
-        f"{page.url.split('/models/')[0]}/v1/inference/{card.model_id}?threshold={threshold}"
+        f"{page.evaluate('location.origin')}/v1/inference/{card.model_id}?threshold={threshold}"
         in curl
     )
     assert "--data-binary @street.jpg" in curl

@@ -1,6 +1,18 @@
 // Progressive enhancement for every page. The pages are complete without it: code blocks
 // are plain <pre>, every tab panel shows in order under its own title, filters stay open.
 
+// History entries a page adds (playground.js puts a run's permalink in the address bar)
+// show one document under another page's URL. Back and Forward to an entry whose path this
+// document does not show load that page: whichever document is showing when the traversal
+// happens (a reloaded permalink holds the entry of the page the run was started from).
+let shownPath = location.pathname;
+document.addEventListener("vitrine:pushed", (event) => {
+  shownPath = event.detail;
+});
+window.addEventListener("popstate", () => {
+  if (location.pathname !== shownPath) location.reload();
+});
+
 // Copy buttons: every <div class="code"> gets one for its <pre>; any [data-copy="#id"]
 // button copies that element's text.
 async function copyText(text) {

@@ -502,6 +502,16 @@ slider?.addEventListener("input", draw);
 const picker = document.querySelector("#pick-model select");
 picker?.addEventListener("change", () => picker.form.submit());
 
+// The run's permalink in the address bar once it is created (as a prediction's page on the
+// big sites): a reload or a copied URL shows this run instead of an empty form; Back returns
+// to the page it was started from, loaded afresh (site.js reloads on such a traversal).
+function remember(permalink) {
+  const path = permalink && new URL(permalink, location.href).pathname;
+  if (!path || path === location.pathname) return;
+  history.pushState({ run: permalink }, "", permalink);
+  document.dispatchEvent(new CustomEvent("vitrine:pushed", { detail: path }));
+}
+
 if (root && form) {
   wirePicking();
   refreshCost();
@@ -531,6 +541,7 @@ if (root && form) {
         body,
         headers: { "X-CSRFToken": token },
       });
+      remember(created.url);
       await follow(created.url, created);
     } catch (error) {
       say(error.message);
