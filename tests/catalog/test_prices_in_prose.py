@@ -86,3 +86,13 @@ def test_the_seeded_prose_names_its_prices_by_token(client):
                 item["slug"],
                 text,
             )
+
+
+def test_every_figure_derived_from_an_estimated_price_is_marked(client):
+    """A coming-soon model's price is an estimate: so are its with-fee price and what a
+    top-up would buy (they read as firm figures)."""
+    card = factories.card(status="coming_soon")
+    factories.route(card=card, price=Decimal("0.000047"), is_estimate=True)
+    text = " ".join(client.get(f"/models/{card.model_id}").content.decode().split())
+    assert "~$0.00004935 per image with the 5% top-up fee included (estimated)." in text
+    assert "(you pay $10.50) would run about 212,765 images at the estimated price." in text
