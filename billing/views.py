@@ -130,6 +130,16 @@ def byok_provider_choices() -> list[tuple[str, str]]:
     return list(choices.items())
 
 
+def _with_provider_names(keys) -> list[ProviderKey]:
+    """The user's provider keys, each with ``provider_name``: its route's provider as the
+    pricing box names it ("Cloudflare Workers AI"), the slug where no route has it now."""
+    names = dict(byok_provider_choices())
+    keys = list(keys)
+    for key in keys:
+        key.provider_name = names.get(key.provider, key.provider)
+    return keys
+
+
 class ProviderKeyForm(forms.Form):
     # The dashboard shows this form beside TopUpForm, which has a `provider` field too: its
     # own ids keep each <label for=...> on its own control (same field names, same POST).
@@ -261,7 +271,9 @@ def _dashboard_context(request: HttpRequest, **overrides) -> dict:
         ],
         "key_form": forms_["key_form"],
         "new_key": overrides.get("new_key"),
-        "provider_keys": ProviderKey.objects.filter(user=user).order_by("provider"),
+        "provider_keys": _with_provider_names(
+            ProviderKey.objects.filter(user=user).order_by("provider")
+        ),
         "provider_key_form": forms_["provider_key_form"],
         "byok_saved": format_usd(_sum(byok_used, "would_be_amount")),
         "byok_calls": byok_used.count(),

@@ -161,3 +161,15 @@ def test_both_forms_submit_what_the_page_renders(owner_client, owner):
     response = owner_client.post(byok, _fill(page, byok, secret="cf-Secret-abcdefgh-1234"))
     assert response.status_code == 302
     assert ProviderKey.objects.get(user=owner).provider == "cloudflare"
+
+
+def test_a_stored_provider_key_is_listed_under_its_providers_name(owner_client, owner):
+    """As the pricing box names the route ("Cloudflare Workers AI"), not its slug."""
+    from billing.services.keys import provider_key_save
+
+    provider_key_save(user=owner, provider="cloudflare", secret="cf-Secret-abcdefgh-1234")
+    html = owner_client.get(reverse("billing:dashboard")).content.decode()
+    row = html[html.index('<tr data-provider="cloudflare">') :]
+    assert row[: row.index("</tr>")].startswith(
+        '<tr data-provider="cloudflare"><td>Cloudflare Workers AI</td>'
+    )

@@ -96,7 +96,9 @@ def test_tries_are_limited_per_visitor(client, card, settings, django_capture_on
 
 def test_a_coming_soon_model_cannot_be_tried(client, card):
     ModelCard.objects.filter(pk=card.pk).update(status="coming_soon")
-    assert "cannot be tried yet" in client.get(try_url(card)).content.decode()
+    page = client.get(try_url(card)).content.decode()
+    assert "cannot be tried yet" in page
+    assert "queued to a worker" not in page  # the live page's lead, not above a refusal
     response = client.post(try_url(card), {"image": upload()}, headers=JSON)
     assert response.status_code == 409 and Job.objects.count() == 0
 
