@@ -20,9 +20,11 @@ import base64
 import binascii
 import json
 import logging
+import uuid
 import weakref
 from collections.abc import Callable
 from decimal import Decimal
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
@@ -60,11 +62,11 @@ from playground.failures import (
     job_failure,
 )
 from playground.models import Job, JobStatus
-from playground.options import Options, request_options
+from playground.options import Options, refuse_unknown_query, request_options
 from playground.quote import quote_build
 from playground.runtime import ImageError
-from playground.selectors import job_from_answer, job_of_owner, job_reread
-from playground.serializers import job_data
+from playground.selectors import job_from_answer, job_of_owner, job_reread, jobs_of_owner
+from playground.serializers import BOX_FORMATS, JobSerializer, job_data
 
 DEFAULT_THRESHOLD = 0.5
 # The bytes of a urlencoded form: printable ASCII (tabs and line ends tolerated).
@@ -89,6 +91,11 @@ PROVIDER_ROUTE = (
     "(BYOK), or use Vitrine's own route '{own}'."
 )
 JOB_NOT_FOUND = "No job {job_id} for this API key's account."
+JOBS_PAGE_DEFAULT = 20
+JOBS_PAGE_MAX = 100
+BAD_CHOICE = "'{name}' must be one of: {choices}."
+BAD_BOUNDED_INT = "'{name}' must be a whole number from {low} to {high}."
+NO_SUCH_CURSOR = "'starting_after' names no job of this account: {value}."
 NOT_CANCELLABLE = "Job {job_id} is {status}; only a queued job can be cancelled."
 JOB_LOST = (
     "The job was lost before it ran: the database restarted. Nothing was charged; send the"
@@ -613,6 +620,105 @@ def _answer_carried(
 # The OpenAPI generator documents the DRF view behind the coroutine.
 inference_create.cls = InferenceCreateApi
 inference_create.initkwargs = {}
+
+
+class JobListSerializer(serializers.Serializer):
+    """``GET /v1/jobs``: a page of the account's jobs, newest first."""
+
+    object = serializers.CharField(help_text="list")
+    data = JobSerializer(many=True)
+    has_more = serializers.BooleanField()
+    next = serializers.URLField(
+        allow_null=True, help_text="The next page (starting_after its last job); null at the end."
+    )
+
+
+class JobListApi(limits.RateLimitHeadersMixin, APIView):
+    """The account's jobs, newest first, a page at a time: what Replicate's and OpenAI's
+    list endpoints give (``starting_after`` a job id, ``has_more``, ``limit`` 1-100)."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    QUERY = {"limit", "starting_after", "status", "model", "box_format"}
+
+    @extend_schema(
+        operation_id="jobs_list",
+        summary="Your detection jobs, newest first",
+        tags=["inference"],
+        parameters=[
+            OpenApiParameter("limit", int, description=f"1 to {JOBS_PAGE_MAX} (default "
+                             f"{JOBS_PAGE_DEFAULT})."),
+            OpenApiParameter("starting_after", str, description="A job id: the page after it "
+                             "(the previous page's last job)."),
+            OpenApiParameter("status", str, enum=list(JobStatus.values)),
+            OpenApiParameter("model", str, description="Only this model's jobs, e.g. "
+                             "facebook/detr-resnet-50."),
+            openapi.PARAMETERS["box_format"],
+            *openapi.list_headers(),
+        ],
+        responses={200: JobListSerializer, **openapi.errors_for(400, 401, 405, 429)},
+    )  # fmt: skip
+    def get(self, request):
+        limits.api_read_check(request)
+        query = request.query_params
+        refuse_unknown_query(request, self.QUERY)
+        limit = _bounded_int(query.get("limit"), "limit", JOBS_PAGE_DEFAULT, 1, JOBS_PAGE_MAX)
+        status = query.get("status") or None
+        if status is not None and status not in JobStatus.values:
+            raise errors.ApplicationError(
+                BAD_CHOICE.format(name="status", choices=", ".join(JobStatus.values)),
+                code="invalid_value", param="status",
+            )  # fmt: skip
+        box_format = query.get("box_format") or None
+        if box_format not in (None, *BOX_FORMATS):
+            raise errors.ApplicationError(
+                BAD_CHOICE.format(name="box_format", choices=", ".join(BOX_FORMATS)),
+                code="invalid_value", param="box_format",
+            )  # fmt: skip
+        after = None
+        if query.get("starting_after"):
+            after = _owned_job_or_none(query["starting_after"], request.user)
+            if after is None:
+                raise errors.ApplicationError(
+                    NO_SUCH_CURSOR.format(value=query["starting_after"][:64]),
+                    code="invalid_value", param="starting_after",
+                )  # fmt: skip
+        jobs, more = jobs_of_owner(
+            user=request.user, limit=limit, starting_after=after, status=status,
+            model_id=query.get("model") or None,
+        )  # fmt: skip
+        following = None
+        if more:
+            params = {k: v for k, v in query.items() if k != "starting_after"}
+            params["starting_after"] = str(jobs[-1].pk)
+            following = request.build_absolute_uri(f"{request.path}?{urlencode(params)}")
+        return Response({
+            "object": "list",
+            "data": [job_resource(job, request=request, box_format=box_format) for job in jobs],
+            "has_more": more,
+            "next": following,
+        })  # fmt: skip
+
+
+def _bounded_int(raw, name: str, default: int, low: int, high: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise errors.ApplicationError(
+            BAD_BOUNDED_INT.format(name=name, low=low, high=high), code="invalid_value", param=name
+        )
+    return value
+
+
+def _owned_job_or_none(raw: str, user) -> Job | None:
+    try:
+        job_id = uuid.UUID(raw)
+    except ValueError:
+        return None
+    return job_of_owner(job_id=job_id, user=user)
 
 
 class JobDetailApi(limits.RateLimitHeadersMixin, APIView):

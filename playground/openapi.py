@@ -215,6 +215,11 @@ def inference_headers() -> list[OpenApiParameter]:
     ]
 
 
+def list_headers() -> list[OpenApiParameter]:
+    """The headers ``/v1/jobs`` answers with."""
+    return [*_headers(RATE_LIMIT_HEADERS, [200, 429]), *_headers(RETRY_AFTER, [429])]
+
+
 def job_headers() -> list[OpenApiParameter]:
     """The headers ``/v1/jobs/<id>`` answers with."""
     return [

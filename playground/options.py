@@ -65,6 +65,11 @@ def _refuse_unknown(names, known: set[str], *, where: str, prefix: str = "") -> 
             )
 
 
+def refuse_unknown_query(request, known: set[str]) -> None:
+    """400 ``unknown_parameter`` naming the first query parameter not in ``known``."""
+    _refuse_unknown(request.query_params.keys(), known, where="query parameter")
+
+
 def refuse_non_object(name: str, value, *, example: str = '{"threshold": 0.5}') -> None:
     """400 ``invalid_value`` for a body field that must be an object (``parameters``) but
     is a list, a string or a number: ignored, it would run the call with defaults."""

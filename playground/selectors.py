@@ -13,7 +13,7 @@ from functools import cache
 
 import orjson
 from django.db import connection
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from billing.models import AccountKind, Charge, LedgerAccount
 from billing.services.ledger import wallet_for
@@ -77,6 +77,45 @@ def runs_for_viewer(*, viewer: Viewer) -> QuerySet[Job]:
         )
         .order_by("-created_at", "-pk")
     )
+
+
+def jobs_of_owner(
+    *,
+    user,
+    limit: int,
+    starting_after: Job | None = None,
+    status: str | None = None,
+    model_id: str | None = None,
+) -> tuple[list[Job], bool]:
+    """A page of ``user``'s jobs, newest first, after ``starting_after`` (a job of theirs:
+    the last one of the previous page), with what their JSON reads; and whether more follow.
+    The money of the whole page in two queries (the charges, the wallet), not two per job."""
+    jobs = Job.objects.select_related(
+        "card__organisation", "route", "owner", "webhook_delivery"
+    ).filter(owner=user)
+    if starting_after is not None:
+        jobs = jobs.filter(
+            Q(created_at__lt=starting_after.created_at)
+            | Q(created_at=starting_after.created_at, pk__lt=starting_after.pk)
+        )
+    if status:
+        jobs = jobs.filter(status=status)
+    if model_id:
+        org, _, name = model_id.partition("/")
+        jobs = jobs.filter(card__organisation__slug=org, card__slug=name)
+    page = list(jobs.order_by("-created_at", "-pk")[: limit + 1])
+    page, more = page[:limit], len(page) > limit
+    if page:
+        charges = {
+            c.job_id: c
+            for c in Charge.objects.select_related("price_version").filter(
+                job_id__in=[job.pk for job in page]
+            )
+        }
+        balance = wallet_for(user).balance
+        for job in page:
+            setattr(job, _MONEY_ATTR, JobMoney(charge=charges.get(job.pk), balance=balance))
+    return page, more
 
 
 # The relations a job's JSON reads (model id, route slug, owner's wallet).
