@@ -78,6 +78,7 @@ MISSING_IMAGE = (
     "Send an image: raw bytes, a multipart 'image' field, or JSON {\"inputs\": <base64>}."
 )
 BAD_BASE64 = "'inputs' is not valid base64 image data."
+INPUTS_NOT_TEXT = "'inputs' must be a string: the image's base64 (or a data: URL)."
 logger = logging.getLogger(__name__)
 BAD_THRESHOLD = "'threshold' must be a number between 0 and 1."
 THRESHOLD_TWICE = (
@@ -295,7 +296,9 @@ def read_image_input(request) -> tuple[bytes, float]:
         parameters = data.get("parameters") if hasattr(data, "get") else None
         parameters = parameters if isinstance(parameters, dict) else {}
         threshold = caller_threshold(request, parameters.get("threshold"))
-        if not isinstance(inputs, str) or not inputs:
+        if inputs is not None and not isinstance(inputs, str):  # 123, [...], {...}
+            raise errors.ApplicationError(INPUTS_NOT_TEXT, code="invalid_value", param="inputs")
+        if not inputs:
             raise errors.ApplicationError(MISSING_IMAGE, code="missing_image", param="inputs")
         image = b64_image(inputs)
     if not image:

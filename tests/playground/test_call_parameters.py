@@ -211,3 +211,14 @@ def test_a_replay_answers_only_a_key_allowed_the_model(
                                          "Idempotency-Key": "k-1"})  # fmt: skip
     assert replay.status_code == 202 and replay.json()["id"] == first.json()["id"]
     assert Job.objects.count() == 1 and Charge.objects.count() == 1
+
+
+@pytest.mark.parametrize("inputs", [123, ["aGk="], {"image": "aGk="}, True])
+def test_inputs_that_are_not_text_are_named_not_missing(client, card, auth, other_user, inputs):
+    response = post(client, card, "", json.dumps({"inputs": inputs}), "application/json",
+                    headers=auth)  # fmt: skip
+    assert error_of(response) == (400, "invalid_value", "inputs"), response.content
+    assert "base64" in response.json()["error"]["message"]
+    nothing_happened(other_user)
+    absent = post(client, card, "", json.dumps({"inputs": ""}), "application/json", headers=auth)
+    assert error_of(absent) == (400, "missing_image", "inputs")
