@@ -98,6 +98,8 @@ if (root) {
     const tone = panel.status === "succeeded" ? "live" : FINAL.has(panel.status) ? "deprecated" : "beta";
     badge.className = `badge badge-${tone}`;
     const error = el.querySelector("[data-role=error]");
+    // Known once a worker ran the job: the live updates say it as a reload would.
+    el.querySelector("[data-role=untrained]").hidden = !panel.untrained;
     error.hidden = !panel.error;
     error.textContent = panel.error ? `${panel.error.message} (${panel.error.code})` : "";
     const ms = (v) => (v === null || v === undefined ? "…" : `${Number(v).toLocaleString("en-US")} ms`);

@@ -97,6 +97,10 @@ def test_two_live_models_on_one_image_side_by_side(
     assert panels.count() == 2
     assert [panels.nth(i).get_attribute("data-model-id") for i in range(2)] == list(MODELS)
     assert Job.objects.filter(status="succeeded").count() == 2, worker.output()
+    # Random test weights, said on each panel by the live update (not only after a reload).
+    assert Job.objects.filter(weights_untrained=True).count() == 2
+    for i in range(2):
+        assert panels.nth(i).locator("[data-role=untrained]").is_visible()
 
     # Random weights: nothing reaches the default 0.5; at the floor both models see boxes.
     assert [panels.nth(i).locator("canvas").get_attribute("data-boxes") for i in range(2)] == [
