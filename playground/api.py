@@ -78,6 +78,7 @@ MISSING_IMAGE = (
     "Send an image: raw bytes, a multipart 'image' field, or JSON {\"inputs\": <base64>}."
 )
 BAD_BASE64 = "'inputs' is not valid base64 image data."
+ONE_IMAGE = "Send one 'image' part: a call detects objects in one image."
 INPUTS_NOT_TEXT = "'inputs' must be a string: the image's base64 (or a data: URL)."
 logger = logging.getLogger(__name__)
 BAD_THRESHOLD = "'threshold' must be a number between 0 and 1."
@@ -244,7 +245,7 @@ def parse_threshold(raw, *, default: float = DEFAULT_THRESHOLD) -> float:
         value = -1.0
     if not 0.0 <= value <= 1.0:
         raise errors.ApplicationError(BAD_THRESHOLD, code="invalid_threshold", param="threshold")
-    return value
+    return value + 0.0  # -0 is 0 (it was echoed back as -0.0)
 
 
 def prefers_async(request) -> bool:
@@ -289,6 +290,8 @@ def read_image_input(request) -> tuple[bytes, float]:
     if isinstance(data, bytes):
         image, threshold = data, caller_threshold(request)
     elif "image" in request.FILES:
+        if len(request.FILES.getlist("image")) > 1:  # one would be dropped unsaid
+            raise errors.ApplicationError(ONE_IMAGE, code="invalid_value", param="image")
         image = request.FILES["image"].read()
         threshold = caller_threshold(request, data.get("threshold"))
     else:
@@ -754,6 +757,7 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
         },
     )
     def get(self, request, job_id):
+        refuse_unknown_query(request, {"threshold", "box_format"})  # a typo is not ignored
         threshold = request.query_params.get("threshold")
         box_format = request.query_params.get("box_format") or None
         if box_format not in (None, "int", "float"):

@@ -222,3 +222,28 @@ def test_inputs_that_are_not_text_are_named_not_missing(client, card, auth, othe
     nothing_happened(other_user)
     absent = post(client, card, "", json.dumps({"inputs": ""}), "application/json", headers=auth)
     assert error_of(absent) == (400, "missing_image", "inputs")
+
+
+def test_two_image_parts_are_refused_not_one_dropped(client, card, auth, other_user):
+    response = client.post(
+        f"/v1/inference/{card.model_id}",
+        data={"image": [io.BytesIO(jpeg()), io.BytesIO(jpeg(80, 60))]},
+        headers=auth,
+    )
+    assert error_of(response) == (400, "invalid_value", "image"), response.content
+    nothing_happened(other_user)
+
+
+def test_minus_zero_is_zero(client, card, auth):
+    response = post(client, card, "?dry_run=true&threshold=-0", headers=auth)
+    assert response.status_code == 200 and str(response.json()["threshold"]) == "0.0"
+
+
+def test_a_job_read_refuses_a_parameter_it_does_not_know(
+    client, card, auth, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks():
+        job = post(client, card, headers={**auth, "Prefer": "respond-async"}).json()
+    response = client.get(f"/v1/jobs/{job['id']}?treshold=0.9", headers=auth)
+    assert error_of(response) == (400, "unknown_parameter", "treshold")
+    assert client.get(f"/v1/jobs/{job['id']}?threshold=0.9", headers=auth).status_code == 200
