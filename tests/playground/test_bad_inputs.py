@@ -322,7 +322,7 @@ REQUEST_CASES = [
     Case("json-bad-utf8", lambda: b'{"inputs": "\xff\xfe"}', "application/json", 400, "invalid_json", image=False),
     Case("json-nan-threshold", lambda: b'{"inputs": "aGVsbG8=", "parameters": {"threshold": NaN}}', "application/json", 400, "invalid_json", image=False),
     Case("json-top-level-array", lambda: b"[1, 2, 3]", "application/json", 400, "missing_image", image=False),
-    Case("json-inputs-a-number", lambda: b'{"inputs": 12}', "application/json", 400, "missing_image", image=False),
+    Case("json-inputs-a-number", lambda: b'{"inputs": 12}', "application/json", 400, "invalid_value", image=False),
     Case("json-base64-of-text", lambda: b'{"inputs": "aGVsbG8="}', "application/json", 415, "unsupported_format", image=False),
     Case("json-bad-base64", lambda: b'{"inputs": "%%%"}', "application/json", 400, "invalid_base64", image=False),
     Case("jpeg-labelled-json", lambda: encode(scene(), "JPEG"), "application/json", 400, "invalid_json", image=False),
