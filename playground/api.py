@@ -62,11 +62,16 @@ from playground.failures import (
     job_failure,
 )
 from playground.models import Job, JobStatus
-from playground.options import Options, refuse_unknown_query, request_options
+from playground.options import (
+    Options,
+    query_box_format,
+    refuse_unknown_query,
+    request_options,
+)
 from playground.quote import quote_build
 from playground.runtime import ImageError
 from playground.selectors import job_from_answer, job_of_owner, job_reread, jobs_of_owner
-from playground.serializers import BOX_FORMATS, JobSerializer, job_data
+from playground.serializers import JobSerializer, job_data
 
 DEFAULT_THRESHOLD = 0.5
 # The bytes of a urlencoded form: printable ASCII (tabs and line ends tolerated).
@@ -674,12 +679,7 @@ class JobListApi(limits.RateLimitHeadersMixin, APIView):
                 BAD_CHOICE.format(name="status", choices=", ".join(JobStatus.values)),
                 code="invalid_value", param="status",
             )  # fmt: skip
-        box_format = query.get("box_format") or None
-        if box_format not in (None, *BOX_FORMATS):
-            raise errors.ApplicationError(
-                BAD_CHOICE.format(name="box_format", choices=", ".join(BOX_FORMATS)),
-                code="invalid_value", param="box_format",
-            )  # fmt: skip
+        box_format = query_box_format(request)
         after = None
         if query.get("starting_after"):
             after = _owned_job_or_none(query["starting_after"], request.user)
@@ -759,12 +759,7 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
     def get(self, request, job_id):
         refuse_unknown_query(request, {"threshold", "box_format"})  # a typo is not ignored
         threshold = request.query_params.get("threshold")
-        box_format = request.query_params.get("box_format") or None
-        if box_format not in (None, "int", "float"):
-            raise errors.ApplicationError(
-                "'box_format' must be one of: int, float.", code="invalid_value",
-                param="box_format",
-            )  # fmt: skip
+        box_format = query_box_format(request)
         job = self._job(request, job_id, to_show=True)
         resource = job_resource(
             job, request=request, threshold=parse_threshold(threshold) if threshold else None,

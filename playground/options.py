@@ -65,6 +65,19 @@ def _refuse_unknown(names, known: set[str], *, where: str, prefix: str = "") -> 
             )
 
 
+def query_box_format(request) -> str | None:
+    """The query's ``box_format`` (None when absent or empty); 400 ``invalid_value`` when it
+    is not one of ``BOX_FORMATS``."""
+    box_format = request.query_params.get("box_format") or None
+    if box_format not in (None, *BOX_FORMATS):
+        raise errors.ApplicationError(
+            BAD_BOX_FORMAT.format(choices=", ".join(BOX_FORMATS)),
+            code="invalid_value",
+            param="box_format",
+        )
+    return box_format
+
+
 def refuse_unknown_query(request, known: set[str]) -> None:
     """400 ``unknown_parameter`` naming the first query parameter not in ``known``."""
     _refuse_unknown(request.query_params.keys(), known, where="query parameter")
@@ -114,13 +127,7 @@ def request_options(request, *, vitrine_flavour: bool = False) -> Options:
     if len({repr(url) for url in webhooks}) > 1:
         raise errors.ApplicationError(WEBHOOK_TWICE, code="invalid_value", param="webhook")
     webhook = webhooks[0] if webhooks else None
-    box_format = query.get("box_format", "int") or "int"
-    if box_format not in BOX_FORMATS:
-        raise errors.ApplicationError(
-            BAD_BOX_FORMAT.format(choices=", ".join(BOX_FORMATS)),
-            code="invalid_value",
-            param="box_format",
-        )
+    box_format = query_box_format(request) or "int"
     if webhook is not None and not isinstance(webhook, str):
         webhook = ""  # refused by the URL check with its message
     return Options(
