@@ -162,6 +162,22 @@ def test_a_test_sized_checkpoint_is_the_same_classes_smaller_and_says_so(test_si
     assert len(result.detections) == 100
 
 
+@pytest.mark.same_on_any_database
+def test_make_checkpoints_on_a_database_not_migrated_says_what_to_run(tmp_path):
+    # A fresh clone's first command may be this one: a sentence, not a traceback.
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}", "DEBUG": "1"}
+    out = subprocess.run(
+        [sys.executable, "manage.py", "make_checkpoints", "--weights-dir", str(tmp_path / "w"),
+         "--families", "yolos_tiny"],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "run `manage.py migrate` and `manage.py seed_catalog` first" in out.stderr
+    assert not (tmp_path / "w").exists()
+
+
 @pytest.mark.django_db
 def test_make_checkpoints_lays_out_weights_for_the_seeded_cards(tmp_path, monkeypatch):
     from playground.runtime import CheckpointSpec, load_detector

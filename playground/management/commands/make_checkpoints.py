@@ -57,8 +57,15 @@ class Command(BaseCommand):
     def _folders(self, family: str, *, out, weights_dir) -> list[Path]:
         if out:
             return [Path(out) / family]
+        from django.db import connection
+
         from catalog.models import ModelCard
 
+        if ModelCard._meta.db_table not in connection.introspection.table_names():
+            raise CommandError(
+                "The database has no catalogue yet: run `manage.py migrate` and "
+                "`manage.py seed_catalog` first (or write plain folders with --out)."
+            )
         repo = PUBLISHED[family]
         revisions = set(
             ModelCard.objects.filter(checkpoint_repo=repo).values_list(
