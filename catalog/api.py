@@ -171,6 +171,7 @@ class ModelDetailApi(APIView):
         tags=["models"],
         responses={
             200: OutputSerializer,
+            400: OpenApiResponse(errors.ErrorSerializer, "A query parameter (it takes none)."),
             404: OpenApiResponse(errors.ErrorSerializer, "No published model has this id."),
             405: OpenApiResponse(errors.ErrorSerializer, "Only GET is allowed."),
         },
@@ -191,6 +192,7 @@ class ModelDetailApi(APIView):
         ],
     )
     def get(self, request: Request, model_id: str) -> Response:
+        errors.refuse_unknown_query(request, set())
         card = selectors.card_get(model_id=model_id)
         if card is None:
             raise errors.model_not_found(model_id)
@@ -230,11 +232,15 @@ class ModelListApi(APIView):
         tags=["models"],
         responses={
             200: OutputSerializer,
-            400: OpenApiResponse(errors.ErrorSerializer, "A filter has an invalid value."),
+            400: OpenApiResponse(
+                errors.ErrorSerializer, "A filter has an invalid value, or is not one of these."
+            ),
             405: OpenApiResponse(errors.ErrorSerializer, "Only GET is allowed."),
         },
     )
     def get(self, request: Request) -> Response:
+        # A misspelt filter (`?statsu=live`) would list every model as if it had matched.
+        errors.refuse_unknown_query(request, set(self.FilterSerializer().fields))
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         cards = selectors.card_list(filters=filters.validated_data)

@@ -30,6 +30,10 @@ NOT_FOUND = "Not found."
 METHOD_NOT_ALLOWED = "Method {method} is not allowed on {path}."
 INVALID_PARAMETER = "Invalid value for '{param}': {detail}"
 INVALID_REQUEST = "Invalid request: {detail}"
+UNKNOWN_PARAMETER = "Unknown {where} '{name}'; known: {known}."
+
+# The longest parameter name an error repeats whole.
+MAX_SHOWN_NAME = 64
 
 # --- types (OpenAI's names, plus not_found) -------------------------------------------
 INVALID_REQUEST_ERROR = "invalid_request_error"
@@ -193,3 +197,29 @@ class ErrorBodySerializer(serializers.Serializer):
 @extend_schema_serializer(component_name="Error")
 class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
+
+
+def _shown(name: str) -> str:
+    """A parameter name as an error repeats it: short and printable (a body sent as a form
+    by mistake makes names of its bytes)."""
+    if len(name) <= MAX_SHOWN_NAME and name.isprintable():
+        return name
+    return ascii(name[:MAX_SHOWN_NAME])[1:-1] + "..."
+
+
+def refuse_unknown(names, known: set[str], *, where: str, prefix: str = "") -> None:
+    for name in names:
+        if name not in known:
+            shown = _shown(prefix + name)
+            raise ApplicationError(
+                UNKNOWN_PARAMETER.format(
+                    where=where, name=shown, known=", ".join(sorted(known)) or "none"
+                ),
+                code="unknown_parameter",
+                param=shown,
+            )
+
+
+def refuse_unknown_query(request, known: set[str]) -> None:
+    """400 ``unknown_parameter`` naming the first query parameter not in ``known``."""
+    refuse_unknown(request.query_params.keys(), known, where="query parameter")

@@ -41,6 +41,7 @@ from rest_framework.views import APIView
 from billing.auth import ApiKeyAuthentication
 from billing.services.charges import user_has_byok
 from catalog import errors
+from catalog.errors import refuse_unknown_query
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard, PriceRoute
 from catalog.selectors import card_with_routes
@@ -62,12 +63,7 @@ from playground.failures import (
     job_failure,
 )
 from playground.models import Job, JobStatus
-from playground.options import (
-    Options,
-    query_box_format,
-    refuse_unknown_query,
-    request_options,
-)
+from playground.options import Options, query_box_format, request_options
 from playground.quote import quote_build
 from playground.runtime import ImageError
 from playground.selectors import job_from_answer, job_of_owner, job_reread, jobs_of_owner

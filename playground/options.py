@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from catalog import errors
+from catalog.errors import refuse_unknown
 from playground.serializers import BOX_FORMATS
 
-UNKNOWN_PARAMETER = "Unknown {where} '{name}'; known: {known}."
 BAD_BOOLEAN = "'{name}' must be true or false."
 BAD_BOX_FORMAT = "'box_format' must be one of: {choices}."
 NOT_AN_OBJECT = "'{name}' must be a JSON object, e.g. {example}."
@@ -32,9 +32,6 @@ JSON_FIELDS = {"inputs", "parameters", "webhook"}
 JSON_PARAMETERS = {"threshold"}
 FORM_FIELDS = {"image", "threshold", "webhook"}
 
-# The longest parameter name an error repeats whole.
-MAX_SHOWN_NAME = 64
-
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -44,25 +41,6 @@ class Options:
     dry_run: bool = False
     webhook: str | None = None
     box_format: str = "int"
-
-
-def _shown(name: str) -> str:
-    """A parameter name as an error repeats it: short and printable (a body sent as a form
-    by mistake makes names of its bytes)."""
-    if len(name) <= MAX_SHOWN_NAME and name.isprintable():
-        return name
-    return ascii(name[:MAX_SHOWN_NAME])[1:-1] + "..."
-
-
-def _refuse_unknown(names, known: set[str], *, where: str, prefix: str = "") -> None:
-    for name in names:
-        if name not in known:
-            shown = _shown(prefix + name)
-            raise errors.ApplicationError(
-                UNKNOWN_PARAMETER.format(where=where, name=shown, known=", ".join(sorted(known))),
-                code="unknown_parameter",
-                param=shown,
-            )
 
 
 def query_box_format(request) -> str | None:
@@ -76,11 +54,6 @@ def query_box_format(request) -> str | None:
             param="box_format",
         )
     return box_format
-
-
-def refuse_unknown_query(request, known: set[str]) -> None:
-    """400 ``unknown_parameter`` naming the first query parameter not in ``known``."""
-    _refuse_unknown(request.query_params.keys(), known, where="query parameter")
 
 
 def refuse_non_object(name: str, value, *, example: str = '{"threshold": 0.5}') -> None:
@@ -107,19 +80,19 @@ def request_options(request, *, vitrine_flavour: bool = False) -> Options:
     """Check every parameter name of the request and read Vitrine's options. ``request``
     is DRF's (after parsing: ``request.data`` is bytes for a raw image body)."""
     query = request.query_params
-    _refuse_unknown(query.keys(), QUERY_VITRINE if vitrine_flavour else QUERY,
+    refuse_unknown(query.keys(), QUERY_VITRINE if vitrine_flavour else QUERY,
                     where="query parameter")  # fmt: skip
     data = request.data
     webhooks = query.getlist("webhook")
     if hasattr(data, "getlist"):  # form / multipart (a QueryDict, also a dict: test first)
-        _refuse_unknown([*data.keys(), *request.FILES.keys()], FORM_FIELDS, where="form field")
+        refuse_unknown([*data.keys(), *request.FILES.keys()], FORM_FIELDS, where="form field")
         webhooks += [url for url in data.getlist("webhook") if url]
     elif isinstance(data, dict):  # JSON
-        _refuse_unknown(data.keys(), JSON_FIELDS, where="body field")
+        refuse_unknown(data.keys(), JSON_FIELDS, where="body field")
         parameters = data.get("parameters")
         refuse_non_object("parameters", parameters)
         if isinstance(parameters, dict):
-            _refuse_unknown(parameters.keys(), JSON_PARAMETERS, where="parameter",
+            refuse_unknown(parameters.keys(), JSON_PARAMETERS, where="parameter",
                             prefix="parameters.")  # fmt: skip
         if "webhook" in data:
             webhooks.append(data["webhook"])

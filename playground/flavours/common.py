@@ -9,9 +9,10 @@ from rest_framework.views import APIView
 
 from billing.auth import ApiKeyAuthentication
 from catalog import errors
+from catalog.errors import refuse_unknown
 from playground import api, limits, offload
 from playground.flavours import error_body, error_headers
-from playground.options import _refuse_unknown, refuse_non_object
+from playground.options import refuse_non_object
 
 
 def refuse_unknown_options(
@@ -20,18 +21,18 @@ def refuse_unknown_options(
     """400 ``unknown_parameter`` naming the first query parameter, JSON field or nested
     key (``parameters.top_k``) the flavour does not know: a typo must not run and charge a
     call with defaults the caller did not mean (as on Vitrine's own routes)."""
-    _refuse_unknown(request.query_params.keys(), query, where="query parameter")
+    refuse_unknown(request.query_params.keys(), query, where="query parameter")
     data = request.data
     if not isinstance(data, dict):
         return  # raw image bytes
-    _refuse_unknown(data.keys(), fields, where="body field")
+    refuse_unknown(data.keys(), fields, where="body field")
     for name, known in (nested or {}).items():
         value = data.get(name)
         refuse_non_object(
             name, value, example="{" + ", ".join(f'"{k}": ...' for k in sorted(known)) + "}"
         )
         if isinstance(value, dict):
-            _refuse_unknown(value.keys(), known, where="parameter", prefix=f"{name}.")
+            refuse_unknown(value.keys(), known, where="parameter", prefix=f"{name}.")
 
 
 class FlavourApi(limits.RateLimitHeadersMixin, APIView):

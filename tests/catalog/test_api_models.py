@@ -232,6 +232,20 @@ def test_invalid_filter_is_a_400_in_the_error_shape(client, seeded, query, param
     assert error["message"].startswith(f"Invalid value for '{param}': ")
 
 
+@pytest.mark.parametrize(
+    ("path", "known"),
+    [("/v1/models?statsu=live", "status, task"), ("/v1/models/hustvl/yolos-tiny?expand=1", "none")],
+)
+def test_an_unknown_query_parameter_is_refused_not_ignored(client, seeded, path, known):
+    # `?statsu=live` listed every model as though the filter had matched.
+    error = assert_error_shape(
+        client.get(path), status=400, type="invalid_request_error", code="unknown_parameter"
+    )
+    name = path.split("?")[1].split("=")[0]
+    assert error["param"] == name
+    assert error["message"] == f"Unknown query parameter '{name}'; known: {known}."
+
+
 # --- one error shape ----------------------------------------------------------------------
 def test_unknown_model_is_a_404_in_openai_error_shape(client, seeded):
     response = client.get("/v1/models/acme/nope")
