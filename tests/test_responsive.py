@@ -82,6 +82,14 @@ LAYOUT_PROBLEMS = """() => {
       problems.push(`table ${table.id || table.className} (${Math.round(box.width)}px) is clipped`);
     }
   }
+  // A chart or a table box that scrolls sideways says so in a line above it.
+  for (const box of document.querySelectorAll("figure, .scroll")) {
+    if (!box.offsetParent || box.scrollWidth <= box.clientWidth + 1) continue;
+    const cue = box.previousElementSibling;
+    if (!cue || !cue.matches(".scroll-cue") || !cue.offsetParent) {
+      problems.push(`${box.tagName.toLowerCase()}.${box.className} scrolls sideways unsaid`);
+    }
+  }
   // Numbers never break: every benchmark cell and numeric cell is one line.
   for (const cell of document.querySelectorAll("table.bench td, td.num")) {
     if (!cell.offsetParent || !/\\d/.test(cell.textContent)) continue;
@@ -248,6 +256,22 @@ def test_on_a_phone_the_price_comes_before_the_api_and_the_faq(browser, site):  
     # Schemas are collapsed: the specs and benchmarks are not pushed below the fold by JSON.
     assert page.locator("details.schema[open]").count() == 0
     assert not page.locator("details.schema pre").first.is_visible()
+    context.close()
+
+
+def test_a_chart_wider_than_a_phone_says_it_scrolls_and_not_once_it_fits(browser, site):  # noqa: F811
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(PAGES["compare"])
+    charts = page.locator("figure.chart")
+    assert charts.count() >= 2  # AP against speed, time against price
+    cues = page.locator("p.scroll-cue + figure.chart")
+    assert cues.count() == charts.count()
+    assert page.locator("p.scroll-cue:has(+ figure.chart)").first.inner_text() == (
+        "Scroll sideways to see the whole chart →"
+    )
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_function("!document.querySelector('p.scroll-cue + figure.chart')")
     context.close()
 
 

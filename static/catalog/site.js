@@ -151,3 +151,31 @@ const filters = document.querySelector("details.filters-panel");
 if (filters && !filters.hasAttribute("data-active") && matchMedia("(max-width: 59.99rem)").matches) {
   filters.open = false;
 }
+
+// A box that scrolls sideways says so: on a phone a chart or a wide table is cut at the
+// screen's edge with nothing to tell that more is there. The cue is a line above the box,
+// shown while the box is wider inside than out, and gone once it fits (a wider window).
+const SIDEWAYS = "figure.chart, .scroll";
+function markSideways() {
+  for (const box of document.querySelectorAll(SIDEWAYS)) {
+    const cue = box.previousElementSibling?.classList.contains("scroll-cue")
+      ? box.previousElementSibling
+      : null;
+    const wider = box.offsetParent !== null && box.scrollWidth > box.clientWidth + 1;
+    if (wider && !cue) {
+      const line = document.createElement("p");
+      line.className = "scroll-cue";
+      line.setAttribute("aria-hidden", "true");  // the box itself is read whole
+      line.textContent = box.matches("figure") ? "Scroll sideways to see the whole chart →"
+        : "Scroll sideways to see the whole table →";
+      box.before(line);
+    } else if (!wider && cue) {
+      cue.remove();
+    }
+  }
+}
+markSideways();
+window.addEventListener("resize", markSideways);
+// A tab or a <details> that opens may show a box that was hidden when the page loaded.
+document.addEventListener("click", () => requestAnimationFrame(markSideways));
+document.addEventListener("toggle", markSideways, true);
