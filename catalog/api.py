@@ -73,7 +73,10 @@ class PriceRouteOutputSerializer(serializers.Serializer):
     price = DecimalStringField(help_text="USD per unit, pass-through.")
     price_per_1k = DecimalStringField(help_text="USD per 1,000 units.")
     price_with_fee = serializers.SerializerMethodField(
-        help_text="USD per unit once the 5% top-up fee paid for the credit is counted."
+        help_text=(
+            "USD per unit once the 5% top-up fee paid for the credit is counted; null on a "
+            "provider's route, which runs on your own key: paid to the provider, no fee."
+        )
     )
     estimated = serializers.BooleanField(source="is_estimate", help_text="Set at launch.")
     beta = serializers.BooleanField(source="is_beta")
@@ -81,8 +84,10 @@ class PriceRouteOutputSerializer(serializers.Serializer):
         source="byok_available", help_text="Callable with your own provider key (no charge)."
     )
 
-    @extend_schema_field(DECIMAL_STRING_SCHEMA)
-    def get_price_with_fee(self, route: PriceRoute) -> str:
+    @extend_schema_field({**DECIMAL_STRING_SCHEMA, "nullable": True})
+    def get_price_with_fee(self, route: PriceRoute) -> str | None:
+        if not route.is_own:  # never from the wallet, so no credit (and no fee) pays for it
+            return None
         return decimal_string(price_with_fee(route.price))
 
 

@@ -100,7 +100,7 @@ def test_retrieve_detr_in_full(client, seeded):
                 "unit": "request",
                 "price": "0.0000075",
                 "price_per_1k": "0.0075",
-                "price_with_fee": "0.000007875",
+                "price_with_fee": None,  # BYOK: paid to Cloudflare, no fee
                 "estimated": False,
                 "beta": True,
                 "byok": True,
