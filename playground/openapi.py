@@ -37,6 +37,10 @@ class InferenceJsonSerializer(serializers.Serializer):
         fields={"threshold": serializers.FloatField(min_value=0, max_value=1, required=False)},
         required=False,
     )
+    webhook = serializers.URLField(
+        required=False,
+        help_text="http(s) URL the finished job is POSTed to, signed (or ?webhook=).",
+    )
 
 
 @extend_schema_field(OpenApiTypes.BINARY)
@@ -49,6 +53,9 @@ class BinaryFileField(serializers.FileField):
 class InferenceUploadSerializer(serializers.Serializer):
     image = BinaryFileField(help_text="The image file.")
     threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
+    webhook = serializers.URLField(
+        required=False, help_text="http(s) URL the finished job is POSTed to, signed."
+    )
 
 
 REQUEST_BODIES = {
@@ -143,10 +150,14 @@ ERRORS = {
     422: error("The idempotency key was used for another request, or the job failed."),
     429: error("Too many calls; Retry-After says when to try again."),
     500: error("The job failed on our side (nothing charged)."),
-    503: error("No worker could take the job in time (nothing charged); see Retry-After."),
+    502: error("The provider of a BYOK route failed to run the model (nothing charged)."),
+    503: error(
+        "A service, the model or the provider is unavailable, or no worker took the job in "
+        "time (nothing charged); see Retry-After."
+    ),
 }
 INFERENCE_ERRORS = errors_for(400, 401, 402, 403, 404, 405, 409, 410, 413, 415, 422, 429)
-INFERENCE_ERRORS.update(errors_for(500, 503))
+INFERENCE_ERRORS.update(errors_for(500, 502, 503))
 
 PARAMETERS = {
     "route": OpenApiParameter("route", str, description="Price route slug (default: ours)."),

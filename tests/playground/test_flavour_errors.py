@@ -674,6 +674,7 @@ def test_the_model_pages_error_table_lists_every_answer_of_the_contract(client, 
     import re
 
     from catalog.errors import error_type_for
+    from playground.failures import CANCELLED, FAILURES
 
     page = client.get(f"/models/{card.model_id}").content.decode()
     table = page[page.index('<section id="errors">') :]
@@ -694,6 +695,10 @@ def test_the_model_pages_error_table_lists_every_answer_of_the_contract(client, 
         for code in re.findall(r"<code>([a-z_]+)</code>", row[2])
     }
     contract = {(status, code) for _case, status, code in REFUSALS} | set(OTHER_ERRORS)
+    # A sync call whose job failed answers the job's code (playground/failures.py), a
+    # cancelled one 409 job_cancelled; a provider's route without the user's key is refused.
+    contract |= {(failure.status, code) for code, failure in FAILURES.items()}
+    contract |= {(CANCELLED.status, "job_cancelled"), (400, "byok_required")}
     assert contract - listed == set()
     assert {s for s, _ in contract} | {400} <= set(rows)
     for status in (429, 503):

@@ -8,8 +8,11 @@ import pytest
 from django.core.management import call_command
 from drf_spectacular.validation import validate_schema
 
+from playground.failures import FAILURES
+from playground.options import FORM_FIELDS, JSON_FIELDS
+
 INFERENCE_STATUSES = {"200", "202", "400", "401", "402", "403", "404", "409", "410", "413"}
-INFERENCE_STATUSES |= {"415", "422", "429", "500", "503"}
+INFERENCE_STATUSES |= {"415", "422", "429", "500", "502", "503"}
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -46,10 +49,15 @@ def test_inference_calls_declare_bodies_statuses_headers_and_parameters(schema, 
     }
     upload = schema["components"]["schemas"]["InferenceUpload"]
     assert upload["properties"]["image"]["format"] == "binary"
+    # Every field the parsers take (an unknown one is a 400): a generated client can send it.
+    assert set(json_body["properties"]) == JSON_FIELDS
+    assert set(upload["properties"]) == FORM_FIELDS
     assert content["image/*"]["schema"] == {"type": "string", "format": "binary"}
 
     responses = operation["responses"]
     assert set(responses) >= INFERENCE_STATUSES
+    # A sync call answers a failed job's status (playground/failures.py): each is declared.
+    assert {str(failure.status) for failure in FAILURES.values()} <= set(responses)
     for status in INFERENCE_STATUSES - {"200", "202"}:
         assert responses[status]["content"]["application/json"]["schema"] == ERROR, status
     assert responses["202"]["content"]["application/json"]["schema"] == {
