@@ -7,6 +7,8 @@ handlers, ``<iframe>`` and ``javascript:`` links cannot pass whatever their spel
 
 from __future__ import annotations
 
+import re
+
 import markdown as md
 import nh3
 from django.utils.safestring import SafeString, mark_safe
@@ -27,8 +29,13 @@ ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
 EXTENSIONS = ["tables", "fenced_code", "sane_lists"]
 
 
-def render_markdown(text: str) -> SafeString:
+def render_markdown(text: str, *, top: int | None = None) -> SafeString:
+    """``top``: the level the text's highest heading takes (its others follow, at most
+    h6), so that an operator's ``## Pricing`` in a section under an h2 is that section's
+    h3, not a second h2 beside it."""
     html = md.markdown(text or "", extensions=EXTENSIONS, output_format="html")
+    if top is not None:
+        html = _headings_from(html, top)
     clean = nh3.clean(
         html,
         tags=ALLOWED_TAGS,
@@ -37,3 +44,14 @@ def render_markdown(text: str) -> SafeString:
         link_rel="nofollow noopener noreferrer",
     )
     return mark_safe(clean)
+
+
+_HEADING = re.compile(r"<(/?)h([1-6])\b")
+
+
+def _headings_from(html: str, top: int) -> str:
+    levels = [int(level) for _, level in _HEADING.findall(html)]
+    if not levels:
+        return html
+    shift = top - min(levels)
+    return _HEADING.sub(lambda m: f"<{m[1]}h{min(int(m[2]) + shift, 6)}", html)

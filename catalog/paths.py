@@ -7,7 +7,7 @@ public contract (bookmarks, search engines), so they do not move when the views 
 
 from __future__ import annotations
 
-from catalog.models import Collection, ModelCard, Organisation
+from catalog.models import Collection, ModelCard, Organisation, Task
 
 MODELS_PATH = "/models"
 
@@ -23,3 +23,7 @@ def collection_path(collection: Collection) -> str:
 
 def organisation_path(organisation: Organisation) -> str:
     return f"/orgs/{organisation.slug}"
+
+
+def task_path(task: Task) -> str:
+    return f"/tasks/{task.slug}"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from django.contrib.sitemaps import Sitemap
 
-from catalog.models import Collection, ModelCard, Organisation
-from catalog.paths import MODELS_PATH, card_path, collection_path, organisation_path
+from catalog.models import Collection, ModelCard, Organisation, Task
+from catalog.paths import MODELS_PATH, card_path, collection_path, organisation_path, task_path
 
 
 class StaticPagesSitemap(Sitemap):
@@ -48,9 +48,18 @@ class OrganisationSitemap(Sitemap):
         return organisation_path(item)
 
 
+class TaskSitemap(Sitemap):
+    def items(self):
+        return Task.objects.filter(cards__in=ModelCard.objects.published()).distinct()
+
+    def location(self, item: Task) -> str:
+        return task_path(item)
+
+
 SITEMAPS = {
     "pages": StaticPagesSitemap,
     "models": ModelCardSitemap,
     "collections": CollectionSitemap,
     "organisations": OrganisationSitemap,
+    "tasks": TaskSitemap,
 }

@@ -13,4 +13,5 @@ urlpatterns = [
     path("compare", views.compare, name="compare"),
     path("collections/<slug:slug>", views.collection_detail, name="collection_detail"),
     path("orgs/<slug:slug>", views.org_detail, name="org_detail"),
+    path("tasks/<slug:slug>", views.task_detail, name="task_detail"),
 ]

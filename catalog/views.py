@@ -490,5 +490,22 @@ def org_detail(request, slug: str):
     )
 
 
+@cached_page
+def task_detail(request, slug: str):
+    """A task (Hugging Face's task pages, seed 003): what its models do, in the operators'
+    Markdown, then every listed model of the task."""
+    task = get_object_or_404(Task, slug=slug)
+    return render(
+        request,
+        "catalog/card_list_page.html",
+        {
+            "title": task.name,
+            "intro_html": render_markdown(task.description, top=2),
+            "intro": strip_tags(render_markdown(task.description)),
+            "cards": listed_cards().filter(task=task).order_by(*FEATURED),
+        },
+    )
+
+
 def home(request):
     return redirect("catalog:model_list")

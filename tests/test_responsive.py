@@ -47,6 +47,7 @@ PAGES = {
     "compare-run": "/compare/run?models=facebook/detr-resnet-50,hustvl/yolos-tiny",
     "collection": "/collections/object-detection",
     "org": "/orgs/facebook",
+    "task": "/tasks/object-detection",
     "try": f"{DETR}/try",
     "playground": "/playground",
     "not-found": "/models/facebook/detr-resnet-5",
@@ -349,14 +350,16 @@ def test_the_price_route_admin_inline_fits_a_laptop_screen(browser, site):  # no
 
 
 def test_the_browser_javascript_snippet_runs_in_a_page(browser, site, tmp_path):  # noqa: F811
-    """The page's own "JavaScript (browser)" snippet, run as is in a page of another origin
-    with a file input: the File goes to the API (CORS preflight and all), which accepts
-    key, model and image and answers 402 for the empty wallet."""
+    """The page's own "JavaScript (browser)" snippet, run in a page of another origin with a
+    file input: as pasted, it runs and the API refuses its placeholder key; with a key in
+    its place, the File goes to the API (CORS preflight and all), which accepts key, model
+    and image and answers 402 for the empty wallet."""
     from django.contrib.auth import get_user_model
     from PIL import Image
 
-    from billing.services.keys import api_key_create
+    from billing.services.keys import MALFORMED_KEY, api_key_create
     from billing.services.ledger import INSUFFICIENT_CREDITS
+    from catalog.snippets import API_KEY_PLACEHOLDER
 
     _, key = api_key_create(user=get_user_model().objects.get(username="dev"), name="browser")
     Image.new("RGB", (64, 48), (30, 140, 220)).save(tmp_path / "cats.jpg", "JPEG")
@@ -365,19 +368,26 @@ def test_the_browser_javascript_snippet_runs_in_a_page(browser, site, tmp_path):
     page.goto(DETR)
     code = page.locator("[data-snippet=javascript] pre").text_content()
     assert f"{site.url}/v1/inference/" in code
+    # The snippet declares its own key: pasted as is it names the placeholder, which the
+    # visitor replaces with a key (no ReferenceError for an undeclared apiKey).
+    placeholder = f'const apiKey = "{API_KEY_PLACEHOLDER}";'
+    assert code.count(placeholder) == 1
     # Run it from another origin (127.0.0.1 against localhost): the API answers CORS.
     other_origin = site.url.replace("localhost", "127.0.0.1")
     assert other_origin != site.url
     page.goto(f"{other_origin}/models")
     page.evaluate("document.body.insertAdjacentHTML('beforeend', '<input type=file id=pick>')")
     page.set_input_files("#pick", str(tmp_path / "cats.jpg"))
-    error = page.evaluate(
-        "async ([code, key]) => {"
-        "  const run = new Function('apiKey', `return (async () => {\\n${code}\\n})()`);"
-        "  try { await run(key); return null; } catch (e) { return e.message; }"
-        "}",
-        [code, key],
+    run = (
+        "async (code) => {"
+        "  const run = new Function(`return (async () => {\\n${code}\\n})()`);"
+        "  try { await run(); return null; } catch (e) { return e.message; }"
+        "}"
     )
+    # As pasted: it runs, and the API refuses the placeholder (not a ReferenceError).
+    assert page.evaluate(run, code) == MALFORMED_KEY
+    # With the visitor's key in its place: the API took key, model and image (402).
+    error = page.evaluate(run, code.replace(placeholder, f'const apiKey = "{key}";'))
     assert error == INSUFFICIENT_CREDITS.format(balance="$0", cost="$0.0002")
     context.close()
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal, InvalidOperation
 
 from django import template
@@ -15,8 +16,10 @@ register = template.Library()
 
 
 @register.filter(name="markdown")
-def markdown_filter(text: str):
-    return render_markdown(text)
+def markdown_filter(text: str, top: int | None = None):
+    """``{{ text|markdown }}``; ``{{ text|markdown:3 }}`` makes its highest heading an h3
+    (text inside a section whose own heading is an h2)."""
+    return render_markdown(text, top=None if top is None else int(top))
 
 
 @register.filter
@@ -93,3 +96,14 @@ def block_text(context, name: str) -> str:
     # BlockNode.render takes the block off the stack while it renders and puts it back,
     # so {{ block.super }} inside it keeps working. The output is already escaped HTML.
     return mark_safe(" ".join(block.render(context).split()))
+
+
+@register.filter
+def mentions(title: str, name: str) -> bool:
+    """Whether ``title`` already names ``name``, whatever the order and spacing of its words
+    and numbers ("COCO 2017 val" names "COCO val2017"): a heading then repeats nothing."""
+
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z]+|\d+", (text or "").lower()))
+
+    return bool(words(name)) and words(name) <= words(title)

@@ -131,6 +131,7 @@ def test_sitemap_lists_models_cards_collections_and_organisations(client, seeded
             for slug in ["object-detection", "meta", "open-weight", "coming-soon", "image-models"]
         ),
         *(f"{base}/orgs/{slug}" for slug in ["facebook", "microsoft", "PekingU", "hustvl"]),
+        f"{base}/tasks/object-detection",
     }
 
     urls = sitemap(client)
