@@ -264,7 +264,8 @@ def caller_threshold(request, body=None) -> float:
     ``parameters.threshold``), each checked. Given more than once with different values
     (``?threshold=0.9`` and a body's 0.5, or the query twice) is a 400 ``invalid_value``:
     running at either one would run the call at a threshold its caller may not have meant."""
-    given = [*request.query_params.getlist("threshold"), *([] if body is None else [body])]
+    bodies = body if isinstance(body, list) else [] if body is None else [body]  # a form's
+    given = [*request.query_params.getlist("threshold"), *bodies]
     values = {parse_threshold(raw) for raw in given if raw is not None and raw != ""}
     if len(values) > 1:
         raise errors.ApplicationError(
@@ -294,7 +295,7 @@ def read_image_input(request) -> tuple[bytes, float]:
         if len(request.FILES.getlist("image")) > 1:  # one would be dropped unsaid
             raise errors.ApplicationError(ONE_IMAGE, code="invalid_value", param="image")
         image = request.FILES["image"].read()
-        threshold = caller_threshold(request, data.get("threshold"))
+        threshold = caller_threshold(request, data.getlist("threshold"))  # each of them
     else:
         inputs = data.get("inputs") if hasattr(data, "get") else None
         parameters = data.get("parameters") if hasattr(data, "get") else None

@@ -19,6 +19,7 @@ from catalog.errors import refuse_unknown
 from playground.serializers import BOX_FORMATS
 
 BAD_BOOLEAN = "'{name}' must be true or false."
+DRY_RUN_TWICE = "'dry_run' was given more than once with different values: give it once."
 BAD_BOX_FORMAT = "'box_format' must be one of: {choices}."
 NOT_AN_OBJECT = "'{name}' must be a JSON object, e.g. {example}."
 WEBHOOK_TWICE = (
@@ -33,7 +34,7 @@ JSON_PARAMETERS = {"threshold"}
 FORM_FIELDS = {"image", "threshold", "webhook"}
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,17 @@ def _boolean(name: str, raw) -> bool:
     raise errors.ApplicationError(BAD_BOOLEAN.format(name=name), code="invalid_value", param=name)
 
 
+def _dry_run(query) -> bool:
+    """``dry_run=true`` quotes; absent runs the call. Bare (``?dry_run``), empty or given
+    twice with different values is a 400: a quote meant and a paid call run instead (or the
+    reverse) must not turn on how a client spells or repeats a flag."""
+    given = query.getlist("dry_run")
+    values = {_boolean("dry_run", raw) for raw in given}
+    if len(values) > 1:
+        raise errors.ApplicationError(DRY_RUN_TWICE, code="invalid_value", param="dry_run")
+    return values.pop() if values else False
+
+
 def request_options(request, *, vitrine_flavour: bool = False) -> Options:
     """Check every parameter name of the request and read Vitrine's options. ``request``
     is DRF's (after parsing: ``request.data`` is bytes for a raw image body)."""
@@ -104,7 +116,7 @@ def request_options(request, *, vitrine_flavour: bool = False) -> Options:
     if webhook is not None and not isinstance(webhook, str):
         webhook = ""  # refused by the URL check with its message
     return Options(
-        dry_run=_boolean("dry_run", query.get("dry_run", "false")),
+        dry_run=_dry_run(query),
         webhook=webhook if webhook not in (None,) else None,
         box_format=box_format,
     )

@@ -115,6 +115,45 @@ def test_the_same_threshold_in_the_query_and_the_body_is_one(client, card, auth)
     assert "0.6, 0.8" in form.json()["error"]["message"]
 
 
+def test_a_form_threshold_given_twice_differently_is_refused(client, card, auth, other_user):
+    """The last of two form values was used unsaid (a multipart body may repeat a field)."""
+    form = client.post(
+        f"/v1/inference/{card.model_id}",
+        data={"image": io.BytesIO(jpeg()), "threshold": ["0.5", "0.9"]},
+        headers=auth,
+    )
+    assert error_of(form) == (400, "invalid_value", "threshold")
+    assert "0.5, 0.9" in form.json()["error"]["message"]
+    nothing_happened(other_user)
+    same = client.post(
+        f"/v1/inference/{card.model_id}?dry_run=true",
+        data={"image": io.BytesIO(jpeg()), "threshold": ["0.7", "0.7"]},
+        headers=auth,
+    )
+    assert same.status_code == 200 and same.json()["threshold"] == 0.7
+
+
+# --- dry_run: a quote or a paid call, never by accident ------------------------------------
+@pytest.mark.parametrize(
+    "query", ["?dry_run", "?dry_run=", "?dry_run=true&dry_run=false", "?dry_run=0&dry_run=1"]
+)
+def test_a_bare_empty_or_conflicting_dry_run_is_refused_not_run(
+    client, card, auth, other_user, query
+):
+    """Each of these ran (and charged) a real call: a bare flag read as false, the last of
+    two values won."""
+    response = post(client, card, query, headers=auth)
+    assert error_of(response) == (400, "invalid_value", "dry_run"), response.content
+    nothing_happened(other_user)
+
+
+@pytest.mark.parametrize("query", ["?dry_run=true&dry_run=1", "?dry_run=yes"])
+def test_a_dry_run_given_twice_alike_is_one_quote(client, card, auth, other_user, query):
+    response = post(client, card, query, headers=auth)
+    assert response.status_code == 200 and response.json()["object"] == "quote"
+    nothing_happened(other_user)
+
+
 # --- base64 and bodies as tools send them --------------------------------------------------
 def test_base64_wrapped_in_lines_is_read(client, card, auth):
     """``base64 photo.jpg`` and Python's ``encodebytes`` wrap at 76 columns."""
