@@ -56,9 +56,11 @@ BAD_HOST = "'webhook' has no valid host name."
 BAD_PORT = "'webhook' has an invalid port."
 TOO_LONG = "'webhook' is longer than {limit} characters."
 NOT_RESOLVED = "The webhook host '{host}' does not resolve."
+# The address a name resolves to is not repeated: a caller would map our internal DNS
+# (db.internal -> 10.x) through the message.
 NOT_PUBLIC = (
-    "The webhook host '{host}' resolves to {address}, which is not a public internet "
-    "address (loopback, private, link-local, metadata, multicast or reserved)."
+    "The webhook host '{host}' is not a public internet address, or resolves to one that is "
+    "not (loopback, private, link-local, metadata, multicast or reserved)."
 )
 REDIRECTED = "The receiver answered {status} (a redirect); redirects are not followed."
 
@@ -149,7 +151,7 @@ def resolve_checked(host: str, port: int) -> list[tuple[int, str]]:
         if isinstance(address, ipaddress.IPv6Address) and len(sockaddr) > 3 and sockaddr[3]:
             address = ipaddress.IPv6Address(f"{address}%{sockaddr[3]}")
         if not address_allowed(address):
-            raise WebhookRefused(NOT_PUBLIC.format(host=host, address=text))
+            raise WebhookRefused(NOT_PUBLIC.format(host=host))
         if (family, text) not in checked:
             checked.append((family, text))
     if not checked:

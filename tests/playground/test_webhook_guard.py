@@ -118,6 +118,14 @@ def test_private_targets_are_refused_at_creation(url):
     assert "not a public internet address" in caught.value.message
 
 
+def test_a_refusal_does_not_say_what_a_name_resolves_to():
+    """It named the address ('resolves to 127.0.0.1'): any caller could map internal DNS."""
+    with pytest.raises(ApplicationError) as caught:
+        webhooks.webhook_url_validate("http://localhost:8080/hook")
+    assert caught.value.code == "invalid_webhook"
+    assert "127.0.0.1" not in caught.value.message and "::1" not in caught.value.message
+
+
 # --- the signature ----------------------------------------------------------------------
 def test_the_signature_is_hmac_sha256_over_timestamp_dot_body():
     # Computed with another tool:
