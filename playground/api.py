@@ -39,7 +39,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.auth import ApiKeyAuthentication
-from billing.services.charges import user_has_byok
+from billing.services.charges import key_allow_list_check, user_has_byok
 from catalog import errors
 from catalog.errors import refuse_unknown_query
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
@@ -685,9 +685,11 @@ class JobListApi(limits.RateLimitHeadersMixin, APIView):
                     NO_SUCH_CURSOR.format(value=query["starting_after"][:64]),
                     code="invalid_value", param="starting_after",
                 )  # fmt: skip
+        # A key restricted to some models lists their jobs only, as it may call only them.
+        allowed = list(request.auth.allowed_models.values_list("pk", flat=True))
         jobs, more = jobs_of_owner(
             user=request.user, limit=limit, starting_after=after, status=status,
-            model_id=query.get("model") or None,
+            model_id=query.get("model") or None, card_ids=allowed or None,
         )  # fmt: skip
         following = None
         if more:
@@ -737,6 +739,9 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
                 JOB_NOT_FOUND.format(job_id=job_id), code="job_not_found", status=404,
                 type=errors.NOT_FOUND_ERROR,
             )  # fmt: skip
+        # A key restricted to some models reads and cancels their jobs only: 403, as its
+        # call or an Idempotency-Key replay of another model's job is.
+        key_allow_list_check(request.auth, job.card)
         return job
 
     @extend_schema(
@@ -750,7 +755,7 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
         ],
         responses={
             200: openapi.job_response(JOB_RESOURCE_DOC),
-            **openapi.errors_for(400, 401, 404, 405, 429),
+            **openapi.errors_for(400, 401, 403, 404, 405, 429),
         },
     )
     def get(self, request, job_id):
@@ -772,7 +777,7 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
         parameters=openapi.job_headers(),
         responses={
             200: openapi.job_response(JOB_RESOURCE_DOC),
-            **openapi.errors_for(401, 404, 405, 409, 429),
+            **openapi.errors_for(401, 403, 404, 405, 409, 429),
         },
     )
     def delete(self, request, job_id):

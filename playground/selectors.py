@@ -86,9 +86,11 @@ def jobs_of_owner(
     starting_after: Job | None = None,
     status: str | None = None,
     model_id: str | None = None,
+    card_ids: list[int] | None = None,
 ) -> tuple[list[Job], bool]:
     """A page of ``user``'s jobs, newest first, after ``starting_after`` (a job of theirs:
     the last one of the previous page), with what their JSON reads; and whether more follow.
+    ``card_ids``: only these models' jobs (an API key's allow-list).
     The money of the whole page in two queries (the charges, the wallet), not two per job."""
     jobs = Job.objects.select_related(
         "card__organisation", "route", "owner", "webhook_delivery"
@@ -103,6 +105,8 @@ def jobs_of_owner(
     if model_id:
         org, _, name = model_id.partition("/")
         jobs = jobs.filter(card__organisation__slug=org, card__slug=name)
+    if card_ids is not None:  # an API key's allow-list
+        jobs = jobs.filter(card_id__in=card_ids)
     page = list(jobs.order_by("-created_at", "-pk")[: limit + 1])
     page, more = page[:limit], len(page) > limit
     if page:

@@ -156,3 +156,26 @@ def test_a_page_costs_the_same_queries_whatever_its_length(
             )
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
+
+
+def test_a_key_restricted_to_some_models_sees_and_cancels_their_jobs_only(
+    client, account, other_user, cards, django_capture_on_commit_callbacks
+):
+    """It read, listed and cancelled every model's jobs, though its calls and replays of
+    other models answer 403 model_not_allowed."""
+    detr, yolos = cards
+    [detr_job] = make_jobs(client, account, detr, 1, django_capture_on_commit_callbacks)
+    [yolos_job] = make_jobs(client, account, yolos, 1, django_capture_on_commit_callbacks, 1)
+    _, raw = api_key_create(user=other_user, name="detr only", allowed_models=[detr])
+    narrow = {"Authorization": f"Bearer {raw}"}
+
+    listed = client.get("/v1/jobs", headers=narrow).json()["data"]
+    assert [job["id"] for job in listed] == [detr_job]
+    assert client.get(f"/v1/jobs/{detr_job}", headers=narrow).status_code == 200
+    for method in (client.get, client.delete):
+        response = method(f"/v1/jobs/{yolos_job}", headers=narrow)
+        assert response.status_code == 403, response.content
+        assert response.json()["error"]["code"] == "model_not_allowed"
+    assert Job.objects.get(pk=yolos_job).status == JobStatus.QUEUED  # not cancelled
+    # The account's other keys still see everything.
+    assert len(client.get("/v1/jobs", headers=account).json()["data"]) == 2
