@@ -29,6 +29,7 @@ from catalog.models import ModelCard
 from playground import demo, pipeline, runs
 from playground.api import parse_threshold
 from playground.models import Job
+from playground.public_image import without_metadata
 from playground.selectors import Viewer, job_for_viewer
 from playground.serializers import job_data
 from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_open
@@ -216,20 +217,32 @@ def job_detail(request, job_id):
     return render(request, "playground/job.html", runs.permalink_context(request, job, owner=owner))
 
 
+PUBLIC_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+
+
 @require_GET
 def job_image(request, job_id):
-    """The upload, to its owner (or anyone, once public), for drawing the boxes on."""
-    job, _ = _get_job_for_visitor(request, job_id)
+    """The upload, to its owner (or anyone, once public), for drawing the boxes on; to anyone
+    else without its metadata (GPS, camera, names: playground/public_image.py)."""
+    job, owns = _get_job_for_visitor(request, job_id)
     try:
         # From the shared storage: this web machine may not be the one that took the upload.
         upload = upload_open(job.image_name)
+        if not owns:
+            with upload:
+                data = upload.read()
     except FileNotFoundError:
         raise Http404("The image is gone.") from None
     except StorageUnavailable:
         logger.exception("job %s: the upload storage failed", job.pk)
         return HttpResponse(STORAGE_DOWN, status=503, content_type="text/plain")
     content_type = mimetypes.guess_type(job.image_name)[0] or "application/octet-stream"
-    response = FileResponse(upload, content_type=content_type)
+    if owns:
+        response = FileResponse(upload, content_type=content_type)
+    else:
+        image_format = PUBLIC_FORMATS.get(content_type)
+        clean = without_metadata(data, image_format) if image_format else data
+        response = HttpResponse(clean, content_type=content_type)
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -1,0 +1,104 @@
+"""A public run's image, as a stranger gets it: the upload's pixels without what the camera
+wrote about it (GPS, device, names, comments), the orientation kept; its owner gets the
+upload as sent (playground/public_image.py)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from PIL import Image, ImageChops
+
+from playground.models import Job
+from playground.public_image import ORIENTATION, without_metadata
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+GPS_IFD, ARTIST, MAKE = 0x8825, 0x013B, 0x010F
+
+
+def photo(image_format="JPEG", orientation=6, comment=b"taken at home") -> bytes:
+    """A phone's picture: EXIF with a GPS position, the owner's name, the camera, a turn;
+    an XMP block and a comment on JPEG."""
+    image = Image.effect_noise((96, 64), 40).convert("RGB")
+    exif = Image.Exif()
+    exif[ARTIST], exif[MAKE], exif[ORIENTATION] = "Jane Doe", "SecretCam", orientation
+    exif.get_ifd(GPS_IFD).update({1: "N", 2: (51.0, 30.0, 26.0), 3: "W", 4: (0.0, 7.0, 39.0)})
+    out = io.BytesIO()
+    options = {"exif": exif.tobytes()}
+    if image_format == "JPEG":
+        options |= {"comment": comment, "xmp": b"<x:xmpmeta>Jane's house</x:xmpmeta>"}
+    if image_format == "WEBP":
+        options["lossless"] = True
+    image.save(out, format=image_format, **options)
+    return out.getvalue()
+
+
+def pixels(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP"])
+def test_metadata_goes_the_pixels_and_the_turn_stay(image_format):
+    original = photo(image_format)
+    clean = without_metadata(original, image_format)
+    with Image.open(io.BytesIO(clean)) as image:
+        assert dict(image.getexif()) == {ORIENTATION: 6}
+        assert image.format == image_format
+        assert "comment" not in image.info and "xmp" not in image.info
+    for secret in (b"Jane", b"SecretCam", b"taken at home"):
+        assert secret not in clean, secret
+    # The same picture: a JPEG's scan is copied as is, PNG and WebP are written losslessly.
+    assert ImageChops.difference(pixels(original), pixels(clean)).getbbox() is None
+    if image_format == "JPEG":
+        assert clean.endswith(original[original.index(b"\xff\xda") :])
+
+
+def test_an_upright_jpeg_keeps_no_exif_at_all():
+    clean = without_metadata(photo(orientation=1), "JPEG")
+    assert b"Exif" not in clean and b"Jane" not in clean
+    with Image.open(io.BytesIO(clean)) as image:
+        assert dict(image.getexif()) == {}
+
+
+def test_a_jpeg_not_laid_out_as_jpeg_says_is_written_again_without_metadata():
+    broken = photo()
+    start = broken.index(b"\xff\xe1")
+    broken = broken[:start] + b"\x00" + broken[start:]  # a stray byte before the EXIF segment
+    clean = without_metadata(broken, "JPEG")
+    assert b"Jane" not in clean
+    with Image.open(io.BytesIO(clean)) as image:
+        assert image.size == (96, 64)
+
+
+@pytest.fixture
+def public_run(client, settings, tmp_path, django_user_model):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    card = factories.card()
+    factories.route(card=card)
+    owner = django_user_model.objects.create_user("ada", "ada@example.com", "pw-1234-long")
+    client.force_login(owner)
+    original = photo()
+    response = client.post(
+        f"/models/{card.model_id}/try",
+        {"image": io.BytesIO(original)},
+    )
+    assert response.status_code == 302, response.content
+    job = Job.objects.get()
+    Job.objects.filter(pk=job.pk).update(is_public=True)
+    return job, original
+
+
+def test_a_stranger_gets_a_public_runs_image_without_its_metadata(client, public_run):
+    job, original = public_run
+    url = reverse("playground:job_image", args=[job.pk])
+    mine = client.get(url)
+    assert b"".join(mine.streaming_content) == original  # its owner: as sent
+    theirs = Client().get(url)
+    assert theirs.status_code == 200 and theirs["Content-Type"] == "image/jpeg"
+    assert theirs.content == without_metadata(original, "JPEG")
+    assert b"Jane" not in theirs.content and b"SecretCam" not in theirs.content
