@@ -3,9 +3,11 @@
 Only detector calls: an image goes in, boxes come out. Each API snippet names the model's
 own inference URL and the Bearer auth header. The local one (transformers' pipeline) is
 shown for open-weight models with a Hub checkpoint, pinned to the revision our workers
-serve; the Cloudflare one only for a card with a Cloudflare Workers AI route, with that
-route's own model id. ``tests/catalog/test_snippets.py`` parses every one (Python's
-parser, ``node --check``, ``bash -n``).
+serve; the Cloudflare Worker (TypeScript) only for a card with a Cloudflare Workers AI
+route, with that route's own model id. ``tests/catalog/test_snippets.py`` parses every one
+(Python's parser, ``node --check``, ``bash -n``; TypeScript once its type annotations are
+erased) and runs the browser one and the Worker in Node with stand-ins for the page and
+for Cloudflare.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 API_KEY_ENV = "VITRINE_API_KEY"
+# Where a snippet cannot read the environment (a web page), the key is pasted in its place.
+API_KEY_PLACEHOLDER = "YOUR_VITRINE_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ def detection_snippets(
             "javascript",
             "JavaScript (browser)",
             "javascript",
+            "// Your Vitrine API key: readable by anyone who can read this page.\n"
+            f'const apiKey = "{API_KEY_PLACEHOLDER}";\n'
             '// A File from <input type="file">, or any Blob (a canvas, a fetched image).\n'
             'const file = document.querySelector("input[type=file]").files[0];\n'
             f'const response = await fetch("{url}", {{\n'
@@ -166,17 +172,58 @@ def detection_snippets(
             Snippet(
                 "cloudflare",
                 "Cloudflare Workers AI",
-                "bash",
-                "# With your own Cloudflare token (BYOK): billed by Cloudflare, no Vitrine fee.\n"
-                "curl https://api.cloudflare.com/client/v4/accounts/$CLOUDFLARE_ACCOUNT_ID"
-                f"/ai/run/{cloudflare_model_id} \\\n"
-                '  -X POST -H "Authorization: Bearer $CLOUDFLARE_API_TOKEN" \\\n'
-                "  --data-binary @cats.jpg\n\n"
-                "# In a Worker:\n"
-                "# const blob = await (await fetch(imageUrl)).arrayBuffer();\n"
-                f'# const response = await env.AI.run("{cloudflare_model_id}", '
-                "{ image: [...new Uint8Array(blob)] });",
-                note="Cloudflare's own endpoint for this model, with your Cloudflare account.",
+                "typescript",
+                cloudflare_worker(
+                    site_url=site_url, model_id=model_id, cloudflare_model_id=cloudflare_model_id
+                ),
+                note="A Worker (TypeScript), as on Cloudflare's model page: env.AI runs the "
+                "model on Cloudflare, ?via=vitrine sends the same input to Vitrine.",
             )
         )
     return snippets
+
+
+def cloudflare_worker(*, site_url: str, model_id: str, cloudflare_model_id: str) -> str:
+    """A whole Cloudflare Worker, as Cloudflare's model page shows it (``env.AI.run`` with the
+    image as integers 0-255), plus the same input sent to Vitrine's Cloudflare-compatible
+    route: the binding never reaches Vitrine, so that path is a plain ``fetch``."""
+    vitrine_url = f"{site_url}/client/v4/accounts/any/ai/run/@cf/{model_id}"
+    return (
+        "export interface Env {\n"
+        "  AI: Ai;\n"
+        f"  {API_KEY_ENV}: string; // a secret: npx wrangler secret put {API_KEY_ENV}\n"
+        "}\n\n"
+        "export default {\n"
+        "  async fetch(request, env): Promise<Response> {\n"
+        '    const res = await fetch("https://cataas.com/cat");\n'
+        "    const blob = await res.arrayBuffer();\n"
+        "    const inputs = {\n"
+        "      image: [...new Uint8Array(blob)],\n"
+        "    };\n\n"
+        '    if (new URL(request.url).searchParams.get("via") === "vitrine") {\n'
+        "      // Vitrine's Cloudflare-compatible route: the same input (or the raw bytes), your\n"
+        "      // Vitrine API key, any account id; charged to your Vitrine wallet. It answers\n"
+        '      // Cloudflare\'s envelope: {"result": [...], "success": true, "errors": [], ...}.\n'
+        "      const answer = await fetch(\n"
+        f'        "{vitrine_url}",\n'
+        "        {\n"
+        '          method: "POST",\n'
+        "          headers: {\n"
+        f"            Authorization: `Bearer ${{env.{API_KEY_ENV}}}`,\n"
+        '            "Content-Type": "application/json",\n'
+        "          },\n"
+        "          body: JSON.stringify(inputs),\n"
+        "        },\n"
+        "      );\n"
+        "      return new Response(answer.body, {\n"
+        "        status: answer.status,\n"
+        '        headers: { "Content-Type": "application/json" },\n'
+        "      });\n"
+        "    }\n\n"
+        "    // The AI binding runs the model on Cloudflare's own Workers AI, billed to your\n"
+        "    // Cloudflare account: it does not call Vitrine, and Vitrine charges nothing.\n"
+        f'    const response = await env.AI.run("{cloudflare_model_id}", inputs);\n'
+        "    return new Response(JSON.stringify({ inputs: { image: [] }, response }));\n"
+        "  },\n"
+        "} satisfies ExportedHandler<Env>;"
+    )
