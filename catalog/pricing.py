@@ -74,18 +74,24 @@ def format_count(value: int | Decimal | None) -> str:
 
 
 # A price named in operator-written text (a card's description, an FAQ answer): ``{price}``
-# is the card's own route's, ``{price:cloudflare}`` a route's by its slug. Filled in when
-# the text is shown, so a price change shows everywhere at once (a number typed into the
-# prose would go stale). An unknown slug is left as written, for the admin's preview to show.
-PRICE_TOKEN = re.compile(r"\{price(?::([a-z0-9_-]+))?\}")
+# is the card's own route's, ``{price:cloudflare}`` a route's by its slug, and
+# ``{price_per_1k}`` / ``{price_per_1k:<slug>}`` the same prices per 1,000 units ("~$0.047
+# per 1k images"). Filled in when the text is shown, so a price change shows everywhere at
+# once (a number typed into the prose would go stale). An unknown slug is left as written,
+# for the admin's preview to show.
+PRICE_TOKEN = re.compile(r"\{price(?P<per_1k>_per_1k)?(?::(?P<slug>[a-z0-9_-]+))?\}")
 
 
 def fill_prices(text: str, prices: Mapping[str, Decimal], *, default: str | None) -> str:
-    """``text`` with each price token replaced by that route's price (``$0.0002``);
-    ``prices`` maps route slugs to unit prices, ``default`` is the slug ``{price}`` means."""
+    """``text`` with each price token replaced by that route's price (``$0.0002``, or
+    ``$0.20`` for ``{price_per_1k}``); ``prices`` maps route slugs to unit prices,
+    ``default`` is the slug ``{price}`` means."""
 
     def price(match: re.Match) -> str:
-        slug = match.group(1) or default
-        return format_usd(prices[slug]) if slug in prices else match.group(0)
+        slug = match.group("slug") or default
+        if slug not in prices:
+            return match.group(0)
+        unit_price = prices[slug]
+        return format_usd(per_thousand(unit_price) if match.group("per_1k") else unit_price)
 
     return PRICE_TOKEN.sub(price, text) if "{price" in text else text

@@ -228,7 +228,13 @@ def pricing_box(card: ModelCard) -> dict:
     routes = list(card.routes.all())
     image_routes = [r for r in routes if r.unit == PriceRoute.Unit.IMAGE]
     own = next((r for r in routes if r.is_own), None)
-    cheapest = min(routes, key=lambda r: r.price) if routes else None
+    # "Cheapest" only among prices of one unit: a provider's price per request beside ours
+    # per image is not the same offer (it runs on the caller's own key, paid to them).
+    cheapest = {
+        min(same, key=lambda r: r.price).pk
+        for unit in {r.unit for r in routes}
+        if len(same := [r for r in routes if r.unit == unit]) > 1
+    }
     rows = []
     for route in routes:
         per_top_up = pricing.units_per_credit(credit=pricing.EXAMPLE_TOP_UP, unit_price=route.price)
@@ -239,7 +245,7 @@ def pricing_box(card: ModelCard) -> dict:
                 "per_1k": pricing.format_usd(pricing.per_thousand(route.price)),
                 "with_fee": pricing.format_usd(pricing.price_with_fee(route.price)),
                 "per_top_up": per_top_up,
-                "is_cheapest": route is cheapest and len(routes) > 1,
+                "is_cheapest": route.pk in cheapest,
             }
         )
     return {

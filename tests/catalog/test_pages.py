@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from catalog.cache import CSRF_INPUT
 from catalog.models import DemandVote, ModelCard, PriceRoute
+from catalog.paths import card_path
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -58,6 +59,9 @@ SEED_PAGES = {
             "More from Meta",
             "What is DETR ResNet-50?",
             "Streaming: no",
+            "Does Vitrine cache results?",
+            "X-Vitrine-Cache: hit",
+            "x-use-cache: false",
             "Can I bring my own",
             "fee is waived",
             "402",
@@ -79,7 +83,6 @@ SEED_PAGES = {
             "A value between 0 and 255 (unsigned 8bit)",
             "Confidence score indicating the likelihood that the detection is correct",
             "The x-coordinate of the top-left corner of the bounding box",
-            "Cheapest",
         ],
     ),
     "seed-002": (
@@ -92,11 +95,11 @@ SEED_PAGES = {
             "Coming soon",
             "Conditional DETR with ResNet-50 backbone (transformer encoder-decoder)",
             "44M",
-            "Apache 2.0",
+            "Apache-2.0",
             "COCO 2017 (118k annotated images)",
             "conditional spatial query",
-            "6.7",
-            "50 epochs instead of 500",
+            "Converges 6.7\u00d7 faster than DETR with R50 and R101 backbones (10\u00d7 with the "
+            "DC5 backbones), per the paper",
             "41.0 AP",
             "90G FLOPs",
             "34.8 AP",
@@ -107,7 +110,7 @@ SEED_PAGES = {
             "Conditional DETR-R50 50 44 90 41.0 20.6 44.3 59.3",
             "DETR-R50 50 41 86 34.8 13.9 37.3 54.4",
             "DETR-R50 500 41 86 42.0 20.5 45.8 61.1",
-            "Real-time object detection in images and video",
+            "Training or fine-tuning a DETR-style detector on a tight compute budget",
             "Detection of common objects (COCO categories) in photographs",
             "Transfer learning for custom object detection tasks",
             "44 million parameters.",
@@ -146,6 +149,9 @@ SEED_PAGES = {
             "53.1% AP at 108 FPS on a T4 GPU",
             "2.2% AP",
             "55.3% AP",
+            "PekingU/rtdetr_r50vd_coco_o365",
+            "53.1 AP at 108 FPS against YOLOv8-L's 52.9 AP at 71 FPS",
+            "YOLOv8-X is more accurate (53.9 AP) but slower (50 FPS)",
             "RT-DETR-R18 72 20 60.7 217 46.5 63.8 50.4 28.4 49.8 63.0",
             "RT-DETR-R34 72 31 91.0 172 48.5 66.2 52.3 30.2 51.9 66.2",
             "RT-DETR-R50 72 42 136 108 53.1 71.3 57.7 34.8 58.0 70.0",
@@ -179,6 +185,12 @@ def test_a_detector_page_never_shows_a_text_to_image_call(client, seeded, url):
     text = page_text(client.get(url)).lower()
     assert [w for w in ("images/generations", "prompt", "1024x1024", "b64_json") if w in text] == []
     assert "object_detection(" in text and "--data-binary @cats.jpg" in text
+
+
+def test_the_vitrine_request_schema_gives_the_threshold_default(client, seeded):
+    # The API applies 0.5 when no threshold is sent (playground/api.py DEFAULT_THRESHOLD).
+    text = page_text(client.get(DETR))
+    assert '"threshold": { "type": "number", "minimum": 0, "maximum": 1, "default": 0.5,' in text
 
 
 def test_snippets_use_this_sites_api_and_auth(client, seeded, settings):
@@ -555,3 +567,21 @@ def test_an_operators_markdown_cannot_inject_script_into_a_page(client, db):
     body = client.get(f"/models/{card.model_id}").content.decode().lower()
     assert "alert(1)" not in body and "onerror" not in body and "javascript:" not in body
     assert "<strong>kept</strong>" in body
+
+
+def test_cheapest_compares_prices_of_one_unit_only(client, db):
+    """DETR's Cloudflare route ($0.0000075 per request, run on the caller's own Cloudflare
+    key) was marked "Cheapest" beside ours per image: not the same offer."""
+    from decimal import Decimal
+
+    card = factories.card()
+    own = factories.route(card=card, price=Decimal("0.0002"))
+    provider = {"is_own": False, "byok_available": True}
+    factories.route(card=card, slug="cloudflare", provider="Cloudflare Workers AI",
+                    unit="request", price=Decimal("0.0000075"), **provider)  # fmt: skip
+    page = client.get(card_path(card)).content.decode()
+    assert "Cheapest" not in page
+    factories.route(card=card, slug="other", provider="Other", price=Decimal("0.0001"), **provider)
+    page = client.get(card_path(card)).content.decode()
+    assert re.findall(r'<div class="route cheapest" data-route="([a-z]+)"', page) == ["other"]
+    assert own.slug not in re.findall(r'<div class="route cheapest" data-route="([a-z]+)"', page)

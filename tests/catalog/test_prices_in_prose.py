@@ -4,6 +4,7 @@ once, as in the pricing box. The FAQ's JSON-LD is plain text."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from decimal import Decimal
@@ -25,6 +26,20 @@ def test_fill_prices():
         "$0.0002 here, $0.0000075 there, {price:nope} unknown, {prices} not a token"
     )
     assert fill_prices("{price}", {}, default=None) == "{price}"
+
+
+@pytest.mark.parametrize(
+    ("text", "filled"),
+    [
+        ("~{price_per_1k} per 1k images", "~$0.047 per 1k images"),
+        ("{price_per_1k:cloudflare} per 1k requests", "$0.0075 per 1k requests"),
+        ("{price} each, {price_per_1k} per 1k", "$0.000047 each, $0.047 per 1k"),
+        ("{price_per_1k:nope} {price_per_1000}", "{price_per_1k:nope} {price_per_1000}"),
+    ],
+)
+def test_fill_prices_per_thousand(text, filled):
+    prices = {"vitrine": Decimal("0.000047"), "cloudflare": Decimal("0.0000075")}
+    assert fill_prices(text, prices, default="vitrine") == filled
 
 
 def _faq_json_ld(page: str) -> list[dict]:
@@ -75,17 +90,55 @@ def test_the_faq_json_ld_is_plain_text_not_html(client):
     assert "<" not in script.group(1)
 
 
-def test_the_seeded_prose_names_its_prices_by_token(client):
-    """The seed's FAQ and descriptions carry no typed-in prices that could go stale."""
+# A dollar amount typed into prose, however it is written: "$0.0002", "~$0.047", "$ 10",
+# "USD 0.047", "0.047 USD".
+TYPED_PRICE = re.compile(r"\$\s*\.?\d|\bUSD\s*\d|\d\s*USD\b")
+
+
+def seeded_prose(item: dict) -> list[str]:
+    """Every text of a seeded card a visitor reads as prose."""
+    texts = [item["summary"], item["description"], item["coming_soon_note"]]
+    texts += item["strengths"] + item["use_cases"]
+    texts += [text for pair in item["faq"] for text in pair]
+    texts += [value for _label, value in item["specs"]]
+    texts += [table["caption"] for table in item["benchmarks"]]
+    return texts
+
+
+@pytest.mark.parametrize("text", ["~$0.047 per 1k images", "$ 10", "costs USD 0.2", "$.5"])
+def test_the_typed_price_check_catches_every_spelling(text):
+    assert TYPED_PRICE.search(text)
+
+
+def test_the_seeded_prose_names_its_prices_by_token():
+    """No card's description, FAQ, strengths, best-for or other prose carries a typed-in
+    price that could go stale: prices are tokens, filled from the routes."""
     from catalog.seed import SEED
 
-    for item in SEED["cards"]:
-        prose = [item.get("description", "")] + [answer for _q, answer in item.get("faq", [])]
-        for text in prose:
-            assert not re.search(r"\$0\.0\d*(?! per 1k)\b per (image|request|inference)", text), (
-                item["slug"],
-                text,
-            )
+    typed = [
+        (item["slug"], text)
+        for item in SEED["cards"]
+        for text in seeded_prose(item)
+        if TYPED_PRICE.search(text)
+    ]
+    assert typed == []
+
+
+def test_the_rt_detr_estimate_per_1k_follows_its_route(client):
+    from django.core.management import call_command
+
+    from catalog.models import PriceRoute
+
+    call_command("seed_catalog", stdout=io.StringIO())
+    url = "/models/PekingU/rtdetr_r50vd"
+    said = "Hosted on Vitrine it will cost ~{} per 1k images (estimated, set at launch)."
+    assert said.format("$0.047") in client.get(url).content.decode()
+
+    route = PriceRoute.objects.get(card__slug="rtdetr_r50vd", slug="vitrine")
+    route.price = Decimal("0.00005")
+    price_route_save(route=route, changed_by=None)
+    page = client.get(url).content.decode()
+    assert said.format("$0.05") in page and said.format("$0.047") not in page
 
 
 def test_every_figure_derived_from_an_estimated_price_is_marked(client):
