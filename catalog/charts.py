@@ -211,6 +211,13 @@ class CostPoint:
     per_1k: Decimal  # USD per 1,000 images on Vitrine's own route
     speed_source: str  # "measured on Vitrine" or the FPS column, e.g. "FPS (V100)"
     is_compared: bool
+    estimated: bool = False  # the price is an estimate, set at launch (shown "~$0.047")
+
+    @property
+    def price_text(self) -> str:
+        from catalog.pricing import format_usd
+
+        return ("~" if self.estimated else "") + format_usd(self.per_1k)
 
 
 def published_ms(card) -> tuple[Decimal, str] | None:
@@ -252,9 +259,10 @@ def cost_points(cards, *, compared=()) -> list[CostPoint]:
                 model_id=card.model_id,
                 ms=speed[0],
                 measured=speed[2],
-                per_1k=min(r.price for r in own) * 1000,
+                per_1k=(cheapest := min(own, key=lambda r: r.price)).price * 1000,
                 speed_source=speed[1],
                 is_compared=card.pk in compared_ids,
+                estimated=cheapest.is_estimate,
             )
         )
     return sorted(points, key=lambda p: (p.ms, p.per_1k, p.label))
@@ -288,7 +296,7 @@ def cost_svg(points: list[CostPoint]) -> SafeString:
                 p.label,
                 f"{p.ms.normalize():f}",
                 p.speed_source,
-                format_usd(p.per_1k),
+                p.price_text + (" estimated" if p.estimated else ""),
                 x(p.ms),
                 y(p.per_1k),
                 x(p.ms, -7 if p.ms > right else 7),

@@ -425,10 +425,10 @@ def compare(request):
     cost = {
         "svg": charts.cost_svg(cost_points) if cost_points else "",
         "points": cost_points,
-        # Priced models with neither a measured nor a published speed yet.
+        # Priced models with neither a measured nor a published speed yet (coming soon ones
+        # included: they are on the page, and their absence from the plot needs a reason).
         "unplotted": [
-            c for c in all_cards
-            if c.model_id not in plotted and c.image_price is not None and c.status in CALLABLE
+            c for c in all_cards if c.model_id not in plotted and c.image_price is not None
         ],
     }  # fmt: skip
     # Any bad selection (an unknown id among known ones too) is the picker again with the

@@ -42,6 +42,22 @@ def test_published_speeds_are_hollow_points_with_a_table_fallback(client, seeded
     assert "No speed yet" in page and "YOLOS" in page.split('id="speed-cost-missing"')[1]
 
 
+def test_an_estimated_price_reads_as_one_and_every_unplotted_model_is_named(client, seeded):
+    """RT-DETR's price is an estimate: the plot's tooltip and the table said "$0.047" while
+    the rest of the page said "~$0.047". Conditional DETR (coming soon, priced, no published
+    FPS) was in neither plot nor the note saying why."""
+    models = f"{DETR},PekingU/rtdetr_r50vd,microsoft/conditional-detr-resnet-50"
+    page = client.get("/compare", {"models": models}).content.decode()
+    section = page.split('id="speed-cost"')[1]
+    rtdetr = re.search(r'data-model-id="PekingU/rtdetr_r50vd"><title>([^<]+)</title>', section)
+    assert "~$0.047 estimated per 1k images" in rtdetr[1]
+    table = section.split('id="speed-cost-table"')[1].split("</table>")[0]
+    assert re.search(r"<th>RT-DETR R50</th>.*?~\$0.047 <small>\(estimated\)</small>", table)
+    assert re.search(r"<th>DETR ResNet-50</th>.*?>\$0.20</td>", table)  # a firm price: no ~
+    missing = section.split('id="speed-cost-missing"')[1].split("</p>")[0]
+    assert "Conditional DETR ResNet-50" in missing and "YOLOS tiny" in missing
+
+
 def test_a_measured_speed_replaces_the_published_one(client, seeded, settings):
     settings.VITRINE_STATS_MIN_RUNS = 5
     card = ModelCard.objects.by_model_id(DETR).get()
