@@ -276,6 +276,37 @@ def test_a_chart_wider_than_a_phone_says_it_scrolls_and_not_once_it_fits(browser
     context.close()
 
 
+def test_on_a_phone_the_model_page_reads_without_sideways_scrolling(browser, site):  # noqa: F811
+    """The errors table scrolled four columns sideways (its meanings off-screen), the
+    section tabs were cut at "Related" with no sign of more, the title broke "ResNet-" /
+    "50", the price history cut its prices."""
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto("/models/microsoft/conditional-detr-resnet-50")
+    title = page.locator("h1 .nobreak", has_text="ResNet-50")
+    assert title.count() == 1
+    lines = page.evaluate(
+        "(el) => new Set([...el.getClientRects()].map((r) => Math.round(r.top))).size",
+        title.element_handle(),
+    )
+    assert lines == 1
+    page.goto(DETR)
+    errors = page.locator("table.errors")
+    box = errors.locator("xpath=..")  # its .scroll box
+    assert box.evaluate("(el) => el.scrollWidth <= el.clientWidth + 1")
+    assert errors.locator("tr[data-status='400'] td").nth(3).is_visible()
+    tabs = page.locator(".section-nav ul")
+    assert tabs.get_attribute("data-more") is not None  # faded: more tabs to the right
+    tabs.evaluate("(el) => { el.scrollLeft = el.scrollWidth; }")
+    page.wait_for_function("!document.querySelector('.section-nav ul').hasAttribute('data-more')")
+    page.locator("#price-history summary").click()
+    for price in page.locator("ol.price-history .price").all():
+        assert price.evaluate("(el) => el.getBoundingClientRect().right <= window.innerWidth")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_function("!document.querySelector('.section-nav ul').hasAttribute('data-more')")
+    context.close()
+
+
 def test_snippets_are_tabs_with_copy_buttons(browser, site):  # noqa: F811
     context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 900})
     context.grant_permissions(["clipboard-read", "clipboard-write"])

@@ -107,3 +107,20 @@ def mentions(title: str, name: str) -> bool:
         return set(re.findall(r"[a-z]+|\d+", (text or "").lower()))
 
     return bool(words(name)) and words(name) <= words(title)
+
+
+@register.filter
+def nobreak_hyphens(text: str):
+    """``text`` escaped, each hyphenated word kept on one line (``ResNet-50`` never wraps
+    after its hyphen): for headings of model names."""
+    from django.utils.html import conditional_escape
+
+    words = re.split(r"(\s+)", str(text))
+    return mark_safe(
+        "".join(
+            f'<span class="nobreak">{conditional_escape(w)}</span>'
+            if "-" in w.strip("-")
+            else conditional_escape(w)
+            for w in words
+        )
+    )

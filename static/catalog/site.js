@@ -179,3 +179,14 @@ window.addEventListener("resize", markSideways);
 // A tab or a <details> that opens may show a box that was hidden when the page loaded.
 document.addEventListener("click", () => requestAnimationFrame(markSideways));
 document.addEventListener("toggle", markSideways, true);
+
+// The page's section tabs scroll sideways on a phone: their right edge fades while more
+// tabs are past it ("Related" was cut at the screen's edge with nothing to say so).
+for (const row of document.querySelectorAll(".section-nav ul")) {
+  const mark = () => {
+    row.toggleAttribute("data-more", row.scrollLeft + row.clientWidth < row.scrollWidth - 1);
+  };
+  mark();
+  row.addEventListener("scroll", mark, { passive: true });
+  window.addEventListener("resize", mark);
+}
