@@ -23,6 +23,9 @@ MISSING_KEY = "Missing API key: send 'Authorization: Bearer <key>'."
 MALFORMED_KEY = "Malformed API key."
 INVALID_KEY = "Invalid API key."
 REVOKED_KEY = "This API key has been revoked."
+# The key's owner is deactivated (``is_active=False``, the admin's ban): their keys stop
+# working with them, as a revoked key does, and are never charged.
+INACTIVE_KEY = "This API key's account is deactivated."
 # A key's "last used" is kept to the minute: writing it on every call cost each inference
 # call a committed (fsync'd) transaction of its own, ~3 ms of its API overhead.
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -96,7 +99,10 @@ def _key_by_prefix_orm(prefix: str) -> ApiKey | None:
 
 
 def api_key_authenticate(raw: str | None) -> ApiKey:
-    """The active key for a presented secret, or a 401 error; records its last use."""
+    """The active key for a presented secret, or a 401 error; records its last use.
+
+    A key is active when it is not revoked and its owner is active: the user came with the
+    key in the same statement (``_key_by_prefix``), so the check costs no query."""
     if not raw:
         raise _auth_error(MISSING_KEY)
     if not raw.startswith(KEY_PREFIX) or raw.count("_") < 2:
@@ -109,6 +115,8 @@ def api_key_authenticate(raw: str | None) -> ApiKey:
         raise _auth_error(INVALID_KEY)
     if key.revoked_at is not None:
         raise _auth_error(REVOKED_KEY)
+    if not key.user.is_active:
+        raise _auth_error(INACTIVE_KEY)
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_PRECISION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)

@@ -1,12 +1,18 @@
-"""API keys: shown once, stored hashed; missing, malformed, unknown and revoked keys get 401."""
+"""API keys: shown once, stored hashed; missing, malformed, unknown and revoked keys, and
+the keys of a deactivated account, get 401."""
 
 from __future__ import annotations
 
+import io
+from decimal import Decimal
+
 import pytest
 from django.utils import timezone
+from PIL import Image
 
-from billing.models import ApiKey, ProviderKey
+from billing.models import ApiKey, Charge, ProviderKey
 from billing.services.keys import (
+    INACTIVE_KEY,
     INVALID_KEY,
     KEY_PREFIX,
     LAST_USED_PRECISION,
@@ -19,7 +25,11 @@ from billing.services.keys import (
     provider_key_reveal,
     provider_key_save,
 )
+from billing.services.ledger import wallet_for
+from billing.services.topups import credit_grant
 from catalog.errors import ApplicationError
+from playground.models import Job
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -131,6 +141,89 @@ def test_a_revoked_key_gets_401(user):
     key.refresh_from_db()
     assert key.revoked_at == revoked_at
     assert api_key_authenticate(other_plaintext) == other
+
+
+def test_a_deactivated_users_keys_get_401(user):
+    key, plaintext = api_key_create(user=user, name="laptop")
+    assert api_key_authenticate(plaintext) == key
+    user.is_active = False  # Django admin's usual ban
+    user.save(update_fields=["is_active"])
+
+    with pytest.raises(ApplicationError) as raised:
+        api_key_authenticate(plaintext)
+    error = raised.value
+    assert (error.status, error.type, error.code) == (
+        401,
+        "authentication_error",
+        "invalid_api_key",
+    )
+    assert error.message == INACTIVE_KEY
+    assert error.headers["WWW-Authenticate"].startswith("Bearer")
+
+    user.is_active = True  # lifting the ban brings the key back: it was never revoked
+    user.save(update_fields=["is_active"])
+    assert api_key_authenticate(plaintext) == key
+
+
+@pytest.mark.parametrize("active", [True, False])
+def test_authenticating_a_key_is_one_query(user, active, django_assert_num_queries):
+    # The key's read carries its user (is_active included): the ban costs no extra query.
+    _, plaintext = api_key_create(user=user, name="laptop")
+    api_key_authenticate(plaintext)  # records the last use: not written again this minute
+    type(user).objects.filter(pk=user.pk).update(is_active=active)
+    with django_assert_num_queries(1):
+        try:
+            api_key_authenticate(plaintext)
+        except ApplicationError as error:
+            assert not active and error.message == INACTIVE_KEY
+
+
+def _jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 90)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/v1/inference/{model}"),
+        ("post", "/v1/detections/{model}"),
+        ("post", "/hf/models/{model}"),
+        ("post", "/client/v4/accounts/acct123/ai/run/@cf/{model}"),
+        ("get", "/v1/jobs"),
+    ],
+)
+def test_a_deactivated_users_key_is_refused_and_never_charged_on_every_route(
+    client, user, settings, tmp_path, method, path
+):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    card = factories.card()
+    factories.route(card=card, price=Decimal("0.0002"))
+    credit_grant(user=user, amount=Decimal("1.00"), reason="test")
+    _, plaintext = api_key_create(user=user, name="ci")
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+
+    send = getattr(client, method)
+    kwargs = {"data": _jpeg(), "content_type": "image/jpeg"} if method == "post" else {}
+    response = send(
+        path.format(model=card.model_id),
+        headers={"Authorization": f"Bearer {plaintext}"},
+        **kwargs,
+    )
+
+    assert response.status_code == 401, response.content
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    if path.startswith("/v1/"):  # Vitrine's own error shape
+        error = response.json()["error"]
+        assert (error["type"], error["code"]) == ("authentication_error", "invalid_api_key")
+        assert error["message"] == INACTIVE_KEY
+    else:  # the drop-in's own shape, Vitrine's code in a header
+        assert response["X-Vitrine-Error-Code"] == "invalid_api_key"
+        assert INACTIVE_KEY in response.content.decode()
+    assert Job.objects.count() == 0 and Charge.objects.count() == 0
+    assert wallet_for(user).balance == Decimal("1.00")
 
 
 def test_a_provider_key_is_encrypted_at_rest(user):
