@@ -11,9 +11,34 @@ DOTLESS_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 DOMAIN_ALIASES = {"googlemail.com": "gmail.com"}
 
 
+def _unquote_local(local: str) -> str:
+    """The local part with its quoting undone: ``"ada.lovelace"`` is ``ada.lovelace`` and
+    ``"a\\"b"`` is ``a"b`` (RFC 5321 quoted-string; quoted pieces between dots too).
+
+    A mail server delivers the quoted and the bare spelling of a name to one mailbox, so
+    the quotes must not make a new identity."""
+    if '"' not in local:
+        return local
+    out: list[str] = []
+    quoted = escaped = False
+    for char in local:
+        if escaped:
+            out.append(char)
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def normalise_email(email: str) -> str:
     """The mailbox an address reaches, as one string.
 
+    * A quoted local part is unquoted first (``"ada.lovelace"@`` is ``ada.lovelace@``), its
+      escapes undone, so the rules below see the name the mailbox has.
     * Lowercase, whole address: in practice no provider delivers by local-part case.
     * A ``+tag`` is dropped on every domain: Gmail, Outlook, Fastmail, iCloud and most hosts
       deliver ``name+anything@`` to ``name@``; a host that does not is rare, and the cost of
@@ -26,6 +51,7 @@ def normalise_email(email: str) -> str:
     if not at or not local:
         return email
     domain = DOMAIN_ALIASES.get(domain, domain)
+    local = _unquote_local(local)
     local = local.split("+", 1)[0]
     if domain in DOTLESS_DOMAINS:
         local = local.replace(".", "")

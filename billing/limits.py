@@ -10,7 +10,9 @@ Redis, so the counts hold across web processes), never in the session a client c
   the right password is refused, with a message that says so: otherwise a guesser would
   learn the password the moment it is found. A successful sign-in clears its username's
   failures (not its IP's).
-* Sign-up: ``VITRINE_SIGNUPS_PER_IP_PER_HOUR`` accounts per IP.
+* Sign-up: ``VITRINE_SIGNUPS_PER_IP_PER_HOUR`` sign-up forms per IP, valid or not: a form
+  with errors says whether an address already has an account, so asking that is bounded
+  like creating accounts (a refused form is not validated).
 * Password reset: ``VITRINE_PASSWORD_RESETS_PER_IP_PER_HOUR`` requests per IP (refused with
   429), and ``VITRINE_PASSWORD_RESETS_PER_EMAIL_PER_HOUR`` mails per mailbox: past that the
   page answers exactly as if a mail was sent, so the form never tells whether an address
@@ -35,7 +37,7 @@ LOGIN_LOCKED = (
     "{minutes} min, even with the right password; you can reset your password meanwhile."
 )
 SIGNUP_LIMITED = (
-    "Too many accounts were created from your network in the last hour. Try again in {minutes} min."
+    "Too many sign-ups were tried from your network in the last hour. Try again in {minutes} min."
 )
 RESET_LIMITED = "Too many password-reset requests from your network. Try again in {minutes} min."
 
@@ -113,7 +115,8 @@ class LimitedLoginView(auth_views.LoginView):
 
 # --- sign-up -----------------------------------------------------------------------------
 def signup_admit(request) -> ratelimit.Decision:
-    """Count one account creation for this IP, or refuse it (nothing counted)."""
+    """Count one sign-up form sent from this IP (valid or not), or refuse it (nothing
+    counted): the caller asks before it validates the form."""
     bucket = ratelimit.Bucket(
         "signup-ip", ratelimit.client_ip(request), settings.VITRINE_SIGNUPS_PER_IP_PER_HOUR, HOUR
     )

@@ -94,6 +94,15 @@ class SignupForm(UserCreationForm):
             raise forms.ValidationError(EMAIL_TAKEN)
         return email
 
+    @classmethod
+    def refused(cls, data, message: str) -> SignupForm:
+        """A form showing ``message`` alone, with the username and email that were typed, and
+        not validated: its fields' verdicts (e.g. EMAIL_TAKEN) are what the limit withholds."""
+        form = cls(initial={name: data.get(name, "") for name in ("username", "email")})
+        form.cleaned_data = {}  # an unbound form has none; add_error expects them
+        form.add_error(None, message)
+        return form
+
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="e.g. “laptop” or “production”.")
@@ -314,13 +323,20 @@ def _render_dashboard(request: HttpRequest, **overrides) -> HttpResponse:
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("billing:dashboard")
-    form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        decision = signup_admit(request)
-        if not decision.allowed:
-            form.add_error(None, SIGNUP_LIMITED.format(minutes=minutes(decision.retry_after)))
-            page = render(request, "registration/signup.html", _signup_context(form))
-            return signup_refused(page, decision)
+    if request.method != "POST":
+        return render(request, "registration/signup.html", _signup_context(SignupForm()))
+    # Every sign-up form sent counts, valid or not, and is counted before it is validated:
+    # a form with errors tells whether an address has an account (EMAIL_TAKEN), so asking
+    # that is bounded by the same per-IP limit as creating accounts. A refused form is not
+    # validated at all.
+    decision = signup_admit(request)
+    if not decision.allowed:
+        message = SIGNUP_LIMITED.format(minutes=minutes(decision.retry_after))
+        form = SignupForm.refused(request.POST, message)
+        page = render(request, "registration/signup.html", _signup_context(form))
+        return signup_refused(page, decision)
+    form = SignupForm(request.POST)
+    if form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         _send_verification(request, user)
@@ -483,6 +499,17 @@ class UsageRow:
     would_be: Decimal = Decimal(0)
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV
+# Injection"): =HYPERLINK(...) in a key's name would be a live link in the user's sheet.
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text_cell(value: str) -> str:
+    """A text cell the user controls, safe to open in a spreadsheet: one that would start a
+    formula gets a leading ``'`` (the sheet shows it as text; the characters are kept)."""
+    return f"'{value}" if value.startswith(CSV_FORMULA_STARTS) else value
+
+
 def _exact(amount: Decimal) -> str:
     """12.5, 0.0002, 0: the exact value, no exponent, no float."""
     return f"{amount.normalize():f}" if amount else "0"
@@ -525,8 +552,8 @@ def usage_csv(request: HttpRequest) -> HttpResponse:
         writer.writerow(
             [
                 row.day.isoformat(),
-                row.api_key,
-                row.model,
+                csv_text_cell(row.api_key),
+                csv_text_cell(row.model),
                 row.images,
                 _exact(row.cost),
                 "yes" if row.byok else "no",

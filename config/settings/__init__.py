@@ -447,6 +447,9 @@ if LOG_FORMAT not in FORMATS:
 LOG_LEVEL = (env_str("LOG_LEVEL") or "INFO").upper()
 configure_structlog()
 LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
+# dictConfig, then a filter on the servers' access loggers that redacts secrets in query
+# strings (config/settings/logs.py).
+LOGGING_CONFIG = "config.settings.logs.configure_logging"
 # The id RequestIdMiddleware accepted or made is the one django-structlog logs.
 DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
 DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False  # no client IPs in logs

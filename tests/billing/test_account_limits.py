@@ -82,10 +82,53 @@ def test_sign_ups_are_limited_per_ip(settings, limits_redis):
         reverse("billing:signup"), signup_data("user9"), REMOTE_ADDR="203.0.113.5"
     )
     assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
-    assert "Too many accounts were created from your network" in refused.content.decode()
+    assert "Too many sign-ups were tried from your network" in refused.content.decode()
     assert User.objects.count() == 2
     other = Client().post(reverse("billing:signup"), signup_data("x"), REMOTE_ADDR="192.0.2.1")
     assert other.status_code == 302
+
+
+def test_asking_whether_an_email_has_an_account_is_bounded_by_the_sign_up_limit(
+    settings, limits_redis
+):
+    # A form with errors (a taken email) counts like a created account: otherwise the
+    # sign-up page would tell, without any limit, which addresses have an account.
+    settings.VITRINE_SIGNUPS_PER_IP_PER_HOUR = 3
+    for name in ("grace", "alan", "edsger", "barbara"):
+        factories.user(username=name, email=f"{name}@example.com")
+    taken = "An account with this email address already exists."
+
+    def probe(name: str, ip: str = "203.0.113.7"):
+        data = signup_data(f"new-{name}") | {"email": f"{name}@example.com"}
+        return Client().post(reverse("billing:signup"), data, REMOTE_ADDR=ip)
+
+    answers = [probe(name) for name in ("grace", "alan", "edsger")]
+    assert [r.status_code for r in answers] == [200, 200, 200]
+    assert all(taken in r.content.decode() for r in answers)
+    refused = probe("barbara")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    body = refused.content.decode()
+    assert taken not in body and "Too many sign-ups were tried from your network" in body
+    assert 'value="barbara@example.com"' in body  # what was typed is kept, not judged
+    # Nor can a valid form be slipped in once the errors used the budget up.
+    assert (
+        Client()
+        .post(reverse("billing:signup"), signup_data("ada"), REMOTE_ADDR="203.0.113.7")
+        .status_code
+        == 429
+    )
+    assert not User.objects.filter(username="ada").exists()
+    # Another network still gets its answers.
+    assert probe("barbara", ip="198.51.100.9").status_code == 200
+
+
+def test_a_mistyped_sign_up_counts_too(settings):
+    settings.VITRINE_SIGNUPS_PER_IP_PER_HOUR = 2
+    typo = signup_data("ada") | {"password2": "something-else-42"}
+    assert Client().post(reverse("billing:signup"), typo).status_code == 200
+    assert Client().post(reverse("billing:signup"), signup_data("ada")).status_code == 302
+    assert Client().post(reverse("billing:signup"), signup_data("bob")).status_code == 429
+    assert Client().get(reverse("billing:signup")).status_code == 200  # the page itself: free
 
 
 def test_password_reset_mails_are_limited_per_address_without_telling(settings, limits_redis):
@@ -158,6 +201,15 @@ def test_the_client_ip_comes_from_x_forwarded_for_only_behind_trusted_proxies(se
         ("A.Da+x@Gmail.com", "ada@gmail.com"),
         ("a.da@googlemail.com", "ada@gmail.com"),
         (" ada@example.com ", "ada@example.com"),
+        # A quoted local part reaches the same mailbox as the bare one.
+        ('"ada.lovelace"@gmail.com', "adalovelace@gmail.com"),
+        ('"Ada.Lovelace+x"@Gmail.com', "adalovelace@gmail.com"),
+        ('"ada"@example.com', "ada@example.com"),
+        ('"a.da"@example.com', "a.da@example.com"),
+        ('"a\\da"@example.com', "ada@example.com"),  # an escaped ordinary character
+        ('"a\\"b"@example.com', 'a"b@example.com'),  # an escaped quote is the character
+        ('"ada@home"@example.com', "ada@home@example.com"),  # the last @ is the domain's
+        ('"ada".lovelace@gmail.com', "adalovelace@gmail.com"),  # quoted pieces between dots
     ],
 )
 def test_email_normalisation(email, normalised):

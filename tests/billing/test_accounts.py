@@ -104,6 +104,32 @@ def test_signup_credit_is_granted_once_per_mailbox(client, settings, mailoutbox)
 
 
 @pytest.mark.parametrize(
+    "emails",
+    [
+        ("ada.lovelace@gmail.com", '"ada.lovelace"@gmail.com'),
+        ('"ada.lovelace"@gmail.com', "ada.lovelace@gmail.com"),
+        ('"ada\\.lovelace"@example.com', "ada.lovelace@example.com"),
+    ],
+)
+def test_a_quoted_address_does_not_earn_the_same_mailbox_a_second_credit(
+    client, settings, mailoutbox, emails
+):
+    settings.VITRINE_SIGNUP_CREDIT = Decimal("1")
+    for name, email in zip(("ada", "ada2"), emails, strict=True):
+        response = type(client)().post(
+            reverse("billing:signup"), signup_data(name) | {"email": email}
+        )
+        assert response.status_code == 302, response.content.decode()
+    first, second = (verify_link(m) for m in mailoutbox)
+    client.get(first)
+    page = client.get(second, follow=True).content.decode()
+    assert "This address already received its sign-up credit" in page
+    assert wallet_for(User.objects.get(username="ada")).balance == Decimal("1")
+    assert wallet_for(User.objects.get(username="ada2")).balance == Decimal("0")
+    assert SignupCreditClaim.objects.count() == 1
+
+
+@pytest.mark.parametrize(
     ("tamper", "message"),
     [
         (lambda token: token[:-2] + "xx", "This verification link is not valid"),

