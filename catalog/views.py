@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.html import strip_tags
 from django.views.decorators.http import require_POST
 
-from catalog import charts, pricing
+from catalog import charts, pricing, ratelimit
 from catalog.cache import cached_page
 from catalog.evaluations import shown_evaluation, trained_evaluations_prefetch
 from catalog.markdown import render_markdown
@@ -66,6 +66,9 @@ CALLABLE = (Status.LIVE, Status.BETA, Status.DEPRECATED)
 VOTE_THANKS = "Thanks: we will tell you when it is live."
 VOTE_ALREADY = "You already asked for this model; we will tell you when it is live."
 VOTE_NEEDS_EMAIL = "Enter an email address, or sign in, to be told when it is live."
+VOTE_LIMITED = (
+    "Too many addresses were sent from your network: try again in {minutes} min, or sign in."
+)
 
 
 def listed_cards():
@@ -354,6 +357,13 @@ class VoteForm(forms.Form):
 
 
 @require_POST
+def _notify_admit(request) -> ratelimit.Decision:
+    bucket = ratelimit.Bucket(
+        "notify-ip", ratelimit.client_ip(request), settings.VITRINE_NOTIFY_PER_IP_PER_HOUR, 3600
+    )
+    return ratelimit.hit(bucket)
+
+
 def model_notify(request, org: str, name: str):
     card = get_object_or_404(
         ModelCard.objects.published().select_related("organisation"),
@@ -365,6 +375,10 @@ def model_notify(request, org: str, name: str):
     email = form.cleaned_data["email"].strip().lower() if form.is_valid() else ""
     if user is None and not email:
         messages.error(request, VOTE_NEEDS_EMAIL)
+    elif user is None and not (decision := _notify_admit(request)).allowed:
+        # Anyone can type addresses: without an account, a vote an address and a few an
+        # hour per network, else the demand count is whoever scripted the most.
+        messages.error(request, VOTE_LIMITED.format(minutes=max(1, -(-decision.retry_after // 60))))
     else:
         try:
             with transaction.atomic():
