@@ -12,10 +12,12 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, IntegerField, Min, Prefetch, Q, Value, When
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import strip_tags
 from django.views.decorators.http import require_POST
+from django.views.defaults import page_not_found
 
 from catalog import charts, pricing, ratelimit
 from catalog.cache import cached_page
@@ -529,3 +531,16 @@ def task_detail(request, slug: str):
 
 def home(request):
     return redirect("catalog:model_list")
+
+
+def not_found(request, exception):
+    """Django's 404 (``handler404``): the site's page, or, to a client asking for JSON only
+    (``Accept: application/json``, as the try page's and a run's scripts do), the API's
+    error shape: a script reads a 404 for someone else's run like any other error."""
+    accept = request.headers.get("Accept", "")
+    if "application/json" in accept and "text/html" not in accept:
+        from catalog.errors import NOT_FOUND, NOT_FOUND_ERROR, ApplicationError
+
+        error = ApplicationError(NOT_FOUND, code="not_found", status=404, type=NOT_FOUND_ERROR)
+        return JsonResponse(error.as_dict(), status=404)
+    return page_not_found(request, exception)

@@ -7,6 +7,8 @@ from drf_spectacular.views import SpectacularJSONAPIView
 from catalog.api import EndpointNotFoundApi
 from catalog.api_docs import ApiDocsView
 
+handler404 = "catalog.views.not_found"
+
 admin.site.site_header = "Vitrine catalogue"
 admin.site.site_title = "Vitrine admin"
 
