@@ -124,3 +124,13 @@ def nobreak_hyphens(text: str):
             for w in words
         )
     )
+
+
+@register.simple_tag
+def signup_credit() -> str:
+    """The credit a new account's verified email brings (``VITRINE_SIGNUP_CREDIT``), as
+    "$1"; empty when there is none (a page then promises none)."""
+    from django.conf import settings
+
+    amount = Decimal(settings.VITRINE_SIGNUP_CREDIT)
+    return format_usd(amount) if amount > 0 else ""
