@@ -14,6 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init
 from celery.worker.strategy import default as default_strategy
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 
 from playground.models import WorkerHeartbeat
 from playground.runtime import ImageError, WeightsNotInstalled, decode_image
@@ -172,6 +173,17 @@ def health_ping(token: str) -> None:
     )
 
 
+def _send_again(job_id: str) -> None:
+    """This job's message again, to its queue, in RETRY_DELAY seconds, with its request id."""
+    request = run_detection.request
+    run_detection.apply_async(
+        (job_id,),
+        queue=(request.delivery_info or {}).get("routing_key") or settings.VITRINE_INFERENCE_QUEUE,
+        headers={REQUEST_ID_HEADER: getattr(request, REQUEST_ID_HEADER, None) or ""},
+        countdown=RETRY_DELAY,
+    )
+
+
 def _is_transient(exc: BaseException) -> bool:
     """Errors worth another attempt: the GPU ran out of memory under a burst of work."""
     import torch
@@ -201,23 +213,24 @@ def run_detection(job_id: str) -> str | None:
         job = services.job_claim(
             job_id=job_id, worker=worker_id(), provenance=provenance.claim_provenance()
         )
+        if job is None:
+            # Not queued: done, cancelled, or running. A message comes back while the row
+            # says running when the process that ran it died (see job_take_over).
+            job = services.job_take_over(job_id=job_id, worker=worker_id())
     except services.JobHeld:
         # Its call's transaction (which sent this before committing the row) is still
         # open: neither committed nor rolled back. Ask again later; the sweeper is there too.
         logger.warning("job %s: still being created; its message is sent again", job_id)
-        request = run_detection.request
-        run_detection.apply_async(
-            (job_id,),
-            queue=(request.delivery_info or {}).get("routing_key")
-            or settings.VITRINE_INFERENCE_QUEUE,
-            headers={REQUEST_ID_HEADER: getattr(request, REQUEST_ID_HEADER, None) or ""},
-            countdown=RETRY_DELAY,
-        )
+        _send_again(job_id)
         return
-    if job is None:
-        # Not queued: done, cancelled, or running. A message comes back while the row says
-        # running when the process that ran it died (see job_take_over).
-        job = services.job_take_over(job_id=job_id, worker=worker_id())
+    except (OperationalError, InterfaceError) as exc:
+        # The database is down or restarting: nothing was claimed. The message was taken
+        # off the queue (acks_late acks a task that raised), so it is sent again, later,
+        # rather than the job waiting for the sweeper (VITRINE_REQUEUE_AFTER, 120 s).
+        logger.warning("job %s: the database is unavailable (%s); sent again", job_id, exc)
+        connection.close()  # the next attempt connects anew
+        _send_again(job_id)
+        return
     if job is None:
         logger.info("job %s: not queued any more, nothing to do", job_id)
         return

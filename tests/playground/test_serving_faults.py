@@ -619,3 +619,90 @@ def test_kill_9_of_the_pool_process_mid_batch(client, start_worker, storage, tmp
     assert sorted(charges.values_list("status", flat=True)) == ["posted"] * len(ids)
     assert wallet_for(other_user).balance == Decimal("1") - PRICE * len(ids)
     assert worker.proc.poll() is None  # the worker itself lived on
+
+
+class _Gate:
+    """A TCP forwarder in front of PostgreSQL that can be shut: a worker connecting through
+    it while shut finds the database down (connection refused, as in a restart)."""
+
+    def __init__(self, target: tuple[str, int]):
+        import socket
+
+        self.target = target
+        self.open = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.links: list = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import socket
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.open.is_set():
+                client.close()  # the database is "down"
+                continue
+            upstream = socket.create_connection(self.target)
+            self.links += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def shut(self):
+        self.open.clear()
+        for s in self.links:  # what is connected drops, as in a restart
+            with contextlib.suppress(OSError):
+                s.close()
+        self.links.clear()
+
+    def close(self):
+        self.shut()
+        self.server.close()
+
+
+@pytest.mark.worker
+def test_a_message_taken_while_the_database_is_down_is_sent_again_not_dropped(
+    start_worker, storage, runtime_checkpoint, settings
+):
+    """The task raised at its claim and its message was acked: the job waited for the
+    sweeper (VITRINE_REQUEUE_AFTER, 120 s) though the database was back in seconds."""
+    from django.db import connection
+
+    from tests.conftest import database_url
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a database server that goes down and comes back: PostgreSQL")
+    settings_dict = connection.settings_dict
+    gate = _Gate((settings_dict.get("HOST") or "127.0.0.1", int(settings_dict.get("PORT") or 5432)))
+    try:
+        through_gate = {**settings_dict, "HOST": "127.0.0.1", "PORT": gate.port}
+        gate.open.set()
+        worker = start_worker(env_extra={"DATABASE_URL": database_url(through_gate)})
+        wait_for(lambda: "ready" in worker.output(), timeout=120, message=worker.output())
+        gate.shut()  # the database goes down, the worker's connection with it
+        card = factories.card(checkpoint_local_dir=str(runtime_checkpoint("yolos_tiny")))
+        job = services.job_create(card=card, image_bytes=photo())  # straight to the database
+        wait_for(lambda: "the database is unavailable" in worker.output(), timeout=120,
+                 message=worker.output())  # fmt: skip
+        gate.open.set()  # back; the sweeper is not the one that sends it (it is not run)
+        wait_for(lambda: Job.objects.get(pk=job.pk).is_final, timeout=120, message=worker.output())
+        job.refresh_from_db()
+        assert (job.status, job.attempts) == ("succeeded", 1), worker.output()
+        assert "sent again" in worker.output()
+    finally:
+        gate.close()
