@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import structlog
 from celery.signals import task_postrun
+from django.dispatch import receiver
 from django_structlog.celery.signals import bind_extra_task_metadata
 
 JOB_TASKS = {"playground.run_detection"}
@@ -19,7 +20,10 @@ JOB_TASKS = {"playground.run_detection"}
 REQUEST_ID_HEADER = "vitrine_request_id"
 
 
-@bind_extra_task_metadata.connect
+# django.dispatch's receiver(): Signal.connect used as a decorator returns None, so the
+# function was left to its weak reference alone and collected: in a worker started by the
+# celery command, task_started and the model's lines had no job_id.
+@receiver(bind_extra_task_metadata, dispatch_uid="vitrine-bind-job")
 def bind_job(sender, task, logger, **kwargs) -> None:
     if task.name not in JOB_TASKS or not task.request.args:
         return

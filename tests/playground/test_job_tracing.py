@@ -175,3 +175,27 @@ def test_a_job_message_carries_its_request_id_so_the_worker_reads_no_row(storage
             structlog.contextvars.clear_contextvars()
         seen.append((len(queries), bound.get("job_id"), bound.get("request_id")))
     assert seen == [(0, str(job.pk), GOOD_ID), (1, str(job.pk), GOOD_ID)]
+
+
+def test_the_binding_outlives_a_garbage_collection():
+    """``@signal.connect`` returned None: the receiver lived on a weak reference alone and a
+    collection removed it, so a worker started by the celery command logged task_started
+    and the model's lines without job_id (the tests' workers had not collected it yet)."""
+    import gc
+
+    from django_structlog.celery.signals import bind_extra_task_metadata
+
+    from playground import tracing
+    from playground.tasks import run_detection
+
+    assert callable(tracing.bind_job)
+    gc.collect()
+    job_id = "0b8c7a52-5f4e-4c53-9d55-1f3f7d0c1a11"
+    run_detection.push_request(args=[job_id], **{tracing.REQUEST_ID_HEADER: "req-00000001"})
+    try:
+        bind_extra_task_metadata.send(sender=None, task=run_detection, logger=None)
+        bound = structlog.contextvars.get_contextvars()
+    finally:
+        run_detection.pop_request()
+        structlog.contextvars.clear_contextvars()
+    assert (bound.get("job_id"), bound.get("request_id")) == (job_id, "req-00000001")
