@@ -42,10 +42,6 @@ SIGNUP_LIMITED = (
 RESET_LIMITED = "Too many password-reset requests from your network. Try again in {minutes} min."
 
 
-def minutes(seconds: int) -> int:
-    return max(1, -(-seconds // 60))
-
-
 def _with_retry_after(response, decision: ratelimit.Decision):
     response.status_code = 429
     response["Retry-After"] = str(decision.retry_after)
@@ -77,7 +73,8 @@ class LoginLimitMixin:
         if not decision.allowed:
             self.lockout = decision
             raise forms.ValidationError(
-                LOGIN_LOCKED.format(minutes=minutes(decision.retry_after)), code="locked_out"
+                LOGIN_LOCKED.format(minutes=ratelimit.minutes(decision.retry_after)),
+                code="locked_out",
             )
         try:
             cleaned = super().clean()
@@ -109,7 +106,9 @@ class LimitedLoginView(auth_views.LoginView):
         context = super().get_context_data(**kwargs)
         form = context.get("form")
         if form is not None and form.lockout is not None:
-            context["locked"] = LOGIN_LOCKED.format(minutes=minutes(form.lockout.retry_after))
+            context["locked"] = LOGIN_LOCKED.format(
+                minutes=ratelimit.minutes(form.lockout.retry_after)
+            )
         return context
 
 
@@ -140,7 +139,9 @@ class LimitedPasswordResetView(auth_views.PasswordResetView):
         )
         decision = ratelimit.hit(ip_bucket)
         if not decision.allowed:
-            form.add_error(None, RESET_LIMITED.format(minutes=minutes(decision.retry_after)))
+            form.add_error(
+                None, RESET_LIMITED.format(minutes=ratelimit.minutes(decision.retry_after))
+            )
             return _with_retry_after(self.form_invalid(form), decision)
         email_bucket = ratelimit.Bucket(
             "reset-email",

@@ -31,7 +31,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_POST
 
 from billing.key_formats import key_format_error
-from billing.limits import SIGNUP_LIMITED, minutes, signup_admit, signup_refused
+from billing.limits import SIGNUP_LIMITED, signup_admit, signup_refused
 from billing.models import ApiKey, Charge, ProviderKey, TopUp
 from billing.payments import PROVIDERS, available_providers
 from billing.services.keys import KEY_PREFIX, api_key_create, api_key_revoke, provider_key_save
@@ -331,7 +331,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     # validated at all.
     decision = signup_admit(request)
     if not decision.allowed:
-        message = SIGNUP_LIMITED.format(minutes=minutes(decision.retry_after))
+        message = SIGNUP_LIMITED.format(minutes=ratelimit.minutes(decision.retry_after))
         form = SignupForm.refused(request.POST, message)
         page = render(request, "registration/signup.html", _signup_context(form))
         return signup_refused(page, decision)

@@ -202,6 +202,11 @@ def _run(buckets: tuple[Bucket, ...], mode: str) -> Decision:
     return _decide(buckets, allowed, counts, ttls)
 
 
+def minutes(seconds: int) -> int:
+    """A Retry-After as the whole minutes a message names (at least one)."""
+    return max(1, -(-seconds // 60))
+
+
 def hit(*buckets: Bucket) -> Decision:
     """Admit and count one request if every bucket has room; otherwise count nothing."""
     return _run(buckets, "hit")

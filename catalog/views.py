@@ -380,7 +380,9 @@ def model_notify(request, org: str, name: str):
     elif user is None and not (decision := _notify_admit(request)).allowed:
         # Anyone can type addresses: without an account, a vote an address and a few an
         # hour per network, else the demand count is whoever scripted the most.
-        messages.error(request, VOTE_LIMITED.format(minutes=max(1, -(-decision.retry_after // 60))))
+        messages.error(
+            request, VOTE_LIMITED.format(minutes=ratelimit.minutes(decision.retry_after))
+        )
     else:
         try:
             with transaction.atomic():
