@@ -12,14 +12,40 @@ message or its end of file waiting there, and only then is the full check run, w
 so the connection is replaced before anyone uses it, as before. A quiet socket is used
 unchecked: a connection lost without a word (a dead network path) is not found by the round
 trip either, which would wait on it just the same.
+
+The pool's reconnection after an outage waits 2 s at most between attempts
+(``CappedBackoff``): psycopg_pool doubles its wait without a ceiling (1, 2, 4, ... 64 s),
+so a web process kept answering ``503 database_unavailable`` for ~34 s after a 90 s
+PostgreSQL outage had ended.
 """
 
 from __future__ import annotations
 
 import select
 
+import psycopg_pool.pool
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresWrapper
 from psycopg_pool import ConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
+
+# The longest wait between two attempts to reconnect, in seconds. A failed attempt on a
+# database that is down costs a refused TCP connection; one that is back is found within
+# this.
+RECONNECT_MAX_DELAY = 2.0
+
+
+class CappedBackoff(AttemptWithBackoff):
+    """psycopg_pool's exponential backoff (1 s, doubled on each failure, up to its
+    ``reconnect_timeout``), its wait capped at ``RECONNECT_MAX_DELAY``."""
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_DELAY)
+
+
+# psycopg_pool has no setting for it: the sync pool (Django's) makes its attempts from this
+# module's name (tests/catalog/test_pool_check_pg.py proves it on a real outage).
+psycopg_pool.pool.AttemptWithBackoff = CappedBackoff
 
 
 def has_news(conn) -> bool:

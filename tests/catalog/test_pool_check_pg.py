@@ -117,3 +117,56 @@ def test_a_kept_connection_the_server_ended_is_replaced_before_a_tasks_first_sta
     kept.close_if_unusable_or_obsolete()
     assert backend_pid(kept) != dead
     assert select_ones == [dead]  # the news was checked, and the check failed
+
+
+def test_after_a_long_outage_the_pool_reconnects_within_seconds_of_the_database(pooled):
+    """psycopg_pool doubled its wait between reconnection attempts without a ceiling (1, 2,
+    4, 8, 16 s...): after a 17 s outage its next attempt came 11-17 s after the database
+    was back (~34 s after a 90 s outage, of 503s). Capped at 2 s (CappedBackoff): a
+    connection within 8 s of the database's return, with room."""
+    import time
+
+    from psycopg_pool import PoolTimeout
+
+    from tests.tcp_gate import TcpGate
+
+    settings_dict = connection.settings_dict
+    gate = TcpGate(
+        (settings_dict.get("HOST") or "127.0.0.1", int(settings_dict.get("PORT") or 5432))
+    )
+    gate.open.set()
+    wrapper = DatabaseWrapper(
+        {**pooled.settings_dict, "HOST": "127.0.0.1", "PORT": gate.port}, alias="outage-test"
+    )
+    try:
+        pool = wrapper.pool
+        pool.open(wait=True, timeout=10)
+        gate.shut()  # the database restarts and stays down
+        with pytest.raises(PoolTimeout):
+            pool.getconn(timeout=1)  # the pooled connection fails its check; attempts begin
+        time.sleep(16)
+        gate.open.set()
+        conn = pool.getconn(timeout=8)
+        try:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            pool.putconn(conn)
+    finally:
+        wrapper.close_pool()
+        gate.close()
+
+
+def test_the_pools_wait_between_attempts_is_capped():
+    from catalog.postgresql.base import RECONNECT_MAX_DELAY, CappedBackoff
+
+    attempt = CappedBackoff(timeout=300)
+    delays = []
+    for second in range(10):
+        attempt.update_delay(float(second))
+        delays.append(attempt.delay)
+    assert delays[0] <= 1.1  # psycopg_pool's first wait, jittered
+    assert delays[1] <= RECONNECT_MAX_DELAY
+    assert delays[2:] == [RECONNECT_MAX_DELAY] * 8  # doubled, then held at the cap
+    import psycopg_pool.pool
+
+    assert psycopg_pool.pool.AttemptWithBackoff is CappedBackoff

@@ -32,6 +32,7 @@ from playground import events, services
 from playground.models import Job
 from tests import factories
 from tests.conftest import _reset_producer_pool, wait_for
+from tests.tcp_gate import TcpGate
 
 PRICE = Decimal("0.0002")
 
@@ -621,60 +622,6 @@ def test_kill_9_of_the_pool_process_mid_batch(client, start_worker, storage, tmp
     assert worker.proc.poll() is None  # the worker itself lived on
 
 
-class _Gate:
-    """A TCP forwarder in front of PostgreSQL that can be shut: a worker connecting through
-    it while shut finds the database down (connection refused, as in a restart)."""
-
-    def __init__(self, target: tuple[str, int]):
-        import socket
-
-        self.target = target
-        self.open = threading.Event()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.links: list = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        import socket
-
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            if not self.open.is_set():
-                client.close()  # the database is "down"
-                continue
-            upstream = socket.create_connection(self.target)
-            self.links += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def shut(self):
-        self.open.clear()
-        for s in self.links:  # what is connected drops, as in a restart
-            with contextlib.suppress(OSError):
-                s.close()
-        self.links.clear()
-
-    def close(self):
-        self.shut()
-        self.server.close()
-
-
 @pytest.mark.worker
 def test_a_message_taken_while_the_database_is_down_is_sent_again_not_dropped(
     start_worker, storage, runtime_checkpoint, settings
@@ -688,7 +635,9 @@ def test_a_message_taken_while_the_database_is_down_is_sent_again_not_dropped(
     if connection.vendor != "postgresql":
         pytest.skip("a database server that goes down and comes back: PostgreSQL")
     settings_dict = connection.settings_dict
-    gate = _Gate((settings_dict.get("HOST") or "127.0.0.1", int(settings_dict.get("PORT") or 5432)))
+    gate = TcpGate(
+        (settings_dict.get("HOST") or "127.0.0.1", int(settings_dict.get("PORT") or 5432))
+    )
     try:
         through_gate = {**settings_dict, "HOST": "127.0.0.1", "PORT": gate.port}
         gate.open.set()
