@@ -33,6 +33,8 @@ from django.middleware.security import SecurityMiddleware as DjangoSecurityMiddl
 from django.utils.functional import SimpleLazyObject, empty
 from django_structlog.middlewares import request as structlog_request
 
+from catalog.csp import add_policy
+
 
 def _hop(hook):
     return sync_to_async(hook, thread_sensitive=True)
@@ -82,7 +84,11 @@ class InlineHooks:
 
 
 class SecurityMiddleware(InlineHooks, DjangoSecurityMiddleware):
-    """Headers and the HTTPS redirect: no I/O."""
+    """Headers and the HTTPS redirect, and the pages' Content-Security-Policy
+    (catalog/csp.py): no I/O."""
+
+    def process_response(self, request, response):
+        return add_policy(request, super().process_response(request, response))
 
 
 class XFrameOptionsMiddleware(InlineHooks, DjangoXFrameOptionsMiddleware):

@@ -36,6 +36,13 @@ def label_hash(label: str) -> int:
     return value
 
 
+def label_colour_index(label: str) -> int:
+    """The label's place in ``PALETTE``; a page's swatch is ``class="swatch swatch-N"``
+    (static/catalog/site.css has one rule per colour: pages carry no style attributes,
+    catalog/csp.py)."""
+    return label_hash(label) % len(PALETTE)
+
+
 def label_colour(label: str) -> str:
     """The label's colour, ``#rrggbb``."""
-    return PALETTE[label_hash(label) % len(PALETTE)]
+    return PALETTE[label_colour_index(label)]

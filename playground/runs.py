@@ -29,7 +29,7 @@ from catalog.errors import NOT_FOUND_ERROR, ApplicationError
 from playground import exports, services
 from playground.api import parse_threshold
 from playground.models import Job, JobStatus
-from playground.palette import label_colour
+from playground.palette import label_colour_index
 from playground.runtime import ImageError, decode_image
 from playground.runtime.labels import label_map
 from playground.selectors import Viewer, job_for_viewer, runs_for_viewer
@@ -128,7 +128,7 @@ def permalink_context(request, job: Job, *, owner: bool) -> dict:
         # The boxes as the JSON and CSV exports give them: the API's integer pixels, unless
         # the run asked for box_format=float.
         "detections": [
-            {**item, "colour": label_colour(item["label"])}
+            {**item, "colour_index": label_colour_index(item["label"])}
             for item in public_detections(
                 job.result, threshold=threshold, box_format=_box_format(job)
             )

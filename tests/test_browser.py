@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,39 @@ def browser():
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+def watch_csp(page) -> list[str]:
+    """Every Content-Security-Policy violation the page reports from now on (Chromium
+    logs each as a console error: "Refused to ... because it violates the following
+    Content Security Policy directive")."""
+    found: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            found.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return found
+
+
+def wait_until(page, expression: str, timeout: float = 30) -> None:
+    """``page.wait_for_function`` for pages under the site's Content-Security-Policy:
+    Playwright compiles a string predicate inside the page (``eval``, which the policy
+    refuses); ``page.evaluate`` runs as DevTools does. Polls every 100 ms."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {expression}")
+        page.wait_for_timeout(100)
+
+
 @pytest.fixture
 def page(browser, live_server, transactional_db, tmp_path):
     call_command("seed_catalog", stdout=io.StringIO())
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    violations = watch_csp(page)
     yield page
+    assert violations == [], "the page broke its Content-Security-Policy"
     shots = os.environ.get("BROWSER_SCREENSHOTS")
     if shots:
         Path(shots).mkdir(parents=True, exist_ok=True)
@@ -245,8 +273,8 @@ def test_the_inline_demo_runs_a_dropped_example_and_refilters_without_a_new_run(
           document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer }));
         }"""
     )
-    page.wait_for_function(
-        "document.querySelector('#demo-chosen span').textContent.startsWith('pasted.png')"
+    wait_until(
+        page, "document.querySelector('#demo-chosen span').textContent.startsWith('pasted.png')"
     )
     assert (
         page.eval_on_selector(

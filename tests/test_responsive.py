@@ -21,7 +21,12 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from tests.test_browser import CHROMIUM, browser  # noqa: F401  (the module's browser fixture)
+from tests.test_browser import (  # noqa: F401  (the module's browser fixture)
+    CHROMIUM,
+    browser,
+    wait_until,
+    watch_csp,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -206,6 +211,7 @@ def test_every_page_fits_its_viewport(browser, site, width):  # noqa: F811
         ),
     )
     page.on("pageerror", lambda error: script_errors.append(str(error)))
+    violations = watch_csp(page)
     problems = {}
     try:
         for name, url in PAGES.items():
@@ -214,6 +220,7 @@ def test_every_page_fits_its_viewport(browser, site, width):  # noqa: F811
             else:
                 response = page.goto(url.format(**site.ids))
                 assert response.status == (404 if name == "not-found" else 200), name
+                assert response.headers["content-security-policy"] == settings.VITRINE_CSP
             page.wait_for_load_state("load")
             if name == "api-docs":
                 page.wait_for_selector("#swagger-ui .opblock", timeout=30_000)
@@ -243,6 +250,7 @@ def test_every_page_fits_its_viewport(browser, site, width):  # noqa: F811
     assert problems == {}
     assert failed_requests == []
     assert script_errors == []
+    assert violations == []
 
 
 def test_on_a_phone_the_price_comes_before_the_api_and_the_faq(browser, site):  # noqa: F811
@@ -272,7 +280,7 @@ def test_a_chart_wider_than_a_phone_says_it_scrolls_and_not_once_it_fits(browser
         "Scroll sideways to see the whole chart →"
     )
     page.set_viewport_size({"width": 1280, "height": 900})
-    page.wait_for_function("!document.querySelector('p.scroll-cue + figure.chart')")
+    wait_until(page, "!document.querySelector('p.scroll-cue + figure.chart')")
     context.close()
 
 
@@ -298,12 +306,12 @@ def test_on_a_phone_the_model_page_reads_without_sideways_scrolling(browser, sit
     tabs = page.locator(".section-nav ul")
     assert tabs.get_attribute("data-more") is not None  # faded: more tabs to the right
     tabs.evaluate("(el) => { el.scrollLeft = el.scrollWidth; }")
-    page.wait_for_function("!document.querySelector('.section-nav ul').hasAttribute('data-more')")
+    wait_until(page, "!document.querySelector('.section-nav ul').hasAttribute('data-more')")
     page.locator("#price-history summary").click()
     for price in page.locator("ol.price-history .price").all():
         assert price.evaluate("(el) => el.getBoundingClientRect().right <= window.innerWidth")
     page.set_viewport_size({"width": 1280, "height": 900})
-    page.wait_for_function("!document.querySelector('.section-nav ul').hasAttribute('data-more')")
+    wait_until(page, "!document.querySelector('.section-nav ul').hasAttribute('data-more')")
     context.close()
 
 
@@ -366,6 +374,7 @@ def test_the_price_route_admin_inline_fits_a_laptop_screen(browser, site):  # no
     card = ModelCard.objects.get(slug="detr-resnet-50")
     context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    violations = watch_csp(page)
     page.goto(f"/admin/catalog/modelcard/{card.pk}/change/")
     page.fill("input[name=username]", "operator")
     page.fill("input[name=password]", "pw-operator-1")
@@ -377,7 +386,10 @@ def test_the_price_route_admin_inline_fits_a_laptop_screen(browser, site):  # no
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("#routes-group").screenshot(path=str(SHOTS / "admin-price-routes-1280.png"))
+    page.locator("#routes-group .add-row a").click()  # the inline's own script runs
+    assert page.locator("#routes-group input[name='routes-1-price']").is_visible()
     context.close()
+    assert violations == [], "the admin broke the Content-Security-Policy"
 
 
 def test_the_browser_javascript_snippet_runs_in_a_page(browser, site, tmp_path):  # noqa: F811
@@ -403,10 +415,12 @@ def test_the_browser_javascript_snippet_runs_in_a_page(browser, site, tmp_path):
     # visitor replaces with a key (no ReferenceError for an undeclared apiKey).
     placeholder = f'const apiKey = "{API_KEY_PLACEHOLDER}";'
     assert code.count(placeholder) == 1
-    # Run it from another origin (127.0.0.1 against localhost): the API answers CORS.
-    other_origin = site.url.replace("localhost", "127.0.0.1")
-    assert other_origin != site.url
-    page.goto(f"{other_origin}/models")
+    # Run it from another origin: the API answers CORS.
+    # The developer's own page, served from another origin by a server of its own (a
+    # Vitrine page would bring Vitrine's CSP, which lets no page script call another origin;
+    # a page Playwright fulfils has no address, and Chromium keeps it off loopback).
+    their_site = their_page_server()
+    page.goto(f"http://127.0.0.1:{their_site.server_port}/")
     page.evaluate("document.body.insertAdjacentHTML('beforeend', '<input type=file id=pick>')")
     page.set_input_files("#pick", str(tmp_path / "cats.jpg"))
     run = (
@@ -421,6 +435,29 @@ def test_the_browser_javascript_snippet_runs_in_a_page(browser, site, tmp_path):
     error = page.evaluate(run, code.replace(placeholder, f'const apiKey = "{key}";'))
     assert error == INSUFFICIENT_CREDITS.format(balance="$0", cost="$0.0002")
     context.close()
+    their_site.shutdown()
+
+
+def their_page_server():
+    """An empty HTML page on 127.0.0.1, in a thread: another site's page."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<!doctype html><title>their page</title><body>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def test_the_layout_check_catches_what_it_is_for(browser):  # noqa: F811

@@ -18,7 +18,12 @@ import requests
 from django.core.management import call_command
 from PIL import Image
 
-from tests.test_browser import CHROMIUM, browser, yolos_checkpoint  # noqa: F401  (fixtures)
+from tests.test_browser import (  # noqa: F401  (fixtures)
+    CHROMIUM,
+    browser,
+    wait_until,
+    yolos_checkpoint,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -100,9 +105,17 @@ def test_a_run_is_kept_exported_and_shared(
     assert "YOLOS tiny (runs)" in row.inner_text() and "$0.0002" in row.inner_text()
     row.locator("a").click()
     page.wait_for_url(f"**{permalink}")
-    page.wait_for_function("document.getElementById('run-image').naturalWidth > 0")
+    wait_until(page, "document.getElementById('run-image').naturalWidth > 0")
     assert page.evaluate("document.getElementById('run-image').naturalWidth") == 320
     assert page.locator("#detections tr").count() == len(shown)
+    # Each row's swatch is its label's colour, from a class (the page has no style
+    # attribute under its Content-Security-Policy).
+    swatches = page.eval_on_selector_all(
+        "#detections tr",
+        "rows => rows.map((r) => [r.cells[0].textContent,"
+        " getComputedStyle(r.querySelector('.swatch')).backgroundColor])",
+    )
+    assert swatches == [[label, css_rgb(label_colour(label))] for label, _ in swatches]
     record = page.locator("#provenance-record").inner_text()
     assert "rev-runs-1" in record and "threshold 0.002" in record
     assert f"#{body['price_version']['id']}: $0.0002 per image" in record
@@ -142,7 +155,7 @@ def test_a_run_is_kept_exported_and_shared(
     assert page.locator("#visibility button").inner_text() == "Make private"
 
     assert other.goto(permalink).status == 200
-    other.wait_for_function("document.getElementById('run-image').naturalWidth > 0")
+    wait_until(other, "document.getElementById('run-image').naturalWidth > 0")
     assert other.locator("#visibility").count() == 0
     assert other.locator("#detections tr").count() == len(shown)
     assert other.request.get(permalink + "/export.coco").status == 200
@@ -157,3 +170,9 @@ def test_a_run_is_kept_exported_and_shared(
     assert colours == [label_colour(label) for label in LABELS]
     mine.close()
     theirs.close()
+
+
+def css_rgb(hex_colour: str) -> str:
+    """``#rrggbb`` as getComputedStyle writes it."""
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({r}, {g}, {b})"

@@ -195,6 +195,14 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Every HTML page's Content-Security-Policy (catalog/csp.py: nothing inline, nothing from
+# another origin); empty turns it off.
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+VITRINE_CSP = env_str("VITRINE_CSP", DEFAULT_CSP)
 
 # --- Celery ---
 # The default broker is the embedded Redis server that `make run` (and the tests) start

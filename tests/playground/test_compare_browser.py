@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from tests.test_browser import CHROMIUM, browser  # noqa: F401  (the module's browser fixture)
+from tests.test_browser import (  # noqa: F401  (the module's browser fixture)
+    CHROMIUM,
+    browser,
+    wait_until,
+)
 from tests.test_responsive import LAYOUT_PROBLEMS
 
 pytestmark = [
@@ -82,7 +86,7 @@ def test_two_live_models_on_one_image_side_by_side(
 
     # The demo's example images are here too: a click fills the form as a pick would.
     page.click("[data-example$='park.jpg']")
-    page.wait_for_function("document.querySelector('#dropzone-hint').textContent === 'park.jpg'")
+    wait_until(page, "document.querySelector('#dropzone-hint').textContent === 'park.jpg'")
     assert page.evaluate("document.querySelector('#compare-form input[type=file]').files[0].size")
     page.evaluate(DROP, ["#dropzone", base64.b64encode(street_png()).decode()])
     assert page.locator("#dropzone-hint").inner_text() == "street.png"

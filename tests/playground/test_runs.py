@@ -117,7 +117,7 @@ def test_the_permalink_records_what_ran_for_its_owner(client, paid, owner):
     ]
     assert timings[-1] == "batch of 1" and timings[2].endswith(" ms")
     assert paid.weights_revision[:10] in html
-    assert html.count('<tr><td><span class="swatch"') == len(shown(paid, FLOOR))
+    assert html.count('<tr><td><span class="swatch ') == len(shown(paid, FLOOR))
     assert 'id="visibility"' in html and "Make public" in html
     # The image with its boxes, rendered by the server, at most the page's width.
     assert f'src="{urls(paid)["png"]}?max_width=1280"' in html
