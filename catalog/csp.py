@@ -6,8 +6,9 @@ as a file by drf-spectacular's split view; a detection's colour swatch is a clas
 policy allows nothing inline. Should operator Markdown or an upload's name ever slip past
 the escaping, the browser still runs nothing from it. Images also come from ``data:``
 (the Swagger UI's icons) and ``blob:`` (the try page previews the picked file before
-uploading it, and reads a pasted or dropped one back from its ``blob:`` URL). The policy is ``settings.VITRINE_CSP`` (``DEFAULT_CSP`` there); the
-variable of that name replaces it, empty turns it off.
+uploading it, and reads a pasted or dropped one back from its ``blob:`` URL, hence
+``connect-src blob:`` too). The policy is ``settings.VITRINE_CSP`` (``DEFAULT_CSP``
+there); the variable of that name replaces it, empty turns it off.
 
 JSON, images and files get no policy: they are not documents a browser runs scripts in.
 Under ``DEBUG`` an error page (Django's technical 404 and 500, with their inline script
