@@ -30,7 +30,8 @@ ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 EXPOSE_HEADERS = (
     "X-Vitrine-Cost, X-Vitrine-Balance, X-Vitrine-Byok, X-Vitrine-Job-Id, X-Request-Id, "
     "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, "
-    "Deprecation, Sunset, Link, X-Vitrine-Error-Code, X-Vitrine-Cache, x-should-retry"
+    "Deprecation, Sunset, Link, X-Vitrine-Error-Code, X-Vitrine-Cache, x-should-retry, "
+    "Idempotent-Replayed"
 )
 PREFLIGHT_MAX_AGE = "600"
 

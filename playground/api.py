@@ -445,7 +445,7 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
         # A synchronous call (inference_create awaits its job) says nothing of the job until
         # it ends, or until services.creation_flush has made its creation durable (_answer).
         waits = bool(settings.VITRINE_SYNC_WAIT) and not prefers_async(request)
-        job = pipeline.job_submit(
+        submitted = pipeline.job_submit(
             request=request,
             card=card,
             route=route,
@@ -456,17 +456,18 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
             extra_parameters=extra_parameters,
             webhook=options.webhook,
             answer_waits=waits,
-        ).job
+        )
+        job = submitted.job
         answer = {"full": self.vitrine_flavour, "box_format": options.box_format}
         if not waits or job.status in Job.FINAL:  # an Idempotency-Key's job that already ended
             response = job_response(request, job, threshold, **answer)
             if response.status_code == 202 and prefers_async(request):
                 response["Preference-Applied"] = "respond-async"
-            return response
+            return pipeline.replay_mark(response, submitted)
         # inference_create awaits the job, holding no thread, then answers from the row.
         response = Response(status=202)
         response.vitrine_wait = (job, settings.VITRINE_SYNC_WAIT, threshold, answer)
-        return response
+        return pipeline.replay_mark(response, submitted)
 
 
 def job_response(

@@ -163,8 +163,14 @@ class RateLimitHeadersMixin:
 
 
 def copy_rate_limit_headers(source, target):
-    """The awaited answer is built outside DRF: give it the admitted call's headers too."""
-    for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"):
+    """The awaited answer is built outside DRF: give it the admitted call's headers too
+    (its rate limits, and ``Idempotent-Replayed`` on a replay)."""
+    for name in (
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+        "Idempotent-Replayed",
+    ):
         if name in source:
             target.setdefault(name, source[name])
     return target

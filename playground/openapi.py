@@ -124,6 +124,11 @@ COST_HEADERS = {
     "X-Vitrine-Byok": ("true when your own provider key paid.", str),
     "X-Vitrine-Balance": ("The wallet after the job, USD.", str),
     "X-Vitrine-Weights": ("untrained: random placeholder weights computed the boxes.", str),
+    "Idempotent-Replayed": (
+        "true when an earlier call with this Idempotency-Key made the job: its answer, "
+        "nothing charged by this call (X-Vitrine-Cost is the job's).",
+        str,
+    ),
 }
 RETRY_AFTER = {"Retry-After": ("Seconds to wait before trying again.", int)}
 

@@ -46,6 +46,18 @@ class Submitted:
     cached: bool = False  # an earlier identical call made it (x-use-cache): nothing charged
 
 
+# On the answer to a call that an earlier one with the same Idempotency-Key made (Stripe's
+# header): the same job and answer, and nothing charged by this call.
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def replay_mark(response, submitted: Submitted):
+    """``response`` with ``Idempotent-Replayed: true`` when ``submitted`` is a replay."""
+    if submitted.replayed:
+        response[REPLAYED_HEADER] = "true"
+    return response
+
+
 def image_sha256(image: bytes) -> str:
     return hashlib.sha256(image).hexdigest()
 

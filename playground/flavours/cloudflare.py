@@ -118,7 +118,7 @@ class CloudflareRunApi(FlavourApi):
         )
         response = Response(status=202)  # never sent: cloudflare_run awaits the job
         response.vitrine_wait = (submitted, settings.VITRINE_HF_WAIT, threshold)
-        return response
+        return pipeline.replay_mark(response, submitted)
 
 
 _cloudflare_sync = CloudflareRunApi.as_view()

@@ -173,7 +173,7 @@ class HfInferenceApi(FlavourApi):
         )
         response = Response(status=202)  # never sent: hf_inference awaits the job
         response.vitrine_wait = (submitted, bound, threshold)
-        return response
+        return pipeline.replay_mark(response, submitted)
 
 
 _hf_sync = HfInferenceApi.as_view()

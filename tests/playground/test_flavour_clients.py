@@ -216,6 +216,9 @@ def test_cloudflare_sdk_runs_the_model_and_reads_our_errors(live, tmp_path, monk
         again.json() == body
         and again.headers["X-Vitrine-Job-Id"] == raw.headers["X-Vitrine-Job-Id"]
     )
+    # Marked as a replay (Stripe's header), which the first answer was not.
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in raw.headers
     assert Job.objects.count() == jobs
     assert Charge.objects.filter(status="posted").count() == jobs == 2
 

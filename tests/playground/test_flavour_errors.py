@@ -279,6 +279,7 @@ def test_a_sync_replay_of_a_job_that_ended_answers_at_once(
     again = post(client, "vitrine", card.model_id, funded, jpeg(), **headers)
     assert again.status_code == 200 and again.json() == detections
     assert again["X-Vitrine-Job-Id"] == str(job.pk) and waits == []
+    assert again["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
     assert Job.objects.count() == 1 and Charge.objects.count() == 1
 
 
@@ -291,6 +292,7 @@ def test_vitrine_flavour_idempotency_replays_and_refuses_reuse(
         again = post(client, "vitrine", card.model_id, funded, jpeg(), **headers)
     assert first.status_code == again.status_code == 202
     assert first.json()["id"] == again.json()["id"]
+    assert again["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
     assert len(queued) == 1 and Job.objects.count() == 1 and Charge.objects.count() == 1
     assert wallet_for(funded["user"]).balance == Decimal("0.9998")
 
