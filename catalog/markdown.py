@@ -42,6 +42,9 @@ def render_markdown(text: str, *, top: int | None = None) -> SafeString:
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=ALLOWED_URL_SCHEMES,
         link_rel="nofollow noopener noreferrer",
+        # A code block or a table (.prose scrolls it sideways) is a box the keyboard can
+        # scroll: focusable, whatever the operator wrote.
+        set_tag_attribute_values={"pre": {"tabindex": "0"}, "table": {"tabindex": "0"}},
     )
     return mark_safe(clean)
 

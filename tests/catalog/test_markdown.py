@@ -52,4 +52,4 @@ def test_markdown_keeps_what_operators_write():
     assert "<strong>53.1 AP</strong>" in html
     assert '<a href="https://arxiv.org/abs/2304.08069" rel="nofollow noopener noreferrer">' in html
     assert "<td>RT-DETR-R50</td>" in html
-    assert "<pre><code>code" in html
+    assert '<pre tabindex="0"><code>code' in html  # a box the keyboard can scroll

@@ -193,7 +193,7 @@ def test_the_vitrine_request_schema_gives_the_threshold_default(client, seeded):
     # The schema as the page shows it (key order is the database's: PostgreSQL's jsonb
     # sorts keys, SQLite keeps them as written).
     body = client.get(DETR).content.decode()
-    shown = re.search(r'data-label="request schema"><pre><code[^>]*>(.*?)</code>', body, re.S)
+    shown = re.search(r'data-label="request schema"><pre[^>]*><code[^>]*>(.*?)</code>', body, re.S)
     schema = json.loads(html.unescape(shown[1]))
     threshold = schema["properties"]["parameters"]["properties"]["threshold"]
     assert (threshold["default"], threshold["minimum"], threshold["maximum"]) == (0.5, 0, 1)
