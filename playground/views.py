@@ -124,13 +124,16 @@ CSRF_FAILED = (
 def csrf_failure(request, reason: str = ""):
     """``CSRF_FAILURE_VIEW``: a script or page that asks for JSON (the try page's fetch,
     ``Accept: application/json``) gets the refusal in the API's one error shape; a browser
-    form, Django's own 403 page."""
+    form, the site's page (templates/403_csrf.html: reload and send again; allow cookies
+    when the browser sent none)."""
     if _wants_json(request):
         error = ApplicationError(CSRF_FAILED, code="csrf_failed", status=403)
         return JsonResponse(error.as_dict(), status=403)
-    from django.views.csrf import csrf_failure as django_csrf_failure
+    from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 
-    return django_csrf_failure(request, reason=reason)
+    return render(
+        request, "403_csrf.html", {"no_cookie": reason == REASON_NO_CSRF_COOKIE}, status=403
+    )
 
 
 @require_http_methods(["GET", "POST"])

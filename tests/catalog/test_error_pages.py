@@ -1,0 +1,73 @@
+"""The site's own error pages, as a production server (DEBUG off) serves them: a page of
+the site (its header, its links, its Content-Security-Policy) saying what went wrong and
+where to go, not Django's bare "Not Found" or "Server Error (500)"."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import path
+
+from config.urls import urlpatterns as site_urlpatterns
+
+pytestmark = pytest.mark.django_db
+
+
+def broken(request):
+    raise RuntimeError("a bug")
+
+
+urlpatterns = [path("broken", broken), *site_urlpatterns]
+
+
+@pytest.fixture(autouse=True)
+def production(settings):
+    settings.DEBUG = False
+
+
+def assert_site_page(response, status: int, heading: str) -> str:
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("text/html")
+    page = response.content.decode()
+    assert f"<h1>{heading}</h1>" in page
+    assert 'class="site-header"' in page and 'href="/models"' in page
+    assert 'href="/docs/api"' in page  # where to go from here
+    assert "Content-Security-Policy" in response
+    return page
+
+
+def test_an_unknown_address_gets_the_sites_404_with_a_search(client):
+    page = assert_site_page(client.get("/no-such-page"), 404, "Page not found")
+    assert "<code>/no-such-page</code>" in page
+    assert (
+        '<form class="search-bar error-search" role="search" method="get" action="/models">' in page
+    )
+
+
+def test_an_error_gets_the_sites_500_without_internals(settings):
+    settings.ROOT_URLCONF = __name__
+    client = Client(raise_request_exception=False)
+    page = assert_site_page(client.get("/broken"), 500, "Something went wrong on our side")
+    assert "a bug" not in page and "RuntimeError" not in page
+
+
+def test_a_disallowed_host_gets_the_sites_400(client, settings):
+    settings.ALLOWED_HOSTS = ["testserver"]
+    assert_site_page(client.get("/models", HTTP_HOST="evil.example"), 400, "Bad request")
+
+
+def test_an_expired_form_says_to_reload_and_send_it_again():
+    from tests import factories
+
+    factories.user(username="ada")
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/accounts/login/", {"username": "ada", "password": "pw-ada-1"})
+    page = assert_site_page(response, 403, "This form has expired")
+    assert "reload the page and send the form again" in page
+    assert "allow cookies" in page  # no CSRF cookie was sent
+
+
+def test_a_script_asking_for_json_still_gets_the_api_shape(client):
+    response = client.get("/no-such-page", HTTP_ACCEPT="application/json")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
