@@ -2,7 +2,13 @@
 
 Keys carry a catalogue version number; any save or delete of a catalogue row bumps it
 (signals in catalog/signals.py), so every cached page is stale at once without having to
-know which pages a row appears on.
+know which pages a row appears on. The number lives where every process reads it: in the
+page cache when that is shared (``CACHE_URL``), else in the Redis every process shares
+(``VITRINE_REDIS_URL``; the embedded broker under ``make run``), so a save by another
+process (``seed_catalog --update`` in a shell, a worker's new latency figures) reaches a
+web process's memory-cached pages at once, not after their ``PAGE_TTL``. Its first value
+is random: a Redis that restarted empty never gives back a number that old pages were
+stored under. When that Redis cannot be reached, pages are rendered and not cached.
 
 Model pages carry forms (notify me, the inline demo), so a cached page cannot hold the
 CSRF token of the visitor it was rendered for: the token is cut out when the page is
@@ -21,9 +27,12 @@ the browser (an API call), never from the template.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import secrets
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.messages import get_messages
 from django.core.cache import cache
 from django.http import HttpResponse
@@ -33,19 +42,50 @@ VERSION_KEY = "catalog:version"
 PAGE_TTL = 600
 
 
-def catalog_version() -> int:
-    version = cache.get(VERSION_KEY)
-    if version is None:
-        cache.add(VERSION_KEY, 1, timeout=None)
-        version = cache.get(VERSION_KEY, 1)
-    return version
+_version_stores: dict = {}  # Redis URL -> its cache (catalog/redis_cache.py: outage = miss)
+_MISSING = object()
+
+
+def _version_store():
+    """The cache holding the version: ``VITRINE_CATALOG_VERSION_URL``'s Redis, or the page
+    cache itself when that is empty (a shared page cache, or one process alone). None for
+    a Redis on a unix socket that is not there: no server runs (``make run`` migrates and
+    seeds before it starts the embedded one), so no page was cached under it."""
+    url = settings.VITRINE_CATALOG_VERSION_URL
+    if not url:
+        return cache
+    if url.startswith("unix://") and not os.path.exists(url.removeprefix("unix://").split("?")[0]):
+        return None
+    store = _version_stores.get(url)
+    if store is None:
+        from catalog.redis_cache import SharedPoolRedisCache
+
+        store = _version_stores[url] = SharedPoolRedisCache(url, {})
+    return store
+
+
+def catalog_version() -> int | None:
+    """The catalogue's version; None when its store cannot be reached (serve uncached)."""
+    store = _version_store()
+    if store is None:
+        return None
+    version = store.get(VERSION_KEY, _MISSING)
+    if version is _MISSING:
+        store.add(VERSION_KEY, secrets.randbits(48), timeout=None)
+        version = store.get(VERSION_KEY, _MISSING)
+    return None if version is _MISSING else version
 
 
 def bump_catalog_version() -> None:
+    store = _version_store()
+    if store is None:
+        return
     try:
-        cache.incr(VERSION_KEY)
-    except ValueError:  # not set yet (or evicted): any new value invalidates old keys
-        cache.set(VERSION_KEY, catalog_version() + 1, timeout=None)
+        store.incr(VERSION_KEY)
+    except ValueError:  # not set yet, evicted, or unreachable: a new value, if it can be set
+        version = catalog_version()
+        if version is not None:
+            store.set(VERSION_KEY, version + 1, timeout=None)
 
 
 # What Django's {% csrf_token %} renders; the value is cut out before the page is stored.
@@ -73,8 +113,10 @@ def cached_page(view):
         # with the address they were asked on (catalog.site.site_url).
         digest = hashlib.sha256(request.build_absolute_uri().encode()).hexdigest()
         audience = "member" if member else "visitor"
-        key = f"catalog:page:{catalog_version()}:{audience}:{digest}"
-        fresh = "no-cache" in request.headers.get("Cache-Control", "").lower()
+        version = catalog_version()
+        key = f"catalog:page:{version}:{audience}:{digest}"
+        # No version (its Redis is down): render, and store nothing that could go stale.
+        fresh = version is None or "no-cache" in request.headers.get("Cache-Control", "").lower()
         hit = None if fresh else cache.get(key)
         if hit is not None:
             content, content_type, status = hit
@@ -86,7 +128,7 @@ def cached_page(view):
             response = view(request, *args, **kwargs)
             if hasattr(response, "render"):
                 response = response.render()
-            if response.status_code == 200 and not response.cookies:
+            if response.status_code == 200 and not response.cookies and version is not None:
                 stored = CSRF_INPUT.sub(CSRF_SLOT, response.content)
                 cache.set(key, (stored, response["Content-Type"], 200), timeout=PAGE_TTL)
             response["X-Cache"] = "miss"

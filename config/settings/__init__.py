@@ -218,6 +218,10 @@ VITRINE_REDIS_URL = redis_client_url(
     env_str("VITRINE_REDIS_URL")
     or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis", "rediss")) else "")
 )
+# Where the page cache's catalogue version lives (catalog/cache.py): with a memory page
+# cache (no CACHE_URL), in the Redis all processes share, so a save in another process
+# (a shell's seed_catalog --update, a worker's stats) invalidates this one's pages.
+VITRINE_CATALOG_VERSION_URL = "" if CACHE_URL else VITRINE_REDIS_URL
 # --- Abuse limits (catalog/ratelimit.py) ---
 # Counters shared by every web process. Empty: this process's memory (one process only).
 VITRINE_LIMITS_REDIS_URL = redis_client_url(
