@@ -28,7 +28,8 @@ ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 # What a browser script may read besides the simple headers: cost, balance, job id, limits,
 # and a deprecated model's lifecycle (RFC 9745 / RFC 8594, the successor's Link).
 EXPOSE_HEADERS = (
-    "X-Vitrine-Cost, X-Vitrine-Balance, X-Vitrine-Byok, X-Vitrine-Job-Id, X-Request-Id, "
+    "X-Vitrine-Cost, X-Vitrine-Balance, X-Vitrine-Byok, X-Vitrine-Job-Id, X-Vitrine-Weights, "
+    "X-Request-Id, "
     "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, "
     "Deprecation, Sunset, Link, X-Vitrine-Error-Code, X-Vitrine-Cache, x-should-retry, "
     "Idempotent-Replayed"

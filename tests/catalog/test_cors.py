@@ -66,6 +66,17 @@ def test_api_answers_errors_included_are_readable_cross_origin(client, url, stat
     assert "X-Vitrine-Cost" in response["Access-Control-Expose-Headers"]
 
 
+def test_every_header_the_api_documents_is_readable_cross_origin():
+    """X-Vitrine-Weights (untrained weights drew the boxes) was sent on every paid call
+    and left out, so a browser script could not read it."""
+    from catalog.cors import EXPOSE_HEADERS
+    from playground.openapi import COST_HEADERS, RATE_LIMIT_HEADERS, RETRY_AFTER
+
+    exposed = {h.strip().lower() for h in EXPOSE_HEADERS.split(",")}
+    documented = {h.lower() for h in (*COST_HEADERS, *RATE_LIMIT_HEADERS, *RETRY_AFTER)}
+    assert documented - exposed == set()
+
+
 def test_a_browser_script_can_read_a_deprecated_models_lifecycle(client):
     from catalog.models import ModelCard
     from tests import factories
