@@ -26,6 +26,7 @@ from config.settings.env import (
 )
 from config.settings.logs import FORMATS, configure_structlog, logging_config
 from config.settings.sentry import sentry_init
+from playground.runtime.env import environment_errors as runtime_environment_errors
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VITRINE_VAR_DIR") or BASE_DIR / "var")
@@ -203,6 +204,12 @@ DEFAULT_CSP = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 VITRINE_CSP = env_str("VITRINE_CSP", DEFAULT_CSP)
+
+# The detector runtime reads its own variables (VITRINE_BACKEND, VITRINE_PRECISION,
+# VITRINE_DECODE_THREADS...; playground/runtime/env.py) where it uses them: checked here
+# too, so a bad value stops start-up as the settings' own do, not a job later.
+if _runtime_errors := runtime_environment_errors():
+    raise ImproperlyConfigured("; ".join(_runtime_errors))
 
 # --- Celery ---
 # The default broker is the embedded Redis server that `make run` (and the tests) start

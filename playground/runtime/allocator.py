@@ -25,10 +25,10 @@ import json
 import os
 from pathlib import Path
 
-from playground.runtime.env import env_choice
+from playground.runtime.env import CHOICES, env_choice
 
 ALLOCATOR_ENV = "VITRINE_ALLOCATOR"
-ALLOCATOR_CHOICES = ("measured", "malloc", "tcmalloc", "jemalloc")
+ALLOCATOR_CHOICES = CHOICES[ALLOCATOR_ENV]
 # Debian's packages: libtcmalloc-minimal4, libjemalloc2.
 LIBRARIES = {
     "tcmalloc": (

@@ -51,13 +51,13 @@ from typing import Any
 import torch
 
 from playground.runtime.allocator import cpu_identity, cpuinfo_fields
-from playground.runtime.env import env_choice
+from playground.runtime.env import CHOICES, env_choice
 from playground.runtime.errors import DetectorRuntimeError
 
 logger = logging.getLogger(__name__)
 
 BACKEND_ENV = "VITRINE_BACKEND"
-BACKENDS = ("torch", "openvino", "onnxruntime", "auto")
+BACKENDS = CHOICES[BACKEND_ENV]
 # The backends that run an export, in the order ``auto`` tries them: fastest first, as the
 # bench measured on DETR-R50 (bench/bench_detector.py: OpenVINO f32 ahead of ONNX Runtime).
 EXPORT_BACKENDS = ("openvino", "onnxruntime")
@@ -65,7 +65,7 @@ BACKEND_NAMES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
 PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 DEFAULT_BACKEND = "auto"
 PRECISION_ENV = "VITRINE_PRECISION"
-PRECISIONS = ("f32", "bf16", "int8")
+PRECISIONS = CHOICES[PRECISION_ENV]
 DEFAULT_PRECISION = "f32"
 EXPORTS_DIR_ENV = "VITRINE_EXPORTS_DIR"
 

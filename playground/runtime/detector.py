@@ -24,7 +24,7 @@ from PIL import Image
 
 from playground.runtime import backends
 from playground.runtime.device_preprocess import DevicePreprocessor
-from playground.runtime.env import env_bool, env_choice, env_int
+from playground.runtime.env import CHOICES, env_bool, env_choice, env_int
 from playground.runtime.fold import fold_batch_norms as fold_into_convolutions
 from playground.runtime.fuse import fuse_activations
 from playground.runtime.images import DecodedImage
@@ -46,7 +46,7 @@ FUSE_LAYERS_ENV = "VITRINE_FUSE_LAYERS"
 # Zen 4 EPYC: 28.6 ms against the table path's 15.8 ms for a 640x480 photo at DETR's size);
 # on a GPU the CPU's share of every image is then only the JPEG decode.
 DEVICE_PREPROCESS_ENV = "VITRINE_DEVICE_PREPROCESS"
-DEVICE_PREPROCESS_CHOICES = ("auto", "on", "off")
+DEVICE_PREPROCESS_CHOICES = CHOICES[DEVICE_PREPROCESS_ENV]
 
 DEFAULT_MAX_MODELS = 2
 # On an H200 (bench/bench_gpu.py, DETR-R50 at 800, bf16): batch 8 272 img/s, 32 387, 64 417;
@@ -56,7 +56,9 @@ DEFAULT_BATCH_SIZE = {"cpu": 1, "cuda": 32}
 # The PIL image processors: torchvision is not installed on the CPU machines, and pinning the
 # backend keeps preprocessing (and so the detections) the same wherever the worker runs.
 DEFAULT_IMAGE_BACKEND = "pil"
-AUTOCAST_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+AUTOCAST_DTYPES = dict(
+    zip(CHOICES[AUTOCAST_ENV], (None, torch.float16, torch.bfloat16), strict=True)
+)  # off, fp16, bf16
 # How many images are preprocessed ahead of the forward pass, in batches: bounds memory.
 PREFETCH_BATCHES = 4
 # With the forwards on a thread of their own (a GPU): how many batches may wait for it or
@@ -570,7 +572,7 @@ def load_detector(
     configure_torch_threads()
     device = torch.device(device) if device is not None else default_device()
     autocast = AUTOCAST_DTYPES[env_choice(AUTOCAST_ENV, "off", tuple(AUTOCAST_DTYPES))]
-    image_backend = env_choice(IMAGE_BACKEND_ENV, DEFAULT_IMAGE_BACKEND, ("pil", "torchvision"))
+    image_backend = env_choice(IMAGE_BACKEND_ENV, DEFAULT_IMAGE_BACKEND, CHOICES[IMAGE_BACKEND_ENV])
     backend = backend or backends.backend_setting()
     precision = precision or backends.precision_setting()
     if backend not in backends.BACKENDS:

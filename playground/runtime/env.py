@@ -41,3 +41,46 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
+
+
+# What each of the runtime's variables takes, for ``environment_errors``; the modules that
+# read them take their choices from here.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "VITRINE_BACKEND": ("torch", "openvino", "onnxruntime", "auto"),
+    "VITRINE_PRECISION": ("f32", "bf16", "int8"),
+    "VITRINE_ALLOCATOR": ("measured", "malloc", "tcmalloc", "jemalloc"),
+    "VITRINE_AUTOCAST": ("off", "fp16", "bf16"),
+    "VITRINE_IMAGE_BACKEND": ("pil", "torchvision"),
+    "VITRINE_DEVICE_PREPROCESS": ("auto", "on", "off"),
+}
+INTEGERS = (
+    "VITRINE_MAX_MODELS",
+    "VITRINE_BATCH_SIZE",
+    "VITRINE_TORCH_THREADS",
+    "VITRINE_DECODE_THREADS",
+)  # each at least 1
+BOOLEANS = (
+    "VITRINE_CHANNELS_LAST",
+    "VITRINE_FOLD_BATCH_NORMS",
+    "VITRINE_FUSE_LAYERS",
+    "VITRINE_ALLOW_DOWNLOAD",
+)
+
+
+def environment_errors() -> list[str]:
+    """What is wrong with the runtime's variables as this process has them, one sentence
+    each (empty: all good). The runtime reads each where it is used (a worker's first job,
+    a command); Django's settings call this so a bad value stops start-up naming the
+    variable, as the settings' own do, instead of failing jobs later."""
+    errors = []
+    checks = [
+        *((env_choice, name, choices[0], choices) for name, choices in CHOICES.items()),
+        *((env_int, name, None) for name in INTEGERS),
+        *((env_bool, name) for name in BOOLEANS),
+    ]
+    for reader, *args in checks:
+        try:
+            reader(*args)
+        except ValueError as exc:
+            errors.append(str(exc))
+    return errors

@@ -82,6 +82,15 @@ def test_production_without_a_byok_key_is_refused():
         ),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be json or console"),
         ({"SENTRY_TRACES_SAMPLE_RATE": "1.5"}, "SENTRY_TRACES_SAMPLE_RATE must be in [0, 1]"),
+        # The detector runtime's own (playground/runtime/env.py), read where they are used:
+        # a worker served with a bad one until a job (or a command) read it.
+        ({"VITRINE_DEVICE_PREPROCESS": "maybe"}, "VITRINE_DEVICE_PREPROCESS must be one of"),
+        ({"VITRINE_DECODE_THREADS": "abc"}, "VITRINE_DECODE_THREADS must be an integer"),
+        ({"VITRINE_BATCH_SIZE": "0"}, "VITRINE_BATCH_SIZE must be at least 1"),
+        ({"VITRINE_BACKEND": "tensorflow"}, "VITRINE_BACKEND must be one of"),
+        ({"VITRINE_PRECISION": "fp8"}, "VITRINE_PRECISION must be one of"),
+        ({"VITRINE_ALLOCATOR": "mimalloc"}, "VITRINE_ALLOCATOR must be one of"),
+        ({"VITRINE_CHANNELS_LAST": "perhaps"}, "VITRINE_CHANNELS_LAST must be one of"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(env, message):
