@@ -177,7 +177,7 @@ def _start(request, model_ids: list[str]) -> list[Job]:
             NOT_ENOUGH_TRIES.format(
                 models=len(picked), remaining=room.remaining, minutes=-(-wait // 60)
             ),
-            code="rate_limited",
+            code="rate_limit_exceeded",
             status=429,
             headers={"Retry-After": str(wait)},
         )

@@ -186,7 +186,7 @@ def try_model(request, org: str, name: str):
                 card,
                 RATE_LIMITED.format(limit=decision.limit, minutes=-(-decision.retry_after // 60)),
                 429,
-                "rate_limited",
+                "rate_limit_exceeded",
             )
             response["Retry-After"] = str(decision.retry_after)
             return response

@@ -158,6 +158,7 @@ def test_each_model_run_is_one_free_try(
         refused = start(client, cards[:2])  # 2 more: only 1 left
     assert refused.status_code == 429
     assert int(refused["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"  # the API's code too
     assert refused.json()["error"]["message"].startswith(
         NOT_ENOUGH_TRIES.split("{remaining}")[0].format(models=2)
     )

@@ -30,7 +30,7 @@ def test_dropping_the_cookie_does_not_reset_the_tries(
     refused = responses[2]
     assert 1 <= int(refused["Retry-After"]) <= 3600
     error = refused.json()["error"]
-    assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limited")
+    assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limit_exceeded")
     assert error["message"].startswith("You have run 2 free tries this hour")
     assert elsewhere.status_code == 202  # another IP has its own tries
     assert Job.objects.count() == 3
