@@ -24,6 +24,7 @@ from django.urls import path
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
+from config.urls import urlpatterns as site_urlpatterns
 from tests import factories
 
 OURS = "catalog.static_files.AsyncCapableWhiteNoiseMiddleware"
@@ -81,6 +82,8 @@ urlpatterns = [
     path("remember", remember),
     path("recall", recall),
     path("form", form),
+    # The site's own, after these: its error pages (a refused form's 403) link to them.
+    *site_urlpatterns,
 ]
 
 
