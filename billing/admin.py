@@ -28,13 +28,17 @@ from billing.models import (
 )
 from billing.selectors import account_balance
 from billing.services.keys import KEY_PREFIX, api_key_revoke
-from billing.services.ledger import InsufficientCredits
 from billing.services.topups import credit_grant, credit_refund
+from catalog.pricing import format_usd
 
 # The admin's sign-in counts failures and locks out like the site's (billing/limits.py).
 admin.site.login_form = LimitedAdminAuthenticationForm
 
 AMOUNT_NOT_POSITIVE = "The amount must be more than zero."
+REFUND_OVER_BALANCE = (
+    "A refund of {amount} is more than this wallet holds ({balance}): a wallet never goes "
+    "below zero."
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -194,7 +198,12 @@ class CreditAdjustmentForm(forms.ModelForm):
                 .first()
             ) or Decimal(0)
             if amount > balance:
-                self.add_error("amount", InsufficientCredits(balance=balance, cost=amount).message)
+                self.add_error(
+                    "amount",
+                    REFUND_OVER_BALANCE.format(
+                        amount=format_usd(amount), balance=format_usd(balance)
+                    ),
+                )
         return cleaned
 
 

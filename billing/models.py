@@ -30,6 +30,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from catalog.money import validate_exact
+
 MONEY = {"max_digits": 20, "decimal_places": 10}
 
 
@@ -353,7 +355,7 @@ class CreditAdjustment(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    amount = models.DecimalField(**MONEY)
+    amount = models.DecimalField(**MONEY, validators=[validate_exact])
     reason = models.CharField(max_length=300)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"

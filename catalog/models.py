@@ -17,6 +17,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from catalog.money import validate_exact
+
 # Prices hold $0.0000075 exactly and up to $99,999,999.
 PRICE_MAX_DIGITS = 18
 PRICE_DECIMAL_PLACES = 10
@@ -140,7 +142,9 @@ class ModelCard(models.Model):
     license = models.CharField(max_length=64, blank=True, help_text="SPDX id, e.g. Apache-2.0")
     open_weight = models.BooleanField(default=False)
     parameters = models.PositiveBigIntegerField(null=True, blank=True, help_text="Count.")
-    gflops = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    gflops = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
     architecture = models.CharField(max_length=300, blank=True)
     backbone = models.CharField(max_length=120, blank=True)
     training_data = models.CharField(max_length=300, blank=True)
@@ -319,6 +323,7 @@ class PriceRoute(models.Model):
     price = models.DecimalField(
         max_digits=PRICE_MAX_DIGITS,
         decimal_places=PRICE_DECIMAL_PLACES,
+        validators=[MinValueValidator(0), validate_exact],
         help_text="USD per unit, exact (e.g. 0.0000075).",
     )
     is_estimate = models.BooleanField(default=False, help_text="Estimated, set at launch.")

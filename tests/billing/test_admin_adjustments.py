@@ -7,6 +7,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from billing.admin import REFUND_OVER_BALANCE
 from billing.models import (
     ApiKey,
     CreditAdjustment,
@@ -15,7 +16,7 @@ from billing.models import (
 )
 from billing.services.charges import charge_reserve
 from billing.services.keys import api_key_create, provider_key_save
-from billing.services.ledger import INSUFFICIENT_CREDITS, wallet_for
+from billing.services.ledger import wallet_for
 from billing.services.signup import signup_credit_claim
 from billing.services.topups import top_up_complete, top_up_create
 from tests import factories
@@ -65,12 +66,29 @@ def test_a_refund_larger_than_the_balance_is_a_form_error(staff_client, other_us
     before = LedgerTransaction.objects.count()
     response = adjust(staff_client, other_user, "refund", "2", "Too much")
     assert response.status_code == 200
-    message = INSUFFICIENT_CREDITS.format(balance="$1", cost="$2")
+    message = REFUND_OVER_BALANCE.format(amount="$2", balance="$1")
     assert response.context["adminform"].form.errors == {"amount": [message]}
     assert message in response.content.decode()
     assert LedgerTransaction.objects.count() == before
     assert not CreditAdjustment.objects.exists()
     assert wallet_for(other_user).balance == Decimal("1")
+
+
+@pytest.mark.parametrize("amount", ["9999999999.9999999999", "1234567.123456789"])
+def test_an_amount_no_database_keeps_exactly_is_a_form_error(staff_client, other_user, amount):
+    """SQLite gives a decimal back to 15 significant digits: 9999999999.9999999999 was saved,
+    came back as 1E+10, and the adjustments list, the ledger and the user's account page
+    answered 500 from then on (catalog/money.py)."""
+    response = adjust(staff_client, other_user, "grant", amount, "Big")
+    assert response.status_code == 200
+    assert "significant digits" in str(response.context["adminform"].form.errors["amount"])
+    assert not LedgerTransaction.objects.exists()
+
+
+def test_the_longest_amount_allowed_is_kept_exactly(staff_client, other_user):
+    response = adjust(staff_client, other_user, "grant", "12345.6789012345", "Long")
+    assert response.status_code == 302
+    assert wallet_for(other_user).balance == Decimal("12345.6789012345")
 
 
 def test_a_zero_amount_is_a_form_error(staff_client, other_user):

@@ -94,6 +94,41 @@ def test_editing_a_price_on_the_route_page_writes_history(staff_client, staff):
     assert first.price == Decimal("0.0002")
 
 
+@pytest.mark.parametrize(
+    ("price", "error"),
+    [
+        # SQLite gave it back as 100000000, which no longer fit the column: every page
+        # reading the route, and its admin pages, answered 500 (catalog/money.py).
+        ("99999999.9999999999", "significant digits"),
+        ("12345678.1234567891", "significant digits"),  # came back 12345678.1234568
+        ("-0.0001", "greater than or equal to 0"),  # was the constraint's name
+    ],
+)
+def test_a_price_no_database_keeps_exactly_is_a_form_error(staff_client, price, error):
+    route = factories.route(price=Decimal("0.0002"))
+    url = reverse("admin:catalog_priceroute_change", args=[route.pk])
+    data = form_data(staff_client.get(url))
+    data["price"] = price
+    response = staff_client.post(url, data)
+    assert response.status_code == 200
+    assert error in str(response.context["adminform"].form.errors["price"])
+    route.refresh_from_db()
+    assert route.price == Decimal("0.0002") and route.history.count() == 1
+
+
+def test_the_longest_price_allowed_comes_back_exactly_and_pages_show_it(client, staff_client):
+    route = factories.route(price=Decimal("0.0002"))
+    url = reverse("admin:catalog_priceroute_change", args=[route.pk])
+    data = form_data(staff_client.get(url))
+    data["price"] = "12345.6789012345"  # 15 significant digits
+    assert staff_client.post(url, data).status_code == 302
+    route.refresh_from_db()
+    assert route.price == Decimal("12345.6789012345")
+    assert route.history.first().price == Decimal("12345.6789012345")
+    assert client.get(f"/models/{route.card.model_id}").status_code == 200
+    assert client.get(f"/v1/models/{route.card.model_id}").status_code == 200
+
+
 def test_editing_a_price_in_the_card_inline_writes_history(staff_client, staff):
     route = factories.route(price=Decimal("0.0002"))
     url = reverse("admin:catalog_modelcard_change", args=[route.card.pk])
