@@ -1,29 +1,55 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from playground import services
 from playground.models import Job, WorkerHeartbeat
 
 
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    """What the workers write: read it, never add one (its "Add" form was a 500)."""
+
     list_display = ["hostname", "pid", "seen_at", "token"]
     readonly_fields = ["hostname", "pid", "seen_at", "token"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     """Read-only: jobs change through services, never by hand. Search by X-Request-Id to
-    go from a client's report (or a log line, or a Sentry event) to its job."""
+    go from a client's report (or a log line, or a Sentry event) to its job. No delete: a
+    deleted queued job left its charge held for ever (and its client a 404); "Cancel
+    selected queued jobs" is the API's DELETE /v1/jobs/<id> (its charge released, its
+    webhook told)."""
 
     list_display = ["id", "card", "status", "owner", "created_at", "attempts", "request_id"]
     list_filter = ["status", "queue", "weights_untrained"]
     search_fields = ["=id", "=request_id", "=image_sha256", "=weights_revision"]
     list_select_related = ["card__organisation", "owner"]
     ordering = ["-created_at"]
+    actions = ["cancel_queued"]
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Cancel selected queued jobs (their charges are released)")
+    def cancel_queued(self, request, queryset):
+        cancelled = sum(services.job_cancel(job=job) for job in queryset)
+        left = queryset.count() - cancelled
+        self.message_user(request, f"{cancelled} queued job(s) cancelled, charges released.")
+        if left:
+            self.message_user(
+                request,
+                f"{left} job(s) were not queued (a worker has them, or they ended) and were "
+                f"left as they are: only a job no worker has claimed can be cancelled.",
+                messages.WARNING,
+            )
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
