@@ -48,6 +48,12 @@ class LinesField(forms.CharField):
             return value
         return [line.strip() for line in (value or "").splitlines() if line.strip()]
 
+    def has_changed(self, initial, data) -> bool:
+        # As lists: CharField's compares the initial's "" (none: a blank extra row) with
+        # the [] an empty box reads as, so an untouched extra benchmark row was "changed",
+        # validated, and refused the save of a table nobody had edited.
+        return self.to_python(initial or []) != self.to_python(data)
+
 
 class CellsField(LinesField):
     """Benchmark columns/values: one line each, or one line separated by ``|``."""

@@ -214,3 +214,26 @@ def test_operators_see_how_many_people_want_a_coming_soon_model(staff_client, ot
     row = next(c for c in response.context["cl"].result_list if c.pk == card.pk)
     assert row.demand_count == 2
     assert "Wanted by" in response.content.decode()
+
+
+def test_a_benchmark_table_saves_unchanged_with_its_blank_extra_row(staff_client):
+    """Its blank extra row read as changed ("" against []): 'This field is required.' and
+    'Needs 10 values, one per column.' on a table nobody had edited."""
+    import io
+
+    from django.core.management import call_command
+
+    from catalog.models import BenchmarkTable
+
+    call_command("seed_catalog", stdout=io.StringIO())
+    table = BenchmarkTable.objects.order_by("pk").first()
+    url = reverse("admin:catalog_benchmarktable_change", args=[table.pk])
+    page = staff_client.get(url)
+    data = form_data(page)
+    rows = page.context["inline_admin_formsets"][0].formset.initial_form_count()
+    data[f"rows-{rows}-values"] = ""  # the blank extra row, as a browser sends it
+    response = staff_client.post(url, data)
+    assert response.status_code == 302, response.context and [
+        f.errors for i in response.context["inline_admin_formsets"] for f in i.formset.forms
+    ]
+    assert table.rows.count() == rows
