@@ -6,7 +6,9 @@ know which pages a row appears on. The number lives where every process reads it
 page cache when that is shared (``CACHE_URL``), else in the Redis every process shares
 (``VITRINE_REDIS_URL``; the embedded broker under ``make run``), so a save by another
 process (``seed_catalog --update`` in a shell, a worker's new latency figures) reaches a
-web process's memory-cached pages at once, not after their ``PAGE_TTL``. Its first value
+web process's memory-cached pages at once, not after their ``PAGE_TTL``. What the clock
+alone changes (a scheduled publication, a sunset day) is kept no longer than until then
+(``seconds_to_next_change``). Its first value
 is random: a Redis that restarted empty never gives back a number that old pages were
 stored under. When that Redis cannot be reached, pages are rendered and not cached.
 
@@ -27,16 +29,21 @@ the browser (an API call), never from the template.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import secrets
+import time
+from datetime import datetime
 from functools import wraps
 
 from django.conf import settings
 from django.contrib.messages import get_messages
 from django.core.cache import cache
+from django.db.models import Min, Q
 from django.http import HttpResponse
 from django.middleware.csrf import get_token
+from django.utils import timezone
 
 VERSION_KEY = "catalog:version"
 PAGE_TTL = 600
@@ -88,6 +95,42 @@ def bump_catalog_version() -> None:
             store.set(VERSION_KEY, version + 1, timeout=None)
 
 
+# (catalogue version, the next moment the clock alone changes the catalogue) of this process.
+_next_change: tuple[int | None, float | None] = (None, None)
+
+
+def seconds_to_next_change(version: int | None) -> int:
+    """How long a page may be kept: ``PAGE_TTL``, or less when the clock alone changes the
+    catalogue sooner, with no save to bump the version: a card's ``published_at`` comes (it
+    appears), or a deprecated card's sunset day (it answers as retired). Read from the
+    database once per catalogue version in each process, and again once that moment has
+    passed, not on every render."""
+    global _next_change
+    from catalog.models import ModelCard, Status
+
+    now = time.time()
+    known_version, moment = _next_change
+    if known_version != version or (moment is not None and moment <= now):
+        today = timezone.localdate()
+        due = ModelCard.objects.aggregate(
+            published=Min(
+                "published_at", filter=Q(is_published=True, published_at__gt=timezone.now())
+            ),
+            sunset=Min("sunset_date", filter=Q(status=Status.DEPRECATED, sunset_date__gt=today)),
+        )
+        moments = []
+        if due["published"] is not None:
+            moments.append(due["published"].timestamp())
+        if due["sunset"] is not None:  # the start of that day, in the site's time zone
+            start = datetime.combine(due["sunset"], datetime.min.time())
+            moments.append(timezone.make_aware(start).timestamp())
+        moment = min(moments, default=None)
+        _next_change = (version, moment)
+    if moment is None:
+        return PAGE_TTL
+    return max(1, min(PAGE_TTL, math.ceil(moment - now)))
+
+
 # What Django's {% csrf_token %} renders; the value is cut out before the page is stored.
 CSRF_INPUT = re.compile(rb'(name="csrfmiddlewaretoken" value=")[^"]*(")')
 CSRF_SLOT = b"\\1__vitrine_csrf__\\2"
@@ -130,7 +173,8 @@ def cached_page(view):
                 response = response.render()
             if response.status_code == 200 and not response.cookies and version is not None:
                 stored = CSRF_INPUT.sub(CSRF_SLOT, response.content)
-                cache.set(key, (stored, response["Content-Type"], 200), timeout=PAGE_TTL)
+                timeout = seconds_to_next_change(version)
+                cache.set(key, (stored, response["Content-Type"], 200), timeout=timeout)
             response["X-Cache"] = "miss"
         response["Cache-Control"] = "public, max-age=60"
         if (

@@ -3,7 +3,8 @@
 One check (``card_callable_check``) decides whether a card may run a job, for every API
 flavour and for the try page, so they cannot disagree: coming soon answers 409
 ``model_not_available``, retired answers 410 ``model_retired`` naming the replacement;
-beta, live and deprecated run.
+beta, live and deprecated run, until a deprecated model's sunset date: from that day it
+answers as retired (``ModelCard.is_past_sunset``).
 
 A deprecated (or retired) model's responses carry (``lifecycle_headers``), on every flavour
 (``/v1/inference``, ``/v1/detections``, the Hugging Face and Cloudflare drop-ins, whose
@@ -47,7 +48,7 @@ def _midnight_utc(day: date) -> int:
 def card_callable_check(card: ModelCard) -> None:
     """Raise the one error for a card that may not run a job now (409 or 410); the
     retired error names the replacement in its text and in ``replacement``."""
-    if card.status == Status.RETIRED:
+    if card.is_past_sunset:
         replacement = card.replacement.model_id if card.replacement_id else None
         template = RETIRED if card.sunset_date else RETIRED_NO_DATE
         raise ApplicationError(

@@ -225,6 +225,17 @@ class ModelCard(models.Model):
     def is_sunsetting(self) -> bool:
         return self.status in (self.Status.DEPRECATED, self.Status.RETIRED)
 
+    @property
+    def is_past_sunset(self) -> bool:
+        """Retired, or deprecated with its sunset date come: calls stop on that day, as
+        the page and the Sunset header said they would, without waiting for an operator
+        to set the status."""
+        return self.status == self.Status.RETIRED or (
+            self.status == self.Status.DEPRECATED
+            and self.sunset_date is not None
+            and self.sunset_date <= timezone.localdate()
+        )
+
     def clean(self) -> None:
         if self.checkpoint_repo and not self.checkpoint_revision:
             raise ValidationError(
@@ -232,10 +243,45 @@ class ModelCard(models.Model):
             )
         if self.replacement_id and self.replacement_id == self.pk:
             raise ValidationError({"replacement": "A model cannot replace itself."})
+        self._lifecycle_check()
         for field in ("modalities", "strengths", "use_cases"):
             value = getattr(self, field)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValidationError({field: "Must be a list of strings."})
+
+    def _lifecycle_check(self) -> None:
+        """Dates in their order and a replacement callers can move to: the page and the
+        API's Sunset, Deprecation and Link headers repeat them."""
+        errors: dict[str, str] = {}
+        launch, deprecated, sunset = self.launch_date, self.deprecation_date, self.sunset_date
+        if deprecated and sunset and sunset < deprecated:
+            errors["sunset_date"] = "The sunset comes on or after the deprecation date."
+        if launch and deprecated and deprecated < launch:
+            errors["deprecation_date"] = "A model is deprecated on or after its launch date."
+        if self.status == Status.RETIRED and sunset and sunset > timezone.localdate():
+            errors["sunset_date"] = (
+                "A retired model's sunset date is the day it stopped answering, not a day "
+                "to come: keep it deprecated until then (calls stop at its sunset)."
+            )
+        replacement = self.replacement if self.replacement_id else None
+        if replacement is not None:
+            if replacement.status not in (Status.BETA, Status.LIVE):
+                errors["replacement"] = (
+                    f"The replacement must be a model callers can move to now (beta or "
+                    f"live); {replacement} is {replacement.get_status_display().lower()}."
+                )
+            else:
+                seen, step = {self.pk}, replacement
+                while step is not None and step.replacement_id:
+                    if step.replacement_id in seen:
+                        errors["replacement"] = (
+                            f"{replacement} is replaced, in turn, by this model: a loop."
+                        )
+                        break
+                    seen.add(step.pk)
+                    step = step.replacement
+        if errors:
+            raise ValidationError(errors)
 
 
 class SpecRow(models.Model):

@@ -302,7 +302,7 @@ def model_detail(request, org: str, name: str):
     base_url = site_url(request)
     # A retired model has no buy path: no price, no snippets, no try button (the template
     # shows its replacement first instead).
-    retired = card.status == Status.RETIRED
+    retired = card.is_past_sunset  # retired, or deprecated and its sunset date come
     return render(
         request,
         "catalog/model_detail.html",
@@ -310,7 +310,7 @@ def model_detail(request, org: str, name: str):
             "card": card,
             "pricing": pricing_box(card),
             "retired": retired,
-            "callable": card.status in CALLABLE,
+            "callable": card.status in CALLABLE and not retired,
             "stats": getattr(card, "stats", None),
             "stats_min_runs": settings.VITRINE_STATS_MIN_RUNS,
             "snippets": []

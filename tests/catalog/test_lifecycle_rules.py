@@ -1,0 +1,121 @@
+"""The lifecycle an operator sets is one callers can rely on: its dates in order, a
+replacement they can move to, calls stopping on the sunset day the page announced, and
+cached pages kept no longer than the clock allows (a scheduled publication, a sunset)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from catalog.cache import PAGE_TTL, seconds_to_next_change
+from catalog.models import ModelCard, Status
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+TODAY = timezone.localdate
+
+
+def errors_of(card: ModelCard) -> dict:
+    with pytest.raises(ValidationError) as caught:
+        card.full_clean()
+    return caught.value.message_dict
+
+
+@pytest.fixture
+def live():
+    return factories.card(slug="successor", status=Status.LIVE)
+
+
+def test_a_sunset_before_the_deprecation_is_refused(live):
+    card = factories.card(
+        status=Status.DEPRECATED, deprecation_date=TODAY() + timedelta(days=90),
+        sunset_date=TODAY() + timedelta(days=30), replacement=live,
+    )  # fmt: skip
+    assert "sunset_date" in errors_of(card)
+
+
+def test_a_deprecation_before_the_launch_is_refused(live):
+    card = factories.card(
+        status=Status.DEPRECATED, launch_date=TODAY(), deprecation_date=TODAY() - timedelta(1),
+        replacement=live,
+    )  # fmt: skip
+    assert "deprecation_date" in errors_of(card)
+
+
+@pytest.mark.parametrize("status", [Status.RETIRED, Status.COMING_SOON])
+def test_the_replacement_is_a_model_callers_can_move_to(status):
+    gone = factories.card(slug="gone", status=status)
+    card = factories.card(status=Status.DEPRECATED, replacement=gone)
+    assert "beta or live" in errors_of(card)["replacement"][0]
+
+
+def test_a_replacement_loop_is_refused():
+    a = factories.card(slug="a", status=Status.LIVE)
+    b = factories.card(slug="b", status=Status.LIVE, replacement=a)
+    a.status, a.replacement = Status.DEPRECATED, b
+    assert "loop" in errors_of(a)["replacement"][0]
+
+
+def test_a_retired_model_cannot_have_retired_in_the_future(live):
+    card = factories.card(
+        status=Status.RETIRED, sunset_date=TODAY() + timedelta(days=30), replacement=live
+    )
+    assert "sunset_date" in errors_of(card)
+
+
+def test_a_lifecycle_in_order_is_accepted(live):
+    factories.card(
+        status=Status.DEPRECATED, launch_date=TODAY() - timedelta(days=400),
+        deprecation_date=TODAY(), sunset_date=TODAY() + timedelta(days=90), replacement=live,
+    ).full_clean()  # fmt: skip
+
+
+# --- the sunset day -------------------------------------------------------------------------
+@pytest.mark.parametrize(("days", "answers"), [(0, 410), (-3, 410), (1, 402)])
+def test_calls_stop_on_the_sunset_day_the_page_announced(client, live, days, answers):
+    """The page said 'Sunset on 1 Nov 2026: calls stop working then', and calls still
+    answered 200 and were charged in December."""
+    from billing.services.keys import api_key_create
+    from tests.playground.test_flavour_errors import jpeg
+
+    card = factories.card(
+        status=Status.DEPRECATED, deprecation_date=TODAY() - timedelta(days=60),
+        sunset_date=TODAY() + timedelta(days=days), replacement=live,
+    )  # fmt: skip
+    factories.route(card=card, price=Decimal("0.0002"))
+    _, key = api_key_create(user=factories.user(), name="k")  # an empty wallet: 402 if it ran
+    response = client.post(
+        f"/v1/inference/{card.model_id}", data=jpeg(), content_type="image/jpeg",
+        headers={"Authorization": f"Bearer {key}"},
+    )  # fmt: skip
+    assert response.status_code == answers, response.content
+    page = client.get(f"/models/{card.model_id}").content.decode()
+    if answers == 410:
+        assert response.json()["error"]["code"] == "model_retired"
+        assert response.json()["error"]["replacement"] == live.model_id
+        assert "<code>410 model_retired</code>" in page
+    else:
+        assert "calls stop working then" in page
+
+
+# --- what the clock changes -----------------------------------------------------------------
+def test_a_page_is_kept_no_longer_than_until_a_scheduled_publication():
+    factories.card(slug="soon", is_published=True, published_at=timezone.now() + timedelta(90))
+    assert seconds_to_next_change(1) == PAGE_TTL  # 90 days away
+    factories.card(
+        slug="sooner", is_published=True, published_at=timezone.now() + timedelta(seconds=50)
+    )
+    assert 0 < seconds_to_next_change(2) <= 50
+
+
+def test_a_page_is_kept_no_longer_than_until_a_sunset_day(live):
+    factories.card(
+        status=Status.DEPRECATED, sunset_date=TODAY() + timedelta(days=1), replacement=live
+    )
+    until_midnight = seconds_to_next_change(3)
+    assert 0 < until_midnight <= min(PAGE_TTL, 24 * 3600)
