@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from catalog.money import validate_exact
@@ -188,6 +189,13 @@ class ModelCard(models.Model):
         ordering = ["position", "display_name"]
         constraints = [
             models.UniqueConstraint(fields=["organisation", "slug"], name="modelcard_unique_id"),
+            # acme/ACME-DETR beside acme/acme-detr: two live pages, "Acme DETR vs Acme DETR".
+            models.UniqueConstraint(
+                "organisation",
+                Lower("slug"),
+                name="modelcard_unique_id_any_case",
+                violation_error_message="A model with this id in another case exists.",
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=[s.value for s in Status]), name="modelcard_valid_status"
             ),

@@ -30,6 +30,17 @@ def test_model_ids_are_unique_per_organisation():
     assert other.model_id == "acme/detr-resnet-50"
 
 
+def test_a_model_id_differing_only_in_case_is_refused():
+    """acme/ACME-DETR beside acme/acme-detr: two live pages, "Acme DETR vs Acme DETR"."""
+    org = factories.organisation(slug="acme")
+    factories.card(organisation=org, slug="acme-detr")
+    assert violates(lambda: factories.card(organisation=org, slug="ACME-DETR"))
+    twin = ModelCard(organisation=org, slug="Acme-Detr", task=factories.task(), summary="s")
+    with pytest.raises(ValidationError) as caught:
+        twin.validate_constraints()
+    assert "another case exists" in str(caught.value)
+
+
 def test_organisation_slugs_are_unique():
     factories.organisation(slug="facebook")
     assert violates(lambda: factories.organisation(slug="facebook"))
