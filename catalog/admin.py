@@ -114,9 +114,26 @@ class BenchmarkTableInlineForm(forms.ModelForm):
         fields = "__all__"
 
 
+class BenchmarkTableOnCardForm(BenchmarkTableInlineForm):
+    """On the card's page the rows are not in the form: columns that no longer match
+    them are refused (a table of 2 headers and rows of 3 cells was saved and shown)."""
+
+    def clean_columns(self):
+        columns = self.cleaned_data["columns"]
+        if self.instance.pk:
+            for row in self.instance.rows.all():
+                if len(row.values) != len(columns):
+                    raise forms.ValidationError(
+                        f"Row “{row.label}” has {len(row.values)} values for "
+                        f"{len(columns)} columns: change columns and rows together on the "
+                        f"table's own page."
+                    )
+        return columns
+
+
 class BenchmarkTableInline(admin.StackedInline):
     model = BenchmarkTable
-    form = BenchmarkTableInlineForm
+    form = BenchmarkTableOnCardForm
     extra = 0
     show_change_link = True  # rows are edited on the table's own page
 

@@ -237,3 +237,29 @@ def test_a_benchmark_table_saves_unchanged_with_its_blank_extra_row(staff_client
         f.errors for i in response.context["inline_admin_formsets"] for f in i.formset.forms
     ]
     assert table.rows.count() == rows
+
+
+def test_columns_changed_on_the_card_page_must_still_fit_the_rows(staff_client):
+    """The card's inline saved 2 columns over rows of 3 values: the public table had 2
+    headers and rows of 3 cells."""
+    import io
+
+    from django.core.management import call_command
+
+    from catalog.models import BenchmarkTable
+
+    call_command("seed_catalog", stdout=io.StringIO())
+    table = BenchmarkTable.objects.filter(rows__isnull=False).order_by("pk").first()
+    url = reverse("admin:catalog_modelcard_change", args=[table.card.pk])
+    page = staff_client.get(url)
+    data = form_data(page)
+    forms = next(
+        i for i in page.context["inline_admin_formsets"] if i.formset.prefix == "benchmarks"
+    )
+    index = [f.instance.pk for f in forms.formset.forms].index(table.pk)
+    data[f"benchmarks-{index}-columns"] = "AP | AP50"
+    response = staff_client.post(url, data)
+    assert response.status_code == 200
+    assert "change columns and rows together" in response.content.decode()
+    table.refresh_from_db()
+    assert len(table.columns) != 2
