@@ -152,6 +152,16 @@ class ModelCardAdmin(admin.ModelAdmin):
     ]  # fmt: skip
     list_filter = ["status", "task", "organisation", "license", "open_weight", "is_published"]
     search_fields = ["display_name", "slug", "organisation__name", "organisation__slug", "summary"]
+
+    def get_search_results(self, request, queryset, search_term):
+        # A whole model id ("facebook/detr-resnet-50", as the API and the logs name it)
+        # finds its card; the fields above hold its two halves apart.
+        org, slash, name = search_term.strip().partition("/")
+        if slash and org and name and " " not in search_term.strip():
+            found = queryset.filter(organisation__slug__iexact=org, slug__iexact=name)
+            if found.exists():
+                return found, False
+        return super().get_search_results(request, queryset, search_term)
     list_select_related = ["organisation", "task"]
     prepopulated_fields = {"slug": ["display_name"]}
     autocomplete_fields = ["replacement"]

@@ -263,3 +263,10 @@ def test_columns_changed_on_the_card_page_must_still_fit_the_rows(staff_client):
     assert "change columns and rows together" in response.content.decode()
     table.refresh_from_db()
     assert len(table.columns) != 2
+
+
+def test_a_whole_model_id_finds_its_card(staff_client):
+    card = factories.card(organisation=factories.organisation(slug="facebook"), slug="detr-x")
+    factories.card(slug="other")
+    page = staff_client.get(reverse("admin:catalog_modelcard_changelist"), {"q": card.model_id})
+    assert [c.pk for c in page.context["cl"].result_list] == [card.pk]
