@@ -219,6 +219,7 @@ def spec_table(card: ModelCard) -> list[tuple[str, str]]:
     rows = [(spec.label, spec.value) for spec in card.specs.all()]
     seen = {label.lower() for label, _ in rows}
     fields = [
+        ("Task", card.task.name),  # a card without a "Task" spec row showed "—" on /compare
         ("Parameters", compact(card.parameters) if card.parameters else ""),
         ("GFLOPs", f"{card.gflops.normalize():f}" if card.gflops is not None else ""),
         ("Backbone", card.backbone),

@@ -64,3 +64,20 @@ def test_a_duplicate_or_an_unknown_model_is_refused_as_a_whole(client, seeded, m
     body = response.content.decode()
     assert "Pick 2 to 4 models" in body or "Unknown model: nope/nope" in body
     assert 'id="compare-table"' not in body and 'id="compare-on-image"' not in body
+
+
+def test_a_card_without_a_task_spec_row_shows_its_task(client, db):
+    """The Task row came from the operator's spec rows only: "—" for a card whose task is
+    set but has no such row."""
+    from tests import factories
+
+    task = factories.task(name="Object detection", slug="object-detection-x")
+    a = factories.card(slug="with-row", task=task)
+    a.specs.create(label="Task", value="Object detection")
+    b = factories.card(slug="without-row", task=task)
+    for card in (a, b):
+        factories.route(card=card)
+    page = client.get(f"/compare?models={a.model_id},{b.model_id}")
+    assert page.status_code == 200
+    rows = dict(page.context["spec_rows"])
+    assert rows["Task"] == ["Object detection", "Object detection"]
