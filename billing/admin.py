@@ -8,10 +8,14 @@ ciphertexts are never shown.
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db import IntegrityError, transaction
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from billing.limits import LimitedAdminAuthenticationForm
 from billing.models import (
@@ -38,6 +42,13 @@ AMOUNT_NOT_POSITIVE = "The amount must be more than zero."
 REFUND_OVER_BALANCE = (
     "A refund of {amount} is more than this wallet holds ({balance}): a wallet never goes "
     "below zero."
+)
+ADJUSTMENT_ALREADY_RECORDED = (
+    "This adjustment was already recorded (a resent form): nothing was added again."
+)
+ADJUSTMENT_FORM_STALE = (
+    "This form carries no valid one-time token (it was opened before an update, or "
+    "altered): nothing was recorded. Open Add credit adjustment again and resend."
 )
 
 
@@ -178,12 +189,32 @@ class ProviderKeyAdmin(admin.ModelAdmin):
 
 
 class CreditAdjustmentForm(forms.ModelForm):
+    # A fresh uuid4 each time the add page is rendered; a form shown again after an error
+    # keeps the token it was posted with (nothing was recorded under it). A CharField, not
+    # a UUIDField: a bad token must be a visible error, and errors on a hidden field are not
+    # shown by the admin (clean() reports it instead).
+    request_token = forms.CharField(widget=forms.HiddenInput, required=False, initial=uuid.uuid4)
+
     class Meta:
         model = CreditAdjustment
-        fields = ["user", "kind", "amount", "reason"]
+        fields = ["user", "kind", "amount", "reason", "request_token"]
+
+    def clean_request_token(self) -> uuid.UUID | None:
+        return parse_token(self.cleaned_data["request_token"])
+
+    def validate_unique(self) -> None:
+        # A taken token is a resent form, answered by the admin ("already recorded"), not a
+        # form error on a field the operator cannot see.
+        exclude = self._get_validation_exclusions() | {"request_token"}
+        try:
+            self.instance.validate_unique(exclude=exclude)
+        except forms.ValidationError as e:
+            self._update_errors(e)
 
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("request_token") is None:
+            self.add_error(None, ADJUSTMENT_FORM_STALE)
         user, kind, amount = cleaned.get("user"), cleaned.get("kind"), cleaned.get("amount")
         if amount is not None and amount <= 0:
             self.add_error("amount", AMOUNT_NOT_POSITIVE)
@@ -207,6 +238,27 @@ class CreditAdjustmentForm(forms.ModelForm):
         return cleaned
 
 
+def parse_token(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def adjustment_with_token(token: uuid.UUID | None) -> CreditAdjustment | None:
+    if token is None:
+        return None  # not filter(request_token=None): that is IS NULL, every older row
+    return CreditAdjustment.objects.filter(request_token=token).first()
+
+
+class AdjustmentAlreadyRecorded(Exception):
+    """The add form's token is an existing adjustment's: a resent form, not a new one."""
+
+    def __init__(self, adjustment: CreditAdjustment):
+        super().__init__(adjustment.pk)
+        self.adjustment = adjustment
+
+
 @admin.register(CreditAdjustment)
 class CreditAdjustmentAdmin(admin.ModelAdmin):
     form = CreditAdjustmentForm
@@ -218,7 +270,7 @@ class CreditAdjustmentAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["user", "kind", "amount", "reason"]
+            return ["user", "kind", "amount", "reason", "request_token"]
         return ["user", "kind", "amount", "reason", "created_by", "transaction", "created_at"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -230,13 +282,44 @@ class CreditAdjustmentAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+    def add_view(self, request, form_url="", extra_context=None):
+        if request.method == "POST" and self.has_add_permission(request):
+            # A resent form is answered before it is validated: a refund resent after the
+            # first one emptied the wallet is "already recorded", not "more than it holds".
+            existing = adjustment_with_token(parse_token(request.POST.get("request_token")))
+            if existing is not None:
+                return self._already_recorded(request, existing)
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except AdjustmentAlreadyRecorded as resent:
+            # Raised out of the add view's transaction, which rolled back: nothing posted.
+            return self._already_recorded(request, resent.adjustment)
+
+    def _already_recorded(self, request, adjustment: CreditAdjustment) -> HttpResponseRedirect:
+        self.message_user(request, ADJUSTMENT_ALREADY_RECORDED, messages.WARNING)
+        opts = self.opts
+        return HttpResponseRedirect(
+            reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[adjustment.pk])
+        )
+
     def save_model(self, request, obj: CreditAdjustment, form, change: bool) -> None:
-        service = credit_grant if obj.kind == CreditAdjustment.Kind.GRANT else credit_refund
         # The admin's add view runs in one database transaction: the ledger posting and
-        # this row are saved together or not at all.
+        # this row are saved together or not at all. The row goes first and claims the
+        # form's token (unique): a concurrent resend of the same form waits on that INSERT
+        # until this transaction commits, then fails it and posts nothing (the sign-up
+        # credit claims a mailbox the same way, billing/services/signup.py).
+        obj.created_by = request.user
+        try:
+            with transaction.atomic():  # a savepoint: a lost race leaves the outer one usable
+                super().save_model(request, obj, form, change)
+        except IntegrityError:
+            existing = adjustment_with_token(obj.request_token)
+            if existing is None:
+                raise
+            raise AdjustmentAlreadyRecorded(existing) from None
+        service = credit_grant if obj.kind == CreditAdjustment.Kind.GRANT else credit_refund
         posting = service(
             user=obj.user, amount=obj.amount, reason=obj.reason, operator=request.user
         )
-        obj.created_by = request.user
         obj.transaction = posting.transaction
-        super().save_model(request, obj, form, change)
+        obj.save(update_fields=["transaction"])

@@ -364,6 +364,11 @@ class CreditAdjustment(models.Model):
         LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # The add form's one-time token (a hidden uuid4 made when the form is rendered): a
+    # resent form (a double click, the browser posting again) carries the same token, and
+    # this unique row is claimed before the money moves, so it posts once. NULL on rows
+    # made before the token existed.
+    request_token = models.UUIDField(unique=True, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

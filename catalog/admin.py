@@ -162,6 +162,7 @@ class ModelCardAdmin(admin.ModelAdmin):
             if found.exists():
                 return found, False
         return super().get_search_results(request, queryset, search_term)
+
     list_select_related = ["organisation", "task"]
     prepopulated_fields = {"slug": ["display_name"]}
     autocomplete_fields = ["replacement"]

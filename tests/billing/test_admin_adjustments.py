@@ -1,13 +1,23 @@
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.contrib import admin
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from billing.admin import REFUND_OVER_BALANCE
+from billing.admin import (
+    ADJUSTMENT_ALREADY_RECORDED,
+    ADJUSTMENT_FORM_STALE,
+    REFUND_OVER_BALANCE,
+    AdjustmentAlreadyRecorded,
+)
 from billing.models import (
     ApiKey,
     CreditAdjustment,
@@ -18,8 +28,9 @@ from billing.services.charges import charge_reserve
 from billing.services.keys import api_key_create, provider_key_save
 from billing.services.ledger import wallet_for
 from billing.services.signup import signup_credit_claim
-from billing.services.topups import top_up_complete, top_up_create
+from billing.services.topups import credit_grant, top_up_complete, top_up_create
 from tests import factories
+from tests.billing.test_concurrency_pg import race
 
 pytestmark = pytest.mark.django_db
 
@@ -27,8 +38,24 @@ ADD_URL = reverse("admin:billing_creditadjustment_add")
 BILLING_MODELS = [m for m in admin.site._registry if m._meta.app_label == "billing"]
 
 
-def adjust(client, user, kind: str, amount: str, reason: str):
-    return client.post(ADD_URL, {"user": user.pk, "kind": kind, "amount": amount, "reason": reason})
+def adjust(client, user, kind: str, amount: str, reason: str, token: Any = "fresh"):
+    """Post the add form as the page sends it: with a fresh one-time token unless given one
+    (``None`` leaves the token out)."""
+    data = {"user": user.pk, "kind": kind, "amount": amount, "reason": reason}
+    if token is not None:
+        data["request_token"] = str(uuid.uuid4() if token == "fresh" else token)
+    return client.post(ADD_URL, data)
+
+
+def change_url(adjustment: CreditAdjustment) -> str:
+    return reverse("admin:billing_creditadjustment_change", args=[adjustment.pk])
+
+
+def rendered_token(client) -> str:
+    html = client.get(ADD_URL).content.decode()
+    found = re.search(r'<input type="hidden" name="request_token" value="([^"]+)"', html)
+    assert found, "the add form carries no hidden request_token"
+    return found.group(1)
 
 
 def test_a_grant_posts_one_transaction_with_the_operator_and_reason(
@@ -96,6 +123,137 @@ def test_a_zero_amount_is_a_form_error(staff_client, other_user):
     assert response.status_code == 200
     assert "amount" in response.context["adminform"].form.errors
     assert not LedgerTransaction.objects.exists()
+
+
+def test_the_add_page_carries_a_fresh_one_time_token(staff_client):
+    first, second = rendered_token(staff_client), rendered_token(staff_client)
+    assert uuid.UUID(first) != uuid.UUID(second)
+
+
+def test_a_resent_form_grants_once_and_says_it_was_already_recorded(staff_client, other_user):
+    """The operator's defect: a double click (or the browser resending the POST) granted
+    twice. The resend carries the same rendered token and is the same adjustment."""
+    token = rendered_token(staff_client)
+    first = adjust(staff_client, other_user, "grant", "5", "Apology for the outage", token)
+    adjustment = CreditAdjustment.objects.get()
+    assert first.status_code == 302
+    assert adjustment.request_token == uuid.UUID(token)
+
+    resent = adjust(staff_client, other_user, "grant", "5", "Apology for the outage", token)
+    assert (resent.status_code, resent["Location"]) == (302, change_url(adjustment))
+    assert ADJUSTMENT_ALREADY_RECORDED in [str(m) for m in get_messages(resent.wsgi_request)]
+    page = staff_client.get(resent["Location"])
+    assert ADJUSTMENT_ALREADY_RECORDED in page.content.decode()
+
+    assert CreditAdjustment.objects.get() == adjustment
+    assert LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.GRANT).count() == 1
+    assert wallet_for(other_user).balance == Decimal("5")
+
+
+def test_a_resent_refund_that_emptied_the_wallet_is_already_recorded(staff_client, other_user):
+    # Answered before validation: not "a refund of $5 is more than this wallet holds ($0)".
+    factories.funded(other_user, "5")
+    token = uuid.uuid4()
+    assert (
+        adjust(staff_client, other_user, "refund", "5", "Unused credit", token).status_code == 302
+    )
+    resent = adjust(staff_client, other_user, "refund", "5", "Unused credit", token)
+    assert resent.status_code == 302
+    assert ADJUSTMENT_ALREADY_RECORDED in [str(m) for m in get_messages(resent.wsgi_request)]
+    assert LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.REFUND).count() == 1
+    assert wallet_for(other_user).balance == Decimal("0")
+
+
+def test_two_forms_with_the_same_fields_are_two_adjustments(staff_client, other_user):
+    """Two grants on purpose: each add page has its own token."""
+    for _ in range(2):
+        token = rendered_token(staff_client)
+        response = adjust(staff_client, other_user, "grant", "5", "Two outages", token)
+        assert response.status_code == 302
+        assert ADJUSTMENT_ALREADY_RECORDED not in [
+            str(m) for m in get_messages(response.wsgi_request)
+        ]
+    assert CreditAdjustment.objects.count() == 2
+    assert LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.GRANT).count() == 2
+    assert wallet_for(other_user).balance == Decimal("10")
+
+
+def test_a_form_shown_again_after_an_error_keeps_its_token(staff_client, other_user):
+    token = uuid.uuid4()
+    refused = adjust(staff_client, other_user, "grant", "0", "Nothing", token)
+    assert refused.status_code == 200
+    assert f'name="request_token" value="{token}"' in refused.content.decode()
+    assert adjust(staff_client, other_user, "grant", "1", "Fixed", token).status_code == 302
+    assert CreditAdjustment.objects.get().request_token == token
+
+
+@pytest.mark.parametrize("token", [None, "", "not-a-uuid"])
+def test_a_form_without_a_valid_token_records_nothing(staff_client, other_user, token):
+    response = adjust(staff_client, other_user, "grant", "5", "Stale page", token)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.non_field_errors() == [ADJUSTMENT_FORM_STALE]
+    assert ADJUSTMENT_FORM_STALE in response.content.decode()
+    assert not CreditAdjustment.objects.exists()
+    assert not LedgerTransaction.objects.exists()
+
+
+def test_older_adjustments_without_a_token_are_not_taken_for_a_resend(staff_client, other_user):
+    # Rows made before the token have NULL: a NULL is never "the same token".
+    posting = credit_grant(user=other_user, amount=Decimal("1"), reason="old")
+    CreditAdjustment.objects.create(
+        user=other_user, kind="grant", amount="1", reason="old", transaction=posting.transaction
+    )
+    assert adjust(staff_client, other_user, "grant", "2", "New").status_code == 302
+    assert CreditAdjustment.objects.count() == 2
+    assert wallet_for(other_user).balance == Decimal("3")
+
+
+def test_a_save_that_loses_the_race_for_its_token_posts_nothing(staff, other_user):
+    """The branch a concurrent resend takes (it passed the admin's look-up before the first
+    committed): its INSERT of the token fails, and no money moves."""
+    token = uuid.uuid4()
+    first = CreditAdjustment.objects.create(
+        user=other_user, kind="grant", amount="5", reason="first", request_token=token
+    )
+    request = RequestFactory().post(ADD_URL)
+    request.user = staff
+    resend = CreditAdjustment(
+        user=other_user, kind="grant", amount=Decimal("5"), reason="first", request_token=token
+    )
+    model_admin = admin.site._registry[CreditAdjustment]
+
+    with pytest.raises(AdjustmentAlreadyRecorded) as raised:
+        model_admin.save_model(request, resend, form=None, change=False)
+
+    assert raised.value.adjustment == first
+    assert not LedgerTransaction.objects.exists()
+    assert wallet_for(other_user).balance == Decimal("0")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row-lock races need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_the_same_form_posted_ten_times_at_once_grants_once(staff, other_user, settings):
+    settings.VITRINE_SIGNUP_CREDIT = "0"  # users are committed here: keep the wallet exact
+    token = uuid.uuid4()
+
+    def post():
+        client = Client()
+        client.force_login(staff)
+        response = adjust(client, other_user, "grant", "5", "Apology", token)
+        return response.status_code, response["Location"]
+
+    outcome = race([post] * 10, threads=10)
+
+    assert outcome.errors == []
+    adjustment = CreditAdjustment.objects.get()
+    # One recorded it (the admin's usual redirect to the list); nine were told it was.
+    changelist = reverse("admin:billing_creditadjustment_changelist")
+    assert sorted(outcome.results) == sorted(
+        [(302, changelist)] + [(302, change_url(adjustment))] * 9
+    )
+    assert LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.GRANT).count() == 1
+    assert adjustment.transaction == LedgerTransaction.objects.get()
+    assert wallet_for(other_user).balance == Decimal("5")
 
 
 def test_adjustments_cannot_be_changed_or_deleted(staff_client, other_user):
