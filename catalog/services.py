@@ -52,13 +52,14 @@ ROUTE_FIELDS = (
 
 
 @transaction.atomic
-def catalog_load_seed(*, seed: dict, update: bool = False) -> dict[str, int]:
+def catalog_load_seed(*, seed: dict, update: bool = False) -> dict:
     """Load the seed catalogue; idempotent.
 
     Missing rows are created. Existing cards are left as operators edited them unless
     ``update`` is true, which rewrites them from the seed (prices through
     ``price_route_save``, so a changed seed price is recorded in the history).
-    Returns counts of what was created.
+    Returns counts of what was created, and under ``rewritten`` the model ids of the
+    existing cards ``update`` put back to the seed.
     """
     from catalog.models import (
         BenchmarkRow,
@@ -71,6 +72,7 @@ def catalog_load_seed(*, seed: dict, update: bool = False) -> dict[str, int]:
     )
 
     created = {"organisations": 0, "tasks": 0, "schemas": 0, "cards": 0, "collections": 0}
+    rewritten: list[str] = []  # existing cards --update put back to the seed
 
     def upsert(model, lookup: dict, values: dict, counter: str):
         obj, was_created = model.objects.get_or_create(**lookup, defaults=values)
@@ -109,6 +111,8 @@ def catalog_load_seed(*, seed: dict, update: bool = False) -> dict[str, int]:
         if card is None:
             card = ModelCard(**lookup)
             created["cards"] += 1
+        else:
+            rewritten.append(f"{item['org']}/{item['slug']}")
         for name in CARD_FIELDS:
             setattr(card, name, item[name])
         card.task = tasks[item["task"]]
@@ -164,4 +168,4 @@ def catalog_load_seed(*, seed: dict, update: bool = False) -> dict[str, int]:
             CollectionEntry.objects.get_or_create(
                 collection=collection, card=card_for(model_id), defaults={"position": j}
             )
-    return created
+    return {**created, "rewritten": rewritten}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 from decimal import Decimal
 
 import pytest
@@ -56,9 +57,13 @@ def test_a_rerun_keeps_operator_edits_unless_asked_to_update():
     card.refresh_from_db()
     assert card.summary == "Edited by an operator."
 
-    call_command("seed_catalog", "--update")
+    out = io.StringIO()
+    call_command("seed_catalog", "--update", stdout=out)
     card.refresh_from_db()
     assert card.summary.startswith("Meta's transformer-based object detector.")
+    # It says what it rewrote (it said "0 cards created" and nothing more).
+    assert "Rewritten from the seed (4 cards" in out.getvalue()
+    assert "facebook/detr-resnet-50" in out.getvalue()
 
 
 def test_an_updated_seed_price_is_recorded_in_the_history():

@@ -17,6 +17,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, update: bool = False, **options):
-        created = catalog_load_seed(seed=SEED, update=update)
-        summary = ", ".join(f"{n} {name}" for name, n in created.items())
+        loaded = catalog_load_seed(seed=SEED, update=update)
+        rewritten = loaded.pop("rewritten")
+        summary = ", ".join(f"{n} {name}" for name, n in loaded.items())
         self.stdout.write(f"Seed catalogue loaded ({summary} created).")
+        if rewritten:  # --update: what an operator's edits were replaced on
+            self.stdout.write(
+                f"Rewritten from the seed ({len(rewritten)} cards, price changes recorded "
+                f"in their history): {', '.join(rewritten)}."
+            )
