@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from tests.test_browser import (  # noqa: F401  (the module's browser fixture)
     CHROMIUM,
@@ -29,10 +28,8 @@ from tests.test_browser import (  # noqa: F401  (the module's browser fixture)
     watch_csp,
 )
 from tests.test_responsive import (  # noqa: F401  (the module's site fixture)
-    NOT_FOUND,
-    PAGES,
-    sign_in_with_a_new_key,
     site,
+    visit_every_page,
 )
 
 pytestmark = [
@@ -90,16 +87,8 @@ def test_every_page_passes_axe(browser, site, width, scheme):  # noqa: F811
     csp = watch_csp(page)
     found: dict[str, list[str]] = {}
     try:
-        for name, url in PAGES.items():
-            if name == "dashboard":
-                sign_in_with_a_new_key(page)
-            else:
-                response = page.goto(url.format(**site.ids))
-                assert response.status == (404 if url in NOT_FOUND else 200), name
-                assert response.headers["content-security-policy"] == settings.VITRINE_CSP
-            page.wait_for_load_state("load")
+        for name in visit_every_page(page, site):
             if name == "api-docs":
-                page.wait_for_selector("#swagger-ui .opblock", timeout=30_000)
                 # The only other <main> is Swagger UI's own (see SWAGGER).
                 others = "document.querySelectorAll('main:not(#main):not(#swagger-ui main)').length"
                 assert page.evaluate(others) == 0

@@ -197,6 +197,23 @@ def sign_in_with_a_new_key(page):
     page.wait_for_selector("#new-key")
 
 
+def visit_every_page(page, site):
+    """Open each of ``PAGES`` in turn (the dashboard by signing in), checking its status
+    and its Content-Security-Policy, loaded (the API reference's operations drawn); yields
+    each page's name while it is open."""
+    for name, url in PAGES.items():
+        if name == "dashboard":
+            sign_in_with_a_new_key(page)
+        else:
+            response = page.goto(url.format(**site.ids))
+            assert response.status == (404 if url in NOT_FOUND else 200), name
+            assert response.headers["content-security-policy"] == settings.VITRINE_CSP
+        page.wait_for_load_state("load")
+        if name == "api-docs":
+            page.wait_for_selector("#swagger-ui .opblock", timeout=30_000)
+        yield name
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_page_fits_its_viewport(browser, site, width):  # noqa: F811
     context = browser.new_context(
@@ -217,16 +234,7 @@ def test_every_page_fits_its_viewport(browser, site, width):  # noqa: F811
     violations = watch_csp(page)
     problems = {}
     try:
-        for name, url in PAGES.items():
-            if name == "dashboard":
-                sign_in_with_a_new_key(page)
-            else:
-                response = page.goto(url.format(**site.ids))
-                assert response.status == (404 if url in NOT_FOUND else 200), name
-                assert response.headers["content-security-policy"] == settings.VITRINE_CSP
-            page.wait_for_load_state("load")
-            if name == "api-docs":
-                page.wait_for_selector("#swagger-ui .opblock", timeout=30_000)
+        for name in visit_every_page(page, site):
             if found := page.evaluate(LAYOUT_PROBLEMS):
                 problems[name] = found
             meta = page.evaluate(META)
