@@ -6,11 +6,11 @@ know which pages a row appears on. The number lives where every process reads it
 page cache when that is shared (``CACHE_URL``), else in the Redis every process shares
 (``VITRINE_REDIS_URL``; the embedded broker under ``make run``), so a save by another
 process (``seed_catalog --update`` in a shell, a worker's new latency figures) reaches a
-web process's memory-cached pages at once, not after their ``PAGE_TTL``. What the clock
-alone changes (a scheduled publication, a sunset day) is kept no longer than until then
-(``seconds_to_next_change``). Its first value
-is random: a Redis that restarted empty never gives back a number that old pages were
-stored under. When that Redis cannot be reached, pages are rendered and not cached.
+web process's memory-cached pages at once, not after their ``PAGE_TTL``. The version's
+first value is random: a Redis that restarted empty never gives back a number that old
+pages were stored under. When that Redis cannot be reached, pages are rendered and not
+cached. What the clock alone changes (a scheduled publication, a sunset day) is kept no
+longer than until then (``seconds_to_next_change``).
 
 Model pages carry forms (notify me, the inline demo), so a cached page cannot hold the
 CSRF token of the visitor it was rendered for: the token is cut out when the page is

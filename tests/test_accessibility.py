@@ -17,12 +17,10 @@ contrast, headings, nested buttons and small targets); the Django admin's pages.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from tests.test_browser import (  # noqa: F401  (the module's browser fixture)
+    BROWSER_MARKS,
     CHROMIUM,
     browser,
     watch_csp,
@@ -32,13 +30,7 @@ from tests.test_responsive import (  # noqa: F401  (the module's site fixture)
     visit_every_page,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and not os.environ.get("REQUIRE_BROWSER"),
-        reason=f"no {CHROMIUM}: apt-get install chromium",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa", "best-practice"]
 

@@ -15,14 +15,16 @@ import pytest
 from django.core.management import call_command
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-pytestmark = [
+# Every browser test module's marks (``pytestmark = BROWSER_MARKS``): CI sets
+# REQUIRE_BROWSER=1 so a missing browser fails instead of skipping.
+BROWSER_MARKS = [
     pytest.mark.browser,
-    # CI sets REQUIRE_BROWSER=1 so a missing browser fails instead of skipping.
     pytest.mark.skipif(
         not Path(CHROMIUM).exists() and not os.environ.get("REQUIRE_BROWSER"),
         reason=f"no {CHROMIUM}: apt-get install chromium",
     ),
 ]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

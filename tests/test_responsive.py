@@ -22,19 +22,14 @@ from django.conf import settings
 from django.core.management import call_command
 
 from tests.test_browser import (  # noqa: F401  (the module's browser fixture)
+    BROWSER_MARKS,
     CHROMIUM,
     browser,
     wait_until,
     watch_csp,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and not os.environ.get("REQUIRE_BROWSER"),
-        reason=f"no {CHROMIUM}: apt-get install chromium",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 WIDTHS = [390, 768, 1280]
 SCREENSHOT_WIDTHS = {390, 1280}

@@ -9,9 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import requests
@@ -19,20 +17,14 @@ from django.core.management import call_command
 from PIL import Image
 
 from tests.test_browser import (  # noqa: F401  (fixtures)
+    BROWSER_MARKS,
     CHROMIUM,
     browser,
     wait_until,
     yolos_checkpoint,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.worker,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and not os.environ.get("REQUIRE_BROWSER"),
-        reason=f"no {CHROMIUM}: apt-get install chromium",
-    ),
-]
+pytestmark = [*BROWSER_MARKS, pytest.mark.worker]
 FLOOR = "0.002"
 LABELS = ["cat", "N/A", "traffic light", "café", "LABEL_91", "🙂"]
 

@@ -12,19 +12,14 @@ import pytest
 from django.core.management import call_command
 
 from tests.test_browser import (  # noqa: F401  (the module's browser fixture)
+    BROWSER_MARKS,
     CHROMIUM,
     browser,
     wait_until,
 )
 from tests.test_responsive import LAYOUT_PROBLEMS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and not os.environ.get("REQUIRE_BROWSER"),
-        reason=f"no {CHROMIUM}: apt-get install chromium",
-    ),
-]
+pytestmark = BROWSER_MARKS
 MODELS = ("facebook/detr-resnet-50", "hustvl/yolos-tiny")
 FLOOR = "0.002"
 
