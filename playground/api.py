@@ -182,6 +182,20 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """An object's members, refusing a name given twice: the standard library keeps the
+    last, so ``{"threshold": 0.9, "threshold": 0.1}`` would run at 0.1 unsaid (RFC 8259
+    leaves such an object's meaning to the reader)."""
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise ValueError(f"the name {name!r} appears twice in one object: give it once")
+            seen.add(name)
+    return data
+
+
 def _json_depth(value) -> int:
     """How deeply ``value`` nests lists and dicts, without recursion."""
     deepest, pending = 0, [(value, 1)]
@@ -215,7 +229,8 @@ class BoundedJSONParser(BaseParser):
         if len(raw) > limit:
             raise body_limits.too_large(None, "application/json")
         try:
-            data = json.loads(raw, parse_constant=_no_constant)  # strict, as DRF's default
+            # strict, as DRF's default; a name twice in one object is refused
+            data = json.loads(raw, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
         except RecursionError:
             data = None
             depth = body_limits.MAX_JSON_DEPTH + 1
