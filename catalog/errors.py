@@ -31,6 +31,8 @@ METHOD_NOT_ALLOWED = "Method {method} is not allowed on {path}."
 INVALID_PARAMETER = "Invalid value for '{param}': {detail}"
 INVALID_REQUEST = "Invalid request: {detail}"
 UNKNOWN_PARAMETER = "Unknown {where} '{name}'; known: {known}."
+PARAMETER_TWICE = "'{name}' was given more than once with different values: give it once."
+PARAMETER_EMPTY = "'{name}' is empty: give it a value, or leave it out."
 
 # The longest parameter name an error repeats whole.
 MAX_SHOWN_NAME = 64
@@ -221,5 +223,18 @@ def refuse_unknown(names, known: set[str], *, where: str, prefix: str = "") -> N
 
 
 def refuse_unknown_query(request, known: set[str]) -> None:
-    """400 ``unknown_parameter`` naming the first query parameter not in ``known``."""
-    refuse_unknown(request.query_params.keys(), known, where="query parameter")
+    """400 ``unknown_parameter`` naming the first query parameter not in ``known``; 400
+    ``invalid_value`` for one given twice with different values (``?limit=3&limit=5``: a
+    read would use the last and ignore the first unsaid) or empty (``?status=``: not one
+    of its values; leaving it out is how a filter is not applied)."""
+    query = request.query_params
+    refuse_unknown(query.keys(), known, where="query parameter")
+    for name, values in query.lists():
+        if len(set(values)) > 1:
+            raise ApplicationError(
+                PARAMETER_TWICE.format(name=name), code="invalid_value", param=name
+            )
+        if values[0] == "":
+            raise ApplicationError(
+                PARAMETER_EMPTY.format(name=name), code="invalid_value", param=name
+            )

@@ -66,7 +66,13 @@ from playground.models import Job, JobStatus
 from playground.options import Options, query_box_format, request_options
 from playground.quote import quote_build
 from playground.runtime import ImageError
-from playground.selectors import job_from_answer, job_of_owner, job_reread, jobs_of_owner
+from playground.selectors import (
+    job_from_answer,
+    job_of_owner,
+    job_reread,
+    jobs_of_owner,
+    model_filter_known,
+)
 from playground.serializers import JobSerializer, job_data
 
 DEFAULT_THRESHOLD = 0.5
@@ -99,6 +105,7 @@ JOBS_PAGE_MAX = 100
 BAD_CHOICE = "'{name}' must be one of: {choices}."
 BAD_BOUNDED_INT = "'{name}' must be a whole number from {low} to {high}."
 NO_SUCH_CURSOR = "'starting_after' names no job of this account: {value}."
+NO_SUCH_MODEL_FILTER = "'model' names no model: {value}. Model ids are listed at /v1/models."
 NOT_CANCELLABLE = "Job {job_id} is {status}; only a queued job can be cancelled."
 JOB_LOST = (
     "The job was lost before it ran: the database restarted. Nothing was charged; send the"
@@ -701,11 +708,18 @@ class JobListApi(limits.RateLimitHeadersMixin, APIView):
                     NO_SUCH_CURSOR.format(value=query["starting_after"][:64]),
                     code="invalid_value", param="starting_after",
                 )  # fmt: skip
+        model_id = query.get("model") or None
+        if model_id is not None and not model_filter_known(model_id=model_id, user=request.user):
+            # An empty page would read as "no jobs of that model", not as a misspelt id.
+            raise errors.ApplicationError(
+                NO_SUCH_MODEL_FILTER.format(value=model_id[:128]),
+                code="invalid_value", param="model",
+            )  # fmt: skip
         # A key restricted to some models lists their jobs only, as it may call only them.
         allowed = list(request.auth.allowed_models.values_list("pk", flat=True))
         jobs, more = jobs_of_owner(
             user=request.user, limit=limit, starting_after=after, status=status,
-            model_id=query.get("model") or None, card_ids=allowed or None,
+            model_id=model_id, card_ids=allowed or None,
         )  # fmt: skip
         following = None
         if more:
@@ -797,6 +811,7 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
         },
     )
     def delete(self, request, job_id):
+        refuse_unknown_query(request, set())  # as a read does: a typo is not ignored
         job = self._job(request, job_id)
         if not services.job_cancel(job=job):
             job.refresh_from_db()

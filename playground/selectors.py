@@ -79,6 +79,17 @@ def runs_for_viewer(*, viewer: Viewer) -> QuerySet[Job]:
     )
 
 
+def model_filter_known(*, model_id: str, user) -> bool:
+    """Whether ``model_id`` (``<org>/<name>``) can filter ``user``'s jobs: a published
+    model, or one they have jobs of (a card unpublished since). A draft's id is not told."""
+    org, _, name = model_id.partition("/")
+    return (
+        ModelCard.objects.filter(organisation__slug=org, slug=name)
+        .filter(Q(is_published=True) | Q(jobs__owner=user))
+        .exists()
+    )
+
+
 def jobs_of_owner(
     *,
     user,

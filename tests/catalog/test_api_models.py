@@ -496,3 +496,14 @@ def test_docs_page_uses_only_local_assets(client, db):
         assert url.startswith("/static/")
         assert finders.find(url.removeprefix("/static/")), url
     assert "/v1/openapi.json" in html
+
+
+@pytest.mark.parametrize(
+    ("query", "param"), [("?task=", "task"), ("?status=live&status=beta", "status")]
+)
+def test_an_empty_or_repeated_filter_is_a_400(client, seeded, query, param):
+    error = assert_error_shape(
+        client.get(f"/v1/models{query}"), status=400, type="invalid_request_error",
+        code="invalid_value",
+    )  # fmt: skip
+    assert error["param"] == param

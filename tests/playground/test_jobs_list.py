@@ -129,6 +129,13 @@ def test_only_the_accounts_own_jobs(client, account, cards, django_capture_on_co
         ("box_format=svg", "box_format", "invalid_value"),
         ("starting_after=not-a-job", "starting_after", "invalid_value"),
         ("page=2", "page", "unknown_parameter"),
+        # Given twice, a read used the last and ignored the first; empty, it was no filter.
+        ("limit=3&limit=5", "limit", "invalid_value"),
+        ("status=bogus&status=queued", "status", "invalid_value"),
+        ("status=&limit=", "status", "invalid_value"),
+        ("limit=", "limit", "invalid_value"),
+        # An unknown model listed nothing, as if it had no jobs.
+        ("model=nope/nope", "model", "invalid_value"),
     ],
 )
 def test_bad_parameters_are_400_naming_them(client, account, query, param, code):
@@ -179,3 +186,39 @@ def test_a_key_restricted_to_some_models_sees_and_cancels_their_jobs_only(
     assert Job.objects.get(pk=yolos_job).status == JobStatus.QUEUED  # not cancelled
     # The account's other keys still see everything.
     assert len(client.get("/v1/jobs", headers=account).json()["data"]) == 2
+
+
+def test_the_same_value_twice_is_one_value_and_a_known_model_filters(
+    client, account, cards, django_capture_on_commit_callbacks
+):
+    detr, _ = cards
+    make_jobs(client, account, detr, 2, django_capture_on_commit_callbacks)
+    response = client.get(f"/v1/jobs?limit=1&limit=1&model={detr.model_id}", headers=account)
+    assert response.status_code == 200, response.content
+    assert len(response.json()["data"]) == 1 and response.json()["has_more"]
+
+
+def test_a_model_filter_does_not_tell_a_drafts_id(client, account):
+    draft = factories.card(slug="draft", is_published=False)
+    response = client.get(f"/v1/jobs?model={draft.model_id}", headers=account)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "model"
+
+
+@pytest.mark.parametrize(
+    ("method", "query", "param", "code"),
+    [
+        ("get", "threshold=abc&threshold=0.5", "threshold", "invalid_value"),
+        ("get", "box_format=bogus&box_format=float", "box_format", "invalid_value"),
+        ("delete", "foo=1", "foo", "unknown_parameter"),
+    ],
+)
+def test_a_jobs_read_and_cancel_check_their_query(
+    client, account, cards, django_capture_on_commit_callbacks, method, query, param, code
+):
+    (job_id,) = make_jobs(client, account, cards[0], 1, django_capture_on_commit_callbacks)
+    response = getattr(client, method)(f"/v1/jobs/{job_id}?{query}", headers=account)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == (code, param)
+    assert Job.objects.get(pk=job_id).status == JobStatus.QUEUED  # nothing was cancelled
