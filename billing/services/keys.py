@@ -20,6 +20,10 @@ from catalog.errors import ApplicationError
 
 KEY_PREFIX = "vt_"
 MISSING_KEY = "Missing API key: send 'Authorization: Bearer <key>'."
+NOT_BEARER = (
+    "The Authorization header must be 'Bearer <key>' (the scheme 'Bearer', a space, then "
+    "the key from your dashboard)."
+)
 MALFORMED_KEY = "Malformed API key."
 INVALID_KEY = "Invalid API key."
 REVOKED_KEY = "This API key has been revoked."
@@ -56,7 +60,7 @@ def api_key_create(
     return key, plaintext
 
 
-def _auth_error(message: str) -> ApplicationError:
+def auth_error(message: str) -> ApplicationError:
     return ApplicationError(
         message,
         code="invalid_api_key",
@@ -104,19 +108,19 @@ def api_key_authenticate(raw: str | None) -> ApiKey:
     A key is active when it is not revoked and its owner is active: the user came with the
     key in the same statement (``_key_by_prefix``), so the check costs no query."""
     if not raw:
-        raise _auth_error(MISSING_KEY)
+        raise auth_error(MISSING_KEY)
     if not raw.startswith(KEY_PREFIX) or raw.count("_") < 2:
-        raise _auth_error(MALFORMED_KEY)
+        raise auth_error(MALFORMED_KEY)
     prefix = raw[len(KEY_PREFIX) :].split("_", 1)[0]
     key = _key_by_prefix(prefix)
     # compare_digest on the hash even for an unknown prefix keeps timing uniform.
     expected = key.secret_hash if key else _hash("")
     if not hmac.compare_digest(expected, _hash(raw)) or key is None:
-        raise _auth_error(INVALID_KEY)
+        raise auth_error(INVALID_KEY)
     if key.revoked_at is not None:
-        raise _auth_error(REVOKED_KEY)
+        raise auth_error(REVOKED_KEY)
     if not key.user.is_active:
-        raise _auth_error(INACTIVE_KEY)
+        raise auth_error(INACTIVE_KEY)
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_PRECISION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)

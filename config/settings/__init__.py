@@ -438,6 +438,12 @@ REST_FRAMEWORK = {
     # One JSON error shape for every API error, DRF's own included (catalog/errors.py).
     "EXCEPTION_HANDLER": "catalog.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # OPTIONS answers the Allow header and no body: DRF's default described the view with
+    # its class name and docstring.
+    "DEFAULT_METADATA_CLASS": "catalog.api_metadata.NoMetadata",
+    # No ?format= override: it is an unknown parameter like any other (DRF's took
+    # ?format=xml as a renderer it lacks and answered 404).
+    "URL_FORMAT_OVERRIDE": None,
 }
 
 SPECTACULAR_SETTINGS = {

@@ -90,7 +90,10 @@ def error(response) -> dict:
         (None, "Missing API key"),
         ("Bearer nope", "Malformed API key."),
         ("Bearer vt_00000000_secret", "Invalid API key."),
-        ("Basic dXNlcjpwdw==", "Missing API key"),
+        # Another scheme, or the key alone: say how to send it, not that it is missing.
+        ("Basic dXNlcjpwdw==", "The Authorization header must be 'Bearer <key>'"),
+        ("Token vt_00000000_secret", "The Authorization header must be 'Bearer <key>'"),
+        ("vt_00000000_secret", "The Authorization header must be 'Bearer <key>'"),
     ],
 )
 def test_bad_keys_get_401(client, card, auth, message):
