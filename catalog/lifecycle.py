@@ -71,11 +71,15 @@ def card_callable_check(card: ModelCard) -> None:
 
 def deprecation_header(card: ModelCard) -> str | None:
     """RFC 9745's ``Deprecation`` value, ``@<seconds>``; None unless deprecated or retired.
-    Without a deprecation date in the admin, the date the card was last saved stands in
-    (the status change is a save): a deprecated model always says so."""
+    The card's save records the deprecation date when its status changes
+    (``ModelCard._date_deprecation``); a card changed without a save (a queryset update)
+    falls back to its last save, never after its sunset: a deprecated model always says so."""
     if card.status not in (Status.DEPRECATED, Status.RETIRED):
         return None
-    day = card.deprecation_date or card.updated_at.date()
+    day = card.deprecation_date
+    if day is None:
+        day = card.updated_at.date()
+        day = min(day, card.sunset_date) if card.sunset_date else day
     return f"@{_midnight_utc(day)}"
 
 

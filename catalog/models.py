@@ -131,7 +131,12 @@ class ModelCard(models.Model):
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMING_SOON)
     launch_date = models.DateField(null=True, blank=True)
-    deprecation_date = models.DateField(null=True, blank=True)
+    deprecation_date = models.DateField(
+        null=True,
+        blank=True,
+        help_text="Left empty, it is set to the day the status becomes deprecated or retired "
+        "(never after the sunset), and kept.",
+    )
     sunset_date = models.DateField(null=True, blank=True)
     replacement = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replaces"
@@ -215,6 +220,11 @@ class ModelCard(models.Model):
     def __str__(self) -> str:
         return self.model_id
 
+    def save(self, *args, **kwargs) -> None:
+        if self._date_deprecation() and kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "deprecation_date"}
+        super().save(*args, **kwargs)
+
     @property
     def model_id(self) -> str:
         return f"{self.organisation.slug}/{self.slug}"
@@ -243,6 +253,16 @@ class ModelCard(models.Model):
             and self.sunset_date is not None
             and self.sunset_date <= timezone.localdate()
         )
+
+    def _date_deprecation(self) -> bool:
+        """Record the day the card became deprecated (or retired) once, on the save that
+        made it so: the Deprecation header and /v1/models repeat it, and a later save (a
+        typo fixed) must not move it. Never after the sunset. True when it was set."""
+        if self.deprecation_date is not None or not self.is_sunsetting:
+            return False
+        day = timezone.localdate()
+        self.deprecation_date = min(day, self.sunset_date) if self.sunset_date else day
+        return True
 
     def clean(self) -> None:
         if self.checkpoint_repo and not self.checkpoint_revision:

@@ -4,7 +4,7 @@ cached pages kept no longer than the clock allows (a scheduled publication, a su
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -119,3 +119,35 @@ def test_a_page_is_kept_no_longer_than_until_a_sunset_day(live):
     )
     until_midnight = seconds_to_next_change(3)
     assert 0 < until_midnight <= min(PAGE_TTL, 24 * 3600)
+
+
+def test_the_deprecation_date_is_recorded_when_the_status_changes_and_kept(client, live):
+    card = factories.card(slug="old", status=Status.LIVE)
+    factories.route(card=card)
+    card.status = Status.DEPRECATED
+    card.save(update_fields=["status"])
+    card.refresh_from_db()
+    assert card.deprecation_date == TODAY()
+    header = client.get(f"/v1/models/{card.model_id}")["Deprecation"]
+    # A later save (a typo fixed, days on) does not move it.
+    card.summary = "A detector, retired soon."
+    card.save()
+    card.refresh_from_db()
+    assert card.deprecation_date == TODAY()
+    assert client.get(f"/v1/models/{card.model_id}")["Deprecation"] == header
+
+
+def test_a_recorded_deprecation_is_never_after_the_sunset(live):
+    sunset = TODAY() - timedelta(days=30)
+    card = factories.card(slug="gone", status=Status.RETIRED, sunset_date=sunset)
+    assert card.deprecation_date == sunset
+    card.full_clean()  # the dates stay in order
+
+
+def test_a_card_changed_without_a_save_falls_back_to_no_later_than_its_sunset(client, live):
+    sunset = TODAY() - timedelta(days=30)
+    card = factories.card(slug="quiet", status=Status.LIVE)
+    ModelCard.objects.filter(pk=card.pk).update(status=Status.RETIRED, sunset_date=sunset)
+    header = client.get(f"/v1/models/{card.model_id}")["Deprecation"]
+    midnight = datetime.combine(sunset, datetime.min.time(), UTC)
+    assert header == f"@{int(midnight.timestamp())}"
