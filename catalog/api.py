@@ -30,6 +30,8 @@ from catalog.models import ModelCard, PriceRoute, Status
 from catalog.paths import card_path
 from catalog.pricing import price_with_fee
 
+NOT_JSON = "The Accept header refuses JSON, the only type the API answers."
+
 DECIMAL_STRING_SCHEMA = {
     "type": "string",
     "format": "decimal",
@@ -171,7 +173,13 @@ class ModelDetailApi(APIView):
                 str,
                 OpenApiParameter.PATH,
                 description="<organisation>/<name>, e.g. facebook/detr-resnet-50",
-            )
+            ),
+            *[
+                OpenApiParameter(
+                    name, str, OpenApiParameter.HEADER, description=text, response=[200]
+                )
+                for name, text in lifecycle.LIFECYCLE_HEADERS.items()
+            ],
         ],
         tags=["models"],
         responses={
@@ -179,6 +187,7 @@ class ModelDetailApi(APIView):
             400: OpenApiResponse(errors.ErrorSerializer, "A query parameter (it takes none)."),
             404: OpenApiResponse(errors.ErrorSerializer, "No published model has this id."),
             405: OpenApiResponse(errors.ErrorSerializer, "Only GET is allowed."),
+            406: OpenApiResponse(errors.ErrorSerializer, NOT_JSON),
         },
         examples=[
             OpenApiExample(
@@ -241,6 +250,7 @@ class ModelListApi(APIView):
                 errors.ErrorSerializer, "A filter has an invalid value, or is not one of these."
             ),
             405: OpenApiResponse(errors.ErrorSerializer, "Only GET is allowed."),
+            406: OpenApiResponse(errors.ErrorSerializer, NOT_JSON),
         },
     )
     def get(self, request: Request) -> Response:

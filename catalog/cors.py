@@ -32,7 +32,7 @@ EXPOSE_HEADERS = (
     "X-Request-Id, "
     "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, "
     "Deprecation, Sunset, Link, X-Vitrine-Error-Code, X-Vitrine-Cache, x-should-retry, "
-    "Idempotent-Replayed"
+    "Idempotent-Replayed, Preference-Applied"
 )
 PREFLIGHT_MAX_AGE = "600"
 

@@ -28,6 +28,10 @@ MODEL_NOT_FOUND = "The model '{model_id}' does not exist."
 ENDPOINT_NOT_FOUND = "Unknown API endpoint: {method} {path}. See /v1/openapi.json."
 NOT_FOUND = "Not found."
 METHOD_NOT_ALLOWED = "Method {method} is not allowed on {path}."
+NOT_ACCEPTABLE = (
+    "This API answers JSON only: send 'Accept: application/json', or no Accept header "
+    "(the Accept header asked for {accept})."
+)
 INVALID_PARAMETER = "Invalid value for '{param}': {detail}"
 INVALID_REQUEST = "Invalid request: {detail}"
 UNKNOWN_PARAMETER = "Unknown {where} '{name}'; known: {known}."
@@ -150,6 +154,14 @@ def _from_drf(exc: exceptions.APIException, request) -> ApplicationError:
             status=exc.status_code,
             headers=headers,
         )
+    if isinstance(exc, exceptions.NotAcceptable):
+        accept = getattr(request, "headers", {}).get("Accept", "")
+        return ApplicationError(
+            NOT_ACCEPTABLE.format(accept=shown(accept) or "nothing"),
+            code="not_acceptable",
+            status=exc.status_code,
+            param="Accept",
+        )
     code = exc.get_codes()
     return ApplicationError(
         str(exc.detail),
@@ -201,7 +213,7 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
 
 
-def _shown(name: str) -> str:
+def shown(name: str) -> str:
     """A parameter name as an error repeats it: short and printable (a body sent as a form
     by mistake makes names of its bytes)."""
     if len(name) <= MAX_SHOWN_NAME and name.isprintable():
@@ -212,13 +224,13 @@ def _shown(name: str) -> str:
 def refuse_unknown(names, known: set[str], *, where: str, prefix: str = "") -> None:
     for name in names:
         if name not in known:
-            shown = _shown(prefix + name)
+            name_shown = shown(prefix + name)
             raise ApplicationError(
                 UNKNOWN_PARAMETER.format(
-                    where=where, name=shown, known=", ".join(sorted(known)) or "none"
+                    where=where, name=name_shown, known=", ".join(sorted(known)) or "none"
                 ),
                 code="unknown_parameter",
-                param=shown,
+                param=name_shown,
             )
 
 

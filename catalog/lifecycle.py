@@ -69,6 +69,16 @@ def card_callable_check(card: ModelCard) -> None:
         )
 
 
+# The headers a deprecated or retired model's answers carry, as the OpenAPI schema declares
+# them (catalog/api.py, playground/openapi.py): name -> description.
+LIFECYCLE_HEADERS = {
+    "Deprecation": "RFC 9745: @<Unix seconds> of the day the model was deprecated; only on "
+    "a deprecated or retired model's answers.",
+    "Sunset": "RFC 8594: the HTTP-date its calls stop answering (410 from then on).",
+    "Link": 'The replacement (rel="successor-version") and the model\'s page (rel="deprecation").',
+}
+
+
 def deprecation_header(card: ModelCard) -> str | None:
     """RFC 9745's ``Deprecation`` value, ``@<seconds>``; None unless deprecated or retired.
     The card's save records the deprecation date when its status changes

@@ -676,8 +676,8 @@ class JobListApi(limits.RateLimitHeadersMixin, APIView):
         summary="Your detection jobs, newest first",
         tags=["inference"],
         parameters=[
-            OpenApiParameter("limit", int, description=f"1 to {JOBS_PAGE_MAX} (default "
-                             f"{JOBS_PAGE_DEFAULT})."),
+            OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": JOBS_PAGE_MAX},
+                             description=f"1 to {JOBS_PAGE_MAX} (default {JOBS_PAGE_DEFAULT})."),
             OpenApiParameter("starting_after", str, description="A job id: the page after it "
                              "(the previous page's last job)."),
             OpenApiParameter("status", str, enum=list(JobStatus.values)),
@@ -686,7 +686,7 @@ class JobListApi(limits.RateLimitHeadersMixin, APIView):
             openapi.PARAMETERS["box_format"],
             *openapi.list_headers(),
         ],
-        responses={200: JobListSerializer, **openapi.errors_for(400, 401, 405, 429)},
+        responses={200: JobListSerializer, **openapi.errors_for(400, 401, 405, 406, 429)},
     )  # fmt: skip
     def get(self, request):
         limits.api_read_check(request)
@@ -763,10 +763,13 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
         """The caller's job, or 404. ``to_show``: read only to be shown as it is (GET), with
         its money in the same statement on PostgreSQL (``selectors.job_of_owner``)."""
         limits.api_read_check(request)
-        job = job_of_owner(job_id=job_id, user=request.user, with_money=to_show)
+        job = None
+        if isinstance(job_id, uuid.UUID):  # else not a job id (api_urls.JobIdConverter)
+            job = job_of_owner(job_id=job_id, user=request.user, with_money=to_show)
         if job is None:
             raise errors.ApplicationError(
-                JOB_NOT_FOUND.format(job_id=job_id), code="job_not_found", status=404,
+                JOB_NOT_FOUND.format(job_id=errors.shown(str(job_id))), code="job_not_found",
+                status=404,
                 type=errors.NOT_FOUND_ERROR,
             )  # fmt: skip
         # A key restricted to some models reads and cancels their jobs only: 403, as its
@@ -779,13 +782,18 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
         summary="A detection job",
         tags=["inference"],
         parameters=[
-            OpenApiParameter("threshold", float, description="Re-filter the boxes."),
+            openapi.JOB_ID,
+            OpenApiParameter(
+                "threshold",
+                openapi.THRESHOLD_SCHEMA,
+                description="Re-filter the boxes: the minimum score, 0..1.",
+            ),
             openapi.PARAMETERS["box_format"],
             *openapi.job_headers(),
         ],
         responses={
             200: openapi.job_response(JOB_RESOURCE_DOC),
-            **openapi.errors_for(400, 401, 403, 404, 405, 429),
+            **openapi.errors_for(400, 401, 403, 404, 405, 406, 429),
         },
     )
     def get(self, request, job_id):
@@ -804,10 +812,10 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
         summary="Cancel a queued job",
         tags=["inference"],
         request=None,
-        parameters=openapi.job_headers(),
+        parameters=[openapi.JOB_ID, *openapi.job_headers()],
         responses={
             200: openapi.job_response(JOB_RESOURCE_DOC),
-            **openapi.errors_for(401, 403, 404, 405, 409, 429),
+            **openapi.errors_for(400, 401, 403, 404, 405, 406, 409, 429),
         },
     )
     def delete(self, request, job_id):

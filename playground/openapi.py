@@ -21,6 +21,8 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 
 from catalog import errors
+from catalog.api import NOT_JSON
+from catalog.lifecycle import LIFECYCLE_HEADERS
 from playground.serializers import JobSerializer
 
 
@@ -148,6 +150,7 @@ ERRORS = {
     403: error("The key may not call this."),
     404: error("No such model, route or job."),
     405: error("Method not allowed."),
+    406: error(NOT_JSON),
     409: error("The model is not callable now, or the job is not cancellable."),
     410: error("The model is retired."),
     413: error("The body or image is too large."),
@@ -161,14 +164,22 @@ ERRORS = {
         "time (nothing charged); see Retry-After."
     ),
 }
-INFERENCE_ERRORS = errors_for(400, 401, 402, 403, 404, 405, 409, 410, 413, 415, 422, 429)
+INFERENCE_ERRORS = errors_for(400, 401, 402, 403, 404, 405, 406, 409, 410, 413, 415, 422, 429)
 INFERENCE_ERRORS.update(errors_for(500, 502, 503))
+
+THRESHOLD_SCHEMA = {"type": "number", "format": "double", "minimum": 0, "maximum": 1}
+JOB_ID = OpenApiParameter(
+    "job_id",
+    OpenApiTypes.UUID,
+    OpenApiParameter.PATH,
+    description="The job's id, as its answers give it (any case).",
+)
 
 PARAMETERS = {
     "route": OpenApiParameter("route", str, description="Price route slug (default: ours)."),
     "threshold": OpenApiParameter(
         "threshold",
-        float,
+        THRESHOLD_SCHEMA,
         description="Minimum score, 0..1 (0.5), for image and multipart bodies; "
         "a JSON body sets parameters.threshold instead.",
     ),
@@ -226,6 +237,11 @@ def inference_headers() -> list[OpenApiParameter]:
     return [
         *_headers(COST_HEADERS, [200, 202]),
         *_headers({"Location": ("The job's URL, to poll.", str)}, [202]),
+        *_headers(
+            {"Preference-Applied": ("respond-async when Prefer: respond-async was honoured.", str)},
+            [202],
+        ),
+        *_headers({name: (text, str) for name, text in LIFECYCLE_HEADERS.items()}, [200, 202]),
         *_headers(RATE_LIMIT_HEADERS, [200, 202, 429]),
         *_headers(RETRY_AFTER, [429, 503]),
     ]

@@ -42,3 +42,39 @@ def test_format_is_an_unknown_parameter(client, query):
     assert response.status_code == 400
     error = response.json()["error"]
     assert (error["code"], error["param"]) == ("unknown_parameter", "format")
+
+
+@pytest.mark.parametrize("path", ["/v1/models", JOB, "/v1/inference/acme/nope"])
+def test_an_accept_header_refusing_json_is_a_406_that_says_what_to_send(client, path):
+    method = client.post if "inference" in path else client.get
+    response = method(path, headers={"Accept": "application/xml"})
+    assert response.status_code == 406
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("not_acceptable", "Accept")
+    assert "application/json" in error["message"] and "application/xml" in error["message"]
+
+
+def test_the_schema_declares_the_bounds_and_headers_the_server_holds_to(client, db):
+    schema = client.get("/v1/openapi.json").json()
+    paths = schema["paths"]
+
+    def param(operation, name):
+        return next(p for p in operation["parameters"] if p["name"] == name)
+
+    job = paths["/v1/jobs/{job_id}"]["get"]
+    assert param(job, "threshold")["schema"] | {} == {
+        "type": "number", "format": "double", "minimum": 0, "maximum": 1
+    }  # fmt: skip
+    assert param(job, "job_id")["schema"] == {"type": "string", "format": "uuid"}
+    listing = paths["/v1/jobs"]["get"]
+    assert param(listing, "limit")["schema"] == {"type": "integer", "minimum": 1, "maximum": 100}
+    inference = paths["/v1/inference/{model_id}"]["post"]
+    assert param(inference, "threshold")["schema"]["maximum"] == 1
+    for operation in (job, listing, inference, paths["/v1/models"]["get"]):
+        assert "406" in operation["responses"]
+    for headers in (
+        paths["/v1/models/{model_id}"]["get"]["responses"]["200"]["headers"],
+        inference["responses"]["200"]["headers"],
+    ):
+        assert {"Deprecation", "Sunset", "Link"} <= set(headers)
+    assert "Preference-Applied" in inference["responses"]["202"]["headers"]

@@ -127,6 +127,7 @@ OTHER_ERRORS = [
     (503, "job_lost"),  # tests/playground/test_unflushed_creation_pg.py
     (422, "idempotency_key_reused"),
     (405, "method_not_allowed"),
+    (406, "not_acceptable"),  # tests/catalog/test_api_methods.py
     (404, "endpoint_not_found"),
     # tests/playground/test_call_parameters.py, test_bad_inputs.py and this file
     (400, "invalid_value"),

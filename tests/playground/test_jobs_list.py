@@ -222,3 +222,20 @@ def test_a_jobs_read_and_cancel_check_their_query(
     error = response.json()["error"]
     assert (error["code"], error["param"]) == (code, param)
     assert Job.objects.get(pk=job_id).status == JobStatus.QUEUED  # nothing was cancelled
+
+
+@pytest.mark.parametrize("spelling", [str.upper, lambda job_id: job_id.replace("-", "")])
+def test_a_job_id_is_read_in_any_case_and_spelling_of_its_uuid(
+    client, account, cards, django_capture_on_commit_callbacks, spelling
+):
+    (job_id,) = make_jobs(client, account, cards[0], 1, django_capture_on_commit_callbacks)
+    response = client.get(f"/v1/jobs/{spelling(job_id)}", headers=account)
+    assert response.status_code == 200, response.content
+    assert response.json()["id"] == job_id
+
+
+def test_an_id_that_is_no_uuid_is_job_not_found(client, account):
+    response = client.get("/v1/jobs/not-a-job", headers=account)
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "job_not_found" and "not-a-job" in error["message"]
