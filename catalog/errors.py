@@ -40,6 +40,7 @@ PARAMETER_EMPTY = "'{name}' is empty: give it a value, or leave it out."
 
 # The longest parameter name an error repeats whole.
 MAX_SHOWN_NAME = 64
+MAX_SHOWN_ID = 256  # a model id: an organisation and a 96-character name fit
 
 # --- types (OpenAI's names, plus not_found) -------------------------------------------
 INVALID_REQUEST_ERROR = "invalid_request_error"
@@ -104,8 +105,11 @@ class ApplicationError(Exception):
 
 def model_not_found(model_id: str) -> ApplicationError:
     """The one 404 for an id no published card has, wherever a model id is looked up."""
+    message = MODEL_NOT_FOUND.format(model_id=shown(model_id, MAX_SHOWN_ID))
+    if model_id.endswith("/"):  # /v1/inference/facebook/detr-resnet-50/
+        message += f" Model ids end without a slash: '{shown(model_id.rstrip('/'), MAX_SHOWN_ID)}'."
     return ApplicationError(
-        MODEL_NOT_FOUND.format(model_id=model_id),
+        message,
         code="model_not_found",
         status=status.HTTP_404_NOT_FOUND,
         type=NOT_FOUND_ERROR,
@@ -213,12 +217,12 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
 
 
-def shown(name: str) -> str:
-    """A parameter name as an error repeats it: short and printable (a body sent as a form
-    by mistake makes names of its bytes)."""
-    if len(name) <= MAX_SHOWN_NAME and name.isprintable():
+def shown(name: str, limit: int = MAX_SHOWN_NAME) -> str:
+    """A parameter name (or id) as an error repeats it: short and printable (a body sent as
+    a form by mistake makes names of its bytes)."""
+    if len(name) <= limit and name.isprintable():
         return name
-    return ascii(name[:MAX_SHOWN_NAME])[1:-1] + "..."
+    return ascii(name[:limit])[1:-1] + "..."
 
 
 def refuse_unknown(names, known: set[str], *, where: str, prefix: str = "") -> None:

@@ -78,3 +78,9 @@ def test_the_schema_declares_the_bounds_and_headers_the_server_holds_to(client, 
     ):
         assert {"Deprecation", "Sunset", "Link"} <= set(headers)
     assert "Preference-Applied" in inference["responses"]["202"]["headers"]
+
+
+def test_a_model_id_with_a_trailing_slash_is_told_to_drop_it(client, db):
+    response = client.get("/v1/models/acme/detr/")
+    assert response.status_code == 404
+    assert "end without a slash: 'acme/detr'" in response.json()["error"]["message"]
