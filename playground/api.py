@@ -28,7 +28,9 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -105,6 +107,10 @@ JOBS_PAGE_MAX = 100
 BAD_CHOICE = "'{name}' must be one of: {choices}."
 BAD_BOUNDED_INT = "'{name}' must be a whole number from {low} to {high}."
 NO_SUCH_CURSOR = "'starting_after' names no job of this account: {value}."
+ACCEPTED_UNREAD = (
+    "The job was made and will run, but its state cannot be read now (a database restart): "
+    "poll its url for the answer; do not send the call again."
+)
 NO_SUCH_MODEL_FILTER = "'model' names no model: {value}. Model ids are listed at /v1/models."
 NOT_CANCELLABLE = "Job {job_id} is {status}; only a queued job can be cancelled."
 JOB_LOST = (
@@ -576,14 +582,49 @@ async def _create_and_wait(request: HttpRequest, model_id: str, view=None) -> Ht
     if pending is None:
         return lifecycle_apply(request, response)
     job, wait, threshold, answer_options = pending
-    final = await events.job_finished_heard(
-        job.pk, timeout=wait, is_final=lambda: offload.run_db(request, events.job_is_final, job.pk)
-    )
+
+    async def is_final() -> bool:
+        try:
+            return await offload.run_db(request, events.job_is_final, job.pk)
+        except (OperationalError, InterfaceError):
+            # The database went away after the job was made: the job still runs (and is
+            # charged) when it is back, so the call keeps waiting on its finished signal.
+            return False
+
+    final = await events.job_finished_heard(job.pk, timeout=wait, is_final=is_final)
     answer = _answer_carried(request, job, final, threshold, answer_options)
     if answer is None:
-        async with _db_slot():
-            answer = await offload.run_db(request, _answer, request, job, threshold, answer_options)
+        try:
+            async with _db_slot():
+                answer = await offload.run_db(
+                    request, _answer, request, job, threshold, answer_options
+                )
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("job %s: answered 202 unread, the database is away (%s)", job.pk, exc)
+            answer = accepted_unread(request, job)
     return lifecycle_apply(request, limits.copy_rate_limit_headers(response, answer))
+
+
+def accepted_unread(request, job: Job) -> HttpResponse:
+    """202 for a job made by this call whose row cannot be read now (the database went away
+    while the call waited), from what the call holds: its id, its URL to poll, its status
+    as made. Not a 503: a caller told to retry would pay twice, as the job runs once the
+    database is back; the job's cost comes with it when it is polled."""
+    url = request.build_absolute_uri(
+        reverse("playground_api:job-detail", kwargs={"job_id": job.pk})
+    )
+    body = {
+        "id": str(job.pk),
+        "object": "job",
+        "status": JobStatus.QUEUED,
+        "url": url,
+        "model": job.card.model_id,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "message": ACCEPTED_UNREAD,
+    }
+    return JsonResponse(
+        body, status=202, headers={"Location": url, "X-Vitrine-Job-Id": str(job.pk)}
+    )
 
 
 def _answer(request, job: Job, threshold: float, answer_options: dict) -> HttpResponse:

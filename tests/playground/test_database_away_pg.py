@@ -1,0 +1,99 @@
+"""A synchronous call whose database goes away after its job was made: the job runs (and
+is charged) once the database is back, so the call answers 202 with the job to poll, never
+a 503 that tells its caller to send it again (a second job, paid twice). PostgreSQL: the
+database refuses connections (ALLOW_CONNECTIONS false) and its sessions are ended, as a
+restart does."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import psycopg
+import pytest
+from django.db import connection, connections
+
+from billing.services.keys import api_key_create
+from billing.services.topups import credit_grant
+from playground.models import Job, JobStatus
+from tests import factories
+from tests.conftest import _reset_producer_pool
+from tests.playground.test_serving_faults import photo
+
+pytestmark = [
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL outage"),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+def _connect(dbname: str) -> psycopg.Connection:
+    params = connection.settings_dict
+    return psycopg.connect(
+        dbname=dbname,
+        host=params["HOST"] or None,
+        port=params["PORT"] or None,
+        user=params["USER"] or None,
+        password=params["PASSWORD"] or None,
+        autocommit=True,
+    )
+
+
+def test_a_sync_call_whose_database_goes_away_answers_202_with_its_job(
+    client, settings, broker_url, tmp_path, other_user
+):
+    from config.celery import app
+    from config.settings.env import redis_client_url
+
+    previous = app.conf.broker_url
+    _reset_producer_pool(app)
+    app.conf.broker_url = settings.CELERY_BROKER_URL = broker_url  # the job's message goes
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    settings.VITRINE_SYNC_WAIT = 3  # no worker runs: the wait runs out with the database away
+    card = factories.card()
+    factories.route(card=card, price=Decimal("0.0002"))
+    credit_grant(user=other_user, amount=Decimal("1"), reason="test")
+    _, key = api_key_create(user=other_user, name="outage")
+    dbname = connection.settings_dict["NAME"]
+    answered = {}
+
+    def call():
+        answered["response"] = client.post(
+            f"/v1/inference/{card.model_id}", data=photo(), content_type="image/jpeg",
+            headers={"Authorization": f"Bearer {key}"},
+        )  # fmt: skip
+
+    admin = _connect("postgres")
+    thread = threading.Thread(target=call)
+    try:
+        with _connect(dbname) as watcher:
+            thread.start()
+            for _ in range(600):  # the job's row committed: the call now waits for it
+                if watcher.execute(f"SELECT count(*) FROM {Job._meta.db_table}").fetchone()[0]:
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("the call made no job")
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [dbname],
+        )
+        thread.join(timeout=60)
+    finally:
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        admin.close()
+        connections.close_all()  # this thread's session was ended too
+        _reset_producer_pool(app)
+        app.conf.broker_url = previous
+    response = answered["response"]
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert response["X-Vitrine-Job-Id"] == body["id"]
+    assert response["Location"] == body["url"] and body["url"].endswith(f"/v1/jobs/{body['id']}")
+    assert body["status"] == JobStatus.QUEUED
+    # The job is there and runs once a worker takes it: the caller polls it, pays once.
+    job = Job.objects.get(pk=body["id"])
+    assert job.status == JobStatus.QUEUED and Job.objects.count() == 1
