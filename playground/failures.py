@@ -23,6 +23,9 @@ INFERENCE_FAILED = (
 )
 WORKER_LOST = "The job's worker stopped several times; nothing was charged. Retry later."
 TIMED_OUT = "The job ran out of time; nothing was charged. Retry later."
+STORAGE_UNAVAILABLE = (
+    "The upload store could not be read on every attempt; nothing was charged. Retry later."
+)
 IMAGE_LOST = "The upload was lost before a worker read it; nothing was charged. Send it again."
 PROVIDER_KEY_INVALID = (
     "Your stored provider key is not in the form the provider needs (Cloudflare: "
@@ -74,6 +77,7 @@ FAILURES: dict[str, Failure] = {
     "queue_unavailable": Failure(503, QUEUE_UNAVAILABLE, SERVICE_UNAVAILABLE),
     "queue_timeout": Failure(503, QUEUE_TIMEOUT, SERVICE_UNAVAILABLE),
     "image_missing": Failure(503, IMAGE_LOST, SERVICE_UNAVAILABLE),
+    "storage_unavailable": Failure(503, STORAGE_UNAVAILABLE, SERVICE_UNAVAILABLE),
     "provider_unreachable": Failure(503, PROVIDER_UNREACHABLE, SERVICE_UNAVAILABLE),
     "provider_unavailable": Failure(503, PROVIDER_UNAVAILABLE, SERVICE_UNAVAILABLE),
     "provider_error": Failure(502, PROVIDER_FAILED),

@@ -24,7 +24,10 @@ from playground.storage import StorageUnavailable, upload_read
 from playground.tracing import REQUEST_ID_HEADER
 
 logger = logging.getLogger(__name__)
+# A transient error's retries wait 5 s, then 20, then 60 at most: three attempts ride out an
+# upload store's or a database's restart of ~25 s, where a flat 5 s failed the job in ~15.
 RETRY_DELAY = 5
+RETRY_DELAY_MAX = 60
 IMAGE_MISSING = "The upload is gone."
 
 # Jobs this process ended (succeeded or failed). The jobs a batch claimed beside its own
@@ -451,6 +454,11 @@ def job_message(job) -> dict:
     return {"queue": job.queue, "headers": {REQUEST_ID_HEADER: job.request_id or ""}}
 
 
+def retry_delay(attempts: int) -> int:
+    """Seconds before the next attempt of a job that has made ``attempts``: 5, 20, 60."""
+    return min(RETRY_DELAY_MAX, RETRY_DELAY * 4 ** max(0, attempts - 1))
+
+
 def _retry_or_fail(job, *, code: str, message: str) -> None:
     """A transient error: give the job back to the queue while it has attempts left."""
     from playground import services
@@ -458,7 +466,8 @@ def _retry_or_fail(job, *, code: str, message: str) -> None:
     if job.attempts < job.max_attempts:
         logger.warning("job %s: %s; retrying", job.pk, message)
         if services.job_release_for_retry(job=job):
-            run_detection.apply_async((str(job.pk),), **job_message(job), countdown=RETRY_DELAY)
+            countdown = retry_delay(job.attempts)
+            run_detection.apply_async((str(job.pk),), **job_message(job), countdown=countdown)
     else:
         services.job_fail(job=job, code=code, message=message)
 

@@ -204,3 +204,17 @@ def test_a_storage_outage_on_upload_is_a_503_in_the_error_shape_and_costs_nothin
     )
     assert page.status_code == 503 and page.json()["error"]["code"] == "storage_unavailable"
     assert page["Retry-After"] == "5"
+
+
+def test_a_job_failed_by_the_storage_is_a_retryable_503_not_a_500():
+    from playground.failures import job_failure
+
+    status, error_type, message = job_failure("storage_unavailable", "S3: connection refused")
+    assert (status, error_type) == (503, "service_unavailable")
+    assert "nothing was charged" in message and "S3" not in message  # no internals
+
+
+def test_a_transient_errors_retries_back_off():
+    from playground.tasks import retry_delay
+
+    assert [retry_delay(n) for n in (1, 2, 3, 4)] == [5, 20, 60, 60]
