@@ -14,7 +14,7 @@ class it extends. Django's three missing-middleware warnings are silenced in set
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks.security import base, csrf
 from django.test.utils import override_settings
 from django.utils.module_loading import import_string
@@ -70,3 +70,18 @@ def check_middleware_subclasses(app_configs, **kwargs) -> list[CheckMessage]:
         else m
         for m in messages
     ]
+
+
+@register(Tags.security, deploy=True)
+def check_dev_payments(app_configs, **kwargs) -> list[CheckMessage]:
+    """The development payment provider adds credit without a card: on a production site
+    (DEBUG off) anyone could fund their wallet for free."""
+    if settings.VITRINE_DEV_PAYMENTS and not settings.DEBUG:
+        return [
+            Error(
+                "VITRINE_DEV_PAYMENTS is on with DEBUG off: anyone can add credit for free.",
+                hint="Unset VITRINE_DEV_PAYMENTS on production machines (Stripe tops up).",
+                id="vitrine.E001",
+            )
+        ]
+    return []

@@ -20,6 +20,7 @@ SECURE = {
     "SECURE_HSTS_SECONDS": 31_536_000,
     "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
     "SECURE_HSTS_PRELOAD": True,
+    "VITRINE_DEV_PAYMENTS": False,
 }
 
 
@@ -77,3 +78,14 @@ def test_with_djangos_own_classes_nothing_is_reported_twice(production):
     production.SECURE_HSTS_SECONDS = 0
     found = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.security])
     assert [m.id for m in found].count("security.W004") == 1
+
+
+def test_the_development_payments_fail_the_deploy_check(production):
+    production.VITRINE_DEV_PAYMENTS = True  # anyone could top up for free
+    assert deploy_ids() == {"vitrine.E001"}
+
+
+def test_a_health_probe_over_plain_http_is_answered_not_redirected(production, client, db):
+    production.ALLOWED_HOSTS = ["vitrine.example", "testserver"]
+    assert client.get("/healthz").status_code in (200, 503)  # the probe's own answer
+    assert client.get("/models").status_code == 301  # pages still go to https
