@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from playground import services
-from playground.models import Job, WorkerHeartbeat
+from playground.models import Job, JobAttempt, WorkerHeartbeat
 
 
 @admin.register(WorkerHeartbeat)
@@ -14,6 +14,21 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
     readonly_fields = ["hostname", "pid", "seen_at", "token"]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+class JobAttemptInline(admin.TabularInline):
+    """Each claim of the job: which worker (<host>:<pid>) ran it, when, and how it ended
+    (lost: its worker died or timed out, and the job ran again), read-only."""
+
+    model = JobAttempt
+    fields = ["number", "worker", "started_at", "finished_at", "outcome"]
+    readonly_fields = fields
+    ordering = ["number"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -31,6 +46,7 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["card__organisation", "owner"]
     ordering = ["-created_at"]
     actions = ["cancel_queued"]
+    inlines = [JobAttemptInline]
 
     def has_add_permission(self, request) -> bool:
         return False

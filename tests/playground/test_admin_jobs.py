@@ -75,3 +75,18 @@ def test_cancelling_queued_jobs_releases_their_charges(
 
 def test_a_worker_heartbeat_cannot_be_added_by_hand(staff_client):
     assert staff_client.get(reverse("admin:playground_workerheartbeat_add")).status_code == 403
+
+
+def test_a_jobs_page_shows_each_attempt_and_its_worker(staff_client, client, card, funded, storage):
+    from django.utils import timezone
+
+    (job_id,) = queued_jobs(client, card, funded, 1)
+    job = Job.objects.get(pk=job_id)
+    now = timezone.now()
+    job.attempt_log.create(number=1, worker="wrk:23016", started_at=now, outcome="lost")
+    job.attempt_log.create(number=2, worker="wrk2:31409", started_at=now, outcome="succeeded")
+    page = staff_client.get(reverse("admin:playground_job_change", args=[job_id]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "wrk:23016" in html and "wrk2:31409" in html
+    assert html.index("wrk:23016") < html.index("wrk2:31409")  # in the order they ran
