@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test bench lint format migrations-check deploy-check clean
+.PHONY: install run test bench lint format migrations-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
