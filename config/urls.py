@@ -8,6 +8,7 @@ from catalog.api import EndpointNotFoundApi
 from catalog.api_docs import ApiDocsView
 
 handler404 = "catalog.views.not_found"
+handler500 = "playground.middleware.server_error"
 
 admin.site.site_header = "Vitrine catalogue"
 admin.site.site_title = "Vitrine admin"

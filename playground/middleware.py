@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from tempfile import SpooledTemporaryFile
 from typing import Any
@@ -45,6 +46,7 @@ from django.http.request import UnreadablePostError
 from django.middleware.common import CommonMiddleware as DjangoCommonMiddleware
 from django.shortcuts import redirect
 from django.utils.deprecation import MiddlewareMixin
+from django.views import defaults
 
 from catalog import errors
 from catalog.inline_middleware import InlineHooks
@@ -75,6 +77,22 @@ def refusal(request: HttpRequest, error: errors.ApplicationError) -> HttpRespons
         return flavours.error_response(flavours.flavour_for(request.path, request.headers), error)
     messages.error(request, error.message)
     return redirect(request.path)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500 (``handler500``). On the API, an error raised outside the view, where
+    ``process_exception`` does not see it (a middleware reading a signed-in visitor's
+    session or user while the database is down), is the flavour's JSON too: 503
+    ``database_unavailable`` for a database outage, else its 500. Elsewhere, the site's
+    500 page."""
+    if flavours.in_scope(request.path):
+        exception = sys.exc_info()[1]
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            error = flavours.database_unavailable()
+        else:
+            error = flavours.internal_error()
+        return flavours.error_response(flavours.flavour_for(request.path, request.headers), error)
+    return defaults.server_error(request)
 
 
 class CommonMiddleware(InlineHooks, DjangoCommonMiddleware):

@@ -6,6 +6,7 @@ restart does."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from decimal import Decimal
@@ -13,6 +14,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 from django.db import connection, connections
+from django.test import Client
 
 from billing.services.keys import api_key_create
 from billing.services.topups import credit_grant
@@ -37,6 +39,37 @@ def _connect(dbname: str) -> psycopg.Connection:
         password=params["PASSWORD"] or None,
         autocommit=True,
     )
+
+
+@contextlib.contextmanager
+def database_away(dbname: str):
+    """The database refuses new connections and its sessions are ended, as in a restart;
+    back as it was afterwards."""
+    admin = _connect("postgres")
+    try:
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [dbname],
+        )
+        yield
+    finally:
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        admin.close()
+        connections.close_all()  # this thread's session was ended too
+
+
+def test_an_api_call_of_a_signed_in_browser_while_the_database_is_away_is_a_json_503(
+    other_user,
+):
+    browser = Client(raise_request_exception=False)
+    browser.force_login(other_user)  # a session cookie: the middlewares read its user
+    with database_away(connection.settings_dict["NAME"]):
+        response = browser.get("/v1/jobs", headers={"Authorization": "Bearer vt_x_y"})
+    assert response.status_code == 503, response.content[:200]
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "database_unavailable"
 
 
 def test_a_sync_call_whose_database_goes_away_answers_202_with_its_job(
