@@ -37,3 +37,20 @@ def test_a_redelivered_health_task_writes_one_row(db):
     health_ping("same-token")
     health_ping("same-token")
     assert WorkerHeartbeat.objects.filter(token="same-token").count() == 1
+
+
+def test_worker_check_names_the_worker_of_each_queue_and_fails_on_a_silent_one(start_worker):
+    from io import StringIO
+
+    from django.conf import settings
+    from django.core.management import CommandError, call_command
+
+    start_worker()
+    out = StringIO()
+    call_command("worker_check", "--timeout", "90", stdout=out)
+    lines = out.getvalue().splitlines()
+    queues = list(dict.fromkeys(["default", settings.VITRINE_INFERENCE_QUEUE]))
+    assert [line.split(":")[0] for line in lines] == queues
+    assert all(": ok, " in line and " pid " in line for line in lines), lines
+    with pytest.raises(CommandError, match="no worker answered on: nobody"):
+        call_command("worker_check", "--queue", "nobody", "--timeout", "1", stdout=StringIO())
