@@ -29,6 +29,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from catalog.money import validate_exact
 
@@ -405,7 +406,12 @@ class SignupCreditClaim(models.Model):
 class WebhookSecret(models.Model):
     """The account's webhook signing secret (``whsec_...``): job webhooks are signed with it
     (HMAC-SHA256, ``playground/webhooks.py``). It must be readable to sign, so it is
-    encrypted at rest like BYOK keys; shown on the dashboard, rotatable there."""
+    encrypted at rest like BYOK keys; shown on the dashboard, rotatable there.
+
+    After a rotation the secret it replaced (``previous_ciphertext``) still signs every
+    delivery, beside the new one, until ``previous_expires_at`` (24 hours, as Stripe does),
+    so a receiver still checking the old secret (being redeployed) rejects nothing. A second
+    rotation in that window keeps only the secret it replaced."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret"
@@ -413,6 +419,16 @@ class WebhookSecret(models.Model):
     ciphertext = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
     rotated_at = models.DateTimeField(null=True, blank=True)
+    previous_ciphertext = models.TextField(blank=True, default="")
+    previous_expires_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"webhook secret of {self.user}"
+
+    def previous_valid_until(self, *, at=None):
+        """When the previous secret stops signing, or None when it does not sign (now, or
+        ``at``). The dashboard's template calls it with no argument."""
+        at = at or timezone.now()
+        if self.previous_ciphertext and self.previous_expires_at and self.previous_expires_at > at:
+            return self.previous_expires_at
+        return None

@@ -59,6 +59,11 @@ PROVIDER_KEY_DELETED = "Your {provider} key ending in {last4} is deleted."
 WEBHOOK_SECRET_ROTATED = (
     "Your webhook signing secret is new: webhooks sent from now on are signed with it."
 )
+WEBHOOK_SECRET_ROTATED_PREVIOUS = (
+    "Your webhook signing secret is new: webhooks sent from now on are signed with it, and "
+    "also with the previous one until {until} (24 hours), so a receiver still checking the "
+    "previous one keeps accepting them meanwhile."
+)
 TOP_UP_DONE = "Payment received: your credit is in your wallet."
 TOP_UP_PENDING = "Payment received by the provider; your credit appears once it is confirmed."
 RECENT_USAGE = 25
@@ -435,8 +440,13 @@ def provider_key_save_view(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def webhook_secret_rotate_view(request: HttpRequest) -> HttpResponse:
-    webhook_secret_rotate(user=request.user)
-    messages.success(request, WEBHOOK_SECRET_ROTATED)
+    row = webhook_secret_rotate(user=request.user)
+    until = row.previous_valid_until()
+    if until is None:  # the first secret, made by this rotation: nothing signed before it
+        messages.success(request, WEBHOOK_SECRET_ROTATED)
+    else:
+        moment = timezone.localtime(until).strftime("%Y-%m-%d %H:%M %Z")
+        messages.success(request, WEBHOOK_SECRET_ROTATED_PREVIOUS.format(until=moment))
     return redirect(reverse("billing:dashboard") + "#webhooks")
 
 

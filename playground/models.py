@@ -207,6 +207,11 @@ class WebhookDelivery(models.Model):
     last_error = models.CharField(max_length=300, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # The absolute base of the site the job was created on (``https://host[:port]``, from
+    # the creating request): the body's URLs are built on it when ``SITE_URL`` is empty, as
+    # the API's own answers are built on the request. Here, not on the job: only jobs with
+    # a webhook pay for it. Empty on rows made before it was recorded.
+    site_url = models.CharField(max_length=2000, blank=True, default="")
 
     class Meta:
         indexes = [models.Index(fields=["status"], name="webhook_delivery_status_idx")]

@@ -227,7 +227,7 @@ def job_submit(
                 reserve=lambda _job_id: reservation.answer(reserved).pk,
             )
             if webhook is not None:
-                webhooks.webhook_register(job=job, url=webhook)
+                webhooks.webhook_register(job=job, url=webhook, request=request)
             if idempotency_key:
                 idempotency.idempotent_job_bind(user=user, key=idempotency_key, job=job)
             if cache_print:

@@ -129,7 +129,7 @@ def _seconds(moment) -> int | None:
 @extend_schema_serializer(component_name="DetectionJob")
 class JobSerializer(serializers.Serializer):
     """A detection job. Context: ``request``; optional ``threshold`` (re-filters the kept
-    detections) and ``box_format`` ("int" or "float")."""
+    detections), ``box_format`` ("int" or "float") and ``site`` (see ``_absolute``)."""
 
     id = serializers.CharField()
     object = serializers.CharField(help_text="Always detection_job.")
@@ -228,16 +228,21 @@ class JobSerializer(serializers.Serializer):
             # The checkpoint's revision, backend, precision, and whether its weights are
             # untrained (playground/provenance.py); null until a worker ran it.
             "weights": weights_resource(job),
-            "url": _absolute(request, reverse("playground_api:job-detail", args=[job.pk])),
+            "url": _absolute(
+                request,
+                reverse("playground_api:job-detail", args=[job.pk]),
+                site=self.context.get("site"),
+            ),
             "request_id": job.request_id,
         }
 
 
-def _absolute(request, path: str) -> str:
-    """An absolute URL: from the request, or from SITE_URL where there is none (a webhook
-    sent by a worker)."""
+def _absolute(request, path: str, *, site: str | None = None) -> str:
+    """An absolute URL: from the request, or where there is none (a webhook sent by a
+    worker) from SITE_URL, else from ``site``, the base of the site the job was created on
+    (``WebhookDelivery.site_url``)."""
     if request is None:
-        return settings.SITE_URL + path
+        return (settings.SITE_URL or site or "") + path
     return request.build_absolute_uri(path)
 
 
@@ -255,7 +260,17 @@ def _webhook(job: Job) -> dict | None:
     }
 
 
-def job_data(job: Job, *, request, threshold: float | None = None, box_format: str | None = None):
-    """The job resource as a dict (see ``JobSerializer``)."""
-    context = {"request": request, "threshold": threshold, "box_format": box_format}
+def job_data(
+    job: Job,
+    *,
+    request,
+    threshold: float | None = None,
+    box_format: str | None = None,
+    site: str | None = None,
+):
+    """The job resource as a dict (see ``JobSerializer``). ``site``: with no request, the
+    base its URLs are built on when SITE_URL is empty (see ``_absolute``)."""
+    context = {
+        "request": request, "threshold": threshold, "box_format": box_format, "site": site,
+    }  # fmt: skip
     return JobSerializer(job, context=context).data

@@ -2,9 +2,18 @@
 
 Signing: ``Vitrine-Signature: t=<unix seconds>,v1=<hex>`` where ``<hex>`` is
 HMAC-SHA256, keyed with the account's webhook secret (dashboard), over the bytes
-``<t>.<body>``. A receiver recomputes it, compares in constant time and refuses a ``t``
-too far from its clock (replays). ``Vitrine-Webhook-Id`` is the job id: delivery is at
-least once, so a receiver dedupes on it.
+``<t>.<body>``. For 24 hours after a rotation the header carries two ``v1`` signatures,
+the previous secret's first and the current one's last (Stripe's format): a receiver
+accepts the delivery when any of them matches, so one still checking the old secret keeps
+working, and one that keeps only the last ``v1`` checks the current secret as before. A
+receiver recomputes it, compares in constant time and refuses a ``t`` too far from its
+clock (replays). ``Vitrine-Webhook-Id`` is the job id: delivery is at least once, so a
+receiver dedupes on it.
+
+The body is the job resource as ``GET /v1/jobs/<id>`` shows it, less its ``webhook``
+object (the delivery's own state, stale in the very delivery that succeeds). Its URLs are
+absolute: on ``SITE_URL`` when it is set, else on the site the job was created on (the
+creating request's scheme and host, kept on the delivery's row).
 
 Never a request to our own network (SSRF): the URL is checked when the job is created
 (http or https, no credentials, a host name or a public IP literal that resolves); at
@@ -233,8 +242,18 @@ def sign(*, secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def signature_header(*, secret: str, timestamp: int, body: bytes) -> str:
-    return f"t={timestamp},v1={sign(secret=secret, timestamp=timestamp, body=body)}"
+def signature_header(
+    *, secret: str, timestamp: int, body: bytes, previous: str | None = None
+) -> str:
+    """``t=<timestamp>,v1=<hex>``; with ``previous`` (the secret a rotation replaced, within
+    its 24 hours) ``t=<timestamp>,v1=<previous's hex>,v1=<hex>``: the current signature last,
+    where a verifier that keeps only the last ``v1`` (a dict of the fields) finds it."""
+    signatures = [previous] if previous else []
+    signatures.append(secret)
+    return ",".join(
+        [f"t={timestamp}"]
+        + [f"v1={sign(secret=key, timestamp=timestamp, body=body)}" for key in signatures]
+    )
 
 
 # --- one HTTP attempt to a checked address ----------------------------------------------
@@ -313,9 +332,18 @@ def post_signed(url: str, *, body: bytes, headers: dict[str, str]) -> Attempt:
 
 
 # --- the job side -----------------------------------------------------------------------
-def webhook_register(*, job: Job, url: str) -> WebhookDelivery:
-    """Attach a (validated) webhook to a job being created, in its transaction."""
-    return WebhookDelivery.objects.create(job=job, url=url)
+def site_of(request) -> str:
+    """The absolute base (``scheme://host[:port]``, no trailing slash) of the site a request
+    came to: what the API's answers to it build their URLs on."""
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+def webhook_register(*, job: Job, url: str, request=None) -> WebhookDelivery:
+    """Attach a (validated) webhook to a job being created, in its transaction. The
+    creating ``request``'s site is kept with it: the body's URLs are built on it when
+    ``SITE_URL`` is empty (a worker has no request to build them from)."""
+    site = site_of(request) if request is not None else ""
+    return WebhookDelivery.objects.create(job=job, url=url, site_url=site)
 
 
 def _enqueue(delivery_id: int, *, attempts: int, countdown: float = 0) -> None:
@@ -349,11 +377,15 @@ def retry_delay(attempts: int) -> int:
     return min(base * 2 ** max(attempts - 1, 0), cap)
 
 
-def webhook_body(job: Job) -> bytes:
-    """The finished job resource, as the jobs API shows it (one serializer)."""
+def webhook_body(job: Job, *, site: str = "") -> bytes:
+    """The finished job resource, as the jobs API shows it (one serializer), its URLs
+    absolute on ``SITE_URL`` or else ``site`` (where the job was created), and without its
+    ``webhook`` object: the delivery's state before this very attempt, stale in it."""
     from playground.serializers import job_data
 
-    return json.dumps(job_data(job, request=None), separators=(",", ":")).encode()
+    data = job_data(job, request=None, site=site)
+    data.pop("webhook", None)
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def webhook_deliver(*, delivery_id: int, attempts: int | None = None) -> str:
@@ -365,7 +397,7 @@ def webhook_deliver(*, delivery_id: int, attempts: int | None = None) -> str:
     ETA message out again after its visibility timeout, and backoffs can be longer) make
     one attempt, never two.
     """
-    from billing.services.webhook_secrets import webhook_secret_get
+    from billing.services.webhook_secrets import webhook_signing_secrets
 
     delivery = (
         WebhookDelivery.objects.select_related(
@@ -384,15 +416,16 @@ def webhook_deliver(*, delivery_id: int, attempts: int | None = None) -> str:
         return ""  # another copy of this message made this attempt
     number = expected + 1
     job = delivery.job
-    body = webhook_body(job)
+    body = webhook_body(job, site=delivery.site_url)
     timestamp = int(time.time())
+    secret, previous = webhook_signing_secrets(user=job.owner)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         ID_HEADER: str(job.pk),
         EVENT_HEADER: EVENT,
         SIGNATURE_HEADER: signature_header(
-            secret=webhook_secret_get(user=job.owner), timestamp=timestamp, body=body
+            secret=secret, previous=previous, timestamp=timestamp, body=body
         ),
     }
     refused = False

@@ -11,6 +11,14 @@ def migrate_to(target: tuple[str, str]) -> None:
     MigrationExecutor(connection).migrate([target])
 
 
+def migrate_to_latest() -> None:
+    """Migrate the suite's database forwards to every app's latest migration. A test that
+    went back to before the migration it checks ends here, not at that migration: going
+    back unapplied the app's later ones too, and the tests after it need them."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 def table_indexes(table: str) -> dict[str, dict]:
     """A table's indexes and constraints by name: columns, unique, foreign key, index,
     primary key."""
