@@ -23,6 +23,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header, urlencode
 from django.views.decorators.http import require_GET, require_POST
+from PIL import Image
 
 from billing.models import Charge
 from catalog.errors import NOT_FOUND_ERROR, ApplicationError
@@ -50,8 +51,13 @@ IMAGE_DELETED = (
 IMAGE_GONE = "This run's image is gone; its JSON, COCO and CSV exports remain."
 BAD_MAX_WIDTH = "'max_width' must be a whole number of pixels from {low} to {high}."
 MAX_WIDTH_RANGE = (16, 8192)
-# The permalink page shows the PNG at most this wide (a download is full size).
+BAD_MIN_SIZE = "'min_size' must be a whole number of pixels from {low} to {high}."
+MIN_SIZE_RANGE = (1, 1280)
+# The permalink page shows the PNG at most this wide (a download is full size), and a
+# picture whose longer side is shorter enlarged by a whole factor to at least this (square
+# pixels, labels as legible as on any picture), as the try page's canvas draws it.
 PAGE_IMAGE_WIDTH = 1280
+PAGE_IMAGE_MIN_SIDE = 320
 BAD_VISIBILITY = "Send public=1 to make the run public or public=0 to make it private."
 MADE_PUBLIC = "This run is public: anyone with its link can see it and download its exports."
 MADE_PRIVATE = "This run is private: only you can see it."
@@ -79,6 +85,36 @@ def max_width_param(raw: str | None) -> int | None:
         message = BAD_MAX_WIDTH.format(low=low, high=high)
         raise ApplicationError(message, code="invalid_max_width", param="max_width")
     return int(raw)
+
+
+def min_size_param(raw: str | None) -> int | None:
+    """``?min_size=`` of the PNG: None (as it is) or the shortest longer side, in
+    ``MIN_SIZE_RANGE``, a smaller picture is enlarged to by a whole factor."""
+    if raw is None or raw == "":
+        return None
+    low, high = MIN_SIZE_RANGE
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        message = BAD_MIN_SIZE.format(low=low, high=high)
+        raise ApplicationError(message, code="invalid_min_size", param="min_size")
+    return int(raw)
+
+
+def enlargement(size: tuple[int, int], min_side: int | None) -> int:
+    """The whole factor that brings a picture's longer side to at least ``min_side``."""
+    longer = max(size)
+    if not min_side or longer <= 0 or longer >= min_side:
+        return 1
+    return -(-min_side // longer)
+
+
+def page_image_size(job: Job) -> tuple[int, int, int]:
+    """The permalink PNG's (width, height, enlargement) for the page's ``<img>``, as
+    ``_png`` and ``exports.png_render`` size it."""
+    factor = enlargement((job.width, job.height), PAGE_IMAGE_MIN_SIDE)
+    width, height = job.width * factor, job.height * factor
+    if width > PAGE_IMAGE_WIDTH:
+        width, height = PAGE_IMAGE_WIDTH, max(1, round(height * PAGE_IMAGE_WIDTH / width))
+    return width, height, factor
 
 
 def run_record(request, job: Job, *, owner: bool, threshold: float) -> dict:
@@ -115,6 +151,11 @@ def permalink_context(request, job: Job, *, owner: bool) -> dict:
     record = run_record(request, job, owner=owner, threshold=threshold)
     shown = _threshold_query(threshold, run)
     query = f"?{urlencode(shown)}" if shown else ""
+    has_size = bool(job.width and job.height)
+    image_width, image_height, factor = page_image_size(job) if has_size else (0, 0, 1)
+    sizing = {"max_width": PAGE_IMAGE_WIDTH}
+    if factor > 1:
+        sizing["min_size"] = PAGE_IMAGE_MIN_SIDE
     return {
         "job": job,
         "owner": owner,
@@ -141,7 +182,10 @@ def permalink_context(request, job: Job, *, owner: bool) -> dict:
             for fmt in EXPORT_FORMATS
         ],
         "image_url": reverse("playground:job_export", args=[job.pk, "png"])
-        + f"?{urlencode({**shown, 'max_width': PAGE_IMAGE_WIDTH})}",
+        + f"?{urlencode({**shown, **sizing})}",
+        "image_width": image_width,
+        "image_height": image_height,
+        "image_enlarged": factor > 1,
     }
 
 
@@ -240,6 +284,7 @@ def job_export(request, job_id, fmt: str):
     try:
         threshold = parse_threshold(request.GET.get("threshold"), default=run_threshold(job))
         max_width = max_width_param(request.GET.get("max_width")) if fmt == "png" else None
+        min_size = min_size_param(request.GET.get("min_size")) if fmt == "png" else None
     except ApplicationError as exc:
         return JsonResponse(exc.as_dict(), status=exc.status)
     if fmt == "json":
@@ -271,14 +316,16 @@ def job_export(request, job_id, fmt: str):
         return _download(
             json.dumps(document), job=job, ext="coco.json", content_type="application/json"
         )
-    return _png(job, detections, max_width=max_width)
+    return _png(job, detections, max_width=max_width, min_size=min_size)
 
 
 def _image_ext(job: Job) -> str:
     return "." + job.image_name.rsplit(".", 1)[-1] if "." in job.image_name else ""
 
 
-def _png(job: Job, detections: list[dict], *, max_width: int | None) -> HttpResponse:
+def _png(
+    job: Job, detections: list[dict], *, max_width: int | None, min_size: int | None = None
+) -> HttpResponse:
     if job.image_deleted_at is not None:
         message = IMAGE_DELETED.format(date=f"{job.image_deleted_at:%Y-%m-%d}")
         return _error(message, status=410, code="image_deleted")
@@ -295,6 +342,15 @@ def _png(job: Job, detections: list[dict], *, max_width: int | None) -> HttpResp
     except ImageError:  # accepted when the job was made, so only a damaged stored file
         logger.exception("job %s: the stored upload does not decode", job.pk)
         return _error(IMAGE_GONE, status=410, code="image_deleted")
+    factor = enlargement(image.size, min_size)
+    if factor > 1:  # every pixel a square of factor x factor, the boxes with them
+        image = image.resize(
+            (image.width * factor, image.height * factor), Image.Resampling.NEAREST
+        )
+        detections = [
+            {**item, "box": {side: float(value) * factor for side, value in item["box"].items()}}
+            for item in detections
+        ]
     return _download(
         exports.png_render(image, detections, max_width=max_width),
         job=job,

@@ -11,12 +11,14 @@ and the API's job serializer describes them.
 
 from __future__ import annotations
 
+import io
 import logging
 import mimetypes
 
 from django.conf import settings
 from django.contrib import messages
-from django.db import connection
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -26,13 +28,19 @@ from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard
-from playground import demo, pipeline, runs
+from playground import demo, pipeline, public_image, runs
 from playground.api import parse_threshold
 from playground.models import Job
-from playground.public_image import without_metadata
+from playground.runtime import ImageError
 from playground.selectors import Viewer, job_for_viewer
 from playground.serializers import job_data
-from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_open
+from playground.storage import (
+    STORAGE_DOWN,
+    StorageUnavailable,
+    upload_discard,
+    upload_open,
+    upload_read,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -176,20 +184,14 @@ def try_model(request, org: str, name: str):
         return _refuse(request, card, exc.message, exc.status, exc.code)
     route = demo.own_route(card)
     # A signed-in visitor whose wallet covers the run pays it like an API call; everyone
-    # else spends a free try (playground/demo.py).
+    # else spends a free try (playground/demo.py), counted only for a job made: a refused
+    # upload (a BMP, an empty file, a pixel bomb) or an outage costs no try.
     paid = demo.wallet_pays(request, route)
-    if not paid:
-        decision = ratelimit.hit(*demo.try_buckets(request))
-        if not decision.allowed:
-            response = _refuse(
-                request,
-                card,
-                RATE_LIMITED.format(limit=decision.limit, minutes=-(-decision.retry_after // 60)),
-                429,
-                "rate_limit_exceeded",
-            )
-            response["Retry-After"] = str(decision.retry_after)
-            return response
+    buckets = [] if paid else demo.try_buckets(request)
+    if buckets:
+        room = ratelimit.peek(*buckets)  # out of tries: said before the upload is read
+        if not room.allowed:
+            return _rate_limited(request, card, room)
     upload = request.FILES.get("image")
     if upload is None:
         return _refuse(request, card, NO_IMAGE, 400, "missing_image")
@@ -205,10 +207,9 @@ def try_model(request, org: str, name: str):
                 threshold=threshold, flavour="playground",
             ).job  # fmt: skip
         else:
-            job = pipeline.try_submit(
-                card=card, route=route, image=upload.read(), threshold=threshold,
-                visitor=_visitor(request),
-            ).job  # fmt: skip
+            job = _free_try(request, card, route, upload.read(), threshold, buckets)
+    except _OutOfTries as exc:
+        return _rate_limited(request, card, exc.decision)
     except ApplicationError as exc:
         response = _refuse(request, card, exc.message, exc.status, exc.code)
         for header, value in exc.headers.items():
@@ -218,6 +219,41 @@ def try_model(request, org: str, name: str):
     if _wants_json(request):
         return JsonResponse(job_json(job, request=request), status=202, headers={"Location": url})
     return redirect(url)
+
+
+class _OutOfTries(Exception):
+    def __init__(self, decision: ratelimit.Decision):
+        self.decision = decision
+
+
+def _free_try(request, card, route, image: bytes, threshold: float, buckets) -> Job:
+    """A free try's job, its try counted in the same step. The job row and the count go
+    together: the row is made first (the upload checked and stored), the try counted inside
+    its transaction, and a count refused (a concurrent request of the same visitor took the
+    last try since the peek) rolls the row back, its message unsent and its upload deleted.
+    So a refused upload costs nothing and the limit holds under any concurrency."""
+    visitor = _visitor(request)  # a new session's row outside it: a rollback keeps it
+    with transaction.atomic():
+        job = pipeline.try_submit(
+            card=card, route=route, image=image, threshold=threshold, visitor=visitor
+        ).job
+        decision = ratelimit.hit(*buckets)
+        if not decision.allowed:
+            transaction.set_rollback(True)
+    if not decision.allowed:
+        upload_discard(job.image_name)
+        raise _OutOfTries(decision)
+    # The message was sent at the commit; inside the block try_submit's own check ran
+    # before it. A broker that refused it fails the job at once, as outside a transaction.
+    pipeline._queued_check(job)
+    return job
+
+
+def _rate_limited(request, card, decision: ratelimit.Decision):
+    message = RATE_LIMITED.format(limit=decision.limit, minutes=-(-decision.retry_after // 60))
+    response = _refuse(request, card, message, 429, "rate_limit_exceeded")
+    response["Retry-After"] = str(decision.retry_after)
+    return response
 
 
 def job_json(job: Job, request=None) -> dict:
@@ -250,31 +286,78 @@ def job_detail(request, job_id):
 
 
 PUBLIC_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+# The upright copy of a turned upload (playground/public_image.py) is kept in the shared cache
+# by the upload's digest, so a page that draws it again (or a comparison's other panels, the
+# same image) costs no second decode and encode. Larger copies are made again each time.
+UPRIGHT_CACHE_KEY = "vitrine:upright:v1:{}"
+UPRIGHT_CACHE_SECONDS = 3600
+UPRIGHT_CACHE_MAX_BYTES = 8 * 1024 * 1024
+_NOT_TURNED = ("", b"")  # cached for an upload the worker does not turn: served as it is
 
 
 @require_GET
 def job_image(request, job_id):
-    """The upload, to its owner (or anyone, once public), for drawing the boxes on; to anyone
-    else without its metadata (GPS, camera, names: playground/public_image.py)."""
+    """The picture the boxes were found on, for drawing them on: the upload, to its owner
+    (or anyone, once public; to anyone else without its metadata: GPS, camera, names); an
+    upload the worker turned by its EXIF or XMP orientation, upright and re-encoded with no
+    orientation left, to everyone, since a browser may not turn it as the worker did
+    (playground/public_image.py)."""
     job, owns = _get_job_for_visitor(request, job_id)
+    if not job.image_name:  # purged (playground/retention.py): nothing cached is served
+        raise Http404("The image is gone.")
+    content_type = mimetypes.guess_type(job.image_name)[0] or "application/octet-stream"
+    key = UPRIGHT_CACHE_KEY.format(job.image_sha256 or job.image_name)
+    known = _cache_get(key)
+    if known is not None and known != _NOT_TURNED:
+        return _image_response(HttpResponse(known[1], content_type=known[0]))
     try:
         # From the shared storage: this web machine may not be the one that took the upload.
-        upload = upload_open(job.image_name)
-        if not owns:
-            with upload:
-                data = upload.read()
+        if known == _NOT_TURNED and owns:  # the upload as sent, streamed
+            return _image_response(
+                FileResponse(upload_open(job.image_name), content_type=content_type)
+            )
+        data = upload_read(job.image_name)
     except FileNotFoundError:
         raise Http404("The image is gone.") from None
     except StorageUnavailable:
         logger.exception("job %s: the upload storage failed", job.pk)
         return HttpResponse(STORAGE_DOWN, status=503, content_type="text/plain")
-    content_type = mimetypes.guess_type(job.image_name)[0] or "application/octet-stream"
+    if known is None and public_image.is_turned(data):
+        try:
+            body, content_type = public_image.upright_copy(
+                data, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS
+            )
+        except ImageError:  # accepted when the job was made, so only a damaged stored file
+            logger.exception("job %s: the stored upload does not decode", job.pk)
+            raise Http404("The image is gone.") from None
+        if len(body) <= UPRIGHT_CACHE_MAX_BYTES:
+            _cache_set(key, (content_type, body))
+        return _image_response(HttpResponse(body, content_type=content_type))
+    if known is None:
+        _cache_set(key, _NOT_TURNED)
     if owns:
-        response = FileResponse(upload, content_type=content_type)
-    else:
-        image_format = PUBLIC_FORMATS.get(content_type)
-        clean = without_metadata(data, image_format) if image_format else data
-        response = HttpResponse(clean, content_type=content_type)
+        return _image_response(FileResponse(io.BytesIO(data), content_type=content_type))
+    image_format = PUBLIC_FORMATS.get(content_type)
+    clean = public_image.without_metadata(data, image_format) if image_format else data
+    return _image_response(HttpResponse(clean, content_type=content_type))
+
+
+def _image_response(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _cache_get(key: str):
+    try:
+        return cache.get(key)
+    except Exception:  # the cache is a shortcut: an outage costs a decode, not the image
+        logger.warning("upright image cache unavailable", exc_info=True)
+        return None
+
+
+def _cache_set(key: str, value) -> None:
+    try:
+        cache.set(key, value, UPRIGHT_CACHE_SECONDS)
+    except Exception:
+        logger.warning("upright image cache unavailable", exc_info=True)

@@ -4,6 +4,11 @@
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const AGREED = "hsl(145 70% 36%)";
 const ONLY = "hsl(28 95% 50%)";
+// As on the try page (playground.js): a picture whose longer side is under MIN_SIDE px is
+// enlarged by a whole factor with square pixels; labels and lines are sized in CSS pixels.
+const MIN_SIDE = 320;
+const MAX_WIDTH = 960; // a larger picture is drawn at most this wide
+const count = (n) => new Intl.NumberFormat("en-US").format(n); // the site's 27,011,762
 
 async function getJson(url, options = {}) {
   const response = await fetch(url, { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } });
@@ -48,7 +53,8 @@ if (form) {
     event.preventDefault();
     const file = input.files[0];
     if (!file) return show("Choose an image (JPEG, PNG, WebP or GIF).");
-    if (file.size > Number(form.dataset.maxBytes)) return show("That file is too large.");
+    const limit = Number(form.dataset.maxBytes);
+    if (file.size > limit) return show(`That file is ${count(file.size)} bytes; the limit is ${count(limit)} bytes.`);
     show("");
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
@@ -107,14 +113,25 @@ if (root) {
     el.querySelector("[data-role=model]").textContent = ms(panel.latency.model_ms);
     if (panel.status !== "succeeded") return;
     const canvas = el.querySelector("canvas");
+    // The server's image, upright as the worker turned it (playground/views.py job_image).
     const image = await loadImage(panel.image_url);
-    const scale = Math.min(1, 960 / panel.width);
-    canvas.width = Math.round(panel.width * scale);
-    canvas.height = Math.round(panel.height * scale);
+    const side = Math.max(panel.width, panel.height);
+    const scale = side < MIN_SIDE ? Math.ceil(MIN_SIDE / side) : Math.min(1, MAX_WIDTH / panel.width);
+    canvas.width = Math.max(1, Math.round(panel.width * scale));
+    canvas.height = Math.max(1, Math.round(panel.height * scale));
+    canvas.classList.toggle("is-pixelated", scale > 1);
     const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#fff"; // transparent parts on white, as the model saw them
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.imageSmoothingEnabled = scale <= 1;
     ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
-    ctx.lineWidth = 2;
-    ctx.font = "13px system-ui, sans-serif";
+    ctx.imageSmoothingEnabled = true;
+    // Canvas pixels per CSS pixel as the canvas is shown: labels 13 px, lines 2 px on screen.
+    const shown = canvas.getBoundingClientRect().width;
+    const u = shown > 0 ? canvas.width / shown : 1;
+    canvas.dataset.unit = String(u);
+    ctx.lineWidth = 2 * u;
+    ctx.font = `${13 * u}px system-ui, sans-serif`;
     let agreed = 0;
     // "Only" boxes first, so agreed ones are drawn on top of them.
     const ordered = [...panel.detections].sort((a, b) => (a.with?.length ? 1 : 0) - (b.with?.length ? 1 : 0));
@@ -123,13 +140,16 @@ if (root) {
       agreed += isAgreed ? 1 : 0;
       const { xmin, ymin, xmax, ymax } = d.box;
       ctx.strokeStyle = ctx.fillStyle = isAgreed ? AGREED : ONLY;
-      ctx.setLineDash(isAgreed ? [] : [6, 4]);
+      ctx.setLineDash(isAgreed ? [] : [6 * u, 4 * u]);
       ctx.strokeRect(xmin * scale, ymin * scale, (xmax - xmin) * scale, (ymax - ymin) * scale);
       const text = `${d.label} ${d.score.toFixed(2)}`;
       ctx.setLineDash([]);
-      ctx.fillRect(xmin * scale, Math.max(0, ymin * scale - 17), ctx.measureText(text).width + 6, 17);
+      const tag = 17 * u;
+      const top = Math.max(0, ymin * scale - tag);
+      ctx.fillRect(xmin * scale, top, ctx.measureText(text).width + 6 * u, tag);
       ctx.fillStyle = "#fff";
-      ctx.fillText(text, xmin * scale + 3, Math.max(12, ymin * scale - 5));
+      ctx.textBaseline = "middle";
+      ctx.fillText(text, xmin * scale + 3 * u, top + tag / 2);
     }
     canvas.dataset.boxes = String(panel.detections.length);
     el.dataset.agreed = String(agreed);
@@ -176,6 +196,19 @@ if (root) {
       }
     }, 150);
   });
+
+  // Drawn again when the panels change width (a rotated phone, a resized window), so the
+  // labels stay their size on screen.
+  let drawnWidth = 0;
+  let redraw = 0;
+  new ResizeObserver(([entry]) => {
+    const width = entry.contentRect.width;
+    if (!drawnWidth) drawnWidth = width;
+    if (Math.abs(width - drawnWidth) < 1) return;
+    drawnWidth = width;
+    cancelAnimationFrame(redraw);
+    redraw = requestAnimationFrame(() => draw().catch((err) => { summary.textContent = err.message; }));
+  }).observe(root);
 
   draw().then(poll).catch((err) => { summary.textContent = err.message; });
 }

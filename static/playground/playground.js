@@ -7,6 +7,12 @@
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const SVG = "http://www.w3.org/2000/svg";
+// A picture whose longer side is under MIN_SIDE px is drawn enlarged by a whole factor, its
+// pixels kept square (the canvas's "is-pixelated" class keeps them sharp when CSS scales
+// it); CSS caps the height (static/catalog/site.css). Labels are LABEL_PX CSS pixels tall
+// at any scale, as the box lines are (non-scaling strokes).
+const MIN_SIDE = 320;
+const LABEL_PX = 12;
 
 const $ = (id) => document.getElementById(id);
 const root = document.querySelector("[data-demo]");
@@ -28,6 +34,7 @@ let chosen = null; // the File Run sends
 const hiddenClasses = new Set();
 const colours = new Map();
 let overlay = null;
+let shownWidth = 0; // the canvas's width on screen (CSS px) the labels were sized for
 
 function say(text) {
   if (statusLine) statusLine.textContent = text;
@@ -87,20 +94,37 @@ const ordinal = (n) => {
   return `${n}${suffix}`;
 };
 
+// The site's number format (Django's intcomma, the server's "{:,}"): 27,011,762.
+const count = (n) => new Intl.NumberFormat("en-US").format(n);
+
 // --- picking an image ----------------------------------------------------------------------
 const ACCEPTED = /^image\/(jpeg|png|webp|gif)$/;
+
+// A file the page refuses is not kept anywhere Run could send it from: the file input is
+// cleared and Run waits for a file it accepts.
+function refuse(text) {
+  chosen = null;
+  if (fileInput) fileInput.value = "";
+  const preview = $("demo-chosen");
+  if (preview) preview.hidden = true;
+  delete root.dataset.chosen;
+  $("run").disabled = true;
+  showCost(text);
+}
 
 function choose(file) {
   if (!file) return;
   if (file.type && !ACCEPTED.test(file.type)) {
-    showCost(`That is ${file.type}; choose a JPEG, PNG, WebP or GIF image.`);
+    refuse(`That is ${file.type}; choose a JPEG, PNG, WebP or GIF image.`);
     return;
   }
-  if (file.size > Number(form.dataset.maxBytes)) {
-    showCost(`That file is ${file.size} bytes; the limit is ${form.dataset.maxBytes} bytes.`);
+  const limit = Number(form.dataset.maxBytes);
+  if (file.size > limit) {
+    refuse(`That file is ${count(file.size)} bytes; the limit is ${count(limit)} bytes.`);
     return;
   }
   chosen = file;
+  $("run").disabled = false;
   try {
     // The file input holds it too, so the form and what Run sends agree.
     const transfer = new DataTransfer();
@@ -271,6 +295,7 @@ async function follow(url, first = null) {
   hiddenClasses.clear();
   showTimings();
   buildClasses(labels);
+  paint();
   draw();
   document.body.dataset.jobStatus = job.status; // drawn: what tests and scripts wait for
   refreshCost();
@@ -303,20 +328,36 @@ function highlight(index) {
   table.querySelector(`tr[data-i="${index}"]`)?.classList.add("is-hovered");
 }
 
-function draw() {
-  if (!job || !image) return;
-  const threshold = Number(slider.value);
-  if (sliderValue) sliderValue.textContent = threshold.toFixed(3);
-  // The canvas holds the picture at its own size (CSS scales it); the boxes are an SVG in the
-  // image's pixel coordinates over it, so hovering one is hovering an element.
-  canvas.width = job.width;
-  canvas.height = job.height;
-  canvas.getContext("2d").drawImage(image, 0, 0, job.width, job.height);
+// The picture the boxes were found on: the server's image (upright as the worker turned it,
+// playground/views.py job_image), on white as the model saw any transparent part, at its own
+// size or enlarged by a whole factor (MIN_SIDE); CSS scales the canvas to the page.
+function paint() {
+  const side = Math.max(job.width, job.height);
+  const factor = side < MIN_SIDE ? Math.ceil(MIN_SIDE / side) : 1;
+  canvas.width = job.width * factor;
+  canvas.height = job.height * factor;
+  canvas.classList.toggle("is-pixelated", factor > 1);
+  const context = canvas.getContext("2d");
+  context.fillStyle = "#fff";
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.imageSmoothingEnabled = factor === 1;
+  context.drawImage(image, 0, 0, canvas.width, canvas.height);
+  shownWidth = 0;
+}
+
+// The boxes: an SVG over the canvas in the image's pixel coordinates (viewBox), so hovering
+// one is hovering an element; each label LABEL_PX CSS pixels tall whatever the scale.
+let measure = null;
+function drawBoxes(shown) {
   const svg = ensureOverlay();
   svg.setAttribute("viewBox", `0 0 ${job.width} ${job.height}`);
   svg.replaceChildren();
-  const shown = visible(threshold);
-  const font = Math.max(11, Math.round(job.width / 45));
+  shownWidth = canvas.getBoundingClientRect().width;
+  const unit = shownWidth > 0 ? job.width / shownWidth : 1; // image px per CSS px
+  const font = LABEL_PX * unit;
+  const tagHeight = font * 1.35;
+  measure ||= document.createElement("canvas").getContext("2d");
+  measure.font = `${LABEL_PX}px ${getComputedStyle(svg).fontFamily}`;
   const area = ({ box }) => (box.xmax - box.xmin) * (box.ymax - box.ymin);
   // Larger boxes first, so a small box inside a large one stays on top and can be hovered.
   for (const d of [...shown].sort((a, b) => area(b) - area(a))) {
@@ -332,17 +373,40 @@ function draw() {
       .forEach(([k, v]) => rect.setAttribute(k, v));
     const text = `${d.label} ${d.score.toFixed(2)}`;
     const tag = document.createElementNS(SVG, "rect");
-    const top = ymin - font * 1.3 < 0 ? ymin : ymin - font * 1.3;
-    Object.entries({ x: xmin, y: top, width: text.length * font * 0.62 + 6, height: font * 1.3, class: "tag" })
+    const top = ymin - tagHeight < 0 ? ymin : ymin - tagHeight;
+    const tagWidth = (measure.measureText(text).width + 6) * unit;
+    Object.entries({ x: xmin, y: top, width: tagWidth, height: tagHeight, class: "tag" })
       .forEach(([k, v]) => tag.setAttribute(k, v));
     const label = document.createElementNS(SVG, "text");
-    Object.entries({ x: xmin + 3, y: top + font, "font-size": font }).forEach(([k, v]) => label.setAttribute(k, v));
+    Object.entries({ x: xmin + 3 * unit, y: top + tagHeight / 2, "font-size": font, "dominant-baseline": "central" })
+      .forEach(([k, v]) => label.setAttribute(k, v));
     label.textContent = text;
     const title = document.createElementNS(SVG, "title");
     title.textContent = `${d.label} ${d.score.toFixed(3)} (${xmin}, ${ymin}, ${xmax}, ${ymax})`;
     g.append(title, rect, tag, label);
     svg.append(g);
   }
+  svg.dataset.boxes = String(shown.length);
+  svg.dataset.labelPx = String(LABEL_PX);
+}
+
+// Redrawn for the new scale when the canvas is shown at another width (a rotated phone, a
+// resized window): the labels stay LABEL_PX CSS pixels tall.
+if (canvas && "ResizeObserver" in window) {
+  new ResizeObserver(() => {
+    const width = canvas.getBoundingClientRect().width;
+    if (job && image && width > 0 && Math.abs(width - shownWidth) > 0.5) {
+      drawBoxes(visible(Number(slider.value)));
+    }
+  }).observe(canvas);
+}
+
+function draw() {
+  if (!job || !image) return;
+  const threshold = Number(slider.value);
+  if (sliderValue) sliderValue.textContent = threshold.toFixed(3);
+  const shown = visible(threshold);
+  drawBoxes(shown);
   table.replaceChildren();
   for (const d of shown) {
     const { xmin, ymin, xmax, ymax } = d.box;
@@ -361,7 +425,6 @@ function draw() {
     row.addEventListener("mouseleave", () => highlight(null));
   }
   canvas.dataset.boxes = String(shown.length);
-  svg.dataset.boxes = String(shown.length);
   updateClassCounts(threshold);
   showJson(threshold);
   showCall(threshold);

@@ -1,6 +1,7 @@
 """A public run's image, as a stranger gets it: the upload's pixels without what the camera
-wrote about it (GPS, device, names, comments), the orientation kept; its owner gets the
-upload as sent (playground/public_image.py)."""
+wrote about it (GPS, device, names, comments), upright with no orientation tag when the
+worker turned it; its owner gets the upload as sent unless it is turned
+(playground/public_image.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import io
 import pytest
 from django.test import Client
 from django.urls import reverse
-from PIL import Image, ImageChops
+from PIL import Image, ImageChops, ImageOps
 
 from playground.models import Job
 from playground.public_image import ORIENTATION, without_metadata
@@ -43,11 +44,11 @@ def pixels(data: bytes) -> Image.Image:
 
 
 @pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP"])
-def test_metadata_goes_the_pixels_and_the_turn_stay(image_format):
-    original = photo(image_format)
+def test_metadata_goes_the_pixels_stay(image_format):
+    original = photo(image_format, orientation=1)
     clean = without_metadata(original, image_format)
     with Image.open(io.BytesIO(clean)) as image:
-        assert dict(image.getexif()) == {ORIENTATION: 6}
+        assert dict(image.getexif()) == {}
         assert image.format == image_format
         assert "comment" not in image.info and "xmp" not in image.info
     for secret in (b"Jane", b"SecretCam", b"taken at home"):
@@ -58,6 +59,46 @@ def test_metadata_goes_the_pixels_and_the_turn_stay(image_format):
         assert clean.endswith(original[original.index(b"\xff\xda") :])
 
 
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP"])
+def test_a_turned_picture_is_made_upright_with_no_orientation_left(image_format):
+    """A kept orientation tag would let a stranger's browser turn it another way than the
+    worker did (or not at all): the copy is upright, with nothing to turn it by."""
+    original = photo(image_format, orientation=6)
+    clean = without_metadata(original, image_format)
+    with Image.open(io.BytesIO(clean)) as image:
+        assert image.format == image_format
+        assert image.size == (64, 96)  # stored 96x64, turned a quarter
+        assert dict(image.getexif()) == {} and "xmp" not in image.info
+    assert b"Jane" not in clean and b"SecretCam" not in clean
+    with Image.open(io.BytesIO(original)) as image:
+        upright = ImageOps.exif_transpose(image).convert("RGB")
+    difference = ImageChops.difference(upright, pixels(clean)).getextrema()
+    tolerance = 12 if image_format == "JPEG" else 0  # written again at quality 95
+    assert max(high for _, high in difference) <= tolerance, difference
+
+
+def test_an_xmp_orientation_does_not_become_an_exif_tag():
+    """Pillow reads a JPEG's XMP ``tiff:Orientation`` (the worker turns by it), browsers do
+    not: the public copy is upright, with neither an EXIF nor an XMP orientation."""
+    picture = Image.new("RGB", (64, 48), (200, 220, 200))
+    picture.paste((220, 30, 30), (0, 0, 20, 12))
+    out = io.BytesIO()
+    picture.transpose(Image.Transpose.ROTATE_90).save(out, "JPEG", quality=95, xmp=XMP_6)
+    clean = without_metadata(out.getvalue(), "JPEG")
+    with Image.open(io.BytesIO(clean)) as image:
+        assert image.size == (64, 48)
+        assert dict(image.getexif()) == {} and b"Orientation" not in clean
+        red = image.convert("RGB").getpixel((5, 5))
+    assert red[0] > 180 and red[1] < 80, red  # the red corner is top left again
+
+
+XMP_6 = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+    b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+)
+
+
 def test_an_upright_jpeg_keeps_no_exif_at_all():
     clean = without_metadata(photo(orientation=1), "JPEG")
     assert b"Exif" not in clean and b"Jane" not in clean
@@ -66,7 +107,7 @@ def test_an_upright_jpeg_keeps_no_exif_at_all():
 
 
 def test_a_jpeg_not_laid_out_as_jpeg_says_is_written_again_without_metadata():
-    broken = photo()
+    broken = photo(orientation=1)
     start = broken.index(b"\xff\xe1")
     broken = broken[:start] + b"\x00" + broken[start:]  # a stray byte before the EXIF segment
     clean = without_metadata(broken, "JPEG")
@@ -82,7 +123,7 @@ def public_run(client, settings, tmp_path, django_user_model):
     factories.route(card=card)
     owner = django_user_model.objects.create_user("ada", "ada@example.com", "pw-1234-long")
     client.force_login(owner)
-    original = photo()
+    original = photo(orientation=1)
     response = client.post(
         f"/models/{card.model_id}/try",
         {"image": io.BytesIO(original)},
