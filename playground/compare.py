@@ -37,7 +37,7 @@ from playground.models import Job, JobStatus
 from playground.pipeline import upload_refused
 from playground.runtime import ImageError
 from playground.serializers import money, public_detections
-from playground.storage import StorageUnavailable
+from playground.storage import StorageUnavailable, upload_discard
 from playground.views import NO_IMAGE, TOO_LARGE, _visitor
 
 RUN_MIN, RUN_MAX = 2, 3
@@ -166,21 +166,12 @@ def _start(request, model_ids: list[str]) -> list[Job]:
         message = TOO_LARGE.format(size=upload.size, limit=settings.VITRINE_MAX_UPLOAD_BYTES)
         raise ApplicationError(message, code="image_too_large", status=413, param="image")
     buckets = try_buckets(request)
-    # Each model run is one free try. The limiter counts one hit at a time, so check first
-    # that all of them fit; a concurrent request of the same visitor may still take the
-    # last ones in between, and then this one is refused with the hits it made counted.
-    room = ratelimit.peek(*buckets)
-    if room.remaining < len(picked) or not all(ratelimit.hit(*buckets).allowed for _ in picked):
-        room = ratelimit.peek(*buckets)
-        wait = max(room.reset, 1)
-        raise ApplicationError(
-            NOT_ENOUGH_TRIES.format(
-                models=len(picked), remaining=room.remaining, minutes=-(-wait // 60)
-            ),
-            code="rate_limit_exceeded",
-            status=429,
-            headers={"Retry-After": str(wait)},
-        )
+    # Each model run is one free try, counted only for jobs made: out of tries is said
+    # before the upload is read, and a refused image costs none. The count goes in the jobs'
+    # transaction: a concurrent request of the same visitor that took the last tries since
+    # the peek rolls these jobs back (their uploads deleted), so the limit holds.
+    if ratelimit.peek(*buckets).remaining < len(picked):
+        raise _not_enough_tries(buckets, len(picked))
     visitor = _visitor(request)
     image = upload.read()
     try:
@@ -195,11 +186,18 @@ def _start(request, model_ids: list[str]) -> list[Job]:
                 )
                 for card, route in picked
             ]
+            counted = all([ratelimit.hit(*buckets).allowed for _ in picked])
+            if not counted:
+                transaction.set_rollback(True)
     except (ImageError, StorageUnavailable) as exc:
         error = upload_refused(exc)  # the API's 4xx for the image, its 503 for the storage
         if isinstance(exc, ImageError):
             error.param = "image"  # the form names its field
         raise error from None
+    if not counted:
+        for name in {job.image_name for job in jobs}:
+            upload_discard(name)
+        raise _not_enough_tries(buckets, len(picked))
     unqueued = [j for j in jobs if j.enqueued_at is None and services.job_abandon_unqueued(job=j)]
     if unqueued:
         for job in jobs:  # the others would run for a page that shows an error
@@ -212,6 +210,17 @@ def _start(request, model_ids: list[str]) -> list[Job]:
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     return jobs
+
+
+def _not_enough_tries(buckets, wanted: int) -> ApplicationError:
+    room = ratelimit.peek(*buckets)
+    wait = max(room.reset, 1)
+    return ApplicationError(
+        NOT_ENOUGH_TRIES.format(models=wanted, remaining=room.remaining, minutes=-(-wait // 60)),
+        code="rate_limit_exceeded",
+        status=429,
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def _job_ids(raw: str) -> list[uuid.UUID]:

@@ -200,3 +200,17 @@ def test_without_javascript_the_form_posts_and_the_page_refreshes_itself(
     assert body.count('class="panel compare-panel"') == 2
     again = client.post(RUN, {"models": [cards[0].model_id], "image": upload()})
     assert again.status_code == 400 and PICK_MODELS in again.content.decode()
+
+
+def test_a_refused_image_costs_no_tries(
+    client, cards, settings, django_capture_on_commit_callbacks
+):
+    settings.VITRINE_PLAYGROUND_PER_HOUR = 3
+    refused = client.post(
+        RUN, {"models": [c.model_id for c in cards], "image": upload("x.bmp", "BMP")},
+        headers=JSON,
+    )  # fmt: skip
+    assert refused.status_code == 415
+    with django_capture_on_commit_callbacks():
+        assert start(client, cards).status_code == 202  # all 3 tries still there
+    assert Job.objects.count() == 3
