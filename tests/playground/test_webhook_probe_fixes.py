@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the receiver fixture imported from test_api_jobs_live is a parameter here)
 """What an outside probe of webhooks found, each as a receiver sees it: the body's ``url``
 is the absolute URL the API gives for the job (it was a bare path with SITE_URL empty), the
 body carries no ``webhook`` object (it said ``pending``, 0 attempts, in the delivery that
@@ -11,11 +12,8 @@ does, to a receiver on loopback.
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
-import re
-import threading
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,42 +30,10 @@ from billing.services.webhook_secrets import webhook_secret_get, webhook_secret_
 from playground import webhooks
 from playground.models import WebhookDelivery
 from tests import factories
+from tests.playground.test_api_jobs_live import readme_verify, receiver  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 README = Path(django_settings.BASE_DIR) / "README.md"
-
-
-def readme_verify():
-    """The README's webhook verification snippet, executed as written."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    (snippet,) = [b for b in blocks if "def verify_vitrine_webhook" in b]
-    namespace: dict = {}
-    exec(compile(snippet, "README.md", "exec"), namespace)
-    return namespace["verify_vitrine_webhook"]
-
-
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.hits.append({"headers": dict(self.headers), "body": body})
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def receiver(settings):
-    settings.VITRINE_WEBHOOK_ALLOW_HOSTS = ["127.0.0.1"]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.hits = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/vitrine"
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
