@@ -20,6 +20,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import uuid
 import weakref
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from django.core.exceptions import RequestDataTooBig, SynchronousOnlyOperation
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.urls import reverse
+from django.utils.http import parse_header_parameters
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -64,10 +66,12 @@ from playground.failures import (
     SERVICE_UNAVAILABLE,
     job_failure,
 )
+from playground.flavours import CLOUDFLARE, HF, VITRINE, wants_hf
 from playground.models import Job, JobStatus
 from playground.options import Options, query_box_format, request_options
 from playground.quote import quote_build
 from playground.runtime import ImageError
+from playground.runtime.images import EMPTY_IMAGE_MESSAGE, FORMAT_NAMES, sniff_format
 from playground.selectors import (
     job_from_answer,
     job_of_owner,
@@ -84,7 +88,31 @@ _FORM_BYTES = bytes(range(32, 127)) + b"\t\r\n"
 RETRY_AFTER_SECONDS = 5
 
 MISSING_IMAGE = (
-    "Send an image: raw bytes, a multipart 'image' field, or JSON {\"inputs\": <base64>}."
+    "Send an image: raw bytes, a multipart 'image' file (curl -F image=@photo.jpg), or JSON "
+    '{"inputs": <base64>}.'
+)
+# The same on the drop-in routes, naming only what each takes (no multipart there).
+MISSING_IMAGE_HF = (
+    "Send an image: its raw bytes as the request body (curl --data-binary @photo.jpg), or "
+    'JSON {"inputs": <base64>}.'
+)
+MISSING_IMAGE_CLOUDFLARE = (
+    "Send an image: its raw bytes as the request body (curl --data-binary @photo.jpg), or "
+    'JSON {"image": [0-255, ...]}.'
+)
+NO_IMAGE_PART = (
+    "The form has no 'image' file: send the image as a multipart file part (curl -F "
+    'image=@photo.jpg), as the raw request body, or as JSON {"inputs": <base64>}.'
+)
+IMAGE_NOT_A_FILE = (
+    "'image' came as a text field, not a file: send it as a multipart file part (curl -F "
+    "image=@photo.jpg, not image=<photo.jpg), as the raw request body, or as JSON "
+    '{"inputs": <base64>}.'
+)
+IMAGE_WITHOUT_FILE_NAME = (
+    "The 'image' part has an empty file name (filename=\"\"), as a browser sends a file input "
+    "with no file chosen, so it holds no file: choose a file, or send it with a name (curl -F "
+    "image=@photo.jpg)."
 )
 BAD_BASE64 = "'inputs' is not valid base64 image data."
 ONE_IMAGE = "Send one 'image' part: a call detects objects in one image."
@@ -176,19 +204,79 @@ class ImageOrFormParser(BaseParser):
         return QueryDict(raw, encoding=encoding)
 
 
+class _PartWatch:
+    """A multipart body's stream, read through to Django's parser, noting what that parser
+    does not tell: whether the body reached its closing boundary (a body cut off mid-file
+    parses as one without that file), and whether an ``image`` part came with an empty file
+    name (which it skips as no part at all). Only the part headers that follow a boundary
+    line are looked at; the boundary never occurs inside a part."""
+
+    # A part's headers: a few short lines after its boundary line.
+    _TAIL = 8192
+
+    def __init__(self, stream, boundary: bytes) -> None:
+        self._stream = stream
+        self._heads = re.compile(
+            rb"--" + re.escape(boundary) + rb"\r?\n((?:[^\r\n]{1,2000}\r?\n){1,16}?)\r?\n"
+        )
+        self._close = b"--" + boundary + b"--"
+        self._tail = b""
+        self.closed = False
+        self.image_without_file_name = False
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        window = self._tail + chunk
+        if not self.closed and self._close in window:
+            self.closed = True
+        for match in self._heads.finditer(window):
+            if _image_part_without_file_name(match.group(1)):
+                self.image_without_file_name = True
+        self._tail = window[-self._TAIL :]
+        return chunk
+
+
+def _image_part_without_file_name(head: bytes) -> bool:
+    """Whether a part's headers name it ``image`` with a file name Django drops ("", or
+    one that is nothing once its directories are cut: "/", "..")."""
+    for line in head.decode("latin-1").splitlines():
+        name, _, value = line.partition(":")
+        if name.strip().lower() != "content-disposition":
+            continue
+        _, params = parse_header_parameters(value)
+        if params.get("name") != "image" or "filename" not in params:
+            return False
+        kept = params["filename"].replace("\\", "/").rsplit("/", 1)[-1]
+        return kept.strip() in ("", ".", "..")
+    return False
+
+
 class BodyMultiPartParser(MultiPartParser):
     """DRF's multipart parser, its failures answered as the API's ``invalid_multipart``
-    (README, *Bad input*), not DRF's ``parse_error``."""
+    (README, *Bad input*), not DRF's ``parse_error``; a body cut off before its closing
+    boundary is one too (Django's parser drops an unfinished file: it read as "no image"),
+    and an ``image`` part with an empty file name, which Django's parser skips, is a
+    ``missing_image`` that says so."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        _, params = parse_header_parameters(media_type or "")
+        boundary = params.get("boundary", "")
+        watch = _PartWatch(stream, boundary.encode("latin-1")) if boundary else None
         try:
-            return super().parse(stream, media_type, parser_context)
+            parsed = super().parse(watch or stream, media_type, parser_context)
         except ParseError as exc:
             reason = str(exc.detail).removeprefix("Multipart form parse error - ")
             raise errors.ApplicationError(
                 body_limits.INVALID_MULTIPART.format(reason=reason.rstrip(".") or "malformed"),
                 code="invalid_multipart",
             ) from None
+        if watch is not None and not watch.closed:
+            raise errors.ApplicationError(body_limits.MULTIPART_CUT, code="invalid_multipart")
+        if watch is not None and watch.image_without_file_name and "image" not in parsed.files:
+            raise errors.ApplicationError(
+                IMAGE_WITHOUT_FILE_NAME, code="missing_image", param="image"
+            )
+        return parsed
 
 
 def _no_constant(name: str):
@@ -248,10 +336,7 @@ class BoundedJSONParser(BaseParser):
             data = None
             depth = body_limits.MAX_JSON_DEPTH + 1
         except ValueError as exc:  # includes UnicodeDecodeError
-            reason = str(exc).splitlines()[0] if str(exc) else "unreadable"
-            raise errors.ApplicationError(
-                body_limits.INVALID_JSON.format(reason=reason), code="invalid_json"
-            ) from None
+            raise errors.ApplicationError(_not_json(raw, exc), code="invalid_json") from None
         else:
             depth = _json_depth(data)
         if depth > body_limits.MAX_JSON_DEPTH:
@@ -260,6 +345,29 @@ class BoundedJSONParser(BaseParser):
                 code="invalid_json",
             )
         return data
+
+
+# The Content-Type each image format is sent with, for a body labelled JSON by mistake.
+IMAGE_MEDIA_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+}
+
+
+def _not_json(raw: bytes, exc: ValueError) -> str:
+    """Why a body labelled JSON is not: an image (or another file) sent with the wrong
+    Content-Type says so, rather than "'utf-8' codec can't decode byte 0xff"."""
+    claimed = sniff_format(raw)
+    if claimed in IMAGE_MEDIA_TYPES:
+        return body_limits.JSON_IS_IMAGE.format(
+            format=FORMAT_NAMES.get(claimed, claimed), media_type=IMAGE_MEDIA_TYPES[claimed]
+        )
+    if claimed is not None:
+        return body_limits.JSON_IS_OTHER_FILE.format(format=claimed)
+    reason = str(exc).splitlines()[0] if str(exc) else "unreadable"
+    return body_limits.INVALID_JSON.format(reason=reason)
 
 
 def parse_threshold(raw, *, default: float = DEFAULT_THRESHOLD) -> float:
@@ -315,15 +423,32 @@ def b64_image(inputs: str) -> bytes:
         raise errors.ApplicationError(BAD_BASE64, code="invalid_base64", param="inputs") from None
 
 
-def read_image_input(request) -> tuple[bytes, float]:
+# What "send an image" says on each flavour's route: only the ways that route takes.
+MISSING_IMAGE_BY_FLAVOUR = {HF: MISSING_IMAGE_HF, CLOUDFLARE: MISSING_IMAGE_CLOUDFLARE}
+
+
+def read_image_input(request, *, flavour: str = VITRINE) -> tuple[bytes, float]:
+    """The call's image bytes and threshold, from a raw body, a form or multipart body's
+    ``image`` file, or JSON's base64 ``inputs``; each way of getting it wrong a 4xx that
+    says which (``flavour``: whose route, for what the refusals suggest instead)."""
     data = request.data
+    missing = MISSING_IMAGE_BY_FLAVOUR.get(flavour, MISSING_IMAGE)
     if isinstance(data, bytes):
         image, threshold = data, caller_threshold(request)
-    elif "image" in request.FILES:
-        if len(request.FILES.getlist("image")) > 1:  # one would be dropped unsaid
-            raise errors.ApplicationError(ONE_IMAGE, code="invalid_value", param="image")
-        image = request.FILES["image"].read()
+        if not image:
+            raise errors.ApplicationError(missing, code="missing_image")
+    elif isinstance(data, QueryDict):  # a form or a multipart body (Vitrine's routes)
         threshold = caller_threshold(request, data.getlist("threshold"))  # each of them
+        files = request.FILES.getlist("image")
+        if len(files) > 1:  # one would be dropped unsaid
+            raise errors.ApplicationError(ONE_IMAGE, code="invalid_value", param="image")
+        if not files:
+            if "image" in data:  # curl -F image=<photo.jpg, or a form's image=<base64>
+                raise errors.ApplicationError(IMAGE_NOT_A_FILE, code="invalid_value", param="image")
+            raise errors.ApplicationError(NO_IMAGE_PART, code="missing_image", param="image")
+        image = files[0].read()
+        if not image:  # a file was sent and it is empty: the try page's answer
+            raise errors.ApplicationError(EMPTY_IMAGE_MESSAGE, code="corrupt_image", param="image")
     else:
         inputs = data.get("inputs") if hasattr(data, "get") else None
         parameters = data.get("parameters") if hasattr(data, "get") else None
@@ -332,10 +457,10 @@ def read_image_input(request) -> tuple[bytes, float]:
         if inputs is not None and not isinstance(inputs, str):  # 123, [...], {...}
             raise errors.ApplicationError(INPUTS_NOT_TEXT, code="invalid_value", param="inputs")
         if not inputs:
-            raise errors.ApplicationError(MISSING_IMAGE, code="missing_image", param="inputs")
+            raise errors.ApplicationError(missing, code="missing_image", param="inputs")
         image = b64_image(inputs)
-    if not image:
-        raise errors.ApplicationError(MISSING_IMAGE, code="missing_image")
+        if not image:  # "inputs": "====" decodes to nothing
+            raise errors.ApplicationError(missing, code="missing_image", param="inputs")
     limit = settings.VITRINE_MAX_UPLOAD_BYTES
     if len(image) > limit:
         raise errors.ApplicationError(
@@ -566,9 +691,9 @@ async def inference_create(request: HttpRequest, model_id: str) -> HttpResponse:
     (authentication, validation, the reservation); then this coroutine awaits the job's
     finished signal for up to VITRINE_SYNC_WAIT seconds without holding a thread, and
     answers from the row (200 detections, the failure, or 202 with the job)."""
-    from playground.flavours import is_hf_client
-
-    if is_hf_client(request.headers):  # huggingface_hub pointed here: its flavour, no 202
+    # huggingface_hub pointed here: its flavour, no 202. A call that also uses anything of
+    # Vitrine's own (?webhook=, ?dry_run=, Prefer, a multipart body) stays Vitrine's.
+    if wants_hf(request.headers, request.GET):
         from playground.flavours.hf import hf_inference
 
         return await hf_inference(request, model_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from catalog import errors
+from playground.flavours import CLOUDFLARE, HF
 
 # Room for the JSON keys and parameters, multipart boundaries and part headers.
 ENVELOPE_SLACK = 64 * 1024
@@ -25,15 +26,38 @@ BODY_TOO_LARGE = (
     "The request body is {size:,} bytes; the limit is {limit:,} bytes (an image of at most "
     "{max_image:,} bytes, raw, as a multipart file or as base64 in JSON)."
 )
+# The same 413 on the drop-in routes, naming only what each takes (flavour_messages).
+BODY_TOO_LARGE_HF = (
+    "The request body is {size:,} bytes; the limit is {limit:,} bytes. This route takes an "
+    "image of at most {max_image:,} bytes as the raw request body, or as base64 in JSON "
+    '{{"inputs": ...}}.'
+)
+BODY_TOO_LARGE_CLOUDFLARE = (
+    "The request body is {size:,} bytes; the limit is {limit:,} bytes. This route takes an "
+    "image of at most {max_image:,} bytes as the raw request body; as JSON "
+    '{{"image": [0-255, ...]}} about {array_image} fits in that limit: send bigger images '
+    "raw."
+)
 UPLOAD_TOO_LARGE = "The upload is {size:,} bytes; the limit is {limit:,} bytes."
 BODY_CUT = "The request body is over the limit of {limit:,} bytes."
 UPLOAD_CUT = "The upload is over the limit of {limit:,} bytes."
 BAD_CONTENT_LENGTH = "The Content-Length header is not a byte count."
 JSON_TOO_DEEP = "The JSON body is nested deeper than {depth} levels."
 INVALID_JSON = "The body is not valid JSON: {reason}"
+JSON_IS_IMAGE = (
+    "The body is a {format} image, not JSON: send it as it is with Content-Type: {media_type} "
+    "(the image is the request body), not application/json."
+)
+JSON_IS_OTHER_FILE = (
+    "The body is a {format} file, not JSON, and not an image Vitrine reads: send a JPEG, PNG, "
+    "WebP or GIF image."
+)
 INVALID_MULTIPART = (
     "The multipart body could not be read ({reason}); send the image as a multipart "
     "'image' file with a boundary in the Content-Type header, or as raw bytes."
+)
+MULTIPART_CUT = (
+    "The multipart body ends before its closing boundary: the upload was cut off. Send it again."
 )
 TOO_MANY_FIELDS = "The form has too many fields; send one 'image' file."
 FIELD_TOO_LARGE = (
@@ -80,9 +104,26 @@ def too_large(size: int | None, content_type: str) -> errors.ApplicationError:
         else:
             message, code = UPLOAD_CUT.format(limit=limit), "image_too_large"
     elif is_envelope(content_type):
-        message = BODY_TOO_LARGE.format(
-            size=size, limit=limit, max_image=settings.VITRINE_MAX_UPLOAD_BYTES
-        )
+        return _envelope_too_large(size, limit)
     else:  # the body is the image: the same answer read_image_input gives
         message, code = UPLOAD_TOO_LARGE.format(size=size, limit=limit), "image_too_large"
     return errors.ApplicationError(message, code=code, status=413)
+
+
+def _envelope_too_large(size: int, limit: int) -> errors.ApplicationError:
+    """The 413 for a JSON, form or multipart body over its limit, refused before any view
+    runs: its text in each flavour names only the ways that route takes an image (the
+    drop-ins take no multipart; Cloudflare's JSON is an array of byte values, about four
+    characters a byte)."""
+    max_image = settings.VITRINE_MAX_UPLOAD_BYTES
+    values = {"size": size, "limit": limit, "max_image": max_image}
+    error = errors.ApplicationError(
+        BODY_TOO_LARGE.format(**values), code="request_too_large", status=413
+    )
+    error.flavour_messages = {
+        HF: BODY_TOO_LARGE_HF.format(**values),
+        CLOUDFLARE: BODY_TOO_LARGE_CLOUDFLARE.format(
+            **values, array_image=f"{limit / 4 / 1e6:.0f} MB of image"
+        ),
+    }
+    return error

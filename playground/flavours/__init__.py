@@ -2,21 +2,25 @@
 
 - ``vitrine``: ``/v1/...``, errors ``{"error": {"message", "type", "code", "param"}}``.
 - ``hf``: the Hugging Face task API (``/hf/models/<org>/<name>``, and ``/v1/inference/...``
-  when the caller is a Hugging Face client), errors ``{"error": "<message>"}`` (plus
-  ``estimated_time`` on a 503), as Hugging Face's Inference API answers them.
+  when the call looks purely like ``huggingface_hub``'s: ``wants_hf``), errors
+  ``{"error": "<message>"}`` (plus ``estimated_time`` on a 503), as Hugging Face's
+  Inference API answers them.
 - ``cloudflare``: Workers AI (``/client/v4/accounts/<id>/ai/run/@cf/<org>/<name>``), every
   answer in Cloudflare's envelope ``{"result", "success", "errors": [{"code", "message"}],
   "messages"}``.
 
 Every error, whichever layer raises it (a body-limit middleware, DRF's authentication, a
 service, a failed job, an unexpected exception), is one ``ApplicationError`` rendered by
-``error_response`` in the flavour of the request. Vitrine's machine code travels in the
-``X-Vitrine-Error-Code`` header on the foreign flavours, whose bodies keep their exact shape.
+``error_response`` in the flavour of the request (with the flavour's own text where the
+error carries one: ``flavour_messages``, e.g. a 413 naming the ways that route takes).
+Vitrine's machine code travels in the ``X-Vitrine-Error-Code`` header on the foreign
+flavours, whose bodies keep their exact shape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import parse_qsl
 
 from django.http import JsonResponse
 
@@ -32,6 +36,11 @@ V1_INFERENCE_PREFIX = "/v1/inference/"
 ERROR_CODE_HEADER = "X-Vitrine-Error-Code"
 # Hugging Face's own headers: a call carrying them wants the Hugging Face flavour.
 HF_HEADERS = ("x-wait-for-model", "x-use-cache")
+# What only Vitrine's own flavour does: a call on /v1/inference using any of them is
+# Vitrine's, whatever Hugging Face headers or User-Agent it also carries (the HF flavour
+# would refuse them, or ignore Prefer). Idempotency-Key is every flavour's.
+VITRINE_ONLY_QUERY = frozenset({"dry_run", "webhook", "box_format"})
+VITRINE_ONLY_HEADERS = ("prefer",)
 
 DATABASE_UNAVAILABLE = (
     "Vitrine's database did not answer in time. Retry the call in a few seconds; an "
@@ -56,12 +65,45 @@ def is_hf_client(headers: Mapping[str, str]) -> bool:
     return "hf_hub/" in agent or any(name in lowered for name in HF_HEADERS)
 
 
-def flavour_for(path: str, headers: Mapping[str, str]) -> str:
+def _query_names(query: Mapping | str | bytes | None) -> set[str]:
+    if not query:
+        return set()
+    if isinstance(query, bytes):  # an ASGI scope's query_string
+        query = query.decode("latin-1")
+    if isinstance(query, str):
+        return {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+    return set(query.keys())
+
+
+def uses_vitrine_features(headers: Mapping[str, str], query=None) -> bool:
+    """Whether the call asks for something only Vitrine's own flavour does: a Vitrine
+    query parameter (``VITRINE_ONLY_QUERY``), a ``Prefer`` header, or a multipart body
+    (the Hugging Face task API takes the raw image or JSON)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    if any(name in lowered for name in VITRINE_ONLY_HEADERS):
+        return True
+    if lowered.get("content-type", "").strip().lower().startswith("multipart/"):
+        return True
+    return bool(_query_names(query) & VITRINE_ONLY_QUERY)
+
+
+def wants_hf(headers: Mapping[str, str], query=None) -> bool:
+    """Whether a call on ``/v1/inference`` gets the Hugging Face flavour: it looks like
+    ``huggingface_hub`` (``is_hf_client``) and uses nothing of Vitrine's own
+    (``uses_vitrine_features``). One Hugging Face header on a call that also asks for
+    ``?webhook=`` or ``Prefer: respond-async`` must not turn it into another API."""
+    return is_hf_client(headers) and not uses_vitrine_features(headers, query)
+
+
+def flavour_for(path: str, headers: Mapping[str, str], query=None) -> str:
+    """The flavour a request is answered in. ``query`` (the query string, or a mapping
+    of it) is needed to see a Vitrine query parameter (``wants_hf``); without it only
+    the headers decide."""
     if path.startswith(HF_PREFIX):
         return HF
     if path.startswith(CLOUDFLARE_PREFIX):
         return CLOUDFLARE
-    if (path == "/v1" or path.startswith(V1_INFERENCE_PREFIX)) and is_hf_client(headers):
+    if (path == "/v1" or path.startswith(V1_INFERENCE_PREFIX)) and wants_hf(headers, query):
         return HF
     return VITRINE
 
@@ -77,9 +119,16 @@ def cloudflare_code(error: errors.ApplicationError) -> int:
     return CLOUDFLARE_CODES.get(error.status, error.status)
 
 
+def message_in(flavour: str, error: errors.ApplicationError) -> str:
+    """The error's text in ``flavour``: its own for that flavour where it carries one
+    (``flavour_messages``: a refusal made before any view, which says what the route
+    takes), else its message."""
+    return (getattr(error, "flavour_messages", None) or {}).get(flavour, error.message)
+
+
 def error_body(flavour: str, error: errors.ApplicationError) -> dict:
     if flavour == HF:
-        body: dict = {"error": error.message}
+        body: dict = {"error": message_in(HF, error)}
         if "estimated_time" in error.extra:
             body["estimated_time"] = error.extra["estimated_time"]
         return body
@@ -87,7 +136,7 @@ def error_body(flavour: str, error: errors.ApplicationError) -> dict:
         return {
             "result": None,
             "success": False,
-            "errors": [{"code": cloudflare_code(error), "message": error.message}],
+            "errors": [{"code": cloudflare_code(error), "message": message_in(CLOUDFLARE, error)}],
             "messages": [],
         }
     return error.as_dict()

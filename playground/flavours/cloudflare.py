@@ -15,7 +15,8 @@ server decodes the path before routing, so both spellings reach this view.
   ``CLOUDFLARE_ACCOUNT_ID``).
 - Body: the image as raw bytes (up to ``VITRINE_MAX_UPLOAD_BYTES``), or JSON
   ``{"image": [0-255, ...]}`` as seed 001's schema says (bounded by the JSON body limit:
-  about 7 MB of image; send bigger images raw). Optional ``?threshold=`` (default 0.5).
+  about 7 MB of image; send bigger images raw); a multipart form (``curl -F``) is a 415
+  saying so (multipart is Vitrine's, on ``/v1/``). Optional ``?threshold=`` (default 0.5).
   Any other query parameter or body field is a 400 ``unknown_parameter`` naming it.
 - Answer: ``{"result": [{"score", "label", "box": {xmin, ymin, xmax, ymax}}], "success":
   true, "errors": [], "messages": []}``; every error in the same envelope with
@@ -67,7 +68,11 @@ STILL_RUNNING = (
 def _image_and_threshold(request) -> tuple[bytes, float]:
     data = request.data
     if isinstance(data, bytes):
-        return api.read_image_input(request)
+        return api.read_image_input(request, flavour=CLOUDFLARE)
+    if isinstance(data, dict) and "image" not in data:  # no body, or JSON without an image
+        raise errors.ApplicationError(
+            api.MISSING_IMAGE_CLOUDFLARE, code="missing_image", param="image"
+        )
     image = data.get("image") if isinstance(data, dict) else None
     if not isinstance(image, list) or not image:
         raise errors.ApplicationError(BAD_IMAGE_ARRAY, code="invalid_image_array", param="image")

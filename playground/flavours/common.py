@@ -4,6 +4,7 @@ shape, and the async shell that runs it and then waits for the job without a thr
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -11,8 +12,40 @@ from billing.auth import ApiKeyAuthentication
 from catalog import errors
 from catalog.errors import refuse_unknown
 from playground import api, limits, offload
-from playground.flavours import error_body, error_headers
+from playground.flavours import CLOUDFLARE, HF, error_body, error_headers
 from playground.options import refuse_non_object
+
+# What each drop-in route takes instead of a multipart form (curl -F), which is Vitrine's.
+MULTIPART_REFUSED = {
+    HF: (
+        "This route takes the image as the raw request body (curl --data-binary @photo.jpg) "
+        'or as base64 in JSON {"inputs": ...}, not as a multipart form (curl -F): multipart '
+        "uploads are taken on /v1/inference/<org>/<name> and /v1/detections/<org>/<name>."
+    ),
+    CLOUDFLARE: (
+        "This route takes the image as the raw request body (curl --data-binary @photo.jpg) "
+        'or as JSON {"image": [0-255, ...]}, not as a multipart form (curl -F): multipart '
+        "uploads are taken on /v1/inference/<org>/<name> and /v1/detections/<org>/<name>."
+    ),
+}
+
+
+class MultipartRefusedParser(BaseParser):
+    """A multipart body on a drop-in route: 415 saying what the route takes. Hugging
+    Face's task API and Workers AI take the image as the body (or their JSON); without
+    this, the multipart envelope itself was checked as the image ("Unsupported image
+    format" for a valid JPEG sent with curl -F)."""
+
+    media_type = "multipart/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        view = (parser_context or {}).get("view")
+        flavour = getattr(view, "flavour", HF)
+        raise errors.ApplicationError(
+            MULTIPART_REFUSED.get(flavour, MULTIPART_REFUSED[HF]),
+            code="unsupported_media_type",
+            status=415,
+        )
 
 
 def refuse_unknown_options(
@@ -41,7 +74,7 @@ class FlavourApi(limits.RateLimitHeadersMixin, APIView):
 
     flavour: str
     authentication_classes = [ApiKeyAuthentication]
-    parser_classes = [api.BoundedJSONParser, api.ImageBytesParser]
+    parser_classes = [api.BoundedJSONParser, MultipartRefusedParser, api.ImageBytesParser]
 
     def get_exception_handler(self):
         flavour = self.flavour
@@ -60,6 +93,8 @@ class FlavourApi(limits.RateLimitHeadersMixin, APIView):
                 extra=body,
                 headers={k: v for k, v in response.items() if k.lower() != "content-type"},
             )
+            # The flavour's own text, where the refusal has one (body_limits.too_large).
+            error.flavour_messages = getattr(exc, "flavour_messages", None)
             return Response(
                 error_body(flavour, error),
                 status=error.status,

@@ -9,10 +9,13 @@ is)::
 
 ``POST /v1/inference/<org>/<name>`` answers in this flavour too when the caller is a
 Hugging Face client (User-Agent ``hf_hub/...``) or sends ``x-wait-for-model`` /
-``x-use-cache``, so clients already pointed there keep working.
+``x-use-cache``, so clients already pointed there keep working; unless the call also uses
+anything of Vitrine's own (``?webhook=``, ``?dry_run=``, ``?box_format=``, a ``Prefer``
+header, a multipart body): that call is Vitrine's (``flavours.wants_hf``).
 
 The body is the image (raw bytes, up to ``VITRINE_MAX_UPLOAD_BYTES``) or
-``{"inputs": <base64>, "parameters": {"threshold": t}}`` (the same image size limit). The
+``{"inputs": <base64>, "parameters": {"threshold": t}}`` (the same image size limit); a
+multipart form (``curl -F``) is a 415 saying so (multipart is Vitrine's, on ``/v1/``). The
 answer is exactly Hugging Face's: ``[{"label", "score", "box": {xmin, ymin, xmax, ymax}}]``
 with integer pixels, and errors are ``{"error": "<message>"}``. It never answers 202:
 
@@ -143,7 +146,7 @@ class HfInferenceApi(FlavourApi):
             wait_for_model = _bool_option("options.wait_for_model", legacy["wait_for_model"])
         if "use_cache" in legacy:
             use_cache = _bool_option("options.use_cache", legacy["use_cache"])
-        image, threshold = api.read_image_input(request)
+        image, threshold = api.read_image_input(request, flavour=HF)
         bound = settings.VITRINE_HF_WAIT_FOR_MODEL if wait_for_model else settings.VITRINE_HF_WAIT
 
         def admit() -> None:

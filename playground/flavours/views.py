@@ -15,7 +15,7 @@ def endpoint_not_found(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         status=404,
         type=errors.NOT_FOUND_ERROR,
     )
-    return error_response(flavour_for(request.path, request.headers), error)
+    return error_response(flavour_for(request.path, request.headers, request.GET), error)
 
 
 V1_ROOT = (
@@ -34,4 +34,4 @@ def v1_root(request: HttpRequest) -> HttpResponse:
         status=404,
         type=errors.NOT_FOUND_ERROR,
     )
-    return error_response(flavour_for(request.path, request.headers), error)
+    return error_response(flavour_for(request.path, request.headers, request.GET), error)
