@@ -74,7 +74,9 @@ def refusal(request: HttpRequest, error: errors.ApplicationError) -> HttpRespons
     """The error in the request's API flavour (Vitrine's one JSON shape, Hugging Face's or
     Cloudflare's), or for a browser form the try page with a message."""
     if _wants_json(request):
-        return flavours.error_response(flavours.flavour_for(request.path, request.headers), error)
+        return flavours.error_response(
+            flavours.flavour_for(request.path, request.headers, request.GET), error
+        )
     messages.error(request, error.message)
     return redirect(request.path)
 
@@ -91,7 +93,9 @@ def server_error(request: HttpRequest) -> HttpResponse:
             error = flavours.database_unavailable()
         else:
             error = flavours.internal_error()
-        return flavours.error_response(flavours.flavour_for(request.path, request.headers), error)
+        return flavours.error_response(
+            flavours.flavour_for(request.path, request.headers, request.GET), error
+        )
     return defaults.server_error(request)
 
 
@@ -303,7 +307,9 @@ class BodyLimitASGIMiddleware:
     @staticmethod
     async def _refuse(send: Send, error: errors.ApplicationError, scope: Scope) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        flavour = flavours.flavour_for(scope.get("path", ""), headers)
+        flavour = flavours.flavour_for(
+            scope.get("path", ""), headers, scope.get("query_string", b"").decode("latin-1")
+        )
         body = json.dumps(flavours.error_body(flavour, error)).encode()
         extra = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))

@@ -452,3 +452,15 @@ def test_a_pure_hugging_face_call_keeps_hugging_face_s_shape(client, card, auth)
 )
 def test_which_flavour_a_v1_inference_call_gets(headers, query, flavour):
     assert flavours.flavour_for("/v1/inference/facebook/detr-resnet-50", headers, query) == flavour
+
+
+@pytest.mark.parametrize("hf", HF_HEADERS, ids=["x-use-cache", "x-wait-for-model", "hf_hub"])
+def test_a_refusal_before_the_view_keeps_a_vitrine_call_in_vitrine_s_shape(client, card, auth, hf):
+    # Refused by the middleware (the body's declared length), before any view runs.
+    response = client.post(
+        url("vitrine", card.model_id) + QUOTE, data=b"\xff\xd8\xff", content_type="image/jpeg",
+        headers={**auth, **hf}, CONTENT_LENGTH=str(300 * 1024 * 1024),
+    )  # fmt: skip
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "image_too_large"  # not {"error": "..."}
+    nothing_happened()
