@@ -6,6 +6,7 @@ restart does."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -13,6 +14,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connection, connections
 from django.test import Client
 
@@ -41,6 +43,14 @@ def _connect(dbname: str) -> psycopg.Connection:
     )
 
 
+def forget_ended_sessions() -> None:
+    """Close the connections whose sessions the outage ended, in this thread and in
+    asgiref's thread-sensitive thread (where a coroutine's sync_to_async work runs outside
+    a request: a later test's first statement there met "terminating connection")."""
+    connections.close_all()
+    asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+
+
 @contextlib.contextmanager
 def database_away(dbname: str):
     """The database refuses new connections and its sessions are ended, as in a restart;
@@ -57,7 +67,7 @@ def database_away(dbname: str):
     finally:
         admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
         admin.close()
-        connections.close_all()  # this thread's session was ended too
+        forget_ended_sessions()
 
 
 def test_an_api_call_of_a_signed_in_browser_while_the_database_is_away_is_a_json_503(
@@ -118,7 +128,7 @@ def test_a_sync_call_whose_database_goes_away_answers_202_with_its_job(
     finally:
         admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
         admin.close()
-        connections.close_all()  # this thread's session was ended too
+        forget_ended_sessions()
         _reset_producer_pool(app)
         app.conf.broker_url = previous
     response = answered["response"]
