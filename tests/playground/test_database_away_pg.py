@@ -6,7 +6,6 @@ restart does."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import time
@@ -14,8 +13,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from asgiref.sync import sync_to_async
-from django.db import connection, connections
+from django.db import connection
 from django.test import Client
 
 from billing.services.keys import api_key_create
@@ -43,31 +41,27 @@ def _connect(dbname: str) -> psycopg.Connection:
     )
 
 
-def forget_ended_sessions() -> None:
-    """Close the connections whose sessions the outage ended, in this thread and in
-    asgiref's thread-sensitive thread (where a coroutine's sync_to_async work runs outside
-    a request: a later test's first statement there met "terminating connection")."""
-    connections.close_all()
-    asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+def sessions(dbname: str) -> set[int]:
+    with _connect("postgres") as admin:
+        rows = admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [dbname])
+        return {pid for (pid,) in rows}
 
 
 @contextlib.contextmanager
-def database_away(dbname: str):
-    """The database refuses new connections and its sessions are ended, as in a restart;
-    back as it was afterwards."""
+def database_away(dbname: str, *, end: set[int]):
+    """The database refuses new connections, and the sessions ``end`` (the ones the call
+    under test holds) are ended, as a restart ends them; back as it was afterwards. Other
+    tests' and threads' sessions are left alone: ended, they broke a later test's first
+    statement ("terminating connection")."""
     admin = _connect("postgres")
     try:
         admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            [dbname],
-        )
+        for pid in end:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
         yield
     finally:
         admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
         admin.close()
-        forget_ended_sessions()
 
 
 def test_an_api_call_of_a_signed_in_browser_while_the_database_is_away_is_a_json_503(
@@ -75,8 +69,12 @@ def test_an_api_call_of_a_signed_in_browser_while_the_database_is_away_is_a_json
 ):
     browser = Client(raise_request_exception=False)
     browser.force_login(other_user)  # a session cookie: the middlewares read its user
-    with database_away(connection.settings_dict["NAME"]):
-        response = browser.get("/v1/jobs", headers={"Authorization": "Bearer vt_x_y"})
+    own = connection.connection.info.backend_pid  # the request runs on this thread
+    try:
+        with database_away(connection.settings_dict["NAME"], end={own}):
+            response = browser.get("/v1/jobs", headers={"Authorization": "Bearer vt_x_y"})
+    finally:
+        connection.close()  # its session was ended
     assert response.status_code == 503, response.content[:200]
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "database_unavailable"
@@ -107,7 +105,7 @@ def test_a_sync_call_whose_database_goes_away_answers_202_with_its_job(
             headers={"Authorization": f"Bearer {key}"},
         )  # fmt: skip
 
-    admin = _connect("postgres")
+    before = sessions(dbname)  # this test's, other threads': left alone
     thread = threading.Thread(target=call)
     try:
         with _connect(dbname) as watcher:
@@ -118,17 +116,10 @@ def test_a_sync_call_whose_database_goes_away_answers_202_with_its_job(
                 time.sleep(0.02)
             else:
                 pytest.fail("the call made no job")
-        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            [dbname],
-        )
-        thread.join(timeout=60)
+            mine = {watcher.info.backend_pid}
+        with database_away(dbname, end=sessions(dbname) - before - mine):
+            thread.join(timeout=60)
     finally:
-        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
-        admin.close()
-        forget_ended_sessions()
         _reset_producer_pool(app)
         app.conf.broker_url = previous
     response = answered["response"]
