@@ -105,6 +105,73 @@ def _signal_data(job_id, answer: tuple | None) -> bytes:
         return FINAL
 
 
+# A drop-in call (Hugging Face, Cloudflare: no 202 to answer with) that cannot cancel its
+# still-unfinished job at its wait's bound because the database is away gives the job up
+# here instead, and the worker that finishes a job older than ``give_up_possible`` looks
+# here before it commits the success: whichever writes the job's key first decides. The
+# call wins: it answers 503 "nothing charged", and the worker ends the job cancelled,
+# unbilled, when the database is back. The worker wins: the call waits on for the job
+# (it is running) as it does for any running job. One key per job, written once.
+FATE = "vitrine:job:{job_id}:fate"
+GIVEN_UP = b"given-up"
+FINISHING = b"finishing"
+# Kept while the database may stay away (the given-up job is ended when it is back).
+GIVEN_UP_TTL = 7 * 24 * 3600
+# Sets KEYS[1] to ARGV[1] for ARGV[2] seconds unless it is set; returns what it held.
+_FATE_SCRIPT = """local held = redis.call('GET', KEYS[1])
+if not held then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+return held"""
+
+
+def job_give_up(job_id) -> bool | None:
+    """For a waiting drop-in call whose database is away at its bound: True when the job is
+    given up (it will not be charged: the worker ends it cancelled), False when a worker is
+    finishing it (the call waits on), None when it cannot be told (no Redis, or Redis away:
+    the call answers its 503 as before)."""
+    client = _client()
+    if client is None:
+        return None
+    key = FATE.format(job_id=job_id)
+    try:
+        held = client.eval(_FATE_SCRIPT, 1, key, GIVEN_UP, GIVEN_UP_TTL)
+    except redis.RedisError as exc:
+        logger.warning("job %s: could not be given up (%s)", job_id, exc)
+        return None
+    return held is None or held == GIVEN_UP
+
+
+def give_up_possible(created_at, now) -> bool:
+    """Whether a waiting call may already have given up the job made at ``created_at``:
+    none does before the shortest drop-in wait (``VITRINE_HF_WAIT``) has passed, so a
+    worker finishing a younger job (nearly all) asks Redis nothing. Half of it is kept
+    for the hosts' clocks (the web's made ``created_at``)."""
+    shortest = min(settings.VITRINE_HF_WAIT, settings.VITRINE_HF_WAIT_FOR_MODEL)
+    return (now - created_at).total_seconds() >= shortest / 2
+
+
+def jobs_given_up(job_ids: list) -> set:
+    """Of the jobs a worker is about to finish as succeeded, those their waiting calls gave
+    up (``job_give_up``); the others are marked finishing, for as long as a call may still
+    wait for them. Redis away: none (logged), the jobs finish as run."""
+    client = _client()
+    if client is None or not job_ids:
+        return set()
+    finishing_ttl = (
+        max(settings.VITRINE_HF_WAIT, settings.VITRINE_HF_WAIT_FOR_MODEL)
+        + settings.CELERY_TASK_HARD_TIME_LIMIT
+        + 2 * settings.VITRINE_JOB_LEASE
+    )
+    try:
+        pipe = client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.eval(_FATE_SCRIPT, 1, FATE.format(job_id=job_id), FINISHING, finishing_ttl)
+        held = pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("jobs %s: not checked for given-up calls (%s)", job_ids, exc)
+        return set()
+    return {job_id for job_id, value in zip(job_ids, held, strict=True) if value == GIVEN_UP}
+
+
 def job_is_final(job_id) -> bool:
     """True when the job is final (or gone). Read by every waiting call once its job's first
     moments are past, and again every RECHECK_EVERY, while the worker runs the job on the

@@ -49,6 +49,10 @@ QUEUE_UNAVAILABLE = "The job queue is unreachable; nothing was charged. Retry sh
 QUEUE_TIMEOUT = "No worker took the job in time; nothing was charged. Retry later."
 JOB_CANCELLED = "The job was cancelled before it ran; nothing was charged."
 JOB_FAILED = "The job failed; nothing was charged. Retry later."
+CALL_GIVEN_UP = (
+    "The call that made this job was answered 503 while Vitrine's database was away, and "
+    "the job was given up: it did not run and nothing was charged. Send the call again."
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ FAILURES: dict[str, Failure] = {
     "provider_unreachable": Failure(503, PROVIDER_UNREACHABLE, SERVICE_UNAVAILABLE),
     "provider_unavailable": Failure(503, PROVIDER_UNAVAILABLE, SERVICE_UNAVAILABLE),
     "provider_error": Failure(502, PROVIDER_FAILED),
+    # A drop-in call answered 503 with the database away gave its job up (events.FATE).
+    "call_given_up": Failure(503, CALL_GIVEN_UP, SERVICE_UNAVAILABLE),
     # A bug or a model that breaks on some input: the operator's to fix, from the logs.
     "inference_error": Failure(500, INFERENCE_FAILED),
 }

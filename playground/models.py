@@ -164,6 +164,7 @@ class JobAttempt(models.Model):
         FAILED = "failed", "Failed"
         LOST = "lost", "Lost (worker died or timed out)"
         RETRY = "retry", "Retried after a transient error"
+        CANCELLED = "cancelled", "Cancelled (its call gave it up)"
 
     # Looked up by job through the unique (job, number) index (Meta): no second index.
     job = models.ForeignKey(

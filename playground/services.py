@@ -798,6 +798,24 @@ def job_fail(*, job: Job, code: str, message: str, timings: dict | None = None) 
     )
 
 
+GIVEN_UP_MESSAGE = (
+    "ended unbilled at its finish: its drop-in call (Hugging Face or Cloudflare flavour) "
+    "reached its wait's bound with the database away, answered 503 and gave it up in Redis"
+)
+
+
+def job_cancel_given_up(*, job: Job) -> bool:
+    """End a running job cancelled, its charge voided: its waiting call gave it up while the
+    database was away (``events.job_give_up``), so no one is told its result."""
+    return _finish(
+        job=job,
+        outcome=JobAttempt.Outcome.CANCELLED,
+        status=JobStatus.CANCELLED,
+        error_code="call_given_up",
+        error_message=GIVEN_UP_MESSAGE,
+    )
+
+
 def job_release_for_retry(*, job: Job) -> bool:
     """Give a running job back to the queue after a transient error (the caller re-enqueues)."""
     now = timezone.now()

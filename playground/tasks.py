@@ -15,7 +15,9 @@ from celery.signals import worker_init
 from celery.worker.strategy import default as default_strategy
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
+from django.utils import timezone
 
+from playground import events
 from playground.models import WorkerHeartbeat
 from playground.runtime import ImageError, WeightsNotInstalled, decode_image
 from playground.runtime.fit import check_model_fit, rule_from_processor
@@ -437,15 +439,25 @@ def _run_batch(detector, jobs, ended: list, *, load_times: dict | None = None) -
                 message = f"{type(exc).__name__}: {exc}"
                 job_fail(job=job, code="inference_error", message=message)
         return
+    # A drop-in call whose database was away at its bound may have given its job up (it
+    # answered 503, nothing charged): such a job ends cancelled, unbilled (events.FATE).
+    now = timezone.now()
+    old = [job.pk for job in ready if events.give_up_possible(job.created_at, now)]
+    given_up = events.jobs_given_up(old) if old else set()
     finished = []
     for job, result in zip(ready, results, strict=True):
+        if job.pk in given_up:
+            logger.warning("job %s: its call gave it up while the database was away", job.pk)
+            if services.job_cancel_given_up(job=job):
+                ended.append(job.pk)
+            continue
         timings = {"queue": _queue_wait(job), "decode": decode_times[job.pk]}
         if load_times and job.pk in load_times:
             timings["load"] = load_times[job.pk]  # this job waited for the model's load
         timings.update(result.timings, batch=len(ready))
         finished.append((job, result.detections, timings))
     done = services.jobs_succeed(finished=finished)
-    ended.extend(job.pk for job, ok in zip(ready, done, strict=True) if ok)
+    ended.extend(job.pk for (job, _, _), ok in zip(finished, done, strict=True) if ok)
 
 
 def job_message(job) -> dict:

@@ -172,6 +172,28 @@ def database_unavailable() -> errors.ApplicationError:
     )
 
 
+GIVEN_UP = (
+    "Vitrine's database did not answer in time, so this call gave up its job {job_id}: it "
+    "will not run and nothing is charged. Retry the call in a few seconds."
+)
+
+
+def given_up(job_id) -> errors.ApplicationError:
+    """``database_unavailable`` for a drop-in call that gave its job up at its wait's bound
+    (``waiting.GIVEN_UP``): the job ends unbilled, so a retry pays once."""
+    return errors.ApplicationError(
+        GIVEN_UP.format(job_id=job_id),
+        code="database_unavailable",
+        status=503,
+        type="service_unavailable",
+        headers={
+            "Retry-After": str(DATABASE_RETRY_AFTER_SECONDS),
+            "X-Vitrine-Job-Id": str(job_id),
+            "X-Vitrine-Cost": "0",
+        },
+    )
+
+
 def internal_error() -> errors.ApplicationError:
     """The 500 every flavour answers for a bug: retryable, no internals."""
     return errors.ApplicationError(

@@ -42,7 +42,7 @@ from catalog import errors
 from catalog.lifecycle import lifecycle_apply
 from playground import api, idempotency, limits, pipeline
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
-from playground.flavours import CLOUDFLARE, error_response, waiting
+from playground.flavours import CLOUDFLARE, error_response, given_up, waiting
 from playground.flavours.common import (
     FlavourApi,
     answer_waited,
@@ -186,5 +186,10 @@ async def cloudflare_run(request: HttpRequest, account_id: str, model_name: str)
         return lifecycle_apply(request, response)
     submitted, bound, threshold = pending
     outcome, carried = await waiting.job_wait(submitted.job.pk, bound=bound)
-    final = await answer_waited(cloudflare_answer, request, submitted, threshold, outcome, carried)
+    if outcome == waiting.GIVEN_UP:  # the database away: nothing to read, nothing charged
+        final = error_response(CLOUDFLARE, given_up(submitted.job.pk))
+    else:
+        final = await answer_waited(
+            cloudflare_answer, request, submitted, threshold, outcome, carried
+        )
     return lifecycle_apply(request, limits.copy_rate_limit_headers(response, final))

@@ -51,7 +51,7 @@ from catalog import errors
 from catalog.lifecycle import lifecycle_apply
 from playground import api, idempotency, limits, pipeline, services
 from playground.failures import SERVICE_UNAVAILABLE, job_failure
-from playground.flavours import HF, error_response, waiting
+from playground.flavours import HF, error_response, given_up, waiting
 from playground.flavours.common import (
     FlavourApi,
     answer_waited,
@@ -243,5 +243,8 @@ async def hf_inference(request: HttpRequest, model_id: str) -> HttpResponse:
         return lifecycle_apply(request, response)
     submitted, bound, threshold = pending
     outcome, carried = await waiting.job_wait(submitted.job.pk, bound=bound)
-    final = await answer_waited(hf_answer, request, submitted, threshold, outcome, carried)
+    if outcome == waiting.GIVEN_UP:  # the database away: nothing to read, nothing charged
+        final = error_response(HF, given_up(submitted.job.pk))
+    else:
+        final = await answer_waited(hf_answer, request, submitted, threshold, outcome, carried)
     return lifecycle_apply(request, limits.copy_rate_limit_headers(response, final))

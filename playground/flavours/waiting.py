@@ -8,25 +8,35 @@ already started is waited for up to the task's hard time limit more, so a call i
 answered 503 for a job that then succeeds and is charged; past that (a lost worker), the
 503 stands and a retry with the same ``Idempotency-Key`` (or, on the Hugging Face flavour,
 the result cache) answers with that job instead of running it again.
+
+With the database away at the bound (the job cannot be cancelled, nor its row read), the
+call gives the job up in Redis (``events.job_give_up``) and answers 503 "nothing is
+charged"; the worker that later runs it ends it cancelled, unbilled. If a worker marked the
+job finishing first, the call waits on for it (its finished signal needs no database).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from catalog.models import ModelCard
 from playground import events, offload, services
 from playground.models import Job, JobStatus
 
+logger = logging.getLogger(__name__)
+
 FINAL = "final"
 CANCELLED = "cancelled"  # we cancelled the queued job at the bound: nothing charged
 RUNNING = "running"  # still running after the grace: the answer is a 503
+GIVEN_UP = "given_up"  # the database away at the bound: given up, it ends unbilled
 
 # A model that ran a job this recently is taken as loaded in some worker.
 WARM_WINDOW = timedelta(minutes=10)
@@ -67,21 +77,51 @@ def _cancel_if_queued(job_id) -> bool:
     return services.job_cancel(job=Job(pk=job_id))
 
 
+async def _is_final(job_id) -> bool:
+    """The row's look of a wait: with the database away it is not final (yet), and the
+    wait goes on hearing for the job's finished signal, which needs no database."""
+    try:
+        return await sync_to_async(offload.call_closing)(events.job_is_final, job_id)
+    except (OperationalError, InterfaceError):
+        return False
+
+
+async def _cancel_or_give_up(job_id) -> str | None:
+    """At a bound: ``CANCELLED`` when the job was still queued (cancelled, nothing charged),
+    None when a worker has it. With the database away, the job is given up in Redis
+    (``events.job_give_up``): ``GIVEN_UP`` (it will end unbilled), or None when a worker is
+    finishing it; and when that cannot be told either (no Redis), the database's error."""
+    try:
+        if await sync_to_async(offload.call_closing)(_cancel_if_queued, job_id):
+            return CANCELLED
+        return None
+    except (OperationalError, InterfaceError) as exc:
+        given_up = await sync_to_async(events.job_give_up, thread_sensitive=False)(job_id)
+        if given_up is None:
+            raise
+        logger.warning("job %s: the database is away at the wait's bound (%s)", job_id, exc)
+        return GIVEN_UP if given_up else None
+
+
 async def job_wait(job_id, *, bound: float) -> tuple[str, tuple | None]:
     """Wait for the job: ``FINAL``, ``CANCELLED`` (still queued at ``bound``: cancelled,
-    nothing charged) or ``RUNNING`` (started but not done within the hard time limit); with
+    nothing charged), ``GIVEN_UP`` (the database away at the bound: the job will end
+    unbilled) or ``RUNNING`` (started but not done within the hard time limit); with
     ``FINAL``, the answer row its finished signal carried when that was heard
     (``events.carried_answer``; else None: the answer reads the row)."""
-    heard = await events.job_finished_heard(job_id, timeout=bound)
+    heard = await events.job_finished_heard(
+        job_id, timeout=bound, is_final=lambda: _is_final(job_id)
+    )
     if heard:
         return FINAL, events.carried_answer(heard)
-    if await sync_to_async(offload.call_closing)(_cancel_if_queued, job_id):
-        return CANCELLED, None
+    ended = await _cancel_or_give_up(job_id)
+    if ended:
+        return ended, None
     grace = settings.CELERY_TASK_HARD_TIME_LIMIT + settings.VITRINE_JOB_LEASE
-    heard = await events.job_finished_heard(job_id, timeout=grace)
+    heard = await events.job_finished_heard(
+        job_id, timeout=grace, is_final=lambda: _is_final(job_id)
+    )
     if heard:
         return FINAL, events.carried_answer(heard)
     # Re-queued by the reaper meanwhile?
-    if await sync_to_async(offload.call_closing)(_cancel_if_queued, job_id):
-        return CANCELLED, None
-    return RUNNING, None
+    return (await _cancel_or_give_up(job_id)) or RUNNING, None

@@ -1,0 +1,125 @@
+"""A drop-in call (Cloudflare's, Hugging Face's: no 202 to answer with) whose database goes
+away after its job was made: at its wait's bound it cannot cancel the job in the database,
+so it gives the job up in Redis and answers 503 "nothing is charged"; the worker that runs
+the job once the database is back ends it cancelled, unbilled. It used to answer 503 and
+then charge the job when it ran: a client that retried (as told) paid twice.
+
+The outage: PostgreSQL refuses connections (ALLOW_CONNECTIONS false) and the call's
+sessions are ended, as a restart does (tests/playground/test_database_away_pg.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+import redis
+from django.db import connection
+from django.test import Client
+
+from billing.models import Charge
+from billing.services.keys import api_key_create
+from billing.services.ledger import wallet_for
+from billing.services.topups import credit_grant
+from playground import events
+from playground.models import Job, JobAttempt, JobStatus
+from tests import factories
+from tests.conftest import wait_for
+from tests.playground.test_database_away_pg import _connect, database_away, sessions
+from tests.playground.test_serving_faults import photo
+
+
+@pytest.fixture
+def fates(broker_url, settings):
+    """The job-signal Redis the web and the worker share; each test's keys are its own jobs'."""
+    from config.settings.env import redis_client_url
+
+    settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    events._local.__dict__.clear()  # the client for this URL
+    return redis.Redis.from_url(settings.VITRINE_REDIS_URL)
+
+
+def test_the_first_to_write_a_jobs_fate_decides(fates):
+    """The call gives up a job no worker is finishing; a worker finishing a job the call
+    gave up learns it; a job a worker marked finishing is not given up."""
+    given = "00000000-0000-4000-8000-00000000aa01"
+    finishing = "00000000-0000-4000-8000-00000000aa02"
+    fates.delete(*(events.FATE.format(job_id=job_id) for job_id in (given, finishing)))
+
+    assert events.job_give_up(given) is True
+    assert events.job_give_up(given) is True  # said again (a second bound): still given up
+    assert events.jobs_given_up([given, finishing]) == {given}
+    assert events.job_give_up(finishing) is False  # a worker has it: the call waits on
+    assert fates.get(events.FATE.format(job_id=given)) == events.GIVEN_UP
+    assert fates.ttl(events.FATE.format(job_id=finishing)) > 0  # kept only while a call waits
+
+
+def test_with_no_redis_a_job_cannot_be_given_up(settings):
+    settings.VITRINE_REDIS_URL = ""
+    assert events.job_give_up("00000000-0000-4000-8000-00000000aa03") is None
+    assert events.jobs_given_up(["00000000-0000-4000-8000-00000000aa03"]) == set()
+
+
+@pytest.mark.worker
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL outage")
+def test_a_cloudflare_call_whose_database_goes_away_is_not_charged_for_its_job(
+    start_worker, fates, runtime_checkpoint, settings, tmp_path, other_user
+):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    settings.VITRINE_HF_WAIT = 2  # no worker runs yet: the bound passes with the database away
+    settings.VITRINE_MODEL_LOAD_ESTIMATE = 0
+    card = factories.card(
+        organisation=factories.organisation(slug="facebook"),
+        checkpoint_local_dir=str(runtime_checkpoint("yolos_tiny")),
+    )
+    factories.route(card=card, price=Decimal("0.0002"))
+    credit_grant(user=other_user, amount=Decimal("1.00"), reason="test")
+    _, key = api_key_create(user=other_user, name="outage")
+    dbname = connection.settings_dict["NAME"]
+    answered = {}
+
+    def call():
+        answered["response"] = Client().post(
+            f"/client/v4/accounts/a/ai/run/@cf/{card.model_id}", data=photo(),
+            content_type="image/jpeg", headers={"Authorization": f"Bearer {key}"},
+        )  # fmt: skip
+
+    before = sessions(dbname)  # this test's, other threads': left alone
+    thread = threading.Thread(target=call)
+    with _connect(dbname) as watcher:
+        thread.start()
+        for _ in range(600):  # the job's row committed: the call now waits for it
+            if watcher.execute(f"SELECT count(*) FROM {Job._meta.db_table}").fetchone()[0]:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the call made no job")
+        mine = {watcher.info.backend_pid}
+    with database_away(dbname, end=sessions(dbname) - before - mine):
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+
+    response = answered["response"]
+    assert response.status_code == 503, response.content
+    assert response["X-Vitrine-Error-Code"] == "database_unavailable"
+    assert response["X-Vitrine-Cost"] == "0"
+    body = response.json()
+    assert body["success"] is False and "nothing is charged" in body["errors"][0]["message"]
+    job_id = response["X-Vitrine-Job-Id"]
+    assert fates.get(events.FATE.format(job_id=job_id)) == events.GIVEN_UP
+
+    # The database is back and a worker takes the job: it runs, and ends cancelled, unbilled.
+    worker = start_worker(env_extra={"VITRINE_HF_WAIT": "2"})
+    job = wait_for(
+        lambda: Job.objects.filter(pk=job_id, status__in=Job.FINAL).first(),
+        timeout=300,
+        message=f"the job did not end: {worker.output()}",
+    )
+    assert (job.status, job.error_code) == (JobStatus.CANCELLED, "call_given_up")
+    assert Charge.objects.get(job_id=job_id).status == "voided"
+    assert wallet_for(other_user).balance == Decimal("1.00")
+    assert list(job.attempt_log.values_list("outcome", flat=True)) == [JobAttempt.Outcome.CANCELLED]
+    # Its resource tells the caller why, on Vitrine's own API.
+    polled = Client().get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"})
+    assert polled.json()["error"]["code"] == "call_given_up", polled.content
