@@ -140,6 +140,19 @@ def job_give_up(job_id) -> bool | None:
     return held is None or held == GIVEN_UP
 
 
+def job_fate(job_id) -> bytes | None:
+    """What the job's fate key holds (``GIVEN_UP``, ``FINISHING``), None when nothing (or
+    no Redis to ask)."""
+    client = _client()
+    if client is None:
+        return None
+    try:
+        return client.get(FATE.format(job_id=job_id))
+    except redis.RedisError as exc:
+        logger.warning("job %s: its fate not read (%s)", job_id, exc)
+        return None
+
+
 def give_up_possible(created_at, now) -> bool:
     """Whether a waiting call may already have given up the job made at ``created_at``:
     none does before the shortest drop-in wait (``VITRINE_HF_WAIT``) has passed, so a

@@ -23,7 +23,7 @@ from django.utils import timezone
 from billing.services.charges import Reservation, key_allow_list_check
 from catalog import errors
 from catalog.models import ModelCard, PriceRoute
-from playground import idempotency, limits, services
+from playground import events, idempotency, limits, services
 from playground.failures import FAILURES, SERVICE_UNAVAILABLE
 from playground.models import CachedCall, Job, JobStatus
 from playground.runtime import ImageError
@@ -91,12 +91,29 @@ def cached_job(*, user, print_: str) -> Job | None:
         .order_by("-created_at")
         .first()
     )
-    return hit.job if hit else None
+    return hit.job if hit and not _given_up(hit.job) else None
 
 
 def _usable(job: Job | None) -> Job | None:
-    """A failed or cancelled job charged nothing: its key may run the call again."""
-    return job if job is not None and job.status in _REUSABLE else None
+    """A failed or cancelled job charged nothing: its key may run the call again. So may a
+    job its call gave up (``_given_up``)."""
+    return job if job is not None and job.status in _REUSABLE and not _given_up(job) else None
+
+
+def _given_up(job: Job) -> bool:
+    """Whether the unfinished ``job`` was given up by its call (a drop-in call that met its
+    bound with the database away: ``events.FATE``). It ends unbilled, so a retry (the same
+    Idempotency-Key, the Hugging Face cache) must not wait for it: one still queued is
+    cancelled now (its reservation released); a running one, by its worker. Only a job
+    old enough to have been given up is looked up (``events.give_up_possible``)."""
+    if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        return False
+    if not events.give_up_possible(job.created_at, timezone.now()):
+        return False
+    if events.job_fate(job.pk) != events.GIVEN_UP:
+        return False
+    services.job_cancel(job=job)
+    return True
 
 
 def request_print(

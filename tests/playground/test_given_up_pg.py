@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from decimal import Decimal
+from uuid import UUID
 
 import pytest
 import redis
@@ -61,29 +62,34 @@ def test_with_no_redis_a_job_cannot_be_given_up(settings):
     assert events.jobs_given_up(["00000000-0000-4000-8000-00000000aa03"]) == set()
 
 
-@pytest.mark.worker
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL outage")
-def test_a_cloudflare_call_whose_database_goes_away_is_not_charged_for_its_job(
-    start_worker, fates, runtime_checkpoint, settings, tmp_path, other_user
-):
-    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
-    settings.VITRINE_HF_WAIT = 2  # no worker runs yet: the bound passes with the database away
-    settings.VITRINE_MODEL_LOAD_ESTIMATE = 0
+def _paid_card(runtime_checkpoint, user):
     card = factories.card(
         organisation=factories.organisation(slug="facebook"),
         checkpoint_local_dir=str(runtime_checkpoint("yolos_tiny")),
     )
     factories.route(card=card, price=Decimal("0.0002"))
-    credit_grant(user=other_user, amount=Decimal("1.00"), reason="test")
-    _, key = api_key_create(user=other_user, name="outage")
+    credit_grant(user=user, amount=Decimal("1.00"), reason="test")
+    _, key = api_key_create(user=user, name="outage")
+    return card, key
+
+
+PATHS = {"cloudflare": "/client/v4/accounts/a/ai/run/@cf/{}", "hf": "/hf/models/{}"}
+
+
+def _call(card, key: str, flavour: str = "cloudflare", **headers):
+    return Client().post(
+        PATHS[flavour].format(card.model_id), data=photo(), content_type="image/jpeg",
+        headers={"Authorization": f"Bearer {key}", **headers},
+    )  # fmt: skip
+
+
+def _call_through_an_outage(card, key: str, flavour: str = "cloudflare", **headers):
+    """The call, its database away from just after its job was made."""
     dbname = connection.settings_dict["NAME"]
     answered = {}
 
     def call():
-        answered["response"] = Client().post(
-            f"/client/v4/accounts/a/ai/run/@cf/{card.model_id}", data=photo(),
-            content_type="image/jpeg", headers={"Authorization": f"Bearer {key}"},
-        )  # fmt: skip
+        answered["response"] = _call(card, key, flavour, **headers)
 
     before = sessions(dbname)  # this test's, other threads': left alone
     thread = threading.Thread(target=call)
@@ -99,8 +105,24 @@ def test_a_cloudflare_call_whose_database_goes_away_is_not_charged_for_its_job(
     with database_away(dbname, end=sessions(dbname) - before - mine):
         thread.join(timeout=60)
     assert not thread.is_alive()
+    return answered["response"]
 
-    response = answered["response"]
+
+on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="an outage")
+
+
+@pytest.mark.worker
+@on_postgresql
+def test_a_cloudflare_call_whose_database_goes_away_is_not_charged_for_its_job(
+    start_worker, fates, runtime_checkpoint, settings, tmp_path, other_user
+):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    settings.VITRINE_HF_WAIT = 2  # no worker runs yet: the bound passes with the database away
+    settings.VITRINE_MODEL_LOAD_ESTIMATE = 0
+    card, key = _paid_card(runtime_checkpoint, other_user)
+
+    response = _call_through_an_outage(card, key)
+
     assert response.status_code == 503, response.content
     assert response["X-Vitrine-Error-Code"] == "database_unavailable"
     assert response["X-Vitrine-Cost"] == "0"
@@ -123,3 +145,42 @@ def test_a_cloudflare_call_whose_database_goes_away_is_not_charged_for_its_job(
     # Its resource tells the caller why, on Vitrine's own API.
     polled = Client().get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"})
     assert polled.json()["error"]["code"] == "call_given_up", polled.content
+
+
+@pytest.mark.worker
+@on_postgresql
+def test_the_retry_with_the_same_idempotency_key_runs_anew_and_pays_once(
+    start_worker, fates, runtime_checkpoint, settings, tmp_path, other_user
+):
+    """The key's job was given up: the retry does not wait for it (it would end cancelled)
+    but cancels it, still queued, and runs the call anew. Hugging Face's flavour: its
+    ``x-wait-for-model: true`` lets the retry wait for the worker started beside it."""
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    settings.VITRINE_HF_WAIT = 2
+    settings.VITRINE_HF_WAIT_FOR_MODEL = 300
+    settings.VITRINE_MODEL_LOAD_ESTIMATE = 0
+    card, key = _paid_card(runtime_checkpoint, other_user)
+    first = _call_through_an_outage(card, key, "hf", **{"Idempotency-Key": "retry-me"})
+    assert first.status_code == 503, first.content
+    assert "nothing is charged" in first.json()["error"]
+    given_up = first["X-Vitrine-Job-Id"]
+
+    answered = {}
+    headers = {"Idempotency-Key": "retry-me", "x-wait-for-model": "true"}
+    thread = threading.Thread(
+        target=lambda: answered.update(response=_call(card, key, "hf", **headers))
+    )
+    thread.start()
+    # Before any worker runs: the retry made its own job (it did not take the given-up one).
+    wait_for(lambda: Job.objects.count() == 2, timeout=60, message="the retry made no job")
+    assert Job.objects.get(pk=given_up).status == JobStatus.CANCELLED
+    worker = start_worker(env_extra={"VITRINE_HF_WAIT": "2"})
+    thread.join(timeout=300)
+    retry = answered["response"]
+
+    assert retry.status_code == 200, (retry.content, worker.output())
+    assert retry["X-Vitrine-Job-Id"] != given_up and retry["X-Vitrine-Cost"] == "0.0002"
+    assert Job.objects.get(pk=given_up).status == JobStatus.CANCELLED
+    statuses = dict(Charge.objects.values_list("job_id", "status"))
+    assert statuses == {UUID(given_up): "voided", UUID(retry["X-Vitrine-Job-Id"]): "posted"}
+    assert wallet_for(other_user).balance == Decimal("0.9998")
