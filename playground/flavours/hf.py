@@ -66,6 +66,10 @@ MODEL_LOADING = (
     "Model {model} is currently loading or busy; retry in about {seconds} s, or send "
     "x-wait-for-model: true to wait for it."
 )
+# The same 503 for a call that sent x-wait-for-model: true and met VITRINE_HF_WAIT_FOR_MODEL.
+MODEL_LOADING_WAITED = (
+    "Model {model} did not answer within this call's wait for it; retry in about {seconds} s."
+)
 STILL_RUNNING = (
     "The job is still running; retry the call (with the same Idempotency-Key, or with "
     "x-use-cache: true) to get its result without paying again."
@@ -114,10 +118,13 @@ def image_check(*, card, route, image: bytes) -> None:
         ) from None
 
 
-def loading_error(model_id: str, estimate: float) -> errors.ApplicationError:
+def loading_error(
+    model_id: str, estimate: float, *, waited_for_model: bool = False
+) -> errors.ApplicationError:
     seconds = waiting.retry_after(estimate)
+    text = MODEL_LOADING_WAITED if waited_for_model else MODEL_LOADING
     return errors.ApplicationError(
-        MODEL_LOADING.format(model=model_id, seconds=seconds),
+        text.format(model=model_id, seconds=seconds),
         code="model_loading",
         status=503,
         type=SERVICE_UNAVAILABLE,
@@ -148,6 +155,8 @@ class HfInferenceApi(FlavourApi):
             use_cache = _bool_option("options.use_cache", legacy["use_cache"])
         image, threshold = api.read_image_input(request, flavour=HF)
         bound = settings.VITRINE_HF_WAIT_FOR_MODEL if wait_for_model else settings.VITRINE_HF_WAIT
+        # hf_answer's 503 at the bound does not tell a call that waited to wait.
+        request._request.vitrine_waited_for_model = wait_for_model
 
         def admit() -> None:
             if wait_for_model:
@@ -210,7 +219,11 @@ def hf_answer(
         return JsonResponse(detections(job, threshold), safe=False, headers=headers)
     if outcome == waiting.CANCELLED or job.status == JobStatus.CANCELLED:
         # Cancelled at a wait's bound (this call's or a duplicate's): retryable.
-        error = loading_error(job.card.model_id, waiting.estimate_seconds(card=job.card))
+        error = loading_error(
+            job.card.model_id,
+            waiting.estimate_seconds(card=job.card),
+            waited_for_model=getattr(request, "vitrine_waited_for_model", False),
+        )
     elif job.status == JobStatus.FAILED:
         status, error_type, message = job_failure(job.error_code, job.error_message)
         error = errors.ApplicationError(

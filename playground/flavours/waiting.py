@@ -44,9 +44,18 @@ WARM_WINDOW = timedelta(minutes=10)
 DEFAULT_JOB_SECONDS = 1.0
 
 
+# A job's timings that are not its own compute: its wait in the queue, and its batch's size
+# (a count). Summed in, a burst's queue waits made an idle model's estimate minutes long
+# (a 2 s model: "retry in about 108 s", 503 at once with nothing queued).
+NOT_COMPUTE = frozenset({"queue", "batch"})
+
+
 def _job_seconds(timings: dict) -> float:
-    """A job's own compute time, without a model load it may have paid for."""
-    return sum(float(v) for k, v in (timings or {}).items() if "load" not in k)
+    """A job's own compute time, without a model load it may have paid for, its queue
+    wait or its batch's size."""
+    return sum(
+        float(v) for k, v in (timings or {}).items() if k not in NOT_COMPUTE and "load" not in k
+    )
 
 
 def estimate_seconds(*, card: ModelCard, queue: str | None = None) -> float:

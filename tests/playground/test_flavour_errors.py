@@ -347,6 +347,32 @@ def test_hf_flavour_refuses_when_the_model_is_cold_and_the_wait_too_short(
     assert Job.objects.count() == 0 and wallet_for(funded["user"]).balance == Decimal("1.00")
 
 
+def test_a_burst_s_queue_waits_do_not_make_an_idle_model_look_busy(client, card, funded, storage):
+    """The estimate adds the recent jobs' own compute, not their queue waits nor their
+    batch's size: after a burst, with nothing queued, a 2 s model was refused at once as
+    'retry in about 108 s'."""
+    from playground.flavours import waiting
+
+    timings = {"queue": 95.0, "batch": 8, "decode": 0.2, "forward": 1.6, "load": 30.0}
+    for _ in range(3):
+        factories.finished_run(card=card, image_bytes=jpeg(), result=[], timings=timings)
+    assert waiting.estimate_seconds(card=card) == pytest.approx(1.8)
+    response = post(client, "hf", card.model_id, funded, b"not an image")
+    assert code_of("hf", response) != "model_loading"  # admitted, then the image refused
+
+
+def test_a_call_that_waited_for_the_model_is_not_told_to_wait_for_it(
+    client, card, funded, storage, settings
+):
+    settings.VITRINE_HF_WAIT_FOR_MODEL = 1  # no worker: the job is cancelled at the bound
+    response = post(client, "hf", card.model_id, funded, jpeg(), **{"x-wait-for-model": "true"})
+    assert response.status_code == 503 and code_of("hf", response) == "model_loading"
+    message = response.json()["error"]
+    assert "did not answer within this call's wait" in message, message
+    assert "x-wait-for-model" not in message
+    assert wallet_for(funded["user"]).balance == Decimal("1.00")
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("path", "flavour"),
@@ -675,7 +701,10 @@ def test_the_model_pages_error_table_lists_every_answer_of_the_contract(client, 
     status with its ``type`` and every code the contract tests above get for it."""
     import html
     import re
+    from decimal import Decimal
 
+    from billing.services.charges import _spend_cap_reached
+    from billing.services.ledger import InsufficientCredits
     from catalog.errors import error_type_for
     from playground.failures import CANCELLED, FAILURES
 
@@ -687,9 +716,15 @@ def test_the_model_pages_error_table_lists_every_answer_of_the_contract(client, 
         for m in re.finditer(r'<tr data-status="(?P<status>\d+)">(?P<row>.*?)</tr>', table, re.S)
     }
     cells = {status: re.findall(r"<td>(.*?)</td>", row, re.S) for status, row in rows.items()}
+    # The type the API answers: a 402's is insufficient_credits, as seed 000's table has it,
+    # for an empty wallet and a spent cap alike (the table said invalid_request_error).
+    empty_wallet = InsufficientCredits(balance=Decimal("0"), cost=Decimal("0.0002")).type
+    spent_cap = _spend_cap_reached(cap=Decimal("1"), spent=Decimal("1"), cost=Decimal("0.0002"))
+    assert empty_wallet == spent_cap.type == "insufficient_credits"
+    answered = {402: empty_wallet, 503: "service_unavailable"}
     for status, (shown, type_, _codes, meaning) in cells.items():
         assert shown == str(status)
-        expected = "service_unavailable" if status == 503 else error_type_for(status)
+        expected = answered.get(status) or error_type_for(status)
         assert type_ == f"<code>{expected}</code>", status
         assert meaning.strip()
     listed = {
