@@ -25,6 +25,7 @@ entries, and takes no lock that another charge waits for:
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -345,6 +346,12 @@ class Charge(models.Model):
 
     def __str__(self) -> str:
         return f"charge {self.amount} for job {self.job_id} ({self.status})"
+
+    @property
+    def cost(self) -> Decimal:
+        """What the job costs the wallet: held while reserved, paid once posted, nothing
+        once voided (the hold went back). ``amount`` keeps what was reserved."""
+        return Decimal(0) if self.status == self.Status.VOIDED else self.amount
 
 
 class CreditAdjustment(models.Model):

@@ -12,6 +12,14 @@ from django.urls import reverse
 
 from billing.models import TopUp
 from billing.services.topups import top_up_complete
+from catalog.pricing import TOP_UP_FEE_RATE, format_usd
+
+
+def product_name(top_up: TopUp) -> str:
+    """The line Stripe's checkout page and receipt show: the site's money format ($1,000,
+    $10.50) and the fee rate the quote used."""
+    fee = f"{(TOP_UP_FEE_RATE * 100).normalize():f}%"
+    return f"Vitrine credit {format_usd(top_up.credit)} + {fee} platform fee"
 
 
 class PaymentProvider:
@@ -66,9 +74,7 @@ class StripeCheckoutProvider(PaymentProvider):
                     "price_data": {
                         "currency": "usd",
                         "unit_amount": _cents(top_up.total),
-                        "product_data": {
-                            "name": f"Vitrine credit ${top_up.credit:.2f} + 5% platform fee"
-                        },
+                        "product_data": {"name": product_name(top_up)},
                     },
                 }
             ],

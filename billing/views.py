@@ -32,11 +32,20 @@ from django.views.decorators.http import require_POST
 
 from billing.key_formats import key_format_error
 from billing.limits import SIGNUP_LIMITED, signup_admit, signup_refused
-from billing.models import ApiKey, Charge, ProviderKey, TopUp
+from billing.models import (
+    ApiKey,
+    Charge,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    ProviderKey,
+    TopUp,
+)
 from billing.payments import PROVIDERS, available_providers
 from billing.services.keys import KEY_PREFIX, api_key_create, api_key_revoke, provider_key_save
 from billing.services.ledger import wallet_for
 from billing.services.signup import (
+    SIGNUP_CREDIT_REASON,
     email_verification_send,
     email_verification_token,
     signup_credit_amount,
@@ -69,6 +78,12 @@ TOP_UP_PENDING = "Payment received by the provider; your credit appears once it 
 RECENT_USAGE = 25
 RECENT_TOP_UPS = 25
 QUOTE_EXAMPLES = (EXAMPLE_TOP_UP, Decimal(25), Decimal(100))
+# Wallet movements listed beside the top-ups (calls are under usage, top-ups above).
+CREDIT_KINDS = (
+    LedgerTransaction.Kind.GRANT,
+    LedgerTransaction.Kind.REFUND,
+    LedgerTransaction.Kind.REVERSAL,
+)
 CSV_COLUMNS = ["day", "api_key", "model", "images", "cost_usd", "byok", "would_be_cost_usd"]
 NO_KEY = "(no key: playground)"
 EMAIL_VERIFIED_CREDIT = "Your email is verified: {amount} of credit is in your wallet."
@@ -194,9 +209,10 @@ class TopUpForm(forms.Form):
 
     # Whole cents and the bounds are the service's rules (one place, one message each); the
     # view puts its refusal beside this field. step/min/max let the browser say so first.
+    # No max_digits: its "no more than 12 digits in total" would answer 99999999999999 or
+    # 10.0000000000001 in place of the service's "largest top-up" / "whole cents".
     credit = forms.DecimalField(
         label="Credit ($)",
-        max_digits=12,
         initial=EXAMPLE_TOP_UP,
         widget=forms.NumberInput(attrs={"step": "0.01"}),
     )
@@ -248,8 +264,35 @@ def _quotes() -> list[dict]:
     return quotes
 
 
+def _wallet_credits(wallet: LedgerAccount) -> list[dict]:
+    """The wallet's money in and out besides top-ups and calls: sign-up credit, operators'
+    grants and refunds, corrections. Without them the page's balance would not add up
+    from what it lists (a refund took money out of the wallet with no line saying so)."""
+    entries = (
+        LedgerEntry.objects.filter(account=wallet, transaction__kind__in=CREDIT_KINDS)
+        .select_related("transaction")
+        .order_by("-created_at", "-id")[:RECENT_TOP_UPS]
+    )
+    rows = []
+    for entry in entries:
+        txn = entry.transaction
+        what = txn.get_kind_display()
+        if txn.kind == LedgerTransaction.Kind.GRANT and txn.memo == SIGNUP_CREDIT_REASON:
+            what = SIGNUP_CREDIT_REASON
+        rows.append(
+            {
+                "at": entry.created_at,
+                "kind": txn.kind,
+                "what": what,
+                "amount": format_usd(entry.amount),
+            }
+        )
+    return rows
+
+
 def _dashboard_context(request: HttpRequest, **overrides) -> dict:
     user = request.user
+    wallet = wallet_for(user)
     charges = Charge.objects.filter(user=user)
     recent = charges.select_related("card__organisation", "api_key")[:RECENT_USAGE]
     keys = ApiKey.objects.filter(user=user).prefetch_related("allowed_models__organisation")
@@ -262,14 +305,17 @@ def _dashboard_context(request: HttpRequest, **overrides) -> dict:
     notice = {"done": TOP_UP_DONE, "pending": TOP_UP_PENDING}.get(request.GET.get("top_up", ""))
     return {
         # A wallet just created holds the int default 0, not yet a Decimal from the database.
-        "balance": format_usd(Decimal(wallet_for(user).balance)),
+        "balance": format_usd(Decimal(wallet.balance)),
         "held": format_usd(_sum(charges.filter(status=Charge.Status.RESERVED), "amount")),
         "usage": [
             {
                 "charge": c,
                 "model_id": c.card.model_id,
                 "key_name": c.api_key.name if c.api_key else "",
-                "amount": format_usd(c.amount),
+                # What the call cost the wallet: a voided charge (failed, cancelled) was
+                # given back, so $0, as the API's `cost` and My runs say; its column adds
+                # up to what the wallet paid.
+                "amount": format_usd(c.cost),
                 "would_be": format_usd(c.would_be_amount),
             }
             for c in recent
@@ -301,6 +347,7 @@ def _dashboard_context(request: HttpRequest, **overrides) -> dict:
             }
             for t in TopUp.objects.filter(user=user)[:RECENT_TOP_UPS]
         ],
+        "credits": _wallet_credits(wallet),
         "top_up_form": forms_["top_up_form"],
         "quotes": _quotes(),
         "minimum_top_up": format_usd(Decimal(settings.VITRINE_MIN_TOP_UP)),

@@ -39,10 +39,14 @@ NOTE_AMOUNT_MISMATCH = (
     "({expected} usd); nothing credited, the top-up is marked failed."
 )
 NOTE_CREDITED = "Top-up {top_up} credited."
+NOTE_UNPAID = "Top-up {top_up} was not paid; marked failed, nothing credited."
 
 # A Checkout session is paid either at once (cards) or later (bank debits); both events
 # carry the same session object.
 PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+# A session that will never be paid: abandoned until it expired, or its bank debit failed.
+# Its top-up is marked failed, else the dashboard would list it as pending forever.
+UNPAID_EVENTS = ("checkout.session.expired", "checkout.session.async_payment_failed")
 
 
 def _error(message: str, code: str, status: int = 400) -> JsonResponse:
@@ -87,9 +91,11 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
 
     event_id = str(_field(event, "id", ""))
     event_type = str(_field(event, "type", ""))
+    session = _field(_field(event, "data"), "object")
+    if event_type in UNPAID_EVENTS:
+        return _fail_session(event_id=event_id, session=session)
     if event_type not in PAID_EVENTS:
         return _ok(NOTE_IGNORED.format(type=event_type))
-    session = _field(_field(event, "data"), "object")
     if _field(session, "payment_status") != "paid":
         return _ok(NOTE_NOT_PAID)
     return _credit_session(event_id=event_id, session=session)
@@ -101,6 +107,23 @@ def _top_up_id(session: Any) -> uuid.UUID | None:
         return uuid.UUID(str(ref))
     except (TypeError, ValueError):
         return None
+
+
+def _fail_session(*, event_id: str, session: Any) -> JsonResponse:
+    """Mark a still-pending top-up failed; one already credited (or failed) is left as it is."""
+    top_up_id = _top_up_id(session)
+    with transaction.atomic():
+        top_up = (
+            TopUp.objects.select_for_update().filter(pk=top_up_id).first() if top_up_id else None
+        )
+        if top_up is None:
+            return _ok(NOTE_UNKNOWN_TOP_UP.format(ref=_field(session, "client_reference_id")))
+        if top_up.status != TopUp.Status.PENDING or top_up.provider_event_id:
+            return _ok(NOTE_DUPLICATE.format(top_up=top_up.pk))
+        top_up.status = TopUp.Status.FAILED
+        top_up.save(update_fields=["status"])
+    logger.info("Stripe event %s: top-up %s was not paid", event_id, top_up.pk)
+    return _ok(NOTE_UNPAID.format(top_up=top_up.pk))
 
 
 def _credit_session(*, event_id: str, session: Any) -> JsonResponse:

@@ -27,6 +27,7 @@ from PIL import Image
 
 from billing.models import Charge
 from catalog.errors import NOT_FOUND_ERROR, ApplicationError
+from catalog.pricing import format_usd
 from playground import exports, services
 from playground.api import parse_threshold
 from playground.models import Job, JobStatus
@@ -34,7 +35,7 @@ from playground.palette import label_colour_index
 from playground.runtime import ImageError, decode_image
 from playground.runtime.labels import label_map
 from playground.selectors import Viewer, job_for_viewer, runs_for_viewer
-from playground.serializers import DEFAULT_THRESHOLD, job_data, money, public_detections
+from playground.serializers import DEFAULT_THRESHOLD, job_data, public_detections
 from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_read
 
 logger = logging.getLogger(__name__)
@@ -218,7 +219,8 @@ def _cost(job: Job) -> str:
         return "free"
     if job.charge_status == Charge.Status.VOIDED:
         return "$0 (voided)"
-    return f"${money(Decimal(job.charge_amount))}"
+    # The site's one money format (the dashboard, the run's page): $0.50, $1,000.
+    return format_usd(Decimal(job.charge_amount))
 
 
 @require_GET

@@ -21,7 +21,6 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from billing.models import Charge
 from playground.failures import public_error
 from playground.models import Job, JobStatus
 from playground.provenance import weights_resource
@@ -209,9 +208,7 @@ class JobSerializer(serializers.Serializer):
             "timings": job.timings,
             # The caller-facing text for the code; the stored message is for operators.
             "error": public_error(job.error_code, job.error_message),
-            "cost": money(charge.amount)
-            if charge and charge.status != Charge.Status.VOIDED
-            else "0",
+            "cost": money(charge.cost) if charge else "0",  # 0 once voided
             "would_be_cost": money(charge.would_be_amount) if charge else "0",
             "byok": charge.byok if charge else False,
             "charge_status": charge.status if charge else None,

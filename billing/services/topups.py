@@ -30,10 +30,10 @@ def top_up_quote(credit: Decimal) -> tuple[Decimal, Decimal]:
 @transaction.atomic
 def top_up_create(*, user, credit: Decimal, provider: str) -> TopUp:
     credit = Decimal(credit)
-    if credit != credit.quantize(CENT):
-        raise ApplicationError(WHOLE_CENTS, code="top_up_not_whole_cents")
     minimum = Decimal(settings.VITRINE_MIN_TOP_UP)
     maximum = Decimal(settings.VITRINE_MAX_TOP_UP)
+    # The bounds first: they compare any amount, however many digits it has, whereas
+    # quantize() raises InvalidOperation past the context's 28 digits (1e30).
     if credit < minimum:
         raise ApplicationError(
             TOP_UP_TOO_SMALL.format(minimum=format_usd(minimum)), code="top_up_too_small"
@@ -42,6 +42,8 @@ def top_up_create(*, user, credit: Decimal, provider: str) -> TopUp:
         raise ApplicationError(
             TOP_UP_TOO_LARGE.format(maximum=format_usd(maximum)), code="top_up_too_large"
         )
+    if credit != credit.quantize(CENT):
+        raise ApplicationError(WHOLE_CENTS, code="top_up_not_whole_cents")
     fee, total = top_up_quote(credit)
     return TopUp.objects.create(user=user, credit=credit, fee=fee, total=total, provider=provider)
 
