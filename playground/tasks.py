@@ -546,6 +546,10 @@ def _run_on_provider(job) -> None:
     except StorageUnavailable as exc:
         _retry_or_fail(job, code="storage_unavailable", message=str(exc))
         return
+    # Its call gave it up (the database away, events.FATE): the provider is not paid for it.
+    if events.give_up_possible(job.created_at, timezone.now()) and events.jobs_given_up([job.pk]):
+        services.job_cancel_given_up(job=job)
+        return
     try:
         detections = run(
             secret=provider_key_reveal(key=key),

@@ -109,3 +109,26 @@ def test_a_refused_provider_key_fails_the_job(byok_call):
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.error_code) == ("failed", "provider_auth_failed")
     assert Charge.objects.get(job_id=job_id).status == "voided"
+
+
+def test_a_job_its_call_gave_up_is_not_sent_to_the_provider(byok_call, broker_url, settings):
+    """The call met its bound with the database away and gave the job up (events.FATE): the
+    worker ends it cancelled without paying the provider with the user's key."""
+    import redis
+
+    from config.settings.env import redis_client_url
+    from playground import events
+
+    settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
+    job_id = byok_call.json()["id"]
+    Job.objects.filter(pk=job_id).update(
+        created_at=Job.objects.get(pk=job_id).created_at.replace(year=2020)
+    )
+    redis.Redis.from_url(settings.VITRINE_REDIS_URL).delete(events.FATE.format(job_id=job_id))
+    assert events.job_give_up(job_id) is True
+    with mock.patch("playground.providers.urlopen", autospec=True) as urlopen:
+        run_detection(job_id)
+    urlopen.assert_not_called()
+    job = Job.objects.get(pk=job_id)
+    assert (job.status, job.error_code) == ("cancelled", "call_given_up")
+    assert Charge.objects.get(job_id=job_id).status == "voided"
