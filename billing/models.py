@@ -33,6 +33,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from catalog.money import validate_exact
+from catalog.pricing import format_usd
 
 MONEY = {"max_digits": 20, "decimal_places": 10}
 
@@ -385,7 +386,9 @@ class CreditAdjustment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.amount} to {self.user}"
+        # The site's money format: the admin's titles and messages said "1000.0000000000"
+        # or "1E+3" (the column's ten places, an amount typed in exponent form).
+        return f"{self.get_kind_display()} {format_usd(Decimal(self.amount))} to {self.user}"
 
 
 class SignupCreditClaim(models.Model):

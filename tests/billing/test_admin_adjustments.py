@@ -308,3 +308,14 @@ def test_revoke_selected_keys_action(staff_client, other_user):
     kept.refresh_from_db()
     assert key.revoked_at is not None
     assert kept.revoked_at is None
+
+
+@pytest.mark.parametrize("typed", ["1000.0000000000", "1E+3"])
+def test_an_adjustment_is_titled_in_the_sites_money_format(typed):
+    """The admin's titles and messages said "Grant credit 1000.0000000000 to bare"."""
+    from django.contrib.auth import get_user_model
+
+    adjustment = CreditAdjustment(
+        kind="grant", amount=Decimal(typed), user=get_user_model()(username="bare")
+    )
+    assert str(adjustment) == "Grant credit $1,000 to bare"
