@@ -29,6 +29,7 @@ from catalog.models import (
     Task,
     TaskSchema,
 )
+from catalog.paths import card_path
 from catalog.selectors import card_prices_filled
 from catalog.services import price_route_save
 
@@ -86,16 +87,46 @@ class ModelCardForm(forms.ModelForm):
         model = ModelCard
         fields = "__all__"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A card is not its own related model: offered in the list and picked, its page
+        # linked to itself and its Compare button named it twice, a 400 for the whole
+        # comparison ("the same model twice").
+        if self.instance.pk and "related" in self.fields:
+            related = self.fields["related"]
+            related.queryset = related.queryset.exclude(pk=self.instance.pk)
+
 
 class SpecRowInline(admin.TabularInline):
     model = SpecRow
     extra = 0
 
 
+ROUTE_NOT_DELETED = (
+    "The route “{route}” keeps its price history (the model page shows it, charges name "
+    "it): a route is never deleted. Untick “Is active” to take it off the model page and "
+    "the API."
+)
+
+
+class PriceRouteInlineFormSet(forms.BaseInlineFormSet):
+    """A saved route's Delete box is refused with a form error. Deleting it here took its
+    append-only price history with it, silently, while the route's own delete page and the
+    card's refuse (nobody may delete a PriceChange); errors on a form marked for deletion
+    are not checked, so the refusal is the formset's own."""
+
+    def clean(self) -> None:
+        super().clean()
+        for form in self.initial_forms:
+            if self._should_delete_form(form):
+                raise forms.ValidationError(ROUTE_NOT_DELETED.format(route=form.instance.slug))
+
+
 class PriceRouteInline(admin.StackedInline):
     # Stacked, four short rows: as a table its twelve columns made the card's page 2,296 px
     # wide.
     model = PriceRoute
+    formset = PriceRouteInlineFormSet
     extra = 0
     fields = [
         ("slug", "provider", "provider_model_id"),
@@ -148,7 +179,7 @@ class ModelCardAdmin(admin.ModelAdmin):
     form = ModelCardForm
     list_display = [
         "display_name", "model_id", "organisation", "status", "task", "license", "open_weight",
-        "demand", "position", "checkpoint_pin",
+        "demand", "position", "checkpoint_pin", "is_published",
     ]  # fmt: skip
     list_filter = ["status", "task", "organisation", "license", "open_weight", "is_published"]
     search_fields = ["display_name", "slug", "organisation__name", "organisation__slug", "summary"]
@@ -231,6 +262,10 @@ class ModelCardAdmin(admin.ModelAdmin):
         ("Timestamps", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
+    def view_on_site(self, obj):
+        # The card's public page ("View on site"), to check an edit as visitors see it.
+        return card_path(obj)
+
     @admin.display(description="Checkpoint pin")
     def checkpoint_pin(self, obj):
         if obj is None or not obj.checkpoint_repo:
@@ -283,12 +318,24 @@ class PriceChangeInline(admin.TabularInline):
 
 @admin.register(PriceRoute)
 class PriceRouteAdmin(admin.ModelAdmin):
-    list_display = ["card", "provider", "unit", "price", "is_estimate", "byok_available"]
-    list_filter = ["provider", "unit", "is_estimate", "byok_available", "is_own"]
+    # Active shown and filtered: a route is taken off the pages by unticking it, never
+    # deleted, so an inactive one must not look like the live price.
+    list_display = [
+        "card", "provider", "unit", "price", "is_estimate", "byok_available", "is_active",
+    ]  # fmt: skip
+    list_filter = ["is_active", "provider", "unit", "is_estimate", "byok_available", "is_own"]
     search_fields = ["card__display_name", "card__slug", "provider", "provider_model_id"]
     list_select_related = ["card__organisation"]
     autocomplete_fields = ["card"]
     inlines = [PriceChangeInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A saved route stays on its card: moved to another, its price history (and the
+        # charges that name it) went along and read as the other model's, and the card it
+        # left lost its price without a word.
+        if obj is not None:
+            return [*super().get_readonly_fields(request, obj), "card"]
+        return super().get_readonly_fields(request, obj)
 
     def save_model(self, request, obj, form, change):
         price_route_save(route=obj, changed_by=request.user, note="admin edit")

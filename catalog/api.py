@@ -137,6 +137,16 @@ class ModelDetailApi(APIView):
         pricing = PriceRouteOutputSerializer(source="routes.all", many=True)
         links = serializers.SerializerMethodField()
 
+        def to_representation(self, card: ModelCard) -> dict:
+            data = super().to_representation(card)
+            if not card.is_sunsetting:
+                # As the Deprecation and Sunset headers and the page: only a deprecated or
+                # retired model has these. A card moved back to live kept the date its
+                # deprecation recorded, and the sunset typed then, and was answered as a
+                # live model that stops answering on that day.
+                data["deprecation_date"] = data["sunset_date"] = None
+            return data
+
         def get_object(self, card: ModelCard) -> str:
             return "model"
 

@@ -24,6 +24,11 @@ from catalog.money import validate_exact
 PRICE_MAX_DIGITS = 18
 PRICE_DECIMAL_PLACES = 10
 
+REPLACEMENT_STILL_NAMED = (
+    "This model is the replacement named by {models}: point {it} at another beta or live "
+    "model first, or callers are sent to one they cannot call."
+)
+
 
 class Organisation(models.Model):
     name = models.CharField(max_length=120)
@@ -37,6 +42,15 @@ class Organisation(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # PekingU beside pekingu: every model id and page of one had a twin differing in
+            # case only (as modelcard_unique_id_any_case refuses for a card's own name).
+            models.UniqueConstraint(
+                Lower("slug"),
+                name="organisation_unique_slug_any_case",
+                violation_error_message="An organisation with this slug in another case exists.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -56,6 +70,23 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+SCHEMA_NOT_OBJECT = 'A JSON Schema is a JSON object: {"type": "object", ...}.'
+HEADERS_SHAPE = (
+    'A JSON list of headers, each an object: {"name": "...", "type": "...", "default": ..., '
+    '"description": "..."}, with a name and, where given, a type and a description that '
+    "are text."
+)
+
+
+def _header_ok(header) -> bool:
+    return (
+        isinstance(header, dict)
+        and isinstance(header.get("name"), str)
+        and bool(header["name"].strip())
+        and all(isinstance(header.get(key) or "", str) for key in ("type", "description"))
+    )
 
 
 class TaskSchema(models.Model):
@@ -87,6 +118,21 @@ class TaskSchema(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task.slug} / {self.flavour}"
+
+    def clean(self) -> None:
+        """The shapes the pages read (catalog/views.py ``schema_items``, the headers table
+        of every model page of the task and of the task's page): typed by hand as JSON, a
+        header whose description was a number or a list saved, and every one of those
+        pages answered 500 (Markdown is rendered from text only)."""
+        errors: dict[str, str] = {}
+        for field in ("input_schema", "output_schema"):
+            if not isinstance(getattr(self, field), dict):
+                errors[field] = SCHEMA_NOT_OBJECT
+        headers = self.headers
+        if not isinstance(headers, list) or not all(_header_ok(h) for h in headers):
+            errors["headers"] = HEADERS_SHAPE
+        if errors:
+            raise ValidationError(errors)
 
 
 class ModelCardQuerySet(models.QuerySet):
@@ -298,6 +344,11 @@ class ModelCard(models.Model):
                     f"The replacement must be a model callers can move to now (beta or "
                     f"live); {replacement} is {replacement.get_status_display().lower()}."
                 )
+            elif not replacement.is_shown:
+                errors["replacement"] = (
+                    f"{replacement} is not published: the page and the API would send "
+                    f"callers to a model that is not there."
+                )
             else:
                 seen, step = {self.pk}, replacement
                 while step is not None and step.replacement_id:
@@ -308,8 +359,45 @@ class ModelCard(models.Model):
                         break
                     seen.add(step.pk)
                     step = step.replacement
+        self._successor_check(errors)
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def is_shown(self) -> bool:
+        """Published now, as ``ModelCard.objects.published()`` reads it: its page exists."""
+        return self.is_published and (
+            self.published_at is None or self.published_at <= timezone.now()
+        )
+
+    def _successor_check(self, errors: dict[str, str]) -> None:
+        """The rule above seen from the replacement's side: a model that other cards name
+        as their replacement stays one callers can move to. Moving it out of beta/live, or
+        hiding it, while they still name it sent their callers (the page, the API's
+        ``replacement`` and ``Link`` header, the 410's message) to a model they could not
+        call, or to a 404; the operator repoints those cards first."""
+        if self.pk is None:
+            return
+        if self.status in (Status.BETA, Status.LIVE) and self.is_shown:
+            return
+        named_by = [
+            card.model_id
+            for card in ModelCard.objects.filter(replacement_id=self.pk)
+            .exclude(pk=self.pk)
+            .select_related("organisation")
+            .order_by("organisation__slug", "slug")
+        ]
+        if not named_by:
+            return
+        field = "status" if self.status not in (Status.BETA, Status.LIVE) else "is_published"
+        if field == "is_published" and self.is_published:
+            field = "published_at"
+        errors.setdefault(
+            field,
+            REPLACEMENT_STILL_NAMED.format(
+                models=", ".join(named_by), it="it" if len(named_by) == 1 else "them"
+            ),
+        )
 
 
 class SpecRow(models.Model):

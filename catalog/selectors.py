@@ -36,7 +36,10 @@ def card_prices_filled(text: str, card: ModelCard) -> str:
     active routes (prefetched by the card selectors): ``{price}`` is its own route's."""
     if "{price" not in text:
         return text
-    routes = list(card.routes.all())
+    # Active ones, also where the routes were not prefetched (the admin's previews read
+    # every route): a preview filled from a route taken off showed a price where the page
+    # showed the token as written.
+    routes = [r for r in card.routes.all() if r.is_active]
     own = next((r.slug for r in routes if r.is_own), routes[0].slug if routes else None)
     return fill_prices(text, {r.slug: r.price for r in routes}, default=own)
 

@@ -54,7 +54,16 @@ class JobAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Cancel selected queued jobs (their charges are released)")
+    def has_cancel_permission(self, request) -> bool:
+        # Without a permission named, Django offers an action to everyone who may see the
+        # list: a staff member allowed only to view jobs cancelled customers' queued jobs.
+        # Jobs are never changed here otherwise, so "change job" is what cancelling takes.
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(
+        description="Cancel selected queued jobs (their charges are released)",
+        permissions=["cancel"],
+    )
     def cancel_queued(self, request, queryset):
         cancelled = sum(services.job_cancel(job=job) for job in queryset)
         left = queryset.count() - cancelled
