@@ -203,8 +203,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 class ErrorBodySerializer(serializers.Serializer):
     message = serializers.CharField(help_text="What went wrong, for a person.")
     type = serializers.CharField(
-        help_text="invalid_request_error, authentication_error, permission_error, not_found, "
-        "rate_limit_error, server_error, ..."
+        help_text="invalid_request_error, authentication_error, insufficient_credits (402), "
+        "permission_error, not_found, rate_limit_error, server_error, service_unavailable (503)"
     )
     code = serializers.CharField(help_text="Machine-readable, e.g. model_not_found.")
     param = serializers.CharField(

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_safe
 
 from catalog import pricing, selectors
 from catalog.models import ModelCard, PriceRoute
-from catalog.paths import card_path
+from catalog.paths import PRICING_PATH, card_path
 from catalog.site import site_url
 from catalog.sitemaps import SITEMAPS
 
@@ -105,6 +105,8 @@ def llms_text(*, cards: list[ModelCard], site_url: str) -> str:
         "",
         "## Docs",
         "",
+        f"- [Pricing]({site_url}{PRICING_PATH}): every model's price on every route, per "
+        "image and per 1,000, and how the wallet, the top-up fee and BYOK work",
         f"- [Models list]({api}/models): every published model as JSON, in the shape of "
         "OpenAI's models API, prices as exact decimal strings",
         f"- [OpenAPI schema]({api}/openapi.json): the whole HTTP API, OpenAPI 3",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from catalog.models import Collection, ModelCard, Organisation, Task
 
 MODELS_PATH = "/models"
+PRICING_PATH = "/pricing"
 
 
 def card_path(card: ModelCard) -> str:

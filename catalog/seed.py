@@ -813,7 +813,7 @@ RT_DETR_CARD = {
     "specs": [
         ("Task", "Object Detection"),
         ("Architecture", "RT-DETR with ResNet-50 backbone and efficient hybrid encoder"),
-        ("Parameters", "42 million"),
+        ("Parameters", "42M"),
         ("Training Data", "COCO 2017 (118k training images)"),
         ("License", "Apache-2.0"),
     ],

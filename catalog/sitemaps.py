@@ -9,12 +9,19 @@ from __future__ import annotations
 from django.contrib.sitemaps import Sitemap
 
 from catalog.models import Collection, ModelCard, Organisation, Task
-from catalog.paths import MODELS_PATH, card_path, collection_path, organisation_path, task_path
+from catalog.paths import (
+    MODELS_PATH,
+    PRICING_PATH,
+    card_path,
+    collection_path,
+    organisation_path,
+    task_path,
+)
 
 
 class StaticPagesSitemap(Sitemap):
     def items(self) -> list[str]:
-        return [MODELS_PATH]
+        return [MODELS_PATH, PRICING_PATH]
 
     def location(self, item: str) -> str:
         return item

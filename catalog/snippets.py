@@ -165,6 +165,9 @@ def detection_snippets(
             "image=list(f.read()))\n"
             "for d in detections:\n"
             "    print(d.label, d.score, d.box)",
+            note="Cloudflare's own Python client (pip install cloudflare) on Vitrine's "
+            "Cloudflare-compatible route: the model is @cf/ and its Vitrine id; boxes come "
+            "back in Cloudflare's shape, as numbers.",
         )
     )
     if cloudflare_model_id:

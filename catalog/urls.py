@@ -11,6 +11,7 @@ urlpatterns = [
     path("models/<str:org>/<str:name>", views.model_detail, name="model_detail"),
     path("models/<str:org>/<str:name>/notify", views.model_notify, name="model_notify"),
     path("compare", views.compare, name="compare"),
+    path("pricing", views.pricing_page, name="pricing"),
     path("collections/<slug:slug>", views.collection_detail, name="collection_detail"),
     path("orgs/<slug:slug>", views.org_detail, name="org_detail"),
     path("tasks/<slug:slug>", views.task_detail, name="task_detail"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import html
 import json
+from decimal import Decimal
 
 from django import forms
 from django.conf import settings
@@ -178,10 +179,18 @@ def _card_or_404(request, org: str, name: str):
             Prefetch(
                 "benchmarks",
                 queryset=BenchmarkTable.objects.prefetch_related(
-                    Prefetch("rows", queryset=BenchmarkRow.objects.select_related("model"))
+                    # The row's model with its organisation: its link is /models/<org>/<name>
+                    # (one query more per linked row before).
+                    Prefetch(
+                        "rows", queryset=BenchmarkRow.objects.select_related("model__organisation")
+                    )
                 ),
             ),
-            Prefetch("related", queryset=ModelCard.objects.select_related("organisation")),
+            # Published ones only: a related model taken down was still linked (a 404) and
+            # put in the Compare button's ids (a 400 for the whole comparison).
+            Prefetch(
+                "related", queryset=ModelCard.objects.published().select_related("organisation")
+            ),
             "collections",
             trained_evaluations_prefetch(),
         )
@@ -289,6 +298,23 @@ def faq_schema(card: ModelCard) -> str:
     return json.dumps(data).replace("<", "\\u003c")
 
 
+# The API flavours every card of a task answers: Vitrine's own and the Hugging Face shape it
+# mirrors. A provider route's flavour (Cloudflare's) is shown on its own cards' pages.
+OWN_FLAVOURS = ("vitrine", "hf-inference")
+
+
+def schema_items(schemas) -> list[dict]:
+    """Each TaskSchema with its input and output JSON Schema as indented JSON text."""
+    return [
+        {
+            "schema": s,
+            "input": json.dumps(s.input_schema, indent=2),
+            "output": json.dumps(s.output_schema, indent=2),
+        }
+        for s in schemas
+    ]
+
+
 @cached_page
 def model_detail(request, org: str, name: str):
     card, not_found = _card_or_404(request, org, name)
@@ -298,7 +324,7 @@ def model_detail(request, org: str, name: str):
         (r for r in card.routes.all() if r.provider_model_id.startswith("@cf/")), None
     )
     # Our own API and the Hugging Face shape it mirrors, plus the API of each provider route.
-    flavours = {"vitrine", "hf-inference"} | {r.schema_flavour for r in card.routes.all()}
+    flavours = set(OWN_FLAVOURS) | {r.schema_flavour for r in card.routes.all()}
     schemas = [s for s in card.task.schemas.all() if s.flavour in flavours]
     base_url = site_url(request)
     # A retired model has no buy path: no price, no snippets, no try button (the template
@@ -324,14 +350,7 @@ def model_detail(request, org: str, name: str):
                 local_revision=card.checkpoint_revision,
             ),
             "inference_url": f"{base_url}/v1/inference/{card.model_id}",
-            "schemas": [
-                {
-                    "schema": s,
-                    "input": json.dumps(s.input_schema, indent=2),
-                    "output": json.dumps(s.output_schema, indent=2),
-                }
-                for s in schemas
-            ],
+            "schemas": schema_items(schemas),
             "price_history": sorted(
                 (h for r in card.routes.all() for h in r.history.all()),
                 key=lambda h: h.effective_at,
@@ -484,6 +503,13 @@ def compare(request):
     )
 
 
+def markdown_intro(text: str) -> dict[str, str]:
+    """A list page's intro from an operator's text, as Markdown through the sanitiser (the
+    seed's organisations write `facebook` in backticks, which showed as typed): the HTML,
+    its headings under the page's h1, and the plain text for the meta description."""
+    return {"intro_html": render_markdown(text, top=2), "intro": strip_tags(render_markdown(text))}
+
+
 @cached_page
 def collection_detail(request, slug: str):
     collection = get_object_or_404(Collection, slug=slug)
@@ -496,7 +522,7 @@ def collection_detail(request, slug: str):
     return render(
         request,
         "catalog/card_list_page.html",
-        {"title": collection.name, "intro": collection.description, "cards": cards},
+        {"title": collection.name, **markdown_intro(collection.description), "cards": cards},
     )
 
 
@@ -508,7 +534,7 @@ def org_detail(request, slug: str):
         "catalog/card_list_page.html",
         {
             "title": f"Models from {org.name}",
-            "intro": org.description,
+            **markdown_intro(org.description),
             "link": org.url,
             "cards": listed_cards().filter(organisation=org).order_by(*FEATURED),
         },
@@ -525,9 +551,54 @@ def task_detail(request, slug: str):
         "catalog/card_list_page.html",
         {
             "title": task.name,
-            "intro_html": render_markdown(task.description, top=2),
-            "intro": strip_tags(render_markdown(task.description)),
+            **markdown_intro(task.description),
             "cards": listed_cards().filter(task=task).order_by(*FEATURED),
+            # Seed 003's "API specification": the request, headers and response every model
+            # of the task takes on this site (a provider's own flavour is on its models' pages).
+            "schemas": schema_items(s for s in task.schemas.all() if s.flavour in OWN_FLAVOURS),
+        },
+    )
+
+
+def pricing_table(cards) -> tuple[list[dict], list[ModelCard]]:
+    """``/pricing``'s rows: one per listed card one can still call or wait for, each with
+    its active routes priced in the site's one format; and the retired cards (retired, or
+    deprecated past their sunset), shown apart with no price, as their pages show none."""
+    rows, retired = [], []
+    for card in cards:
+        if card.is_past_sunset:
+            retired.append(card)
+            continue
+        routes = [
+            {
+                "route": route,
+                "price": pricing.format_usd(route.price),
+                "per_1k": pricing.format_usd(pricing.per_thousand(route.price)),
+            }
+            for route in card.routes.all()
+        ]
+        rows.append({"card": card, "routes": routes, "span": max(1, len(routes))})
+    return rows, retired
+
+
+@cached_page
+def pricing_page(request):
+    """Every listed model's price on every route, and how billing works, on one page: the
+    cards as /models reads them (``listed_cards``: two queries whatever their number)."""
+    rows, retired = pricing_table(listed_cards().order_by(*FEATURED))
+    credit = pricing.EXAMPLE_TOP_UP
+    return render(
+        request,
+        "catalog/pricing.html",
+        {
+            "rows": rows,
+            "retired": retired,
+            "fee_percent": f"{(pricing.TOP_UP_FEE_RATE * 100).normalize():f}",
+            "example_credit": pricing.format_usd(credit),
+            "example_total": pricing.format_usd(pricing.top_up_total(credit)),
+            "example_fee": pricing.format_usd(pricing.top_up_total(credit) - credit),
+            "min_top_up": pricing.format_usd(Decimal(settings.VITRINE_MIN_TOP_UP)),
+            "max_top_up": pricing.format_usd(Decimal(settings.VITRINE_MAX_TOP_UP)),
         },
     )
 

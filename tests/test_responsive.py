@@ -12,6 +12,7 @@ them as artifacts.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import types
 from datetime import date
@@ -48,6 +49,7 @@ PAGES = {
     "collection": "/collections/object-detection",
     "org": "/orgs/facebook",
     "task": "/tasks/object-detection",
+    "pricing": "/pricing",
     "try": f"{DETR}/try",
     "playground": "/playground",
     "not-found": "/models/facebook/detr-resnet-5",
@@ -508,4 +510,50 @@ def test_the_keyboard_starts_at_a_visible_skip_link(browser, site):  # noqa: F81
     assert page.evaluate("document.activeElement.id") == "main"
     # The section a page belongs to is marked in the site nav (compare on your image: Compare).
     assert page.locator(".site-nav a[aria-current=page]").inner_text() == "Compare"
+    context.close()
+
+
+# Each item's text: where its first line of text sits (the middle of its box, in CSS px).
+TEXT_MIDDLES = """(selector) => [...document.querySelectorAll(selector)].map((el) => {
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT, {
+    acceptNode: (n) => (n.textContent.trim() ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_SKIP),
+  });
+  const text = walker.nextNode();
+  const range = document.createRange();
+  range.selectNodeContents(text);
+  const box = range.getClientRects()[0];
+  return Math.round(box.top + box.height / 2);
+})"""
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_a_row_of_buttons_and_a_table_row_with_a_button_sit_on_one_line(browser, site, width):  # noqa: F811
+    # The error pages' "where to go next" buttons: every one but the first was 2 px lower
+    # (a list item's stacked margin inside the flex row); the dashboard's API key row: the
+    # Revoke button's label sat 7 px below the row's text (cells aligned to their top).
+    context = browser.new_context(base_url=site.url, viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.goto(PAGES["page-not-found"])
+    tops = sorted(link.bounding_box()["y"] for link in page.locator(".error-links .btn").all())
+    assert len(tops) == 4
+    # Buttons less than half a button apart are on one line, and must be level.
+    assert all(b - a < 0.5 or b - a > 16 for a, b in itertools.pairwise(tops)), tops
+    sign_in_with_a_new_key(page)
+    middles = page.evaluate(TEXT_MIDDLES, "#api-keys tbody tr:first-child td")
+    # (the key itself is in the smaller monospace face: its middle is a px or two off)
+    assert len(middles) == 7 and max(middles) - min(middles) <= 2, middles
+    context.close()
+
+
+def test_an_organisations_link_sits_a_paragraph_below_its_intro(browser, site):  # noqa: F811
+    # The intro became Markdown (the seed's `facebook` showed its backticks); its last
+    # paragraph has no margin, and the organisation's link stuck to it.
+    context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto("/orgs/facebook")
+    assert page.locator(".page-head .lead code").inner_text() == "facebook"
+    intro = page.locator(".page-head .lead").bounding_box()
+    link = page.locator(".page-head a[href='https://ai.meta.com/']").bounding_box()
+    gap = link["y"] - (intro["y"] + intro["height"])
+    assert gap >= 12, gap
     context.close()

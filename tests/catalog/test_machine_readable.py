@@ -117,6 +117,7 @@ def test_sitemap_lists_models_cards_collections_and_organisations(client, seeded
     base = "http://testserver"
     expected = {
         f"{base}/models",
+        f"{base}/pricing",
         *(
             f"{base}/models/{model_id}"
             for model_id in [

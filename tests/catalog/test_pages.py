@@ -143,7 +143,7 @@ SEED_PAGES = {
             "63.7K downloads / month",
             "Apache-2.0",
             "RT-DETR with ResNet-50 backbone and efficient hybrid encoder",
-            "42 million",
+            "42M",
             "136",
             "COCO 2017 (118k training images)",
             "CVPR 2024",

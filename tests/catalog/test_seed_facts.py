@@ -246,7 +246,7 @@ SEED_004 = [
     "Apache-2.0",
     "Task: Object Detection",
     "Architecture: RT-DETR with ResNet-50 backbone and efficient hybrid encoder",
-    "Parameters: 42 million",
+    "Parameters: 42M",  # the seed says "42 million": one unit across cards
     "Training Data: COCO 2017 (118k training images)",
     "License: Apache-2.0",
     "42000000",
