@@ -271,6 +271,18 @@ class ModelCard(models.Model):
             kwargs["update_fields"] = {*kwargs["update_fields"], "deprecation_date"}
         super().save(*args, **kwargs)
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        card = super().from_db(db, field_names, values)
+        # As read: a save that deprecates the card again can tell an earlier deprecation's
+        # day, left on the card, from a day the operator typed (_date_deprecation).
+        card._loaded = {
+            name: value
+            for name, value in zip(field_names, values, strict=True)
+            if name in ("status", "deprecation_date")
+        }
+        return card
+
     @property
     def model_id(self) -> str:
         return f"{self.organisation.slug}/{self.slug}"
@@ -285,9 +297,11 @@ class ModelCard(models.Model):
     def is_coming_soon(self) -> bool:
         return self.status == self.Status.COMING_SOON
 
+    SUNSETTING = (Status.DEPRECATED, Status.RETIRED)
+
     @property
     def is_sunsetting(self) -> bool:
-        return self.status in (self.Status.DEPRECATED, self.Status.RETIRED)
+        return self.status in self.SUNSETTING
 
     @property
     def is_past_sunset(self) -> bool:
@@ -303,7 +317,18 @@ class ModelCard(models.Model):
     def _date_deprecation(self) -> bool:
         """Record the day the card became deprecated (or retired) once, on the save that
         made it so: the Deprecation header and /v1/models repeat it, and a later save (a
-        typo fixed) must not move it. Never after the sunset. True when it was set."""
+        typo fixed) must not move it. Never after the sunset. True when it was set.
+
+        A card deprecated again after it went back to beta or live is dated anew: the day
+        its first deprecation left on it is not this one's (unless the operator typed a
+        day in this same save)."""
+        loaded = getattr(self, "_loaded", {})
+        if (
+            self.is_sunsetting
+            and loaded.get("status", self.status) not in self.SUNSETTING
+            and self.deprecation_date == loaded.get("deprecation_date")
+        ):
+            self.deprecation_date = None
         if self.deprecation_date is not None or not self.is_sunsetting:
             return False
         day = timezone.localdate()

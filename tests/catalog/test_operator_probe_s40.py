@@ -420,3 +420,31 @@ def test_the_admin_preview_fills_prices_as_the_page_does(staff_client):
     assert "Costs $0.00031 an image." in Client().get(f"/models/{card.model_id}").text
     page = staff_client.get(reverse("admin:catalog_modelcard_change", args=[card.pk]))
     assert "<p>Costs $0.00031 an image.</p>" in page.text
+
+
+def test_a_card_deprecated_again_is_dated_by_this_deprecation(staff_client):
+    """Deprecated, set back to live, deprecated again months later: the Deprecation header
+    and /v1/models gave the first deprecation's day (kept on the card), not this one's."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    successor = factories.card(slug="successor")
+    card = factories.card(slug="again")
+    today = timezone.localdate()
+    deprecate = {"status": Status.DEPRECATED, "replacement": str(successor.pk)}
+    assert save_card(staff_client, card, **deprecate).status_code == 302
+    assert save_card(staff_client, card, status=Status.LIVE).status_code == 302
+    long_ago = today - timedelta(days=90)
+    ModelCard.objects.filter(pk=card.pk).update(deprecation_date=long_ago)  # that first day
+
+    assert save_card(staff_client, card, **deprecate).status_code == 302
+    card.refresh_from_db()
+    assert card.deprecation_date == today
+    # A day the operator types with the status stays theirs; a later save keeps it.
+    typed = (today - timedelta(days=3)).isoformat()
+    assert save_card(staff_client, card, status=Status.LIVE).status_code == 302
+    assert save_card(staff_client, card, **deprecate, deprecation_date=typed).status_code == 302
+    assert save_card(staff_client, card, display_name="Renamed").status_code == 302
+    card.refresh_from_db()
+    assert card.deprecation_date.isoformat() == typed
