@@ -94,6 +94,15 @@ EMAIL_VERIFIED = (
 VERIFY_SENT = "We sent a new verification link to {email}."
 VERIFY_RESEND_LIMITED = "You asked for several links this hour; use the last one or wait."
 VERIFY_RESENDS_PER_HOUR = 3
+# Each top-up started is a payment provider's API call (a Stripe Checkout Session) made by a
+# pages worker while it waits, and a pending row: unbounded, one signed-in form could spend
+# the platform's provider rate limit and hold the pages pool (50 started in a row, session
+# 40, with nothing paid). A refused start calls no provider and writes nothing.
+TOP_UPS_STARTED_PER_HOUR = 20
+TOP_UPS_LIMITED = (
+    "You started {limit} payments in the last hour; finish one of them, or try again in "
+    "{minutes} min."
+)
 
 logger = logging.getLogger(__name__)
 
@@ -445,12 +454,16 @@ def api_key_create_view(request: HttpRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
         return _render_dashboard(request, key_form=form)
-    key, plaintext = api_key_create(
-        user=request.user,
-        name=form.cleaned_data["name"],
-        monthly_spend_cap=form.cleaned_data["monthly_spend_cap"],
-        allowed_models=form.cleaned_data["allowed_models"],
-    )
+    try:
+        key, plaintext = api_key_create(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            monthly_spend_cap=form.cleaned_data["monthly_spend_cap"],
+            allowed_models=form.cleaned_data["allowed_models"],
+        )
+    except ApplicationError as exc:  # too_many_api_keys: said beside the form
+        form.add_error(None, exc.message)
+        return _render_dashboard(request, key_form=form)
     # Rendered, not redirected: the plaintext lives only in this one response.
     return _render_dashboard(request, new_key={"key": key, "plaintext": plaintext})
 
@@ -513,6 +526,15 @@ def top_up_start_view(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _render_dashboard(request, top_up_form=form)
     provider = PROVIDERS[form.cleaned_data["provider"]]
+    bucket = ratelimit.Bucket("top-up-user", str(request.user.pk), TOP_UPS_STARTED_PER_HOUR, 3600)
+    decision = ratelimit.hit(bucket)
+    if not decision.allowed:
+        minutes = ratelimit.minutes(decision.retry_after)
+        form.add_error(None, TOP_UPS_LIMITED.format(limit=decision.limit, minutes=minutes))
+        response = _render_dashboard(request, top_up_form=form)
+        response.status_code = 429
+        response["Retry-After"] = str(decision.retry_after)
+        return response
     try:
         top_up = top_up_create(
             user=request.user, credit=form.cleaned_data["credit"], provider=provider.slug

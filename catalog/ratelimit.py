@@ -28,6 +28,7 @@ against abuse, and an outage of the limiter should not take the whole API down w
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import threading
@@ -45,7 +46,8 @@ KEY_PREFIX = "vitrine:limit:"
 _SCRIPT = """
 -- KEYS: the buckets; ARGV: limit_1, window_ms_1, ..., limit_n, window_ms_n, mode
 -- mode: 'hit' (count in all if every bucket has room), 'add' (count unconditionally),
--- 'peek' (read only). Returns {allowed, count_1..count_n, pttl_1..pttl_n}.
+-- 'peek' (read only), 'release' (take one back from each non-empty bucket, its window kept).
+-- Returns {allowed, count_1..count_n, pttl_1..pttl_n}.
 local n = #KEYS
 local mode = ARGV[2 * n + 1]
 local counts = {}
@@ -58,6 +60,12 @@ if mode == 'add' or (mode == 'hit' and allowed == 1) then
   for i = 1, n do
     counts[i] = redis.call('INCR', KEYS[i])
     if counts[i] == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[2 * i]) end
+  end
+end
+if mode == 'release' then
+  allowed = 1
+  for i = 1, n do
+    if counts[i] > 0 then counts[i] = redis.call('DECR', KEYS[i]) end
   end
 end
 local result = {allowed}
@@ -158,6 +166,13 @@ class _MemoryStore:
                     count, expires = state[i]
                     state[i] = (count + 1, expires if count else now + b.window)
                     self._counts[b.key] = state[i]
+            if mode == "release":
+                allowed = True
+                for i, b in enumerate(buckets):
+                    count, expires = state[i]
+                    if count:
+                        state[i] = (count - 1, expires)
+                        self._counts[b.key] = state[i]
             counts = [count for count, _ in state]
             ttls = [int((expires - now) * 1000) if count else -2 for count, expires in state]
         return allowed, counts, ttls
@@ -222,6 +237,12 @@ def peek(*buckets: Bucket) -> Decision:
     return _run(buckets, "peek")
 
 
+def release(*buckets: Bucket) -> Decision:
+    """Take back one hit from each bucket (its window unchanged): a request admitted by
+    ``hit`` as a would-be failure that turned out not to be one (a right password)."""
+    return _run(buckets, "release")
+
+
 def clear(*buckets: Bucket) -> None:
     """Forget the counts of these buckets (e.g. an operator unlocking an account)."""
     store = _store()
@@ -251,3 +272,23 @@ def client_ip(request) -> str:
     if len(forwarded) < proxies:
         return forwarded[0] if forwarded else remote
     return forwarded[-proxies]
+
+
+def client_network(request) -> str:
+    """The caller as a per-IP limit counts it: its IPv4 address, or its IPv6 address's /64.
+
+    One IPv6 subscriber (a home line, a VPS, a phone) is given a whole /64 and picks any of
+    its 2^64 addresses at will, so counting by the address gave each client unlimited free
+    tries, sign-ups and reset requests; a /64 is the smallest block a subscriber is given
+    (RFC 6177). An IPv4 address wrapped in IPv6 (``::ffff:a.b.c.d``) is that IPv4 address.
+    """
+    ip = client_ip(request)
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return ip

@@ -381,7 +381,10 @@ class VoteForm(forms.Form):
 @require_POST
 def _notify_admit(request) -> ratelimit.Decision:
     bucket = ratelimit.Bucket(
-        "notify-ip", ratelimit.client_ip(request), settings.VITRINE_NOTIFY_PER_IP_PER_HOUR, 3600
+        "notify-ip",
+        ratelimit.client_network(request),
+        settings.VITRINE_NOTIFY_PER_IP_PER_HOUR,
+        3600,
     )
     return ratelimit.hit(bucket)
 

@@ -77,7 +77,7 @@ def try_buckets(request) -> list[ratelimit.Bucket]:
     """Free tries are counted per client IP and per signed-in user, never per cookie:
     a visitor who drops the session cookie is still the same IP."""
     limit, hour = settings.VITRINE_PLAYGROUND_PER_HOUR, 3600
-    buckets = [ratelimit.Bucket("try-ip", ratelimit.client_ip(request), limit, hour)]
+    buckets = [ratelimit.Bucket("try-ip", ratelimit.client_network(request), limit, hour)]
     if request.user.is_authenticated:
         buckets.append(ratelimit.Bucket("try-user", str(request.user.pk), limit, hour))
     return buckets

@@ -33,6 +33,10 @@ INACTIVE_KEY = "This API key's account is deactivated."
 # A key's "last used" is kept to the minute: writing it on every call cost each inference
 # call a committed (fsync'd) transaction of its own, ~3 ms of its API overhead.
 LAST_USED_PRECISION = timedelta(minutes=1)
+TOO_MANY_KEYS = (
+    "This account has {count} active API keys, the most it may have; revoke one it no longer "
+    "uses to create another."
+)
 
 
 def _hash(secret: str) -> str:
@@ -42,8 +46,20 @@ def _hash(secret: str) -> str:
 def api_key_create(
     *, user, name: str, monthly_spend_cap=None, allowed_models=()
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns it and the plaintext, which is never stored or shown again."""
+    """Create a key; returns it and the plaintext, which is never stored or shown again.
+
+    At most ``VITRINE_MAX_API_KEYS`` active keys per account (409 ``too_many_api_keys``):
+    keys were unlimited, 150 a minute from one signed-in form, and the dashboard lists them
+    all (3,150 keys: a 1.5 MB page, 0.6 s of a pages worker each time it is opened). The
+    user row is locked first (the lock order's own row), so concurrent forms count one after
+    the other."""
     with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+        active = ApiKey.objects.filter(user=user, revoked_at__isnull=True).count()
+        if active >= settings.VITRINE_MAX_API_KEYS:
+            raise ApplicationError(
+                TOO_MANY_KEYS.format(count=active), code="too_many_api_keys", status=409
+            )
         while True:
             prefix = secrets.token_hex(4)
             if not ApiKey.objects.filter(prefix=prefix).exists():

@@ -247,6 +247,7 @@ VITRINE_ACCOUNT_RATE_PER_MINUTE = env_int("VITRINE_ACCOUNT_RATE_PER_MINUTE", 120
 VITRINE_API_READ_RATE_PER_MINUTE = env_int("VITRINE_API_READ_RATE_PER_MINUTE", 600, minimum=1)
 # Queued + running API jobs one account may have at once.
 VITRINE_MAX_INFLIGHT_JOBS = env_int("VITRINE_MAX_INFLIGHT_JOBS", 16, minimum=1)
+VITRINE_MAX_API_KEYS = env_int("VITRINE_MAX_API_KEYS", 100, minimum=1)  # active, per account
 # Failed sign-ins before a username (or an IP) is locked out for the rest of the window.
 VITRINE_LOGIN_FAILURES_PER_USER = env_int("VITRINE_LOGIN_FAILURES_PER_USER", 5, minimum=1)
 VITRINE_LOGIN_FAILURES_PER_IP = env_int("VITRINE_LOGIN_FAILURES_PER_IP", 20, minimum=1)
