@@ -60,6 +60,7 @@ MULTIPART_CUT = (
     "The multipart body ends before its closing boundary: the upload was cut off. Send it again."
 )
 TOO_MANY_FIELDS = "The form has too many fields; send one 'image' file."
+TOO_MANY_PARAMETERS = "The query string has more than {limit:,} parameters."
 FIELD_TOO_LARGE = (
     "A form field is over {limit:,} bytes; send the image as a multipart 'image' file, raw "
     "bytes or JSON instead of a form field."

@@ -70,13 +70,18 @@ def _wants_json(request: HttpRequest) -> bool:
     )
 
 
+def _flavour(request: HttpRequest) -> str:
+    """The request's API flavour, from its raw query string: ``request.GET`` raises again
+    for a query over ``DATA_UPLOAD_MAX_NUMBER_FIELDS``, inside the refusal of that very
+    error, and Django then answered its HTML 400 on the API (1,001 query parameters)."""
+    return flavours.flavour_for(request.path, request.headers, request.META.get("QUERY_STRING"))
+
+
 def refusal(request: HttpRequest, error: errors.ApplicationError) -> HttpResponse:
     """The error in the request's API flavour (Vitrine's one JSON shape, Hugging Face's or
     Cloudflare's), or for a browser form the try page with a message."""
     if _wants_json(request):
-        return flavours.error_response(
-            flavours.flavour_for(request.path, request.headers, request.GET), error
-        )
+        return flavours.error_response(_flavour(request), error)
     messages.error(request, error.message)
     return redirect(request.path)
 
@@ -93,9 +98,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
             error = flavours.database_unavailable()
         else:
             error = flavours.internal_error()
-        return flavours.error_response(
-            flavours.flavour_for(request.path, request.headers, request.GET), error
-        )
+        return flavours.error_response(_flavour(request), error)
     return defaults.server_error(request)
 
 
@@ -110,17 +113,23 @@ class CommonMiddleware(InlineHooks, DjangoCommonMiddleware):
         return super().should_redirect_with_slash(request)
 
 
-def body_error(exc: BaseException) -> errors.ApplicationError | None:
-    """The 4xx for an error Django raises while reading or parsing a body; None for others."""
+def body_error(
+    exc: BaseException, request: HttpRequest | None = None
+) -> errors.ApplicationError | None:
+    """The 4xx for an error Django raises while reading or parsing a body (or, with
+    ``request``, its query string); None for others."""
     if isinstance(exc, RequestDataTooBig):
-        from django.conf import settings
-
         return errors.ApplicationError(
             body_limits.FIELD_TOO_LARGE.format(limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
             code="request_too_large",
             status=413,
         )
     if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        query = request.META.get("QUERY_STRING", "") if request is not None else ""
+        if isinstance(exc, TooManyFieldsSent) and limit and query.count("&") + 1 > limit:
+            message = body_limits.TOO_MANY_PARAMETERS.format(limit=limit)
+            return errors.ApplicationError(message, code="too_many_fields")
         return errors.ApplicationError(body_limits.TOO_MANY_FIELDS, code="too_many_fields")
     if isinstance(exc, MultiPartParserError):
         return errors.ApplicationError(
@@ -176,7 +185,7 @@ class RequestLimitsMiddleware(InlineHooks, MiddlewareMixin):
                 request.POST  # noqa: B018 -- parses the body
                 request.FILES  # noqa: B018
             except Exception as exc:
-                error = body_error(exc)
+                error = body_error(exc, request)
                 if error is None:
                     raise
                 return refusal(request, error)
@@ -185,7 +194,7 @@ class RequestLimitsMiddleware(InlineHooks, MiddlewareMixin):
     def process_exception(self, request: HttpRequest, exception: Exception):
         if not in_scope(request.path):
             return None
-        error = body_error(exception)
+        error = body_error(exception, request)
         if error is not None:
             return refusal(request, error)
         if not flavours.in_scope(request.path):

@@ -28,7 +28,7 @@ from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard
-from playground import demo, pipeline, public_image, runs
+from playground import demo, limits, pipeline, public_image, runs
 from playground.api import parse_threshold
 from playground.models import Job
 from playground.runtime import ImageError
@@ -202,6 +202,7 @@ def try_model(request, org: str, name: str):
         # The API's pipeline (playground/pipeline.py): the same upload checks, job row and
         # enqueue as POST /v1/inference; a paid run also reserves its price there.
         if paid:
+            limits.paid_try_check(request, card)  # 429: the account's or model's minute
             job = pipeline.job_submit(
                 request=request, card=card, route=route, image=upload.read(),
                 threshold=threshold, flavour="playground",

@@ -40,6 +40,8 @@ import logging
 import socket
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -223,13 +225,36 @@ def parse_url(url: str) -> Target:
     return Target(scheme=parts.scheme.lower(), host=host, port=port, path=path)
 
 
+# The creation check's lookups run here, each given CREATION_RESOLVE_TIMEOUT seconds. The
+# call that asks waits on one of the API's few database threads (playground/offload.py:
+# VITRINE_API_DB_CONCURRENCY, 8); a webhook host whose own name server never answers held
+# it for the system resolver's whole retry schedule (glibc: 5 s a try, 2 tries, for A and
+# AAAA), so 8 such calls, well within one key's rate limit, would hold every paid call of
+# the web process. A lookup that outlives its wait finishes on its own in this small pool
+# (threads start on first use, never in a parent before a fork); its call is refused.
+CREATION_RESOLVE_TIMEOUT = 2.0
+NOT_RESOLVED_IN_TIME = (
+    "The webhook host '{host}' did not resolve within {seconds:g} s; check its DNS and retry."
+)
+_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vitrine-webhook-dns")
+
+
 def webhook_url_validate(url: str) -> str:
     """The check at job creation: a 400 ``invalid_webhook`` (param ``webhook``) naming what
     is wrong, for a non-http(s) URL, credentials in it, a bad host, a host that does not
-    resolve or one that resolves to a non-public address."""
+    resolve (within ``CREATION_RESOLVE_TIMEOUT``) or one that resolves to a non-public
+    address."""
     try:
         target = parse_url(url)
-        resolve_checked(target.host, target.port)
+        lookup = _resolver.submit(resolve_checked, target.host, target.port)
+        try:
+            lookup.result(timeout=CREATION_RESOLVE_TIMEOUT)
+        except FutureTimeout:
+            lookup.cancel()  # still queued behind slow lookups: never started
+            message = NOT_RESOLVED_IN_TIME.format(
+                host=target.host, seconds=CREATION_RESOLVE_TIMEOUT
+            )
+            raise WebhookRefused(message) from None
     except WebhookRefused as exc:
         raise ApplicationError(str(exc), code="invalid_webhook", param="webhook") from None
     return url

@@ -280,6 +280,12 @@ def inspect_image(data: bytes, *, max_pixels: int) -> ImageFacts:
             if fmt == "JPEG":
                 image.draft(None, (1, 1))  # the largest DCT scaling (1/8) libjpeg offers
             decoded_pixels = image.size[0] * image.size[1]  # what load() allocates
+            if fmt == "JPEG" and image.info.get("progressive"):
+                # A progressive JPEG's scans are gathered in a coefficient buffer of the full
+                # size (2 bytes a sample), whatever the scale it is read at: 8 concurrent
+                # checks of a 466 KB progressive 6300x6300 JPEG took a uvicorn process to a
+                # 1,496 MB peak while 1/8 of its pixels was held here (session 40).
+                decoded_pixels = width * height
             # Held until the image is closed (its pixels freed), not just while decoding.
             with decode_budget(max_pixels).hold(decoded_pixels):
                 try:
