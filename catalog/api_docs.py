@@ -5,9 +5,13 @@ page has no inline script and keeps the site's Content-Security-Policy (catalog/
 
 from __future__ import annotations
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.shortcuts import render
+from django.utils import translation
 from drf_spectacular.utils import extend_schema
-from drf_spectacular.views import SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerSplitView
+from rest_framework.response import Response
 
 
 class ApiDocsView(SpectacularSwaggerSplitView):
@@ -24,3 +28,26 @@ class ApiDocsView(SpectacularSwaggerSplitView):
         response = render(request._request, self.template_name, data)
         response["Cross-Origin-Opener-Policy"] = "unsafe-none"
         return response
+
+
+class SchemaView(SpectacularJSONAPIView):
+    """``/v1/openapi.json``. The schema is the code's and the settings', the same for every
+    request, so it is built once per process (per API version and language) and reused:
+    built per request it cost ~60 ms of CPU and 115 KB for any anonymous client, where a
+    cached page costs 2-9 ms. A settings change (a test's override) drops what was built."""
+
+    _built: dict = {}
+
+    def _get_schema_response(self, request):
+        key = (self.api_version or request.version, translation.get_language())
+        built = self._built.get(key)
+        if built is None:
+            response = super()._get_schema_response(request)
+            built = self._built[key] = (response.data, dict(response.headers))
+        data, headers = built
+        return Response(data=data, headers=headers)
+
+
+@receiver(setting_changed)
+def _schema_settings_changed(**kwargs) -> None:
+    SchemaView._built.clear()

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularJSONAPIView
 
 from catalog.api import EndpointNotFoundApi
-from catalog.api_docs import ApiDocsView
+from catalog.api_docs import ApiDocsView, SchemaView
 
 handler404 = "catalog.views.not_found"
 handler500 = "playground.middleware.server_error"
@@ -15,7 +14,7 @@ admin.site.site_title = "Vitrine admin"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
+    path("v1/openapi.json", SchemaView.as_view(), name="openapi-schema"),
     path("v1/", include("catalog.api_urls")),
     path("v1/", include("playground.api_urls")),
     # Keep last among the v1/ routes: any other /v1/ path is the API's JSON 404.
