@@ -296,20 +296,23 @@ def test_a_refused_file_is_not_sent_and_sizes_are_written_as_the_site_writes_the
     tab.set_input_files(
         file_input, {"name": "a.bmp", "mimeType": "image/bmp", "buffer": bmp.getvalue()}
     )
-    cost = tab.locator("#demo-cost")
-    assert cost.inner_text() == "That is image/bmp; choose a JPEG, PNG, WebP or GIF image."
+    # The page checks a chosen file in its change handler (reading its first bytes is
+    # asynchronous): wait for what it says, not read it at once (a CI run read it first).
+    said = "document.getElementById('demo-cost').innerText === {!r}"
+    run_disabled = "document.getElementById('run').disabled"
+    wait_until(tab, said.format("That is image/bmp; choose a JPEG, PNG, WebP or GIF image."))
     assert tab.eval_on_selector(file_input, "i => i.files.length") == 0
-    assert tab.locator("#run").is_disabled()
+    wait_until(tab, run_disabled)
     big = {"name": "big.png", "mimeType": "image/png", "buffer": b"\x89PNG" + b"\0" * 1_234_563}
     tab.set_input_files(file_input, big)
-    assert cost.inner_text() == "That file is 1,234,567 bytes; the limit is 1,000 bytes."
+    wait_until(tab, said.format("That file is 1,234,567 bytes; the limit is 1,000 bytes."))
     assert tab.eval_on_selector(file_input, "i => i.files.length") == 0
-    assert tab.locator("#run").is_disabled()
+    wait_until(tab, run_disabled)
     tab.set_input_files(
         file_input,
         {"name": "ok.png", "mimeType": "image/png", "buffer": png(Image.new("RGB", (8, 8)))},
     )
-    assert tab.locator("#run").is_enabled()
+    wait_until(tab, "!" + run_disabled)
     assert tab.locator("#demo-chosen").is_visible()
     assert Job.objects.count() == 0
 
