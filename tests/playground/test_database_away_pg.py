@@ -64,6 +64,28 @@ def database_away(dbname: str, *, end: set[int]):
         admin.close()
 
 
+def answered_through_an_outage(call):
+    """``call()``'s answer, its database away from just after the call made its job (the
+    job's row committed: the call then waits for it) until the call answered."""
+    dbname = connection.settings_dict["NAME"]
+    answered = {}
+    before = sessions(dbname)  # this test's, other threads': left alone
+    thread = threading.Thread(target=lambda: answered.update(response=call()))
+    with _connect(dbname) as watcher:
+        thread.start()
+        for _ in range(600):
+            if watcher.execute(f"SELECT count(*) FROM {Job._meta.db_table}").fetchone()[0]:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the call made no job")
+        mine = {watcher.info.backend_pid}
+    with database_away(dbname, end=sessions(dbname) - before - mine):
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    return answered["response"]
+
+
 def test_an_api_call_of_a_signed_in_browser_while_the_database_is_away_is_a_json_503(
     other_user,
 ):
@@ -96,33 +118,18 @@ def test_a_sync_call_whose_database_goes_away_answers_202_with_its_job(
     factories.route(card=card, price=Decimal("0.0002"))
     credit_grant(user=other_user, amount=Decimal("1"), reason="test")
     _, key = api_key_create(user=other_user, name="outage")
-    dbname = connection.settings_dict["NAME"]
-    answered = {}
-
-    def call():
-        answered["response"] = client.post(
-            f"/v1/inference/{card.model_id}", data=photo(), content_type="image/jpeg",
-            headers={"Authorization": f"Bearer {key}"},
-        )  # fmt: skip
-
-    before = sessions(dbname)  # this test's, other threads': left alone
-    thread = threading.Thread(target=call)
     try:
-        with _connect(dbname) as watcher:
-            thread.start()
-            for _ in range(600):  # the job's row committed: the call now waits for it
-                if watcher.execute(f"SELECT count(*) FROM {Job._meta.db_table}").fetchone()[0]:
-                    break
-                time.sleep(0.02)
-            else:
-                pytest.fail("the call made no job")
-            mine = {watcher.info.backend_pid}
-        with database_away(dbname, end=sessions(dbname) - before - mine):
-            thread.join(timeout=60)
+        response = answered_through_an_outage(
+            lambda: client.post(
+                f"/v1/inference/{card.model_id}",
+                data=photo(),
+                content_type="image/jpeg",
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        )
     finally:
         _reset_producer_pool(app)
         app.conf.broker_url = previous
-    response = answered["response"]
     assert response.status_code == 202, response.content
     body = response.json()
     assert response["X-Vitrine-Job-Id"] == body["id"]

@@ -10,7 +10,6 @@ sessions are ended, as a restart does (tests/playground/test_database_away_pg.py
 from __future__ import annotations
 
 import threading
-import time
 from decimal import Decimal
 from uuid import UUID
 
@@ -27,7 +26,7 @@ from playground import events
 from playground.models import Job, JobAttempt, JobStatus
 from tests import factories
 from tests.conftest import wait_for
-from tests.playground.test_database_away_pg import _connect, database_away, sessions
+from tests.playground.test_database_away_pg import answered_through_an_outage
 from tests.playground.test_serving_faults import photo
 
 
@@ -85,27 +84,7 @@ def _call(card, key: str, flavour: str = "cloudflare", **headers):
 
 def _call_through_an_outage(card, key: str, flavour: str = "cloudflare", **headers):
     """The call, its database away from just after its job was made."""
-    dbname = connection.settings_dict["NAME"]
-    answered = {}
-
-    def call():
-        answered["response"] = _call(card, key, flavour, **headers)
-
-    before = sessions(dbname)  # this test's, other threads': left alone
-    thread = threading.Thread(target=call)
-    with _connect(dbname) as watcher:
-        thread.start()
-        for _ in range(600):  # the job's row committed: the call now waits for it
-            if watcher.execute(f"SELECT count(*) FROM {Job._meta.db_table}").fetchone()[0]:
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("the call made no job")
-        mine = {watcher.info.backend_pid}
-    with database_away(dbname, end=sessions(dbname) - before - mine):
-        thread.join(timeout=60)
-    assert not thread.is_alive()
-    return answered["response"]
+    return answered_through_an_outage(lambda: _call(card, key, flavour, **headers))
 
 
 on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="an outage")
