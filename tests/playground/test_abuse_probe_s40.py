@@ -119,7 +119,6 @@ def test_a_webhook_host_that_never_resolves_does_not_hold_the_call(client, tarpi
     8 API database threads, for as long as the resolver kept trying: a few such calls
     stalled every paid call of the process. Now the call is refused after a bounded wait,
     with nothing created or charged."""
-    import time
     from decimal import Decimal
 
     from billing.models import Charge
@@ -132,14 +131,14 @@ def test_a_webhook_host_that_never_resolves_does_not_hold_the_call(client, tarpi
     user = factories.user()
     credit_grant(user=user, amount=Decimal("1"), reason="test")
     _, plaintext = api_key_create(user=user, name="ci")
-    started = time.monotonic()
     response = client.post(
         f"/v1/inference/{model.model_id}?webhook=https://hooks.tarpit.example/in",
         data=jpeg(),
         content_type="image/jpeg",
         headers={"Authorization": f"Bearer {plaintext}", "Prefer": "respond-async"},
     )
-    assert time.monotonic() - started < 5
+    # The wait's own message (without the bound, the lookup's eventual failure said it
+    # "does not resolve"): no wall-clock assert.
     assert response.status_code == 400
     error = response.json()["error"]
     assert (error["code"], error["param"]) == ("invalid_webhook", "webhook")
