@@ -442,8 +442,9 @@ def _run_batch(detector, jobs, ended: list, *, load_times: dict | None = None) -
     # A drop-in call whose database was away at its bound may have given its job up (it
     # answered 503, nothing charged): such a job ends cancelled, unbilled (events.FATE).
     now = timezone.now()
-    old = [job.pk for job in ready if events.give_up_possible(job.created_at, now)]
-    given_up = events.jobs_given_up(old) if old else set()
+    given_up = events.jobs_given_up(
+        [job.pk for job in ready if events.give_up_possible(job.created_at, now)]
+    )
     finished = []
     for job, result in zip(ready, results, strict=True):
         if job.pk in given_up:
