@@ -17,9 +17,9 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import get_user_model, login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import PasswordChangeForm, UserCreationForm
 from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -42,6 +42,7 @@ from billing.models import (
     TopUp,
 )
 from billing.payments import PROVIDERS, available_providers
+from billing.services.accounts import account_close, account_close_refusal
 from billing.services.keys import KEY_PREFIX, api_key_create, api_key_revoke, provider_key_save
 from billing.services.ledger import wallet_for
 from billing.services.signup import (
@@ -75,6 +76,16 @@ WEBHOOK_SECRET_ROTATED_PREVIOUS = (
 )
 TOP_UP_DONE = "Payment received: your credit is in your wallet."
 TOP_UP_PENDING = "Payment received by the provider; your credit appears once it is confirmed."
+PASSWORD_CHANGED = "Your password is changed. Your other signed-in sessions are signed out."
+ACCOUNT_DELETED = "Your account is deleted."
+WRONG_PASSWORD = "That is not your password."
+FORFEIT_REQUIRED = "Tick the box to confirm that your {amount} of credit will be lost."
+# A signed-in session asks for its password again before changing it or deleting the
+# account: someone who found the session open could otherwise try passwords here without
+# the sign-in page's limit.
+PASSWORD_CHECKS = 5
+PASSWORD_CHECK_WINDOW = 15 * 60
+PASSWORD_CHECKS_LIMITED = "Too many password attempts; try again in {minutes} min."
 RECENT_USAGE = 25
 RECENT_TOP_UPS = 25
 QUOTE_EXAMPLES = (EXAMPLE_TOP_UP, Decimal(25), Decimal(100))
@@ -640,3 +651,122 @@ def usage_csv(request: HttpRequest) -> HttpResponse:
             ]
         )
     return response
+
+
+# --- password and account --------------------------------------------------------------
+def _password_check_admit(request: HttpRequest):
+    """One attempt at the current password from this account's session (any form)."""
+    bucket = ratelimit.Bucket(
+        "password-check", str(request.user.pk), PASSWORD_CHECKS, PASSWORD_CHECK_WINDOW
+    )
+    return ratelimit.hit(bucket)
+
+
+def _limited(response: HttpResponse, decision) -> HttpResponse:
+    response.status_code = 429
+    response["Retry-After"] = str(decision.retry_after)
+    return response
+
+
+@login_required
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
+def password_change_view(request: HttpRequest) -> HttpResponse:
+    """Change the password knowing the current one (the reset link needs the mailbox)."""
+    form = PasswordChangeForm(request.user, request.POST if request.method == "POST" else None)
+    page = "registration/password_change_form.html"
+    if request.method == "POST":
+        decision = _password_check_admit(request)
+        if not decision.allowed:
+            form = PasswordChangeForm(request.user)
+            form.cleaned_data = {}
+            minutes = ratelimit.minutes(decision.retry_after)
+            form.add_error(None, PASSWORD_CHECKS_LIMITED.format(minutes=minutes))
+            return _limited(render(request, page, {"form": form}), decision)
+        if form.is_valid():
+            user = form.save()
+            # This session stays signed in; every other one (its hash changed) is not.
+            update_session_auth_hash(request, user)
+            messages.success(request, PASSWORD_CHANGED)
+            return redirect(reverse("billing:dashboard") + "#account-settings")
+    response = render(request, page, {"form": form})
+    add_never_cache_headers(response)
+    return response
+
+
+class AccountDeleteForm(forms.Form):
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    forfeit = forms.BooleanField(required=False)
+
+    def __init__(self, *args, user, balance: Decimal, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user, self.balance = user, balance
+        if balance > 0:
+            self.fields[
+                "forfeit"
+            ].label = f"I understand that my {format_usd(balance)} of credit will be lost."
+        else:
+            del self.fields["forfeit"]
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError(WRONG_PASSWORD)
+        return password
+
+    def clean_forfeit(self) -> bool:
+        if not self.cleaned_data.get("forfeit"):
+            raise forms.ValidationError(FORFEIT_REQUIRED.format(amount=format_usd(self.balance)))
+        return True
+
+
+def _account_delete_page(request: HttpRequest, form: AccountDeleteForm) -> HttpResponse:
+    user = request.user
+    context = {
+        "form": form,
+        "balance": format_usd(form.balance),
+        "refusal": account_close_refusal(user=user),
+        "keys": ApiKey.objects.filter(user=user, revoked_at__isnull=True).count(),
+        "runs": user.job_set.count(),
+    }
+    response = render(request, "registration/account_delete.html", context)
+    add_never_cache_headers(response)
+    return response
+
+
+@login_required
+@sensitive_post_parameters("password")
+def account_delete_view(request: HttpRequest) -> HttpResponse:
+    balance = Decimal(wallet_for(request.user).balance)
+    if request.method != "POST":
+        return _account_delete_page(request, AccountDeleteForm(user=request.user, balance=balance))
+    decision = _password_check_admit(request)
+    if not decision.allowed:
+        form = AccountDeleteForm(user=request.user, balance=balance)
+        form.cleaned_data = {}
+        minutes = ratelimit.minutes(decision.retry_after)
+        form.add_error(None, PASSWORD_CHECKS_LIMITED.format(minutes=minutes))
+        return _limited(_account_delete_page(request, form), decision)
+    form = AccountDeleteForm(request.POST, user=request.user, balance=balance)
+    if not form.is_valid():
+        return _account_delete_page(request, form)
+    try:
+        closed = account_close(user=request.user)
+    except ApplicationError as exc:  # a payment still open, a run still running
+        form.add_error(None, exc.message)
+        response = _account_delete_page(request, form)
+        response.status_code = exc.status
+        return response
+    logout(request)
+    message = ACCOUNT_DELETED
+    if closed.images_left:
+        message += (
+            f" {closed.images_left} of your uploads could not be deleted just now (the "
+            "storage did not answer); they are deleted within "
+            f"{settings.VITRINE_UPLOAD_RETENTION} hours."
+        )
+    messages.success(request, message)
+    return redirect("catalog:home")

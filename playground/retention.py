@@ -91,3 +91,31 @@ def uploads_purge_expired(
         if len(done) < batch_size:
             break
     return counts
+
+
+def uploads_purge_owner(*, owner_id: int, batch_size: int | None = None) -> dict[str, int]:
+    """Delete what a closed account uploaded, now rather than at its retention's end: its
+    free tries (row, result, image) and the images of its paid jobs (their rows stay, as
+    the charges and the ledger refer to them). Only final jobs; images first, then rows,
+    as ``uploads_purge_expired``. A storage outage stops it: what is left then goes at the
+    usual retention's end, so no upload outlives ``VITRINE_UPLOAD_RETENTION``."""
+    batch_size = batch_size or settings.VITRINE_PURGE_BATCH
+    counts = {"tries_deleted": 0, "images_deleted": 0, "images_left": 0}
+    has_charge = Exists(Charge.objects.filter(job_id=OuterRef("pk")))
+    owned = Job.objects.filter(owner_id=owner_id, status__in=Job.FINAL)
+    tries, paid = owned.filter(~has_charge), owned.filter(has_charge, image_deleted_at__isnull=True)
+    while rows := list(tries.values_list("pk", "image_name")[:batch_size]):
+        done = _delete_uploads(rows)
+        _, by_model = Job.objects.filter(pk__in=done, status__in=Job.FINAL).delete()
+        counts["tries_deleted"] += by_model.get(Job._meta.label, 0)
+        if len(done) < len(rows):
+            break
+    while rows := list(paid.values_list("pk", "image_name")[:batch_size]):
+        done = _delete_uploads(rows)
+        counts["images_deleted"] += Job.objects.filter(
+            pk__in=done, image_deleted_at__isnull=True
+        ).update(image_name="", image_deleted_at=timezone.now())
+        if len(done) < len(rows):
+            break
+    counts["images_left"] = tries.count() + paid.count()
+    return counts

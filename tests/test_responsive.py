@@ -61,6 +61,8 @@ PAGES = {
     "run": "/playground/jobs/{run}",
     "dashboard": "/account/",  # signed in, with a key just created (shown once)
     "runs": "/runs",  # signed in as the run's owner
+    "password-change": "/account/password/",  # signed in
+    "account-delete": "/account/delete/",  # signed in
 }
 # The pages that are 404s on purpose.
 NOT_FOUND = (PAGES["not-found"], PAGES["page-not-found"])

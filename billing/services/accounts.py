@@ -1,0 +1,137 @@
+"""Closing an account, from its dashboard, as Hugging Face, Replicate and OpenRouter allow.
+
+The user row is kept but is no longer anyone: the ledger, top-ups and charges refer to it
+(PROTECT: a statement of account outlives the customer), so it is emptied instead of
+deleted. Username ``deleted-<id>``, no email, no usable password, inactive: its sessions
+and API keys stop at once (both check ``is_active``), its username and email are free for a
+new sign-up (the sign-up credit is not: its claim is kept by mailbox). What identifies the
+person or acts for them goes: API keys revoked, provider keys and the webhook secret
+deleted, notify-me votes, idempotency records and cached answers deleted, queued jobs
+cancelled (their charges released), runs made private, uploads deleted now (free tries
+wholly, paid jobs' images; their rows and detections stay with the charges).
+
+Money: the wallet's remaining credit is not paid out (as on OpenRouter); the page says how
+much before the user confirms. The ledger is untouched, so the books still balance.
+Refused, with the reason, while a payment the user started may still complete (its
+credit would land in a closed wallet) or one of their jobs is running (it would leave an
+image behind); both end on their own within minutes to a day.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import ApiKey, ProviderKey, TopUp, WebhookSecret
+from billing.services.ledger import wallet_for
+from catalog.errors import ApplicationError
+from catalog.models import DemandVote
+from playground import services as jobs
+from playground.models import CachedCall, IdempotencyRecord, Job
+from playground.retention import uploads_purge_owner
+
+logger = logging.getLogger(__name__)
+
+# Stripe Checkout's default expiry: a payment started earlier than this can no longer
+# complete (its expiry event marks it failed; billing/webhooks.py).
+OPEN_PAYMENT_WINDOW = timedelta(hours=24)
+STAFF_ACCOUNT = (
+    "Staff accounts are not deleted from the dashboard: another administrator removes "
+    "your staff rights first."
+)
+PAYMENT_OPEN = (
+    "A payment you started on {started} is still open at the payment provider: if it "
+    "completes, its credit goes to your wallet. Your account can be deleted once it has "
+    "completed or expired (at the latest 24 hours after it started)."
+)
+JOBS_RUNNING = (
+    "{count} of your runs {verb} running; deleting your account now would leave {pronoun} "
+    "behind. Try again in a minute, once {pronoun} {end}."
+)
+
+
+@dataclass(frozen=True)
+class ClosedAccount:
+    forfeited: Decimal  # the wallet's credit left, not paid out
+    keys_revoked: int
+    jobs_cancelled: int
+    tries_deleted: int
+    images_deleted: int
+    images_left: int  # a storage outage: deleted at the usual retention's end
+
+
+def account_close_refusal(*, user) -> str | None:
+    """Why ``user``'s account cannot be closed now, or None."""
+    if user.is_staff or user.is_superuser:
+        return STAFF_ACCOUNT
+    open_payment = (
+        TopUp.objects.filter(
+            user=user,
+            status=TopUp.Status.PENDING,
+            created_at__gte=timezone.now() - OPEN_PAYMENT_WINDOW,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if open_payment is not None:
+        started = timezone.localtime(open_payment.created_at).strftime("%Y-%m-%d %H:%M %Z")
+        return PAYMENT_OPEN.format(started=started)
+    running = Job.objects.filter(owner=user, status=Job.Status.RUNNING).count()
+    if running:
+        one = running == 1
+        return JOBS_RUNNING.format(
+            count=running,
+            verb="is" if one else "are",
+            pronoun="it" if one else "them",
+            end="has finished" if one else "have finished",
+        )
+    return None
+
+
+def account_close(*, user) -> ClosedAccount:
+    """Close ``user``'s account (see the module); an ``account_not_closable`` 409 when
+    ``account_close_refusal`` has a reason."""
+    refusal = account_close_refusal(user=user)
+    if refusal:
+        raise ApplicationError(refusal, code="account_not_closable", status=409)
+    now = timezone.now()
+    with transaction.atomic():
+        # The row lock orders this against a second close of the same account.
+        person = get_user_model().objects.select_for_update().get(pk=user.pk)
+        email = person.email
+        keys_revoked = ApiKey.objects.filter(user=person, revoked_at__isnull=True).update(
+            revoked_at=now
+        )
+        ProviderKey.objects.filter(user=person).delete()
+        WebhookSecret.objects.filter(user=person).delete()
+        IdempotencyRecord.objects.filter(user=person).delete()
+        CachedCall.objects.filter(owner=person).delete()
+        DemandVote.objects.filter(user=person).delete()
+        if email:
+            DemandVote.objects.filter(email__iexact=email).delete()
+        person.username = f"deleted-{person.pk}"
+        person.email = ""
+        person.first_name = person.last_name = ""
+        person.is_active = False
+        person.set_unusable_password()
+        person.save()
+    # After the commit: calls with its keys are refused now, so no new job can be queued
+    # behind the ones cancelled here (each cancel is its own compare-and-set).
+    queued = Job.objects.filter(owner_id=person.pk, status=Job.Status.QUEUED)
+    cancelled = sum(jobs.job_cancel(job=job) for job in queued.only("pk"))
+    Job.objects.filter(owner_id=person.pk, is_public=True).update(is_public=False)
+    purged = uploads_purge_owner(owner_id=person.pk)
+    closed = ClosedAccount(
+        forfeited=Decimal(wallet_for(person).balance),
+        keys_revoked=keys_revoked,
+        jobs_cancelled=cancelled,
+        **purged,
+    )
+    logger.info("account %s closed: %s", person.pk, closed)
+    return closed

@@ -1,0 +1,250 @@
+"""A signed-in user changes their password or deletes their account from the dashboard.
+
+Deleting keeps the money's history (the ledger, top-ups and charges name the user row) and
+removes the person: no username, email or password left, keys and sessions dead, uploads
+deleted, queued jobs cancelled with their charges released.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image
+
+from billing.models import ApiKey, Charge, LedgerEntry, ProviderKey, TopUp, WebhookSecret
+from billing.services.charges import charge_reserve
+from billing.services.keys import api_key_create, provider_key_save
+from billing.services.ledger import wallet_for
+from billing.services.webhook_secrets import webhook_secret_get
+from billing.views import ACCOUNT_DELETED, PASSWORD_CHANGED, WRONG_PASSWORD
+from catalog.models import DemandVote
+from playground import services
+from playground.models import Job
+from playground.storage import job_storage
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+DELETE = reverse("billing:account_delete")
+PASSWORD = reverse("billing:password_change")
+
+
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (1, 2, 3)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def card(db, settings, tmp_path):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    card = factories.card()
+    factories.route(card=card, price=Decimal("0.25"))
+    return card
+
+
+@pytest.fixture
+def user(db):
+    return factories.funded(factories.user(username="ada", email="ada@example.com"), "10")
+
+
+def signed_in(client, user):
+    client.force_login(user)
+    return client
+
+
+def paid_job(card, user, *, status) -> Job:
+    job = services.job_create(card=card, image_bytes=png(), owner=user)
+    charge_reserve(job_id=job.pk, user=user, card=card, route=card.routes.get())
+    if status != "queued":
+        fields = {"status": status, "finished_at": timezone.now()}
+        if status == "succeeded":
+            fields["result"] = [{"label": "cat", "score": 0.9, "box": [0, 0, 1, 1]}]
+        Job.objects.filter(pk=job.pk).update(**fields)
+    job.refresh_from_db()
+    return job
+
+
+# --- password --------------------------------------------------------------------------
+def test_a_password_is_changed_with_the_current_one_and_other_sessions_end(client, user):
+    elsewhere = type(client)()
+    signed_in(elsewhere, user)
+    assert elsewhere.get(reverse("billing:dashboard")).status_code == 200
+    signed_in(client, user)
+
+    wrong = client.post(
+        PASSWORD,
+        {
+            "old_password": "nope",
+            "new_password1": "s3cret-Horse-9",
+            "new_password2": "s3cret-Horse-9",
+        },
+    )
+    assert wrong.status_code == 200 and wrong.context["form"].errors["old_password"]
+    assert "no-store" in wrong["Cache-Control"]
+    user.refresh_from_db()
+    assert user.check_password("pw-ada-1")
+
+    changed = client.post(
+        PASSWORD,
+        {"old_password": "pw-ada-1", "new_password1": "s3cret-Horse-9",
+         "new_password2": "s3cret-Horse-9"},
+    )  # fmt: skip
+    assert changed.status_code == 302
+    assert changed["Location"].endswith(reverse("billing:dashboard") + "#account-settings")
+    user.refresh_from_db()
+    assert user.check_password("s3cret-Horse-9")
+    page = client.get(reverse("billing:dashboard"))
+    assert page.status_code == 200  # this session stays signed in
+    assert PASSWORD_CHANGED in [str(m) for m in page.context["messages"]]
+    # The other session was signed in with the old password's hash: it is signed out.
+    assert elsewhere.get(reverse("billing:dashboard")).status_code == 302
+
+
+def test_password_attempts_from_a_session_are_limited(client, user):
+    signed_in(client, user)
+    bad = {
+        "old_password": "nope",
+        "new_password1": "x-Long-pass-1",
+        "new_password2": "x-Long-pass-1",
+    }
+    for _ in range(5):
+        assert client.post(PASSWORD, bad).status_code == 200
+    # The limit is the account's, whichever form asks for the password.
+    refused = client.post(DELETE, {"password": "pw-ada-1", "forfeit": "on"})
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
+    assert "Too many password attempts" in refused.content.decode()
+    user.refresh_from_db()
+    assert user.is_active  # the right password, refused unread: nothing happened
+
+
+# --- deleting the account --------------------------------------------------------------
+def test_the_page_says_what_goes_and_how_much_credit_is_lost(client, user):
+    page = signed_in(client, user).get(DELETE)
+    assert page.status_code == 200
+    assert "no-store" in page["Cache-Control"]
+    html = page.content.decode()
+    assert ">$10<" in html and "this credit is lost" in html
+    assert 'name="forfeit"' in html
+    assert client.get(reverse("billing:dashboard")).content.decode().count(DELETE) == 1
+
+
+def test_nothing_happens_without_the_password_and_the_forfeit_ticked(client, user):
+    signed_in(client, user)
+    unticked = client.post(DELETE, {"password": "pw-ada-1"})
+    assert unticked.status_code == 200
+    assert "will be lost" in str(unticked.context["form"].errors["forfeit"])
+    wrong = client.post(DELETE, {"password": "pw-ada-2", "forfeit": "on"})
+    assert wrong.context["form"].errors["password"] == [WRONG_PASSWORD]
+    user.refresh_from_db()
+    assert user.is_active and user.username == "ada"
+
+
+def test_an_empty_wallet_asks_only_for_the_password(client):
+    user = factories.user(username="bob")
+    page = signed_in(client, user).get(DELETE)
+    assert 'name="forfeit"' not in page.content.decode()
+    assert client.post(DELETE, {"password": "pw-bob-1"}).status_code == 302
+    user.refresh_from_db()
+    assert not user.is_active
+
+
+def test_deleting_removes_the_person_and_keeps_the_books(client, card, user):
+    _, plaintext = api_key_create(user=user, name="laptop")
+    provider_key_save(user=user, provider="cloudflare", secret="acct:token-1234")
+    webhook_secret_get(user=user)
+    DemandVote.objects.create(card=card, user=user)
+    DemandVote.objects.create(card=card, email="ADA@example.com")
+    kept_vote = DemandVote.objects.create(card=card, email="someone@example.com")
+    done = paid_job(card, user, status="succeeded")
+    Job.objects.filter(pk=done.pk).update(is_public=True)
+    queued = paid_job(card, user, status="queued")
+    free = services.job_create(card=card, image_bytes=png(), owner=user)
+    Job.objects.filter(pk=free.pk).update(status="succeeded", finished_at=timezone.now(),
+                                          result=[])  # fmt: skip
+    images = [done.image_name, free.image_name]
+    assert all(job_storage().exists(name) for name in images)
+    assert wallet_for(user).balance == Decimal("9.50")  # two $0.25 calls held
+    entries = LedgerEntry.objects.count()
+    api = type(client)()
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {plaintext}"}
+    assert api.get("/v1/jobs", **auth).status_code == 200
+
+    response = signed_in(client, user).post(DELETE, {"password": "pw-ada-1", "forfeit": "on"})
+
+    assert response.status_code == 302 and response["Location"] == reverse("catalog:home")
+    assert ACCOUNT_DELETED in client.get("/", follow=True).content.decode()
+    assert client.get(reverse("billing:dashboard")).status_code == 302  # signed out
+    user.refresh_from_db()
+    assert (user.username, user.email, user.is_active) == (f"deleted-{user.pk}", "", False)
+    assert not user.has_usable_password()
+    assert api.get("/v1/jobs", **auth).status_code == 401
+    assert ApiKey.objects.get(user=user).revoked_at is not None
+    assert not ProviderKey.objects.filter(user=user).exists()
+    assert not WebhookSecret.objects.filter(user=user).exists()
+    assert list(DemandVote.objects.all()) == [kept_vote]
+    # The queued job is cancelled and its hold given back; the run that was paid keeps its
+    # row and charge, private now, without its image; the free try is gone.
+    queued.refresh_from_db()
+    assert queued.status == "cancelled"
+    assert Charge.objects.get(job_id=queued.pk).status == Charge.Status.VOIDED
+    done.refresh_from_db()
+    assert (done.is_public, done.image_name) == (False, "")
+    assert done.image_deleted_at is not None and done.result
+    assert not Job.objects.filter(pk=free.pk).exists()
+    assert not any(job_storage().exists(name) for name in images)
+    # The credit left stays in the books, forfeited: no posting removed or added but the
+    # queued job's release.
+    assert wallet_for(user).balance == Decimal("9.75")
+    assert LedgerEntry.objects.count() > entries
+
+    # The name and the address are free again.
+    client.post(
+        reverse("billing:signup"),
+        {"username": "ada", "email": "ada@example.com", "password1": "An0ther-horse",
+         "password2": "An0ther-horse"},
+    )  # fmt: skip
+    assert get_user_model().objects.filter(username="ada", is_active=True).exists()
+
+
+def test_deleting_twice_from_two_tabs_is_one_deletion(client, user):
+    signed_in(client, user)
+    assert client.post(DELETE, {"password": "pw-ada-1", "forfeit": "on"}).status_code == 302
+    again = client.post(DELETE, {"password": "pw-ada-1", "forfeit": "on"})
+    assert again.status_code == 302 and reverse("billing:login") in again["Location"]
+
+
+@pytest.mark.parametrize("case", ["staff", "open payment", "running job"])
+def test_deleting_is_refused_with_its_reason(client, card, user, case):
+    if case == "staff":
+        get_user_model().objects.filter(pk=user.pk).update(is_staff=True)
+        expected = "Staff accounts"
+    elif case == "open payment":
+        TopUp.objects.create(user=user, credit=10, fee=Decimal("0.50"), total=Decimal("10.50"),
+                             provider="stripe")  # fmt: skip
+        expected = "is still open at the payment provider"
+    else:
+        paid_job(card, user, status="running")
+        expected = "1 of your runs is running"
+    user.refresh_from_db()
+    signed_in(client, user)
+    assert expected in client.get(DELETE).content.decode()
+    refused = client.post(DELETE, {"password": "pw-ada-1", "forfeit": "on"})
+    assert refused.status_code == 409
+    assert expected in refused.content.decode()
+    user.refresh_from_db()
+    assert user.is_active and user.username == "ada"
+
+
+def test_a_payment_started_more_than_a_day_ago_no_longer_holds_it_up(client, user):
+    top_up = TopUp.objects.create(user=user, credit=10, fee=Decimal("0.50"),
+                                  total=Decimal("10.50"), provider="stripe")  # fmt: skip
+    TopUp.objects.filter(pk=top_up.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    signed_in(client, user)
+    assert client.post(DELETE, {"password": "pw-ada-1", "forfeit": "on"}).status_code == 302
