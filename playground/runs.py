@@ -62,6 +62,8 @@ PAGE_IMAGE_MIN_SIDE = 320
 BAD_VISIBILITY = "Send public=1 to make the run public or public=0 to make it private."
 MADE_PUBLIC = "This run is public: anyone with its link can see it and download its exports."
 MADE_PRIVATE = "This run is private: only you can see it."
+IMAGE_DELETED_NOW = "This run's image is deleted; its detections and exports remain."
+IMAGE_IN_USE = "This run is {status}: its image can be deleted once it has finished."
 
 
 def _error(message: str, *, status: int, code: str, param: str | None = None) -> JsonResponse:
@@ -261,6 +263,26 @@ def job_visibility(request, job_id):
     shown = _threshold_query(threshold, run)
     page = reverse("playground:job", args=[job.pk])
     return redirect(f"{page}?{urlencode(shown)}" if shown else page)
+
+
+@require_POST
+def job_image_delete(request, job_id):
+    """The owner's "Delete image" button: the upload goes now, the detections stay."""
+    found = job_for_viewer(job_id=job_id, viewer=Viewer.of(request))
+    if found is None or not found[1]:
+        raise Http404(RUN_NOT_FOUND)
+    job = found[0]
+    try:
+        deleted = services.job_image_delete(job=job)
+    except StorageUnavailable:
+        logger.warning("run %s: the storage refused to delete its image", job.pk, exc_info=True)
+        messages.error(request, STORAGE_DOWN)
+        return redirect("playground:job", job.pk)
+    if not deleted:
+        messages.error(request, IMAGE_IN_USE.format(status=job.get_status_display().lower()))
+    else:
+        messages.success(request, IMAGE_DELETED_NOW)
+    return redirect("playground:job", job.pk)
 
 
 def _download(body: bytes | str, *, job: Job, ext: str, content_type: str) -> HttpResponse:

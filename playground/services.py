@@ -54,7 +54,7 @@ from playground.models import Job, JobAttempt, JobStatus, WebhookDelivery
 from playground.runtime import CheckpointSpec, ImageFacts, inspect_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
 from playground.selectors import answer_carry, answer_sql
-from playground.storage import upload_save
+from playground.storage import StorageUnavailable, upload_delete, upload_save
 
 logger = logging.getLogger(__name__)
 
@@ -974,3 +974,24 @@ def job_set_public(*, job: Job, public: bool) -> Job:
     Job.objects.filter(pk=job.pk).update(is_public=public)
     job.is_public = public
     return job
+
+
+def job_image_delete(*, job: Job) -> bool:
+    """Delete a finished run's image now, at its owner's request, rather than at its
+    retention's end; its row, detections and exports stay (the PNG export needs the image
+    and says so). False for a run still queued or running (its worker reads the image).
+    The stored object goes first, then the row, as retention does it (playground/
+    retention.py); a storage failure raises StorageUnavailable with the row unchanged.
+    The caller checked that the requester owns it."""
+    if job.status not in Job.FINAL:
+        return False
+    if job.image_name:
+        try:
+            upload_delete(job.image_name)
+        except Exception as exc:  # OSError locally; botocore's own tree on S3
+            raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    Job.objects.filter(pk=job.pk, image_deleted_at__isnull=True).update(
+        image_name="", image_deleted_at=timezone.now()
+    )
+    job.refresh_from_db()
+    return True

@@ -16,6 +16,11 @@ urlpatterns = [
     path("compare/run", compare.compare_run, name="compare_run"),
     path("compare/run/<str:job_ids>", compare.compare_result, name="compare_result"),
     path("playground/jobs/<uuid:job_id>/visibility", runs.job_visibility, name="job_visibility"),
+    path(
+        "playground/jobs/<uuid:job_id>/image/delete",
+        runs.job_image_delete,
+        name="job_image_delete",
+    ),
     path("playground/jobs/<uuid:job_id>/export.<str:fmt>", runs.job_export, name="job_export"),
     path("runs", runs.runs_list, name="runs"),
 ]

@@ -18,6 +18,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from PIL import Image
 
 from billing.models import Charge
@@ -351,6 +352,50 @@ def test_after_retention_the_exports_remain_but_the_png_is_gone(client, paid, ow
     assert "was deleted on" in png.json()["error"]["message"]
     page = client.get(urls(paid)["page"]).content.decode()
     assert 'id="image-gone"' in page and urls(paid)["png"] not in page.split('id="exports"')[0]
+
+
+def test_the_owner_deletes_a_runs_image_now_and_keeps_its_detections(
+    client, paid, owner, other_user
+):
+    from playground.storage import job_storage
+
+    name = paid.image_name
+    delete = reverse("playground:job_image_delete", args=[paid.pk])
+    client.force_login(other_user)
+    assert client.post(delete).status_code == 404  # not theirs: not even said to exist
+    assert job_storage().exists(name)
+    client.force_login(owner)
+    assert 'id="image-delete"' in client.get(urls(paid)["page"]).content.decode()
+    assert client.get(delete).status_code == 405  # a link cannot delete it
+
+    response = client.post(delete)
+
+    assert response.status_code == 302 and response["Location"] == urls(paid)["page"]
+    assert not job_storage().exists(name)
+    paid.refresh_from_db()
+    assert (paid.image_name, paid.status) == ("", "succeeded") and paid.image_deleted_at
+    page = client.get(urls(paid)["page"]).content.decode()
+    assert escape(runs.IMAGE_DELETED_NOW) in page
+    assert 'id="image-gone"' in page and 'id="image-delete"' not in page
+    assert client.get(urls(paid)["image"]).status_code in (404, 410)
+    assert client.get(urls(paid)["png"]).status_code == 410
+    assert client.get(urls(paid)["json"]).json()["detections"]  # the detections stay
+    assert client.post(delete).status_code == 302  # again: nothing left to do, no error
+
+
+def test_a_runs_image_cannot_be_deleted_while_it_runs(client, storage, card, owner):
+    from playground.storage import job_storage
+
+    job = services.job_create(
+        card=card, image_bytes=encode(blocks_image(64, 64, seed=4)), owner=owner
+    )
+    client.force_login(owner)
+    assert 'id="image-delete"' not in client.get(urls(job)["page"]).content.decode()
+    client.post(reverse("playground:job_image_delete", args=[job.pk]))
+    page = client.get(urls(job)["page"]).content.decode()
+    assert "its image can be deleted once it has finished" in page
+    job.refresh_from_db()
+    assert job.image_deleted_at is None and job_storage().exists(job.image_name)
 
 
 def test_an_anonymous_try_belongs_to_its_session(client, storage, card):
