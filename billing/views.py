@@ -42,7 +42,12 @@ from billing.models import (
     TopUp,
 )
 from billing.payments import PROVIDERS, available_providers
-from billing.services.accounts import account_close, account_close_refusal
+from billing.services.accounts import (
+    PASSWORD_CHANGED_SUBJECT,
+    account_close,
+    account_close_refusal,
+    notice_send,
+)
 from billing.services.keys import KEY_PREFIX, api_key_create, api_key_revoke, provider_key_save
 from billing.services.ledger import wallet_for
 from billing.services.signup import (
@@ -686,6 +691,15 @@ def password_change_view(request: HttpRequest) -> HttpResponse:
             user = form.save()
             # This session stays signed in; every other one (its hash changed) is not.
             update_session_auth_hash(request, user)
+            notice_send(
+                to=user.email,
+                subject=PASSWORD_CHANGED_SUBJECT,
+                template="registration/password_changed_email.txt",
+                context={
+                    "username": user.get_username(),
+                    "reset_url": request.build_absolute_uri(reverse("billing:password_reset")),
+                },
+            )
             messages.success(request, PASSWORD_CHANGED)
             return redirect(reverse("billing:dashboard") + "#account-settings")
     response = render(request, page, {"form": form})

@@ -25,13 +25,16 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
 from django.db import transaction
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing.models import ApiKey, ProviderKey, TopUp, WebhookSecret
 from billing.services.ledger import wallet_for
 from catalog.errors import ApplicationError
 from catalog.models import DemandVote
+from catalog.pricing import format_usd
 from playground import services as jobs
 from playground.models import CachedCall, IdempotencyRecord, Job
 from playground.retention import uploads_purge_owner
@@ -54,6 +57,24 @@ JOBS_RUNNING = (
     "{count} of your runs {verb} running; deleting your account now would leave {pronoun} "
     "behind. Try again in a minute, once {pronoun} {end}."
 )
+
+
+PASSWORD_CHANGED_SUBJECT = "Your Vitrine password was changed"
+ACCOUNT_DELETED_SUBJECT = "Your Vitrine account was deleted"
+
+
+def notice_send(*, to: str, subject: str, template: str, context: dict) -> bool:
+    """Mail a security notice (a password changed, an account deleted) to ``to``. What it
+    tells of is done already: a mail server that refuses it is logged, never an error."""
+    if not to:
+        return False
+    context = {"when": timezone.now().strftime("%Y-%m-%d %H:%M UTC"), **context}
+    try:
+        send_mail(subject, render_to_string(template, context), None, [to])
+    except Exception:
+        logger.warning("the notice %r to a user could not be sent", subject, exc_info=True)
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -104,7 +125,7 @@ def account_close(*, user) -> ClosedAccount:
     with transaction.atomic():
         # The row lock orders this against a second close of the same account.
         person = get_user_model().objects.select_for_update().get(pk=user.pk)
-        email = person.email
+        email, username = person.email, person.get_username()
         keys_revoked = ApiKey.objects.filter(user=person, revoked_at__isnull=True).update(
             revoked_at=now
         )
@@ -134,4 +155,13 @@ def account_close(*, user) -> ClosedAccount:
         **purged,
     )
     logger.info("account %s closed: %s", person.pk, closed)
+    notice_send(
+        to=email,
+        subject=ACCOUNT_DELETED_SUBJECT,
+        template="registration/account_deleted_email.txt",
+        context={
+            "username": username,
+            "forfeited": format_usd(closed.forfeited) if closed.forfeited > 0 else "",
+        },
+    )
     return closed

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
@@ -96,6 +97,10 @@ def test_a_password_is_changed_with_the_current_one_and_other_sessions_end(clien
          "new_password2": "s3cret-Horse-9"},
     )  # fmt: skip
     assert changed.status_code == 302
+    assert [m.to for m in mail.outbox] == [["ada@example.com"]]
+    assert mail.outbox[0].subject == "Your Vitrine password was changed"
+    assert "http://testserver/accounts/password-reset/" in mail.outbox[0].body
+    assert "s3cret" not in mail.outbox[0].body
     assert changed["Location"].endswith(reverse("billing:dashboard") + "#account-settings")
     user.refresh_from_db()
     assert user.check_password("s3cret-Horse-9")
@@ -153,6 +158,17 @@ def test_an_empty_wallet_asks_only_for_the_password(client):
     assert client.post(DELETE, {"password": "pw-bob-1"}).status_code == 302
     user.refresh_from_db()
     assert not user.is_active
+    assert "of credit" not in mail.outbox[0].body
+
+
+def test_a_mail_server_that_refuses_the_notice_does_not_undo_the_deletion(client, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2
+    user = factories.user(username="cy")
+    signed_in(client, user)
+    assert client.post(DELETE, {"password": "pw-cy-1"}).status_code == 302
+    user.refresh_from_db()
+    assert not user.is_active
 
 
 def test_deleting_removes_the_person_and_keeps_the_books(client, card, user):
@@ -179,6 +195,9 @@ def test_deleting_removes_the_person_and_keeps_the_books(client, card, user):
     response = signed_in(client, user).post(DELETE, {"password": "pw-ada-1", "forfeit": "on"})
 
     assert response.status_code == 302 and response["Location"] == reverse("catalog:home")
+    assert [m.to for m in mail.outbox] == [["ada@example.com"]]
+    assert mail.outbox[0].subject == "Your Vitrine account was deleted"
+    assert "Hello ada," in mail.outbox[0].body and "$9.75 of credit" in mail.outbox[0].body
     assert ACCOUNT_DELETED in client.get("/", follow=True).content.decode()
     assert client.get(reverse("billing:dashboard")).status_code == 302  # signed out
     user.refresh_from_db()
