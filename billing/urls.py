@@ -54,6 +54,11 @@ urlpatterns = [
         name="webhook_secret_rotate",
     ),
     path("account/top-ups/", views.top_up_start_view, name="top_up_start"),
+    path(
+        "account/top-ups/<uuid:top_up_id>/receipt",
+        views.top_up_receipt_view,
+        name="top_up_receipt",
+    ),
     path("account/usage.csv", views.usage_csv, name="usage_csv"),
     path("billing/stripe/webhook", webhooks.stripe_webhook, name="stripe_webhook"),
 ]

@@ -582,6 +582,29 @@ def _provider_errors() -> tuple[type[Exception], ...]:
     return (ApplicationError, stripe.StripeError)
 
 
+@login_required
+def top_up_receipt_view(request: HttpRequest, top_up_id) -> HttpResponse:
+    """A paid top-up's receipt, to print or save: what was bought, the fee, what was paid,
+    when and how. Only the owner's, and only once the payment completed (404 otherwise:
+    a pending or failed payment bought nothing)."""
+    top_up = get_object_or_404(
+        TopUp, pk=top_up_id, user=request.user, status=TopUp.Status.COMPLETED
+    )
+    provider = PROVIDERS.get(top_up.provider)
+    context = {
+        "top_up": top_up,
+        "number": str(top_up.pk).split("-")[0].upper(),
+        "credit": format_usd(top_up.credit),
+        "fee": format_usd(top_up.fee),
+        "total": format_usd(top_up.total),
+        "fee_percent": int(TOP_UP_FEE_RATE * 100),
+        "provider": provider.label if provider else top_up.provider,
+    }
+    response = render(request, "billing/receipt.html", context)
+    add_never_cache_headers(response)
+    return response
+
+
 # --- usage export ----------------------------------------------------------------------
 @dataclass
 class UsageRow:

@@ -16,6 +16,7 @@ import itertools
 import os
 import types
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,8 @@ PAGES = {
     "dashboard": "/account/",  # signed in, with a key just created (shown once)
     "runs": "/runs",  # signed in as the run's owner
     "password-change": "/account/password/",  # signed in
-    "account-delete": "/account/delete/",  # signed in
+    "account-delete": "/account/delete/",  # signed in, with credit left
+    "receipt": "/account/top-ups/{receipt}/receipt",  # signed in, paid
 }
 # The pages that are 404s on purpose.
 NOT_FOUND = (PAGES["not-found"], PAGES["page-not-found"])
@@ -154,7 +156,17 @@ def seed_pages():
     )
     factories.route(card=retired, price="0.0003")
     dev = factories.user(username="dev")
-    return {"run": run_for(dev, detr)}
+    return {"run": run_for(dev, detr), "receipt": paid_top_up(dev)}
+
+
+def paid_top_up(user):
+    """A completed top-up of ``user``'s (its receipt's id): the dashboard lists it, the
+    wallet holds its credit."""
+    from billing.services.topups import top_up_complete, top_up_create
+
+    top_up = top_up_create(user=user, credit=Decimal("25"), provider="dev")
+    top_up_complete(top_up=top_up)
+    return top_up.pk
 
 
 def run_for(owner, card):
@@ -407,14 +419,15 @@ def test_the_browser_javascript_snippet_runs_in_a_page(browser, site, tmp_path):
     file input: as pasted, it runs and the API refuses its placeholder key; with a key in
     its place, the File goes to the API (CORS preflight and all), which accepts key, model
     and image and answers 402 for the empty wallet."""
-    from django.contrib.auth import get_user_model
     from PIL import Image
 
     from billing.services.keys import MALFORMED_KEY, api_key_create
     from billing.services.ledger import INSUFFICIENT_CREDITS
     from catalog.snippets import API_KEY_PLACEHOLDER
+    from tests import factories
 
-    _, key = api_key_create(user=get_user_model().objects.get(username="dev"), name="browser")
+    # Not "dev", whose wallet holds a paid top-up (the receipt page): an empty wallet.
+    _, key = api_key_create(user=factories.user(username="no-credit"), name="browser")
     Image.new("RGB", (64, 48), (30, 140, 220)).save(tmp_path / "cats.jpg", "JPEG")
     context = browser.new_context(base_url=site.url)
     page = context.new_page()

@@ -190,3 +190,9 @@ for (const row of document.querySelectorAll(".section-nav ul")) {
   row.addEventListener("scroll", mark, { passive: true });
   window.addEventListener("resize", mark);
 }
+
+// A print button ([data-print], hidden until this script runs): a receipt to keep.
+for (const button of document.querySelectorAll("[data-print]")) {
+  button.hidden = false;
+  button.addEventListener("click", () => window.print());
+}
