@@ -80,6 +80,7 @@ from playground.selectors import (
     model_filter_known,
 )
 from playground.serializers import JobSerializer, job_data
+from playground.storage import StorageUnavailable
 
 DEFAULT_THRESHOLD = 0.5
 # The bytes of a urlencoded form: printable ASCII (tabs and line ends tolerated).
@@ -141,6 +142,10 @@ ACCEPTED_UNREAD = (
 )
 NO_SUCH_MODEL_FILTER = "'model' names no model: {value}. Model ids are listed at /v1/models."
 NOT_CANCELLABLE = "Job {job_id} is {status}; only a queued job can be cancelled."
+IMAGE_NOT_DELETABLE = (
+    "Job {job_id} is {status}: its image can be deleted once it has finished (a queued job "
+    "can be cancelled first, with DELETE /v1/jobs/{job_id})."
+)
 JOB_LOST = (
     "The job was lost before it ran: the database restarted. Nothing was charged; send the"
     " request again."
@@ -155,8 +160,9 @@ IMAGE_ERROR_STATUS = {"image_too_large": 413, "unsupported_format": 415}
 JOB_RESOURCE_DOC = (
     "The job: id, object 'detection_job', model, route, status (queued, running, succeeded, "
     "failed, cancelled), created/started/finished, attempts, image {sha256, width, height, "
-    "original_width, original_height}, threshold, detections (null until succeeded), floor, "
-    "timings, error {code, message}, cost, would_be_cost, byok, charge_status, balance, url, "
+    "original_width, original_height, deleted}, threshold, detections (null until "
+    "succeeded), floor, timings, error {code, message}, cost, would_be_cost, byok, "
+    "charge_status, balance, url, "
     "request_id (the X-Request-Id of the call that created it), weights {revision, untrained, "
     "backend, precision, notice} (what computed the boxes; null until a worker loaded the "
     "model; untrained weights also set the X-Vitrine-Weights: untrained header)."
@@ -995,5 +1001,44 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
                 status=409,
             )
         job.refresh_from_db()
+        resource = job_resource(job, request=request)
+        return Response(resource, headers=_cost_headers(resource))
+
+
+class JobImageApi(JobDetailApi):
+    """DELETE /v1/jobs/<id>/image: the caller's finished job's upload, deleted now."""
+
+    http_method_names = ["delete", "options"]
+
+    @extend_schema(
+        operation_id="jobs_image_delete",
+        summary="Delete a finished job's image",
+        description=(
+            "Deletes the stored upload of one of your finished jobs now rather than at the "
+            "end of its retention; the job, its detections and its charge stay, and "
+            "`image.deleted` says when. Deleting it again answers the same. A queued or "
+            "running job answers 409 (its worker reads the image)."
+        ),
+        tags=["inference"],
+        request=None,
+        parameters=[openapi.JOB_ID, *openapi.job_headers()],
+        responses={
+            200: openapi.job_response(JOB_RESOURCE_DOC),
+            **openapi.errors_for(400, 401, 403, 404, 405, 406, 409, 429, 503),
+        },
+    )
+    def delete(self, request, job_id):
+        refuse_unknown_query(request, set())
+        job = self._job(request, job_id)
+        try:
+            deleted = services.job_image_delete(job=job)
+        except StorageUnavailable as exc:
+            raise pipeline.upload_refused(exc) from exc
+        if not deleted:
+            raise errors.ApplicationError(
+                IMAGE_NOT_DELETABLE.format(job_id=job_id, status=job.status),
+                code="job_not_finished",
+                status=409,
+            )
         resource = job_resource(job, request=request)
         return Response(resource, headers=_cost_headers(resource))

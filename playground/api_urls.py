@@ -32,4 +32,5 @@ urlpatterns = [
     path("detections/<path:model_id>", detections.detection_create, name="detections"),
     path("jobs", api.JobListApi.as_view(), name="job-list"),
     path("jobs/<job_id:job_id>", api.JobDetailApi.as_view(), name="job-detail"),
+    path("jobs/<job_id:job_id>/image", api.JobImageApi.as_view(), name="job-image"),
 ]

@@ -84,6 +84,11 @@ class JobImageSerializer(serializers.Serializer):
     height = serializers.IntegerField()
     original_width = serializers.IntegerField()
     original_height = serializers.IntegerField()
+    deleted = serializers.IntegerField(
+        allow_null=True,
+        help_text="When the stored upload was deleted (unix seconds): by its owner "
+        "(DELETE /v1/jobs/{job_id}/image) or by retention; null while it is kept.",
+    )
 
 
 @extend_schema_serializer(component_name="JobError")
@@ -200,6 +205,7 @@ class JobSerializer(serializers.Serializer):
                 "height": job.height,
                 "original_width": job.original_width,
                 "original_height": job.original_height,
+                "deleted": _seconds(job.image_deleted_at),
             },
             "threshold": threshold,
             "box_format": box_format,

@@ -383,6 +383,44 @@ def test_the_owner_deletes_a_runs_image_now_and_keeps_its_detections(
     assert client.post(delete).status_code == 302  # again: nothing left to do, no error
 
 
+def test_the_api_deletes_a_finished_jobs_image_for_its_owner_only(
+    client, paid, owner, other_user, storage, card
+):
+    from playground.storage import job_storage
+
+    name = paid.image_name
+    url = f"/v1/jobs/{paid.pk}/image"
+    _, mine = api_key_create(user=owner, name="mine")
+    _, theirs = api_key_create(user=other_user, name="theirs")
+    as_owner = {"Authorization": f"Bearer {mine}"}
+    assert client.get(f"/v1/jobs/{paid.pk}", headers=as_owner).json()["image"]["deleted"] is None
+    stranger = client.delete(url, headers={"Authorization": f"Bearer {theirs}"})
+    assert stranger.status_code == 404 and stranger.json()["error"]["code"] == "job_not_found"
+    assert client.get(url, headers=as_owner).status_code == 405
+    typo = client.delete(f"{url}?forever=1", headers=as_owner)
+    assert typo.status_code == 400 and job_storage().exists(name)
+
+    response = client.delete(url, headers=as_owner)
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["id"] == str(paid.pk) and body["status"] == "succeeded"
+    assert isinstance(body["image"]["deleted"], int) and body["detections"]
+    assert response["X-Vitrine-Job-Id"] == str(paid.pk)
+    assert not job_storage().exists(name)
+    again = client.delete(url, headers=as_owner)
+    assert again.status_code == 200 and again.json()["image"] == body["image"]
+    assert client.get(f"/v1/jobs/{paid.pk}", headers=as_owner).json()["image"] == body["image"]
+
+    queued = services.job_create(
+        card=card, image_bytes=encode(blocks_image(64, 64, seed=4)), owner=owner
+    )
+    refused = client.delete(f"/v1/jobs/{queued.pk}/image", headers=as_owner)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "job_not_finished"
+    assert job_storage().exists(queued.image_name)
+
+
 def test_a_runs_image_cannot_be_deleted_while_it_runs(client, storage, card, owner):
     from playground.storage import job_storage
 
