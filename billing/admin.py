@@ -13,6 +13,8 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db import IntegrityError, transaction
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -31,8 +33,10 @@ from billing.models import (
     TopUp,
 )
 from billing.selectors import account_balance
+from billing.services.accounts import account_close
 from billing.services.keys import KEY_PREFIX, api_key_revoke
 from billing.services.topups import credit_grant, credit_refund
+from catalog.errors import ApplicationError
 from catalog.pricing import format_usd
 
 # The admin's sign-in counts failures and locks out like the site's (billing/limits.py).
@@ -329,3 +333,37 @@ class CreditAdjustmentAdmin(admin.ModelAdmin):
         )
         obj.transaction = posting.transaction
         obj.save(update_fields=["transaction"])
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class VitrineUserAdmin(UserAdmin):
+    """Django's user admin, plus closing an account as its owner would from the dashboard
+    (a deletion asked for by email, say). Deleting the row is refused by the ledger
+    (PROTECT); closing empties it instead (billing/services/accounts.py)."""
+
+    actions = ["close_selected"]
+    list_filter = (*UserAdmin.list_filter, "date_joined")
+
+    @admin.action(description="Close the selected accounts (as their owners would)",
+                  permissions=["change"])  # fmt: skip
+    def close_selected(self, request, queryset) -> None:
+        closed = 0
+        for user in queryset.filter(is_active=True):
+            if user.pk == request.user.pk:
+                self.message_user(
+                    request, "You cannot close your own account here.", messages.ERROR
+                )
+                continue
+            try:
+                account_close(user=user)
+            except ApplicationError as exc:
+                self.message_user(request, f"{user.get_username()}: {exc.message}", messages.ERROR)
+                continue
+            closed += 1
+        if closed:
+            self.message_user(request, f"Closed {closed} account(s).")

@@ -267,3 +267,40 @@ def test_a_payment_started_more_than_a_day_ago_no_longer_holds_it_up(client, use
     TopUp.objects.filter(pk=top_up.pk).update(created_at=timezone.now() - timedelta(hours=25))
     signed_in(client, user)
     assert client.post(DELETE, {"password": "pw-ada-1", "forfeit": "on"}).status_code == 302
+
+
+# --- an operator closes an account (a deletion asked for by email) ------------------------
+USERS = reverse("admin:auth_user_changelist")
+
+
+def actions_offered(page) -> list[str]:
+    form = page.context["action_form"]
+    return [name for name, _ in form.fields["action"].choices if name] if form else []
+
+
+def test_an_operator_closes_an_account_as_its_owner_would(client, staff, user, other_user):
+    from django.contrib.auth.models import Permission
+
+    viewer = factories.user(username="support", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_user"))
+    client.force_login(viewer)
+    assert "close_selected" not in actions_offered(client.get(USERS))
+    client.post(USERS, {"action": "close_selected", "_selected_action": [user.pk]})
+    user.refresh_from_db()
+    assert user.is_active  # may only look: nothing closed
+
+    client.force_login(staff)
+    assert "close_selected" in actions_offered(client.get(USERS))
+    response = client.post(
+        USERS, {"action": "close_selected", "_selected_action": [user.pk, staff.pk, viewer.pk]}
+    )
+    assert response.status_code == 302
+    page = client.get(response["Location"]).content.decode()
+    assert "Closed 1 account(s)." in page
+    assert "You cannot close your own account here." in page
+    assert "upport: Staff accounts are not deleted" in page  # the admin capitalises it
+    user.refresh_from_db()
+    assert (user.username, user.is_active) == (f"deleted-{user.pk}", False)
+    staff.refresh_from_db()
+    viewer.refresh_from_db()
+    assert staff.is_active and viewer.is_active
