@@ -429,7 +429,9 @@ class WebhookSecret(models.Model):
     ciphertext = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
     rotated_at = models.DateTimeField(null=True, blank=True)
-    previous_ciphertext = models.TextField(blank=True, default="")
+    # db_default (billing/0014): the previous release, still running during a rolling
+    # deploy, creates secrets without naming the column.
+    previous_ciphertext = models.TextField(blank=True, default="", db_default="")
     previous_expires_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

@@ -211,8 +211,10 @@ class WebhookDelivery(models.Model):
     # The absolute base of the site the job was created on (``https://host[:port]``, from
     # the creating request): the body's URLs are built on it when ``SITE_URL`` is empty, as
     # the API's own answers are built on the request. Here, not on the job: only jobs with
-    # a webhook pay for it. Empty on rows made before it was recorded.
-    site_url = models.CharField(max_length=2000, blank=True, default="")
+    # a webhook pay for it. Empty on rows made before it was recorded. Its database default
+    # (db_default, playground/0016) is what lets the previous release, still running
+    # during a rolling deploy, insert deliveries without naming the column (a 500 before).
+    site_url = models.CharField(max_length=2000, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [models.Index(fields=["status"], name="webhook_delivery_status_idx")]
