@@ -19,6 +19,7 @@ from django.db import connection
 from catalog import errors, ratelimit
 from catalog.db import prepared_pipeline
 from catalog.models import ModelCard
+from playground.failures import SERVICE_UNAVAILABLE
 from playground.models import Job, JobStatus
 
 MINUTE = 60
@@ -33,6 +34,13 @@ TOO_MANY_INFLIGHT = (
     "Your account has {count} jobs queued or running; the limit is {limit}. "
     "Wait for one to finish (GET /v1/jobs/<id>) and retry."
 )
+FREE_TRIES_BUSY = (
+    "Free tries are busy ({count} waiting for a worker). Your try was not counted; "
+    "retry in a minute, or sign in with credit to run it from your wallet."
+)
+FREE_TRIES_RETRY_AFTER = 30
+# Any one value: a transaction-scoped advisory lock that serialises the free tries' count.
+_FREE_TRIES_LOCK = 0x76697466  # "vitf"
 RATE_LIMIT_HEADERS = "_vitrine_ratelimit_headers"
 
 
@@ -108,6 +116,32 @@ def _inflight_sql() -> str:
         f"SELECT count(*) FROM {Job._meta.db_table} WHERE owner_id = %s::bigint"
         f" AND status IN ('{JobStatus.QUEUED.value}', '{JobStatus.RUNNING.value}')"
     )
+
+
+def free_tries_queued_check(*, queue: str) -> None:
+    """Refuse a free try while ``VITRINE_FREE_TRIES_QUEUED`` free jobs wait in ``queue``.
+
+    Free tries are counted per IP and hour only, never in flight: 20 addresses queued 253
+    free jobs in a minute and every paid call behind them waited minutes (one FIFO queue;
+    a paying account may hold only ``VITRINE_MAX_INFLIGHT_JOBS``). This bounds what all free
+    tries together put ahead of a paid job. Call inside the transaction that creates the
+    job: on PostgreSQL an advisory lock held to its commit makes the count exact under
+    concurrency. A refusal counts no try (the caller has not counted it yet)."""
+    limit = settings.VITRINE_FREE_TRIES_QUEUED
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FREE_TRIES_LOCK])
+    # A free job has no charge (``cost_ref`` empty); the partial index on queued jobs
+    # keeps this a short scan.
+    count = Job.objects.filter(status=JobStatus.QUEUED, queue=queue, cost_ref="").count()
+    if count >= limit:
+        raise errors.ApplicationError(
+            FREE_TRIES_BUSY.format(count=count),
+            code="free_tries_busy",
+            status=503,
+            type=SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(FREE_TRIES_RETRY_AFTER)},
+        )
 
 
 def inflight_jobs_check(

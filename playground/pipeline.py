@@ -265,7 +265,9 @@ def try_submit(
     """A free try from the demo (the try page, the model page, /playground): the same job,
     the same upload checks and the same enqueue as a paid call, with no price reserved.
     ``visitor`` is ``{"owner": user}`` or ``{"owner": None, "session_key": ...}``; the
-    per-hour limit was counted by the caller (playground/views.py)."""
+    per-hour limit was counted by the caller (playground/views.py). Refused with a 503 while
+    ``VITRINE_FREE_TRIES_QUEUED`` free jobs wait (``limits.free_tries_queued_check``)."""
+    limits.free_tries_queued_check(queue=settings.VITRINE_INFERENCE_QUEUE)
     try:
         job = services.job_create(
             card=card,

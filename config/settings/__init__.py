@@ -356,6 +356,9 @@ VITRINE_MAX_IMAGE_PIXELS = env_int("VITRINE_MAX_IMAGE_PIXELS", 40_000_000, minim
 VITRINE_MAX_UPLOAD_BYTES = env_int("VITRINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
 # Free tries on the model pages per hour, per client IP and per signed-in user.
 VITRINE_PLAYGROUND_PER_HOUR = env_int("VITRINE_PLAYGROUND_PER_HOUR", 20, minimum=0)
+# Free tries waiting for a worker, all visitors together, past which a free try answers
+# 503 free_tries_busy (not counted): what the free tier may put ahead of paid jobs.
+VITRINE_FREE_TRIES_QUEUED = env_int("VITRINE_FREE_TRIES_QUEUED", 16, minimum=1)
 # How long POST /v1/inference waits for the result before answering 202 with the job. The
 # wait holds no thread (an async view under an ASGI server); the web server's and any
 # proxy's request timeout must be longer than this.
