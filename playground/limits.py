@@ -34,6 +34,7 @@ TOO_MANY_INFLIGHT = (
     "Your account has {count} jobs queued or running; the limit is {limit}. "
     "Wait for one to finish (GET /v1/jobs/<id>) and retry."
 )
+TOO_MANY_INFLIGHT_CODE = "too_many_inflight_jobs"
 FREE_TRIES_BUSY = (
     "Free tries are busy ({count} waiting for a worker). Your try was not counted; "
     "retry in a minute, or sign in with credit to run it from your wallet."
@@ -42,6 +43,7 @@ FREE_TRIES_RETRY_AFTER = 30
 # Any one value: a transaction-scoped advisory lock that serialises the free tries' count.
 _FREE_TRIES_LOCK = 0x76697466  # "vitf"
 RATE_LIMIT_HEADERS = "_vitrine_ratelimit_headers"
+ADMITTED_BUCKETS = "_vitrine_admitted_buckets"
 
 
 def _refuse(decision: ratelimit.Decision, *, model: str = "") -> errors.ApplicationError:
@@ -63,6 +65,20 @@ def _admit(request, *buckets: ratelimit.Bucket, model: str = "") -> None:
         raise _refuse(decision, model=model)
     # RateLimitHeadersMixin copies these onto whatever response the view returns.
     setattr(request, RATE_LIMIT_HEADERS, decision.headers())
+    setattr(request, ADMITTED_BUCKETS, buckets)
+
+
+def call_give_back(request) -> None:
+    """Take back the per-minute hits of a call refused for its jobs in flight
+    (``inflight_jobs_check``): it made no job, and its answer says retry in a second. Counted,
+    a client that obeyed ``Retry-After: 1`` spent its whole minute on refusals and was then
+    locked out for up to 60 s after its jobs had ended (80 calls: 16 jobs, 44 in-flight
+    refusals, then 20 ``rate_limit_exceeded``; many-tenants probe, session 41)."""
+    buckets = getattr(request, ADMITTED_BUCKETS, None)
+    if buckets:
+        decision = ratelimit.release(*buckets)
+        setattr(request, RATE_LIMIT_HEADERS, decision.headers())
+        setattr(request, ADMITTED_BUCKETS, None)
 
 
 def api_call_check(request, card: ModelCard) -> None:
@@ -190,7 +206,7 @@ def inflight_jobs_check(
     if count >= limit:
         raise errors.ApplicationError(
             TOO_MANY_INFLIGHT.format(count=count, limit=limit),
-            code="too_many_inflight_jobs",
+            code=TOO_MANY_INFLIGHT_CODE,
             status=429,
             type=errors.RATE_LIMIT_ERROR,
             # No clock tells when a job ends; a short pause before polling again is honest.

@@ -225,12 +225,17 @@ def job_submit(
             # Locks the user row (no overshoot); takes the job's hold and, on PostgreSQL,
             # makes the reservation in the same round trip (a 429 or a refused image
             # undoes it with the transaction).
-            reserved = limits.inflight_jobs_check(
-                user=user,
-                hold=job_id if send_now else None,
-                flushed=not answer_waits,
-                then=reservation.statement(),
-            )
+            try:
+                reserved = limits.inflight_jobs_check(
+                    user=user,
+                    hold=job_id if send_now else None,
+                    flushed=not answer_waits,
+                    then=reservation.statement(),
+                )
+            except errors.ApplicationError as exc:
+                if exc.code == limits.TOO_MANY_INFLIGHT_CODE:
+                    limits.call_give_back(request)  # no job: its minute's hits back
+                raise
             # Its answer is read (a 402 raised) once the image passed its checks and before
             # it is stored: a refused call leaves no upload. The row names its charge.
             job = services.job_create(

@@ -118,6 +118,27 @@ def test_jobs_in_flight_per_account_are_limited(
         assert call(client, card, funded, jpeg(), **ASYNC).status_code == 202
 
 
+def test_calls_refused_for_jobs_in_flight_do_not_spend_the_minute(
+    client, card, funded, settings, limits_redis, django_capture_on_commit_callbacks
+):
+    settings.VITRINE_MAX_INFLIGHT_JOBS = 1
+    settings.VITRINE_API_RATE_PER_MINUTE = 4
+    with django_capture_on_commit_callbacks():
+        first = call(client, card, funded, jpeg(), **ASYNC)
+        refused = [call(client, card, funded, jpeg(), **ASYNC) for _ in range(6)]
+    assert first.status_code == 202 and first["RateLimit-Remaining"] == "3"
+    # Retry-After: 1 obeyed six times: each refusal made no job and costs no call.
+    assert {r.status_code for r in refused} == {429}
+    assert {r.json()["error"]["code"] for r in refused} == {"too_many_inflight_jobs"}
+    assert [r["RateLimit-Remaining"] for r in refused] == ["3"] * 6
+
+    # Its job ends: the next call is admitted, the minute's budget intact.
+    Job.objects.filter(pk=first.json()["id"]).update(status=JobStatus.SUCCEEDED, result=[])
+    with django_capture_on_commit_callbacks():
+        again = call(client, card, funded, jpeg(), **ASYNC)
+    assert again.status_code == 202 and again["RateLimit-Remaining"] == "2"
+
+
 def test_job_polling_has_its_own_limit(
     client, card, funded, settings, limits_redis, django_capture_on_commit_callbacks
 ):
