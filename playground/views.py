@@ -28,7 +28,7 @@ from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard
-from playground import demo, limits, pipeline, public_image, runs
+from playground import demo, idempotency, limits, pipeline, public_image, runs
 from playground.api import parse_threshold
 from playground.models import Job
 from playground.runtime import ImageError
@@ -203,9 +203,12 @@ def try_model(request, org: str, name: str):
         # enqueue as POST /v1/inference; a paid run also reserves its price there.
         if paid:
             limits.paid_try_check(request, card)  # 429: the account's or model's minute
+            # The page's script sends one Idempotency-Key per run it means: an upload whose
+            # answer the network lost, sent again by Run, finds the job it made (one charge).
             job = pipeline.job_submit(
                 request=request, card=card, route=route, image=upload.read(),
                 threshold=threshold, flavour="playground",
+                idempotency_key=idempotency.key_from(request),
             ).job  # fmt: skip
         else:
             job = _free_try(request, card, route, upload.read(), threshold, buckets)

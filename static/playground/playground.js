@@ -31,6 +31,15 @@ const fileInput = form?.querySelector("input[type=file]");
 let job = null; // the job JSON (the API's job resource with every kept detection)
 let image = null; // the upload, decoded
 let chosen = null; // the File Run sends
+let sending = false; // a Run's upload is on its way: Run stays disabled until it is answered
+let refusal = ""; // why the picked file was refused, kept on screen over the cost sentence
+// One Idempotency-Key per run meant: kept while an upload's answer is lost on the network, so
+// Run sending the same file again finds the run the first upload made (a paid run is charged
+// once); a new one once any answer came back or another file is picked.
+let runKey = newKey();
+function newKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+}
 const hiddenClasses = new Set();
 const colours = new Map();
 let overlay = null;
@@ -40,19 +49,85 @@ function say(text) {
   if (statusLine) statusLine.textContent = text;
 }
 
+// An error worth asking again for: the network failed (offline, a reset connection, a
+// server restarting), or the server or a proxy answered 429/5xx or a page that is not our
+// JSON. Any other answer (403, 404...) is the server's word and is shown as it is.
+class Transient extends Error {}
+const TRANSIENT_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+
 async function getJson(url, options = {}) {
-  const response = await fetch(url, {
-    ...options,
-    headers: { Accept: "application/json", ...(options.headers || {}) },
-  });
+  let response;
+  try {
+    response = await fetch(url, {
+      ...options,
+      headers: { Accept: "application/json", ...(options.headers || {}) },
+    });
+  } catch (error) {
+    const lost = new Transient(`no connection to the server: ${error.message}`);
+    lost.network = true;
+    throw lost;
+  }
   let body = null;
   try {
     body = await response.json();
   } catch {
-    throw new Error(`HTTP ${response.status}`);
+    const message = `HTTP ${response.status}`;
+    const error = response.ok || TRANSIENT_STATUS.has(response.status) ? new Transient(message) : new Error(message);
+    error.status = response.status;
+    throw error;
   }
-  if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+  if (!response.ok) {
+    const message = body.error ? body.error.message : `HTTP ${response.status}`;
+    const error = TRANSIENT_STATUS.has(response.status) ? new Transient(message) : new Error(message);
+    error.status = response.status;
+    throw error;
+  }
   return body;
+}
+
+// A running job's state, asked again through a flaky network: a lost poll is not a lost run
+// (the job goes on on the worker and is charged only if it succeeds), so the page says it is
+// reconnecting and asks again, sooner when the browser comes back online, for up to
+// GIVE_UP_MS of failures in a row; then it says where the run is.
+const GIVE_UP_MS = 5 * 60 * 1000;
+function pause(ms) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      window.removeEventListener("online", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    window.addEventListener("online", done);
+  });
+}
+
+async function poll(url) {
+  const since = Date.now();
+  let wait = 1000;
+  for (;;) {
+    try {
+      return await getJson(url);
+    } catch (error) {
+      if (error.status === 404) {
+        // A private run answers 404 to anyone but its owner: this browser signed out (or in
+        // as someone else) in another tab since the run started.
+        throw new Error(
+          "This run is no longer shown to this browser: signed out, or signed in as someone else, in another tab? Sign in as its owner to see it in My runs; it goes on either way.",
+        );
+      }
+      if (!(error instanceof Transient)) throw error;
+      if (Date.now() - since > GIVE_UP_MS) {
+        throw new Error(
+          `Lost touch with the server (${error.message}). The run goes on: reload this page, or find it in My runs.`,
+        );
+      }
+      result.dataset.state = "reconnecting";
+      say(`Connection lost (${error.message}); trying again… The run goes on on the server.`);
+      await pause(wait);
+      wait = Math.min(10000, wait * 2);
+    }
+  }
 }
 
 // A box's colour, one per class: the palette the server renders into the page
@@ -104,6 +179,7 @@ const ACCEPTED = /^image\/(jpeg|png|webp|gif)$/;
 // cleared and Run waits for a file it accepts.
 function refuse(text) {
   chosen = null;
+  refusal = text;
   if (fileInput) fileInput.value = "";
   const preview = $("demo-chosen");
   if (preview) preview.hidden = true;
@@ -124,7 +200,11 @@ function choose(file) {
     return;
   }
   chosen = file;
-  $("run").disabled = false;
+  refusal = "";
+  runKey = newKey();
+  // A file picked while a Run's upload is on its way is sent by the next Run, not a second
+  // one at once (two runs, two charges, one result area).
+  $("run").disabled = sending;
   try {
     // The file input holds it too, so the form and what Run sends agree.
     const transfer = new DataTransfer();
@@ -183,7 +263,13 @@ function wirePicking() {
     const file = event.dataTransfer.files[0];
     if (file) return choose(file);
     const url = (event.dataTransfer.getData("text/uri-list") || "").split("\n")[0].trim();
-    if (url && new URL(url, location.href).origin === location.origin) choose(await fromUrl(url));
+    if (!url || new URL(url, location.href).origin !== location.origin) return;
+    try {
+      choose(await fromUrl(url));
+    } catch (error) {
+      // Offline, say: the example button's own words, not an unhandled rejection.
+      showCost(`The example could not be loaded (${error.message}).`);
+    }
   });
   document.addEventListener("paste", (event) => {
     const item = [...(event.clipboardData?.items || [])].find((i) => i.kind === "file");
@@ -204,6 +290,9 @@ async function refreshCost() {
   try {
     const state = await getJson(root.dataset.stateUrl);
     root.dataset.pays = state.pays;
+    costLine.dataset.pays = state.pays;
+    // A refusal said while this was asked (a too-large file picked on a slow link) stays.
+    if (refusal) return;
     if (state.pays === "wallet") {
       showCost(`Run costs ${state.cost_display} from your wallet (balance ${state.balance_display}).`);
     } else if (state.free.remaining > 0) {
@@ -269,14 +358,14 @@ function showState(data) {
 
 async function follow(url, first = null) {
   result.hidden = false;
-  job = first || (await getJson(url));
+  job = first || (await poll(url));
   let wait = 400;
   for (;;) {
     showState(job);
     if (FINAL.has(job.status)) break;
     await new Promise((r) => setTimeout(r, wait));
     wait = Math.min(1500, wait * 1.2);
-    job = await getJson(job.url);
+    job = await poll(job.url);
   }
   links();
   const untrained = $("demo-untrained");
@@ -287,7 +376,16 @@ async function follow(url, first = null) {
     return;
   }
   slider.min = String(job.floor); // every detection above the floor came with the job
-  image = await loadImage(job.image_url);
+  for (let tries = 1; ; tries++) {
+    try {
+      image = await loadImage(job.image_url);
+      break;
+    } catch (error) {
+      if (tries >= 5) throw error;
+      say("The result is ready; loading its picture again…");
+      await pause(1000 * tries);
+    }
+  }
   const labels = [...new Set(job.detections.map((d) => d.label))].sort();
   colours.clear();
   // One colour per class, the one the PNG export draws it with (boxColour, below).
@@ -590,6 +688,7 @@ if (root && form) {
     body.set("threshold", slider.value);
     const run = $("run");
     run.disabled = true;
+    sending = true;
     result.hidden = false;
     result.dataset.states = "";
     document.body.dataset.jobStatus = "";
@@ -597,21 +696,34 @@ if (root && form) {
     table.replaceChildren();
     if (timingsLine) timingsLine.textContent = "";
     say("Uploading…");
+    let created = null;
     try {
       const token = form.querySelector("input[name=csrfmiddlewaretoken]").value;
-      const created = await getJson(form.action, {
-        method: "POST",
-        body,
-        headers: { "X-CSRFToken": token },
-      });
+      const sent = { file, threshold: slider.value };
+      try {
+        created = await getJson(form.action, {
+          method: "POST",
+          body,
+          headers: { "X-CSRFToken": token, "Idempotency-Key": runKey },
+        });
+      } finally {
+        // The key stays only for the same file and threshold sent again after a lost answer.
+        const lost = !created && chosen === sent.file && slider.value === sent.threshold;
+        if (!lost) runKey = newKey();
+      }
       remember(created.url);
       await follow(created.url, created);
     } catch (error) {
-      say(error.message);
+      say(
+        error.network && !created
+          ? `The upload did not get through (${error.message}). Check your connection and press Run again; a paid run that had reached us is found again, not charged twice.`
+          : error.message,
+      );
       result.dataset.state = "error";
       refreshCost();
     } finally {
-      run.disabled = false;
+      sending = false;
+      run.disabled = !(chosen || fileInput.files[0]);
     }
   });
 } else if (result?.dataset.jobUrl) {
