@@ -340,3 +340,33 @@ def test_the_permalink_enlarges_a_tiny_picture_and_caps_a_tall_one(tab, card):
     box = tab.locator("#run-image").bounding_box()
     assert box["height"] <= 900 * 0.8 + 1
     assert abs(box["width"] / box["height"] - 400 / 3000) < 0.02
+
+
+def test_the_compare_page_keeps_polling_through_a_lost_connection(tab, broker):
+    """A failed poll of a comparison (offline, the server restarting) is asked again: it
+    stopped the page for good, while each model's paid job went on on the server."""
+    from playground.models import Job
+
+    tab.goto("/compare/run?models=facebook/detr-resnet-50,hustvl/yolos-tiny")
+    tab.wait_for_load_state("load")
+    tab.set_input_files(
+        "#compare-form input[type=file]",
+        {"name": "red.png", "mimeType": "image/png", "buffer": png(upright())},
+    )
+    tab.click("#compare-form button[type=submit]")
+    tab.wait_for_url(lambda url: "/compare/run/" in url)
+    polls = []
+
+    def cut(route):
+        polls.append(route.request.url)
+        route.abort("internetdisconnected")
+
+    tab.route("**/compare/run/*?threshold=*", cut)
+    tab.wait_for_selector("#compare-result[data-status=reconnecting]", timeout=30_000)
+    assert "Connection lost" in tab.locator("#compare-summary").text_content()
+    tab.unroute("**/compare/run/*?threshold=*")
+    for job in Job.objects.all():
+        finish(job.pk, [RED_BOX])
+    tab.wait_for_selector("body[data-compare-status=done]", timeout=30_000)
+    assert polls  # the page did lose some
+    assert tab.locator(".compare-panel canvas").count() == 2

@@ -10,11 +10,44 @@ const MIN_SIDE = 320;
 const MAX_WIDTH = 960; // a larger picture is drawn at most this wide
 const count = (n) => new Intl.NumberFormat("en-US").format(n); // the site's 27,011,762
 
+// An error worth asking again for, as on the try page (playground.js): the network failed
+// (offline, a server restarting) or the answer was a 429/5xx or not our JSON.
+class Transient extends Error {}
+const TRANSIENT_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+const GIVE_UP_MS = 5 * 60 * 1000; // failures in a row before the page stops asking
+
 async function getJson(url, options = {}) {
-  const response = await fetch(url, { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } });
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+  let response;
+  try {
+    response = await fetch(url, { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } });
+  } catch (error) {
+    throw new Transient(`no connection to the server: ${error.message}`);
+  }
+  let body;
+  try {
+    body = await response.json();
+  } catch {
+    const message = `HTTP ${response.status}`;
+    throw response.ok || TRANSIENT_STATUS.has(response.status) ? new Transient(message) : new Error(message);
+  }
+  if (!response.ok) {
+    const message = body.error ? body.error.message : `HTTP ${response.status}`;
+    throw TRANSIENT_STATUS.has(response.status) ? new Transient(message) : new Error(message);
+  }
   return body;
+}
+
+// Resolves after ms, or sooner when the browser comes back online.
+function pause(ms) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      window.removeEventListener("online", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    window.addEventListener("online", done);
+  });
 }
 
 // --- the form: pick models, choose or drop an image ----------------------------------
@@ -42,7 +75,15 @@ if (form) {
   for (const hidden of form.querySelectorAll(".js-only")) hidden.hidden = false;
   for (const button of form.querySelectorAll("[data-example]")) {
     button.addEventListener("click", async () => {
-      const blob = await (await fetch(button.dataset.example)).blob();
+      let blob;
+      try {
+        const response = await fetch(button.dataset.example);
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        blob = await response.blob();
+      } catch (err) {
+        show(`The example could not be loaded (${err.message}); check your connection.`);
+        return;
+      }
       const data = new DataTransfer();
       data.items.add(new File([blob], button.dataset.example.split("/").pop(), { type: blob.type }));
       input.files = data.files;
@@ -170,14 +211,35 @@ if (root) {
       root.dataset.threshold = String(data.threshold);  // which threshold is drawn now
       document.body.dataset.compareStatus = "done";
     } else {
+      root.dataset.status = "running";
       summary.textContent = `Running: ${data.panels.filter((p) => FINAL.has(p.status)).length} of ${data.panels.length} models done…`;
     }
   }
 
+  // A failed poll is not a failed comparison: the models' jobs go on on the server (each
+  // charged only if it succeeds), so the page says it is reconnecting and asks again,
+  // backing off to 10 s, for up to GIVE_UP_MS of failures in a row. Before, one failed
+  // poll (offline, the server restarting) stopped the page for good.
   async function poll() {
+    let failingSince = 0;
+    let wait = 700;
     while (data.status !== "done") {
-      await new Promise((r) => setTimeout(r, 700));
-      data = await fetchData();
+      await pause(wait);
+      try {
+        data = await fetchData();
+      } catch (err) {
+        if (!(err instanceof Transient)) throw err;
+        failingSince ||= Date.now();
+        if (Date.now() - failingSince > GIVE_UP_MS) {
+          throw new Error(`Connection lost (${err.message}); reload this page to see the comparison: the runs went on on the server.`);
+        }
+        root.dataset.status = "reconnecting";
+        summary.textContent = `Connection lost (${err.message}); trying again… The runs go on on the server.`;
+        wait = Math.min(Math.max(wait * 2, 1000), 10000);
+        continue;
+      }
+      failingSince = 0;
+      wait = 700;
       await draw();
     }
   }
