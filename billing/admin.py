@@ -353,14 +353,19 @@ class VitrineUserAdmin(UserAdmin):
                   permissions=["change"])  # fmt: skip
     def close_selected(self, request, queryset) -> None:
         closed = 0
-        for user in queryset.filter(is_active=True):
+        # Deactivated accounts too: an operator who deactivated one earlier must still be
+        # able to close it (its email and keys stay until then); one closed already is said.
+        for user in queryset:
+            if not user.is_active and user.get_username() == f"deleted-{user.pk}":
+                self.message_user(request, f"{user.get_username()} is closed already.")
+                continue
             if user.pk == request.user.pk:
                 self.message_user(
                     request, "You cannot close your own account here.", messages.ERROR
                 )
                 continue
             try:
-                account_close(user=user)
+                account_close(user=user, by_operator=True)
             except ApplicationError as exc:
                 self.message_user(request, f"{user.get_username()}: {exc.message}", messages.ERROR)
                 continue

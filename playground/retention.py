@@ -99,10 +99,19 @@ def uploads_purge_owner(*, owner_id: int, batch_size: int | None = None) -> dict
     the charges and the ledger refer to them). Only final jobs; images first, then rows,
     as ``uploads_purge_expired``. A storage outage stops it: what is left then goes at the
     usual retention's end, so no upload outlives ``VITRINE_UPLOAD_RETENTION``."""
+    from playground.services import upright_copies_forget
+
     batch_size = batch_size or settings.VITRINE_PURGE_BATCH
     counts = {"tries_deleted": 0, "images_deleted": 0, "images_left": 0}
     has_charge = Exists(Charge.objects.filter(job_id=OuterRef("pk")))
     owned = Job.objects.filter(owner_id=owner_id, status__in=Job.FINAL)
+    # The cached upright copies are the pictures too (playground/views.py job_image).
+    upright_copies_forget(
+        keys=[
+            sha or name
+            for sha, name in owned.exclude(image_name="").values_list("image_sha256", "image_name")
+        ]
+    )
     tries, paid = owned.filter(~has_charge), owned.filter(has_charge, image_deleted_at__isnull=True)
     while rows := list(tries.values_list("pk", "image_name")[:batch_size]):
         done = _delete_uploads(rows)

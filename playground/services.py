@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache as shared_cache
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -46,10 +48,12 @@ from catalog.db import (
     prepared_row,
     prepared_rows,
 )
+from catalog.errors import ApplicationError
 from catalog.models import ModelCard, Organisation, PriceRoute
 from catalog.observability import current_request_id
 from playground.events import job_finished_publish, jobs_finished_publish
 from playground.failures import QUEUE_TIMEOUT, QUEUE_UNAVAILABLE
+from playground.limits import ACCOUNT_CLOSED
 from playground.models import Job, JobAttempt, JobStatus, WebhookDelivery
 from playground.runtime import CheckpointSpec, ImageFacts, inspect_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
@@ -165,6 +169,16 @@ def job_create(
     before the caller's transaction commits (see ``_HOLD_SQL``; ``sends_before_commit``
     says where), which has taken the job's hold (``job_hold_statement``).
     """
+    if owner is not None and reserve is None:
+        # A free try of a signed-in visitor whose account was closed while the request was
+        # on its way: no job for a closed account (billing/services/accounts.py). A paid
+        # call (``reserve``) read it in the user row's lock statement it sends anyway
+        # (``limits.inflight_jobs_check``), so its hot path pays no query for it.
+        users = get_user_model().objects  # owner may be request.user, a SimpleLazyObject
+        if not users.filter(pk=owner.pk, is_active=True).exists():
+            raise ApplicationError(
+                ACCOUNT_CLOSED, code="invalid_api_key", status=401, type="authentication_error"
+            )
     # Checked, not decoded: the worker decodes it for the model.
     decoded: ImageFacts = inspect_image(image_bytes, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS)
     if route is None or route.is_own:  # a provider route runs the provider's own processor
@@ -976,6 +990,21 @@ def job_set_public(*, job: Job, public: bool) -> Job:
     return job
 
 
+# The upright copy of a turned upload, kept in the shared cache by the upload's digest (or
+# name) for the image view (playground/views.py): it is the picture too, so it goes with it.
+UPRIGHT_CACHE_KEY = "vitrine:upright:v1:{}"
+
+
+def upright_copies_forget(*, keys: list[str]) -> None:
+    """Drop the cached upright copies of uploads being deleted (``image_sha256 or
+    image_name`` of each job). An identical upload of another job only has its copy made
+    again; a cache outage is logged (the copy expires within the hour)."""
+    try:
+        shared_cache.delete_many([UPRIGHT_CACHE_KEY.format(key) for key in keys if key])
+    except Exception:
+        logger.warning("upright image cache unavailable", exc_info=True)
+
+
 def job_image_delete(*, job: Job) -> bool:
     """Delete a finished run's image now, at its owner's request, rather than at its
     retention's end; its row, detections and exports stay (the PNG export needs the image
@@ -990,6 +1019,7 @@ def job_image_delete(*, job: Job) -> bool:
             upload_delete(job.image_name)
         except Exception as exc:  # OSError locally; botocore's own tree on S3
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    upright_copies_forget(keys=[job.image_sha256 or job.image_name])
     Job.objects.filter(pk=job.pk, image_deleted_at__isnull=True).update(
         image_name="", image_deleted_at=timezone.now()
     )

@@ -24,6 +24,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from billing.services.ledger import InsufficientCredits
 from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
@@ -34,6 +35,7 @@ from playground.models import Job
 from playground.runtime import ImageError
 from playground.selectors import Viewer, job_for_viewer
 from playground.serializers import job_data
+from playground.services import UPRIGHT_CACHE_KEY
 from playground.storage import (
     STORAGE_DOWN,
     StorageUnavailable,
@@ -198,6 +200,7 @@ def try_model(request, org: str, name: str):
     if upload.size > settings.VITRINE_MAX_UPLOAD_BYTES:
         message = TOO_LARGE.format(size=upload.size, limit=settings.VITRINE_MAX_UPLOAD_BYTES)
         return _refuse(request, card, message, 413, "image_too_large")
+    image = upload.read()
     try:
         # The API's pipeline (playground/pipeline.py): the same upload checks, job row and
         # enqueue as POST /v1/inference; a paid run also reserves its price there.
@@ -205,13 +208,23 @@ def try_model(request, org: str, name: str):
             limits.paid_try_check(request, card)  # 429: the account's or model's minute
             # The page's script sends one Idempotency-Key per run it means: an upload whose
             # answer the network lost, sent again by Run, finds the job it made (one charge).
-            job = pipeline.job_submit(
-                request=request, card=card, route=route, image=upload.read(),
-                threshold=threshold, flavour="playground",
-                idempotency_key=idempotency.key_from(request),
-            ).job  # fmt: skip
-        else:
-            job = _free_try(request, card, route, upload.read(), threshold, buckets)
+            try:
+                job = pipeline.job_submit(
+                    request=request, card=card, route=route, image=image,
+                    threshold=threshold, flavour="playground",
+                    idempotency_key=idempotency.key_from(request),
+                ).job  # fmt: skip
+            except InsufficientCredits:
+                # The wallet covered the run when this request was read, and no longer did
+                # when its price was reserved (another tab's run took it): the free try a
+                # visitor with that wallet is offered, not a 402 beside "N free tries left".
+                paid = False
+        if not paid:
+            buckets = buckets or demo.try_buckets(request)
+            room = ratelimit.peek(*buckets)
+            if not room.allowed:
+                raise _OutOfTries(room)
+            job = _free_try(request, card, route, image, threshold, buckets)
     except _OutOfTries as exc:
         return _rate_limited(request, card, exc.decision)
     except ApplicationError as exc:
@@ -293,7 +306,6 @@ PUBLIC_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"
 # The upright copy of a turned upload (playground/public_image.py) is kept in the shared cache
 # by the upload's digest, so a page that draws it again (or a comparison's other panels, the
 # same image) costs no second decode and encode. Larger copies are made again each time.
-UPRIGHT_CACHE_KEY = "vitrine:upright:v1:{}"
 UPRIGHT_CACHE_SECONDS = 3600
 UPRIGHT_CACHE_MAX_BYTES = 8 * 1024 * 1024
 _NOT_TURNED = ("", b"")  # cached for an upload the worker does not turn: served as it is

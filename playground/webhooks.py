@@ -381,6 +381,21 @@ def _enqueue(delivery_id: int, *, attempts: int, countdown: float = 0) -> None:
         logger.warning("webhook %s: not enqueued (%s: %s)", delivery_id, type(exc).__name__, exc)
 
 
+ACCOUNT_CLOSED = "The account was closed: nothing is sent for it any more."
+
+
+def webhooks_close_owner(*, owner_id: int) -> int:
+    """A closed account's webhooks: the ones not sent yet never will be, and every address
+    it gave (a URL may carry its own token) is forgotten. The number stopped."""
+    deliveries = WebhookDelivery.objects.filter(job__owner_id=owner_id)
+    Status = WebhookDelivery.Status
+    stopped = deliveries.filter(status__in=(Status.WAITING, Status.PENDING)).update(
+        status=Status.FAILED, last_error=ACCOUNT_CLOSED, url=""
+    )
+    deliveries.exclude(url="").update(url="")
+    return stopped
+
+
 def webhook_job_finished(job_id) -> None:
     """Called after the commit that ended a job: queue its webhook, if it has one. Never
     raises into the caller (a worker finishing a job): a webhook left waiting is found by
@@ -433,6 +448,13 @@ def webhook_deliver(*, delivery_id: int, attempts: int | None = None) -> str:
     )
     if delivery is None or not delivery.job.is_final or delivery.job.owner is None:
         return ""
+    if not delivery.job.owner.is_active:
+        # A closed account (billing/services/accounts.py): nothing more goes to its
+        # addresses, and no signing secret is made again for it.
+        WebhookDelivery.objects.filter(
+            pk=delivery.pk, status=WebhookDelivery.Status.PENDING
+        ).update(status=WebhookDelivery.Status.FAILED, last_error=ACCOUNT_CLOSED, url="")
+        return WebhookDelivery.Status.FAILED
     expected = delivery.attempts if attempts is None else attempts
     claimed = WebhookDelivery.objects.filter(
         pk=delivery.pk, status=WebhookDelivery.Status.PENDING, attempts=expected

@@ -38,6 +38,7 @@ from catalog.pricing import format_usd
 from playground import services as jobs
 from playground.models import CachedCall, IdempotencyRecord, Job
 from playground.retention import uploads_purge_owner
+from playground.webhooks import webhooks_close_owner
 
 logger = logging.getLogger(__name__)
 
@@ -115,16 +116,29 @@ def account_close_refusal(*, user) -> str | None:
     return None
 
 
-def account_close(*, user) -> ClosedAccount:
+def account_close(*, user, by_operator: bool = False) -> ClosedAccount:
     """Close ``user``'s account (see the module); an ``account_not_closable`` 409 when
-    ``account_close_refusal`` has a reason."""
-    refusal = account_close_refusal(user=user)
-    if refusal:
-        raise ApplicationError(refusal, code="account_not_closable", status=409)
+    ``account_close_refusal`` has a reason. ``by_operator``: closed from the admin (the
+    notice says so, not that it was asked from the dashboard)."""
     now = timezone.now()
     with transaction.atomic():
-        # The row lock orders this against a second close of the same account.
+        # The row lock orders this against a second close of the same account, and against
+        # a paid call's transaction creating a job, which locks the same row first
+        # (limits.inflight_jobs_check): a call that locked it first has committed its job
+        # before the queued ones are read below; one that locks it after finds the account
+        # closed (services.job_create) and creates nothing.
         person = get_user_model().objects.select_for_update().get(pk=user.pk)
+        # Queued jobs are cancelled before the running ones are counted, in this
+        # transaction: a worker's claim (a compare-and-set on status='queued') either
+        # committed before (the job is running: refused below, the cancels undone) or
+        # waits for this commit and finds the job cancelled. Counted first and cancelled
+        # after the commit, a job claimed in between ran and was charged after the account
+        # was closed, its upload left behind (found from outside, probe D).
+        queued = Job.objects.filter(owner_id=person.pk, status=Job.Status.QUEUED)
+        cancelled = sum(jobs.job_cancel(job=job) for job in queued.only("pk"))
+        refusal = account_close_refusal(user=person)
+        if refusal:
+            raise ApplicationError(refusal, code="account_not_closable", status=409)
         email, username = person.email, person.get_username()
         keys_revoked = ApiKey.objects.filter(user=person, revoked_at__isnull=True).update(
             revoked_at=now
@@ -142,11 +156,10 @@ def account_close(*, user) -> ClosedAccount:
         person.is_active = False
         person.set_unusable_password()
         person.save()
-    # After the commit: calls with its keys are refused now, so no new job can be queued
-    # behind the ones cancelled here (each cancel is its own compare-and-set).
-    queued = Job.objects.filter(owner_id=person.pk, status=Job.Status.QUEUED)
-    cancelled = sum(jobs.job_cancel(job=job) for job in queued.only("pk"))
     Job.objects.filter(owner_id=person.pk, is_public=True).update(is_public=False)
+    # After the cancels: each queued its job's webhook, which must not go out now (nor make
+    # a signing secret again for a closed account; webhook_deliver checks it too).
+    webhooks_close_owner(owner_id=person.pk)
     purged = uploads_purge_owner(owner_id=person.pk)
     closed = ClosedAccount(
         forfeited=Decimal(wallet_for(person).balance),
@@ -162,6 +175,7 @@ def account_close(*, user) -> ClosedAccount:
         context={
             "username": username,
             "forfeited": format_usd(closed.forfeited) if closed.forfeited > 0 else "",
+            "by_operator": by_operator,
         },
     )
     return closed

@@ -6,6 +6,7 @@ import uuid
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -17,6 +18,7 @@ from catalog.pricing import TOP_UP_FEE_RATE, format_usd
 TOP_UP_TOO_SMALL = "The smallest top-up is {minimum}."
 TOP_UP_TOO_LARGE = "The largest top-up is {maximum}."
 WHOLE_CENTS = "Top-ups are in whole cents, e.g. 10 or 12.50."
+ACCOUNT_CLOSED = "This account has been closed: no payment can be started for it."
 CENT = Decimal("0.01")
 
 
@@ -45,7 +47,17 @@ def top_up_create(*, user, credit: Decimal, provider: str) -> TopUp:
     if credit != credit.quantize(CENT):
         raise ApplicationError(WHOLE_CENTS, code="top_up_not_whole_cents")
     fee, total = top_up_quote(credit)
-    return TopUp.objects.create(user=user, credit=credit, fee=fee, total=total, provider=provider)
+    with transaction.atomic():
+        # Ordered against the account's close on the user row (billing/services/accounts.py
+        # locks it too): a payment started just before is seen by the close's check (it
+        # refuses while one is open), and none starts for a closed account, whose credit
+        # would be lost (a request that loaded the user before the close; probe D).
+        users = get_user_model().objects.select_for_update()
+        if not users.filter(pk=user.pk, is_active=True).exists():
+            raise ApplicationError(ACCOUNT_CLOSED, code="account_closed", status=409)
+        return TopUp.objects.create(
+            user=user, credit=credit, fee=fee, total=total, provider=provider
+        )
 
 
 def top_up_complete(*, top_up: TopUp) -> Posting:

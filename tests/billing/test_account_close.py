@@ -24,9 +24,10 @@ from billing.services.keys import api_key_create, provider_key_save
 from billing.services.ledger import wallet_for
 from billing.services.webhook_secrets import webhook_secret_get
 from billing.views import ACCOUNT_DELETED, PASSWORD_CHANGED, WRONG_PASSWORD
+from catalog.errors import ApplicationError
 from catalog.models import DemandVote
 from playground import services
-from playground.models import Job
+from playground.models import Job, WebhookDelivery
 from playground.storage import job_storage
 from tests import factories
 
@@ -232,6 +233,97 @@ def test_deleting_removes_the_person_and_keeps_the_books(client, card, user):
     assert get_user_model().objects.filter(username="ada", is_active=True).exists()
 
 
+def test_a_closed_account_gets_no_more_webhooks_and_no_new_signing_secret(
+    client, card, user, monkeypatch
+):
+    """Found from outside (session probe D): the queued jobs' cancels queued their webhooks,
+    which were then POSTed to the user's address for hours after the deletion, signed with a
+    webhook secret made again for the closed account."""
+    from playground import webhooks
+
+    sent = []
+    monkeypatch.setattr(webhooks, "post_signed", lambda url, **kw: sent.append(url))
+    monkeypatch.setattr(webhooks, "_enqueue", lambda pk, **kw: None)
+    webhook_secret_get(user=user)
+    queued = paid_job(card, user, status="queued")
+    webhooks.webhook_register(job=queued, url="https://hooks.example/v?token=s3cret")
+    failing = paid_job(card, user, status="succeeded")
+    pending = webhooks.webhook_register(job=failing, url="https://hooks.example/v?token=s3cret")
+    webhooks.webhook_job_finished(failing.pk)  # a delivery retrying: pending
+
+    signed_in(client, user).post(DELETE, {"password": "pw-ada-1", "forfeit": "on"})
+
+    deliveries = WebhookDelivery.objects.filter(job__owner=user)
+    assert sorted(deliveries.values_list("status", "url")) == [("failed", "")] * 2
+    # A message already queued for one (the retry above) sends nothing when it runs.
+    WebhookDelivery.objects.filter(pk=pending.pk).update(status="pending")
+    assert webhooks.webhook_deliver(delivery_id=pending.pk) == "failed"
+    assert sent == []
+    assert not WebhookSecret.objects.filter(user=user).exists()
+
+
+def test_a_call_whose_key_passed_just_before_the_close_makes_no_job(
+    client, card, user, monkeypatch, settings
+):
+    """Found from outside (probe D): a call authenticated, the account closed, and the call
+    then made its job: queued after the close's cancels, it ran 17 s later and was charged,
+    its upload kept. The close and the call's job now order on the user row."""
+    from billing import auth
+    from billing.services.accounts import account_close
+
+    _, plaintext = api_key_create(user=user, name="laptop")
+    real = auth.api_key_authenticate
+
+    def closed_meanwhile(raw):
+        key = real(raw)
+        account_close(user=get_user_model().objects.get(pk=key.user_id))
+        return key
+
+    monkeypatch.setattr(auth, "api_key_authenticate", closed_meanwhile)
+    balance = wallet_for(user).balance
+    response = client.post(
+        f"/v1/detections/{card.organisation.slug}/{card.slug}",
+        png(),
+        content_type="image/png",
+        HTTP_AUTHORIZATION=f"Bearer {plaintext}",
+        HTTP_PREFER="respond-async",
+    )
+
+    assert response.status_code == 401, response.content
+    assert response.json()["error"]["code"] == "invalid_api_key"  # as its next call gets
+    assert not Job.objects.filter(owner=user).exists()
+    assert not Charge.objects.filter(user=user).exists()
+    assert wallet_for(user).balance == balance
+    stored = settings.VITRINE_JOB_STORAGE  # nothing uploaded either
+    assert not stored.exists() or not any(stored.rglob("*.*"))
+
+
+def test_a_job_claimed_while_the_account_closes_is_cancelled_or_refuses_the_close(
+    card, user, monkeypatch
+):
+    """Found from outside (probe D): the running jobs were counted before the queued ones
+    were cancelled, so a worker's claim in between ran a job, and charged it, after the
+    account was closed. Now the cancels come first, in the close's transaction."""
+    from billing.services import accounts
+
+    queued = paid_job(card, user, status="queued")
+    real = accounts.account_close_refusal
+
+    def then_claimed(*, user):
+        answer = real(user=user)
+        # A worker's claim, a compare-and-set on the queued status, lands just after.
+        Job.objects.filter(pk=queued.pk, status="queued").update(status="running")
+        return answer
+
+    monkeypatch.setattr(accounts, "account_close_refusal", then_claimed)
+    accounts.account_close(user=user)
+
+    queued.refresh_from_db()
+    assert queued.status == "cancelled"
+    assert Charge.objects.get(job_id=queued.pk).status == Charge.Status.VOIDED
+    assert not job_storage().exists(queued.image_name or "x")
+
+
 def test_deleting_twice_from_two_tabs_is_one_deletion(client, user):
     signed_in(client, user)
     assert client.post(DELETE, {"password": "pw-ada-1", "forfeit": "on"}).status_code == 302
@@ -304,3 +396,80 @@ def test_an_operator_closes_an_account_as_its_owner_would(client, staff, user, o
     staff.refresh_from_db()
     viewer.refresh_from_db()
     assert staff.is_active and viewer.is_active
+    # The notice says who closed it (probe D: it said "as asked from its dashboard").
+    [notice] = [m for m in mail.outbox if m.to == ["ada@example.com"]]
+    assert "by Vitrine's staff" in notice.body and "dashboard" not in notice.body
+
+
+def test_an_operator_closes_a_deactivated_account_too(client, staff, user):
+    """Found from outside (probe D): the action skipped inactive users without a word, so an
+    account an operator had deactivated kept its email, keys and uploads for good."""
+    api_key_create(user=user, name="laptop")
+    get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+    client.force_login(staff)
+
+    response = client.post(USERS, {"action": "close_selected", "_selected_action": [user.pk]})
+
+    assert "Closed 1 account(s)." in client.get(response["Location"]).content.decode()
+    user.refresh_from_db()
+    assert (user.username, user.email) == (f"deleted-{user.pk}", "")
+    assert ApiKey.objects.get(user=user).revoked_at is not None
+    again = client.post(USERS, {"action": "close_selected", "_selected_action": [user.pk]})
+    assert f"eleted-{user.pk} is closed already." in client.get(again["Location"]).content.decode()
+
+
+def test_a_refused_deletion_does_not_use_up_the_password_attempts(client, card, user):
+    """Found from outside (probe D): each try refused for a running run counted as one of
+    the five password attempts, so the page that says "try again in a minute" was locked
+    for 15 minutes after the fifth try."""
+    running = paid_job(card, user, status="running")
+    signed_in(client, user)
+    for _ in range(6):
+        response = client.post(DELETE, {"password": "pw-ada-1", "forfeit": "on"})
+        assert response.status_code == 409
+        assert "1 of your runs is running" in response.content.decode()
+    Job.objects.filter(pk=running.pk).update(status="failed", finished_at=timezone.now())
+
+    response = client.post(DELETE, {"password": "pw-ada-1", "forfeit": "on"})
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert not user.is_active
+
+
+def test_no_payment_starts_for_an_account_closed_meanwhile(user):
+    """Found from outside (probe D): a top-up request that loaded its user before the close
+    committed still started a payment, whose credit would land in the closed wallet."""
+    from billing.services.accounts import account_close
+    from billing.services.topups import ACCOUNT_CLOSED, top_up_create
+
+    loaded_before = get_user_model().objects.get(pk=user.pk)
+    account_close(user=user)
+
+    with pytest.raises(ApplicationError) as refused:
+        top_up_create(user=loaded_before, credit=Decimal("10"), provider="dev")
+
+    assert (refused.value.message, refused.value.status) == (ACCOUNT_CLOSED, 409)
+    assert not TopUp.objects.filter(user=user).exists()
+
+
+@pytest.mark.parametrize("how", ["delete image", "close account"])
+def test_the_cached_upright_copy_goes_with_the_image(client, card, user, how):
+    """Found from outside (probe D): the image view keeps an upright copy of a turned upload
+    in the shared cache for an hour; "Delete image" and closing the account left it there."""
+    from django.core.cache import cache
+
+    from playground.services import UPRIGHT_CACHE_KEY
+
+    job = paid_job(card, user, status="succeeded")
+    key = UPRIGHT_CACHE_KEY.format(job.image_sha256)
+    cache.set(key, ("image/jpeg", b"the picture, upright"), 3600)
+
+    if how == "delete image":
+        assert services.job_image_delete(job=job)
+    else:
+        signed_in(client, user).post(DELETE, {"password": "pw-ada-1", "forfeit": "on"})
+
+    assert cache.get(key) is None
+    job.refresh_from_db()
+    assert job.image_name == ""

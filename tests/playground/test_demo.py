@@ -91,6 +91,38 @@ def test_a_visitor_whose_wallet_cannot_cover_a_run_uses_free_tries(
     assert Charge.objects.count() == 0
 
 
+def test_a_run_whose_credit_another_tab_spent_meanwhile_is_a_free_try(
+    client,
+    card,  # noqa: F811
+    other_user,
+    monkeypatch,
+    settings,
+    django_capture_on_commit_callbacks,
+):
+    """Two tabs, a wallet for one run: both requests are read as paid, one reserves the
+    price and the other finds the wallet empty. It was a 402 beside "20 of 20 free tries
+    left"; it is the free try the page offers a visitor with that wallet."""
+    from playground import demo
+
+    settings.VITRINE_PLAYGROUND_PER_HOUR = 2
+    factories.funded(other_user, "0.0002")
+    client.force_login(other_user)
+    monkeypatch.setattr(demo, "wallet_pays", lambda request, route: True)  # read before
+    with django_capture_on_commit_callbacks():
+        paid = client.post(try_url(card), {"image": upload()}, headers=JSON)
+        raced = client.post(try_url(card), {"image": upload()}, headers=JSON)
+    assert (paid.status_code, paid.json()["cost"]) == (202, "0.0002")
+    assert raced.status_code == 202, raced.content
+    assert (raced.json()["cost"], raced.json()["charge_status"]) == ("0", None)
+    assert Charge.objects.count() == 1
+    monkeypatch.undo()  # the wallet is empty now: the page offers free tries
+    assert state(client, card)["free"]["remaining"] == 1  # it spent a free try
+    with django_capture_on_commit_callbacks():
+        client.post(try_url(card), {"image": upload()}, headers=JSON)
+        out = client.post(try_url(card), {"image": upload()}, headers=JSON)
+    assert out.status_code == 429  # and, the tries spent, the free tries' own limit
+
+
 def test_a_bad_threshold_is_a_400_in_the_api_shape(client, card):  # noqa: F811
     response = client.post(try_url(card), {"image": upload(), "threshold": "2"}, headers=JSON)
     assert response.status_code == 400
