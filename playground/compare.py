@@ -27,7 +27,7 @@ from catalog.errors import ApplicationError, model_not_found
 from catalog.lifecycle import card_callable_check
 from catalog.models import ModelCard, PriceRoute
 from catalog.pricing import format_usd
-from playground import services
+from playground import limits, services
 from playground.api import RETRY_AFTER_SECONDS
 from playground.demo import EXAMPLES, try_buckets
 from playground.failures import QUEUE_UNAVAILABLE, SERVICE_UNAVAILABLE, public_error
@@ -176,6 +176,10 @@ def _start(request, model_ids: list[str]) -> list[Job]:
     image = upload.read()
     try:
         with transaction.atomic():  # one model refusing the image stores no job at all
+            # Held to the free tries' queued bound as the try page is (one job per model).
+            limits.free_tries_queued_check(
+                queue=settings.VITRINE_INFERENCE_QUEUE, adding=len(picked)
+            )
             jobs = [
                 services.job_create(
                     card=card,

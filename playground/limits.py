@@ -76,7 +76,15 @@ def call_give_back(request) -> None:
     locked out for up to 60 s after its jobs had ended (80 calls: 16 jobs, 44 in-flight
     refusals, then 20 ``rate_limit_exceeded``; many-tenants probe, session 41)."""
     buckets = getattr(request, ADMITTED_BUCKETS, None)
-    if buckets:
+    # Bounded: each refusal still reads a body and locks the user row, so an account gets
+    # back at most twice its per-minute calls a minute; past that a refusal counts.
+    refusals = ratelimit.Bucket(
+        "inflight-refusal",
+        str(request.user.pk),
+        2 * settings.VITRINE_ACCOUNT_RATE_PER_MINUTE,
+        MINUTE,
+    )
+    if buckets and ratelimit.hit(refusals).allowed:
         decision = ratelimit.release(*buckets)
         setattr(request, RATE_LIMIT_HEADERS, decision.headers())
         setattr(request, ADMITTED_BUCKETS, None)
@@ -136,8 +144,9 @@ def _inflight_sql() -> str:
     )
 
 
-def free_tries_queued_check(*, queue: str) -> None:
-    """Refuse a free try while ``VITRINE_FREE_TRIES_QUEUED`` free jobs wait in ``queue``.
+def free_tries_queued_check(*, queue: str, adding: int = 1) -> None:
+    """Refuse a free try while ``VITRINE_FREE_TRIES_QUEUED`` free jobs wait in ``queue``
+    (``adding``: the jobs it is about to queue, e.g. one per model of a comparison).
 
     Free tries are counted per IP and hour only, never in flight: 20 addresses queued 253
     free jobs in a minute and every paid call behind them waited minutes (one FIFO queue;
@@ -152,7 +161,7 @@ def free_tries_queued_check(*, queue: str) -> None:
     # A free job has no charge (``cost_ref`` empty); the partial index on queued jobs
     # keeps this a short scan.
     count = Job.objects.filter(status=JobStatus.QUEUED, queue=queue, cost_ref="").count()
-    if count >= limit:
+    if count + adding > limit:
         raise errors.ApplicationError(
             FREE_TRIES_BUSY.format(count=count),
             code="free_tries_busy",

@@ -175,6 +175,8 @@ def job_create(
         # call (``reserve``) read it in the user row's lock statement it sends anyway
         # (``limits.inflight_jobs_check``), so its hot path pays no query for it.
         users = get_user_model().objects  # owner may be request.user, a SimpleLazyObject
+        if connection.in_atomic_block:  # the try's transaction: ordered against the close
+            users = users.select_for_update()
         if not users.filter(pk=owner.pk, is_active=True).exists():
             raise ApplicationError(
                 ACCOUNT_CLOSED, code="invalid_api_key", status=401, type="authentication_error"

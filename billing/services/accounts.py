@@ -30,7 +30,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing.models import ApiKey, ProviderKey, TopUp, WebhookSecret
+from billing.models import ApiKey, ProviderKey, SignupCreditClaim, TopUp, WebhookSecret
 from billing.services.ledger import wallet_for
 from catalog.errors import ApplicationError
 from catalog.models import DemandVote
@@ -88,8 +88,10 @@ class ClosedAccount:
     images_left: int  # a storage outage: deleted at the usual retention's end
 
 
-def account_close_refusal(*, user) -> str | None:
-    """Why ``user``'s account cannot be closed now, or None."""
+def account_close_refusal(*, user, queued_too: bool = False) -> str | None:
+    """Why ``user``'s account cannot be closed now, or None. ``queued_too``: queued jobs
+    count as running (the close, after cancelling its queued jobs: one queued since was
+    given back by its worker for a retry, or made meanwhile)."""
     if user.is_staff or user.is_superuser:
         return STAFF_ACCOUNT
     open_payment = (
@@ -104,7 +106,8 @@ def account_close_refusal(*, user) -> str | None:
     if open_payment is not None:
         started = timezone.localtime(open_payment.created_at).strftime("%Y-%m-%d %H:%M %Z")
         return PAYMENT_OPEN.format(started=started)
-    running = Job.objects.filter(owner=user, status=Job.Status.RUNNING).count()
+    busy = [Job.Status.RUNNING, *([Job.Status.QUEUED] if queued_too else [])]
+    running = Job.objects.filter(owner=user, status__in=busy).count()
     if running:
         one = running == 1
         return JOBS_RUNNING.format(
@@ -136,7 +139,9 @@ def account_close(*, user, by_operator: bool = False) -> ClosedAccount:
         # was closed, its upload left behind (found from outside, probe D).
         queued = Job.objects.filter(owner_id=person.pk, status=Job.Status.QUEUED)
         cancelled = sum(jobs.job_cancel(job=job) for job in queued.only("pk"))
-        refusal = account_close_refusal(user=person)
+        # Queued and running counted in one statement: a job a worker gave back to the
+        # queue (a retry) after the cancels above is counted too (review, session 41).
+        refusal = account_close_refusal(user=person, queued_too=True)
         if refusal:
             raise ApplicationError(refusal, code="account_not_closable", status=409)
         email, username = person.email, person.get_username()
@@ -148,6 +153,10 @@ def account_close(*, user, by_operator: bool = False) -> ClosedAccount:
         IdempotencyRecord.objects.filter(user=person).delete()
         CachedCall.objects.filter(owner=person).delete()
         DemandVote.objects.filter(user=person).delete()
+        # The mailbox's claim stays (its sign-up credit is given once, ever) but no longer
+        # names this account: SET_NULL fires only when a row is deleted, and this one is
+        # kept, so the claim tied the closed account to the address.
+        SignupCreditClaim.objects.filter(user=person).update(user=None)
         if email:
             DemandVote.objects.filter(email__iexact=email).delete()
         person.username = f"deleted-{person.pk}"

@@ -127,7 +127,11 @@ if (root) {
       images.set(src, new Promise((resolve, reject) => {
         const img = new Image();
         img.onload = () => resolve(img);
-        img.onerror = reject;
+        // Forgotten, so a later draw loads it again (a flaky network), and said as an error.
+        img.onerror = () => {
+          images.delete(src);
+          reject(new Transient(`the picture did not load (${src})`));
+        };
         img.src = src;
       }));
     }
@@ -227,6 +231,7 @@ if (root) {
       await pause(wait);
       try {
         data = await fetchData();
+        await draw();
       } catch (err) {
         if (!(err instanceof Transient)) throw err;
         failingSince ||= Date.now();
@@ -240,7 +245,6 @@ if (root) {
       }
       failingSince = 0;
       wait = 700;
-      await draw();
     }
   }
 
@@ -272,5 +276,17 @@ if (root) {
     redraw = requestAnimationFrame(() => draw().catch((err) => { summary.textContent = err.message; }));
   }).observe(root);
 
-  draw().then(poll).catch((err) => { summary.textContent = err.message; });
+  // The first drawing: a picture that did not load is asked again a few times.
+  async function firstDraw() {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await draw();
+      } catch (err) {
+        if (!(err instanceof Transient) || tries >= 5) throw err;
+        summary.textContent = `${err.message}; trying again…`;
+        await pause(1000 * tries);
+      }
+    }
+  }
+  firstDraw().then(poll).catch((err) => { summary.textContent = err.message; });
 }

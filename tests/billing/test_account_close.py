@@ -309,8 +309,8 @@ def test_a_job_claimed_while_the_account_closes_is_cancelled_or_refuses_the_clos
     queued = paid_job(card, user, status="queued")
     real = accounts.account_close_refusal
 
-    def then_claimed(*, user):
-        answer = real(user=user)
+    def then_claimed(*, user, **flags):
+        answer = real(user=user, **flags)
         # A worker's claim, a compare-and-set on the queued status, lands just after.
         Job.objects.filter(pk=queued.pk, status="queued").update(status="running")
         return answer
@@ -473,3 +473,22 @@ def test_the_cached_upright_copy_goes_with_the_image(client, card, user, how):
     assert cache.get(key) is None
     job.refresh_from_db()
     assert job.image_name == ""
+
+
+def test_the_closed_account_no_longer_names_its_mailbox_in_the_sign_up_claim(client, user):
+    from billing.models import SignupCreditClaim
+
+    claim = SignupCreditClaim.objects.create(email="ada@example.com", user=user)
+    signed_in(client, user).post(DELETE, {"password": "pw-ada-1", "forfeit": "on"})
+    claim.refresh_from_db()
+    assert claim.user_id is None  # the mailbox's credit stays claimed, by no one now
+
+
+def test_a_job_queued_again_after_the_cancels_refuses_the_close(card, user):
+    """A worker gives a running job back to the queue (a retry) between the close's cancels
+    and its count: counted with the running ones, it refuses the close."""
+    from billing.services.accounts import account_close_refusal
+
+    paid_job(card, user, status="queued")
+    assert account_close_refusal(user=user) is None  # the page: queued ones get cancelled
+    assert "1 of your runs is running" in account_close_refusal(user=user, queued_too=True)

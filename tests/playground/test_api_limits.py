@@ -139,6 +139,22 @@ def test_calls_refused_for_jobs_in_flight_do_not_spend_the_minute(
     assert again.status_code == 202 and again["RateLimit-Remaining"] == "2"
 
 
+def test_refusals_given_back_are_bounded_per_account(
+    client, card, funded, settings, limits_redis, django_capture_on_commit_callbacks
+):
+    """Each refusal still reads a body and locks the user row: at most twice the account's
+    per-minute calls are given back a minute; past that a refusal counts again."""
+    settings.VITRINE_MAX_INFLIGHT_JOBS = 1
+    settings.VITRINE_ACCOUNT_RATE_PER_MINUTE = 3
+    with django_capture_on_commit_callbacks():
+        responses = [call(client, card, funded, jpeg(), **ASYNC) for _ in range(10)]
+    codes = [
+        r.json()["error"]["code"] if r.status_code == 429 else r.status_code for r in responses
+    ]
+    # 1 job; 6 refusals given back; then 2 counted (the account's 3 calls), then its limit.
+    assert codes == [202] + ["too_many_inflight_jobs"] * 8 + ["rate_limit_exceeded"]
+
+
 def test_job_polling_has_its_own_limit(
     client, card, funded, settings, limits_redis, django_capture_on_commit_callbacks
 ):

@@ -214,3 +214,19 @@ def test_a_refused_image_costs_no_tries(
     with django_capture_on_commit_callbacks():
         assert start(client, cards).status_code == 202  # all 3 tries still there
     assert Job.objects.count() == 3
+
+
+def test_a_comparison_is_held_to_the_free_tries_queued_bound(
+    client, cards, settings, django_capture_on_commit_callbacks
+):
+    """Its jobs are free tries too: one per model counts against VITRINE_FREE_TRIES_QUEUED
+    (the compare page queued 12 free jobs past a bound of 1 from four addresses)."""
+    settings.VITRINE_FREE_TRIES_QUEUED = 5
+    with django_capture_on_commit_callbacks():
+        assert start(client, cards).status_code == 202  # 3 queued
+        refused = start(Client(), cards)  # 3 + 3 > 5
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "free_tries_busy"
+    assert Job.objects.count() == 3
+    with django_capture_on_commit_callbacks():
+        assert start(Client(), cards[:2]).status_code == 202  # 3 + 2 fits
