@@ -61,6 +61,7 @@ from playground import (
     webhooks,
 )
 from playground.failures import (
+    ACCOUNT_CLOSED_CODE,
     CANCELLED,
     FAILURES,
     SERVICE_UNAVAILABLE,
@@ -648,7 +649,7 @@ def job_response_from(
         body = resource if full else resource["detections"]
         return JsonResponse(body, safe=False, headers=headers)
     if job.status in Job.FINAL:
-        if job.status == JobStatus.CANCELLED:
+        if job.status == JobStatus.CANCELLED and job.error_code != ACCOUNT_CLOSED_CODE:
             status, error_type, message = CANCELLED.status, None, CANCELLED.message or ""
             code = "job_cancelled"
         else:

@@ -36,6 +36,10 @@ PROVIDER_AUTH_FAILED = (
     "Nothing was charged."
 )
 PROVIDER_FAILED = "The provider failed to run the model; nothing was charged. Retry later."
+# A queued job its account's deletion cancelled (billing/services/accounts.py): the call
+# that waited for it is told so, not "busy, retry" (its retry would only meet a 401).
+ACCOUNT_CLOSED_CODE = "account_closed"
+ACCOUNT_CLOSED = "The account was closed before this job ran: nothing was run or charged."
 PROVIDER_UNREACHABLE = "The provider could not be reached; nothing was charged. Retry later."
 PROVIDER_UNAVAILABLE = (
     "This provider route cannot run the job (no stored key for it, or the provider is no "
@@ -87,6 +91,7 @@ FAILURES: dict[str, Failure] = {
     "provider_error": Failure(502, PROVIDER_FAILED),
     # A drop-in call answered 503 with the database away gave its job up (events.FATE).
     "call_given_up": Failure(503, CALL_GIVEN_UP, SERVICE_UNAVAILABLE),
+    ACCOUNT_CLOSED_CODE: Failure(401, ACCOUNT_CLOSED, "authentication_error"),
     # A bug or a model that breaks on some input: the operator's to fix, from the logs.
     "inference_error": Failure(500, INFERENCE_FAILED),
 }

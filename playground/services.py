@@ -723,11 +723,13 @@ def _log_finished(*, job: Job, fields: dict, done: bool) -> None:
     )  # fmt: skip
 
 
-def job_cancel(*, job: Job) -> bool:
-    """Cancel a job that no worker has claimed yet; its charge is released."""
+def job_cancel(*, job: Job, error_code: str = "") -> bool:
+    """Cancel a job that no worker has claimed yet; its charge is released. ``error_code``:
+    why, when the caller waiting for it is to be told more than "cancelled"
+    (``failures.ACCOUNT_CLOSED_CODE``)."""
     with transaction.atomic():
         done = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.CANCELLED, finished_at=timezone.now()
+            status=JobStatus.CANCELLED, finished_at=timezone.now(), error_code=error_code
         )
         if done:
             _settle_charge(job_id=job.pk, status=JobStatus.CANCELLED)

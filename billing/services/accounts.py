@@ -36,6 +36,7 @@ from catalog.errors import ApplicationError
 from catalog.models import DemandVote
 from catalog.pricing import format_usd
 from playground import services as jobs
+from playground.failures import ACCOUNT_CLOSED_CODE
 from playground.models import CachedCall, IdempotencyRecord, Job
 from playground.retention import uploads_purge_owner
 from playground.webhooks import webhooks_close_owner
@@ -138,7 +139,9 @@ def account_close(*, user, by_operator: bool = False) -> ClosedAccount:
         # after the commit, a job claimed in between ran and was charged after the account
         # was closed, its upload left behind (found from outside, probe D).
         queued = Job.objects.filter(owner_id=person.pk, status=Job.Status.QUEUED)
-        cancelled = sum(jobs.job_cancel(job=job) for job in queued.only("pk"))
+        cancelled = sum(
+            jobs.job_cancel(job=job, error_code=ACCOUNT_CLOSED_CODE) for job in queued.only("pk")
+        )
         # Queued and running counted in one statement: a job a worker gave back to the
         # queue (a retry) after the cancels above is counted too (review, session 41).
         refusal = account_close_refusal(user=person, queued_too=True)

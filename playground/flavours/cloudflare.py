@@ -41,7 +41,7 @@ from rest_framework.response import Response
 from catalog import errors
 from catalog.lifecycle import lifecycle_apply
 from playground import api, idempotency, limits, pipeline
-from playground.failures import SERVICE_UNAVAILABLE, job_failure
+from playground.failures import ACCOUNT_CLOSED_CODE, SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import CLOUDFLARE, error_response, given_up, waiting
 from playground.flavours.common import (
     FlavourApi,
@@ -145,7 +145,8 @@ def cloudflare_answer(
             "messages": [],
         }
         return JsonResponse(body, headers=headers)
-    if outcome == waiting.CANCELLED or job.status == JobStatus.CANCELLED:
+    closed = job.status == JobStatus.CANCELLED and job.error_code == ACCOUNT_CLOSED_CODE
+    if (outcome == waiting.CANCELLED or job.status == JobStatus.CANCELLED) and not closed:
         # Cancelled at a wait's bound (this call's or a duplicate's): retryable.
         seconds = waiting.retry_after(waiting.estimate_seconds(card=job.card))
         error = errors.ApplicationError(
@@ -155,7 +156,7 @@ def cloudflare_answer(
             type=SERVICE_UNAVAILABLE,
             headers={"Retry-After": seconds},
         )
-    elif job.status == JobStatus.FAILED:
+    elif job.status == JobStatus.FAILED or closed:
         status, error_type, message = job_failure(job.error_code, job.error_message)
         error = errors.ApplicationError(
             message, code=job.error_code or "job_failed", status=status, type=error_type

@@ -50,7 +50,7 @@ from rest_framework.response import Response
 from catalog import errors
 from catalog.lifecycle import lifecycle_apply
 from playground import api, idempotency, limits, pipeline, services
-from playground.failures import SERVICE_UNAVAILABLE, job_failure
+from playground.failures import ACCOUNT_CLOSED_CODE, SERVICE_UNAVAILABLE, job_failure
 from playground.flavours import HF, error_response, given_up, waiting
 from playground.flavours.common import (
     FlavourApi,
@@ -217,14 +217,15 @@ def hf_answer(
         headers["X-Vitrine-Cost"] = "0"  # this call ran and charged nothing
     if job.status == JobStatus.SUCCEEDED:
         return JsonResponse(detections(job, threshold), safe=False, headers=headers)
-    if outcome == waiting.CANCELLED or job.status == JobStatus.CANCELLED:
+    closed = job.status == JobStatus.CANCELLED and job.error_code == ACCOUNT_CLOSED_CODE
+    if (outcome == waiting.CANCELLED or job.status == JobStatus.CANCELLED) and not closed:
         # Cancelled at a wait's bound (this call's or a duplicate's): retryable.
         error = loading_error(
             job.card.model_id,
             waiting.estimate_seconds(card=job.card),
             waited_for_model=getattr(request, "vitrine_waited_for_model", False),
         )
-    elif job.status == JobStatus.FAILED:
+    elif job.status == JobStatus.FAILED or closed:
         status, error_type, message = job_failure(job.error_code, job.error_message)
         error = errors.ApplicationError(
             message, code=job.error_code or "job_failed", status=status, type=error_type

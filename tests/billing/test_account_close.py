@@ -8,6 +8,7 @@ deleted, queued jobs cancelled with their charges released.
 from __future__ import annotations
 
 import io
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -492,3 +493,33 @@ def test_a_job_queued_again_after_the_cancels_refuses_the_close(card, user):
     paid_job(card, user, status="queued")
     assert account_close_refusal(user=user) is None  # the page: queued ones get cancelled
     assert "1 of your runs is running" in account_close_refusal(user=user, queued_too=True)
+
+
+def test_a_call_waiting_for_a_job_the_close_cancelled_is_told_why(card, user, rf):
+    """Each flavour's waiting call whose job the deletion cancelled answers 401 "the account
+    was closed", not "busy, retry" (the retry would only meet a 401)."""
+    from billing.services.accounts import account_close
+    from playground import api, pipeline
+    from playground.failures import ACCOUNT_CLOSED
+    from playground.flavours import waiting
+    from playground.flavours.cloudflare import cloudflare_answer
+    from playground.flavours.hf import hf_answer
+
+    queued = paid_job(card, user, status="queued")
+    account_close(user=user)
+    queued.refresh_from_db()
+    assert (queued.status, queued.error_code) == ("cancelled", "account_closed")
+    request = rf.post("/v1/inference/x")
+    submitted = pipeline.Submitted(queued)
+
+    own = api.job_response_from(request, queued, 0.5)
+    hf = hf_answer(request, submitted, 0.5, waiting.FINAL, queued)
+    cloudflare = cloudflare_answer(request, submitted, 0.5, waiting.FINAL, queued)
+
+    assert (own.status_code, hf.status_code, cloudflare.status_code) == (401, 401, 401)
+    assert json.loads(own.content)["error"]["code"] == "account_closed"
+    assert json.loads(own.content)["error"]["message"] == ACCOUNT_CLOSED
+    assert json.loads(hf.content) == {"error": ACCOUNT_CLOSED}
+    body = json.loads(cloudflare.content)
+    assert body["success"] is False and body["errors"][0]["message"] == ACCOUNT_CLOSED
+    assert Charge.objects.get(job_id=queued.pk).status == Charge.Status.VOIDED
