@@ -12,6 +12,7 @@ Run by the beat task ``playground.purge_expired_uploads``.
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -50,6 +51,39 @@ def _delete_uploads(rows: list[tuple]) -> list:
     return done
 
 
+def _purge_tries(tries: QuerySet[Job], *, batch_size: int, max_batches: int) -> int:
+    """Delete these free tries (row, result, image) in batches, each image before its row;
+    the number deleted. Stops at a short batch: all done, or a storage failure."""
+    deleted = 0
+    for _ in range(max_batches):
+        done = _delete_uploads(list(tries.values_list("pk", "image_name")[:batch_size]))
+        if done:
+            # Attempts go with the row (CASCADE). The try-page hourly limit counts rows of
+            # the last hour only, and retention is at least an hour: deleting cannot
+            # reopen anybody's limit.
+            _, by_model = Job.objects.filter(pk__in=done, status__in=Job.FINAL).delete()
+            deleted += by_model.get(Job._meta.label, 0)
+        if len(done) < batch_size:
+            break
+    return deleted
+
+
+def _purge_images(jobs: QuerySet[Job], *, batch_size: int, max_batches: int, now: datetime) -> int:
+    """Delete the stored images of these paid jobs in batches, each before its row says so
+    (``image_deleted_at``); their rows and results stay. The number deleted."""
+    jobs = jobs.filter(image_deleted_at__isnull=True)
+    deleted = 0
+    for _ in range(max_batches):
+        done = _delete_uploads(list(jobs.values_list("pk", "image_name")[:batch_size]))
+        if done:
+            deleted += Job.objects.filter(pk__in=done, image_deleted_at__isnull=True).update(
+                image_name="", image_deleted_at=now
+            )
+        if len(done) < batch_size:
+            break
+    return deleted
+
+
 def uploads_purge_expired(
     *, now: datetime | None = None, batch_size: int | None = None
 ) -> dict[str, int]:
@@ -62,47 +96,27 @@ def uploads_purge_expired(
     Meanwhile the try page answers 404 for that image, as it does once it is purged.
     """
     now = now or timezone.now()
-    batch_size = batch_size or settings.VITRINE_PURGE_BATCH
-    counts = {"tries_deleted": 0, "images_deleted": 0}
-    for _ in range(MAX_BATCHES_PER_RUN):
-        expired = _expired(charged=False, hours=settings.VITRINE_TRY_RETENTION, now=now)
-        rows = list(expired.values_list("pk", "image_name")[:batch_size])
-        done = _delete_uploads(rows)
-        if done:
-            # Attempts go with the row (CASCADE). The try-page hourly limit counts rows of
-            # the last hour only, and retention is at least an hour: deleting cannot
-            # reopen anybody's limit.
-            _, by_model = Job.objects.filter(pk__in=done, status__in=Job.FINAL).delete()
-            counts["tries_deleted"] += by_model.get(Job._meta.label, 0)
-        if len(done) < batch_size:
-            break
-    for _ in range(MAX_BATCHES_PER_RUN):
-        expired = _expired(charged=True, hours=settings.VITRINE_UPLOAD_RETENTION, now=now)
-        rows = list(
-            expired.filter(image_deleted_at__isnull=True).values_list("pk", "image_name")[
-                :batch_size
-            ]
-        )
-        done = _delete_uploads(rows)
-        if done:
-            counts["images_deleted"] += Job.objects.filter(
-                pk__in=done, image_deleted_at__isnull=True
-            ).update(image_name="", image_deleted_at=now)
-        if len(done) < batch_size:
-            break
-    return counts
+    bounds = {"batch_size": batch_size or settings.VITRINE_PURGE_BATCH,
+              "max_batches": MAX_BATCHES_PER_RUN}  # fmt: skip
+    tries = _expired(charged=False, hours=settings.VITRINE_TRY_RETENTION, now=now)
+    paid = _expired(charged=True, hours=settings.VITRINE_UPLOAD_RETENTION, now=now)
+    return {
+        "tries_deleted": _purge_tries(tries, **bounds),
+        "images_deleted": _purge_images(paid, now=now, **bounds),
+    }
 
 
 def uploads_purge_owner(*, owner_id: int, batch_size: int | None = None) -> dict[str, int]:
     """Delete what a closed account uploaded, now rather than at its retention's end: its
     free tries (row, result, image) and the images of its paid jobs (their rows stay, as
     the charges and the ledger refer to them). Only final jobs; images first, then rows,
-    as ``uploads_purge_expired``. A storage outage stops it: what is left then goes at the
-    usual retention's end, so no upload outlives ``VITRINE_UPLOAD_RETENTION``."""
+    as ``uploads_purge_expired``, but every batch in one go. A storage outage stops it:
+    what is left then goes at the usual retention's end, so no upload outlives
+    ``VITRINE_UPLOAD_RETENTION``."""
     from playground.services import upright_copies_forget
 
-    batch_size = batch_size or settings.VITRINE_PURGE_BATCH
-    counts = {"tries_deleted": 0, "images_deleted": 0, "images_left": 0}
+    bounds = {"batch_size": batch_size or settings.VITRINE_PURGE_BATCH,
+              "max_batches": sys.maxsize}  # fmt: skip
     has_charge = Exists(Charge.objects.filter(job_id=OuterRef("pk")))
     owned = Job.objects.filter(owner_id=owner_id, status__in=Job.FINAL)
     # The cached upright copies are the pictures too (playground/views.py job_image).
@@ -112,19 +126,10 @@ def uploads_purge_owner(*, owner_id: int, batch_size: int | None = None) -> dict
             for sha, name in owned.exclude(image_name="").values_list("image_sha256", "image_name")
         ]
     )
-    tries, paid = owned.filter(~has_charge), owned.filter(has_charge, image_deleted_at__isnull=True)
-    while rows := list(tries.values_list("pk", "image_name")[:batch_size]):
-        done = _delete_uploads(rows)
-        _, by_model = Job.objects.filter(pk__in=done, status__in=Job.FINAL).delete()
-        counts["tries_deleted"] += by_model.get(Job._meta.label, 0)
-        if len(done) < len(rows):
-            break
-    while rows := list(paid.values_list("pk", "image_name")[:batch_size]):
-        done = _delete_uploads(rows)
-        counts["images_deleted"] += Job.objects.filter(
-            pk__in=done, image_deleted_at__isnull=True
-        ).update(image_name="", image_deleted_at=timezone.now())
-        if len(done) < len(rows):
-            break
-    counts["images_left"] = tries.count() + paid.count()
+    tries, paid = owned.filter(~has_charge), owned.filter(has_charge)
+    counts = {
+        "tries_deleted": _purge_tries(tries, **bounds),
+        "images_deleted": _purge_images(paid, now=timezone.now(), **bounds),
+    }
+    counts["images_left"] = tries.count() + paid.filter(image_deleted_at__isnull=True).count()
     return counts
