@@ -242,13 +242,19 @@ def runs_list(request):
     return render(request, "playground/runs.html", {"page": page, "rows": rows})
 
 
-@require_POST
-def job_visibility(request, job_id):
-    """The owner's "Make public" / "Make private" button (a CSRF-checked form)."""
+def _owned_job(request, job_id) -> Job:
+    """The requester's own run, for its owner's buttons; 404 for anyone else, public or
+    not (they are not told it exists)."""
     found = job_for_viewer(job_id=job_id, viewer=Viewer.of(request))
     if found is None or not found[1]:
         raise Http404(RUN_NOT_FOUND)
-    job = found[0]
+    return found[0]
+
+
+@require_POST
+def job_visibility(request, job_id):
+    """The owner's "Make public" / "Make private" button (a CSRF-checked form)."""
+    job = _owned_job(request, job_id)
     choice = request.POST.get("public")
     if choice not in ("0", "1"):
         return _error(BAD_VISIBILITY, status=400, code="invalid_visibility", param="public")
@@ -268,10 +274,7 @@ def job_visibility(request, job_id):
 @require_POST
 def job_image_delete(request, job_id):
     """The owner's "Delete image" button: the upload goes now, the detections stay."""
-    found = job_for_viewer(job_id=job_id, viewer=Viewer.of(request))
-    if found is None or not found[1]:
-        raise Http404(RUN_NOT_FOUND)
-    job = found[0]
+    job = _owned_job(request, job_id)
     try:
         deleted = services.job_image_delete(job=job)
     except StorageUnavailable:
