@@ -21,6 +21,7 @@ from catalog.models import (
     EvaluationResult,
     FaqEntry,
     ModelCard,
+    ModelIdAlias,
     ModelStats,
     Organisation,
     PriceChange,
@@ -174,6 +175,20 @@ class FaqEntryInline(admin.StackedInline):
     extra = 0
 
 
+class FormerIdInline(admin.TabularInline):
+    """Ids the card answered to before a rename (recorded by the save): each still leads
+    here (pages redirect, API calls run this card). Deleting one frees it: it is 404 then,
+    until a card takes it."""
+
+    model = ModelIdAlias
+    extra = 0
+    fields = readonly_fields = ["model_id", "created_at"]
+    verbose_name_plural = "former ids (still lead here)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(ModelCard)
 class ModelCardAdmin(admin.ModelAdmin):
     form = ModelCardForm
@@ -192,6 +207,9 @@ class ModelCardAdmin(admin.ModelAdmin):
             found = queryset.filter(organisation__slug__iexact=org, slug__iexact=name)
             if found.exists():
                 return found, False
+            found = queryset.filter(former_ids__model_id__iexact=search_term.strip())
+            if found.exists():  # a renamed model's former id, as old logs name it
+                return found, False
         return super().get_search_results(request, queryset, search_term)
 
     list_select_related = ["organisation", "task"]
@@ -199,7 +217,9 @@ class ModelCardAdmin(admin.ModelAdmin):
     autocomplete_fields = ["replacement"]
     filter_horizontal = ["related"]
     readonly_fields = ["description_preview", "checkpoint_pin", "created_at", "updated_at"]
-    inlines = [SpecRowInline, PriceRouteInline, BenchmarkTableInline, FaqEntryInline]
+    inlines = [
+        SpecRowInline, PriceRouteInline, BenchmarkTableInline, FaqEntryInline, FormerIdInline,
+    ]  # fmt: skip
     fieldsets = [
         (
             None,

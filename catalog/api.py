@@ -218,6 +218,9 @@ class ModelDetailApi(APIView):
     def get(self, request: Request, model_id: str) -> Response:
         errors.refuse_unknown_query(request, set())
         card = selectors.card_get(model_id=model_id)
+        if card is None:  # a renamed model's former id answers with the card it names now
+            renamed = selectors.card_renamed(model_id=model_id)
+            card = selectors.card_get(model_id=renamed) if renamed else None
         if card is None:
             raise errors.model_not_found(model_id)
         # A deprecated model's entry carries Deprecation/Sunset/Link like its calls; a

@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -54,6 +54,23 @@ class Organisation(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        loaded = getattr(self, "_loaded_slug", None)
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if loaded is not None and loaded != self.slug:
+                for card in self.cards.all():
+                    card.organisation = self
+                    ModelIdAlias.remember(card=card, former=f"{loaded}/{card.slug}")
+        self._loaded_slug = self.slug
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        organisation = super().from_db(db, field_names, values)
+        if "slug" in field_names:  # as read: a save that renames it keeps the old ids working
+            organisation._loaded_slug = values[field_names.index("slug")]
+        return organisation
 
 
 class Task(models.Model):
@@ -166,7 +183,10 @@ class ModelCard(models.Model):
 
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="cards")
     slug = models.SlugField(
-        max_length=96, help_text="Name part of the model id, e.g. 'detr-resnet-50'."
+        max_length=96,
+        help_text="Name part of the model id, e.g. 'detr-resnet-50'. Renamed, the old id "
+        "keeps working (its pages redirect, its API calls run this card) until another card "
+        "takes it or it is deleted under 'former ids'.",
     )
     display_name = models.CharField(max_length=120)
     family = models.CharField(max_length=64, blank=True, help_text="e.g. DETR")
@@ -269,7 +289,14 @@ class ModelCard(models.Model):
     def save(self, *args, **kwargs) -> None:
         if self._date_deprecation() and kwargs.get("update_fields") is not None:
             kwargs["update_fields"] = {*kwargs["update_fields"], "deprecation_date"}
-        super().save(*args, **kwargs)
+        loaded = getattr(self, "_loaded", {})
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            ModelIdAlias.card_saved(
+                card=self, slug=loaded.get("slug"), organisation_id=loaded.get("organisation_id")
+            )
+        # As saved: a later save of this same instance renames from here.
+        self._loaded = {**loaded, "slug": self.slug, "organisation_id": self.organisation_id}
 
     @classmethod
     def from_db(cls, db, field_names, values):
@@ -279,7 +306,8 @@ class ModelCard(models.Model):
         card._loaded = {
             name: value
             for name, value in zip(field_names, values, strict=True)
-            if name in ("status", "deprecation_date")
+            # slug and organisation: a save that renames the card keeps its old id working
+            if name in ("status", "deprecation_date", "slug", "organisation_id")
         }
         return card
 
@@ -423,6 +451,46 @@ class ModelCard(models.Model):
                 models=", ".join(named_by), it="it" if len(named_by) == 1 else "them"
             ),
         )
+
+
+class ModelIdAlias(models.Model):
+    """An id a card answered to before an operator renamed it (its own slug or its
+    organisation's), as Hugging Face keeps a renamed repository's old id working: the old
+    page redirects to the new one and API calls naming the old id run the renamed card.
+    Recorded by the saves themselves (admin, seed loader or shell alike); given up when a
+    card takes that id again (it is then that card's), or deleted by an operator."""
+
+    model_id = models.CharField(max_length=161, help_text="The former id, <org>/<name>.")
+    card = models.ForeignKey(ModelCard, on_delete=models.CASCADE, related_name="former_ids")
+    created_at = models.DateTimeField(default=timezone.now, help_text="When it was renamed.")
+
+    class Meta:
+        verbose_name = "former model id"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(Lower("model_id"), name="modelidalias_unique_any_case"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} -> {self.card_id}"
+
+    @classmethod
+    def remember(cls, *, card: ModelCard, former: str) -> None:
+        """``former`` now leads to ``card`` (the latest rename wins an id two cards had)."""
+        # A card that has (or takes) an id leads there itself: no alias may shadow it.
+        cls.objects.filter(model_id__iexact=card.model_id).delete()
+        if former.lower() == card.model_id.lower():
+            return  # a change of case only: the id (any case) is still the card's own
+        cls.objects.filter(model_id__iexact=former).delete()
+        cls.objects.create(model_id=former, card=card)
+
+    @classmethod
+    def card_saved(cls, *, card: ModelCard, slug: str | None, organisation_id: int | None):
+        if slug is None or (slug, organisation_id) == (card.slug, card.organisation_id):
+            cls.objects.filter(model_id__iexact=card.model_id).delete()
+            return
+        org = Organisation.objects.filter(pk=organisation_id).values_list("slug", flat=True)
+        cls.remember(card=card, former=f"{org.first() or card.organisation.slug}/{slug}")
 
 
 class SpecRow(models.Model):

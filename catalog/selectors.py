@@ -10,7 +10,7 @@ from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from catalog.db import JoinedRow, prepared_rows
-from catalog.models import ModelCard, Organisation, PriceRoute
+from catalog.models import ModelCard, ModelIdAlias, Organisation, PriceRoute
 from catalog.pricing import fill_prices
 
 # A card's routes as the API and the pages read them: the active ones, in their order.
@@ -67,6 +67,29 @@ def card_get(*, model_id: str, at=None) -> ModelCard | None:
     return _with_listing_relations(
         ModelCard.objects.published(at=at).filter(organisation__slug=org, slug=name)
     ).first()
+
+
+def card_renamed(*, model_id: str) -> str | None:
+    """The current id of the card that answered to ``model_id`` before it was renamed
+    (``ModelIdAlias``, any case), or None. Asked only where no card has the id, so the
+    paths that find one pay nothing for it."""
+    alias = (
+        ModelIdAlias.objects.filter(model_id__iexact=model_id)
+        .select_related("card__organisation")
+        .first()
+    )
+    return alias.card.model_id if alias is not None else None
+
+
+def organisation_renamed(*, slug: str) -> str | None:
+    """The current slug of the organisation whose cards answered to ``<slug>/...`` before
+    it was renamed, or None (none, or its former cards now in several organisations)."""
+    slugs = set(
+        ModelIdAlias.objects.filter(model_id__istartswith=f"{slug}/").values_list(
+            "card__organisation__slug", flat=True
+        )[:20]
+    )
+    return slugs.pop() if len(slugs) == 1 else None
 
 
 _CALLABLE = JoinedRow((ModelCard, "c"), (Organisation, "o"), (PriceRoute, "r"))

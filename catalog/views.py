@@ -13,14 +13,14 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, IntegerField, Min, Prefetch, Q, Value, When
-from django.http import JsonResponse
+from django.http import Http404, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import strip_tags
 from django.views.decorators.http import require_POST
 from django.views.defaults import page_not_found
 
-from catalog import charts, pricing, ratelimit
+from catalog import charts, pricing, ratelimit, selectors
 from catalog.cache import cached_page
 from catalog.evaluations import shown_evaluation, trained_evaluations_prefetch
 from catalog.markdown import render_markdown
@@ -198,8 +198,22 @@ def _card_or_404(request, org: str, name: str):
         .first()
     )
     if card is None:
-        return None, _model_not_found(request, f"{org}/{name}")
+        return None, renamed_redirect(request, f"{org}/{name}") or _model_not_found(
+            request, f"{org}/{name}"
+        )
     return card, None
+
+
+def renamed_redirect(request, model_id: str, url_name: str = "catalog:model_detail"):
+    """A 301 to the page of the card renamed from ``model_id`` (the query kept), or None:
+    links and bookmarks to a renamed model's pages keep working, as Hugging Face's do."""
+    renamed = selectors.card_renamed(model_id=model_id)
+    if renamed is None or renamed == model_id:
+        return None
+    org, _, name = renamed.partition("/")
+    query = request.META.get("QUERY_STRING", "")
+    url = reverse(url_name, kwargs={"org": org, "name": name})
+    return HttpResponsePermanentRedirect(f"{url}?{query}" if query else url)
 
 
 def _model_not_found(request, wanted: str):
@@ -449,6 +463,12 @@ def compare(request):
             )
         }
         missing = [m for m in wanted if m not in found]
+        renamed = {m: selectors.card_renamed(model_id=m) for m in missing}
+        if any(renamed.values()):  # a shared comparison naming a renamed model's former id
+            query = request.GET.copy()
+            query["models"] = ",".join(renamed.get(m) or m for m in wanted)
+            url = f"{reverse('catalog:compare')}?{query.urlencode(safe='/,')}"
+            return HttpResponsePermanentRedirect(url)
         if missing:
             error = "Unknown model: " + ", ".join(missing)
         cards = [found[m] for m in wanted if m in found]
@@ -531,7 +551,12 @@ def collection_detail(request, slug: str):
 
 @cached_page
 def org_detail(request, slug: str):
-    org = get_object_or_404(Organisation, slug=slug)
+    org = Organisation.objects.filter(slug=slug).first()
+    if org is None:
+        renamed = selectors.organisation_renamed(slug=slug)
+        if renamed is None or renamed == slug:
+            raise Http404("No such organisation.")
+        return HttpResponsePermanentRedirect(reverse("catalog:org_detail", args=[renamed]))
     return render(
         request,
         "catalog/card_list_page.html",

@@ -48,7 +48,7 @@ from catalog import errors
 from catalog.errors import refuse_unknown_query
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard, PriceRoute
-from catalog.selectors import card_with_routes
+from catalog.selectors import card_renamed, card_with_routes
 from playground import (
     body_limits,
     events,
@@ -485,6 +485,11 @@ def _callable_card(model_id: str, request=None, *, successor_path=None) -> Model
     # deprecated card's successor) loads only where set.
     card = card_with_routes(model_id=model_id)
     if card is None:
+        # A renamed model's former id runs the card it names now (one query, on a miss only):
+        # clients written against the old id keep working, as Hugging Face's do.
+        renamed = card_renamed(model_id=model_id)
+        card = card_with_routes(model_id=renamed) if renamed else None
+    if card is None:
         raise errors.model_not_found(model_id)
     if request is not None:  # Deprecation/Sunset/Link on whatever this call answers
         lifecycle_remember(request, card, successor_path=successor_path)
@@ -882,6 +887,9 @@ class JobListApi(limits.RateLimitHeadersMixin, APIView):
                     code="invalid_value", param="starting_after",
                 )  # fmt: skip
         model_id = query.get("model") or None
+        if model_id is not None and not model_filter_known(model_id=model_id, user=request.user):
+            # A renamed model's former id lists the jobs of the card it names now.
+            model_id = card_renamed(model_id=model_id) or model_id
         if model_id is not None and not model_filter_known(model_id=model_id, user=request.user):
             # An empty page would read as "no jobs of that model", not as a misspelt id.
             raise errors.ApplicationError(

@@ -27,6 +27,7 @@ from catalog.errors import ApplicationError, model_not_found
 from catalog.lifecycle import card_callable_check
 from catalog.models import ModelCard, PriceRoute
 from catalog.pricing import format_usd
+from catalog.selectors import card_renamed
 from playground import limits, services
 from playground.api import RETRY_AFTER_SECONDS
 from playground.demo import EXAMPLES, try_buckets
@@ -72,7 +73,15 @@ def _cards(model_ids: list[str]) -> dict[str, ModelCard]:
     cards = q.select_related("organisation", "replacement__organisation").prefetch_related(
         Prefetch("routes", queryset=own, to_attr="own_routes")
     )
-    return {card.model_id: card for card in cards}
+    found = {card.model_id: card for card in cards}
+    # A renamed model's former id (a comparison shared before the rename) is the card it
+    # names now; a query only when an id was not found.
+    renamed = {m: card_renamed(model_id=m) for m in model_ids if m not in found}
+    renamed = {old: new for old, new in renamed.items() if new}
+    if renamed:
+        found |= _cards([new for new in renamed.values() if new not in found])
+        found |= {old: found[new] for old, new in renamed.items() if new in found}
+    return found
 
 
 def _checked_cards(model_ids: list[str]) -> list[tuple[ModelCard, PriceRoute]]:
@@ -242,10 +251,13 @@ def _job_ids(raw: str) -> list[uuid.UUID]:
 
 def _jobs_for_visitor(request, raw: str) -> list[Job]:
     ids = _job_ids(raw)
+    visitor = _visitor(request, create=False)  # no session: no jobs, and no session row made
+    if visitor is None:
+        raise Http404("No such comparison for you.")
     found = {
         job.pk: job
         for job in Job.objects.select_related("card__organisation", "route").filter(
-            pk__in=ids, **_visitor(request)
+            pk__in=ids, **visitor
         )
     }
     if len(found) != len(ids):

@@ -29,6 +29,7 @@ from catalog import ratelimit
 from catalog.errors import ApplicationError
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard
+from catalog.views import renamed_redirect
 from playground import demo, idempotency, limits, pipeline, public_image, runs
 from playground.api import parse_threshold
 from playground.models import Job
@@ -92,11 +93,15 @@ def _database_answers() -> None:
         cursor.execute("SELECT 1")
 
 
-def _visitor(request) -> dict:
-    """Who owns playground jobs made by this request: the user, else the session."""
+def _visitor(request, *, create: bool = True) -> dict | None:
+    """Who owns playground jobs made by this request: the user, else the session. A page
+    that only reads passes ``create=False``: a visitor with no session yet owns nothing
+    (None) and is given no session row (every crawler's view of a try page made one)."""
     if request.user.is_authenticated:
         return {"owner": request.user}
     if not request.session.session_key:
+        if not create:
+            return None
         request.session.save()
     return {"owner": None, "session_key": request.session.session_key}
 
@@ -155,6 +160,11 @@ def try_model(request, org: str, name: str):
         .first()
     )
     if card is None:
+        renamed = request.method == "GET" and renamed_redirect(
+            request, f"{org}/{name}", url_name="playground:try"
+        )
+        if renamed:
+            return renamed
         raise Http404("No such model.")
     lifecycle_remember(request, card)  # Deprecation/Sunset/Link, as the API sends them
     # The API's one check (catalog/lifecycle.py): coming soon 409, retired 410 naming the
@@ -165,7 +175,10 @@ def try_model(request, org: str, name: str):
     except ApplicationError as exc:
         refusal = exc
     if request.method == "GET":
-        recent = Job.objects.filter(card=card, **_visitor(request)).order_by("-created_at")[:5]
+        visitor = _visitor(request, create=False)
+        recent = (
+            Job.objects.filter(card=card, **visitor).order_by("-created_at")[:5] if visitor else []
+        )
         # A retired model's page is gone (410) and says what replaces it; a coming-soon one
         # is a page about what is coming (200).
         status = refusal.status if refusal is not None and refusal.status == 410 else 200
