@@ -31,6 +31,7 @@ listed IPs/networks from the guard, for tests only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -39,6 +40,7 @@ import json
 import logging
 import socket
 import ssl
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -74,6 +76,10 @@ NOT_PUBLIC = (
     "not (loopback, private, link-local, metadata, multicast or reserved)."
 )
 REDIRECTED = "The receiver answered {status} (a redirect); redirects are not followed."
+TOO_SLOW = (
+    "No complete answer within {seconds} s (VITRINE_WEBHOOK_ATTEMPT_TIMEOUT): answer 2xx at "
+    "once and do the work afterwards."
+)
 
 
 class WebhookRefused(Exception):
@@ -327,33 +333,64 @@ def post_signed(url: str, *, body: bytes, headers: dict[str, str]) -> Attempt:
     target = parse_url(url)
     addresses = resolve_checked(target.host, target.port)
     connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    # The whole attempt, every address, is bounded: the read timeout bounds each read, and a
+    # receiver dripping its answer a byte at a time held a worker for as long as it liked
+    # (39 s for a 40 s drip, until the task's 60 s soft limit, whose failure then waited an
+    # hour for the sweep). At the deadline the socket is shut down under the blocked read.
+    seconds = settings.VITRINE_WEBHOOK_ATTEMPT_TIMEOUT
+    deadline = time.monotonic() + seconds
+    too_slow = TOO_SLOW.format(seconds=seconds)
     last_error = ""
     for _, address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Attempt(None, too_slow)
         connection = connection_class(
             target.host,
             target.port,
             address=address,
-            connect_timeout=settings.VITRINE_WEBHOOK_CONNECT_TIMEOUT,
-            timeout=settings.VITRINE_WEBHOOK_READ_TIMEOUT,
+            connect_timeout=min(settings.VITRINE_WEBHOOK_CONNECT_TIMEOUT, remaining),
+            timeout=min(settings.VITRINE_WEBHOOK_READ_TIMEOUT, remaining),
         )
+        cut = threading.Event()
+        timer = threading.Timer(remaining, _cut, args=(connection, cut))
+        timer.daemon = True
+        timer.start()
         try:
-            connection.request("POST", target.path, body=body, headers=headers)
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            last_error = f"connect to {address}: {type(exc).__name__}: {exc}"
-            continue  # the next checked address, if any
-        try:
-            response = connection.getresponse()
-            response.read(MAX_RESPONSE_BYTES)  # bounded; the rest is dropped with the socket
-        except (OSError, http.client.HTTPException) as exc:
-            return Attempt(None, f"{type(exc).__name__}: {exc}"[:300])
+            try:
+                connection.request("POST", target.path, body=body, headers=headers)
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                if cut.is_set():
+                    return Attempt(None, too_slow)
+                last_error = f"connect to {address}: {type(exc).__name__}: {exc}"
+                continue  # the next checked address, if any
+            try:
+                response = connection.getresponse()
+                response.read(MAX_RESPONSE_BYTES)  # bounded; the rest is dropped with the socket
+            except (OSError, http.client.HTTPException) as exc:
+                return Attempt(
+                    None, too_slow if cut.is_set() else f"{type(exc).__name__}: {exc}"[:300]
+                )
+            finally:
+                connection.close()
         finally:
-            connection.close()
+            timer.cancel()
         if 300 <= response.status < 400:
             return Attempt(response.status, REDIRECTED.format(status=response.status))
         error = "" if 200 <= response.status < 300 else f"HTTP {response.status}"
         return Attempt(response.status, error)
     return Attempt(None, last_error[:300])
+
+
+def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
+    """The attempt's deadline: end the connection under whatever read or write is blocked
+    on it (shutdown wakes a blocked recv; close alone does not)."""
+    cut.set()
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed: the attempt ended as it fired
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 # --- the job side -----------------------------------------------------------------------

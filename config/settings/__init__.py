@@ -374,6 +374,11 @@ VITRINE_WEBHOOK_RETRY_BASE = env_int("VITRINE_WEBHOOK_RETRY_BASE", 10, minimum=1
 VITRINE_WEBHOOK_RETRY_MAX = env_int("VITRINE_WEBHOOK_RETRY_MAX", 3600, minimum=1)
 VITRINE_WEBHOOK_CONNECT_TIMEOUT = env_int("VITRINE_WEBHOOK_CONNECT_TIMEOUT", 5, minimum=1)
 VITRINE_WEBHOOK_READ_TIMEOUT = env_int("VITRINE_WEBHOOK_READ_TIMEOUT", 10, minimum=1)
+# The whole attempt (connect, send, the answer's head and its first 64 KiB), whatever the
+# receiver's pace: below the delivery task's 60 s soft time limit.
+VITRINE_WEBHOOK_ATTEMPT_TIMEOUT = env_int("VITRINE_WEBHOOK_ATTEMPT_TIMEOUT", 20, minimum=1)
+if VITRINE_WEBHOOK_ATTEMPT_TIMEOUT >= 60:
+    raise ImproperlyConfigured("VITRINE_WEBHOOK_ATTEMPT_TIMEOUT must be below 60 s.")
 # The drop-in flavours (Hugging Face, Cloudflare: playground/flavours/) never answer 202:
 # they wait up to VITRINE_HF_WAIT seconds (x-wait-for-model: false, the default) or
 # VITRINE_HF_WAIT_FOR_MODEL (true) and otherwise answer 503 + estimated_time + Retry-After.

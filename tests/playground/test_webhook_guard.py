@@ -163,6 +163,18 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
                     self.wfile.write(chunk)
             except OSError:
                 pass  # the client stopped reading: that is the point
+        elif self.server.behaviour == "drip":
+            # Each byte well within the read timeout, the whole answer never: a byte every
+            # 0.2 s for up to a minute (or until the test ends).
+            head = b"HTTP/1.1 200 OK\r\n" + b"X-Drip: " + b"x" * 300 + b"\r\n\r\n"
+            try:
+                for byte in head:
+                    if self.server.release.wait(0.2):
+                        break
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+            except OSError:
+                pass  # the client gave up: that is the point
         elif self.server.behaviour == "slow":
             self.server.release.wait(30)
             self.send_response(200)
@@ -219,6 +231,17 @@ def test_a_receiver_that_does_not_answer_times_out(receiver, settings):
     attempt = _post(receiver)
     receiver.release.set()
     assert attempt.status is None and "timed out" in attempt.error.lower()
+
+
+def test_a_receiver_dripping_its_answer_is_cut_at_the_attempts_deadline(receiver, settings):
+    # Every read gets a byte within the read timeout: only the attempt's own deadline ends
+    # it (it held a worker process up to the task's 60 s soft limit before).
+    settings.VITRINE_WEBHOOK_ATTEMPT_TIMEOUT = 1
+    receiver.behaviour = "drip"
+    attempt = _post(receiver)
+    receiver.release.set()
+    assert (attempt.ok, attempt.status) == (False, None)
+    assert attempt.error == webhooks.TOO_SLOW.format(seconds=1)
 
 
 def test_nothing_is_sent_to_a_refused_address(receiver, settings):
