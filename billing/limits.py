@@ -12,6 +12,10 @@ Redis, so the counts hold across web processes), never in the session a client c
   failures (not its IP's). Each attempt is counted before its password is checked, in the
   step that checks for room, and a right one is taken back: guesses sent at once cannot
   all pass a check that none of them has counted in yet.
+  A browser that signed in as a username before (a signed cookie, OWASP's "device
+  cookie") is counted on its own for that username instead: anyone can fill a username's
+  count with wrong guesses, and it locked its owner out for as long as they kept at it;
+  the owner's own browser now signs in through it, with its own five tries per window.
 * Sign-up: ``VITRINE_SIGNUPS_PER_IP_PER_HOUR`` sign-up forms per IP, valid or not: a form
   with errors says whether an address already has an account, so asking that is bounded
   like creating accounts (a refused form is not validated).
@@ -23,11 +27,15 @@ Redis, so the counts hold across web processes), never in the session a client c
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+
 from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.core import signing
 from django.http import HttpResponseRedirect
 
 from billing.emails import normalise_email
@@ -36,7 +44,8 @@ from catalog import ratelimit
 HOUR = 3600
 LOGIN_LOCKED = (
     "Too many failed sign-ins for this account or from your network. Sign-in is locked for "
-    "{minutes} min, even with the right password; you can reset your password meanwhile."
+    "{minutes} min, even with the right password; you can reset your password meanwhile. "
+    "A browser you have signed in with before is not locked out by others' guesses."
 )
 SIGNUP_LIMITED = (
     "Too many sign-ups were tried from your network in the last hour. Try again in {minutes} min."
@@ -51,12 +60,66 @@ def _with_retry_after(response, decision: ratelimit.Decision):
 
 
 # --- sign-in -----------------------------------------------------------------------------
+KNOWN_DEVICE_COOKIE = "vitrine_signed_in_before"
+KNOWN_DEVICE_SALT = "billing.limits.known-device"
+KNOWN_DEVICE_AGE = 180 * 24 * HOUR
+KNOWN_DEVICE_NAMES = 5  # the usernames one browser is remembered for, latest first
+
+
+def _name_tag(username: str) -> str:
+    # The cookie names its usernames by a hash: a shared computer's cookies do not list them.
+    return hashlib.sha256(username.strip().lower().encode()).hexdigest()[:20]
+
+
+def _known_device(request) -> dict:
+    """This browser's device cookie: ``{"d": device id, "u": [usernames]}``, or empty when
+    there is none or it does not verify (signed with SECRET_KEY: not forgeable)."""
+    raw = request.COOKIES.get(KNOWN_DEVICE_COOKIE)
+    if not raw:
+        return {}
+    try:
+        value = signing.loads(raw, salt=KNOWN_DEVICE_SALT, max_age=KNOWN_DEVICE_AGE)
+    except signing.BadSignature:
+        return {}
+    ok = isinstance(value, dict) and isinstance(value.get("d"), str)
+    return value if ok and isinstance(value.get("u"), list) else {}
+
+
+def known_device_remember(request, response, username: str) -> None:
+    """After a successful sign-in: this browser is known for ``username`` from now on."""
+    device = _known_device(request)
+    name = _name_tag(username)
+    names = [name, *[n for n in device.get("u", []) if n != name]][:KNOWN_DEVICE_NAMES]
+    value = {"d": device.get("d") or secrets.token_urlsafe(16), "u": names}
+    response.set_cookie(
+        KNOWN_DEVICE_COOKIE,
+        signing.dumps(value, salt=KNOWN_DEVICE_SALT),
+        max_age=KNOWN_DEVICE_AGE,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
 def login_buckets(request, username: str) -> tuple[ratelimit.Bucket, ratelimit.Bucket]:
     window = settings.VITRINE_LOGIN_LOCKOUT_SECONDS
+    name = username.strip().lower()
+    device = _known_device(request)
+    if name and _name_tag(name) in device.get("u", []):
+        # Signed in as this username from this browser before: its failures are its own,
+        # not the username's count, which anyone can fill to lock its owner out.
+        user = ratelimit.Bucket(
+            "login-device",
+            f"{device['d']}:{name}",
+            settings.VITRINE_LOGIN_FAILURES_PER_USER,
+            window,
+        )
+    else:
+        user = ratelimit.Bucket(
+            "login-user", name, settings.VITRINE_LOGIN_FAILURES_PER_USER, window
+        )
     return (
-        ratelimit.Bucket(
-            "login-user", username.strip().lower(), settings.VITRINE_LOGIN_FAILURES_PER_USER, window
-        ),
+        user,
         ratelimit.Bucket(
             "login-ip",
             ratelimit.client_network(request),
@@ -107,6 +170,11 @@ class LimitedAdminAuthenticationForm(LoginLimitMixin, AdminAuthenticationForm):
 
 class LimitedLoginView(auth_views.LoginView):
     form_class = LimitedAuthenticationForm
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        known_device_remember(self.request, response, form.cleaned_data["username"])
+        return response
 
     def form_invalid(self, form):
         response = super().form_invalid(form)

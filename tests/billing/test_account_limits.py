@@ -8,6 +8,7 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
+from billing import limits
 from billing.emails import normalise_email
 from tests import factories
 from tests.billing.test_accounts import signup_data
@@ -44,6 +45,38 @@ def test_failed_sign_ins_lock_the_account_even_for_the_right_password(settings, 
     # Another account from the attacker's IP is not locked by grace's failures.
     factories.user(username="ada")
     assert sign_in(attacker, "ada", "pw-ada-1").status_code == 302
+
+
+def test_the_owners_known_browser_signs_in_while_others_guesses_lock_the_username(
+    settings, limits_redis
+):
+    settings.VITRINE_LOGIN_FAILURES_PER_USER = 3
+    factories.user(username="grace")
+    owner = Client()
+    assert sign_in(owner, "grace", "pw-grace-1", ip="198.51.100.2").status_code == 302
+    owner.post(reverse("billing:logout"))
+    # Anyone fills grace's count from elsewhere: a new browser is locked out...
+    attacker = Client()
+    assert [sign_in(attacker, "grace", f"guess-{i}").status_code for i in range(4)] == [
+        200, 200, 200, 429,
+    ]  # fmt: skip
+    assert sign_in(Client(), "grace", "pw-grace-1", ip="198.51.100.2").status_code == 429
+    # ...the browser grace signed in with before is not.
+    assert sign_in(owner, "grace", "pw-grace-1", ip="198.51.100.2").status_code == 302
+    assert signed_in(owner)
+    # Its own wrong guesses are still limited (a stolen laptop gets no more than anyone).
+    owner.post(reverse("billing:logout"))
+    codes = [sign_in(owner, "grace", f"typo-{i}", ip="198.51.100.2").status_code for i in range(3)]
+    assert codes == [200, 200, 200]
+    assert sign_in(owner, "grace", "pw-grace-1", ip="198.51.100.2").status_code == 429
+    # A forged or tampered cookie is no known browser.
+    forged = Client()
+    forged.cookies[limits.KNOWN_DEVICE_COOKIE] = (
+        owner.cookies[limits.KNOWN_DEVICE_COOKIE].value + "x"
+    )
+    assert sign_in(forged, "grace", "pw-grace-1", ip="198.51.100.2").status_code == 429
+    # The cookie does not name the accounts it is for.
+    assert "grace" not in owner.cookies[limits.KNOWN_DEVICE_COOKIE].value.lower()
 
 
 def test_failed_sign_ins_from_one_ip_lock_that_ip(settings, limits_redis):
