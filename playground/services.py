@@ -834,13 +834,16 @@ def job_cancel_given_up(*, job: Job) -> bool:
     )
 
 
-def job_release_for_retry(*, job: Job) -> bool:
-    """Give a running job back to the queue after a transient error (the caller re-enqueues)."""
+def job_release_for_retry(*, job: Job, extend: bool = False) -> bool:
+    """Give a running job back to the queue after a transient error (the caller re-enqueues).
+    ``extend``: the error was not the job's (its upload's storage away): one attempt more,
+    so the attempt it made is not one of its own."""
     now = timezone.now()
+    more = {"max_attempts": F("max_attempts") + 1} if extend else {}
     with transaction.atomic():
         done = Job.objects.filter(
             pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts
-        ).update(status=JobStatus.QUEUED, lease_expires_at=None, worker="", queued_at=now)
+        ).update(status=JobStatus.QUEUED, lease_expires_at=None, worker="", queued_at=now, **more)
         if done:
             JobAttempt.objects.filter(job=job, number=job.attempts).update(
                 finished_at=now, outcome=JobAttempt.Outcome.RETRY

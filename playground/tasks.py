@@ -395,7 +395,7 @@ def _run_batch(detector, jobs, ended: list, *, load_times: dict | None = None) -
         except FileNotFoundError:
             job_fail(job=job, code="image_missing", message=IMAGE_MISSING)
         except StorageUnavailable as exc:
-            _retry_or_fail(job, code="storage_unavailable", message=str(exc))
+            _retry_or_fail(job, code="storage_unavailable", message=str(exc), outage=True)
 
     def decode(upload):  # on the decode threads for a batch: no database here
         started = time.perf_counter()
@@ -472,10 +472,21 @@ def retry_delay(attempts: int) -> int:
     return min(RETRY_DELAY_MAX, RETRY_DELAY * 4 ** max(0, attempts - 1))
 
 
-def _retry_or_fail(job, *, code: str, message: str) -> None:
-    """A transient error: give the job back to the queue while it has attempts left."""
+def _retry_or_fail(job, *, code: str, message: str, outage: bool = False) -> None:
+    """A transient error: give the job back to the queue while it has attempts left.
+    ``outage``: the upload's storage is away, no fault of the job's: it is tried again,
+    using up none of its attempts, until ``VITRINE_QUEUE_TIMEOUT`` from its creation (as a
+    job no worker took is given up). Its attempts (5 s and 20 s apart) saw it through 25 s
+    of an S3 outage before."""
     from playground import services
 
+    age = (timezone.now() - job.created_at).total_seconds()
+    if outage and age < settings.VITRINE_QUEUE_TIMEOUT:
+        logger.warning("job %s: %s; waiting for the storage", job.pk, message)
+        if services.job_release_for_retry(job=job, extend=True):
+            countdown = retry_delay(job.attempts)
+            run_detection.apply_async((str(job.pk),), **job_message(job), countdown=countdown)
+        return
     if job.attempts < job.max_attempts:
         logger.warning("job %s: %s; retrying", job.pk, message)
         if services.job_release_for_retry(job=job):
@@ -545,7 +556,7 @@ def _run_on_provider(job) -> None:
         services.job_fail(job=job, code="image_missing", message=IMAGE_MISSING)
         return
     except StorageUnavailable as exc:
-        _retry_or_fail(job, code="storage_unavailable", message=str(exc))
+        _retry_or_fail(job, code="storage_unavailable", message=str(exc), outage=True)
         return
     # Its call gave it up (the database away, events.FATE): the provider is not paid for it.
     if events.give_up_possible(job.created_at, timezone.now()) and events.jobs_given_up([job.pk]):

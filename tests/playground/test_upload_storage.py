@@ -24,6 +24,7 @@ from playground.storage import (
 )
 from tests import factories
 from tests.conftest import S3_BUCKET, wait_for
+from tests.tcp_gate import TcpGate
 
 pytestmark = pytest.mark.django_db
 
@@ -160,13 +161,42 @@ def test_a_storage_outage_is_retried_then_fails_the_job_cleanly(
     start_worker, s3_storage, settings, runtime_checkpoint
 ):
     settings.VITRINE_JOB_MAX_ATTEMPTS = 2
-    # The worker holds the wrong secret: S3 refuses every read, as in an outage.
-    worker = start_worker(env_extra={**s3_storage.env, "AWS_SECRET_ACCESS_KEY": "wrong"})
+    # The worker holds the wrong secret: S3 refuses every read, as in an outage; one that
+    # outlasts VITRINE_QUEUE_TIMEOUT (1 s here) uses the job's attempts, then fails it.
+    env = {**s3_storage.env, "AWS_SECRET_ACCESS_KEY": "wrong", "VITRINE_QUEUE_TIMEOUT": "1"}
+    worker = start_worker(env_extra=env)
     job = services.job_create(card=_tiny_card(runtime_checkpoint), image_bytes=jpeg())
     wait_for(_finished(job), timeout=180, message=f"job not finished:\n{worker.output()}")
-    assert (job.status, job.error_code, job.attempts) == ("failed", "storage_unavailable", 2)
-    assert list(job.attempt_log.values_list("outcome", flat=True)) == ["retry", "failed"]
+    assert (job.status, job.error_code) == ("failed", "storage_unavailable")
+    assert job.attempts == job.max_attempts >= 2
+    outcomes = list(job.attempt_log.values_list("outcome", flat=True))
+    assert outcomes == ["retry"] * (job.attempts - 1) + ["failed"]
     assert worker.proc.poll() is None  # the worker is still up
+
+
+def test_a_storage_outage_longer_than_the_jobs_attempts_waits_for_the_storage(
+    start_worker, s3_storage, settings, runtime_checkpoint
+):
+    # Its 2 attempts, 5 s apart, saw a job through 5 s of an S3 outage, then failed it: the
+    # storage away is no fault of the job's, and it now waits for it (up to
+    # VITRINE_QUEUE_TIMEOUT from its creation, as a job no worker took).
+    settings.VITRINE_JOB_MAX_ATTEMPTS = 2
+    gate = TcpGate(("127.0.0.1", s3_storage.server.port))  # shut: S3 is down for the worker
+    env = {**s3_storage.env, "VITRINE_S3_ENDPOINT_URL": f"http://127.0.0.1:{gate.port}"}
+    worker = start_worker(env_extra=env)
+    job = services.job_create(card=_tiny_card(runtime_checkpoint), image_bytes=jpeg())
+    retries = job.attempt_log.filter(outcome="retry")
+    wait_for(
+        lambda: retries.count() >= 2 or Job.objects.get(pk=job.pk).is_final,
+        timeout=180, message=worker.output(),
+    )  # fmt: skip
+    assert not Job.objects.get(pk=job.pk).is_final, "failed while the storage was away"
+    gate.open.set()  # the storage is back
+    wait_for(_finished(job), timeout=180, message=f"job not finished:\n{worker.output()}")
+    gate.close()
+    assert (job.status, job.error_code) == ("succeeded", ""), worker.output()
+    outcomes = list(job.attempt_log.values_list("outcome", flat=True))
+    assert outcomes[-1] == "succeeded" and set(outcomes[:-1]) == {"retry"} and len(outcomes) >= 3
 
 
 def test_a_storage_outage_on_upload_is_a_503_in_the_error_shape_and_costs_nothing(
