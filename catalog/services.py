@@ -84,10 +84,17 @@ def catalog_load_seed(*, seed: dict, update: bool = False) -> dict:
             obj.save()
         return obj
 
+    # An organisation or card an operator renamed is the seed's still (catalog.ModelIdAlias):
+    # loading the seed again must not bring back a twin under the old name.
+    from catalog.selectors import card_renamed, organisation_renamed
+
     orgs = {}
     for item in seed["organisations"]:
         values = {k: item[k] for k in ("name", "url", "description")}
-        orgs[item["slug"]] = upsert(Organisation, {"slug": item["slug"]}, values, "organisations")
+        slug = item["slug"]
+        if not Organisation.objects.filter(slug=slug).exists():
+            slug = organisation_renamed(slug=slug) or slug
+        orgs[item["slug"]] = upsert(Organisation, {"slug": slug}, values, "organisations")
 
     tasks = {}
     for item in seed["tasks"]:
@@ -99,13 +106,17 @@ def catalog_load_seed(*, seed: dict, update: bool = False) -> dict:
             upsert(TaskSchema, {"task": task, "flavour": schema["flavour"]}, values, "schemas")
 
     def card_for(model_id: str) -> ModelCard:
-        return ModelCard.objects.by_model_id(model_id).get()
+        card = ModelCard.objects.by_model_id(model_id).first()
+        renamed = None if card is not None else card_renamed(model_id=model_id)
+        return card or ModelCard.objects.by_model_id(renamed or model_id).get()
 
     # Pass 1: the cards themselves. Pass 2: what points at other cards.
     to_fill = []
     for item in seed["cards"]:
         lookup = {"organisation": orgs[item["org"]], "slug": item["slug"]}
         card = ModelCard.objects.filter(**lookup).first()
+        if card is None and (renamed := card_renamed(model_id=f"{item['org']}/{item['slug']}")):
+            card = ModelCard.objects.by_model_id(renamed).first()
         if card is not None and not update:
             continue
         if card is None:

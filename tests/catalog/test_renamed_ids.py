@@ -137,3 +137,24 @@ def test_the_admin_lists_former_ids_and_finds_a_card_by_one(client, card, staff_
     assert b"acme/old-detr" in change.content
     found = staff_client.get("/admin/catalog/modelcard/?q=acme/old-detr")
     assert found.context["cl"].result_count == 1
+
+
+@pytest.mark.parametrize("update", [False, True], ids=["load", "update"])
+def test_loading_the_seed_again_brings_back_no_twin_of_a_renamed_model(update):
+    from django.core.management import call_command
+
+    from catalog.models import ModelCard, Organisation
+
+    call_command("seed_catalog", verbosity=0)
+    cards, orgs = ModelCard.objects.count(), Organisation.objects.count()
+    detr = ModelCard.objects.by_model_id("facebook/detr-resnet-50").get()
+    rename(detr, "detr-r50")
+    hustvl = Organisation.objects.get(slug="hustvl")
+    hustvl.slug = "hust"
+    hustvl.save()
+
+    call_command("seed_catalog", *(["--update"] if update else []), verbosity=0)
+
+    assert (ModelCard.objects.count(), Organisation.objects.count()) == (cards, orgs)
+    assert ModelCard.objects.by_model_id("facebook/detr-r50").exists()
+    assert ModelCard.objects.by_model_id("hust/yolos-tiny").exists()
