@@ -14,7 +14,7 @@ class it extends. Django's three missing-middleware warnings are silenced in set
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.checks.security import base, csrf
 from django.test.utils import override_settings
 from django.utils.module_loading import import_string
@@ -85,3 +85,40 @@ def check_dev_payments(app_configs, **kwargs) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register(Tags.caches, deploy=True)
+def check_shared_redis(app_configs, **kwargs) -> list[CheckMessage]:
+    """What every process must share lives in Redis. Its URL defaults to the broker's when
+    that is Redis; with an AMQP broker it is empty unless set, and these fall back quietly."""
+    if settings.DEBUG:
+        return []
+    messages = []
+    if not settings.VITRINE_REDIS_URL:
+        pages = (
+            ""
+            if settings.VITRINE_CATALOG_VERSION_URL or settings.CACHE_URL
+            else " With no CACHE_URL either, an edit made in one process (a price in the "
+            "admin) is not seen by the other processes' cached pages for up to 10 minutes."
+        )
+        messages.append(
+            Warning(
+                "VITRINE_REDIS_URL is empty (the default with an AMQP broker): a synchronous "
+                "inference call hears of its job's end only by reading the row every 5 s, and "
+                "a Hugging Face or Cloudflare call cannot give up its job while the database "
+                "is away." + pages,
+                hint="Set VITRINE_REDIS_URL to a Redis that every web and worker process shares.",
+                id="vitrine.W001",
+            )
+        )
+    if not settings.VITRINE_LIMITS_REDIS_URL:
+        messages.append(
+            Warning(
+                "VITRINE_LIMITS_REDIS_URL is empty: abuse limits (API calls per minute, free "
+                "tries, sign-in lockouts) are counted in each process's memory, so every web "
+                "process admits the whole limit.",
+                hint="Set VITRINE_REDIS_URL (or VITRINE_LIMITS_REDIS_URL) to a shared Redis.",
+                id="vitrine.W002",
+            )
+        )
+    return messages

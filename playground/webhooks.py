@@ -408,12 +408,33 @@ def webhook_register(*, job: Job, url: str, request=None) -> WebhookDelivery:
     return WebhookDelivery.objects.create(job=job, url=url, site_url=site)
 
 
-def _enqueue(delivery_id: int, *, attempts: int, countdown: float = 0) -> None:
-    """Send the message for the attempt after ``attempts`` (the number it must find)."""
+# The longest countdown a message is sent with. A worker holds a countdown's message
+# unacknowledged until it runs: past RabbitMQ's consumer_timeout (30 min by default) the
+# server closes the worker's channel and the Celery worker exits ("PRECONDITION_FAILED -
+# delivery acknowledgement timed out"), and past Redis's visibility timeout the message is
+# handed out again. A longer backoff (VITRINE_WEBHOOK_RETRY_MAX allows an hour) goes in
+# steps: the message carries when its attempt is due, and one that runs before then is
+# sent on again for the rest.
+MAX_COUNTDOWN = 600
+
+
+def _enqueue(
+    delivery_id: int, *, attempts: int | None, countdown: float = 0, due: float | None = None
+) -> None:
+    """Send the message for the attempt after ``attempts`` (the number it must find), in
+    ``countdown`` seconds (or at ``due``, a Unix time), in steps of at most MAX_COUNTDOWN."""
     from playground.tasks import deliver_webhook
 
+    if due is None and countdown > MAX_COUNTDOWN:
+        due = time.time() + countdown
+    if due is not None:
+        countdown = due - time.time()
+    kwargs = {"due": due} if due is not None and countdown > MAX_COUNTDOWN else {}
+    countdown = max(0.0, min(countdown, MAX_COUNTDOWN))
     try:
-        deliver_webhook.apply_async((delivery_id, attempts), queue="default", countdown=countdown)
+        deliver_webhook.apply_async(
+            (delivery_id, attempts), kwargs, queue="default", countdown=countdown
+        )
     except Exception as exc:  # the sweep in reap_stale_jobs sends it again
         logger.warning("webhook %s: not enqueued (%s: %s)", delivery_id, type(exc).__name__, exc)
 
@@ -465,9 +486,13 @@ def webhook_body(job: Job, *, site: str = "") -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-def webhook_deliver(*, delivery_id: int, attempts: int | None = None) -> str:
+def webhook_deliver(
+    *, delivery_id: int, attempts: int | None = None, due: float | None = None
+) -> str:
     """One delivery attempt; records it and schedules the next on failure. Returns the
-    delivery's status afterwards ("" when there was nothing to do).
+    delivery's status afterwards ("" when there was nothing to do). A message that comes
+    before its attempt is ``due`` (a long backoff sent in steps: ``MAX_COUNTDOWN``) is sent
+    on for the rest of the wait, and nothing else is done.
 
     The attempt is claimed first with a compare-and-set on the attempt count the message
     carries (``attempts``), so two copies of one message (a redelivery: Redis hands an
@@ -476,6 +501,9 @@ def webhook_deliver(*, delivery_id: int, attempts: int | None = None) -> str:
     """
     from billing.services.webhook_secrets import webhook_signing_secrets
 
+    if due is not None and due - time.time() > 1:
+        _enqueue(delivery_id, attempts=attempts, due=due)
+        return ""
     delivery = (
         WebhookDelivery.objects.select_related(
             "job__card__organisation", "job__route", "job__owner"

@@ -89,3 +89,29 @@ def test_a_health_probe_over_plain_http_is_answered_not_redirected(production, c
     production.ALLOWED_HOSTS = ["vitrine.example", "testserver"]
     assert client.get("/healthz").status_code in (200, 503)  # the probe's own answer
     assert client.get("/models").status_code == 301  # pages still go to https
+
+
+def shared_redis_ids() -> set[str]:
+    found = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.caches])
+    return {m.id for m in found if not m.is_silenced()}
+
+
+def test_an_amqp_broker_without_a_shared_redis_is_reported(production):
+    """With RabbitMQ as the broker VITRINE_REDIS_URL has no default: the waits poll every
+    5 s and the limits count per process. Silently, before: a probe's API key was admitted
+    120 calls in a minute against a limit of 60 by two web processes."""
+    production.CELERY_BROKER_URL = "amqp://guest:guest@rabbit.internal:5672/vitrine"
+    production.VITRINE_REDIS_URL = ""
+    production.VITRINE_LIMITS_REDIS_URL = ""
+    production.CACHE_URL = production.VITRINE_CATALOG_VERSION_URL = ""
+    assert shared_redis_ids() == {"vitrine.W001", "vitrine.W002"}
+    (warning,) = [
+        m for m in checks.run_checks(include_deployment_checks=True) if m.id == "vitrine.W001"
+    ]
+    assert "every 5 s" in warning.msg and "cached pages" in warning.msg
+    production.VITRINE_REDIS_URL = "redis://cache.internal:6379/2"
+    production.VITRINE_LIMITS_REDIS_URL = "redis://cache.internal:6379/2"
+    assert shared_redis_ids() == set()
+    production.DEBUG = True  # development: one process, nothing to share
+    production.VITRINE_REDIS_URL = production.VITRINE_LIMITS_REDIS_URL = ""
+    assert shared_redis_ids() == set()
