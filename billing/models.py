@@ -153,7 +153,15 @@ class LedgerTransaction(models.Model):
                 fields=["created_by"],
                 condition=Q(created_by__isnull=False),
                 name="ledgertxn_created_by_set",
-            )
+            ),
+            # The dashboard's wallet credits besides top-ups and calls (billing/views.py
+            # CREDIT_KINDS): rare kinds, so a charge's two transactions add nothing to it;
+            # without it every busy account's dashboard read the whole ledger (0015).
+            models.Index(
+                fields=["created_at"],
+                condition=Q(kind__in=["grant", "refund", "reversal"]),
+                name="ledgertxn_credit_kinds",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -307,15 +315,18 @@ class Charge(models.Model):
     job_id = models.UUIDField(unique=True)
     # Every index here is written by every charge (the hot path of every API call), so a
     # charge keeps only those a query needs: the job's (above), the user's and month's
-    # (Meta.indexes, which also serves "by user"), the key's (spend caps; SET_NULL when
-    # a key is deleted). card, route and price_version have none: nothing looks charges
-    # up by them, and their PROTECT only matters when a catalog row is deleted (rare,
-    # by staff), which may then scan the table.
+    # (Meta.indexes, which also serves "by user"), the key's and month's (spend caps;
+    # SET_NULL when a key is deleted). card, route and price_version have none: nothing
+    # looks charges up by them, and their PROTECT only matters when a catalog row is
+    # deleted (rare, by staff), which may then scan the table.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="charges",
         db_index=False,
     )  # fmt: skip
-    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True)
+    # Indexed with the month (Meta: charge_key_created), not on its own.
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, db_index=False
+    )
     card = models.ForeignKey(
         "catalog.ModelCard", on_delete=models.PROTECT, related_name="+", db_index=False
     )
@@ -337,7 +348,13 @@ class Charge(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["user", "created_at"])]
+        indexes = [
+            models.Index(fields=["user", "created_at"]),
+            # A key's spend this month, summed by every call on a key with a monthly cap
+            # (under the key's lock): the month's charges, not the key's whole history
+            # (billing/0015). It replaces the key's own index: the same entries.
+            models.Index(fields=["api_key", "created_at"], name="charge_key_created"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="charge_amount_gte_0"),
             models.CheckConstraint(

@@ -20,7 +20,9 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm, UserCreationForm
-from django.db.models import Sum
+from django.db import connection
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -271,10 +273,6 @@ def _get_provider_key_for_user(user, key_id: int) -> ProviderKey:
 
 
 # --- reads for the dashboard -----------------------------------------------------------
-def _sum(queryset, field: str) -> Decimal:
-    return queryset.aggregate(total=Sum(field))["total"] or Decimal(0)
-
-
 def _quotes() -> list[dict]:
     """Fee and total for a few credit amounts, from the minimum up: the price before paying."""
     minimum = Decimal(settings.VITRINE_MIN_TOP_UP)
@@ -321,7 +319,14 @@ def _dashboard_context(request: HttpRequest, **overrides) -> dict:
     charges = Charge.objects.filter(user=user)
     recent = charges.select_related("card__organisation", "api_key")[:RECENT_USAGE]
     keys = ApiKey.objects.filter(user=user).prefetch_related("allowed_models__organisation")
-    byok_used = charges.filter(byok=True).exclude(status=Charge.Status.VOIDED)
+    # The account's totals in one pass over its charges, not one each (three passes over
+    # 405,000 charges: 274 ms of a busy account's dashboard, session 42).
+    byok_used = Q(byok=True) & ~Q(status=Charge.Status.VOIDED)
+    totals = charges.aggregate(
+        held=Sum("amount", filter=Q(status=Charge.Status.RESERVED)),
+        byok_saved=Sum("would_be_amount", filter=byok_used),
+        byok_calls=Count("pk", filter=byok_used),
+    )
     # A bound form with errors (from a failed POST) replaces the blank one.
     blank = {"key_form": ApiKeyForm, "provider_key_form": ProviderKeyForm, "top_up_form": TopUpForm}
     forms_ = {
@@ -331,7 +336,7 @@ def _dashboard_context(request: HttpRequest, **overrides) -> dict:
     return {
         # A wallet just created holds the int default 0, not yet a Decimal from the database.
         "balance": format_usd(Decimal(wallet.balance)),
-        "held": format_usd(_sum(charges.filter(status=Charge.Status.RESERVED), "amount")),
+        "held": format_usd(totals["held"] or Decimal(0)),
         "usage": [
             {
                 "charge": c,
@@ -360,8 +365,8 @@ def _dashboard_context(request: HttpRequest, **overrides) -> dict:
             ProviderKey.objects.filter(user=user).order_by("provider")
         ),
         "provider_key_form": forms_["provider_key_form"],
-        "byok_saved": format_usd(_sum(byok_used, "would_be_amount")),
-        "byok_calls": byok_used.count(),
+        "byok_saved": format_usd(totals["byok_saved"] or Decimal(0)),
+        "byok_calls": totals["byok_calls"],
         "top_ups": [
             {
                 "top_up": t,
@@ -641,11 +646,10 @@ def usage_by_day(user) -> list[UsageRow]:
     Reserved (still running) and voided (failed, free) charges are not usage.
     """
     rows: dict[tuple, UsageRow] = {}
-    charges = (
-        Charge.objects.filter(user=user, status=Charge.Status.POSTED)
-        .select_related("api_key", "card__organisation")
-        .order_by("created_at")
-    )
+    posted = Charge.objects.filter(user=user, status=Charge.Status.POSTED)
+    if connection.vendor == "postgresql":
+        return _usage_by_day_sql(posted)
+    charges = posted.select_related("api_key", "card__organisation").order_by("created_at")
     for charge in charges.iterator():
         key = charge.api_key
         label = f"{key.name} ({KEY_PREFIX}{key.prefix})" if key else NO_KEY
@@ -656,6 +660,34 @@ def usage_by_day(user) -> list[UsageRow]:
         row.images += charge.units
         row.cost += charge.amount
         row.would_be += charge.would_be_amount
+    return [rows[group] for group in sorted(rows)]
+
+
+def _usage_by_day_sql(posted) -> list[UsageRow]:
+    """``usage_by_day`` summed by PostgreSQL, whose numeric sums are exact: one row per
+    group leaves the database, not one per charge. Read in Python, a busy account's year
+    (370,000 posted charges, each built with its key, model and organisation) took 36 s,
+    past a pages worker's timeout; summed here, 0.3-0.5 s (session 42)."""
+    groups = (
+        posted.annotate(day=TruncDate("created_at"))
+        .values("day", "api_key_id", "card_id", "byok")
+        .annotate(images=Sum("units"), cost=Sum("amount"), would_be=Sum("would_be_amount"))
+        .order_by()
+    )
+    groups = list(groups)
+    keys = ApiKey.objects.in_bulk({g["api_key_id"] for g in groups} - {None})
+    cards = ModelCard.objects.select_related("organisation").in_bulk({g["card_id"] for g in groups})
+    rows: dict[tuple, UsageRow] = {}
+    for g in groups:
+        key = keys.get(g["api_key_id"])
+        label = f"{key.name} ({KEY_PREFIX}{key.prefix})" if key else NO_KEY
+        group = (g["day"], label, cards[g["card_id"]].model_id, g["byok"])
+        if group not in rows:
+            rows[group] = UsageRow(*group)
+        row = rows[group]
+        row.images += g["images"]
+        row.cost += g["cost"]
+        row.would_be += g["would_be"]
     return [rows[group] for group in sorted(rows)]
 
 

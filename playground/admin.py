@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
 
 from playground import services
-from playground.models import Job, JobAttempt, WorkerHeartbeat
+from playground.models import Job, JobAttempt, JobStatus, WorkerHeartbeat
 
 
 @admin.register(WorkerHeartbeat)
@@ -32,6 +33,23 @@ class JobAttemptInline(admin.TabularInline):
         return False
 
 
+class QueueFilter(admin.SimpleListFilter):
+    """The queues jobs are sent to: the configured ones and any a queued job names now.
+    Django's own filter for a field lists its values with a SELECT DISTINCT over the whole
+    table, on every view of the list (560 ms with 1.5 million jobs, session 42)."""
+
+    title = "queue"
+    parameter_name = "queue__exact"
+
+    def lookups(self, request, model_admin):
+        queued = Job.objects.filter(status=JobStatus.QUEUED).values_list("queue", flat=True)
+        names = {"cpu", "gpu", settings.VITRINE_INFERENCE_QUEUE, *queued.distinct()}
+        return [(name, name) for name in sorted(names)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(queue=self.value()) if self.value() else queryset
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     """Read-only: jobs change through services, never by hand. Search by X-Request-Id to
@@ -41,7 +59,7 @@ class JobAdmin(admin.ModelAdmin):
     webhook told)."""
 
     list_display = ["id", "card", "status", "owner", "created_at", "attempts", "request_id"]
-    list_filter = ["status", "queue", "weights_untrained"]
+    list_filter = ["status", QueueFilter, "weights_untrained"]
     search_fields = ["=id", "=request_id", "=image_sha256", "=weights_revision"]
     list_select_related = ["card__organisation", "owner"]
     ordering = ["-created_at"]

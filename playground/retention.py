@@ -30,10 +30,18 @@ MAX_BATCHES_PER_RUN = 20
 
 
 def _expired(*, charged: bool, hours: int, now: datetime) -> QuerySet[Job]:
+    """Finished jobs past their retention, oldest first: free tries (``charged`` False) or
+    paid jobs that still hold their image. Each query states what makes it read the
+    ``job_retention`` index (jobs still holding an image, and free tries): a free try
+    has no charge, so no ``cost_ref`` either (the charge's id is its ``cost_ref`` from
+    the job's insert). With ``job_finished_at`` each batch walked every finished job
+    from the oldest, a year of jobs whose images were gone long ago (playground/0017)."""
     has_charge = Exists(Charge.objects.filter(job_id=OuterRef("pk")))
-    jobs = Job.objects.filter(
-        status__in=Job.FINAL, finished_at__lt=now - timedelta(hours=hours)
-    ).filter(has_charge if charged else ~has_charge)
+    jobs = Job.objects.filter(status__in=Job.FINAL, finished_at__lt=now - timedelta(hours=hours))
+    if charged:
+        jobs = jobs.filter(has_charge, image_deleted_at__isnull=True)
+    else:
+        jobs = jobs.filter(~has_charge, cost_ref="")
     return jobs.order_by("finished_at")
 
 

@@ -42,8 +42,10 @@ def test_a_job_keeps_only_the_indexes_its_queries_read_and_migrates_both_ways():
     assert sorted(job.values()) == [
         (("card_id",), False),
         (("finished_at",), False),
+        (("finished_at",), False),  # job_retention (playground/0017)
         (("lease_expires_at",), False),
-        (("owner_id",), False),
+        (("owner_id",), False),  # job_owner_inflight (0017)
+        (("owner_id", "created_at", "id"), False),  # job_owner_created (0017)
         (("queued_at",), False),
     ]
     assert {name: job[name][0] for name in PARTIAL} == {
