@@ -34,6 +34,7 @@ import os
 import uuid
 from functools import cache
 
+import redis
 from celery import signals
 from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
@@ -50,6 +51,11 @@ def publish(task, args: tuple, *, queue: str, headers: dict, **options) -> None:
         return
     try:
         _push(task, args, queue=queue, headers=headers, retry_policy=options.get("retry_policy"))
+    except redis.TimeoutError:
+        # The broker took a connection and did not answer within its socket timeout (a
+        # partition): Celery's retries would wait as long again, each, with the caller's
+        # locks held. Not sent (or sent and not acknowledged: the claim makes it harmless).
+        raise
     except Exception as exc:  # redis and kombu raise many types; apply_async retries them
         logger.info("task %s: the short publish failed (%s); sending it through Celery", task, exc)
         task.apply_async(args, queue=queue, headers=headers, **options)

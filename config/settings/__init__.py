@@ -306,6 +306,16 @@ CELERY_DB_REUSE_MAX = 1_000_000_000
 # Redis redelivers an unacked message after the visibility timeout: it must outlast the
 # hard time limit, or a long job would run twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_HARD_TIME_LIMIT * 2 + 60}
+# A Redis broker that accepts a connection and then says nothing (a partition, a stalled
+# server) held a call's message send, inside its transaction and its locks, for as long as
+# it lasted (70 s and more, session 42): each connect and each reply is bounded instead.
+# Above the workers' 1 s BRPOP poll, which a socket timeout must outlast.
+VITRINE_BROKER_SOCKET_TIMEOUT = env_int("VITRINE_BROKER_SOCKET_TIMEOUT", 5, minimum=2)
+if CELERY_BROKER_URL.startswith(("redis", "rediss")):
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
+        "socket_timeout": VITRINE_BROKER_SOCKET_TIMEOUT,
+        "socket_connect_timeout": VITRINE_BROKER_SOCKET_TIMEOUT,
+    }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

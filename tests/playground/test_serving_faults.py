@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -116,6 +117,73 @@ def test_a_call_while_the_broker_is_down_answers_503_and_holds_no_money(
     assert response.json()["error"] | {"message": ""} == {
         "message": "", "type": "service_unavailable", "code": "queue_unavailable", "param": None,
     }  # fmt: skip
+    job = Job.objects.get()
+    assert (job.status, job.error_code) == ("failed", "queue_unavailable")
+    assert Charge.objects.get(job_id=job.pk).status == "voided"
+    assert wallet_for(other_user).balance == Decimal("1")
+
+
+@pytest.fixture
+def silent_broker():
+    """A broker host that takes every connection and never answers (a partition, a stalled
+    Redis): the worst case for a client with no timeout."""
+    from config.celery import app
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])  # read nothing, answer nothing
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    previous = app.conf.broker_url
+    _reset_producer_pool(app)
+    app.conf.broker_url = f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    try:
+        yield
+    finally:
+        _reset_producer_pool(app)
+        app.conf.broker_url = previous
+        server.close()
+        for conn in held:  # a call still waiting (the fix undone) gets its error now
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_while_the_broker_says_nothing_answers_503_and_holds_no_money(
+    client, silent_broker, storage, other_user
+):
+    # Before session 42 the message's send waited for as long as the broker stayed silent
+    # (70 s and more), inside the call's transaction and its locks. The bound below is
+    # only how long this test waits for an answer that should come after a socket timeout
+    # or two (5 s each): it is not the thing measured.
+    card = factories.card()
+    key = _funded_key(other_user, card)
+    answers = []
+
+    def call():
+        answers.append(
+            client.post(
+                f"/v1/inference/{card.model_id}",
+                data=photo(),
+                content_type="image/jpeg",
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        )
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(timeout=120)
+    assert answers, "the call is still waiting on a broker that says nothing"
+    (response,) = answers
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "queue_unavailable"
     job = Job.objects.get()
     assert (job.status, job.error_code) == ("failed", "queue_unavailable")
     assert Charge.objects.get(job_id=job.pk).status == "voided"
