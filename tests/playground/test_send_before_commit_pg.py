@@ -27,6 +27,7 @@ from billing.models import Charge
 from billing.services.charges import charge_reserve
 from billing.services.keys import api_key_create
 from billing.services.topups import credit_grant
+from config.settings.env import redis_client_url
 from playground import limits, services
 from playground.models import Job, JobAttempt, JobStatus
 from playground.tasks import run_detection
@@ -52,7 +53,7 @@ def broker(transactional_db, broker_url, settings, tmp_path):
     previous = app.conf.broker_url
     _reset_producer_pool(app)
     app.conf.broker_url = settings.CELERY_BROKER_URL = broker_url
-    client = redis.Redis.from_url(broker_url)
+    client = redis.Redis.from_url(redis_client_url(broker_url))  # the embedded one too
     client.delete(django_settings.VITRINE_INFERENCE_QUEUE)
     try:
         yield client
