@@ -70,7 +70,11 @@ def heard(settings, broker_url):
         found = []
         while (message := pubsub.get_message(timeout=0.5)) is not None:
             found.append((message["channel"].decode().rsplit(":", 1)[1], message["data"]))
-        return found
+        # Channels are the server's, not a database's: another process on this Redis
+        # (another suite, a running stack) is heard too. Only this test's jobs count.
+        ids = [job_id for job_id, _ in found]
+        ours = {str(pk) for pk in Job.objects.filter(pk__in=ids).values_list("pk", flat=True)}
+        return [(job_id, data) for job_id, data in found if job_id in ours]
 
     yield signals
     pubsub.close()
