@@ -68,7 +68,11 @@ KNOWN_DEVICE_NAMES = 5  # the usernames one browser is remembered for, latest fi
 
 def _name_tag(username: str) -> str:
     # The cookie names its usernames by a hash: a shared computer's cookies do not list them.
-    return hashlib.sha256(username.strip().lower().encode()).hexdigest()[:20]
+    # The username as signed in with (the form's, NFKC), not lower-cased: a sign-in matches
+    # it exactly, and lower() takes look-alikes the sign-up form lets through (straẞe,
+    # straße) for one, so signing in to one's own look-alike made a browser "known" for
+    # another's account, with five more guesses at its password per browser.
+    return hashlib.sha256(username.strip().encode()).hexdigest()[:20]
 
 
 def _known_device(request) -> dict:
@@ -103,9 +107,11 @@ def known_device_remember(request, response, username: str) -> None:
 
 def login_buckets(request, username: str) -> tuple[ratelimit.Bucket, ratelimit.Bucket]:
     window = settings.VITRINE_LOGIN_LOCKOUT_SECONDS
-    name = username.strip().lower()
+    # The username exactly as a sign-in matches it (not lower-cased: a successful sign-in
+    # to a look-alike account, straẞe for straße, cleared the other's count).
+    name = username.strip()
     device = _known_device(request)
-    if name and _name_tag(name) in device.get("u", []):
+    if name and _name_tag(username) in device.get("u", []):
         # Signed in as this username from this browser before: its failures are its own,
         # not the username's count, which anyone can fill to lock its owner out.
         user = ratelimit.Bucket(

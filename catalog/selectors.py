@@ -69,15 +69,16 @@ def card_get(*, model_id: str, at=None) -> ModelCard | None:
     ).first()
 
 
-def card_renamed(*, model_id: str) -> str | None:
+def card_renamed(*, model_id: str, published: bool = True, at=None) -> str | None:
     """The current id of the card that answered to ``model_id`` before it was renamed
     (``ModelIdAlias``, any case), or None. Asked only where no card has the id, so the
-    paths that find one pay nothing for it."""
-    alias = (
-        ModelIdAlias.objects.filter(model_id__iexact=model_id)
-        .select_related("card__organisation")
-        .first()
-    )
+    paths that find one pay nothing for it. ``published``: only a card a visitor may see
+    (as of ``at``): a card renamed and taken down must not tell its new id through its
+    former one (a redirect, an error naming it); False for the seed loader."""
+    aliases = ModelIdAlias.objects.filter(model_id__iexact=model_id)
+    if published:
+        aliases = aliases.filter(card__in=ModelCard.objects.published(at=at))
+    alias = aliases.select_related("card__organisation").first()
     return alias.card.model_id if alias is not None else None
 
 

@@ -107,7 +107,7 @@ def catalog_load_seed(*, seed: dict, update: bool = False) -> dict:
 
     def card_for(model_id: str) -> ModelCard:
         card = ModelCard.objects.by_model_id(model_id).first()
-        renamed = None if card is not None else card_renamed(model_id=model_id)
+        renamed = None if card is not None else card_renamed(model_id=model_id, published=False)
         return card or ModelCard.objects.by_model_id(renamed or model_id).get()
 
     # Pass 1: the cards themselves. Pass 2: what points at other cards.
@@ -115,7 +115,9 @@ def catalog_load_seed(*, seed: dict, update: bool = False) -> dict:
     for item in seed["cards"]:
         lookup = {"organisation": orgs[item["org"]], "slug": item["slug"]}
         card = ModelCard.objects.filter(**lookup).first()
-        if card is None and (renamed := card_renamed(model_id=f"{item['org']}/{item['slug']}")):
+        if card is None and (
+            renamed := card_renamed(model_id=f"{item['org']}/{item['slug']}", published=False)
+        ):
             card = ModelCard.objects.by_model_id(renamed).first()
         if card is not None and not update:
             continue

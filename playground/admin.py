@@ -42,7 +42,10 @@ class QueueFilter(admin.SimpleListFilter):
     parameter_name = "queue__exact"
 
     def lookups(self, request, model_admin):
+        # order_by(): a job's default order (newest first) would put created_at in the
+        # DISTINCT, one row per queued job instead of one per queue (a backlog's worth).
         queued = Job.objects.filter(status=JobStatus.QUEUED).values_list("queue", flat=True)
+        queued = queued.order_by()
         names = {"cpu", "gpu", settings.VITRINE_INFERENCE_QUEUE, *queued.distinct()}
         return [(name, name) for name in sorted(names)]
 

@@ -888,14 +888,17 @@ class JobListApi(limits.RateLimitHeadersMixin, APIView):
                 )  # fmt: skip
         model_id = query.get("model") or None
         if model_id is not None and not model_filter_known(model_id=model_id, user=request.user):
-            # A renamed model's former id lists the jobs of the card it names now.
-            model_id = card_renamed(model_id=model_id) or model_id
-        if model_id is not None and not model_filter_known(model_id=model_id, user=request.user):
-            # An empty page would read as "no jobs of that model", not as a misspelt id.
-            raise errors.ApplicationError(
-                NO_SUCH_MODEL_FILTER.format(value=model_id[:128]),
-                code="invalid_value", param="model",
-            )  # fmt: skip
+            # A renamed model's former id lists the jobs of the card it names now, where
+            # that id may filter them (published, or a card they have jobs of): a draft's
+            # new id is not told, by the filter or by this error, which names the id asked.
+            renamed = card_renamed(model_id=model_id, published=False)
+            if renamed is None or not model_filter_known(model_id=renamed, user=request.user):
+                # An empty page would read as "no jobs of that model", not as a misspelt id.
+                raise errors.ApplicationError(
+                    NO_SUCH_MODEL_FILTER.format(value=model_id[:128]),
+                    code="invalid_value", param="model",
+                )  # fmt: skip
+            model_id = renamed
         # A key restricted to some models lists their jobs only, as it may call only them.
         allowed = list(request.auth.allowed_models.values_list("pk", flat=True))
         jobs, more = jobs_of_owner(

@@ -35,7 +35,7 @@ def test_failed_sign_ins_lock_the_account_even_for_the_right_password(settings, 
 
     # From another network and browser, with the right password: still locked.
     owner = Client()
-    response = sign_in(owner, "Grace", "pw-grace-1", ip="198.51.100.2")
+    response = sign_in(owner, "grace", "pw-grace-1", ip="198.51.100.2")
     assert response.status_code == 429
     assert 1 <= int(response["Retry-After"]) <= settings.VITRINE_LOGIN_LOCKOUT_SECONDS
     body = response.content.decode()
@@ -77,6 +77,57 @@ def test_the_owners_known_browser_signs_in_while_others_guesses_lock_the_usernam
     assert sign_in(forged, "grace", "pw-grace-1", ip="198.51.100.2").status_code == 429
     # The cookie does not name the accounts it is for.
     assert "grace" not in owner.cookies[limits.KNOWN_DEVICE_COOKIE].value.lower()
+
+
+def test_a_known_browser_for_a_look_alike_username_is_no_key_to_anothers_account(
+    settings, limits_redis
+):
+    # "ẞ" (capital sharp s) lower-cases to "ß", but neither database's case-insensitive
+    # match takes them for one (SQLite's is ASCII only; PostgreSQL's UPPER keeps ß), so the
+    # sign-up form lets a look-alike of a taken username through.
+    from billing.views import SignupForm
+
+    settings.VITRINE_LOGIN_FAILURES_PER_USER = 3
+    settings.VITRINE_LOGIN_FAILURES_PER_IP = 1000
+    factories.user(username="straße")
+    assert SignupForm(data={**signup_data("straẞe"), "email": "m@example.com"}).is_valid()
+    factories.user(username="straẞe", email="m@example.com")
+    # The attacker signs in to their own look-alike account from a few browsers...
+    browsers = []
+    for _ in range(3):
+        attacker = Client()
+        assert sign_in(attacker, "straẞe", "pw-straẞe-1").status_code == 302
+        attacker.post(reverse("billing:logout"))
+        browsers.append(attacker)
+    # ...straße's count fills: anyone guessing its password is refused...
+    assert [sign_in(Client(), "straße", f"guess-{i}").status_code for i in range(4)] == [
+        200, 200, 200, 429,
+    ]  # fmt: skip
+    # ...and none of those browsers is a known one for straße's account: each would bring
+    # three more guesses at its password, as many browsers as the attacker signs in with.
+    checked = sum(
+        [sign_in(browser, "straße", f"more-{i}").status_code for i in range(3)].count(200)
+        for browser in browsers
+    )
+    assert checked == 0
+
+
+def test_signing_in_to_a_look_alike_account_does_not_clear_anothers_failures(
+    settings, limits_redis
+):
+    # straẞe lower-cases to straße: counted under one lower-cased name, the attacker's
+    # sign-in to their own look-alike cleared the victim's count between guesses.
+    settings.VITRINE_LOGIN_FAILURES_PER_USER = 3
+    factories.user(username="straße")
+    factories.user(username="straẞe", password="attacker-own-1")
+    attacker = Client()
+    for round_ in range(2):
+        codes = [sign_in(attacker, "straße", f"guess-{round_}-{i}").status_code for i in range(2)]
+        assert sign_in(attacker, "straẞe", "attacker-own-1").status_code == 302
+        attacker.post(reverse("billing:logout"))
+        if round_ == 1:
+            assert codes == [200, 429]  # the third and fourth guesses: locked
+    assert sign_in(Client(), "straße", "pw-straße-1", ip="198.51.100.9").status_code == 429
 
 
 def test_failed_sign_ins_from_one_ip_lock_that_ip(settings, limits_redis):

@@ -158,3 +158,38 @@ def test_loading_the_seed_again_brings_back_no_twin_of_a_renamed_model(update):
     assert (ModelCard.objects.count(), Organisation.objects.count()) == (cards, orgs)
     assert ModelCard.objects.by_model_id("facebook/detr-r50").exists()
     assert ModelCard.objects.by_model_id("hust/yolos-tiny").exists()
+
+
+def test_a_renamed_card_taken_down_is_not_told_by_its_former_id(client, card, auth, other_user):
+    # An operator renames a card and unpublishes it (a draft again, say before a relaunch
+    # under its new name): its former id must not tell anyone the new, unpublished id.
+    rename(card, "secret-v2")
+    card.is_published = False
+    card.save()
+    for path in (
+        "/models/acme/old-detr",
+        "/models/acme/old-detr/try",
+        "/compare?models=acme/old-detr,acme/other",
+    ):
+        page = client.get(path)
+        assert page.status_code != 301, path
+        assert b"secret-v2" not in page.content, path
+        assert "secret-v2" not in page.get("Location", ""), path
+    # A draft's id is not told by the jobs filter either (playground.selectors).
+    listed = client.get("/v1/jobs?model=acme/old-detr", headers=auth)
+    assert listed.status_code == 400
+    assert "secret-v2" not in listed.content.decode()
+
+
+def test_a_taken_down_renamed_card_still_filters_its_owners_jobs_by_the_former_id(
+    client, card, auth, other_user, settings, tmp_path
+):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    factories.finished_run(card=card, image_bytes=jpeg(), result=[], owner=other_user)
+    rename(card, "secret-v2")
+    card.is_published = False
+    card.save()
+    # Their own jobs of it: the filter takes its former id, as it takes its new one.
+    listed = client.get("/v1/jobs?model=acme/old-detr", headers=auth)
+    assert listed.status_code == 200, listed.content
+    assert len(listed.json()["data"]) == 1
