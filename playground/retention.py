@@ -14,19 +14,23 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import datetime, timedelta
+from importlib import import_module
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from billing.models import Charge
-from playground.models import Job
+from playground.models import Job, WorkerHeartbeat
 from playground.storage import upload_delete
 
 logger = logging.getLogger(__name__)
 # Bounds one run, so a backlog (the first run after enabling retention) is worked through
 # over several beats instead of one task that outlives its time limit.
 MAX_BATCHES_PER_RUN = 20
+# A health ping's row (worker_check, the admin's "Worker heartbeats") is read seconds after
+# it is written; kept a day so the admin shows who answered lately, then deleted.
+HEARTBEAT_RETENTION = timedelta(days=1)
 
 
 def _expired(*, charged: bool, hours: int, now: datetime) -> QuerySet[Job]:
@@ -141,3 +145,17 @@ def uploads_purge_owner(*, owner_id: int, batch_size: int | None = None) -> dict
     }
     counts["images_left"] = tries.count() + paid.filter(image_deleted_at__isnull=True).count()
     return counts
+
+
+def records_purge_expired(*, now: datetime | None = None) -> dict[str, int]:
+    """Delete the rows nothing else ever deletes: expired sessions (what Django's
+    ``clearsessions`` does: every anonymous free try and every sign-in leaves one) and
+    health pings older than ``HEARTBEAT_RETENTION`` (one per queue per ``worker_check``, a
+    readiness probe's every run). Run with the uploads' retention."""
+    from django.contrib.sessions.models import Session
+
+    now = now or timezone.now()
+    sessions = Session.objects.filter(expire_date__lt=now).count()
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
+    heartbeats, _ = WorkerHeartbeat.objects.filter(seen_at__lt=now - HEARTBEAT_RETENTION).delete()
+    return {"sessions_deleted": sessions, "heartbeats_deleted": heartbeats}

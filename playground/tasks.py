@@ -523,12 +523,14 @@ def deliver_webhook(delivery_id: int, attempts: int | None = None, due: float | 
 @shared_task(name="playground.purge_expired_uploads")
 def purge_expired_uploads() -> dict[str, int]:
     """Periodic (Celery beat): delete expired free tries and the images of expired paid jobs
-    (``VITRINE_TRY_RETENTION``, ``VITRINE_UPLOAD_RETENTION``)."""
+    (``VITRINE_TRY_RETENTION``, ``VITRINE_UPLOAD_RETENTION``), and the rows nothing else
+    deletes: expired sessions, old health pings, Idempotency-Keys past their TTL."""
     from playground.idempotency import call_records_purge_expired
-    from playground.retention import uploads_purge_expired
+    from playground.retention import records_purge_expired, uploads_purge_expired
 
     counts = uploads_purge_expired()
     forgotten = call_records_purge_expired()  # Idempotency-Keys and HF cache entries past TTL
+    forgotten |= records_purge_expired()  # expired sessions, health pings past a day
     if any(forgotten.values()):
         logger.info("retention: %s", forgotten)
     if any(counts.values()):

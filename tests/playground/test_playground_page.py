@@ -42,6 +42,26 @@ def test_the_model_page_links_to_the_try_page(client, card):
     assert 'name="image"' in page and "playground/playground.js" in page
 
 
+def test_viewing_the_try_page_makes_no_session_row(
+    client, card, django_capture_on_commit_callbacks
+):
+    """A page view (a crawler's, every visitor's first) stores no session: each made a
+    row (and a cached copy) for two weeks, one per view. The first try makes the one its
+    visitor owns, and the page still lists that visitor's tries."""
+    from django.contrib.sessions.models import Session
+
+    for _ in range(3):
+        assert client.get(try_url(card)).status_code == 200
+    ids = "5b0e4a9e-3c59-4ac1-9d3c-0b8f2b3f9a10,6c1f5b0f-4d6a-4bd2-8e9d-1c9f3c4fab21"
+    assert client.get(f"/compare/run/{ids}").status_code == 404
+    assert Session.objects.count() == 0
+    with django_capture_on_commit_callbacks():
+        job = client.post(try_url(card), {"image": upload()}, headers=JSON).json()
+    assert Session.objects.count() == 1
+    assert job["id"] in client.get(try_url(card)).content.decode()
+    assert Session.objects.count() == 1
+
+
 def test_a_try_is_queued_free_and_owned_by_the_session(
     client, card, django_capture_on_commit_callbacks
 ):

@@ -161,3 +161,22 @@ def test_the_beat_task_purges(local, card):
 
     try_job(card, finished_at=timezone.now() - 48 * HOUR)
     assert purge_expired_uploads() == {"tries_deleted": 1, "images_deleted": 0}
+
+
+def test_the_beat_task_deletes_expired_sessions_and_old_health_pings(local):
+    """Rows nothing else deletes: every anonymous try and sign-in leaves a session, every
+    worker_check (a readiness probe's every run) a health ping per queue."""
+    from django.contrib.sessions.models import Session
+
+    from playground.models import WorkerHeartbeat
+    from playground.tasks import purge_expired_uploads
+
+    now = timezone.now()
+    Session.objects.create(session_key="expired", session_data="", expire_date=now - HOUR)
+    Session.objects.create(session_key="live", session_data="", expire_date=now + HOUR)
+    old = WorkerHeartbeat.objects.create(token="old", hostname="h", pid=1)
+    WorkerHeartbeat.objects.filter(pk=old.pk).update(seen_at=now - timedelta(days=2))
+    WorkerHeartbeat.objects.create(token="new", hostname="h", pid=1)
+    purge_expired_uploads()
+    assert list(Session.objects.values_list("session_key", flat=True)) == ["live"]
+    assert list(WorkerHeartbeat.objects.values_list("token", flat=True)) == ["new"]
