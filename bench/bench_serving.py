@@ -589,7 +589,7 @@ class Stack:
     def worker_start(self) -> subprocess.Popen:
         """The Celery worker (concurrency 1), as production runs it."""
         return self._spawn(
-            "worker", ["-m", "celery", "-A", "config", "worker", "-Q", "default,cpu",
+            "worker", ["-m", "celery", "-A", "config", "worker", "-Q", "default,webhooks,cpu",
                        "--concurrency", "1", "--loglevel", "WARNING"],
         )  # fmt: skip
 

@@ -433,7 +433,10 @@ def _enqueue(
     countdown = max(0.0, min(countdown, MAX_COUNTDOWN))
     try:
         deliver_webhook.apply_async(
-            (delivery_id, attempts), kwargs, queue="default", countdown=countdown
+            (delivery_id, attempts),
+            kwargs,
+            queue=settings.VITRINE_WEBHOOK_QUEUE,
+            countdown=countdown,
         )
     except Exception as exc:  # the sweep in reap_stale_jobs sends it again
         logger.warning("webhook %s: not enqueued (%s: %s)", delivery_id, type(exc).__name__, exc)

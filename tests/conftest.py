@@ -514,7 +514,10 @@ def start_worker(transactional_db, broker_url, tmp_path, settings, worker_forkse
         }
         argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO"]
         argv += ["--concurrency", "1", "--hostname", f"test{len(workers)}-{os.getpid()}@%h"]
-        argv += ["--queues", f"default,{settings.VITRINE_INFERENCE_QUEUE}"]
+        argv += [
+            "--queues",
+            f"default,{settings.VITRINE_WEBHOOK_QUEUE},{settings.VITRINE_INFERENCE_QUEUE}",
+        ]
         # Mingle waits ~1 s at start-up for other workers' replies (revokes and clocks:
         # nothing here uses either); gossip is the same chatter while running.
         argv += ["--without-mingle", "--without-gossip"]

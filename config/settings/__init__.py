@@ -378,6 +378,10 @@ VITRINE_SYNC_WAIT = env_int("VITRINE_SYNC_WAIT", 30, minimum=0)
 # MAX_ATTEMPTS tries. Never to a loopback, private, link-local, multicast, reserved or
 # metadata address, except the IPs/networks in VITRINE_WEBHOOK_ALLOW_HOSTS: for tests
 # (a receiver on 127.0.0.1), never set it in production.
+# Deliveries have their own queue: a receiver that is slow or never answers holds the
+# worker process that delivers to it, and on the default queue a flood of them held the
+# reaper, the health pings and retention behind it (their messages expire while they wait).
+VITRINE_WEBHOOK_QUEUE = env_str("VITRINE_WEBHOOK_QUEUE") or "webhooks"
 VITRINE_WEBHOOK_ALLOW_HOSTS = env_list("VITRINE_WEBHOOK_ALLOW_HOSTS", [])
 VITRINE_WEBHOOK_MAX_ATTEMPTS = env_int("VITRINE_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
 VITRINE_WEBHOOK_RETRY_BASE = env_int("VITRINE_WEBHOOK_RETRY_BASE", 10, minimum=1)

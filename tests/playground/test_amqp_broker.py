@@ -24,6 +24,7 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
 from kombu import Connection, Exchange, Queue
 
 from config.celery import app
@@ -73,7 +74,7 @@ def amqp_broker():
         _rabbitmqctl("delete_vhost", vhost)
 
 
-def _take(url: str, queue: str = "default"):
+def _take(url: str, queue: str = settings.VITRINE_WEBHOOK_QUEUE):
     """The next message on ``queue`` (taken off it), as a worker would receive it."""
     with Connection(url) as conn:
         declared = Queue(queue, Exchange(queue), routing_key=queue)(conn.default_channel)

@@ -113,7 +113,7 @@ def test_an_api_call_runs_on_a_worker_that_shares_no_disk_with_the_web(
         "worker",
         [
             sys.executable, "-m", "celery", "-A", "config", "worker",
-            "-Q", "default,cpu", "--concurrency", "1", "--loglevel", "INFO",
+            "-Q", "default,webhooks,cpu", "--concurrency", "1", "--loglevel", "INFO",
         ],
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

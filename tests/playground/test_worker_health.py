@@ -49,7 +49,7 @@ def test_worker_check_names_the_worker_of_each_queue_and_fails_on_a_silent_one(s
     out = StringIO()
     call_command("worker_check", "--timeout", "90", stdout=out)
     lines = out.getvalue().splitlines()
-    queues = list(dict.fromkeys(["default", settings.VITRINE_INFERENCE_QUEUE]))
+    queues = ["default", settings.VITRINE_WEBHOOK_QUEUE, settings.VITRINE_INFERENCE_QUEUE]
     assert [line.split(":")[0] for line in lines] == queues
     assert all(": ok, " in line and " pid " in line for line in lines), lines
     with pytest.raises(CommandError, match="no worker answered on: nobody"):

@@ -75,7 +75,9 @@ class Command(BaseCommand):
             worker = [
                 sys.executable, "-m", "celery", "-A", "config", "worker",
                 "--loglevel", "INFO", "--concurrency", concurrency, "--hostname", "dev@%h",
-                "--queues", f"default,{settings.VITRINE_INFERENCE_QUEUE}",
+                "--queues", ",".join(dict.fromkeys(
+                    ["default", settings.VITRINE_WEBHOOK_QUEUE, settings.VITRINE_INFERENCE_QUEUE]
+                )),
                 # Embedded beat runs the stale-job reaper; one per deployment in production.
                 "--beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
             ]  # fmt: skip

@@ -1,7 +1,7 @@
 """``manage.py worker_check``: is a worker taking messages from each queue? For an operator
 after a deploy, or as a readiness probe of the worker tier:
 
-    manage.py worker_check                       # the default queue and VITRINE_INFERENCE_QUEUE
+    manage.py worker_check          # default, VITRINE_WEBHOOK_QUEUE and VITRINE_INFERENCE_QUEUE
     manage.py worker_check --queue gpu --timeout 20
 
 Sends the ``health_ping`` task to each queue with a fresh token and waits for its row
@@ -29,12 +29,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument(
             "--queue", action="append", dest="queues",
-            help="A queue to check (repeatable); default: default and VITRINE_INFERENCE_QUEUE.",
+            help="A queue to check (repeatable); default: default, VITRINE_WEBHOOK_QUEUE and "
+            "VITRINE_INFERENCE_QUEUE.",
         )  # fmt: skip
         parser.add_argument("--timeout", type=float, default=30.0, help="Seconds per queue.")
 
     def handle(self, *args, queues: list[str] | None, timeout: float, **options) -> None:
-        queues = queues or list(dict.fromkeys(["default", settings.VITRINE_INFERENCE_QUEUE]))
+        queues = queues or list(
+            dict.fromkeys(
+                ["default", settings.VITRINE_WEBHOOK_QUEUE, settings.VITRINE_INFERENCE_QUEUE]
+            )
+        )
         tokens = {queue: f"check-{queue}-{secrets.token_hex(8)}" for queue in queues}
         for queue, token in tokens.items():
             health_ping.apply_async((token,), queue=queue, expires=timeout)

@@ -1,0 +1,79 @@
+"""Webhook deliveries have their own queue (``VITRINE_WEBHOOK_QUEUE``): a receiver that
+holds its deliveries holds only the workers of that queue, never the default queue's
+reaper, health pings and retention. Real workers and a real receiver on loopback."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from playground import webhooks
+from playground.models import WebhookDelivery
+from tests import factories
+from tests.conftest import wait_for
+from tests.playground.test_job_worker import photo
+
+pytestmark = pytest.mark.worker
+
+
+class _Holding(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.hits.append(self.path)
+        self.server.release.wait(120)  # answers only when the test lets it
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def holding_receiver():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Holding)
+    server.hits, server.release = [], threading.Event()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_receiver_holding_its_delivery_does_not_hold_the_default_queue(
+    start_worker, holding_receiver, settings, tmp_path
+):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    # Each read and the whole attempt may take nearly the task's soft limit: on the default
+    # queue, its one process would be held for all of the check below.
+    env = {
+        "VITRINE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+        "VITRINE_WEBHOOK_READ_TIMEOUT": "59",
+        "VITRINE_WEBHOOK_ATTEMPT_TIMEOUT": "59",
+    }
+    hooks = start_worker("--queues", settings.VITRINE_WEBHOOK_QUEUE, env_extra=env)
+    default = start_worker("--queues", "default", env_extra=env)
+    job = factories.finished_run(
+        card=factories.card(), image_bytes=photo(), result=[], owner=factories.user()
+    )
+    delivery = WebhookDelivery.objects.create(
+        job=job, url=holding_receiver.url, status=WebhookDelivery.Status.PENDING
+    )
+
+    webhooks._enqueue(delivery.pk, attempts=0)
+    wait_for(lambda: holding_receiver.hits, timeout=120, message=hooks.output() + default.output())
+    # The delivery is being held: the default queue still answers (the command raises if
+    # no worker answers within its timeout).
+    out = StringIO()
+    call_command("worker_check", "--queue", "default", "--timeout", "30", stdout=out)
+    assert out.getvalue().startswith("default: ok, ")
+
+    holding_receiver.release.set()
+    wait_for(
+        lambda: WebhookDelivery.objects.get(pk=delivery.pk).status == "delivered",
+        timeout=120, message=hooks.output(),
+    )  # fmt: skip
