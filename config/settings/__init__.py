@@ -305,7 +305,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_DB_REUSE_MAX = 1_000_000_000
 # Redis redelivers an unacked message after the visibility timeout: it must outlast the
 # hard time limit, or a long job would run twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_HARD_TIME_LIMIT * 2 + 60}
+# At least 20 minutes: a countdown message (a retry, a webhook's backoff step of up to 10
+# minutes, playground/webhooks.py MAX_COUNTDOWN) is unacked while it waits and must not be
+# handed out twice meanwhile (a hard limit under 270 s made it shorter than a step).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": max(CELERY_TASK_HARD_TIME_LIMIT * 2 + 60, 1200)
+}
 # A Redis broker that accepts a connection and then says nothing (a partition, a stalled
 # server) held a call's message send, inside its transaction and its locks, for as long as
 # it lasted (70 s and more, session 42): each connect and each reply is bounded instead.

@@ -135,6 +135,21 @@ def test_celery_is_configured_not_to_lose_jobs():
     assert visibility > settings.CELERY_TASK_HARD_TIME_LIMIT > settings.CELERY_TASK_SOFT_TIME_LIMIT
 
 
+def test_a_webhook_backoff_step_outlives_no_visibility_timeout():
+    # However low the hard limit, a countdown message waiting its longest step (unacked
+    # meanwhile) is not handed out again by Redis before it runs.
+    from playground.webhooks import MAX_COUNTDOWN
+
+    options = "CELERY_BROKER_TRANSPORT_OPTIONS"
+    code = f"import config.settings as s; print(s.{options}['visibility_timeout'])"
+    env = {**os.environ, "CELERY_TASK_HARD_TIME_LIMIT": "60", "CELERY_TASK_SOFT_TIME_LIMIT": "50"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+        cwd=settings.BASE_DIR,
+    ).stdout  # fmt: skip
+    assert int(out.strip().splitlines()[-1]) >= 2 * MAX_COUNTDOWN
+
+
 def _database_settings(module: str, **env: str) -> dict:
     """``DATABASES["default"]`` as a process that imports ``module`` first sees it."""
     code = (
