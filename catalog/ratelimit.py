@@ -292,3 +292,66 @@ def client_network(request) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
     return ip
+
+
+# --- concurrency: at most N at once -----------------------------------------------------
+# A rate limit counts starts per window; some work must instead be bounded by how much of
+# it is running at once (one account's webhook deliveries, whatever their rate). A slot is
+# a member of a sorted set scored by when it lapses: one that is never given back (its
+# process killed) lapses by itself, and no count can leak for good.
+_SLOT_SCRIPT = """
+-- KEYS[1]: the set; ARGV: now_ms, lapse_ms, limit, member
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) == false
+    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+"""
+_memory_slots: dict[str, dict[str, float]] = {}
+_memory_slots_lock = threading.Lock()
+
+
+def _slot_key(scope: str, identity: str) -> str:
+    return Bucket(scope, identity, 0, 0).key
+
+
+def slot_take(scope: str, identity: str, *, limit: int, lapse: float, member: str) -> bool:
+    """Take one of ``limit`` slots of (scope, identity) for ``member`` for at most ``lapse``
+    seconds; False when all are taken. Fails open when the limiter's Redis is away."""
+    key, now = _slot_key(scope, identity), time.time()
+    url = settings.VITRINE_LIMITS_REDIS_URL
+    if not url:
+        with _memory_slots_lock:
+            held = {m: t for m, t in _memory_slots.get(key, {}).items() if t > now}
+            if member not in held and len(held) >= limit:
+                _memory_slots[key] = held
+                return False
+            _memory_slots[key] = held | {member: now + lapse}
+            return True
+    store = _redis_store(url)
+    try:
+        script = store.__dict__.setdefault(
+            "slot_script", store.client.register_script(_SLOT_SCRIPT)
+        )
+        lapse_ms = int((now + lapse) * 1000)
+        return bool(script(keys=[key], args=[int(now * 1000), lapse_ms, limit, member]))
+    except redis.RedisError as exc:
+        logger.warning("concurrency limiter unavailable, admitting: %s", exc)
+        return True
+
+
+def slot_give(scope: str, identity: str, *, member: str) -> None:
+    """Give back ``member``'s slot (it lapses anyway)."""
+    key = _slot_key(scope, identity)
+    url = settings.VITRINE_LIMITS_REDIS_URL
+    if not url:
+        with _memory_slots_lock:
+            _memory_slots.get(key, {}).pop(member, None)
+        return
+    try:
+        _redis_store(url).client.zrem(key, member)
+    except redis.RedisError as exc:
+        logger.warning("concurrency limiter unavailable: %s", exc)

@@ -38,6 +38,7 @@ import http.client
 import ipaddress
 import json
 import logging
+import random
 import socket
 import ssl
 import threading
@@ -50,6 +51,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.utils import timezone
 
+from catalog import ratelimit
 from catalog.errors import ApplicationError
 from playground.models import Job, WebhookDelivery
 
@@ -443,6 +445,10 @@ def _enqueue(
 
 
 ACCOUNT_CLOSED = "The account was closed: nothing is sent for it any more."
+SLOT_SCOPE = "webhook-account"
+TURN_WAIT = (
+    5.0  # seconds (and up to as many again) before a delivery that waited its turn looks again
+)
 
 
 def webhooks_close_owner(*, owner_id: int) -> int:
@@ -502,7 +508,6 @@ def webhook_deliver(
     ETA message out again after its visibility timeout, and backoffs can be longer) make
     one attempt, never two.
     """
-    from billing.services.webhook_secrets import webhook_signing_secrets
 
     if due is not None and due - time.time() > 1:
         _enqueue(delivery_id, attempts=attempts, due=due)
@@ -524,6 +529,27 @@ def webhook_deliver(
         ).update(status=WebhookDelivery.Status.FAILED, last_error=ACCOUNT_CLOSED, url="")
         return WebhookDelivery.Status.FAILED
     expected = delivery.attempts if attempts is None else attempts
+    # The account's share of the webhooks queue: while VITRINE_WEBHOOK_PER_ACCOUNT of its
+    # attempts run (a slow receiver's, say), this one waits its turn, no attempt counted,
+    # and the workers go on with other accounts' deliveries (one account's receiver that
+    # held its answers held every worker, and every account's webhooks waited behind it).
+    owner, member = str(delivery.job.owner_id), f"{delivery.pk}:{expected}"
+    lapse = settings.VITRINE_WEBHOOK_ATTEMPT_TIMEOUT + settings.VITRINE_WEBHOOK_CONNECT_TIMEOUT
+    if not ratelimit.slot_take(
+        SLOT_SCOPE, owner, limit=settings.VITRINE_WEBHOOK_PER_ACCOUNT, lapse=lapse, member=member
+    ):
+        _enqueue(delivery.pk, attempts=expected, countdown=TURN_WAIT * (1 + random.random()))
+        return ""
+    try:
+        return _attempt(delivery, expected)
+    finally:
+        ratelimit.slot_give(SLOT_SCOPE, owner, member=member)
+
+
+def _attempt(delivery: WebhookDelivery, expected: int) -> str:
+    """Claim attempt ``expected + 1`` of ``delivery`` and make it (``webhook_deliver``)."""
+    from billing.services.webhook_secrets import webhook_signing_secrets
+
     claimed = WebhookDelivery.objects.filter(
         pk=delivery.pk, status=WebhookDelivery.Status.PENDING, attempts=expected
     ).update(attempts=expected + 1, last_attempt_at=timezone.now())

@@ -395,6 +395,11 @@ VITRINE_WEBHOOK_CONNECT_TIMEOUT = env_int("VITRINE_WEBHOOK_CONNECT_TIMEOUT", 5, 
 VITRINE_WEBHOOK_READ_TIMEOUT = env_int("VITRINE_WEBHOOK_READ_TIMEOUT", 10, minimum=1)
 # The whole attempt (connect, send, the answer's head and its first 64 KiB), whatever the
 # receiver's pace: below the delivery task's 60 s soft time limit.
+# At most this many of one account's webhook attempts run at once, across workers: a
+# receiver that is slow or never answers holds only its own account's share of the
+# webhooks queue's workers; the account's other deliveries wait their turn (not counted
+# as attempts), and other accounts' deliveries go on.
+VITRINE_WEBHOOK_PER_ACCOUNT = env_int("VITRINE_WEBHOOK_PER_ACCOUNT", 2, minimum=1)
 VITRINE_WEBHOOK_ATTEMPT_TIMEOUT = env_int("VITRINE_WEBHOOK_ATTEMPT_TIMEOUT", 20, minimum=1)
 if VITRINE_WEBHOOK_ATTEMPT_TIMEOUT >= 60:
     raise ImproperlyConfigured("VITRINE_WEBHOOK_ATTEMPT_TIMEOUT must be below 60 s.")

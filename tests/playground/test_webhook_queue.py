@@ -24,7 +24,8 @@ class _Holding(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.hits.append(self.path)
-        self.server.release.wait(120)  # answers only when the test lets it
+        if not self.path.endswith("/at-once"):
+            self.server.release.wait(120)  # answers only when the test lets it
         self.send_response(204)
         self.end_headers()
 
@@ -75,5 +76,54 @@ def test_a_receiver_holding_its_delivery_does_not_hold_the_default_queue(
     holding_receiver.release.set()
     wait_for(
         lambda: WebhookDelivery.objects.get(pk=delivery.pk).status == "delivered",
+        timeout=120, message=hooks.output(),
+    )  # fmt: skip
+
+
+def test_one_accounts_held_deliveries_do_not_hold_another_accounts(
+    start_worker, holding_receiver, settings, tmp_path
+):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    env = {
+        "VITRINE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+        "VITRINE_WEBHOOK_READ_TIMEOUT": "59",
+        "VITRINE_WEBHOOK_ATTEMPT_TIMEOUT": "59",
+        "VITRINE_WEBHOOK_PER_ACCOUNT": "1",
+    }
+    # Two delivering processes; account A's receiver holds every answer.
+    hooks = start_worker(
+        "--queues", settings.VITRINE_WEBHOOK_QUEUE, "--concurrency", "2", env_extra=env
+    )
+    alice, bob = factories.user(), factories.user()
+    card = factories.card()
+
+    def delivery(owner, path):
+        job = factories.finished_run(card=card, image_bytes=photo(), result=[], owner=owner)
+        return WebhookDelivery.objects.create(
+            job=job, url=holding_receiver.url + path, status=WebhookDelivery.Status.PENDING
+        )
+
+    held = [delivery(alice, "/held-1"), delivery(alice, "/held-2")]
+    answered = delivery(bob, "/at-once")
+    for d in (*held, answered):
+        webhooks._enqueue(d.pk, attempts=0)
+
+    # A's second delivery waits its turn (its account's one attempt at a time is held), so
+    # the second process takes B's: delivered while A's receiver still holds the first.
+    # Without the bound both processes were A's until its receiver let go (59 s here).
+    wait_for(
+        lambda: WebhookDelivery.objects.get(pk=answered.pk).status == "delivered",
+        timeout=45, message=hooks.output(),
+    )  # fmt: skip
+    assert not holding_receiver.release.is_set()
+    assert [d.attempts for d in WebhookDelivery.objects.filter(pk__in=[h.pk for h in held])] in (
+        [1, 0], [0, 1],
+    )  # fmt: skip
+
+    holding_receiver.release.set()
+    wait_for(
+        lambda: all(
+            WebhookDelivery.objects.get(pk=h.pk).status == "delivered" for h in held
+        ),
         timeout=120, message=hooks.output(),
     )  # fmt: skip
