@@ -36,6 +36,7 @@ from billing.selectors import account_balance
 from billing.services.accounts import account_close
 from billing.services.keys import KEY_PREFIX, api_key_revoke
 from billing.services.topups import credit_grant, credit_refund
+from catalog.admin_search import KeyFirstSearchMixin
 from catalog.errors import ApplicationError
 from catalog.pricing import format_usd
 
@@ -97,22 +98,24 @@ class LedgerEntryInline(admin.TabularInline):
 
 
 @admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(ReadOnlyAdmin):
+class LedgerTransactionAdmin(KeyFirstSearchMixin, ReadOnlyAdmin):
     list_display = ["created_at", "kind", "idempotency_key", "memo", "created_by"]
     list_filter = ["kind"]
     list_select_related = ["created_by"]
     search_fields = ["idempotency_key", "memo"]
+    key_search_fields = ("idempotency_key",)  # unique: a key pasted whole reads its index
     inlines = [LedgerEntryInline]
 
 
 @admin.register(Charge)
-class ChargeAdmin(ReadOnlyAdmin):
+class ChargeAdmin(KeyFirstSearchMixin, ReadOnlyAdmin):
     list_display = ["created_at", "user", "card", "route", "units", "amount", "byok", "status"]
     list_filter = ["status", "byok"]
     # A route is shown as "<its card> via <provider>": its card and organisation too, or
     # two more queries per row (204 for a page of 100).
     list_select_related = ["user", "card__organisation", "route__card__organisation"]
     search_fields = ["user__username", "job_id"]
+    key_search_fields = ("job_id", "pk")  # a job's id (unique here) or the charge's own
 
 
 @admin.register(TopUp)

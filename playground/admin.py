@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin, messages
 
+from catalog.admin_search import KeyFirstSearchMixin
 from playground import services
 from playground.models import Job, JobAttempt, JobStatus, WorkerHeartbeat
 
@@ -54,7 +55,7 @@ class QueueFilter(admin.SimpleListFilter):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(KeyFirstSearchMixin, admin.ModelAdmin):
     """Read-only: jobs change through services, never by hand. Search by X-Request-Id to
     go from a client's report (or a log line, or a Sentry event) to its job. No delete: a
     deleted queued job left its charge held for ever (and its client a 404); "Cancel
@@ -64,6 +65,7 @@ class JobAdmin(admin.ModelAdmin):
     list_display = ["id", "card", "status", "owner", "created_at", "attempts", "request_id"]
     list_filter = ["status", QueueFilter, "weights_untrained"]
     search_fields = ["=id", "=request_id", "=image_sha256", "=weights_revision"]
+    key_search_fields = ("pk",)  # a job id alone reads the primary key, not every job
     list_select_related = ["card__organisation", "owner"]
     ordering = ["-created_at"]
     actions = ["cancel_queued"]

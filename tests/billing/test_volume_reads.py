@@ -120,3 +120,31 @@ def test_the_charge_list_costs_the_same_queries_for_any_number_of_rows(admin_cli
     for other in (factories.route(price=Decimal("0.0001")), route, route):
         posted(user=owner, route=other)
     assert queries() == one
+
+
+def test_a_charges_job_id_or_a_transactions_key_pasted_in_the_search_reads_its_index(
+    admin_client, owner
+):
+    """The admin ORs its search fields (a username join, a cast of every job id to text):
+    a key pasted whole is looked up in its unique index alone."""
+    factories.funded(owner, "10")
+    route = factories.route(price=Decimal("0.0002"))
+    charge, other = posted(user=owner, route=route), posted(user=owner, route=route)
+
+    def where_clauses(url, term):
+        with CaptureQueriesContext(connection) as ctx:
+            page = admin_client.get(url, {"q": term})
+        table = page.context["cl"].model._meta.db_table
+        sql = [q["sql"] for q in ctx.captured_queries if f'FROM "{table}"' in q["sql"]]
+        return page.context["cl"].result_list, [s.split(" WHERE ", 1)[-1] for s in sql]
+
+    found, wheres = where_clauses("/admin/billing/charge/", str(charge.job_id))
+    assert list(found) == [charge] and other not in found
+    assert not any("username" in w or "LIKE" in w.upper() for w in wheres), wheres
+    txn = LedgerTransaction.objects.filter(idempotency_key__contains=str(charge.job_id)).first()
+    found, wheres = where_clauses("/admin/billing/ledgertransaction/", txn.idempotency_key)
+    assert list(found) == [txn]
+    assert not any("LIKE" in w.upper() for w in wheres), wheres
+    # A username is searched as before.
+    found, _ = where_clauses("/admin/billing/charge/", owner.username)
+    assert set(found) == {charge, other}
