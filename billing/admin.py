@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from billing.limits import LimitedAdminAuthenticationForm
+from billing.limits import LimitedAdminAuthenticationForm, limited_admin_login
 from billing.models import (
     AccountKind,
     ApiKey,
@@ -42,6 +42,7 @@ from catalog.pricing import format_usd
 
 # The admin's sign-in counts failures and locks out like the site's (billing/limits.py).
 admin.site.login_form = LimitedAdminAuthenticationForm
+admin.site.login = limited_admin_login(admin.site.login)  # the device cookie, the 429
 
 AMOUNT_NOT_POSITIVE = "The amount must be more than zero."
 REFUND_OVER_BALANCE = (

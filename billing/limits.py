@@ -27,6 +27,7 @@ Redis, so the counts hold across web processes), never in the session a client c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
@@ -172,6 +173,28 @@ class LimitedAuthenticationForm(LoginLimitMixin, AuthenticationForm):
 
 class LimitedAdminAuthenticationForm(LoginLimitMixin, AdminAuthenticationForm):
     """The admin's sign-in form: the same counters, so /admin/login/ is no side door."""
+
+
+def limited_admin_login(login):
+    """The admin site's sign-in view (``admin.site.login``) made to answer as the site's:
+    a success makes this browser known for the username (it set no device cookie, so an
+    operator who signs in at /admin/login/ was locked out by anyone filling the shared
+    count, for as long as they kept guessing), and a lockout is a 429 with Retry-After."""
+
+    @functools.wraps(login)
+    def view(request, extra_context=None):
+        response = login(request, extra_context)
+        if request.method != "POST":
+            return response
+        if response.status_code == 302 and request.user.is_authenticated:
+            known_device_remember(request, response, request.user.get_username())
+            return response
+        form = (getattr(response, "context_data", None) or {}).get("form")
+        if form is not None and getattr(form, "lockout", None) is not None:
+            return _with_retry_after(response, form.lockout)
+        return response
+
+    return view
 
 
 class LimitedLoginView(auth_views.LoginView):

@@ -511,13 +511,18 @@ def reap_stale_jobs() -> dict[str, int]:
 
 
 @shared_task(name="playground.deliver_webhook", acks_late=True, soft_time_limit=60, time_limit=90)
-def deliver_webhook(delivery_id: int, attempts: int | None = None, due: float | None = None) -> str:
+def deliver_webhook(
+    delivery_id: int,
+    attempts: int | None = None,
+    due: float | None = None,
+    started: float | None = None,
+) -> str:
     """POST a finished job to its webhook, signed; on failure the next try is queued with
     backoff (playground/webhooks.py; ``due``: when a long backoff's attempt is due).
     Delivery is at least once: receivers dedupe on ``Vitrine-Webhook-Id``."""
     from playground.webhooks import webhook_deliver
 
-    return webhook_deliver(delivery_id=delivery_id, attempts=attempts, due=due)
+    return webhook_deliver(delivery_id=delivery_id, attempts=attempts, due=due, started=started)
 
 
 @shared_task(name="playground.purge_expired_uploads")

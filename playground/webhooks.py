@@ -378,6 +378,11 @@ def post_signed(url: str, *, body: bytes, headers: dict[str, str]) -> Attempt:
                 connection.close()
         finally:
             timer.cancel()
+        if cut.is_set():
+            # The deadline cut a body still trickling in: a read of a known length ends
+            # quietly short at the shutdown, no exception (a 2xx head then a body a byte at a
+            # time counted as delivered). No complete answer in time: retried.
+            return Attempt(None, too_slow)
         if 300 <= response.status < 400:
             return Attempt(response.status, REDIRECTED.format(status=response.status))
         error = "" if 200 <= response.status < 300 else f"HTTP {response.status}"
@@ -421,10 +426,17 @@ MAX_COUNTDOWN = 600
 
 
 def _enqueue(
-    delivery_id: int, *, attempts: int | None, countdown: float = 0, due: float | None = None
+    delivery_id: int,
+    *,
+    attempts: int | None,
+    countdown: float = 0,
+    due: float | None = None,
+    started: float | None = None,
 ) -> None:
     """Send the message for the attempt after ``attempts`` (the number it must find), in
-    ``countdown`` seconds (or at ``due``, a Unix time), in steps of at most MAX_COUNTDOWN."""
+    ``countdown`` seconds (or at ``due``, a Unix time), in steps of at most MAX_COUNTDOWN.
+    ``started``: the message only checks whether the attempt claimed then ever ended
+    (``webhook_deliver``)."""
     from playground.tasks import deliver_webhook
 
     if due is None and countdown > MAX_COUNTDOWN:
@@ -432,6 +444,8 @@ def _enqueue(
     if due is not None:
         countdown = due - time.time()
     kwargs = {"due": due} if due is not None and countdown > MAX_COUNTDOWN else {}
+    if started is not None:
+        kwargs["started"] = started
     countdown = max(0.0, min(countdown, MAX_COUNTDOWN))
     try:
         deliver_webhook.apply_async(
@@ -496,7 +510,11 @@ def webhook_body(job: Job, *, site: str = "") -> bytes:
 
 
 def webhook_deliver(
-    *, delivery_id: int, attempts: int | None = None, due: float | None = None
+    *,
+    delivery_id: int,
+    attempts: int | None = None,
+    due: float | None = None,
+    started: float | None = None,
 ) -> str:
     """One delivery attempt; records it and schedules the next on failure. Returns the
     delivery's status afterwards ("" when there was nothing to do). A message that comes
@@ -506,7 +524,10 @@ def webhook_deliver(
     The attempt is claimed first with a compare-and-set on the attempt count the message
     carries (``attempts``), so two copies of one message (a redelivery: Redis hands an
     ETA message out again after its visibility timeout, and backoffs can be longer) make
-    one attempt, never two.
+    one attempt, never two. A copy that finds its attempt claimed but never ended (the
+    worker making it was killed: the broker hands its message out again) looks again once
+    that attempt's deadline has passed (``started``): still unended, it counts as failed
+    and the next is scheduled, where it waited for the sweep (over an hour).
     """
 
     if due is not None and due - time.time() > 1:
@@ -529,12 +550,14 @@ def webhook_deliver(
         ).update(status=WebhookDelivery.Status.FAILED, last_error=ACCOUNT_CLOSED, url="")
         return WebhookDelivery.Status.FAILED
     expected = delivery.attempts if attempts is None else attempts
+    if started is not None:
+        return _attempt_lost(delivery, expected, started)
     # The account's share of the webhooks queue: while VITRINE_WEBHOOK_PER_ACCOUNT of its
     # attempts run (a slow receiver's, say), this one waits its turn, no attempt counted,
     # and the workers go on with other accounts' deliveries (one account's receiver that
     # held its answers held every worker, and every account's webhooks waited behind it).
     owner, member = str(delivery.job.owner_id), f"{delivery.pk}:{expected}"
-    lapse = settings.VITRINE_WEBHOOK_ATTEMPT_TIMEOUT + settings.VITRINE_WEBHOOK_CONNECT_TIMEOUT
+    lapse = _attempt_lapse()
     if not ratelimit.slot_take(
         SLOT_SCOPE, owner, limit=settings.VITRINE_WEBHOOK_PER_ACCOUNT, lapse=lapse, member=member
     ):
@@ -546,15 +569,82 @@ def webhook_deliver(
         ratelimit.slot_give(SLOT_SCOPE, owner, member=member)
 
 
+def _attempt_lapse() -> float:
+    """Seconds after its claim by which an attempt has ended, one way or another."""
+    return settings.VITRINE_WEBHOOK_ATTEMPT_TIMEOUT + settings.VITRINE_WEBHOOK_CONNECT_TIMEOUT
+
+
+WORKER_LOST = "The delivering worker was lost during the attempt."
+UNDER_WAY = "Attempt under way."
+
+
+def _attempt_lost(delivery: WebhookDelivery, expected: int, started: float) -> str:
+    """Attempt ``expected + 1``, claimed at ``started``, past its deadline: if it never
+    recorded its end (still marked under way, ``last_attempt_at`` still its claim's), its
+    worker died in it; it counts as a failed attempt and the next is scheduled as after
+    any."""
+    from datetime import UTC, datetime, timedelta
+
+    number = expected + 1
+    # The claim's time went through a float: matched within a millisecond, not exactly.
+    claimed_at, slack = datetime.fromtimestamp(started, tz=UTC), timedelta(milliseconds=1)
+    now = timezone.now()
+    final = number >= settings.VITRINE_WEBHOOK_MAX_ATTEMPTS
+    Status = WebhookDelivery.Status
+    ended = not WebhookDelivery.objects.filter(
+        pk=delivery.pk,
+        status=Status.PENDING,
+        attempts=number,
+        last_error=UNDER_WAY,
+        last_attempt_at__gte=claimed_at - slack,
+        last_attempt_at__lte=claimed_at + slack,
+    ).update(
+        status=Status.FAILED if final else Status.PENDING,
+        last_status_code=None,
+        last_error=WORKER_LOST,
+        last_attempt_at=now,
+    )
+    if ended:
+        return ""
+    logger.warning("webhook %s: attempt %s lost with its worker", delivery.pk, number)
+    if final:
+        return Status.FAILED
+    _enqueue(delivery.pk, attempts=number, countdown=retry_delay(number))
+    return Status.PENDING
+
+
 def _attempt(delivery: WebhookDelivery, expected: int) -> str:
     """Claim attempt ``expected + 1`` of ``delivery`` and make it (``webhook_deliver``)."""
     from billing.services.webhook_secrets import webhook_signing_secrets
 
+    # The claim marks the attempt under way (its end always writes its own outcome over
+    # the mark): a mark still there past the attempt's deadline is an attempt that died.
     claimed = WebhookDelivery.objects.filter(
         pk=delivery.pk, status=WebhookDelivery.Status.PENDING, attempts=expected
-    ).update(attempts=expected + 1, last_attempt_at=timezone.now())
+    ).update(attempts=expected + 1, last_attempt_at=timezone.now(), last_error=UNDER_WAY)
     if not claimed:
-        return ""  # another copy of this message made this attempt
+        # Another copy of this message made this attempt, or is making it, or was killed
+        # making it: while it is marked under way, look again after its deadline
+        # (``_attempt_lost``).
+        claimed_at = (
+            WebhookDelivery.objects.filter(
+                pk=delivery.pk,
+                status=WebhookDelivery.Status.PENDING,
+                attempts=expected + 1,
+                last_error=UNDER_WAY,
+            )
+            .values_list("last_attempt_at", flat=True)
+            .first()
+        )
+        if claimed_at is not None:
+            started = claimed_at.timestamp()
+            _enqueue(
+                delivery.pk,
+                attempts=expected,
+                countdown=max(0.0, started + _attempt_lapse() + 1 - time.time()),
+                started=started,
+            )
+        return ""
     number = expected + 1
     job = delivery.job
     body = webhook_body(job, site=delivery.site_url)

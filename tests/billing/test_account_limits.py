@@ -310,3 +310,27 @@ def test_the_admin_sign_in_shares_the_lockout(settings, staff):
     assert "Sign-in is locked" in response.content.decode()
     assert client.get(reverse("admin:index")).status_code == 302  # still not signed in
     assert sign_in(Client(), "operator", "pw-operator-1").status_code == 429
+
+
+def test_the_operators_browser_signed_in_at_the_admin_is_known_there(settings, staff, limits_redis):
+    # /admin/login/ shares the username's count but set no device cookie: an operator who
+    # signs in only there was locked out by anyone's guesses, for as long as they went on.
+    settings.VITRINE_LOGIN_FAILURES_PER_USER = 2
+    url = reverse("admin:login")
+    operator = Client()
+    assert (
+        operator.post(url, {"username": "operator", "password": "pw-operator-1"}).status_code == 302
+    )
+    assert limits.KNOWN_DEVICE_COOKIE in operator.cookies
+    operator.post(reverse("admin:logout"))
+
+    attacker = Client()
+    for i in range(2):
+        attacker.post(url, {"username": "operator", "password": f"guess-{i}"})
+    locked = attacker.post(url, {"username": "operator", "password": "pw-operator-1"})
+    assert locked.status_code == 429 and int(locked["Retry-After"]) >= 1
+    assert "Sign-in is locked" in locked.content.decode()
+
+    response = operator.post(url, {"username": "operator", "password": "pw-operator-1"})
+    assert response.status_code == 302
+    assert operator.get(reverse("admin:index")).status_code == 200

@@ -175,6 +175,18 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
                     self.wfile.flush()
             except OSError:
                 pass  # the client gave up: that is the point
+        elif self.server.behaviour == "drip_body":
+            # A 2xx head at once, then its body a byte every 0.2 s: the answer is never
+            # complete within the attempt's deadline.
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n")
+            try:
+                for _ in range(300):
+                    if self.server.release.wait(0.2):
+                        break
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+            except OSError:
+                pass  # the client gave up: that is the point
         elif self.server.behaviour == "slow":
             self.server.release.wait(30)
             self.send_response(200)
@@ -238,6 +250,18 @@ def test_a_receiver_dripping_its_answer_is_cut_at_the_attempts_deadline(receiver
     # it (it held a worker process up to the task's 60 s soft limit before).
     settings.VITRINE_WEBHOOK_ATTEMPT_TIMEOUT = 1
     receiver.behaviour = "drip"
+    attempt = _post(receiver)
+    receiver.release.set()
+    assert (attempt.ok, attempt.status) == (False, None)
+    assert attempt.error == webhooks.TOO_SLOW.format(seconds=1)
+
+
+def test_a_receiver_dripping_its_body_after_a_2xx_head_is_not_a_delivery(receiver, settings):
+    # The head said 200 at once; the body (Content-Length 300) came a byte at a time. The
+    # deadline's shutdown ended the read short without an error, and the attempt counted
+    # as delivered: README says an answer not complete in time is retried.
+    settings.VITRINE_WEBHOOK_ATTEMPT_TIMEOUT = 1
+    receiver.behaviour = "drip_body"
     attempt = _post(receiver)
     receiver.release.set()
     assert (attempt.ok, attempt.status) == (False, None)

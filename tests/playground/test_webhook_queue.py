@@ -5,6 +5,8 @@ reaper, health pings and retention. Real workers and a real receiver on loopback
 from __future__ import annotations
 
 import http.server
+import os
+import signal
 import threading
 from io import StringIO
 
@@ -127,3 +129,70 @@ def test_one_accounts_held_deliveries_do_not_hold_another_accounts(
         ),
         timeout=120, message=hooks.output(),
     )  # fmt: skip
+
+
+class _FirstHeld(http.server.BaseHTTPRequestHandler):
+    """Holds the first delivery (its sender's port noted), answers later ones at once."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.hits.append(self.client_address[1])
+        if len(self.server.hits) == 1:
+            self.server.release.wait(120)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_delivery_whose_worker_is_killed_mid_attempt_is_attempted_again(
+    start_worker, settings, tmp_path
+):
+    # kill -9 of the pool process holding the attempt: the broker hands the message out
+    # again at once, but the attempt was claimed (the count is one up) and that copy made
+    # nothing; the delivery stayed pending until the sweep, over an hour later. Now the
+    # copy looks again after the attempt's deadline and schedules the next attempt.
+    import psutil
+
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+    env = {
+        "VITRINE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+        "VITRINE_WEBHOOK_ATTEMPT_TIMEOUT": "3",
+        "VITRINE_WEBHOOK_CONNECT_TIMEOUT": "1",
+        "VITRINE_WEBHOOK_RETRY_BASE": "1",
+    }
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FirstHeld)
+    server.hits, server.release = [], threading.Event()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hooks = start_worker("--queues", settings.VITRINE_WEBHOOK_QUEUE, env_extra=env)
+        job = factories.finished_run(
+            card=factories.card(), image_bytes=photo(), result=[], owner=factories.user()
+        )
+        delivery = WebhookDelivery.objects.create(
+            job=job,
+            url=f"http://127.0.0.1:{server.server_address[1]}/hook",
+            status=WebhookDelivery.Status.PENDING,
+        )
+        webhooks._enqueue(delivery.pk, attempts=0)
+        wait_for(lambda: server.hits, timeout=120, message=hooks.output())
+        sender = [
+            c.pid
+            for c in psutil.net_connections(kind="tcp")
+            if c.laddr and c.laddr.port == server.hits[0] and c.pid
+        ]
+        assert sender, "the delivering process was not found"
+        os.kill(sender[0], signal.SIGKILL)
+
+        wait_for(
+            lambda: WebhookDelivery.objects.get(pk=delivery.pk).status == "delivered",
+            timeout=90, message=hooks.output(),
+        )  # fmt: skip
+        delivery.refresh_from_db()
+        assert delivery.attempts == 2
+        assert len(server.hits) == 2
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
