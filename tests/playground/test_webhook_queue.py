@@ -22,6 +22,15 @@ from tests.playground.test_job_worker import photo
 pytestmark = pytest.mark.worker
 
 
+# Each read and the whole attempt may take nearly the task's soft limit: a held attempt
+# keeps its worker process for all of a test's checks.
+HELD_ATTEMPTS = {
+    "VITRINE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+    "VITRINE_WEBHOOK_READ_TIMEOUT": "59",
+    "VITRINE_WEBHOOK_ATTEMPT_TIMEOUT": "59",
+}
+
+
 class _Holding(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -51,13 +60,7 @@ def test_a_receiver_holding_its_delivery_does_not_hold_the_default_queue(
     start_worker, holding_receiver, settings, tmp_path
 ):
     settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
-    # Each read and the whole attempt may take nearly the task's soft limit: on the default
-    # queue, its one process would be held for all of the check below.
-    env = {
-        "VITRINE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
-        "VITRINE_WEBHOOK_READ_TIMEOUT": "59",
-        "VITRINE_WEBHOOK_ATTEMPT_TIMEOUT": "59",
-    }
+    env = HELD_ATTEMPTS
     hooks = start_worker("--queues", settings.VITRINE_WEBHOOK_QUEUE, env_extra=env)
     default = start_worker("--queues", "default", env_extra=env)
     job = factories.finished_run(
@@ -86,12 +89,7 @@ def test_one_accounts_held_deliveries_do_not_hold_another_accounts(
     start_worker, holding_receiver, settings, tmp_path
 ):
     settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
-    env = {
-        "VITRINE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
-        "VITRINE_WEBHOOK_READ_TIMEOUT": "59",
-        "VITRINE_WEBHOOK_ATTEMPT_TIMEOUT": "59",
-        "VITRINE_WEBHOOK_PER_ACCOUNT": "1",
-    }
+    env = {**HELD_ATTEMPTS, "VITRINE_WEBHOOK_PER_ACCOUNT": "1"}
     # Two delivering processes; account A's receiver holds every answer.
     hooks = start_worker(
         "--queues", settings.VITRINE_WEBHOOK_QUEUE, "--concurrency", "2", env_extra=env
