@@ -182,6 +182,7 @@ class _RedisStore:
     def __init__(self, url: str) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.script = self.client.register_script(_SCRIPT)
+        self.slot_script = self.client.register_script(_SLOT_SCRIPT)
 
     def run(self, buckets: tuple[Bucket, ...], mode: str):
         args: list = []
@@ -333,9 +334,7 @@ def slot_take(scope: str, identity: str, *, limit: int, lapse: float, member: st
             return True
     store = _redis_store(url)
     try:
-        script = store.__dict__.setdefault(
-            "slot_script", store.client.register_script(_SLOT_SCRIPT)
-        )
+        script = store.slot_script
         lapse_ms = int((now + lapse) * 1000)
         return bool(script(keys=[key], args=[int(now * 1000), lapse_ms, limit, member]))
     except redis.RedisError as exc:
