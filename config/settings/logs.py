@@ -133,6 +133,9 @@ def configure_logging(config: dict[str, Any]) -> None:
     gunicorn configured their loggers, whose handlers this leaves alone)."""
     logging.config.dictConfig(config)
     install_request_line_filters()
+    # Python's warnings as log lines (``py.warnings``), not bare text on stderr: a worker
+    # started as root warns before Celery's own logging set-up would capture it.
+    logging.captureWarnings(True)
 
 
 def _django_request(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -148,12 +151,22 @@ def _django_request(logger: Any, method_name: str, event_dict: dict[str, Any]) -
     return event_dict
 
 
+def _drop_color_message(
+    logger: Any, method_name: str, event_dict: dict[str, Any]
+) -> dict[str, Any]:
+    """uvicorn passes each line again with terminal colours as an extra (``color_message``):
+    the line is ``event`` already."""
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
 # For records from standard-library loggers: what structlog's own loggers add themselves.
 _FOREIGN_PRE_CHAIN: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.stdlib.ExtraAdder(),
+    _drop_color_message,
     _django_request,
     redact_secrets,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -218,3 +231,23 @@ def logging_config(*, fmt: str, level: str) -> dict[str, Any]:
             "django.db.backends": {"level": "WARNING"},
         },
     }
+
+
+def server_logging_config(*, fmt: str, level: str) -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict`` (``config/gunicorn.conf.py``): its own lines, the
+    master's (start-up, each worker booted, a worker that failed to boot, its traceback
+    included) and each worker's before Django configures logging, through the app's
+    formatter, so a pool writes only lines of ``fmt``. The error and access loggers keep a
+    handler each (stderr, stdout) and do not propagate: uvicorn's gunicorn worker copies
+    those handlers onto uvicorn's own loggers."""
+    config = logging_config(fmt=fmt, level=level)
+    stream = {"class": "logging.StreamHandler", "formatter": "structured"}
+    config["handlers"] = {
+        "console": {**stream, "stream": "ext://sys.stderr"},
+        "access": {**stream, "stream": "ext://sys.stdout"},
+    }
+    config["loggers"] = {
+        "gunicorn.error": {"handlers": ["console"], "level": level, "propagate": False},
+        "gunicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+    }
+    return config

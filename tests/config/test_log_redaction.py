@@ -130,14 +130,20 @@ SERVERS = {
     "uvicorn": ["-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port"],
     # README "Production": the inference pool and the pages pool, with an access log
     "gunicorn-uvicorn-worker": [
-        "-m", "gunicorn", "config.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
-        "--workers", "1", "--access-logfile", "-", "--bind",
-    ],
-    "gunicorn-wsgi": [
-        "-m", "gunicorn", "config.wsgi:application", "--workers", "1", "--access-logfile", "-",
+        "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "config.asgi:application",
+        "-k", "uvicorn_worker.UvicornWorker", "--workers", "1", "--access-logfile", "-",
         "--bind",
     ],
+    "gunicorn-wsgi": [
+        "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi:application",
+        "--workers", "1", "--access-logfile", "-", "--bind",
+    ],
 }  # fmt: skip
+
+
+def _lines(text: str) -> list[str]:
+    """Each line's text: a JSON line's ``event``, another line as it is."""
+    return [json.loads(x)["event"] if x.startswith("{") else x for x in text.splitlines()]
 
 
 @pytest.mark.parametrize("server", list(SERVERS))
@@ -182,13 +188,84 @@ def test_a_real_servers_access_and_request_lines_carry_no_secret(server, tmp_pat
     for secret in SECRETS:
         assert secret not in text, text
     # Both the access line (the server's) and request_finished (django-structlog's) are there.
-    access = [line for line in text.splitlines() if "api_key=[redacted]" in line]
+    access = [line for line in _lines(text) if "api_key=[redacted]" in line]
     assert any('"GET /v1/jobs?api_key=[redacted] HTTP/1.1" 401' in line for line in access), text
+    if server.startswith("gunicorn"):
+        # gunicorn's own lines (config/gunicorn.conf.py) and uvicorn's, as the app's: JSON.
+        lines = text.splitlines()
+        assert lines and all(line.startswith("{") for line in lines), text
+        events = [json.loads(line) for line in lines]
+        assert any(e["event"].startswith("Booting worker") for e in events), text
+        assert not any("color_message" in e for e in events), text
     finished = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
     assert {"GET /v1/jobs?api_key=[redacted]"} <= {
         line.get("request") for line in finished if line["event"] == "request_finished"
     }, text
     assert any("token=[redacted]" in line for line in text.splitlines()), text
+
+
+def test_a_worker_that_fails_to_boot_is_logged_in_json_lines_its_traceback_one_field(tmp_path):
+    """A log shipper reads one event per line: gunicorn's master lines and a worker's boot
+    failure (its traceback was ~20 plain lines) are JSON lines like the app's; the settings'
+    error stops no master (each worker reports it)."""
+    env = {**os.environ, "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1", "DEBUG": "0"}
+    env.pop("SECRET_KEY", None)  # the settings refuse to load: every worker fails to boot
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py",
+            "config.wsgi:application", "--workers", "1",
+            "--bind", f"127.0.0.1:{_free_port()}", "--no-control-socket",
+        ],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    lines = (result.stdout + result.stderr).splitlines()
+    # gunicorn prints the exception's message itself, bare, after logging it: that line only.
+    plain = [line for line in lines if not line.startswith("{")]
+    assert set(plain) == {"SECRET_KEY must be set when DEBUG is off."}, lines
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    (failed,) = [e for e in events if "SECRET_KEY must be set" in e.get("exception", "")]
+    assert failed["level"] == "error" and failed["logger"] == "gunicorn.error"
+    assert any(e["event"] == "Reason: Worker failed to boot." for e in events), events
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_quiet_celery_worker_writes_only_json_lines(broker_url, tmp_path):
+    """README's worker commands (``celery -A config --quiet worker ...``): no banner, so
+    every line from start-up to ready is JSON, like the app's."""
+    from django.db import connection
+
+    from tests.conftest import database_url, wait_for
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "CELERY_BROKER_URL": broker_url,
+        "LOG_FORMAT": "json",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "config", "--quiet", "worker",
+                "--queues", "default", "--concurrency", "1", "--without-mingle",
+                "--without-gossip", "--hostname", f"quiet-{os.getpid()}@%h",
+            ],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(
+            lambda: " ready." in log.read_text() or proc.poll() is not None,
+            timeout=120,
+            message="the worker's ready line",
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    lines = log.read_text().splitlines()
+    assert lines and all(line.startswith("{") for line in lines), lines
+    assert any(json.loads(line)["event"].endswith(" ready.") for line in lines), lines
 
 
 def test_an_error_report_to_sentry_carries_no_secret_from_the_query():
