@@ -194,7 +194,7 @@ class LedgerEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.account}: {self.amount}"
+        return f"{self.account}: {format_usd(Decimal(self.amount))}"
 
     def save(self, *args, **kwargs):
         if self.pk is not None:
@@ -299,7 +299,7 @@ class TopUp(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"top-up {self.credit} for {self.user} ({self.status})"
+        return f"top-up {format_usd(Decimal(self.credit))} for {self.user} ({self.status})"
 
 
 class Charge(models.Model):
@@ -363,7 +363,7 @@ class Charge(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"charge {self.amount} for job {self.job_id} ({self.status})"
+        return f"charge {format_usd(Decimal(self.amount))} for job {self.job_id} ({self.status})"
 
     @property
     def cost(self) -> Decimal:

@@ -20,6 +20,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm, UserCreationForm
+from django.core.validators import EmailValidator
 from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
@@ -32,6 +33,7 @@ from django.utils.html import escape
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from billing.emails import mail_domain
 from billing.key_formats import key_format_error
 from billing.limits import SIGNUP_LIMITED, signup_admit, signup_refused
 from billing.models import (
@@ -110,6 +112,7 @@ EMAIL_VERIFIED = (
     "so no more was added."
 )
 VERIFY_SENT = "We sent a new verification link to {email}."
+VERIFY_NOT_SENT = "We could not send a verification link to {email}; try again later."
 VERIFY_RESEND_LIMITED = "You asked for several links this hour; use the last one or wait."
 VERIFY_RESENDS_PER_HOUR = 3
 # Each top-up started is a payment provider's API call (a Stripe Checkout Session) made by a
@@ -137,6 +140,18 @@ class SignupForm(UserCreationForm):
 
     def clean_email(self) -> str:
         email = self.cleaned_data["email"]
+        # Kept with its domain as the mail is sent to it: an invisible or full-width
+        # character there made a new address for the same inbox, and a domain no mail can
+        # be sent to (a bidi override) made the verification mail a 500 after the account
+        # was created.
+        local, _, domain = email.rpartition("@")
+        ascii_domain = mail_domain(domain)
+        if ascii_domain is None:
+            raise forms.ValidationError(EmailValidator.message, code="invalid")
+        try:
+            email = f"{local}@{ascii_domain.encode('ascii').decode('idna')}"  # über, not xn--
+        except UnicodeError:  # an ASCII label that is not valid punycode ("xn--zz")
+            email = f"{local}@{ascii_domain}"
         if get_user_model().objects.filter(email__iexact=email).exists():
             raise forms.ValidationError(EMAIL_TAKEN)
         return email
@@ -431,10 +446,18 @@ def _signup_context(form) -> dict:
     return {"form": form, "signup_credit": format_usd(amount) if amount > 0 else None}
 
 
-def _send_verification(request: HttpRequest, user) -> None:
+def _send_verification(request: HttpRequest, user) -> bool:
+    """Mail the verification link; False if it could not be sent. The account is made by
+    then: a refused mail (an address kept from before the sign-up form checked domains,
+    whose mail raised UnicodeError; a mail server that is down) is logged, never a 500."""
     token = email_verification_token(user=user)
     url = request.build_absolute_uri(reverse("billing:verify_email", args=[token]))
-    email_verification_send(user=user, verify_url=url)
+    try:
+        email_verification_send(user=user, verify_url=url)
+    except Exception:
+        logger.warning("the verification mail to user %s could not be sent", user.pk, exc_info=True)
+        return False
+    return True
 
 
 def verify_email(request: HttpRequest, token: str) -> HttpResponse:
@@ -457,9 +480,10 @@ def verify_email_resend(request: HttpRequest) -> HttpResponse:
     bucket = ratelimit.Bucket("verify-resend", str(request.user.pk), VERIFY_RESENDS_PER_HOUR, 3600)
     if not ratelimit.hit(bucket).allowed:
         messages.error(request, VERIFY_RESEND_LIMITED)
-    else:
-        _send_verification(request, request.user)
+    elif _send_verification(request, request.user):
         messages.info(request, VERIFY_SENT.format(email=request.user.email))
+    else:
+        messages.error(request, VERIFY_NOT_SENT.format(email=request.user.email))
     return redirect("billing:dashboard")
 
 

@@ -6,8 +6,11 @@ inline or on the route's own page, appends a PriceChange with the operator and t
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count
 from django.utils.html import format_html
 
@@ -110,6 +113,20 @@ ROUTE_NOT_DELETED = (
 )
 
 
+class PlainDecimalInput(forms.NumberInput):
+    """A price in its box as it is written, never in exponent form: Django's NumberInput
+    shows ``str(Decimal)``, and a saved price of $0.0000000005 came back in the route's
+    box as "5E-10" (0.0000001 as "1.000E-7"; session 43's outside probe)."""
+
+    def format_value(self, value):
+        if isinstance(value, Decimal) and value.is_finite():
+            return f"{value.normalize():f}"
+        return super().format_value(value)
+
+
+PLAIN_DECIMALS = {models.DecimalField: {"widget": PlainDecimalInput}}
+
+
 class PriceRouteInlineFormSet(forms.BaseInlineFormSet):
     """A saved route's Delete box is refused with a form error. Deleting it here took its
     append-only price history with it, silently, while the route's own delete page and the
@@ -128,6 +145,7 @@ class PriceRouteInline(admin.StackedInline):
     # wide.
     model = PriceRoute
     formset = PriceRouteInlineFormSet
+    formfield_overrides = PLAIN_DECIMALS
     extra = 0
     fields = [
         ("slug", "provider", "provider_model_id"),
@@ -338,6 +356,7 @@ class PriceChangeInline(admin.TabularInline):
 
 @admin.register(PriceRoute)
 class PriceRouteAdmin(admin.ModelAdmin):
+    formfield_overrides = PLAIN_DECIMALS
     # Active shown and filtered: a route is taken off the pages by unticking it, never
     # deleted, so an inactive one must not look like the live price.
     list_display = [

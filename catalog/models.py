@@ -19,6 +19,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from catalog.money import validate_exact
+from catalog.pricing import format_usd
 
 # Prices hold $0.0000075 exactly and up to $99,999,999.
 PRICE_MAX_DIGITS = 18
@@ -629,7 +630,8 @@ class PriceChange(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.route}: ${self.price} from {self.effective_at:%Y-%m-%d}"
+        # The site's money format: "$5E-10" was the admin's label for a price of $0.0000000005.
+        return f"{self.route}: {format_usd(Decimal(self.price))} from {self.effective_at:%Y-%m-%d}"
 
 
 class FaqEntry(models.Model):
