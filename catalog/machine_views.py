@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from functools import cache
 
 from django.contrib.sitemaps.views import sitemap as sitemap_view
@@ -45,11 +47,26 @@ def route_price_text(route: PriceRoute) -> str:
     return text
 
 
+# Bidi embeddings, overrides and isolates: they reorder the text after them as a reader
+# sees it.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def plain_line(text: str) -> str:
+    """Operator text (a card's name, its summary) as one line of plain text: whitespace of
+    any kind is one space (a newline in a summary broke the list), other control characters
+    and bidi controls are dropped (an ESC in a summary went verbatim to a terminal that
+    ``curl``-ed llms.txt: session 43's outside probe)."""
+    text = _BIDI_CONTROLS.sub("", text)
+    text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
+    return " ".join(text.split())
+
+
 def card_line(card: ModelCard, site_url: str) -> str:
     prices = "; ".join(route_price_text(route) for route in card.routes.all()) or "no price yet"
     return (
-        f"- [{card.display_name}]({site_url}{card_path(card)}): `{card.model_id}`, "
-        f"status {card.status}, {prices}. {card.summary}"
+        f"- [{plain_line(card.display_name)}]({site_url}{card_path(card)}): "
+        f"`{card.model_id}`, status {card.status}, {prices}. {plain_line(card.summary)}"
     )
 
 

@@ -52,6 +52,22 @@ def test_llms_txt_lists_each_model_with_link_id_status_and_price(
     assert price in line
 
 
+def test_llms_txt_keeps_each_model_on_one_line_without_control_characters(client, seeded):
+    """Operator text goes out as plain text: an ESC (a terminal's escape) or a bidi override
+    in a summary, or a newline, reached whoever read llms.txt as written."""
+    card = ModelCard.objects.get(organisation__slug="hustvl", slug="yolos-tiny")
+    card.display_name = "YOLOS\u202e tiny"
+    card.summary = "Small.\x1b[2J\x07 Fast\nand\tcheap.\u2066"
+    card.save()
+
+    text = client.get("/llms.txt").content.decode()
+
+    [line] = [line for line in text.splitlines() if "`hustvl/yolos-tiny`" in line]
+    assert line.startswith(f"- [YOLOS tiny]({SITE}/models/hustvl/yolos-tiny)")
+    assert line.endswith(". Small.[2J Fast and cheap.")
+    assert not any(ch in text for ch in "\x1b\x07\u202e\u2066\t")
+
+
 def test_llms_txt_shape_and_how_to_call(client, seeded):
     text = client.get("/llms.txt").content.decode()
     lines = text.splitlines()
