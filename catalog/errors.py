@@ -210,6 +210,27 @@ class ErrorBodySerializer(serializers.Serializer):
     param = serializers.CharField(
         allow_null=True, help_text="The request parameter at fault, if any."
     )
+    # Sent only by the errors that carry them (ApplicationError.extra), declared so a
+    # generated client can read them without a cast.
+    balance = serializers.CharField(
+        required=False, help_text="402 insufficient_credits: the wallet, USD."
+    )
+    cost = serializers.CharField(
+        required=False,
+        help_text="402 insufficient_credits: what the call costs, USD; a failed job's "
+        "answer: what it was charged (0).",
+    )
+    job = serializers.CharField(
+        required=False, help_text="The id of the job the error is about (a failed job)."
+    )
+    replacement = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="410 model_retired: the replacement model's id, or null.",
+    )
+    details = serializers.DictField(
+        required=False, help_text="400 invalid_value: the validation detail, per field."
+    )
 
 
 @extend_schema_serializer(component_name="Error")

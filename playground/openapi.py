@@ -23,7 +23,7 @@ from rest_framework import serializers
 from catalog import errors
 from catalog.api import NOT_JSON
 from catalog.lifecycle import LIFECYCLE_HEADERS
-from playground.serializers import JobSerializer
+from playground.serializers import JobSerializer, PriceVersionSerializer
 
 
 @extend_schema_field(OpenApiTypes.BYTE)
@@ -83,6 +83,38 @@ class HfDetectionSerializer(serializers.Serializer):
     box = HfBoxSerializer()
 
 
+@extend_schema_serializer(component_name="QuoteImage")
+class QuoteImageSerializer(serializers.Serializer):
+    format = serializers.CharField(help_text="JPEG, PNG, WEBP or GIF.")
+    bytes = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    width = serializers.IntegerField(help_text="After EXIF orientation.")
+    height = serializers.IntegerField()
+    original_width = serializers.IntegerField()
+    original_height = serializers.IntegerField()
+
+
+@extend_schema_serializer(component_name="QuoteResize")
+class QuoteResizeSerializer(serializers.Serializer):
+    width = serializers.IntegerField(allow_null=True)
+    height = serializers.IntegerField(allow_null=True)
+    rule = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="The processor's resize keys, e.g. shortest_edge and longest_edge.",
+    )
+    from_checkpoint = serializers.BooleanField(
+        help_text="false: the checkpoint's config was not on the web machine; DETR's "
+        "published 800/1333 rule was assumed."
+    )
+
+
+@extend_schema_serializer(component_name="SpendCap")
+class SpendCapSerializer(serializers.Serializer):
+    cap = serializers.CharField(help_text="The API key's monthly cap, USD.")
+    spent = serializers.CharField(help_text="Spent with this key this month, USD.")
+    within = serializers.BooleanField(help_text="false: a real call would answer 402.")
+
+
 @extend_schema_serializer(component_name="Quote")
 class QuoteSerializer(serializers.Serializer):
     """What ``dry_run=true`` answers (playground/quote.py): nothing runs or is charged."""
@@ -91,17 +123,25 @@ class QuoteSerializer(serializers.Serializer):
     model = serializers.CharField()
     model_revision = serializers.CharField(allow_null=True)
     route = serializers.CharField()
-    image = serializers.DictField(help_text="format, bytes, sha256, width, height, original_*")
-    resize = serializers.DictField(allow_null=True)
+    image = QuoteImageSerializer()
+    resize = QuoteResizeSerializer(
+        allow_null=True, help_text="The size the model's processor gives; null on a provider route."
+    )
     threshold = serializers.FloatField()
-    price_version = serializers.DictField()
+    price_version = PriceVersionSerializer()
     cost = serializers.CharField(help_text="USD, exact decimal string.")
     would_be_cost = serializers.CharField()
     byok = serializers.BooleanField()
     balance = serializers.CharField()
-    covered_by = serializers.CharField(allow_null=True, help_text="byok, wallet or null")
+    covered_by = serializers.ChoiceField(
+        choices=[("byok", "byok"), ("wallet", "wallet")],
+        allow_null=True,
+        help_text="byok, wallet or null (a real call would answer 402)",
+    )
     covered = serializers.BooleanField()
-    spend_cap = serializers.DictField(allow_null=True)
+    spend_cap = SpendCapSerializer(
+        allow_null=True, help_text="null: the API key has no monthly cap."
+    )
     charged = serializers.CharField(help_text="Always 0.")
 
 
@@ -232,6 +272,11 @@ def success_response(*, hf_list: bool) -> OpenApiResponse:
     )
 
 
+# Every status an authenticated call can answer: each is counted against the key's limits,
+# and answers RateLimit-* (and, for a deprecated or retired model, its lifecycle headers).
+COUNTED = [200, 202, 400, 402, 403, 404, 409, 410, 413, 415, 422, 429, 500, 502, 503]
+
+
 def inference_headers() -> list[OpenApiParameter]:
     """The headers an inference call answers with, by status."""
     return [
@@ -241,21 +286,24 @@ def inference_headers() -> list[OpenApiParameter]:
             {"Preference-Applied": ("respond-async when Prefer: respond-async was honoured.", str)},
             [202],
         ),
-        *_headers({name: (text, str) for name, text in LIFECYCLE_HEADERS.items()}, [200, 202]),
-        *_headers(RATE_LIMIT_HEADERS, [200, 202, 429]),
+        *_headers(
+            {name: (text, str) for name, text in LIFECYCLE_HEADERS.items()},
+            [status for status in COUNTED if status != 404],
+        ),
+        *_headers(RATE_LIMIT_HEADERS, COUNTED),
         *_headers(RETRY_AFTER, [429, 503]),
     ]
 
 
 def list_headers() -> list[OpenApiParameter]:
     """The headers ``/v1/jobs`` answers with."""
-    return [*_headers(RATE_LIMIT_HEADERS, [200, 429]), *_headers(RETRY_AFTER, [429])]
+    return [*_headers(RATE_LIMIT_HEADERS, [200, 400, 429]), *_headers(RETRY_AFTER, [429])]
 
 
 def job_headers() -> list[OpenApiParameter]:
     """The headers ``/v1/jobs/<id>`` answers with."""
     return [
         *_headers(COST_HEADERS, [200]),
-        *_headers(RATE_LIMIT_HEADERS, [200, 429]),
+        *_headers(RATE_LIMIT_HEADERS, [200, 400, 403, 404, 409, 429, 503]),
         *_headers(RETRY_AFTER, [429]),
     ]

@@ -21,8 +21,9 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from billing.models import Charge
 from playground.failures import public_error
-from playground.models import Job, JobStatus
+from playground.models import Job, JobStatus, WebhookDelivery
 from playground.provenance import weights_resource
 from playground.selectors import job_money
 from playground.services import job_queue_position
@@ -108,7 +109,10 @@ class PriceVersionSerializer(serializers.Serializer):
 @extend_schema_serializer(component_name="WebhookDelivery")
 class WebhookSerializer(serializers.Serializer):
     url = serializers.CharField()
-    status = serializers.CharField(help_text="waiting (job running), pending, delivered, failed")
+    status = serializers.ChoiceField(
+        choices=WebhookDelivery.Status.choices,
+        help_text="waiting (job running), pending, delivered, failed",
+    )
     attempts = serializers.IntegerField()
     last_status_code = serializers.IntegerField(allow_null=True)
     last_error = serializers.CharField(help_text="Empty when the last attempt got a 2xx.")
@@ -167,7 +171,9 @@ class JobSerializer(serializers.Serializer):
     cost = serializers.CharField(help_text="USD charged (held while running; 0 once voided).")
     would_be_cost = serializers.CharField(help_text="USD it costs without BYOK.")
     byok = serializers.BooleanField()
-    charge_status = serializers.CharField(allow_null=True, help_text="reserved, posted, voided")
+    charge_status = serializers.ChoiceField(
+        choices=Charge.Status.choices, allow_null=True, help_text="reserved, posted, voided"
+    )
     price_version = PriceVersionSerializer(allow_null=True)
     balance = serializers.CharField(allow_null=True, help_text="The wallet now, USD.")
     webhook = WebhookSerializer(allow_null=True)
