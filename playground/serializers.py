@@ -259,9 +259,15 @@ def _webhook(job: Job) -> dict | None:
     delivery = getattr(job, "webhook_delivery", None)
     if delivery is None:
         return None
+    status = delivery.status
+    if status == WebhookDelivery.Status.WAITING and job.status in Job.FINAL:
+        # Queued by the job's end after its commit, or by the reaper's sweep should that
+        # fail: due either way. A synchronous call's answer, read as the job ended, said
+        # "waiting (job running)" beside "succeeded" (session 43's outside probe).
+        status = WebhookDelivery.Status.PENDING
     return {
         "url": delivery.url,
-        "status": delivery.status,
+        "status": status,
         "attempts": delivery.attempts,
         "last_status_code": delivery.last_status_code,
         "last_error": delivery.last_error,
