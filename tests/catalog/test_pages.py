@@ -591,3 +591,14 @@ def test_cheapest_compares_prices_of_one_unit_only(client, db):
     page = client.get(card_path(card)).content.decode()
     assert re.findall(r'<div class="route cheapest" data-route="([a-z]+)"', page) == ["other"]
     assert own.slug not in re.findall(r'<div class="route cheapest" data-route="([a-z]+)"', page)
+
+
+def test_a_coming_soon_pages_snippets_say_the_calls_answer_409_until_launch(client, seeded):
+    """Its snippets are the ones it will take, but run as printed they answer 409: the page
+    says so beside them, as a retired page says 410 (session 43's outside probe)."""
+    text = client.get(CONDITIONAL).content.decode()
+    api = text[text.index('id="api"') :]
+    assert api.index('id="api-not-live"') < api.index('data-tabs="snippets"')
+    assert "409 model_not_available" in api[: api.index('data-tabs="snippets"')]
+    live = client.get(DETR).content.decode()
+    assert 'id="api-not-live"' not in live
