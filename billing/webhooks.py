@@ -76,9 +76,11 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         event = stripe.Webhook.construct_event(
             payload, request.headers.get("Stripe-Signature"), settings.STRIPE_WEBHOOK_SECRET
         )
-    except stripe.SignatureVerificationError:
+    except stripe.SignatureVerificationError as exc:
         # Also what an unset STRIPE_WEBHOOK_SECRET gives: nothing is trusted without one.
-        logger.warning("Stripe webhook with a bad signature refused")
+        # Stripe's reason is logged: "Timestamp outside the tolerance zone" (300 s) is this
+        # machine's clock, not the secret (every top-up refused until it is right; session 43).
+        logger.warning("Stripe webhook with a bad signature refused: %s", exc)
         return _error(BAD_SIGNATURE, code="invalid_signature")
     except (ValueError, TypeError, AttributeError):
         # JSON and UTF-8 errors are ValueErrors; stripe assumes the JSON is an object and

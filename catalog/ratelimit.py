@@ -299,16 +299,23 @@ def client_network(request) -> str:
 # A rate limit counts starts per window; some work must instead be bounded by how much of
 # it is running at once (one account's webhook deliveries, whatever their rate). A slot is
 # a member of a sorted set scored by when it lapses: one that is never given back (its
-# process killed) lapses by itself, and no count can leak for good.
+# process killed) lapses by itself, and no count can leak for good. Times are Redis's own
+# clock (TIME), as its PEXPIREAT is: a worker whose clock was a minute behind set the key's
+# expiry in the past, so Redis dropped every slot at once and no limit held; one ahead
+# swept other workers' running slots away (session 43).
 _SLOT_SCRIPT = """
--- KEYS[1]: the set; ARGV: now_ms, lapse_ms, limit, member
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+-- KEYS[1]: the set; ARGV: (unused), lapse_ms, limit, member
+redis.replicate_commands()  -- TIME before writes (Redis < 5; a no-op since 7)
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local lapses = now + tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZSCORE', KEYS[1], ARGV[4]) == false
     and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
   return 0
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[1], lapses, ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], lapses)
 return 1
 """
 _memory_slots: dict[str, dict[str, float]] = {}
@@ -335,8 +342,8 @@ def slot_take(scope: str, identity: str, *, limit: int, lapse: float, member: st
     store = _redis_store(url)
     try:
         script = store.slot_script
-        lapse_ms = int((now + lapse) * 1000)
-        return bool(script(keys=[key], args=[int(now * 1000), lapse_ms, limit, member]))
+        lapse_ms = max(1, int(lapse * 1000))
+        return bool(script(keys=[key], args=[0, lapse_ms, limit, member]))
     except redis.RedisError as exc:
         logger.warning("concurrency limiter unavailable, admitting: %s", exc)
         return True

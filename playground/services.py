@@ -79,6 +79,21 @@ def _lease_from(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.VITRINE_JOB_LEASE)
 
 
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.VITRINE_JOB_LEASE)
+
+
+def db_now() -> datetime:
+    """The database's clock. Leases are written and compared on it, not on each machine's
+    own: a worker whose clock was 60 s behind the reaper's had its running jobs reaped and
+    run again, up to their last attempt (session 43). SQLite: one machine, one clock."""
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]
+
+
 # Sending a message must fail fast when the broker is away: the caller is told at once
 # (503) rather than held while kombu retries, and the sweeper sends it again later.
 ENQUEUE_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
@@ -379,7 +394,8 @@ def _claim_sql(*, fsync: bool = True, batch: bool = False, routed: bool = False)
 WITH {picked}j AS (
     UPDATE {table}
     SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, started_at = %s::timestamptz,
-        lease_expires_at = %s::timestamptz, worker = %s::text,
+        lease_expires_at = COALESCE(%s::timestamptz, statement_timestamp()) + %s::interval,
+        worker = %s::text,
         {provenance}
     FROM (VALUES (%s::bigint, %s::text, %s::boolean, %s::text, %s::text))
         AS p(card_id, {", ".join(_CLAIM_PROVENANCE)}){source}{no_fsync}
@@ -399,7 +415,12 @@ ORDER BY j.created_at"""
 
 
 def _job_claim_sql(
-    *, job_id, worker: str, now: datetime, provenance: tuple[int, dict] | None = None
+    *,
+    job_id,
+    worker: str,
+    now: datetime,
+    provenance: tuple[int, dict] | None = None,
+    lease_from_now: bool = True,
 ) -> Job | None:
     # Its own transaction commits without waiting for its fsync (~0.6 ms of every job on
     # this disk; more on a slow one; catalog.db.UNFLUSHED_COMMIT): the job's finish, a
@@ -412,11 +433,12 @@ def _job_claim_sql(
     sql = _claim_sql(fsync=connection.in_atomic_block)
     card_id, fields = provenance or (None, {})
     written = [card_id, *(fields.get(name) for name in _CLAIM_PROVENANCE)]
+    base = now if lease_from_now else None  # None: the lease runs from the database's clock
     try:
         row = prepared_pipeline(
             [
                 (_HOLD_WAIT_SQL, [_hold_key(job_id), HOLD_WAIT]),
-                (sql, [now, _lease_from(now), worker, *written, job_id, worker]),
+                (sql, [now, base, _lease(), worker, *written, job_id, worker]),
             ]
         )[1]
     except OperationalError as exc:
@@ -457,9 +479,12 @@ def job_claim(
     claim on PostgreSQL when the job is that card's on its own route, so the worker need
     not write it before the forward (it checks, and writes the loaded model's otherwise).
     """
-    now = now or timezone.now()
+    # The lease runs from the database's clock (``db_now``) unless ``now`` is given.
+    given, now = now is not None, now or timezone.now()
     if connection.vendor == "postgresql":
-        job = _job_claim_sql(job_id=job_id, worker=worker, now=now, provenance=provenance)
+        job = _job_claim_sql(
+            job_id=job_id, worker=worker, now=now, provenance=provenance, lease_from_now=given
+        )
     else:
         job = _job_claim_orm(job_id=job_id, worker=worker, now=now)
     if job is not None:
@@ -554,7 +579,7 @@ def _jobs_claim_batch_sql(
     routed = like.route_id is not None
     sql = _claim_sql(fsync=connection.in_atomic_block, batch=True, routed=routed)
     picked = [like.card_id, like.queue, *([like.route_id] if routed else []), limit]
-    rows = prepared_rows(sql, [*picked, now, _lease_from(now), worker, *written, worker])
+    rows = prepared_rows(sql, [*picked, now, None, _lease(), worker, *written, worker])
     claimed = [_claimed_job(row) for row in rows]
     for job in claimed:
         _log_claimed(job)
@@ -887,7 +912,7 @@ def _requeue_or_fail_lost(*, job: Job, holder: str, now: datetime) -> str | None
 def jobs_reap_stale(*, now: datetime | None = None) -> dict[str, int]:
     """Re-queue running jobs whose lease ran out (their worker's heartbeat stopped: the
     process or its machine died); fail those out of attempts and release their money."""
-    now = now or timezone.now()
+    now = now or db_now()
     counts = {"requeued": 0, "failed": 0}
     stale = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
     for job in stale.only("pk", "attempts", "max_attempts", "queue", "worker"):
@@ -902,7 +927,7 @@ def jobs_reap_stale(*, now: datetime | None = None) -> dict[str, int]:
 
 def jobs_renew_leases(*, jobs: list[Job], worker: str, now: datetime | None = None) -> int:
     """The heartbeat: extend the lease of the jobs this worker still holds."""
-    now = now or timezone.now()
+    now = now or db_now()
     held = Job.objects.filter(
         pk__in=[job.pk for job in jobs], status=JobStatus.RUNNING, worker=worker
     )
@@ -939,7 +964,7 @@ def job_take_over(*, job_id, worker: str, now: datetime | None = None) -> Job | 
     closed and the job claimed anew here, by the same compare-and-set as any claim: if the
     holder is alive on another host, its lease decides and nothing happens.
     """
-    now = now or timezone.now()
+    now = now or db_now()
     job = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).first()
     if job is None:
         return None
@@ -960,7 +985,7 @@ def jobs_sweep_queued(*, now: datetime | None = None) -> dict[str, int]:
     job and release its money once it has been queued for VITRINE_QUEUE_TIMEOUT. So no job
     stays queued with money held past that bound, whatever happened to its message.
     Duplicate messages are harmless: only one claim wins the row."""
-    now = now or timezone.now()
+    now = now or db_now()  # the reaper's clock: the database's
     counts = {"resent": 0, "expired": 0}
     timeout = now - timedelta(seconds=settings.VITRINE_QUEUE_TIMEOUT)
     queued = Job.objects.filter(status=JobStatus.QUEUED)

@@ -480,7 +480,9 @@ def _retry_or_fail(job, *, code: str, message: str, outage: bool = False) -> Non
     of an S3 outage before."""
     from playground import services
 
-    age = (timezone.now() - job.created_at).total_seconds()
+    # On the database's clock, as the sweeper's queue timeout is: a worker 20 min ahead
+    # gave up at once (session 43).
+    age = (services.db_now() - job.created_at).total_seconds() if outage else 0.0
     if outage and age < settings.VITRINE_QUEUE_TIMEOUT:
         logger.warning("job %s: %s; waiting for the storage", job.pk, message)
         if services.job_release_for_retry(job=job, extend=True):

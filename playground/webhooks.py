@@ -648,8 +648,14 @@ def _attempt(delivery: WebhookDelivery, expected: int) -> str:
     number = expected + 1
     job = delivery.job
     body = webhook_body(job, site=delivery.site_url)
-    timestamp = int(time.time())
-    secret, previous = webhook_signing_secrets(user=job.owner)
+    from playground.services import db_now
+
+    # The database's clock, not this machine's: a receiver refuses a `t` off its own by more
+    # than its tolerance (300 s in the README), and a worker 400 s ahead had every delivery
+    # refused until its attempts ran out (session 43).
+    now = db_now()
+    timestamp = int(now.timestamp())
+    secret, previous = webhook_signing_secrets(user=job.owner, at=now)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,

@@ -284,11 +284,16 @@ VITRINE_REAPER_INTERVAL = env_int("VITRINE_REAPER_INTERVAL", 15, minimum=1)
 # VITRINE_QUEUE_TIMEOUT seconds it fails with queue_timeout and its held money is released.
 VITRINE_REQUEUE_AFTER = env_int("VITRINE_REQUEUE_AFTER", 120, minimum=1)
 VITRINE_QUEUE_TIMEOUT = env_int("VITRINE_QUEUE_TIMEOUT", 600, minimum=1)
+# A beat task's message expires (a backlog of them is not run on a worker's return) after
+# its interval and BEAT_CLOCK_ROOM more: Celery stamps the expiry on beat's clock and a
+# worker reads it on its own, so with only the interval a default worker 15 s ahead of beat
+# discarded every reaper run (session 43). Beyond this, worker_check fails long before.
+BEAT_CLOCK_ROOM = 120
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-jobs": {
         "task": "playground.reap_stale_jobs",
         "schedule": float(VITRINE_REAPER_INTERVAL),
-        "options": {"queue": "default", "expires": VITRINE_REAPER_INTERVAL},
+        "options": {"queue": "default", "expires": VITRINE_REAPER_INTERVAL + BEAT_CLOCK_ROOM},
     }
 }
 # The job row is the truth clients poll; Celery's result backend is not used.
@@ -353,7 +358,7 @@ VITRINE_PURGE_BATCH = env_int("VITRINE_PURGE_BATCH", 500, minimum=1)
 CELERY_BEAT_SCHEDULE["purge-expired-uploads"] = {
     "task": "playground.purge_expired_uploads",
     "schedule": float(VITRINE_PURGE_INTERVAL),
-    "options": {"queue": "default", "expires": VITRINE_PURGE_INTERVAL},
+    "options": {"queue": "default", "expires": VITRINE_PURGE_INTERVAL + BEAT_CLOCK_ROOM},
 }
 # Measured latency on the model pages (the beat task playground.refresh_model_stats): p50/p95
 # queue wait and model time of each model's succeeded jobs over the last 7 days, recomputed
@@ -365,7 +370,7 @@ VITRINE_STATS_MIN_RUNS = env_int("VITRINE_STATS_MIN_RUNS", 5, minimum=1)
 CELERY_BEAT_SCHEDULE["refresh-model-stats"] = {
     "task": "playground.refresh_model_stats",
     "schedule": float(VITRINE_STATS_INTERVAL),
-    "options": {"queue": "default", "expires": VITRINE_STATS_INTERVAL},
+    "options": {"queue": "default", "expires": VITRINE_STATS_INTERVAL + BEAT_CLOCK_ROOM},
 }
 VITRINE_MAX_IMAGE_PIXELS = env_int("VITRINE_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 VITRINE_MAX_UPLOAD_BYTES = env_int("VITRINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
