@@ -7,23 +7,11 @@ the end's commit queued the delivery (``webhooks.webhook_job_finished``): it sai
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 
-from billing.services.keys import api_key_create
-from billing.services.topups import credit_grant
 from playground.models import Job, JobStatus, WebhookDelivery
 from tests import factories
-from tests.playground.test_jobs_list import make_jobs
-
-
-@pytest.fixture
-def auth(other_user, settings, tmp_path):
-    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
-    credit_grant(user=other_user, amount=Decimal("1"), reason="test")
-    _, key = api_key_create(user=other_user, name="ci")
-    return {"Authorization": f"Bearer {key}"}
+from tests.playground.test_jobs_list import account, make_jobs  # noqa: F401 (a fixture)
 
 
 @pytest.mark.parametrize(
@@ -37,18 +25,22 @@ def auth(other_user, settings, tmp_path):
     ],
 )
 def test_a_waiting_webhook_of_an_ended_job_is_shown_as_due(
-    client, auth, django_capture_on_commit_callbacks, job_status, shown
+    client,
+    account,  # noqa: F811 (the imported fixture)
+    django_capture_on_commit_callbacks,
+    job_status,
+    shown,
 ):
     card = factories.card(slug="detr")
     factories.route(card=card)
-    [job_id] = make_jobs(client, auth, card, 1, django_capture_on_commit_callbacks)
+    [job_id] = make_jobs(client, account, card, 1, django_capture_on_commit_callbacks)
     WebhookDelivery.objects.create(job_id=job_id, url="https://hooks.example.com/vitrine")
     ended = {"result": []} if job_status == JobStatus.SUCCEEDED else {}
     Job.objects.filter(pk=job_id).update(status=job_status, **ended)
 
-    answer = client.get(f"/v1/jobs/{job_id}", headers=auth).json()
+    answer = client.get(f"/v1/jobs/{job_id}", headers=account).json()
 
     assert (answer["status"], answer["webhook"]["status"]) == (job_status, shown)
     # Delivered or failed deliveries are shown as they are.
     WebhookDelivery.objects.filter(job_id=job_id).update(status=WebhookDelivery.Status.FAILED)
-    assert client.get(f"/v1/jobs/{job_id}", headers=auth).json()["webhook"]["status"] == "failed"
+    assert client.get(f"/v1/jobs/{job_id}", headers=account).json()["webhook"]["status"] == "failed"
