@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import mimetypes
+import time
 
 from django.conf import settings
 from django.contrib import messages
@@ -85,12 +86,58 @@ def _database_answers() -> None:
         pool.open()
         held = pool.getconn(timeout=HEALTH_DB_WAIT)
         try:
-            held.execute("SELECT 1")
+            _select_1_within(held, HEALTH_DB_WAIT)
         finally:
-            pool.putconn(held)
+            pool.putconn(held)  # closed when it failed: the pool drops it
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return
+    connection.ensure_connection()
+    try:
+        _select_1_within(connection.connection, HEALTH_DB_WAIT)
+    except Exception:
+        # Closed by the check; Django, which did not see the error, would keep it until
+        # CONN_MAX_AGE: the next request connects anew.
+        connection.close()
+        raise
+
+
+def _select_1_within(conn, timeout: float) -> None:
+    """``SELECT 1`` on a psycopg connection, its answer awaited ``timeout`` seconds at most.
+    A link that went silent (a partition, a half-open connection: no answer and nothing
+    closed) held the probe for as long as it lasted (a 10 s silence: a 9.9 s 200, a 60 s
+    one: 60 s; session 43) where a 503 within HEALTH_DB_WAIT is promised: the connection
+    is closed instead (it is never used again) and TimeoutError raised. Any failure closes
+    it: the check bypasses psycopg's and Django's own error handling."""
+    import select
+
+    from psycopg import pq
+
+    pgconn = conn.pgconn
+    try:
+        deadline = time.monotonic() + timeout
+        pgconn.send_query(b"SELECT 1")
+        poller = select.poll()
+        poller.register(pgconn.socket, select.POLLIN)
+        while True:
+            pgconn.flush()
+            pgconn.consume_input()
+            if not pgconn.is_busy():
+                break
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                raise TimeoutError(f"no answer from the database within {timeout} s")
+        failed = None
+        while (result := pgconn.get_result()) is not None:
+            if result.status != pq.ExecStatus.TUPLES_OK:
+                failed = result.error_message.decode(errors="replace") or "SELECT 1 failed"
+        if failed:
+            raise RuntimeError(failed)
+    except BaseException:
+        conn.close()
+        raise
 
 
 def _visitor(request, *, create: bool = True) -> dict | None:

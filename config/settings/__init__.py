@@ -139,6 +139,35 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend, whose connection checks (CONN_HEALTH_CHECKS, the web's pool) cost no
     # round trip unless the connection's socket has news (catalog/postgresql/base.py).
     DATABASES["default"]["ENGINE"] = "catalog.postgresql"
+    # A link to the database that goes silent (a partition, a peer gone without a word)
+    # left a session that was inside a transaction waiting for its client for as long as the
+    # server's own TCP keepalive allows (2 h by default), holding its locks: one web call's
+    # reservation held its account's user row and wallet, and every other call of that
+    # account on every healthy web process, and every worker posting its charges, waited on
+    # them (session 43). The server ends a session idle in a transaction past this (its
+    # locks released; 0: never). Above the longest wait inside a transaction (a broker send,
+    # VITRINE_BROKER_SOCKET_TIMEOUT, twice). Off by default with DEBUG: a developer's shell
+    # or a test paused inside a transaction is no partition. The keepalives and
+    # TCP_USER_TIMEOUT let the client find a dead path in about a minute rather than the
+    # kernel's ~15.
+    VITRINE_DB_IDLE_IN_TRANSACTION_TIMEOUT = env_int(
+        "VITRINE_DB_IDLE_IN_TRANSACTION_TIMEOUT", 0 if DEBUG else 60, minimum=0
+    )
+    _db_options = DATABASES["default"].setdefault("OPTIONS", {})
+    for _name, _value in {
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 60_000,
+    }.items():
+        _db_options.setdefault(_name, _value)
+    if VITRINE_DB_IDLE_IN_TRANSACTION_TIMEOUT:
+        # First, so a DATABASE_URL's own ?options=-c ... given for it wins.
+        _db_options["options"] = (
+            f"-c idle_in_transaction_session_timeout={VITRINE_DB_IDLE_IN_TRANSACTION_TIMEOUT}s "
+            + _db_options.get("options", "")
+        ).strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,0 +1,262 @@
+"""Links between the hosts that go silent without closing (session 43's network probe).
+
+A half-open TCP connection (a partition, a peer or middlebox gone without a word) delivers
+nothing and reports nothing: a client that only waits on it waits for ever. These tests put
+a real forwarder between a process and its server and make the connections it carries go
+silent (what is sent is swallowed, nothing comes back, nothing is closed), while new
+connections through it work, as after a partition that healed for new flows only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from playground import events, services
+from tests import factories
+from tests.conftest import REPO, database_url, wait_for
+from tests.playground.test_limits_across_processes import free_port, http
+from tests.playground.test_serving_faults import _finish_soon, photo
+
+
+class SilentGate:
+    """A TCP forwarder whose carried connections can be made silent (never closed)."""
+
+    def __init__(self, target: tuple[str, int] | str):
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.links: list[dict] = []
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _connect(self) -> socket.socket:
+        if isinstance(self.target, str):  # a Unix socket (the tests' embedded Redis)
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.target)
+            return upstream
+        return socket.create_connection(self.target)
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = self._connect()
+            link = {"silent": False}
+            self.links.append(link)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b, link), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b, link):
+        try:
+            while data := a.recv(65536):
+                if not link["silent"]:
+                    b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def silence(self):
+        """Every connection carried so far goes silent; later ones are carried."""
+        for link in self.links:
+            link["silent"] = True
+
+    def close(self):
+        self.server.close()
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+def _gated_url(url: str, gate: SilentGate) -> str:
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        db = parse_qs(parts.query).get("db", ["0"])[0]
+    else:
+        db = parts.path.lstrip("/") or "0"
+    return f"redis://127.0.0.1:{gate.port}/{db}"
+
+
+def _redis_target(url: str) -> tuple[str, int] | str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return (parts.hostname or "127.0.0.1", parts.port or 6379)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_signal_subscription_that_went_silent_is_replaced(
+    settings, broker_url, storage, monkeypatch
+):
+    """The web process's one shared job-signal subscription goes silent: the calls that
+    find their subscriptions unconfirmed read their rows, and once two in a row found it
+    silent the next call subscribes on a new connection and hears its job's signal
+    (before session 43 every later call of the process read its row instead, every
+    ``RECHECK_EVERY``: a 40 ms synchronous call took up to 5 s, for as long as it lived)."""
+    from config.settings.env import redis_client_url
+
+    direct = redis_client_url(broker_url)
+    gate = SilentGate(_redis_target(direct))
+    settings.VITRINE_REDIS_URL = _gated_url(direct, gate)
+    card = factories.card()
+    jobs = [services.job_create(card=card, image_bytes=photo()) for _ in range(4)]
+
+    async def scenario():
+        # A first call subscribes (confirmed) and hears its signal: the connection is made.
+        monkeypatch.setattr(events, "RECHECK_EVERY", 10_000)
+        finisher = _finish_soon(jobs[0])
+        assert isinstance(await events.job_finished_heard(jobs[0].pk, timeout=120), bytes)
+        await asyncio.to_thread(finisher.join)
+        gate.silence()
+        # Calls on the silent connection: their rows tell them (their jobs end meanwhile).
+        monkeypatch.setattr(events, "RECHECK_EVERY", 0.2)
+        for job in jobs[1:3]:
+            finisher = _finish_soon(job)
+            assert await events.job_finished_heard(job.pk, timeout=120) is True
+            await asyncio.to_thread(finisher.join)
+        # The next call hears its signal: only a subscription that works can end it before
+        # its timeout (the row is read once at the start, while the job is not yet final).
+        monkeypatch.setattr(events, "RECHECK_EVERY", 10_000)
+        finisher = _finish_soon(jobs[3])
+        heard = await events.job_finished_heard(jobs[3].pk, timeout=60)
+        await asyncio.to_thread(finisher.join)
+        return heard
+
+    try:
+        assert isinstance(asyncio.run(scenario()), bytes)
+    finally:
+        gate.close()
+
+
+@pytest.fixture
+def storage(settings, tmp_path):
+    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the web's PostgreSQL pool")
+@pytest.mark.django_db(transaction=True)
+def test_healthz_answers_503_when_its_database_link_went_silent(broker_url, tmp_path):
+    """A web process (uvicorn, its PostgreSQL pool) whose connections to the database went
+    silent: /healthz answers 503 (its probe's answer waited HEALTH_DB_WAIT), the silent
+    connections are closed, and it answers 200 again on new ones. Before session 43 the
+    probe waited on the silent connection for as long as the silence lasted (for ever on a
+    connection that never comes back): a load balancer saw a hung probe, not a 503."""
+    params = connection.settings_dict
+    gate = SilentGate((params["HOST"] or "127.0.0.1", int(params["PORT"] or 5432)))
+    url = database_url(params).replace(
+        f"{params['HOST'] or 'localhost'}:{params['PORT'] or 5432}", f"127.0.0.1:{gate.port}"
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "CELERY_BROKER_URL": broker_url,
+        "VITRINE_JOB_STORAGE": str(tmp_path / "jobs"),
+        "VITRINE_DB_POOL": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [sys.executable, "-m", "uvicorn", "config.asgi:application"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with Path(tmp_path / "web.log").open("wb") as log:
+        web = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def status() -> int | None:
+        try:
+            return http("GET", f"{base}/healthz")[0]
+        except OSError:
+            return None
+
+    try:
+        wait_for(lambda: status() == 200, timeout=60, message="the web process did not start")
+        gate.silence()
+        code, headers, _ = http("GET", f"{base}/healthz")  # urllib's 60 s: far above 2 s
+        assert (code, headers["Retry-After"]) == (503, "5")
+        wait_for(lambda: status() == 200, timeout=60, message="healthz did not recover")
+    finally:
+        web.terminate()
+        try:
+            web.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a request held on a silent connection
+            web.kill()
+            web.wait(timeout=30)
+        gate.close()
+
+
+HOLDER = """
+import sys, django
+django.setup()
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+with transaction.atomic():
+    get_user_model().objects.select_for_update().get(pk=int(sys.argv[1]))
+    print("locked", flush=True)
+    sys.stdin.readline()  # the test silences the link meanwhile
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")  # sent into the silence: never answered
+"""
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's sessions")
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_whose_link_went_silent_gives_its_locks_back(broker_url, tmp_path):
+    """A process (the app's settings) locks an account's user row in a transaction, as a
+    call's reservation does, and its link to the database goes silent: the server ends the
+    session once it has been idle in its transaction VITRINE_DB_IDLE_IN_TRANSACTION_TIMEOUT
+    seconds, and another session takes the lock. Before session 43 the lock was held until
+    the server's TCP keepalive gave up (2 h by default): every call of that account on every
+    web process, and every worker posting its charges, waited on it."""
+    user = factories.user()
+    params = connection.settings_dict
+    gate = SilentGate((params["HOST"] or "127.0.0.1", int(params["PORT"] or 5432)))
+    url = database_url(params).replace(
+        f"{params['HOST'] or 'localhost'}:{params['PORT'] or 5432}", f"127.0.0.1:{gate.port}"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "CELERY_BROKER_URL": broker_url,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "VITRINE_DB_IDLE_IN_TRANSACTION_TIMEOUT": "2",
+    }
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(user.pk)],
+        cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        gate.silence()
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        with connection.cursor() as cursor:
+            # A liveness bound far above the 2 s: past it, the lock is still held.
+            cursor.execute("SET lock_timeout = '60s'")
+            cursor.execute("SELECT id FROM auth_user WHERE id = %s FOR UPDATE", [user.pk])
+            assert cursor.fetchone() == (user.pk,)
+            cursor.execute("SET lock_timeout = 0")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+        gate.close()
