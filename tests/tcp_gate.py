@@ -1,4 +1,5 @@
-"""A TCP forwarder a test can shut and open: a database (or any server) "down" and back."""
+"""A TCP forwarder a test can shut and open: a database (or any server) "down" and back; or
+whose carried connections it can make go silent: a half-open link (a partition)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,29 @@ import threading
 
 
 class TcpGate:
-    """A TCP forwarder in front of PostgreSQL that can be shut: a worker connecting through
-    it while shut finds the database down (connection refused, as in a restart)."""
+    """A TCP forwarder in front of a server (an address, or a Unix socket's path) that can be
+    shut: a process connecting through it while shut finds the server down (connection
+    refused, as in a restart). ``silence`` makes the connections carried so far go silent
+    instead (what is sent is swallowed, nothing comes back, nothing is closed) while new
+    ones are carried, as after a partition that healed for new flows only."""
 
-    def __init__(self, target: tuple[str, int]):
+    def __init__(self, target: tuple[str, int] | str, *, open: bool = False):
         self.target = target
         self.open = threading.Event()
+        if open:
+            self.open.set()
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.links: list = []
+        self.flags: list[dict] = []
         threading.Thread(target=self._serve, daemon=True).start()
+
+    def _connect(self) -> socket.socket:
+        if isinstance(self.target, str):  # a Unix socket (the tests' embedded Redis)
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.target)
+            return upstream
+        return socket.create_connection(self.target)
 
     def _serve(self):
         while True:
@@ -26,24 +40,32 @@ class TcpGate:
             except OSError:
                 return
             if not self.open.is_set():
-                client.close()  # the database is "down"
+                client.close()  # the server is "down"
                 continue
-            upstream = socket.create_connection(self.target)
+            upstream = self._connect()
+            flag = {"silent": False}
             self.links += [client, upstream]
+            self.flags.append(flag)
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(a, b, flag), daemon=True).start()
 
     @staticmethod
-    def _pipe(a, b):
+    def _pipe(a, b, flag):
         try:
             while data := a.recv(65536):
-                b.sendall(data)
+                if not flag["silent"]:
+                    b.sendall(data)
         except OSError:
             pass
         finally:
             for s in (a, b):
                 with contextlib.suppress(OSError):
                     s.close()
+
+    def silence(self):
+        """Every connection carried so far goes silent; later ones are carried."""
+        for flag in self.flags:
+            flag["silent"] = True
 
     def shut(self):
         self.open.clear()

@@ -10,12 +10,9 @@ connections through it work, as after a partition that healed for new flows only
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -26,67 +23,10 @@ from tests import factories
 from tests.conftest import REPO, database_url, wait_for
 from tests.playground.test_limits_across_processes import free_port, http
 from tests.playground.test_serving_faults import _finish_soon, photo
+from tests.tcp_gate import TcpGate
 
 
-class SilentGate:
-    """A TCP forwarder whose carried connections can be made silent (never closed)."""
-
-    def __init__(self, target: tuple[str, int] | str):
-        self.target = target
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.links: list[dict] = []
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _connect(self) -> socket.socket:
-        if isinstance(self.target, str):  # a Unix socket (the tests' embedded Redis)
-            upstream = socket.socket(socket.AF_UNIX)
-            upstream.connect(self.target)
-            return upstream
-        return socket.create_connection(self.target)
-
-    def _serve(self):
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = self._connect()
-            link = {"silent": False}
-            self.links.append(link)
-            self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b, link), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b, link):
-        try:
-            while data := a.recv(65536):
-                if not link["silent"]:
-                    b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def silence(self):
-        """Every connection carried so far goes silent; later ones are carried."""
-        for link in self.links:
-            link["silent"] = True
-
-    def close(self):
-        self.server.close()
-        for s in self.sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                s.close()
-
-
-def _gated_url(url: str, gate: SilentGate) -> str:
+def _gated_url(url: str, gate: TcpGate) -> str:
     from urllib.parse import parse_qs, urlsplit
 
     parts = urlsplit(url)
@@ -118,7 +58,7 @@ def test_a_job_signal_subscription_that_went_silent_is_replaced(
     from config.settings.env import redis_client_url
 
     direct = redis_client_url(broker_url)
-    gate = SilentGate(_redis_target(direct))
+    gate = TcpGate(_redis_target(direct), open=True)
     settings.VITRINE_REDIS_URL = _gated_url(direct, gate)
     card = factories.card()
     jobs = [services.job_create(card=card, image_bytes=photo()) for _ in range(4)]
@@ -164,7 +104,7 @@ def test_healthz_answers_503_when_its_database_link_went_silent(broker_url, tmp_
     probe waited on the silent connection for as long as the silence lasted (for ever on a
     connection that never comes back): a load balancer saw a hung probe, not a 503."""
     params = connection.settings_dict
-    gate = SilentGate((params["HOST"] or "127.0.0.1", int(params["PORT"] or 5432)))
+    gate = TcpGate((params["HOST"] or "127.0.0.1", int(params["PORT"] or 5432)), open=True)
     url = database_url(params).replace(
         f"{params['HOST'] or 'localhost'}:{params['PORT'] or 5432}", f"127.0.0.1:{gate.port}"
     )
@@ -230,7 +170,7 @@ def test_a_transaction_whose_link_went_silent_gives_its_locks_back(broker_url, t
     web process, and every worker posting its charges, waited on it."""
     user = factories.user()
     params = connection.settings_dict
-    gate = SilentGate((params["HOST"] or "127.0.0.1", int(params["PORT"] or 5432)))
+    gate = TcpGate((params["HOST"] or "127.0.0.1", int(params["PORT"] or 5432)), open=True)
     url = database_url(params).replace(
         f"{params['HOST'] or 'localhost'}:{params['PORT'] or 5432}", f"127.0.0.1:{gate.port}"
     )
