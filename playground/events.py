@@ -228,22 +228,6 @@ class _Subscriber:
         self.confirming: dict[str, list[asyncio.Future]] = {}
         self.broken = False
         self.reader: asyncio.Task | None = None
-        # When the connection last delivered anything, and when a confirmation last failed
-        # to come in time (monotonic seconds): ``unconfirmed`` tells a busy server from a
-        # silent connection.
-        self.heard = time.monotonic()
-        self.unconfirmed_at: float | None = None
-
-    def unconfirmed(self) -> bool:
-        """A subscription was not confirmed in time. True (the connection is to be replaced)
-        when an earlier one was not either and the connection has delivered nothing since:
-        a link that went silent without closing (a half-open TCP connection: a partition, a
-        peer gone without a word) held every later call to a row read every RECHECK_EVERY
-        for as long as the process lived. Once alone, it is a busy loop or server."""
-        now = time.monotonic()
-        silent = self.unconfirmed_at is not None and self.heard <= self.unconfirmed_at
-        self.unconfirmed_at = now
-        return silent
 
     async def watch(self, channel: str) -> asyncio.Future:
         """A future that resolves to the data of the channel's next signal, bytes (False:
@@ -292,7 +276,6 @@ class _Subscriber:
         try:
             while True:
                 message = await self.pubsub.get_message(timeout=None)
-                self.heard = time.monotonic()
                 if message is None:
                     continue
                 channel = message["channel"]
@@ -402,12 +385,8 @@ async def job_finished_heard(job_id, *, timeout: float, is_final=None) -> bool |
             signal = await subscriber.watch(channel)
         except TimeoutError:
             # No confirmation in time (a busy loop or server), not a broken connection:
-            # this call reads its row; the subscription stays for the others, unless the
-            # one before was not confirmed either and nothing came in between (a silent
-            # connection: the next call opens a new one).
+            # this call reads its row; the subscription stays for the others.
             logger.warning("job %s: subscription not confirmed; reading the row", job_id)
-            if subscriber.unconfirmed():
-                subscriber._fail(redis.TimeoutError("no reply since the last unconfirmed one"))
             signal = None
         except (redis.RedisError, OSError) as exc:
             logger.warning("job %s: waiting without signals (%s)", job_id, exc)

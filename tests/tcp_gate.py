@@ -9,13 +9,13 @@ import threading
 
 
 class TcpGate:
-    """A TCP forwarder in front of a server (an address, or a Unix socket's path) that can be
-    shut: a process connecting through it while shut finds the server down (connection
-    refused, as in a restart). ``silence`` makes the connections carried so far go silent
-    instead (what is sent is swallowed, nothing comes back, nothing is closed) while new
-    ones are carried, as after a partition that healed for new flows only."""
+    """A TCP forwarder in front of a server that can be shut: a process connecting through
+    it while shut finds the server down (connection refused, as in a restart). ``silence``
+    makes the connections carried so far go silent instead (what is sent is swallowed,
+    nothing comes back, nothing is closed) while new ones are carried, as after a partition
+    that healed for new flows only."""
 
-    def __init__(self, target: tuple[str, int] | str, *, open: bool = False):
+    def __init__(self, target: tuple[str, int], *, open: bool = False):
         self.target = target
         self.open = threading.Event()
         if open:
@@ -26,13 +26,6 @@ class TcpGate:
         self.flags: list[dict] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
-    def _connect(self) -> socket.socket:
-        if isinstance(self.target, str):  # a Unix socket (the tests' embedded Redis)
-            upstream = socket.socket(socket.AF_UNIX)
-            upstream.connect(self.target)
-            return upstream
-        return socket.create_connection(self.target)
-
     def _serve(self):
         while True:
             try:
@@ -42,7 +35,7 @@ class TcpGate:
             if not self.open.is_set():
                 client.close()  # the server is "down"
                 continue
-            upstream = self._connect()
+            upstream = socket.create_connection(self.target)
             flag = {"silent": False}
             self.links += [client, upstream]
             self.flags.append(flag)

@@ -9,7 +9,6 @@ connections through it work, as after a partition that healed for new flows only
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -18,81 +17,10 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from playground import events, services
 from tests import factories
 from tests.conftest import REPO, database_url, wait_for
 from tests.playground.test_limits_across_processes import free_port, http
-from tests.playground.test_serving_faults import _finish_soon, photo
 from tests.tcp_gate import TcpGate
-
-
-def _gated_url(url: str, gate: TcpGate) -> str:
-    from urllib.parse import parse_qs, urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        db = parse_qs(parts.query).get("db", ["0"])[0]
-    else:
-        db = parts.path.lstrip("/") or "0"
-    return f"redis://127.0.0.1:{gate.port}/{db}"
-
-
-def _redis_target(url: str) -> tuple[str, int] | str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    return (parts.hostname or "127.0.0.1", parts.port or 6379)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_job_signal_subscription_that_went_silent_is_replaced(
-    settings, broker_url, storage, monkeypatch
-):
-    """The web process's one shared job-signal subscription goes silent: the calls that
-    find their subscriptions unconfirmed read their rows, and once two in a row found it
-    silent the next call subscribes on a new connection and hears its job's signal
-    (before session 43 every later call of the process read its row instead, every
-    ``RECHECK_EVERY``: a 40 ms synchronous call took up to 5 s, for as long as it lived)."""
-    from config.settings.env import redis_client_url
-
-    direct = redis_client_url(broker_url)
-    gate = TcpGate(_redis_target(direct), open=True)
-    settings.VITRINE_REDIS_URL = _gated_url(direct, gate)
-    card = factories.card()
-    jobs = [services.job_create(card=card, image_bytes=photo()) for _ in range(4)]
-
-    async def scenario():
-        # A first call subscribes (confirmed) and hears its signal: the connection is made.
-        monkeypatch.setattr(events, "RECHECK_EVERY", 10_000)
-        finisher = _finish_soon(jobs[0])
-        assert isinstance(await events.job_finished_heard(jobs[0].pk, timeout=120), bytes)
-        await asyncio.to_thread(finisher.join)
-        gate.silence()
-        # Calls on the silent connection: their rows tell them (their jobs end meanwhile).
-        monkeypatch.setattr(events, "RECHECK_EVERY", 0.2)
-        for job in jobs[1:3]:
-            finisher = _finish_soon(job)
-            assert await events.job_finished_heard(job.pk, timeout=120) is True
-            await asyncio.to_thread(finisher.join)
-        # The next call hears its signal: only a subscription that works can end it before
-        # its timeout (the row is read once at the start, while the job is not yet final).
-        monkeypatch.setattr(events, "RECHECK_EVERY", 10_000)
-        finisher = _finish_soon(jobs[3])
-        heard = await events.job_finished_heard(jobs[3].pk, timeout=60)
-        await asyncio.to_thread(finisher.join)
-        return heard
-
-    try:
-        assert isinstance(asyncio.run(scenario()), bytes)
-    finally:
-        gate.close()
-
-
-@pytest.fixture
-def storage(settings, tmp_path):
-    settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the web's PostgreSQL pool")
