@@ -75,12 +75,12 @@ def card_spec(card: ModelCard) -> CheckpointSpec:
     )
 
 
-def _lease_from(now: datetime) -> datetime:
-    return now + timedelta(seconds=settings.VITRINE_JOB_LEASE)
-
-
 def _lease() -> timedelta:
     return timedelta(seconds=settings.VITRINE_JOB_LEASE)
+
+
+def _lease_from(now: datetime) -> datetime:
+    return now + _lease()
 
 
 def db_now() -> datetime:
