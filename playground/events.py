@@ -38,6 +38,10 @@ RECHECK_EVERY = 5.0
 FIRST_READ_AFTER = 0.02
 # A publish must not hold up a worker when Redis is away: the row is the truth.
 PUBLISH_TIMEOUT = 2.0
+# After a subscription was not confirmed in time, how long the shared subscription's
+# connection has to answer a PING (or deliver anything) before it is taken for silent and
+# replaced (seconds).
+PROBE_WAIT = 5.0
 
 _local = threading.local()
 
@@ -212,7 +216,13 @@ class _Subscriber:
     connection; a job's channel is subscribed while someone waits on it, and a reader task
     hands each signal to the calls waiting for that job. When the connection fails, every
     call waiting on it is told (it goes on reading its row every ``RECHECK_EVERY``) and the
-    next call opens a new one.
+    next call opens a new one. A connection that goes silent without closing (a half-open
+    TCP link after a partition, a peer gone without a word) is found by ``suspect``: a
+    subscription not confirmed in time sends a PING, and nothing heard back within
+    ``PROBE_WAIT`` fails the connection as if it had closed.
+
+    Nothing is sent once the subscriber is broken: redis-py's pub/sub opens a new connection
+    for a command sent after it was closed, which nobody would ever close.
     """
 
     def __init__(self, url: str) -> None:
@@ -228,6 +238,8 @@ class _Subscriber:
         self.confirming: dict[str, list[asyncio.Future]] = {}
         self.broken = False
         self.reader: asyncio.Task | None = None
+        # While a PING is out (``suspect``): resolved by the next thing the reader reads.
+        self.answered: asyncio.Future | None = None
 
     async def watch(self, channel: str) -> asyncio.Future:
         """A future that resolves to the data of the channel's next signal, bytes (False:
@@ -243,6 +255,8 @@ class _Subscriber:
                 self.ready[channel] = confirmed = loop.create_future()
                 self.confirming.setdefault(channel, []).append(confirmed)
                 async with self.sending:
+                    if self.broken:  # failed while this call waited to send
+                        raise redis.ConnectionError("the subscription's connection failed")
                     await self.pubsub.subscribe(channel)  # sends: the reader gets the reply
                 if self.reader is None:
                     self.reader = loop.create_task(self._read(), name=SUBSCRIBER_NAME)
@@ -267,7 +281,8 @@ class _Subscriber:
     async def _unsubscribe(self, channel: str) -> None:
         try:
             async with self.sending:
-                if channel not in self.waiting:  # nobody started waiting on it again
+                # Not when nobody waits on it again, nor on a closed subscriber.
+                if channel not in self.waiting and not self.broken:
                     await self.pubsub.unsubscribe(channel)
         except (redis.RedisError, OSError) as exc:
             self._fail(exc)
@@ -276,6 +291,8 @@ class _Subscriber:
         try:
             while True:
                 message = await self.pubsub.get_message(timeout=None)
+                if self.answered is not None and not self.answered.done():
+                    self.answered.set_result(True)  # the connection is alive
                 if message is None:
                     continue
                 channel = message["channel"]
@@ -301,6 +318,33 @@ class _Subscriber:
             self._fail(exc)
             await self._close()
 
+    def suspect(self) -> None:
+        """A subscription was not confirmed in time: a busy server or event loop, or a
+        connection gone silent. A PING tells them apart (one at a time): anything read
+        within ``PROBE_WAIT`` after it keeps the connection; nothing fails it, and the next
+        call subscribes on a new one. Before session 44 a silent connection was kept until
+        it closed, and every later call of the process read its row every RECHECK_EVERY."""
+        if self.broken or self.answered is not None or self.reader is None:
+            return
+        self.answered = asyncio.get_running_loop().create_future()
+        _in_background(self._probe(self.answered))
+
+    async def _probe(self, answered: asyncio.Future) -> None:
+        try:
+            async with asyncio.timeout(PROBE_WAIT):
+                async with self.sending:
+                    if self.broken:
+                        return
+                    await self.pubsub.ping()
+                await asyncio.shield(answered)
+        except TimeoutError:
+            self._fail(redis.TimeoutError(f"nothing heard {PROBE_WAIT:g} s after a PING"))
+        except (redis.RedisError, OSError) as exc:
+            self._fail(exc)
+        finally:
+            if self.answered is answered:
+                self.answered = None
+
     async def _close(self) -> None:
         with contextlib.suppress(redis.RedisError, OSError):
             await self.pubsub.aclose()
@@ -317,9 +361,9 @@ class _Subscriber:
         loop = asyncio.get_running_loop()
         if _subscribers.get(loop) is self:
             del _subscribers[loop]
-        for futures in [*self.waiting.values(), *self.confirming.values()]:
+        for futures in [*self.waiting.values(), *self.confirming.values(), [self.answered]]:
             for future in futures:
-                if not future.done():
+                if future is not None and not future.done():
                     future.set_result(False)
         if self.reader is None:
             _in_background(self._close())
@@ -384,9 +428,11 @@ async def job_finished_heard(job_id, *, timeout: float, is_final=None) -> bool |
         try:
             signal = await subscriber.watch(channel)
         except TimeoutError:
-            # No confirmation in time (a busy loop or server), not a broken connection:
-            # this call reads its row; the subscription stays for the others.
+            # No confirmation in time: this call reads its row; the subscription stays for
+            # the others unless a PING finds its connection silent (a busy loop or server
+            # answers it).
             logger.warning("job %s: subscription not confirmed; reading the row", job_id)
+            subscriber.suspect()
             signal = None
         except (redis.RedisError, OSError) as exc:
             logger.warning("job %s: waiting without signals (%s)", job_id, exc)
