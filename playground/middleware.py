@@ -45,6 +45,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.http.request import UnreadablePostError
 from django.middleware.common import CommonMiddleware as DjangoCommonMiddleware
 from django.shortcuts import redirect
+from django.template import loader
 from django.utils.deprecation import MiddlewareMixin
 from django.views import defaults
 
@@ -94,14 +95,20 @@ def server_error(request: HttpRequest) -> HttpResponse:
     ``process_exception`` does not see it (a middleware reading a signed-in visitor's
     session or user while the database is down), is the flavour's JSON too: 503
     ``database_unavailable`` for a database outage, else its 500. Elsewhere, the site's
-    500 page."""
+    503 page for a database outage (a restart, a failover, a pool with no free connection
+    for its whole wait: a moment's fault, with ``Retry-After``; a page answered 500 "went
+    wrong" for it before session 44), else its 500 page."""
+    exception = sys.exc_info()[1]
+    outage = isinstance(exception, (OperationalError, InterfaceError))
     if flavours.in_scope(request.path):
-        exception = sys.exc_info()[1]
-        if isinstance(exception, (OperationalError, InterfaceError)):
-            error = flavours.database_unavailable()
-        else:
-            error = flavours.internal_error()
+        error = flavours.database_unavailable() if outage else flavours.internal_error()
         return flavours.error_response(_flavour(request), error)
+    if outage:
+        # Rendered as Django renders its 500 page: no request, no context, no query.
+        response = HttpResponse(loader.get_template("503.html").render(), status=503)
+        response["Retry-After"] = str(flavours.DATABASE_RETRY_AFTER_SECONDS)
+        response["Cache-Control"] = "no-store"
+        return response
     return defaults.server_error(request)
 
 

@@ -5,9 +5,11 @@ where to go, not Django's bare "Not Found" or "Server Error (500)"."""
 from __future__ import annotations
 
 import pytest
+from django.db import OperationalError
 from django.test import Client
 from django.urls import path
 
+from config.urls import handler500 as site_handler500
 from config.urls import urlpatterns as site_urlpatterns
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +19,14 @@ def broken(request):
     raise RuntimeError("a bug")
 
 
-urlpatterns = [path("broken", broken), *site_urlpatterns]
+def database_gone(request):
+    # What psycopg raises through Django when the server restarts mid-request (the real
+    # outage is tests/playground/test_database_away_pg.py's).
+    raise OperationalError("server closed the connection unexpectedly")
+
+
+urlpatterns = [path("broken", broken), path("database-gone", database_gone), *site_urlpatterns]
+handler500 = site_handler500  # Django looks it up in the root URLconf
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +58,15 @@ def test_an_error_gets_the_sites_500_without_internals(settings):
     client = Client(raise_request_exception=False)
     page = assert_site_page(client.get("/broken"), 500, "Something went wrong on our side")
     assert "a bug" not in page and "RuntimeError" not in page
+
+
+def test_a_database_outage_gets_the_sites_503_not_its_500(settings):
+    settings.ROOT_URLCONF = __name__
+    client = Client(raise_request_exception=False)
+    response = client.get("/database-gone")
+    page = assert_site_page(response, 503, "Vitrine is briefly unavailable")
+    assert response["Retry-After"] == "2" and response["Cache-Control"] == "no-store"
+    assert "server closed" not in page and "OperationalError" not in page
 
 
 def test_a_disallowed_host_gets_the_sites_400(client, settings):

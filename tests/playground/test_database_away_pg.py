@@ -102,6 +102,33 @@ def test_an_api_call_of_a_signed_in_browser_while_the_database_is_away_is_a_json
     assert response.json()["error"]["code"] == "database_unavailable"
 
 
+def test_a_page_of_a_signed_in_browser_while_the_database_is_away_is_the_sites_503(
+    other_user, settings
+):
+    """A page (not the API) whose database is away: the site's 503 page, saying it is brief
+    and to reload, with Retry-After and not cached. Before session 44 it was the 500 page
+    ("something went wrong on our side"), which is a bug's page, and a crawler or a proxy
+    saw an error rather than a moment's unavailability (session 43's outside probe saw it
+    2-3 times while the database refused connections)."""
+    settings.DEBUG = False
+    browser = Client(raise_request_exception=False)
+    browser.force_login(other_user)  # the middlewares read its session and user
+    own = connection.connection.info.backend_pid
+    try:
+        with database_away(connection.settings_dict["NAME"], end={own}):
+            response = browser.get("/models")
+    finally:
+        connection.close()
+    assert response.status_code == 503, response.content[:200]
+    assert response["Content-Type"].startswith("text/html")
+    assert response["Retry-After"] == "2" and response["Cache-Control"] == "no-store"
+    page = response.content.decode()
+    assert "<h1>Vitrine is briefly unavailable</h1>" in page
+    assert 'href="/docs/api"' in page  # the site's page, with where to go from here
+    # Back: the same browser's page answers.
+    assert browser.get("/models").status_code == 200
+
+
 def test_a_sync_call_whose_database_goes_away_answers_202_with_its_job(
     client, settings, broker_url, tmp_path, other_user
 ):
