@@ -240,6 +240,11 @@ class WebhookDelivery(models.Model):
     # (db_default, playground/0016) is what lets the previous release, still running
     # during a rolling deploy, insert deliveries without naming the column (a 500 before).
     site_url = models.CharField(max_length=2000, blank=True, default="", db_default="")
+    # When the message for this delivery's next attempt could not be sent (the broker away:
+    # ``webhooks._enqueue``), the time it was due; the reaper's next sweep after the broker
+    # is back sends it for then (``webhooks_sweep``), and the attempt's claim clears it.
+    # Before session 44 such a delivery waited for the sweep of lost messages, over an hour.
+    resend_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["status"], name="webhook_delivery_status_idx")]

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from catalog import ratelimit
@@ -432,17 +433,18 @@ def _enqueue(
     countdown: float = 0,
     due: float | None = None,
     started: float | None = None,
-) -> None:
+) -> bool:
     """Send the message for the attempt after ``attempts`` (the number it must find), in
     ``countdown`` seconds (or at ``due``, a Unix time), in steps of at most MAX_COUNTDOWN.
     ``started``: the message only checks whether the attempt claimed then ever ended
-    (``webhook_deliver``)."""
+    (``webhook_deliver``). False when it could not be sent (noted: ``_unsent``)."""
     from playground.tasks import deliver_webhook
 
     if due is None and countdown > MAX_COUNTDOWN:
         due = time.time() + countdown
     if due is not None:
         countdown = due - time.time()
+    when = due if due is not None else time.time() + countdown
     kwargs = {"due": due} if due is not None and countdown > MAX_COUNTDOWN else {}
     if started is not None:
         kwargs["started"] = started
@@ -454,8 +456,25 @@ def _enqueue(
             queue=settings.VITRINE_WEBHOOK_QUEUE,
             countdown=countdown,
         )
-    except Exception as exc:  # the sweep in reap_stale_jobs sends it again
+    except Exception as exc:  # the reaper's next sweep sends it (``resend_at``)
         logger.warning("webhook %s: not enqueued (%s: %s)", delivery_id, type(exc).__name__, exc)
+        _unsent(delivery_id, when)
+        return False
+    return True
+
+
+def _unsent(delivery_id: int, when: float) -> None:
+    """Note on the delivery that its message, due at ``when`` (a Unix time), was not sent:
+    the reaper's next sweep sends it (``webhooks_sweep``). With the database away too, the
+    sweep of lost messages finds it later (``VITRINE_WEBHOOK_RETRY_MAX`` + 300 s)."""
+    from datetime import UTC, datetime
+
+    try:
+        WebhookDelivery.objects.filter(pk=delivery_id).update(
+            resend_at=datetime.fromtimestamp(when, tz=UTC)
+        )
+    except DatabaseError as exc:
+        logger.warning("webhook %s: its unsent message not noted (%s)", delivery_id, exc)
 
 
 ACCOUNT_CLOSED = "The account was closed: nothing is sent for it any more."
@@ -621,7 +640,9 @@ def _attempt(delivery: WebhookDelivery, expected: int) -> str:
     # the mark): a mark still there past the attempt's deadline is an attempt that died.
     claimed = WebhookDelivery.objects.filter(
         pk=delivery.pk, status=WebhookDelivery.Status.PENDING, attempts=expected
-    ).update(attempts=expected + 1, last_attempt_at=timezone.now(), last_error=UNDER_WAY)
+    ).update(
+        attempts=expected + 1, last_attempt_at=timezone.now(), last_error=UNDER_WAY, resend_at=None
+    )
     if not claimed:
         # Another copy of this message made this attempt, or is making it, or was killed
         # making it: while it is marked under way, look again after its deadline
@@ -695,14 +716,25 @@ def _attempt(delivery: WebhookDelivery, expected: int) -> str:
 
 
 def webhooks_sweep(*, now=None) -> int:
-    """Deliveries whose message was lost: pending with no attempt for longer than the
-    longest backoff, or still waiting for a job that ended that long ago (the process
-    that ended it died before queueing the webhook). Send them again; the attempt count
-    in the message keeps a late original from making a second attempt. Run by the reaper."""
+    """Deliveries whose message was not sent (the broker was away: ``resend_at``), sent
+    for when they were due; and those whose message was lost: pending with no attempt for
+    longer than the longest backoff, or still waiting for a job that ended that long ago
+    (the process that ended it died before queueing the webhook). Send them again; the
+    attempt count in the message keeps a late original from making a second attempt. Run
+    by the reaper. Returns how many were sent."""
     from datetime import timedelta
 
     from django.db.models import Q
 
+    count = 0
+    unsent = WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.PENDING, resend_at__isnull=False
+    )
+    for pk, attempts, resend_at in unsent.values_list("pk", "attempts", "resend_at")[:500]:
+        if not _enqueue(pk, attempts=attempts, due=resend_at.timestamp()):
+            return count  # the broker is still away: the next sweep tries again
+        WebhookDelivery.objects.filter(pk=pk, resend_at=resend_at).update(resend_at=None)
+        count += 1
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.VITRINE_WEBHOOK_RETRY_MAX + 300)
     Status = WebhookDelivery.Status
@@ -713,8 +745,6 @@ def webhooks_sweep(*, now=None) -> int:
     lost = WebhookDelivery.objects.filter(status=Status.PENDING).filter(
         Q(last_attempt_at__lt=stale) | Q(last_attempt_at__isnull=True, job__finished_at__lt=stale)
     )
-    count = 0
     for pk, attempts in lost.values_list("pk", "attempts")[:500]:
-        _enqueue(pk, attempts=attempts)
-        count += 1
+        count += _enqueue(pk, attempts=attempts)
     return count

@@ -313,6 +313,35 @@ def test_the_reaper_sends_a_webhook_whose_message_was_lost(start_worker, live, r
     )
 
 
+def test_a_webhook_whose_message_the_broker_refused_goes_at_the_next_sweep(
+    start_worker, live, receiver
+):
+    """The job ends while the broker is away: its webhook's message cannot be sent. The
+    delivery notes when it was due, and the reaper's next sweep once the broker is back
+    sends it (before session 44 it waited for the sweep of lost messages, an hour and five
+    minutes with the default backoff); the attempt's claim clears the note."""
+    from tests.playground.test_serving_faults import broker_unreachable
+
+    worker = start_worker(env_extra=WORKER_ENV)
+    job = _finished_job(live)
+    delivery = WebhookDelivery.objects.create(job=job, url=receiver.url)
+    with broker_unreachable():
+        webhooks.webhook_job_finished(job.pk)
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts) == ("pending", 0)
+        assert delivery.resend_at is not None
+        assert webhooks.webhooks_sweep() == 0  # still away: kept for the next sweep
+    assert WebhookDelivery.objects.get(pk=delivery.pk).resend_at == delivery.resend_at
+    assert webhooks.webhooks_sweep() == 1
+    wait_for(
+        lambda: WebhookDelivery.objects.get(pk=delivery.pk).status == "delivered",
+        timeout=240, interval=0.5, message=worker.output(),
+    )  # fmt: skip
+    delivery.refresh_from_db()
+    assert (delivery.attempts, delivery.resend_at, len(receiver.hits)) == (1, None, 1)
+    assert webhooks.webhooks_sweep() == 0  # sent once
+
+
 def test_under_uvicorn_the_job_body_lifecycle_headers_and_webhook(
     start_worker, live, receiver, broker_url, tmp_path, settings
 ):
