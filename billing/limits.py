@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import secrets
+from smtplib import SMTPException
 
 from django import forms
 from django.conf import settings
@@ -37,10 +39,13 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.core import signing
+from django.core.mail import get_connection
 from django.http import HttpResponseRedirect
 
 from billing.emails import normalise_email
 from catalog import ratelimit
+
+logger = logging.getLogger(__name__)
 
 HOUR = 3600
 LOGIN_LOCKED = (
@@ -52,6 +57,13 @@ SIGNUP_LIMITED = (
     "Too many sign-ups were tried from your network in the last hour. Try again in {minutes} min."
 )
 RESET_LIMITED = "Too many password-reset requests from your network. Try again in {minutes} min."
+RESET_MAIL_AWAY = (
+    "We cannot send mail just now, so no reset link was sent. Please try again in a few minutes."
+)
+RESET_MAIL_RETRY_AFTER = 60  # seconds
+# What a mail server that is down, refusing or silent raises (socket errors and timeouts
+# are OSError), and an address the mail cannot carry (UnicodeError).
+MAIL_FAILURES = (SMTPException, OSError, UnicodeError)
 
 
 def _with_retry_after(response, decision: ratelimit.Decision):
@@ -265,4 +277,22 @@ class LimitedPasswordResetView(auth_views.PasswordResetView):
             # Same answer as a sent mail: the page must not reveal which addresses exist
             # (or that this one is being flooded). Only the mailbox is spared.
             return HttpResponseRedirect(self.get_success_url())
-        return super().form_valid(form)
+        # The mail server is asked first, whatever the address: one that cannot be reached
+        # (down, refusing, silent past EMAIL_TIMEOUT) is said so on the form, the same for
+        # every address (a 500 page before session 44). A mail refused after that is logged
+        # and answered as sent: telling it would tell which addresses have an account.
+        try:
+            with get_connection():
+                pass
+        except MAIL_FAILURES:
+            logger.warning("password reset: the mail server cannot be reached", exc_info=True)
+            form.add_error(None, RESET_MAIL_AWAY)
+            response = self.form_invalid(form)
+            response.status_code = 503
+            response["Retry-After"] = str(RESET_MAIL_RETRY_AFTER)
+            return response
+        try:
+            return super().form_valid(form)
+        except MAIL_FAILURES:
+            logger.warning("password reset: the mail was not sent", exc_info=True)
+            return HttpResponseRedirect(self.get_success_url())
