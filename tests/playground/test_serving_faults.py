@@ -565,6 +565,14 @@ def test_a_slow_confirmation_costs_that_call_a_row_read_not_the_others_their_sig
     url = settings.VITRINE_REDIS_URL = redis_client_url(broker_url)
     card = factories.card()
     first, second = (services.job_create(card=card, image_bytes=photo()) for _ in range(2))
+    probes = []  # the PINGs an unconfirmed subscription sends (events._Subscriber.suspect)
+    probe = events._Subscriber._probe
+
+    async def counted(self, answered):
+        probes.append(answered)
+        await probe(self, answered)
+
+    monkeypatch.setattr(events._Subscriber, "_probe", counted)
 
     async def scenario():
         subscriber = events._subscriber(url)
@@ -574,6 +582,11 @@ def test_a_slow_confirmation_costs_that_call_a_row_read_not_the_others_their_sig
         finisher = _finish_soon(first)
         assert await events.job_finished_wait(first.pk, timeout=120) is True
         await sync_to_async(finisher.join)()
+        # Its PING was answered: the live connection is kept.
+        assert len(probes) == 1
+        while subscriber.answered is not None:
+            await asyncio.sleep(0.05)
+        assert probes[0].result() is True
         assert events._subscriber(url) is subscriber and not subscriber.broken
         # The next call on the same subscription hears its signal: no row reads to end it.
         monkeypatch.setattr(events, "PUBLISH_TIMEOUT", 2.0)
