@@ -8,7 +8,9 @@ an S3-compatible bucket (``VITRINE_STORAGE=s3``, see ``config/settings/env.py``)
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from functools import cached_property
 
 from django.conf import settings
@@ -41,6 +43,19 @@ class LocalJobStorage(FileSystemStorage):
         if setting == "VITRINE_JOB_STORAGE":
             self.__dict__.pop("base_location", None)
             self.__dict__.pop("location", None)
+
+    def _save(self, name, content):
+        try:
+            return super()._save(name, content)
+        except OSError as exc:
+            # A full disk (ENOSPC) or a size limit mid-write: Django leaves the file it
+            # created, empty or half written, and no row will ever name it, so retention
+            # never deletes it and it keeps the disk full. Storage.save gave this name as
+            # free and upload names are fresh uuids, so the file here is this call's own.
+            if not isinstance(exc, FileExistsError):
+                with contextlib.suppress(OSError):
+                    os.remove(self.path(name))
+            raise
 
 
 def job_storage() -> Storage:
