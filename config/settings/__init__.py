@@ -356,6 +356,12 @@ if CELERY_BROKER_URL.startswith(("redis", "rediss")):
         "socket_connect_timeout": VITRINE_BROKER_SOCKET_TIMEOUT,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A Redis broker out of memory (maxmemory with noeviction) refuses a worker's ack with an
+# error reply, a channel error to kombu: the worker logged "Unrecoverable error:
+# OutOfMemoryError" and exited, and stayed down (session 44). Retried as a lost connection
+# instead: the worker reconnects once the server takes writes again. (Redis only: on
+# RabbitMQ a closed channel keeps Celery's own handling, see consumer_timeout in the README.)
+CELERY_BROKER_CHANNEL_ERROR_RETRY = CELERY_BROKER_URL.startswith(("redis", "rediss"))
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
