@@ -101,10 +101,13 @@ ENQUEUE_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 
 
 def _send(job: Job) -> bool:
     """Send the job's message; False (logged, never raised) when the broker is unreachable."""
-    from playground.messages import publish
-    from playground.tasks import job_message, run_detection
-
     try:
+        # Imported on a web process's first send, so inside the try: with no file
+        # descriptor free (a burst past `ulimit -n`) the import itself fails, and that call
+        # was a 500 instead of the 503 of a broker it cannot reach (session 44).
+        from playground.messages import publish
+        from playground.tasks import job_message, run_detection
+
         publish(
             run_detection, (str(job.pk),), **job_message(job), retry=True,
             retry_policy=ENQUEUE_RETRY_POLICY,
