@@ -104,12 +104,17 @@ def server_error(request: HttpRequest) -> HttpResponse:
         error = flavours.database_unavailable() if outage else flavours.internal_error()
         return flavours.error_response(_flavour(request), error)
     if outage:
-        # Rendered as Django renders its 500 page: no request, no context, no query.
-        response = HttpResponse(loader.get_template("503.html").render(), status=503)
-        response["Retry-After"] = str(flavours.DATABASE_RETRY_AFTER_SECONDS)
-        response["Cache-Control"] = "no-store"
-        return response
+        return database_unavailable_page()
     return defaults.server_error(request)
+
+
+def database_unavailable_page() -> HttpResponse:
+    """The site's 503 page for a database outage, rendered as Django renders its 500 page:
+    no request, no context, no query."""
+    response = HttpResponse(loader.get_template("503.html").render(), status=503)
+    response["Retry-After"] = str(flavours.DATABASE_RETRY_AFTER_SECONDS)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class CommonMiddleware(InlineHooks, DjangoCommonMiddleware):
@@ -213,6 +218,16 @@ class RequestLimitsMiddleware(InlineHooks, MiddlewareMixin):
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception):
+        outage = isinstance(exception, (OperationalError, InterfaceError))
+        if outage and not flavours.in_scope(request.path):
+            # A page's (or the try page's) view met a database outage: its 503 page here,
+            # as an answer, so the request's log line says 503 too (through handler500 it
+            # said request_failed, 500). One raised before the view (the session's read of
+            # a signed-in visitor) still comes through server_error.
+            logger.warning(
+                "database unavailable on %s %s: %s", request.method, request.path, exception
+            )
+            return database_unavailable_page()
         if not in_scope(request.path):
             return None
         error = body_error(exception, request)
@@ -223,7 +238,7 @@ class RequestLimitsMiddleware(InlineHooks, MiddlewareMixin):
         if isinstance(exception, errors.ApplicationError):
             # Refused outside a DRF view (an awaited call's answer: api.job_lost).
             return refusal(request, exception)
-        if isinstance(exception, (OperationalError, InterfaceError)):
+        if outage:
             # The database is down or restarting, or the web process's pool had no free
             # connection for its whole wait (psycopg_pool.PoolTimeout, wrapped by Django):
             # a retryable 503, not a bug's 500.
