@@ -51,14 +51,27 @@ def publish(task, args: tuple, *, queue: str, headers: dict, **options) -> None:
         return
     try:
         _push(task, args, queue=queue, headers=headers, retry_policy=options.get("retry_policy"))
-    except redis.TimeoutError:
-        # The broker took a connection and did not answer within its socket timeout (a
-        # partition): Celery's retries would wait as long again, each, with the caller's
-        # locks held. Not sent (or sent and not acknowledged: the claim makes it harmless).
-        raise
     except Exception as exc:  # redis and kombu raise many types; apply_async retries them
+        if _timed_out(exc):
+            # The broker took a connection and did not answer within its socket timeout (a
+            # partition): Celery's retries would wait as long again, each, the caller
+            # waiting. Not sent (or sent and not acknowledged: the claim makes it harmless).
+            raise
         logger.info("task %s: the short publish failed (%s); sending it through Celery", task, exc)
         task.apply_async(args, queue=queue, headers=headers, **options)
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """Whether a socket timeout is behind ``exc``: redis-py's own, or the socket's as kombu
+    re-raises it (an ``OperationalError`` from the connection's set-up, whose cause is the
+    timeout: before session 45 that one went on to Celery's retries, ~3 timeouts more)."""
+    for _ in range(8):  # a chain, never a cycle, but bounded all the same
+        if exc is None:
+            return False
+        if isinstance(exc, (redis.TimeoutError, TimeoutError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _simple(task, queue: str) -> bool:
@@ -183,11 +196,26 @@ def _push(task, args: tuple, *, queue: str, headers: dict, retry_policy: dict | 
     }
     # Celery's own producer pool: its connection, built from the broker URL configured now
     # and rebuilt after a fork; the channel keeps one Redis client (playground.broker).
-    with (
-        app.producer_pool.acquire(block=True) as producer,
-        producer.channel.conn_or_acquire() as client,
-    ):
-        client.lpush(queue, dumps(envelope))
+    with app.producer_pool.acquire(block=True) as producer:
+        _connect(producer.connection, {**known["policy"], **(retry_policy or {})})
+        with producer.channel.conn_or_acquire() as client:
+            client.lpush(queue, dumps(envelope))
     signals.after_task_publish.send(
         sender=name, body=body, headers=message_headers, exchange="", routing_key=queue
+    )
+
+
+def _connect(connection, policy: dict) -> None:
+    """Connect (a no-op when connected) with the send's retry policy, as ``apply_async``
+    does. The channel would otherwise connect with kombu's defaults, 2 s, 4 s... between
+    tries for up to Celery's ``broker_connection_timeout``: a refused connection (the broker
+    restarting) held the first call of each process ~6 s before its 503 (session 45), then
+    again through Celery's path. Within that same time budget: a broker that takes the
+    connection and never answers costs one socket timeout, not one per retry."""
+    connection.ensure_connection(
+        max_retries=policy.get("max_retries", 3),
+        interval_start=policy.get("interval_start", 0),
+        interval_step=policy.get("interval_step", 0.2),
+        interval_max=policy.get("interval_max", 1),
+        timeout=connection.connect_timeout,
     )

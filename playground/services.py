@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -99,8 +100,34 @@ def db_now() -> datetime:
 ENQUEUE_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 
 
+# A send that failed, or took past BROKER_SLOW seconds, marks the broker suspect in this
+# process for BROKER_SUSPECT_FOR seconds; a send that succeeded within BROKER_SLOW clears
+# it. While it is suspect, new jobs' messages leave after their transaction commits rather
+# than inside it (``sends_before_commit``): a send into a silent broker waits its socket
+# timeout, and inside the transaction it held the account's user row and wallet, so one
+# account's concurrent calls waited on each other's timeouts in turn (up to ~33 s measured
+# in session 43, each told 503 in the end); after the commit they wait side by side.
+BROKER_SLOW = 1.0
+BROKER_SUSPECT_FOR = 30.0
+_broker_suspect_until = 0.0
+
+
+def broker_suspect() -> bool:
+    """Whether this process's last sends found the broker failing or slow (see above)."""
+    return time.monotonic() < _broker_suspect_until
+
+
+def _broker_seen(*, sent: bool, took: float) -> None:
+    global _broker_suspect_until
+    if sent and took <= BROKER_SLOW:
+        _broker_suspect_until = 0.0
+    else:
+        _broker_suspect_until = time.monotonic() + BROKER_SUSPECT_FOR
+
+
 def _send(job: Job) -> bool:
     """Send the job's message; False (logged, never raised) when the broker is unreachable."""
+    started = time.monotonic()
     try:
         # Imported on a web process's first send, so inside the try: with no file
         # descriptor free (a burst past `ulimit -n`) the import itself fails, and that call
@@ -114,7 +141,9 @@ def _send(job: Job) -> bool:
         )  # fmt: skip
     except Exception as exc:  # kombu/redis/amqp raise many types; all mean "not sent"
         logger.warning("job %s: not enqueued (%s: %s)", job.pk, type(exc).__name__, exc)
+        _broker_seen(sent=False, took=time.monotonic() - started)
         return False
+    _broker_seen(sent=True, took=time.monotonic() - started)
     return True
 
 
@@ -228,6 +257,10 @@ def job_create(
         or card.checkpoint_revision,
         request_id=current_request_id() if request_id is None else request_id,
     )
+    if send_now and broker_suspect():
+        # Decided before the caller's locks were taken: the broker may have gone bad while
+        # this call waited for them. Sent after the commit instead, the locks released.
+        send_now = False
     if send_now and not _send(job):  # before the row: see _HOLD_SQL
         job.enqueued_at = None
     # Through the shared storage (playground/storage.py): the worker that runs the job may
@@ -324,8 +357,13 @@ def sends_before_commit() -> bool:
     """Whether a job created in a transaction opened now can have its message sent before
     that transaction commits (``job_create(send_now=True)``): on PostgreSQL, when it is
     the outermost one (it commits as it ends; inside another, the message waits for that
-    one's commit)."""
-    return connection.vendor == "postgresql" and not connection.in_atomic_block
+    one's commit), and while this process's sends find the broker failing or slow
+    (``broker_suspect``: not inside the transaction's locks)."""
+    return (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and not broker_suspect()
+    )
 
 
 def job_abandon_unqueued(*, job: Job) -> bool:

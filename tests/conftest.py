@@ -53,6 +53,16 @@ def _empty_page_cache(settings):
 
 
 @pytest.fixture(autouse=True)
+def _broker_trusted():
+    """A test that made the broker fail leaves this process's sends suspecting it
+    (``services.broker_suspect``) for half a minute: the next test starts trusting it."""
+    from playground import services
+
+    yield
+    services._broker_suspect_until = 0.0
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     """PBKDF2's deliberate slowness is most of a user factory's time; tests need no strength."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -17,11 +17,15 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
+from django import db
+from django.db import connection
+from django.test import Client
 from django.utils import timezone
 from PIL import Image
 
@@ -144,7 +148,7 @@ def silent_broker():
     _reset_producer_pool(app)
     app.conf.broker_url = f"redis://127.0.0.1:{server.getsockname()[1]}/0"
     try:
-        yield
+        yield held
     finally:
         _reset_producer_pool(app)
         app.conf.broker_url = previous
@@ -188,6 +192,95 @@ def test_a_call_while_the_broker_says_nothing_answers_503_and_holds_no_money(
     assert (job.status, job.error_code) == ("failed", "queue_unavailable")
     assert Charge.objects.get(job_id=job.pk).status == "voided"
     assert wallet_for(other_user).balance == Decimal("1")
+
+
+# Backends of this test database's other sessions that hold a transaction open while
+# their client waits on something else (idle in it), or wait for another's lock, for longer
+# than any statement of a call takes.
+_HELD_SQL = """
+SELECT pid, state, wait_event_type, now() - state_change FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND (state = 'idle in transaction' OR wait_event_type = 'Lock')
+  AND now() - state_change > interval '500 milliseconds'
+"""
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the send inside the transaction")
+@pytest.mark.django_db(transaction=True)
+def test_one_accounts_calls_do_not_wait_on_each_other_while_the_broker_says_nothing(
+    silent_broker, storage, other_user
+):
+    """On PostgreSQL a call's message leaves inside its transaction, which holds the
+    account's user row and wallet; into a silent broker the send waits its socket timeout
+    there, and before session 45 every other call of that account waited on that lock
+    meanwhile, one timeout after another (up to ~33 s measured in session 43). Once a send
+    has found the broker failing, the process sends after the commit: the account's
+    calls wait on the broker side by side, no transaction held open."""
+    from config.celery import app
+
+    app.conf.broker_transport_options = {
+        **(previous := app.conf.broker_transport_options), "socket_timeout": 2,
+    }  # fmt: skip
+    card = factories.card()
+    key = _funded_key(other_user, card)
+    answers: list = []
+
+    def call():
+        try:
+            response = Client().post(
+                f"/v1/inference/{card.model_id}", data=photo(), content_type="image/jpeg",
+                headers={"Authorization": f"Bearer {key}", "Prefer": "respond-async"},
+            )  # fmt: skip
+            answers.append(response)
+        finally:
+            db.connections.close_all()
+
+    try:
+        call()  # the first finds the broker silent, inside its transaction
+        assert services.broker_suspect()
+        callers = [threading.Thread(target=call, daemon=True) for _ in range(3)]
+        for caller in callers:
+            caller.start()
+        held = []
+        with connection.cursor() as cursor:
+            while any(caller.is_alive() for caller in callers):
+                cursor.execute(_HELD_SQL)
+                held += cursor.fetchall()
+                time.sleep(0.05)
+        for caller in callers:
+            caller.join(timeout=120)
+    finally:
+        app.conf.broker_transport_options = previous
+    assert held == []
+    assert [response.status_code for response in answers] == [503] * 4
+    assert {response.json()["error"]["code"] for response in answers} == {"queue_unavailable"}
+    assert set(Job.objects.values_list("status", "error_code")) == {("failed", "queue_unavailable")}
+    assert set(Charge.objects.values_list("status", flat=True)) == {"voided"}
+    assert wallet_for(other_user).balance == Decimal("1")
+
+
+def test_a_send_that_timed_out_is_not_sent_again_through_celery(silent_broker):
+    """A send into a silent broker gives up after one socket timeout: kombu re-raises the
+    connection's timeout as its OperationalError, which before session 45 went on to
+    Celery's own retries, each on a new connection (two timeouts per call, 10 s in all by
+    default, before the caller was told 503)."""
+    # The default socket timeout (5 s), above Celery's broker_connection_timeout (4 s):
+    # one connection is tried. (At 2 s kombu tries a second within its 4 s.)
+    job = Job(id=uuid.uuid4(), queue="gpu", request_id="")
+    assert services._send(job) is False
+    assert len(silent_broker) == 1  # the connection it gave up on, and no other
+    assert services.broker_suspect()
+
+
+def test_a_quick_send_trusts_the_broker_again():
+    """A suspect broker is trusted again (messages sent inside the transaction) as soon as
+    one send succeeds quickly; a slow success keeps it suspect."""
+    services._broker_seen(sent=False, took=0.01)
+    assert services.broker_suspect()
+    services._broker_seen(sent=True, took=services.BROKER_SLOW + 1)
+    assert services.broker_suspect()
+    services._broker_seen(sent=True, took=0.01)
+    assert not services.broker_suspect()
 
 
 @pytest.mark.django_db(transaction=True)
