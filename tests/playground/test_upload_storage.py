@@ -177,17 +177,19 @@ def test_a_storage_outage_is_retried_then_fails_the_job_cleanly(
 def test_a_storage_outage_longer_than_the_jobs_attempts_waits_for_the_storage(
     start_worker, s3_storage, settings, runtime_checkpoint
 ):
-    # Its 2 attempts, 5 s apart, saw a job through 5 s of an S3 outage, then failed it: the
-    # storage away is no fault of the job's, and it now waits for it (up to
-    # VITRINE_QUEUE_TIMEOUT from its creation, as a job no worker took).
-    settings.VITRINE_JOB_MAX_ATTEMPTS = 2
+    # A job's attempts saw it through an S3 outage only as long as they lasted, then failed
+    # it: the storage away is no fault of the job's, and it now waits for it (up to
+    # VITRINE_QUEUE_TIMEOUT from its creation, as a job no worker took). One attempt
+    # allowed, so the outage outlasts them at the first retry (the second comes 5 s later;
+    # with two allowed, the third came 20 s after that: session 45 cut the suite's time).
+    settings.VITRINE_JOB_MAX_ATTEMPTS = 1
     gate = TcpGate(("127.0.0.1", s3_storage.server.port))  # shut: S3 is down for the worker
     env = {**s3_storage.env, "VITRINE_S3_ENDPOINT_URL": f"http://127.0.0.1:{gate.port}"}
     worker = start_worker(env_extra=env)
     job = services.job_create(card=_tiny_card(runtime_checkpoint), image_bytes=jpeg())
     retries = job.attempt_log.filter(outcome="retry")
     wait_for(
-        lambda: retries.count() >= 2 or Job.objects.get(pk=job.pk).is_final,
+        lambda: retries.exists() or Job.objects.get(pk=job.pk).is_final,
         timeout=180, message=worker.output(),
     )  # fmt: skip
     assert not Job.objects.get(pk=job.pk).is_final, "failed while the storage was away"
@@ -196,7 +198,7 @@ def test_a_storage_outage_longer_than_the_jobs_attempts_waits_for_the_storage(
     gate.close()
     assert (job.status, job.error_code) == ("succeeded", ""), worker.output()
     outcomes = list(job.attempt_log.values_list("outcome", flat=True))
-    assert outcomes[-1] == "succeeded" and set(outcomes[:-1]) == {"retry"} and len(outcomes) >= 3
+    assert outcomes[-1] == "succeeded" and set(outcomes[:-1]) == {"retry"} and len(outcomes) >= 2
 
 
 def test_a_storage_outage_on_upload_is_a_503_in_the_error_shape_and_costs_nothing(
