@@ -18,6 +18,7 @@ from decimal import Decimal
 import orjson
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import JSONField, Model
+from django.db.models.functions import Now
 
 _prepared_cursor_class = None
 
@@ -206,33 +207,59 @@ def row_decode(data: bytes) -> tuple:
         raise ValueError(f"not a carried row: {exc}") from None
 
 
-_INSERT_SQL: dict[type[Model], str] = {}
+_INSERT_SQL: dict[tuple[type[Model], tuple[str, ...]], str] = {}
+
+
+class _DatabaseClock(Now):
+    """``DB_NOW``: a field's value that ``prepared_insert`` writes as the database's clock
+    (and the ORM's ``save`` too, as the ``Now()`` it is, without reading it back)."""
+
+    def __repr__(self) -> str:
+        return "DB_NOW"
+
+
+# A DateTimeField given this is written as the statement's time on the database's clock
+# (``statement_timestamp()``) and read back into the instance: the same clock on every
+# machine, where each machine's own may be off (a job's queue wait, from the web's clock to
+# a worker's, read 0 or hours on a skewed one; session 45).
+DB_NOW = _DatabaseClock()
 
 
 def prepared_insert(instance: Model) -> Model:
     """Insert a new ``instance`` as ``instance.save(force_insert=True)`` does, as one
     prepared statement: each field's ``pre_save`` (``auto_now_add``...) and database value,
-    every column named, nothing read back. For a model whose primary key is set in Python
+    every column named, nothing read back but the fields given ``DB_NOW`` (the database's
+    clock). For a model whose primary key is set in Python
     (a UUID default) and none of whose columns the database computes; no ``pre_save`` or
     ``post_save`` signal is sent, so only for models no receiver listens to. The columns'
     own types type the parameters, as in the ORM's INSERT (a text too long for its column
     is an error, not cut)."""
     model = type(instance)
     fields = model._meta.local_concrete_fields
-    sql = _INSERT_SQL.get(model)
+    clocked = tuple(f.attname for f in fields if getattr(instance, f.attname, None) is DB_NOW)
+    sql = _INSERT_SQL.get((model, clocked))
     if sql is None:
         if any(field.db_returning for field in fields):
             raise TypeError(f"{model.__name__} has columns the database computes")
         quote = connection.ops.quote_name
         columns = ", ".join(quote(field.column) for field in fields)
-        placeholders = ", ".join("%s" for _ in fields)
-        sql = _INSERT_SQL[model] = (
+        placeholders = ", ".join(
+            "statement_timestamp()" if field.attname in clocked else "%s" for field in fields
+        )
+        returned = ", ".join(quote(f.column) for f in fields if f.attname in clocked) or "1"
+        sql = _INSERT_SQL[(model, clocked)] = (
             f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({placeholders})"
-            " RETURNING 1"
+            f" RETURNING {returned}"
         )
     instance._prepare_related_fields_for_save(operation_name="save")
-    values = [db_value(field, field.pre_save(instance, True)) for field in fields]
-    prepared_row(sql, values)
+    values = [
+        db_value(field, field.pre_save(instance, True))
+        for field in fields
+        if field.attname not in clocked
+    ]
+    row = prepared_row(sql, values)
+    for attname, value in zip(clocked, row if clocked else (), strict=True):
+        setattr(instance, attname, value)
     instance._state.adding = False
     instance._state.db = connection.alias
     return instance

@@ -107,7 +107,11 @@ def uploads_purge_expired(
     The other order would leave objects no row names, which nothing would ever find.
     Meanwhile the try page answers 404 for that image, as it does once it is purged.
     """
-    now = now or timezone.now()
+    from playground.services import db_now
+
+    # The database's clock, as the jobs' own times are: a purging machine ahead of it
+    # deleted uploads early by its skew.
+    now = now or db_now()
     bounds = {"batch_size": batch_size or settings.VITRINE_PURGE_BATCH,
               "max_batches": MAX_BATCHES_PER_RUN}  # fmt: skip
     tries = _expired(charged=False, hours=settings.VITRINE_TRY_RETENTION, now=now)

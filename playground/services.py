@@ -30,6 +30,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache as shared_cache
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from billing.models import AccountKind
@@ -41,6 +42,7 @@ from billing.services.charges import (
     settle_params,
 )
 from catalog.db import (
+    DB_NOW,
     UNFLUSHED_COMMIT,
     JoinedRow,
     db_value,
@@ -82,6 +84,13 @@ def _lease() -> timedelta:
 
 def _lease_from(now: datetime) -> datetime:
     return now + _lease()
+
+
+def db_clock():
+    """The time an ORM update writes for a job: the database's clock on PostgreSQL (the
+    statement's, ``Now()``), so a job's times from the web and from a worker are on one
+    clock; this machine's on SQLite (one machine)."""
+    return Now() if connection.vendor == "postgresql" else timezone.now()
 
 
 def db_now() -> datetime:
@@ -234,10 +243,13 @@ def job_create(
         check_model_fit(*decoded.oriented_size, rule_from_config(processor_config(card_spec(card))))
     job_id = job_id or uuid.uuid4()
     cost_ref = str(reserve(job_id)) if reserve is not None else ""
-    now = timezone.now()
+    # On PostgreSQL the row's times are the database's clock (``DB_NOW``, read back by the
+    # insert), as the worker's are: a job's queue wait spans two machines.
+    now = DB_NOW if connection.vendor == "postgresql" else timezone.now()
     job = Job(
         id=job_id,
         cost_ref=cost_ref,
+        created_at=now,
         queued_at=now,
         enqueued_at=now,  # cleared by _enqueue if the message cannot be sent
         card=card,
@@ -373,7 +385,7 @@ def job_abandon_unqueued(*, job: Job) -> bool:
     with transaction.atomic():
         done = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
             status=JobStatus.FAILED,
-            finished_at=timezone.now(),
+            finished_at=db_clock(),
             error_code="queue_unavailable",
             error_message=QUEUE_UNAVAILABLE,
         )
@@ -434,7 +446,8 @@ def _claim_sql(*, fsync: bool = True, batch: bool = False, routed: bool = False)
     return f"""
 WITH {picked}j AS (
     UPDATE {table}
-    SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, started_at = %s::timestamptz,
+    SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1,
+        started_at = COALESCE(%s::timestamptz, statement_timestamp()),
         lease_expires_at = COALESCE(%s::timestamptz, statement_timestamp()) + %s::interval,
         worker = %s::text,
         {provenance}
@@ -474,12 +487,13 @@ def _job_claim_sql(
     sql = _claim_sql(fsync=connection.in_atomic_block)
     card_id, fields = provenance or (None, {})
     written = [card_id, *(fields.get(name) for name in _CLAIM_PROVENANCE)]
-    base = now if lease_from_now else None  # None: the lease runs from the database's clock
+    # None: the start and the lease are the database's clock (a caller's ``now``: its own)
+    base = now if lease_from_now else None
     try:
         row = prepared_pipeline(
             [
                 (_HOLD_WAIT_SQL, [_hold_key(job_id), HOLD_WAIT]),
-                (sql, [now, base, _lease(), worker, *written, job_id, worker]),
+                (sql, [base, base, _lease(), worker, *written, job_id, worker]),
             ]
         )[1]
     except OperationalError as exc:
@@ -614,13 +628,13 @@ def jobs_claim_batch(
 def _jobs_claim_batch_sql(
     *, like: Job, worker: str, limit: int, provenance: tuple[int, dict] | None
 ) -> list[Job]:
-    now = timezone.now()
     card_id, fields = provenance or (None, {})
     written = [card_id, *(fields.get(name) for name in _CLAIM_PROVENANCE)]
     routed = like.route_id is not None
     sql = _claim_sql(fsync=connection.in_atomic_block, batch=True, routed=routed)
     picked = [like.card_id, like.queue, *([like.route_id] if routed else []), limit]
-    rows = prepared_rows(sql, [*picked, now, None, _lease(), worker, *written, worker])
+    # The start and the lease on the database's clock (NULL: statement_timestamp()).
+    rows = prepared_rows(sql, [*picked, None, None, _lease(), worker, *written, worker])
     claimed = [_claimed_job(row) for row in rows]
     for job in claimed:
         _log_claimed(job)
@@ -645,7 +659,7 @@ _FINISH_SQL: dict[tuple[tuple[str, ...], bool], str] = {}
 
 
 def _finish_sql(
-    *, job: Job, outcome: str, now: datetime, fields: dict, settle: bool = False
+    *, job: Job, outcome: str, now: datetime | None, fields: dict, settle: bool = False
 ) -> int | None:
     """The end of an attempt on PostgreSQL, one prepared statement: the compare-and-set
     update of the job (``fields``, when this attempt still holds it) and of its attempt's
@@ -659,7 +673,7 @@ def _finish_sql(
 
 
 def _finish_and_answer_sql(
-    *, job: Job, outcome: str, now: datetime, fields: dict, settle: bool, answer: bool
+    *, job: Job, outcome: str, now: datetime | None, fields: dict, settle: bool, answer: bool
 ) -> tuple[int | None, tuple | None]:
     """``_finish_sql``, and with ``answer`` the job's answer row (``selectors.answer_sql``:
     the job, its webhook, its charge and its owner's wallet) read after it in the same
@@ -681,7 +695,7 @@ def _finish_and_answer_sql(
 
 
 def _finish_statements(
-    *, job: Job, outcome: str, now: datetime, fields: dict, settle: bool, answer: bool
+    *, job: Job, outcome: str, now: datetime | None, fields: dict, settle: bool, answer: bool
 ) -> tuple[list[tuple[str, list]], bool]:
     """``_finish_and_answer_sql``'s statements (the finish; with ``answer``, the answer's
     read after it), and whether the answer is read without the result (carried)."""
@@ -700,11 +714,13 @@ def _finish_statements(
         _FINISH_SQL[(names, settle)] = sql = f"""
 WITH done AS (
     UPDATE {Job._meta.db_table}
-    SET finished_at = %s::timestamptz, lease_expires_at = NULL{assignments}
+    SET finished_at = COALESCE(%s::timestamptz, statement_timestamp()),
+        lease_expires_at = NULL{assignments}
     WHERE id = %s::uuid AND status = '{JobStatus.RUNNING.value}' AND attempts = %s::smallint
     RETURNING id
 ), logged AS (
-    UPDATE {JobAttempt._meta.db_table} SET finished_at = %s::timestamptz, outcome = %s::text
+    UPDATE {JobAttempt._meta.db_table}
+    SET finished_at = COALESCE(%s::timestamptz, statement_timestamp()), outcome = %s::text
     WHERE job_id = (SELECT id FROM done) AND number = %s::smallint
 ){settled}
 SELECT count(*){", (SELECT count(outcome) FROM settled)" if settle else ""} FROM done"""
@@ -746,7 +762,8 @@ def _finish_orm(*, job: Job, outcome: str, now: datetime, fields: dict) -> int:
 
 
 def _finish(*, job: Job, outcome: str, **fields) -> bool:
-    now = timezone.now()
+    # On PostgreSQL the database's clock (None: statement_timestamp() in the statement).
+    now = None if connection.vendor == "postgresql" else timezone.now()
     done = None
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         # Every job pays for its finish, right after its forward (when every statement
@@ -795,7 +812,7 @@ def job_cancel(*, job: Job, error_code: str = "") -> bool:
     (``failures.ACCOUNT_CLOSED_CODE``)."""
     with transaction.atomic():
         done = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.CANCELLED, finished_at=timezone.now(), error_code=error_code
+            status=JobStatus.CANCELLED, finished_at=db_clock(), error_code=error_code
         )
         if done:
             _settle_charge(job_id=job.pk, status=JobStatus.CANCELLED)
@@ -839,7 +856,7 @@ def jobs_succeed(*, finished: list[tuple[Job, list[dict], dict[str, float]]]) ->
 
 
 def _succeed_together(finished: list[tuple[Job, list[dict], dict[str, float]]]) -> list[bool]:
-    now = timezone.now()
+    now = None  # the database's clock
     plans, statements = [], []
     for job, result, timings in finished:
         fields = {"status": JobStatus.SUCCEEDED, "result": result, "timings": timings}
@@ -904,7 +921,7 @@ def job_release_for_retry(*, job: Job, extend: bool = False) -> bool:
     """Give a running job back to the queue after a transient error (the caller re-enqueues).
     ``extend``: the error was not the job's (its upload's storage away): one attempt more,
     so the attempt it made is not one of its own."""
-    now = timezone.now()
+    now = db_clock()
     more = {"max_attempts": F("max_attempts") + 1} if extend else {}
     with transaction.atomic():
         done = Job.objects.filter(
