@@ -37,9 +37,9 @@ services.job_cancel(job=job)
 
 @pytest.mark.django_db(transaction=True)  # committed: the "web" is another process
 def test_a_job_made_on_a_web_machine_whose_clock_is_ahead_has_the_databases_times(
-    skewed,
+    skewed,  # noqa: F811 (the fixture)
     broker_url,
-    settings,  # noqa: F811
+    settings,
 ):
     """The web's machine 90 s ahead of the database: the job it makes (and cancels) is
     stamped on the database's clock, and the instance it answers with carries that time."""
@@ -71,8 +71,8 @@ def test_a_job_made_on_a_web_machine_whose_clock_is_ahead_has_the_databases_time
 
 def test_a_job_run_on_a_worker_whose_clock_is_behind_starts_after_it_was_made(
     start_worker,
-    skewed,
-    runtime_checkpoint,  # noqa: F811
+    skewed,  # noqa: F811 (the fixture)
+    runtime_checkpoint,
 ):
     """A worker 90 s behind: the job's start and end (and its attempt's) are the database's
     clock, so the job starts after it was made and its queue wait is what it waited.
