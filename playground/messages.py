@@ -175,10 +175,11 @@ def _push(task, args: tuple, *, queue: str, headers: dict, retry_policy: dict | 
     }
     properties = {"correlation_id": task_id, "reply_to": app.thread_oid}
     body = (args, {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
+    policy = {**known["policy"], **(retry_policy or {})}  # the send's, as Celery merges it
     signals.before_task_publish.send(
         sender=name, body=body, exchange="", routing_key=queue, declare=known["declare"],
         headers=message_headers, properties=properties,
-        retry_policy={**known["policy"], **(retry_policy or {})},
+        retry_policy=policy,
     )  # fmt: skip
     envelope = {
         "body": base64.b64encode(dumps(body).encode()).decode(),
@@ -197,7 +198,7 @@ def _push(task, args: tuple, *, queue: str, headers: dict, retry_policy: dict | 
     # Celery's own producer pool: its connection, built from the broker URL configured now
     # and rebuilt after a fork; the channel keeps one Redis client (playground.broker).
     with app.producer_pool.acquire(block=True) as producer:
-        _connect(producer.connection, {**known["policy"], **(retry_policy or {})})
+        _connect(producer.connection, policy)
         with producer.channel.conn_or_acquire() as client:
             client.lpush(queue, dumps(envelope))
     signals.after_task_publish.send(
