@@ -362,6 +362,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # instead: the worker reconnects once the server takes writes again. (Redis only: on
 # RabbitMQ a closed channel keeps Celery's own handling, see consumer_timeout in the README.)
 CELERY_BROKER_CHANNEL_ERROR_RETRY = CELERY_BROKER_URL.startswith(("redis", "rediss"))
+# ... with a pause between such restarts (1, 2, 4, 8 s): Celery's own restarted at once, five
+# times a second, six log lines a second while the server stayed full (playground/consumer.py).
+CELERY_WORKER_CONSUMER = "playground.consumer:Consumer"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

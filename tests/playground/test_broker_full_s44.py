@@ -12,6 +12,7 @@ jobs once the server has room.
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 import redis
@@ -81,3 +82,40 @@ def test_a_worker_waits_out_a_full_broker_and_then_runs_its_jobs(
     # Before the fix the worker had exited: the job stayed queued.
     wait_for(finished, timeout=180, message=f"the job never ran:\n{worker.output()}")
     assert (job.status, job.error_code) == (Job.Status.SUCCEEDED, ""), worker.output()
+
+
+# Celery's line for each restart of the consumer: refused while connecting, or after.
+RESTARTS = ("consumer: Cannot connect to", "consumer: Connection to broker lost")
+
+
+def restarts(output: str) -> int:
+    return sum(output.count(line) for line in RESTARTS)
+
+
+def test_a_full_broker_restarts_the_consumer_with_pauses_not_five_times_a_second(
+    start_worker, own_broker, settings, tmp_path
+):
+    """While the server refuses writes the worker restarts its consumer after 1, 2, 4... s
+    (playground/consumer.py), not at once: Celery's own restarted five times a second and
+    logged "Frequent restarts detected" with its traceback every second (session 45).
+    Watched for 3 s after the third restart, where the next pause is 4 s: undone, the
+    consumer restarts ~15 more times in that window."""
+    from config.celery import app
+
+    url, client = own_broker
+    app.conf.broker_url = settings.CELERY_BROKER_URL = url
+    settings.VITRINE_REDIS_URL = redis_client_url(url)
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)  # every write refused: the server is full
+    worker = start_worker(env_extra={"CELERY_BROKER_URL": url})
+    wait_for(
+        lambda: restarts(worker.output()) >= 3,
+        timeout=120,
+        message="the worker never restarted three times",
+    )
+    seen = restarts(worker.output())
+    time.sleep(3)  # an observation window, not a bound on speed: more pauses only help
+    output = worker.output()
+    client.config_set("maxmemory", 0)
+    assert "Frequent restarts detected" not in output, output
+    assert restarts(output) <= seen + 1, output
