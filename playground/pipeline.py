@@ -236,6 +236,14 @@ def job_submit(
                 if exc.code == limits.TOO_MANY_INFLIGHT_CODE:
                     limits.call_give_back(request)  # no job: its minute's hits back
                 raise
+            if use_cache and cache_print:
+                # Again, now that the account's lock is held: identical calls sent at once
+                # all missed the look before it, and each ran and paid (session 46's probe:
+                # 4 calls at once, 4 jobs, 4 charges); those that waited for the lock find
+                # the job the first one committed. Raised: the reservation is undone.
+                meanwhile = cached_job(user=user, print_=cache_print)
+                if meanwhile is not None:
+                    raise _CachedMeanwhile(meanwhile)
             # Its answer is read (a 402 raised) once the image passed its checks and before
             # it is stored: a refused call leaves no upload. The row names its charge.
             job = services.job_create(
@@ -254,6 +262,13 @@ def job_submit(
                 idempotency.idempotent_job_bind(user=user, key=idempotency_key, job=job)
             if cache_print:
                 CachedCall.objects.create(owner=user, fingerprint=cache_print, job=job)
+    except _CachedMeanwhile as meanwhile:
+        key_allow_list_check(api_key, card)
+        if idempotency_key:
+            idempotency.idempotent_job_record(
+                user=user, key=idempotency_key, print_=key_print, job=meanwhile.job
+            )
+        return Submitted(meanwhile.job, cached=True)
     except (ImageError, StorageUnavailable) as exc:
         raise upload_refused(exc) from None
     except errors.ApplicationError:
@@ -262,6 +277,15 @@ def job_submit(
         raise
     _queued_check(job)
     return Submitted(job)
+
+
+class _CachedMeanwhile(Exception):
+    """Raised inside ``job_submit``'s transaction to undo it: an identical call's job was
+    committed while this one waited for the account's lock."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(str(job.pk))
+        self.job = job
 
 
 def try_submit(
