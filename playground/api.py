@@ -184,7 +184,25 @@ class ImageBytesParser(BaseParser):
         data = stream.read(limit + 1)
         if len(data) > limit:
             raise body_limits.too_large(None, media_type or "")
+        if unlabelled_json(data, media_type):
+            return json_body(data)
         return data
+
+
+# A JSON object's first bytes; no image format starts so.
+_JSON_OBJECT = re.compile(rb"[ \t\r\n]*\{")
+
+
+def unlabelled_json(data: bytes, media_type: str | None) -> bool:
+    """Whether a body not labelled JSON is a JSON object all the same, to be read as one:
+    huggingface_hub before 1.0 posts ``{"inputs": ..., "parameters": ...}`` with no
+    Content-Type (its async client as ``application/octet-stream``), ``curl -d`` labels it
+    a form and ``fetch()`` with a string body ``text/plain``. Hugging Face's API reads
+    them as JSON; here each was a 415 "unsupported image format" (session 46's client
+    probe). A body labelled as an image is taken at its word."""
+    if (media_type or "").lower().startswith("image/"):
+        return False
+    return _JSON_OBJECT.match(data) is not None
 
 
 class ImageOrFormParser(BaseParser):
@@ -203,6 +221,8 @@ class ImageOrFormParser(BaseParser):
             raise body_limits.too_large(None, self.media_type)
         if raw.translate(None, _FORM_BYTES):  # bytes no form has: the image itself
             return raw
+        if unlabelled_json(raw, media_type):  # curl -d '{"inputs": ...}'
+            return json_body(raw)
         if len(raw) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             # Django's own cap on a form, answered as before (playground.middleware:
             # 413 request_too_large, "send the image as a multipart 'image' file").
@@ -336,22 +356,28 @@ class BoundedJSONParser(BaseParser):
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
             raise body_limits.too_large(None, "application/json")
-        try:
-            # strict, as DRF's default; a name twice in one object is refused
-            data = json.loads(raw, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
-        except RecursionError:
-            data = None
-            depth = body_limits.MAX_JSON_DEPTH + 1
-        except ValueError as exc:  # includes UnicodeDecodeError
-            raise errors.ApplicationError(_not_json(raw, exc), code="invalid_json") from None
-        else:
-            depth = _json_depth(data)
-        if depth > body_limits.MAX_JSON_DEPTH:
-            raise errors.ApplicationError(
-                body_limits.JSON_TOO_DEEP.format(depth=body_limits.MAX_JSON_DEPTH),
-                code="invalid_json",
-            )
-        return data
+        return json_body(raw)
+
+
+def json_body(raw: bytes):
+    """A JSON body's value: strict, each object's names once, nesting bounded; any bad
+    JSON a 400 ``invalid_json`` saying why."""
+    try:
+        # strict, as DRF's default; a name twice in one object is refused
+        data = json.loads(raw, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        data = None
+        depth = body_limits.MAX_JSON_DEPTH + 1
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise errors.ApplicationError(_not_json(raw, exc), code="invalid_json") from None
+    else:
+        depth = _json_depth(data)
+    if depth > body_limits.MAX_JSON_DEPTH:
+        raise errors.ApplicationError(
+            body_limits.JSON_TOO_DEEP.format(depth=body_limits.MAX_JSON_DEPTH),
+            code="invalid_json",
+        )
+    return data
 
 
 # The Content-Type each image format is sent with, for a body labelled JSON by mistake.
