@@ -52,9 +52,15 @@ def _preflight(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def cors_headers() -> dict[str, str]:
+    """What makes an API answer readable from any origin (also sent by the ASGI body
+    limit's refusals, playground/middleware.py, which no middleware here sees)."""
+    return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": EXPOSE_HEADERS}
+
+
 def _allow(response: HttpResponse) -> HttpResponse:
-    response["Access-Control-Allow-Origin"] = "*"
-    response["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+    for name, value in cors_headers().items():
+        response[name] = value
     return response
 
 

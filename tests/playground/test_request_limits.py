@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -67,7 +68,13 @@ def asgi_post(
     asyncio.run(asyncio.wait_for(application(scope, receive, send), timeout=60))
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return {"status": start["status"], "body": body, "chunks_read": read["chunks"]}
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start["headers"]}
+    return {
+        "status": start["status"],
+        "body": body,
+        "chunks_read": read["chunks"],
+        "headers": headers,
+    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -98,6 +105,29 @@ def test_a_declared_length_over_the_limit_is_refused_before_a_byte_is_read(setti
     assert (answer["status"], answer["chunks_read"]) == (413, 0)
     error = json.loads(answer["body"])["error"]
     assert error["message"] == "The upload is 314,572,800 bytes; the limit is 10,000 bytes."
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["/v1/inference/org/model", "/hf/models/org/model"])
+def test_a_refusal_before_the_application_is_dressed_as_the_applications_answers(settings, path):
+    """Its request id (the caller's, or a new one) and, on the API, the CORS headers: a
+    page's fetch() of a too-large upload read a network error, not the 413, and the answer
+    named no request id to look up (session 46's client probe). Compact JSON, as the views'."""
+    settings.VITRINE_MAX_UPLOAD_BYTES = 10_000
+    declared = [(b"content-type", b"image/jpeg"), (b"content-length", b"314572800")]
+    origin = [(b"origin", b"https://app.example")]
+    answer = asgi_post(path, [b"\xff" * 10], [*declared, *origin])
+    assert answer["status"] == 413
+    assert re.fullmatch(r"[0-9a-f]{32}", answer["headers"]["x-request-id"])
+    assert answer["headers"]["access-control-allow-origin"] == "*"
+    assert "X-Request-Id" in answer["headers"]["access-control-expose-headers"]
+    compact = json.dumps(json.loads(answer["body"]), separators=(",", ":")).encode()
+    assert answer["body"] == compact
+    # The caller's own id, when well formed, is the answer's; a streamed body cut short too.
+    mine = [(b"x-request-id", b"client-trace-0001")]
+    cut = asgi_post(path, [b"\xff" * 4096] * 10, [(b"content-type", b"image/jpeg"), *mine])
+    assert (cut["status"], cut["headers"]["x-request-id"]) == (413, "client-trace-0001")
+    assert cut["headers"]["access-control-allow-origin"] == "*"
 
 
 @pytest.mark.django_db(transaction=True)
