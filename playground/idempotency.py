@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -61,7 +62,15 @@ def _cutoff():
     return timezone.now() - timedelta(seconds=settings.VITRINE_IDEMPOTENCY_TTL)
 
 
-def _replay(record: IdempotencyRecord, print_: str) -> Job:
+class Replay(NamedTuple):
+    """What an earlier call with the key answered: its job, and whether that call was a
+    cache hit (it ran and charged nothing, so neither does its replay's answer)."""
+
+    job: Job
+    cached: bool
+
+
+def _replay(record: IdempotencyRecord, print_: str) -> Replay:
     if record.fingerprint != print_:
         raise errors.ApplicationError(
             KEY_REUSED.format(hours=settings.VITRINE_IDEMPOTENCY_TTL // 3600),
@@ -69,10 +78,10 @@ def _replay(record: IdempotencyRecord, print_: str) -> Job:
             status=422,
             param=HEADER,
         )
-    return record.job
+    return Replay(record.job, record.cached)
 
 
-def idempotent_job_find(*, user, key: str, print_: str) -> Job | None:
+def idempotent_job_find(*, user, key: str, print_: str) -> Replay | None:
     """The job an earlier call with this key created (None if none within the TTL).
 
     Raises 422 when the key was used for a different request. Read before any work is
@@ -86,7 +95,7 @@ def idempotent_job_find(*, user, key: str, print_: str) -> Job | None:
     return _replay(record, print_) if record else None
 
 
-def idempotent_job_claim(*, user, key: str, print_: str) -> Job | None:
+def idempotent_job_claim(*, user, key: str, print_: str) -> Replay | None:
     """Reserve ``key`` for the call about to create a job; call inside its transaction.
 
     Returns None when the key is ours (then ``idempotent_job_bind`` it to the new job), or
@@ -113,11 +122,14 @@ def idempotent_job_release(*, user, key: str) -> None:
     IdempotencyRecord.objects.filter(user=user, key=key).delete()
 
 
-def idempotent_job_record(*, user, key: str, print_: str, job: Job) -> None:
-    """Name an existing job (a cache hit) under ``key``; a concurrent claim may win."""
+def idempotent_job_record(*, user, key: str, print_: str, job: Job, cached: bool = True) -> None:
+    """Name an existing job (a cache hit: ``cached``) under ``key``; a concurrent claim may
+    win. Its replays answer as the hit did, charging nothing (``Replay.cached``)."""
     try:
         with transaction.atomic():
-            IdempotencyRecord.objects.create(user=user, key=key, fingerprint=print_, job=job)
+            IdempotencyRecord.objects.create(
+                user=user, key=key, fingerprint=print_, job=job, cached=cached
+            )
     except IntegrityError:
         pass
 

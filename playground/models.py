@@ -268,6 +268,10 @@ class IdempotencyRecord(models.Model):
     fingerprint = models.CharField(max_length=64)
     # Null only inside the creating transaction, between the claim and the job's insert.
     job = models.ForeignKey(Job, on_delete=models.CASCADE, null=True, related_name="+")
+    # The key's call was a cache hit of another call's job (x-use-cache): it charged
+    # nothing, and its replays say so (X-Vitrine-Cache: hit, X-Vitrine-Cost: 0). The
+    # database's default (playground/0019) lets the previous release insert without it.
+    cached = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

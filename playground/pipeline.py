@@ -187,9 +187,9 @@ def job_submit(
             extra_parameters=extra_parameters, webhook=webhook,
         )  # fmt: skip
         found = idempotency.idempotent_job_find(user=user, key=idempotency_key, print_=key_print)
-        if _usable(found):
+        if found is not None and _usable(found.job):
             key_allow_list_check(api_key, card)
-            return Submitted(found, replayed=True)
+            return Submitted(found.job, replayed=True, cached=found.cached)
         if found is not None:
             idempotency.idempotent_job_release(user=user, key=idempotency_key)
     if use_cache and cache_print:
@@ -217,7 +217,7 @@ def job_submit(
                 )
                 if found is not None:
                     key_allow_list_check(api_key, card)
-                    return Submitted(found, replayed=True)
+                    return Submitted(found.job, replayed=True, cached=found.cached)
             # The job's reservation.
             reservation = Reservation(
                 job_id=job_id, user=user, card=card, route=route, api_key=api_key
