@@ -400,6 +400,8 @@ def _not_json(raw: bytes, exc: ValueError) -> str:
     if claimed is not None:
         return body_limits.JSON_IS_OTHER_FILE.format(format=claimed)
     reason = str(exc).splitlines()[0] if str(exc) else "unreadable"
+    if "integer string conversion" in reason:  # Python's own advice is no caller's business
+        reason = "a number in it has too many digits"
     return body_limits.INVALID_JSON.format(reason=reason)
 
 
@@ -409,9 +411,11 @@ def parse_threshold(raw, *, default: float = DEFAULT_THRESHOLD) -> float:
     if raw is None or raw == "":
         return default
     try:
-        # true/false are not numbers here (float(True) would be a threshold of 1).
-        value = -1.0 if isinstance(raw, bool) else float(raw)
-    except (TypeError, ValueError):
+        # true/false are not numbers here (float(True) would be a threshold of 1), nor are
+        # other scripts' digits (Arabic-Indic, full-width), which float() reads.
+        ascii_digits = not isinstance(raw, str) or raw.isascii()
+        value = -1.0 if isinstance(raw, bool) or not ascii_digits else float(raw)
+    except (TypeError, ValueError, OverflowError):  # a JSON integer of 400 digits overflows
         value = -1.0
     if not 0.0 <= value <= 1.0:
         raise errors.ApplicationError(BAD_THRESHOLD, code="invalid_threshold", param="threshold")
@@ -948,7 +952,7 @@ def _bounded_int(raw, name: str, default: int, low: int, high: int) -> int:
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = int(raw) if raw.isascii() else low - 1  # not other scripts' digits
     except ValueError:
         value = low - 1
     if not low <= value <= high:

@@ -195,7 +195,17 @@ class RequestLimitsMiddleware(InlineHooks, MiddlewareMixin):
         )
 
     def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
-        if request.method not in body_limits.BODY_METHODS or not in_scope(request.path):
+        if not in_scope(request.path):
+            return None
+        try:
+            # The query string, parsed here (Django parses it on first use): under ASGI a
+            # DRF view first read it while choosing its renderer, and a query of more than
+            # DATA_UPLOAD_MAX_NUMBER_FIELDS parameters failed that choice, which DRF's
+            # error handling then needed: a 500 on every route but one (session 46's probe).
+            request.GET  # noqa: B018
+        except TooManyFieldsSent as exc:
+            return refusal(request, body_error(exc, request))
+        if request.method not in body_limits.BODY_METHODS:
             return None
         length = _declared_length(request)
         if length is None:

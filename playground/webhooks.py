@@ -212,7 +212,12 @@ def parse_url(url: str) -> Target:
         raise WebhookRefused(TOO_LONG.format(limit=MAX_URL_LENGTH))
     if any(ord(c) < 33 or ord(c) == 127 for c in url):
         raise WebhookRefused(BAD_HOST)
-    parts = urlsplit(url)
+    try:
+        # A bracketed host that is no IPv6 address ("http://[1::2::3]/", "http://[::1/")
+        # is a ValueError here: it was a 500 (session 46's probe).
+        parts = urlsplit(url)
+    except ValueError:
+        raise WebhookRefused(BAD_HOST) from None
     if parts.scheme.lower() not in ("http", "https"):
         raise WebhookRefused(BAD_SCHEME)
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
