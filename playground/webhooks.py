@@ -360,8 +360,8 @@ def post_signed(url: str, *, body: bytes, headers: dict[str, str]) -> Attempt:
             connect_timeout=min(settings.VITRINE_WEBHOOK_CONNECT_TIMEOUT, remaining),
             timeout=min(settings.VITRINE_WEBHOOK_READ_TIMEOUT, remaining),
         )
-        cut = threading.Event()
-        timer = threading.Timer(remaining, _cut, args=(connection, cut))
+        cut, held = threading.Event(), []
+        timer = threading.Timer(remaining, _cut, args=(connection, cut, held))
         timer.daemon = True
         timer.start()
         try:
@@ -373,6 +373,10 @@ def post_signed(url: str, *, body: bytes, headers: dict[str, str]) -> Attempt:
                     return Attempt(None, too_slow)
                 last_error = f"connect to {address}: {type(exc).__name__}: {exc}"
                 continue  # the next checked address, if any
+            # Kept for the deadline: an answer that closes the connection (HTTP/1.0, or
+            # Connection: close) has http.client drop ``connection.sock`` as it reads the
+            # head, and the body is then read from this socket all the same.
+            held.append(connection.sock)
             try:
                 response = connection.getresponse()
                 response.read(MAX_RESPONSE_BYTES)  # bounded; the rest is dropped with the socket
@@ -396,11 +400,12 @@ def post_signed(url: str, *, body: bytes, headers: dict[str, str]) -> Attempt:
     return Attempt(None, last_error[:300])
 
 
-def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
+def _cut(connection: http.client.HTTPConnection, cut: threading.Event, held: list) -> None:
     """The attempt's deadline: end the connection under whatever read or write is blocked
-    on it (shutdown wakes a blocked recv; close alone does not)."""
+    on it (shutdown wakes a blocked recv; close alone does not). ``held``: the connected
+    socket, once the request went out (``connection.sock`` may be gone by then)."""
     cut.set()
-    sock = connection.sock
+    sock = held[0] if held else connection.sock
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed: the attempt ended as it fired
             sock.shutdown(socket.SHUT_RDWR)
@@ -599,6 +604,7 @@ def _attempt_lapse() -> float:
 
 
 WORKER_LOST = "The delivering worker was lost during the attempt."
+DID_NOT_FINISH = "The attempt did not finish ({error}); the next one is scheduled."
 UNDER_WAY = "Attempt under way."
 
 
@@ -696,6 +702,11 @@ def _attempt(delivery: WebhookDelivery, expected: int) -> str:
         attempt = post_signed(delivery.url, body=body, headers=headers)
     except WebhookRefused as exc:
         attempt, refused = Attempt(None, str(exc)[:300]), True
+    except Exception as exc:  # the task's soft time limit, or a bug: a failed attempt
+        # Recorded and the next one scheduled, as for any failed attempt: left marked under
+        # way, the delivery waited for the sweep, over an hour (session 46's probe).
+        logger.exception("webhook %s: attempt %s did not finish", delivery.pk, number)
+        attempt = Attempt(None, DID_NOT_FINISH.format(error=type(exc).__name__))
     now = timezone.now()
     if attempt.ok:
         status = WebhookDelivery.Status.DELIVERED

@@ -187,6 +187,22 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
                     self.wfile.flush()
             except OSError:
                 pass  # the client gave up: that is the point
+        elif self.server.behaviour in ("drip_body_http10", "drip_body_close"):
+            # The same, from a receiver that closes the connection after its answer (an
+            # HTTP/1.0 status line, or Connection: close): http.client then lets go of the
+            # socket as it reads the head, where the deadline looked for it. Until released.
+            head = (
+                b"HTTP/1.0 200 OK\r\n"
+                if self.server.behaviour == "drip_body_http10"
+                else b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+            )
+            self.wfile.write(head + b"Content-Length: 100000\r\n\r\n")
+            try:
+                while not self.server.release.wait(0.2):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+            except OSError:
+                pass  # the client gave up: that is the point
         elif self.server.behaviour == "slow":
             self.server.release.wait(30)
             self.send_response(200)
@@ -264,6 +280,27 @@ def test_a_receiver_dripping_its_body_after_a_2xx_head_is_not_a_delivery(receive
     receiver.behaviour = "drip_body"
     attempt = _post(receiver)
     receiver.release.set()
+    assert (attempt.ok, attempt.status) == (False, None)
+    assert attempt.error == webhooks.TOO_SLOW.format(seconds=1)
+
+
+@pytest.mark.parametrize("behaviour", ["drip_body_http10", "drip_body_close"])
+def test_a_receiver_that_closes_after_its_answer_is_cut_at_the_deadline_too(
+    receiver, settings, behaviour
+):
+    """http.client drops the connection's socket when the answer says it will close: the
+    deadline found none to shut down, and the attempt read on until the task's soft limit
+    (60 s), its delivery then left marked under way (session 46's probe). Bounded by a
+    thread join far above the 1 s deadline: without the fix it never ends."""
+    settings.VITRINE_WEBHOOK_ATTEMPT_TIMEOUT = 1
+    receiver.behaviour = behaviour
+    attempts = []
+    caller = threading.Thread(target=lambda: attempts.append(_post(receiver)), daemon=True)
+    caller.start()
+    caller.join(timeout=60)
+    receiver.release.set()
+    assert attempts, "the attempt was not cut at its deadline"
+    (attempt,) = attempts
     assert (attempt.ok, attempt.status) == (False, None)
     assert attempt.error == webhooks.TOO_SLOW.format(seconds=1)
 

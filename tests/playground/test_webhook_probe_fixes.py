@@ -236,3 +236,33 @@ def test_the_readme_check_accepts_either_signature_in_either_order():
     # Malformed headers are refused, never an exception in the receiver.
     for header in ("", "t=1", "v1=abc", f"t={timestamp},v1", f"t={timestamp},v1=é"):
         assert verify(new, body, header) is False
+
+
+# --- 4. an attempt that does not finish is a failed attempt, retried --------------------
+def test_an_attempt_cut_by_the_tasks_time_limit_is_retried_not_left_under_way(
+    client, card, auth, receiver, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The task's soft time limit raised inside the POST (a receiver the attempt's own
+    deadline could not cut, session 46's probe): the delivery stayed marked "Attempt under
+    way." with nothing scheduled until the sweep, over an hour later. The limit's exception
+    is raised into the POST here as Celery raises it into the task."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    job = _ended_job_with_webhook(client, card, auth, receiver, django_capture_on_commit_callbacks)
+    delivery = WebhookDelivery.objects.get(job_id=job["id"])
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.Status.PENDING)
+
+    def cut_by_the_time_limit(*args, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(webhooks, "post_signed", cut_by_the_time_limit)
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = webhooks.webhook_deliver(delivery_id=delivery.pk, attempts=0)
+    assert outcome == WebhookDelivery.Status.PENDING
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1 and delivery.last_error != webhooks.UNDER_WAY
+    assert "did not finish (SoftTimeLimitExceeded)" in delivery.last_error
+    # The next attempt is on its way (its message sent, or kept for the sweep to send).
+    monkeypatch.undo()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(resend_at=None)
+    assert webhooks.webhook_deliver(delivery_id=delivery.pk, attempts=1) == "delivered"
