@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from catalog.api import EndpointNotFoundApi
 from catalog.api_docs import ApiDocsView, SchemaView
 
+handler400 = "playground.middleware.bad_request"
 handler404 = "catalog.views.not_found"
 handler500 = "playground.middleware.server_error"
 

@@ -34,6 +34,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import (
+    DisallowedHost,
     RequestDataTooBig,
     SuspiciousOperation,
     TooManyFieldsSent,
@@ -108,6 +109,28 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if outage:
         return database_unavailable_page()
     return defaults.server_error(request)
+
+
+DISALLOWED_HOST = (
+    "This server does not answer for the host this request named (its Host header); call "
+    "the API at the address its documentation gives."
+)
+UNREADABLE_REQUEST = "The request could not be read; check its address and headers."
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 (``handler400``), for a request refused before any view: a Host header
+    not in ALLOWED_HOSTS, say. On the API it is the flavour's JSON error (it was Django's
+    HTML 400 page, though every other API answer is JSON: session 46's probe); elsewhere
+    Django's page. Nothing here may ask the request for its host."""
+    if flavours.in_scope(request.path):
+        disallowed = isinstance(exception, DisallowedHost)
+        error = errors.ApplicationError(
+            DISALLOWED_HOST if disallowed else UNREADABLE_REQUEST,
+            code="disallowed_host" if disallowed else "bad_request",
+        )
+        return flavours.error_response(_flavour(request), error)
+    return defaults.bad_request(request, exception)
 
 
 def database_unavailable_page() -> HttpResponse:

@@ -171,3 +171,21 @@ def test_a_webhook_whose_bracketed_host_is_no_address_is_refused(
     )  # fmt: skip
     assert response.status_code == 400, response.content
     assert code_of("vitrine", response) == "invalid_webhook"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("flavour", ["vitrine", "hf", "cloudflare"])
+def test_a_host_the_server_does_not_answer_for_is_the_apis_json_400(
+    client, card, funded, settings, flavour
+):
+    """Django's HTML 400 page before (every other API answer is JSON); a page keeps it."""
+    settings.ALLOWED_HOSTS = ["vitrine.example"]
+    response = client.post(
+        url(flavour, card.model_id), data=jpeg(), content_type="image/jpeg",
+        headers={"Authorization": funded["auth"], "Host": "elsewhere.example"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert code_of(flavour, response) == "disallowed_host"
+    assert "Host header" in message_of(flavour, response)
+    page = client.get("/models", headers={"Host": "elsewhere.example"})
+    assert page.status_code == 400 and page["Content-Type"].startswith("text/html")
