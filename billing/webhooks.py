@@ -34,6 +34,9 @@ NOTE_IGNORED = "Event type {type} is not handled; ignored."
 NOTE_NOT_PAID = "The session is not paid yet; nothing credited."
 NOTE_UNKNOWN_TOP_UP = "No top-up {ref!r} here; nothing credited."
 NOTE_DUPLICATE = "Top-up {top_up} was already settled; nothing more credited."
+# The same for a top-up an earlier event marked failed (expired, or an amount that did not
+# match): it said "already settled" (session 46's probe), though nothing was ever credited.
+NOTE_ALREADY_FAILED = "Top-up {top_up} was already marked failed; nothing credited."
 NOTE_AMOUNT_MISMATCH = (
     "The session's amount ({amount} {currency}) does not match top-up {top_up} "
     "({expected} usd); nothing credited, the top-up is marked failed."
@@ -121,11 +124,16 @@ def _fail_session(*, event_id: str, session: Any) -> JsonResponse:
         if top_up is None:
             return _ok(NOTE_UNKNOWN_TOP_UP.format(ref=_field(session, "client_reference_id")))
         if top_up.status != TopUp.Status.PENDING or top_up.provider_event_id:
-            return _ok(NOTE_DUPLICATE.format(top_up=top_up.pk))
+            return _ok(_settled_note(top_up))
         top_up.status = TopUp.Status.FAILED
         top_up.save(update_fields=["status"])
     logger.info("Stripe event %s: top-up %s was not paid", event_id, top_up.pk)
     return _ok(NOTE_UNPAID.format(top_up=top_up.pk))
+
+
+def _settled_note(top_up: TopUp) -> str:
+    note = NOTE_ALREADY_FAILED if top_up.status == TopUp.Status.FAILED else NOTE_DUPLICATE
+    return note.format(top_up=top_up.pk)
 
 
 def _credit_session(*, event_id: str, session: Any) -> JsonResponse:
@@ -144,7 +152,7 @@ def _credit_session(*, event_id: str, session: Any) -> JsonResponse:
             return _ok(NOTE_UNKNOWN_TOP_UP.format(ref=ref))
         if top_up.status != TopUp.Status.PENDING or top_up.provider_event_id:
             # A replayed event, or another event for a top-up already credited or failed.
-            return _ok(NOTE_DUPLICATE.format(top_up=top_up.pk))
+            return _ok(_settled_note(top_up))
         if TopUp.objects.filter(provider_event_id=event_id).exists():
             # The same event id already settled a different top-up: never credit it twice.
             logger.warning("Stripe event %s already settled another top-up", event_id)

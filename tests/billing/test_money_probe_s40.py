@@ -175,3 +175,27 @@ def test_a_late_unpaid_event_leaves_a_credited_top_up_as_it_is(settings, owner):
     top_up.refresh_from_db()
     assert top_up.status == TopUp.Status.COMPLETED
     assert wallet_for(owner).balance == Decimal("10")
+
+
+def test_a_late_paid_event_for_a_failed_top_up_says_it_failed(settings, owner):
+    """Session 46's probe: after an expiry marked the top-up failed, a later paid event was
+    answered "was already settled", though nothing had been credited. Nothing is credited
+    still; the note says what the top-up is."""
+    from billing.webhooks import NOTE_ALREADY_FAILED
+
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
+    client = Client(enforce_csrf_checks=True)
+    top_up = top_up_create(user=owner, credit=Decimal("10"), provider="stripe")
+    expired = checkout_event(
+        top_up, event_id="evt_expired", event_type="checkout.session.expired",
+        payment_status="unpaid",
+    )  # fmt: skip
+    assert deliver(client, expired, sign(expired, secret=STRIPE_SECRET)).status_code == 200
+    paid = checkout_event(top_up, event_id="evt_paid_late")
+
+    response = deliver(client, paid, sign(paid, secret=STRIPE_SECRET))
+
+    assert response.json()["note"] == NOTE_ALREADY_FAILED.format(top_up=top_up.pk)
+    top_up.refresh_from_db()
+    assert top_up.status == TopUp.Status.FAILED
+    assert wallet_for(owner).balance == 0
