@@ -338,5 +338,8 @@ def _queued_check(job: Job) -> None:
             code="queue_unavailable",
             status=503,
             type=SERVICE_UNAVAILABLE,
+            # The failed job's id, as job_lost's 503 names its job: the caller can look it
+            # up (failed, nothing charged) or quote it to support.
+            extra={"job": str(job.pk)},
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )

@@ -118,10 +118,12 @@ def test_a_call_while_the_broker_is_down_answers_503_and_holds_no_money(
 
     assert response.status_code == 503, response.content
     assert response["Retry-After"] == "5"
+    job = Job.objects.get()
+    # It names the failed job (session 46's money probe: it named none).
     assert response.json()["error"] | {"message": ""} == {
         "message": "", "type": "service_unavailable", "code": "queue_unavailable", "param": None,
+        "job": str(job.pk),
     }  # fmt: skip
-    job = Job.objects.get()
     assert (job.status, job.error_code) == ("failed", "queue_unavailable")
     assert Charge.objects.get(job_id=job.pk).status == "voided"
     assert wallet_for(other_user).balance == Decimal("1")
