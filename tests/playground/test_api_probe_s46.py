@@ -1,4 +1,5 @@
-"""Inputs from session 46's API probe that were 500s (each a 4xx in the route's shape now).
+"""Inputs from session 46's probes: 500s that are 4xx in the route's shape now, and JSON sent
+without saying so (read as JSON now).
 
 - More than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` query parameters, under ASGI with DEBUG on
   (``make run``): a DRF view first read the query string while choosing its renderer; the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 from decimal import Decimal
 
@@ -189,3 +191,69 @@ def test_a_host_the_server_does_not_answer_for_is_the_apis_json_400(
     assert "Host header" in message_of(flavour, response)
     page = client.get("/models", headers={"Host": "elsewhere.example"})
     assert page.status_code == 400 and page["Content-Type"].startswith("text/html")
+
+
+# --- a JSON body sent without saying so (session 46's client probe) ---------------------
+# huggingface_hub before 1.0 posts {"inputs": <base64>, "parameters": {...}} with no
+# Content-Type at all (its async client labels it application/octet-stream); curl -d labels
+# a body a form and fetch() with a string body text/plain. Hugging Face's API reads such a
+# body as JSON; here each was taken as the image itself and answered 415 "Unsupported image
+# format", so huggingface_hub 0.30 could not pass threshold= at all.
+UNLABELLED = ["", "application/octet-stream", "application/x-www-form-urlencoded", "text/plain"]
+
+
+def send(client, flavour, card, account, body: bytes, content_type: str, **headers):
+    return client.generic(
+        "POST",
+        url(flavour, card.model_id),
+        data=body,
+        content_type=content_type,
+        headers={"Authorization": account["auth"], **headers},
+    )
+
+
+@pytest.mark.parametrize("content_type", UNLABELLED)
+@pytest.mark.parametrize("flavour", ["vitrine", "hf"])
+def test_inputs_json_is_read_as_json_whatever_it_is_labelled(
+    client, card, funded, storage, flavour, content_type
+):
+    """Its parameters are read: a threshold out of range is refused as one (was a 415)."""
+    body = json.dumps(
+        {"inputs": base64.b64encode(jpeg()).decode(), "parameters": {"threshold": 5}}
+    ).encode()
+    response = send(client, flavour, card, funded, body, content_type)
+    assert response.status_code == 400, response.content
+    assert code_of(flavour, response) == "invalid_threshold"
+    assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize("content_type", ["", "application/octet-stream"])
+def test_huggingface_hub_0_30s_call_runs_with_its_threshold(
+    client, card, funded, storage, settings, content_type
+):
+    """What huggingface_hub 0.30's ``object_detection(image, threshold=0.7)`` sends: the
+    job is made from the base64 image, with the caller's threshold."""
+    # No worker here: the (cold) model is waited for 1 s, then the job is cancelled.
+    settings.VITRINE_HF_WAIT_FOR_MODEL = 1
+    image = jpeg()
+    body = json.dumps(
+        {"inputs": base64.b64encode(image).decode(), "parameters": {"threshold": 0.7}}
+    ).encode()
+    response = send(client, "hf", card, funded, body, content_type, **{"x-wait-for-model": "true"})
+    assert response.status_code == 503, response.content  # no worker: the wait ends
+    job = Job.objects.get()
+    assert job.parameters["threshold"] == 0.7
+    assert job.image_sha256 == hashlib.sha256(image).hexdigest()
+
+
+def test_cloudflare_json_unlabelled_is_read_as_json(client, card, funded, storage):
+    response = send(client, "cloudflare", card, funded, b'{"image": []}', "")
+    assert response.status_code == 400, response.content
+    assert code_of("cloudflare", response) == "invalid_image_array"  # was a 415
+
+
+def test_a_body_labelled_as_an_image_is_taken_at_its_word(client, card, funded, storage):
+    body = json.dumps({"inputs": base64.b64encode(jpeg()).decode()}).encode()
+    response = send(client, "hf", card, funded, body, "image/jpeg")
+    assert response.status_code == 415, response.content
+    assert code_of("hf", response) == "unsupported_format"
