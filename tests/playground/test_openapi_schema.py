@@ -110,3 +110,19 @@ def test_the_schema_is_built_once_and_again_after_a_settings_change(client, sett
     # Descriptions may quote settings (limits, waits): a change builds it anew.
     settings.VITRINE_HF_WAIT = settings.VITRINE_HF_WAIT + 1
     assert client.get("/v1/openapi.json").content == first.content and len(built) == 2
+
+
+def test_the_inference_bodies_are_closed_as_the_server_refuses_other_fields(schema):
+    """Each body lists exactly the fields the server takes and says no other is allowed:
+    the server answers any other 400 unknown_parameter, and the schema said nothing of it
+    (schemathesis's ST202 in session 46's probe)."""
+    from playground.options import JSON_PARAMETERS
+
+    components = schema["components"]["schemas"]
+    for name, fields in [
+        ("InferenceRequest", JSON_FIELDS),
+        ("InferenceParameters", JSON_PARAMETERS),
+        ("InferenceUpload", FORM_FIELDS),
+    ]:
+        assert components[name]["additionalProperties"] is False, name
+        assert set(components[name]["properties"]) == fields, name
