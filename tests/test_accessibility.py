@@ -22,6 +22,7 @@ import pytest
 from tests.test_browser import (  # noqa: F401  (the module's browser fixture)
     BROWSER_MARKS,
     CHROMIUM,
+    PAGES_ON_EMBEDDED_ONLY,
     browser,
     watch_csp,
 )
@@ -69,6 +70,7 @@ def described(violations: list[dict]) -> list[str]:
     ]
 
 
+@PAGES_ON_EMBEDDED_ONLY
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("width", [390, 1280])
 def test_every_page_passes_axe(browser, site, width, scheme):  # noqa: F811

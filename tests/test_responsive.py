@@ -26,6 +26,7 @@ from django.core.management import call_command
 from tests.test_browser import (  # noqa: F401  (the module's browser fixture)
     BROWSER_MARKS,
     CHROMIUM,
+    PAGES_ON_EMBEDDED_ONLY,
     browser,
     wait_until,
     watch_csp,
@@ -225,6 +226,7 @@ def visit_every_page(page, site):
         yield name
 
 
+@PAGES_ON_EMBEDDED_ONLY
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_page_fits_its_viewport(browser, site, width):  # noqa: F811
     context = browser.new_context(
