@@ -29,6 +29,10 @@ class Consumer(CeleryConsumer):
     starting again once the consumer ran for ``CHANNEL_ERROR_STREAK_RESET`` seconds without
     one. A shutdown asked for meanwhile ends the pause at once."""
 
+    # When the last pause ended (monotonic), and how many pauses in a row there have been.
+    _channel_error_at: float | None = None
+    _channel_error_streak = 0
+
     def on_connection_error_after_connected(self, exc) -> None:
         super().on_connection_error_after_connected(exc)
         self._pause_if_refused(exc)
@@ -43,19 +47,22 @@ class Consumer(CeleryConsumer):
 
     def _channel_error_pause(self) -> None:
         now = time.monotonic()
-        last = getattr(self, "_channel_error_at", None)
-        streak = getattr(self, "_channel_error_streak", 0)
-        if last is None or now - last > CHANNEL_ERROR_STREAK_RESET:
+        streak = self._channel_error_streak
+        if (
+            self._channel_error_at is None
+            or now - self._channel_error_at > CHANNEL_ERROR_STREAK_RESET
+        ):
             streak = 0
         pause = min(CHANNEL_ERROR_PAUSE_MAX, 2**streak)
         self._channel_error_streak = streak + 1
         deadline = now + pause
-        while (left := deadline - time.monotonic()) > 0:
-            if state.should_stop not in (None, False) or state.should_terminate not in (
-                None,
-                False,
-            ):
-                break  # the consumer's loop shuts down next (celery's maybe_shutdown)
+        while (left := deadline - time.monotonic()) > 0 and not _shutting_down():
             time.sleep(min(CHANNEL_ERROR_PAUSE_STEP, left))
         # Measured from the pause's end: a restart that fails at once is part of the streak.
         self._channel_error_at = time.monotonic()
+
+
+def _shutting_down() -> bool:
+    """A shutdown asked for (what celery's ``maybe_shutdown`` raises for): the consumer's
+    loop ends next, so a pause ends now."""
+    return state.should_stop not in (None, False) or state.should_terminate not in (None, False)

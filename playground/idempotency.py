@@ -122,13 +122,13 @@ def idempotent_job_release(*, user, key: str) -> None:
     IdempotencyRecord.objects.filter(user=user, key=key).delete()
 
 
-def idempotent_job_record(*, user, key: str, print_: str, job: Job, cached: bool = True) -> None:
-    """Name an existing job (a cache hit: ``cached``) under ``key``; a concurrent claim may
-    win. Its replays answer as the hit did, charging nothing (``Replay.cached``)."""
+def idempotent_job_record(*, user, key: str, print_: str, job: Job) -> None:
+    """Name an existing job (a cache hit) under ``key``; a concurrent claim may win. Its
+    replays answer as the hit did, charging nothing (``Replay.cached``)."""
     try:
         with transaction.atomic():
             IdempotencyRecord.objects.create(
-                user=user, key=key, fingerprint=print_, job=job, cached=cached
+                user=user, key=key, fingerprint=print_, job=job, cached=True
             )
     except IntegrityError:
         pass
