@@ -7,6 +7,7 @@ from playground import compare, demo, runs, views
 app_name = "playground"
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics_view, name="metrics"),
     path("models/<str:org>/<str:name>/try", views.try_model, name="try"),
     path("models/<str:org>/<str:name>/try/state", demo.try_state, name="try_state"),
     path("playground", demo.playground_index, name="index"),

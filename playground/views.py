@@ -11,6 +11,7 @@ and the API's job serializer describes them.
 
 from __future__ import annotations
 
+import hmac
 import io
 import logging
 import mimetypes
@@ -24,6 +25,7 @@ from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
+from prometheus_client.exposition import choose_encoder
 
 from billing.services.ledger import InsufficientCredits
 from catalog import ratelimit
@@ -31,7 +33,7 @@ from catalog.errors import ApplicationError
 from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
 from catalog.models import ModelCard
 from catalog.views import renamed_redirect
-from playground import demo, idempotency, limits, pipeline, public_image, runs
+from playground import demo, idempotency, limits, metrics, pipeline, public_image, runs
 from playground.api import parse_threshold
 from playground.models import Job
 from playground.runtime import ImageError
@@ -76,6 +78,33 @@ def healthz(request):
         response["Cache-Control"] = "no-store"
         return response
     return JsonResponse({"status": "ok"})
+
+
+METRICS_TOKEN_WRONG = (
+    "Send the metrics token (VITRINE_METRICS_TOKEN) as 'Authorization: Bearer <token>'."
+)
+
+
+@require_GET
+def metrics_view(request):
+    """Prometheus's scrape (playground/metrics.py): the token's holder only; no page at all
+    (404) where no token is configured."""
+    token = settings.VITRINE_METRICS_TOKEN
+    if not token:
+        raise Http404
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        error = ApplicationError(METRICS_TOKEN_WRONG, "invalid_metrics_token", status=401)
+        response = JsonResponse(error.as_dict(), status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        response["Cache-Control"] = "no-store"
+        return response
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    response = HttpResponse(encoder(metrics.registry(_database_answers)), content_type=content_type)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def _database_answers() -> None:

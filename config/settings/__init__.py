@@ -218,9 +218,9 @@ if CACHE_URL:
 # --- Security: strict by default outside DEBUG (``manage.py check --deploy`` is clean) ---
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-# A load balancer's health probe reaches a web process over plain HTTP: answered, not sent
-# to https (it would count the 301 as down).
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# A load balancer's health probe and Prometheus's scrape reach a web process over plain HTTP:
+# answered, not sent to https (the probe would count the 301 as down).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
@@ -503,6 +503,18 @@ if not BYOK_ENCRYPTION_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("BYOK_ENCRYPTION_KEY must be set when DEBUG is off.")
     BYOK_ENCRYPTION_KEY = "vitrine-development-byok-key"
+# The bearer token Prometheus sends to GET /metrics (playground/metrics.py). Unset: no such
+# page (404). At least 16 characters, no spaces: it is the only thing guarding the figures.
+VITRINE_METRICS_TOKEN = env_str("VITRINE_METRICS_TOKEN") or ""
+if VITRINE_METRICS_TOKEN and (
+    len(VITRINE_METRICS_TOKEN) < 16
+    or not VITRINE_METRICS_TOKEN.isascii()
+    or not VITRINE_METRICS_TOKEN.isprintable()
+    or " " in VITRINE_METRICS_TOKEN
+):
+    raise ImproperlyConfigured(
+        "VITRINE_METRICS_TOKEN must be at least 16 printable ASCII characters without spaces."
+    )
 LOGIN_URL = "billing:login"
 LOGIN_REDIRECT_URL = "billing:dashboard"
 LOGOUT_REDIRECT_URL = "catalog:model_list"
