@@ -12,7 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -191,3 +193,27 @@ def test_a_weak_or_odd_token_stops_start_up(token):
     result = load_settings(VITRINE_METRICS_TOKEN=token)
     assert result.returncode != 0
     assert "VITRINE_METRICS_TOKEN must be at least 16 printable ASCII" in result.stderr
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the planner's plan")
+@override_settings(VITRINE_METRICS_TOKEN=TOKEN)
+def test_no_read_of_a_scrape_walks_the_job_table(client):
+    """A scrape every 15 s must not read the year of finished jobs: each statement on the
+    jobs or the deliveries is served by an index (planned with sequential scans disabled,
+    as a tiny test table is otherwise read whole whatever its indexes)."""
+    job(factories.card(), status=JobStatus.SUCCEEDED, result=[], finished_at=timezone.now())
+    with CaptureQueriesContext(connection) as ctx:
+        scrape(client)
+    reads = [
+        q["sql"] for q in ctx.captured_queries
+        if "playground_job" in q["sql"] or "playground_webhookdelivery" in q["sql"]
+    ]  # fmt: skip
+    assert len(reads) >= 8
+    for sql in reads:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "Seq Scan on playground_job" not in plan, (sql, plan)
+        assert "Seq Scan on playground_webhookdelivery" not in plan, (sql, plan)
