@@ -223,7 +223,7 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     monthly_spend_cap = models.DecimalField(**MONEY, null=True, blank=True)
     allowed_models = models.ManyToManyField(
-        "catalog.ModelCard", blank=True, help_text="Empty: every model."
+        "catalog.ModelCard", blank=True, through="ApiKeyModel", help_text="Empty: every model."
     )
 
     class Meta:
@@ -241,6 +241,28 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class ApiKeyModel(models.Model):
+    """One model an API key's allow-list names (the table Django made for the plain
+    many-to-many, ``billing/0016``, taken over unchanged).
+
+    The card is PROTECTed: an empty allow-list means *every* model, so deleting the only
+    card a key was restricted to silently made it an unrestricted key (session 47's
+    operator probe: a key capped to one model then ran and paid for any). An operator
+    retires a card instead (its lifecycle), or edits the keys first; the admin's delete
+    page names the keys in the way."""
+
+    apikey = models.ForeignKey(ApiKey, on_delete=models.CASCADE)
+    modelcard = models.ForeignKey("catalog.ModelCard", on_delete=models.PROTECT)
+
+    class Meta:
+        db_table = "billing_apikey_allowed_models"
+        unique_together = [("apikey", "modelcard")]
+        verbose_name = "API key's allowed model"
+
+    def __str__(self) -> str:
+        return f"API key “{self.apikey.name}” of {self.apikey.user} is allowed this model only"
 
 
 class ProviderKey(models.Model):
