@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -70,8 +71,21 @@ class Replay(NamedTuple):
     cached: bool
 
 
-def _replay(record: IdempotencyRecord, print_: str) -> Replay:
-    if record.fingerprint != print_:
+class RequestPrint(NamedTuple):
+    """What an Idempotency-Key's request is: the print stored with the key, and how to get
+    the prints the same request had under its model's former ids (only read when a stored
+    print differs): a model renamed between a call and its retry is the same model, and
+    the retry was refused 422, via either id (session 47's operator probe)."""
+
+    value: str
+    former: Callable[[], Iterable[str]] = tuple
+
+    def names(self, stored: str) -> bool:
+        return stored == self.value or stored in set(self.former())
+
+
+def _replay(record: IdempotencyRecord, print_: RequestPrint) -> Replay:
+    if not print_.names(record.fingerprint):
         raise errors.ApplicationError(
             KEY_REUSED.format(hours=settings.VITRINE_IDEMPOTENCY_TTL // 3600),
             code="idempotency_key_reused",
@@ -81,7 +95,7 @@ def _replay(record: IdempotencyRecord, print_: str) -> Replay:
     return Replay(record.job, record.cached)
 
 
-def idempotent_job_find(*, user, key: str, print_: str) -> Replay | None:
+def idempotent_job_find(*, user, key: str, print_: RequestPrint) -> Replay | None:
     """The job an earlier call with this key created (None if none within the TTL).
 
     Raises 422 when the key was used for a different request. Read before any work is
@@ -95,7 +109,7 @@ def idempotent_job_find(*, user, key: str, print_: str) -> Replay | None:
     return _replay(record, print_) if record else None
 
 
-def idempotent_job_claim(*, user, key: str, print_: str) -> Replay | None:
+def idempotent_job_claim(*, user, key: str, print_: RequestPrint) -> Replay | None:
     """Reserve ``key`` for the call about to create a job; call inside its transaction.
 
     Returns None when the key is ours (then ``idempotent_job_bind`` it to the new job), or
@@ -106,7 +120,7 @@ def idempotent_job_claim(*, user, key: str, print_: str) -> Replay | None:
     try:
         # A savepoint: on PostgreSQL a failed insert aborts the enclosing transaction.
         with transaction.atomic():
-            IdempotencyRecord.objects.create(user=user, key=key, fingerprint=print_, job=None)
+            IdempotencyRecord.objects.create(user=user, key=key, fingerprint=print_.value, job=None)
     except IntegrityError:
         record = IdempotencyRecord.objects.select_related("job").get(user=user, key=key)
         return _replay(record, print_)
@@ -122,13 +136,13 @@ def idempotent_job_release(*, user, key: str) -> None:
     IdempotencyRecord.objects.filter(user=user, key=key).delete()
 
 
-def idempotent_job_record(*, user, key: str, print_: str, job: Job) -> None:
+def idempotent_job_record(*, user, key: str, print_: RequestPrint, job: Job) -> None:
     """Name an existing job (a cache hit) under ``key``; a concurrent claim may win. Its
     replays answer as the hit did, charging nothing (``Replay.cached``)."""
     try:
         with transaction.atomic():
             IdempotencyRecord.objects.create(
-                user=user, key=key, fingerprint=print_, job=job, cached=True
+                user=user, key=key, fingerprint=print_.value, job=job, cached=True
             )
     except IntegrityError:
         pass

@@ -63,14 +63,23 @@ def image_sha256(image: bytes) -> str:
 
 
 def cache_fingerprint(*, card: ModelCard, route: PriceRoute, sha256: str, threshold) -> str:
-    """What makes two calls identical for the result cache: the model and its revision
-    (or local checkpoint), the route, the image and the parameters."""
+    """What makes two calls identical for the result cache: the model, what computes its
+    answer, the route, the image and the parameters.
+
+    The model is its row, not its id: a renamed model's calls are the same calls (they were
+    misses after a rename, run and paid again). What computes the answer is the checkpoint
+    the worker would load, in ``resolve_weights``'s order (a local folder, else the Hub
+    repository at its revision), or a provider route's model: a hit must never be an answer
+    of other weights (session 47: a changed repository, or a local folder set beside a
+    revision, was answered from the old weights' job)."""
+    if not route.is_own:
+        computed = ["provider", route.provider_model_id]
+    elif card.checkpoint_local_dir:
+        computed = ["local", card.checkpoint_local_dir]
+    else:
+        computed = [card.checkpoint_repo, card.checkpoint_revision]
     return idempotency.fingerprint(
-        model=card.model_id,
-        revision=card.checkpoint_revision or card.checkpoint_local_dir,
-        route=route.slug,
-        image=sha256,
-        threshold=threshold,
+        card=card.pk, computed=computed, route=route.slug, image=sha256, threshold=threshold
     )
 
 
@@ -81,7 +90,7 @@ def cached_job(*, user, print_: str) -> Job | None:
     if not ttl:
         return None
     hit = (
-        CachedCall.objects.select_related("job")
+        CachedCall.objects.select_related("job__card", "job__route")
         .filter(
             owner=user,
             fingerprint=print_,
@@ -91,7 +100,20 @@ def cached_job(*, user, print_: str) -> Job | None:
         .order_by("-created_at")
         .first()
     )
-    return hit.job if hit and not _given_up(hit.job) else None
+    if hit is None or _given_up(hit.job) or not _ran_as_named(hit.job):
+        return None
+    return hit.job
+
+
+def _ran_as_named(job: Job) -> bool:
+    """Whether a finished job of the card's own model ran the revision the card names now,
+    as its call's fingerprint did: a job queued before an operator changed the revision
+    runs the new one (its worker loads what the card names then, and records it as the
+    job's ``model_revision``), so its answer is no hit for the revision it was asked under
+    (session 47: switched to v2 and back, a call under ``main`` was answered v2's boxes)."""
+    if job.status != JobStatus.SUCCEEDED or (job.route is not None and not job.route.is_own):
+        return True
+    return job.model_revision == job.card.checkpoint_revision
 
 
 def _usable(job: Job | None) -> Job | None:
@@ -125,19 +147,25 @@ def request_print(
     threshold: float,
     extra_parameters: dict | None = None,
     webhook: str | None = None,
-) -> str:
-    """What an Idempotency-Key's request is: two calls with one key must agree on it."""
+) -> idempotency.RequestPrint:
+    """What an Idempotency-Key's request is: two calls with one key must agree on it. Under
+    the model's id and, should a stored print differ, its former ids (a rename between a
+    call and its retry)."""
     parameters = {"threshold": threshold, **(extra_parameters or {})}
     # Only when set: a plain call's fingerprint stays what it was for stored keys.
     extras = {"parameters": parameters, "webhook": webhook} if extra_parameters or webhook else {}
-    return idempotency.fingerprint(
-        flavour=flavour,
-        model=card.model_id,
-        route=route.slug,
-        image=image_sha256(image),
-        threshold=threshold,
-        **extras,
-    )
+    sha256 = image_sha256(image)
+
+    def under(model_id: str) -> str:
+        return idempotency.fingerprint(
+            flavour=flavour, model=model_id, route=route.slug, image=sha256,
+            threshold=threshold, **extras,
+        )  # fmt: skip
+
+    def former() -> list[str]:
+        return [under(old) for old in card.former_ids.values_list("model_id", flat=True)]
+
+    return idempotency.RequestPrint(under(card.model_id), former)
 
 
 def job_submit(

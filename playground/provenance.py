@@ -30,6 +30,7 @@ UNTRAINED_REFUSED_LOG = (
 def provenance_fields(provenance: dict[str, Any]) -> dict[str, Any]:
     """The job's columns for ``provenance`` (Detector.provenance)."""
     return {
+        "model_revision": provenance["model_revision"][:200],
         "weights_revision": provenance["revision"][:80],
         "weights_untrained": bool(provenance["untrained"]),
         "runtime_backend": provenance["backend"][:200],
@@ -81,7 +82,7 @@ def jobs_record_provenance(*, jobs: list[Job], provenance: dict[str, Any], worke
 # on its next attempt.
 _RECORD_SQL = f"""
 UPDATE {Job._meta.db_table}
-SET weights_revision = %s::text, weights_untrained = %s::boolean,
+SET model_revision = %s::text, weights_revision = %s::text, weights_untrained = %s::boolean,
     runtime_backend = %s::text, runtime_precision = %s::text
 FROM {UNFLUSHED_COMMIT}
 WHERE id = ANY(%s::uuid[]) AND status = '{JobStatus.RUNNING.value}' AND worker = %s::text
@@ -90,6 +91,7 @@ RETURNING 1"""
 
 def _record_sql(*, pks: list, worker: str, fields: dict) -> int:
     params = [
+        fields["model_revision"],
         fields["weights_revision"],
         fields["weights_untrained"],
         fields["runtime_backend"],

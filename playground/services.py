@@ -406,6 +406,7 @@ _CLAIMED = JoinedRow(
 # What the claim writes as the job's provenance when the worker names a card (the one it
 # last ran: provenance.claim_provenance) and the job is that card's on its own route.
 _CLAIM_PROVENANCE = (
+    "model_revision",
     "weights_revision",
     "weights_untrained",
     "runtime_backend",
@@ -451,7 +452,7 @@ WITH {picked}j AS (
         lease_expires_at = COALESCE(%s::timestamptz, statement_timestamp()) + %s::interval,
         worker = %s::text,
         {provenance}
-    FROM (VALUES (%s::bigint, %s::text, %s::boolean, %s::text, %s::text))
+    FROM (VALUES (%s::bigint, %s::text, %s::text, %s::boolean, %s::text, %s::text))
         AS p(card_id, {", ".join(_CLAIM_PROVENANCE)}){source}{no_fsync}
     WHERE {where}
     RETURNING {table}.*

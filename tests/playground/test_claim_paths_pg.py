@@ -242,7 +242,13 @@ def test_the_claim_writes_the_provenance_its_worker_names_for_that_cards_own_rou
     on a job of that card without a route or on its own route, and on no other job (another
     card's, a provider's route of the same card), where the worker writes what it loads."""
     fields = provenance.provenance_fields(
-        {"revision": "0123abcd", "untrained": True, "backend": "openvino f32", "precision": "fp32"}
+        {
+            "revision": "0123abcd",
+            "model_revision": "v2",
+            "untrained": True,
+            "backend": "openvino f32",
+            "precision": "fp32",
+        }
     )
     own, routed = jobs["sql"]
     other_card, _ = jobs["orm"]
@@ -314,7 +320,13 @@ def test_a_batch_claim_takes_the_oldest_like_jobs_in_one_statement_and_leaves_lo
         make(queue="gpu"),
     ]
     fields = provenance.provenance_fields(
-        {"revision": "0123abcd", "untrained": True, "backend": "openvino f32", "precision": "fp32"}
+        {
+            "revision": "0123abcd",
+            "model_revision": "v2",
+            "untrained": True,
+            "backend": "openvino f32",
+            "precision": "fp32",
+        }
     )
     with psycopg.connect(database_url(connection.settings_dict)) as other:
         other.execute("SELECT 1 FROM playground_job WHERE id = %s FOR UPDATE", [alike[1].pk])

@@ -589,9 +589,11 @@ def test_a_deprecated_model_says_so_on_every_flavour_whatever_it_answers(
     job = succeeded_job(card, funded["user"], image)
     idempotency.idempotent_job_record(
         user=funded["user"], key="dep-1", job=job,
-        print_=idempotency.fingerprint(
-            flavour=flavour, model=card.model_id, route=card.routes.get().slug,
-            image=pipeline.image_sha256(image), threshold=0.5,
+        print_=idempotency.RequestPrint(
+            idempotency.fingerprint(
+                flavour=flavour, model=card.model_id, route=card.routes.get().slug,
+                image=pipeline.image_sha256(image), threshold=0.5,
+            )
         ),
     )  # fmt: skip
     ok = post(client, flavour, card.model_id, funded, image, **{"Idempotency-Key": "dep-1"})
