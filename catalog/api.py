@@ -120,7 +120,11 @@ class ModelDetailApi(APIView):
         organisation = OrganisationOutputSerializer()
         task = serializers.CharField(source="task.slug")
         modalities = serializers.ListField(child=serializers.CharField())
-        status = serializers.ChoiceField(choices=Status.choices)
+        status = serializers.ChoiceField(
+            choices=Status.choices,
+            help_text="A deprecated model reads as retired from its sunset date on, when its "
+            "calls start answering 410 model_retired.",
+        )
         deprecation_date = serializers.DateField(
             allow_null=True, help_text="When it was deprecated (also the Deprecation header)."
         )
@@ -139,6 +143,9 @@ class ModelDetailApi(APIView):
 
         def to_representation(self, card: ModelCard) -> dict:
             data = super().to_representation(card)
+            # What its calls and /pricing say: a deprecated model past its sunset answers
+            # 410, so it reads as retired here too, also before an operator sets it so.
+            data["status"] = lifecycle.card_status(card)
             if not card.is_sunsetting:
                 # As the Deprecation and Sunset headers and the page: only a deprecated or
                 # retired model has these. A card moved back to live kept the date its
@@ -242,7 +249,12 @@ class ModelListApi(APIView):
 
     class FilterSerializer(serializers.Serializer):
         task = serializers.SlugField(required=False, help_text="A task slug, e.g. object-detection")
-        status = serializers.ChoiceField(choices=Status.choices, required=False)
+        status = serializers.ChoiceField(
+            choices=Status.choices,
+            required=False,
+            help_text="The status each model reads as: retired includes a deprecated model "
+            "past its sunset date.",
+        )
 
     @extend_schema_serializer(component_name="ModelList")
     class OutputSerializer(serializers.Serializer):
@@ -271,7 +283,14 @@ class ModelListApi(APIView):
         errors.refuse_unknown_query(request, set(self.FilterSerializer().fields))
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        cards = selectors.card_list(filters=filters.validated_data)
+        # The status each model reads as (lifecycle.card_status), not the stored one: a
+        # deprecated model past its sunset, whose calls answer 410, was listed under
+        # ?status=deprecated and missing from ?status=retired.
+        wanted = dict(filters.validated_data)
+        status = wanted.pop("status", None)
+        cards = selectors.card_list(filters=wanted)
+        if status:
+            cards = cards.filter(lifecycle.status_filter(status))
         data = self.OutputSerializer({"data": cards}, context={"request": request}).data
         return Response(data)
 

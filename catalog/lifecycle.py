@@ -28,6 +28,8 @@ import calendar
 from collections.abc import Callable
 from datetime import date
 
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.http import http_date
 
 from catalog.errors import ApplicationError
@@ -67,6 +69,30 @@ def card_callable_check(card: ModelCard) -> None:
             code="model_not_available",
             status=409,
         )
+
+
+def card_status(card: ModelCard) -> str:
+    """The status callers are told (``/v1/models``, llms.txt): ``retired`` from a deprecated
+    model's sunset day on, when its calls answer 410 (``card_callable_check``) and /pricing
+    lists it as retired, without waiting for an operator to set the status; else the card's
+    own. A model must not read as deprecated and callable where its calls are refused."""
+    return Status.RETIRED if card.is_past_sunset else card.status
+
+
+def status_filter(status: str, *, today: date | None = None) -> Q:
+    """The cards ``card_status`` calls ``status`` (on ``today``, default the site's today),
+    as a query: ``ModelCard.is_past_sunset`` in SQL, so ``?status=retired`` finds a
+    deprecated model past its sunset and ``?status=deprecated`` no longer lists it. Read
+    from the clock at each request, so the list changes on the sunset day with no save."""
+    today = today or timezone.localdate()
+    past_sunset = Q(status=Status.DEPRECATED, sunset_date__lte=today)
+    if status == Status.RETIRED:
+        return Q(status=Status.RETIRED) | past_sunset
+    if status == Status.DEPRECATED:
+        return Q(status=Status.DEPRECATED) & (
+            Q(sunset_date__isnull=True) | Q(sunset_date__gt=today)
+        )
+    return Q(status=status)
 
 
 # The headers a deprecated or retired model's answers carry, as the OpenAPI schema declares

@@ -11,7 +11,7 @@ from django.contrib.staticfiles import finders
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
-from catalog import pricing, selectors
+from catalog import lifecycle, pricing, selectors
 from catalog.models import ModelCard, PriceRoute
 from catalog.paths import PRICING_PATH, card_path
 from catalog.site import site_url
@@ -62,11 +62,41 @@ def plain_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# What Markdown reads as syntax inside a line: escapes, code, emphasis, link and image
+# brackets. Backslash-escaped, which CommonMark and python-markdown both undo on rendering.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]()])")
+# A block marker (heading, list item) where the text would begin a line.
+_MARKDOWN_LEADING = re.compile(r"^([#+-])")
+
+
+def markdown_text(text: str) -> str:
+    """Operator text as one line of literal Markdown text: ``plain_line``, then its syntax
+    escaped. A name ``YOLOS tiny](https://evil.example/phish) [x`` closed our link early
+    and made the entry's first link point off-site, and ``<script>`` or ``<img onerror>``
+    in a summary went out as HTML to whatever renders llms.txt (session 47's outside
+    probe). ``<`` and ``>`` become entities, not ``\\<``: python-markdown reads ``\\<``
+    as a backslash before raw HTML. Normal names still read as typed, e.g. ``DETR
+    ResNet-50``; ``RT-DETR (R50)`` gets a backslash before each parenthesis."""
+    text = _MARKDOWN_PUNCTUATION.sub(r"\\\1", plain_line(text))
+    text = text.replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_LEADING.sub(r"\\\1", text)
+
+
 def card_line(card: ModelCard, site_url: str) -> str:
-    prices = "; ".join(route_price_text(route) for route in card.routes.all()) or "no price yet"
+    """One model's entry. A retired model (or a deprecated one past its sunset, whose calls
+    answer 410) is listed as retired with no price, as /pricing lists it: a price told a
+    reader it could still be bought."""
+    if card.is_past_sunset:
+        prices = "no longer callable (HTTP 410 `model_retired`)"
+        if card.replacement_id:
+            prices += f", use `{card.replacement.model_id}` instead"
+    else:
+        routes = card.routes.all()
+        prices = "; ".join(route_price_text(route) for route in routes) or "no price yet"
     return (
-        f"- [{plain_line(card.display_name)}]({site_url}{card_path(card)}): "
-        f"`{card.model_id}`, status {card.status}, {prices}. {plain_line(card.summary)}"
+        f"- [{markdown_text(card.display_name)}]({site_url}{card_path(card)}): "
+        f"`{card.model_id}`, status {lifecycle.card_status(card)}, {prices}. "
+        f"{markdown_text(card.summary)}"
     )
 
 
@@ -83,7 +113,8 @@ def llms_text(*, cards: list[ModelCard], site_url: str) -> str:
         "",
         "Model ids are `<organisation>/<name>`, the organisation being its Hugging Face "
         "namespace. Prices are USD, exact, per image unless marked per request. Models with "
-        "status `coming_soon` cannot be called yet.",
+        "status `coming_soon` cannot be called yet; those with status `retired` no longer answer "
+        "(HTTP 410 `model_retired`).",
         "",
         "## Models",
         "",

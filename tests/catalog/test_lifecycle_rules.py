@@ -103,6 +103,71 @@ def test_calls_stop_on_the_sunset_day_the_page_announced(client, live, days, ans
         assert "calls stop working then" in page
 
 
+# --- the status callers read ---------------------------------------------------------------
+def sunsetting(live, days: int | None) -> ModelCard:
+    """A deprecated, priced model whose sunset is ``days`` from today (None: no sunset)."""
+    sunset = None if days is None else TODAY() + timedelta(days=days)
+    card = factories.card(
+        slug="sunsetting", display_name="Sunsetting DETR", status=Status.DEPRECATED,
+        deprecation_date=TODAY() - timedelta(days=60), sunset_date=sunset, replacement=live,
+    )  # fmt: skip
+    factories.route(card=card, price=Decimal("0.0002"))
+    return card
+
+
+def listed(client, query: str = "") -> dict[str, str]:
+    return {m["id"]: m["status"] for m in client.get(f"/v1/models{query}").json()["data"]}
+
+
+def llms_entry(client, card: ModelCard) -> str:
+    text = client.get("/llms.txt").content.decode()
+    [line] = [line for line in text.splitlines() if f"`{card.model_id}`" in line]
+    return line
+
+
+@pytest.mark.parametrize(
+    ("days", "status"), [(-5, "retired"), (0, "retired"), (1, "deprecated"), (None, "deprecated")]
+)
+def test_v1_models_tells_the_status_its_calls_answer_with(client, live, days, status):
+    """From the sunset day the calls answered 410 model_retired and /pricing listed the
+    model as retired, while /v1/models said "deprecated", ``?status=retired`` missed it
+    and ``?status=deprecated`` listed it (session 47's outside probe)."""
+    card = sunsetting(live, days)
+    other = "deprecated" if status == "retired" else "retired"
+
+    assert client.get(f"/v1/models/{card.model_id}").json()["status"] == status
+    assert listed(client)[card.model_id] == status
+    assert listed(client, f"?status={status}") == {card.model_id: status}
+    assert card.model_id not in listed(client, f"?status={other}")
+
+
+def test_llms_txt_lists_a_model_past_its_sunset_as_retired_without_a_price(client, live):
+    """llms.txt said "status deprecated, $0.0002 per image" of a model whose calls answer
+    410: a reader was told it could still buy it. /pricing shows it apart with no price."""
+    card = sunsetting(live, -5)
+
+    line = llms_entry(client, card)
+
+    assert "status retired, no longer callable (HTTP 410 `model_retired`)" in line
+    assert f"use `{live.model_id}` instead" in line
+    assert "$" not in line
+
+
+def test_a_model_reads_as_retired_on_its_sunset_day_without_a_save(client, live, monkeypatch):
+    """Nothing is saved on the sunset day, so no catalogue version moves: what the API and
+    llms.txt tell must come from the clock at each request, as the 410 does."""
+    card = sunsetting(live, 1)
+    assert client.get(f"/v1/models/{card.model_id}").json()["status"] == "deprecated"
+    assert "status deprecated, $0.0002 per image" in llms_entry(client, card)
+
+    tomorrow = TODAY() + timedelta(days=1)
+    monkeypatch.setattr(timezone, "localdate", lambda *args, **kwargs: tomorrow)
+
+    assert client.get(f"/v1/models/{card.model_id}").json()["status"] == "retired"
+    assert listed(client, "?status=retired") == {card.model_id: "retired"}
+    assert "status retired, no longer callable" in llms_entry(client, card)
+
+
 # --- what the clock changes -----------------------------------------------------------------
 def test_a_page_is_kept_no_longer_than_until_a_scheduled_publication():
     factories.card(slug="soon", is_published=True, published_at=timezone.now() + timedelta(90))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import re
 import xml.etree.ElementTree as ET
 
+import markdown
 import pytest
 from django.core.management import call_command
 
+from catalog.machine_views import markdown_text
 from catalog.models import ModelCard
 from tests import factories
 
@@ -64,8 +68,48 @@ def test_llms_txt_keeps_each_model_on_one_line_without_control_characters(client
 
     [line] = [line for line in text.splitlines() if "`hustvl/yolos-tiny`" in line]
     assert line.startswith(f"- [YOLOS tiny]({SITE}/models/hustvl/yolos-tiny)")
-    assert line.endswith(". Small.[2J Fast and cheap.")
+    assert line.endswith(r". Small.\[2J Fast and cheap.")  # its "[" escaped (next test)
     assert not any(ch in text for ch in "\x1b\x07\u202e\u2066\t")
+
+
+def test_llms_txt_gives_operator_markdown_and_html_as_literal_text(client, seeded):
+    """Session 47's outside probe: this name closed the entry's link early, so its first
+    link pointed off-site, and the summary's tags reached whatever renders llms.txt as
+    HTML. Rendered (python-markdown, the site's own renderer), the entry's one link is
+    ours and the name and summary read as the operator typed them."""
+    card = ModelCard.objects.get(organisation__slug="hustvl", slug="yolos-tiny")
+    card.display_name = "YOLOS tiny](https://evil.example/phish) [x"
+    card.summary = '<script>alert(1)</script><img src=x onerror="alert(1)"> **Fast**, `_cheap_`.'
+    card.save()
+
+    text = client.get("/llms.txt").content.decode()
+
+    [line] = [line for line in text.splitlines() if "`hustvl/yolos-tiny`" in line]
+    assert "<" not in line and "](https://evil" not in line
+    rendered = markdown.markdown(line)
+    assert re.findall(r'href="([^"]*)"', rendered) == [f"{SITE}/models/hustvl/yolos-tiny"]
+    assert re.findall(r"<(\w+)", rendered) == ["ul", "li", "a", "code"]  # no script, img, em
+    shown = html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
+    assert shown.startswith(f"{card.display_name}: hustvl/yolos-tiny, status live, ")
+    assert shown.endswith(f". {card.summary}")
+
+
+@pytest.mark.parametrize(
+    ("typed", "written"),
+    [
+        ("DETR ResNet-50", "DETR ResNet-50"),
+        ("RT-DETR (R50)", r"RT-DETR \(R50\)"),
+        ("[x](https://evil.example)", r"\[x\]\(https://evil.example\)"),
+        ("![x](https://evil.example/a.png)", r"!\[x\]\(https://evil.example/a.png\)"),
+        ("<b onclick=x>", "&lt;b onclick=x&gt;"),
+        (r"a_b*c`d\e", r"a\_b\*c\`d\\e"),
+        ("# Heading", r"\# Heading"),
+        ("- item", r"\- item"),
+        ("> quote", "&gt; quote"),
+    ],
+)
+def test_operator_text_is_escaped_for_markdown_and_stays_readable(typed, written):
+    assert markdown_text(typed) == written
 
 
 def test_llms_txt_shape_and_how_to_call(client, seeded):
