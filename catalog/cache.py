@@ -44,6 +44,8 @@ from django.db.models import Min, Q
 from django.http import HttpResponse
 from django.middleware.csrf import get_token
 from django.utils import timezone
+from django.utils.cache import get_conditional_response
+from django.utils.http import quote_etag
 
 VERSION_KEY = "catalog:version"
 PAGE_TTL = 600
@@ -176,14 +178,26 @@ def cached_page(view):
                 timeout = seconds_to_next_change(version)
                 cache.set(key, (stored, response["Content-Type"], 200), timeout=timeout)
             response["X-Cache"] = "miss"
-        response["Cache-Control"] = "public, max-age=60"
         if (
             member
+            or response.cookies
             or CSRF_PLACEHOLDER in getattr(response, "content", b"")
             or request.META.get("CSRF_COOKIE_NEEDS_UPDATE")
         ):
-            # A page with a form is this visitor's own: shared caches must not keep it.
+            # A page with a form is this visitor's own, and so is one that sets a cookie
+            # (a stale session's deletion, say): shared caches must not keep it.
             response["Cache-Control"] = "private, max-age=0"
+            return response
+        # Shared caches (a CDN, a proxy) and browsers may keep a visitor's copy, but must
+        # ask again before each use: a catalogue save changes it at once here, and a copy
+        # kept for a minute showed a price five times below the one charged, kept a newly
+        # published model a 404 and looped a renamed-and-renamed-back model's redirect
+        # (session 47's probe behind nginx). Asking again costs a 304 (the ETag below),
+        # answered from this cache.
+        response["Cache-Control"] = "public, no-cache"
+        if response.status_code == 200 and not getattr(response, "streaming", False):
+            response["ETag"] = quote_etag(hashlib.sha256(response.content).hexdigest()[:32])
+            return get_conditional_response(request, etag=response["ETag"], response=response)
         return response
 
     return wrapper

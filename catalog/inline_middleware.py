@@ -106,6 +106,15 @@ class SessionMiddleware(InlineHooks, DjangoSessionMiddleware):
         session = getattr(request, "session", None)
         return session is not None and (session.modified or settings.SESSION_SAVE_EVERY_REQUEST)
 
+    def process_response(self, request, response):
+        response = super().process_response(request, response)
+        if response.cookies and "public" in response.get("Cache-Control", ""):
+            # An answer that sets or deletes a cookie (a stale session's, the CSRF token's)
+            # is this visitor's own: a shared cache that stores Set-Cookie would hand it to
+            # the next visitor (a catalogue page with a deleted session signed everyone out).
+            response["Cache-Control"] = "private, max-age=0"
+        return response
+
 
 class MessageMiddleware(InlineHooks, DjangoMessageMiddleware):
     """Nothing to store unless the request read or added messages (which may be kept in
