@@ -16,6 +16,10 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 API_PREFIXES = ("/v1/", "/hf/", "/client/v4/")
+# The prefixes without their slash are the API's too: ``/v1`` answers the API's JSON 404,
+# and a script that reads it needs the same CORS headers as for any other API answer.
+# Matched whole, so a page such as ``/v1foo`` is not taken for the API.
+API_ROOTS = frozenset(prefix.rstrip("/") for prefix in API_PREFIXES)
 ALLOW_HEADERS = (
     "Authorization, Content-Type, Prefer, Idempotency-Key, X-Request-Id, X-Wait-For-Model, "
     "X-Use-Cache"
@@ -35,6 +39,12 @@ EXPOSE_HEADERS = (
     "Idempotent-Replayed, Preference-Applied"
 )
 PREFLIGHT_MAX_AGE = "600"
+
+
+def is_api_path(path: str) -> bool:
+    """Whether ``path`` is the HTTP API's: under one of ``API_PREFIXES``, or one of them
+    without its trailing slash."""
+    return path.startswith(API_PREFIXES) or path in API_ROOTS
 
 
 def _is_preflight(request: HttpRequest) -> bool:
@@ -82,14 +92,14 @@ class ApiCorsMiddleware:
     def __call__(self, request: HttpRequest):
         if self.is_async:
             return self.__acall__(request)
-        if not request.path.startswith(API_PREFIXES):
+        if not is_api_path(request.path):
             return self.get_response(request)
         if _is_preflight(request):
             return _allow(_preflight(request))
         return _allow(self.get_response(request))
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        if not request.path.startswith(API_PREFIXES):
+        if not is_api_path(request.path):
             return await self.get_response(request)
         if _is_preflight(request):
             return _allow(_preflight(request))

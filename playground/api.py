@@ -940,12 +940,15 @@ class JobListApi(limits.RateLimitHeadersMixin, APIView):
             params = {k: v for k, v in query.items() if k != "starting_after"}
             params["starting_after"] = str(jobs[-1].pk)
             following = request.build_absolute_uri(f"{request.path}?{urlencode(params)}")
+        # The account's jobs and money (each job's charge, the wallet's balance): no-store,
+        # not "private, no-cache", since a kept copy would only be refetched (no validators
+        # to revalidate it with) and a browser would still write the balance to its disk.
         return Response({
             "object": "list",
             "data": [job_resource(job, request=request, box_format=box_format) for job in jobs],
             "has_more": more,
             "next": following,
-        })  # fmt: skip
+        }, headers={"Cache-Control": "private, no-store"})  # fmt: skip
 
 
 def _bounded_int(raw, name: str, default: int, low: int, high: int) -> int:
@@ -1019,7 +1022,10 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
             job, request=request, threshold=parse_threshold(threshold) if threshold else None,
             box_format=box_format,
         )  # fmt: skip
-        return Response(resource, headers=_cost_headers(resource))
+        # The account's job and wallet balance, polled while it runs: stored by no cache, as
+        # GET /v1/jobs (and the page's own poll, playground/views.py job_detail).
+        headers = {**_cost_headers(resource), "Cache-Control": "private, no-store"}
+        return Response(resource, headers=headers)
 
     @extend_schema(
         operation_id="jobs_cancel",

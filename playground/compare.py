@@ -20,7 +20,8 @@ from django.db.models import Prefetch
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_http_methods, require_safe
 
 from catalog import ratelimit
 from catalog.errors import ApplicationError, model_not_found
@@ -141,11 +142,11 @@ def _wants_json(request) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def compare_run(request):
     """GET: pick the models and the image. POST: one job per model, then the result page
     (JSON callers get ``202`` with its ``url``)."""
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return _render_pick(request, _wanted(request.GET.getlist("models")))
     model_ids = _wanted(request.POST.getlist("models"))
     try:
@@ -356,7 +357,9 @@ def _threshold(request) -> float:
     return value
 
 
-@require_GET
+# The visitor's own jobs, page and JSON alike: a shared cache must not keep them.
+@cache_control(private=True, max_age=0)
+@require_safe
 def compare_result(request, job_ids: str):
     """The side-by-side page, or (``Accept: application/json``) the resource it polls."""
     jobs = _jobs_for_visitor(request, job_ids)

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from billing.services.ledger import wallet_for
 from catalog import ratelimit
@@ -95,7 +95,7 @@ def _demo_card(org: str, name: str) -> ModelCard:
     return card
 
 
-@require_GET
+@require_safe
 def try_state(request, org: str, name: str):
     """What Run will cost this visitor, read before they press it; counts nothing.
 
@@ -155,7 +155,7 @@ def demo_context(request, card: ModelCard) -> dict:
     }
 
 
-@require_GET
+@require_safe
 def playground_index(request):
     """/playground: pick any live (or beta) model, then the same demo as its page."""
     cards = list(

@@ -54,10 +54,8 @@ def upright_copy(data: bytes, *, max_pixels: int) -> tuple[bytes, str]:
     JPEG (4:4:4) for a lossy source (JPEG, lossy WebP), else a PNG: pixel for pixel.
     Raises the worker's ``ImageError`` for bytes it would refuse."""
     decoded = decode_image(data, max_pixels=max_pixels)
-    options: dict = {}
-    icc = _rgb_icc_profile(data)
-    if icc:
-        options["icc_profile"] = icc  # the colours the browser showed the upload in
+    # The colours the browser showed the upload in; nothing else from the upload.
+    options = _save_options(icc_profile=_rgb_icc_profile(data))
     out = io.BytesIO()
     if decoded.format == "JPEG" or (decoded.format == "WEBP" and not _lossless_webp(data)):
         decoded.image.save(
@@ -66,6 +64,16 @@ def upright_copy(data: bytes, *, max_pixels: int) -> tuple[bytes, str]:
         return out.getvalue(), "image/jpeg"
     decoded.image.save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL, **options)
     return out.getvalue(), "image/png"
+
+
+def _save_options(*, icc_profile: bytes | None) -> dict:
+    """Options for ``Image.save`` that write no metadata but ``icc_profile`` (when given).
+
+    Pillow's savers copy some of it from the image's ``info`` unless told otherwise: the
+    JPEG saver the upload's comment (still in ``info`` after a turn or a conversion), the
+    PNG saver its ICC profile (a CMYK or grey one too). Both are named here, empty when
+    not wanted, so an option left out cannot bring them back."""
+    return {"comment": b"", "icc_profile": icc_profile or None}
 
 
 def _rgb_icc_profile(data: bytes) -> bytes | None:
@@ -147,9 +155,9 @@ def _rewritten(data: bytes, image_format: str) -> bytes:
             # The worker's turn (it applies ImageOps.exif_transpose to the same reading);
             # the copy is saved with no EXIF or XMP, so nothing turns it again.
             image = ImageOps.exif_transpose(opened)
-        options: dict = {"format": image_format}
-        if opened.info.get("icc_profile"):
-            options["icc_profile"] = opened.info["icc_profile"]
+        # The turned copy still holds the upload's ``info`` (its comment among it).
+        options = _save_options(icc_profile=opened.info.get("icc_profile"))
+        options["format"] = image_format
         if image_format == "WEBP":
             options["lossless"] = True
         elif image_format == "JPEG":

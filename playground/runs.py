@@ -22,7 +22,8 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header, urlencode
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_POST, require_safe
 from PIL import Image
 
 from billing.models import Charge
@@ -225,7 +226,9 @@ def _cost(job: Job) -> str:
     return format_usd(Decimal(job.charge_amount))
 
 
-@require_GET
+# The viewer's own list: a shared cache must not give it to anyone else.
+@cache_control(private=True, max_age=0)
+@require_safe
 def runs_list(request):
     """My runs: the viewer's runs (signed in: theirs, API calls included; anonymous: this
     session's tries), newest first, a page at a time."""
@@ -298,7 +301,7 @@ def _download(body: bytes | str, *, job: Job, ext: str, content_type: str) -> Ht
     return response
 
 
-@require_GET
+@require_safe
 def job_export(request, job_id, fmt: str):
     """``/playground/jobs/<id>/export.<fmt>``: the run as JSON, COCO, CSV or a PNG with
     its boxes drawn. Errors in the API's JSON error shape."""

@@ -24,7 +24,8 @@ from django.db import connection, transaction
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_http_methods, require_safe
 from prometheus_client.exposition import choose_encoder
 
 from billing.services.ledger import InsufficientCredits
@@ -65,7 +66,7 @@ HEALTH_DB_WAIT = 2.0
 DATABASE_DOWN = "The database cannot be reached."
 
 
-@require_GET
+@require_safe
 def healthz(request):
     """Liveness for load balancers: the web process answers and reaches its database; 503
     in JSON, at once, when it cannot (an HTML 500 after the pool's 10 s wait, before)."""
@@ -85,7 +86,7 @@ METRICS_TOKEN_WRONG = (
 )
 
 
-@require_GET
+@require_safe
 def metrics_view(request):
     """Prometheus's scrape (playground/metrics.py): the token's holder only; no page at all
     (404) where no token is configured."""
@@ -227,6 +228,8 @@ def csrf_failure(request, reason: str = ""):
     )
 
 
+# It lists this visitor's recent tries: never kept by a shared cache.
+@cache_control(private=True, max_age=0)
 @require_http_methods(["GET", "POST"])
 def try_model(request, org: str, name: str):
     card = (
@@ -378,7 +381,10 @@ def job_json(job: Job, request=None) -> dict:
     }
 
 
-@require_GET
+# A run's page is its owner's (or shown to strangers without the owner's parts): never
+# kept by a shared cache.
+@cache_control(private=True, max_age=0)
+@require_safe
 def job_detail(request, job_id):
     job, owner = _get_job_for_visitor(request, job_id)
     if _wants_json(request):
@@ -400,7 +406,7 @@ UPRIGHT_CACHE_MAX_BYTES = 8 * 1024 * 1024
 _NOT_TURNED = ("", b"")  # cached for an upload the worker does not turn: served as it is
 
 
-@require_GET
+@require_safe
 def job_image(request, job_id):
     """The picture the boxes were found on, for drawing them on: the upload, to its owner
     (or anyone, once public; to anyone else without its metadata: GPS, camera, names); an

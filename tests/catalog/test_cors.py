@@ -66,6 +66,23 @@ def test_api_answers_errors_included_are_readable_cross_origin(client, url, stat
     assert "X-Vitrine-Cost" in response["Access-Control-Expose-Headers"]
 
 
+@pytest.mark.parametrize("url", ["/v1", "/hf", "/client/v4"])
+def test_an_api_prefix_without_its_slash_is_readable_cross_origin(client, url):
+    """The API's own JSON 404 answers these: a script that mistyped the base URL reads it
+    (before, the browser hid it as a network error)."""
+    response = client.get(url, **ORIGIN)
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response["Access-Control-Allow-Origin"] == "*"
+    preflight = client.options(url, HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET", **ORIGIN)
+    assert preflight.status_code == 204 and preflight["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.parametrize("url", ["/v1foo", "/hfx", "/client/v4x", "/client"])
+def test_a_page_that_only_begins_like_an_api_prefix_sends_no_cors_headers(client, url):
+    response = client.get(url, **ORIGIN)
+    assert "Access-Control-Allow-Origin" not in response
+
+
 def test_every_header_the_api_documents_is_readable_cross_origin():
     """X-Vitrine-Weights (untrained weights drew the boxes) was sent on every paid call
     and left out, so a browser script could not read it."""

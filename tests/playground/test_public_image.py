@@ -10,10 +10,10 @@ import io
 import pytest
 from django.test import Client
 from django.urls import reverse
-from PIL import Image, ImageChops, ImageOps
+from PIL import Image, ImageChops, ImageCms, ImageOps
 
 from playground.models import Job
-from playground.public_image import ORIENTATION, without_metadata
+from playground.public_image import ORIENTATION, upright_copy, without_metadata
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -77,6 +77,36 @@ def test_a_turned_picture_is_made_upright_with_no_orientation_left(image_format)
     assert max(high for _, high in difference) <= tolerance, difference
 
 
+def _served_upright(data: bytes, image_format: str) -> bytes:
+    return upright_copy(data, max_pixels=10_000_000)[0]
+
+
+@pytest.mark.parametrize("copy", [without_metadata, _served_upright])
+def test_a_turned_jpeg_is_written_again_without_its_comment(copy):
+    """Pillow writes the comment it read back into a JPEG it saves unless told not to: the
+    upright copy is written again, and must not carry it."""
+    clean = copy(photo("JPEG", orientation=6, comment=b"SECRET note"), "JPEG")
+    with Image.open(io.BytesIO(clean)) as image:
+        assert image.size == (64, 96)
+        assert "comment" not in image.info
+    assert b"SECRET" not in clean
+
+
+def test_a_turned_pictures_colour_profile_goes_when_it_is_not_rgb():
+    """The upright copy's pixels are RGB: a profile for other colours (here Lab on a grey
+    PNG) would misdraw them and is the upload's metadata all the same."""
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    out = io.BytesIO()
+    Image.effect_noise((96, 64), 40).save(out, "PNG", exif=exif.tobytes(), icc_profile=profile)
+    clean, content_type = upright_copy(out.getvalue(), max_pixels=10_000_000)
+    assert content_type == "image/png"
+    with Image.open(io.BytesIO(clean)) as image:
+        assert image.size == (64, 96)
+        assert "icc_profile" not in image.info
+
+
 def test_an_xmp_orientation_does_not_become_an_exif_tag():
     """Pillow reads a JPEG's XMP ``tiff:Orientation`` (the worker turns by it), browsers do
     not: the public copy is upright, with neither an EXIF nor an XMP orientation."""
@@ -117,13 +147,14 @@ def test_a_jpeg_not_laid_out_as_jpeg_says_is_written_again_without_metadata():
 
 
 @pytest.fixture
-def public_run(client, settings, tmp_path, django_user_model):
+def public_run(request, client, settings, tmp_path, django_user_model):
+    """A run made public, of a JPEG upright as stored (or turned, with ``indirect``)."""
     settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
     card = factories.card()
     factories.route(card=card)
     owner = django_user_model.objects.create_user("ada", "ada@example.com", "pw-1234-long")
     client.force_login(owner)
-    original = photo(orientation=1)
+    original = photo(orientation=getattr(request, "param", 1))
     response = client.post(
         f"/models/{card.model_id}/try",
         {"image": io.BytesIO(original)},
@@ -143,3 +174,15 @@ def test_a_stranger_gets_a_public_runs_image_without_its_metadata(client, public
     assert theirs.status_code == 200 and theirs["Content-Type"] == "image/jpeg"
     assert theirs.content == without_metadata(original, "JPEG")
     assert b"Jane" not in theirs.content and b"SecretCam" not in theirs.content
+
+
+@pytest.mark.parametrize("public_run", [6], indirect=True)
+def test_a_stranger_gets_a_turned_public_runs_image_without_its_comment(client, public_run):
+    job, _ = public_run
+    theirs = Client().get(reverse("playground:job_image", args=[job.pk]))
+    assert theirs.status_code == 200 and theirs["Content-Type"] == "image/jpeg"
+    with Image.open(io.BytesIO(theirs.content)) as image:
+        assert image.size == (64, 96)  # the upright copy
+        assert "comment" not in image.info and dict(image.getexif()) == {}
+    for secret in (b"taken at home", b"Jane", b"SecretCam"):
+        assert secret not in theirs.content, secret
