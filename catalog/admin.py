@@ -6,12 +6,14 @@ inline or on the route's own page, appends a PriceChange with the operator and t
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 
 from django import forms
 from django.contrib import admin
 from django.db import models
 from django.db.models import Count
+from django.utils import timezone
 from django.utils.html import format_html
 
 from catalog.markdown import render_markdown
@@ -82,10 +84,29 @@ def markdown_preview(text: str):
     return format_html('<div class="markdown-preview">{}</div>', render_markdown(text))
 
 
+STALE_CARD_FORM = (
+    "Someone else saved this model after you opened this form (its last save: {when}). "
+    "Nothing was saved: reload the page to see their change, then make yours again."
+)
+
+
+def card_edit_token(card: ModelCard) -> str:
+    """What a card's change form was opened on: its last save and its routes (a price can
+    change without a save of the card, through ``price_route_save``)."""
+    routes = list(PriceRoute.objects.filter(card=card).order_by("pk").values_list())
+    state = repr((card.updated_at.isoformat() if card.updated_at else "", routes))
+    return hashlib.sha256(state.encode()).hexdigest()[:32]
+
+
 class ModelCardForm(forms.ModelForm):
     modalities = LinesField(required=False, help_text="One per line, e.g. image.")
     strengths = LinesField(required=False, help_text="One per line.")
     use_cases = LinesField(required=False, help_text='"Best for" items, one per line.')
+    # The card as this form was opened: a form saved over a newer edit is refused. Two
+    # operators on one card, the second one's stale form put the first one's price and
+    # status back, silently, and the price history recorded it as a new edit (session
+    # 47's operator probe).
+    edit_token = forms.CharField(widget=forms.HiddenInput, required=False)
 
     class Meta:
         model = ModelCard
@@ -99,6 +120,19 @@ class ModelCardForm(forms.ModelForm):
         if self.instance.pk and "related" in self.fields:
             related = self.fields["related"]
             related.queryset = related.queryset.exclude(pk=self.instance.pk)
+        if self.instance.pk and "edit_token" in self.fields:
+            self.fields["edit_token"].initial = card_edit_token(self.instance)
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk and "edit_token" in self.fields:
+            # Read again under a lock (the admin saves in one transaction): of two forms
+            # opened on the same card and posted at once, the second sees the first's save.
+            current = ModelCard.objects.select_for_update().filter(pk=self.instance.pk).first()
+            if current is not None and cleaned.get("edit_token") != card_edit_token(current):
+                when = timezone.localtime(current.updated_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+                raise forms.ValidationError(STALE_CARD_FORM.format(when=when), code="stale")
+        return cleaned
 
 
 class SpecRowInline(admin.TabularInline):
@@ -241,7 +275,17 @@ class ModelCardAdmin(admin.ModelAdmin):
     fieldsets = [
         (
             None,
-            {"fields": ["organisation", "slug", "display_name", "family", "task", "modalities"]},
+            {
+                "fields": [
+                    "organisation",
+                    "slug",
+                    "display_name",
+                    "family",
+                    "task",
+                    "modalities",
+                    "edit_token",
+                ]
+            },
         ),
         ("Text", {"fields": ["summary", "description", "description_preview"]}),
         (
