@@ -39,6 +39,19 @@ PROVIDER_FAILED = "The provider failed to run the model; nothing was charged. Re
 # A queued job its account's deletion cancelled (billing/services/accounts.py): the call
 # that waited for it is told so, not "busy, retry" (its retry would only meet a 401).
 ACCOUNT_CLOSED_CODE = "account_closed"
+
+
+def closed_username(user_id: int) -> str:
+    """The username a closed account is left with (billing/services/accounts.py): what
+    tells it from one an operator only suspended (unticked "active"), whose jobs accepted
+    before still run, are charged and are delivered."""
+    return f"deleted-{user_id}"
+
+
+def account_is_closed(user) -> bool:
+    return not user.is_active and user.get_username() == closed_username(user.pk)
+
+
 ACCOUNT_CLOSED = "The account was closed before this job ran: nothing was run or charged."
 PROVIDER_UNREACHABLE = "The provider could not be reached; nothing was charged. Retry later."
 PROVIDER_UNAVAILABLE = (

@@ -54,6 +54,7 @@ from django.utils import timezone
 
 from catalog import ratelimit
 from catalog.errors import ApplicationError
+from playground.failures import account_is_closed
 from playground.models import Job, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -571,9 +572,12 @@ def webhook_deliver(
     )
     if delivery is None or not delivery.job.is_final or delivery.job.owner is None:
         return ""
-    if not delivery.job.owner.is_active:
+    if account_is_closed(delivery.job.owner):
         # A closed account (billing/services/accounts.py): nothing more goes to its
-        # addresses, and no signing secret is made again for it.
+        # addresses, and no signing secret is made again for it. An account an operator
+        # only suspended (unticked "active") still gets the answers of the jobs it was
+        # charged for: they were failed as "closed", their address erased, and nothing
+        # went out once it was active again (session 47's operator probe).
         WebhookDelivery.objects.filter(
             pk=delivery.pk, status=WebhookDelivery.Status.PENDING
         ).update(status=WebhookDelivery.Status.FAILED, last_error=ACCOUNT_CLOSED, url="")

@@ -36,7 +36,7 @@ from catalog.errors import ApplicationError
 from catalog.models import DemandVote
 from catalog.pricing import format_usd
 from playground import services as jobs
-from playground.failures import ACCOUNT_CLOSED_CODE
+from playground.failures import ACCOUNT_CLOSED_CODE, closed_username
 from playground.models import CachedCall, IdempotencyRecord, Job
 from playground.retention import uploads_purge_owner
 from playground.webhooks import webhooks_close_owner
@@ -162,7 +162,7 @@ def account_close(*, user, by_operator: bool = False) -> ClosedAccount:
         SignupCreditClaim.objects.filter(user=person).update(user=None)
         if email:
             DemandVote.objects.filter(email__iexact=email).delete()
-        person.username = f"deleted-{person.pk}"
+        person.username = closed_username(person.pk)
         person.email = ""
         person.first_name = person.last_name = ""
         person.is_active = False
