@@ -16,6 +16,7 @@ from django.db.models import Case, F, IntegerField, Min, Prefetch, Q, Value, Whe
 from django.http import Http404, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.html import strip_tags
 from django.views.decorators.http import require_POST
 from django.views.defaults import page_not_found
@@ -644,5 +645,9 @@ def not_found(request, exception):
         from catalog.errors import NOT_FOUND, NOT_FOUND_ERROR, ApplicationError
 
         error = ApplicationError(NOT_FOUND, code="not_found", status=404, type=NOT_FOUND_ERROR)
-        return JsonResponse(error.as_dict(), status=404)
-    return page_not_found(request, exception)
+        response = JsonResponse(error.as_dict(), status=404)
+    else:
+        response = page_not_found(request, exception)
+    # One address, two answers by Accept: a cache must not give a page the script's JSON.
+    patch_vary_headers(response, ["Accept"])
+    return response

@@ -230,7 +230,7 @@ def csrf_failure(request, reason: str = ""):
 
 # It lists this visitor's recent tries: never kept by a shared cache.
 @cache_control(private=True, max_age=0)
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def try_model(request, org: str, name: str):
     card = (
         ModelCard.objects.published()
@@ -239,7 +239,7 @@ def try_model(request, org: str, name: str):
         .first()
     )
     if card is None:
-        renamed = request.method == "GET" and renamed_redirect(
+        renamed = request.method in ("GET", "HEAD") and renamed_redirect(
             request, f"{org}/{name}", url_name="playground:try"
         )
         if renamed:
@@ -253,7 +253,7 @@ def try_model(request, org: str, name: str):
         refusal = None
     except ApplicationError as exc:
         refusal = exc
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD: GET's answer without its body
         visitor = _visitor(request, create=False)
         recent = (
             Job.objects.filter(card=card, **visitor).order_by("-created_at")[:5] if visitor else []

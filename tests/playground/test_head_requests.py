@@ -55,6 +55,7 @@ def body(response) -> bytes:
         "/playground/jobs/{job}/export.coco",
         "/playground/jobs/{job}/export.csv",
         "/playground/jobs/{job}/export.png",
+        "/models/{model}/try",
         "/models/{model}/try/state",
         "/compare/run/{job},{other}",
         "/compare/run?models={model}",
@@ -72,3 +73,17 @@ def test_head_answers_as_get_does_with_no_body(client, signed_in, url):
     assert head.status_code == got.status_code
     assert head["Content-Type"] == got["Content-Type"]
     assert body(head) == b""
+
+
+def test_a_404_says_it_varies_with_accept(client, db):
+    """One address answers the page or the API's JSON by Accept: a cache keeping one must
+    not hand it to the other kind of client."""
+    page = client.get("/playground/jobs/00000000-0000-0000-0000-000000000000")
+    script = client.get(
+        "/playground/jobs/00000000-0000-0000-0000-000000000000",
+        headers={"Accept": "application/json"},
+    )
+    assert (page.status_code, script.status_code) == (404, 404)
+    assert script["Content-Type"] == "application/json"
+    for response in (page, script):
+        assert "Accept" in response["Vary"]
