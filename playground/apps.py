@@ -8,7 +8,12 @@ class PlaygroundConfig(AppConfig):
     verbose_name = "Playground and jobs"
 
     def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in
+
         from playground import (
             connections,  # noqa: F401  (recycles workers' DB connections)
             tracing,  # noqa: F401  (connects the worker's log context)
         )
+        from playground.selectors import session_runs_adopt
+
+        user_logged_in.connect(session_runs_adopt, dispatch_uid="playground.session_runs_adopt")

@@ -7,6 +7,7 @@ user's keys) or, for an anonymous try, the browser session that made it.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -20,6 +21,8 @@ from billing.services.ledger import wallet_for
 from catalog.db import JoinedRow, prepared_row, row_decode, row_encode
 from catalog.models import ModelCard, Organisation, PriceChange, PriceRoute
 from playground.models import Job, WebhookDelivery
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -384,3 +387,25 @@ def _keep_relations(job: Job, fresh: Job) -> Job:
         if descriptor.is_cached(job) and getattr(job, attname) == getattr(fresh, attname):
             descriptor.field.set_cached_value(fresh, descriptor.field.get_cached_value(job))
     return fresh
+
+
+# The session data's name for the key an anonymous visitor's tries were made under.
+TRIES_SESSION = "vitrine_tries_session"
+
+
+def session_runs_adopt(sender, request, user, **kwargs) -> None:
+    """``user_logged_in``: the runs this browser made before signing in (or up) become the
+    user's. They belonged to the session's key, which Django changes at sign-in, so they
+    vanished from My runs and their permalinks answered 404, for good (session 47's probe).
+    Only runs with no owner, under the key this session itself recorded."""
+    if request is None or not hasattr(request, "session"):
+        return
+    key = request.session.get(TRIES_SESSION)
+    if not key:
+        return
+    adopted = Job.objects.filter(owner__isnull=True, session_key=key).update(
+        owner=user, session_key=""
+    )
+    del request.session[TRIES_SESSION]
+    if adopted:
+        logger.info("%s anonymous run(s) adopted at sign-in", adopted)

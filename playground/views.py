@@ -38,7 +38,7 @@ from playground import demo, idempotency, limits, metrics, pipeline, public_imag
 from playground.api import parse_threshold
 from playground.models import Job
 from playground.runtime import ImageError
-from playground.selectors import Viewer, job_for_viewer
+from playground.selectors import TRIES_SESSION, Viewer, job_for_viewer
 from playground.serializers import job_data
 from playground.services import UPRIGHT_CACHE_KEY
 from playground.storage import (
@@ -180,7 +180,12 @@ def _visitor(request, *, create: bool = True) -> dict | None:
         if not create:
             return None
         request.session.save()
-    return {"owner": None, "session_key": request.session.session_key}
+    key = request.session.session_key
+    if create and request.session.get(TRIES_SESSION) != key:
+        # Kept in the session's data, which signing in keeps while it changes the key: the
+        # runs made under it become the user's then (selectors.session_runs_adopt).
+        request.session[TRIES_SESSION] = key
+    return {"owner": None, "session_key": key}
 
 
 def _get_job_for_visitor(request, job_id) -> tuple[Job, bool]:
