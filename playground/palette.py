@@ -5,7 +5,9 @@
 ``exports.png_render`` draws with it. A label's colour is
 ``PALETTE[label_hash(label) % len(PALETTE)]``; the script's ``boxColour`` computes the same
 hash, so a class keeps its colour across the canvas and the PNG. White label text reads on
-every colour.
+every colour: each is at least 4.5:1 against white (WCAG AA for the labels' 12 px text; the
+green, purple, orange, teal, olive and gold were darkened to it, kept apart in hue), and
+static/catalog/site.css's ``.swatch-N`` rules repeat the list.
 """
 
 from __future__ import annotations
@@ -13,16 +15,16 @@ from __future__ import annotations
 PALETTE: tuple[str, ...] = (
     "#d62728",  # red
     "#1f77b4",  # blue
-    "#2ca02c",  # green
-    "#9467bd",  # purple
-    "#e6550d",  # orange
+    "#258625",  # green
+    "#8f60ba",  # purple
+    "#c05400",  # orange
     "#8c564b",  # brown
     "#c51b8a",  # magenta
-    "#0f8b8d",  # teal
+    "#0e7f81",  # teal
     "#393b79",  # navy
-    "#7f7f00",  # olive
+    "#637000",  # olive
     "#5f6b7a",  # slate
-    "#b8860b",  # dark gold
+    "#966c10",  # dark gold
 )
 # Keeps the running hash small (exact in JavaScript's doubles too).
 HASH_MODULUS = 65521

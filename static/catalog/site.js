@@ -34,15 +34,45 @@ async function copyText(text) {
   }
 }
 
+// What a copy did, said to assistive technology: the button's static aria-label ("Copy API
+// key") hid its visible "Copied" from a screen reader, so a copy, the one-time API key's
+// included, went unconfirmed. The label says it too, and a polite live region announces it.
+// The region is in the page from the first copy button on, empty: one added with its words
+// already in it is not announced by every screen reader.
+let copyStatus = null;
+function copyStatusRegion() {
+  if (!copyStatus) {
+    copyStatus = document.createElement("p");
+    copyStatus.id = "copy-status";
+    copyStatus.className = "visually-hidden";
+    copyStatus.setAttribute("role", "status");
+    (document.getElementById("main") || document.body).append(copyStatus); // in a landmark
+  }
+  return copyStatus;
+}
+function sayCopied(text) {
+  copyStatusRegion().textContent = "";
+  // A frame later, so the same words said twice in a row are announced again.
+  requestAnimationFrame(() => {
+    copyStatus.textContent = text;
+  });
+}
+
 function wireCopy(button, source) {
   const label = button.textContent;
+  const name = button.getAttribute("aria-label");
+  const what = (name || label).replace(/^Copy\s*/, "") || "the text";
+  copyStatusRegion();
   button.hidden = false;
   button.addEventListener("click", async () => {
     const ok = await copyText(source().replace(/\n$/, ""));
     button.textContent = ok ? "Copied" : "Press Ctrl+C";
     button.dataset.state = ok ? "copied" : "failed";
+    if (name) button.setAttribute("aria-label", ok ? `Copied ${what}` : `${what}: press Ctrl+C to copy`);
+    sayCopied(ok ? `Copied ${what} to the clipboard.` : `Could not copy ${what}: select it and press Ctrl+C.`);
     setTimeout(() => {
       button.textContent = label;
+      if (name) button.setAttribute("aria-label", name);
       delete button.dataset.state;
     }, 1600);
   });
@@ -63,6 +93,14 @@ for (const block of document.querySelectorAll(".code")) {
 for (const button of document.querySelectorAll("[data-copy]")) {
   const target = document.querySelector(button.dataset.copy);
   if (target) wireCopy(button, () => target.innerText.trim());
+}
+
+// A form sent back with errors: focus goes to its first invalid field (Django marks each
+// with aria-invalid), where its error is read out with it, not to the field the form
+// autofocuses anyway (sign-up's Username, valid or not), unless that one is invalid too.
+const invalid = document.querySelector("main form [aria-invalid='true']");
+if (invalid && !document.querySelector("main form [autofocus][aria-invalid='true']")) {
+  invalid.focus();
 }
 
 // Tabs: <div class="tabs" data-tabs="name"> holding <div class="tab-panel" data-tab="slug"

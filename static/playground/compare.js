@@ -90,15 +90,20 @@ if (form) {
       input.dispatchEvent(new Event("change"));
     });
   }
+  let sending = false;
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (sending) return; // pressed again while the upload is on its way
     const file = input.files[0];
     if (!file) return show("Choose an image (JPEG, PNG, WebP or GIF).");
     const limit = Number(form.dataset.maxBytes);
     if (file.size > limit) return show(`That file is ${count(file.size)} bytes; the limit is ${count(limit)} bytes.`);
     show("");
     const button = form.querySelector("button[type=submit]");
-    button.disabled = true;
+    // Busy, said with aria-disabled rather than `disabled`: a disabled button loses focus,
+    // which fell to <body> and left a keyboard or screen-reader user at the top of the page.
+    button.setAttribute("aria-disabled", "true");
+    sending = true;
     try {
       const created = await getJson(form.action, {
         method: "POST",
@@ -108,7 +113,8 @@ if (form) {
       location.assign(created.url);
     } catch (err) {
       show(err.message);
-      button.disabled = false;
+      button.removeAttribute("aria-disabled");
+      sending = false;
     }
   });
 }

@@ -31,7 +31,7 @@ const fileInput = form?.querySelector("input[type=file]");
 let job = null; // the job JSON (the API's job resource with every kept detection)
 let image = null; // the upload, decoded
 let chosen = null; // the File Run sends
-let sending = false; // a Run's upload is on its way: Run stays disabled until it is answered
+let sending = false; // a Run's upload is on its way: Run is aria-disabled until it is answered
 let refusal = ""; // why the picked file was refused, kept on screen over the cost sentence
 // One Idempotency-Key per run meant: kept while an upload's answer is lost on the network, so
 // Run sending the same file again finds the run the first upload made (a paid run is charged
@@ -203,8 +203,8 @@ function choose(file) {
   refusal = "";
   runKey = newKey();
   // A file picked while a Run's upload is on its way is sent by the next Run, not a second
-  // one at once (two runs, two charges, one result area).
-  $("run").disabled = sending;
+  // one at once (two runs, two charges, one result area): Run stays aria-disabled (busy).
+  $("run").disabled = false;
   try {
     // The file input holds it too, so the form and what Run sends agree.
     const transfer = new DataTransfer();
@@ -659,9 +659,9 @@ function links() {
 
 // --- wiring --------------------------------------------------------------------------------------
 slider?.addEventListener("input", draw);
-// /playground: picking another model opens its demo (the form's button does it without JS).
-const picker = document.querySelector("#pick-model select");
-picker?.addEventListener("change", () => picker.form.submit());
+// /playground: another model's demo opens with the picker's Open button, not on "change":
+// Chromium fires "change" for each arrow key in a closed <select>, so opening on it took a
+// keyboard user away at the first option they passed (WCAG 3.2.2).
 
 // The run's permalink in the address bar once it is created (as a prediction's page on the
 // big sites): a reload or a copied URL shows this run instead of an empty form; Back returns
@@ -678,6 +678,7 @@ if (root && form) {
   refreshCost();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (sending) return; // Run pressed again (or Enter) while its upload is on its way
     const file = chosen || fileInput.files[0];
     if (!file) {
       showCost("Choose an image first: drop one, paste one, pick a file or an example.");
@@ -687,7 +688,9 @@ if (root && form) {
     body.set("image", file, file.name || "image");
     body.set("threshold", slider.value);
     const run = $("run");
-    run.disabled = true;
+    // Busy, said with aria-disabled rather than `disabled`: a disabled button loses focus,
+    // which fell to <body> and left a keyboard or screen-reader user at the top of the page.
+    run.setAttribute("aria-disabled", "true");
     sending = true;
     result.hidden = false;
     result.dataset.states = "";
@@ -723,6 +726,7 @@ if (root && form) {
       refreshCost();
     } finally {
       sending = false;
+      run.removeAttribute("aria-disabled");
       run.disabled = !(chosen || fileInput.files[0]);
     }
   });
