@@ -156,6 +156,19 @@ class SignupForm(UserCreationForm):
             raise forms.ValidationError(EMAIL_TAKEN)
         return email
 
+    def full_clean(self) -> None:
+        super().full_clean()
+        if not self._errors:
+            return
+        # Sent back with errors, the first field at fault takes the focus, not Username
+        # (Django's autofocus): a keyboard or screen-reader user lands on what to fix,
+        # also with no script (site.js does the same for every form when it runs).
+        for field in self.fields.values():
+            field.widget.attrs.pop("autofocus", None)
+        wrong = next((name for name in self.fields if name in self._errors), None)
+        if wrong is not None:
+            self.fields[wrong].widget.attrs["autofocus"] = True
+
     @classmethod
     def refused(cls, data, message: str) -> SignupForm:
         """A form showing ``message`` alone, with the username and email that were typed, and

@@ -294,3 +294,20 @@ def test_states_keep_their_contrast_and_survive_forced_colours(
     assert {line for selected, line in decoration if selected == "true"} == {"underline"}
     assert {line for selected, line in decoration if selected == "false"} == {"none"}
     context.close()
+
+
+def test_a_refused_sign_up_autofocuses_the_field_at_fault_without_script(client, db):
+    """Django's sign-up form autofocuses Username even when the email is what was wrong;
+    with no script to move it (site.js does), the page must say where to go itself."""
+    import re
+
+    from tests import factories
+
+    factories.user(username="taken", email="taken@example.com")
+    html = client.post(
+        "/accounts/signup/",
+        {"username": "newcomer", "email": "taken@example.com",
+         "password1": "An0ther-horse-47", "password2": "An0ther-horse-47"},
+    ).content.decode()  # fmt: skip
+    focused = re.findall(r"<input[^>]*\bautofocus\b[^>]*>", html)
+    assert len(focused) == 1 and 'name="email"' in focused[0], focused
