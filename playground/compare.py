@@ -40,7 +40,7 @@ from playground.pipeline import upload_refused
 from playground.runtime import ImageError
 from playground.serializers import money, public_detections
 from playground.storage import StorageUnavailable, upload_discard
-from playground.views import NO_IMAGE, TOO_LARGE, _visitor
+from playground.views import MORE_TRIES, NO_IMAGE, TOO_LARGE, _visitor
 
 RUN_MIN, RUN_MAX = 2, 3
 DEFAULT_THRESHOLD = 0.5
@@ -48,7 +48,7 @@ PICK_MODELS = f"Pick {RUN_MIN} to {RUN_MAX} different models to run on your imag
 NO_OWN_ROUTE = "{name} has no route on Vitrine's workers to run it on."
 NOT_ENOUGH_TRIES = (
     "Comparing {models} models uses {models} free tries; you have {remaining} left this hour "
-    "(try again in {minutes} min, or sign up for an API key to run more)."
+    "(try again in {minutes} min, or {more})."
 )
 BAD_THRESHOLD = "threshold must be a number from {floor} to 1."
 
@@ -181,7 +181,7 @@ def _start(request, model_ids: list[str]) -> list[Job]:
     # transaction: a concurrent request of the same visitor that took the last tries since
     # the peek rolls these jobs back (their uploads deleted), so the limit holds.
     if ratelimit.peek(*buckets).remaining < len(picked):
-        raise _not_enough_tries(buckets, len(picked))
+        raise _not_enough_tries(buckets, len(picked), signed_in=request.user.is_authenticated)
     visitor = _visitor(request)
     image = upload.read()
     try:
@@ -211,7 +211,7 @@ def _start(request, model_ids: list[str]) -> list[Job]:
     if not counted:
         for name in {job.image_name for job in jobs}:
             upload_discard(name)
-        raise _not_enough_tries(buckets, len(picked))
+        raise _not_enough_tries(buckets, len(picked), signed_in=request.user.is_authenticated)
     unqueued = [j for j in jobs if j.enqueued_at is None and services.job_abandon_unqueued(job=j)]
     if unqueued:
         for job in jobs:  # the others would run for a page that shows an error
@@ -226,11 +226,16 @@ def _start(request, model_ids: list[str]) -> list[Job]:
     return jobs
 
 
-def _not_enough_tries(buckets, wanted: int) -> ApplicationError:
+def _not_enough_tries(buckets, wanted: int, *, signed_in: bool) -> ApplicationError:
     room = ratelimit.peek(*buckets)
     wait = max(room.reset, 1)
     return ApplicationError(
-        NOT_ENOUGH_TRIES.format(models=wanted, remaining=room.remaining, minutes=-(-wait // 60)),
+        NOT_ENOUGH_TRIES.format(
+            models=wanted,
+            remaining=room.remaining,
+            minutes=-(-wait // 60),
+            more=MORE_TRIES[signed_in],
+        ),
         code="rate_limit_exceeded",
         status=429,
         headers={"Retry-After": str(wait)},

@@ -51,10 +51,12 @@ from playground.storage import (
 
 logger = logging.getLogger(__name__)
 
-RATE_LIMITED = (
-    "You have run {limit} free tries this hour; try again in {minutes} min, "
-    "or sign up for an API key to run more."
-)
+RATE_LIMITED = "You have run {limit} free tries this hour; try again in {minutes} min, or {more}."
+# What else runs more, by who asks: a signed-in visitor was told to sign up (session 47).
+MORE_TRIES = {
+    False: "sign up for an API key to run more",
+    True: "top up your wallet: your tries are then paid from it",
+}
 NOT_CALLABLE = "{name} is {status}: it cannot be tried yet."
 NO_IMAGE = "Choose an image (JPEG, PNG, WebP or GIF)."
 TOO_LARGE = "That file is {size:,} bytes; the limit is {limit:,} bytes."
@@ -364,7 +366,11 @@ def _free_try(request, card, route, image: bytes, threshold: float, buckets) -> 
 
 
 def _rate_limited(request, card, decision: ratelimit.Decision):
-    message = RATE_LIMITED.format(limit=decision.limit, minutes=-(-decision.retry_after // 60))
+    message = RATE_LIMITED.format(
+        limit=decision.limit,
+        minutes=-(-decision.retry_after // 60),
+        more=MORE_TRIES[request.user.is_authenticated],
+    )
     response = _refuse(request, card, message, 429, "rate_limit_exceeded")
     response["Retry-After"] = str(decision.retry_after)
     return response

@@ -47,8 +47,11 @@ def test_a_signed_in_user_is_limited_across_ips(
     settings.VITRINE_PLAYGROUND_PER_HOUR = 2
     client.force_login(other_user)
     with django_capture_on_commit_callbacks():
-        codes = [attempt(client, card, f"192.0.2.{i}").status_code for i in range(3)]
-    assert codes == [202, 202, 429]
+        responses = [attempt(client, card, f"192.0.2.{i}") for i in range(3)]
+    assert [r.status_code for r in responses] == [202, 202, 429]
+    # Told what runs more for someone already signed up (they were told to sign up).
+    message = responses[2].json()["error"]["message"]
+    assert "top up your wallet" in message and "sign up" not in message
 
 
 def test_the_page_without_javascript_says_when_to_come_back(
