@@ -16,10 +16,17 @@ from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.dispatch import Signal
 from django.utils import timezone
 
 from catalog.money import validate_exact
 from catalog.pricing import format_usd
+
+# Sent (``card=``) once a save changed what a card's own route runs (its repository,
+# revision or local folder): jobs already queued will run the new checkpoint, so what
+# was remembered of them under the old one must go (playground's result cache).
+checkpoint_changed = Signal()
+CHECKPOINT_FIELDS = ("checkpoint_repo", "checkpoint_revision", "checkpoint_local_dir")
 
 # Prices hold $0.0000075 exactly and up to $99,999,999.
 PRICE_MAX_DIGITS = 18
@@ -296,8 +303,17 @@ class ModelCard(models.Model):
             ModelIdAlias.card_saved(
                 card=self, slug=loaded.get("slug"), organisation_id=loaded.get("organisation_id")
             )
+            if any(
+                name in loaded and loaded[name] != getattr(self, name) for name in CHECKPOINT_FIELDS
+            ):
+                checkpoint_changed.send(sender=ModelCard, card=self)
         # As saved: a later save of this same instance renames from here.
-        self._loaded = {**loaded, "slug": self.slug, "organisation_id": self.organisation_id}
+        self._loaded = {
+            **loaded,
+            "slug": self.slug,
+            "organisation_id": self.organisation_id,
+            **{name: getattr(self, name) for name in CHECKPOINT_FIELDS},
+        }
 
     @classmethod
     def from_db(cls, db, field_names, values):
@@ -307,8 +323,9 @@ class ModelCard(models.Model):
         card._loaded = {
             name: value
             for name, value in zip(field_names, values, strict=True)
-            # slug and organisation: a save that renames the card keeps its old id working
-            if name in ("status", "deprecation_date", "slug", "organisation_id")
+            # slug and organisation: a save that renames the card keeps its old id working;
+            # the checkpoint: a save that changes it says so (checkpoint_changed)
+            if name in ("status", "deprecation_date", "slug", "organisation_id", *CHECKPOINT_FIELDS)
         }
         return card
 

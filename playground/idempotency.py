@@ -73,9 +73,9 @@ class Replay(NamedTuple):
 
 class RequestPrint(NamedTuple):
     """What an Idempotency-Key's request is: the print stored with the key, and how to get
-    the prints the same request had under its model's former ids (only read when a stored
-    print differs): a model renamed between a call and its retry is the same model, and
-    the retry was refused 422, via either id (session 47's operator probe)."""
+    the prints the same request was stored under before (only read when a stored print
+    differs): by its model's id, current or former, before session 47, whose operator probe
+    found a retry after a rename refused 422 via either id."""
 
     value: str
     former: Callable[[], Iterable[str]] = tuple
@@ -160,3 +160,14 @@ def call_records_purge_expired(*, now=None) -> dict[str, int]:
         created_at__lt=now - timedelta(seconds=settings.VITRINE_HF_CACHE_TTL)
     ).delete()
     return {"idempotency_keys_deleted": keys, "cache_entries_deleted": cached}
+
+
+def cached_calls_forget_queued(sender, card, **kwargs) -> None:
+    """``catalog.models.checkpoint_changed``: the card's queued jobs will run its new
+    checkpoint, so they are no answer for the calls that asked under the old one (the result
+    cache's fingerprint names the checkpoint). Session 47's outside check: a job queued
+    under one repository ran the next one's weights, and once the repository was set back,
+    an identical call was answered from it."""
+    from playground.models import JobStatus
+
+    CachedCall.objects.filter(job__card=card, job__status=JobStatus.QUEUED).delete()

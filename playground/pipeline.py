@@ -148,24 +148,27 @@ def request_print(
     extra_parameters: dict | None = None,
     webhook: str | None = None,
 ) -> idempotency.RequestPrint:
-    """What an Idempotency-Key's request is: two calls with one key must agree on it. Under
-    the model's id and, should a stored print differ, its former ids (a rename between a
-    call and its retry)."""
+    """What an Idempotency-Key's request is: two calls with one key must agree on it.
+
+    The model is its row (``card``), so a retry after a rename is the same request whatever
+    became of the old id since (another card may take it). Records stored before session
+    47 named the model by its id: those are matched under its current and former ids."""
     parameters = {"threshold": threshold, **(extra_parameters or {})}
     # Only when set: a plain call's fingerprint stays what it was for stored keys.
     extras = {"parameters": parameters, "webhook": webhook} if extra_parameters or webhook else {}
     sha256 = image_sha256(image)
+    common = {"flavour": flavour, "route": route.slug, "image": sha256, "threshold": threshold}
 
-    def under(model_id: str) -> str:
-        return idempotency.fingerprint(
-            flavour=flavour, model=model_id, route=route.slug, image=sha256,
-            threshold=threshold, **extras,
-        )  # fmt: skip
+    def by_id(model_id: str) -> str:
+        return idempotency.fingerprint(model=model_id, **common, **extras)
 
-    def former() -> list[str]:
-        return [under(old) for old in card.former_ids.values_list("model_id", flat=True)]
+    def earlier() -> list[str]:
+        former = card.former_ids.values_list("model_id", flat=True)
+        return [by_id(card.model_id), *(by_id(old) for old in former)]
 
-    return idempotency.RequestPrint(under(card.model_id), former)
+    return idempotency.RequestPrint(
+        idempotency.fingerprint(card=card.pk, **common, **extras), earlier
+    )
 
 
 def job_submit(

@@ -64,6 +64,24 @@ def test_a_retry_after_a_rename_replays_via_either_id(client, card, funded, stor
     assert other.status_code == 422
 
 
+def test_a_retry_still_replays_once_another_model_took_the_old_id(client, card, funded, storage):
+    """The old id's alias goes when another card takes the id; the retry is still the same
+    request (outside check of session 47: it was a 422 from then on)."""
+    image = jpeg()
+    job = succeeded_job(card, funded["user"], image)
+    asked = pipeline.request_print(
+        flavour="vitrine", card=card, route=card.routes.get(), image=image, threshold=0.5
+    )
+    idempotency.idempotent_job_record(user=funded["user"], key="k-2", print_=asked, job=job)
+    old_slug = card.slug
+    rename(card, "renamed-detector")
+    factories.card(organisation=card.organisation, slug=old_slug)  # takes the old id
+
+    retry = post(client, "vitrine", card.model_id, funded, image, **{"Idempotency-Key": "k-2"})
+    assert retry.status_code == 200, retry.content
+    assert retry["X-Vitrine-Job-Id"] == str(job.pk)
+
+
 def fingerprint(card, route=None, sha256="0" * 64):
     return pipeline.cache_fingerprint(
         card=card, route=route or card.routes.get(), sha256=sha256, threshold=0.5
@@ -107,6 +125,29 @@ def test_a_job_that_ran_another_revision_is_no_hit_for_the_one_it_was_asked_unde
     # Queued under main, it ran v2 (an operator's change in between, undone since).
     Job.objects.filter(pk=job.pk).update(model_revision="v2")
     assert pipeline.cached_job(user=funded["user"], print_=asked) is None
+
+
+def test_a_checkpoint_change_forgets_the_queued_jobs_cached_calls(card, funded, storage):
+    """A job queued under one repository runs the next one's weights: the call that asked
+    under the first is not answered from it, even once the repository is set back (outside
+    check of session 47). Its running and finished jobs' answers stay."""
+    from playground import services
+
+    card.checkpoint_repo, card.checkpoint_revision = "hustvl/yolos-tiny", "main"
+    card.save()
+    image = jpeg()
+    asked = fingerprint(card, sha256=pipeline.image_sha256(image))
+    queued = services.job_create(card=card, image_bytes=image, owner=funded["user"])
+    done = succeeded_job(card, funded["user"], jpeg(colour=(4, 5, 6)))
+    for job in (queued, done):
+        CachedCall.objects.create(owner=funded["user"], fingerprint=asked, job=job)
+
+    card.summary = "A save that changes no checkpoint forgets nothing."
+    card.save()
+    assert CachedCall.objects.count() == 2
+    card.checkpoint_repo = "probe/yolos-alt"
+    card.save()
+    assert list(CachedCall.objects.values_list("job_id", flat=True)) == [done.pk]
 
 
 def test_a_job_records_the_revision_it_ran_not_the_one_it_was_queued_under(
