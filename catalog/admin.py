@@ -84,29 +84,79 @@ def markdown_preview(text: str):
     return format_html('<div class="markdown-preview">{}</div>', render_markdown(text))
 
 
-STALE_CARD_FORM = (
-    "Someone else saved this model after you opened this form (its last save: {when}). "
+STALE_FORM = (
+    "Someone else saved this {what} after you opened this form (its last save: {when}). "
     "Nothing was saved: reload the page to see their change, then make yours again."
 )
+UNCHECKED_FORM = (
+    "This form came without its edit check (opened before the site was updated?). Nothing "
+    "was saved: reload the page and make your change again."
+)
+
+
+def _digest(state) -> str:
+    return hashlib.sha256(repr(state).encode()).hexdigest()[:32]
 
 
 def card_edit_token(card: ModelCard) -> str:
     """What a card's change form was opened on: its last save and its routes (a price can
     change without a save of the card, through ``price_route_save``)."""
     routes = list(PriceRoute.objects.filter(card=card).order_by("pk").values_list())
-    state = repr((card.updated_at.isoformat() if card.updated_at else "", routes))
-    return hashlib.sha256(state.encode()).hexdigest()[:32]
+    return _digest((card.updated_at.isoformat() if card.updated_at else "", routes))
 
 
-class ModelCardForm(forms.ModelForm):
+def route_edit_token(route: PriceRoute) -> str:
+    """What a route's change form was opened on: the route's row as saved."""
+    return _digest(list(PriceRoute.objects.filter(pk=route.pk).values_list()))
+
+
+class EditCheckedForm(forms.ModelForm):
+    """A change form refused whole when its object was saved since it was opened. Two
+    operators on one card, the second one's stale form put the first one's price and
+    status back, silently, and the price history recorded it as a new edit (session 47's
+    operator probe); the route's own page did the same to a price set on the card's."""
+
+    edit_token = forms.CharField(widget=forms.HiddenInput, required=False)
+    edit_what = "object"
+
+    def edit_state(self, obj) -> str:
+        raise NotImplementedError
+
+    def edit_when(self, obj) -> str:
+        return "unknown"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and "edit_token" in self.fields:
+            self.fields["edit_token"].initial = self.edit_state(self.instance)
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk and "edit_token" in self.fields:
+            # Read again under a lock (the admin saves in one transaction): of two forms
+            # opened on the same object and posted at once, the second sees the first's save.
+            model = type(self.instance)
+            current = model.objects.select_for_update().filter(pk=self.instance.pk).first()
+            given = cleaned.get("edit_token")
+            if current is not None and not given:
+                raise forms.ValidationError(UNCHECKED_FORM, code="unchecked")
+            if current is not None and given != self.edit_state(current):
+                raise forms.ValidationError(
+                    STALE_FORM.format(what=self.edit_what, when=self.edit_when(current)),
+                    code="stale",
+                )
+        return cleaned
+
+
+def _when(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z") if moment else "unknown"
+
+
+class ModelCardForm(EditCheckedForm):
     modalities = LinesField(required=False, help_text="One per line, e.g. image.")
     strengths = LinesField(required=False, help_text="One per line.")
     use_cases = LinesField(required=False, help_text='"Best for" items, one per line.')
-    # The card as this form was opened: a form saved over a newer edit is refused. Two
-    # operators on one card, the second one's stale form put the first one's price and
-    # status back, silently, and the price history recorded it as a new edit (session
-    # 47's operator probe).
-    edit_token = forms.CharField(widget=forms.HiddenInput, required=False)
+    edit_what = "model"
 
     class Meta:
         model = ModelCard
@@ -120,19 +170,27 @@ class ModelCardForm(forms.ModelForm):
         if self.instance.pk and "related" in self.fields:
             related = self.fields["related"]
             related.queryset = related.queryset.exclude(pk=self.instance.pk)
-        if self.instance.pk and "edit_token" in self.fields:
-            self.fields["edit_token"].initial = card_edit_token(self.instance)
 
-    def clean(self):
-        cleaned = super().clean()
-        if self.instance.pk and "edit_token" in self.fields:
-            # Read again under a lock (the admin saves in one transaction): of two forms
-            # opened on the same card and posted at once, the second sees the first's save.
-            current = ModelCard.objects.select_for_update().filter(pk=self.instance.pk).first()
-            if current is not None and cleaned.get("edit_token") != card_edit_token(current):
-                when = timezone.localtime(current.updated_at).strftime("%Y-%m-%d %H:%M:%S %Z")
-                raise forms.ValidationError(STALE_CARD_FORM.format(when=when), code="stale")
-        return cleaned
+    def edit_state(self, obj) -> str:
+        return card_edit_token(obj)
+
+    def edit_when(self, obj) -> str:
+        return _when(obj.updated_at)
+
+
+class PriceRouteForm(EditCheckedForm):
+    edit_what = "price route"
+
+    class Meta:
+        model = PriceRoute
+        fields = "__all__"
+
+    def edit_state(self, obj) -> str:
+        return route_edit_token(obj)
+
+    def edit_when(self, obj) -> str:
+        latest = obj.history.order_by("-effective_at").values_list("effective_at", flat=True)
+        return _when(latest.first())
 
 
 class SpecRowInline(admin.TabularInline):
@@ -400,6 +458,7 @@ class PriceChangeInline(admin.TabularInline):
 
 @admin.register(PriceRoute)
 class PriceRouteAdmin(admin.ModelAdmin):
+    form = PriceRouteForm
     formfield_overrides = PLAIN_DECIMALS
     # Active shown and filtered: a route is taken off the pages by unticking it, never
     # deleted, so an inactive one must not look like the live price.

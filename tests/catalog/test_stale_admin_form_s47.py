@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from catalog.admin import STALE_CARD_FORM
+from catalog.admin import UNCHECKED_FORM
 from catalog.models import ModelCard, PriceChange
 from catalog.services import price_route_save
 from tests import factories
@@ -36,7 +36,7 @@ def test_a_form_opened_before_anothers_save_is_refused_and_changes_nothing(staff
     refused = staff_client.post(url, stale)
 
     assert refused.status_code == 200  # the form again, with the reason
-    assert STALE_CARD_FORM.split("(")[0] in refused.content.decode()
+    assert "Someone else saved this model after you opened this form" in refused.content.decode()
     card.refresh_from_db()
     route.refresh_from_db()
     assert (card.status, route.price) == (ModelCard.Status.BETA, Decimal("0.0005"))
@@ -60,6 +60,40 @@ def test_a_form_posted_without_its_token_is_refused(staff_client):
     data = form_data(staff_client.get(url))
     del data["edit_token"]
     data["summary"] = "changed"
-    assert staff_client.post(url, data).status_code == 200
+    refused = staff_client.post(url, data)
+    assert refused.status_code == 200
+    assert UNCHECKED_FORM.split("(")[0] in refused.content.decode()  # not "someone else"
     card.refresh_from_db()
     assert card.summary != "changed"
+
+
+def test_a_route_form_opened_before_the_cards_save_is_refused(staff_client):
+    """The route's own page is the other way to a price (outside check of session 47: a
+    stale route form put back the price just set on the card's page, silently)."""
+    route = factories.route(price=Decimal("0.0005"))
+    route_url = reverse("admin:catalog_priceroute_change", args=[route.pk])
+    stale = form_data(staff_client.get(route_url))
+
+    card_url = reverse("admin:catalog_modelcard_change", args=[route.card.pk])
+    fresh = form_data(staff_client.get(card_url))
+    prices = [name for name in fresh if name.endswith("-price")]
+    fresh[prices[0]] = "0.0006"
+    assert staff_client.post(card_url, fresh).status_code == 302
+    route.refresh_from_db()
+    assert route.price == Decimal("0.0006")
+
+    stale["provider"] = "renamed provider"
+    refused = staff_client.post(route_url, stale)
+    assert refused.status_code == 200
+    assert "Someone else saved this price route" in refused.content.decode()
+    route.refresh_from_db()
+    assert (route.price, route.provider) == (
+        Decimal("0.0006"),
+        fresh[prices[0].replace("-price", "-provider")],
+    )
+
+    again = form_data(staff_client.get(route_url))
+    again["provider"] = "renamed provider"
+    assert staff_client.post(route_url, again).status_code == 302
+    route.refresh_from_db()
+    assert (route.price, route.provider) == (Decimal("0.0006"), "renamed provider")
