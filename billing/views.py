@@ -30,6 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import escape
+from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
@@ -429,6 +430,7 @@ def _render_dashboard(request: HttpRequest, **overrides) -> HttpResponse:
 
 
 # --- pages -----------------------------------------------------------------------------
+@never_cache  # as the sign-in page: a form with this visitor's CSRF token
 @sensitive_post_parameters("password1", "password2")
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:

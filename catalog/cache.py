@@ -147,7 +147,7 @@ def cached_page(view):
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if (
-            request.method != "GET"
+            request.method not in ("GET", "HEAD")  # HEAD: GET's answer and headers, no body
             # A message waits for this visitor ("thanks, we'll tell you"): their own page.
             # len() does not mark the messages read.
             or len(get_messages(request))

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_safe
 
 from billing.services.ledger import wallet_for
@@ -155,6 +156,8 @@ def demo_context(request, card: ModelCard) -> dict:
     }
 
 
+# A form with this visitor's CSRF token, and their own free tries left: theirs alone.
+@cache_control(private=True, max_age=0)
 @require_safe
 def playground_index(request):
     """/playground: pick any live (or beta) model, then the same demo as its page."""

@@ -52,3 +52,16 @@ def test_a_page_that_sets_a_cookie_is_no_shared_copy(client, seeded):  # noqa: F
     assert response.cookies["sessionid"].value == ""  # deleted
     assert response["Cache-Control"] == "private, max-age=0"
     assert Client().get("/pricing")["Cache-Control"] == "public, no-cache"
+
+
+def test_head_of_a_catalogue_page_carries_gets_caching_headers(client, seeded):  # noqa: F811
+    got, head = client.get("/pricing"), client.head("/pricing")
+    assert head.status_code == 200 and head.content == b""
+    assert (head["Cache-Control"], head["ETag"]) == (got["Cache-Control"], got["ETag"])
+
+
+@pytest.mark.parametrize("url", ["/accounts/signup/", "/playground"])
+def test_an_anonymous_form_page_is_no_shared_copy(client, seeded, url):  # noqa: F811
+    response = client.get(url)
+    assert response.status_code == 200
+    assert "private" in response["Cache-Control"] or "no-store" in response["Cache-Control"]
