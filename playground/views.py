@@ -25,6 +25,7 @@ from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 from prometheus_client.exposition import choose_encoder
 
@@ -68,6 +69,7 @@ HEALTH_DB_WAIT = 2.0
 DATABASE_DOWN = "The database cannot be reached."
 
 
+@csrf_exempt  # reads only: another method is a 405, not the CSRF check's 403
 @require_safe
 def healthz(request):
     """Liveness for load balancers: the web process answers and reaches its database; 503
@@ -88,6 +90,7 @@ METRICS_TOKEN_WRONG = (
 )
 
 
+@csrf_exempt  # reads only: another method is a 405, not the CSRF check's 403
 @require_safe
 def metrics_view(request):
     """Prometheus's scrape (playground/metrics.py): the token's holder only; no page at all

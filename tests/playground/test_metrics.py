@@ -217,3 +217,13 @@ def test_no_read_of_a_scrape_walks_the_job_table(client):
             plan = "\n".join(row[0] for row in cursor.fetchall())
         assert "Seq Scan on playground_job" not in plan, (sql, plan)
         assert "Seq Scan on playground_webhookdelivery" not in plan, (sql, plan)
+
+
+@pytest.mark.django_db
+@override_settings(VITRINE_METRICS_TOKEN=TOKEN)
+@pytest.mark.parametrize("url", ["/metrics", "/healthz"])
+def test_another_method_is_a_405_not_a_csrf_refusal(url):
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post(url, **AUTH)
+    assert response.status_code == 405
