@@ -368,12 +368,15 @@ def _run_batch(detector, jobs, ended: list, *, load_times: dict | None = None) -
 
     # Every job records what runs it (most with their claim: provenance.claim_provenance);
     # a paid job on untrained weights fails unbilled unless VITRINE_ALLOW_UNTRAINED.
-    fields = provenance.provenance_fields(detector.provenance)
+    # With the revision the card names as the batch runs (its checkpoint may have changed
+    # since the jobs were queued), read from the card, not the detector: one loaded from a
+    # local folder serves every revision naming that folder, and its own spec may carry an
+    # earlier one.
+    ran = {**detector.provenance, "model_revision": jobs[0].card.checkpoint_revision}
+    fields = provenance.provenance_fields(ran)
     unrecorded = [j for j in jobs if not provenance.recorded(j, fields)]
     if unrecorded:
-        provenance.jobs_record_provenance(
-            jobs=unrecorded, provenance=detector.provenance, worker=worker_id()
-        )
+        provenance.jobs_record_provenance(jobs=unrecorded, provenance=ran, worker=worker_id())
     provenance.remember(card_id=jobs[0].card_id, fields=fields)
     refused = [j for j in jobs if provenance.untrained_refused(j, untrained=detector.untrained)]
     for job in refused:

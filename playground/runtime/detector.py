@@ -185,9 +185,6 @@ class Detector:
         """What a job records about the weights and code that computed its boxes."""
         return {
             "revision": self.revision,
-            # The card's revision this process loaded (its checkpoint may have changed
-            # since the job was queued): what the job's ``model_revision`` says it ran.
-            "model_revision": self.spec.revision,
             "untrained": self.untrained,
             "backend": backend_description(
                 self.device.type,
