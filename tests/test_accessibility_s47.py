@@ -20,6 +20,7 @@ from tests.test_accessibility import axe, described
 from tests.test_browser import (  # noqa: F401  (the module's browser fixtures)
     BROWSER_MARKS,
     CHROMIUM,
+    PAGES_ON_EMBEDDED_ONLY,
     browser,
     page,
     wait_until,
@@ -29,8 +30,10 @@ TWO_MODELS = "/compare/run?models=facebook/detr-resnet-50,hustvl/yolos-tiny"
 
 
 def in_a_browser(test):
-    """The browser modules' marks, on one test of this module (the rest need no browser)."""
-    for mark in BROWSER_MARKS:
+    """The browser modules' marks, on one test of this module (the rest need no browser).
+    Keyboard, focus and contrast behaviours of pages, the same on any database: run in
+    CI's embedded step only, as the whole-site sweeps are (PAGES_ON_EMBEDDED_ONLY)."""
+    for mark in (*BROWSER_MARKS, PAGES_ON_EMBEDDED_ONLY):
         test = mark(test)
     return test
 
