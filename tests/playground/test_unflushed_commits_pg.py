@@ -24,7 +24,10 @@ from tests import factories
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's"
 )
-PROVENANCE = {"revision": "abc123", "untrained": True, "backend": "openvino", "precision": "f32"}
+PROVENANCE = {
+    "revision": "abc123", "model_revision": "main", "untrained": True, "backend": "openvino",
+    "precision": "f32",
+}  # fmt: skip
 
 
 def png() -> bytes:
