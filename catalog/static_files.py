@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from whitenoise.middleware import WhiteNoiseMiddleware
+from whitenoise.storage import CompressedManifestStaticFilesStorage
 
 
 class AsyncCapableWhiteNoiseMiddleware(WhiteNoiseMiddleware):
@@ -39,3 +40,13 @@ class AsyncCapableWhiteNoiseMiddleware(WhiteNoiseMiddleware):
         if static_file is not None:
             return await sync_to_async(self.serve)(static_file, request)
         return await self.get_response(request)
+
+
+class ManifestStaticFilesStorage(CompressedManifestStaticFilesStorage):
+    """WhiteNoise's compressed manifest storage that also rewrites the page scripts' ES
+    module imports (``import { pause } from "./net.js"``) to the imported file's hashed
+    name, as it rewrites CSS ``url()``s: every static file is served with a year's
+    ``immutable`` caching under its hashed name, and an import left unhashed would keep a
+    browser on a script from before a deploy (Django's own option, off by default)."""
+
+    support_js_module_import_aggregation = True

@@ -1,6 +1,8 @@
 // Compare on your image: send one image for 2-3 models, poll the comparison, draw each
 // model's boxes. The server matches the boxes (playground/matching.py); this only draws.
 // Without this script the form posts and the result page refreshes itself, minus canvases.
+import { pause } from "./net.js";
+
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const AGREED = "hsl(145 70% 36%)";
 const ONLY = "hsl(28 95% 50%)";
@@ -35,19 +37,6 @@ async function getJson(url, options = {}) {
     throw TRANSIENT_STATUS.has(response.status) ? new Transient(message) : new Error(message);
   }
   return body;
-}
-
-// Resolves after ms, or sooner when the browser comes back online.
-function pause(ms) {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      window.removeEventListener("online", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    window.addEventListener("online", done);
-  });
 }
 
 // --- the form: pick models, choose or drop an image ----------------------------------

@@ -3,6 +3,8 @@
 // a reload every 2 s threw a keyboard or screen-reader user back to the top of the page, so
 // the page asks for the run's state instead, says a change in its status line (a polite
 // live region) and reloads once, when the run has ended and there is a result to show.
+import { pause } from "./net.js";
+
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const SAID = {
   queued: ["Queued", "Queued… this page shows the result when the run ends."],
@@ -10,19 +12,6 @@ const SAID = {
 };
 const badge = document.getElementById("run-status");
 const line = document.getElementById("status");
-
-// Resolves after ms, or sooner when the browser comes back online.
-function pause(ms) {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      window.removeEventListener("online", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    window.addEventListener("online", done);
-  });
-}
 
 function show(status) {
   badge.dataset.status = status;

@@ -4,6 +4,7 @@
 // re-filter them (threshold, classes) from the stored result with no new run, and show the
 // API's JSON and the same call in curl and Python. Without this script the form posts and
 // the result page refreshes itself; only the drawing needs it.
+import { pause } from "./net.js";
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const SVG = "http://www.w3.org/2000/svg";
@@ -90,17 +91,6 @@ async function getJson(url, options = {}) {
 // reconnecting and asks again, sooner when the browser comes back online, for up to
 // GIVE_UP_MS of failures in a row; then it says where the run is.
 const GIVE_UP_MS = 5 * 60 * 1000;
-function pause(ms) {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      window.removeEventListener("online", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    window.addEventListener("online", done);
-  });
-}
 
 async function poll(url) {
   const since = Date.now();
