@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -35,7 +37,7 @@ from playground.models import Job, JobStatus
 from playground.palette import label_colour_index
 from playground.runtime import ImageError, decode_image
 from playground.runtime.labels import label_map
-from playground.selectors import Viewer, job_for_viewer, runs_for_viewer
+from playground.selectors import Viewer, job_for_viewer, runs_page
 from playground.serializers import DEFAULT_THRESHOLD, job_data, public_detections
 from playground.storage import STORAGE_DOWN, StorageUnavailable, upload_read
 
@@ -226,23 +228,83 @@ def _cost(job: Job) -> str:
     return format_usd(Decimal(job.charge_amount))
 
 
+# My runs' cursor: ``?before=`` (the "Older" link) or ``?after=`` ("Newer") the run
+# ``<created_at>,<id>``, e.g. ``2026-12-03T14:02:05.123456Z,<uuid>`` (UTC, to the microsecond:
+# the row's own value). Readable, and stable: it names a place in the list, not a count of
+# rows before it, so runs made meanwhile neither repeat nor skip one.
+CURSOR_PARAMS = ("before", "after")
+CURSOR_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+CURSOR_MAX = 80  # 27 + 1 + 36 characters
+BAD_CURSOR = "That runs link was not a valid page of your runs: here are your newest."
+
+
+def run_cursor(job: Job) -> str:
+    """The cursor that names ``job``'s place in My runs."""
+    return f"{job.created_at.astimezone(UTC):{CURSOR_TIME}},{job.pk}"
+
+
+def parse_run_cursor(raw: str) -> tuple[datetime, uuid.UUID]:
+    """``run_cursor``'s (created_at, id); ValueError for anything else."""
+    if len(raw) > CURSOR_MAX or "," not in raw:
+        raise ValueError(raw)
+    when, _, pk = raw.partition(",")
+    created_at = datetime.strptime(when, CURSOR_TIME).replace(tzinfo=UTC)
+    return created_at, uuid.UUID(pk)
+
+
+def _runs_url(carried: dict[str, list[str]], **cursor: str) -> str:
+    """``/runs`` with the query the list was asked with (any filter) and ``cursor``."""
+    query = {**carried, **{name: [value] for name, value in cursor.items()}}
+    # ``:`` and ``,`` stay readable in the address bar (both are allowed in a query).
+    text = urllib.parse.urlencode(query, doseq=True, safe=":,")
+    return reverse("playground:runs") + (f"?{text}" if text else "")
+
+
 # The viewer's own list: a shared cache must not give it to anyone else.
 @cache_control(private=True, max_age=0)
 @require_safe
 def runs_list(request):
     """My runs: the viewer's runs (signed in: theirs, API calls included; anonymous: this
-    session's tries), newest first, a page at a time."""
+    session's tries), newest first, a page at a time by keyset (``selectors.runs_page``):
+    "Older" and "Newer" carry a cursor, never a page number."""
+    carried = {
+        name: request.GET.getlist(name)
+        for name in request.GET
+        if name not in (*CURSOR_PARAMS, "page")
+    }
+    # ``?page=N`` was the OFFSET pages' link (until session 48): the first page, as the
+    # list reads now (page N then held other runs each time one was made anyway).
+    if "page" in request.GET:
+        return redirect(_runs_url(carried))
+    given = [name for name in CURSOR_PARAMS if name in request.GET]
+    keys = {}
+    try:
+        if len(given) > 1:
+            raise ValueError("before and after")
+        for name in given:
+            values = request.GET.getlist(name)
+            if len(values) != 1:
+                raise ValueError(name)
+            keys[name] = parse_run_cursor(values[0])
+    except ValueError:
+        messages.info(request, BAD_CURSOR)
+        return redirect(_runs_url(carried))
     viewer = Viewer.of(request)
-    page = Paginator(runs_for_viewer(viewer=viewer), RUNS_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
+    page = runs_page(viewer=viewer, limit=RUNS_PER_PAGE, **keys)
+    if keys and not page.jobs:  # nothing older than the cursor now (runs deleted)
+        return redirect(_runs_url(carried))
     rows = []
-    for job in page:
+    for job in page.jobs:
         count = None
         if job.status == JobStatus.SUCCEEDED and job.result is not None:
             count = len(public_detections(job.result, threshold=run_threshold(job)))
         rows.append(RunRow(job=job, detections=count, cost=_cost(job)))
-    return render(request, "playground/runs.html", {"page": page, "rows": rows})
+    context = {
+        "rows": rows,
+        "newer_url": _runs_url(carried, after=run_cursor(page.jobs[0])) if page.newer else "",
+        "older_url": _runs_url(carried, before=run_cursor(page.jobs[-1])) if page.older else "",
+    }
+    return render(request, "playground/runs.html", context)
 
 
 def _owned_job(request, job_id) -> Job:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from functools import cache
+from uuid import UUID
 
 import orjson
 from django.db import connection
@@ -80,6 +82,79 @@ def runs_for_viewer(*, viewer: Viewer) -> QuerySet[Job]:
         )
         .order_by("-created_at", "-pk")
     )
+
+
+# A run's place in My runs' order: (created_at, id), the order of ``job_owner_created``.
+RunKey = tuple[datetime, UUID]
+
+
+def _older_than(key: RunKey) -> Q:
+    """The runs after ``key`` in My runs' order (newest first). ``created_at <= t`` bounds
+    the index scan (``job_owner_created``): the OR alone would be a filter on every entry
+    read from the top of the owner's range, as an OFFSET reads them."""
+    created_at, pk = key
+    return Q(created_at__lte=created_at) & (
+        Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk)
+    )
+
+
+def _newer_than(key: RunKey) -> Q:
+    created_at, pk = key
+    return Q(created_at__gte=created_at) & (
+        Q(created_at__gt=created_at) | Q(created_at=created_at, pk__gt=pk)
+    )
+
+
+def _key(job: Job) -> RunKey:
+    return job.created_at, job.pk
+
+
+def _any_run(runs: QuerySet[Job], *order: str) -> bool:
+    """Whether ``runs`` has a row, read in the index's order: ``exists()`` drops the order,
+    and a plain ``LIMIT 1`` may then be planned as a scan of the table in the hope of an
+    early match (it chose one for a deep page of 420,000 runs)."""
+    return runs.order_by(*order).values_list("pk", flat=True).first() is not None
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    """A page of My runs, newest first, and whether runs newer than its first and older
+    than its last exist (the "Newer" and "Older" links)."""
+
+    jobs: list[Job]
+    newer: bool
+    older: bool
+
+
+def runs_page(
+    *, viewer: Viewer, limit: int, before: RunKey | None = None, after: RunKey | None = None
+) -> RunsPage:
+    """A page of ``limit`` of the viewer's runs by keyset, not OFFSET: the runs just older
+    than ``before`` (the last run of the page the viewer was on: "Older"), or just newer
+    than ``after`` (its first: "Newer"), or the newest. Each page reads its own ``limit + 1``
+    entries of ``job_owner_created`` from the cursor, however deep, and runs made meanwhile
+    neither repeat nor skip a run. "Newer" that reaches the newest run gives the first page
+    (the newest ``limit``), not a short page. No count: nothing here reads the whole list."""
+    runs = runs_for_viewer(viewer=viewer)
+    if after is not None:
+        rows = list(runs.filter(_newer_than(after)).order_by("created_at", "pk")[: limit + 1])
+        if len(rows) > limit:
+            jobs = rows[:limit][::-1]
+            older = _any_run(
+                viewer.jobs().filter(_older_than(_key(jobs[-1]))), "-created_at", "-pk"
+            )
+            return RunsPage(jobs=jobs, newer=True, older=older)
+        before = None  # the newest runs: the first page
+    if before is not None:
+        runs = runs.filter(_older_than(before))
+    rows = list(runs[: limit + 1])
+    jobs = rows[:limit]
+    newer = (
+        before is not None
+        and bool(jobs)
+        and _any_run(viewer.jobs().filter(_newer_than(_key(jobs[0]))), "created_at", "pk")
+    )
+    return RunsPage(jobs=jobs, newer=newer, older=len(rows) > limit)
 
 
 def model_filter_known(*, model_id: str, user) -> bool:
