@@ -10,6 +10,7 @@ page, the image and every export alike. Exports honour the threshold the run use
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import urllib.parse
@@ -20,6 +21,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.cache import cache
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -29,6 +31,7 @@ from django.views.decorators.http import require_POST, require_safe
 from PIL import Image
 
 from billing.models import Charge
+from catalog import ratelimit
 from catalog.errors import NOT_FOUND_ERROR, ApplicationError
 from catalog.pricing import format_usd
 from playground import exports, services
@@ -53,6 +56,16 @@ IMAGE_DELETED = (
     "its JSON, COCO and CSV exports remain."
 )
 IMAGE_GONE = "This run's image is gone; its JSON, COCO and CSV exports remain."
+# Large exports (``_large_export_refused``): a drawing of a picture over this many pixels is
+# counted against the client network's VITRINE_LARGE_EXPORTS_PER_MINUTE.
+LARGE_EXPORT_PIXELS = 4_000_000
+LARGE_EXPORTS_LIMITED = (
+    "Too many PNG exports of large pictures from your network ({limit} a minute): retry in "
+    "{seconds} s. An export already drawn is served again at once."
+)
+# Drawn PNG exports are kept in the shared cache this long, when at most this large.
+EXPORT_CACHE_SECONDS = 3600
+EXPORT_CACHE_MAX_BYTES = 8 * 1024 * 1024
 BAD_MAX_WIDTH = "'max_width' must be a whole number of pixels from {low} to {high}."
 MAX_WIDTH_RANGE = (16, 8192)
 BAD_MIN_SIZE = "'min_size' must be a whole number of pixels from {low} to {high}."
@@ -408,7 +421,9 @@ def job_export(request, job_id, fmt: str):
         return _download(
             json.dumps(document), job=job, ext="coco.json", content_type="application/json"
         )
-    return _png(job, detections, max_width=max_width, min_size=min_size)
+    return _png(
+        request, job, detections, threshold=threshold, max_width=max_width, min_size=min_size
+    )
 
 
 def _image_ext(job: Job) -> str:
@@ -416,11 +431,28 @@ def _image_ext(job: Job) -> str:
 
 
 def _png(
-    job: Job, detections: list[dict], *, max_width: int | None, min_size: int | None = None
+    request,
+    job: Job,
+    detections: list[dict],
+    *,
+    threshold: float,
+    max_width: int | None,
+    min_size: int | None = None,
 ) -> HttpResponse:
     if job.image_deleted_at is not None:
         message = IMAGE_DELETED.format(date=f"{job.image_deleted_at:%Y-%m-%d}")
         return _error(message, status=410, code="image_deleted")
+    if not job.image_name:  # purged by retention: nothing cached is served either
+        return _error(IMAGE_GONE, status=410, code="image_deleted")
+    # The same drawing asked again (a page's visitors, a retried download) is not drawn
+    # again; only a drawing counts against the client's large exports.
+    key = _export_key(job, threshold=threshold, max_width=max_width, min_size=min_size)
+    cached = _export_cache_get(key)
+    if cached is not None:
+        return _download(cached, job=job, ext="png", content_type="image/png")
+    refused = _large_export_refused(request, job)
+    if refused is not None:
+        return refused
     try:
         data = upload_read(job.image_name)
     except FileNotFoundError:
@@ -443,9 +475,54 @@ def _png(
             {**item, "box": {side: float(value) * factor for side, value in item["box"].items()}}
             for item in detections
         ]
-    return _download(
-        exports.png_render(image, detections, max_width=max_width),
-        job=job,
-        ext="png",
-        content_type="image/png",
+    body = exports.png_render(image, detections, max_width=max_width)
+    if len(body) <= EXPORT_CACHE_MAX_BYTES:
+        _export_cache_set(key, body)
+    return _download(body, job=job, ext="png", content_type="image/png")
+
+
+def _large_export_refused(request, job: Job) -> JsonResponse | None:
+    """429 when this client network has drawn its minute's large exports (a drawing costs
+    the web worker ~55 ns a pixel, whatever the file's size: a 5 kB PNG of 40 megapixels
+    held one for 2.2 s, and 16 clients asking for it again and again held every page for
+    15 s, session 48's probe); None to go on (the drawing is counted)."""
+    if (job.width or 0) * (job.height or 0) <= LARGE_EXPORT_PIXELS:
+        return None
+    bucket = ratelimit.Bucket(
+        "export-large",
+        ratelimit.client_network(request),
+        settings.VITRINE_LARGE_EXPORTS_PER_MINUTE,
+        60,
     )
+    decision = ratelimit.hit(bucket)
+    if decision.allowed:
+        return None
+    message = LARGE_EXPORTS_LIMITED.format(
+        limit=settings.VITRINE_LARGE_EXPORTS_PER_MINUTE, seconds=decision.retry_after
+    )
+    response = _error(message, status=429, code="rate_limit_exceeded")
+    for name, value in decision.headers().items():
+        response[name] = value
+    return response
+
+
+def _export_key(job: Job, *, threshold: float, max_width, min_size) -> str:
+    """The cache key of a drawn export: the run, the stored upload (a new one is another
+    picture) and what the drawing was asked with."""
+    what = f"{job.pk}|{job.image_sha256 or job.image_name}|{threshold!r}|{max_width}|{min_size}"
+    return "vitrine:export-png:" + hashlib.sha256(what.encode()).hexdigest()[:40]
+
+
+def _export_cache_get(key: str) -> bytes | None:
+    try:
+        return cache.get(key)
+    except Exception:  # the cache is a shortcut: an outage costs a drawing, not the export
+        logger.warning("export cache unavailable", exc_info=True)
+        return None
+
+
+def _export_cache_set(key: str, body: bytes) -> None:
+    try:
+        cache.set(key, body, EXPORT_CACHE_SECONDS)
+    except Exception:
+        logger.warning("export cache unavailable", exc_info=True)
