@@ -162,6 +162,8 @@ class LedgerTransaction(models.Model):
                 condition=Q(kind__in=["grant", "refund", "reversal"]),
                 name="ledgertxn_credit_kinds",
             ),
+            # Not declared here: ledgertxn_created_brin, a BRIN index on created_at (the
+            # admin's list; billing/0017), PostgreSQL only, as Charge's.
         ]
         constraints = [
             models.UniqueConstraint(
@@ -376,6 +378,9 @@ class Charge(models.Model):
             # (under the key's lock): the month's charges, not the key's whole history
             # (billing/0015). It replaces the key's own index: the same entries.
             models.Index(fields=["api_key", "created_at"], name="charge_key_created"),
+            # Not declared here: charge_created_brin, a BRIN index on created_at (the admin's
+            # list, newest first over a window; billing/0017), PostgreSQL only. No entry per
+            # row; SQLite, which rebuilds a table with every index Meta declares, has no BRIN.
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="charge_amount_gte_0"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin, messages
 
+from billing.admin import CreatedWithin, RelatedAfterThePageMixin
 from catalog.admin_search import KeyFirstSearchMixin
 from playground import services
 from playground.models import Job, JobAttempt, JobStatus, WorkerHeartbeat
@@ -55,7 +56,7 @@ class QueueFilter(admin.SimpleListFilter):
 
 
 @admin.register(Job)
-class JobAdmin(KeyFirstSearchMixin, admin.ModelAdmin):
+class JobAdmin(KeyFirstSearchMixin, RelatedAfterThePageMixin, admin.ModelAdmin):
     """Read-only: jobs change through services, never by hand. Search by X-Request-Id to
     go from a client's report (or a log line, or a Sentry event) to its job. No delete: a
     deleted queued job left its charge held for ever (and its client a 404); "Cancel
@@ -63,11 +64,13 @@ class JobAdmin(KeyFirstSearchMixin, admin.ModelAdmin):
     webhook told)."""
 
     list_display = ["id", "card", "status", "owner", "created_at", "attempts", "request_id"]
-    list_filter = ["status", QueueFilter, "weights_untrained"]
+    # The last 7 days by default (CreatedWithin): a week of jobs sorted, not the year.
+    list_filter = [CreatedWithin, "status", QueueFilter, "weights_untrained"]
     search_fields = ["=id", "=request_id", "=image_sha256", "=weights_revision"]
     key_search_fields = ("pk",)  # a job id alone reads the primary key, not every job
-    list_select_related = ["card__organisation", "owner"]
+    list_prefetch_related = ("card__organisation", "owner")  # read for the page, once sorted
     ordering = ["-created_at"]
+    show_full_result_count = False  # the window's jobs are counted, not every job besides
     actions = ["cancel_queued"]
     inlines = [JobAttemptInline]
 

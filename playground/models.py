@@ -158,6 +158,10 @@ class Job(models.Model):
                 & (Q(image_deleted_at__isnull=True) | Q(cost_ref="")),
                 name="job_retention",
             ),
+            # Not declared here: job_created_brin, a BRIN index on created_at (the admin's
+            # job list, newest first over a window; playground/0020), PostgreSQL only. No
+            # entry per row; SQLite, which rebuilds a table with every index Meta declares,
+            # has no BRIN.
         ]
         constraints = [
             models.CheckConstraint(
