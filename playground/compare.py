@@ -40,11 +40,16 @@ from playground.pipeline import upload_refused
 from playground.runtime import ImageError
 from playground.serializers import money, public_detections
 from playground.storage import StorageUnavailable, upload_discard
-from playground.views import MORE_TRIES, NO_IMAGE, TOO_LARGE, _visitor
+from playground.views import MORE_TRIES, NO_IMAGE, _visitor, too_large
 
 RUN_MIN, RUN_MAX = 2, 3
 DEFAULT_THRESHOLD = 0.5
 PICK_MODELS = f"Pick {RUN_MIN} to {RUN_MAX} different models to run on your image."
+# The same model picked twice (its id twice, or its id and its id before a rename), named.
+CHOSEN_TWICE = (
+    f"{{name}} is chosen twice; pick {RUN_MIN} {'or' if RUN_MAX == RUN_MIN + 1 else 'to'} "
+    f"{RUN_MAX} different models."
+)
 NO_OWN_ROUTE = "{name} has no route on Vitrine's workers to run it on."
 NOT_ENOUGH_TRIES = (
     "Comparing {models} models uses {models} free tries; you have {remaining} left this hour "
@@ -58,9 +63,23 @@ def _error(exc: ApplicationError) -> JsonResponse:
     return JsonResponse(exc.as_dict(), status=exc.status, headers=exc.headers)
 
 
-def _wanted(raw: list[str]) -> list[str]:
-    ids = [part.strip() for value in raw for part in value.split(",") if part.strip()]
-    return list(dict.fromkeys(ids))  # in order, each once
+def _chosen(raw: list[str]) -> list[str]:
+    """The model ids asked for, in order, a repeated one as often as it is given."""
+    return [part.strip() for value in raw for part in value.split(",") if part.strip()]
+
+
+def _chosen_twice(chosen: list[str], found: dict[str, ModelCard]) -> ModelCard | None:
+    """The first model ``chosen`` names twice: by the same id, or by two ids of one card (a
+    renamed model's former id beside its id). An id no card has is said on its own (404)."""
+    seen = set()
+    for model_id in chosen:
+        card = found.get(model_id)
+        if card is None:
+            continue
+        if card.pk in seen:
+            return card
+        seen.add(card.pk)
+    return None
 
 
 def _cards(model_ids: list[str]) -> dict[str, ModelCard]:
@@ -85,11 +104,19 @@ def _cards(model_ids: list[str]) -> dict[str, ModelCard]:
     return found
 
 
-def _checked_cards(model_ids: list[str]) -> list[tuple[ModelCard, PriceRoute]]:
-    """The cards to run, each with the route it runs on; raises the one error otherwise."""
-    if not RUN_MIN <= len(model_ids) <= RUN_MAX:
+def _checked_cards(chosen: list[str]) -> list[tuple[ModelCard, PriceRoute]]:
+    """The cards to run, each with the route it runs on; raises the one error otherwise.
+    ``chosen``: the ids as asked, a repeated one as often as it was given."""
+    model_ids = list(dict.fromkeys(chosen))
+    if not chosen or len(model_ids) > RUN_MAX:  # too many is said before any query
         raise ApplicationError(PICK_MODELS, code="invalid_models", status=400, param="models")
     found = _cards(model_ids)
+    twice = _chosen_twice(chosen, found)
+    if twice is not None:
+        message = CHOSEN_TWICE.format(name=twice.display_name)
+        raise ApplicationError(message, code="invalid_models", status=400, param="models")
+    if len(model_ids) < RUN_MIN:
+        raise ApplicationError(PICK_MODELS, code="invalid_models", status=400, param="models")
     picked = []
     for model_id in model_ids:
         card = found.get(model_id)
@@ -104,13 +131,16 @@ def _checked_cards(model_ids: list[str]) -> list[tuple[ModelCard, PriceRoute]]:
     return picked
 
 
-def _render_pick(request, model_ids: list[str], *, error: str = "", status: int = 200):
+def _render_pick(request, chosen: list[str], *, error: str = "", status: int = 200):
+    model_ids = list(dict.fromkeys(chosen))
     found = _cards(model_ids)
     choices = []
+    shown = set()
     for model_id in model_ids:
         card = found.get(model_id)
-        if card is None:
+        if card is None or card.pk in shown:  # one checkbox a model, however it is named
             continue
+        shown.add(card.pk)
         try:
             card_callable_check(card)
             runnable = bool(card.own_routes)
@@ -120,6 +150,10 @@ def _render_pick(request, model_ids: list[str], *, error: str = "", status: int 
     runnable = [c for c in choices if c["runnable"]]
     for number, choice in enumerate(runnable):
         choice["checked"] = number < RUN_MAX
+    twice = _chosen_twice(chosen, found)
+    if not error and twice is not None and len(runnable) < RUN_MIN:
+        # A link naming one model twice: the page cannot run it, and says which model.
+        error = CHOSEN_TWICE.format(name=twice.display_name)
     return render(
         request,
         "playground/compare_run.html",
@@ -147,8 +181,8 @@ def compare_run(request):
     """GET: pick the models and the image. POST: one job per model, then the result page
     (JSON callers get ``202`` with its ``url``)."""
     if request.method in ("GET", "HEAD"):
-        return _render_pick(request, _wanted(request.GET.getlist("models")))
-    model_ids = _wanted(request.POST.getlist("models"))
+        return _render_pick(request, _chosen(request.GET.getlist("models")))
+    model_ids = _chosen(request.POST.getlist("models"))
     try:
         jobs = _start(request, model_ids)
     except ApplicationError as exc:
@@ -173,7 +207,7 @@ def _start(request, model_ids: list[str]) -> list[Job]:
     if upload is None:
         raise ApplicationError(NO_IMAGE, code="missing_image", status=400, param="image")
     if upload.size > settings.VITRINE_MAX_UPLOAD_BYTES:
-        message = TOO_LARGE.format(size=upload.size, limit=settings.VITRINE_MAX_UPLOAD_BYTES)
+        message = too_large(upload.size, settings.VITRINE_MAX_UPLOAD_BYTES)
         raise ApplicationError(message, code="image_too_large", status=413, param="image")
     buckets = try_buckets(request)
     # Each model run is one free try, counted only for jobs made: out of tries is said

@@ -60,7 +60,42 @@ MORE_TRIES = {
 }
 NOT_CALLABLE = "{name} is {status}: it cannot be tried yet."
 NO_IMAGE = "Choose an image (JPEG, PNG, WebP or GIF)."
-TOO_LARGE = "That file is {size:,} bytes; the limit is {limit:,} bytes."
+TOO_LARGE = "That file is {size}; the limit is {limit}."
+# Decimal units, as a file manager and the pages' scripts write a file's size (playground.js
+# and compare.js write the same words for a file they refuse before sending it).
+SIZE_UNITS = ((1000, "kB"), (1000**2, "MB"), (1000**3, "GB"))
+
+
+def file_size(n: int, decimals: int = 1) -> str:
+    """``n`` bytes as people read it: 999 bytes, 1 kB, 12.6 MB; rounded half up, exactly,
+    to ``decimals`` places, trailing zeros dropped (999,960 bytes is 1 MB, not 1,000 kB)."""
+    if n < 1000:
+        return f"{n:,} byte{'' if n == 1 else 's'}"
+    scale = 10**decimals
+    for unit, name in SIZE_UNITS:
+        scaled = (n * scale * 2 + unit) // (2 * unit)
+        whole, part = divmod(scaled, scale)
+        fraction = str(part).zfill(decimals).rstrip("0")
+        text = f"{whole:,}{'.' + fraction if fraction else ''} {name}"
+        if scaled < 1000 * scale:
+            break
+    return text
+
+
+def file_sizes(size: int, limit: int) -> tuple[str, str]:
+    """A size and the limit it is over, with as many decimals as tell them apart (20.98 MB
+    against 20.97 MB, not 21 MB against 21 MB)."""
+    for decimals in range(1, 10):
+        pair = file_size(size, decimals), file_size(limit, decimals)
+        if pair[0] != pair[1]:
+            return pair
+    return f"{size:,} bytes", f"{limit:,} bytes"
+
+
+def too_large(size: int, limit: int) -> str:
+    """The refusal of an upload of ``size`` bytes over ``limit``, in human units."""
+    shown, most = file_sizes(size, limit)
+    return TOO_LARGE.format(size=shown, limit=most)
 
 
 # How long /healthz waits for a pooled connection: a load balancer's probe must get its
@@ -300,7 +335,7 @@ def try_model(request, org: str, name: str):
     if upload is None:
         return _refuse(request, card, NO_IMAGE, 400, "missing_image")
     if upload.size > settings.VITRINE_MAX_UPLOAD_BYTES:
-        message = TOO_LARGE.format(size=upload.size, limit=settings.VITRINE_MAX_UPLOAD_BYTES)
+        message = too_large(upload.size, settings.VITRINE_MAX_UPLOAD_BYTES)
         return _refuse(request, card, message, 413, "image_too_large")
     image = upload.read()
     try:

@@ -305,7 +305,7 @@ def test_a_refused_file_is_not_sent_and_sizes_are_written_as_the_site_writes_the
     wait_until(tab, run_disabled)
     big = {"name": "big.png", "mimeType": "image/png", "buffer": b"\x89PNG" + b"\0" * 1_234_563}
     tab.set_input_files(file_input, big)
-    wait_until(tab, said.format("That file is 1,234,567 bytes; the limit is 1,000 bytes."))
+    wait_until(tab, said.format("That file is 1.2 MB; the limit is 1 kB."))
     assert tab.eval_on_selector(file_input, "i => i.files.length") == 0
     wait_until(tab, run_disabled)
     tab.set_input_files(

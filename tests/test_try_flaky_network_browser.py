@@ -145,7 +145,7 @@ def test_a_file_picked_during_an_upload_is_not_sent_at_once(
     big.write_bytes(b"\x89PNG" + b"\0" * 300_000)
     page.set_input_files("#try-form input[type=file]", str(big))
     refusal = page.locator("#demo-cost").inner_text()
-    assert refusal.startswith("That file is 300,004 bytes"), refusal
+    assert refusal.startswith("That file is 300 kB; the limit is 200 kB."), refusal
     for route in held:
         route.continue_()
     held.clear()

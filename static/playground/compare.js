@@ -2,6 +2,7 @@
 // model's boxes. The server matches the boxes (playground/matching.py); this only draws.
 // Without this script the form posts and the result page refreshes itself, minus canvases.
 import { pause } from "./net.js";
+import { fileSizes } from "./sizes.js";
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const AGREED = "hsl(145 70% 36%)";
@@ -86,7 +87,10 @@ if (form) {
     const file = input.files[0];
     if (!file) return show("Choose an image (JPEG, PNG, WebP or GIF).");
     const limit = Number(form.dataset.maxBytes);
-    if (file.size > limit) return show(`That file is ${count(file.size)} bytes; the limit is ${count(limit)} bytes.`);
+    if (file.size > limit) {
+      const [big, most] = fileSizes(file.size, limit);
+      return show(`That file is ${big}; the limit is ${most}.`);
+    }
     show("");
     const button = form.querySelector("button[type=submit]");
     // Busy, said with aria-disabled rather than `disabled`: a disabled button loses focus,

@@ -5,6 +5,7 @@
 // API's JSON and the same call in curl and Python. Without this script the form posts and
 // the result page refreshes itself; only the drawing needs it.
 import { pause } from "./net.js";
+import { fileSizes, size } from "./sizes.js";
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const SVG = "http://www.w3.org/2000/svg";
@@ -27,6 +28,7 @@ const table = $("detections");
 const timingsLine = $("timings");
 const classesBox = $("classes");
 const costLine = $("demo-cost");
+const shownLine = $("boxes-shown");
 const fileInput = form?.querySelector("input[type=file]");
 
 let job = null; // the job JSON (the API's job resource with every kept detection)
@@ -46,8 +48,11 @@ const colours = new Map();
 let overlay = null;
 let shownWidth = 0; // the canvas's width on screen (CSS px) the labels were sized for
 
+// The status line is a polite live region: a screen reader speaks it each time its text is
+// set, even to the same words, so it is set only when what it says changes (a poll every
+// second or so of a running job said "Running the model…" again each time).
 function say(text) {
-  if (statusLine) statusLine.textContent = text;
+  if (statusLine && statusLine.textContent !== text) statusLine.textContent = text;
 }
 
 // An error worth asking again for: the network failed (offline, a reset connection, a
@@ -186,7 +191,8 @@ function choose(file) {
   }
   const limit = Number(form.dataset.maxBytes);
   if (file.size > limit) {
-    refuse(`That file is ${count(file.size)} bytes; the limit is ${count(limit)} bytes.`);
+    const [big, most] = fileSizes(file.size, limit);
+    refuse(`That file is ${big}; the limit is ${most}.`);
     return;
   }
   chosen = file;
@@ -207,7 +213,7 @@ function choose(file) {
     const thumb = preview.querySelector("img");
     if (thumb.src.startsWith("blob:")) URL.revokeObjectURL(thumb.src);
     thumb.src = URL.createObjectURL(file);
-    preview.querySelector("span").textContent = `${file.name || "pasted image"} · ${Math.ceil(file.size / 1024)} KB: press Run.`;
+    preview.querySelector("span").textContent = `${file.name || "pasted image"} · ${size(file.size)}: press Run.`;
   }
   root.dataset.chosen = file.name || "image";
   refreshCost();
@@ -521,6 +527,24 @@ function draw() {
   if (hidden) hidden.value = String(threshold);
 }
 
+// How many boxes a filter left, said to a screen reader (#boxes-shown, a polite live
+// region) once the slider or the class chips have been still for ANNOUNCE_MS: dragging
+// the slider re-filters at every step, and each step said would flood the reader.
+const ANNOUNCE_MS = 600;
+let announcing = 0;
+function filtered() {
+  draw();
+  if (!shownLine || !job || !image) return; // nothing drawn yet: nothing to count
+  clearTimeout(announcing);
+  announcing = setTimeout(() => {
+    if (!job || !image) return; // another run started meanwhile
+    const total = job.detections.length;
+    const shown = visible(Number(slider.value)).length;
+    const text = `${count(shown)} of ${count(total)} ${total === 1 ? "box" : "boxes"} shown`;
+    if (shownLine.textContent !== text) shownLine.textContent = text;
+  }, ANNOUNCE_MS);
+}
+
 function buildClasses(labels) {
   if (!classesBox) return;
   classesBox.replaceChildren();
@@ -535,7 +559,7 @@ function buildClasses(labels) {
     box.addEventListener("change", () => {
       if (box.checked) hiddenClasses.delete(label);
       else hiddenClasses.add(label);
-      draw();
+      filtered();
     });
     const count = document.createElement("span");
     count.className = "count";
@@ -648,7 +672,7 @@ function links() {
 }
 
 // --- wiring --------------------------------------------------------------------------------------
-slider?.addEventListener("input", draw);
+slider?.addEventListener("input", filtered);
 // /playground: another model's demo opens with the picker's Open button, not on "change":
 // Chromium fires "change" for each arrow key in a closed <select>, so opening on it took a
 // keyboard user away at the first option they passed (WCAG 3.2.2).
@@ -686,6 +710,8 @@ if (root && form) {
     result.dataset.states = "";
     document.body.dataset.jobStatus = "";
     image = null;
+    clearTimeout(announcing);
+    if (shownLine) shownLine.textContent = "";
     table.replaceChildren();
     if (timingsLine) timingsLine.textContent = "";
     say("Uploading…");
