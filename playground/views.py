@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
@@ -446,7 +446,12 @@ def job_detail(request, job_id):
     return render(request, "playground/job.html", runs.permalink_context(request, job, owner=owner))
 
 
-PUBLIC_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+PUBLIC_FORMATS = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/webp": "WEBP",
+    "image/gif": "GIF",
+}
 # The upright copy of a turned upload (playground/public_image.py) is kept in the shared cache
 # by the upload's digest, so a page that draws it again (or a comparison's other panels, the
 # same image) costs no second decode and encode. Larger copies are made again each time.
@@ -463,18 +468,26 @@ def job_image(request, job_id):
     orientation left, to everyone, since a browser may not turn it as the worker did
     (playground/public_image.py)."""
     job, owns = _get_job_for_visitor(request, job_id)
-    if not job.image_name:  # purged (playground/retention.py): nothing cached is served
+    # Purged (playground/retention.py) or deleted by its owner: nothing cached is served.
+    if not job.image_name or job.image_deleted_at is not None:
         raise Http404("The image is gone.")
+    etag = _image_etag(job, owns)
+    if etag and etag in request.headers.get("If-None-Match", ""):
+        # The browser's copy is this one still: no storage read (checked first: a run made
+        # private, or its image deleted, is refused above, not answered 304).
+        response = HttpResponseNotModified()
+        response["ETag"] = etag
+        return _image_response(response)
     content_type = mimetypes.guess_type(job.image_name)[0] or "application/octet-stream"
     key = UPRIGHT_CACHE_KEY.format(job.image_sha256 or job.image_name)
     known = _cache_get(key)
     if known is not None and known != _NOT_TURNED:
-        return _image_response(HttpResponse(known[1], content_type=known[0]))
+        return _image_response(HttpResponse(known[1], content_type=known[0]), etag)
     try:
         # From the shared storage: this web machine may not be the one that took the upload.
         if known == _NOT_TURNED and owns:  # the upload as sent, streamed
             return _image_response(
-                FileResponse(upload_open(job.image_name), content_type=content_type)
+                FileResponse(upload_open(job.image_name), content_type=content_type), etag
             )
         data = upload_read(job.image_name)
     except FileNotFoundError:
@@ -492,18 +505,33 @@ def job_image(request, job_id):
             raise Http404("The image is gone.") from None
         if len(body) <= UPRIGHT_CACHE_MAX_BYTES:
             _cache_set(key, (content_type, body))
-        return _image_response(HttpResponse(body, content_type=content_type))
+        return _image_response(HttpResponse(body, content_type=content_type), etag)
     if known is None:
         _cache_set(key, _NOT_TURNED)
     if owns:
-        return _image_response(FileResponse(io.BytesIO(data), content_type=content_type))
+        return _image_response(FileResponse(io.BytesIO(data), content_type=content_type), etag)
     image_format = PUBLIC_FORMATS.get(content_type)
     clean = public_image.without_metadata(data, image_format) if image_format else data
-    return _image_response(HttpResponse(clean, content_type=content_type))
+    return _image_response(HttpResponse(clean, content_type=content_type), etag)
 
 
-def _image_response(response: HttpResponse) -> HttpResponse:
-    response["Cache-Control"] = "private, max-age=3600"
+def _image_etag(job: Job, owns: bool) -> str:
+    """The image's validator: the upload's digest and whose copy (its owner's, or a
+    stranger's without metadata; each upright when turned). Weak: the same picture may be
+    encoded again byte for byte differently by another Pillow."""
+    if not job.image_sha256:
+        return ""
+    return f'W/"{job.image_sha256[:32]}-{"owner" if owns else "public"}"'
+
+
+def _image_response(response: HttpResponse, etag: str = "") -> HttpResponse:
+    # Kept by the browser, asked again before each use (``no-cache``: a 304 while it is the
+    # same), so a run made private or an image deleted is not shown from a copy kept for
+    # an hour after (``max-age=3600`` before session 48). Whose copy depends on the session.
+    response["Cache-Control"] = "private, no-cache"
+    response["Vary"] = "Cookie"
+    if etag and not response.has_header("ETag"):
+        response["ETag"] = etag
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
