@@ -35,10 +35,12 @@ import re
 import secrets
 import time
 from datetime import datetime
+from functools import cache as once
 from functools import wraps
 
 from django.conf import settings
 from django.contrib.messages import get_messages
+from django.contrib.staticfiles.storage import staticfiles_storage
 from django.core.cache import cache
 from django.db.models import Min, Q
 from django.http import HttpResponse
@@ -139,6 +141,17 @@ CSRF_SLOT = b"\\1__vitrine_csrf__\\2"
 CSRF_PLACEHOLDER = b"__vitrine_csrf__"
 
 
+@once
+def static_release() -> str:
+    """The static files this process serves, as their manifest's hash (``collectstatic``
+    writes it; empty without a manifest, in development): part of each cached page's key.
+    A page names its scripts and styles by their hashed names, so a copy cached before a
+    deploy would keep every visitor on the previous release's modules for its 10 minutes,
+    or on a 404 where the deploy's static folder was built afresh (session 48's probe). A
+    process of the new release reads the new hash at its start."""
+    return getattr(staticfiles_storage, "manifest_hash", "") or ""
+
+
 def cached_page(view):
     """Serve GETs of a page from the cache, keyed by the full URL (host too) and by whether
     the visitor is signed in. A request that asks for a fresh copy (``Cache-Control:
@@ -159,7 +172,7 @@ def cached_page(view):
         digest = hashlib.sha256(request.build_absolute_uri().encode()).hexdigest()
         audience = "member" if member else "visitor"
         version = catalog_version()
-        key = f"catalog:page:{version}:{audience}:{digest}"
+        key = f"catalog:page:{version}:{static_release()}:{audience}:{digest}"
         # No version (its Redis is down): render, and store nothing that could go stale.
         fresh = version is None or "no-cache" in request.headers.get("Cache-Control", "").lower()
         hit = None if fresh else cache.get(key)
