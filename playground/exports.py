@@ -117,12 +117,26 @@ def png_render(
     ``max_width`` first shrinks a wider image (and its boxes) to that width: the permalink
     page shows that, a download is the full size.
     """
+    canvas, factor = png_canvas(image, max_width=max_width)
+    return png_draw(canvas, detections, factor)
+
+
+def png_canvas(image: Image.Image, *, max_width: int | None = None) -> tuple[Image.Image, float]:
+    """The picture ``png_draw`` draws on, shrunk to ``max_width`` when wider, and the factor
+    its boxes are scaled by: what a drawing costs (decoded and shrunk once, it can be kept
+    and drawn on at any threshold; playground/runs.py)."""
     canvas = image.convert("RGB")
     factor = 1.0
     if max_width and canvas.width > max_width:
         factor = max_width / canvas.width
         size = (max_width, max(1, round(canvas.height * factor)))
         canvas = canvas.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return canvas, factor
+
+
+def png_draw(canvas: Image.Image, detections: list[dict[str, Any]], factor: float) -> bytes:
+    """``detections`` drawn on a copy of ``canvas`` (``png_canvas``), as PNG bytes."""
+    canvas = canvas.copy()
     scale = max(1.0, canvas.width / REFERENCE_WIDTH)
     line = max(LINE_WIDTH, round(LINE_WIDTH * scale))
     tag_height = round(LABEL_HEIGHT * scale)

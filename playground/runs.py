@@ -445,37 +445,50 @@ def _png(
     if not job.image_name:  # purged by retention: nothing cached is served either
         return _error(IMAGE_GONE, status=410, code="image_deleted")
     # The same drawing asked again (a page's visitors, a retried download) is not drawn
-    # again; only a drawing counts against the client's large exports.
+    # again; and a shrunk picture (the permalink page's, ``max_width``) is decoded and
+    # shrunk once and kept, then drawn on at any threshold. Only a decoding of the upload
+    # counts against the client's large exports: a page moved through thresholds does not.
     key = _export_key(job, threshold=threshold, max_width=max_width, min_size=min_size)
     cached = _export_cache_get(key)
     if cached is not None:
         return _download(cached, job=job, ext="png", content_type="image/png")
-    refused = _large_export_refused(request, job)
-    if refused is not None:
-        return refused
-    try:
-        data = upload_read(job.image_name)
-    except FileNotFoundError:
-        return _error(IMAGE_GONE, status=410, code="image_deleted")
-    except StorageUnavailable:
-        logger.exception("job %s: the upload storage failed", job.pk)
-        return _error(STORAGE_DOWN, status=503, code="storage_unavailable")
-    try:
-        # The worker's own decoding: the upright pixels the boxes were computed on.
-        image = decode_image(data, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS).image
-    except ImageError:  # accepted when the job was made, so only a damaged stored file
-        logger.exception("job %s: the stored upload does not decode", job.pk)
-        return _error(IMAGE_GONE, status=410, code="image_deleted")
-    factor = enlargement(image.size, min_size)
-    if factor > 1:  # every pixel a square of factor x factor, the boxes with them
-        image = image.resize(
-            (image.width * factor, image.height * factor), Image.Resampling.NEAREST
-        )
+    base_key = _export_key(job, threshold=None, max_width=max_width, min_size=min_size)
+    base = _export_cache_get(base_key) if max_width else None
+    if base is not None:
+        mode, size, pixels, factor, enlarged = base
+        canvas = Image.frombytes(mode, size, pixels)
+    else:
+        refused = _large_export_refused(request, job)
+        if refused is not None:
+            return refused
+        try:
+            data = upload_read(job.image_name)
+        except FileNotFoundError:
+            return _error(IMAGE_GONE, status=410, code="image_deleted")
+        except StorageUnavailable:
+            logger.exception("job %s: the upload storage failed", job.pk)
+            return _error(STORAGE_DOWN, status=503, code="storage_unavailable")
+        try:
+            # The worker's own decoding: the upright pixels the boxes were computed on.
+            image = decode_image(data, max_pixels=settings.VITRINE_MAX_IMAGE_PIXELS).image
+        except ImageError:  # accepted when the job was made, so only a damaged stored file
+            logger.exception("job %s: the stored upload does not decode", job.pk)
+            return _error(IMAGE_GONE, status=410, code="image_deleted")
+        enlarged = enlargement(image.size, min_size)
+        if enlarged > 1:  # every pixel a square of enlarged x enlarged, the boxes with them
+            image = image.resize(
+                (image.width * enlarged, image.height * enlarged), Image.Resampling.NEAREST
+            )
+        canvas, factor = exports.png_canvas(image, max_width=max_width)
+        pixels = canvas.tobytes()
+        if max_width and len(pixels) <= EXPORT_CACHE_MAX_BYTES:
+            _export_cache_set(base_key, (canvas.mode, canvas.size, pixels, factor, enlarged))
+    if enlarged > 1:
         detections = [
-            {**item, "box": {side: float(value) * factor for side, value in item["box"].items()}}
+            {**item, "box": {side: float(value) * enlarged for side, value in item["box"].items()}}
             for item in detections
         ]
-    body = exports.png_render(image, detections, max_width=max_width)
+    body = exports.png_draw(canvas, detections, factor)
     if len(body) <= EXPORT_CACHE_MAX_BYTES:
         _export_cache_set(key, body)
     return _download(body, job=job, ext="png", content_type="image/png")
@@ -506,14 +519,15 @@ def _large_export_refused(request, job: Job) -> JsonResponse | None:
     return response
 
 
-def _export_key(job: Job, *, threshold: float, max_width, min_size) -> str:
+def _export_key(job: Job, *, threshold: float | None, max_width, min_size) -> str:
     """The cache key of a drawn export: the run, the stored upload (a new one is another
-    picture) and what the drawing was asked with."""
+    picture) and what the drawing was asked with (``threshold`` None: the picture it is
+    drawn on, shrunk)."""
     what = f"{job.pk}|{job.image_sha256 or job.image_name}|{threshold!r}|{max_width}|{min_size}"
     return "vitrine:export-png:" + hashlib.sha256(what.encode()).hexdigest()[:40]
 
 
-def _export_cache_get(key: str) -> bytes | None:
+def _export_cache_get(key: str):
     try:
         return cache.get(key)
     except Exception:  # the cache is a shortcut: an outage costs a drawing, not the export
@@ -521,8 +535,8 @@ def _export_cache_get(key: str) -> bytes | None:
         return None
 
 
-def _export_cache_set(key: str, body: bytes) -> None:
+def _export_cache_set(key: str, value) -> None:
     try:
-        cache.set(key, body, EXPORT_CACHE_SECONDS)
+        cache.set(key, value, EXPORT_CACHE_SECONDS)
     except Exception:
         logger.warning("export cache unavailable", exc_info=True)

@@ -108,3 +108,26 @@ def test_the_limit_is_shared_by_every_web_process_through_redis(storage, limits_
 
     ratelimit.memory_store.clear()
     assert export(Client(), job, threshold="0.7").status_code == 429
+
+
+@pytest.mark.django_db
+def test_the_permalink_pages_picture_is_drawn_at_any_threshold_without_counting(storage):
+    """The permalink page shows its picture through ``export.png?max_width=1280`` at the
+    page's threshold: the shrunk picture is decoded once and kept, so moving through
+    thresholds draws on it and counts nothing (the verification probe's 11th threshold
+    was a 429 and a broken picture)."""
+    job = large_run()
+    visitor = Client()
+    drawn = {}
+    for step in range(12):
+        threshold = f"0.{30 + step}"
+        response = export(visitor, job, threshold=threshold, max_width="1280")
+        assert response.status_code == 200, (step, response.content[:200])
+        drawn[threshold] = response.content
+    # Each the same picture it would be drawn as from the upload (nothing kept).
+    cache.clear()
+    for threshold in ("0.30", "0.41"):
+        fresh = export(Client(), job, threshold=threshold, max_width="1280").content
+        assert fresh == drawn[threshold]
+    # Another size is another decoding: counted.
+    assert export(visitor, job, max_width="1000").status_code == 429
