@@ -64,6 +64,8 @@ SORTS = {
     "downloads": (F("downloads_per_month").desc(nulls_last=True), "display_name"),
 }
 COMPARE_MIN, COMPARE_MAX = 2, 4
+COMPARE_PICK = f"Pick {COMPARE_MIN} to {COMPARE_MAX} models to compare."
+COMPARE_TWICE = f"{{name}} is chosen twice; pick {COMPARE_MIN} to {COMPARE_MAX} different models."
 # "Compare on your image" (playground/compare.py) runs 2 to 3 of the compared models.
 RUN_MAX = 3
 CALLABLE = (Status.LIVE, Status.BETA, Status.DEPRECATED)
@@ -436,14 +438,14 @@ def model_notify(request, org: str, name: str):
 
 @cached_page
 def compare(request):
-    # The same model twice is one model: a comparison needs COMPARE_MIN different ones.
-    wanted = list(
-        dict.fromkeys(m.strip() for m in request.GET.get("models", "").split(",") if m.strip())
-    )
+    # The same model twice is one model: a comparison needs COMPARE_MIN different ones, and
+    # a model named twice is said by its name (as /compare/run says it).
+    asked = [m.strip() for m in request.GET.get("models", "").split(",") if m.strip()]
+    wanted = list(dict.fromkeys(asked))
     error = ""
     cards: list[ModelCard] = []
-    if not COMPARE_MIN <= len(wanted) <= COMPARE_MAX:
-        error = f"Pick {COMPARE_MIN} to {COMPARE_MAX} models to compare."
+    if not wanted or len(wanted) > COMPARE_MAX:
+        error = COMPARE_PICK
     else:
         q = Q()
         for model_id in wanted:
@@ -470,8 +472,13 @@ def compare(request):
             query["models"] = ",".join(renamed.get(m) or m for m in wanted)
             url = f"{reverse('catalog:compare')}?{query.urlencode(safe='/,')}"
             return HttpResponsePermanentRedirect(url)
+        twice = next((m for i, m in enumerate(asked) if m in asked[:i]), None)
         if missing:
             error = "Unknown model: " + ", ".join(missing)
+        elif twice is not None:
+            error = COMPARE_TWICE.format(name=found[twice].display_name)
+        elif len(wanted) < COMPARE_MIN:
+            error = COMPARE_PICK
         cards = [found[m] for m in wanted if m in found]
     # Every published card, with what the speed/cost plot needs, in a fixed number of queries.
     all_cards = list(

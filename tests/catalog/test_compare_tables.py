@@ -62,7 +62,9 @@ def test_a_duplicate_or_an_unknown_model_is_refused_as_a_whole(client, seeded, m
     response = client.get("/compare", {"models": models})
     assert response.status_code == 400
     body = response.content.decode()
-    assert "Pick 2 to 4 models" in body or "Unknown model: nope/nope" in body
+    assert "is chosen twice; pick 2 to 4 different models" in body or (
+        "Unknown model: nope/nope" in body
+    )
     assert 'id="compare-table"' not in body and 'id="compare-on-image"' not in body
 
 

@@ -403,6 +403,17 @@ def test_compare_shows_specs_prices_benchmarks_and_the_scatter(client, seeded):
         ("facebook/detr-resnet-50", 400, "Pick 2 to 4 models to compare."),
         ("a/b,c/d", 400, "Unknown model: a/b, c/d"),
         ("a/b,c/d,e/f,g/h,i/j", 400, "Pick 2 to 4 models to compare."),
+        # Session 48: a model chosen twice is named.
+        (
+            "facebook/detr-resnet-50,facebook/detr-resnet-50",
+            400,
+            "DETR ResNet-50 is chosen twice; pick 2 to 4 different models.",
+        ),
+        (
+            "facebook/detr-resnet-50,hustvl/yolos-tiny,facebook/detr-resnet-50",
+            400,
+            "DETR ResNet-50 is chosen twice; pick 2 to 4 different models.",
+        ),
     ],
 )
 def test_compare_refuses_bad_selections(client, seeded, models, status, message):
