@@ -158,7 +158,11 @@ def _jpeg_cut(data: bytes) -> bytes | None:
         if marker == 0xDA:  # start of scan: its coded data runs to the next marker
             scanned = True
             end = _scan_end(data, end)
-        if not _jpeg_metadata(marker, data[i + 4 : end]):
+        if marker == 0xE0 and data[i + 4 : i + 9] == b"JFIF\0" and end - i >= 18:
+            # JFIF's header, without the thumbnail it may carry (a picture from before a
+            # crop, say): its size set to 0 x 0.
+            kept.append(b"\xff\xe0\x00\x10" + data[i + 4 : i + 16] + b"\x00\x00")
+        elif not _jpeg_metadata(marker, data[i + 4 : end]):
             kept.append(data[i:end])
         i = end
     if not scanned:

@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import parse_etags
 from django.views.decorators.cache import cache_control
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
@@ -472,7 +473,7 @@ def job_image(request, job_id):
     if not job.image_name or job.image_deleted_at is not None:
         raise Http404("The image is gone.")
     etag = _image_etag(job, owns)
-    if etag and etag in request.headers.get("If-None-Match", ""):
+    if etag and _still_current(request, etag):
         # The browser's copy is this one still: no storage read (checked first: a run made
         # private, or its image deleted, is refused above, not answered 304).
         response = HttpResponseNotModified()
@@ -522,6 +523,14 @@ def _image_etag(job: Job, owns: bool) -> str:
     if not job.image_sha256:
         return ""
     return f'W/"{job.image_sha256[:32]}-{"owner" if owns else "public"}"'
+
+
+def _still_current(request, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (or ``*``), by HTTP's weak comparison (a
+    ``W/`` prefix on either side does not count)."""
+    asked = parse_etags(request.headers.get("If-None-Match", ""))
+    opaque = etag.removeprefix("W/")
+    return "*" in asked or any(tag.removeprefix("W/") == opaque for tag in asked)
 
 
 def _image_response(response: HttpResponse, etag: str = "") -> HttpResponse:

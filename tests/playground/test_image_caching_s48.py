@@ -118,3 +118,23 @@ def test_a_304_reads_no_storage(owner_client, monkeypatch):
     monkeypatch.setattr(views, "upload_open", unreachable)
     assert UPRIGHT_CACHE_KEY  # the cache is not what answers either: nothing is read
     assert Client().get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["{etag}", "*", "{bare}", '"other", {etag}', '{etag}, W/"another"'],
+    ids=["itself", "star", "without-W/", "in-a-list", "first-of-two"],
+)
+def test_if_none_match_compares_weakly_as_http_says(owner_client, header):
+    job = tried(owner_client, jpeg(), "a.jpg")
+    url = reverse("playground:job_image", args=[job.pk])
+    etag = Client().get(url)["ETag"]
+    asked = header.format(etag=etag, bare=etag.removeprefix("W/"))
+    assert Client().get(url, HTTP_IF_NONE_MATCH=asked).status_code == 304
+
+
+def test_a_part_of_the_etag_is_not_a_match(owner_client):
+    job = tried(owner_client, jpeg(), "a.jpg")
+    url = reverse("playground:job_image", args=[job.pk])
+    etag = Client().get(url)["ETag"]
+    assert Client().get(url, HTTP_IF_NONE_MATCH=f'W/"x{etag[3:]}').status_code == 200

@@ -218,3 +218,22 @@ def test_an_animated_webp_keeps_its_frames():
     assert b"SecretCam" not in clean
     with Image.open(io.BytesIO(clean)) as opened:
         assert opened.n_frames == 2
+
+
+def test_a_jfif_thumbnail_goes_with_its_header_kept():
+    """JFIF's APP0 may carry a thumbnail (of the picture before a crop, say): the header
+    stays, the thumbnail goes (the verification probe)."""
+    picture = noise_jpeg()
+    assert picture[2:4] == b"\xff\xe0" and picture[6:11] == b"JFIF\0"
+    length = int.from_bytes(picture[4:6], "big")
+    thumbnail = bytes([200, 10, 10]) * 4  # 2 x 2 RGB
+    header = bytearray(picture[4 + 2 : 4 + 2 + 12])
+    app0 = b"\xff\xe0" + (16 + len(thumbnail)).to_bytes(2, "big") + bytes(header) + b"\x02\x02"
+    original = picture[:2] + app0 + thumbnail + picture[4 + length :]
+    with Image.open(io.BytesIO(original)) as opened:
+        assert opened.size == (96, 64)
+    clean = without_metadata(original, "JPEG")
+    assert thumbnail not in clean
+    assert clean[2:6] == b"\xff\xe0\x00\x10" and clean[6:11] == b"JFIF\0"
+    assert clean[18:20] == b"\x00\x00"  # no thumbnail
+    assert_clean(clean, picture)
