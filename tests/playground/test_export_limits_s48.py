@@ -22,9 +22,11 @@ BOX = {"label": "cat", "score": 0.91, "box": {"xmin": 10, "ymin": 20, "xmax": 30
 
 
 @pytest.fixture
-def storage(settings, tmp_path):
+def storage(settings, tmp_path, monkeypatch):
     settings.VITRINE_JOB_STORAGE = tmp_path / "jobs"
     settings.VITRINE_LARGE_EXPORTS_PER_MINUTE = 2
+    # "Large" from 0.3 megapixels here: the same code path, drawings of a test's size.
+    monkeypatch.setattr(runs, "LARGE_EXPORT_PIXELS", 300_000)
     cache.clear()
     yield
     cache.clear()
@@ -48,7 +50,7 @@ def export(client: Client, job, **query):
 
 
 def large_run():
-    job = public_run(2100, 2000)  # 4.2 megapixels
+    job = public_run(2100, 200)  # 0.42 megapixels, "large" here (the fixture)
     assert job.width * job.height > runs.LARGE_EXPORT_PIXELS
     assert job.image_bytes < 20_000
     return job
@@ -78,7 +80,7 @@ def test_a_client_network_draws_few_large_exports_a_minute_and_gets_drawn_ones_a
 
 @pytest.mark.django_db
 def test_small_pictures_are_not_limited(storage):
-    job = public_run(640, 480)
+    job = public_run(640, 400)
     stranger = Client()
     for threshold in ("0.1", "0.2", "0.3", "0.4", "0.5"):
         assert export(stranger, job, threshold=threshold).status_code == 200
@@ -123,6 +125,7 @@ def test_the_permalink_pages_picture_is_drawn_at_any_threshold_without_counting(
         threshold = f"0.{30 + step}"
         response = export(visitor, job, threshold=threshold, max_width="1280")
         assert response.status_code == 200, (step, response.content[:200])
+        assert Image.open(io.BytesIO(response.content)).width == 1280  # shrunk for the page
         drawn[threshold] = response.content
     # Each the same picture it would be drawn as from the upload (nothing kept).
     cache.clear()
