@@ -262,25 +262,18 @@ def signup_refused(response, decision: ratelimit.Decision):
 _RESET_MAILER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reset-mail")
 
 
-def _send_reset_mail(send, args, kwargs) -> None:
-    try:
-        send(*args, **kwargs)
-    except MAIL_FAILURES:  # said on no page: telling would tell the address has an account
-        logger.warning("password reset: the mail was not sent", exc_info=True)
-    except Exception:
-        logger.exception("password reset: the mail was not sent")
-
-
 def reset_mails_sent(timeout: float = 60) -> None:
     """Return once every reset mail asked for so far has been sent (or has failed)."""
     _RESET_MAILER.submit(lambda: None).result(timeout)
 
 
 class AfterTheAnswerPasswordResetForm(PasswordResetForm):
-    """Django's reset form, its mail handed to the reset thread (``_RESET_MAILER``)."""
+    """Django's reset form, its mail handed to the reset thread (``_RESET_MAILER``). Django's
+    ``send_mail`` logs a mail that failed (naming the account by its id) and raises
+    nothing: said on no page, as telling would tell the address has an account."""
 
     def send_mail(self, *args, **kwargs) -> None:
-        _RESET_MAILER.submit(_send_reset_mail, super().send_mail, args, kwargs)
+        _RESET_MAILER.submit(super().send_mail, *args, **kwargs)
 
 
 class LimitedPasswordResetView(auth_views.PasswordResetView):
@@ -312,8 +305,7 @@ class LimitedPasswordResetView(auth_views.PasswordResetView):
         # The mail server is asked first, whatever the address: one that cannot be reached
         # (down, refusing, silent past EMAIL_TIMEOUT) is said so on the form, the same for
         # every address (a 500 page before session 44). The mail itself goes after the
-        # answer (``_RESET_MAILER``); one refused then is logged, never said: telling it
-        # would tell which addresses have an account.
+        # answer (``_RESET_MAILER``).
         try:
             with get_connection():
                 pass
@@ -324,8 +316,4 @@ class LimitedPasswordResetView(auth_views.PasswordResetView):
             response.status_code = 503
             response["Retry-After"] = str(RESET_MAIL_RETRY_AFTER)
             return response
-        try:
-            return super().form_valid(form)
-        except MAIL_FAILURES:
-            logger.warning("password reset: the mail was not sent", exc_info=True)
-            return HttpResponseRedirect(self.get_success_url())
+        return super().form_valid(form)

@@ -3,8 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin, messages
 
-from billing.admin import CreatedWithin, RelatedAfterThePageMixin
-from catalog.admin_search import KeyFirstSearchMixin
+from catalog.admin_search import CreatedWithin, KeyFirstSearchMixin, RelatedAfterThePageMixin
 from playground import services
 from playground.models import Job, JobAttempt, JobStatus, WorkerHeartbeat
 

@@ -115,17 +115,14 @@ def without_metadata(data: bytes, image_format: str) -> bytes:
     """``data`` (an upload of ``image_format``, as Pillow names it) without its metadata,
     upright when the worker turns it."""
     turned = is_turned(data)
-    if not turned:
-        cut = _CUTS.get(image_format, _no_cut)(data)
+    cutter = _CUTS.get(image_format)
+    if not turned and cutter is not None:
+        cut = cutter(data)
         if cut is not None:
             return cut
     if image_format == "GIF":  # not laid out as GIF says: its first frame, written again
         return _rewritten_gif(data)
     return _rewritten(data, image_format)
-
-
-def _no_cut(data: bytes) -> None:
-    return None
 
 
 def _jpeg_cut(data: bytes) -> bytes | None:

@@ -64,6 +64,7 @@ LARGE_EXPORTS_LIMITED = (
     "{seconds} s. An export already drawn is served again at once."
 )
 # Drawn PNG exports are kept in the shared cache this long, when at most this large.
+EXPORT_CACHE = "export"
 EXPORT_CACHE_SECONDS = 3600
 EXPORT_CACHE_MAX_BYTES = 8 * 1024 * 1024
 BAD_MAX_WIDTH = "'max_width' must be a whole number of pixels from {low} to {high}."
@@ -449,11 +450,11 @@ def _png(
     # shrunk once and kept, then drawn on at any threshold. Only a decoding of the upload
     # counts against the client's large exports: a page moved through thresholds does not.
     key = _export_key(job, threshold=threshold, max_width=max_width, min_size=min_size)
-    cached = _export_cache_get(key)
+    cached = cache_get(key, what=EXPORT_CACHE)
     if cached is not None:
         return _download(cached, job=job, ext="png", content_type="image/png")
     base_key = _export_key(job, threshold=None, max_width=max_width, min_size=min_size)
-    base = _export_cache_get(base_key) if max_width else None
+    base = cache_get(base_key, what=EXPORT_CACHE) if max_width else None
     if base is not None:
         mode, size, pixels, factor, enlarged = base
         canvas = Image.frombytes(mode, size, pixels)
@@ -482,7 +483,12 @@ def _png(
         canvas, factor = exports.png_canvas(image, max_width=max_width)
         pixels = canvas.tobytes()
         if max_width and len(pixels) <= EXPORT_CACHE_MAX_BYTES:
-            _export_cache_set(base_key, (canvas.mode, canvas.size, pixels, factor, enlarged))
+            cache_set(
+                base_key,
+                (canvas.mode, canvas.size, pixels, factor, enlarged),
+                seconds=EXPORT_CACHE_SECONDS,
+                what=EXPORT_CACHE,
+            )
     if enlarged > 1:
         detections = [
             {**item, "box": {side: float(value) * enlarged for side, value in item["box"].items()}}
@@ -490,7 +496,7 @@ def _png(
         ]
     body = exports.png_draw(canvas, detections, factor)
     if len(body) <= EXPORT_CACHE_MAX_BYTES:
-        _export_cache_set(key, body)
+        cache_set(key, body, seconds=EXPORT_CACHE_SECONDS, what=EXPORT_CACHE)
     return _download(body, job=job, ext="png", content_type="image/png")
 
 
@@ -527,16 +533,19 @@ def _export_key(job: Job, *, threshold: float | None, max_width, min_size) -> st
     return "vitrine:export-png:" + hashlib.sha256(what.encode()).hexdigest()[:40]
 
 
-def _export_cache_get(key: str):
+def cache_get(key: str, *, what: str):
+    """``key``'s value in the shared cache, or None: the cache is a shortcut, and an outage
+    costs the work it saves (a drawing, a decoding), never the answer."""
     try:
         return cache.get(key)
-    except Exception:  # the cache is a shortcut: an outage costs a drawing, not the export
-        logger.warning("export cache unavailable", exc_info=True)
+    except Exception:
+        logger.warning("%s cache unavailable", what, exc_info=True)
         return None
 
 
-def _export_cache_set(key: str, value) -> None:
+def cache_set(key: str, value, *, seconds: int, what: str) -> None:
+    """Keep ``value`` under ``key`` for ``seconds``, if the cache can be reached."""
     try:
-        cache.set(key, value, EXPORT_CACHE_SECONDS)
+        cache.set(key, value, seconds)
     except Exception:
-        logger.warning("export cache unavailable", exc_info=True)
+        logger.warning("%s cache unavailable", what, exc_info=True)

@@ -19,7 +19,6 @@ import time
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import redirect, render
@@ -456,6 +455,7 @@ PUBLIC_FORMATS = {
 # The upright copy of a turned upload (playground/public_image.py) is kept in the shared cache
 # by the upload's digest, so a page that draws it again (or a comparison's other panels, the
 # same image) costs no second decode and encode. Larger copies are made again each time.
+UPRIGHT_CACHE = "upright image"
 UPRIGHT_CACHE_SECONDS = 3600
 UPRIGHT_CACHE_MAX_BYTES = 8 * 1024 * 1024
 _NOT_TURNED = ("", b"")  # cached for an upload the worker does not turn: served as it is
@@ -481,7 +481,7 @@ def job_image(request, job_id):
         return _image_response(response)
     content_type = mimetypes.guess_type(job.image_name)[0] or "application/octet-stream"
     key = UPRIGHT_CACHE_KEY.format(job.image_sha256 or job.image_name)
-    known = _cache_get(key)
+    known = runs.cache_get(key, what=UPRIGHT_CACHE)
     if known is not None and known != _NOT_TURNED:
         return _image_response(HttpResponse(known[1], content_type=known[0]), etag)
     try:
@@ -505,10 +505,12 @@ def job_image(request, job_id):
             logger.exception("job %s: the stored upload does not decode", job.pk)
             raise Http404("The image is gone.") from None
         if len(body) <= UPRIGHT_CACHE_MAX_BYTES:
-            _cache_set(key, (content_type, body))
+            runs.cache_set(
+                key, (content_type, body), seconds=UPRIGHT_CACHE_SECONDS, what=UPRIGHT_CACHE
+            )
         return _image_response(HttpResponse(body, content_type=content_type), etag)
     if known is None:
-        _cache_set(key, _NOT_TURNED)
+        runs.cache_set(key, _NOT_TURNED, seconds=UPRIGHT_CACHE_SECONDS, what=UPRIGHT_CACHE)
     if owns:
         return _image_response(FileResponse(io.BytesIO(data), content_type=content_type), etag)
     image_format = PUBLIC_FORMATS.get(content_type)
@@ -543,18 +545,3 @@ def _image_response(response: HttpResponse, etag: str = "") -> HttpResponse:
         response["ETag"] = etag
     response["X-Content-Type-Options"] = "nosniff"
     return response
-
-
-def _cache_get(key: str):
-    try:
-        return cache.get(key)
-    except Exception:  # the cache is a shortcut: an outage costs a decode, not the image
-        logger.warning("upright image cache unavailable", exc_info=True)
-        return None
-
-
-def _cache_set(key: str, value) -> None:
-    try:
-        cache.set(key, value, UPRIGHT_CACHE_SECONDS)
-    except Exception:
-        logger.warning("upright image cache unavailable", exc_info=True)
