@@ -47,7 +47,8 @@ def decimal_string(amount: Decimal) -> str:
 
 def unix_seconds(card: ModelCard) -> int:
     """OpenAI's ``created``: the launch date, else the weights' publication date, else the
-    card's creation, as Unix seconds (dates at 00:00 UTC)."""
+    card's creation on Vitrine (OpenRouter's ``created`` is its listing's), as Unix seconds
+    (dates at 00:00 UTC). The field's help text says so to API users."""
     day = card.launch_date or card.published_on
     if day is not None:
         return calendar.timegm(day.timetuple())
@@ -113,7 +114,9 @@ class ModelDetailApi(APIView):
         id = serializers.CharField(source="model_id", help_text="<organisation>/<name>")
         object = serializers.SerializerMethodField()
         created = serializers.SerializerMethodField(
-            help_text="Unix seconds: launch date, else publication of the weights."
+            help_text="Unix seconds (00:00 UTC of the day): the model's launch date on Vitrine, "
+            "else the date its weights were first published; a model with neither gives the "
+            "time its entry was created in Vitrine's catalogue (as OpenRouter's `created` is)."
         )
         owned_by = serializers.CharField(source="organisation.slug")
         name = serializers.CharField(source="display_name")

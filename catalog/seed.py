@@ -3,8 +3,12 @@
 Pure data, no Django: ``manage.py seed_catalog`` loads it. Facts come from the product
 owner's seed pages (a gateway listing and Cloudflare's page for DETR, a gateway page each
 for Conditional DETR and RT-DETR, the Hugging Face object-detection task page) and from the
-papers cited next to each benchmark table. Mistakes on those pages are corrected here, not
-copied: DETR is a detector (no text-to-image endpoint, no "Meta key"); seed 002's four
+sources cited next to each benchmark table (a paper, or where the figures are not the
+paper's, the repository model zoo or model card that prints them). Mistakes on those pages
+are corrected here, not copied: DETR is a detector (no text-to-image endpoint, no "Meta
+key"); seed 003's headers describe Hugging Face's token and cache, Vitrine's route takes a
+Vitrine key and has its own cache; seed 004's "outperforming previous YOLO detectors" is the
+paper's "YOLO detectors of the same scale"; seed 002's four
 "AP" headers are AP, AP_S, AP_M and AP_L, its "6.7x faster: 50 epochs instead of 500" is the
 paper's 6.7x for R50/R101 backbones (10x with DC5), and its "real-time" has no speed figure
 behind it; seed 004's 55.3 AP is the Objects365-pre-trained checkpoint's, and its "outperforms
@@ -28,7 +32,7 @@ YOLOS_TINY = "hustvl/yolos-tiny"
 HF_TASK_URL = "https://huggingface.co/docs/inference-providers/tasks/object-detection"
 CLOUDFLARE_DETR_URL = "https://developers.cloudflare.com/workers-ai/models/detr-resnet-50/"
 
-# Every card: what computes the boxes Vitrine's API returns (issue 10's fidelity rule).
+# Every live card: what computes the boxes Vitrine's API returns (issue 10's fidelity rule).
 SAME_DETECTIONS_FAQ = (
     "Are Vitrine's detections the same as running the model with transformers?",
     "Yes. Vitrine's workers run the pinned checkpoint in fp32, on PyTorch or on an OpenVINO or "
@@ -39,6 +43,21 @@ SAME_DETECTIONS_FAQ = (
     "slightly and are never used silently: each job's JSON names what computed it "
     "(`weights.backend`, `weights.precision`), and the model page's measured latency names "
     "its arithmetic.",
+)
+
+# The same rule for a coming-soon card: nothing runs it yet and it has no measured latency,
+# so the answer says what its jobs will do once it is live.
+SAME_DETECTIONS_SOON_FAQ = (
+    "Will Vitrine's detections be the same as running the model with transformers?",
+    "Yes, once it is live: it is not served yet (until it launches its calls answer "
+    "`409 model_not_available`, and no latency is measured here). Vitrine's workers will run "
+    "the pinned checkpoint in fp32, on PyTorch or on an OpenVINO or ONNX Runtime export of the "
+    "same weights that is checked against PyTorch before it is used, with the same pre- and "
+    "post-processing on every backend; the test suite already holds each backend, on this "
+    "architecture with random weights, to the transformers `object-detection` pipeline within "
+    "1 px per box and 1e-4 per score. Faster reduced-precision variants (bf16, int8) will "
+    "never be used silently: each job's JSON names what computed it (`weights.backend`, "
+    "`weights.precision`).",
 )
 
 
@@ -218,13 +237,17 @@ HF_HEADERS = [
         "name": "x-use-cache",
         "type": "boolean",
         "default": True,
+        # Hugging Face's text describes its own cache ("Most models ... are deterministic",
+        # a link to its caching docs); this is Vitrine's (playground/flavours/hf.py,
+        # VITRINE_HF_CACHE_TTL), as the "Does Vitrine cache results?" FAQ says it.
         "description": (
-            "There is a cache layer on the inference API to speed up requests we have already "
-            "seen. Most models can use those results as they are deterministic (meaning the "
-            "outputs will be the same anyway). However, if you use a nondeterministic model, you "
-            "can set this parameter to prevent the caching mechanism from being used, resulting "
-            "in a real new query. Read more about caching "
-            "[here](https://huggingface.co/docs/inference-providers/parameters#caching)."
+            "On Vitrine's route: Vitrine's result cache, per account. An identical call from "
+            "your account (same model revision, route, image bytes and threshold) within "
+            "24 hours is answered with the stored result, without running or charging again "
+            "(its response headers say X-Vitrine-Cache: hit and X-Vitrine-Cost: 0); an identical "
+            "call still running is waited for instead of run twice. Set it to `false` to run "
+            "the call anew: it is charged. Vitrine's `/v1/` format and its Cloudflare-compatible "
+            "route never use this cache."
         ),
     },
     {
@@ -232,11 +255,12 @@ HF_HEADERS = [
         "type": "boolean",
         "default": False,
         "description": (
-            "If the model is not ready, wait for it instead of receiving 503. It limits the "
-            "number of requests required to get your inference done. It is advised to only set "
-            "this flag to true after receiving a 503 error, as it will limit hanging in your "
-            "application to known places. Read more about model availability "
-            "[here](https://huggingface.co/docs/inference-providers/overview#eligibility)."
+            "If the model is not ready, wait for it instead of receiving 503. It is advised to "
+            "only set this flag to true after receiving a 503 error, as it will limit hanging "
+            "in your application to known places. On Vitrine's route: with `false`, a call "
+            "whose estimated wait is over 30 seconds is answered `503` at once, with "
+            "`estimated_time` and a Retry-After header, nothing queued or charged, and any other "
+            "waits up to 30 seconds; with `true` it waits up to 300 seconds."
         ),
     },
 ]
@@ -371,10 +395,17 @@ OBJECT_DETECTION = {
             "flavour": "hf-inference",
             "title": "Hugging Face Inference",
             "description": (
-                "The object-detection API of Hugging Face Inference Providers (`hf-inference`). "
-                "`inputs` is the image as a base64-encoded string, or the request body is the "
-                "raw image bytes when no `parameters` are provided.\n\n"
-                "For more information about Inference API headers, check out the parameters "
+                "Vitrine's Hugging Face-compatible route, "
+                "`POST /hf/models/<organisation>/<name>`, takes the request and answers the "
+                "response of the object-detection API of Hugging Face Inference Providers "
+                "(`hf-inference`), so Hugging Face's clients work unchanged with your Vitrine "
+                "key. `inputs` is the image as a base64-encoded string, or the request body is "
+                "the raw image bytes when no `parameters` are provided. Each call that runs is "
+                "charged to your Vitrine wallet at the model's Vitrine price (a cached answer "
+                "costs nothing: see `x-use-cache`).\n\n"
+                "The schemas below are Hugging Face's. The headers table says what each header "
+                "does on Vitrine's route (your Vitrine key, Vitrine's own result cache); for "
+                "what they do on Hugging Face's own API, see its parameters "
                 "[guide](https://huggingface.co/docs/inference-providers/parameters)."
             ),
             "input_schema": HF_INPUT_SCHEMA,
@@ -456,9 +487,13 @@ DETR_CARD = {
     "training_data": "COCO 2017 (118k annotated images)",
     "paper_url": "https://arxiv.org/abs/2005.12872",
     "source_url": "https://huggingface.co/facebook/detr-resnet-50",
-    "published_on": None,
+    # Neither seed page dates these weights. They were first published with the paper: the
+    # facebookresearch/detr repository released the R50 checkpoint with arXiv 2005.12872 on
+    # 26 May 2020 (the month, as the other cards' dates are; theirs are Hub dates, seed 002
+    # and 004). /v1/models' `created` reads it.
+    "published_on": datetime.date(2020, 5, 1),
     "updated_on": None,
-    "date_precision": "day",
+    "date_precision": "month",
     "downloads_per_month": None,
     "strengths": ["End-to-end object detection", "Open-weight"],
     "use_cases": ["Object detection", "Visual QA preprocessing", "Inventory counting"],
@@ -471,6 +506,8 @@ DETR_CARD = {
         ("Architecture", "DETR: ResNet-50 backbone + transformer encoder-decoder"),
         ("Parameters", "41M"),
         ("GFLOPs", "86"),
+        # Its published preprocessor_config.json (playground/runtime/fit.py's table).
+        ("Input size", "800 px shortest edge, longest edge at most 1333 px"),
         ("License", "Apache-2.0"),
         ("Training Data", "COCO 2017 (118k annotated images)"),
     ],
@@ -482,7 +519,8 @@ DETR_CARD = {
                 "Epochs",
                 "Params (M)",
                 "GFLOPs",
-                "FPS (V100)",
+                # The paper timed TorchScript models in PyTorch on a V100 (Table 1).
+                "FPS (V100, PyTorch)",
                 "AP",
                 "AP50",
                 "AP75",
@@ -558,9 +596,12 @@ DETR_CARD = {
         (
             "How much does DETR ResNet-50 cost on Vitrine?",
             "{price} per image. You pay the pass-through price; Vitrine's 5% platform fee is "
-            "applied when you top up credit, not per call. Through the Cloudflare Workers AI "
-            "route (beta) it costs {price:cloudflare} per request, paid to Cloudflare with your "
-            "own token.",
+            "applied when you top up credit, not per call. That is also the price of a call "
+            "to Vitrine's Cloudflare-compatible route (`/client/v4/.../ai/run/@cf/"
+            "facebook/detr-resnet-50`, what the `cloudflare` SDK calls with your Vitrine key): "
+            "{price} per image, from your wallet. {price:cloudflare} per request is Cloudflare's "
+            "own price, on the Cloudflare Workers AI route (beta): Cloudflare runs the model on "
+            "your own Cloudflare token and you pay Cloudflare.",
         ),
         (
             "How do I call DETR ResNet-50 from my code?",
@@ -645,8 +686,8 @@ CONDITIONAL_DETR_CARD = {
     "downloads_per_month": None,
     "strengths": [
         "Converges 6.7\u00d7 faster than DETR with R50 and R101 backbones (10\u00d7 with the "
-        "DC5 backbones), per the paper; at 50 epochs it reaches 41.0 AP, against DETR-R50's "
-        "34.8 AP at 50 epochs and 42.0 AP after 500.",
+        "DC5 backbones), per the paper; at 50 epochs it reaches 41.0 AP in the official "
+        "repository's model zoo, against DETR-R50's 34.8 AP at 50 epochs and 42.0 AP after 500.",
         "Built on the standard ResNet-50 backbone for broad compatibility and efficient inference.",
         "Licensed under Apache-2.0.",
     ],
@@ -663,6 +704,7 @@ CONDITIONAL_DETR_CARD = {
         ("Task", "Object Detection"),
         ("Architecture", "Conditional DETR with ResNet-50 backbone (transformer encoder-decoder)"),
         ("Parameters", "44M"),
+        ("Input size", "800 px shortest edge, longest edge at most 1333 px"),
         ("License", "Apache-2.0"),
         ("Training Data", "COCO 2017 (118k annotated images)"),
     ],
@@ -678,10 +720,14 @@ CONDITIONAL_DETR_CARD = {
                 "90G FLOPs, versus DETR-R50 at 50 epochs (34.8 AP) and DETR-R50 at 500 epochs "
                 "(42.0 AP)."
             ),
+            # These figures are the official repository's model zoo (its README says they
+            # differ slightly from the paper's); the paper is the method's source.
             "source": (
-                "Meng et al. 2021, Conditional DETR for Fast Training Convergence (ICCV 2021)"
+                "The Atten4Vis/ConditionalDETR repository's model zoo (its numbers differ "
+                "slightly from the paper's); method: Meng et al. 2021, Conditional DETR for "
+                "Fast Training Convergence (ICCV 2021)"
             ),
-            "source_url": "https://arxiv.org/abs/2108.06152",
+            "source_url": "https://github.com/Atten4Vis/ConditionalDETR",
             "rows": [
                 {
                     "label": "Conditional DETR-R50",
@@ -739,7 +785,7 @@ CONDITIONAL_DETR_CARD = {
             "Input: a base64-encoded image (or the raw image bytes). Output: JSON with detected "
             "objects, confidence scores, and bounding box coordinates.",
         ),
-        SAME_DETECTIONS_FAQ,
+        SAME_DETECTIONS_SOON_FAQ,
     ],
     "related": [DETR, RT_DETR, YOLOS_TINY],
 }
@@ -767,7 +813,7 @@ RT_DETR_CARD = {
         "trade off speed and accuracy without retraining.\n\n"
         "## Performance\n\n"
         "On COCO val2017, RT-DETR-R50 achieves 53.1% AP at 108 FPS on a T4 GPU (batch size 1), "
-        "outperforming previous YOLO detectors in both speed and accuracy. It surpasses "
+        "outperforming YOLO detectors of the same scale in both speed and accuracy. It surpasses "
         "DINO-R50 by 2.2% AP and approximately 21\u00d7 in FPS. With Objects365 pre-training, "
         "RT-DETR-R50 reaches 55.3% AP: that is another checkpoint, "
         "`PekingU/rtdetr_r50vd_coco_o365`; this one, `PekingU/rtdetr_r50vd`, is trained on "
@@ -797,7 +843,7 @@ RT_DETR_CARD = {
     "date_precision": "month",
     "downloads_per_month": 63_700,
     "strengths": [
-        "Real-time: 108 FPS on a T4 GPU (batch size 1)",
+        "Real-time: 108 FPS on a T4 GPU (TensorRT FP16, batch size 1)",
         "53.1 AP on COCO val2017, trained on COCO alone (the Objects365-pre-trained "
         "checkpoint, PekingU/rtdetr_r50vd_coco_o365, reaches 55.3 AP)",
         "End-to-end: no NMS post-processing",
@@ -814,6 +860,7 @@ RT_DETR_CARD = {
         ("Task", "Object Detection"),
         ("Architecture", "RT-DETR with ResNet-50 backbone and efficient hybrid encoder"),
         ("Parameters", "42M"),
+        ("Input size", "640x640 (every image resized to it)"),
         ("Training Data", "COCO 2017 (118k training images)"),
         ("License", "Apache-2.0"),
     ],
@@ -825,7 +872,8 @@ RT_DETR_CARD = {
                 "Epochs",
                 "Params (M)",
                 "GFLOPs",
-                "FPS (T4, bs=1)",
+                # The paper timed TensorRT FP16 engines on a T4: not comparable with DETR's.
+                "FPS (T4, TensorRT FP16, bs=1)",
                 "AP",
                 "AP50",
                 "AP75",
@@ -835,13 +883,17 @@ RT_DETR_CARD = {
             ],
             "caption": (
                 "RT-DETR-R50 (this checkpoint, trained on COCO alone) reaches 53.1 AP at "
-                "108 FPS on a T4 GPU (batch size 1). The rows marked Obj365 are other "
-                "checkpoints, pre-trained on Objects365: RT-DETR-R50 (Obj365), "
-                "PekingU/rtdetr_r50vd_coco_o365, reaches 55.3 AP."
+                "108 FPS on a T4 GPU (TensorRT FP16, batch size 1). The rows marked Obj365 are "
+                "other checkpoints, pre-trained on Objects365: RT-DETR-R50 (Obj365), "
+                "PekingU/rtdetr_r50vd_coco_o365, reaches 55.3 AP. The R34 row is the model "
+                "card's: the paper and the official repository give RT-DETR-R34 48.9 AP and "
+                "66.8 AP50 at 92 GFLOPs and 161 FPS (and RT-DETR-R18 60 GFLOPs)."
             ),
+            # The figures as the model card prints them (seed 004 shows them); its R34 row
+            # differs from the paper's (Zhao et al. 2024) and its repository's, as the caption says.
             "source": (
-                "Zhao et al. 2024, DETRs Beat YOLOs on Real-time Object Detection (CVPR 2024), "
-                "as published on the PekingU/rtdetr_r50vd model card"
+                "The PekingU/rtdetr_r50vd model card (Hugging Face); method: Zhao et al. 2024, "
+                "DETRs Beat YOLOs on Real-time Object Detection (CVPR 2024)"
             ),
             "source_url": "https://huggingface.co/PekingU/rtdetr_r50vd",
             "rows": [
@@ -909,7 +961,7 @@ RT_DETR_CARD = {
             "commercial and research use with attribution. Hosted on Vitrine it will cost "
             "~{price_per_1k} per 1k images (estimated, set at launch).",
         ),
-        SAME_DETECTIONS_FAQ,
+        SAME_DETECTIONS_SOON_FAQ,
     ],
     "related": [DETR, CONDITIONAL_DETR, YOLOS_TINY],
 }
@@ -953,9 +1005,12 @@ YOLOS_TINY_CARD = {
     "training_data": "COCO 2017 (118k annotated images)",
     "paper_url": "https://arxiv.org/abs/2106.00666",
     "source_url": "https://huggingface.co/hustvl/yolos-tiny",
-    "published_on": None,
+    # No seed page dates these weights. They were first published with the paper: the
+    # hustvl/YOLOS repository released YOLOS-Ti with arXiv 2106.00666 on 1 June 2021 (the
+    # month, as the other cards' dates are). /v1/models' `created` reads it.
+    "published_on": datetime.date(2021, 6, 1),
     "updated_on": None,
-    "date_precision": "day",
+    "date_precision": "month",
     "downloads_per_month": None,
     "strengths": ["Small: 6.5M parameters", "Fast CPU inference", "Open-weight"],
     "use_cases": [
@@ -971,7 +1026,7 @@ YOLOS_TINY_CARD = {
         ("Architecture", "YOLOS: ViT-tiny encoder (hidden size 192) with 100 detection tokens"),
         ("Parameters", "6.5M"),
         ("GFLOPs", "18.8"),
-        ("Input size", "512 px shortest edge"),
+        ("Input size", "512 px shortest edge, longest edge at most 1333 px"),
         ("License", "Apache-2.0"),
         ("Training Data", "COCO 2017 (118k annotated images)"),
     ],

@@ -21,7 +21,7 @@ from django.utils.html import strip_tags
 from django.views.decorators.http import require_POST
 from django.views.defaults import page_not_found
 
-from catalog import charts, pricing, ratelimit, selectors
+from catalog import charts, lifecycle, pricing, ratelimit, selectors
 from catalog.cache import cached_page
 from catalog.evaluations import shown_evaluation, trained_evaluations_prefetch
 from catalog.markdown import render_markdown
@@ -63,6 +63,10 @@ SORTS = {
     ),
     "downloads": (F("downloads_per_month").desc(nulls_last=True), "display_name"),
 }
+# Collections that hold their entries only while each is in one lifecycle status (by the
+# seed's slug): a model switched to live leaves "Coming soon" at once, on its page too, and
+# comes back if it is switched back, with no operator editing the collection.
+STATUS_COLLECTIONS = {"coming-soon": Status.COMING_SOON}
 COMPARE_MIN, COMPARE_MAX = 2, 4
 COMPARE_PICK = f"Pick {COMPARE_MIN} to {COMPARE_MAX} models to compare."
 COMPARE_TWICE = f"{{name}} is chosen twice; pick {COMPARE_MIN} to {COMPARE_MAX} different models."
@@ -367,6 +371,10 @@ def model_detail(request, org: str, name: str):
                 local_revision=card.checkpoint_revision,
             ),
             "inference_url": f"{base_url}/v1/inference/{card.model_id}",
+            # Its price is Cloudflare's own; Vitrine's Cloudflare-compatible route charges
+            # Vitrine's (catalog/_cloudflare_price.html says both).
+            "cloudflare_route": cloudflare,
+            "collections": card_collections(card),
             "schemas": schema_items(schemas),
             "price_history": sorted(
                 (h for r in card.routes.all() for h in r.history.all()),
@@ -380,6 +388,13 @@ def model_detail(request, org: str, name: str):
             "canonical": f"{base_url}{request.path}",
         },
     )
+
+
+def card_collections(card: ModelCard) -> list[Collection]:
+    """The collections a card's page links to: a status collection only while the card is
+    in that status (``STATUS_COLLECTIONS``), as the collection's own page lists it."""
+    status = lifecycle.card_status(card)
+    return [c for c in card.collections.all() if STATUS_COLLECTIONS.get(c.slug, status) == status]
 
 
 def _percentages(evaluation) -> list[str]:
@@ -499,6 +514,11 @@ def compare(request):
         "unplotted": [
             c for c in all_cards if c.model_id not in plotted and c.image_price is not None
         ],
+        # Where the published speeds come from, for the caption: each FPS column names its
+        # GPU and runtime (DETR's V100 in PyTorch, RT-DETR's T4 with TensorRT FP16).
+        "published_sources": speed_sources(
+            (p.speed_source, p.label) for p in cost_points if not p.measured
+        ),
     }  # fmt: skip
     # Any bad selection (an unknown id among known ones too) is the picker again with the
     # reason, never a comparison of fewer models than asked.
@@ -527,11 +547,35 @@ def compare(request):
             "datasets": charts.benchmarks_by_dataset(cards),
             "scatter": charts.scatter_svg(points) if points else "",
             "points": points,
+            "speed_columns": speed_sources(_fps_columns(cards)),
             "cost": cost,
             # What "compare on your image" can run: models one can call, at most 3.
             "runnable": [c for c in cards if c.status in CALLABLE][:RUN_MAX],
         },
     )
+
+
+def speed_sources(pairs) -> list[str]:
+    """``"<FPS column>: <models>"`` for each column that published speeds come from, from
+    (column, model name) pairs: the column names the GPU and runtime the speed was measured
+    on, so a chart's caption can say which figures cannot be compared with which."""
+    by_column: dict[str, list[str]] = {}
+    for column, name in pairs:
+        names = by_column.setdefault(column, [])
+        if name not in names:
+            names.append(name)
+    return [f"{column}: {', '.join(names)}" for column, names in sorted(by_column.items())]
+
+
+def _fps_columns(cards):
+    """(FPS column, model name) of each table the speed/accuracy chart plots (an FPS column
+    and an AP one, as ``charts.points_from_cards`` picks them)."""
+    for card in cards:
+        for table in card.benchmarks.all():
+            columns = list(table.columns)
+            fps = next((c for c in columns if c.upper().startswith("FPS")), None)
+            if fps is not None and "AP" in columns:
+                yield fps, card.display_name
 
 
 def markdown_intro(text: str) -> dict[str, str]:
@@ -545,9 +589,12 @@ def markdown_intro(text: str) -> dict[str, str]:
 def collection_detail(request, slug: str):
     collection = get_object_or_404(Collection, slug=slug)
     order = list(collection.entries.values_list("card_id", flat=True))
+    members = listed_cards().filter(pk__in=order)
+    if collection.slug in STATUS_COLLECTIONS:
+        members = members.filter(lifecycle.status_filter(STATUS_COLLECTIONS[collection.slug]))
     # The collection's own order, models on their way out last (as under "Featured").
     cards = sorted(
-        listed_cards().filter(pk__in=order),
+        members,
         key=lambda c: (c.lifecycle_rank, order.index(c.pk)),
     )
     return render(

@@ -158,6 +158,24 @@ FAILURE_STATUS = {code: failure.status for code, failure in FAILURES.items()}
 IMAGE_ERROR_STATUS = {"image_too_large": 413, "unsupported_format": 415}
 
 
+# The OpenAPI description of POST /v1/inference (/v1/detections reads InferenceCreateApi's
+# docstring): for API users, so no internal names or paths.
+INFERENCE_CREATE_DESCRIPTION = (
+    "Detects objects in one image with the model named in the path, charged to your wallet "
+    "at Vitrine's per-image price (reserved before the job is queued: `402 "
+    "insufficient_credits` when the wallet cannot cover it; a provider's route, e.g. "
+    "`route=cloudflare`, runs on your own provider key (BYOK) and charges the wallet "
+    "nothing). The call waits for the result "
+    "and answers Hugging Face's shape: a bare JSON array of `{label, score, box}` with "
+    "integer pixel boxes, the job id, cost and balance in the `X-Vitrine-*` headers. With "
+    "`Prefer: respond-async`, or when the wait runs out, it answers `202` with the job at "
+    "once: poll it at `GET /v1/jobs/{job_id}`. `dry_run=true` answers a quote (the "
+    "image's size and resize, the price and exact cost, whether your wallet covers it) "
+    "without running or charging anything. "
+    "`POST /v1/detections/{model_id}` is the same call answering the job resource on `200` "
+    "too."
+)
+
 JOB_RESOURCE_DOC = (
     "The job: id, object 'detection_job', model, route, status (queued, running, succeeded, "
     "failed, cancelled), created/started/finished, attempts, image {sha256, width, height, "
@@ -575,6 +593,19 @@ def _cost_headers(resource: dict) -> dict[str, str]:
 
 
 class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
+    """Detects objects in one image with the model named in the path, charged to your wallet
+    at Vitrine's per-image price (reserved before the job is queued: `402
+    insufficient_credits` when the wallet cannot cover it; a provider's route, e.g.
+    `route=cloudflare`, runs on your own provider key (BYOK) and charges the wallet
+    nothing). The call waits for the result;
+    with `Prefer: respond-async`, or when the wait runs out, it answers `202` with the job
+    at once: poll it at `GET /v1/jobs/{job_id}`. `dry_run=true` answers a quote (the image's
+    size and resize, the price and exact cost, whether your wallet covers it) without
+    running or charging anything.
+    """
+
+    # The docstring above is written for API users: drf-spectacular shows it as the
+    # description of /v1/detections (playground/detections.py declares none of its own).
     authentication_classes = [ApiKeyAuthentication]
     # Vitrine's own flavour (/v1/detections) answers the job resource on 200 too; this
     # route keeps Hugging Face's bare list (playground/detections.py).
@@ -593,6 +624,7 @@ class InferenceCreateApi(limits.RateLimitHeadersMixin, APIView):
     @extend_schema(
         operation_id="inference_create",
         summary="Detect objects in an image",
+        description=INFERENCE_CREATE_DESCRIPTION,
         tags=["inference"],
         request=openapi.REQUEST_BODIES,
         parameters=openapi.parameters(
@@ -862,7 +894,7 @@ inference_create.initkwargs = {}
 
 
 class JobListSerializer(serializers.Serializer):
-    """``GET /v1/jobs``: a page of the account's jobs, newest first."""
+    """A page of your jobs, newest first."""  # the schema's JobList description
 
     object = serializers.CharField(help_text="list")
     data = JobSerializer(many=True)
@@ -882,6 +914,12 @@ class JobListApi(limits.RateLimitHeadersMixin, APIView):
     @extend_schema(
         operation_id="jobs_list",
         summary="Your detection jobs, newest first",
+        description=(
+            "Lists the jobs of your account, newest first, a page at a time: `limit` jobs "
+            "(1 to 100), `has_more` and `next` (the following page's URL, or pass the last "
+            "job's id as `starting_after`). Filter by `status` or `model`. A key restricted "
+            "to some models lists their jobs only."
+        ),
         tags=["inference"],
         parameters=[
             OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": JOBS_PAGE_MAX},
@@ -997,6 +1035,12 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
     @extend_schema(
         operation_id="jobs_retrieve",
         summary="A detection job",
+        description=(
+            "Reads one of your jobs: its status (queued, running, succeeded, failed or "
+            "cancelled), its detections once it has succeeded, its error if it failed, and "
+            "its cost and your wallet's balance. Poll it after a `202` answer. `threshold` "
+            "re-filters the stored boxes without running the model again."
+        ),
         tags=["inference"],
         parameters=[
             openapi.JOB_ID,
@@ -1030,6 +1074,11 @@ class JobDetailApi(limits.RateLimitHeadersMixin, APIView):
     @extend_schema(
         operation_id="jobs_cancel",
         summary="Cancel a queued job",
+        description=(
+            "Cancels one of your jobs that no worker has started yet: the money reserved "
+            "for it goes back to your wallet and nothing is charged. A job that is running "
+            "or has finished answers `409 job_not_cancellable`."
+        ),
         tags=["inference"],
         request=None,
         parameters=[openapi.JOB_ID, *openapi.job_headers()],

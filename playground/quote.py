@@ -3,7 +3,8 @@
 The image is decoded exactly as a real call decodes it (so a dry run refuses what the call
 would refuse, with the same 4xx) and the answer gives its size, the size the model's image
 processor resizes it to (the runtime's own arithmetic, ``playground/runtime/fit.py``, from
-the checkpoint's processor config: no model load), the price in force (its version), the
+the checkpoint's processor config, or the one its repository publishes when the checkpoint
+is not on this machine: no model load), the price in force (its version), the
 exact cost, whether your own provider key (BYOK) or the wallet covers it, and ``charged:
 "0"``. No job, no reservation, no stored upload.
 """
@@ -25,7 +26,9 @@ from catalog.pricing import image_cost
 from playground.runtime import inspect_image
 from playground.runtime.fit import (
     check_model_fit,
-    processor_config,
+    config_processor_type,
+    local_processor_config,
+    published_processor_config,
     resize_mod_size,
     resized_size,
     rule_from_config,
@@ -69,16 +72,20 @@ def quote_build(
     width, height = decoded.oriented_size
     resize = None
     if route.is_own:  # a provider route resizes with the provider's own processor
-        config = processor_config(card_spec(card))
+        spec = card_spec(card)
+        # The checkpoint's own file when it is here; else what its repository publishes
+        # (fit.PUBLISHED_PROCESSORS), else DETR's 800/1333: from_checkpoint says which.
+        local = local_processor_config(spec)
+        config = local or published_processor_config(spec)
         rule = rule_from_config(config)
         check_model_fit(width, height, rule)
-        mod = resize_mod_size(str((config or {}).get("image_processor_type", "")))
+        mod = resize_mod_size(config_processor_type(config))
         size = resized_size(width, height, rule, mod_size=mod)
         resize = {
             "width": size[0] if size else None,
             "height": size[1] if size else None,
             "rule": {**rule, **({"mod_size": mod} if mod else {})},
-            "from_checkpoint": config is not None,
+            "from_checkpoint": local is not None,
         }
     version = route.history.order_by("-effective_at", "-id").first()
     if version is None:

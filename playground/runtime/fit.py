@@ -7,8 +7,9 @@ becomes 320x0 (or YOLOS floors a side to a multiple of its 16 px patch: 320x15 -
 the processor raises ``ValueError: ... SizeDict(height=0, ...)`` deep in the worker. So the
 web process checks the same arithmetic before a job is queued or charged, from the
 checkpoint's ``preprocessor_config.json`` when it is on this machine (read as JSON: no
-transformers import, no model load), else from the published DETR defaults
-(``DEFAULT_RESIZE``), and the worker checks again with its loaded processor.
+transformers import, no model load), else from the config its repository publishes when it
+is one of the seeded checkpoints (``PUBLISHED_PROCESSORS``), else from DETR's published
+defaults (``DEFAULT_RESIZE``); the worker checks again with its loaded processor.
 
 ``MIN_MODEL_SIDE`` (16 px, YOLOS's patch size) is the smallest resized side every family we
 serve accepts: measured on random-weight YOLOS tiny and DETR R50 with a 224/320 processor,
@@ -30,9 +31,34 @@ from playground.runtime.weights import CheckpointSpec, local_checkpoint_file
 logger = logging.getLogger(__name__)
 
 MIN_MODEL_SIDE = 16
-# facebook/detr-resnet-50's and hustvl/yolos-*'s published processor size.
+# facebook/detr-resnet-50's published processor size: the rule for a checkpoint whose
+# config is neither on this machine nor in PUBLISHED_PROCESSORS.
 DEFAULT_RESIZE: dict[str, int] = {"shortest_edge": 800, "longest_edge": 1333}
 PROCESSOR_CONFIG = "preprocessor_config.json"
+# What the seeded checkpoints' preprocessor_config.json says on the Hub (the keys that
+# decide the resize), for a web machine without their files: the quote and the fit check
+# then use the checkpoint's own rule, not DETR's (hustvl/yolos-tiny is 512/1333, not
+# 800/1333; PekingU/rtdetr_r50vd a fixed 640x640). Keyed by repository: every revision the
+# catalogue pins (DETR's no_timm included) has the same processor.
+PUBLISHED_PROCESSORS: dict[str, dict[str, Any]] = {
+    "facebook/detr-resnet-50": {
+        "image_processor_type": "DetrImageProcessor",
+        "size": {"shortest_edge": 800, "longest_edge": 1333},
+    },
+    "microsoft/conditional-detr-resnet-50": {
+        "image_processor_type": "ConditionalDetrImageProcessor",
+        "size": {"shortest_edge": 800, "longest_edge": 1333},
+    },
+    "hustvl/yolos-tiny": {
+        "feature_extractor_type": "YolosFeatureExtractor",
+        "size": 512,
+        "max_size": 1333,
+    },
+    "PekingU/rtdetr_r50vd": {
+        "image_processor_type": "RTDetrImageProcessor",
+        "size": {"height": 640, "width": 640},
+    },
+}
 
 IMAGE_TOO_THIN_MESSAGE = (
     "The image is {width}x{height}: this model scales images to at most {longest} px on the "
@@ -135,6 +161,13 @@ def check_model_fit(width: int, height: int, rule: Mapping[str, int]) -> None:
 
 
 def processor_config(spec: CheckpointSpec) -> dict[str, Any] | None:
+    """The checkpoint's ``preprocessor_config.json`` if it is on this machine, else the one
+    its repository publishes (``published_processor_config``), else None (then
+    ``rule_from_config`` gives ``DEFAULT_RESIZE``)."""
+    return local_processor_config(spec) or published_processor_config(spec)
+
+
+def local_processor_config(spec: CheckpointSpec) -> dict[str, Any] | None:
     """The checkpoint's ``preprocessor_config.json`` if it is on this machine, else None.
 
     Looks where the worker would load from (the local directory, ``$VITRINE_WEIGHTS_DIR``,
@@ -142,6 +175,14 @@ def processor_config(spec: CheckpointSpec) -> dict[str, Any] | None:
     checkpoint does not change, and a web process restarts with new weights anyway.
     """
     return _processor_config(spec)
+
+
+def published_processor_config(spec: CheckpointSpec) -> dict[str, Any] | None:
+    """The processor config a seeded Hub checkpoint publishes (``PUBLISHED_PROCESSORS``);
+    None for a local directory or another repository."""
+    if spec.local_dir or spec.repo not in PUBLISHED_PROCESSORS:
+        return None
+    return dict(PUBLISHED_PROCESSORS[spec.repo])
 
 
 @lru_cache(maxsize=256)
@@ -160,6 +201,13 @@ def _processor_config(spec: CheckpointSpec) -> dict[str, Any] | None:
 def resize_mod_size(processor_type: str) -> int | None:
     """YOLOS floors both resized sides to a multiple of its 16 px patch; the others do not."""
     return 16 if processor_type.lower().startswith("yolos") else None
+
+
+def config_processor_type(config: Mapping[str, Any] | None) -> str:
+    """The processor class a config names: ``image_processor_type``, else the older
+    ``feature_extractor_type`` (hustvl/yolos-tiny's published config has only that one)."""
+    config = config or {}
+    return str(config.get("image_processor_type") or config.get("feature_extractor_type") or "")
 
 
 def resized_size(

@@ -68,7 +68,7 @@ def test_retrieve_detr_in_full(client, seeded):
     assert response.json() == {
         "id": "facebook/detr-resnet-50",
         "object": "model",
-        "created": int(card.created_at.timestamp()),  # no launch or publication date in seed
+        "created": 1_588_291_200,  # published_on 2020-05-01 (the weights, with the paper)
         "owned_by": "facebook",
         "name": "DETR ResNet-50",
         "organisation": {"name": "Meta", "slug": "facebook", "url": "https://ai.meta.com/"},

@@ -166,8 +166,8 @@ SEED_002 = [
     "reducing dependence on content embeddings and easing optimization.",
     # The page's "6.7x faster: 50 epochs instead of 500" (500/50 is 10x), as the paper says it.
     "Converges 6.7\u00d7 faster than DETR with R50 and R101 backbones (10\u00d7 with the DC5 "
-    "backbones), per the paper; at 50 epochs it reaches 41.0 AP, against DETR-R50's 34.8 AP at "
-    "50 epochs and 42.0 AP after 500.",
+    "backbones), per the paper; at 50 epochs it reaches 41.0 AP in the official repository's "
+    "model zoo, against DETR-R50's 34.8 AP at 50 epochs and 42.0 AP after 500.",
     "Built on the standard ResNet-50 backbone for broad compatibility and efficient inference.",
     "Licensed under Apache-2.0.",
     "COCO 2017 val",
@@ -197,7 +197,8 @@ SEED_002 = [
 
 # Seed 003: Hugging Face's object-detection task page (its "Bearer: " and "output the
 # images" are corrected, and its authorization header asks for a Vitrine key, which is
-# what Vitrine's /hf/ route takes, instead of a Hugging Face `hf_` token).
+# what Vitrine's /hf/ route takes, instead of a Hugging Face `hf_` token; its x-use-cache
+# row describes Vitrine's own cache, not Hugging Face's).
 SEED_003 = [
     "Object detection",
     "object-detection",
@@ -214,14 +215,13 @@ SEED_003 = [
     "The probability necessary to make a prediction.",
     "Authentication header in the form `'Bearer vt_****'` when `vt_****` is your Vitrine API key",
     '"name": "x-use-cache", "type": "boolean", "default": true',
-    "There is a cache layer on the inference API to speed up requests we have already seen.",
-    "if you use a nondeterministic model, you can set this parameter to prevent the caching "
-    "mechanism from being used, resulting in a real new query.",
+    "On Vitrine's route: Vitrine's result cache, per account.",
+    "within 24 hours is answered with the stored result, without running or charging again",
     '"name": "x-wait-for-model", "type": "boolean", "default": false',
     "If the model is not ready, wait for it instead of receiving 503.",
     "It is advised to only set this flag to true after receiving a 503 error, as it will limit "
     "hanging in your application to known places.",
-    "For more information about Inference API headers, check out the parameters",
+    "for what they do on Hugging Face's own API, see its parameters",
     "Output is an array of objects.",
     "The predicted label for the bounding box.",
     "The associated score / probability.",
@@ -262,8 +262,9 @@ SEED_004 = [
     "the decoder can be adjusted (number of layers) to flexibly trade off speed and accuracy "
     "without retraining.",
     "## Performance",
+    # The page's "previous YOLO detectors" is the paper's "YOLO detectors of the same scale".
     "On COCO val2017, RT-DETR-R50 achieves 53.1% AP at 108 FPS on a T4 GPU (batch size 1), "
-    "outperforming previous YOLO detectors in both speed and accuracy.",
+    "outperforming YOLO detectors of the same scale in both speed and accuracy.",
     "It surpasses DINO-R50 by 2.2% AP and approximately 21\u00d7 in FPS.",
     # 55.3 AP is the Objects365-pre-trained checkpoint's, not this COCO-only one's.
     "With Objects365 pre-training, RT-DETR-R50 reaches 55.3% AP: that is another checkpoint, "
@@ -271,7 +272,8 @@ SEED_004 = [
     "alone",
     "the Objects365-pre-trained checkpoint, PekingU/rtdetr_r50vd_coco_o365, reaches 55.3 AP",
     "COCO val2017",
-    "Epochs | Params (M) | GFLOPs | FPS (T4, bs=1) | AP | AP50 | AP75 | AP_S | AP_M | AP_L",
+    "Epochs | Params (M) | GFLOPs | FPS (T4, TensorRT FP16, bs=1) | AP | AP50 | AP75 | AP_S | "
+    "AP_M | AP_L",
     "RT-DETR-R18 | 72 | 20 | 60.7 | 217 | 46.5 | 63.8 | 50.4 | 28.4 | 49.8 | 63.0",
     "RT-DETR-R34 | 72 | 31 | 91.0 | 172 | 48.5 | 66.2 | 52.3 | 30.2 | 51.9 | 66.2",
     "RT-DETR-R50 | 72 | 42 | 136 | 108 | 53.1 | 71.3 | 57.7 | 34.8 | 58.0 | 70.0",
@@ -349,16 +351,20 @@ def test_no_card_repeats_a_seed_page_mistake(haystacks, model_id):
 
 # The seed pages' own mistakes about the models, corrected on our cards (the reviewer's list).
 CORRECTED = {
+    # Hugging Face's x-use-cache text describes its cache; the /hf/ route has Vitrine's.
+    DETR: ["Most models can use those results as they are deterministic"],
     CONDITIONAL_DETR: [
         "50 epochs instead of 500",  # 500/50 is 10x, not 6.7x
         "Real-time object detection",  # no speed figure behind it
         "Apache 2.0",  # one spelling: SPDX's Apache-2.0
+        "Vitrine's workers run the pinned checkpoint",  # coming soon: nothing runs it yet
     ],
     RT_DETR: [
         "the same model reaches 55.3",  # that is the Objects365 checkpoint
         "(55.3 AP with Objects365 pre-training)",
         "Objects365 pre-training (rows marked Obj365) it reaches 55.3 AP",
         "outperforms YOLOv8 in",  # YOLOv8-L; YOLOv8-X is more accurate
+        "outperforming previous YOLO detectors",  # the paper: of the same scale
         "$0.047",  # a typed price: the FAQ names it by token
     ],
 }

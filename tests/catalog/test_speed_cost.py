@@ -36,7 +36,7 @@ def test_published_speeds_are_hollow_points_with_a_table_fallback(client, seeded
     assert '<title id="cost-title">' in page and '<desc id="cost-desc">' in page
     table = page.split('id="speed-cost-table"')[1].split("</table>")[0]
     # DETR-R50: 28 FPS on a V100 in the paper -> 35.7 ms; $0.0002 per image -> $0.20 per 1k.
-    assert re.search(r"<th>DETR[^<]*</th><td class=\"num\">35.7</td><td>FPS \(V100\)</td>"
+    assert re.search(r"<th>DETR[^<]*</th><td class=\"num\">35.7</td><td>FPS \(V100, PyTorch\)</td>"
                      r"<td class=\"num\">\$0.20</td>", table), table  # fmt: skip
     # Live models with a price but no speed are named, not silently left out.
     assert "No speed yet" in page and "YOLOS" in page.split('id="speed-cost-missing"')[1]
