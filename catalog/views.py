@@ -455,11 +455,16 @@ def model_notify(request, org: str, name: str):
 def compare(request):
     # The same model twice is one model: a comparison needs COMPARE_MIN different ones, and
     # a model named twice is said by its name (as /compare/run says it).
-    asked = [m.strip() for m in request.GET.get("models", "").split(",") if m.strip()]
+    # ?models=a,b (a shared link) or ?models=a&models=b (the picker's checkboxes), or both.
+    asked = [
+        m.strip() for value in request.GET.getlist("models") for m in value.split(",") if m.strip()
+    ]
     wanted = list(dict.fromkeys(asked))
     error = ""
     cards: list[ModelCard] = []
-    if not wanted or len(wanted) > COMPARE_MAX:
+    if not wanted and "models" not in request.GET:
+        pass  # a first visit: the picker, with nothing said wrong yet
+    elif not wanted or len(wanted) > COMPARE_MAX:
         error = COMPARE_PICK
     else:
         q = Q()
@@ -522,8 +527,8 @@ def compare(request):
     }  # fmt: skip
     # Any bad selection (an unknown id among known ones too) is the picker again with the
     # reason, never a comparison of fewer models than asked.
-    if error:
-        status = 400 if request.GET.get("models") else 200
+    if error or not wanted:
+        status = 400 if any(request.GET.getlist("models")) else 200
         return render(
             request,
             "catalog/compare.html",
