@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     PolymorphicProxySerializer,
@@ -23,7 +24,7 @@ from rest_framework import serializers
 from catalog import errors
 from catalog.api import NOT_JSON
 from catalog.lifecycle import LIFECYCLE_HEADERS
-from playground.serializers import JobSerializer, PriceVersionSerializer
+from playground.serializers import DEFAULT_THRESHOLD, JobSerializer, PriceVersionSerializer
 
 
 @extend_schema_field(OpenApiTypes.BYTE)
@@ -31,12 +32,34 @@ class Base64Field(serializers.CharField):
     """A base64 string (a ``data:`` URL prefix is accepted too): ``format: byte``."""
 
 
-@extend_schema_serializer(component_name="InferenceRequest")
+# A 32x32 PNG, base64: the JSON body's example, which Swagger UI's "Try it out" sends as it is.
+EXAMPLE_IMAGE_BASE64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAACAAAAAgCAIAAAD8GO2jAAAAK0lEQVR42u3NQQEAQAQAMC6NiCKKdSX4bQWW0xWXXhwT"
+    "CAQCgUAgEAgEWz6b/gGoTIbtSQAAAABJRU5ErkJggg=="
+)
+
+
+@extend_schema_serializer(
+    component_name="InferenceRequest",
+    # Without it "Try it out" offered {"inputs": "string", ..., "webhook": "string"}: not an
+    # image, and a webhook the API refuses (400).
+    examples=[
+        OpenApiExample(
+            "A 32x32 image",
+            value={"inputs": EXAMPLE_IMAGE_BASE64, "parameters": {"threshold": DEFAULT_THRESHOLD}},
+            request_only=True,
+        )
+    ],
+)
 class InferenceJsonSerializer(serializers.Serializer):
     inputs = Base64Field(help_text="The image, base64 (or send the raw bytes instead).")
     parameters = inline_serializer(
         "InferenceParameters",
-        fields={"threshold": serializers.FloatField(min_value=0, max_value=1, required=False)},
+        fields={
+            "threshold": serializers.FloatField(
+                min_value=0, max_value=1, required=False, default=DEFAULT_THRESHOLD
+            )
+        },
         required=False,
     )
     webhook = serializers.URLField(
@@ -51,12 +74,26 @@ class BinaryFileField(serializers.FileField):
     outside a request-only component)."""
 
 
+@extend_schema_field({"type": "string", "format": "uri", "example": ""})
+class FormUrlField(serializers.URLField):
+    """An optional URL form field whose example is empty. Swagger UI's "Try it out" fills
+    each multipart field with its schema's example, or with a made-up one ("string" for
+    any string) when there is none, and sends the form as filled: a call as it was offered
+    sent webhook=string and was refused (400 invalid_webhook). Empty, the field is sent
+    empty, and an empty form field is no webhook (playground/options.py)."""
+
+
 @extend_schema_serializer(component_name="InferenceUpload")
 class InferenceUploadSerializer(serializers.Serializer):
     image = BinaryFileField(help_text="The image file.")
-    threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
-    webhook = serializers.URLField(
-        required=False, help_text="http(s) URL the finished job is POSTed to, signed."
+    # A default, for "Try it out" to offer (it offered 1, which keeps almost no box).
+    threshold = serializers.FloatField(
+        min_value=0, max_value=1, required=False, default=DEFAULT_THRESHOLD,
+        help_text="Minimum score, 0..1.",
+    )  # fmt: skip
+    webhook = FormUrlField(
+        required=False,
+        help_text="http(s) URL the finished job is POSTed to, signed (leave it empty for none).",
     )
 
 
@@ -103,8 +140,9 @@ class QuoteResizeSerializer(serializers.Serializer):
         help_text="The processor's resize keys, e.g. shortest_edge and longest_edge.",
     )
     from_checkpoint = serializers.BooleanField(
-        help_text="false: the checkpoint's config was not on the web machine; DETR's "
-        "published 800/1333 rule was assumed."
+        help_text="false: the checkpoint's config was not on the web machine; the resize "
+        "rule its repository publishes was assumed (800/1333 for a checkpoint Vitrine does "
+        "not know)."
     )
 
 
@@ -117,7 +155,10 @@ class SpendCapSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="Quote")
 class QuoteSerializer(serializers.Serializer):
-    """What ``dry_run=true`` answers (playground/quote.py): nothing runs or is charged."""
+    """What a call with dry_run=true answers: the image's size, the size the model resizes
+    it to, the price in force and the exact cost; nothing runs or is charged."""
+
+    # playground/quote.py builds it (the docstring above is the schema's description).
 
     object = serializers.CharField(help_text="Always quote.")
     model = serializers.CharField()
@@ -207,6 +248,20 @@ ERRORS = {
 INFERENCE_ERRORS = errors_for(400, 401, 402, 403, 404, 405, 406, 409, 410, 413, 415, 422, 429)
 INFERENCE_ERRORS.update(errors_for(500, 502, 503))
 
+# How a receiver checks a delivery (playground/webhooks.py signs it): the dashboard's
+# "Webhooks" section links here.
+WEBHOOK_DESCRIPTION = (
+    "http(s) URL the finished job is POSTed to: the job resource, as `GET /v1/jobs/{job_id}` "
+    "shows it (less its `webhook` object), signed. The `Vitrine-Signature` header is "
+    "`t=<unix seconds>,v1=<hex>`: `<hex>` is the HMAC-SHA256, keyed with your account's "
+    "webhook secret (on your dashboard), of the bytes `<t>.<raw body>`; for 24 hours after a "
+    "rotation it carries one `v1` per valid secret. To check a delivery, recompute the HMAC "
+    "over the raw body as received (before any JSON parsing), compare it in constant time "
+    "with each `v1` (accept when any matches), and refuse a `t` more than 300 s from your "
+    "clock (a replay). Delivery is at least once: `Vitrine-Webhook-Id` (the job id) names "
+    "a redelivery; `Vitrine-Event` is `job.finished`. Answer any 2xx quickly; anything else "
+    "is retried with backoff."
+)
 THRESHOLD_SCHEMA = {"type": "number", "format": "double", "minimum": 0, "maximum": 1}
 JOB_ID = OpenApiParameter(
     "job_id",
@@ -226,9 +281,7 @@ PARAMETERS = {
     "dry_run": OpenApiParameter(
         "dry_run", bool, description="true: answer a quote; nothing runs or is charged."
     ),
-    "webhook": OpenApiParameter(
-        "webhook", str, description="http(s) URL the finished job is POSTed to, signed."
-    ),
+    "webhook": OpenApiParameter("webhook", str, description=WEBHOOK_DESCRIPTION),
     "box_format": OpenApiParameter(
         "box_format",
         str,

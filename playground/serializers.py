@@ -34,6 +34,10 @@ JOB_PHASES = ("loading_model", "inference")
 BOX_FORMATS = ("int", "float")
 # The float box the worker keeps beside the integer one (playground/runtime: float_boxes).
 FLOAT_BOX_KEY = "box_float"
+# A box's keys in the order every answer gives them (Hugging Face's, the docs'). Database
+# quirk: PostgreSQL's jsonb keeps an object's keys sorted by length, then bytes, so a box
+# read back from Job.result is {"xmax", "xmin", "ymax", "ymin"}: rebuilt in this order.
+BOX_KEYS = ("xmin", "ymin", "xmax", "ymax")
 
 DECIMAL_STRING = {
     "type": "string",
@@ -49,7 +53,8 @@ def money(amount: Decimal) -> str:
 
 def public_detections(result: list[dict] | None, *, threshold: float, box_format: str = "int"):
     """The detections a caller sees: those at or above ``threshold``, in the Hugging Face
-    shape ``{label, score, box}`` (integer boxes, or float ones with ``box_format=float``)."""
+    shape ``{label, score, box}`` (integer boxes, or float ones with ``box_format=float``),
+    keys in that order and each box's in ``BOX_KEYS`` order, whatever the database kept."""
     if result is None:
         return None
     shown = []
@@ -58,8 +63,10 @@ def public_detections(result: list[dict] | None, *, threshold: float, box_format
             continue
         box = item["box"]
         if box_format == "float":
-            box = item.get(FLOAT_BOX_KEY) or {k: float(v) for k, v in box.items()}
-        shown.append({"label": item["label"], "score": item["score"], "box": box})
+            box = {k: float(v) for k, v in (item.get(FLOAT_BOX_KEY) or box).items()}
+        shown.append(
+            {"label": item["label"], "score": item["score"], "box": {k: box[k] for k in BOX_KEYS}}
+        )
     return shown
 
 
@@ -136,8 +143,12 @@ def _seconds(moment) -> int | None:
 
 @extend_schema_serializer(component_name="DetectionJob")
 class JobSerializer(serializers.Serializer):
-    """A detection job. Context: ``request``; optional ``threshold`` (re-filters the kept
-    detections), ``box_format`` ("int" or "float") and ``site`` (see ``_absolute``)."""
+    """A detection job: its status, its detections once it has succeeded, what it cost and
+    how long each step took."""
+
+    # The docstring is the schema's description (API users read it). Context: ``request``;
+    # optional ``threshold`` (re-filters the kept detections), ``box_format`` ("int" or
+    # "float") and ``site`` (see ``_absolute``).
 
     id = serializers.CharField()
     object = serializers.CharField(help_text="Always detection_job.")

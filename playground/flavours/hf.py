@@ -61,6 +61,7 @@ from playground.flavours.common import (
 from playground.models import Job, JobStatus
 from playground.runtime import ImageError, inspect_image
 from playground.runtime.fit import check_model_fit, processor_config, rule_from_config
+from playground.serializers import BOX_KEYS
 
 MODEL_LOADING = (
     "Model {model} is currently loading or busy; retry in about {seconds} s, or send "
@@ -197,7 +198,7 @@ def detections(job: Job, threshold: float) -> list[dict]:
         {
             "label": d["label"],
             "score": d["score"],
-            "box": {k: int(d["box"][k]) for k in ("xmin", "ymin", "xmax", "ymax")},
+            "box": {k: int(d["box"][k]) for k in BOX_KEYS},
         }
         for d in job.result or []
         if d["score"] >= threshold

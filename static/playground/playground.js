@@ -4,6 +4,7 @@
 // re-filter them (threshold, classes) from the stored result with no new run, and show the
 // API's JSON and the same call in curl and Python. Without this script the form posts and
 // the result page refreshes itself; only the drawing needs it.
+import { apiCall } from "./call.js";
 import { pause } from "./net.js";
 import { fileSizes, size } from "./sizes.js";
 
@@ -596,35 +597,14 @@ function showCall(threshold) {
   const curl = $("demo-curl");
   const python = $("demo-python");
   if (!curl || !root) return;
-  const url = root.dataset.inferenceUrl;
-  const file = (root.dataset.chosen || "image.jpg").replace(/[^\w.-]+/g, "_");
-  const type = chosen?.type || "image/jpeg";
-  const t = Number(threshold.toPrecision(6)); // the slider's value, as the JSON tab used it
-  curl.textContent = [
-    `curl "${url}?threshold=${t}" \\`,
-    '  -H "Authorization: Bearer $VITRINE_API_KEY" \\',
-    `  -H "Content-Type: ${type}" \\`,
-    `  --data-binary @${file}`,
-  ].join("\n");
-  python.textContent = [
-    "import os",
-    "",
-    "import requests",
-    "",
-    `with open("${file}", "rb") as f:`,
-    "    response = requests.post(",
-    `        "${url}",`,
-    `        params={"threshold": ${t}},`,
-    "        headers={",
-    '            "Authorization": f"Bearer {os.environ[\'VITRINE_API_KEY\']}",',
-    `            "Content-Type": "${type}",`,
-    "        },",
-    "        data=f,",
-    "    )",
-    "response.raise_for_status()",
-    "for d in response.json():",
-    '    print(d["label"], round(d["score"], 3), d["box"])',
-  ].join("\n");
+  const call = apiCall({
+    url: root.dataset.inferenceUrl,
+    name: root.dataset.chosen || "image.jpg", // the user's file name, as it is
+    type: chosen?.type || "image/jpeg",
+    threshold: Number(threshold.toPrecision(6)), // the slider's value, as the JSON tab used it
+  });
+  curl.textContent = call.curl;
+  python.textContent = call.python;
 }
 
 function showTimings() {

@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -156,9 +157,14 @@ def test_the_browser_snippet_runs_as_pasted(client, seeded, tmp_path):
     )
     result = run_node(tmp_path, {"main.mjs": page, "snippet.mjs": code})
     assert result.returncode == 0, result.stderr
-    (call,) = json.loads(result.stdout)
+    printed, recorded = result.stdout.splitlines()
+    assert printed == "[]"  # the snippet printed the answer's detections: none here
+    (call,) = json.loads(recorded)
     assert call["url"].endswith("/v1/inference/facebook/detr-resnet-50")
     assert call["init"]["method"] == "POST"
+    # A fresh Idempotency-Key: a retry of the call with it is charged once.
+    key = call["init"]["headers"].pop("Idempotency-Key")
+    assert str(uuid.UUID(key)) == key
     assert call["init"]["headers"] == {
         "Authorization": f"Bearer {API_KEY_PLACEHOLDER}",
         "Content-Type": "image/jpeg",
@@ -279,8 +285,9 @@ def test_without_site_url_the_snippets_follow_the_address_the_site_is_served_at(
 def test_a_configured_site_url_wins(client, seeded, settings):
     settings.SITE_URL = "https://vitrine.example"
     snippets = page_snippets(client, "/models/facebook/detr-resnet-50", HTTP_HOST="localhost")
-    assert snippets["curl"][1].startswith(
-        "curl https://vitrine.example/v1/inference/facebook/detr-resnet-50"
+    assert (
+        "\ncurl https://vitrine.example/v1/inference/facebook/detr-resnet-50 "
+        in (snippets["curl"][1])
     )
     assert "https://vitrine.example/v1/inference/" in client.get("/llms.txt").content.decode()
 
@@ -339,13 +346,15 @@ def test_the_snippets_reach_the_api_of_the_live_server(empty_wallet_key, live_se
         route = "hf/models" if slug == "huggingface_hub" else "v1/inference"
         assert f"{live_server.url}/{route}/facebook/detr-resnet-50" in code, slug
         outputs[slug] = run_snippet(language, code, cwd=tmp_path, key=empty_wallet_key)
-    # curl prints the error body; requests and huggingface_hub raise on it; Node throws it.
-    assert '"code":"insufficient_credits"' in outputs["curl"].stdout.replace(" ", "")
-    for slug in ("python", "huggingface_hub"):
-        assert outputs[slug].returncode != 0
-        assert "402" in outputs[slug].stderr, outputs[slug].stderr
-    assert outputs["node"].returncode != 0
+    # curl prints the error body and fails (--fail-with-body); requests' snippet exits with
+    # the API's message, huggingface_hub raises on the 402; Node throws the message.
     message = INSUFFICIENT_CREDITS.format(balance="$0", cost="$0.0002")
+    assert '"code":"insufficient_credits"' in outputs["curl"].stdout.replace(" ", "")
+    assert outputs["curl"].returncode == 22 and outputs["curl"].stdout.endswith("}\n")
+    assert (outputs["python"].returncode, outputs["python"].stderr.strip()) == (1, message)
+    assert outputs["huggingface_hub"].returncode != 0
+    assert "402" in outputs["huggingface_hub"].stderr, outputs["huggingface_hub"].stderr
+    assert outputs["node"].returncode != 0
     assert f"Error: {message}" in outputs["node"].stderr
 
     # The Cloudflare Worker's ?via=vitrine path: Vitrine's Cloudflare-compatible route took

@@ -16,11 +16,10 @@ from playground import limits
 # double backticks, which only the code's docstrings use.
 INTERNAL = re.compile(r"\.py\b|\b(?:playground|catalog|billing|config)/|``")
 METHODS = {"get", "post", "put", "patch", "delete"}
+
+
 # Components whose descriptions come from serializers outside this change
 # (playground/openapi.py's QuoteSerializer, playground/serializers.py's JobSerializer).
-ELSEWHERE = {"Quote", "DetectionJob"}
-
-
 def _mixin_docs() -> set[str]:
     docs = set()
     for _, obj in inspect.getmembers(limits, inspect.isclass):
@@ -59,16 +58,4 @@ def test_every_operation_is_described_for_api_users(schema):
 
 def test_component_descriptions_name_no_internal_path(schema):
     for name, component in schema["components"]["schemas"].items():
-        if name in ELSEWHERE:
-            continue
         assert not INTERNAL.search(component.get("description", "")), name
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="QuoteSerializer (playground/openapi.py) and JobSerializer "
-    "(playground/serializers.py) docstrings: outside session 49's files",
-)
-def test_quote_and_job_descriptions_name_no_internal_path(schema):
-    for name in sorted(ELSEWHERE):
-        assert not INTERNAL.search(schema["components"]["schemas"][name].get("description", ""))
