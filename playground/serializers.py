@@ -64,9 +64,9 @@ def public_detections(result: list[dict] | None, *, threshold: float, box_format
         box = item["box"]
         if box_format == "float":
             box = {k: float(v) for k, v in (item.get(FLOAT_BOX_KEY) or box).items()}
-        shown.append(
-            {"label": item["label"], "score": item["score"], "box": {k: box[k] for k in BOX_KEYS}}
-        )
+        if isinstance(box, dict) and box.keys() == set(BOX_KEYS):
+            box = {k: box[k] for k in BOX_KEYS}
+        shown.append({"label": item["label"], "score": item["score"], "box": box})
     return shown
 
 
