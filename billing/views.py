@@ -23,7 +23,7 @@ from django.contrib.auth.forms import PasswordChangeForm, UserCreationForm
 from django.core.validators import EmailValidator
 from django.db import connection
 from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Lower, TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -190,20 +190,24 @@ class ApiKeyForm(forms.Form):
         decimal_places=2,
         help_text="Empty: no cap.",
     )
+    # Checkboxes named as the site names the models, A to Z whatever the case: a Ctrl-click
+    # list of raw ids put "PekingU/..." first (a case-sensitive sort by organisation).
     allowed_models = forms.ModelMultipleChoiceField(
         queryset=ModelCard.objects.none(),
         required=False,
-        help_text="None selected: every model.",
-        widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text="Leave every box unticked to allow every model.",
+        widget=forms.CheckboxSelectMultiple,
     )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["allowed_models"].queryset = (
+        models = self.fields["allowed_models"]
+        models.queryset = (
             ModelCard.objects.published()
             .select_related("organisation")
-            .order_by("organisation__slug", "slug")
+            .order_by(Lower("display_name"), Lower("organisation__slug"), "slug")
         )
+        models.label_from_instance = lambda card: card.display_name
 
 
 def byok_provider_choices() -> list[tuple[str, str]]:

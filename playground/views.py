@@ -443,7 +443,59 @@ def job_detail(request, job_id):
         response = JsonResponse(data)
         response["Cache-Control"] = "private, no-store"  # polled while the job runs
         return response
-    return render(request, "playground/job.html", runs.permalink_context(request, job, owner=owner))
+    context = runs.permalink_context(request, job, owner=owner)
+    context.update(_page_picture(job, context["detections"]))
+    return render(request, "playground/job.html", context)
+
+
+# The permalink's picture is the run's own image (``job_image``: the upload, or its copy
+# without metadata for a stranger), shown no taller than this, with the boxes and labels
+# drawn over it by the page (templates/playground/job.html): labels in the page's own
+# 12 px type whatever the picture's scale. A PNG drawn by the server and shrunk to the
+# screen took its labels down to 5 or 6 px (a 360 px phone; a 300x2000 picture at 1280).
+PAGE_IMAGE_MAX_HEIGHT = 720
+
+
+def _percent(value: float, whole: int) -> str:
+    return f"{min(max(value / whole * 100, 0.0), 100.0):.3f}"
+
+
+def _page_picture(job: Job, detections: list[dict] | None) -> dict:
+    """The permalink's ``<img>``: its URL, its size on the page (width and height
+    attributes, so its space is kept before it loads: enlarged as ``runs.page_image_size``
+    does, at most ``PAGE_IMAGE_MAX_HEIGHT`` tall) and the boxes to draw on it, each in
+    percentages of the picture (``x``, ``y``, ``w``, ``h``; ``rest`` is what lies below its
+    top), larger boxes first so a small one's label is drawn over a large one's."""
+    if not (job.width and job.height):
+        return {"image_url": reverse("playground:job_image", args=[job.pk]), "boxes": []}
+    width, height, _ = runs.page_image_size(job)
+    if height > PAGE_IMAGE_MAX_HEIGHT:
+        width = max(1, round(width * PAGE_IMAGE_MAX_HEIGHT / height))
+        height = PAGE_IMAGE_MAX_HEIGHT
+    boxes = []
+    for d in detections or ():
+        box = d["box"]
+        x, y = _percent(box["xmin"], job.width), _percent(box["ymin"], job.height)
+        boxes.append(
+            {
+                "x": x,
+                "y": y,
+                # at least a sliver: a box of no width is still drawn
+                "w": f"{max(float(_percent(box['xmax'], job.width)) - float(x), 0.1):.3f}",
+                "h": f"{max(float(_percent(box['ymax'], job.height)) - float(y), 0.1):.3f}",
+                "rest": f"{100 - float(y):.3f}",
+                "text": f"{d['label']} {d['score']:.2f}",
+                "colour_index": d["colour_index"],
+                "area": (box["xmax"] - box["xmin"]) * (box["ymax"] - box["ymin"]),
+            }
+        )
+    boxes.sort(key=lambda b: -b["area"])
+    return {
+        "image_url": reverse("playground:job_image", args=[job.pk]),
+        "image_width": width,
+        "image_height": height,
+        "boxes": boxes,
+    }
 
 
 PUBLIC_FORMATS = {

@@ -143,7 +143,7 @@ def test_white_label_text_reads_on_every_box_colour():
     assert low == {}
     # The page's swatches (site.css, one rule a colour) are the same colours, in order.
     css = (Path(settings.BASE_DIR) / "static/catalog/site.css").read_text()
-    swatches = dict(re.findall(r"\.swatch-(\d+) \{ background: (#[0-9a-f]{6}); \}", css))
+    swatches = dict(re.findall(r"\.swatch-(\d+) \{ --box: (#[0-9a-f]{6}); \}", css))
     assert [swatches[str(i)] for i in range(len(swatches))] == list(PALETTE)
 
 

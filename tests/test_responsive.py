@@ -125,6 +125,48 @@ LAYOUT_PROBLEMS = """() => {
   return problems;
 }"""
 
+# What a page is for, checked in the page itself (probe 3, session 49): [] when all is well.
+PAGE_CHECKS = {
+    # A run's labels are drawn by the page in its 12 px type at any scale, inside the
+    # picture (a PNG drawn by the server and shrunk to a phone took them to 6 px).
+    "run": """() => {
+      const stage = document.querySelector(".run-stage")?.getBoundingClientRect();
+      if (!stage) return ["the picture has no labels drawn over it"];
+      const tags = [...document.querySelectorAll(".run-tag")];
+      const problems = tags.length ? [] : ["no label is drawn"];
+      for (const tag of tags) {
+        const box = tag.getBoundingClientRect();
+        const name = tag.textContent;
+        if (parseFloat(getComputedStyle(tag).fontSize) < 12) problems.push(`${name} under 12 px`);
+        if (box.left < stage.left - 1 || box.right > stage.right + 1 || box.top < stage.top - 1
+            || box.bottom > stage.bottom + 1) problems.push(`${name} outside the picture`);
+      }
+      return problems;
+    }""",
+    # Every route's prices are on the screen, not a sideways swipe away.
+    "pricing": """() => [...document.querySelectorAll("#price-table td.num")]
+      .filter((cell) => cell.getBoundingClientRect().right > document.documentElement.clientWidth)
+      .map((cell) => `${cell.textContent.trim()} is off the screen`)""",
+    # A key's Revoke button stays in view; the top-up price table fits without scrolling.
+    "dashboard": """() => {
+      const width = document.documentElement.clientWidth;
+      const problems = [...document.querySelectorAll("#api-keys tbody tr > :last-child")]
+        .filter((cell) => cell.getBoundingClientRect().right > width + 1)
+        .map(() => "a Revoke button is off the screen");
+      const quotes = document.querySelector("table.quotes").closest(".scroll");
+      if (quotes.scrollWidth > quotes.clientWidth + 1) problems.push("the top-up prices scroll");
+      return problems;
+    }""",
+}
+# Pages whose layout must not move as they load (site.js folding the filters, the API
+# reference drawn by script, the run's picture arriving): their cumulative layout shift.
+STEADY = {"models", "api-docs", "run"}
+LAYOUT_SHIFTS = """window.__shifts = 0;
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) if (!entry.hadRecentInput) window.__shifts += entry.value;
+}).observe({ type: "layout-shift", buffered: true });"""
+HEADER_MAX = 100  # px: two rows at most (a phone's was three, 150 px)
+
 META = """() => Object.fromEntries(
   [...document.querySelectorAll("meta[property^='og:'], meta[name^='twitter:']")]
     .map((m) => [m.getAttribute("property") || m.getAttribute("name"), m.content])
@@ -249,6 +291,7 @@ def test_every_page_fits_its_viewport(browser, site, width):  # noqa: F811
     context = browser.new_context(
         base_url=site.url, viewport={"width": width, "height": 900}, device_scale_factor=1
     )
+    context.add_init_script(LAYOUT_SHIFTS)
     page = context.new_page()
     failed_requests: list[str] = []
     script_errors: list[str] = []
@@ -265,6 +308,13 @@ def test_every_page_fits_its_viewport(browser, site, width):  # noqa: F811
     problems = {}
     try:
         for name in visit_every_page(page, site):
+            if name in STEADY and (shift := page.evaluate("window.__shifts")) > 0.05:
+                problems[f"{name} shifts"] = [f"layout shift {shift:.3f}"]
+            if found := page.evaluate(PAGE_CHECKS.get(name, "() => []")):
+                problems[f"{name} checks"] = found
+            header = page.locator(".site-header").bounding_box()["height"]
+            if header > HEADER_MAX:
+                problems[f"{name} header"] = [f"{header:.0f} px tall"]
             if width == WIDTHS[0]:
                 if found := layout_problems_at(page, NARROWEST):
                     problems[f"{name} at {NARROWEST} px"] = found

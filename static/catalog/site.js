@@ -184,11 +184,13 @@ if (nav && "IntersectionObserver" in window) {
   });
 }
 
-// Filters fold away on a phone unless one is in use (they are open without JS).
+// Filters fold away on a phone unless one is in use (they are open without JS). site.css
+// shows them folded from the first paint until this has run (.is-ready), so nothing jumps.
 const filters = document.querySelector("details.filters-panel");
 if (filters && !filters.hasAttribute("data-active") && matchMedia("(max-width: 59.99rem)").matches) {
   filters.open = false;
 }
+filters?.classList.add("is-ready");
 
 // A box that scrolls sideways says so: on a phone a chart or a wide table is cut at the
 // screen's edge with nothing to tell that more is there. The cue is a line above the box,
@@ -218,9 +220,10 @@ window.addEventListener("resize", markSideways);
 document.addEventListener("click", () => requestAnimationFrame(markSideways));
 document.addEventListener("toggle", markSideways, true);
 
-// The page's section tabs scroll sideways on a phone: their right edge fades while more
-// tabs are past it ("Related" was cut at the screen's edge with nothing to say so).
-for (const row of document.querySelectorAll(".section-nav ul")) {
+// The page's section tabs, and the site's sections in the header, scroll sideways on a
+// phone: their right edge fades while more is past it ("Related" was cut at the screen's edge
+// with nothing to say so).
+for (const row of document.querySelectorAll(".section-nav ul, .site-nav")) {
   const mark = () => {
     row.toggleAttribute("data-more", row.scrollLeft + row.clientWidth < row.scrollWidth - 1);
   };

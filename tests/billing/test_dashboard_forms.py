@@ -99,12 +99,12 @@ def test_every_id_is_unique_and_each_label_names_its_own_forms_control(owner_cli
 
     byok = reverse("billing:provider_key_save")
     top_up = reverse("billing:top_up_start")
-    # The BYOK "Provider:" label names the provider <select>, not the top-up radio group.
-    tag, attrs = _label_target(page, "Provider:", byok)
+    # The BYOK "Provider" label names the provider <select>, not the top-up radio group.
+    tag, attrs = _label_target(page, "Provider", byok)
     assert (tag, attrs["name"]) == ("select", "provider")
-    tag, attrs = _label_target(page, "Key:", byok)
+    tag, attrs = _label_target(page, "Key", byok)
     assert (tag, attrs["name"]) == ("input", "secret")
-    tag, attrs = _label_target(page, "Credit ($):", top_up)
+    tag, attrs = _label_target(page, "Credit ($)", top_up)
     assert (tag, attrs["name"]) == ("input", "credit")
     # Each radio of "Pay with" has its own label in the top-up form.
     tag, attrs = _label_target(page, PROVIDERS["dev"].label, top_up)

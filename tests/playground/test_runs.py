@@ -120,8 +120,9 @@ def test_the_permalink_records_what_ran_for_its_owner(client, paid, owner):
     assert paid.weights_revision[:10] in html
     assert html.count('<tr><td><span class="swatch ') == len(shown(paid, FLOOR))
     assert 'id="visibility"' in html and "Make public" in html
-    # The image with its boxes, rendered by the server, at most the page's width.
-    assert f'src="{urls(paid)["png"]}?max_width=1280"' in html
+    # The run's own image, its boxes drawn over it by the page (the PNG is a download).
+    assert f'<img id="run-image" src="{urls(paid)["image"]}"' in html
+    assert html.count('<span class="run-tag swatch-') == len(shown(paid, FLOOR))
 
 
 @pytest.mark.parametrize("who", ["anonymous", "other user"])

@@ -283,11 +283,13 @@ def tiny_run(card):  # noqa: F811
 
 def test_the_permalink_shows_a_tiny_picture_enlarged_with_square_pixels(client, tiny_run):
     page = client.get(reverse("playground:job", args=[tiny_run.pk])).content.decode()
-    png_url = reverse("playground:job_export", args=[tiny_run.pk, "png"])
+    # The run's own picture (its boxes drawn over it by the page), shown at 320 px.
+    image_url = reverse("playground:job_image", args=[tiny_run.pk])
     assert (
-        f'<img id="run-image" class="is-pixelated" src="{png_url}?max_width=1280&amp;'
-        f'min_size=320" width="320" height="320"'
+        f'<img id="run-image" class="is-pixelated" src="{image_url}" width="320" height="320"'
     ) in page
+    # The PNG export enlarges it the same way, with square pixels.
+    png_url = reverse("playground:job_export", args=[tiny_run.pk, "png"])
 
     response = client.get(png_url, {"max_width": 1280, "min_size": 320})
     assert response.status_code == 200
@@ -304,9 +306,7 @@ def test_a_large_picture_on_the_permalink_is_not_enlarged(client, card):  # noqa
     )
     page = client.get(reverse("playground:job", args=[run.pk])).content.decode()
     assert (
-        'src="{}?max_width=1280" width="1280" height="640"'.format(
-            reverse("playground:job_export", args=[run.pk, "png"])
-        )
+        'src="{}" width="1280" height="640"'.format(reverse("playground:job_image", args=[run.pk]))
         in page
     )
     assert "is-pixelated" not in page
