@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from django import template
 from django.template.loader_tags import BLOCK_CONTEXT_KEY
+from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from catalog.markdown import render_markdown
@@ -134,3 +135,10 @@ def signup_credit() -> str:
 
     amount = Decimal(settings.VITRINE_SIGNUP_CREDIT)
     return format_usd(amount) if amount > 0 else ""
+
+
+@register.filter
+def break_after_slashes(value) -> str:
+    """An id or URL that may wrap after each "/" (a ``<wbr>``, which copies as nothing),
+    not inside a word: a phone broke the endpoint's URL mid-token ("faceb/ook")."""
+    return mark_safe(re.sub(r"/(?!/)", "/<wbr>", escape(str(value))))  # "://" stays whole

@@ -466,14 +466,22 @@ function drawBoxes(shown) {
     const rect = document.createElementNS(SVG, "rect");
     Object.entries({ x: xmin, y: ymin, width: Math.max(1, xmax - xmin), height: Math.max(1, ymax - ymin) })
       .forEach(([k, v]) => rect.setAttribute(k, v));
-    const text = `${d.label} ${d.score.toFixed(2)}`;
+    // The label stays inside the picture: moved left from the right edge, and one wider
+    // than the picture cut with an ellipsis (the box's title keeps the whole label).
+    let text = `${d.label} ${d.score.toFixed(2)}`;
+    const room = job.width / unit - 6; // CSS px of text the picture's width holds
+    if (measure.measureText(text).width > room) {
+      while (text.length > 1 && measure.measureText(`${text}…`).width > room) text = text.slice(0, -1);
+      text += "…";
+    }
     const tag = document.createElementNS(SVG, "rect");
     const top = ymin - tagHeight < 0 ? ymin : ymin - tagHeight;
-    const tagWidth = (measure.measureText(text).width + 6) * unit;
-    Object.entries({ x: xmin, y: top, width: tagWidth, height: tagHeight, class: "tag" })
+    const tagWidth = Math.min(job.width, (measure.measureText(text).width + 6) * unit);
+    const left = Math.max(0, Math.min(xmin, job.width - tagWidth));
+    Object.entries({ x: left, y: top, width: tagWidth, height: tagHeight, class: "tag" })
       .forEach(([k, v]) => tag.setAttribute(k, v));
     const label = document.createElementNS(SVG, "text");
-    Object.entries({ x: xmin + 3 * unit, y: top + tagHeight / 2, "font-size": font, "dominant-baseline": "central" })
+    Object.entries({ x: left + 3 * unit, y: top + tagHeight / 2, "font-size": font, "dominant-baseline": "central" })
       .forEach(([k, v]) => label.setAttribute(k, v));
     label.textContent = text;
     const title = document.createElementNS(SVG, "title");
@@ -552,6 +560,7 @@ function buildClasses(labels) {
   for (const label of labels) {
     const chip = document.createElement("label");
     chip.className = "chip class-chip";
+    chip.title = label; // a long class name may wrap or be cut in the chip
     chip.style.setProperty("--box", colours.get(label));
     const box = document.createElement("input");
     box.type = "checkbox";

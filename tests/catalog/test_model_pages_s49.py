@@ -212,3 +212,11 @@ def test_the_hugging_face_block_describes_vitrines_route(client, seeded, setting
     assert "with true it waits up to 300 seconds" in text
     assert "deterministic" not in text
     assert "parameters#caching" not in block
+
+
+def test_the_endpoint_url_may_wrap_only_after_a_slash(client, seeded):
+    # A phone broke it mid-token ("faceb/ook"); a <wbr> after each "/" copies as nothing.
+    body = page(client, DETR)
+    code = re.search(r'<code id="inference-url">(.*?)</code>', body).group(1)
+    assert code.count("/<wbr>") == code.count("/") - 1  # not inside "://"
+    assert code.replace("<wbr>", "").endswith(f"://testserver/v1/inference/{DETR}")
