@@ -20,6 +20,7 @@ import time
 from django.conf import settings
 from django.contrib import messages
 from django.db import connection, transaction
+from django.db.models import Q
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -32,7 +33,13 @@ from prometheus_client.exposition import choose_encoder
 from billing.services.ledger import InsufficientCredits
 from catalog import ratelimit
 from catalog.errors import ApplicationError
-from catalog.lifecycle import card_callable_check, lifecycle_apply, lifecycle_remember
+from catalog.lifecycle import (
+    CALLABLE,
+    card_callable_check,
+    lifecycle_apply,
+    lifecycle_remember,
+    status_filter,
+)
 from catalog.models import ModelCard
 from catalog.views import renamed_redirect
 from playground import demo, idempotency, limits, metrics, pipeline, public_image, runs
@@ -310,7 +317,8 @@ def try_model(request, org: str, name: str):
             request,
             "playground/try.html",
             {"card": card, "callable": refusal is None, "recent": recent,
-             "refusal": refusal.message if refusal is not None else ""},
+             "refusal": refusal.message if refusal is not None else "",
+             "alternatives": _alternatives(card) if refusal is not None else []},
             status=status,
         ))  # fmt: skip
     if refusal is not None:
@@ -446,6 +454,22 @@ def job_detail(request, job_id):
     context = runs.permalink_context(request, job, owner=owner)
     context.update(_page_picture(job, context["detections"]))
     return render(request, "playground/job.html", context)
+
+
+def _alternatives(card: ModelCard) -> list[ModelCard]:
+    """Up to three models of ``card``'s task that can be tried now, for a page whose model
+    cannot (coming soon: the page was a dead end): live before beta before deprecated."""
+    callable_now = Q()
+    for status in CALLABLE:
+        callable_now |= status_filter(status)
+    cards = (
+        ModelCard.objects.published()
+        .filter(callable_now, task_id=card.task_id)
+        .exclude(pk=card.pk)
+        .select_related("organisation")
+    )
+    rank = {status: i for i, status in enumerate(("live", "beta", "deprecated"))}
+    return sorted(cards, key=lambda c: (rank.get(c.status, 9), c.display_name.lower()))[:3]
 
 
 # The permalink's picture is the run's own image (``job_image``: the upload, or its copy
